@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Targets are listed in dependency order: C kernels → core tensors and backends → the SLoPe library → CLI.
+let package = Package(
+    name: "slope",
+    products: [
+        .library(name: "SLoPe", targets: ["SLoPe"]),
+        .library(name: "SlopeCore", targets: ["SlopeCore"]),
+        .executable(name: "slope", targets: ["SlopeCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+    ],
+    targets: [
+        // SIMD micro-kernels (AVX-512 / AVX2 with run-time dispatch and a portable fallback).
+        .target(name: "CSlopeCPU"),
+        // Tensors, dtypes, the Backend protocol and the CPU backend.
+        .target(
+            name: "SlopeCore",
+            dependencies: [
+                "CSlopeCPU",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ]
+        ),
+        // Hand-written CUDA declarations: no NVIDIA headers are needed to build.
+        .target(name: "CCUDA"),
+        // The CUDA backend, loading libcuda, NVRTC, cuBLASLt and cuSPARSELt at run time.
+        .target(name: "SlopeCUDA", dependencies: ["SlopeCore", "CCUDA", .product(name: "RealModule", package: "swift-numerics")]),
+        // SLoPe itself: N:M sparsity, layers, optimizers, adapters.
+        .target(name: "SLoPe", dependencies: ["SlopeCore", .product(name: "RealModule", package: "swift-numerics")]),
+        .executableTarget(
+            name: "SlopeCLI",
+            dependencies: [
+                "SLoPe",
+                "SlopeCUDA",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Helpers shared by the test targets: random tensors, assertClose, finite differences.
+        .target(name: "SlopeTestSupport", dependencies: ["SlopeCore"], path: "Tests/SlopeTestSupport"),
+        .testTarget(name: "SlopeCoreTests", dependencies: ["SlopeCore", "SlopeTestSupport"]),
+        .testTarget(name: "SLoPeTests", dependencies: ["SLoPe", "SlopeTestSupport"]),
+        .testTarget(name: "SlopeCUDATests", dependencies: ["SlopeCUDA", "CCUDA", "SlopeTestSupport"]),
+    ]
+)

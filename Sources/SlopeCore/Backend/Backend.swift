@@ -1,0 +1,236 @@
+/// Every numeric operation a layer, loss or optimizer needs.
+///
+/// Layers call only these methods, so the CPU backend (the numerical reference) and the CUDA backend
+/// are interchangeable. Conventions, shared by all backends:
+/// - Tensors are contiguous and row-major; "rows" are all leading dimensions, "columns" the last one.
+/// - Float ops accept float32, float64, float16 and bfloat16 and return the input's dtype; operands of
+///   one call share a dtype. Token ids and targets are `int32`; masks are `uint8` with **1 = kept**.
+/// - Shape and dtype errors are thrown as ``TensorError`` before anything is computed.
+public protocol Backend: AnyObject, Sendable {
+    var device: Device { get }
+    /// Human-readable description (e.g. "cpu (2 threads, AVX-512)").
+    var name: String { get }
+    /// Bytes currently held by this backend's tensors, and the peak.
+    var memoryStatistics: MemoryStatistics { get }
+
+    // MARK: Memory
+
+    /// A zero-filled tensor.
+    func zeros(_ shape: [Int], dtype: DType) throws -> Tensor
+    /// Uploads `values` (converted to `dtype` with round-to-nearest-even).
+    func tensor(_ values: [Float], shape: [Int], dtype: DType) throws -> Tensor
+    func tensor(_ values: [Double], shape: [Int], dtype: DType) throws -> Tensor
+    func tensor(_ values: [Int32], shape: [Int]) throws -> Tensor
+    func tensor(_ values: [UInt8], shape: [Int]) throws -> Tensor
+    /// Downloads a tensor's elements as Float / Double / Int32 / UInt8.
+    func floats(_ tensor: Tensor) throws -> [Float]
+    func doubles(_ tensor: Tensor) throws -> [Double]
+    func int32s(_ tensor: Tensor) throws -> [Int32]
+    func uint8s(_ tensor: Tensor) throws -> [UInt8]
+    /// A new tensor with the same elements converted to `dtype` (a plain copy when equal).
+    func cast(_ tensor: Tensor, to dtype: DType) throws -> Tensor
+    /// Copies `source` into `destination` (same element count; dtypes may differ).
+    func copy(_ source: Tensor, into destination: Tensor) throws
+    /// Sets every element to `value`.
+    func fill(_ tensor: Tensor, with value: Double) throws
+
+    // MARK: Dense linear algebra
+
+    /// `C = alpha·op(A)·op(B) + beta·C (+ bias per column)` for 2-D `A`, `B` (leading dims of A are rows).
+    /// With `c == nil` a new tensor is returned and `beta` is ignored; otherwise `c` is updated in place and returned.
+    func gemm(
+        _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
+        alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
+    ) throws -> Tensor
+    /// The transpose of a matrix `[rows, columns]` → `[columns, rows]`.
+    func transpose(_ x: Tensor) throws -> Tensor
+    /// Stacks matrices with equal column counts and dtypes: `[r₁, c]`, `[r₂, c]`, … → `[r₁ + r₂ + …, c]`.
+    func concatenateRows(_ tensors: [Tensor]) throws -> Tensor
+
+    // MARK: Elementwise
+
+    func add(_ a: Tensor, _ b: Tensor) throws -> Tensor
+    func subtract(_ a: Tensor, _ b: Tensor) throws -> Tensor
+    func multiply(_ a: Tensor, _ b: Tensor) throws -> Tensor
+    func scale(_ x: Tensor, by factor: Double) throws -> Tensor
+    /// `y += alpha · x` in place (gradient accumulation).
+    func accumulate(_ x: Tensor, into y: Tensor, alpha: Double) throws
+    /// `x *= factor` in place.
+    func scaleInPlace(_ x: Tensor, by factor: Double) throws
+    /// `x ⊙ mask` (mask `uint8`, 1 = kept).
+    func applyMask(_ x: Tensor, mask: Tensor) throws -> Tensor
+    func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor
+    /// `dx = dy · f'(x)`.
+    func activationBackward(_ x: Tensor, gradient dy: Tensor, _ kind: Activation) throws -> Tensor
+
+    // MARK: Reductions (whole-tensor results are 1-element float32 tensors, float64 for float64 input)
+
+    func sum(_ x: Tensor) throws -> Tensor
+    func sumOfSquares(_ x: Tensor) throws -> Tensor
+    func maxAbsolute(_ x: Tensor) throws -> Tensor
+    /// Column sums of `[rows, columns]` → `[columns]` (a bias gradient).
+    func sumRows(_ x: Tensor) throws -> Tensor
+
+    // MARK: Normalisation and softmax
+
+    /// Softmax over the last dimension.
+    func softmax(_ x: Tensor) throws -> Tensor
+    /// `dx` from the softmax output `y` and `dy`.
+    func softmaxBackward(output y: Tensor, gradient dy: Tensor) throws -> Tensor
+    /// LayerNorm over the last dimension: returns `y`, and the per-row `mean` and `rstd` (float32) backward needs.
+    func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput
+    func layerNormBackward(
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput
+    ) throws -> LayerNormGradients
+
+    // MARK: Embedding and loss
+
+    /// `out[i] = table[ids[i]]`: table `[V, C]`, ids `int32 [n]` → `[n, C]`.
+    func embedding(_ table: Tensor, ids: Tensor) throws -> Tensor
+    /// Scatter-adds `dy [n, C]` into `tableGradient [V, C]` at `ids`.
+    func embeddingBackward(_ dy: Tensor, ids: Tensor, into tableGradient: Tensor) throws
+    /// Mean softmax cross-entropy of logits `[n, V]` against `int32` targets `[n]`;
+    /// targets equal to `ignoreIndex` do not count. Returns the loss and the probabilities.
+    func crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex: Int32) throws -> CrossEntropyOutput
+    /// `dlogits = scale · (p − onehot(target)) / counted` for counted rows, 0 for ignored rows.
+    func crossEntropyBackward(_ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float) throws -> Tensor
+
+    // MARK: Optimizer
+
+    /// One AdamW update in place (PyTorch semantics: decoupled weight decay, bias correction).
+    /// `moment1`/`moment2` are float32 of the parameter's element count.
+    func adamW(parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, step: AdamWStep) throws
+
+    // MARK: N:M sparsity
+
+    /// Magnitude mask: in each group of M along `direction`, the N largest |x| are kept (ties → lower index).
+    /// With `within`, only positions where `within` is 1 are candidates, so the result is a subset of it
+    /// (a group with fewer than N candidates keeps just those).
+    func pruneMask(_ x: Tensor, pattern: NMPattern, direction: PruneDirection, within: Tensor?) throws -> Tensor
+    /// Compresses a row-wise N:M matrix. `mask` (row-wise, ≤ N kept per group) selects the kept entries;
+    /// unused slots get value 0. Without a mask the N largest |x| per group are kept.
+    func compress(_ x: Tensor, pattern: NMPattern, mask: Tensor?) throws -> CompressedMatrix
+    /// The dense matrix with zeros at pruned positions.
+    func decompress(_ matrix: CompressedMatrix) throws -> Tensor
+    /// The values of a dense `[rows, columns]` tensor at `layout`'s slots (e.g. compressing dW onto Mr).
+    func gatherCompressed(_ dense: Tensor, layout: CompressedMatrix) throws -> Tensor
+    /// The kept positions of `matrix` as a dense `uint8` mask.
+    func mask(of matrix: CompressedMatrix) throws -> Tensor
+    /// `Y = X·Sᵀ (+ bias)` with `X [T, S.columns]` → `[T, S.rows]`, doing only the kept multiply-adds.
+    func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Tensor
+    /// Double pruning: from row-wise compressed `W [dout, din]` select a new column-wise mask `Mc ⊆ Mr`
+    /// by magnitude and return the compressed `(W⊙Mc)ᵀ [din, dout]` (N:M along dout).
+    func doublePrunedTranspose(of w: CompressedMatrix) throws -> CompressedMatrix
+    /// Refreshes the values of `transposed` (from ``doublePrunedTranspose(of:)``) from the current `w`,
+    /// keeping its mask. Slots outside Mr read 0.
+    func refreshDoublePrunedTranspose(_ transposed: CompressedMatrix, from w: CompressedMatrix) throws
+    /// Merged sparse + low-rank inference: `merged` stacks `[W⊙Mr; Lᵀ]` (`[dout + r, din]`); returns
+    /// `Y = X·Wᵀ + (X·L)·R·scale + bias` with the multiply-add and the bias fused into one pass.
+    func mergedSparseLowRankMatmul(
+        _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
+    ) throws -> Tensor
+}
+
+/// Pointwise nonlinearities.
+public enum Activation: String, Sendable, Codable, CaseIterable {
+    /// GELU with the tanh approximation (GPT-2, OPT use this form).
+    case gelu
+    case relu
+    /// x·sigmoid(x) (SwiGLU's gate).
+    case silu
+}
+
+public struct LayerNormOutput: Sendable {
+    public let output: Tensor
+    /// `[rows]` float32.
+    public let mean: Tensor
+    /// `[rows]` float32, 1/sqrt(var + eps).
+    public let reciprocalStd: Tensor
+    public init(output: Tensor, mean: Tensor, reciprocalStd: Tensor) {
+        self.output = output
+        self.mean = mean
+        self.reciprocalStd = reciprocalStd
+    }
+}
+
+public struct LayerNormGradients: Sendable {
+    public let input: Tensor
+    public let weight: Tensor
+    public let bias: Tensor
+    public init(input: Tensor, weight: Tensor, bias: Tensor) {
+        self.input = input
+        self.weight = weight
+        self.bias = bias
+    }
+}
+
+public struct CrossEntropyOutput: Sendable {
+    /// 1-element float32 (float64 for float64 logits) mean loss.
+    public let loss: Tensor
+    /// `[n, V]` softmax of the logits, kept for backward.
+    public let probabilities: Tensor
+    /// Rows that counted (targets ≠ ignoreIndex).
+    public let countedRows: Int
+    public init(loss: Tensor, probabilities: Tensor, countedRows: Int) {
+        self.loss = loss
+        self.probabilities = probabilities
+        self.countedRows = countedRows
+    }
+}
+
+/// Hyper-parameters of one AdamW update.
+public struct AdamWStep: Sendable, Equatable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    public var weightDecay: Float
+    /// 1-based step number, for bias correction.
+    public var step: Int
+    /// Multiplies the gradient first (global-norm clipping without an extra pass).
+    public var gradientScale: Float
+
+    public init(
+        learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
+        weightDecay: Float = 0.01, step: Int, gradientScale: Float = 1
+    ) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.step = step
+        self.gradientScale = gradientScale
+    }
+}
+
+extension Backend {
+    /// `op(A)·op(B)` into a new tensor.
+    public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
+        try gemm(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1, beta: 0, into: nil, bias: nil)
+    }
+
+    /// A tensor's single element as Double (for losses and norms).
+    public func scalar(_ tensor: Tensor) throws -> Double {
+        guard tensor.count == 1 else {
+            throw TensorError.shapeMismatch(operation: "scalar", shapes: [tensor.shape], reason: "expected 1 element")
+        }
+        return try doubles(tensor)[0]
+    }
+
+    /// Normal(0, std²) samples from `generator`.
+    public func randomNormal(
+        _ shape: [Int], std: Double = 1, dtype: DType = .float32, using generator: inout SeededGenerator
+    ) throws -> Tensor {
+        let values = (0..<shape.reduce(1, *)).map { _ in generator.nextNormal() * std }
+        return try tensor(values, shape: shape, dtype: dtype)
+    }
+
+    /// Uniform(−bound, bound) samples from `generator`.
+    public func randomUniform(
+        _ shape: [Int], bound: Double, dtype: DType = .float32, using generator: inout SeededGenerator
+    ) throws -> Tensor {
+        let values = (0..<shape.reduce(1, *)).map { _ in (generator.nextUniform() * 2 - 1) * bound }
+        return try tensor(values, shape: shape, dtype: dtype)
+    }
+}

@@ -1,0 +1,139 @@
+import RealModule
+
+extension CPUBackend {
+    private enum BinaryOperation { case add, subtract, multiply }
+
+    private func binary(_ a: Tensor, _ b: Tensor, _ operation: BinaryOperation, _ name: String) throws -> Tensor {
+        guard a.shape == b.shape else {
+            throw TensorError.shapeMismatch(operation: name, shapes: [a.shape, b.shape], reason: "elementwise operands must have equal shapes")
+        }
+        try requireSameDType([a, b], name)
+        func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
+            try read(a, as: type, name) { pa in
+                try read(b, as: type, name) { pb in
+                    try produce(a.shape, dtype: a.dtype, as: type) { out in
+                        parallelFor(a.count, grain: 1 << 15) { r in
+                            switch operation {
+                            case .add: for i in r { out[i] = pa[i] + pb[i] }
+                            case .subtract: for i in r { out[i] = pa[i] - pb[i] }
+                            case .multiply: for i in r { out[i] = pa[i] * pb[i] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return try run(computeType(for: a.dtype, operation: name))
+    }
+
+    public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, .add, "add") }
+    public func subtract(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, .subtract, "subtract") }
+    public func multiply(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, .multiply, "multiply") }
+
+    public func scale(_ x: Tensor, by factor: Double) throws -> Tensor {
+        let result = try cast(x, to: x.dtype)
+        try scaleInPlace(result, by: factor)
+        return result
+    }
+
+    public func scaleInPlace(_ x: Tensor, by factor: Double) throws {
+        func run<T: CPUFloat>(_ type: T.Type) throws {
+            try modify(x, as: type, "scaleInPlace") { p in
+                let f = T(factor)
+                parallelFor(x.count, grain: 1 << 15) { r in for i in r { p[i] *= f } }
+            }
+        }
+        try run(computeType(for: x.dtype, operation: "scaleInPlace"))
+    }
+
+    public func accumulate(_ x: Tensor, into y: Tensor, alpha: Double) throws {
+        guard x.count == y.count else {
+            throw TensorError.shapeMismatch(operation: "accumulate", shapes: [x.shape, y.shape], reason: "element counts differ")
+        }
+        func run<T: CPUFloat>(_ type: T.Type) throws {
+            try read(x, as: type, "accumulate") { px in
+                try modify(y, as: type, "accumulate") { py in
+                    let a = T(alpha)
+                    parallelFor(x.count, grain: 1 << 15) { r in for i in r { py[i] += a * px[i] } }
+                }
+            }
+        }
+        try run(computeType(for: y.dtype, operation: "accumulate"))
+    }
+
+    public func applyMask(_ x: Tensor, mask: Tensor) throws -> Tensor {
+        try requireDType(mask, .uint8, "applyMask")
+        guard mask.shape == x.shape else {
+            throw TensorError.shapeMismatch(operation: "applyMask", shapes: [x.shape, mask.shape], reason: "mask must have x's shape")
+        }
+        let pm = try hostPointer(mask, "applyMask").assumingMemoryBound(to: UInt8.self)
+        func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
+            try read(x, as: type, "applyMask") { px in
+                try produce(x.shape, dtype: x.dtype, as: type) { out in
+                    parallelFor(x.count, grain: 1 << 15) { r in for i in r { out[i] = pm[i] != 0 ? px[i] : 0 } }
+                }
+            }
+        }
+        return try run(computeType(for: x.dtype, operation: "applyMask"))
+    }
+
+    public func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor {
+        func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
+            try read(x, as: type, "activation") { px in
+                try produce(x.shape, dtype: x.dtype, as: type) { out in
+                    parallelFor(x.count, grain: 1 << 13) { r in
+                        switch kind {
+                        case .gelu: for i in r { out[i] = ActivationMath.gelu(px[i]) }
+                        case .relu: for i in r { out[i] = max(px[i], 0) }
+                        case .silu: for i in r { out[i] = px[i] * ActivationMath.sigmoid(px[i]) }
+                        }
+                    }
+                }
+            }
+        }
+        return try run(computeType(for: x.dtype, operation: "activation"))
+    }
+
+    public func activationBackward(_ x: Tensor, gradient dy: Tensor, _ kind: Activation) throws -> Tensor {
+        guard x.shape == dy.shape else {
+            throw TensorError.shapeMismatch(operation: "activationBackward", shapes: [x.shape, dy.shape], reason: "x and dy must match")
+        }
+        try requireSameDType([x, dy], "activationBackward")
+        func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
+            try read(x, as: type, "activationBackward") { px in
+                try read(dy, as: type, "activationBackward") { pdy in
+                    try produce(x.shape, dtype: x.dtype, as: type) { out in
+                        parallelFor(x.count, grain: 1 << 13) { r in
+                            switch kind {
+                            case .gelu: for i in r { out[i] = pdy[i] * ActivationMath.geluDerivative(px[i]) }
+                            case .relu: for i in r { out[i] = px[i] > 0 ? pdy[i] : 0 }
+                            case .silu:
+                                for i in r {
+                                    let s = ActivationMath.sigmoid(px[i])
+                                    out[i] = pdy[i] * s * (1 + px[i] * (1 - s))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return try run(computeType(for: x.dtype, operation: "activationBackward"))
+    }
+}
+
+/// Scalar forms of the activations, shared by forward and backward.
+enum ActivationMath {
+    @inline(__always) static func gelu<T: CPUFloat>(_ x: T) -> T {
+        let inner = T(0.7978845608028654) * (x + T(0.044715) * x * x * x)  // sqrt(2/π)·(x + 0.044715x³)
+        return T(0.5) * x * (1 + T.tanh(inner))
+    }
+
+    @inline(__always) static func geluDerivative<T: CPUFloat>(_ x: T) -> T {
+        let c = T(0.7978845608028654)
+        let t = T.tanh(c * (x + T(0.044715) * x * x * x))
+        return T(0.5) * (1 + t) + T(0.5) * x * (1 - t * t) * c * (1 + 3 * T(0.044715) * x * x)
+    }
+
+    @inline(__always) static func sigmoid<T: CPUFloat>(_ x: T) -> T { 1 / (1 + T.exp(-x)) }
+}

@@ -1,0 +1,36 @@
+extension CPUBackend {
+    // param, grad: [n] any float dtype; moment1, moment2: [n] float32 (float64 for float64 params).
+    public func adamW(parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, step: AdamWStep) throws {
+        for tensor in [gradient, moment1, moment2] where tensor.count != parameter.count {
+            throw TensorError.shapeMismatch(
+                operation: "adamW", shapes: [parameter.shape, tensor.shape], reason: "gradient and moments need the parameter's element count")
+        }
+        guard step.step >= 1 else {
+            throw TensorError.invalidArgument(operation: "adamW", reason: "step must start at 1 (bias correction), got \(step.step)")
+        }
+        func run<T: CPUFloat>(_ type: T.Type) throws {
+            let lr = T(step.learningRate), b1 = T(step.beta1), b2 = T(step.beta2)
+            let eps = T(step.epsilon), decay = T(step.weightDecay), gscale = T(step.gradientScale)
+            let correction1 = 1 - T.pow(b1, step.step)
+            let correction2 = 1 - T.pow(b2, step.step)
+            try read(gradient, as: type, "adamW") { g in
+                try modify(moment1, as: type, "adamW") { m in
+                    try modify(moment2, as: type, "adamW") { v in
+                        try modify(parameter, as: type, "adamW") { p in
+                            parallelFor(parameter.count, grain: 1 << 14) { r in
+                                for i in r {
+                                    let gi = g[i] * gscale
+                                    m[i] = b1 * m[i] + (1 - b1) * gi
+                                    v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                                    let update = (m[i] / correction1) / ((v[i] / correction2).squareRoot() + eps)
+                                    p[i] = p[i] * (1 - lr * decay) - lr * update
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        try run(computeType(for: parameter.dtype, operation: "adamW"))
+    }
+}

@@ -1,0 +1,49 @@
+import Synchronization
+
+/// A block of device memory owned by one or more tensors.
+///
+/// Each backend has its own storage class; the `Tensor` value only carries shape and dtype on top.
+public protocol TensorStorage: AnyObject, Sendable {
+    var device: Device { get }
+    var byteCount: Int { get }
+}
+
+/// Current and peak bytes held by a backend's allocations.
+public struct MemoryStatistics: Sendable, Equatable {
+    public var currentBytes: Int
+    public var peakBytes: Int
+
+    public init(currentBytes: Int, peakBytes: Int) {
+        self.currentBytes = currentBytes
+        self.peakBytes = peakBytes
+    }
+}
+
+/// Host memory, 64-byte aligned so SIMD kernels can use aligned loads on whole rows.
+public final class HostStorage: TensorStorage, @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let byteCount: Int
+    public var device: Device { .cpu }
+
+    static let current = Atomic<Int>(0)
+    static let peak = Atomic<Int>(0)
+
+    /// Zero-initialised memory of `byteCount` bytes.
+    public init(byteCount: Int) {
+        self.byteCount = byteCount
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+        let now = Self.current.add(byteCount, ordering: .relaxed).newValue
+        _ = Self.peak.max(now, ordering: .relaxed)
+    }
+
+    deinit {
+        pointer.deallocate()
+        Self.current.subtract(byteCount, ordering: .relaxed)
+    }
+
+    /// Bytes held by all live host tensors, and the most held at any time.
+    public static var statistics: MemoryStatistics {
+        MemoryStatistics(currentBytes: current.load(ordering: .relaxed), peakBytes: peak.load(ordering: .relaxed))
+    }
+}

@@ -1,0 +1,119 @@
+import SlopeCore
+import SlopeTestSupport
+import XCTest
+
+/// Finite-difference checks (Float64) of every differentiable op's backward.
+final class OpGradientTests: XCTestCase {
+    let cpu = CPUBackend()
+
+    func testActivations() throws {
+        for kind in Activation.allCases {
+            // Keep ReLU's inputs away from its kink at 0, where the derivative is not defined.
+            try checkGradient(cpu, shape: [3, 7], seed: 11, "\(kind)", input: kind == .relu ? { i in (Double(i % 9) - 4.5) * 0.3 } : nil,
+                forward: { try self.cpu.activation($0, kind) },
+                backward: { x, dy in try self.cpu.activationBackward(x, gradient: dy, kind) })
+        }
+    }
+
+    func testGEMMBothOperands() throws {
+        let b = try randomTensor(cpu, [5, 4], dtype: .float64, seed: 1)
+        try checkGradient(cpu, shape: [3, 5], seed: 2, "dA",
+            forward: { try self.cpu.matmul($0, b) },
+            backward: { _, dy in try self.cpu.matmul(dy, b, transposeB: true) })
+        let a = try randomTensor(cpu, [3, 5], dtype: .float64, seed: 3)
+        try checkGradient(cpu, shape: [5, 4], seed: 4, "dB",
+            forward: { try self.cpu.matmul(a, $0) },
+            backward: { _, dy in try self.cpu.matmul(a, dy, transposeA: true) })
+    }
+
+    func testSoftmax() throws {
+        try checkGradient(cpu, shape: [4, 6], seed: 5, "softmax",
+            forward: { try self.cpu.softmax($0) },
+            backward: { x, dy in try self.cpu.softmaxBackward(output: self.cpu.softmax(x), gradient: dy) })
+    }
+
+    func testLayerNormInputWeightAndBias() throws {
+        let weight = try randomTensor(cpu, [6], dtype: .float64, seed: 6)
+        let bias = try randomTensor(cpu, [6], dtype: .float64, seed: 7)
+        try checkGradient(cpu, shape: [4, 6], seed: 8, "dx",
+            forward: { try self.cpu.layerNorm($0, weight: weight, bias: bias, epsilon: 1e-5).output },
+            backward: { x, dy in
+                let saved = try self.cpu.layerNorm(x, weight: weight, bias: bias, epsilon: 1e-5)
+                return try self.cpu.layerNormBackward(dy, input: x, weight: weight, saved: saved).input
+            })
+        let x = try randomTensor(cpu, [4, 6], dtype: .float64, seed: 9)
+        try checkGradient(cpu, shape: [6], seed: 10, "dweight",
+            forward: { try self.cpu.layerNorm(x, weight: $0, bias: bias, epsilon: 1e-5).output },
+            backward: { w, dy in
+                let saved = try self.cpu.layerNorm(x, weight: w, bias: bias, epsilon: 1e-5)
+                return try self.cpu.layerNormBackward(dy, input: x, weight: w, saved: saved).weight
+            })
+        try checkGradient(cpu, shape: [6], seed: 12, "dbias",
+            forward: { try self.cpu.layerNorm(x, weight: weight, bias: $0, epsilon: 1e-5).output },
+            backward: { b, dy in
+                let saved = try self.cpu.layerNorm(x, weight: weight, bias: b, epsilon: 1e-5)
+                return try self.cpu.layerNormBackward(dy, input: x, weight: weight, saved: saved).bias
+            })
+    }
+
+    func testCrossEntropyWithIgnoredRow() throws {
+        let targets = try cpu.tensor([2, -100, 0, 4] as [Int32], shape: [4])
+        let logitsValues = randomValues(20, seed: 13)
+        let numeric = try finiteDifferenceGradient(at: logitsValues) { point in
+            try cpu.scalar(cpu.crossEntropy(logits: cpu.tensor(point, shape: [4, 5], dtype: .float64), targets: targets, ignoreIndex: -100).loss)
+        }
+        let saved = try cpu.crossEntropy(logits: cpu.tensor(logitsValues, shape: [4, 5], dtype: .float64), targets: targets, ignoreIndex: -100)
+        XCTAssertEqual(saved.countedRows, 3)
+        let analytic = try cpu.doubles(cpu.crossEntropyBackward(saved, targets: targets, ignoreIndex: -100, scale: 1))
+        assertClose(analytic, numeric, rtol: 1e-6, atol: 1e-8)
+        XCTAssertEqual(Array(analytic[5..<10]), [0, 0, 0, 0, 0])
+        // The loss itself against a direct computation.
+        var expected = 0.0
+        for (row, target) in [(0, 2), (2, 0), (3, 4)] {
+            let line = logitsValues[(row * 5)..<(row * 5 + 5)]
+            expected += Double.log(line.map { Double.exp($0) }.reduce(0, +)) - logitsValues[row * 5 + target]
+        }
+        XCTAssertEqual(try cpu.scalar(saved.loss), expected / 3, accuracy: 1e-12)
+    }
+
+    func testEmbeddingScatterAddsRepeatedIDs() throws {
+        let ids = try cpu.tensor([1, 3, 1] as [Int32], shape: [3])
+        try checkGradient(cpu, shape: [4, 2], seed: 14, "table",
+            forward: { try self.cpu.embedding($0, ids: ids) },
+            backward: { table, dy in
+                let gradient = try self.cpu.zeros(table.shape, dtype: .float64)
+                try self.cpu.embeddingBackward(dy, ids: ids, into: gradient)
+                return gradient
+            })
+        assertThrowsTensorError(try cpu.embedding(cpu.zeros([4, 2], dtype: .float32), ids: cpu.tensor([4] as [Int32], shape: [1]))) { error in
+            error.description.contains("id 4")
+        }
+    }
+
+    func testElementwiseArithmeticAndReductions() throws {
+        let a = randomValues(10, seed: 15), b = randomValues(10, seed: 16)
+        let ta = try cpu.tensor(a, shape: [2, 5], dtype: .float64), tb = try cpu.tensor(b, shape: [2, 5], dtype: .float64)
+        assertClose(try cpu.doubles(cpu.add(ta, tb)), zip(a, b).map(+), rtol: 0, atol: 0)
+        assertClose(try cpu.doubles(cpu.subtract(ta, tb)), zip(a, b).map(-), rtol: 0, atol: 0)
+        assertClose(try cpu.doubles(cpu.multiply(ta, tb)), zip(a, b).map(*), rtol: 0, atol: 0)
+        assertClose(try cpu.doubles(cpu.scale(ta, by: 3)), a.map { $0 * 3 }, rtol: 0, atol: 0)
+        try cpu.accumulate(ta, into: tb, alpha: 2)
+        assertClose(try cpu.doubles(tb), zip(a, b).map { 2 * $0 + $1 }, rtol: 1e-15, atol: 0)
+        XCTAssertEqual(try cpu.scalar(cpu.sum(ta)), a.reduce(0, +), accuracy: 1e-12)
+        XCTAssertEqual(try cpu.scalar(cpu.sumOfSquares(ta)), a.map { $0 * $0 }.reduce(0, +), accuracy: 1e-12)
+        XCTAssertEqual(try cpu.scalar(cpu.maxAbsolute(ta)), a.map(abs).max()!, accuracy: 0)
+        assertClose(try cpu.doubles(cpu.sumRows(ta)), (0..<5).map { a[$0] + a[$0 + 5] }, rtol: 1e-15, atol: 0)
+        let mask = try cpu.tensor([1, 0, 1, 0, 1, 0, 1, 0, 1, 0] as [UInt8], shape: [2, 5])
+        assertClose(try cpu.doubles(cpu.applyMask(ta, mask: mask)), a.enumerated().map { $0.offset % 2 == 0 ? $0.element : 0 }, rtol: 0, atol: 0)
+        assertThrowsTensorError(try cpu.add(ta, cpu.zeros([5, 2], dtype: .float64))) { error in
+            if case .shapeMismatch("add", _, _) = error { return true }
+            return false
+        }
+    }
+
+    func testLargeReductionsUseEveryThreadCorrectly() throws {
+        let n = 300_000
+        let x = try cpu.tensor([Float](repeating: 0.5, count: n), shape: [n], dtype: .float32)
+        XCTAssertEqual(try cpu.scalar(cpu.sum(x)), Double(n) * 0.5, accuracy: 1e-6)
+    }
+}
