@@ -1,0 +1,168 @@
+extension BackendComparison {
+    /// Every check, for each dtype.
+    public func runAll(dtypes: [DType] = [.float32, .bfloat16]) -> [Check] {
+        var results: [Check] = []
+        for dtype in dtypes {
+            do {
+                try linearAlgebra(dtype, &results)
+                try elementwise(dtype, &results)
+                try reductions(dtype, &results)
+                try normalization(dtype, &results)
+                try lossAndEmbedding(dtype, &results)
+                try optimizer(dtype, &results)
+                try sparsity(dtype, &results)
+                try layers(dtype, &results)
+            } catch {
+                results.append(Check(name: "setting up inputs", dtype: dtype, error: .infinity, tolerance: 0, failure: "\(error)"))
+            }
+        }
+        return results
+    }
+
+    private func pick(_ pair: (Tensor, Tensor), _ onCandidate: Bool) -> Tensor { onCandidate ? pair.0 : pair.1 }
+
+    private func linearAlgebra(_ dtype: DType, _ results: inout [Check]) throws {
+        for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+            let (m, n, k) = (96, 80, 136)
+            let a = try random(transA ? [k, m] : [m, k], dtype), b = try random(transB ? [n, k] : [k, n], dtype)
+            let c = try random([m, n], dtype), bias = try random([n], dtype)
+            let name = "gemm \(transA ? "T" : "N")\(transB ? "T" : "N") α β bias"
+            check(name, dtype, &results) { backend, on in
+                let out = try backend.cast(self.pick(c, on), to: dtype)
+                return [try backend.gemm(self.pick(a, on), self.pick(b, on), transposeA: transA, transposeB: transB, alpha: 0.5, beta: 0.25, into: out, bias: self.pick(bias, on))]
+            }
+        }
+        let x = try random([70, 45], dtype), y = try random([3, 45], dtype)
+        check("transpose", dtype, &results) { backend, on in [try backend.transpose(self.pick(x, on))] }
+        check("concatenateRows", dtype, &results) { backend, on in [try backend.concatenateRows([self.pick(x, on), self.pick(y, on)])] }
+        check("cast to float32 and back", dtype, &results) { backend, on in
+            [try backend.cast(backend.cast(self.pick(x, on), to: .float32), to: dtype)]
+        }
+    }
+
+    private func elementwise(_ dtype: DType, _ results: inout [Check]) throws {
+        let a = try random([33, 65], dtype), b = try random([33, 65], dtype)
+        let maskValues = (0..<(33 * 65)).map { UInt8(($0 * 7) % 3 == 0 ? 1 : 0) }
+        let masks = (try candidate.tensor(maskValues, shape: [33, 65]), try reference.tensor(maskValues, shape: [33, 65]))
+        check("add, subtract, multiply", dtype, &results) { backend, on in
+            let (x, y) = (self.pick(a, on), self.pick(b, on))
+            return [try backend.add(x, y), try backend.subtract(x, y), try backend.multiply(x, y)]
+        }
+        check("scale, accumulate, fill", dtype, &results) { backend, on in
+            let target = try backend.scale(self.pick(a, on), by: 1.5)
+            try backend.accumulate(self.pick(b, on), into: target, alpha: -0.75)
+            let filled = try backend.cast(self.pick(a, on), to: dtype)
+            try backend.fill(filled, with: 0.375)
+            return [target, filled]
+        }
+        check("applyMask", dtype, &results) { backend, on in [try backend.applyMask(self.pick(a, on), mask: self.pick(masks, on))] }
+        for kind in Activation.allCases {
+            check("\(kind) forward + backward", dtype, &results) { backend, on in
+                let (x, dy) = (self.pick(a, on), self.pick(b, on))
+                return [try backend.activation(x, kind), try backend.activationBackward(x, gradient: dy, kind)]
+            }
+        }
+    }
+
+    private func reductions(_ dtype: DType, _ results: inout [Check]) throws {
+        let big = try random([300_007], dtype)
+        let matrix = try random([129, 257], dtype)
+        check("sum, sumOfSquares, maxAbsolute", dtype, &results, tolerance: 1e-5) { backend, on in
+            let x = self.pick(big, on)
+            return [try backend.sumOfSquares(x), try backend.maxAbsolute(x), try backend.sum(x)]
+        }
+        check("sumRows", dtype, &results) { backend, on in [try backend.sumRows(self.pick(matrix, on))] }
+    }
+
+    private func normalization(_ dtype: DType, _ results: inout [Check]) throws {
+        let x = try random([37, 300], dtype, std: 2), dy = try random([37, 300], dtype)
+        let weight = try random([300], dtype), bias = try random([300], dtype)
+        check("softmax forward + backward", dtype, &results) { backend, on in
+            let y = try backend.softmax(self.pick(x, on))
+            return [y, try backend.softmaxBackward(output: y, gradient: self.pick(dy, on))]
+        }
+        check("layerNorm forward + backward", dtype, &results) { backend, on in
+            let saved = try backend.layerNorm(self.pick(x, on), weight: self.pick(weight, on), bias: self.pick(bias, on), epsilon: 1e-5)
+            let gradients = try backend.layerNormBackward(self.pick(dy, on), input: self.pick(x, on), weight: self.pick(weight, on), saved: saved)
+            return [saved.output, saved.mean, saved.reciprocalStd, gradients.input, gradients.weight, gradients.bias]
+        }
+    }
+
+    private func lossAndEmbedding(_ dtype: DType, _ results: inout [Check]) throws {
+        let table = try random([50, 64], dtype), dy = try random([40, 64], dtype)
+        let ids = try pair((0..<40).map { Int32(($0 * 13) % 50) }, [40])
+        check("embedding forward + backward", dtype, &results) { backend, on in
+            let gradient = try backend.zeros([50, 64], dtype: dtype)
+            try backend.embeddingBackward(self.pick(dy, on), ids: self.pick(ids, on), into: gradient)
+            return [try backend.embedding(self.pick(table, on), ids: self.pick(ids, on)), gradient]
+        }
+        let logits = try random([40, 301], dtype, std: 3)
+        let targets = try pair((0..<40).map { $0 % 7 == 0 ? -100 : Int32(($0 * 31) % 301) }, [40])
+        check("crossEntropy forward + backward", dtype, &results) { backend, on in
+            let saved = try backend.crossEntropy(logits: self.pick(logits, on), targets: self.pick(targets, on), ignoreIndex: -100)
+            return [saved.loss, saved.probabilities, try backend.crossEntropyBackward(saved, targets: self.pick(targets, on), ignoreIndex: -100, scale: 0.5)]
+        }
+    }
+
+    private func optimizer(_ dtype: DType, _ results: inout [Check]) throws {
+        let parameter = try random([4099], dtype), gradient = try random([4099], dtype)
+        let m = try random([4099], .float32, std: 0.1), v = try random([4099], .float32, std: 0.1)
+        check("adamW (3 steps)", dtype, &results) { backend, on in
+            let p = try backend.cast(self.pick(parameter, on), to: dtype)
+            let first = try backend.cast(self.pick(m, on), to: .float32)
+            let second = try backend.multiply(self.pick(v, on), self.pick(v, on))
+            for step in 1...3 {
+                try backend.adamW(parameter: p, gradient: self.pick(gradient, on), moment1: first, moment2: second,
+                                  step: AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: step, gradientScale: 0.5))
+            }
+            return [p, first, second]
+        }
+    }
+
+    private func sparsity(_ dtype: DType, _ results: inout [Check]) throws {
+        for pattern in [NMPattern.twoFour, try NMPattern(n: 1, m: 4), try NMPattern(n: 2, m: 8)] {
+            let w = try random([64, 96], dtype), g = try random([64, 96], dtype), x = try random([50, 96], dtype), bias = try random([64], dtype)
+            check("prune row/column, compress, decompress \(pattern)", dtype, &results) { backend, on in
+                let rowMask = try backend.pruneMask(self.pick(w, on), pattern: pattern, direction: .rowWise, within: nil)
+                let columnMask = try backend.pruneMask(self.pick(w, on), pattern: pattern, direction: .columnWise, within: rowMask)
+                let compressed = try backend.compress(self.pick(w, on), pattern: pattern, mask: rowMask)
+                return [rowMask, columnMask, compressed.values, compressed.indices, try backend.decompress(compressed),
+                        try backend.mask(of: compressed), try backend.gatherCompressed(self.pick(g, on), layout: compressed)]
+            }
+            check("sparseMatmul \(pattern)", dtype, &results) { backend, on in
+                let compressed = try backend.compress(self.pick(w, on), pattern: pattern, mask: nil)
+                return [try backend.sparseMatmul(self.pick(x, on), compressed, bias: self.pick(bias, on))]
+            }
+            check("double-pruned transpose + refresh \(pattern)", dtype, &results) { backend, on in
+                let compressed = try backend.compress(self.pick(w, on), pattern: pattern, mask: nil)
+                let transposed = try backend.doublePrunedTranspose(of: compressed)
+                let before = try backend.cast(transposed.values, to: dtype)
+                try backend.scaleInPlace(compressed.values, by: -2)
+                try backend.refreshDoublePrunedTranspose(transposed, from: compressed)
+                return [before, transposed.values, transposed.indices]
+            }
+        }
+    }
+
+    private func layers(_ dtype: DType, _ results: inout [Check]) throws {
+        let dense = try random([64, 128], dtype, std: 0.1), x = try random([24, 128], dtype), dy = try random([24, 64], dtype)
+        let down = try random([128, 4], dtype, std: 0.1), up = try random([4, 64], dtype, std: 0.1)
+        check("SparseLinear forward/backward + SparseAdamW step", dtype, &results) { backend, on in
+            let layer = try SparseLinear(converting: Linear(weight: backend.cast(self.pick(dense, on), to: dtype), bias: nil, backend: backend))
+            let y = try layer.forward(self.pick(x, on))
+            let dx = try layer.backward(self.pick(dy, on))
+            let optimizer = try SparseAdamW(weights: layer.sparseWeights, configuration: .init(learningRate: 1e-2), maskChangeFrequency: 1, backend: backend)
+            try optimizer.step()
+            return [y, dx, layer.weight.gradient!, layer.weight.values, try layer.weight.doublePrunedDense()]
+        }
+        check("merged sparse + low-rank inference", dtype, &results) { backend, on in
+            var generator = SeededGenerator(seed: 3)
+            let layer = try SparseLinear(converting: Linear(weight: backend.cast(self.pick(dense, on), to: dtype), bias: nil, backend: backend))
+            let adapter = try layer.attachAdapter(rank: 4, generator: &generator)
+            try backend.copy(self.pick(down, on), into: adapter.down.value)
+            try backend.copy(self.pick(up, on), into: adapter.up.value)
+            try adapter.pruneDown(pattern: .twoFour)
+            return [try layer.merged().forward(self.pick(x, on)), try layer.forward(self.pick(x, on))]
+        }
+    }
+}

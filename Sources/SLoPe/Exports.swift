@@ -1,0 +1,2 @@
+// Users import SLoPe and get the tensor core with it.
+@_exported import SlopeCore

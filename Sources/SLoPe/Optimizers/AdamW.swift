@@ -1,0 +1,34 @@
+/// AdamW for dense parameters (embeddings, norms, biases, the LM head, adapters).
+public final class AdamW {
+    public let parameters: [Parameter]
+    public var configuration: AdamWConfiguration
+    public private(set) var stepCount = 0
+    let backend: any Backend
+    private var moments: [AdamMoments?]
+
+    public init(parameters: [Parameter], configuration: AdamWConfiguration = .init(), backend: any Backend) {
+        self.parameters = parameters
+        self.configuration = configuration
+        self.backend = backend
+        moments = Array(repeating: nil, count: parameters.count)
+    }
+
+    /// Updates every parameter that has a gradient; `learningRate` overrides the configured one (schedules).
+    public func step(learningRate: Float? = nil) throws {
+        stepCount += 1
+        let hyper = configuration.step(stepCount, learningRate: learningRate)
+        for (index, parameter) in parameters.enumerated() {
+            guard let gradient = parameter.gradient else { continue }
+            let state = try moments[index] ?? AdamMoments(like: parameter.value, backend: backend)
+            moments[index] = state
+            try backend.adamW(parameter: parameter.value, gradient: gradient, moment1: state.first, moment2: state.second, step: hyper)
+        }
+    }
+
+    public func zeroGradients() throws {
+        for parameter in parameters { try parameter.zeroGradient(backend) }
+    }
+
+    /// Bytes held by the moments.
+    public var stateBytes: Int { moments.compactMap { $0?.byteCount }.reduce(0, +) }
+}

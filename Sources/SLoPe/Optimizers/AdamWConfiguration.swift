@@ -1,0 +1,36 @@
+/// AdamW hyper-parameters with PyTorch's defaults (bias correction on, decoupled weight decay).
+public struct AdamWConfiguration: Sendable, Equatable, Codable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    public var weightDecay: Float
+
+    public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0.01) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+    }
+
+    func step(_ number: Int, learningRate: Float?) -> AdamWStep {
+        AdamWStep(
+            learningRate: learningRate ?? self.learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+            weightDecay: weightDecay, step: number)
+    }
+}
+
+/// First and second moments of one tensor: float32, or float64 for float64 parameters.
+struct AdamMoments {
+    let first: Tensor
+    let second: Tensor
+
+    init(like tensor: Tensor, backend: any Backend) throws {
+        let dtype: DType = tensor.dtype == .float64 ? .float64 : .float32
+        first = try backend.zeros(tensor.shape, dtype: dtype)
+        second = try backend.zeros(tensor.shape, dtype: dtype)
+    }
+
+    var byteCount: Int { first.byteCount + second.byteCount }
+}

@@ -1,0 +1,52 @@
+/// AdamW over SLoPe weights' compressed values.
+///
+/// Moments have the compressed size; weight decay applies to kept values only. After each step the
+/// double-pruned transpose is refreshed from the new W, and every `maskChangeFrequency` steps the
+/// column mask Mc is selected anew by magnitude and kept from then on.
+public final class SparseAdamW {
+    public let weights: [SparseWeight]
+    public var configuration: AdamWConfiguration
+    /// Steps between re-selections of Mc; 0 keeps the initial Mc for good.
+    public let maskChangeFrequency: Int
+    public private(set) var stepCount = 0
+    let backend: any Backend
+    private var moments: [AdamMoments]
+
+    public init(
+        weights: [SparseWeight], configuration: AdamWConfiguration = .init(), maskChangeFrequency: Int = 100,
+        backend: any Backend
+    ) throws {
+        guard maskChangeFrequency >= 0 else {
+            throw TensorError.invalidArgument(operation: "SparseAdamW", reason: "maskChangeFrequency must be ≥ 0")
+        }
+        self.weights = weights
+        self.configuration = configuration
+        self.maskChangeFrequency = maskChangeFrequency
+        self.backend = backend
+        moments = try weights.map { try AdamMoments(like: $0.values, backend: backend) }
+    }
+
+    /// Whether step `number` (1-based) re-selects the column mask.
+    public func changesMask(atStep number: Int) -> Bool {
+        maskChangeFrequency > 0 && number % maskChangeFrequency == 0
+    }
+
+    public func step(learningRate: Float? = nil) throws {
+        stepCount += 1
+        let hyper = configuration.step(stepCount, learningRate: learningRate)
+        let reselect = changesMask(atStep: stepCount)
+        for (weight, state) in zip(weights, moments) {
+            if let gradient = weight.gradient {
+                try backend.adamW(parameter: weight.values, gradient: gradient, moment1: state.first, moment2: state.second, step: hyper)
+            }
+            try weight.refreshTranspose(reselectMask: reselect)
+        }
+    }
+
+    public func zeroGradients() throws {
+        for weight in weights { try weight.zeroGradient() }
+    }
+
+    /// Bytes held by the moments.
+    public var stateBytes: Int { moments.map(\.byteCount).reduce(0, +) }
+}

@@ -1,0 +1,196 @@
+/// How a SLoPe weight is stored.
+public enum SparseStorageMode: String, Sendable, Codable, CaseIterable {
+    /// Kept values + indices for W (row-wise mask Mr) and for the double-pruned transpose; sparse kernels.
+    case compressed
+    /// Dense tensors with masks applied and dense GEMMs: the same numbers, for debugging and comparison.
+    case simulated
+}
+
+/// The weight of a SLoPe layer, `W [dout, din]`, with everything its training needs:
+/// the static row-wise N:M mask `Mr` (along din), the column-wise mask `Mc ⊆ Mr` (along dout) of the
+/// double-pruned transpose used for `dX`, and a gradient kept only at `Mr`'s positions.
+///
+/// Masks follow one polarity everywhere: **1 / true = kept**.
+public final class SparseWeight {
+    public let name: String
+    public let outFeatures: Int
+    public let inFeatures: Int
+    public let pattern: NMPattern
+    public let mode: SparseStorageMode
+    let backend: any Backend
+
+    enum Storage {
+        /// `weight` holds W⊙Mr; `transpose` holds (W⊙Mc)ᵀ `[din, dout]`, N:M along dout.
+        case compressed(weight: CompressedMatrix, transpose: CompressedMatrix)
+        /// Dense W⊙Mr, Mr, Mc, and W⊙Mc for the backward GEMM.
+        case simulated(weight: Tensor, rowMask: Tensor, columnMask: Tensor, doublePruned: Tensor)
+    }
+
+    private(set) var storage: Storage
+    /// Compressed values `[dout, din/M·N]` (compressed) or dense `[dout, din]` zero outside Mr (simulated).
+    public private(set) var gradient: Tensor?
+
+    /// Prunes `dense [dout, din]` by magnitude (N:M along din) and builds the double-pruned transpose.
+    public init(name: String, dense: Tensor, pattern: NMPattern, mode: SparseStorageMode, backend: any Backend) throws {
+        guard dense.rank == 2 else {
+            throw TensorError.shapeMismatch(operation: "SparseWeight", shapes: [dense.shape], reason: "weight must be [dout, din]")
+        }
+        try pattern.checkDivisible(dense.shape[1], dimension: "in features (din)", operation: "SparseWeight \(name)")
+        try pattern.checkDivisible(dense.shape[0], dimension: "out features (dout)", operation: "SparseWeight \(name)")
+        self.name = name
+        self.outFeatures = dense.shape[0]
+        self.inFeatures = dense.shape[1]
+        self.pattern = pattern
+        self.mode = mode
+        self.backend = backend
+        let rowMask = try backend.pruneMask(dense, pattern: pattern, direction: .rowWise, within: nil)
+        switch mode {
+        case .compressed:
+            let weight = try backend.compress(dense, pattern: pattern, mask: rowMask)
+            storage = .compressed(weight: weight, transpose: try backend.doublePrunedTranspose(of: weight))
+        case .simulated:
+            let weight = try backend.applyMask(dense, mask: rowMask)
+            let columnMask = try backend.pruneMask(weight, pattern: pattern, direction: .columnWise, within: rowMask)
+            storage = .simulated(
+                weight: weight, rowMask: rowMask, columnMask: columnMask,
+                doublePruned: try backend.applyMask(weight, mask: columnMask))
+        }
+    }
+
+    /// The tensor the optimizer updates in place (compressed values, or the dense masked weight).
+    public var values: Tensor {
+        switch storage {
+        case .compressed(let weight, _): return weight.values
+        case .simulated(let weight, _, _, _): return weight
+        }
+    }
+
+    public var dtype: DType { values.dtype }
+
+    // MARK: Forward and backward
+
+    /// `Y = X·(W⊙Mr)ᵀ + bias`.
+    public func forward(_ x: Tensor, bias: Tensor?) throws -> Tensor {
+        switch storage {
+        case .compressed(let weight, _):
+            return try backend.sparseMatmul(x, weight, bias: bias)
+        case .simulated(let weight, _, _, _):
+            return try backend.gemm(x, weight, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
+        }
+    }
+
+    /// `dX = dY·(W⊙Mc)`: the double-pruned backward.
+    public func inputGradient(_ dy: Tensor) throws -> Tensor {
+        switch storage {
+        case .compressed(_, let transpose):
+            return try backend.sparseMatmul(dy, transpose, bias: nil)
+        case .simulated(_, _, _, let doublePruned):
+            return try backend.matmul(dy, doublePruned)
+        }
+    }
+
+    /// `grad += (dYᵀ·X)` at Mr's positions only.
+    public func accumulateGradient(outputGradient dy: Tensor, input x: Tensor) throws {
+        let dense = try backend.matmul(dy.flattenedToMatrix("SparseWeight gradient"), x.flattenedToMatrix("SparseWeight gradient"), transposeA: true)
+        let kept: Tensor
+        switch storage {
+        case .compressed(let weight, _): kept = try backend.gatherCompressed(dense, layout: weight)
+        case .simulated(_, let rowMask, _, _): kept = try backend.applyMask(dense, mask: rowMask)
+        }
+        if let gradient {
+            try backend.accumulate(kept, into: gradient, alpha: 1)
+        } else {
+            gradient = kept
+        }
+    }
+
+    public func zeroGradient() throws {
+        if let gradient { try backend.fill(gradient, with: 0) }
+    }
+
+    // MARK: After an optimizer step
+
+    /// Brings the double-pruned transpose up to date with the new values of W. With `reselectMask`,
+    /// Mc is chosen anew by magnitude from the current W⊙Mr and kept from then on.
+    public func refreshTranspose(reselectMask: Bool) throws {
+        switch storage {
+        case .compressed(let weight, let transpose):
+            if reselectMask {
+                storage = .compressed(weight: weight, transpose: try backend.doublePrunedTranspose(of: weight))
+            } else {
+                try backend.refreshDoublePrunedTranspose(transpose, from: weight)
+            }
+        case .simulated(let weight, let rowMask, var columnMask, _):
+            if reselectMask {
+                columnMask = try backend.pruneMask(weight, pattern: pattern, direction: .columnWise, within: rowMask)
+            }
+            storage = .simulated(
+                weight: weight, rowMask: rowMask, columnMask: columnMask,
+                doublePruned: try backend.applyMask(weight, mask: columnMask))
+        }
+    }
+
+    // MARK: Inspection
+
+    /// W⊙Mr as a dense `[dout, din]` tensor.
+    public func prunedDense() throws -> Tensor {
+        switch storage {
+        case .compressed(let weight, _): return try backend.decompress(weight)
+        case .simulated(let weight, _, _, _): return try backend.cast(weight, to: weight.dtype)
+        }
+    }
+
+    /// W⊙Mc as a dense `[dout, din]` tensor (what the backward pass multiplies by).
+    public func doublePrunedDense() throws -> Tensor {
+        switch storage {
+        case .compressed(_, let transpose): return try backend.transpose(backend.decompress(transpose))
+        case .simulated(_, _, _, let doublePruned): return try backend.cast(doublePruned, to: doublePruned.dtype)
+        }
+    }
+
+    /// Mr, `uint8 [dout, din]`, 1 = kept.
+    public func rowMask() throws -> Tensor {
+        switch storage {
+        case .compressed(let weight, _): return try backend.mask(of: weight)
+        case .simulated(_, let rowMask, _, _): return rowMask
+        }
+    }
+
+    /// Mc, `uint8 [dout, din]`, 1 = kept; always a subset of Mr.
+    public func columnMask() throws -> Tensor {
+        switch storage {
+        case .compressed(let weight, let transpose):
+            // Padding slots of the transpose sit outside Mr: intersect to get the mask itself.
+            let slots = try backend.transpose(backend.mask(of: transpose))
+            let rowMask = try backend.mask(of: weight)
+            let kept = zip(try backend.uint8s(slots), try backend.uint8s(rowMask)).map { $0 & $1 }
+            return try backend.tensor(kept, shape: [outFeatures, inFeatures])
+        case .simulated(_, _, let columnMask, _): return columnMask
+        }
+    }
+
+    /// The compressed W⊙Mr (compressing the dense masked weight in simulated mode).
+    public func compressedWeight() throws -> CompressedMatrix {
+        switch storage {
+        case .compressed(let weight, _): return weight
+        case .simulated(let weight, let rowMask, _, _): return try backend.compress(weight, pattern: pattern, mask: rowMask)
+        }
+    }
+
+    /// Bytes of the weight as trained: values, indices, masks and the transpose.
+    public var parameterBytes: Int {
+        switch storage {
+        case .compressed(let weight, let transpose): return weight.byteCount + transpose.byteCount
+        case .simulated(let weight, let rowMask, let columnMask, let doublePruned):
+            return weight.byteCount + rowMask.byteCount + columnMask.byteCount + doublePruned.byteCount
+        }
+    }
+
+    /// Bytes of the gradient buffer (compressed size in compressed mode).
+    public var gradientBytes: Int {
+        switch mode {
+        case .compressed: return pattern.keptCount(forLength: inFeatures) * outFeatures * dtype.byteSize
+        case .simulated: return outFeatures * inFeatures * dtype.byteSize
+        }
+    }
+}

@@ -1,0 +1,21 @@
+import SLoPe
+import XCTest
+
+/// The doctor's check suite itself: on two CPU backends every check must run and agree exactly.
+final class BackendComparisonTests: XCTestCase {
+    func testEveryCheckRunsAndAgreesOnIdenticalBackends() {
+        let comparison = BackendComparison(reference: CPUBackend(), candidate: CPUBackend())
+        let checks = comparison.runAll(dtypes: [.float32, .bfloat16])
+        XCTAssertGreaterThan(checks.count, 40)
+        for check in checks {
+            XCTAssertNil(check.failure, "\(check.name) \(check.dtype): \(check.failure ?? "")")
+            XCTAssertEqual(check.error, 0, "\(check.name) \(check.dtype)")
+            XCTAssertTrue(check.passed)
+        }
+    }
+
+    func testTolerancesFollowTheDesign() {
+        XCTAssertEqual(BackendComparison.tolerance(for: .float32), 1e-5)
+        XCTAssertEqual(BackendComparison.tolerance(for: .bfloat16), 2e-2)
+    }
+}

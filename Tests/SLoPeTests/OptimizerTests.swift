@@ -1,0 +1,102 @@
+import SLoPe
+import SlopeTestSupport
+import XCTest
+
+final class OptimizerTests: XCTestCase {
+    let cpu = CPUBackend()
+
+    /// SparseAdamW on compressed values must equal plain AdamW on the dense masked weight, and the
+    /// double-pruned transpose must follow: refreshed every step, Mc re-selected every 2nd step and kept.
+    func testSparseAdamWEqualsDenseAdamWOnMaskedWeights() throws {
+        for mode in SparseStorageMode.allCases {
+            var generator = SeededGenerator(seed: 1)
+            let layer = try SparseLinear(inFeatures: 16, outFeatures: 8, bias: false, mode: mode, dtype: .float64, backend: cpu, generator: &generator)
+            let configuration = AdamWConfiguration(learningRate: 0.05, weightDecay: 0.1)
+            let sparse = try SparseAdamW(weights: [layer.weight], configuration: configuration, maskChangeFrequency: 2, backend: cpu)
+            // The reference: a dense [8, 16] copy of W⊙Mr trained by plain AdamW with masked gradients.
+            let reference = Parameter(name: "w", value: try layer.weight.prunedDense())
+            let dense = AdamW(parameters: [reference], configuration: configuration, backend: cpu)
+            let rowMask = try layer.weight.rowMask()
+            var columnMask = try cpu.uint8s(layer.weight.columnMask())
+            for step in 1...5 {
+                let x = try randomTensor(cpu, [4, 16], dtype: .float64, seed: UInt64(10 + step))
+                let dy = try randomTensor(cpu, [4, 8], dtype: .float64, seed: UInt64(20 + step))
+                _ = try layer.forward(x)
+                _ = try layer.backward(dy)
+                try reference.accumulateGradient(cpu.applyMask(cpu.matmul(dy, x, transposeA: true), mask: rowMask), cpu)
+                try sparse.step()
+                try dense.step()
+                try sparse.zeroGradients()
+                try dense.zeroGradients()
+                try assertClose(layer.weight.prunedDense(), reference.value, rtol: 1e-12, atol: 1e-14, backend: cpu, "\(mode) step \(step) W")
+                // Pruned positions stay exactly zero under decay and updates.
+                XCTAssertEqual(try cpu.uint8s(layer.weight.rowMask()), try cpu.uint8s(rowMask))
+                if sparse.changesMask(atStep: step) {
+                    columnMask = try cpu.uint8s(cpu.pruneMask(reference.value, pattern: .twoFour, direction: .columnWise, within: rowMask))
+                }
+                XCTAssertEqual(try cpu.uint8s(layer.weight.columnMask()), columnMask, "\(mode) step \(step) Mc")
+                let expectedTranspose = try cpu.applyMask(reference.value, mask: cpu.tensor(columnMask, shape: [8, 16]))
+                try assertClose(layer.weight.doublePrunedDense(), expectedTranspose, rtol: 1e-12, atol: 1e-14, backend: cpu, "\(mode) step \(step) W⊙Mc")
+            }
+            XCTAssertEqual(sparse.stateBytes, mode == .compressed ? 2 * 8 * 8 * 8 : 2 * 8 * 16 * 8, "moments have the compressed size")
+        }
+    }
+
+    func testMaskChangeIsKeptAfterwards() throws {
+        // Without a re-selection, Mc never changes even as the weights move far.
+        var generator = SeededGenerator(seed: 2)
+        let layer = try SparseLinear(inFeatures: 16, outFeatures: 16, bias: false, backend: cpu, generator: &generator)
+        let keep = try SparseAdamW(weights: [layer.weight], configuration: .init(learningRate: 0.5), maskChangeFrequency: 0, backend: cpu)
+        let initial = try cpu.uint8s(layer.weight.columnMask())
+        for step in 1...3 {
+            _ = try layer.forward(randomTensor(cpu, [8, 16], seed: UInt64(step)))
+            _ = try layer.backward(randomTensor(cpu, [8, 16], seed: UInt64(step + 5)))
+            try keep.step()
+            try keep.zeroGradients()
+        }
+        XCTAssertEqual(try cpu.uint8s(layer.weight.columnMask()), initial)
+        // A re-selection picks the largest current values, and the next plain step keeps that choice.
+        let change = try SparseAdamW(weights: [layer.weight], configuration: .init(learningRate: 0), maskChangeFrequency: 1, backend: cpu)
+        try change.step()
+        let reselected = try cpu.uint8s(layer.weight.columnMask())
+        let expected = try cpu.uint8s(cpu.pruneMask(layer.weight.prunedDense(), pattern: .twoFour, direction: .columnWise, within: layer.weight.rowMask()))
+        XCTAssertEqual(reselected, expected)
+        XCTAssertNotEqual(reselected, initial, "weights moved enough for Mc to change")
+        try layer.weight.refreshTranspose(reselectMask: false)
+        XCTAssertEqual(try cpu.uint8s(layer.weight.columnMask()), reselected)
+    }
+
+    func testGlobalGradientClippingAcrossSparseAndDense() throws {
+        var generator = SeededGenerator(seed: 3)
+        let layer = try SparseLinear(inFeatures: 8, outFeatures: 8, backend: cpu, generator: &generator)
+        _ = try layer.forward(randomTensor(cpu, [4, 8], seed: 4))
+        _ = try layer.backward(randomTensor(cpu, [4, 8], seed: 5, std: 10))
+        let sparseSquares = try cpu.scalar(cpu.sumOfSquares(layer.weight.gradient!))
+        let denseSquares = try cpu.scalar(cpu.sumOfSquares(layer.bias!.gradient!))
+        let norm = try clipGradientNorm(parameters: layer.parameters, sparseWeights: layer.sparseWeights, maxNorm: 1, backend: cpu)
+        XCTAssertEqual(norm, (sparseSquares + denseSquares).squareRoot(), accuracy: 1e-4)
+        XCTAssertGreaterThan(norm, 1)
+        let after = try cpu.scalar(cpu.sumOfSquares(layer.weight.gradient!)) + cpu.scalar(cpu.sumOfSquares(layer.bias!.gradient!))
+        XCTAssertEqual(after.squareRoot(), 1, accuracy: 1e-4)
+        // Below the threshold nothing changes.
+        let again = try clipGradientNorm(parameters: layer.parameters, sparseWeights: layer.sparseWeights, maxNorm: 10, backend: cpu)
+        XCTAssertEqual(again, 1, accuracy: 1e-4)
+        XCTAssertThrowsError(try clipGradientNorm(parameters: [], sparseWeights: [], maxNorm: 0, backend: cpu))
+    }
+
+    func testLearningRateSchedules() throws {
+        let cosine = try LearningRateSchedule(peak: 1, minimum: 0.1, warmupSteps: 10, totalSteps: 110, decay: .cosine)
+        XCTAssertEqual(cosine.learningRate(atStep: 1), 0.1, accuracy: 1e-6)
+        XCTAssertEqual(cosine.learningRate(atStep: 10), 1, accuracy: 1e-6)
+        XCTAssertEqual(cosine.learningRate(atStep: 60), 0.55, accuracy: 1e-6)
+        XCTAssertEqual(cosine.learningRate(atStep: 110), 0.1, accuracy: 1e-6)
+        XCTAssertEqual(cosine.learningRate(atStep: 500), 0.1, accuracy: 1e-6)
+        let linear = try LearningRateSchedule(peak: 2, warmupSteps: 0, totalSteps: 100, decay: .linear)
+        XCTAssertEqual(linear.learningRate(atStep: 25), 1.5, accuracy: 1e-6)
+        let constant = try LearningRateSchedule(peak: 3, warmupSteps: 4, totalSteps: 100, decay: .constant)
+        XCTAssertEqual(constant.learningRate(atStep: 2), 1.5, accuracy: 1e-6)
+        XCTAssertEqual(constant.learningRate(atStep: 99), 3, accuracy: 1e-6)
+        XCTAssertThrowsError(try LearningRateSchedule(peak: 1, warmupSteps: 20, totalSteps: 10))
+        XCTAssertThrowsError(try LearningRateSchedule(peak: 0, totalSteps: 10))
+    }
+}
