@@ -1,0 +1,70 @@
+import ArgumentParser
+import SLoPe
+import SlopeCUDA
+
+/// `slope doctor`: what hardware and libraries slope sees, then every GPU op checked against the CPU.
+struct DoctorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
+        abstract: "Show the GPU, driver and CUDA libraries, then check every GPU op against the CPU backend.",
+        discussion: """
+            Each check runs an op on fresh random inputs on the GPU and on the CPU and compares them: \
+            max |gpu − cpu| / max |cpu| must be ≤ 1e-5 for float32 and ≤ 2e-2 for bfloat16; masks must match exactly. \
+            Exits with status 1 if any check fails. On a machine without an NVIDIA GPU it says so and checks nothing.
+            """
+    )
+
+    @Option(help: "GPU ordinal to check.")
+    var gpu = 0
+
+    func run() throws {
+        print("slope doctor")
+        print("  cpu backend   \(CPUBackend().name)")
+        for (library, outcome) in CUDALibraries.report() {
+            switch outcome {
+            case .success(let path): print("  \(library.name.padding(12))  \(path)")
+            case .failure(CUDAError.libraryNotFound): print("  \(library.name.padding(12))  not found (install \(library.provider))")
+            case .failure(let error): print("  \(library.name.padding(12))  not usable: \(error)")
+            }
+        }
+        let backend: CUDABackend
+        do {
+            backend = try CUDABackend(ordinal: gpu)
+        } catch {
+            print("\nNo CUDA GPU can be used: \(error)")
+            print("slope runs on the CPU backend here; GPU checks were skipped.")
+            return
+        }
+        let device = backend.cudaDevice
+        print("  gpu           \(backend.name), \(formatted(Double(device.totalMemory) / Double(1 << 30), digits: 1)) GiB")
+        print("  nvrtc         \(backend.compilerVersion)    cuBLASLt \(backend.cublasLtVersion)")
+        print("\nChecking every GPU op against the CPU backend (float32 and bfloat16)…")
+        let clock = ContinuousClock()
+        var checks: [BackendComparison.Check] = []
+        let elapsed = clock.measure { checks = BackendComparison(reference: CPUBackend(), candidate: backend).runAll() }
+        var table = TextTable(headers: ["check", "dtype", "rel. error", "tolerance", "result"])
+        for check in checks {
+            let error = check.failure != nil ? "threw" : (check.error == 0 ? "0" : String(format6(check.error)))
+            table.append([check.name, check.dtype.rawValue, error, String(format6(check.tolerance)), check.passed ? "pass" : "FAIL"])
+        }
+        print(table.render())
+        let failed = checks.filter { !$0.passed }
+        for check in failed where check.failure != nil { print("\n\(check.name) (\(check.dtype)): \(check.failure!)") }
+        print("\n\(checks.count - failed.count) passed, \(failed.count) failed (\(elapsed))")
+        if !failed.isEmpty { throw ExitCode(1) }
+    }
+}
+
+/// A compact scientific rendering such as 3.1e-06.
+func format6(_ value: Double) -> String {
+    guard value.isFinite, value > 0 else { return "\(value)" }
+    var exponent = 0
+    var mantissa = value
+    while mantissa < 1 { mantissa *= 10; exponent -= 1 }
+    while mantissa >= 10 { mantissa /= 10; exponent += 1 }
+    return "\(formatted(mantissa, digits: 1))e\(exponent < 0 ? "-" : "+")\(abs(exponent) < 10 ? "0" : "")\(abs(exponent))"
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct SlopeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slope",
+        abstract: "SLoPe: 2:4-sparse LLM pretraining with double-pruned backward passes and lazy low-rank adapters.",
+        subcommands: [BenchCommand.self, DoctorCommand.self]
+    )
+}
