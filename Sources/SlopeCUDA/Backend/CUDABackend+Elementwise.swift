@@ -1,0 +1,84 @@
+import SlopeCore
+
+extension CUDABackend {
+    private func binary(_ a: Tensor, _ b: Tensor, _ op: Int32, _ name: String) throws -> Tensor {
+        guard a.shape == b.shape else {
+            throw TensorError.shapeMismatch(operation: name, shapes: [a.shape, b.shape], reason: "elementwise operands must have equal shapes")
+        }
+        try requireSameDType([a, b], name)
+        let out = try newTensor(a.shape, dtype: a.dtype)
+        try launch(.elementwise, "binary_op", dtype: a.dtype, grid: elementwiseGrid(a.count), [
+            .pointer(address(a, name)), .pointer(address(b, name)), .pointer(address(out, name)), .int64(Int64(a.count)), .int32(op),
+        ])
+        return out
+    }
+
+    public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, 0, "add") }
+    public func subtract(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, 1, "subtract") }
+    public func multiply(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, 2, "multiply") }
+
+    public func scale(_ x: Tensor, by factor: Double) throws -> Tensor {
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        try launch(.elementwise, "scale", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+            .pointer(address(x, "scale")), .pointer(address(out, "scale")), .int64(Int64(x.count)), .float(Float(factor)),
+        ])
+        return out
+    }
+
+    public func scaleInPlace(_ x: Tensor, by factor: Double) throws {
+        try launch(.elementwise, "scale", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+            .pointer(address(x, "scaleInPlace")), .pointer(address(x, "scaleInPlace")), .int64(Int64(x.count)), .float(Float(factor)),
+        ])
+    }
+
+    public func accumulate(_ x: Tensor, into y: Tensor, alpha: Double) throws {
+        guard x.count == y.count else {
+            throw TensorError.shapeMismatch(operation: "accumulate", shapes: [x.shape, y.shape], reason: "element counts differ")
+        }
+        try requireSameDType([x, y], "accumulate")
+        try launch(.elementwise, "accumulate", dtype: y.dtype, grid: elementwiseGrid(x.count), [
+            .pointer(address(x, "accumulate")), .pointer(address(y, "accumulate")), .int64(Int64(x.count)), .float(Float(alpha)),
+        ])
+    }
+
+    public func applyMask(_ x: Tensor, mask: Tensor) throws -> Tensor {
+        try requireDType(mask, .uint8, "applyMask")
+        guard mask.shape == x.shape else {
+            throw TensorError.shapeMismatch(operation: "applyMask", shapes: [x.shape, mask.shape], reason: "mask must have x's shape")
+        }
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        try launch(.elementwise, "apply_mask", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+            .pointer(address(x, "applyMask")), .pointer(address(mask, "applyMask")), .pointer(address(out, "applyMask")), .int64(Int64(x.count)),
+        ])
+        return out
+    }
+
+    private func activationCode(_ kind: Activation) -> Int32 {
+        switch kind {
+        case .gelu: return 0
+        case .relu: return 1
+        case .silu: return 2
+        }
+    }
+
+    public func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor {
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        try launch(.elementwise, "activation_forward", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+            .pointer(address(x, "activation")), .pointer(address(out, "activation")), .int64(Int64(x.count)), .int32(activationCode(kind)),
+        ])
+        return out
+    }
+
+    public func activationBackward(_ x: Tensor, gradient dy: Tensor, _ kind: Activation) throws -> Tensor {
+        guard x.shape == dy.shape else {
+            throw TensorError.shapeMismatch(operation: "activationBackward", shapes: [x.shape, dy.shape], reason: "x and dy must match")
+        }
+        try requireSameDType([x, dy], "activationBackward")
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        try launch(.elementwise, "activation_backward", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+            .pointer(address(x, "activationBackward")), .pointer(address(dy, "activationBackward")), .pointer(address(out, "activationBackward")),
+            .int64(Int64(x.count)), .int32(activationCode(kind)),
+        ])
+        return out
+    }
+}

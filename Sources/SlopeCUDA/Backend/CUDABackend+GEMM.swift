@@ -1,0 +1,79 @@
+import CCUDA
+import SlopeCore
+
+extension CUDABackend {
+    public func gemm(
+        _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
+        alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
+    ) throws -> Tensor {
+        guard a.rank >= 2, b.rank == 2 else {
+            throw TensorError.shapeMismatch(operation: "gemm", shapes: [a.shape, b.shape], reason: "A needs at least 2 dimensions and B exactly 2")
+        }
+        let (aRows, aColumns) = try a.asMatrix(operation: "gemm")
+        let (m, k) = transposeA ? (aColumns, aRows) : (aRows, aColumns)
+        let (kB, n) = transposeB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+        guard k == kB else {
+            throw TensorError.shapeMismatch(
+                operation: "gemm", shapes: [a.shape, b.shape],
+                reason: "inner dimensions \(k) and \(kB) differ (transposeA: \(transposeA), transposeB: \(transposeB))")
+        }
+        try requireSameDType([a, b] + (c.map { [$0] } ?? []) + (bias.map { [$0] } ?? []), "gemm")
+        if let c, c.count != m * n || (c.shape.last != n && n != 0) {
+            throw TensorError.shapeMismatch(operation: "gemm", shapes: [a.shape, b.shape, c.shape], reason: "C must hold [\(m), \(n)]")
+        }
+        if let bias { try requireShape(bias, [n], "gemm", "bias") }
+        let output = try c ?? newTensor(transposeA ? [m, n] : Array(a.shape.dropLast()) + [n], dtype: a.dtype)
+        if k == 0 {  // an empty product: C = beta·C + bias
+            try scaleInPlace(output, by: c == nil ? 0 : Double(beta))
+            if let bias { try addRowVector(bias, to: output) }
+            return output
+        }
+        try blas.run(
+            m: m, n: n, k: k, transA: transposeA, transB: transposeB, dtype: a.dtype, alpha: alpha,
+            a: address(a, "gemm"), b: address(b, "gemm"), beta: c == nil ? 0 : beta, c: address(output, "gemm"),
+            bias: bias.map { try address($0, "gemm") })
+        return output
+    }
+
+    /// `x[r, :] += v` for every row (bias without a GEMM), through a ones-column GEMM.
+    func addRowVector(_ vector: Tensor, to x: Tensor) throws {
+        let rows = x.count / max(vector.count, 1)
+        let ones = try tensor([Float](repeating: 1, count: rows), shape: [rows, 1], dtype: x.dtype)
+        _ = try gemm(ones, vector.reshaped([1, vector.count]), transposeA: false, transposeB: false, alpha: 1, beta: 1, into: x, bias: nil)
+    }
+
+    public func transpose(_ x: Tensor) throws -> Tensor {
+        guard x.rank == 2 else {
+            throw TensorError.shapeMismatch(operation: "transpose", shapes: [x.shape], reason: "expected a matrix")
+        }
+        let (rows, columns) = (x.shape[0], x.shape[1])
+        let result = try newTensor([columns, rows], dtype: x.dtype)
+        if x.dtype == .uint8 {
+            try launch(.bytes, "transpose_u8", dtype: .float32, grid: ((columns + 31) / 32, (rows + 31) / 32, 1), block: (32, 8, 1), [
+                .pointer(address(x, "transpose")), .pointer(address(result, "transpose")), .int64(Int64(rows)), .int64(Int64(columns)),
+            ])
+            return result
+        }
+        try launch(.layout, "transpose", dtype: x.dtype, grid: ((columns + 31) / 32, (rows + 31) / 32, 1), block: (32, 8, 1), [
+            .pointer(address(x, "transpose")), .pointer(address(result, "transpose")), .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        return result
+    }
+
+    public func concatenateRows(_ tensors: [Tensor]) throws -> Tensor {
+        guard let first = tensors.first, tensors.allSatisfy({ $0.rank == 2 && $0.shape[1] == first.shape.last }) else {
+            throw TensorError.shapeMismatch(operation: "concatenateRows", shapes: tensors.map(\.shape), reason: "expected matrices with equal column counts")
+        }
+        try requireSameDType(tensors, "concatenateRows")
+        let result = try newTensor([tensors.map { $0.shape[0] }.reduce(0, +), first.shape[1]], dtype: first.dtype)
+        var offset = 0
+        try cudaDevice.makeCurrent()
+        for tensor in tensors where tensor.byteCount > 0 {
+            try cudaDevice.driver.check(
+                cudaDevice.driver.cuMemcpyDtoDAsync(try address(result, "concatenateRows") + UInt64(offset), try address(tensor, "concatenateRows"), tensor.byteCount, cudaDevice.stream),
+                "cuMemcpyDtoDAsync")
+            offset += tensor.byteCount
+        }
+        return result
+    }
+}

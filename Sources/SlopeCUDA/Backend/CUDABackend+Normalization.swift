@@ -1,0 +1,67 @@
+import SlopeCore
+
+extension CUDABackend {
+    public func softmax(_ x: Tensor) throws -> Tensor {
+        let (rows, columns) = try x.asMatrix(operation: "softmax")
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        try launch(.normalization, "softmax_forward", dtype: x.dtype, grid: (rows, 1, 1), [
+            .pointer(address(x, "softmax")), .pointer(address(out, "softmax")), .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        return out
+    }
+
+    public func softmaxBackward(output y: Tensor, gradient dy: Tensor) throws -> Tensor {
+        guard y.shape == dy.shape else {
+            throw TensorError.shapeMismatch(operation: "softmaxBackward", shapes: [y.shape, dy.shape], reason: "y and dy must match")
+        }
+        try requireSameDType([y, dy], "softmaxBackward")
+        let (rows, columns) = try y.asMatrix(operation: "softmaxBackward")
+        let out = try newTensor(y.shape, dtype: y.dtype)
+        try launch(.normalization, "softmax_backward", dtype: y.dtype, grid: (rows, 1, 1), [
+            .pointer(address(y, "softmaxBackward")), .pointer(address(dy, "softmaxBackward")), .pointer(address(out, "softmaxBackward")),
+            .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        return out
+    }
+
+    public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
+        let (rows, columns) = try x.asMatrix(operation: "layerNorm")
+        try requireShape(weight, [columns], "layerNorm", "weight")
+        try requireShape(bias, [columns], "layerNorm", "bias")
+        try requireSameDType([x, weight, bias], "layerNorm")
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        let mean = try newTensor([rows], dtype: .float32)
+        let rstd = try newTensor([rows], dtype: .float32)
+        try launch(.normalization, "layernorm_forward", dtype: x.dtype, grid: (rows, 1, 1), [
+            .pointer(address(x, "layerNorm")), .pointer(address(weight, "layerNorm")), .pointer(address(bias, "layerNorm")),
+            .pointer(address(out, "layerNorm")), .pointer(address(mean, "layerNorm")), .pointer(address(rstd, "layerNorm")),
+            .int64(Int64(rows)), .int64(Int64(columns)), .float(epsilon),
+        ])
+        return LayerNormOutput(output: out, mean: mean, reciprocalStd: rstd)
+    }
+
+    public func layerNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput) throws -> LayerNormGradients {
+        let (rows, columns) = try x.asMatrix(operation: "layerNormBackward")
+        guard dy.shape == x.shape else {
+            throw TensorError.shapeMismatch(operation: "layerNormBackward", shapes: [dy.shape, x.shape], reason: "dy must match x")
+        }
+        try requireShape(weight, [columns], "layerNormBackward", "weight")
+        try requireShape(saved.mean, [rows], "layerNormBackward", "saved mean")
+        try requireSameDType([dy, x, weight], "layerNormBackward")
+        let dx = try newTensor(x.shape, dtype: x.dtype)
+        let dweight = try newTensor([columns], dtype: x.dtype)
+        let dbias = try newTensor([columns], dtype: x.dtype)
+        let operation = "layerNormBackward"
+        try launch(.normalization, "layernorm_backward_input", dtype: x.dtype, grid: (rows, 1, 1), [
+            .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(weight, operation)),
+            .pointer(address(saved.mean, operation)), .pointer(address(saved.reciprocalStd, operation)), .pointer(address(dx, operation)),
+            .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        try launch(.normalization, "layernorm_backward_params", dtype: x.dtype, grid: ((columns + 255) / 256, 1, 1), [
+            .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(saved.mean, operation)),
+            .pointer(address(saved.reciprocalStd, operation)), .pointer(address(dweight, operation)), .pointer(address(dbias, operation)),
+            .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        return LayerNormGradients(input: dx, weight: dweight, bias: dbias)
+    }
+}

@@ -1,0 +1,25 @@
+import RealModule
+import SlopeCore
+
+extension CUDABackend {
+    public func adamW(parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, step: AdamWStep) throws {
+        for tensor in [gradient, moment1, moment2] where tensor.count != parameter.count {
+            throw TensorError.shapeMismatch(
+                operation: "adamW", shapes: [parameter.shape, tensor.shape], reason: "gradient and moments need the parameter's element count")
+        }
+        guard step.step >= 1 else {
+            throw TensorError.invalidArgument(operation: "adamW", reason: "step must start at 1 (bias correction), got \(step.step)")
+        }
+        try requireSameDType([parameter, gradient], "adamW")
+        try requireDType(moment1, .float32, "adamW moments")
+        try requireDType(moment2, .float32, "adamW moments")
+        let correction1 = 1 - Float.pow(step.beta1, step.step)
+        let correction2 = 1 - Float.pow(step.beta2, step.step)
+        try launch(.optimizer, "adamw", dtype: parameter.dtype, grid: elementwiseGrid(parameter.count), [
+            .pointer(address(parameter, "adamW")), .pointer(address(gradient, "adamW")), .pointer(address(moment1, "adamW")),
+            .pointer(address(moment2, "adamW")), .int64(Int64(parameter.count)), .float(step.learningRate), .float(step.beta1),
+            .float(step.beta2), .float(step.epsilon), .float(step.weightDecay), .float(correction1), .float(correction2),
+            .float(step.gradientScale),
+        ])
+    }
+}

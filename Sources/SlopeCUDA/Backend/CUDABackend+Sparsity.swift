@@ -1,0 +1,137 @@
+import SlopeCore
+
+extension CUDABackend {
+    private func sparseArguments(_ rows: Int, _ columns: Int, _ pattern: NMPattern) -> [KernelArgument] {
+        [.int64(Int64(rows)), .int64(Int64(columns)), .int32(Int32(pattern.n)), .int32(Int32(pattern.m))]
+    }
+
+    public func pruneMask(_ x: Tensor, pattern: NMPattern, direction: PruneDirection, within: Tensor?) throws -> Tensor {
+        guard x.rank == 2 else { throw TensorError.shapeMismatch(operation: "pruneMask", shapes: [x.shape], reason: "expected a matrix") }
+        let (rows, columns) = (x.shape[0], x.shape[1])
+        switch direction {
+        case .rowWise: try pattern.checkDivisible(columns, dimension: "the row length (columns)", operation: "pruneMask")
+        case .columnWise: try pattern.checkDivisible(rows, dimension: "the column length (rows)", operation: "pruneMask")
+        }
+        if let within {
+            try requireDType(within, .uint8, "pruneMask")
+            try requireShape(within, x.shape, "pruneMask", "the candidate mask")
+        }
+        let mask = try newTensor(x.shape, dtype: .uint8)
+        try launch(.sparsity, "prune_mask", dtype: x.dtype, grid: elementwiseGrid(x.count / pattern.m), [
+            .pointer(address(x, "pruneMask")), .optionalPointer(try within.map { try address($0, "pruneMask") }), .pointer(address(mask, "pruneMask")),
+        ] + sparseArguments(rows, columns, pattern) + [.int32(direction == .columnWise ? 1 : 0)])
+        return mask
+    }
+
+    public func compress(_ x: Tensor, pattern: NMPattern, mask: Tensor?) throws -> CompressedMatrix {
+        guard x.rank == 2 else { throw TensorError.shapeMismatch(operation: "compress", shapes: [x.shape], reason: "expected a matrix") }
+        let (rows, columns) = (x.shape[0], x.shape[1])
+        try pattern.checkDivisible(columns, dimension: "the row length (columns)", operation: "compress")
+        let keep = try mask ?? pruneMask(x, pattern: pattern, direction: .rowWise, within: nil)
+        try requireDType(keep, .uint8, "compress")
+        try requireShape(keep, x.shape, "compress", "mask")
+        let slots = [rows, pattern.keptCount(forLength: columns)]
+        let values = try newTensor(slots, dtype: x.dtype)
+        let indices = try newTensor(slots, dtype: .uint8)
+        let overfull = try zeros([1], dtype: .int32)
+        try launch(.sparsity, "compress", dtype: x.dtype, grid: elementwiseGrid(x.count / pattern.m), [
+            .pointer(address(x, "compress")), .pointer(address(keep, "compress")), .pointer(address(values, "compress")),
+            .pointer(address(indices, "compress")), .pointer(address(overfull, "compress")),
+        ] + sparseArguments(rows, columns, pattern))
+        if try int32s(overfull)[0] != 0 {
+            throw TensorError.invalidArgument(operation: "compress", reason: "mask keeps more than \(pattern.n) of \(pattern.m) in some group")
+        }
+        return try CompressedMatrix(rows: rows, columns: columns, pattern: pattern, values: values, indices: indices)
+    }
+
+    public func decompress(_ matrix: CompressedMatrix) throws -> Tensor {
+        let dense = try zeros(matrix.shape, dtype: matrix.values.dtype)
+        try launch(.sparsity, "decompress", dtype: dense.dtype, grid: elementwiseGrid(matrix.values.count), [
+            .pointer(address(matrix.values, "decompress")), .pointer(address(matrix.indices, "decompress")), .pointer(address(dense, "decompress")),
+        ] + sparseArguments(matrix.rows, matrix.columns, matrix.pattern))
+        return dense
+    }
+
+    public func gatherCompressed(_ dense: Tensor, layout: CompressedMatrix) throws -> Tensor {
+        try requireShape(dense, layout.shape, "gatherCompressed", "the dense matrix")
+        let values = try newTensor(layout.values.shape, dtype: dense.dtype)
+        try launch(.sparsity, "gather_compressed", dtype: dense.dtype, grid: elementwiseGrid(values.count), [
+            .pointer(address(dense, "gatherCompressed")), .pointer(address(layout.indices, "gatherCompressed")), .pointer(address(values, "gatherCompressed")),
+        ] + sparseArguments(layout.rows, layout.columns, layout.pattern))
+        return values
+    }
+
+    public func mask(of matrix: CompressedMatrix) throws -> Tensor {
+        let mask = try zeros(matrix.shape, dtype: .uint8)
+        try launch(.sparsity, "slot_mask", dtype: .float32, grid: elementwiseGrid(matrix.indices.count), [
+            .pointer(address(matrix.indices, "mask")), .pointer(address(mask, "mask")),
+        ] + sparseArguments(matrix.rows, matrix.columns, matrix.pattern))
+        return mask
+    }
+
+    // Y [T, S.rows] = X·Sᵀ (+ bias). For now through the decompressed matrix and cuBLASLt; the cuSPARSELt
+    // path (compressed operand, algorithm search, plan cache) replaces this.
+    public func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Tensor {
+        let (_, features) = try x.asMatrix(operation: "sparseMatmul")
+        guard features == s.columns, x.rank >= 2 else {
+            throw TensorError.shapeMismatch(
+                operation: "sparseMatmul", shapes: [x.shape, s.shape], reason: "X's last dimension must equal S's columns (\(s.columns))")
+        }
+        return try gemm(x, decompress(s), transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
+    }
+
+    public func doublePrunedTranspose(of w: CompressedMatrix) throws -> CompressedMatrix {
+        try w.pattern.checkDivisible(w.rows, dimension: "dout (rows of W)", operation: "doublePrunedTranspose")
+        let pruned = try decompress(w)
+        let columnMask = try pruneMask(pruned, pattern: w.pattern, direction: .columnWise, within: mask(of: w))
+        return try compress(transpose(pruned), pattern: w.pattern, mask: transpose(columnMask))
+    }
+
+    public func refreshDoublePrunedTranspose(_ transposed: CompressedMatrix, from w: CompressedMatrix) throws {
+        guard transposed.rows == w.columns, transposed.columns == w.rows, transposed.pattern == w.pattern else {
+            throw TensorError.shapeMismatch(
+                operation: "refreshDoublePrunedTranspose", shapes: [transposed.shape, w.shape], reason: "the transpose must be [din, dout] with W's pattern")
+        }
+        try requireSameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
+        let operation = "refreshDoublePrunedTranspose"
+        try launch(.sparsity, "refresh_transpose", dtype: w.values.dtype, grid: elementwiseGrid(transposed.values.count), [
+            .pointer(address(w.values, operation)), .pointer(address(w.indices, operation)), .pointer(address(transposed.indices, operation)),
+            .pointer(address(transposed.values, operation)), .int64(Int64(w.rows)), .int64(Int64(w.columns)),
+            .int32(Int32(w.pattern.n)), .int32(Int32(w.pattern.m)),
+        ])
+    }
+
+    /// Rows `start ..< start + count` of a matrix as a new tensor.
+    private func rows(_ tensor: Tensor, _ start: Int, _ count: Int) throws -> Tensor {
+        let rowBytes = tensor.byteCount / max(tensor.shape[0], 1)
+        let slice = try newTensor([count, tensor.shape[1]], dtype: tensor.dtype)
+        guard slice.byteCount > 0 else { return slice }
+        try cudaDevice.makeCurrent()
+        try cudaDevice.driver.check(
+            cudaDevice.driver.cuMemcpyDtoDAsync(try address(slice, "rows"), try address(tensor, "rows") + UInt64(start * rowBytes), slice.byteCount, cudaDevice.stream),
+            "cuMemcpyDtoDAsync")
+        return slice
+    }
+
+    // Y = X·Wᵀ + (X·L)·R·scale + bias. Correct but not yet fused: the two row blocks of the merged matrix
+    // are multiplied separately and R's product accumulates into Y with beta = 1.
+    public func mergedSparseLowRankMatmul(
+        _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
+    ) throws -> Tensor {
+        let rank = merged.rows - outFeatures
+        guard rank >= 0, up.shape == [rank, outFeatures] else {
+            throw TensorError.shapeMismatch(
+                operation: "mergedSparseLowRankMatmul", shapes: [merged.shape, up.shape],
+                reason: "merged must be [dout + r, din] and up [r, dout] with dout = \(outFeatures)")
+        }
+        func part(_ start: Int, _ count: Int) throws -> CompressedMatrix {
+            try CompressedMatrix(
+                rows: count, columns: merged.columns, pattern: merged.pattern,
+                values: rows(merged.values, start, count), indices: rows(merged.indices, start, count))
+        }
+        let y = try sparseMatmul(x, part(0, outFeatures), bias: bias)
+        guard rank > 0 else { return y }
+        let projection = try sparseMatmul(x, part(outFeatures, rank), bias: nil)
+        return try gemm(projection, up, transposeA: false, transposeB: false, alpha: scale, beta: 1, into: y, bias: nil)
+    }
+}

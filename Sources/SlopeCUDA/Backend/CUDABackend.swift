@@ -1,0 +1,207 @@
+import CCUDA
+import SlopeCore
+
+/// The GPU backend: device memory from a caching allocator, kernels compiled by NVRTC, dense GEMMs on
+/// cuBLASLt. Every op has the CPU backend's semantics (the CPU backend is the reference `slope doctor`
+/// checks it against). Tensors are float32, bfloat16 or float16 (float64 stays on the CPU), ids int32,
+/// masks uint8. All work is issued on one stream; downloads wait for it.
+public final class CUDABackend: Backend, @unchecked Sendable {
+    public let cudaDevice: CUDADevice
+    let allocator: CachingAllocator
+    let compiler: KernelCompiler
+    let blas: CuBLASLtGEMM
+    /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
+    let host = CPUBackend()
+
+    public init(ordinal: Int = 0) throws {
+        cudaDevice = try CUDADevice(ordinal: ordinal)
+        allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
+        compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: processEnvironment(["SLOPE_CACHE_DIR", "HOME"])))
+        blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
+    }
+
+    public var device: Device { .cuda(cudaDevice.ordinal) }
+
+    public var name: String {
+        "\(cudaDevice.name) (\(cudaDevice.architecture), \(cudaDevice.multiprocessorCount) SMs, driver \(cudaDevice.driverVersion / 1000).\(cudaDevice.driverVersion % 1000 / 10))"
+    }
+
+    public var memoryStatistics: MemoryStatistics {
+        let stats = allocator.statistics
+        return MemoryStatistics(currentBytes: stats.inUse, peakBytes: stats.peakInUse)
+    }
+
+    /// NVRTC's version, e.g. "13.0".
+    public var compilerVersion: String { compiler.compilerVersion }
+    /// cuBLASLt's version number, e.g. 130100.
+    public var cublasLtVersion: Int { blas.version }
+
+    // MARK: Helpers shared by the op files
+
+    func storage(_ tensor: Tensor, _ operation: String) throws -> CUDAStorage {
+        guard let storage = tensor.storage as? CUDAStorage, storage.device == device else {
+            throw TensorError.wrongDevice(operation: operation, expected: device, actual: tensor.device)
+        }
+        return storage
+    }
+
+    func address(_ tensor: Tensor, _ operation: String) throws -> CUdeviceptr {
+        try storage(tensor, operation).address
+    }
+
+    func newTensor(_ shape: [Int], dtype: DType) throws -> Tensor {
+        let bytes = shape.reduce(1, *) * dtype.byteSize
+        return Tensor(shape: shape, dtype: dtype, storage: try CUDAStorage(byteCount: bytes, device: device, allocator: allocator))
+    }
+
+    /// Launches kernel `name` of `family` compiled for `dtype`.
+    func launch(
+        _ family: KernelFamily, _ name: String, dtype: DType, grid: (Int, Int, Int), block: (Int, Int, Int) = (256, 1, 1),
+        _ arguments: [KernelArgument]
+    ) throws {
+        let module = try compiler.module("\(family.rawValue)_\(dtype)", source: family.translationUnit(for: dtype))
+        try cudaDevice.launch(module.function(name), name: name, grid: grid, block: block, arguments)
+    }
+
+    func requireSameDType(_ tensors: [Tensor], _ operation: String) throws {
+        guard let first = tensors.first?.dtype, tensors.allSatisfy({ $0.dtype == first }) else {
+            throw TensorError.dtypeMismatch(operation: operation, dtypes: tensors.map(\.dtype))
+        }
+    }
+
+    func requireShape(_ tensor: Tensor, _ shape: [Int], _ operation: String, _ what: String) throws {
+        guard tensor.shape == shape else {
+            throw TensorError.shapeMismatch(operation: operation, shapes: [tensor.shape, shape], reason: "\(what) must be \(shape)")
+        }
+    }
+
+    func requireDType(_ tensor: Tensor, _ dtype: DType, _ operation: String) throws {
+        guard tensor.dtype == dtype else { throw TensorError.unsupportedDType(operation: operation, dtype: tensor.dtype) }
+    }
+
+    // MARK: Memory and transfers
+
+    public func zeros(_ shape: [Int], dtype: DType) throws -> Tensor {
+        guard shape.allSatisfy({ $0 >= 0 }) else {
+            throw TensorError.invalidArgument(operation: "zeros", reason: "negative dimension in \(shape)")
+        }
+        let tensor = try newTensor(shape, dtype: dtype)
+        try memsetZero(tensor)
+        return tensor
+    }
+
+    func memsetZero(_ tensor: Tensor) throws {
+        guard tensor.byteCount > 0 else { return }
+        try cudaDevice.makeCurrent()
+        try cudaDevice.driver.check(
+            cudaDevice.driver.cuMemsetD8Async(try address(tensor, "zeros"), 0, tensor.byteCount, cudaDevice.stream), "cuMemsetD8Async")
+    }
+
+    /// Copies a host tensor's bytes into a new device tensor.
+    func upload(_ hostTensor: Tensor) throws -> Tensor {
+        let tensor = try newTensor(hostTensor.shape, dtype: hostTensor.dtype)
+        guard tensor.byteCount > 0 else { return tensor }
+        let source = (hostTensor.storage as! HostStorage).pointer
+        try cudaDevice.makeCurrent()
+        try cudaDevice.driver.check(
+            cudaDevice.driver.cuMemcpyHtoDAsync(try address(tensor, "upload"), source, tensor.byteCount, cudaDevice.stream), "cuMemcpyHtoDAsync")
+        try cudaDevice.synchronize()  // the host buffer may be freed as soon as we return
+        return tensor
+    }
+
+    /// A host copy of a device tensor (waits for pending work).
+    func download(_ tensor: Tensor) throws -> Tensor {
+        let hostTensor = try host.zeros(tensor.shape, dtype: tensor.dtype)
+        guard tensor.byteCount > 0 else { return hostTensor }
+        try cudaDevice.makeCurrent()
+        try cudaDevice.driver.check(
+            cudaDevice.driver.cuMemcpyDtoHAsync((hostTensor.storage as! HostStorage).pointer, try address(tensor, "download"), tensor.byteCount, cudaDevice.stream),
+            "cuMemcpyDtoHAsync")
+        try cudaDevice.synchronize()
+        return hostTensor
+    }
+
+    public func tensor(_ values: [Float], shape: [Int], dtype: DType) throws -> Tensor {
+        try upload(host.tensor(values, shape: shape, dtype: dtype))
+    }
+
+    public func tensor(_ values: [Double], shape: [Int], dtype: DType) throws -> Tensor {
+        try upload(host.tensor(values, shape: shape, dtype: dtype))
+    }
+
+    public func tensor(_ values: [Int32], shape: [Int]) throws -> Tensor {
+        try upload(host.tensor(values, shape: shape))
+    }
+
+    public func tensor(_ values: [UInt8], shape: [Int]) throws -> Tensor {
+        try upload(host.tensor(values, shape: shape))
+    }
+
+    public func floats(_ tensor: Tensor) throws -> [Float] { try host.floats(download(tensor)) }
+    public func doubles(_ tensor: Tensor) throws -> [Double] { try host.doubles(download(tensor)) }
+    public func int32s(_ tensor: Tensor) throws -> [Int32] { try host.int32s(download(tensor)) }
+    public func uint8s(_ tensor: Tensor) throws -> [UInt8] { try host.uint8s(download(tensor)) }
+
+    public func cast(_ tensor: Tensor, to dtype: DType) throws -> Tensor {
+        let result = try newTensor(tensor.shape, dtype: dtype)
+        try copy(tensor, into: result)
+        return result
+    }
+
+    public func copy(_ source: Tensor, into destination: Tensor) throws {
+        guard source.count == destination.count else {
+            throw TensorError.shapeMismatch(operation: "copy", shapes: [source.shape, destination.shape], reason: "element counts differ")
+        }
+        if source.dtype == destination.dtype {
+            guard source.byteCount > 0 else { return }
+            try cudaDevice.makeCurrent()
+            try cudaDevice.driver.check(
+                cudaDevice.driver.cuMemcpyDtoDAsync(try address(destination, "copy"), try address(source, "copy"), source.byteCount, cudaDevice.stream),
+                "cuMemcpyDtoDAsync")
+            return
+        }
+        // Different float types meet in float32: source → float32 → destination.
+        guard source.dtype.isFloatingPoint, destination.dtype.isFloatingPoint else {
+            throw TensorError.dtypeMismatch(operation: "copy on CUDA", dtypes: [source.dtype, destination.dtype])
+        }
+        let count = Int64(source.count)
+        if destination.dtype == .float32 {
+            return try launch(.elementwise, "convert_to_float", dtype: source.dtype, grid: elementwiseGrid(source.count), [
+                .pointer(address(source, "copy")), .pointer(address(destination, "copy")), .int64(count),
+            ])
+        }
+        var staging = source
+        if source.dtype != .float32 {
+            staging = try newTensor(source.shape, dtype: .float32)
+            try launch(.elementwise, "convert_to_float", dtype: source.dtype, grid: elementwiseGrid(source.count), [
+                .pointer(address(source, "copy")), .pointer(address(staging, "copy")), .int64(count),
+            ])
+        }
+        try launch(.elementwise, "convert_from_float", dtype: destination.dtype, grid: elementwiseGrid(source.count), [
+            .pointer(address(staging, "copy")), .pointer(address(destination, "copy")), .int64(count),
+        ])
+    }
+
+    public func fill(_ tensor: Tensor, with value: Double) throws {
+        if value == 0 { return try memsetZero(tensor) }
+        guard tensor.dtype.isFloatingPoint else {
+            throw TensorError.unsupportedDType(operation: "fill with \(value) on CUDA", dtype: tensor.dtype)
+        }
+        try launch(.elementwise, "fill", dtype: tensor.dtype, grid: elementwiseGrid(tensor.count), [
+            .pointer(address(tensor, "fill")), .int64(Int64(tensor.count)), .float(Float(value)),
+        ])
+    }
+}
+
+/// The named variables of the process environment.
+func processEnvironment(_ names: [String]) -> [String: String] {
+    var result: [String: String] = [:]
+    for name in names {
+        if let value = getenv(name) { result[name] = String(cString: value) }
+    }
+    return result
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

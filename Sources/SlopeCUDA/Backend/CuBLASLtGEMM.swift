@@ -1,0 +1,110 @@
+import CCUDA
+import SlopeCore
+import Synchronization
+
+/// Dense GEMMs on cuBLASLt. Row-major `C[m,n] = op(A)·op(B)` is issued as the column-major
+/// `Cᵀ = op(B)ᵀ·op(A)ᵀ`, so no data is transposed. Float32 uses full FP32 compute (no TF32, which is
+/// said out loud: results must match the CPU reference); bf16/fp16 multiply with FP32 accumulation.
+final class CuBLASLtGEMM: @unchecked Sendable {
+    struct Key: Hashable {
+        let m: Int, n: Int, k: Int
+        let transA: Bool, transB: Bool
+        let dtype: DType
+        let bias: Bool
+    }
+
+    /// Descriptors and the chosen algorithm for one key, created once.
+    final class Plan: @unchecked Sendable {
+        var description: cublasLtMatmulDesc_t?
+        var layoutA: cublasLtMatrixLayout_t?
+        var layoutB: cublasLtMatrixLayout_t?
+        var layoutC: cublasLtMatrixLayout_t?
+        var algorithm = slope_cublasLtMatmulAlgo()
+    }
+
+    let api: CuBLASLtAPI
+    let device: CUDADevice
+    private let handle: cublasLtHandle_t
+    let workspace: CUDAStorage
+    private let plans = Mutex<[Key: Plan]>([:])
+    static let workspaceBytes = 32 << 20
+
+    init(device: CUDADevice, allocator: CachingAllocator) throws {
+        api = try CUDALibraries.cublasLt()
+        self.device = device
+        var handle: cublasLtHandle_t?
+        try api.check(api.cublasLtCreate(&handle), "cublasLtCreate")
+        guard let handle else { throw CUDAError.noDevice(reason: "cublasLtCreate returned no handle") }
+        self.handle = handle
+        workspace = try CUDAStorage(byteCount: Self.workspaceBytes, device: .cuda(device.ordinal), allocator: allocator)
+    }
+
+    var version: Int { api.cublasLtGetVersion() }
+
+    static func dataType(_ dtype: DType) throws -> cudaDataType {
+        switch dtype {
+        case .float32: return cudaDataType(SLOPE_CUDA_R_32F)
+        case .bfloat16: return cudaDataType(SLOPE_CUDA_R_16BF)
+        case .float16: return cudaDataType(SLOPE_CUDA_R_16F)
+        default: throw TensorError.unsupportedDType(operation: "gemm on CUDA", dtype: dtype)
+        }
+    }
+
+    private func plan(for key: Key) throws -> Plan {
+        if let plan = plans.withLock({ $0[key] }) { return plan }
+        let plan = Plan()
+        let type = try Self.dataType(key.dtype)
+        try api.check(api.cublasLtMatmulDescCreate(&plan.description, Int32(SLOPE_CUBLAS_COMPUTE_32F), cudaDataType(SLOPE_CUDA_R_32F)), "cublasLtMatmulDescCreate")
+        // Column-major view: D[n, m] = op(B')·op(A') with B' = our A and A' = our B.
+        var transA = Int32(key.transB ? SLOPE_CUBLAS_OP_T : SLOPE_CUBLAS_OP_N)
+        var transB = Int32(key.transA ? SLOPE_CUBLAS_OP_T : SLOPE_CUBLAS_OP_N)
+        try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_TRANSA), &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)")
+        try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_TRANSB), &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)")
+        if key.bias {
+            var epilogue = UInt32(SLOPE_CUBLASLT_EPILOGUE_BIAS)
+            try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_EPILOGUE), &epilogue, 4), "cublasLtMatmulDescSetAttribute(EPILOGUE)")
+        }
+        let (m, n, k) = (UInt64(key.m), UInt64(key.n), UInt64(key.k))
+        // A' is our B: stored [k, n] (→ column-major [n, k]) or, transposed, [n, k] (→ [k, n]).
+        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutA, type, key.transB ? k : n, key.transB ? n : k, Int64(key.transB ? k : n)), "cublasLtMatrixLayoutCreate(B)")
+        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutB, type, key.transA ? m : k, key.transA ? k : m, Int64(key.transA ? m : k)), "cublasLtMatrixLayoutCreate(A)")
+        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutC, type, n, m, Int64(n)), "cublasLtMatrixLayoutCreate(C)")
+        var preference: cublasLtMatmulPreference_t?
+        try api.check(api.cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
+        defer { _ = api.cublasLtMatmulPreferenceDestroy(preference) }
+        var limit = UInt64(Self.workspaceBytes)
+        try api.check(api.cublasLtMatmulPreferenceSetAttribute(preference, Int32(SLOPE_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES), &limit, 8), "cublasLtMatmulPreferenceSetAttribute")
+        var result = slope_cublasLtMatmulHeuristicResult()
+        var returned: Int32 = 0
+        try api.check(
+            api.cublasLtMatmulAlgoGetHeuristic(handle, plan.description, plan.layoutA, plan.layoutB, plan.layoutC, plan.layoutC, preference, 1, &result, &returned),
+            "cublasLtMatmulAlgoGetHeuristic(\(key.m)×\(key.n)×\(key.k) \(key.dtype))")
+        guard returned > 0 else {
+            throw CUDAError.callFailed(call: "cublasLtMatmulAlgoGetHeuristic(\(key.m)×\(key.n)×\(key.k)) found no algorithm", library: .cublas, status: 15)
+        }
+        plan.algorithm = result.algo
+        plans.withLock { $0[key] = plan }
+        return plan
+    }
+
+    /// `C = alpha·op(A)·op(B) + beta·C (+ bias per column)` on device addresses (row-major, contiguous).
+    func run(
+        m: Int, n: Int, k: Int, transA: Bool, transB: Bool, dtype: DType, alpha: Float,
+        a: CUdeviceptr, b: CUdeviceptr, beta: Float, c: CUdeviceptr, bias: CUdeviceptr?
+    ) throws {
+        guard m > 0, n > 0 else { return }
+        let plan = try plan(for: Key(m: m, n: n, k: k, transA: transA, transB: transB, dtype: dtype, bias: bias != nil))
+        if var biasAddress = bias {
+            try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_BIAS_POINTER), &biasAddress, 8), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)")
+        }
+        var alpha = alpha, beta = beta
+        try device.makeCurrent()
+        try api.check(
+            api.cublasLtMatmul(
+                handle, plan.description, &alpha, UnsafeRawPointer(bitPattern: UInt(b)), plan.layoutA,
+                UnsafeRawPointer(bitPattern: UInt(a)), plan.layoutB, &beta, UnsafeRawPointer(bitPattern: UInt(c)), plan.layoutC,
+                UnsafeMutableRawPointer(bitPattern: UInt(c)), plan.layoutC, &plan.algorithm,
+                UnsafeMutableRawPointer(bitPattern: UInt(workspace.address)), Self.workspaceBytes, device.stream),
+            "cublasLtMatmul(\(m)×\(n)×\(k) \(dtype))")
+    }
+}

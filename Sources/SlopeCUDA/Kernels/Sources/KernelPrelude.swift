@@ -1,0 +1,98 @@
+extension KernelSources {
+    /// Shared prelude of every family: element types, float conversions, grid-stride loop and block reductions.
+    static let prelude = #"""
+    // No headers are available under NVRTC here, so the 16-bit types are plain bit containers and every
+    // kernel converts to float, computes in float (or double), and converts back.
+    // Each family uses only part of this prelude; silence "declared but never referenced" (177) so the
+    // NVRTC log carries only real diagnostics.
+    #pragma nv_diag_suppress 177
+    typedef long long i64;
+    struct bf16 { unsigned short bits; };
+    struct f16 { unsigned short bits; };
+
+    static __device__ __forceinline__ float to_float(float x) { return x; }
+    // bfloat16 is the top half of a float32, so widening is a shift.
+    static __device__ __forceinline__ float to_float(bf16 x) { return __uint_as_float(((unsigned int)x.bits) << 16); }
+    static __device__ __forceinline__ float to_float(f16 x) {
+        float f;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
+        return f;
+    }
+
+    template <typename U> __device__ __forceinline__ U from_float(float x);
+    template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
+    // Round to nearest even on the 16 dropped bits; NaN stays a (quiet) NaN instead of rounding to infinity.
+    template <> __device__ __forceinline__ bf16 from_float<bf16>(float x) {
+        unsigned int u = __float_as_uint(x);
+        bf16 r;
+        if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
+            r.bits = (unsigned short)(((u >> 16) & 0x8000u) | 0x7FC0u);
+            return r;
+        }
+        u += 0x7FFFu + ((u >> 16) & 1u);
+        r.bits = (unsigned short)(u >> 16);
+        return r;
+    }
+    template <> __device__ __forceinline__ f16 from_float<f16>(float x) {
+        f16 r;
+        unsigned short h;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+        r.bits = h;
+        return r;
+    }
+
+    // Loop over [0, n) so any 1-D grid covers the whole range.
+    #define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (i64)(n); i += (i64)gridDim.x * blockDim.x)
+
+    static __device__ __forceinline__ float neg_inf() { return __uint_as_float(0xFF800000u); }
+    static __device__ __forceinline__ float quiet_nan() { return __uint_as_float(0x7FC00000u); }
+
+    // max that propagates NaN (fmaxf would drop it): a NaN in either operand wins.
+    static __device__ __forceinline__ float nan_max(float a, float b) { return (a != a || a > b) ? a : b; }
+
+    static __device__ __forceinline__ float warp_sum(float v) {
+        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+        return v;
+    }
+    static __device__ __forceinline__ double warp_sum_double(double v) {
+        for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+        return v;
+    }
+    static __device__ __forceinline__ float warp_max(float v) {
+        for (int offset = 16; offset > 0; offset >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, offset));
+        return v;
+    }
+
+    // Block reductions for blockDim.x a multiple of 32 (kernels use 256); every thread gets the result,
+    // and every warp reduces the same partials in the same order, so all threads see identical bits.
+    // The leading __syncthreads keeps a second call from overwriting partials a slower warp still reads.
+    static __device__ __forceinline__ float block_sum(float v) {
+        __shared__ float partial[32];
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        v = warp_sum(v);
+        __syncthreads();
+        if (lane == 0) partial[warp] = v;
+        __syncthreads();
+        return warp_sum(lane < (int)(blockDim.x >> 5) ? partial[lane] : 0.0f);
+    }
+    static __device__ __forceinline__ double block_sum_double(double v) {
+        __shared__ double partial_d[32];
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        v = warp_sum_double(v);
+        __syncthreads();
+        if (lane == 0) partial_d[warp] = v;
+        __syncthreads();
+        return warp_sum_double(lane < (int)(blockDim.x >> 5) ? partial_d[lane] : 0.0);
+    }
+    // NaN-propagating block maximum.
+    static __device__ __forceinline__ float block_max(float v) {
+        __shared__ float partial_m[32];
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        v = warp_max(v);
+        __syncthreads();
+        if (lane == 0) partial_m[warp] = v;
+        __syncthreads();
+        return warp_max(lane < (int)(blockDim.x >> 5) ? partial_m[lane] : neg_inf());
+    }
+    """#
+}

@@ -1,0 +1,128 @@
+extension KernelSources {
+    /// N:M sparsity: magnitude pruning masks, compression to values + indices, and the compressed-slot kernels.
+    static let sparsity = #"""
+    // Compressed layout shared by the kernels below: a [rows, cols] matrix keeps cols/m·n slots per row;
+    // group g of row r owns slots g·n .. g·n+n−1, positions (0..m−1 inside the group) ascending. Slot s
+    // lies in row s / (cols/m·n), group (s % (cols/m·n)) / n, so its dense offset is
+    // r·cols + g·m + index = (s / n)·m + index.
+    static __device__ __forceinline__ i64 slot_dense_offset(i64 s, unsigned char index, int n, int m) {
+        return (s / n) * m + (i64)index;
+    }
+
+    // mask [rows, cols] uint8 = 1 for the n largest |x| of each group of m, else 0; x [rows, cols]; within
+    // [rows, cols] uint8 or NULL limits the candidates. Row-wise groups are m consecutive elements of a row
+    // (cols % m == 0); column-wise (column_wise != 0) m consecutive elements of a column (rows % m == 0),
+    // group index (r/m)·cols + c. One thread per group, 1-D grid over rows·cols/m.
+    extern "C" __global__ void prune_mask(const T* x, const unsigned char* within, unsigned char* mask, long long rows,
+                                          long long cols, int n, int m, int column_wise) {
+        GRID_STRIDE(group, rows * cols / m) {
+            i64 base, stride;
+            if (column_wise) {
+                base = (group / cols) * (i64)m * cols + group % cols;
+                stride = cols;
+            } else {
+                i64 per_row = cols / m;
+                base = (group / per_row) * cols + (group % per_row) * m;
+                stride = 1;
+            }
+            // The output doubles as the "already taken" record, so m is not bounded by a register bitmask.
+            for (int p = 0; p < m; ++p) mask[base + p * stride] = 0;
+            for (int pass = 0; pass < n; ++pass) {
+                int best = -1;
+                float best_magnitude = 0.0f;
+                for (int p = 0; p < m; ++p) {
+                    i64 e = base + p * stride;
+                    if (mask[e] != 0) continue;
+                    if (within != 0 && within[e] == 0) continue;
+                    float a = fabsf(to_float(x[e]));
+                    // Strict >: ties keep the lower position, exactly like the CPU reference.
+                    if (best < 0 || a > best_magnitude) {
+                        best = p;
+                        best_magnitude = a;
+                    }
+                }
+                if (best < 0) break;  // fewer than n candidates: keep just those
+                mask[base + best * stride] = 1;
+            }
+        }
+    }
+
+    // values [rows, cols/m·n] T, indices [rows, cols/m·n] uint8 from x, mask [rows, cols] (row-wise groups):
+    // the kept positions plus the lowest pruned ones as zero-valued padding until n are chosen, ascending.
+    // A group keeping more than n sets *overfull = 1 and writes nothing. One thread per group, 1-D grid
+    // over rows·cols/m.
+    extern "C" __global__ void compress(const T* x, const unsigned char* mask, T* values, unsigned char* indices,
+                                        int* overfull, long long rows, long long cols, int n, int m) {
+        GRID_STRIDE(group, rows * cols / m) {
+            // Row-wise groups tile each row exactly, so group g's elements start at g·m and its slots at g·n.
+            i64 base = group * m;
+            int kept = 0;
+            for (int p = 0; p < m; ++p) kept += mask[base + p] != 0;
+            if (kept > n) {
+                if (overfull != 0) atomicExch(overfull, 1);
+                continue;
+            }
+            int padding = n - kept;
+            i64 slot = group * n;
+            for (int p = 0; p < m && slot < (group + 1) * n; ++p) {
+                bool keep = mask[base + p] != 0;
+                if (!keep) {
+                    if (padding == 0) continue;
+                    --padding;
+                }
+                values[slot] = keep ? x[base + p] : from_float<T>(0.0f);
+                indices[slot] = (unsigned char)p;
+                ++slot;
+            }
+        }
+    }
+
+    // dense [rows, cols] (zeroed beforehand) at each slot's position = values; values, indices
+    // [rows, cols/m·n]; one thread per slot, 1-D grid over rows·cols/m·n.
+    extern "C" __global__ void decompress(const T* values, const unsigned char* indices, T* dense, long long rows,
+                                          long long cols, int n, int m) {
+        GRID_STRIDE(s, rows * (cols / m) * n) dense[slot_dense_offset(s, indices[s], n, m)] = values[s];
+    }
+
+    // values [rows, cols/m·n] = dense [rows, cols] at each slot's position; one thread per slot, 1-D grid
+    // over rows·cols/m·n.
+    extern "C" __global__ void gather_compressed(const T* dense, const unsigned char* indices, T* values,
+                                                 long long rows, long long cols, int n, int m) {
+        GRID_STRIDE(s, rows * (cols / m) * n) values[s] = dense[slot_dense_offset(s, indices[s], n, m)];
+    }
+
+    // mask [rows, cols] uint8 (zeroed beforehand) = 1 at each slot's position; one thread per slot, 1-D grid
+    // over rows·cols/m·n.
+    extern "C" __global__ void slot_mask(const unsigned char* indices, unsigned char* mask, long long rows,
+                                         long long cols, int n, int m) {
+        GRID_STRIDE(s, rows * (cols / m) * n) mask[slot_dense_offset(s, indices[s], n, m)] = 1;
+    }
+
+    // t_values [din, dout/m·n] of the double-pruned transpose Tᵀ (groups along dout, positions t_indices)
+    // from W compressed [dout, din/m·n] (groups along din): slot of T row j at dense column o takes W[o, j]
+    // when W's row o keeps position j%m of group j/m, else 0. One thread per slot of T, 1-D grid over
+    // din·dout/m·n.
+    extern "C" __global__ void refresh_transpose(const T* w_values, const unsigned char* w_indices,
+                                                 const unsigned char* t_indices, T* t_values, long long dout,
+                                                 long long din, int n, int m) {
+        const i64 t_slots_per_row = (dout / m) * n;
+        const i64 w_slots_per_row = (din / m) * n;
+        GRID_STRIDE(s, din * t_slots_per_row) {
+            i64 j = s / t_slots_per_row;
+            i64 group = (s - j * t_slots_per_row) / n;
+            i64 o = group * m + t_indices[s];
+            // W's row o, group j/m: its n slots, searched for position j%m.
+            i64 w_base = o * w_slots_per_row + (j / m) * n;
+            unsigned char want = (unsigned char)(j % m);
+            T value = from_float<T>(0.0f);
+            for (int q = 0; q < n; ++q) {
+                if (w_indices[w_base + q] == want) {
+                    value = w_values[w_base + q];
+                    break;
+                }
+            }
+            t_values[s] = value;
+        }
+    }
+    """#
+}

@@ -1,0 +1,71 @@
+import FoundationEssentials
+@testable import SlopeCUDA
+import SlopeCore
+import XCTest
+
+final class KernelSourceTests: XCTestCase {
+    func testTranslationUnitsAreThePreludeTheElementTypeAndTheFamily() throws {
+        for family in KernelFamily.allCases {
+            for (dtype, type) in [(DType.float32, "float"), (.bfloat16, "bf16"), (.float16, "f16")] {
+                let unit = try family.translationUnit(for: dtype)
+                XCTAssertTrue(unit.hasPrefix(KernelSources.prelude))
+                XCTAssertTrue(unit.contains("\ntypedef \(type) T;\n"), "\(family) \(dtype)")
+                XCTAssertTrue(unit.hasSuffix(family.source))
+            }
+            XCTAssertThrowsError(try family.translationUnit(for: .float64)) { error in
+                XCTAssertTrue("\(error)".contains("float64"), "\(error)")
+            }
+        }
+    }
+
+    /// Every kernel the backend launches is defined, `extern "C"`, in the family it is launched from.
+    func testEveryLaunchedKernelIsDefined() {
+        let launched: [KernelFamily: [String]] = [
+            .elementwise: ["binary_op", "scale", "accumulate", "apply_mask", "fill", "activation_forward", "activation_backward",
+                           "convert_to_float", "convert_from_float"],
+            .reductions: ["reduce_partials", "reduce_final", "sum_rows"],
+            .normalization: ["softmax_forward", "softmax_backward", "layernorm_forward", "layernorm_backward_input", "layernorm_backward_params"],
+            .loss: ["embedding_forward", "embedding_backward", "cross_entropy_forward", "cross_entropy_backward"],
+            .optimizer: ["adamw"],
+            .layout: ["transpose"],
+            .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "slot_mask", "refresh_transpose"],
+            .bytes: ["transpose_u8", "and_u8"],
+        ]
+        XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))
+        for (family, names) in launched {
+            let defined = Set(family.source.split(separator: "\n").compactMap { line -> String? in
+                guard let range = line.firstRange(of: "__global__ void ") else { return nil }
+                return String(line[range.upperBound...].prefix { $0 != "(" })
+            })
+            for name in names { XCTAssertTrue(defined.contains(name), "\(family) lacks \(name)") }
+            XCTAssertEqual(family.source.components(separatedBy: "extern \"C\"").count - 1, defined.count, "\(family): every kernel is extern \"C\"")
+        }
+    }
+
+    func testCacheKeyChangesWithEveryInput() {
+        let base = KernelCache.key(source: "a", architecture: "sm_90", options: ["-x"], compilerVersion: "13.0")
+        XCTAssertEqual(base.count, 32)
+        XCTAssertEqual(base, KernelCache.key(source: "a", architecture: "sm_90", options: ["-x"], compilerVersion: "13.0"))
+        for other in [
+            KernelCache.key(source: "b", architecture: "sm_90", options: ["-x"], compilerVersion: "13.0"),
+            KernelCache.key(source: "a", architecture: "sm_80", options: ["-x"], compilerVersion: "13.0"),
+            KernelCache.key(source: "a", architecture: "sm_90", options: ["-y"], compilerVersion: "13.0"),
+            KernelCache.key(source: "a", architecture: "sm_90", options: ["-x"], compilerVersion: "12.8"),
+            KernelCache.key(source: "a\0sm_90", architecture: "", options: ["-x"], compilerVersion: "13.0"),
+        ] {
+            XCTAssertNotEqual(base, other)
+        }
+    }
+
+    func testCacheRoundTripAndLocation() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-cache-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let cache = KernelCache(environment: ["SLOPE_CACHE_DIR": folder, "HOME": "/home/x"])
+        XCTAssertEqual(cache.directory, folder + "/kernels")
+        XCTAssertNil(cache.load("abc"))
+        cache.store([1, 2, 3, 250], for: "abc")
+        XCTAssertEqual(cache.load("abc"), [1, 2, 3, 250])
+        XCTAssertEqual(KernelCache(environment: ["HOME": "/home/x"]).directory, "/home/x/.cache/slope/kernels")
+        XCTAssertNil(KernelCache(environment: [:]).directory)
+    }
+}
