@@ -221,6 +221,11 @@ typedef cusparseStatus_t (*slope_cusparseLtSpMMACompressedSize_fn)(
 typedef cusparseStatus_t (*slope_cusparseLtSpMMACompress_fn)(
     slope_cusparseLtHandleRef handle, const slope_cusparseLtMatmulPlan *plan, const void *dense, void *compressed,
     void *buffer, CUstream stream);
+typedef cusparseStatus_t (*slope_cusparseLtSpMMACompressedSize2_fn)(
+    slope_cusparseLtHandleRef handle, const slope_cusparseLtMatDescriptor *sparse, size_t *compressedBytes, size_t *bufferBytes);
+typedef cusparseStatus_t (*slope_cusparseLtSpMMACompress2_fn)(
+    slope_cusparseLtHandleRef handle, const slope_cusparseLtMatDescriptor *sparse, int isSparseA, int op, const void *dense,
+    void *compressed, void *buffer, CUstream stream);
 
 /// Size and alignment the shim reserves for cuSPARSELt's opaque objects (checked by the tests).
 size_t slope_ccuda_sparse_object_bytes(void);

@@ -19,6 +19,37 @@ extension BackendComparison {
         return results
     }
 
+    /// Sparse GEMMs at shapes cuSPARSELt accepts (multiples of 64), with bias, for every pattern it can run,
+    /// and a SLoPe layer step at such a shape. `suffix` labels the route being checked.
+    public func runSparseGEMMChecks(dtype: DType = .bfloat16, suffix: String) -> [Check] {
+        var results: [Check] = []
+        do {
+            for pattern in [NMPattern.twoFour, try NMPattern(n: 1, m: 4), try NMPattern(n: 2, m: 8)] {
+                let w = try random([256, 512], dtype), x = try random([128, 512], dtype), bias = try random([256], dtype)
+                check("sparseMatmul \(pattern) 128×512→256 \(suffix)", dtype, &results) { backend, on in
+                    let compressed = try backend.compress(self.pick(w, on), pattern: pattern, mask: nil)
+                    return [try backend.sparseMatmul(self.pick(x, on), compressed, bias: self.pick(bias, on))]
+                }
+            }
+            let dense = try random([256, 512], dtype, std: 0.05), x = try random([128, 512], dtype), dy = try random([128, 256], dtype)
+            check("SparseLinear step 128×512→256 \(suffix)", dtype, &results) { backend, on in
+                let layer = try SparseLinear(converting: Linear(weight: backend.cast(self.pick(dense, on), to: dtype), bias: nil, backend: backend))
+                let optimizer = try SparseAdamW(weights: layer.sparseWeights, configuration: .init(learningRate: 1e-2), maskChangeFrequency: 2, backend: backend)
+                var outputs: [Tensor] = []
+                for _ in 0..<2 {  // the second forward must see the updated weights
+                    outputs.append(try layer.forward(self.pick(x, on)))
+                    outputs.append(try layer.backward(self.pick(dy, on)))
+                    try optimizer.step()
+                    try optimizer.zeroGradients()
+                }
+                return outputs
+            }
+        } catch {
+            results.append(Check(name: "setting up inputs \(suffix)", dtype: dtype, error: .infinity, tolerance: 0, failure: "\(error)"))
+        }
+        return results
+    }
+
     private func pick(_ pair: (Tensor, Tensor), _ onCandidate: Bool) -> Tensor { onCandidate ? pair.0 : pair.1 }
 
     private func linearAlgebra(_ dtype: DType, _ results: inout [Check]) throws {

@@ -98,6 +98,13 @@ struct BenchLinear: ParsableCommand {
             }
         }
         print(table.render())
+        if let gpu = backend as? CUDABackend {
+            print("\nsparse GEMM routes chosen (median ms of each candidate):")
+            for choice in gpu.sparseGEMMChoices {
+                let candidates = choice.milliseconds.sorted { $0.key < $1.key }.map { "\($0.key) \(formatted($0.value, digits: 3))" }.joined(separator: ", ")
+                print("  \(choice.shape): \(choice.route)  [\(candidates)]")
+            }
+        }
         if let path = timing.json {
             try writeJSON(results, to: path)
             print("wrote \(path)")

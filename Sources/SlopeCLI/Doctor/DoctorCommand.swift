@@ -37,11 +37,22 @@ struct DoctorCommand: ParsableCommand {
         }
         let device = backend.cudaDevice
         print("  gpu           \(backend.name), \(formatted(Double(device.totalMemory) / Double(1 << 30), digits: 1)) GiB")
-        print("  nvrtc         \(backend.compilerVersion)    cuBLASLt \(backend.cublasLtVersion)")
+        print("  nvrtc         \(backend.compilerVersion)    cuBLASLt \(backend.cublasLtVersion)    cuSPARSELt \(backend.cusparseLtVersion.map(String.init) ?? "not loaded: sparse GEMMs run dense")")
         print("\nChecking every GPU op against the CPU backend (float32 and bfloat16)…")
         let clock = ContinuousClock()
         var checks: [BackendComparison.Check] = []
-        let elapsed = clock.measure { checks = BackendComparison(reference: CPUBackend(), candidate: backend).runAll() }
+        let elapsed = clock.measure {
+            let comparison = BackendComparison(reference: CPUBackend(), candidate: backend)
+            checks = comparison.runAll()
+            // Every sparse GEMM route on its own, whatever the measured choice would be.
+            let automatic = backend.sparseRoute
+            for route in ["sparseA", "sparseB", "dense"] {
+                backend.sparseRoute = route
+                checks += comparison.runSparseGEMMChecks(suffix: "(\(route))")
+            }
+            backend.sparseRoute = automatic
+            checks += comparison.runSparseGEMMChecks(suffix: "(measured choice)")
+        }
         var table = TextTable(headers: ["check", "dtype", "rel. error", "tolerance", "result"])
         for check in checks {
             let error = check.failure != nil ? "threw" : (check.error == 0 ? "0" : String(format6(check.error)))

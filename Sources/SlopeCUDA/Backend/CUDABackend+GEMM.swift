@@ -23,6 +23,7 @@ extension CUDABackend {
         }
         if let bias { try requireShape(bias, [n], "gemm", "bias") }
         let output = try c ?? newTensor(transposeA ? [m, n] : Array(a.shape.dropLast()) + [n], dtype: a.dtype)
+        touch(output)
         if k == 0 {  // an empty product: C = beta·C + bias
             try scaleInPlace(output, by: c == nil ? 0 : Double(beta))
             if let bias { try addRowVector(bias, to: output) }

@@ -35,6 +35,7 @@ extension CUDABackend {
         }
         try requireSameDType([dy, tableGradient], "embeddingBackward")
         _ = try checkedIDs(ids, rows: tableGradient.shape[0], ignoreIndex: nil, "embeddingBackward")
+        touch(tableGradient)
         try launch(.loss, "embedding_backward", dtype: dy.dtype, grid: ((columns + 255) / 256, 1, 1), [
             .pointer(address(dy, "embeddingBackward")), .pointer(address(ids, "embeddingBackward")),
             .pointer(address(tableGradient, "embeddingBackward")), .int64(Int64(ids.count)), .int64(Int64(columns)),

@@ -13,6 +13,7 @@ extension CUDABackend {
         try requireSameDType([parameter, gradient], "adamW")
         try requireDType(moment1, .float32, "adamW moments")
         try requireDType(moment2, .float32, "adamW moments")
+        touch(parameter)
         let correction1 = 1 - Float.pow(step.beta1, step.step)
         let correction2 = 1 - Float.pow(step.beta2, step.step)
         try launch(.optimizer, "adamw", dtype: parameter.dtype, grid: elementwiseGrid(parameter.count), [

@@ -69,15 +69,16 @@ extension CUDABackend {
         return mask
     }
 
-    // Y [T, S.rows] = X·Sᵀ (+ bias). For now through the decompressed matrix and cuBLASLt; the cuSPARSELt
-    // path (compressed operand, algorithm search, plan cache) replaces this.
+    // Y [T, S.rows] = X·Sᵀ (+ bias) on cuSPARSELt, or dense where that was measured faster.
     public func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Tensor {
         let (_, features) = try x.asMatrix(operation: "sparseMatmul")
         guard features == s.columns, x.rank >= 2 else {
             throw TensorError.shapeMismatch(
                 operation: "sparseMatmul", shapes: [x.shape, s.shape], reason: "X's last dimension must equal S's columns (\(s.columns))")
         }
-        return try gemm(x, decompress(s), transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
+        try requireSameDType([x, s.values] + (bias.map { [$0] } ?? []), "sparseMatmul")
+        if let bias { try requireShape(bias, [s.rows], "sparseMatmul", "bias") }
+        return try sparseGEMM(x, s, bias: bias)
     }
 
     public func doublePrunedTranspose(of w: CompressedMatrix) throws -> CompressedMatrix {
@@ -93,6 +94,7 @@ extension CUDABackend {
                 operation: "refreshDoublePrunedTranspose", shapes: [transposed.shape, w.shape], reason: "the transpose must be [din, dout] with W's pattern")
         }
         try requireSameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
+        touch(transposed.values)
         let operation = "refreshDoublePrunedTranspose"
         try launch(.sparsity, "refresh_transpose", dtype: w.values.dtype, grid: elementwiseGrid(transposed.values.count), [
             .pointer(address(w.values, operation)), .pointer(address(w.indices, operation)), .pointer(address(transposed.indices, operation)),

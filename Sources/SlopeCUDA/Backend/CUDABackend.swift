@@ -10,14 +10,29 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let allocator: CachingAllocator
     let compiler: KernelCompiler
     let blas: CuBLASLtGEMM
+    /// nil when cuSPARSELt cannot be loaded: sparse GEMMs then run dense (doctor reports why).
+    let cusparseLt: CuSPARSELtMatmul?
+    let decisions: SparseGEMMDecisionStore
+    /// Forces one route for every sparse GEMM instead of the measured choice (checks and benchmarks);
+    /// starts from `SLOPE_SPARSE_GEMM` = dense, sparseA or sparseB.
+    public var sparseRoute: String?
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
     let host = CPUBackend()
 
     public init(ordinal: Int = 0) throws {
         cudaDevice = try CUDADevice(ordinal: ordinal)
         allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
-        compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: processEnvironment(["SLOPE_CACHE_DIR", "HOME"])))
+        let environment = processEnvironment(["SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM"])
+        compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
+        cusparseLt = try? CuSPARSELtMatmul(device: cudaDevice)
+        decisions = SparseGEMMDecisionStore(path: SparseGEMMDecisionStore.path(
+            cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
+            cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version))
+        sparseRoute = environment["SLOPE_SPARSE_GEMM"].flatMap { $0 == "auto" ? nil : $0 }
+        if let route = sparseRoute, SparseGEMMDecision.Route(rawValue: route) == nil {
+            throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_GEMM", reason: "must be auto, dense, sparseA or sparseB, not '\(route)'")
+        }
     }
 
     public var device: Device { .cuda(cudaDevice.ordinal) }
@@ -35,6 +50,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var compilerVersion: String { compiler.compilerVersion }
     /// cuBLASLt's version number, e.g. 130100.
     public var cublasLtVersion: Int { blas.version }
+    /// cuSPARSELt's version number (e.g. 800), or nil when it is not loaded.
+    public var cusparseLtVersion: Int? { cusparseLt?.version }
 
     // MARK: Helpers shared by the op files
 
@@ -61,6 +78,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     ) throws {
         let module = try compiler.module("\(family.rawValue)_\(dtype)", source: family.translationUnit(for: dtype))
         try cudaDevice.launch(module.function(name), name: name, grid: grid, block: block, arguments)
+    }
+
+    /// Records that `tensor`'s memory was written in place (see ``CUDAStorage/generation``).
+    func touch(_ tensor: Tensor) {
+        (tensor.storage as? CUDAStorage)?.generation &+= 1
     }
 
     func requireSameDType(_ tensors: [Tensor], _ operation: String) throws {
@@ -92,6 +114,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     func memsetZero(_ tensor: Tensor) throws {
         guard tensor.byteCount > 0 else { return }
+        touch(tensor)
         try cudaDevice.makeCurrent()
         try cudaDevice.driver.check(
             cudaDevice.driver.cuMemsetD8Async(try address(tensor, "zeros"), 0, tensor.byteCount, cudaDevice.stream), "cuMemsetD8Async")
@@ -152,6 +175,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         guard source.count == destination.count else {
             throw TensorError.shapeMismatch(operation: "copy", shapes: [source.shape, destination.shape], reason: "element counts differ")
         }
+        touch(destination)
         if source.dtype == destination.dtype {
             guard source.byteCount > 0 else { return }
             try cudaDevice.makeCurrent()
@@ -187,6 +211,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         guard tensor.dtype.isFloatingPoint else {
             throw TensorError.unsupportedDType(operation: "fill with \(value) on CUDA", dtype: tensor.dtype)
         }
+        touch(tensor)
         try launch(.elementwise, "fill", dtype: tensor.dtype, grid: elementwiseGrid(tensor.count), [
             .pointer(address(tensor, "fill")), .int64(Int64(tensor.count)), .float(Float(value)),
         ])

@@ -7,13 +7,14 @@ struct KernelCache: Sendable {
     let directory: String?
 
     init(environment: [String: String]) {
-        if let explicit = environment["SLOPE_CACHE_DIR"], !explicit.isEmpty {
-            directory = explicit + "/kernels"
-        } else if let home = environment["HOME"], !home.isEmpty {
-            directory = home + "/.cache/slope/kernels"
-        } else {
-            directory = nil  // nowhere to write: compile every run
-        }
+        directory = Self.cacheDirectory(environment).map { $0 + "/kernels" }  // nil: nowhere to write, compile every run
+    }
+
+    /// slope's cache folder: `$SLOPE_CACHE_DIR`, else `~/.cache/slope`.
+    static func cacheDirectory(_ environment: [String: String]) -> String? {
+        if let explicit = environment["SLOPE_CACHE_DIR"], !explicit.isEmpty { return explicit }
+        if let home = environment["HOME"], !home.isEmpty { return home + "/.cache/slope" }
+        return nil
     }
 
     /// 128-bit FNV-1a of the inputs, as 32 hex digits.

@@ -168,6 +168,8 @@ struct CuSPARSELtAPI: @unchecked Sendable {
     let cusparseLtSpMMAPrune: slope_cusparseLtSpMMAPrune_fn
     let cusparseLtSpMMACompressedSize: slope_cusparseLtSpMMACompressedSize_fn
     let cusparseLtSpMMACompress: slope_cusparseLtSpMMACompress_fn
+    let cusparseLtSpMMACompressedSize2: slope_cusparseLtSpMMACompressedSize2_fn
+    let cusparseLtSpMMACompress2: slope_cusparseLtSpMMACompress2_fn
 
     init(_ library: DynamicLibrary) throws {
         self.library = library
@@ -190,6 +192,8 @@ struct CuSPARSELtAPI: @unchecked Sendable {
         cusparseLtSpMMAPrune = try library.symbol("cusparseLtSpMMAPrune")
         cusparseLtSpMMACompressedSize = try library.symbol("cusparseLtSpMMACompressedSize")
         cusparseLtSpMMACompress = try library.symbol("cusparseLtSpMMACompress")
+        cusparseLtSpMMACompressedSize2 = try library.symbol("cusparseLtSpMMACompressedSize2")
+        cusparseLtSpMMACompress2 = try library.symbol("cusparseLtSpMMACompress2")
     }
 
     @inline(__always)

@@ -15,6 +15,12 @@ public final class CUDAStorage: TensorStorage, @unchecked Sendable {
         block = try allocator.allocate(byteCount)
     }
 
+    /// Bumped by every op that writes into existing memory, so caches derived from the contents
+    /// (cuSPARSELt's compressed copy of a weight) know when to rebuild.
+    var generation: UInt64 = 0
+    /// A cache derived from this memory's contents, dropped with it.
+    var derived: AnyObject?
+
     /// The device address of the first byte.
     public var address: CUdeviceptr { block.address }
 

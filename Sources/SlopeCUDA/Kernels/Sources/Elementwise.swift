@@ -77,5 +77,10 @@ extension KernelSources {
     extern "C" __global__ void convert_from_float(const float* x, T* out, long long n) {
         GRID_STRIDE(i, n) out[i] = from_float<T>(x[i]);
     }
+
+    // x[r, c] += v[c]: a bias added after a GEMM that has no bias epilogue; x [rows, cols], v [cols]; 1-D grid.
+    extern "C" __global__ void add_row_vector(T* x, const T* v, long long rows, long long cols) {
+        GRID_STRIDE(i, rows * cols) x[i] = from_float<T>(to_float(x[i]) + to_float(v[i % cols]));
+    }
     """#
 }

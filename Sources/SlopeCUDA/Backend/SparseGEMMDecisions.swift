@@ -1,0 +1,70 @@
+import FoundationEssentials
+import Synchronization
+
+/// How one sparse GEMM shape runs: on cuSPARSELt in one operand arrangement, or dense on cuBLASLt
+/// (when sparse was measured slower, or the shape or pattern is one cuSPARSELt cannot take).
+struct SparseGEMMDecision: Codable, Equatable, Sendable {
+    enum Route: String, Codable, Sendable {
+        case sparseA, sparseB, dense
+    }
+
+    let route: Route
+    /// cuSPARSELt's algorithm configuration id (after search) for the sparse routes.
+    let configuration: Int32
+    /// Measured medians in milliseconds, by route name, for the record.
+    let milliseconds: [String: Double]
+}
+
+/// The decisions, kept in memory and in a JSON file so the search runs once per shape and machine:
+/// `$SLOPE_CACHE_DIR/sparse-gemm/<device and library versions>.json`.
+final class SparseGEMMDecisionStore: Sendable {
+    let path: String?
+    private let decisions: Mutex<[String: SparseGEMMDecision]>
+
+    init(path: String?) {
+        self.path = path
+        var loaded: [String: SparseGEMMDecision] = [:]
+        if let path, let data = FileManager.default.contents(atPath: path),
+           let decoded = try? JSONDecoder().decode([String: SparseGEMMDecision].self, from: data) {
+            loaded = decoded  // an unreadable file is ignored and rewritten: it only costs a new search
+        }
+        decisions = Mutex(loaded)
+    }
+
+    /// The file for one device and library combination, under `cacheDirectory`.
+    static func path(cacheDirectory: String?, device: String, cusparseLtVersion: Int, cublasLtVersion: Int) -> String? {
+        guard let cacheDirectory else { return nil }
+        let name = "\(device)-cusparselt\(cusparseLtVersion)-cublaslt\(cublasLtVersion)"
+            .map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" }
+        return "\(cacheDirectory)/sparse-gemm/\(String(name)).json"
+    }
+
+    static func key(tokens: Int, outFeatures: Int, inFeatures: Int, dtype: String) -> String {
+        "\(dtype) \(tokens)x\(outFeatures)x\(inFeatures)"
+    }
+
+    func decision(for key: String) -> SparseGEMMDecision? { decisions.withLock { $0[key] } }
+
+    var all: [String: SparseGEMMDecision] { decisions.withLock { $0 } }
+
+    /// Records a decision and rewrites the file atomically (temporary name, then rename).
+    func record(_ decision: SparseGEMMDecision, for key: String) {
+        let snapshot = decisions.withLock { decisions in
+            decisions[key] = decision
+            return decisions
+        }
+        guard let path else { return }
+        do {
+            let folder = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let temporary = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
+            try encoder.encode(snapshot).write(to: URL(fileURLWithPath: temporary))
+            _ = try? FileManager.default.removeItem(atPath: path)
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        } catch {
+            // Not being able to save only means searching again next run.
+        }
+    }
+}

@@ -1,0 +1,43 @@
+import FoundationEssentials
+@testable import SlopeCUDA
+import XCTest
+
+final class SparseGEMMDecisionTests: XCTestCase {
+    func testDecisionsSurviveARestartAndAreKeyedByShape() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-decisions-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = SparseGEMMDecisionStore.path(cacheDirectory: folder, device: "NVIDIA H100 80GB HBM3 sm_90", cusparseLtVersion: 800, cublasLtVersion: 130100)
+        XCTAssertEqual(path, folder + "/sparse-gemm/NVIDIA_H100_80GB_HBM3_sm_90-cusparselt800-cublaslt130100.json")
+        XCTAssertNil(SparseGEMMDecisionStore.path(cacheDirectory: nil, device: "x", cusparseLtVersion: 0, cublasLtVersion: 0))
+
+        let key = SparseGEMMDecisionStore.key(tokens: 8192, outFeatures: 4096, inFeatures: 16384, dtype: "bfloat16")
+        XCTAssertEqual(key, "bfloat16 8192x4096x16384")
+        let decision = SparseGEMMDecision(route: .sparseB, configuration: 3, milliseconds: ["dense": 1.5, "sparseA": 1.2, "sparseB": 1.05])
+        let store = SparseGEMMDecisionStore(path: path)
+        XCTAssertNil(store.decision(for: key))
+        store.record(decision, for: key)
+        let reopened = SparseGEMMDecisionStore(path: path)
+        XCTAssertEqual(reopened.decision(for: key), decision)
+        XCTAssertNil(reopened.decision(for: SparseGEMMDecisionStore.key(tokens: 16384, outFeatures: 4096, inFeatures: 16384, dtype: "bfloat16")))
+    }
+
+    func testACorruptFileIsIgnored() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-decisions-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let path = folder + "/d.json"
+        try Data("{ not json".utf8).write(to: URL(fileURLWithPath: path))
+        let store = SparseGEMMDecisionStore(path: path)
+        XCTAssertTrue(store.all.isEmpty)
+        store.record(SparseGEMMDecision(route: .dense, configuration: 0, milliseconds: [:]), for: "k")
+        XCTAssertEqual(SparseGEMMDecisionStore(path: path).decision(for: "k")?.route, .dense)
+    }
+
+    func testWhichPatternsRunOnTheTwoFourKernels() throws {
+        XCTAssertTrue(CUDABackend.runsOnTwoFour(.twoFour))
+        XCTAssertTrue(CUDABackend.runsOnTwoFour(try .init(n: 1, m: 4)))
+        XCTAssertTrue(CUDABackend.runsOnTwoFour(try .init(n: 2, m: 8)))
+        XCTAssertFalse(CUDABackend.runsOnTwoFour(try .init(n: 4, m: 8)), "4 of 8 can put 3 in one half")
+        XCTAssertFalse(CUDABackend.runsOnTwoFour(try .init(n: 3, m: 4)))
+    }
+}
