@@ -43,9 +43,15 @@ extension CUDABackend {
     }
 
     func addBias(_ bias: Tensor, to y: Tensor) throws {
-        try launch(.elementwise, "add_row_vector", dtype: y.dtype, grid: elementwiseGrid(y.count), [
-            .pointer(address(y, "bias")), .pointer(address(bias, "bias")), .int64(Int64(y.count / max(bias.count, 1))), .int64(Int64(bias.count)),
+        let rows = y.count / max(bias.count, 1)
+        try launch(.elementwise, "add_row_vector", dtype: y.dtype, grid: rowGrid(rows: rows, columns: bias.count), [
+            .pointer(address(y, "bias")), .pointer(address(bias, "bias")), .int64(Int64(rows)), .int64(Int64(bias.count)),
         ])
+    }
+
+    /// Columns across threads, rows across up to 65 535 blocks.
+    func rowGrid(rows: Int, columns: Int) -> (Int, Int, Int) {
+        ((columns + 255) / 256, min(max(rows, 1), 65_535), 1)
     }
 
     private func operandCache(for s: CompressedMatrix) -> SparseOperandCache {

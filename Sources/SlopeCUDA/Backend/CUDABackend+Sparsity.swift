@@ -103,20 +103,8 @@ extension CUDABackend {
         ])
     }
 
-    /// Rows `start ..< start + count` of a matrix as a new tensor.
-    private func rows(_ tensor: Tensor, _ start: Int, _ count: Int) throws -> Tensor {
-        let rowBytes = tensor.byteCount / max(tensor.shape[0], 1)
-        let slice = try newTensor([count, tensor.shape[1]], dtype: tensor.dtype)
-        guard slice.byteCount > 0 else { return slice }
-        try cudaDevice.makeCurrent()
-        try cudaDevice.driver.check(
-            cudaDevice.driver.cuMemcpyDtoDAsync(try address(slice, "rows"), try address(tensor, "rows") + UInt64(start * rowBytes), slice.byteCount, cudaDevice.stream),
-            "cuMemcpyDtoDAsync")
-        return slice
-    }
-
-    // Y = X·Wᵀ + (X·L)·R·scale + bias. Correct but not yet fused: the two row blocks of the merged matrix
-    // are multiplied separately and R's product accumulates into Y with beta = 1.
+    // Z [T, dout + r] = X·[W; Lᵀ]ᵀ in one sparse GEMM; Y = scale·Z[:, dout:]·R (strided A), then
+    // Y += Z[:, :dout] + bias in one pass.
     public func mergedSparseLowRankMatmul(
         _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
     ) throws -> Tensor {
@@ -126,14 +114,22 @@ extension CUDABackend {
                 operation: "mergedSparseLowRankMatmul", shapes: [merged.shape, up.shape],
                 reason: "merged must be [dout + r, din] and up [r, dout] with dout = \(outFeatures)")
         }
-        func part(_ start: Int, _ count: Int) throws -> CompressedMatrix {
-            try CompressedMatrix(
-                rows: count, columns: merged.columns, pattern: merged.pattern,
-                values: rows(merged.values, start, count), indices: rows(merged.indices, start, count))
-        }
-        let y = try sparseMatmul(x, part(0, outFeatures), bias: bias)
-        guard rank > 0 else { return y }
-        let projection = try sparseMatmul(x, part(outFeatures, rank), bias: nil)
-        return try gemm(projection, up, transposeA: false, transposeB: false, alpha: scale, beta: 1, into: y, bias: nil)
+        try requireSameDType([x, up, merged.values] + (bias.map { [$0] } ?? []), "mergedSparseLowRankMatmul")
+        if let bias { try requireShape(bias, [outFeatures], "mergedSparseLowRankMatmul", "bias") }
+        if rank == 0 { return try sparseMatmul(x, merged, bias: bias) }
+        let stacked = try sparseMatmul(x, merged, bias: nil)
+        let tokens = stacked.count / merged.rows
+        let y = try newTensor(Array(x.shape.dropLast()) + [outFeatures], dtype: x.dtype)
+        let zAddress = try address(stacked, "mergedSparseLowRankMatmul")
+        try blas.run(
+            m: tokens, n: outFeatures, k: rank, transA: false, transB: false, dtype: x.dtype, alpha: scale,
+            a: zAddress + UInt64(outFeatures * x.dtype.byteSize), b: address(up, "mergedSparseLowRankMatmul"), beta: 0,
+            c: address(y, "mergedSparseLowRankMatmul"), bias: nil, lda: merged.rows)
+        try launch(.elementwise, "add_strided_rows", dtype: x.dtype, grid: rowGrid(rows: tokens, columns: outFeatures), [
+            .pointer(address(y, "mergedSparseLowRankMatmul")), .pointer(zAddress),
+            .optionalPointer(try bias.map { try address($0, "mergedSparseLowRankMatmul") }),
+            .int64(Int64(tokens)), .int64(Int64(outFeatures)), .int64(Int64(merged.rows)),
+        ])
+        return y
     }
 }

@@ -78,9 +78,23 @@ extension KernelSources {
         GRID_STRIDE(i, n) out[i] = from_float<T>(x[i]);
     }
 
-    // x[r, c] += v[c]: a bias added after a GEMM that has no bias epilogue; x [rows, cols], v [cols]; 1-D grid.
+    // x[r, c] += v[c]: a bias added after a GEMM that has no bias epilogue; x [rows, cols], v [cols].
+    // Grid (ceil(cols/256), ≤ 65535 row blocks): columns by thread, rows strided by block, no 64-bit division.
     extern "C" __global__ void add_row_vector(T* x, const T* v, long long rows, long long cols) {
-        GRID_STRIDE(i, rows * cols) x[i] = from_float<T>(to_float(x[i]) + to_float(v[i % cols]));
+        long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+        if (c >= cols) return;
+        float bias = to_float(v[c]);
+        for (long long r = blockIdx.y; r < rows; r += gridDim.y) x[r * cols + c] = from_float<T>(to_float(x[r * cols + c]) + bias);
+    }
+
+    // y[r, c] += z[r·ldz + c] (+ v[c] when v is not NULL): the sparse half of merged inference added to the
+    // low-rank half; y [rows, cols], z rows of ldz ≥ cols. Same geometry as add_row_vector.
+    extern "C" __global__ void add_strided_rows(T* y, const T* z, const T* v, long long rows, long long cols, long long ldz) {
+        long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+        if (c >= cols) return;
+        float bias = v ? to_float(v[c]) : 0.0f;
+        for (long long r = blockIdx.y; r < rows; r += gridDim.y)
+            y[r * cols + c] = from_float<T>(to_float(y[r * cols + c]) + to_float(z[r * ldz + c]) + bias);
     }
     """#
 }

@@ -36,15 +36,5 @@ extension KernelSources {
             if (threadIdx.x == 0) out[0] = (float)s;
         }
     }
-
-    // out[c] = Σ_r x[r·cols + c]; x [rows, cols], out [cols]; one thread per column (adjacent threads read
-    // adjacent columns, so each row's loads coalesce); grid ceil(cols/256) × 256 (grid-stride for safety).
-    extern "C" __global__ void sum_rows(const T* x, T* out, long long rows, long long cols) {
-        GRID_STRIDE(c, cols) {
-            float s = 0.0f;
-            for (i64 r = 0; r < rows; ++r) s += to_float(x[r * cols + c]);
-            out[c] = from_float<T>(s);
-        }
-    }
     """#
 }
