@@ -29,7 +29,8 @@ final class KernelSourceTests: XCTestCase {
             .optimizer: ["adamw"],
             .layout: ["transpose"],
             .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "slot_mask", "refresh_transpose"],
-            .bytes: ["transpose_u8", "and_u8"],
+            .bytes: ["transpose_u8"],
+            .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))
         for (family, names) in launched {

@@ -1,12 +1,21 @@
 import CCUDA
 import SlopeCore
 
-/// W's forms derived for the GPU GEMMs, attached to the storage of W's compressed values and rebuilt when
-/// those values change (their storage generation moves): cuSPARSELt's compressed copy per arrangement,
-/// or the decompressed W for the dense route.
+/// W's forms derived for the GPU GEMMs, attached to the storage of W's compressed values and brought up to
+/// date when those values change (their storage generation moves): cuSPARSELt's compressed copy per
+/// arrangement, or the decompressed W for the dense route.
 final class SparseOperandCache {
+    /// cuSPARSELt's compressed W for one arrangement, and where its values sit.
+    struct Compressed {
+        let storage: CUDAStorage
+        /// For each value position in `storage`, the slot of W's compressed values it holds; nil when the
+        /// layout could not be learned (then the whole matrix is compressed again on every change).
+        let valueMap: CUDAStorage?
+        var generation: UInt64
+    }
+
     var generation: UInt64
-    var compressed: [CuSPARSELtMatmul.Arrangement: CUDAStorage] = [:]
+    var compressed: [CuSPARSELtMatmul.Arrangement: Compressed] = [:]
     var dense: Tensor?
     init(generation: UInt64) { self.generation = generation }
 }
@@ -57,9 +66,8 @@ extension CUDABackend {
     private func operandCache(for s: CompressedMatrix) -> SparseOperandCache {
         let storage = s.values.storage as! CUDAStorage
         if let cache = storage.derived as? SparseOperandCache {
-            if cache.generation != storage.generation {  // W was updated: its derived forms are stale
-                cache.generation = storage.generation
-                cache.compressed.removeAll()
+            if cache.generation != storage.generation {  // W was updated: the dense copy is stale
+                cache.generation = storage.generation  // (compressed copies check their own generation)
                 cache.dense = nil
             }
             return cache
@@ -76,16 +84,79 @@ extension CUDABackend {
         return dense
     }
 
+    /// cuSPARSELt's compressed W for `plan`'s arrangement, current with W's values. The first time, the format
+    /// is built and (for 2:4) the position of every value in it is learned; after that, a change of W only
+    /// rewrites the values (one gather), since the mask and so the metadata stay the same.
     private func compressedOperand(_ s: CompressedMatrix, _ operands: SparseOperandCache, _ plan: CuSPARSELtMatmul.Plan) throws -> CUDAStorage {
-        if let compressed = operands.compressed[plan.key.arrangement] { return compressed }
+        let generation = operands.generation
+        if var entry = operands.compressed[plan.key.arrangement] {
+            if entry.generation == generation { return entry.storage }
+            if let map = entry.valueMap {
+                let count = s.values.count
+                try launch(.compressedLayout, "scatter_values", dtype: s.values.dtype, grid: elementwiseGrid(count), [
+                    .pointer(address(s.values, "compress")), .pointer(map.address), .pointer(entry.storage.address), .int64(Int64(count)),
+                ])
+            } else {
+                try compressWhole(s, plan, into: entry.storage)
+            }
+            entry.generation = generation
+            operands.compressed[plan.key.arrangement] = entry
+            return entry.storage
+        }
+        let sizes = try cusparse().compressedBytes(plan)
+        let storage = try CUDAStorage(byteCount: sizes.compressed, device: device, allocator: allocator)
+        let map = s.pattern == .twoFour ? try learnValueLayout(s, plan, into: storage) : nil
+        if map != nil {
+            let count = s.values.count
+            try launch(.compressedLayout, "scatter_values", dtype: s.values.dtype, grid: elementwiseGrid(count), [
+                .pointer(address(s.values, "compress")), .pointer(map!.address), .pointer(storage.address), .int64(Int64(count)),
+            ])
+        } else {
+            try compressWhole(s, plan, into: storage)
+        }
+        operands.compressed[plan.key.arrangement] = SparseOperandCache.Compressed(storage: storage, valueMap: map, generation: generation)
+        return storage
+    }
+
+    /// Compresses the decompressed W with cuSPARSELt.
+    private func compressWhole(_ s: CompressedMatrix, _ plan: CuSPARSELtMatmul.Plan, into storage: CUDAStorage) throws {
         let library = try cusparse()
-        let sizes = try library.compressedBytes(plan)
-        let compressed = try CUDAStorage(byteCount: sizes.compressed, device: device, allocator: allocator)
-        let buffer = try newTensor([max(sizes.buffer, 1)], dtype: .uint8)
-        let dense = try operands.dense ?? decompress(s)
-        try library.compress(plan, dense: address(dense, "compress"), into: compressed.address, buffer: address(buffer, "compress"))
-        operands.compressed[plan.key.arrangement] = compressed
-        return compressed
+        let buffer = try newTensor([max(try library.compressedBytes(plan).buffer, 1)], dtype: .uint8)
+        let dense = try decompress(s)
+        try library.compress(plan, dense: address(dense, "compress"), into: storage.address, buffer: address(buffer, "compress"))
+    }
+
+    /// Learns where cuSPARSELt puts each value: W's slot numbers are written, one base-256 digit at a time, as
+    /// the values of a matrix with W's mask, compressed, and read back from the values region. Returns the map
+    /// only if it is a permutation of the slots (otherwise the format is not what this assumes, and nil makes
+    /// the caller compress whole matrices instead). Leaves `storage` holding the metadata for W's mask.
+    private func learnValueLayout(_ s: CompressedMatrix, _ plan: CuSPARSELtMatmul.Plan, into storage: CUDAStorage) throws -> CUDAStorage? {
+        let count = s.values.count
+        guard count > 0, count < Int(UInt32.max), storage.byteCount >= count * s.values.dtype.byteSize else { return nil }
+        let library = try cusparse()
+        let buffer = try newTensor([max(try library.compressedBytes(plan).buffer, 1)], dtype: .uint8)
+        let map = try CUDAStorage(byteCount: count * 4, device: device, allocator: allocator)
+        let digits = max(1, (Int(UInt64(count - 1).bitWidth - UInt64(count - 1).leadingZeroBitCount) + 7) / 8)
+        let dense = try newTensor(s.shape, dtype: s.values.dtype)
+        let sparseArguments: [KernelArgument] = [.int64(Int64(s.rows)), .int64(Int64(s.columns)), .int32(Int32(s.pattern.n)), .int32(Int32(s.pattern.m))]
+        for digit in 0..<digits {
+            try memsetZero(dense)
+            try launch(.compressedLayout, "encode_slots", dtype: dense.dtype, grid: elementwiseGrid(count),
+                       [.pointer(address(s.indices, "learn")), .pointer(address(dense, "learn"))] + sparseArguments + [.int32(Int32(8 * digit))])
+            try library.compress(plan, dense: address(dense, "learn"), into: storage.address, buffer: address(buffer, "learn"))
+            try launch(.compressedLayout, "decode_digits", dtype: dense.dtype, grid: elementwiseGrid(count), [
+                .pointer(storage.address), .pointer(map.address), .int64(Int64(count)), .int32(Int32(8 * digit)), .int32(digit == 0 ? 1 : 0),
+            ])
+        }
+        let counts = try zeros([count], dtype: .int32)
+        let bad = try zeros([1], dtype: .int32)
+        try launch(.compressedLayout, "count_map", dtype: dense.dtype, grid: elementwiseGrid(count), [
+            .pointer(map.address), .pointer(address(counts, "learn")), .pointer(address(bad, "learn")), .int64(Int64(count)),
+        ])
+        try launch(.compressedLayout, "check_counts", dtype: dense.dtype, grid: elementwiseGrid(count), [
+            .pointer(address(counts, "learn")), .pointer(address(bad, "learn")), .int64(Int64(count)),
+        ])
+        return try int32s(bad)[0] == 0 ? map : nil
     }
 
     /// The decision for this shape: forced by `SLOPE_SPARSE_GEMM`, remembered, or measured now by running

@@ -5,7 +5,7 @@ enum KernelSources {}
 
 /// A group of kernels compiled together into one module.
 enum KernelFamily: String, CaseIterable, Sendable {
-    case elementwise, reductions, normalization, loss, optimizer, layout, sparsity, bytes
+    case elementwise, reductions, normalization, loss, optimizer, layout, sparsity, bytes, compressedLayout
 
     var source: String {
         switch self {
@@ -17,6 +17,7 @@ enum KernelFamily: String, CaseIterable, Sendable {
         case .layout: return KernelSources.layout
         case .sparsity: return KernelSources.sparsity
         case .bytes: return KernelSources.bytes
+        case .compressedLayout: return KernelSources.compressedLayout
         }
     }
 

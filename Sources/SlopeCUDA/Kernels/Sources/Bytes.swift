@@ -16,11 +16,5 @@ extension KernelSources {
             if (r < rows && cc < cols) y[cc * rows + r] = tile[threadIdx.x][i];
         }
     }
-
-    // out = a & b elementwise (mask intersection); 1-D grid.
-    extern "C" __global__ void and_u8(const unsigned char* a, const unsigned char* b, unsigned char* out, long long n) {
-        for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-            out[i] = a[i] & b[i];
-    }
     """#
 }

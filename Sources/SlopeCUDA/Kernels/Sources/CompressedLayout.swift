@@ -1,0 +1,46 @@
+extension KernelSources {
+    /// Kernels that learn where cuSPARSELt's compressed format keeps each of W's values, so new values can be
+    /// written straight into it after an optimizer step instead of compressing the whole matrix again.
+    static let compressedLayout = #"""
+    // dense [rows, cols] (zeroed first) gets, at every slot of a row-wise N:M compressed matrix, the base-256 digit
+    // `shift` of the slot's number plus 1 (1…256: exact in bf16 and f16, and never zero, so every slot stays kept).
+    extern "C" __global__ void encode_slots(const unsigned char* indices, T* dense, long long rows, long long cols, int n, int m, int shift) {
+        long long slotsPerRow = cols / m * n;
+        GRID_STRIDE(s, rows * slotsPerRow) {
+            long long r = s / slotsPerRow, k = s % slotsPerRow;
+            float digit = (float)(((unsigned long long)s >> shift) & 255ull) + 1.0f;
+            dense[r * cols + (k / n) * m + indices[s]] = from_float<T>(digit);
+        }
+    }
+
+    // map[p] |= (value at p − 1) << shift for the `count` values at the start of a compressed buffer;
+    // a value outside 1…256 (a zero cuSPARSELt added, or metadata) poisons the entry.
+    extern "C" __global__ void decode_digits(const T* compressed, unsigned int* map, long long count, int shift, int first) {
+        GRID_STRIDE(p, count) {
+            float v = to_float(compressed[p]);
+            unsigned int digit = (v >= 1.0f && v <= 256.0f && v == floorf(v)) ? (unsigned int)v - 1u : 0xFFFFFFFFu;
+            unsigned int previous = first ? 0u : map[p];
+            map[p] = (digit == 0xFFFFFFFFu || previous == 0xFFFFFFFFu) ? 0xFFFFFFFFu : previous | (digit << shift);
+        }
+    }
+
+    // counts[map[p]] += 1 (counts zeroed first); bad[0] = 1 if any entry is out of range.
+    extern "C" __global__ void count_map(const unsigned int* map, int* counts, int* bad, long long count) {
+        GRID_STRIDE(p, count) {
+            unsigned int target = map[p];
+            if ((long long)target >= count) { atomicExch(bad, 1); continue; }
+            atomicAdd(counts + target, 1);
+        }
+    }
+
+    // bad[0] = 1 unless every slot was hit exactly once: the map is then a permutation.
+    extern "C" __global__ void check_counts(const int* counts, int* bad, long long count) {
+        GRID_STRIDE(i, count) if (counts[i] != 1) atomicExch(bad, 1);
+    }
+
+    // compressed[p] = values[map[p]]: W's current values into cuSPARSELt's layout, metadata untouched.
+    extern "C" __global__ void scatter_values(const T* values, const unsigned int* map, T* compressed, long long count) {
+        GRID_STRIDE(p, count) compressed[p] = values[map[p]];
+    }
+    """#
+}
