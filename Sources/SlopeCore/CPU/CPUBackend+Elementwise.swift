@@ -23,7 +23,7 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: a.dtype, operation: name))
+        return try (computeKind(for: a.dtype, operation: name) == .double ? run(Double.self) : run(Float.self))
     }
 
     public func add(_ a: Tensor, _ b: Tensor) throws -> Tensor { try binary(a, b, .add, "add") }
@@ -43,7 +43,7 @@ extension CPUBackend {
                 parallelFor(x.count, grain: 1 << 15) { r in for i in r { p[i] *= f } }
             }
         }
-        try run(computeType(for: x.dtype, operation: "scaleInPlace"))
+        try (computeKind(for: x.dtype, operation: "scaleInPlace") == .double ? run(Double.self) : run(Float.self))
     }
 
     public func accumulate(_ x: Tensor, into y: Tensor, alpha: Double) throws {
@@ -58,7 +58,7 @@ extension CPUBackend {
                 }
             }
         }
-        try run(computeType(for: y.dtype, operation: "accumulate"))
+        try (computeKind(for: y.dtype, operation: "accumulate") == .double ? run(Double.self) : run(Float.self))
     }
 
     public func applyMask(_ x: Tensor, mask: Tensor) throws -> Tensor {
@@ -74,7 +74,7 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: x.dtype, operation: "applyMask"))
+        return try (computeKind(for: x.dtype, operation: "applyMask") == .double ? run(Double.self) : run(Float.self))
     }
 
     public func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor {
@@ -91,7 +91,7 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: x.dtype, operation: "activation"))
+        return try (computeKind(for: x.dtype, operation: "activation") == .double ? run(Double.self) : run(Float.self))
     }
 
     public func activationBackward(_ x: Tensor, gradient dy: Tensor, _ kind: Activation) throws -> Tensor {
@@ -118,7 +118,7 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: x.dtype, operation: "activationBackward"))
+        return try (computeKind(for: x.dtype, operation: "activationBackward") == .double ? run(Double.self) : run(Float.self))
     }
 }
 

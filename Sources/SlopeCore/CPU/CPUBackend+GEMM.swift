@@ -56,7 +56,7 @@ extension CPUBackend {
                 }
             }
         }
-        try run(computeType(for: a.dtype, operation: "gemm"))
+        try (computeKind(for: a.dtype, operation: "gemm") == .double ? run(Double.self) : run(Float.self))
         return output
     }
 

@@ -53,7 +53,7 @@ extension CPUBackend {
                 }
             }
         }
-        try run(computeType(for: dy.dtype, operation: "embeddingBackward"))
+        try (computeKind(for: dy.dtype, operation: "embeddingBackward") == .double ? run(Double.self) : run(Float.self))
     }
 
     // loss = mean over counted rows of −log softmax(logits [n, V])[target]; probabilities [n, V].
@@ -89,7 +89,7 @@ extension CPUBackend {
             let counted = (0..<rows).filter { pt[$0] != ignoreIndex }.count
             return (losses.reduce(0, +) / Double(max(counted, 1)), counted)
         }
-        let (loss, counted) = try run(computeType(for: logits.dtype, operation: "crossEntropy"))
+        let (loss, counted) = try (computeKind(for: logits.dtype, operation: "crossEntropy") == .double ? run(Double.self) : run(Float.self))
         let lossTensor = try tensor([loss], shape: [1], dtype: logits.dtype == .float64 ? .float64 : .float32)
         return CrossEntropyOutput(loss: lossTensor, probabilities: probabilities, countedRows: counted)
     }
@@ -119,6 +119,6 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: probabilities.dtype, operation: "crossEntropyBackward"))
+        return try (computeKind(for: probabilities.dtype, operation: "crossEntropyBackward") == .double ? run(Double.self) : run(Float.self))
     }
 }

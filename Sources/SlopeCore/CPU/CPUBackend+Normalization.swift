@@ -11,7 +11,7 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: x.dtype, operation: "softmax"))
+        return try (computeKind(for: x.dtype, operation: "softmax") == .double ? run(Double.self) : run(Float.self))
     }
 
     // dx = y ⊙ (dy − Σ dy⊙y), rows of C.
@@ -37,7 +37,7 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: y.dtype, operation: "softmaxBackward"))
+        return try (computeKind(for: y.dtype, operation: "softmaxBackward") == .double ? run(Double.self) : run(Float.self))
     }
 
     // y = (x − mean)·rstd·weight + bias; x, y [rows, C]; weight, bias [C]; mean, rstd [rows].
@@ -80,7 +80,7 @@ extension CPUBackend {
                 }
             }
         }
-        try run(computeType(for: x.dtype, operation: "layerNorm"))
+        try (computeKind(for: x.dtype, operation: "layerNorm") == .double ? run(Double.self) : run(Float.self))
         return LayerNormOutput(output: output, mean: mean, reciprocalStd: rstd)
     }
     // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)) with ĝ = dy⊙weight; dweight = Σ dy⊙x̂; dbias = Σ dy.
@@ -138,7 +138,7 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: x.dtype, operation: "layerNormBackward"))
+        return try (computeKind(for: x.dtype, operation: "layerNormBackward") == .double ? run(Double.self) : run(Float.self))
     }
 }
 

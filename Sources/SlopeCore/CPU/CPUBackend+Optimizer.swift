@@ -31,6 +31,6 @@ extension CPUBackend {
                 }
             }
         }
-        try run(computeType(for: parameter.dtype, operation: "adamW"))
+        try (computeKind(for: parameter.dtype, operation: "adamW") == .double ? run(Double.self) : run(Float.self))
     }
 }

@@ -26,7 +26,7 @@ extension CPUBackend {
                 return partials.reduce(initial, combine)
             }
         }
-        let value = try run(computeType(for: x.dtype, operation: name))
+        let value = try (computeKind(for: x.dtype, operation: name) == .double ? run(Double.self) : run(Float.self))
         return try tensor([value], shape: [1], dtype: reductionDType(x.dtype))
     }
 
@@ -56,6 +56,6 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: x.dtype, operation: "sumRows"))
+        return try (computeKind(for: x.dtype, operation: "sumRows") == .double ? run(Double.self) : run(Float.self))
     }
 }

@@ -71,7 +71,7 @@ extension CPUBackend {
                 }
             }
         }
-        try run(computeType(for: x.dtype, operation: "pruneMask"))
+        try (computeKind(for: x.dtype, operation: "pruneMask") == .double ? run(Double.self) : run(Float.self))
         return result
     }
 
@@ -121,7 +121,7 @@ extension CPUBackend {
                 }
             }
         }
-        let values = try run(computeType(for: x.dtype, operation: "compress"))
+        let values = try (computeKind(for: x.dtype, operation: "compress") == .double ? run(Double.self) : run(Float.self))
         return try CompressedMatrix(rows: rows, columns: columns, pattern: pattern, values: values, indices: indices)
     }
 
@@ -145,7 +145,7 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: matrix.values.dtype, operation: "decompress"))
+        return try (computeKind(for: matrix.values.dtype, operation: "decompress") == .double ? run(Double.self) : run(Float.self))
     }
 
     public func gatherCompressed(_ dense: Tensor, layout: CompressedMatrix) throws -> Tensor {
@@ -157,7 +157,7 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: dense.dtype, operation: "gatherCompressed"))
+        return try (computeKind(for: dense.dtype, operation: "gatherCompressed") == .double ? run(Double.self) : run(Float.self))
     }
 
     public func mask(of matrix: CompressedMatrix) throws -> Tensor {
@@ -188,7 +188,7 @@ extension CPUBackend {
                 }
             }
         }
-        try run(computeType(for: x.dtype, operation: "sparseMatmul"))
+        try (computeKind(for: x.dtype, operation: "sparseMatmul") == .double ? run(Double.self) : run(Float.self))
         return output
     }
 
@@ -271,7 +271,7 @@ extension CPUBackend {
                 }
             }
         }
-        try run(computeType(for: w.values.dtype, operation: "refreshDoublePrunedTranspose"))
+        try (computeKind(for: w.values.dtype, operation: "refreshDoublePrunedTranspose") == .double ? run(Double.self) : run(Float.self))
     }
 
     // Z [T, dout + r] = X·mergedᵀ; Y = Z[:, :dout] + scale·Z[:, dout:]·R + bias, written as [T, dout].
@@ -308,6 +308,6 @@ extension CPUBackend {
                 }
             }
         }
-        return try run(computeType(for: x.dtype, operation: "mergedSparseLowRankMatmul"))
+        return try (computeKind(for: x.dtype, operation: "mergedSparseLowRankMatmul") == .double ? run(Double.self) : run(Float.self))
     }
 }

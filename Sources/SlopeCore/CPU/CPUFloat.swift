@@ -14,11 +14,15 @@ extension Double: CPUFloat {
     public static var storageDType: DType { .float64 }
 }
 
-/// The compute type for a float dtype.
-func computeType(for dtype: DType, operation: String) throws -> any CPUFloat.Type {
+/// Which scalar type a float dtype computes in. Ops branch on it and call their generic body with a
+/// concrete type, so the optimizer specialises the body (a body called through an opened existential
+/// type would run every arithmetic operation through witness tables).
+enum ComputeKind { case float, double }
+
+func computeKind(for dtype: DType, operation: String) throws -> ComputeKind {
     switch dtype {
-    case .float64: return Double.self
-    case .float32, .float16, .bfloat16: return Float.self
+    case .float64: return .double
+    case .float32, .float16, .bfloat16: return .float
     case .int32, .uint8: throw TensorError.unsupportedDType(operation: operation, dtype: dtype)
     }
 }
