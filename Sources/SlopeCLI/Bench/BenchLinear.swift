@@ -103,6 +103,7 @@ struct BenchLinear: ParsableCommand {
             for choice in gpu.sparseGEMMChoices {
                 let candidates = choice.milliseconds.sorted { $0.key < $1.key }.map { "\($0.key) \(formatted($0.value, digits: 3))" }.joined(separator: ", ")
                 print("  \(choice.shape): \(choice.route)  [\(candidates)]")
+                for (route, reason) in choice.failures.sorted(by: { $0.key < $1.key }) { print("    \(route) could not run: \(reason)") }
             }
         }
         if let path = timing.json {

@@ -176,6 +176,7 @@ extension CUDABackend {
             _ = try gemm(x, denseW, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: nil)
         }
         var configurations: [String: Int32] = [:]
+        var failures: [String: String] = [:]
         for arrangement in CuSPARSELtMatmul.Arrangement.allCases {
             do {
                 let plan = try cusparse().plan(for: CuSPARSELtMatmul.Key(
@@ -186,20 +187,21 @@ extension CUDABackend {
                 configurations[arrangement.rawValue] = plan.configuration
                 timings[arrangement.rawValue] = try medianMilliseconds(repeats: 10, warmup: 2) { try runSparse(plan, x, compressed, output) }
             } catch {
-                continue  // a shape this arrangement cannot take (alignment, size): the others remain
+                failures[arrangement.rawValue] = "\(error)"  // a shape this arrangement cannot take: the others remain
             }
         }
         let best = timings.min { $0.value < $1.value }!.key
         let decision = SparseGEMMDecision(
-            route: SparseGEMMDecision.Route(rawValue: best)!, configuration: configurations[best] ?? 0, milliseconds: timings)
+            route: SparseGEMMDecision.Route(rawValue: best)!, configuration: configurations[best] ?? 0, milliseconds: timings,
+            failures: failures.isEmpty ? nil : failures)
         decisions.record(decision, for: key)
         return decision
     }
 
     /// The route chosen for each sparse GEMM shape so far ("bfloat16 8192x4096x4096" → "sparseA"),
     /// with the medians that decided it.
-    public var sparseGEMMChoices: [(shape: String, route: String, milliseconds: [String: Double])] {
-        decisions.all.sorted { $0.key < $1.key }.map { ($0.key, $0.value.route.rawValue, $0.value.milliseconds) }
+    public var sparseGEMMChoices: [(shape: String, route: String, milliseconds: [String: Double], failures: [String: String])] {
+        decisions.all.sorted { $0.key < $1.key }.map { ($0.key, $0.value.route.rawValue, $0.value.milliseconds, $0.value.failures ?? [:]) }
     }
 
     func cusparse() throws -> CuSPARSELtMatmul {

@@ -13,6 +13,8 @@ struct SparseGEMMDecision: Codable, Equatable, Sendable {
     let configuration: Int32
     /// Measured medians in milliseconds, by route name, for the record.
     let milliseconds: [String: Double]
+    /// Why a sparse route could not run at this shape, by route name (e.g. cuSPARSELt refusing the plan).
+    var failures: [String: String]? = nil
 }
 
 /// The decisions, kept in memory and in a JSON file so the search runs once per shape and machine:
