@@ -2,10 +2,7 @@ import SlopeCore
 
 extension CUDABackend {
     private func binary(_ a: Tensor, _ b: Tensor, _ op: Int32, _ name: String) throws -> Tensor {
-        guard a.shape == b.shape else {
-            throw TensorError.shapeMismatch(operation: name, shapes: [a.shape, b.shape], reason: "elementwise operands must have equal shapes")
-        }
-        try requireSameDType([a, b], name)
+        try OperandChecks.elementwise(a, b, name)
         let out = try newTensor(a.shape, dtype: a.dtype)
         try launch(.elementwise, "binary_op", dtype: a.dtype, grid: elementwiseGrid(a.count), [
             .pointer(address(a, name)), .pointer(address(b, name)), .pointer(address(out, name)), .int64(Int64(a.count)), .int32(op),
@@ -36,7 +33,7 @@ extension CUDABackend {
         guard x.count == y.count else {
             throw TensorError.shapeMismatch(operation: "accumulate", shapes: [x.shape, y.shape], reason: "element counts differ")
         }
-        try requireSameDType([x, y], "accumulate")
+        try OperandChecks.sameDType([x, y], "accumulate")
         touch(y)
         try launch(.elementwise, "accumulate", dtype: y.dtype, grid: elementwiseGrid(x.count), [
             .pointer(address(x, "accumulate")), .pointer(address(y, "accumulate")), .int64(Int64(x.count)), .float(Float(alpha)),
@@ -44,7 +41,7 @@ extension CUDABackend {
     }
 
     public func applyMask(_ x: Tensor, mask: Tensor) throws -> Tensor {
-        try requireDType(mask, .uint8, "applyMask")
+        try OperandChecks.dtype(mask, .uint8, "applyMask")
         guard mask.shape == x.shape else {
             throw TensorError.shapeMismatch(operation: "applyMask", shapes: [x.shape, mask.shape], reason: "mask must have x's shape")
         }
@@ -75,7 +72,7 @@ extension CUDABackend {
         guard x.shape == dy.shape else {
             throw TensorError.shapeMismatch(operation: "activationBackward", shapes: [x.shape, dy.shape], reason: "x and dy must match")
         }
-        try requireSameDType([x, dy], "activationBackward")
+        try OperandChecks.sameDType([x, dy], "activationBackward")
         let out = try newTensor(x.shape, dtype: x.dtype)
         try launch(.elementwise, "activation_backward", dtype: x.dtype, grid: elementwiseGrid(x.count), [
             .pointer(address(x, "activationBackward")), .pointer(address(dy, "activationBackward")), .pointer(address(out, "activationBackward")),

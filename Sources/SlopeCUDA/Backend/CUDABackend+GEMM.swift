@@ -6,23 +6,9 @@ extension CUDABackend {
         _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
         alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
     ) throws -> Tensor {
-        guard a.rank >= 2, b.rank == 2 else {
-            throw TensorError.shapeMismatch(operation: "gemm", shapes: [a.shape, b.shape], reason: "A needs at least 2 dimensions and B exactly 2")
-        }
-        let (aRows, aColumns) = try a.asMatrix(operation: "gemm")
-        let (m, k) = transposeA ? (aColumns, aRows) : (aRows, aColumns)
-        let (kB, n) = transposeB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
-        guard k == kB else {
-            throw TensorError.shapeMismatch(
-                operation: "gemm", shapes: [a.shape, b.shape],
-                reason: "inner dimensions \(k) and \(kB) differ (transposeA: \(transposeA), transposeB: \(transposeB))")
-        }
-        try requireSameDType([a, b] + (c.map { [$0] } ?? []) + (bias.map { [$0] } ?? []), "gemm")
-        if let c, c.count != m * n || (c.shape.last != n && n != 0) {
-            throw TensorError.shapeMismatch(operation: "gemm", shapes: [a.shape, b.shape, c.shape], reason: "C must hold [\(m), \(n)]")
-        }
-        if let bias { try requireShape(bias, [n], "gemm", "bias") }
-        let output = try c ?? newTensor(transposeA ? [m, n] : Array(a.shape.dropLast()) + [n], dtype: a.dtype)
+        let shape = try OperandChecks.gemm(a, b, transposeA: transposeA, transposeB: transposeB, c: c, bias: bias)
+        let (m, n, k) = (shape.m, shape.n, shape.k)
+        let output = try c ?? newTensor(shape.resultShape, dtype: a.dtype)
         touch(output)
         if k == 0 {  // an empty product: C = beta·C + bias
             try scaleInPlace(output, by: c == nil ? 0 : Double(beta))
@@ -65,7 +51,7 @@ extension CUDABackend {
         guard let first = tensors.first, tensors.allSatisfy({ $0.rank == 2 && $0.shape[1] == first.shape.last }) else {
             throw TensorError.shapeMismatch(operation: "concatenateRows", shapes: tensors.map(\.shape), reason: "expected matrices with equal column counts")
         }
-        try requireSameDType(tensors, "concatenateRows")
+        try OperandChecks.sameDType(tensors, "concatenateRows")
         let result = try newTensor([tensors.map { $0.shape[0] }.reduce(0, +), first.shape[1]], dtype: first.dtype)
         var offset = 0
         try cudaDevice.makeCurrent()

@@ -3,7 +3,7 @@ import SlopeCore
 extension CUDABackend {
     /// Downloads and checks ids (a small int32 tensor) so a bad id is a clear error, not a memory fault.
     private func checkedIDs(_ ids: Tensor, rows: Int, ignoreIndex: Int32?, _ operation: String) throws -> [Int32] {
-        try requireDType(ids, .int32, operation)
+        try OperandChecks.dtype(ids, .int32, operation)
         let values = try int32s(ids)
         if let bad = values.enumerated().first(where: { $0.element != ignoreIndex && ($0.element < 0 || Int($0.element) >= rows) }) {
             throw TensorError.invalidArgument(operation: operation, reason: "id \(bad.element) at position \(bad.offset) is outside 0..<\(rows)")
@@ -33,7 +33,7 @@ extension CUDABackend {
         guard dy.shape == ids.shape + [columns] else {
             throw TensorError.shapeMismatch(operation: "embeddingBackward", shapes: [dy.shape, ids.shape], reason: "dy must be ids' shape + [\(columns)]")
         }
-        try requireSameDType([dy, tableGradient], "embeddingBackward")
+        try OperandChecks.sameDType([dy, tableGradient], "embeddingBackward")
         _ = try checkedIDs(ids, rows: tableGradient.shape[0], ignoreIndex: nil, "embeddingBackward")
         touch(tableGradient)
         try launch(.loss, "embedding_backward", dtype: dy.dtype, grid: ((columns + 255) / 256, 1, 1), [
@@ -64,7 +64,7 @@ extension CUDABackend {
         guard targets.count == rows else {
             throw TensorError.shapeMismatch(operation: "crossEntropyBackward", shapes: [saved.probabilities.shape, targets.shape], reason: "one target per row")
         }
-        try requireDType(targets, .int32, "crossEntropyBackward")
+        try OperandChecks.dtype(targets, .int32, "crossEntropyBackward")
         let out = try newTensor(saved.probabilities.shape, dtype: saved.probabilities.dtype)
         try launch(.loss, "cross_entropy_backward", dtype: out.dtype, grid: elementwiseGrid(rows * classes), [
             .pointer(address(saved.probabilities, "crossEntropyBackward")), .pointer(address(targets, "crossEntropyBackward")),

@@ -14,7 +14,7 @@ extension CUDABackend {
         guard y.shape == dy.shape else {
             throw TensorError.shapeMismatch(operation: "softmaxBackward", shapes: [y.shape, dy.shape], reason: "y and dy must match")
         }
-        try requireSameDType([y, dy], "softmaxBackward")
+        try OperandChecks.sameDType([y, dy], "softmaxBackward")
         let (rows, columns) = try y.asMatrix(operation: "softmaxBackward")
         let out = try newTensor(y.shape, dtype: y.dtype)
         try launch(.normalization, "softmax_backward", dtype: y.dtype, grid: (rows, 1, 1), [
@@ -25,10 +25,7 @@ extension CUDABackend {
     }
 
     public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
-        let (rows, columns) = try x.asMatrix(operation: "layerNorm")
-        try requireShape(weight, [columns], "layerNorm", "weight")
-        try requireShape(bias, [columns], "layerNorm", "bias")
-        try requireSameDType([x, weight, bias], "layerNorm")
+        let (rows, columns) = try OperandChecks.layerNorm(x, weight: weight, bias: bias)
         let out = try newTensor(x.shape, dtype: x.dtype)
         let mean = try newTensor([rows], dtype: .float32)
         let rstd = try newTensor([rows], dtype: .float32)
@@ -41,13 +38,7 @@ extension CUDABackend {
     }
 
     public func layerNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput) throws -> LayerNormGradients {
-        let (rows, columns) = try x.asMatrix(operation: "layerNormBackward")
-        guard dy.shape == x.shape else {
-            throw TensorError.shapeMismatch(operation: "layerNormBackward", shapes: [dy.shape, x.shape], reason: "dy must match x")
-        }
-        try requireShape(weight, [columns], "layerNormBackward", "weight")
-        try requireShape(saved.mean, [rows], "layerNormBackward", "saved mean")
-        try requireSameDType([dy, x, weight], "layerNormBackward")
+        let (rows, columns) = try OperandChecks.layerNormBackward(dy, input: x, weight: weight, saved: saved)
         let dx = try newTensor(x.shape, dtype: x.dtype)
         let dweight = try newTensor([columns], dtype: x.dtype)
         let dbias = try newTensor([columns], dtype: x.dtype)

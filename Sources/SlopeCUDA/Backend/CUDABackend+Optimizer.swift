@@ -3,16 +3,10 @@ import SlopeCore
 
 extension CUDABackend {
     public func adamW(parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, step: AdamWStep) throws {
-        for tensor in [gradient, moment1, moment2] where tensor.count != parameter.count {
-            throw TensorError.shapeMismatch(
-                operation: "adamW", shapes: [parameter.shape, tensor.shape], reason: "gradient and moments need the parameter's element count")
-        }
-        guard step.step >= 1 else {
-            throw TensorError.invalidArgument(operation: "adamW", reason: "step must start at 1 (bias correction), got \(step.step)")
-        }
-        try requireSameDType([parameter, gradient], "adamW")
-        try requireDType(moment1, .float32, "adamW moments")
-        try requireDType(moment2, .float32, "adamW moments")
+        try OperandChecks.adamW(parameter: parameter, gradient: gradient, moment1: moment1, moment2: moment2, step: step)
+        try OperandChecks.sameDType([parameter, gradient], "adamW")
+        try OperandChecks.dtype(moment1, .float32, "adamW moments")
+        try OperandChecks.dtype(moment2, .float32, "adamW moments")
         touch(parameter)
         let correction1 = 1 - Float.pow(step.beta1, step.step)
         let correction2 = 1 - Float.pow(step.beta2, step.step)

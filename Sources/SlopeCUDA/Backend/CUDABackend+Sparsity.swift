@@ -13,8 +13,8 @@ extension CUDABackend {
         case .columnWise: try pattern.checkDivisible(rows, dimension: "the column length (rows)", operation: "pruneMask")
         }
         if let within {
-            try requireDType(within, .uint8, "pruneMask")
-            try requireShape(within, x.shape, "pruneMask", "the candidate mask")
+            try OperandChecks.dtype(within, .uint8, "pruneMask")
+            try OperandChecks.shape(within, x.shape, "pruneMask", "the candidate mask")
         }
         let mask = try newTensor(x.shape, dtype: .uint8)
         try launch(.sparsity, "prune_mask", dtype: x.dtype, grid: elementwiseGrid(x.count / pattern.m), [
@@ -28,8 +28,8 @@ extension CUDABackend {
         let (rows, columns) = (x.shape[0], x.shape[1])
         try pattern.checkDivisible(columns, dimension: "the row length (columns)", operation: "compress")
         let keep = try mask ?? pruneMask(x, pattern: pattern, direction: .rowWise, within: nil)
-        try requireDType(keep, .uint8, "compress")
-        try requireShape(keep, x.shape, "compress", "mask")
+        try OperandChecks.dtype(keep, .uint8, "compress")
+        try OperandChecks.shape(keep, x.shape, "compress", "mask")
         let slots = [rows, pattern.keptCount(forLength: columns)]
         let values = try newTensor(slots, dtype: x.dtype)
         let indices = try newTensor(slots, dtype: .uint8)
@@ -53,7 +53,7 @@ extension CUDABackend {
     }
 
     public func gatherCompressed(_ dense: Tensor, layout: CompressedMatrix) throws -> Tensor {
-        try requireShape(dense, layout.shape, "gatherCompressed", "the dense matrix")
+        try OperandChecks.shape(dense, layout.shape, "gatherCompressed", "the dense matrix")
         let values = try newTensor(layout.values.shape, dtype: dense.dtype)
         try launch(.sparsity, "gather_compressed", dtype: dense.dtype, grid: elementwiseGrid(values.count), [
             .pointer(address(dense, "gatherCompressed")), .pointer(address(layout.indices, "gatherCompressed")), .pointer(address(values, "gatherCompressed")),
@@ -71,13 +71,7 @@ extension CUDABackend {
 
     // Y [T, S.rows] = X·Sᵀ (+ bias) on cuSPARSELt, or dense where that was measured faster.
     public func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Tensor {
-        let (_, features) = try x.asMatrix(operation: "sparseMatmul")
-        guard features == s.columns, x.rank >= 2 else {
-            throw TensorError.shapeMismatch(
-                operation: "sparseMatmul", shapes: [x.shape, s.shape], reason: "X's last dimension must equal S's columns (\(s.columns))")
-        }
-        try requireSameDType([x, s.values] + (bias.map { [$0] } ?? []), "sparseMatmul")
-        if let bias { try requireShape(bias, [s.rows], "sparseMatmul", "bias") }
+        _ = try OperandChecks.sparseMatmul(x, s, bias: bias)
         return try sparseGEMM(x, s, bias: bias)
     }
 
@@ -93,7 +87,7 @@ extension CUDABackend {
             throw TensorError.shapeMismatch(
                 operation: "refreshDoublePrunedTranspose", shapes: [transposed.shape, w.shape], reason: "the transpose must be [din, dout] with W's pattern")
         }
-        try requireSameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
+        try OperandChecks.sameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
         touch(transposed.values)
         let operation = "refreshDoublePrunedTranspose"
         try launch(.sparsity, "refresh_transpose", dtype: w.values.dtype, grid: elementwiseGrid(transposed.values.count), [
@@ -114,8 +108,8 @@ extension CUDABackend {
                 operation: "mergedSparseLowRankMatmul", shapes: [merged.shape, up.shape],
                 reason: "merged must be [dout + r, din] and up [r, dout] with dout = \(outFeatures)")
         }
-        try requireSameDType([x, up, merged.values] + (bias.map { [$0] } ?? []), "mergedSparseLowRankMatmul")
-        if let bias { try requireShape(bias, [outFeatures], "mergedSparseLowRankMatmul", "bias") }
+        try OperandChecks.sameDType([x, up, merged.values] + (bias.map { [$0] } ?? []), "mergedSparseLowRankMatmul")
+        if let bias { try OperandChecks.shape(bias, [outFeatures], "mergedSparseLowRankMatmul", "bias") }
         if rank == 0 { return try sparseMatmul(x, merged, bias: bias) }
         let stacked = try sparseMatmul(x, merged, bias: nil)
         let tokens = stacked.count / merged.rows

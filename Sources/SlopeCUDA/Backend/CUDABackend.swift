@@ -85,22 +85,6 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         (tensor.storage as? CUDAStorage)?.generation &+= 1
     }
 
-    func requireSameDType(_ tensors: [Tensor], _ operation: String) throws {
-        guard let first = tensors.first?.dtype, tensors.allSatisfy({ $0.dtype == first }) else {
-            throw TensorError.dtypeMismatch(operation: operation, dtypes: tensors.map(\.dtype))
-        }
-    }
-
-    func requireShape(_ tensor: Tensor, _ shape: [Int], _ operation: String, _ what: String) throws {
-        guard tensor.shape == shape else {
-            throw TensorError.shapeMismatch(operation: operation, shapes: [tensor.shape, shape], reason: "\(what) must be \(shape)")
-        }
-    }
-
-    func requireDType(_ tensor: Tensor, _ dtype: DType, _ operation: String) throws {
-        guard tensor.dtype == dtype else { throw TensorError.unsupportedDType(operation: operation, dtype: tensor.dtype) }
-    }
-
     // MARK: Memory and transfers
 
     public func zeros(_ shape: [Int], dtype: DType) throws -> Tensor {

@@ -4,10 +4,7 @@ extension CPUBackend {
     private enum BinaryOperation { case add, subtract, multiply }
 
     private func binary(_ a: Tensor, _ b: Tensor, _ operation: BinaryOperation, _ name: String) throws -> Tensor {
-        guard a.shape == b.shape else {
-            throw TensorError.shapeMismatch(operation: name, shapes: [a.shape, b.shape], reason: "elementwise operands must have equal shapes")
-        }
-        try requireSameDType([a, b], name)
+        try OperandChecks.elementwise(a, b, name)
         func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
             try read(a, as: type, name) { pa in
                 try read(b, as: type, name) { pb in
@@ -62,7 +59,7 @@ extension CPUBackend {
     }
 
     public func applyMask(_ x: Tensor, mask: Tensor) throws -> Tensor {
-        try requireDType(mask, .uint8, "applyMask")
+        try OperandChecks.dtype(mask, .uint8, "applyMask")
         guard mask.shape == x.shape else {
             throw TensorError.shapeMismatch(operation: "applyMask", shapes: [x.shape, mask.shape], reason: "mask must have x's shape")
         }
@@ -98,7 +95,7 @@ extension CPUBackend {
         guard x.shape == dy.shape else {
             throw TensorError.shapeMismatch(operation: "activationBackward", shapes: [x.shape, dy.shape], reason: "x and dy must match")
         }
-        try requireSameDType([x, dy], "activationBackward")
+        try OperandChecks.sameDType([x, dy], "activationBackward")
         func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
             try read(x, as: type, "activationBackward") { px in
                 try read(dy, as: type, "activationBackward") { pdy in

@@ -1,42 +1,11 @@
 import CSlopeCPU
 
 extension CPUBackend {
-    /// Shapes of `C = op(A)·op(B)`: A's leading dimensions become rows (kept in the result's shape when
-    /// A is not transposed); B is a matrix.
-    struct GEMMShape {
-        var m: Int, n: Int, k: Int
-        var resultShape: [Int]
-    }
-
-    func gemmShape(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool) throws -> GEMMShape {
-        guard a.rank >= 2, b.rank == 2 else {
-            throw TensorError.shapeMismatch(
-                operation: "gemm", shapes: [a.shape, b.shape], reason: "A needs at least 2 dimensions and B exactly 2")
-        }
-        let (aRows, aColumns) = try a.asMatrix(operation: "gemm")
-        let (m, k) = transposeA ? (aColumns, aRows) : (aRows, aColumns)
-        let (kB, n) = transposeB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
-        guard k == kB else {
-            throw TensorError.shapeMismatch(
-                operation: "gemm", shapes: [a.shape, b.shape],
-                reason: "inner dimensions \(k) and \(kB) differ (transposeA: \(transposeA), transposeB: \(transposeB))")
-        }
-        return GEMMShape(m: m, n: n, k: k, resultShape: transposeA ? [m, n] : Array(a.shape.dropLast()) + [n])
-    }
-
     public func gemm(
         _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
         alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
     ) throws -> Tensor {
-        let shape = try gemmShape(a, b, transposeA: transposeA, transposeB: transposeB)
-        try requireSameDType([a, b] + (c.map { [$0] } ?? []) + (bias.map { [$0] } ?? []), "gemm")
-        if let c {
-            guard c.count == shape.m * shape.n, c.shape.last == shape.n || shape.n == 0 else {
-                throw TensorError.shapeMismatch(
-                    operation: "gemm", shapes: [a.shape, b.shape, c.shape], reason: "C must hold [\(shape.m), \(shape.n)]")
-            }
-        }
-        if let bias { try requireShape(bias, [shape.n], "gemm", "bias") }
+        let shape = try OperandChecks.gemm(a, b, transposeA: transposeA, transposeB: transposeB, c: c, bias: bias)
         let output = c ?? newTensor(shape.resultShape, dtype: a.dtype)
         let beta = c == nil ? 0 : beta
         func run<T: CPUFloat>(_ type: T.Type) throws {
@@ -62,7 +31,7 @@ extension CPUBackend {
 
     /// Splits C by rows (or by columns when it has few rows) across threads; each piece is an independent GEMM.
     private func gemmKernel<T: CPUFloat>(
-        _ transA: Bool, _ transB: Bool, _ s: GEMMShape, _ alpha: Float,
+        _ transA: Bool, _ transB: Bool, _ s: OperandChecks.GEMMShape, _ alpha: Float,
         _ a: UnsafePointer<T>, _ lda: Int, _ b: UnsafePointer<T>, _ ldb: Int,
         _ beta: Float, _ c: UnsafeMutablePointer<T>, _ bias: UnsafePointer<T>?
     ) {
@@ -85,7 +54,7 @@ extension CPUBackend {
             throw TensorError.shapeMismatch(
                 operation: "concatenateRows", shapes: tensors.map(\.shape), reason: "expected matrices with equal column counts")
         }
-        try requireSameDType(tensors, "concatenateRows")
+        try OperandChecks.sameDType(tensors, "concatenateRows")
         let result = newTensor([tensors.map { $0.shape[0] }.reduce(0, +), first.shape[1]], dtype: first.dtype)
         var target = try hostPointer(result, "concatenateRows")
         for tensor in tensors {

@@ -1,7 +1,7 @@
 extension CPUBackend {
     /// Validated token ids as a buffer; every id must index a row of a table with `rows` rows.
     private func checkedIDs(_ ids: Tensor, rows: Int, ignoreIndex: Int32?, _ operation: String) throws -> UnsafePointer<Int32> {
-        try requireDType(ids, .int32, operation)
+        try OperandChecks.dtype(ids, .int32, operation)
         let p = UnsafePointer(try hostPointer(ids, operation).assumingMemoryBound(to: Int32.self))
         for i in 0..<ids.count where p[i] != ignoreIndex && (p[i] < 0 || Int(p[i]) >= rows) {
             throw TensorError.invalidArgument(
@@ -37,7 +37,7 @@ extension CPUBackend {
             throw TensorError.shapeMismatch(
                 operation: "embeddingBackward", shapes: [dy.shape, ids.shape], reason: "dy must be ids' shape + [\(columns)]")
         }
-        try requireSameDType([dy, tableGradient], "embeddingBackward")
+        try OperandChecks.sameDType([dy, tableGradient], "embeddingBackward")
         let pid = try checkedIDs(ids, rows: vocabulary, ignoreIndex: nil, "embeddingBackward")
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(dy, as: type, "embeddingBackward") { pdy in

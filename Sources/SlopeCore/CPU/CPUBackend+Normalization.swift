@@ -19,7 +19,7 @@ extension CPUBackend {
         guard y.shape == dy.shape else {
             throw TensorError.shapeMismatch(operation: "softmaxBackward", shapes: [y.shape, dy.shape], reason: "y and dy must match")
         }
-        try requireSameDType([y, dy], "softmaxBackward")
+        try OperandChecks.sameDType([y, dy], "softmaxBackward")
         let (rows, columns) = try y.asMatrix(operation: "softmaxBackward")
         func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
             try read(y, as: type, "softmaxBackward") { py in
@@ -42,10 +42,7 @@ extension CPUBackend {
 
     // y = (x − mean)·rstd·weight + bias; x, y [rows, C]; weight, bias [C]; mean, rstd [rows].
     public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
-        let (rows, columns) = try x.asMatrix(operation: "layerNorm")
-        try requireShape(weight, [columns], "layerNorm", "weight")
-        try requireShape(bias, [columns], "layerNorm", "bias")
-        try requireSameDType([x, weight, bias], "layerNorm")
+        let (rows, columns) = try OperandChecks.layerNorm(x, weight: weight, bias: bias)
         let statsDType: DType = x.dtype == .float64 ? .float64 : .float32
         let mean = newTensor([rows], dtype: statsDType)
         let rstd = newTensor([rows], dtype: statsDType)
@@ -87,13 +84,7 @@ extension CPUBackend {
     public func layerNormBackward(
         _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput
     ) throws -> LayerNormGradients {
-        let (rows, columns) = try x.asMatrix(operation: "layerNormBackward")
-        guard dy.shape == x.shape else {
-            throw TensorError.shapeMismatch(operation: "layerNormBackward", shapes: [dy.shape, x.shape], reason: "dy must match x")
-        }
-        try requireShape(weight, [columns], "layerNormBackward", "weight")
-        try requireShape(saved.mean, [rows], "layerNormBackward", "saved mean")
-        try requireSameDType([dy, x, weight], "layerNormBackward")
+        let (rows, columns) = try OperandChecks.layerNormBackward(dy, input: x, weight: weight, saved: saved)
         func run<T: CPUFloat>(_ type: T.Type) throws -> LayerNormGradients {
             try read(dy, as: type, "layerNormBackward") { pdy in
                 try read(x, as: type, "layerNormBackward") { px in

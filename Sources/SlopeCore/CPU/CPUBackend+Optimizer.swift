@@ -1,13 +1,7 @@
 extension CPUBackend {
     // param, grad: [n] any float dtype; moment1, moment2: [n] float32 (float64 for float64 params).
     public func adamW(parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, step: AdamWStep) throws {
-        for tensor in [gradient, moment1, moment2] where tensor.count != parameter.count {
-            throw TensorError.shapeMismatch(
-                operation: "adamW", shapes: [parameter.shape, tensor.shape], reason: "gradient and moments need the parameter's element count")
-        }
-        guard step.step >= 1 else {
-            throw TensorError.invalidArgument(operation: "adamW", reason: "step must start at 1 (bias correction), got \(step.step)")
-        }
+        try OperandChecks.adamW(parameter: parameter, gradient: gradient, moment1: moment1, moment2: moment2, step: step)
         func run<T: CPUFloat>(_ type: T.Type) throws {
             let lr = T(step.learningRate), b1 = T(step.beta1), b2 = T(step.beta2)
             let eps = T(step.epsilon), decay = T(step.weightDecay), gscale = T(step.gradientScale)

@@ -38,8 +38,8 @@ extension CPUBackend {
     public func pruneMask(_ x: Tensor, pattern: NMPattern, direction: PruneDirection, within: Tensor?) throws -> Tensor {
         let (rows, columns) = try checkSparseOperand(x, pattern, direction, "pruneMask")
         if let within {
-            try requireDType(within, .uint8, "pruneMask")
-            try requireShape(within, x.shape, "pruneMask", "the candidate mask")
+            try OperandChecks.dtype(within, .uint8, "pruneMask")
+            try OperandChecks.shape(within, x.shape, "pruneMask", "the candidate mask")
         }
         let candidates = try within.map { UnsafePointer(try hostPointer($0, "pruneMask").assumingMemoryBound(to: UInt8.self)) }
         let result = newTensor(x.shape, dtype: .uint8)
@@ -78,8 +78,8 @@ extension CPUBackend {
     public func compress(_ x: Tensor, pattern: NMPattern, mask: Tensor?) throws -> CompressedMatrix {
         let (rows, columns) = try checkSparseOperand(x, pattern, .rowWise, "compress")
         let keep = try mask ?? pruneMask(x, pattern: pattern, direction: .rowWise, within: nil)
-        try requireDType(keep, .uint8, "compress")
-        try requireShape(keep, x.shape, "compress", "mask")
+        try OperandChecks.dtype(keep, .uint8, "compress")
+        try OperandChecks.shape(keep, x.shape, "compress", "mask")
         let pm = try hostPointer(keep, "compress").assumingMemoryBound(to: UInt8.self)
         let (n, m) = (pattern.n, pattern.m)
         let slotsPerRow = pattern.keptCount(forLength: columns)
@@ -149,7 +149,7 @@ extension CPUBackend {
     }
 
     public func gatherCompressed(_ dense: Tensor, layout: CompressedMatrix) throws -> Tensor {
-        try requireShape(dense, layout.shape, "gatherCompressed", "the dense matrix")
+        try OperandChecks.shape(dense, layout.shape, "gatherCompressed", "the dense matrix")
         func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
             try read(dense, as: type, "gatherCompressed") { pd in
                 try produce(layout.values.shape, dtype: dense.dtype, as: type) { out in
@@ -169,20 +169,14 @@ extension CPUBackend {
 
     // Y [T, R] = X [T, K] · Sᵀ (+ bias [R]), S [R, K] compressed N:M along K.
     public func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Tensor {
-        let (tokens, features) = try x.asMatrix(operation: "sparseMatmul")
-        guard features == s.columns, x.rank >= 2 else {
-            throw TensorError.shapeMismatch(
-                operation: "sparseMatmul", shapes: [x.shape, s.shape], reason: "X's last dimension must equal S's columns (\(s.columns))")
-        }
-        try requireSameDType([x, s.values] + (bias.map { [$0] } ?? []), "sparseMatmul")
-        if let bias { try requireShape(bias, [s.rows], "sparseMatmul", "bias") }
+        let tokens = try OperandChecks.sparseMatmul(x, s, bias: bias)
         let output = newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(x, as: type, "sparseMatmul") { px in
                 try read(s.values, as: type, "sparseMatmul") { pv in
                     try withOptionalRead(bias, as: type, "sparseMatmul") { pbias in
                         try modify(output, as: type, "sparseMatmul") { py in
-                            try sparseMatmulKernel(tokens, s, px, features, pv, 0, py, s.rows, pbias)
+                            try sparseMatmulKernel(tokens, s, px, s.columns, pv, 0, py, s.rows, pbias)
                         }
                     }
                 }
@@ -247,7 +241,7 @@ extension CPUBackend {
                 operation: "refreshDoublePrunedTranspose", shapes: [transposed.shape, w.shape],
                 reason: "the transpose must be [din, dout] with W's pattern")
         }
-        try requireSameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
+        try OperandChecks.sameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
         let wi = try hostPointer(w.indices, "refreshDoublePrunedTranspose").assumingMemoryBound(to: UInt8.self)
         let ti = try hostPointer(transposed.indices, "refreshDoublePrunedTranspose").assumingMemoryBound(to: UInt8.self)
         let (n, m) = (w.pattern.n, w.pattern.m)
@@ -284,8 +278,8 @@ extension CPUBackend {
                 operation: "mergedSparseLowRankMatmul", shapes: [merged.shape, up.shape],
                 reason: "merged must be [dout + r, din] and up [r, dout] with dout = \(outFeatures)")
         }
-        try requireSameDType([x, up], "mergedSparseLowRankMatmul")
-        if let bias { try requireShape(bias, [outFeatures], "mergedSparseLowRankMatmul", "bias") }
+        try OperandChecks.sameDType([x, up], "mergedSparseLowRankMatmul")
+        if let bias { try OperandChecks.shape(bias, [outFeatures], "mergedSparseLowRankMatmul", "bias") }
         if rank == 0 { return try sparseMatmul(x, merged, bias: bias) }
         let stacked = try sparseMatmul(x, merged, bias: nil)
         let tokens = stacked.count / max(merged.rows, 1)

@@ -88,24 +88,6 @@ public final class CPUBackend: Backend {
         return result
     }
 
-    func requireSameDType(_ tensors: [Tensor], _ operation: String) throws {
-        guard let first = tensors.first?.dtype, tensors.allSatisfy({ $0.dtype == first }) else {
-            throw TensorError.dtypeMismatch(operation: operation, dtypes: tensors.map(\.dtype))
-        }
-    }
-
-    func requireDType(_ tensor: Tensor, _ dtype: DType, _ operation: String) throws {
-        guard tensor.dtype == dtype else {
-            throw TensorError.unsupportedDType(operation: operation, dtype: tensor.dtype)
-        }
-    }
-
-    func requireShape(_ tensor: Tensor, _ shape: [Int], _ operation: String, _ what: String) throws {
-        guard tensor.shape == shape else {
-            throw TensorError.shapeMismatch(operation: operation, shapes: [tensor.shape, shape], reason: "\(what) must be \(shape)")
-        }
-    }
-
     // MARK: Memory
 
     public func zeros(_ shape: [Int], dtype: DType) throws -> Tensor {
@@ -168,13 +150,13 @@ public final class CPUBackend: Backend {
     }
 
     public func int32s(_ tensor: Tensor) throws -> [Int32] {
-        try requireDType(tensor, .int32, "int32s")
+        try OperandChecks.dtype(tensor, .int32, "int32s")
         let raw = try hostPointer(tensor, "int32s")
         return Array(UnsafeBufferPointer(start: raw.assumingMemoryBound(to: Int32.self), count: tensor.count))
     }
 
     public func uint8s(_ tensor: Tensor) throws -> [UInt8] {
-        try requireDType(tensor, .uint8, "uint8s")
+        try OperandChecks.dtype(tensor, .uint8, "uint8s")
         let raw = try hostPointer(tensor, "uint8s")
         return Array(UnsafeBufferPointer(start: raw.assumingMemoryBound(to: UInt8.self), count: tensor.count))
     }

@@ -1,0 +1,95 @@
+/// Argument checks every backend runs before computing, so all backends reject the same inputs with the
+/// same ``TensorError``. Each returns the sizes the op needs.
+public enum OperandChecks {
+    public static func sameDType(_ tensors: [Tensor], _ operation: String) throws {
+        guard let first = tensors.first?.dtype, tensors.allSatisfy({ $0.dtype == first }) else {
+            throw TensorError.dtypeMismatch(operation: operation, dtypes: tensors.map(\.dtype))
+        }
+    }
+
+    public static func shape(_ tensor: Tensor, _ shape: [Int], _ operation: String, _ what: String) throws {
+        guard tensor.shape == shape else {
+            throw TensorError.shapeMismatch(operation: operation, shapes: [tensor.shape, shape], reason: "\(what) must be \(shape)")
+        }
+    }
+
+    public static func dtype(_ tensor: Tensor, _ dtype: DType, _ operation: String) throws {
+        guard tensor.dtype == dtype else { throw TensorError.unsupportedDType(operation: operation, dtype: tensor.dtype) }
+    }
+
+    /// Two operands of one elementwise op: equal shapes and dtypes.
+    public static func elementwise(_ a: Tensor, _ b: Tensor, _ operation: String) throws {
+        guard a.shape == b.shape else {
+            throw TensorError.shapeMismatch(operation: operation, shapes: [a.shape, b.shape], reason: "elementwise operands must have equal shapes")
+        }
+        try sameDType([a, b], operation)
+    }
+
+    /// Sizes of `C = op(A)·op(B)`: A's leading dimensions become rows (kept in the result's shape unless A
+    /// is transposed); B is a matrix.
+    public struct GEMMShape: Sendable {
+        public let m: Int, n: Int, k: Int
+        public let resultShape: [Int]
+    }
+
+    public static func gemm(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, c: Tensor?, bias: Tensor?) throws -> GEMMShape {
+        guard a.rank >= 2, b.rank == 2 else {
+            throw TensorError.shapeMismatch(operation: "gemm", shapes: [a.shape, b.shape], reason: "A needs at least 2 dimensions and B exactly 2")
+        }
+        let (aRows, aColumns) = try a.asMatrix(operation: "gemm")
+        let (m, k) = transposeA ? (aColumns, aRows) : (aRows, aColumns)
+        let (kB, n) = transposeB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+        guard k == kB else {
+            throw TensorError.shapeMismatch(
+                operation: "gemm", shapes: [a.shape, b.shape],
+                reason: "inner dimensions \(k) and \(kB) differ (transposeA: \(transposeA), transposeB: \(transposeB))")
+        }
+        try sameDType([a, b] + (c.map { [$0] } ?? []) + (bias.map { [$0] } ?? []), "gemm")
+        if let c, c.count != m * n || (c.shape.last != n && n != 0) {
+            throw TensorError.shapeMismatch(operation: "gemm", shapes: [a.shape, b.shape, c.shape], reason: "C must hold [\(m), \(n)]")
+        }
+        if let bias { try shape(bias, [n], "gemm", "bias") }
+        return GEMMShape(m: m, n: n, k: k, resultShape: transposeA ? [m, n] : Array(a.shape.dropLast()) + [n])
+    }
+
+    /// `Y = X·Sᵀ (+ bias)`: returns the number of token rows.
+    public static func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Int {
+        let (tokens, features) = try x.asMatrix(operation: "sparseMatmul")
+        guard features == s.columns, x.rank >= 2 else {
+            throw TensorError.shapeMismatch(
+                operation: "sparseMatmul", shapes: [x.shape, s.shape], reason: "X's last dimension must equal S's columns (\(s.columns))")
+        }
+        try sameDType([x, s.values] + (bias.map { [$0] } ?? []), "sparseMatmul")
+        if let bias { try shape(bias, [s.rows], "sparseMatmul", "bias") }
+        return tokens
+    }
+
+    public static func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor) throws -> (rows: Int, columns: Int) {
+        let (rows, columns) = try x.asMatrix(operation: "layerNorm")
+        try shape(weight, [columns], "layerNorm", "weight")
+        try shape(bias, [columns], "layerNorm", "bias")
+        try sameDType([x, weight, bias], "layerNorm")
+        return (rows, columns)
+    }
+
+    public static func layerNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput) throws -> (rows: Int, columns: Int) {
+        let (rows, columns) = try x.asMatrix(operation: "layerNormBackward")
+        guard dy.shape == x.shape else {
+            throw TensorError.shapeMismatch(operation: "layerNormBackward", shapes: [dy.shape, x.shape], reason: "dy must match x")
+        }
+        try shape(weight, [columns], "layerNormBackward", "weight")
+        try shape(saved.mean, [rows], "layerNormBackward", "saved mean")
+        try sameDType([dy, x, weight], "layerNormBackward")
+        return (rows, columns)
+    }
+
+    public static func adamW(parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, step: AdamWStep) throws {
+        for tensor in [gradient, moment1, moment2] where tensor.count != parameter.count {
+            throw TensorError.shapeMismatch(
+                operation: "adamW", shapes: [parameter.shape, tensor.shape], reason: "gradient and moments need the parameter's element count")
+        }
+        guard step.step >= 1 else {
+            throw TensorError.invalidArgument(operation: "adamW", reason: "step must start at 1 (bias correction), got \(step.step)")
+        }
+    }
+}
