@@ -102,14 +102,7 @@ extension CUDABackend {
     public func mergedSparseLowRankMatmul(
         _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
     ) throws -> Tensor {
-        let rank = merged.rows - outFeatures
-        guard rank >= 0, up.shape == [rank, outFeatures] else {
-            throw TensorError.shapeMismatch(
-                operation: "mergedSparseLowRankMatmul", shapes: [merged.shape, up.shape],
-                reason: "merged must be [dout + r, din] and up [r, dout] with dout = \(outFeatures)")
-        }
-        try OperandChecks.sameDType([x, up, merged.values] + (bias.map { [$0] } ?? []), "mergedSparseLowRankMatmul")
-        if let bias { try OperandChecks.shape(bias, [outFeatures], "mergedSparseLowRankMatmul", "bias") }
+        let rank = try OperandChecks.mergedSparseLowRank(x, merged: merged, outFeatures: outFeatures, up: up, bias: bias)
         if rank == 0 { return try sparseMatmul(x, merged, bias: bias) }
         let stacked = try sparseMatmul(x, merged, bias: nil)
         let tokens = stacked.count / merged.rows

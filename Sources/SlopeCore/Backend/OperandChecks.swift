@@ -64,6 +64,19 @@ public enum OperandChecks {
         return tokens
     }
 
+    /// Merged sparse + low-rank inference: returns the adapter rank.
+    public static func mergedSparseLowRank(_ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, bias: Tensor?) throws -> Int {
+        let rank = merged.rows - outFeatures
+        guard rank >= 0, up.shape == [rank, outFeatures] else {
+            throw TensorError.shapeMismatch(
+                operation: "mergedSparseLowRankMatmul", shapes: [merged.shape, up.shape],
+                reason: "merged must be [dout + r, din] and up [r, dout] with dout = \(outFeatures)")
+        }
+        try sameDType([x, up, merged.values] + (bias.map { [$0] } ?? []), "mergedSparseLowRankMatmul")
+        if let bias { try shape(bias, [outFeatures], "mergedSparseLowRankMatmul", "bias") }
+        return rank
+    }
+
     public static func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor) throws -> (rows: Int, columns: Int) {
         let (rows, columns) = try x.asMatrix(operation: "layerNorm")
         try shape(weight, [columns], "layerNorm", "weight")
