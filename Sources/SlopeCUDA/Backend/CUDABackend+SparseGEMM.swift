@@ -58,9 +58,9 @@ extension CUDABackend {
         ])
     }
 
-    /// Columns across threads, rows across up to 65 535 blocks.
+    /// Columns across threads, rows in strips of 16 (`ROWS_PER_BLOCK` in the kernels) across blocks.
     func rowGrid(rows: Int, columns: Int) -> (Int, Int, Int) {
-        ((columns + 255) / 256, min(max(rows, 1), 65_535), 1)
+        ((columns + 255) / 256, min(max((rows + 15) / 16, 1), 65_535), 1)
     }
 
     private func operandCache(for s: CompressedMatrix) -> SparseOperandCache {

@@ -79,12 +79,18 @@ extension KernelSources {
     }
 
     // x[r, c] += v[c]: a bias added after a GEMM that has no bias epilogue; x [rows, cols], v [cols].
-    // Grid (ceil(cols/256), ≤ 65535 row blocks): columns by thread, rows strided by block, no 64-bit division.
+    // Grid (ceil(cols/256), ceil(rows/ROWS_PER_BLOCK)): a thread owns one column of 16-row strips, so it
+    // loads its bias once and issues 16 independent coalesced updates (no 64-bit division per element).
+    #define ROWS_PER_BLOCK 16
     extern "C" __global__ void add_row_vector(T* x, const T* v, long long rows, long long cols) {
         long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
         if (c >= cols) return;
         float bias = to_float(v[c]);
-        for (long long r = blockIdx.y; r < rows; r += gridDim.y) x[r * cols + c] = from_float<T>(to_float(x[r * cols + c]) + bias);
+        for (long long r0 = (long long)blockIdx.y * ROWS_PER_BLOCK; r0 < rows; r0 += (long long)gridDim.y * ROWS_PER_BLOCK) {
+            long long r1 = r0 + ROWS_PER_BLOCK < rows ? r0 + ROWS_PER_BLOCK : rows;
+            #pragma unroll 4
+            for (long long r = r0; r < r1; ++r) x[r * cols + c] = from_float<T>(to_float(x[r * cols + c]) + bias);
+        }
     }
 
     // y[r, c] += z[r·ldz + c] (+ v[c] when v is not NULL): the sparse half of merged inference added to the
@@ -93,8 +99,12 @@ extension KernelSources {
         long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
         if (c >= cols) return;
         float bias = v ? to_float(v[c]) : 0.0f;
-        for (long long r = blockIdx.y; r < rows; r += gridDim.y)
-            y[r * cols + c] = from_float<T>(to_float(y[r * cols + c]) + to_float(z[r * ldz + c]) + bias);
+        for (long long r0 = (long long)blockIdx.y * ROWS_PER_BLOCK; r0 < rows; r0 += (long long)gridDim.y * ROWS_PER_BLOCK) {
+            long long r1 = r0 + ROWS_PER_BLOCK < rows ? r0 + ROWS_PER_BLOCK : rows;
+            #pragma unroll 4
+            for (long long r = r0; r < r1; ++r)
+                y[r * cols + c] = from_float<T>(to_float(y[r * cols + c]) + to_float(z[r * ldz + c]) + bias);
+        }
     }
     """#
 }
