@@ -242,30 +242,58 @@ extension CPUBackend {
                 reason: "the transpose must be [din, dout] with W's pattern")
         }
         try OperandChecks.sameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
-        let wi = try hostPointer(w.indices, "refreshDoublePrunedTranspose").assumingMemoryBound(to: UInt8.self)
-        let ti = try hostPointer(transposed.indices, "refreshDoublePrunedTranspose").assumingMemoryBound(to: UInt8.self)
-        let (n, m) = (w.pattern.n, w.pattern.m)
-        let wSlots = w.pattern.keptCount(forLength: w.columns)
-        let tSlots = w.pattern.keptCount(forLength: transposed.columns)
+        let map = try transposeSlotMap(transposed, w).slots
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(w.values, as: type, "refreshDoublePrunedTranspose") { wv in
                 try modify(transposed.values, as: type, "refreshDoublePrunedTranspose") { tv in
-                    parallelFor(transposed.rows, grain: 64) { r in
-                        for j in r {  // row j of Wᵀ = column j of W
-                            for slot in 0..<tSlots {
-                                let o = slot / n * m + Int(ti[j * tSlots + slot])
-                                // Find W[o, j] among row o's slots of group j / m; absent means pruned by Mr.
-                                let first = o * wSlots + j / m * n
-                                var value: T = 0
-                                for s in first..<(first + n) where Int(wi[s]) == j % m { value = wv[s] }
-                                tv[j * tSlots + slot] = value
-                            }
+                    map.withUnsafeBufferPointer { map in
+                        parallelFor(map.count, grain: 1 << 14) { r in
+                            for t in r { tv[t] = map[t] >= 0 ? wv[Int(map[t])] : 0 }
                         }
                     }
                 }
             }
         }
         try (computeKind(for: w.values.dtype, operation: "refreshDoublePrunedTranspose") == .double ? run(Double.self) : run(Float.self))
+    }
+
+    /// For each slot of the transpose, the slot of W holding the same weight, or −1 where W⊙Mr is zero.
+    /// Built once per (transpose, W) pair and kept with the transpose's values: the masks do not change
+    /// until Mc is re-selected, which makes a new transpose.
+    final class TransposeSlotMap {
+        let source: ObjectIdentifier
+        let slots: [Int32]
+        init(source: ObjectIdentifier, slots: [Int32]) {
+            self.source = source
+            self.slots = slots
+        }
+    }
+
+    private func transposeSlotMap(_ transposed: CompressedMatrix, _ w: CompressedMatrix) throws -> TransposeSlotMap {
+        let holder = try host(transposed.values, "refreshDoublePrunedTranspose")
+        let source = ObjectIdentifier(w.indices.storage)
+        if let cached = holder.derived as? TransposeSlotMap, cached.source == source { return cached }
+        let wi = try hostPointer(w.indices, "refreshDoublePrunedTranspose").assumingMemoryBound(to: UInt8.self)
+        let ti = try hostPointer(transposed.indices, "refreshDoublePrunedTranspose").assumingMemoryBound(to: UInt8.self)
+        let (n, m) = (w.pattern.n, w.pattern.m)
+        let wSlots = w.pattern.keptCount(forLength: w.columns)
+        let tSlots = w.pattern.keptCount(forLength: transposed.columns)
+        var slots = [Int32](repeating: -1, count: transposed.rows * tSlots)
+        slots.withUnsafeMutableBufferPointer { map in
+            parallelFor(transposed.rows, grain: 64) { rows in
+                for j in rows {  // row j of Wᵀ = column j of W
+                    for slot in 0..<tSlots {
+                        let o = slot / n * m + Int(ti[j * tSlots + slot])
+                        // W[o, j] sits among row o's slots of group j / m; absent means pruned by Mr.
+                        let first = o * wSlots + j / m * n
+                        for s in first..<(first + n) where Int(wi[s]) == j % m { map[j * tSlots + slot] = Int32(s) }
+                    }
+                }
+            }
+        }
+        let built = TransposeSlotMap(source: source, slots: slots)
+        holder.derived = built
+        return built
     }
 
     // Z [T, dout + r] = X·mergedᵀ; Y = Z[:, :dout] + scale·Z[:, dout:]·R + bias, written as [T, dout].

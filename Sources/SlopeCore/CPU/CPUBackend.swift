@@ -34,10 +34,15 @@ public final class CPUBackend: Backend {
 
     /// The host memory behind `tensor`, or `wrongDevice` if it lives elsewhere.
     func hostPointer(_ tensor: Tensor, _ operation: String) throws -> UnsafeMutableRawPointer {
+        try host(tensor, operation).pointer
+    }
+
+    /// The host storage object behind `tensor`.
+    func host(_ tensor: Tensor, _ operation: String) throws -> HostStorage {
         guard let storage = tensor.storage as? HostStorage else {
             throw TensorError.wrongDevice(operation: operation, expected: .cpu, actual: tensor.device)
         }
-        return storage.pointer
+        return storage
     }
 
     func newTensor(_ shape: [Int], dtype: DType) -> Tensor {

@@ -24,6 +24,8 @@ public final class HostStorage: TensorStorage, @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let byteCount: Int
     public var device: Device { .cpu }
+    /// A structure derived from this memory's layout (e.g. a slot map), dropped with it.
+    var derived: AnyObject?
 
     static let current = Atomic<Int>(0)
     static let peak = Atomic<Int>(0)
