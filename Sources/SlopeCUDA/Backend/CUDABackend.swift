@@ -1,5 +1,6 @@
 import CCUDA
 import SlopeCore
+import Synchronization
 
 /// The GPU backend: device memory from a caching allocator, kernels compiled by NVRTC, dense GEMMs on
 /// cuBLASLt. Every op has the CPU backend's semantics (the CPU backend is the reference `slope doctor`
@@ -18,6 +19,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var sparseRoute: String?
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
     let host = CPUBackend()
+    /// Loaded modules by family and dtype: the hot path of every launch, so it must not rebuild or hash
+    /// the kernel source (that cost ~0.1 ms per launch and left the GPU idle between small kernels).
+    private let loadedModules = Mutex<[String: CUDAModule]>([:])
 
     public init(ordinal: Int = 0) throws {
         cudaDevice = try CUDADevice(ordinal: ordinal)
@@ -76,7 +80,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         _ family: KernelFamily, _ name: String, dtype: DType, grid: (Int, Int, Int), block: (Int, Int, Int) = (256, 1, 1),
         _ arguments: [KernelArgument]
     ) throws {
-        let module = try compiler.module("\(family.rawValue)_\(dtype)", source: family.translationUnit(for: dtype))
+        let moduleName = "\(family.rawValue)_\(dtype)"
+        let module = try loadedModules.withLock { $0[moduleName] } ?? {
+            let compiled = try compiler.module(moduleName, source: family.translationUnit(for: dtype))
+            loadedModules.withLock { $0[moduleName] = compiled }
+            return compiled
+        }()
         try cudaDevice.launch(module.function(name), name: name, grid: grid, block: block, arguments)
     }
 
