@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "SLoPe", targets: ["SLoPe"]),
         .library(name: "SlopeCore", targets: ["SlopeCore"]),
+        .library(name: "SlopeData", targets: ["SlopeData"]),
         .executable(name: "slope", targets: ["SlopeCLI"]),
     ],
     dependencies: [
@@ -28,6 +29,8 @@ let package = Package(
         .target(name: "CCUDA"),
         // The CUDA backend, loading libcuda, NVRTC, cuBLASLt and cuSPARSELt at run time.
         .target(name: "SlopeCUDA", dependencies: ["SlopeCore", "CCUDA", .product(name: "RealModule", package: "swift-numerics")]),
+        // Tokenizers, the embedded corpus, token shards and loaders: no tensor dependency.
+        .target(name: "SlopeData", dependencies: [.product(name: "RealModule", package: "swift-numerics")]),
         // SLoPe itself: N:M sparsity, layers, optimizers, adapters.
         .target(name: "SLoPe", dependencies: ["SlopeCore", .product(name: "RealModule", package: "swift-numerics")]),
         .executableTarget(
@@ -42,6 +45,7 @@ let package = Package(
         .target(name: "SlopeTestSupport", dependencies: ["SlopeCore"], path: "Tests/SlopeTestSupport"),
         .testTarget(name: "SlopeCoreTests", dependencies: ["SlopeCore", "SlopeTestSupport"]),
         .testTarget(name: "SLoPeTests", dependencies: ["SLoPe", "SlopeTestSupport"]),
+        .testTarget(name: "SlopeDataTests", dependencies: ["SlopeData"]),
         .testTarget(name: "SlopeCUDATests", dependencies: ["SlopeCUDA", "CCUDA", "SlopeTestSupport"]),
     ]
 )

@@ -1,0 +1,88 @@
+/// Batches of next-token training examples from a token stream.
+///
+/// The stream is cut into windows of `sequenceLength + 1` tokens; each epoch visits every window once in
+/// an order shuffled by `seed` and the epoch number. The position is a small Codable value, so a resumed
+/// run continues with exactly the batches the interrupted one would have seen.
+public struct TokenLoader: Sendable {
+    /// Where the loader is: saved in checkpoints.
+    public struct Position: Codable, Equatable, Sendable {
+        public var epoch: Int
+        public var window: Int
+
+        public init(epoch: Int, window: Int) {
+            self.epoch = epoch
+            self.window = window
+        }
+    }
+
+    public let tokens: [Int32]
+    public let batchSize: Int
+    public let sequenceLength: Int
+    public let seed: UInt64
+    public private(set) var position = Position(epoch: 0, window: 0)
+    private var order: [Int]
+
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case tooFewTokens(have: Int, need: Int)
+        case invalidShape(batchSize: Int, sequenceLength: Int)
+
+        public var description: String {
+            switch self {
+            case let .tooFewTokens(have, need):
+                return "the data has \(have) tokens but one batch needs \(need); use more text or a smaller batch or sequence length"
+            case let .invalidShape(batch, sequence):
+                return "batch size (\(batch)) and sequence length (\(sequence)) must be positive"
+            }
+        }
+    }
+
+    public init(tokens: [Int32], batchSize: Int, sequenceLength: Int, seed: UInt64) throws {
+        guard batchSize > 0, sequenceLength > 0 else { throw Failure.invalidShape(batchSize: batchSize, sequenceLength: sequenceLength) }
+        let windows = tokens.count / (sequenceLength + 1)
+        guard windows >= batchSize else { throw Failure.tooFewTokens(have: tokens.count, need: batchSize * (sequenceLength + 1)) }
+        self.tokens = tokens
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        self.seed = seed
+        order = Self.shuffledWindows(windows, seed: seed, epoch: 0)
+    }
+
+    public var windowsPerEpoch: Int { order.count }
+
+    /// Continues from a saved position.
+    public mutating func restore(_ saved: Position) {
+        position = saved
+        order = Self.shuffledWindows(order.count, seed: seed, epoch: saved.epoch)
+    }
+
+    /// The next batch: `inputs` and `targets` are `[batchSize · sequenceLength]`, targets shifted by one.
+    public mutating func next() -> (inputs: [Int32], targets: [Int32]) {
+        var inputs: [Int32] = [], targets: [Int32] = []
+        inputs.reserveCapacity(batchSize * sequenceLength)
+        targets.reserveCapacity(batchSize * sequenceLength)
+        for _ in 0..<batchSize {
+            if position.window == order.count {
+                position = Position(epoch: position.epoch + 1, window: 0)
+                order = Self.shuffledWindows(order.count, seed: seed, epoch: position.epoch)
+            }
+            let start = order[position.window] * (sequenceLength + 1)
+            inputs += tokens[start..<(start + sequenceLength)]
+            targets += tokens[(start + 1)...(start + sequenceLength)]
+            position.window += 1
+        }
+        return (inputs, targets)
+    }
+
+    static func shuffledWindows(_ count: Int, seed: UInt64, epoch: Int) -> [Int] {
+        var generator = CorpusGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        var order = Array(0..<count)
+        for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, generator.next(i + 1)) }
+        return order
+    }
+
+    /// Splits a stream into training and validation parts, the last `validationFraction` held out.
+    public static func split(_ tokens: [Int32], validationFraction: Double) -> (train: [Int32], validation: [Int32]) {
+        let held = Int((Double(tokens.count) * min(max(validationFraction, 0), 1)).rounded())
+        return (Array(tokens.dropLast(held)), Array(tokens.suffix(held)))
+    }
+}

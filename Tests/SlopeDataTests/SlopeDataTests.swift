@@ -1,0 +1,102 @@
+import FoundationEssentials
+import RealModule
+import SlopeData
+import XCTest
+
+final class SlopeDataTests: XCTestCase {
+    func testByteTokenizerRoundTripsAnyText() {
+        let tokenizer = ByteTokenizer()
+        for text in ["", "hello, world", "naïve café — 東京 🚀", "line\nbreak\ttab"] {
+            let tokens = tokenizer.encode(text)
+            XCTAssertEqual(tokens.count, text.utf8.count)
+            XCTAssertTrue(tokens.allSatisfy { (0...255).contains($0) })
+            XCTAssertEqual(tokenizer.decode(tokens), text)
+        }
+        XCTAssertEqual(tokenizer.decode([104, ByteTokenizer.endOfText, 105]), "hi")
+        XCTAssertEqual(tokenizer.vocabularySize, 257)
+    }
+
+    func testCorpusIsDeterministicAndItsFloorMatchesTheText() {
+        let corpus = EmbeddedCorpus()
+        let text = corpus.text(sentences: 20_000, seed: 7)
+        XCTAssertEqual(text, corpus.text(sentences: 20_000, seed: 7))
+        XCTAssertNotEqual(text, corpus.text(sentences: 20_000, seed: 8))
+        XCTAssertTrue(text.hasPrefix("The ") || text.hasPrefix("A "))
+        // Measure the entropy the text actually carries: each sentence's choices over its bytes.
+        let sentences = text.split(separator: ".", omittingEmptySubsequences: true).map { $0.trimmingPrefixSpaces() }.filter { !$0.isEmpty }
+        XCTAssertEqual(sentences.count, 20_000)
+        let perTemplate = [
+            Double.log(2) + Double.log(8) + 2 * Double.log(12) + Double.log(6),
+            Double.log(2) + 2 * Double.log(12) + Double.log(6) + Double.log(4),
+        ]
+        let nats = sentences.map { $0.hasPrefix("The ") ? perTemplate[0] : perTemplate[1] }.reduce(0, +)
+        let measured = nats / Double(text.utf8.count)
+        XCTAssertEqual(measured, corpus.entropyPerByte, accuracy: corpus.entropyPerByte * 0.01)
+        XCTAssertGreaterThan(corpus.entropyPerByte, 0.2)
+        XCTAssertLessThan(corpus.entropyPerByte, 0.5)
+    }
+
+    func testShardsRoundTripAndReportDamage() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-shards-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for tokens in [[Int32]([1, 2, 256, 65_535]), [0, 70_000, 5]] {
+            let path = folder + "/t.bin"
+            try TokenShard.write(tokens, to: path)
+            XCTAssertEqual(try TokenShard.read(path), tokens)
+        }
+        let path = folder + "/cut.bin"
+        try TokenShard.write(Array(repeating: 3, count: 100), to: path)
+        let whole = FileManager.default.contents(atPath: path)!
+        try Data(whole.prefix(whole.count - 10)).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try TokenShard.read(path)) { error in
+            XCTAssertEqual(error as? TokenShard.Failure, .truncated(path: path, expectedTokens: 100, availableBytes: 190))
+        }
+        try Data("not a shard at all, just text....".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try TokenShard.read(path)) { error in
+            XCTAssertEqual(error as? TokenShard.Failure, .notAShard(path: path))
+        }
+        XCTAssertThrowsError(try TokenShard.read(folder + "/missing.bin"))
+    }
+
+    func testLoaderVisitsEveryWindowOncePerEpochAndResumesExactly() throws {
+        let tokens = (0..<1000).map { Int32($0 % 257) }
+        var loader = try TokenLoader(tokens: tokens, batchSize: 4, sequenceLength: 9, seed: 3)
+        XCTAssertEqual(loader.windowsPerEpoch, 100)
+        var starts: [Int32] = []
+        for _ in 0..<25 {
+            let batch = loader.next()
+            XCTAssertEqual(batch.inputs.count, 36)
+            for row in 0..<4 {
+                XCTAssertEqual(Array(batch.inputs[(row * 9 + 1)..<(row * 9 + 9)]), Array(batch.targets[(row * 9)..<(row * 9 + 8)]))
+                starts.append(batch.inputs[row * 9])
+            }
+        }
+        XCTAssertEqual(Set(starts.map { Int($0) }).count, Set((0..<100).map { ($0 * 10) % 257 }).count, "each window once")
+        XCTAssertEqual(loader.position, .init(epoch: 0, window: 100))
+        let saved = loader.position
+        let expected = (0..<30).map { _ in loader.next() }
+        XCTAssertEqual(loader.position, .init(epoch: 2, window: 20), "two epoch boundaries crossed")
+        var resumed = try TokenLoader(tokens: tokens, batchSize: 4, sequenceLength: 9, seed: 3)
+        resumed.restore(saved)
+        for batch in expected {
+            let again = resumed.next()
+            XCTAssertEqual(again.inputs, batch.inputs)
+            XCTAssertEqual(again.targets, batch.targets)
+        }
+    }
+
+    func testLoaderErrorsAndSplit() {
+        XCTAssertThrowsError(try TokenLoader(tokens: [1, 2, 3], batchSize: 2, sequenceLength: 4, seed: 0)) { error in
+            XCTAssertTrue("\(error)".contains("3 tokens"), "\(error)")
+        }
+        XCTAssertThrowsError(try TokenLoader(tokens: [1, 2, 3], batchSize: 0, sequenceLength: 4, seed: 0))
+        let (train, validation) = TokenLoader.split((0..<100).map(Int32.init), validationFraction: 0.1)
+        XCTAssertEqual(train.count, 90)
+        XCTAssertEqual(validation, (90..<100).map(Int32.init))
+    }
+}
+
+extension Substring {
+    func trimmingPrefixSpaces() -> Substring { drop { $0 == " " } }
+}
