@@ -1,0 +1,173 @@
+import FoundationEssentials
+
+/// GPT-2's byte-level BPE: text is split into words (GPT-2's pattern), each word's UTF-8 bytes are mapped
+/// to printable characters, then adjacent symbols are merged in the order of the merge list.
+/// Lossless for any text; ids match Hugging Face's GPT-2 tokenizer for the same vocab and merges.
+public struct BPETokenizer: Sendable {
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case unreadable(path: String)
+        case malformed(path: String, reason: String)
+
+        public var description: String {
+            switch self {
+            case .unreadable(let path): return "cannot read tokenizer file \(path)"
+            case let .malformed(path, reason): return "tokenizer file \(path) is not usable: \(reason)"
+            }
+        }
+    }
+
+    let encoder: [String: Int32]
+    let decoder: [Int32: String]
+    let ranks: [Pair: Int]
+
+    struct Pair: Hashable, Sendable {
+        let first: String, second: String
+    }
+
+    public var vocabularySize: Int { (decoder.keys.max().map { Int($0) + 1 }) ?? 0 }
+
+    /// From a vocabulary (symbol → id) and merges in priority order ("Ġ t" style pairs).
+    public init(vocabulary: [String: Int32], merges: [(String, String)]) {
+        encoder = vocabulary
+        decoder = Dictionary(vocabulary.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
+        var ranks: [Pair: Int] = [:]
+        for (rank, merge) in merges.enumerated() where ranks[Pair(first: merge.0, second: merge.1)] == nil {
+            ranks[Pair(first: merge.0, second: merge.1)] = rank
+        }
+        self.ranks = ranks
+    }
+
+    /// GPT-2's files: `vocab.json` and `merges.txt` (first line a version comment).
+    public init(vocabularyFile: String, mergesFile: String) throws {
+        guard let vocabularyData = FileManager.default.contents(atPath: vocabularyFile) else { throw Failure.unreadable(path: vocabularyFile) }
+        guard let mergesData = FileManager.default.contents(atPath: mergesFile) else { throw Failure.unreadable(path: mergesFile) }
+        let vocabulary: [String: Int32]
+        do { vocabulary = try JSONDecoder().decode([String: Int32].self, from: vocabularyData) } catch {
+            throw Failure.malformed(path: vocabularyFile, reason: "expected a JSON object of token → id")
+        }
+        let merges = try Self.parseMerges(String(decoding: mergesData, as: UTF8.self).split(separator: "\n").map(String.init), path: mergesFile)
+        self.init(vocabulary: vocabulary, merges: merges)
+    }
+
+    /// A Hugging Face `tokenizer.json` with a BPE model (`model.vocab`, `model.merges`).
+    public init(tokenizerJSON path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw Failure.unreadable(path: path) }
+        struct File: Decodable {
+            struct Model: Decodable {
+                let type: String?
+                let vocab: [String: Int32]
+                let merges: [Merge]
+            }
+            let model: Model
+        }
+        /// Merges are "a b" strings in older files and ["a", "b"] arrays in newer ones.
+        enum Merge: Decodable {
+            case text(String), pair([String])
+            init(from decoder: Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let text = try? container.decode(String.self) { self = .text(text) } else { self = .pair(try container.decode([String].self)) }
+            }
+        }
+        let file: File
+        do { file = try JSONDecoder().decode(File.self, from: data) } catch {
+            throw Failure.malformed(path: path, reason: "expected a BPE model with vocab and merges (\(error))")
+        }
+        if let type = file.model.type, type != "BPE" { throw Failure.malformed(path: path, reason: "model type is \(type), not BPE") }
+        let lines = file.model.merges.map { merge -> String in
+            switch merge {
+            case .text(let text): return text
+            case .pair(let parts): return parts.joined(separator: " ")
+            }
+        }
+        self.init(vocabulary: file.model.vocab, merges: try Self.parseMerges(lines, path: path))
+    }
+
+    static func parseMerges(_ lines: [String], path: String) throws -> [(String, String)] {
+        try lines.filter { !$0.hasPrefix("#version") && !$0.isEmpty }.map { line in
+            let parts = line.split(separator: " ")
+            guard parts.count == 2 else { throw Failure.malformed(path: path, reason: "merge '\(line)' is not two symbols") }
+            return (String(parts[0]), String(parts[1]))
+        }
+    }
+
+    // MARK: Encoding
+
+    public func encode(_ text: String) throws -> [Int32] {
+        var ids: [Int32] = []
+        for word in Self.words(text) {
+            let symbols = word.utf8.map { Self.byteToCharacter[Int($0)] }
+            for symbol in merge(symbols) {
+                guard let id = encoder[symbol] else {
+                    throw Failure.malformed(path: "vocabulary", reason: "symbol '\(symbol)' has no id; the vocabulary must contain all 256 byte symbols")
+                }
+                ids.append(id)
+            }
+        }
+        return ids
+    }
+
+    public func decode(_ ids: [Int32]) -> String {
+        var bytes: [UInt8] = []
+        for id in ids {
+            guard let symbol = decoder[id] else { continue }
+            for character in symbol { if let byte = Self.characterToByte[character] { bytes.append(byte) } }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Applies merges to one word's symbols, lowest rank first, until none applies.
+    func merge(_ start: [String]) -> [String] {
+        var symbols = start
+        while symbols.count > 1 {
+            var best: (rank: Int, index: Int)?
+            for i in 0..<(symbols.count - 1) {
+                if let rank = ranks[Pair(first: symbols[i], second: symbols[i + 1])], rank < (best?.rank ?? .max) { best = (rank, i) }
+            }
+            guard let best else { break }
+            let (first, second) = (symbols[best.index], symbols[best.index + 1])
+            var merged: [String] = []
+            var i = 0
+            while i < symbols.count {  // merge every occurrence of the pair, left to right
+                if i < symbols.count - 1, symbols[i] == first, symbols[i + 1] == second {
+                    merged.append(first + second)
+                    i += 2
+                } else {
+                    merged.append(symbols[i])
+                    i += 1
+                }
+            }
+            symbols = merged
+        }
+        return symbols
+    }
+
+    /// GPT-2's pre-tokenisation: contractions, letter runs, digit runs, other runs (each with an optional
+    /// leading space), and whitespace.
+    static func words(_ text: String) -> [Substring] {
+        text.matches(of: wordPattern).map { text[$0.range] }
+    }
+
+    nonisolated(unsafe) static let wordPattern = #/'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/#
+
+    /// GPT-2's reversible map from bytes to printable characters (printable Latin-1 bytes map to themselves,
+    /// the rest to code points from 256 on), so every byte sequence is a string of visible symbols.
+    static let byteToCharacter: [String] = {
+        var printable = Array(33...126) + Array(161...172) + Array(174...255)
+        var codePoints = printable
+        var next = 0
+        for byte in 0..<256 where !printable.contains(byte) {
+            printable.append(byte)
+            codePoints.append(256 + next)
+            next += 1
+        }
+        var table = [String](repeating: "", count: 256)
+        for (byte, codePoint) in zip(printable, codePoints) { table[byte] = String(Character(Unicode.Scalar(codePoint)!)) }
+        return table
+    }()
+
+    static let characterToByte: [Character: UInt8] = {
+        var table: [Character: UInt8] = [:]
+        for (byte, symbol) in byteToCharacter.enumerated() { table[Character(symbol)] = UInt8(byte) }
+        return table
+    }()
+}

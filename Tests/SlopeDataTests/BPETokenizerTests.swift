@@ -1,0 +1,70 @@
+import FoundationEssentials
+@testable import SlopeData
+import XCTest
+
+final class BPETokenizerTests: XCTestCase {
+    /// Every byte symbol (ids 0…255) plus three merges: "Ġt" (256), "he" (257), "Ġthe" (258).
+    private func tiny() -> (vocabulary: [String: Int32], merges: [(String, String)]) {
+        var vocabulary: [String: Int32] = [:]
+        for (byte, symbol) in BPETokenizer.byteToCharacter.enumerated() { vocabulary[symbol] = Int32(byte) }
+        vocabulary["Ġt"] = 256
+        vocabulary["he"] = 257
+        vocabulary["Ġthe"] = 258
+        return (vocabulary, [("Ġ", "t"), ("h", "e"), ("Ġt", "he")])
+    }
+
+    func testByteMapMatchesGPT2() {
+        let table = BPETokenizer.byteToCharacter
+        XCTAssertEqual(Set(table).count, 256)
+        XCTAssertTrue(table.allSatisfy { $0.count == 1 })
+        XCTAssertEqual(table[65], "A")
+        XCTAssertEqual(table[32], "Ġ")  // U+0120, GPT-2's space
+        XCTAssertEqual(table[10], "Ċ")  // U+010A, GPT-2's newline
+    }
+
+    func testPreTokenisationFollowsGPT2() {
+        XCTAssertEqual(BPETokenizer.words("Hello world's 123 !!\n\n  x").map(String.init),
+                       ["Hello", " world", "'s", " 123", " !!", "\n\n ", " x"])
+    }
+
+    func testMergesApplyByRankAndTextRoundTrips() throws {
+        let (vocabulary, merges) = tiny()
+        let tokenizer = BPETokenizer(vocabulary: vocabulary, merges: merges)
+        XCTAssertEqual(try tokenizer.encode(" the"), [258])
+        XCTAssertEqual(try tokenizer.encode("the"), [Int32(Character("t").asciiValue!), 257])
+        XCTAssertEqual(try tokenizer.encode(" the the"), [258, 258])
+        for text in ["", " the cat", "naïve café — 東京 🚀\n\tend", "'s're 42"] {
+            XCTAssertEqual(tokenizer.decode(try tokenizer.encode(text)), text)
+        }
+    }
+
+    func testLoadsGPT2FilesAndTokenizerJSON() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-bpe-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let (vocabulary, merges) = tiny()
+        try JSONEncoder().encode(vocabulary).write(to: URL(fileURLWithPath: folder + "/vocab.json"))
+        try Data(("#version: 0.2\n" + merges.map { "\($0.0) \($0.1)" }.joined(separator: "\n") + "\n").utf8)
+            .write(to: URL(fileURLWithPath: folder + "/merges.txt"))
+        let fromFiles = try BPETokenizer(vocabularyFile: folder + "/vocab.json", mergesFile: folder + "/merges.txt")
+        XCTAssertEqual(try fromFiles.encode(" the"), [258])
+
+        for style in ["text", "pair"] {
+            let mergeJSON = merges.map { style == "text" ? "\"\($0.0) \($0.1)\"" : "[\"\($0.0)\", \"\($0.1)\"]" }.joined(separator: ",")
+            let vocabJSON = String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self)
+            try Data("{\"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": [\(mergeJSON)]}}".utf8)
+                .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
+            XCTAssertEqual(try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json").encode(" the the"), [258, 258], style)
+        }
+
+        try Data("#version: 0.2\nonly-one-symbol\n".utf8).write(to: URL(fileURLWithPath: folder + "/bad.txt"))
+        XCTAssertThrowsError(try BPETokenizer(vocabularyFile: folder + "/vocab.json", mergesFile: folder + "/bad.txt")) { error in
+            XCTAssertTrue("\(error)".contains("not two symbols"), "\(error)")
+        }
+        XCTAssertThrowsError(try BPETokenizer(vocabularyFile: folder + "/missing.json", mergesFile: folder + "/merges.txt")) { error in
+            XCTAssertEqual(error as? BPETokenizer.Failure, .unreadable(path: folder + "/missing.json"))
+        }
+        let partial = BPETokenizer(vocabulary: ["a": 0], merges: [])
+        XCTAssertThrowsError(try partial.encode("b"))
+    }
+}
