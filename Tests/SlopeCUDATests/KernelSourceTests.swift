@@ -28,7 +28,7 @@ final class KernelSourceTests: XCTestCase {
             .loss: ["embedding_forward", "embedding_backward", "cross_entropy_forward", "cross_entropy_backward"],
             .optimizer: ["adamw"],
             .layout: ["transpose"],
-            .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "slot_mask", "refresh_transpose"],
+            .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "slot_mask", "transpose_slot_map", "gather_slots"],
             .bytes: ["transpose_u8"],
             .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values"],
         ]

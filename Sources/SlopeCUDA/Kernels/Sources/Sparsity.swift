@@ -98,13 +98,11 @@ extension KernelSources {
         GRID_STRIDE(s, rows * (cols / m) * n) mask[slot_dense_offset(s, indices[s], n, m)] = 1;
     }
 
-    // t_values [din, dout/m·n] of the double-pruned transpose Tᵀ (groups along dout, positions t_indices)
-    // from W compressed [dout, din/m·n] (groups along din): slot of T row j at dense column o takes W[o, j]
-    // when W's row o keeps position j%m of group j/m, else 0. One thread per slot of T, 1-D grid over
-    // din·dout/m·n.
-    extern "C" __global__ void refresh_transpose(const T* w_values, const unsigned char* w_indices,
-                                                 const unsigned char* t_indices, T* t_values, long long dout,
-                                                 long long din, int n, int m) {
+    // For every slot s of Wᵀ (compressed [din, dout], groups along dout): the slot of W (compressed [dout, din],
+    // groups along din) that holds the same weight, or -1 where W⊙Mr is zero there. Built once per mask pair,
+    // it turns every later refresh into gather_slots. One thread per slot of Wᵀ.
+    extern "C" __global__ void transpose_slot_map(const unsigned char* w_indices, const unsigned char* t_indices, int* map,
+                                                  long long dout, long long din, int n, int m) {
         const i64 t_slots_per_row = (dout / m) * n;
         const i64 w_slots_per_row = (din / m) * n;
         GRID_STRIDE(s, din * t_slots_per_row) {
@@ -114,15 +112,17 @@ extension KernelSources {
             // W's row o, group j/m: its n slots, searched for position j%m.
             i64 w_base = o * w_slots_per_row + (j / m) * n;
             unsigned char want = (unsigned char)(j % m);
-            T value = from_float<T>(0.0f);
+            int found = -1;
             for (int q = 0; q < n; ++q) {
-                if (w_indices[w_base + q] == want) {
-                    value = w_values[w_base + q];
-                    break;
-                }
+                if (w_indices[w_base + q] == want) { found = (int)(w_base + q); break; }
             }
-            t_values[s] = value;
+            map[s] = found;
         }
+    }
+
+    // t_values[s] = map[s] >= 0 ? w_values[map[s]] : 0; 1-D grid over Wᵀ's slots.
+    extern "C" __global__ void gather_slots(const T* w_values, const int* map, T* t_values, long long count) {
+        GRID_STRIDE(s, count) t_values[s] = map[s] >= 0 ? w_values[map[s]] : from_float<T>(0.0f);
     }
     """#
 }
