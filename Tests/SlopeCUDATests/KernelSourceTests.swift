@@ -22,7 +22,7 @@ final class KernelSourceTests: XCTestCase {
     func testEveryLaunchedKernelIsDefined() {
         let launched: [KernelFamily: [String]] = [
             .elementwise: ["binary_op", "scale", "accumulate", "apply_mask", "fill", "activation_forward", "activation_backward",
-                           "convert_to_float", "convert_from_float", "add_row_vector", "add_strided_rows"],
+                           "convert_to_float", "convert_from_float", "add_row_vector"],
             .reductions: ["reduce_partials", "reduce_final"],
             .normalization: ["softmax_forward", "softmax_backward", "layernorm_forward", "layernorm_backward_input", "layernorm_backward_params"],
             .loss: ["embedding_forward", "embedding_backward", "cross_entropy_forward", "cross_entropy_backward"],

@@ -25,30 +25,37 @@ extension CUDABackend {
     static func runsOnTwoFour(_ pattern: NMPattern) -> Bool { pattern.n <= 2 }
 
     /// `Y = X·Sᵀ (+ bias)`, routed by the stored or freshly measured decision for this shape.
-    func sparseGEMM(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Tensor {
+    /// With `accumulateInto`, adds `X·Sᵀ` to that tensor (beta = 1) instead of writing a new one; `bias`
+    /// is then not allowed (the caller folds it into what it accumulates into).
+    func sparseGEMM(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, accumulateInto target: Tensor? = nil) throws -> Tensor {
         let tokens = x.count / max(s.columns, 1)
         let operands = operandCache(for: s)
         let decision = try decide(tokens: tokens, s, operands, x)
         let output: Tensor
         switch decision.route {
         case .dense:
-            return try gemm(x, denseOperand(s, operands), transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
+            return try gemm(
+                x, denseOperand(s, operands), transposeA: false, transposeB: true, alpha: 1, beta: target == nil ? 0 : 1,
+                into: target, bias: bias)
         case .sparseA, .sparseB:
             let arrangement: CuSPARSELtMatmul.Arrangement = decision.route == .sparseA ? .sparseA : .sparseB
             let key = CuSPARSELtMatmul.Key(tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype, arrangement: arrangement)
             let plan = try cusparse().plan(for: key, configuration: decision.configuration)
-            output = try newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
-            try runSparse(plan, x, compressedOperand(s, operands, plan), output)
+            output = try target ?? newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
+            if target != nil { touch(output) }
+            try runSparse(plan, x, compressedOperand(s, operands, plan), output, beta: target == nil ? 0 : 1)
         }
         if let bias { try addBias(bias, to: output) }
         return output
     }
 
-    private func runSparse(_ plan: CuSPARSELtMatmul.Plan, _ x: Tensor, _ compressed: CUDAStorage, _ output: Tensor, search: Bool = false) throws {
+    private func runSparse(
+        _ plan: CuSPARSELtMatmul.Plan, _ x: Tensor, _ compressed: CUDAStorage, _ output: Tensor, beta: Float = 0, search: Bool = false
+    ) throws {
         let workspace = plan.workspaceBytes > 0 ? try newTensor([plan.workspaceBytes], dtype: .uint8) : nil
         try cusparse().run(
             plan, x: address(x, "sparseMatmul"), compressed: compressed.address, y: address(output, "sparseMatmul"),
-            workspace: try workspace.map { try address($0, "sparseMatmul") }, search: search)
+            workspace: try workspace.map { try address($0, "sparseMatmul") }, beta: beta, search: search)
     }
 
     func addBias(_ bias: Tensor, to y: Tensor) throws {

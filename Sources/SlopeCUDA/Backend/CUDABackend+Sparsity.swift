@@ -122,26 +122,57 @@ extension CUDABackend {
         return map
     }
 
-    // Z [T, dout + r] = X·[W; Lᵀ]ᵀ in one sparse GEMM; Y = scale·Z[:, dout:]·R (strided A), then
-    // Y += Z[:, :dout] + bias in one pass.
+    /// The two row blocks of a merged matrix, `[W; Lᵀ]`, as their own compressed matrices, split once and
+    /// kept with the merged values (re-split if those are ever written).
+    final class MergedParts {
+        let generation: UInt64
+        let weight: CompressedMatrix
+        let down: CompressedMatrix
+        init(generation: UInt64, weight: CompressedMatrix, down: CompressedMatrix) {
+            self.generation = generation
+            self.weight = weight
+            self.down = down
+        }
+    }
+
+    /// Rows `start ..< start + count` of a matrix as a new tensor.
+    private func rows(_ tensor: Tensor, _ start: Int, _ count: Int) throws -> Tensor {
+        let rowBytes = tensor.byteCount / max(tensor.shape[0], 1)
+        let slice = try newTensor([count, tensor.shape[1]], dtype: tensor.dtype)
+        guard slice.byteCount > 0 else { return slice }
+        try cudaDevice.makeCurrent()
+        try cudaDevice.driver.check(
+            cudaDevice.driver.cuMemcpyDtoDAsync(try address(slice, "rows"), try address(tensor, "rows") + UInt64(start * rowBytes), slice.byteCount, cudaDevice.stream),
+            "cuMemcpyDtoDAsync")
+        return slice
+    }
+
+    private func mergedParts(_ merged: CompressedMatrix, outFeatures: Int) throws -> MergedParts {
+        let holder = try storage(merged.values, "mergedSparseLowRankMatmul")
+        if let parts = holder.derived as? MergedParts, parts.generation == holder.generation { return parts }
+        func part(_ start: Int, _ count: Int) throws -> CompressedMatrix {
+            try CompressedMatrix(
+                rows: count, columns: merged.columns, pattern: merged.pattern,
+                values: rows(merged.values, start, count), indices: rows(merged.indices, start, count))
+        }
+        let parts = MergedParts(
+            generation: holder.generation, weight: try part(0, outFeatures), down: try part(outFeatures, merged.rows - outFeatures))
+        holder.derived = parts
+        return parts
+    }
+
+    // Y = X·Wᵀ + (X·L)·R·scale + bias, from the merged [W; Lᵀ]. Measured on an H100, one sparse GEMM over the
+    // stacked matrix followed by a strided low-rank GEMM and an add pass lost to dense; instead the small
+    // products come first — P = X·L (r columns), Y = scale·P·R + bias (cuBLASLt, bias in the epilogue) — and
+    // the sparse GEMM accumulates X·Wᵀ into Y (beta = 1), so Y is written once and read once.
     public func mergedSparseLowRankMatmul(
         _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
     ) throws -> Tensor {
         let rank = try OperandChecks.mergedSparseLowRank(x, merged: merged, outFeatures: outFeatures, up: up, bias: bias)
         if rank == 0 { return try sparseMatmul(x, merged, bias: bias) }
-        let stacked = try sparseMatmul(x, merged, bias: nil)
-        let tokens = stacked.count / merged.rows
-        let y = try newTensor(Array(x.shape.dropLast()) + [outFeatures], dtype: x.dtype)
-        let zAddress = try address(stacked, "mergedSparseLowRankMatmul")
-        try blas.run(
-            m: tokens, n: outFeatures, k: rank, transA: false, transB: false, dtype: x.dtype, alpha: scale,
-            a: zAddress + UInt64(outFeatures * x.dtype.byteSize), b: address(up, "mergedSparseLowRankMatmul"), beta: 0,
-            c: address(y, "mergedSparseLowRankMatmul"), bias: nil, lda: merged.rows)
-        try launch(.elementwise, "add_strided_rows", dtype: x.dtype, grid: rowGrid(rows: tokens, columns: outFeatures), [
-            .pointer(address(y, "mergedSparseLowRankMatmul")), .pointer(zAddress),
-            .optionalPointer(try bias.map { try address($0, "mergedSparseLowRankMatmul") }),
-            .int64(Int64(tokens)), .int64(Int64(outFeatures)), .int64(Int64(merged.rows)),
-        ])
-        return y
+        let parts = try mergedParts(merged, outFeatures: outFeatures)
+        let projection = try sparseGEMM(x, parts.down, bias: nil)
+        let y = try gemm(projection, up, transposeA: false, transposeB: false, alpha: scale, beta: 0, into: nil, bias: bias)
+        return try sparseGEMM(x, parts.weight, bias: nil, accumulateInto: y)
     }
 }

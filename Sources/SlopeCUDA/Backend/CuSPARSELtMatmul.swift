@@ -111,9 +111,9 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
             "cusparseLtSpMMACompress2")
     }
 
-    /// Runs `Y = X·Wᵀ` (or, with `search`, lets cuSPARSELt time its algorithms and keep the fastest in the plan).
-    func run(_ plan: Plan, x: CUdeviceptr, compressed: CUdeviceptr, y: CUdeviceptr, workspace: CUdeviceptr?, search: Bool = false) throws {
-        var alpha: Float = 1, beta: Float = 0
+    /// Runs `Y = X·Wᵀ + beta·Y` (or, with `search`, lets cuSPARSELt time its algorithms and keep the fastest in the plan).
+    func run(_ plan: Plan, x: CUdeviceptr, compressed: CUdeviceptr, y: CUdeviceptr, workspace: CUdeviceptr?, beta: Float = 0, search: Bool = false) throws {
+        var alpha: Float = 1, beta = beta
         var stream: CUstream? = device.stream
         let (a, b) = plan.key.arrangement == .sparseA ? (compressed, x) : (x, compressed)
         func pointer(_ address: CUdeviceptr) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(address)) }

@@ -92,19 +92,5 @@ extension KernelSources {
             for (long long r = r0; r < r1; ++r) x[r * cols + c] = from_float<T>(to_float(x[r * cols + c]) + bias);
         }
     }
-
-    // y[r, c] += z[r·ldz + c] (+ v[c] when v is not NULL): the sparse half of merged inference added to the
-    // low-rank half; y [rows, cols], z rows of ldz ≥ cols. Same geometry as add_row_vector.
-    extern "C" __global__ void add_strided_rows(T* y, const T* z, const T* v, long long rows, long long cols, long long ldz) {
-        long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-        if (c >= cols) return;
-        float bias = v ? to_float(v[c]) : 0.0f;
-        for (long long r0 = (long long)blockIdx.y * ROWS_PER_BLOCK; r0 < rows; r0 += (long long)gridDim.y * ROWS_PER_BLOCK) {
-            long long r1 = r0 + ROWS_PER_BLOCK < rows ? r0 + ROWS_PER_BLOCK : rows;
-            #pragma unroll 4
-            for (long long r = r0; r < r1; ++r)
-                y[r * cols + c] = from_float<T>(to_float(y[r * cols + c]) + to_float(z[r * ldz + c]) + bias);
-        }
-    }
     """#
 }
