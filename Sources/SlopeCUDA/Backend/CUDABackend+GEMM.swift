@@ -12,7 +12,7 @@ extension CUDABackend {
         touch(output)
         if k == 0 {  // an empty product: C = beta·C + bias
             try scaleInPlace(output, by: c == nil ? 0 : Double(beta))
-            if let bias { try addRowVector(bias, to: output) }
+            if let bias { try addBias(bias, to: output) }
             return output
         }
         try blas.run(
@@ -20,13 +20,6 @@ extension CUDABackend {
             a: address(a, "gemm"), b: address(b, "gemm"), beta: c == nil ? 0 : beta, c: address(output, "gemm"),
             bias: bias.map { try address($0, "gemm") })
         return output
-    }
-
-    /// `x[r, :] += v` for every row (bias without a GEMM), through a ones-column GEMM.
-    func addRowVector(_ vector: Tensor, to x: Tensor) throws {
-        let rows = x.count / max(vector.count, 1)
-        let ones = try tensor([Float](repeating: 1, count: rows), shape: [rows, 1], dtype: x.dtype)
-        _ = try gemm(ones, vector.reshaped([1, vector.count]), transposeA: false, transposeB: false, alpha: 1, beta: 1, into: x, bias: nil)
     }
 
     public func transpose(_ x: Tensor) throws -> Tensor {

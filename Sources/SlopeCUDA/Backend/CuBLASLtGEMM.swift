@@ -11,8 +11,6 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         let transA: Bool, transB: Bool
         let dtype: DType
         let bias: Bool
-        /// Row strides (elements) of A, B and C as stored row-major.
-        let lda: Int, ldb: Int, ldc: Int
     }
 
     /// Descriptors and the chosen algorithm for one key, created once.
@@ -68,9 +66,9 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         }
         let (m, n, k) = (UInt64(key.m), UInt64(key.n), UInt64(key.k))
         // A' is our B: stored [k, n] (→ column-major [n, k]) or, transposed, [n, k] (→ [k, n]).
-        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutA, type, key.transB ? k : n, key.transB ? n : k, Int64(key.ldb)), "cublasLtMatrixLayoutCreate(B)")
-        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutB, type, key.transA ? m : k, key.transA ? k : m, Int64(key.lda)), "cublasLtMatrixLayoutCreate(A)")
-        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutC, type, n, m, Int64(key.ldc)), "cublasLtMatrixLayoutCreate(C)")
+        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutA, type, key.transB ? k : n, key.transB ? n : k, Int64(key.transB ? k : n)), "cublasLtMatrixLayoutCreate(B)")
+        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutB, type, key.transA ? m : k, key.transA ? k : m, Int64(key.transA ? m : k)), "cublasLtMatrixLayoutCreate(A)")
+        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutC, type, n, m, Int64(n)), "cublasLtMatrixLayoutCreate(C)")
         var preference: cublasLtMatmulPreference_t?
         try api.check(api.cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
         defer { _ = api.cublasLtMatmulPreferenceDestroy(preference) }
@@ -89,18 +87,13 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         return plan
     }
 
-    /// `C = alpha·op(A)·op(B) + beta·C (+ bias per column)` on device addresses, row-major; row strides
-    /// default to contiguous rows.
+    /// `C = alpha·op(A)·op(B) + beta·C (+ bias per column)` on device addresses (row-major, contiguous).
     func run(
         m: Int, n: Int, k: Int, transA: Bool, transB: Bool, dtype: DType, alpha: Float,
-        a: CUdeviceptr, b: CUdeviceptr, beta: Float, c: CUdeviceptr, bias: CUdeviceptr?,
-        lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil
+        a: CUdeviceptr, b: CUdeviceptr, beta: Float, c: CUdeviceptr, bias: CUdeviceptr?
     ) throws {
         guard m > 0, n > 0 else { return }
-        let key = Key(
-            m: m, n: n, k: k, transA: transA, transB: transB, dtype: dtype, bias: bias != nil,
-            lda: lda ?? (transA ? m : k), ldb: ldb ?? (transB ? k : n), ldc: ldc ?? n)
-        let plan = try plan(for: key)
+        let plan = try plan(for: Key(m: m, n: n, k: k, transA: transA, transB: transB, dtype: dtype, bias: bias != nil))
         if var biasAddress = bias {
             try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_BIAS_POINTER), &biasAddress, 8), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)")
         }
