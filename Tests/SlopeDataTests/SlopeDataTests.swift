@@ -100,3 +100,30 @@ final class SlopeDataTests: XCTestCase {
 extension Substring {
     func trimmingPrefixSpaces() -> Substring { drop { $0 == " " } }
 }
+
+final class ShardBuilderTests: XCTestCase {
+    func testFolderOfTextBecomesTrainAndValidationShards() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-build-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: folder + "/texts/sub", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try Data("hello".utf8).write(to: URL(fileURLWithPath: folder + "/texts/a.txt"))
+        try Data("world!".utf8).write(to: URL(fileURLWithPath: folder + "/texts/sub/b.txt"))
+        try Data("ignored".utf8).write(to: URL(fileURLWithPath: folder + "/texts/notes.md"))
+        try Data("extra".utf8).write(to: URL(fileURLWithPath: folder + "/single.text"))
+        let output = try ShardBuilder.build(
+            inputs: [folder + "/texts", folder + "/single.text"], tokenizer: ByteTokenizer(), separator: ByteTokenizer.endOfText,
+            outputFolder: folder + "/out", validationFraction: 0.25)
+        XCTAssertEqual(output.documents, 3)
+        let expected = ByteTokenizer().encode("hello") + [256] + ByteTokenizer().encode("world!") + [256] + ByteTokenizer().encode("extra") + [256]
+        XCTAssertEqual(output.trainTokens + output.validationTokens, expected.count)
+        XCTAssertEqual(try TokenShard.read(output.trainPath) + TokenShard.read(output.validationPath), expected)
+        XCTAssertEqual(output.validationTokens, Int((Double(expected.count) * 0.25).rounded()))
+        XCTAssertThrowsError(try ShardBuilder.build(inputs: [folder + "/nope"], tokenizer: ByteTokenizer(), separator: nil, outputFolder: folder + "/o", validationFraction: 0.1)) { error in
+            XCTAssertEqual(error as? ShardBuilder.Failure, .unreadable(path: folder + "/nope"))
+        }
+        try FileManager.default.createDirectory(atPath: folder + "/empty", withIntermediateDirectories: true)
+        XCTAssertThrowsError(try ShardBuilder.build(inputs: [folder + "/empty"], tokenizer: ByteTokenizer(), separator: nil, outputFolder: folder + "/o", validationFraction: 0.1)) { error in
+            XCTAssertEqual(error as? ShardBuilder.Failure, .noInput(paths: [folder + "/empty"]))
+        }
+    }
+}
