@@ -5,7 +5,7 @@ enum KernelSources {}
 
 /// A group of kernels compiled together into one module.
 enum KernelFamily: String, CaseIterable, Sendable {
-    case elementwise, reductions, normalization, loss, optimizer, layout, sparsity, bytes, compressedLayout
+    case elementwise, reductions, normalization, loss, optimizer, layout, sparsity, bytes, compressedLayout, attention
 
     var source: String {
         switch self {
@@ -18,6 +18,7 @@ enum KernelFamily: String, CaseIterable, Sendable {
         case .sparsity: return KernelSources.sparsity
         case .bytes: return KernelSources.bytes
         case .compressedLayout: return KernelSources.compressedLayout
+        case .attention: return KernelSources.attention
         }
     }
 

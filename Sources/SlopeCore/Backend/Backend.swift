@@ -83,6 +83,24 @@ public protocol Backend: AnyObject, Sendable {
         _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput
     ) throws -> LayerNormGradients
 
+    /// RMSNorm over the last dimension: `y = x / sqrt(mean(x²) + ε) · weight`; also returns the per-row
+    /// reciprocal RMS (float32) backward needs.
+    func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> RMSNormOutput
+    func rmsNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput) throws -> RMSNormGradients
+
+    // MARK: Attention
+
+    /// Rotary position embedding (the "rotate half" form of LLaMA): in each head, element `i` and `i + D/2`
+    /// rotate by `position · base^(−2i/D)`. `x [batch·seq, heads·D]`; `inverse` rotates back (the backward pass).
+    func rotaryEmbedding(_ x: Tensor, layout: RotaryLayout, inverse: Bool) throws -> Tensor
+    /// Scaled dot-product attention, computed flash-style (no `[T, T]` matrix is kept): `query [B·Tq, Hq·D]`,
+    /// `key`/`value [B·Tk, Hkv·D]` (Hq a multiple of Hkv: grouped-query attention) → `[B·Tq, Hq·D]`,
+    /// plus the per-row log-sum-exp of the scores that backward uses to recompute the probabilities.
+    func attention(query: Tensor, key: Tensor, value: Tensor, shape: AttentionShape) throws -> AttentionOutput
+    func attentionBackward(
+        _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape: AttentionShape
+    ) throws -> AttentionGradients
+
     // MARK: Embedding and loss
 
     /// `out[i] = table[ids[i]]`: table `[V, C]`, ids `int32 [n]` → `[n, C]`.

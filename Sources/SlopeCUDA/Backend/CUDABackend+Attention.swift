@@ -1,0 +1,106 @@
+import SlopeCore
+
+extension CUDABackend {
+    public func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {
+        let (rows, columns) = try OperandChecks.rmsNorm(x, weight: weight)
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        let rrms = try newTensor([rows], dtype: .float32)
+        try launch(.attention, "rmsnorm_forward", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+            .pointer(address(x, "rmsNorm")), .pointer(address(weight, "rmsNorm")), .pointer(address(out, "rmsNorm")),
+            .pointer(address(rrms, "rmsNorm")), .int64(Int64(rows)), .int64(Int64(columns)), .float(epsilon),
+        ])
+        return RMSNormOutput(output: out, reciprocalRMS: rrms)
+    }
+
+    public func rmsNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput) throws -> RMSNormGradients {
+        let (rows, columns) = try OperandChecks.rmsNormBackward(dy, input: x, weight: weight, saved: saved)
+        let dx = try newTensor(x.shape, dtype: x.dtype)
+        let dweight = try newTensor([columns], dtype: x.dtype)
+        let operation = "rmsNormBackward"
+        try launch(.attention, "rmsnorm_backward_input", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+            .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(weight, operation)),
+            .pointer(address(saved.reciprocalRMS, operation)), .pointer(address(dx, operation)),
+            .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        try launch(.attention, "rmsnorm_backward_weight", dtype: x.dtype, grid: ((columns + 255) / 256, 1, 1), [
+            .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(saved.reciprocalRMS, operation)),
+            .pointer(address(dweight, operation)), .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        return RMSNormGradients(input: dx, weight: dweight)
+    }
+
+    public func rotaryEmbedding(_ x: Tensor, layout: RotaryLayout, inverse: Bool) throws -> Tensor {
+        let heads = try OperandChecks.rotaryEmbedding(x, layout: layout)
+        let (rows, _) = try x.asMatrix(operation: "rotaryEmbedding")
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        try launch(.attention, "rope", dtype: x.dtype, grid: elementwiseGrid(rows * heads * layout.headDimension / 2), [
+            .pointer(address(x, "rotaryEmbedding")), .pointer(address(out, "rotaryEmbedding")), .int64(Int64(rows)),
+            .int64(Int64(heads)), .int64(Int64(layout.headDimension)), .int64(Int64(layout.sequenceLength)),
+            .int64(Int64(layout.positionOffset)), .float(layout.base), .float(inverse ? -1 : 1),
+        ])
+        return out
+    }
+
+    public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
+        try OperandChecks.attention(query: query, key: key, value: value, shape: s)
+        let kernel = try Self.attentionKernel("attention_forward", s)
+        let out = try newTensor(query.shape, dtype: query.dtype)
+        let lse = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: .float32)
+        try launch(.attention, kernel, dtype: query.dtype, grid: ((s.queryLength + 63) / 64, s.queryHeads, s.batch), block: (64, 1, 1), [
+            .pointer(address(query, "attention")), .pointer(address(key, "attention")), .pointer(address(value, "attention")),
+            .pointer(address(out, "attention")), .pointer(address(lse, "attention")),
+        ] + Self.sizeArguments(s))
+        return AttentionOutput(output: out, logSumExp: lse)
+    }
+
+    public func attentionBackward(
+        _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
+    ) throws -> AttentionGradients {
+        try OperandChecks.attentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
+        let operation = "attentionBackward"
+        let rows = s.batch * s.queryLength
+        let delta = try newTensor([rows, s.queryHeads], dtype: .float32)
+        try launch(.attention, "attention_delta", dtype: query.dtype, grid: elementwiseGrid(rows * s.queryHeads), [
+            .pointer(address(dOutput, operation)), .pointer(address(saved.output, operation)), .pointer(address(delta, operation)),
+            .int64(Int64(rows)), .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension)),
+        ])
+        let dq = try newTensor(query.shape, dtype: query.dtype)
+        let dk = try newTensor(key.shape, dtype: key.dtype)
+        let dv = try newTensor(value.shape, dtype: value.dtype)
+        let inputs: [KernelArgument] = [
+            .pointer(try address(query, operation)), .pointer(try address(key, operation)), .pointer(try address(value, operation)),
+            .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)),
+            .pointer(try address(delta, operation)),
+        ]
+        try launch(
+            .attention, Self.attentionKernel("attention_backward_query", s), dtype: query.dtype,
+            grid: ((s.queryLength + 63) / 64, s.queryHeads, s.batch), block: (64, 1, 1),
+            inputs + [.pointer(address(dq, operation))] + Self.sizeArguments(s))
+        try launch(
+            .attention, Self.attentionKernel("attention_backward_key_value", s), dtype: query.dtype,
+            grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (64, 1, 1),
+            inputs + [.pointer(address(dk, operation)), .pointer(address(dv, operation))] + Self.sizeArguments(s))
+        return AttentionGradients(query: dq, key: dk, value: dv)
+    }
+
+    /// The kernel instantiated for the head dimension, or an error listing the supported ones.
+    static func attentionKernel(_ name: String, _ s: AttentionShape) throws -> String {
+        guard KernelSources.attentionHeadDimensions.contains(s.headDimension) else {
+            throw TensorError.invalidArgument(
+                operation: "attention on CUDA",
+                reason: "head dimension \(s.headDimension) has no kernel; supported: "
+                    + KernelSources.attentionHeadDimensions.sorted().map(String.init).joined(separator: ", "))
+        }
+        guard s.batch <= 65_535, s.queryHeads <= 65_535 else {
+            throw TensorError.invalidArgument(operation: "attention on CUDA", reason: "batch and heads must be ≤ 65535")
+        }
+        return "\(name)_d\(s.headDimension)"
+    }
+
+    static func sizeArguments(_ s: AttentionShape) -> [KernelArgument] {
+        [
+            .int32(Int32(s.batch)), .int32(Int32(s.queryLength)), .int32(Int32(s.keyLength)), .int32(Int32(s.queryHeads)),
+            .int32(Int32(s.keyValueHeads)), .int32(s.causal ? 1 : 0), .float(s.scale),
+        ]
+    }
+}

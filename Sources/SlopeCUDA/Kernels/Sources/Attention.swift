@@ -1,0 +1,247 @@
+extension KernelSources {
+    /// RMSNorm, rotary embeddings and flash-style attention (forward and backward).
+    ///
+    /// Attention keeps no [T, T] matrix: each thread owns one query (or key) row in registers, K/V (or Q/dO)
+    /// tiles of 32 rows are staged in shared memory as float, and the softmax is computed online. Kernels
+    /// are instantiated per head dimension (16, 32, 64, 80, 96, 128) and exported as `<name>_d<D>`.
+    static let attention = #"""
+    #define TILE 32
+    #define ROWS 64
+
+    // y = x·rrms·w, rrms = 1/sqrt(mean(x²) + eps) saved per row (float32); one 256-thread block per row.
+    extern "C" __global__ void rmsnorm_forward(const T* x, const T* w, T* y, float* rrms, long long rows, long long cols, float eps) {
+        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+            const T* xr = x + row * cols;
+            float q = 0.0f;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) { float v = to_float(xr[c]); q += v * v; }
+            float rs = 1.0f / sqrtf(block_sum(q) / (float)cols + eps);
+            if (threadIdx.x == 0) rrms[row] = rs;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) y[row * cols + c] = from_float<T>(to_float(xr[c]) * rs * to_float(w[c]));
+        }
+    }
+
+    // dx = rrms·(g − x̂·mean(g·x̂)), g = dy·w, x̂ = x·rrms; one 256-thread block per row.
+    extern "C" __global__ void rmsnorm_backward_input(const T* dy, const T* x, const T* w, const float* rrms, T* dx,
+                                                      long long rows, long long cols) {
+        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+            float rs = rrms[row], s = 0.0f;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
+                s += to_float(dy[row * cols + c]) * to_float(w[c]) * to_float(x[row * cols + c]) * rs;
+            float mean = block_sum(s) / (float)cols;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+                float xh = to_float(x[row * cols + c]) * rs;
+                dx[row * cols + c] = from_float<T>(rs * (to_float(dy[row * cols + c]) * to_float(w[c]) - xh * mean));
+            }
+        }
+    }
+
+    // dw[c] = Σ_r dy[r,c]·x[r,c]·rrms[r]; one thread per column.
+    extern "C" __global__ void rmsnorm_backward_weight(const T* dy, const T* x, const float* rrms, T* dw, long long rows, long long cols) {
+        GRID_STRIDE(c, cols) {
+            float s = 0.0f;
+            for (i64 r = 0; r < rows; ++r) s += to_float(dy[r * cols + c]) * to_float(x[r * cols + c]) * rrms[r];
+            dw[c] = from_float<T>(s);
+        }
+    }
+
+    // Rotate-half RoPE on x [rows, heads·d]; row r sits at offset + r % seq; sign −1 rotates back.
+    // One thread per (row, head, i < d/2); angles in double so long positions stay exact.
+    extern "C" __global__ void rope(const T* x, T* y, long long rows, long long heads, long long d, long long seq,
+                                    long long offset, float base, float sign) {
+        i64 half = d / 2;
+        GRID_STRIDE(e, rows * heads * half) {
+            i64 i = e % half, h = (e / half) % heads, row = e / (half * heads);
+            double position = (double)(offset + row % seq);
+            double angle = position * pow((double)base, -2.0 * (double)i / (double)d);
+            float c = (float)cos(angle), s = sign * (float)sin(angle);
+            i64 at = row * heads * d + h * d + i;
+            float x1 = to_float(x[at]), x2 = to_float(x[at + half]);
+            y[at] = from_float<T>(x1 * c - x2 * s);
+            y[at + half] = from_float<T>(x2 * c + x1 * s);
+        }
+    }
+
+    struct AttentionSizes { int batch, tq, tk, hq, hkv, causal; float scale; };
+
+    // Stages rows [first, first + TILE) of one head of a [B·len, heads·D] tensor into shared memory.
+    template <int D>
+    __device__ __forceinline__ void stage(float (*tile)[D], const T* src, i64 b, int len, int heads, int head, int first) {
+        for (int e = threadIdx.x; e < TILE * D; e += blockDim.x) {
+            int r = e / D, c = e - r * D, j = first + r;
+            tile[r][c] = j < len ? to_float(src[((i64)b * len + j) * heads * D + (i64)head * D + c]) : 0.0f;
+        }
+    }
+
+    // o, lse for one query row per thread; grid (ceil(tq/ROWS), hq, batch), block ROWS.
+    template <int D>
+    __device__ void attention_forward(const T* q, const T* k, const T* v, T* o, float* lse, AttentionSizes s) {
+        __shared__ float ks[TILE][D], vs[TILE][D];
+        int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.hq / s.hkv);
+        int i = blockIdx.x * ROWS + threadIdx.x;
+        bool active = i < s.tq;
+        int last = s.causal ? s.tk - s.tq + i : s.tk - 1;  // last visible key
+        int blockLast = s.causal ? min(s.tk - 1, s.tk - s.tq + (int)(blockIdx.x * ROWS + ROWS - 1)) : s.tk - 1;
+        float qr[D], acc[D];
+        i64 row = ((i64)b * s.tq + (active ? i : 0)) * s.hq * D + (i64)h * D;
+        #pragma unroll
+        for (int e = 0; e < D; ++e) { qr[e] = active ? to_float(q[row + e]) * s.scale : 0.0f; acc[e] = 0.0f; }
+        float m = neg_inf(), l = 0.0f;
+        for (int first = 0; first <= blockLast; first += TILE) {
+            __syncthreads();
+            stage<D>(ks, k, b, s.tk, s.hkv, kvh, first);
+            stage<D>(vs, v, b, s.tk, s.hkv, kvh, first);
+            __syncthreads();
+            int count = min(TILE, last - first + 1);
+            if (!active) count = 0;
+            for (int jj = 0; jj < count; ++jj) {
+                float score = 0.0f;
+                #pragma unroll
+                for (int e = 0; e < D; ++e) score += qr[e] * ks[jj][e];
+                if (score > m) {  // a new maximum rescales what was summed so far
+                    float correction = __expf(m - score);
+                    l *= correction;
+                    #pragma unroll
+                    for (int e = 0; e < D; ++e) acc[e] *= correction;
+                    m = score;
+                }
+                float p = __expf(score - m);
+                l += p;
+                #pragma unroll
+                for (int e = 0; e < D; ++e) acc[e] += p * vs[jj][e];
+            }
+        }
+        if (!active) return;
+        float inv = 1.0f / l;
+        #pragma unroll
+        for (int e = 0; e < D; ++e) o[row + e] = from_float<T>(acc[e] * inv);
+        lse[((i64)b * s.tq + i) * s.hq + h] = m + logf(l);
+    }
+
+    // delta[row, h] = Σ_e dO·O (FlashAttention-2's D); one thread per (row, head).
+    extern "C" __global__ void attention_delta(const T* dout, const T* out, float* delta, long long rows, long long heads, long long d) {
+        GRID_STRIDE(e, rows * heads) {
+            const T* a = dout + e * d;
+            const T* c = out + e * d;
+            float s = 0.0f;
+            for (i64 x = 0; x < d; ++x) s += to_float(a[x]) * to_float(c[x]);
+            delta[e] = s;
+        }
+    }
+
+    // dq for one query row per thread; grid (ceil(tq/ROWS), hq, batch), block ROWS.
+    template <int D>
+    __device__ void attention_backward_query(const T* q, const T* k, const T* v, const T* dout, const float* lse,
+                                             const float* delta, T* dq, AttentionSizes s) {
+        __shared__ float ks[TILE][D], vs[TILE][D];
+        int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.hq / s.hkv);
+        int i = blockIdx.x * ROWS + threadIdx.x;
+        bool active = i < s.tq;
+        int last = s.causal ? s.tk - s.tq + i : s.tk - 1;
+        int blockLast = s.causal ? min(s.tk - 1, s.tk - s.tq + (int)(blockIdx.x * ROWS + ROWS - 1)) : s.tk - 1;
+        float qr[D], gr[D], acc[D];
+        i64 row = ((i64)b * s.tq + (active ? i : 0)) * s.hq * D + (i64)h * D;
+        #pragma unroll
+        for (int e = 0; e < D; ++e) {
+            qr[e] = active ? to_float(q[row + e]) * s.scale : 0.0f;
+            gr[e] = active ? to_float(dout[row + e]) : 0.0f;
+            acc[e] = 0.0f;
+        }
+        i64 stat = ((i64)b * s.tq + (active ? i : 0)) * s.hq + h;
+        float rowLse = lse[stat], rowDelta = delta[stat];
+        for (int first = 0; first <= blockLast; first += TILE) {
+            __syncthreads();
+            stage<D>(ks, k, b, s.tk, s.hkv, kvh, first);
+            stage<D>(vs, v, b, s.tk, s.hkv, kvh, first);
+            __syncthreads();
+            int count = active ? min(TILE, last - first + 1) : 0;
+            for (int jj = 0; jj < count; ++jj) {
+                float score = 0.0f, dp = 0.0f;
+                #pragma unroll
+                for (int e = 0; e < D; ++e) { score += qr[e] * ks[jj][e]; dp += gr[e] * vs[jj][e]; }
+                float ds = __expf(score - rowLse) * (dp - rowDelta) * s.scale;
+                #pragma unroll
+                for (int e = 0; e < D; ++e) acc[e] += ds * ks[jj][e];
+            }
+        }
+        if (!active) return;
+        #pragma unroll
+        for (int e = 0; e < D; ++e) dq[row + e] = from_float<T>(acc[e]);
+    }
+
+    // dk, dv for one key row per thread, summed over the query heads sharing it;
+    // grid (ceil(tk/ROWS), hkv, batch), block ROWS.
+    template <int D>
+    __device__ void attention_backward_key_value(const T* q, const T* k, const T* v, const T* dout, const float* lse,
+                                                 const float* delta, T* dk, T* dv, AttentionSizes s) {
+        __shared__ float qs[TILE][D], gs[TILE][D];
+        __shared__ float ls[TILE], ds_[TILE];
+        int b = blockIdx.z, kvh = blockIdx.y, group = s.hq / s.hkv;
+        int j = blockIdx.x * ROWS + threadIdx.x;
+        bool active = j < s.tk;
+        int offset = s.tk - s.tq;  // query i sits at key position offset + i
+        // The first query that sees key j (causal), and the first query any key of this block sees.
+        int firstQuery = s.causal ? max(0, j - offset) : 0;
+        int blockFirst = s.causal ? max(0, (int)(blockIdx.x * ROWS) - offset) : 0;
+        float kr[D], vr[D], dka[D], dva[D];
+        i64 row = ((i64)b * s.tk + (active ? j : 0)) * s.hkv * D + (i64)kvh * D;
+        #pragma unroll
+        for (int e = 0; e < D; ++e) {
+            kr[e] = active ? to_float(k[row + e]) : 0.0f;
+            vr[e] = active ? to_float(v[row + e]) : 0.0f;
+            dka[e] = 0.0f;
+            dva[e] = 0.0f;
+        }
+        for (int g = 0; g < group; ++g) {
+            int h = kvh * group + g;
+            for (int first = blockFirst - blockFirst % TILE; first < s.tq; first += TILE) {
+                __syncthreads();
+                stage<D>(qs, q, b, s.tq, s.hq, h, first);
+                stage<D>(gs, dout, b, s.tq, s.hq, h, first);
+                for (int r = threadIdx.x; r < TILE; r += blockDim.x) {
+                    int qi = first + r;
+                    ls[r] = qi < s.tq ? lse[((i64)b * s.tq + qi) * s.hq + h] : 0.0f;
+                    ds_[r] = qi < s.tq ? delta[((i64)b * s.tq + qi) * s.hq + h] : 0.0f;
+                }
+                __syncthreads();
+                if (!active) continue;
+                int start = max(0, firstQuery - first), end = min(TILE, s.tq - first);
+                for (int ii = start; ii < end; ++ii) {
+                    float score = 0.0f, dp = 0.0f;
+                    #pragma unroll
+                    for (int e = 0; e < D; ++e) { score += qs[ii][e] * kr[e]; dp += gs[ii][e] * vr[e]; }
+                    float p = __expf(score * s.scale - ls[ii]);
+                    float dsc = p * (dp - ds_[ii]) * s.scale;
+                    #pragma unroll
+                    for (int e = 0; e < D; ++e) { dva[e] += p * gs[ii][e]; dka[e] += dsc * qs[ii][e]; }
+                }
+            }
+        }
+        if (!active) return;
+        #pragma unroll
+        for (int e = 0; e < D; ++e) { dk[row + e] = from_float<T>(dka[e]); dv[row + e] = from_float<T>(dva[e]); }
+    }
+
+    // Sizes travel as plain scalars (the launcher passes scalars only) and are bundled here.
+    #define SIZES_PARAMS int batch, int tq, int tk, int hq, int hkv, int causal, float scale
+    #define SIZES AttentionSizes{batch, tq, tk, hq, hkv, causal, scale}
+    #define ATTENTION_KERNELS(D) \
+    extern "C" __global__ void __launch_bounds__(ROWS) attention_forward_d##D( \
+        const T* q, const T* k, const T* v, T* o, float* lse, SIZES_PARAMS) { attention_forward<D>(q, k, v, o, lse, SIZES); } \
+    extern "C" __global__ void __launch_bounds__(ROWS) attention_backward_query_d##D(const T* q, const T* k, const T* v, \
+        const T* dout, const float* lse, const float* delta, T* dq, SIZES_PARAMS) { \
+        attention_backward_query<D>(q, k, v, dout, lse, delta, dq, SIZES); } \
+    extern "C" __global__ void __launch_bounds__(ROWS) attention_backward_key_value_d##D(const T* q, const T* k, const T* v, \
+        const T* dout, const float* lse, const float* delta, T* dk, T* dv, SIZES_PARAMS) { \
+        attention_backward_key_value<D>(q, k, v, dout, lse, delta, dk, dv, SIZES); }
+
+    ATTENTION_KERNELS(16)
+    ATTENTION_KERNELS(32)
+    ATTENTION_KERNELS(64)
+    ATTENTION_KERNELS(80)
+    ATTENTION_KERNELS(96)
+    ATTENTION_KERNELS(128)
+    """#
+
+    /// Head dimensions the attention kernels are instantiated for.
+    static let attentionHeadDimensions: Set<Int> = [16, 32, 64, 80, 96, 128]
+}

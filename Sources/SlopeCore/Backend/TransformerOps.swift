@@ -1,0 +1,148 @@
+/// What ``Backend/rmsNorm(_:weight:epsilon:)`` returns: `y` and the per-row `1/rms` (float32, float64 for float64 input).
+public struct RMSNormOutput: Sendable {
+    public let output: Tensor
+    public let reciprocalRMS: Tensor
+    public init(output: Tensor, reciprocalRMS: Tensor) {
+        self.output = output
+        self.reciprocalRMS = reciprocalRMS
+    }
+}
+
+public struct RMSNormGradients: Sendable {
+    public let input: Tensor
+    public let weight: Tensor
+    public init(input: Tensor, weight: Tensor) {
+        self.input = input
+        self.weight = weight
+    }
+}
+
+/// Where the rows of a `[batch·seq, heads·D]` tensor sit in their sequences, for rotary embeddings.
+public struct RotaryLayout: Sendable, Equatable {
+    /// Rows per sequence: row `r` is at position `positionOffset + r % sequenceLength`.
+    public var sequenceLength: Int
+    /// The position of each sequence's first row (the KV-cache length when generating).
+    public var positionOffset: Int
+    public var headDimension: Int
+    /// The frequency base (10 000 in LLaMA 1/2, 500 000 in LLaMA 3).
+    public var base: Float
+
+    public init(sequenceLength: Int, positionOffset: Int = 0, headDimension: Int, base: Float) {
+        self.sequenceLength = sequenceLength
+        self.positionOffset = positionOffset
+        self.headDimension = headDimension
+        self.base = base
+    }
+}
+
+/// Sizes of one attention call. Queries are the last `queryLength` positions of `keyLength`: with `causal`,
+/// query `i` sees keys `0 ... keyLength − queryLength + i`.
+public struct AttentionShape: Sendable, Equatable {
+    public var batch: Int
+    public var queryLength: Int
+    public var keyLength: Int
+    public var queryHeads: Int
+    public var keyValueHeads: Int
+    public var headDimension: Int
+    public var causal: Bool
+    /// Multiplies the scores; `1/√D` by default.
+    public var scale: Float
+
+    public init(
+        batch: Int, queryLength: Int, keyLength: Int? = nil, queryHeads: Int, keyValueHeads: Int? = nil,
+        headDimension: Int, causal: Bool = true, scale: Float? = nil
+    ) {
+        self.batch = batch
+        self.queryLength = queryLength
+        self.keyLength = keyLength ?? queryLength
+        self.queryHeads = queryHeads
+        self.keyValueHeads = keyValueHeads ?? queryHeads
+        self.headDimension = headDimension
+        self.causal = causal
+        self.scale = scale ?? 1 / Float(headDimension).squareRoot()
+    }
+
+    /// Query heads sharing one key/value head.
+    public var groupSize: Int { queryHeads / keyValueHeads }
+}
+
+public struct AttentionOutput: Sendable {
+    /// `[B·Tq, Hq·D]`.
+    public let output: Tensor
+    /// `[B·Tq, Hq]` float32 (float64 for float64 input): `log Σ_j exp(score_ij)`.
+    public let logSumExp: Tensor
+    public init(output: Tensor, logSumExp: Tensor) {
+        self.output = output
+        self.logSumExp = logSumExp
+    }
+}
+
+public struct AttentionGradients: Sendable {
+    public let query: Tensor
+    public let key: Tensor
+    public let value: Tensor
+    public init(query: Tensor, key: Tensor, value: Tensor) {
+        self.query = query
+        self.key = key
+        self.value = value
+    }
+}
+
+extension OperandChecks {
+    public static func rmsNorm(_ x: Tensor, weight: Tensor) throws -> (rows: Int, columns: Int) {
+        let (rows, columns) = try x.asMatrix(operation: "rmsNorm")
+        try shape(weight, [columns], "rmsNorm", "weight")
+        try sameDType([x, weight], "rmsNorm")
+        return (rows, columns)
+    }
+
+    public static func rmsNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput) throws -> (rows: Int, columns: Int) {
+        let (rows, columns) = try rmsNorm(x, weight: weight)
+        guard dy.shape == x.shape else {
+            throw TensorError.shapeMismatch(operation: "rmsNormBackward", shapes: [dy.shape, x.shape], reason: "dy must match x")
+        }
+        try shape(saved.reciprocalRMS, [rows], "rmsNormBackward", "saved 1/rms")
+        try sameDType([dy, x], "rmsNormBackward")
+        return (rows, columns)
+    }
+
+    /// Returns the number of heads.
+    public static func rotaryEmbedding(_ x: Tensor, layout: RotaryLayout) throws -> Int {
+        let (rows, columns) = try x.asMatrix(operation: "rotaryEmbedding")
+        let d = layout.headDimension
+        guard d > 0, d % 2 == 0, columns % d == 0, layout.sequenceLength > 0, rows % layout.sequenceLength == 0,
+              layout.positionOffset >= 0, layout.base > 1
+        else {
+            throw TensorError.shapeMismatch(
+                operation: "rotaryEmbedding", shapes: [x.shape],
+                reason: "need an even head dimension (\(d)) dividing \(columns), rows divisible by the sequence length "
+                    + "(\(layout.sequenceLength)), offset ≥ 0 and base > 1")
+        }
+        return columns / d
+    }
+
+    public static func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws {
+        let sizesValid = s.batch > 0 && s.queryLength > 0 && s.keyLength >= s.queryLength && s.headDimension > 0
+            && s.keyValueHeads > 0 && s.queryHeads % s.keyValueHeads == 0
+        guard sizesValid else {
+            throw TensorError.invalidArgument(
+                operation: "attention",
+                reason: "need positive sizes, keyLength (\(s.keyLength)) ≥ queryLength (\(s.queryLength)) and query heads "
+                    + "(\(s.queryHeads)) a multiple of key/value heads (\(s.keyValueHeads))")
+        }
+        try shape(query, [s.batch * s.queryLength, s.queryHeads * s.headDimension], "attention", "query")
+        try shape(key, [s.batch * s.keyLength, s.keyValueHeads * s.headDimension], "attention", "key")
+        try shape(value, [s.batch * s.keyLength, s.keyValueHeads * s.headDimension], "attention", "value")
+        try sameDType([query, key, value], "attention")
+    }
+
+    public static func attentionBackward(
+        _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
+    ) throws {
+        try attention(query: query, key: key, value: value, shape: s)
+        try shape(dOutput, query.shape, "attentionBackward", "dOutput")
+        try shape(saved.output, query.shape, "attentionBackward", "saved output")
+        try shape(saved.logSumExp, [s.batch * s.queryLength, s.queryHeads], "attentionBackward", "saved log-sum-exp")
+        try sameDType([dOutput, query, saved.output], "attentionBackward")
+    }
+}
