@@ -1,0 +1,49 @@
+/// The MLP of a transformer block: `down(act(up(x)))` (GPT/OPT) or SwiGLU `down(silu(gate(x)) ⊙ up(x))` (LLaMA).
+public final class FeedForward: Layer {
+    public var up: any Module
+    public var down: any Module
+    /// SwiGLU's gate projection; `nil` for a plain MLP.
+    public var gate: (any Module)?
+    public let activation: Activation
+    let backend: any Backend
+    private var saved: (gate: Tensor?, up: Tensor)?
+
+    init(up: any Module, down: any Module, gate: (any Module)?, activation: Activation, backend: any Backend) {
+        self.up = up
+        self.down = down
+        self.gate = gate
+        self.activation = activation
+        self.backend = backend
+    }
+
+    public var projections: [any Module] { [gate, up, down].compactMap { $0 } }
+    public var parameters: [Parameter] { projections.flatMap(\.parameters) }
+    public var sparseWeights: [SparseWeight] { projections.flatMap(\.sparseWeights) }
+
+    public func forward(_ x: Tensor) throws -> Tensor {
+        let u = try up.forward(x)
+        guard let gate else {
+            saved = (nil, u)
+            return try down.forward(backend.activation(u, activation))
+        }
+        let g = try gate.forward(x)
+        saved = (g, u)
+        return try down.forward(backend.multiply(backend.activation(g, activation), u))
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let saved else {
+            throw TensorError.invalidArgument(operation: "FeedForward.backward", reason: "call forward first")
+        }
+        let dHidden = try down.backward(dy)
+        guard let gate, let g = saved.gate else {
+            return try up.backward(backend.activationBackward(saved.up, gradient: dHidden, activation))
+        }
+        // h = act(g) ⊙ u: du = dh ⊙ act(g), dg = act'(g) ⊙ (dh ⊙ u).
+        let dUp = try backend.multiply(dHidden, backend.activation(g, activation))
+        let dGate = try backend.activationBackward(g, gradient: backend.multiply(dHidden, saved.up), activation)
+        let dx = try gate.backward(dGate)
+        try backend.accumulate(up.backward(dUp), into: dx, alpha: 1)
+        return dx
+    }
+}

@@ -1,0 +1,99 @@
+/// Causal multi-head (or grouped-query) self-attention with its four projections.
+///
+/// The projections are ``Module``s so SLoPe conversion can swap a ``Linear`` for a ``SparseLinear``.
+/// With a rotary base, queries and keys are rotated (LLaMA); otherwise positions come from the embedding.
+public final class SelfAttention: Layer {
+    public var query: any Module
+    public var key: any Module
+    public var value: any Module
+    public var output: any Module
+    public let heads: Int
+    public let keyValueHeads: Int
+    public let headDimension: Int
+    public let ropeBase: Float?
+    let backend: any Backend
+    private var saved: (q: Tensor, k: Tensor, v: Tensor, attention: AttentionOutput, shape: AttentionShape, rope: RotaryLayout?)?
+
+    init(query: any Module, key: any Module, value: any Module, output: any Module, heads: Int, keyValueHeads: Int,
+         headDimension: Int, ropeBase: Float?, backend: any Backend) {
+        self.query = query
+        self.key = key
+        self.value = value
+        self.output = output
+        self.heads = heads
+        self.keyValueHeads = keyValueHeads
+        self.headDimension = headDimension
+        self.ropeBase = ropeBase
+        self.backend = backend
+    }
+
+    public var projections: [any Module] { [query, key, value, output] }
+    public var parameters: [Parameter] { projections.flatMap(\.parameters) }
+    public var sparseWeights: [SparseWeight] { projections.flatMap(\.sparseWeights) }
+
+    /// `x [batch·sequence, hidden]` → same shape. With `cache`, keys and values of earlier positions are
+    /// prepended (generation) and the new ones appended to it.
+    public func forward(_ x: Tensor, batch: Int, sequence: Int, cache: KeyValueCache.LayerCache? = nil) throws -> Tensor {
+        let past = cache?.length ?? 0
+        let rope = ropeBase.map { RotaryLayout(sequenceLength: sequence, positionOffset: past, headDimension: headDimension, base: $0) }
+        var q = try query.forward(x), k = try key.forward(x)
+        let newValues = try value.forward(x)
+        if let rope {
+            q = try backend.rotaryEmbedding(q, layout: rope, inverse: false)
+            k = try backend.rotaryEmbedding(k, layout: rope, inverse: false)
+        }
+        var (keys, values) = (k, newValues)
+        if let cache { (keys, values) = try cache.append(keys: k, values: newValues, backend: backend) }
+        let shape = AttentionShape(
+            batch: batch, queryLength: sequence, keyLength: past + sequence, queryHeads: heads, keyValueHeads: keyValueHeads,
+            headDimension: headDimension)
+        let attention = try backend.attention(query: q, key: keys, value: values, shape: shape)
+        saved = cache == nil ? (q, keys, values, attention, shape, rope) : nil
+        return try output.forward(attention.output)
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let saved else {
+            throw TensorError.invalidArgument(operation: "SelfAttention.backward", reason: "call forward (without a cache) first")
+        }
+        let dAttention = try output.backward(dy)
+        let gradients = try backend.attentionBackward(
+            dAttention, query: saved.q, key: saved.k, value: saved.v, saved: saved.attention, shape: saved.shape)
+        var (dq, dk) = (gradients.query, gradients.key)
+        if let rope = saved.rope {
+            dq = try backend.rotaryEmbedding(dq, layout: rope, inverse: true)
+            dk = try backend.rotaryEmbedding(dk, layout: rope, inverse: true)
+        }
+        let dx = try query.backward(dq)
+        try backend.accumulate(key.backward(dk), into: dx, alpha: 1)
+        try backend.accumulate(value.backward(gradients.value), into: dx, alpha: 1)
+        return dx
+    }
+}
+
+/// Keys and values of the positions generated so far, per layer (batch 1).
+public final class KeyValueCache {
+    public final class LayerCache {
+        var keys: Tensor?
+        var values: Tensor?
+
+        public var length: Int { keys?.shape[0] ?? 0 }
+
+        /// Appends this step's keys and values and returns all of them.
+        func append(keys newKeys: Tensor, values newValues: Tensor, backend: any Backend) throws -> (Tensor, Tensor) {
+            let allKeys = try keys.map { try backend.concatenateRows([$0, newKeys]) } ?? newKeys
+            let allValues = try values.map { try backend.concatenateRows([$0, newValues]) } ?? newValues
+            (keys, values) = (allKeys, allValues)
+            return (allKeys, allValues)
+        }
+    }
+
+    public let layers: [LayerCache]
+
+    public init(layers: Int) {
+        self.layers = (0..<layers).map { _ in LayerCache() }
+    }
+
+    /// Positions held.
+    public var length: Int { layers.first?.length ?? 0 }
+}

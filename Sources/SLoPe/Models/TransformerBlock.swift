@@ -1,0 +1,34 @@
+/// One pre-norm decoder block: `h = x + attention(norm₁(x))`, `y = h + mlp(norm₂(h))`.
+public final class TransformerBlock: Layer {
+    public let attentionNorm: any Module
+    public let attention: SelfAttention
+    public let mlpNorm: any Module
+    public let mlp: FeedForward
+    let backend: any Backend
+
+    init(attentionNorm: any Module, attention: SelfAttention, mlpNorm: any Module, mlp: FeedForward, backend: any Backend) {
+        self.attentionNorm = attentionNorm
+        self.attention = attention
+        self.mlpNorm = mlpNorm
+        self.mlp = mlp
+        self.backend = backend
+    }
+
+    public var parameters: [Parameter] {
+        attentionNorm.parameters + attention.parameters + mlpNorm.parameters + mlp.parameters
+    }
+    public var sparseWeights: [SparseWeight] { attention.sparseWeights + mlp.sparseWeights }
+
+    public func forward(_ x: Tensor, batch: Int, sequence: Int, cache: KeyValueCache.LayerCache? = nil) throws -> Tensor {
+        let h = try backend.add(x, attention.forward(attentionNorm.forward(x), batch: batch, sequence: sequence, cache: cache))
+        return try backend.add(h, mlp.forward(mlpNorm.forward(h)))
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        let dh = try mlpNorm.backward(mlp.backward(dy))
+        try backend.accumulate(dy, into: dh, alpha: 1)
+        let dx = try attentionNorm.backward(attention.backward(dh))
+        try backend.accumulate(dh, into: dx, alpha: 1)
+        return dx
+    }
+}

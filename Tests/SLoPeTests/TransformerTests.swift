@@ -1,0 +1,139 @@
+import SLoPe
+import SlopeTestSupport
+import XCTest
+
+/// Whole-model checks: finite-difference gradients (Float64) of dense and SLoPe models of both families,
+/// KV-cache generation, conversion plans and merged inference.
+final class TransformerTests: XCTestCase {
+    let cpu = CPUBackend()
+    let (batch, sequence) = (2, 4)
+
+    func configuration(_ family: ModelConfiguration.Family) -> ModelConfiguration {
+        ModelConfiguration(
+            family: family, vocabularySize: 11, contextLength: 8, layers: 2, hiddenSize: 8, heads: 2,
+            keyValueHeads: family == .llama ? 1 : 2, intermediateSize: 16, activation: .gelu)
+    }
+
+    func batchTensors(seed: UInt64) throws -> (Tensor, Tensor) {
+        var generator = SeededGenerator(seed: seed)
+        let ids = (0..<(batch * sequence + 1)).map { _ in Int32(generator.next() % 11) }
+        return (try cpu.tensor(Array(ids.dropLast()), shape: [batch * sequence]), try cpu.tensor(Array(ids.dropFirst()), shape: [batch * sequence]))
+    }
+
+    /// Compares every gradient with central differences of the loss at up to `samples` elements per tensor.
+    func checkModelGradients(_ model: TransformerModel, _ message: String, samples: Int = 6) throws {
+        let (tokens, targets) = try batchTensors(seed: 3)
+        _ = try model.loss(tokens: tokens, targets: targets, batch: batch, sequence: sequence)
+        try model.backward()
+        let tensors: [(String, Tensor, Tensor?)] =
+            model.parameters.map { ($0.name, $0.value, $0.gradient) } + model.sparseWeights.map { ($0.name, $0.values, $0.gradient) }
+        XCTAssertGreaterThan(tensors.count, 10)
+        for (name, value, gradient) in tensors {
+            guard let gradient else { return XCTFail("\(message): \(name) got no gradient") }
+            let analytic = try cpu.doubles(gradient)
+            var original = try cpu.doubles(value)
+            let picks = Set((0..<samples).map { $0 * original.count / samples })
+            for index in picks.sorted() {
+                func loss(_ delta: Double) throws -> Double {
+                    var point = original
+                    point[index] += delta
+                    try cpu.copy(cpu.tensor(point, shape: value.shape, dtype: .float64), into: value)
+                    return try model.loss(tokens: tokens, targets: targets, batch: batch, sequence: sequence)
+                }
+                let numeric = (try loss(1e-6) - loss(-1e-6)) / 2e-6
+                try cpu.copy(cpu.tensor(original, shape: value.shape, dtype: .float64), into: value)
+                assertClose([analytic[index]], [numeric], rtol: 1e-5, atol: 1e-8, "\(message): \(name)[\(index)]")
+            }
+            original.removeAll()
+        }
+    }
+
+    func testDenseModelGradients() throws {
+        for family in ModelConfiguration.Family.allCases {
+            let model = try TransformerModel(configuration: configuration(family), dtype: .float64, backend: cpu, seed: 1)
+            try checkModelGradients(model, "dense \(family)")
+        }
+    }
+
+    /// SLoPe's dX uses W⊙Mc, so its gradients are exact only where Mc = Mr. Weights shaped so that Mr is
+    /// also N:M along the output dimension make Mc = Mr, and the whole model's gradient checkable.
+    func testSLoPeModelGradients() throws {
+        for family in ModelConfiguration.Family.allCases {
+            let model = try TransformerModel(configuration: configuration(family), dtype: .float64, backend: cpu, seed: 2)
+            for (_, module) in model.blockProjections {
+                let weight = (module as! Linear).weight.value
+                let (rows, columns) = (weight.shape[0], weight.shape[1])
+                var values = try cpu.doubles(weight)
+                for r in 0..<rows {
+                    for c in 0..<columns {
+                        let v = values[r * columns + c]
+                        // |kept| ≥ 0.3 > |pruned| (≤ 0.01·|v|): magnitude pruning picks exactly this pattern.
+                        values[r * columns + c] = (r + c) % 4 < 2 ? 0.3 * v + (v < 0 ? -0.3 : 0.3) : 0.01 * v
+                    }
+                }
+                try cpu.copy(cpu.tensor(values, shape: weight.shape, dtype: .float64), into: weight)
+            }
+            let report = try model.convertToSLoPe()
+            XCTAssertEqual(report.sparseCount, family == .gpt ? 12 : 14)
+            for weight in model.sparseWeights {
+                XCTAssertEqual(try cpu.uint8s(weight.columnMask()), try cpu.uint8s(weight.rowMask()), "Mc = Mr for \(weight.name)")
+            }
+            try checkModelGradients(model, "SLoPe \(family)")
+        }
+    }
+
+    func testKeyValueCacheGivesTheFullForwardsLogits() throws {
+        for family in ModelConfiguration.Family.allCases {
+            let model = try TransformerModel(configuration: configuration(family), dtype: .float64, backend: cpu, seed: 4)
+            try model.convertToSLoPe()
+            let ids: [Int32] = [3, 1, 4, 1, 5, 9]
+            let full = try cpu.doubles(model.logits(tokens: cpu.tensor(ids, shape: [6]), batch: 1, sequence: 6))
+            let cache = KeyValueCache(layers: 2)
+            var incremental = try cpu.doubles(model.logits(tokens: cpu.tensor(Array(ids.prefix(3)), shape: [3]), batch: 1, sequence: 3, cache: cache))
+            for id in ids.dropFirst(3) {
+                incremental += try cpu.doubles(model.logits(tokens: cpu.tensor([id], shape: [1]), batch: 1, sequence: 1, cache: cache))
+            }
+            XCTAssertEqual(cache.length, 6)
+            assertClose(incremental, full, rtol: 1e-10, atol: 1e-12, "\(family)")
+        }
+    }
+
+    func testMergedInferenceMatchesTheAdaptedModel() throws {
+        let model = try TransformerModel(configuration: configuration(.llama), dtype: .float64, backend: cpu, seed: 5)
+        try model.convertToSLoPe()
+        let adapterParameters = try model.attachAdapters(rank: 2, seed: 6)
+        XCTAssertEqual(adapterParameters.count, 2 * 14)
+        for parameter in adapterParameters where parameter.name.hasSuffix(".up") {
+            try cpu.copy(randomTensor(cpu, parameter.value.shape, dtype: .float64, seed: 7, std: 0.1), into: parameter.value)
+        }
+        for layer in model.sparseLinears { try layer.adapter!.pruneDown(pattern: layer.weight.pattern) }
+        let tokens = try cpu.tensor([1, 2, 3, 4] as [Int32], shape: [4])
+        let adapted = try cpu.doubles(model.logits(tokens: tokens, batch: 1, sequence: 4))
+        try model.mergeForInference()
+        XCTAssertTrue(model.blockProjections.allSatisfy { $0.module is MergedSparseLinear })
+        assertClose(try cpu.doubles(model.logits(tokens: tokens, batch: 1, sequence: 4)), adapted, rtol: 1e-9, atol: 1e-12)
+    }
+
+    func testSparsityPlanChoices() throws {
+        let plan = SparsityPlan(leadingBlocks: 1, leadingPattern: try NMPattern(n: 2, m: 8), skipLastBlock: true)
+        XCTAssertEqual(plan.pattern(block: 0, of: 3, isAttention: false, inFeatures: 64, outFeatures: 256), try NMPattern(n: 2, m: 8))
+        XCTAssertEqual(plan.pattern(block: 1, of: 3, isAttention: true, inFeatures: 64, outFeatures: 64), .twoFour)
+        XCTAssertNil(plan.pattern(block: 2, of: 3, isAttention: false, inFeatures: 64, outFeatures: 64), "last block skipped")
+        XCTAssertNil(plan.pattern(block: 1, of: 3, isAttention: false, inFeatures: 64, outFeatures: 384), "aspect ratio 6 > 5 stays dense")
+        XCTAssertNil(SparsityPlan(skipAttention: true).pattern(block: 0, of: 1, isAttention: true, inFeatures: 8, outFeatures: 8))
+        XCTAssertNil(SparsityPlan().pattern(block: 0, of: 1, isAttention: false, inFeatures: 8, outFeatures: 6), "6 rows do not split into groups of 4")
+    }
+
+    func testNamedConfigurationsAndSizes() throws {
+        for (name, configuration) in ModelConfiguration.named {
+            XCTAssertNoThrow(try configuration.validate(), name)
+        }
+        // Published sizes: GPT-2 small 124M, OPT-1.3B 1.32B, LLaMA 3.1 8B 8.03B.
+        XCTAssertEqual(Double(try ModelConfiguration.named("gpt2").parameterCount) / 1e6, 124.4, accuracy: 0.5)
+        XCTAssertEqual(Double(try ModelConfiguration.named("opt-1.3b").parameterCount) / 1e9, 1.316, accuracy: 0.005)
+        XCTAssertEqual(Double(try ModelConfiguration.named("llama-8b").parameterCount) / 1e9, 8.03, accuracy: 0.01)
+        XCTAssertThrowsError(try ModelConfiguration.named("gpt5")) { error in
+            XCTAssertTrue("\(error)".contains("opt-1.3b"), "the error lists the names")
+        }
+    }
+}
