@@ -31,8 +31,8 @@ let package = Package(
         .target(name: "SlopeCUDA", dependencies: ["SlopeCore", "CCUDA", .product(name: "RealModule", package: "swift-numerics")]),
         // Tokenizers, the embedded corpus, token shards and loaders: no tensor dependency.
         .target(name: "SlopeData", dependencies: [.product(name: "RealModule", package: "swift-numerics")]),
-        // SLoPe itself: N:M sparsity, layers, optimizers, adapters.
-        .target(name: "SLoPe", dependencies: ["SlopeCore", .product(name: "RealModule", package: "swift-numerics")]),
+        // SLoPe itself: N:M sparsity, layers, optimizers, adapters, models, training and checkpoints.
+        .target(name: "SLoPe", dependencies: ["SlopeCore", "SlopeData", .product(name: "RealModule", package: "swift-numerics")]),
         .executableTarget(
             name: "SlopeCLI",
             dependencies: [
@@ -44,7 +44,7 @@ let package = Package(
         // Helpers shared by the test targets: random tensors, assertClose, finite differences.
         .target(name: "SlopeTestSupport", dependencies: ["SlopeCore"], path: "Tests/SlopeTestSupport"),
         .testTarget(name: "SlopeCoreTests", dependencies: ["SlopeCore", "SlopeTestSupport"]),
-        .testTarget(name: "SLoPeTests", dependencies: ["SLoPe", "SlopeTestSupport"]),
+        .testTarget(name: "SLoPeTests", dependencies: ["SLoPe", "SlopeData", "SlopeTestSupport"]),
         .testTarget(name: "SlopeDataTests", dependencies: ["SlopeData"]),
         .testTarget(name: "SlopeCUDATests", dependencies: ["SlopeCUDA", "CCUDA", "SlopeTestSupport"]),
     ]

@@ -31,6 +31,9 @@ final class KernelSourceTests: XCTestCase {
             .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "slot_mask", "transpose_slot_map", "gather_slots"],
             .bytes: ["transpose_u8"],
             .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values"],
+            // Attention kernels are stamped out per head dimension by a macro (`<name>_d##D`).
+            .attention: ["rmsnorm_forward", "rmsnorm_backward_input", "rmsnorm_backward_weight", "rope", "attention_delta",
+                         "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))
         for (family, names) in launched {
@@ -40,6 +43,19 @@ final class KernelSourceTests: XCTestCase {
             })
             for name in names { XCTAssertTrue(defined.contains(name), "\(family) lacks \(name)") }
             XCTAssertEqual(family.source.components(separatedBy: "extern \"C\"").count - 1, defined.count, "\(family): every kernel is extern \"C\"")
+        }
+    }
+
+    /// The backend asks for `<name>_d<D>` only for head dimensions the macro is instantiated with.
+    func testAttentionKernelsExistForEverySupportedHeadDimension() throws {
+        for d in KernelSources.attentionHeadDimensions {
+            XCTAssertTrue(KernelSources.attention.contains("ATTENTION_KERNELS(\(d))"), "d = \(d)")
+            let shape = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: d)
+            XCTAssertEqual(try CUDABackend.attentionKernel("attention_forward", shape), "attention_forward_d\(d)")
+        }
+        let odd = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 48)
+        XCTAssertThrowsError(try CUDABackend.attentionKernel("attention_forward", odd)) { error in
+            XCTAssertTrue("\(error)".contains("supported: 16, 32, 64, 80, 96, 128"), "\(error)")
         }
     }
 

@@ -1,6 +1,6 @@
 /// AdamW for dense parameters (embeddings, norms, biases, the LM head, adapters).
 public final class AdamW {
-    public let parameters: [Parameter]
+    public private(set) var parameters: [Parameter]
     public var configuration: AdamWConfiguration
     public private(set) var stepCount = 0
     let backend: any Backend
@@ -31,4 +31,21 @@ public final class AdamW {
 
     /// Bytes held by the moments.
     public var stateBytes: Int { moments.compactMap { $0?.byteCount }.reduce(0, +) }
+
+    /// Adds parameters (e.g. adapters attached mid-training); existing moments are kept.
+    public func append(_ newParameters: [Parameter]) {
+        parameters += newParameters
+        moments += Array(repeating: nil, count: newParameters.count)
+    }
+
+    /// The moments that exist so far, keyed by parameter name (for checkpoints).
+    public var momentsByName: [String: AdamMoments] {
+        Dictionary(uniqueKeysWithValues: zip(parameters, moments).compactMap { parameter, state in state.map { (parameter.name, $0) } })
+    }
+
+    /// Restores a checkpoint's step count and moments (parameters without saved moments start fresh).
+    public func restore(stepCount: Int, moments saved: [String: AdamMoments]) {
+        self.stepCount = stepCount
+        moments = parameters.map { saved[$0.name] }
+    }
 }

@@ -22,9 +22,14 @@ public struct AdamWConfiguration: Sendable, Equatable, Codable {
 }
 
 /// First and second moments of one tensor: float32, or float64 for float64 parameters.
-struct AdamMoments {
-    let first: Tensor
-    let second: Tensor
+public struct AdamMoments {
+    public let first: Tensor
+    public let second: Tensor
+
+    public init(first: Tensor, second: Tensor) {
+        self.first = first
+        self.second = second
+    }
 
     init(like tensor: Tensor, backend: any Backend) throws {
         let dtype: DType = tensor.dtype == .float64 ? .float64 : .float32

@@ -49,4 +49,20 @@ public final class SparseAdamW {
 
     /// Bytes held by the moments.
     public var stateBytes: Int { moments.map(\.byteCount).reduce(0, +) }
+
+    /// Moments keyed by weight name (for checkpoints).
+    public var momentsByName: [String: AdamMoments] {
+        Dictionary(uniqueKeysWithValues: zip(weights, moments).map { ($0.name, $1) })
+    }
+
+    /// Restores a checkpoint's step count and moments; every weight must have saved moments.
+    public func restore(stepCount: Int, moments saved: [String: AdamMoments]) throws {
+        moments = try weights.map { weight in
+            guard let state = saved[weight.name], state.first.count == weight.values.count else {
+                throw TensorError.invalidArgument(operation: "SparseAdamW.restore", reason: "no moments of the right size for \(weight.name)")
+            }
+            return state
+        }
+        self.stepCount = stepCount
+    }
 }

@@ -26,9 +26,9 @@ public final class SparseWeight {
         case simulated(weight: Tensor, rowMask: Tensor, columnMask: Tensor, doublePruned: Tensor)
     }
 
-    private(set) var storage: Storage
+    var storage: Storage
     /// Compressed values `[dout, din/M·N]` (compressed) or dense `[dout, din]` zero outside Mr (simulated).
-    public private(set) var gradient: Tensor?
+    public internal(set) var gradient: Tensor?
 
     /// Prunes `dense [dout, din]` by magnitude (N:M along din) and builds the double-pruned transpose.
     public init(name: String, dense: Tensor, pattern: NMPattern, mode: SparseStorageMode, backend: any Backend) throws {

@@ -225,12 +225,12 @@ extension KernelSources {
     #define SIZES_PARAMS int batch, int tq, int tk, int hq, int hkv, int causal, float scale
     #define SIZES AttentionSizes{batch, tq, tk, hq, hkv, causal, scale}
     #define ATTENTION_KERNELS(D) \
-    extern "C" __global__ void __launch_bounds__(ROWS) attention_forward_d##D( \
+    extern "C" __global__ void attention_forward_d##D( \
         const T* q, const T* k, const T* v, T* o, float* lse, SIZES_PARAMS) { attention_forward<D>(q, k, v, o, lse, SIZES); } \
-    extern "C" __global__ void __launch_bounds__(ROWS) attention_backward_query_d##D(const T* q, const T* k, const T* v, \
+    extern "C" __global__ void attention_backward_query_d##D(const T* q, const T* k, const T* v, \
         const T* dout, const float* lse, const float* delta, T* dq, SIZES_PARAMS) { \
         attention_backward_query<D>(q, k, v, dout, lse, delta, dq, SIZES); } \
-    extern "C" __global__ void __launch_bounds__(ROWS) attention_backward_key_value_d##D(const T* q, const T* k, const T* v, \
+    extern "C" __global__ void attention_backward_key_value_d##D(const T* q, const T* k, const T* v, \
         const T* dout, const float* lse, const float* delta, T* dk, T* dv, SIZES_PARAMS) { \
         attention_backward_key_value<D>(q, k, v, dout, lse, delta, dk, dv, SIZES); }
 

@@ -1,0 +1,140 @@
+import FoundationEssentials
+import SlopeData
+
+/// A training checkpoint: one safetensors file holding the model (sparse weights compressed with their
+/// masks, adapters), both optimizers' moments, and — in its metadata — the run's state as JSON (model
+/// configuration, options, step, data position, and whatever the caller adds, e.g. the tokenizer).
+public enum Checkpoint {
+    /// The JSON state stored under the `slope.state` metadata key.
+    public struct State: Codable, Sendable {
+        public static let currentVersion = 1
+        public var version: Int
+        public var model: ModelConfiguration
+        public var dtype: DType
+        public var options: TrainingOptions
+        public var step: Int
+        public var tokensSeen: Int
+        public var loaderPosition: TokenLoader.Position
+        public var adaptersAttached: Bool
+        public var sparseOptimizerSteps: Int
+        public var denseOptimizerSteps: Int
+        /// Free-form facts from the caller (tokenizer, data source, …).
+        public var notes: [String: String]
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case notACheckpoint(path: String, reason: String)
+
+        public var description: String {
+            switch self {
+            case let .notACheckpoint(path, reason): return "\(path) is not a slope checkpoint: \(reason)"
+            }
+        }
+    }
+
+    static let stateKey = "slope.state"
+    static let adamPrefix = "optimizer.adamw."
+    static let sparseAdamPrefix = "optimizer.sparse_adamw."
+
+    /// Writes `trainer`'s full state to `path` atomically.
+    public static func save(_ trainer: Trainer, notes: [String: String] = [:], to path: String) throws {
+        let backend = trainer.backend
+        var records = try trainer.model.parameters.map { try SafeTensors.record($0.name, $0.value, backend: backend) }
+        for weight in trainer.model.sparseWeights {
+            for (suffix, tensor) in weight.stateTensors() {
+                records.append(try SafeTensors.record("\(weight.name).\(suffix)", tensor, backend: backend))
+            }
+        }
+        func momentRecords(_ prefix: String, _ moments: [String: AdamMoments]) throws -> [SafeTensors.Record] {
+            try moments.sorted { $0.key < $1.key }.flatMap { name, state in
+                [try SafeTensors.record(prefix + name + ".exp_avg", state.first, backend: backend),
+                 try SafeTensors.record(prefix + name + ".exp_avg_sq", state.second, backend: backend)]
+            }
+        }
+        records += try momentRecords(adamPrefix, trainer.denseOptimizer.momentsByName)
+        records += try momentRecords(sparseAdamPrefix, trainer.sparseOptimizer.momentsByName)
+        let state = State(
+            version: State.currentVersion, model: trainer.model.configuration, dtype: trainer.model.dtype, options: trainer.options,
+            step: trainer.step, tokensSeen: trainer.tokensSeen, loaderPosition: trainer.loader.position,
+            adaptersAttached: trainer.adaptersAttached, sparseOptimizerSteps: trainer.sparseOptimizer.stepCount,
+            denseOptimizerSteps: trainer.denseOptimizer.stepCount, notes: notes)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try encoder.encode(state), as: UTF8.self)
+        try SafeTensors.write(records, metadata: [stateKey: json, "format": "pt"], to: path)
+    }
+
+    /// Reads the state alone (for `eval`, `generate`, `export`, or to decide how to resume).
+    public static func state(of file: SafeTensors.File) throws -> State {
+        guard let json = file.metadata[stateKey] else {
+            throw Failure.notACheckpoint(path: file.path, reason: "no \(stateKey) metadata (a plain safetensors file?)")
+        }
+        do {
+            let state = try JSONDecoder().decode(State.self, from: Data(json.utf8))
+            guard state.version == State.currentVersion else {
+                throw Failure.notACheckpoint(path: file.path, reason: "format version \(state.version), this slope reads \(State.currentVersion)")
+            }
+            return state
+        } catch let error as Failure {
+            throw error
+        } catch {
+            throw Failure.notACheckpoint(path: file.path, reason: "unreadable state (\(error))")
+        }
+    }
+
+    /// Rebuilds the model of a checkpoint on `backend` (SLoPe layers, masks and adapters included).
+    public static func loadModel(_ file: SafeTensors.File, backend: any Backend) throws -> (TransformerModel, State) {
+        let state = try state(of: file)
+        let model = try TransformerModel(configuration: state.model, dtype: state.dtype, backend: backend, seed: state.options.seed)
+        if let plan = state.options.sparsity { try model.convertToSLoPe(plan) }
+        if state.adaptersAttached { _ = try model.attachAdapters(rank: state.options.adapterRank, seed: state.options.seed &+ 0xADA9) }
+        for parameter in model.parameters { try file.load(parameter.name, into: parameter.value, backend: backend) }
+        for weight in model.sparseWeights {
+            try weight.restoreState { suffix in
+                let name = "\(weight.name).\(suffix)"
+                let tensor = try file.tensor(name, backend: backend)
+                let expected = weight.stateTensors().first { $0.suffix == suffix }!.tensor
+                guard tensor.shape == expected.shape, tensor.dtype == expected.dtype else {
+                    throw SafeTensors.Failure.unexpectedTensor(
+                        path: file.path, name: name, expected: "\(expected.shape) \(expected.dtype)", found: "\(tensor.shape) \(tensor.dtype)")
+                }
+                return tensor
+            }
+        }
+        return (model, state)
+    }
+
+    /// A trainer that continues the checkpointed run exactly, over the same token streams.
+    public static func resume(_ file: SafeTensors.File, backend: any Backend, trainTokens: [Int32], validationTokens: [Int32]) throws -> Trainer {
+        let (model, state) = try loadModel(file, backend: backend)
+        let trainer = try Trainer(model: model, options: state.options, trainTokens: trainTokens, validationTokens: validationTokens)
+        func moments(_ prefix: String, _ names: [String]) throws -> [String: AdamMoments] {
+            var result: [String: AdamMoments] = [:]
+            for name in names where file.tensors[prefix + name + ".exp_avg"] != nil {
+                result[name] = AdamMoments(
+                    first: try file.tensor(prefix + name + ".exp_avg", backend: backend),
+                    second: try file.tensor(prefix + name + ".exp_avg_sq", backend: backend))
+            }
+            return result
+        }
+        try trainer.restore(
+            step: state.step, tokensSeen: state.tokensSeen, loaderPosition: state.loaderPosition, adaptersAttached: state.adaptersAttached,
+            sparseSteps: state.sparseOptimizerSteps, sparseMoments: moments(sparseAdamPrefix, model.sparseWeights.map(\.name)),
+            denseSteps: state.denseOptimizerSteps, denseMoments: moments(adamPrefix, model.parameters.map(\.name)))
+        return trainer
+    }
+}
+
+extension Trainer {
+    func restore(
+        step: Int, tokensSeen: Int, loaderPosition: TokenLoader.Position, adaptersAttached: Bool,
+        sparseSteps: Int, sparseMoments: [String: AdamMoments], denseSteps: Int, denseMoments: [String: AdamMoments]
+    ) throws {
+        self.step = step
+        self.tokensSeen = tokensSeen
+        self.adaptersAttached = adaptersAttached
+        loader.restore(loaderPosition)
+        try sparseOptimizer.restore(stepCount: sparseSteps, moments: sparseMoments)
+        denseOptimizer.restore(stepCount: denseSteps, moments: denseMoments)
+    }
+}

@@ -1,0 +1,144 @@
+import SlopeData
+
+/// Runs SLoPe (or dense) pretraining of a ``TransformerModel``: micro-batches with gradient accumulation,
+/// global clipping, SparseAdamW for SLoPe weights and AdamW for the rest, the LR schedule, lazy adapters
+/// for the last steps, and validation. Its whole state can be checkpointed and resumed exactly.
+public final class Trainer {
+    public let model: TransformerModel
+    public let options: TrainingOptions
+    public let backend: any Backend
+    /// Optimizer steps done.
+    public internal(set) var step = 0
+    public internal(set) var tokensSeen = 0
+    public internal(set) var adaptersAttached = false
+    public private(set) var sparsityReport: SparsityReport?
+    var loader: TokenLoader
+    let validationTokens: [Int32]
+    let sparseOptimizer: SparseAdamW
+    let denseOptimizer: AdamW
+    let schedule: LearningRateSchedule
+
+    /// What one optimizer step did.
+    public struct StepResult: Sendable {
+        public let step: Int
+        /// Mean loss over the step's micro-batches.
+        public let loss: Double
+        public let learningRate: Float
+        /// Global gradient norm before clipping (nil with clipping off).
+        public let gradientNorm: Double?
+        public let tokens: Int
+        /// This step attached the lazy adapters.
+        public let startedAdapters: Bool
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case nonFinite(step: Int, what: String)
+        case notEnoughValidation(tokens: Int, needed: Int)
+
+        public var description: String {
+            switch self {
+            case let .nonFinite(step, what):
+                return "step \(step): the \(what) is not finite; the model was left at the last good step. "
+                    + "Lower the learning rate, enable clipping (--clip 1) or use float32"
+            case let .notEnoughValidation(tokens, needed):
+                return "the validation split has \(tokens) tokens but one batch needs \(needed); use more data or a larger --validation-fraction"
+            }
+        }
+    }
+
+    /// A fresh run: converts `model` to SLoPe when the options ask for it.
+    public init(model: TransformerModel, options: TrainingOptions, trainTokens: [Int32], validationTokens: [Int32]) throws {
+        try options.validate()
+        self.model = model
+        self.options = options
+        backend = model.backend
+        loader = try TokenLoader(tokens: trainTokens, batchSize: options.batchSize, sequenceLength: options.sequenceLength, seed: options.seed)
+        let needed = options.batchSize * (options.sequenceLength + 1)
+        guard validationTokens.count >= needed else { throw Failure.notEnoughValidation(tokens: validationTokens.count, needed: needed) }
+        self.validationTokens = validationTokens
+        if let plan = options.sparsity, model.sparseWeights.isEmpty { sparsityReport = try model.convertToSLoPe(plan) }
+        let configuration = AdamWConfiguration(
+            learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2, weightDecay: options.weightDecay)
+        sparseOptimizer = try SparseAdamW(
+            weights: model.sparseWeights, configuration: configuration, maskChangeFrequency: options.maskChangeFrequency, backend: backend)
+        denseOptimizer = AdamW(parameters: model.parameters, configuration: configuration, backend: backend)
+        schedule = try options.schedule()
+    }
+
+    /// The first step trained with adapters (past `options.steps` when there are none).
+    public var adapterStartStep: Int { options.steps - options.adapterSteps + 1 }
+
+    /// One optimizer step over `gradientAccumulation` micro-batches.
+    public func trainStep() throws -> StepResult {
+        let number = step + 1
+        var startedAdapters = false
+        if !adaptersAttached, number >= adapterStartStep, options.adapterSteps > 0 {
+            denseOptimizer.append(try model.attachAdapters(rank: options.adapterRank, seed: options.seed &+ 0xADA9))
+            adaptersAttached = true
+            startedAdapters = true
+        }
+        var loss = 0.0
+        let scale = 1 / Float(options.gradientAccumulation)
+        for _ in 0..<options.gradientAccumulation {
+            let batch = loader.next()
+            let value = try model.loss(
+                tokens: backend.tensor(batch.inputs, shape: [batch.inputs.count]),
+                targets: backend.tensor(batch.targets, shape: [batch.targets.count]),
+                batch: options.batchSize, sequence: options.sequenceLength)
+            guard value.isFinite else {
+                try zeroGradients()
+                throw Failure.nonFinite(step: number, what: "loss (\(value))")
+            }
+            try model.backward(scale: scale)
+            loss += value / Double(options.gradientAccumulation)
+        }
+        var norm: Double?
+        if options.clipNorm > 0 {
+            // The model's own parameter order, so a resumed run sums the squares in the same order.
+            let value = try clipGradientNorm(
+                parameters: model.parameters, sparseWeights: model.sparseWeights, maxNorm: options.clipNorm, backend: backend)
+            guard value.isFinite else {
+                try zeroGradients()
+                throw Failure.nonFinite(step: number, what: "gradient norm (\(value))")
+            }
+            norm = value
+        }
+        let rate = schedule.learningRate(atStep: number)
+        try sparseOptimizer.step(learningRate: rate)
+        try denseOptimizer.step(learningRate: rate)
+        try zeroGradients()
+        step = number
+        tokensSeen += options.tokensPerStep
+        return StepResult(step: number, loss: loss, learningRate: rate, gradientNorm: norm, tokens: options.tokensPerStep, startedAdapters: startedAdapters)
+    }
+
+    func zeroGradients() throws {
+        try sparseOptimizer.zeroGradients()
+        try denseOptimizer.zeroGradients()
+    }
+
+    /// Mean loss over the first `evaluationBatches` batches of the validation split (always the same ones).
+    public func validationLoss() throws -> Double {
+        try Self.meanLoss(
+            of: model, tokens: validationTokens, batchSize: options.batchSize, sequenceLength: options.sequenceLength,
+            batches: options.evaluationBatches)
+    }
+
+    /// Mean next-token loss of `model` over up to `batches` batches of `tokens`, in order, without training.
+    public static func meanLoss(of model: TransformerModel, tokens: [Int32], batchSize: Int, sequenceLength: Int, batches: Int) throws -> Double {
+        var loader = try TokenLoader(tokens: tokens, batchSize: batchSize, sequenceLength: sequenceLength, seed: 0)
+        let count = max(1, min(batches, loader.windowsPerEpoch / batchSize))
+        var total = 0.0
+        for _ in 0..<count {
+            let batch = loader.next()
+            total += try model.loss(
+                tokens: model.backend.tensor(batch.inputs, shape: [batch.inputs.count]),
+                targets: model.backend.tensor(batch.targets, shape: [batch.targets.count]),
+                batch: batchSize, sequence: sequenceLength)
+        }
+        return total / Double(count)
+    }
+
+    /// Bytes held by the optimizers' moments.
+    public var optimizerStateBytes: Int { sparseOptimizer.stateBytes + denseOptimizer.stateBytes }
+}
