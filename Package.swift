@@ -39,6 +39,7 @@ let package = Package(
                 "SLoPe",
                 "SlopeCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "RealModule", package: "swift-numerics"),
             ]
         ),
         // Helpers shared by the test targets: random tensors, assertClose, finite differences.

@@ -5,8 +5,9 @@ import XCTest
 final class BackendComparisonTests: XCTestCase {
     func testEveryCheckRunsAndAgreesOnIdenticalBackends() {
         let comparison = BackendComparison(reference: CPUBackend(), candidate: CPUBackend())
-        let checks = comparison.runAll(dtypes: [.float32, .bfloat16])
-        XCTAssertGreaterThan(checks.count, 40)
+        let checks = comparison.runAll(dtypes: [.float32, .bfloat16]) + comparison.runModelChecks()
+        XCTAssertGreaterThan(checks.count, 60)
+        XCTAssertEqual(checks.filter { $0.name.hasPrefix("model ") }.count, 4)
         for check in checks {
             XCTAssertNil(check.failure, "\(check.name) \(check.dtype): \(check.failure ?? "")")
             XCTAssertEqual(check.error, 0, "\(check.name) \(check.dtype)")

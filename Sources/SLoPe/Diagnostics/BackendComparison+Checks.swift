@@ -12,6 +12,7 @@ extension BackendComparison {
                 try optimizer(dtype, &results)
                 try sparsity(dtype, &results)
                 try layers(dtype, &results)
+                try transformerOps(dtype, &results)
             } catch {
                 results.append(Check(name: "setting up inputs", dtype: dtype, error: .infinity, tolerance: 0, failure: "\(error)"))
             }
@@ -50,7 +51,7 @@ extension BackendComparison {
         return results
     }
 
-    private func pick(_ pair: (Tensor, Tensor), _ onCandidate: Bool) -> Tensor { onCandidate ? pair.0 : pair.1 }
+    func pick(_ pair: (Tensor, Tensor), _ onCandidate: Bool) -> Tensor { onCandidate ? pair.0 : pair.1 }
 
     private func linearAlgebra(_ dtype: DType, _ results: inout [Check]) throws {
         for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {

@@ -52,6 +52,7 @@ struct DoctorCommand: ParsableCommand {
             }
             backend.sparseRoute = automatic
             checks += comparison.runSparseGEMMChecks(suffix: "(measured choice)")
+            checks += comparison.runModelChecks()
         }
         var table = TextTable(headers: ["check", "dtype", "rel. error", "tolerance", "result"])
         for check in checks {
@@ -73,6 +74,7 @@ func format6(_ value: Double) -> String {
     var mantissa = value
     while mantissa < 1 { mantissa *= 10; exponent -= 1 }
     while mantissa >= 10 { mantissa /= 10; exponent += 1 }
+    if (mantissa * 10).rounded() >= 100 { mantissa /= 10; exponent += 1 }  // 9.96 would print as 10.0
     return "\(formatted(mantissa, digits: 1))e\(exponent < 0 ? "-" : "+")\(abs(exponent) < 10 ? "0" : "")\(abs(exponent))"
 }
 

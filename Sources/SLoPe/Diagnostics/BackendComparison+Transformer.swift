@@ -1,0 +1,72 @@
+extension BackendComparison {
+    /// RMSNorm, rotary embeddings and attention (causal, grouped-query, KV-cache shaped, several head sizes).
+    func transformerOps(_ dtype: DType, _ results: inout [Check]) throws {
+        let x = try random([37, 96], dtype, std: 2), dy = try random([37, 96], dtype), weight = try random([96], dtype)
+        check("rmsNorm forward + backward", dtype, &results) { backend, on in
+            let saved = try backend.rmsNorm(self.pick(x, on), weight: self.pick(weight, on), epsilon: 1e-5)
+            let gradients = try backend.rmsNormBackward(self.pick(dy, on), input: self.pick(x, on), weight: self.pick(weight, on), saved: saved)
+            return [saved.output, saved.reciprocalRMS, gradients.input, gradients.weight]
+        }
+        let rotated = try random([2 * 40, 3 * 32], dtype)
+        check("rotaryEmbedding forward + inverse", dtype, &results) { backend, on in
+            let layout = RotaryLayout(sequenceLength: 40, positionOffset: 7, headDimension: 32, base: 10_000)
+            let y = try backend.rotaryEmbedding(self.pick(rotated, on), layout: layout, inverse: false)
+            return [y, try backend.rotaryEmbedding(y, layout: layout, inverse: true)]
+        }
+        let shapes = [
+            AttentionShape(batch: 2, queryLength: 70, queryHeads: 3, headDimension: 64),
+            AttentionShape(batch: 1, queryLength: 100, queryHeads: 4, keyValueHeads: 2, headDimension: 32),
+            AttentionShape(batch: 2, queryLength: 5, keyLength: 45, queryHeads: 2, keyValueHeads: 1, headDimension: 128),
+            AttentionShape(batch: 1, queryLength: 33, queryHeads: 2, headDimension: 80, causal: false),
+        ]
+        for s in shapes {
+            let d = s.headDimension
+            let q = try random([s.batch * s.queryLength, s.queryHeads * d], dtype)
+            let k = try random([s.batch * s.keyLength, s.keyValueHeads * d], dtype)
+            let v = try random([s.batch * s.keyLength, s.keyValueHeads * d], dtype)
+            let dOut = try random([s.batch * s.queryLength, s.queryHeads * d], dtype)
+            let label = "attention B\(s.batch) Tq\(s.queryLength) Tk\(s.keyLength) H\(s.queryHeads)/\(s.keyValueHeads) D\(d)\(s.causal ? "" : " full")"
+            check(label + " forward + backward", dtype, &results) { backend, on in
+                let saved = try backend.attention(query: self.pick(q, on), key: self.pick(k, on), value: self.pick(v, on), shape: s)
+                let g = try backend.attentionBackward(
+                    self.pick(dOut, on), query: self.pick(q, on), key: self.pick(k, on), value: self.pick(v, on), saved: saved, shape: s)
+                return [saved.output, saved.logSumExp, g.query, g.key, g.value]
+            }
+        }
+    }
+
+    /// A whole tiny model of each family, dense and SLoPe: logits, loss and every gradient after one
+    /// forward and backward pass, then the logits after one optimizer step.
+    public func runModelChecks(dtype: DType = .bfloat16) -> [Check] {
+        var results: [Check] = []
+        let configurations: [(String, ModelConfiguration)] = [
+            ("GPT/OPT", ModelConfiguration(
+                family: .gpt, vocabularySize: 97, contextLength: 64, layers: 2, hiddenSize: 128, heads: 2, intermediateSize: 256)),
+            ("LLaMA", ModelConfiguration(
+                family: .llama, vocabularySize: 97, contextLength: 64, layers: 2, hiddenSize: 128, heads: 4, keyValueHeads: 2,
+                intermediateSize: 256)),
+        ]
+        let (batch, sequence) = (2, 64)
+        var generator = SeededGenerator(seed: 77)
+        let ids = (0...(batch * sequence)).map { _ in Int32(generator.next() % 97) }
+        for (name, configuration) in configurations {
+            for sparse in [false, true] {
+                check("model \(name) \(sparse ? "SLoPe" : "dense") forward + backward + step", dtype, &results) { backend, _ in
+                    let model = try TransformerModel(configuration: configuration, dtype: dtype, backend: backend, seed: 5)
+                    if sparse { try model.convertToSLoPe() }
+                    let tokens = try backend.tensor(Array(ids.dropLast()), shape: [batch * sequence])
+                    let targets = try backend.tensor(Array(ids.dropFirst()), shape: [batch * sequence])
+                    let logits = try model.logits(tokens: tokens, batch: batch, sequence: sequence)
+                    let loss = try backend.tensor([model.loss(tokens: tokens, targets: targets, batch: batch, sequence: sequence)], shape: [1], dtype: .float32)
+                    try model.backward()
+                    let gradients = model.parameters.compactMap(\.gradient) + model.sparseWeights.compactMap(\.gradient)
+                    let configuration = AdamWConfiguration(learningRate: 1e-3)
+                    try SparseAdamW(weights: model.sparseWeights, configuration: configuration, backend: backend).step()
+                    try AdamW(parameters: model.parameters, configuration: configuration, backend: backend).step()
+                    return [logits, loss] + gradients + [try model.logits(tokens: tokens, batch: batch, sequence: sequence)]
+                }
+            }
+        }
+        return results
+    }
+}

@@ -1,0 +1,169 @@
+import ArgumentParser
+import FoundationEssentials
+import SLoPe
+import RealModule
+import SlopeData
+
+/// A checkpoint loaded for inference, with the tokenizer and data it was trained with.
+struct LoadedCheckpoint {
+    let model: TransformerModel
+    let state: Checkpoint.State
+    let data: DataOptions
+
+    static func load(_ path: String, compute: ComputeDevice) throws -> LoadedCheckpoint {
+        let file = try SafeTensors.read(path)
+        let (model, state) = try Checkpoint.loadModel(file, backend: compute.backend)
+        return LoadedCheckpoint(model: model, state: state, data: DataOptions.fromNotes(state.notes))
+    }
+}
+
+/// `slope eval`: loss and perplexity of a checkpoint on text, a token shard, or its own validation split.
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Loss and perplexity of a checkpoint on text or token shards (default: the validation split it was trained with).")
+
+    @Argument(help: "A checkpoint.safetensors written by slope pretrain.")
+    var checkpoint: String
+
+    @Option(help: "Text file, folder of .txt files, or .tokens shard to evaluate on (default: the run's validation split).")
+    var data: String?
+
+    @Option(help: "Batches to average over (each batch × sequence tokens).")
+    var batches = 32
+
+    @Option(help: "Sequences per batch (default: the training batch size).")
+    var batchSize: Int?
+
+    @Option(help: "Tokens per sequence (default: the training sequence length).")
+    var sequenceLength: Int?
+
+    @Option(help: "auto, cpu or cuda.")
+    var device: DeviceOption = .auto
+
+    func run() throws {
+        let compute = try ComputeDevice.make(device)
+        let loaded = try LoadedCheckpoint.load(checkpoint, compute: compute)
+        var options = loaded.data
+        let tokens: [Int32]
+        let source: String
+        if let data {
+            options.data = data
+            options.validationFraction = 0
+            let folder = FileManager.default.temporaryDirectory.path + "/slope-eval-\(UInt32.random(in: 0...UInt32.max))"
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let loadedData = try options.load(cacheFolder: folder)
+            tokens = loadedData.train
+            source = loadedData.description
+        } else {
+            let loadedData = try options.load(cacheFolder: FileManager.default.temporaryDirectory.path + "/slope-eval-unused")
+            tokens = loadedData.validation
+            source = "validation split of \(loadedData.description)"
+        }
+        let batch = batchSize ?? loaded.state.options.batchSize
+        let sequence = min(sequenceLength ?? loaded.state.options.sequenceLength, loaded.model.configuration.contextLength)
+        guard tokens.count >= batch * (sequence + 1) else {
+            throw ValidationError("\(source) has \(tokens.count) tokens; one batch needs \(batch * (sequence + 1)) (lower --batch-size or --sequence-length)")
+        }
+        let loss = try Trainer.meanLoss(of: loaded.model, tokens: tokens, batchSize: batch, sequenceLength: sequence, batches: batches)
+        let counted = min(batches, tokens.count / (sequence + 1) / batch) * batch * sequence
+        print("checkpoint   \(checkpoint) (step \(loaded.state.step), \(loaded.state.options.sparsity == nil ? "dense" : "SLoPe"))")
+        print("data         \(source); \(counted) tokens scored")
+        print("loss         \(formatted(loss, digits: 4)) nats/token")
+        print("perplexity   \(formatted(Double.exp(loss), digits: 3))")
+        if options.tokenizer == "byte" { print("bits/byte    \(formatted(loss / Double.log(2), digits: 4))") }
+    }
+}
+
+/// `slope generate`: text from a checkpoint with temperature, top-k and top-p sampling and a KV cache.
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate text from a checkpoint (KV cache; SLoPe layers merged with their adapters into one sparse GEMM).")
+
+    @Argument(help: "A checkpoint.safetensors written by slope pretrain.")
+    var checkpoint: String
+
+    @Option(help: "Text to continue.")
+    var prompt = "The"
+
+    @Option(help: "Tokens to generate at most.")
+    var maxTokens = 200
+
+    @Option(help: "Sampling temperature (0: greedy).")
+    var temperature = 0.8
+
+    @Option(help: "Sample only from the K most likely tokens.")
+    var topK: Int?
+
+    @Option(help: "Sample only from the smallest set of tokens whose probability reaches P.")
+    var topP: Double?
+
+    @Option(help: "Random seed of the sampler.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Keep SLoPe layers and adapters separate instead of merging them for inference.")
+    var noMerge = false
+
+    @Option(help: "auto, cpu or cuda.")
+    var device: DeviceOption = .auto
+
+    func run() throws {
+        let compute = try ComputeDevice.make(device)
+        let loaded = try LoadedCheckpoint.load(checkpoint, compute: compute)
+        let isSparse = !loaded.model.sparseWeights.isEmpty
+        if !noMerge, isSparse { try loaded.model.mergeForInference() }
+        let (tokenizer, endOfText) = try loaded.data.makeTokenizer()
+        var sampler = try TokenSampler(temperature: temperature, topK: topK, topP: topP, seed: seed)
+        let promptTokens = try tokenizer.encode(prompt)
+        print(prompt, terminator: "")
+        let clock = ContinuousClock()
+        var generated: [Int32] = []
+        var printed = ""
+        let elapsed = try clock.measure {
+            _ = try loaded.model.generate(prompt: promptTokens, maxTokens: maxTokens, sampler: &sampler, stopToken: endOfText) { token in
+                generated.append(token)
+                // Decode the whole continuation each time: a multi-byte character may span tokens.
+                let text = tokenizer.decode(generated.filter { $0 != endOfText })
+                if text.hasPrefix(printed), !text.hasSuffix("\u{FFFD}") {
+                    print(text.dropFirst(printed.count), terminator: "")
+                    printed = text
+                }
+            }
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print("\n\n[\(generated.count) tokens in \(formatted(seconds, digits: 2)) s, \(formatted(Double(generated.count) / max(seconds, 1e-9), digits: 1)) tokens/s"
+            + "\(!isSparse ? "" : noMerge ? ", SLoPe layers unmerged" : ", SLoPe layers merged")]")
+    }
+}
+
+/// `slope export`: a dense Hugging Face checkpoint (model.safetensors + config.json).
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write a checkpoint as a dense Hugging Face model (OPTForCausalLM or LlamaForCausalLM) that transformers can load.")
+
+    @Argument(help: "A checkpoint.safetensors written by slope pretrain.")
+    var checkpoint: String
+
+    @Option(help: "Output folder.")
+    var out: String
+
+    @Option(help: "Element type of the exported weights (default: as trained).")
+    var dtype: DType?
+
+    func run() throws {
+        let loaded = try LoadedCheckpoint.load(checkpoint, compute: ComputeDevice.make(.cpu))
+        let (_, endOfText) = try loaded.data.makeTokenizer()
+        try HuggingFaceExport.write(loaded.model, to: out, dtype: dtype, endOfText: endOfText)
+        let c = loaded.model.configuration
+        print("wrote \(out)/model.safetensors and \(out)/config.json (\(c.family == .gpt ? "OPTForCausalLM" : "LlamaForCausalLM"), "
+            + "\(formatCount(c.parameterCount)) parameters, \(dtype ?? loaded.model.dtype))")
+        if !loaded.model.sparseWeights.isEmpty {
+            print("SLoPe layers are written dense (zeros where pruned) with their adapters folded in.")
+        }
+        if loaded.data.tokenizer == "byte" {
+            print("The model uses slope's byte tokenizer: token = UTF-8 byte, \(ByteTokenizer.endOfText) = end of text.")
+        }
+    }
+}

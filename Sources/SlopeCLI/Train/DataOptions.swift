@@ -1,0 +1,94 @@
+import ArgumentParser
+import FoundationEssentials
+import SLoPe
+import SlopeData
+
+/// Where training text comes from and how it becomes tokens.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Training data: 'embedded' (the built-in corpus), a text file, a folder of .txt files, or a .tokens shard.")
+    var data = "embedded"
+
+    @Option(help: "Tokenizer: 'byte', a tokenizer.json, or VOCAB.json,MERGES.txt (GPT-2 byte-level BPE).")
+    var tokenizer = "byte"
+
+    @Option(help: "Fraction of the tokens held out for validation.")
+    var validationFraction = 0.05
+
+    @Option(help: "Sentences of the embedded corpus to generate.")
+    var corpusSentences = 60_000
+
+    /// What a checkpoint records to rebuild the same token streams.
+    var notes: [String: String] {
+        ["data": data, "tokenizer": tokenizer, "validation_fraction": "\(validationFraction)", "corpus_sentences": "\(corpusSentences)"]
+    }
+
+    /// The options a checkpoint was trained with.
+    static func fromNotes(_ notes: [String: String]) -> DataOptions {
+        var options = DataOptions()
+        options.data = notes["data"] ?? "embedded"
+        options.tokenizer = notes["tokenizer"] ?? "byte"
+        options.validationFraction = notes["validation_fraction"].flatMap(Double.init) ?? 0.05
+        options.corpusSentences = notes["corpus_sentences"].flatMap(Int.init) ?? 60_000
+        return options
+    }
+}
+
+/// Token streams ready for training or evaluation.
+struct LoadedData {
+    let train: [Int32]
+    let validation: [Int32]
+    let tokenizer: any TextTokenizer
+    /// The end-of-text token, when the tokenizer has one.
+    let endOfText: Int32?
+    /// The best achievable loss per token, when known (the embedded corpus with the byte tokenizer).
+    let floor: Double?
+    let description: String
+}
+
+extension DataOptions {
+    func makeTokenizer() throws -> (any TextTokenizer, Int32?) {
+        if tokenizer == "byte" { return (ByteTokenizer(), ByteTokenizer.endOfText) }
+        let bpe: BPETokenizer
+        if tokenizer.hasSuffix(".json"), !tokenizer.contains(",") {
+            bpe = try BPETokenizer(tokenizerJSON: tokenizer)
+        } else {
+            let parts = tokenizer.split(separator: ",").map(String.init)
+            guard parts.count == 2 else {
+                throw ValidationError("--tokenizer must be 'byte', a tokenizer.json, or VOCAB.json,MERGES.txt; got '\(tokenizer)'")
+            }
+            bpe = try BPETokenizer(vocabularyFile: parts[0], mergesFile: parts[1])
+        }
+        // GPT-2's end-of-text token, when the vocabulary has it.
+        let eot = try? bpe.encode("<|endoftext|>")
+        return (bpe, eot?.count == 1 ? eot![0] : nil)
+    }
+
+    /// Tokenizes the data; text files are turned into shards under `cacheFolder` first.
+    func load(cacheFolder: String) throws -> LoadedData {
+        let (tokenizer, endOfText) = try makeTokenizer()
+        guard (0..<1).contains(validationFraction) else { throw ValidationError("--validation-fraction must be in [0, 1)") }
+        if data == "embedded" {
+            let corpus = EmbeddedCorpus()
+            let tokens = try tokenizer.encode(corpus.text(sentences: corpusSentences, seed: 2024))
+            let (train, validation) = TokenLoader.split(tokens, validationFraction: validationFraction)
+            // Bytes per token is 1 for the byte tokenizer, so the floor per byte is the floor per token.
+            let floor = self.tokenizer == "byte" ? corpus.entropyPerByte : nil
+            return LoadedData(
+                train: train, validation: validation, tokenizer: tokenizer, endOfText: endOfText, floor: floor,
+                description: "embedded corpus, \(corpusSentences) sentences, \(tokens.count) tokens")
+        }
+        if data.hasSuffix(".tokens") {
+            let tokens = try TokenShard.read(data)
+            let (train, validation) = TokenLoader.split(tokens, validationFraction: validationFraction)
+            return LoadedData(
+                train: train, validation: validation, tokenizer: tokenizer, endOfText: endOfText, floor: nil,
+                description: "\(data), \(tokens.count) tokens")
+        }
+        let output = try ShardBuilder.build(
+            inputs: [data], tokenizer: tokenizer, separator: endOfText, outputFolder: cacheFolder, validationFraction: validationFraction)
+        return LoadedData(
+            train: try TokenShard.read(output.trainPath), validation: try TokenShard.read(output.validationPath), tokenizer: tokenizer,
+            endOfText: endOfText, floor: nil,
+            description: "\(data): \(output.documents) files, \(output.trainTokens) train + \(output.validationTokens) validation tokens")
+    }
+}

@@ -1,0 +1,333 @@
+import ArgumentParser
+import FoundationEssentials
+import SLoPe
+import SlopeData
+
+/// `slope pretrain`: trains a dense or SLoPe transformer from scratch (or resumes a run).
+struct PretrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pretrain",
+        abstract: "Pretrain a SLoPe (2:4-sparse) or dense transformer; with no arguments, a tiny model on the embedded corpus.",
+        discussion: """
+            The run folder (--out) gets checkpoint.safetensors (written atomically every --checkpoint-every steps, at the \
+            end, on Ctrl-C / SIGTERM and when the loss stops being finite), metrics.jsonl and loss.svg. \
+            --resume continues a stopped run exactly, with the options and data it was started with. \
+            Models: \(ModelConfiguration.names.joined(separator: ", ")), or a JSON file of ModelConfiguration.
+            """
+    )
+
+    @Option(help: "Model name or JSON configuration file.")
+    var model = "tiny"
+
+    @Flag(help: "Train the dense model instead of SLoPe.")
+    var dense = false
+
+    @Option(help: "N:M pattern of the SLoPe layers.")
+    var pattern = "2:4"
+
+    @Option(help: "Give the first K blocks --leading-pattern instead (e.g. 2:8).")
+    var leadingBlocks = 0
+
+    @Option(help: "Pattern of the first --leading-blocks blocks.")
+    var leadingPattern: String?
+
+    @Flag(help: "Keep the first block dense.")
+    var skipFirstBlock = false
+
+    @Flag(help: "Keep the last block dense.")
+    var skipLastBlock = false
+
+    @Flag(help: "Keep attention projections dense.")
+    var skipAttention = false
+
+    @Flag(help: "Simulate sparsity with dense tensors and masks (same numbers, for debugging).")
+    var simulate = false
+
+    @Option(help: "Optimizer steps (default 600 for the tiny models, else 1000).")
+    var steps: Int?
+
+    @Option(help: "Train for this many tokens instead of --steps.")
+    var tokens: Int?
+
+    @Option(help: "Sequences per micro-batch.")
+    var batchSize = 8
+
+    @Option(help: "Tokens per sequence (≤ the model's context length).")
+    var sequenceLength = 128
+
+    @Option(help: "Micro-batches per optimizer step.")
+    var gradientAccumulation = 1
+
+    @Option(name: .customLong("lr"), help: "Peak learning rate.")
+    var learningRate: Float = 2e-3
+
+    @Option(name: .customLong("min-lr"), help: "Final learning rate (default: lr/10).")
+    var minimumLearningRate: Float?
+
+    @Option(help: "Linear warm-up steps (default: 5% of the steps).")
+    var warmup: Int?
+
+    @Option(help: "Decay after warm-up: constant, linear or cosine.")
+    var decay: String = "cosine"
+
+    @Option(help: "AdamW weight decay.")
+    var weightDecay: Float = 0.1
+
+    @Option(help: "Global gradient-norm clip (0: off).")
+    var clip = 1.0
+
+    @Option(help: "Fraction of the steps, at the end, trained with lazy low-rank adapters (0: none).")
+    var adapterFraction = 0.01
+
+    @Option(help: "Adapter rank.")
+    var adapterRank = 16
+
+    @Option(help: "Steps between re-selections of the backward pass's column mask (0: never).")
+    var maskChangeFrequency = 100
+
+    @Option(help: "Steps between validation passes (default: 10 per run).")
+    var evalInterval: Int?
+
+    @Option(help: "Batches per validation pass.")
+    var evalBatches = 8
+
+    @Option(help: "Steps between checkpoints (0: only at the end and on interruption).")
+    var checkpointEvery = 0
+
+    @Option(help: "Steps between progress lines (default: about 50 per run).")
+    var logEvery: Int?
+
+    @Option(help: "Element type: float32 or bfloat16 (default: bfloat16 on a GPU, float32 on the CPU).")
+    var dtype: DType?
+
+    @Option(help: "auto (CUDA when available), cpu or cuda.")
+    var device: DeviceOption = .auto
+
+    @Option(help: "GPU ordinal.")
+    var gpu = 0
+
+    @Option(help: "Vocabulary size of the model (default: the tokenizer's).")
+    var vocabSize: Int?
+
+    @Option(help: "Random seed (initialisation and data order).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Run folder (default: runs/<model>-<slope|dense>).")
+    var out: String?
+
+    @Flag(help: "Continue the run in --out from its checkpoint.")
+    var resume = false
+
+    @OptionGroup var dataOptions: DataOptions
+
+    func run() throws {
+        let compute = try ComputeDevice.make(device, gpu: gpu)
+        let name = model.split(separator: "/").last.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : String($0) } ?? model
+        let folder = out ?? "runs/\(name)-\(dense ? "dense" : "slope")"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let checkpointPath = folder + "/checkpoint.safetensors"
+        let (trainer, data, notes) = try resume
+            ? resumedTrainer(checkpointPath, folder: folder, compute: compute)
+            : newTrainer(folder: folder, compute: compute)
+        let options = trainer.options
+        let configuration = trainer.model.configuration
+        say("slope pretrain: \(model) (\(configuration.family), \(formatCount(configuration.parameterCount)) parameters) on \(compute.backend.name)")
+        say("  data        \(data.description); floor \(data.floor.map { formatted($0, digits: 3) + " nats/token" } ?? "unknown")")
+        say("  training    \(options.steps) steps × \(options.tokensPerStep) tokens (batch \(options.batchSize) × \(options.sequenceLength)"
+            + " × \(options.gradientAccumulation)), \(trainer.model.dtype), lr \(options.learningRate) \(options.decay), warm-up \(options.warmupSteps)")
+        let adapters = "adapters rank \(options.adapterRank) from step \(trainer.adapterStartStep)"
+        if let report = trainer.sparsityReport {
+            say("  SLoPe       \(report.summary); \(adapters)")
+        } else if !trainer.model.sparseWeights.isEmpty {
+            say("  SLoPe       \(trainer.model.sparseWeights.count) sparse layers (resumed); \(adapters)")
+        } else {
+            say("  dense       every linear dense")
+        }
+        say("  run folder  \(folder)")
+        try loop(trainer, data: data, notes: notes, compute: compute, folder: folder, checkpointPath: checkpointPath)
+    }
+
+    // MARK: Setting up
+
+    func newTrainer(folder: String, compute: ComputeDevice) throws -> (Trainer, LoadedData, [String: String]) {
+        let data = try dataOptions.load(cacheFolder: folder + "/data")
+        var configuration = try ModelConfiguration.resolve(model)
+        configuration.vocabularySize = vocabSize ?? data.tokenizer.vocabularySize
+        guard data.tokenizer.vocabularySize <= configuration.vocabularySize else {
+            throw ValidationError("--vocab-size \(configuration.vocabularySize) is smaller than the tokenizer's \(data.tokenizer.vocabularySize) tokens")
+        }
+        guard sequenceLength <= configuration.contextLength else {
+            throw ValidationError("--sequence-length \(sequenceLength) exceeds \(model)'s context length \(configuration.contextLength)")
+        }
+        guard let decay = LearningRateSchedule.Decay(rawValue: decay) else { throw ValidationError("--decay must be constant, linear or cosine") }
+        let tokensPerStep = batchSize * sequenceLength * gradientAccumulation
+        let stepCount = tokens.map { max(1, $0 / tokensPerStep) } ?? steps ?? (model.hasPrefix("tiny") ? 600 : 1000)
+        var plan: SparsityPlan?
+        if !dense {
+            plan = SparsityPlan(
+                pattern: try NMPattern(parsing: pattern), leadingBlocks: leadingBlocks, leadingPattern: try leadingPattern.map(NMPattern.init(parsing:)),
+                skipFirstBlock: skipFirstBlock, skipLastBlock: skipLastBlock, skipAttention: skipAttention, mode: simulate ? .simulated : .compressed)
+        }
+        let options = TrainingOptions(
+            steps: stepCount, batchSize: batchSize, sequenceLength: sequenceLength, gradientAccumulation: gradientAccumulation,
+            learningRate: learningRate, minimumLearningRate: minimumLearningRate, warmupSteps: warmup ?? max(1, stepCount / 20), decay: decay,
+            weightDecay: weightDecay, clipNorm: clip, sparsity: plan, adapterFraction: adapterFraction, adapterRank: adapterRank,
+            maskChangeFrequency: maskChangeFrequency, evaluationInterval: evalInterval ?? max(1, stepCount / 10),
+            evaluationBatches: evalBatches, seed: seed)
+        let network = try TransformerModel(
+            configuration: configuration, dtype: dtype ?? compute.defaultDType, backend: compute.backend, seed: seed)
+        let trainer = try Trainer(model: network, options: options, trainTokens: data.train, validationTokens: data.validation)
+        return (trainer, data, dataOptions.notes.merging(["model": model], uniquingKeysWith: { $1 }))
+    }
+
+    func resumedTrainer(_ path: String, folder: String, compute: ComputeDevice) throws -> (Trainer, LoadedData, [String: String]) {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ValidationError("nothing to resume: \(path) does not exist (pass the run's --out folder)")
+        }
+        let file = try SafeTensors.read(path)
+        let state = try Checkpoint.state(of: file)
+        let data = try DataOptions.fromNotes(state.notes).load(cacheFolder: folder + "/data")
+        let trainer = try Checkpoint.resume(file, backend: compute.backend, trainTokens: data.train, validationTokens: data.validation)
+        say("resuming \(path) at step \(state.step) of \(state.options.steps) (options and data as saved)")
+        return (trainer, data, state.notes)
+    }
+
+    // MARK: The loop
+
+    func loop(_ trainer: Trainer, data: LoadedData, notes: [String: String], compute: ComputeDevice, folder: String, checkpointPath: String) throws {
+        let options = trainer.options
+        let metrics = try MetricsLog(path: folder + "/metrics.jsonl", keepingThrough: trainer.step)
+        let logInterval = logEvery ?? max(1, options.steps / 50)
+        let flopsPerToken = trainer.model.configuration.trainingFLOPsPerToken(sequence: options.sequenceLength)
+        let clock = ContinuousClock()
+        let started = clock.now
+        var window: (tokens: Int, seconds: Double, losses: [Double]) = (0, 0, [])
+        var recentLosses: [Double] = []
+        var lastRate = 0.0
+        func save(_ reason: String) throws {
+            try Checkpoint.save(trainer, notes: notes, to: checkpointPath)
+            let plot = LossPlot.svg(metrics.records, floor: data.floor, title: "slope pretrain \(model)")
+            try SafeTensors.writeAtomically(Data(plot.utf8), to: folder + "/loss.svg")
+            say("\(reason): checkpoint at step \(trainer.step) written to \(checkpointPath)")
+        }
+        installStopHandlers()
+        while trainer.step < options.steps {
+            let received = stopSignal.load(ordering: .relaxed)
+            if received != 0 {
+                if standardErrorIsTerminal { writeToStandardError("\n") }
+                try save("stopped by signal \(received)")
+                say("resume with: slope pretrain --out \(folder) --resume")
+                throw ExitCode(130)
+            }
+            let begin = clock.now
+            let result: Trainer.StepResult
+            do {
+                result = try trainer.trainStep()
+            } catch let failure as Trainer.Failure {
+                if standardErrorIsTerminal { writeToStandardError("\n") }
+                printError("error: \(failure)")
+                try save("last good state")
+                throw ExitCode(1)
+            }
+            let seconds = seconds(clock.now - begin)
+            window.tokens += result.tokens
+            window.seconds += seconds
+            window.losses.append(result.loss)
+            recentLosses = Array((recentLosses + [result.loss]).suffix(20))
+            if result.startedAdapters {
+                if standardErrorIsTerminal { writeToStandardError("\n") }
+                say("step \(result.step): lazy low-rank adapters attached (rank \(options.adapterRank)) for the last \(options.adapterSteps) steps")
+            }
+            if result.step % logInterval == 0 || result.step == options.steps || result.step == 1 {
+                let rate = Double(window.tokens) / max(window.seconds, 1e-9)
+                lastRate = rate
+                let mfu = compute.peakFLOPS.map { rate * flopsPerToken / $0 }
+                let memory = compute.backend.memoryStatistics
+                let loss = window.losses.reduce(0, +) / Double(window.losses.count)
+                try metrics.append(MetricsRecord(
+                    step: result.step, loss: loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm,
+                    tokens: trainer.tokensSeen, tokensPerSecond: rate, mfu: mfu, memoryBytes: memory.currentBytes,
+                    peakMemoryBytes: memory.peakBytes, elapsedSeconds: self.seconds(clock.now - started)))
+                let line = ProgressLine.render(
+                    step: result.step, of: options.steps, loss: loss, learningRate: result.learningRate, tokensPerSecond: rate, mfu: mfu,
+                    memoryBytes: memory.currentBytes,
+                    remainingSeconds: Double(options.steps - result.step) * Double(options.tokensPerStep) / max(rate, 1e-9))
+                if standardErrorIsTerminal { writeToStandardError("\r\u{1B}[K" + line) } else { say(line) }
+                window = (0, 0, [])
+            }
+            if options.evaluationInterval > 0, result.step % options.evaluationInterval == 0 || result.step == options.steps {
+                let validation = try trainer.validationLoss()
+                try metrics.append(MetricsRecord(step: result.step, validationLoss: validation))
+                if standardErrorIsTerminal { writeToStandardError("\n") }
+                say("step \(result.step): validation loss \(formatted(validation, digits: 4))"
+                    + (data.floor.map { " (floor \(formatted($0, digits: 4)))" } ?? ""))
+            }
+            if checkpointEvery > 0, result.step % checkpointEvery == 0, result.step < options.steps { try save("periodic") }
+        }
+        if standardErrorIsTerminal { writeToStandardError("\n") }
+        let validation = try metrics.records.last(where: { $0.step == trainer.step && $0.validationLoss != nil })?.validationLoss
+            ?? trainer.validationLoss()
+        try save("done")
+        let train = recentLosses.reduce(0, +) / Double(max(recentLosses.count, 1))
+        let memory = compute.backend.memoryStatistics
+        say("""
+
+            Summary
+              final train loss   \(formatted(train, digits: 4)) (mean of the last \(recentLosses.count) steps)
+              validation loss    \(formatted(validation, digits: 4))\(data.floor.map { "   corpus floor \(formatted($0, digits: 4)) (gap \(formatted(validation - $0, digits: 4)))" } ?? "")
+              throughput         \(formatCount(Int(lastRate))) tokens/s\(compute.peakFLOPS.map { "   MFU \(formatted(100 * lastRate * flopsPerToken / $0, digits: 1))%" } ?? "")
+              peak memory        \(formatBytes(memory.peakBytes))
+              time               \(formatted(seconds(clock.now - started), digits: 1)) s for \(formatCount(trainer.tokensSeen)) tokens in total
+              checkpoint         \(checkpointPath)
+              metrics, plot      \(folder)/metrics.jsonl, \(folder)/loss.svg
+            Next: slope eval \(checkpointPath)   ·   slope generate \(checkpointPath) --prompt "The"
+            """)
+    }
+
+    func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// One progress line: `step 120/600 [=====>    ] loss 1.234 lr 2.0e-03 9.1k tok/s 120 MB eta 1m20s`.
+enum ProgressLine {
+    static func render(
+        step: Int, of total: Int, loss: Double, learningRate: Float, tokensPerSecond: Double, mfu: Double?, memoryBytes: Int,
+        remainingSeconds: Double
+    ) -> String {
+        let width = 20
+        let filled = min(width, step * width / max(total, 1))
+        let bar = String(repeating: "=", count: filled) + (filled < width ? ">" + String(repeating: " ", count: width - filled - 1) : "")
+        var parts = [
+            "step \(step)/\(total) [\(bar)]", "loss \(formatted(loss, digits: 4))", "lr \(format6(Double(learningRate)))",
+            "\(formatCount(Int(tokensPerSecond))) tok/s",
+        ]
+        if let mfu { parts.append("MFU \(formatted(100 * mfu, digits: 1))%") }
+        parts.append(formatBytes(memoryBytes))
+        parts.append("eta \(formatDuration(remainingSeconds))")
+        return parts.joined(separator: "  ")
+    }
+}
+
+func formatCount(_ value: Int) -> String {
+    let v = Double(value)
+    if v >= 1e9 { return formatted(v / 1e9, digits: 2) + "B" }
+    if v >= 1e6 { return formatted(v / 1e6, digits: 1) + "M" }
+    if v >= 1e4 { return formatted(v / 1e3, digits: 1) + "k" }
+    return "\(value)"
+}
+
+func formatBytes(_ bytes: Int) -> String {
+    let v = Double(bytes)
+    if v >= Double(1 << 30) { return formatted(v / Double(1 << 30), digits: 2) + " GiB" }
+    if v >= Double(1 << 20) { return formatted(v / Double(1 << 20), digits: 1) + " MiB" }
+    return formatted(v / 1024, digits: 1) + " KiB"
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite else { return "?" }
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? "\(s / 3600)h\(s % 3600 / 60)m" : s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s"
+}
+
+extension DType: ExpressibleByArgument {}

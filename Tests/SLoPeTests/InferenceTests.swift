@@ -1,0 +1,75 @@
+import FoundationEssentials
+import SLoPe
+import SlopeTestSupport
+import XCTest
+
+/// Sampling, generation with the KV cache, and the Hugging Face export.
+final class InferenceTests: XCTestCase {
+    let cpu = CPUBackend()
+
+    func testSamplerFilters() throws {
+        let logits: [Float] = [log(0.1), log(0.2), log(0.3), log(0.4)]
+        let plain = try TokenSampler(temperature: 1).distribution(logits)
+        assertClose(plain, [0.1, 0.2, 0.3, 0.4], rtol: 1e-6)
+        assertClose(try TokenSampler(temperature: 1, topK: 2).distribution(logits), [0, 0, 3.0 / 7, 4.0 / 7], rtol: 1e-6)
+        // Top-p 0.6: 0.4 alone is below it, 0.4 + 0.3 reaches it.
+        assertClose(try TokenSampler(temperature: 1, topP: 0.6).distribution(logits), [0, 0, 3.0 / 7, 4.0 / 7], rtol: 1e-6)
+        assertClose(try TokenSampler(temperature: 0).distribution(logits), [0, 0, 0, 1])
+        // Temperature 0.5 squares the probabilities before normalising.
+        assertClose(try TokenSampler(temperature: 0.5).distribution(logits), [0.01, 0.04, 0.09, 0.16].map { $0 / 0.3 }, rtol: 1e-6)
+        var sampler = try TokenSampler(temperature: 1, seed: 9)
+        var counts = [0, 0, 0, 0]
+        for _ in 0..<20_000 { counts[Int(sampler.sample(logits))] += 1 }
+        assertClose(counts.map { Double($0) / 20_000 }, [0.1, 0.2, 0.3, 0.4], rtol: 0, atol: 0.015)
+        XCTAssertThrowsError(try TokenSampler(temperature: -1))
+        XCTAssertThrowsError(try TokenSampler(topP: 0))
+    }
+
+    func testGreedyGenerationFollowsTheFullForward() throws {
+        let configuration = ModelConfiguration(
+            family: .llama, vocabularySize: 13, contextLength: 16, layers: 2, hiddenSize: 16, heads: 4, keyValueHeads: 2, intermediateSize: 32)
+        let model = try TransformerModel(configuration: configuration, backend: cpu, seed: 3)
+        var sampler = try TokenSampler(temperature: 0)
+        let prompt: [Int32] = [1, 2, 3]
+        let generated = try model.generate(prompt: prompt, maxTokens: 6, sampler: &sampler)
+        XCTAssertEqual(generated.count, 6)
+        // Without a cache: argmax of the last row, one token at a time.
+        var sequence = prompt
+        for _ in 0..<6 {
+            let logits = try cpu.floats(model.logits(tokens: cpu.tensor(sequence, shape: [sequence.count]), batch: 1, sequence: sequence.count))
+            let last = Array(logits.suffix(13))
+            sequence.append(Int32(last.indices.max { last[$0] < last[$1] }!))
+        }
+        XCTAssertEqual(generated, Array(sequence.dropFirst(3)))
+        // Generation stops when the context is full: positions 0...15 are read, the last one predicts a 14th token.
+        XCTAssertEqual(try model.generate(prompt: prompt, maxTokens: 100, sampler: &sampler).count, 14)
+    }
+
+    func testExportFoldsAdaptersIntoDenseWeights() throws {
+        let configuration = ModelConfiguration(
+            family: .gpt, vocabularySize: 11, contextLength: 8, layers: 1, hiddenSize: 8, heads: 2, intermediateSize: 16, activation: .relu)
+        let model = try TransformerModel(configuration: configuration, backend: cpu, seed: 1)
+        try model.convertToSLoPe()
+        for parameter in try model.attachAdapters(rank: 2, seed: 2) where parameter.name.hasSuffix(".up") {
+            try cpu.copy(randomTensor(cpu, parameter.value.shape, seed: 3, std: 0.1), into: parameter.value)
+        }
+        let tokens = try cpu.tensor([1, 2, 3, 4] as [Int32], shape: [4])
+        let expected = try cpu.floats(model.logits(tokens: tokens, batch: 1, sequence: 4))
+        let folder = FileManager.default.temporaryDirectory.path + "/slope-export-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try HuggingFaceExport.write(model, to: folder, endOfText: 10)
+        let file = try SafeTensors.read(folder + "/model.safetensors")
+        XCTAssertFalse(file.tensors.keys.contains { $0.contains("adapter") }, "adapters are folded in")
+        XCTAssertEqual(file.tensors["model.decoder.layers.0.fc1.weight"]?.shape, [16, 8])
+        XCTAssertEqual(file.metadata["format"], "pt")
+        // A dense model loaded from the export computes the same logits.
+        let dense = try TransformerModel(configuration: configuration, backend: cpu, seed: 99)
+        for parameter in dense.parameters { try file.load(parameter.name, into: parameter.value, backend: cpu) }
+        assertClose(try cpu.floats(dense.logits(tokens: tokens, batch: 1, sequence: 4)), expected, rtol: 1e-4, atol: 1e-5)
+        let config = String(decoding: FileManager.default.contents(atPath: folder + "/config.json")!, as: UTF8.self)
+        for field in ["\"OPTForCausalLM\"", "\"ffn_dim\": 16", "\"activation_function\": \"relu\"", "\"max_position_embeddings\": 8",
+                      "\"eos_token_id\": 10", "\"torch_dtype\": \"float32\""] {
+            XCTAssertTrue(config.contains(field), "config.json has \(field):\n\(config)")
+        }
+    }
+}
