@@ -24,7 +24,9 @@ final class KernelSourceTests: XCTestCase {
             .elementwise: ["binary_op", "scale", "accumulate", "apply_mask", "fill", "activation_forward", "activation_backward",
                            "convert_to_float", "convert_from_float", "add_row_vector"],
             .reductions: ["reduce_partials", "reduce_final"],
-            .normalization: ["softmax_forward", "softmax_backward", "layernorm_forward", "layernorm_backward_input", "layernorm_backward_params"],
+            .normalization: ["softmax_forward", "softmax_backward", "layernorm_forward", "layernorm_backward_input",
+                             "layernorm_backward_params_partial", "column_sum_partials", "rmsnorm_forward", "rmsnorm_backward_input",
+                             "rmsnorm_backward_weight_partial"],
             .loss: ["embedding_forward", "embedding_backward", "cross_entropy_forward", "cross_entropy_backward"],
             .optimizer: ["adamw"],
             .layout: ["transpose"],
@@ -32,7 +34,7 @@ final class KernelSourceTests: XCTestCase {
             .bytes: ["transpose_u8"],
             .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values"],
             // Attention kernels are stamped out per head dimension by a macro (`<name>_d##D`).
-            .attention: ["rmsnorm_forward", "rmsnorm_backward_input", "rmsnorm_backward_weight", "rope", "attention_delta",
+            .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
                          "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))

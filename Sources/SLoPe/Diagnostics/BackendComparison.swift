@@ -11,6 +11,8 @@ public final class BackendComparison {
         public let tolerance: Double
         /// Set when the op threw instead of returning.
         public let failure: String?
+        /// For a check with several outputs, which one differed most.
+        public var worstOutput: String?
         public var passed: Bool { failure == nil && error <= tolerance }
     }
 
@@ -58,15 +60,19 @@ public final class BackendComparison {
     }
 
     /// Runs `body` on both backends and compares each output pair.
+    /// `labels`, when given, names the outputs (for reporting the worst one).
     func check(
-        _ name: String, _ dtype: DType, _ results: inout [Check], tolerance: Double? = nil,
+        _ name: String, _ dtype: DType, _ results: inout [Check], tolerance: Double? = nil, labels: [String]? = nil,
         _ body: (any Backend, Bool) throws -> [Tensor]
     ) {
         do {
             let outputs = try body(candidate, true)
             let expected = try body(reference, false)
-            let error = try zip(outputs, expected).map { try difference($0, $1) }.max() ?? 0
-            results.append(Check(name: name, dtype: dtype, error: error, tolerance: tolerance ?? Self.tolerance(for: dtype), failure: nil))
+            let errors = try zip(outputs, expected).map { try difference($0, $1) }
+            let worst = errors.indices.max { errors[$0] < errors[$1] || errors[$1].isNaN }
+            var result = Check(name: name, dtype: dtype, error: worst.map { errors[$0] } ?? 0, tolerance: tolerance ?? Self.tolerance(for: dtype), failure: nil)
+            if let worst { result.worstOutput = labels.map { worst < $0.count ? $0[worst] : "output \(worst)" } ?? "output \(worst)" }
+            results.append(result)
         } catch {
             results.append(Check(name: name, dtype: dtype, error: .infinity, tolerance: tolerance ?? Self.tolerance(for: dtype), failure: "\(error)"))
         }

@@ -52,6 +52,11 @@ struct DoctorCommand: ParsableCommand {
             }
             backend.sparseRoute = automatic
             checks += comparison.runSparseGEMMChecks(suffix: "(measured choice)")
+            // Attention's CUDA-core route too (the GEMM route is the default one checked above).
+            let attentionRoute = backend.attentionRoute
+            backend.attentionRoute = .flash
+            checks += comparison.runAttentionChecks(suffix: " (flash)")
+            backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
         }
         var table = TextTable(headers: ["check", "dtype", "rel. error", "tolerance", "result"])
@@ -61,7 +66,13 @@ struct DoctorCommand: ParsableCommand {
         }
         print(table.render())
         let failed = checks.filter { !$0.passed }
-        for check in failed where check.failure != nil { print("\n\(check.name) (\(check.dtype)): \(check.failure!)") }
+        for check in failed {
+            if let failure = check.failure {
+                print("\n\(check.name) (\(check.dtype)): \(failure)")
+            } else if let worst = check.worstOutput {
+                print("\n\(check.name) (\(check.dtype)): largest difference in \(worst)")
+            }
+        }
         print("\n\(checks.count - failed.count) passed, \(failed.count) failed (\(elapsed))")
         if !failed.isEmpty { throw ExitCode(1) }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import SLoPe
+import SlopeCUDA
 import SlopeData
 
 /// `slope pretrain`: trains a dense or SLoPe transformer from scratch (or resumes a run).
@@ -265,6 +266,7 @@ struct PretrainCommand: ParsableCommand {
             if checkpointEvery > 0, result.step % checkpointEvery == 0, result.step < options.steps { try save("periodic") }
         }
         if standardErrorIsTerminal { writeToStandardError("\n") }
+        if let profiler = (compute.backend as? CUDABackend)?.cudaDevice.profiler { say(profiler.report()) }
         let validation = try metrics.records.last(where: { $0.step == trainer.step && $0.validationLoss != nil })?.validationLoss
             ?? trainer.validationLoss()
         try save("done")

@@ -1,11 +1,20 @@
 import SlopeCore
 
+/// How ``CUDABackend`` computes attention.
+public enum AttentionRoute: String, Sendable, CaseIterable {
+    /// Scores and probabilities of one batch element at a time through cuBLASLt (tensor cores); backward
+    /// recomputes them from the saved log-sum-exp, so nothing [T, T] is kept between passes.
+    case gemm
+    /// CUDA-core kernels with an online softmax: no [T, T] buffer at all, slower.
+    case flash
+}
+
 extension CUDABackend {
     public func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {
         let (rows, columns) = try OperandChecks.rmsNorm(x, weight: weight)
         let out = try newTensor(x.shape, dtype: x.dtype)
         let rrms = try newTensor([rows], dtype: .float32)
-        try launch(.attention, "rmsnorm_forward", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+        try launch(.normalization, "rmsnorm_forward", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
             .pointer(address(x, "rmsNorm")), .pointer(address(weight, "rmsNorm")), .pointer(address(out, "rmsNorm")),
             .pointer(address(rrms, "rmsNorm")), .int64(Int64(rows)), .int64(Int64(columns)), .float(epsilon),
         ])
@@ -17,15 +26,18 @@ extension CUDABackend {
         let dx = try newTensor(x.shape, dtype: x.dtype)
         let dweight = try newTensor([columns], dtype: x.dtype)
         let operation = "rmsNormBackward"
-        try launch(.attention, "rmsnorm_backward_input", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+        try launch(.normalization, "rmsnorm_backward_input", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
             .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(weight, operation)),
             .pointer(address(saved.reciprocalRMS, operation)), .pointer(address(dx, operation)),
             .int64(Int64(rows)), .int64(Int64(columns)),
         ])
-        try launch(.attention, "rmsnorm_backward_weight", dtype: x.dtype, grid: ((columns + 255) / 256, 1, 1), [
+        let chunks = Self.columnSumChunks(rows: rows)
+        let partial = try newTensor([chunks.count, columns], dtype: .float32)
+        try launch(.normalization, "rmsnorm_backward_weight_partial", dtype: x.dtype, grid: ((columns + 31) / 32, chunks.count, 1), block: (32, 8, 1), [
             .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(saved.reciprocalRMS, operation)),
-            .pointer(address(dweight, operation)), .int64(Int64(rows)), .int64(Int64(columns)),
+            .pointer(address(partial, operation)), .int64(Int64(rows)), .int64(Int64(columns)), .int64(Int64(chunks.rows)),
         ])
+        try sumPartials(partial, into: dweight)
         return RMSNormGradients(input: dx, weight: dweight)
     }
 
@@ -43,6 +55,36 @@ extension CUDABackend {
 
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         try OperandChecks.attention(query: query, key: key, value: value, shape: s)
+        return try route(for: s, dtype: query.dtype) == .gemm
+            ? gemmAttention(query: query, key: key, value: value, shape: s)
+            : flashAttention(query: query, key: key, value: value, shape: s)
+    }
+
+    public func attentionBackward(
+        _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
+    ) throws -> AttentionGradients {
+        try OperandChecks.attentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
+        // δ = rowsum(dO ⊙ O), FlashAttention-2's D, used by both routes.
+        let rows = s.batch * s.queryLength
+        let delta = try newTensor([rows, s.queryHeads], dtype: .float32)
+        try launch(.attention, "attention_delta", dtype: query.dtype, grid: elementwiseGrid(rows * s.queryHeads), [
+            .pointer(address(dOutput, "attentionBackward")), .pointer(address(saved.output, "attentionBackward")),
+            .pointer(address(delta, "attentionBackward")), .int64(Int64(rows)), .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension)),
+        ])
+        return try route(for: s, dtype: query.dtype) == .gemm
+            ? gemmAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+            : flashAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+    }
+
+    /// The forced route, else GEMMs unless one batch element's float32 scores would pass 4 GiB
+    /// (long sequences, where the flash kernels need no buffer at all).
+    func route(for s: AttentionShape, dtype: DType) throws -> AttentionRoute {
+        if let attentionRoute { return attentionRoute }
+        let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
+        return scoreBytes <= 4 << 30 ? .gemm : .flash
+    }
+
+    func flashAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         let kernel = try Self.attentionKernel("attention_forward", s)
         let out = try newTensor(query.shape, dtype: query.dtype)
         let lse = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: .float32)
@@ -53,17 +95,10 @@ extension CUDABackend {
         return AttentionOutput(output: out, logSumExp: lse)
     }
 
-    public func attentionBackward(
-        _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
+    func flashAttentionBackward(
+        _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, delta: Tensor, shape s: AttentionShape
     ) throws -> AttentionGradients {
-        try OperandChecks.attentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
         let operation = "attentionBackward"
-        let rows = s.batch * s.queryLength
-        let delta = try newTensor([rows, s.queryHeads], dtype: .float32)
-        try launch(.attention, "attention_delta", dtype: query.dtype, grid: elementwiseGrid(rows * s.queryHeads), [
-            .pointer(address(dOutput, operation)), .pointer(address(saved.output, operation)), .pointer(address(delta, operation)),
-            .int64(Int64(rows)), .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension)),
-        ])
         let dq = try newTensor(query.shape, dtype: query.dtype)
         let dk = try newTensor(key.shape, dtype: key.dtype)
         let dv = try newTensor(value.shape, dtype: value.dtype)

@@ -48,11 +48,30 @@ extension CUDABackend {
             .pointer(address(saved.mean, operation)), .pointer(address(saved.reciprocalStd, operation)), .pointer(address(dx, operation)),
             .int64(Int64(rows)), .int64(Int64(columns)),
         ])
-        try launch(.normalization, "layernorm_backward_params", dtype: x.dtype, grid: ((columns + 255) / 256, 1, 1), [
+        let chunks = Self.columnSumChunks(rows: rows)
+        let partialWeight = try newTensor([chunks.count, columns], dtype: .float32)
+        let partialBias = try newTensor([chunks.count, columns], dtype: .float32)
+        try launch(.normalization, "layernorm_backward_params_partial", dtype: x.dtype, grid: ((columns + 31) / 32, chunks.count, 1), block: (32, 8, 1), [
             .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(saved.mean, operation)),
-            .pointer(address(saved.reciprocalStd, operation)), .pointer(address(dweight, operation)), .pointer(address(dbias, operation)),
-            .int64(Int64(rows)), .int64(Int64(columns)),
+            .pointer(address(saved.reciprocalStd, operation)), .pointer(address(partialWeight, operation)), .pointer(address(partialBias, operation)),
+            .int64(Int64(rows)), .int64(Int64(columns)), .int64(Int64(chunks.rows)),
         ])
+        try sumPartials(partialWeight, into: dweight)
+        try sumPartials(partialBias, into: dbias)
         return LayerNormGradients(input: dx, weight: dweight, bias: dbias)
+    }
+
+    /// Row chunks for two-stage column sums: about 128 rows each, at most 1024 chunks.
+    static func columnSumChunks(rows: Int) -> (count: Int, rows: Int) {
+        let chunkRows = max(128, (rows + 1023) / 1024)
+        return (max(1, (rows + chunkRows - 1) / chunkRows), chunkRows)
+    }
+
+    /// `out[c] = Σ_k partial[k, c]` (float32 partials → out's dtype).
+    func sumPartials(_ partial: Tensor, into out: Tensor) throws {
+        let (chunks, columns) = (partial.shape[0], partial.shape[1])
+        try launch(.normalization, "column_sum_partials", dtype: out.dtype, grid: ((columns + 255) / 256, 1, 1), [
+            .pointer(address(partial, "column sums")), .pointer(address(out, "column sums")), .int64(Int64(chunks)), .int64(Int64(columns)),
+        ])
     }
 }

@@ -17,6 +17,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Forces one route for every sparse GEMM instead of the measured choice (checks and benchmarks);
     /// starts from `SLOPE_SPARSE_GEMM` = dense, sparseA or sparseB.
     public var sparseRoute: String?
+    /// How attention runs: `gemm` (tensor cores through cuBLASLt) or `flash` (CUDA-core kernels that never
+    /// hold scores); nil chooses per call. Starts from `SLOPE_ATTENTION`.
+    public var attentionRoute: AttentionRoute?
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
     let host = CPUBackend()
     /// Loaded modules by family and dtype: the hot path of every launch, so it must not rebuild or hash
@@ -26,7 +29,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public init(ordinal: Int = 0) throws {
         cudaDevice = try CUDADevice(ordinal: ordinal)
         allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
-        let environment = processEnvironment(["SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM"])
+        let environment = processEnvironment(["SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION"])
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
         cusparseLt = try? CuSPARSELtMatmul(device: cudaDevice)
@@ -34,6 +37,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
             cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version))
         sparseRoute = environment["SLOPE_SPARSE_GEMM"].flatMap { $0 == "auto" ? nil : $0 }
+        if let route = environment["SLOPE_ATTENTION"], route != "auto" {
+            guard let parsed = AttentionRoute(rawValue: route) else {
+                throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION", reason: "must be auto, gemm or flash, not '\(route)'")
+            }
+            attentionRoute = parsed
+        }
         if let route = sparseRoute, SparseGEMMDecision.Route(rawValue: route) == nil {
             throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_GEMM", reason: "must be auto, dense, sparseA or sparseB, not '\(route)'")
         }
@@ -86,7 +95,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             loadedModules.withLock { $0[moduleName] = compiled }
             return compiled
         }()
-        try cudaDevice.launch(module.function(name), name: name, grid: grid, block: block, arguments)
+        try cudaDevice.profiled(name) { try cudaDevice.launch(module.function(name), name: name, grid: grid, block: block, arguments) }
     }
 
     /// Records that `tensor`'s memory was written in place (see ``CUDAStorage/generation``).

@@ -11,6 +11,24 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         let transA: Bool, transB: Bool
         let dtype: DType
         let bias: Bool
+        /// C's element type (float32 output from bf16/fp16 inputs is allowed).
+        var outputType: DType
+        /// Row strides of A, B, C as stored (row-major), in elements.
+        var lda: Int, ldb: Int, ldc: Int
+        /// Strided batches: `batch` products, operand i at `stride·i` elements.
+        var batch = 1
+        var strideA = 0, strideB = 0, strideC = 0
+        /// Bytes every operand address (each batch's included) is a multiple of; cuBLASLt assumes 256.
+        var alignment = 256
+
+        /// A single contiguous product.
+        init(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, dtype: DType, bias: Bool) {
+            (self.m, self.n, self.k, self.transA, self.transB, self.dtype, self.bias) = (m, n, k, transA, transB, dtype, bias)
+            outputType = dtype
+            lda = transA ? m : k
+            ldb = transB ? k : n
+            ldc = n
+        }
     }
 
     /// Descriptors and the chosen algorithm for one key, created once.
@@ -66,14 +84,28 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         }
         let (m, n, k) = (UInt64(key.m), UInt64(key.n), UInt64(key.k))
         // A' is our B: stored [k, n] (→ column-major [n, k]) or, transposed, [n, k] (→ [k, n]).
-        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutA, type, key.transB ? k : n, key.transB ? n : k, Int64(key.transB ? k : n)), "cublasLtMatrixLayoutCreate(B)")
-        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutB, type, key.transA ? m : k, key.transA ? k : m, Int64(key.transA ? m : k)), "cublasLtMatrixLayoutCreate(A)")
-        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutC, type, n, m, Int64(n)), "cublasLtMatrixLayoutCreate(C)")
+        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutA, type, key.transB ? k : n, key.transB ? n : k, Int64(key.ldb)), "cublasLtMatrixLayoutCreate(B)")
+        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutB, type, key.transA ? m : k, key.transA ? k : m, Int64(key.lda)), "cublasLtMatrixLayoutCreate(A)")
+        try api.check(api.cublasLtMatrixLayoutCreate(&plan.layoutC, try Self.dataType(key.outputType), n, m, Int64(key.ldc)), "cublasLtMatrixLayoutCreate(C)")
+        if key.batch > 1 {
+            for (layout, stride) in [(plan.layoutA, key.strideB), (plan.layoutB, key.strideA), (plan.layoutC, key.strideC)] {
+                var count = Int32(key.batch), offset = Int64(stride)
+                try api.check(api.cublasLtMatrixLayoutSetAttribute(layout, Int32(SLOPE_CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT), &count, 4), "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)")
+                try api.check(api.cublasLtMatrixLayoutSetAttribute(layout, Int32(SLOPE_CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET), &offset, 8), "cublasLtMatrixLayoutSetAttribute(STRIDED_BATCH_OFFSET)")
+            }
+        }
         var preference: cublasLtMatmulPreference_t?
         try api.check(api.cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate")
         defer { _ = api.cublasLtMatmulPreferenceDestroy(preference) }
         var limit = UInt64(Self.workspaceBytes)
         try api.check(api.cublasLtMatmulPreferenceSetAttribute(preference, Int32(SLOPE_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES), &limit, 8), "cublasLtMatmulPreferenceSetAttribute")
+        if key.alignment < 256 {
+            var alignment = UInt32(key.alignment)
+            for attribute in [SLOPE_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, SLOPE_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                              SLOPE_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, SLOPE_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES] {
+                try api.check(api.cublasLtMatmulPreferenceSetAttribute(preference, Int32(attribute), &alignment, 4), "cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)")
+            }
+        }
         var result = slope_cublasLtMatmulHeuristicResult()
         var returned: Int32 = 0
         try api.check(
@@ -92,19 +124,26 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         m: Int, n: Int, k: Int, transA: Bool, transB: Bool, dtype: DType, alpha: Float,
         a: CUdeviceptr, b: CUdeviceptr, beta: Float, c: CUdeviceptr, bias: CUdeviceptr?
     ) throws {
+        try run(Key(m: m, n: n, k: k, transA: transA, transB: transB, dtype: dtype, bias: bias != nil), alpha: alpha, a: a, b: b, beta: beta, c: c, bias: bias)
+    }
+
+    /// The general form: strides, strided batches and the output type come from `key`.
+    func run(_ key: Key, alpha: Float, a: CUdeviceptr, b: CUdeviceptr, beta: Float, c: CUdeviceptr, bias: CUdeviceptr? = nil) throws {
+        let (m, n, k, dtype) = (key.m, key.n, key.k, key.dtype)
+        let (transA, transB) = (key.transA, key.transB)
         guard m > 0, n > 0 else { return }
-        let plan = try plan(for: Key(m: m, n: n, k: k, transA: transA, transB: transB, dtype: dtype, bias: bias != nil))
+        let plan = try plan(for: key)
         if var biasAddress = bias {
             try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_BIAS_POINTER), &biasAddress, 8), "cublasLtMatmulDescSetAttribute(BIAS_POINTER)")
         }
         var alpha = alpha, beta = beta
         try device.makeCurrent()
-        try api.check(
+        try device.profiled("cublasLt \(key.batch > 1 ? "\(key.batch)× " : "")\(m)×\(n)×\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")") { try api.check(
             api.cublasLtMatmul(
                 handle, plan.description, &alpha, UnsafeRawPointer(bitPattern: UInt(b)), plan.layoutA,
                 UnsafeRawPointer(bitPattern: UInt(a)), plan.layoutB, &beta, UnsafeRawPointer(bitPattern: UInt(c)), plan.layoutC,
                 UnsafeMutableRawPointer(bitPattern: UInt(c)), plan.layoutC, &plan.algorithm,
                 UnsafeMutableRawPointer(bitPattern: UInt(workspace.address)), Self.workspaceBytes, device.stream),
-            "cublasLtMatmul(\(m)×\(n)×\(k) \(dtype))")
+            "cublasLtMatmul(\(m)×\(n)×\(k) \(dtype))") }
     }
 }

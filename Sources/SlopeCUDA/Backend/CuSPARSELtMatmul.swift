@@ -126,9 +126,11 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
             try api.check(api.cusparseLtMatmulAlgGetAttribute(handle, &plan.selection, Int32(SLOPE_CUSPARSELT_MATMUL_ALG_CONFIG_ID), &configuration, 4), "cusparseLtMatmulAlgGetAttribute(CONFIG_ID)")
             plan.configuration = configuration
         } else {
-            try api.check(
-                api.cusparseLtMatmul(handle, &plan.plan, &alpha, pointer(a), pointer(b), &beta, pointer(y), pointer(y), workspace.flatMap(pointer), &stream, 1),
-                "cusparseLtMatmul(\(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement))")
+            try device.profiled("cusparseLt \(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement)") {
+                try api.check(
+                    api.cusparseLtMatmul(handle, &plan.plan, &alpha, pointer(a), pointer(b), &beta, pointer(y), pointer(y), workspace.flatMap(pointer), &stream, 1),
+                    "cusparseLtMatmul(\(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement))")
+            }
         }
     }
 }

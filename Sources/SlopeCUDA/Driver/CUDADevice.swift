@@ -16,6 +16,14 @@ public final class CUDADevice: @unchecked Sendable {
     let context: CUcontext
     /// All of slope's work goes on this one stream, so operations are ordered without extra synchronisation.
     let stream: CUstream
+    /// Per-op timing when `SLOPE_PROFILE=1`.
+    public let profiler = OpProfiler.fromEnvironment()
+
+    /// Runs `body`, timed under `name` when profiling.
+    func profiled<R>(_ name: @autoclosure () -> String, _ body: () throws -> R) throws -> R {
+        guard let profiler else { return try body() }
+        return try profiler.measure(name(), device: self, body)
+    }
 
     /// Opens GPU `ordinal`; needs compute capability 8.0 or newer.
     public init(ordinal: Int = 0) throws {

@@ -1,5 +1,5 @@
 extension KernelSources {
-    /// RMSNorm, rotary embeddings and flash-style attention (forward and backward).
+    /// Rotary embeddings and flash-style attention (forward and backward).
     ///
     /// Attention keeps no [T, T] matrix: each thread owns one query (or key) row in registers, K/V (or Q/dO)
     /// tiles of 32 rows are staged in shared memory as float, and the softmax is computed online. Kernels
@@ -7,42 +7,6 @@ extension KernelSources {
     static let attention = #"""
     #define TILE 32
     #define ROWS 64
-
-    // y = x·rrms·w, rrms = 1/sqrt(mean(x²) + eps) saved per row (float32); one 256-thread block per row.
-    extern "C" __global__ void rmsnorm_forward(const T* x, const T* w, T* y, float* rrms, long long rows, long long cols, float eps) {
-        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
-            const T* xr = x + row * cols;
-            float q = 0.0f;
-            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) { float v = to_float(xr[c]); q += v * v; }
-            float rs = 1.0f / sqrtf(block_sum(q) / (float)cols + eps);
-            if (threadIdx.x == 0) rrms[row] = rs;
-            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) y[row * cols + c] = from_float<T>(to_float(xr[c]) * rs * to_float(w[c]));
-        }
-    }
-
-    // dx = rrms·(g − x̂·mean(g·x̂)), g = dy·w, x̂ = x·rrms; one 256-thread block per row.
-    extern "C" __global__ void rmsnorm_backward_input(const T* dy, const T* x, const T* w, const float* rrms, T* dx,
-                                                      long long rows, long long cols) {
-        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
-            float rs = rrms[row], s = 0.0f;
-            for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
-                s += to_float(dy[row * cols + c]) * to_float(w[c]) * to_float(x[row * cols + c]) * rs;
-            float mean = block_sum(s) / (float)cols;
-            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
-                float xh = to_float(x[row * cols + c]) * rs;
-                dx[row * cols + c] = from_float<T>(rs * (to_float(dy[row * cols + c]) * to_float(w[c]) - xh * mean));
-            }
-        }
-    }
-
-    // dw[c] = Σ_r dy[r,c]·x[r,c]·rrms[r]; one thread per column.
-    extern "C" __global__ void rmsnorm_backward_weight(const T* dy, const T* x, const float* rrms, T* dw, long long rows, long long cols) {
-        GRID_STRIDE(c, cols) {
-            float s = 0.0f;
-            for (i64 r = 0; r < rows; ++r) s += to_float(dy[r * cols + c]) * to_float(x[r * cols + c]) * rrms[r];
-            dw[c] = from_float<T>(s);
-        }
-    }
 
     // Rotate-half RoPE on x [rows, heads·d]; row r sits at offset + r % seq; sign −1 rotates back.
     // One thread per (row, head, i < d/2); angles in double so long positions stay exact.
@@ -58,6 +22,49 @@ extension KernelSources {
             float x1 = to_float(x[at]), x2 = to_float(x[at + half]);
             y[at] = from_float<T>(x1 * c - x2 * s);
             y[at + half] = from_float<T>(x2 * c + x1 * s);
+        }
+    }
+
+    // The tensor-core route (cuBLASLt GEMMs per batch element; scores [hq, tq, tk] float32 exist only
+    // while one batch element is processed). Row r = h·tq + i of the scores; query i sees keys
+    // j ≤ tk − tq + i when causal.
+
+    // probs = softmax of each visible score row (0 where masked); lse[(b·tq + i)·hq + h] = log Σ exp.
+    // One 256-thread block per row, grid = hq·tq.
+    extern "C" __global__ void attention_softmax_rows(const float* scores, T* probs, float* lse, long long tq, long long tk,
+                                                      long long hq, long long b, int causal) {
+        i64 row = blockIdx.x, h = row / tq, i = row - h * tq;
+        i64 visible = causal ? tk - tq + i + 1 : tk;
+        const float* sr = scores + row * tk;
+        T* pr = probs + row * tk;
+        float m = neg_inf();
+        for (i64 j = threadIdx.x; j < visible; j += blockDim.x) m = nan_max(m, sr[j]);
+        m = block_max(m);
+        float s = 0.0f;
+        for (i64 j = threadIdx.x; j < visible; j += blockDim.x) s += __expf(sr[j] - m);
+        s = block_sum(s);
+        float inv = 1.0f / s;
+        for (i64 j = threadIdx.x; j < tk; j += blockDim.x) pr[j] = from_float<T>(j < visible ? __expf(sr[j] - m) * inv : 0.0f);
+        if (threadIdx.x == 0) lse[(b * tq + i) * hq + h] = m + logf(s);
+    }
+
+    // probs = exp(score − lse) on visible positions, 0 elsewhere (backward's recomputation); 1-D grid.
+    extern "C" __global__ void attention_probabilities(const float* scores, T* probs, const float* lse, long long tq,
+                                                       long long tk, long long hq, long long b, int causal) {
+        GRID_STRIDE(e, hq * tq * tk) {
+            i64 row = e / tk, j = e - row * tk, h = row / tq, i = row - h * tq;
+            bool visible = !causal || j <= tk - tq + i;
+            probs[e] = from_float<T>(visible ? __expf(scores[e] - lse[(b * tq + i) * hq + h]) : 0.0f);
+        }
+    }
+
+    // In place: probs ← dS = P·(dP − δ)·scale, with dP float32 and δ[(b·tq + i)·hq + h]; 1-D grid.
+    extern "C" __global__ void attention_score_gradient(T* probs, const float* dprobs, const float* delta, long long tq,
+                                                        long long tk, long long hq, long long b, float scale) {
+        GRID_STRIDE(e, hq * tq * tk) {
+            i64 row = e / tk, h = row / tq, i = row - h * tq;
+            float p = to_float(probs[e]);
+            probs[e] = from_float<T>(p * (dprobs[e] - delta[(b * tq + i) * hq + h]) * scale);
         }
     }
 

@@ -1,5 +1,5 @@
 extension KernelSources {
-    /// Row-wise softmax and layer normalization, forward and backward.
+    /// Row-wise softmax, LayerNorm and RMSNorm, forward and backward.
     static let normalization = #"""
     // y [rows, cols] = softmax of each row of x [rows, cols]; one 256-thread block per row, grid = rows.
     // The row loop (stride gridDim.x) is uniform across the block, so the block reductions stay safe.
@@ -89,21 +89,86 @@ extension KernelSources {
         }
     }
 
-    // dw[c] = Σ_r dy[r,c]·x̂[r,c], db[c] = Σ_r dy[r,c] (overwritten; either may be NULL); dy, x [rows, cols];
-    // mean, rstd [rows] float32; one thread per column, grid ceil(cols/256) × 256 (grid-stride for safety).
-    extern "C" __global__ void layernorm_backward_params(const T* dy, const T* x, const float* mean, const float* rstd,
-                                                         T* dw, T* db, long long rows, long long cols) {
-        GRID_STRIDE(c, cols) {
-            float sw = 0.0f, sb = 0.0f;
-            for (i64 r = 0; r < rows; ++r) {
+    // Partial column sums over chunks of rows of dy·x̂ (→ dw) and dy (→ db), float32 partial[chunk, c].
+    // Grid (ceil(cols/32), chunks), block (32, 8): every SM gets work even for 2048 columns.
+    extern "C" __global__ void layernorm_backward_params_partial(const T* dy, const T* x, const float* mean, const float* rstd,
+                                                                 float* partial_w, float* partial_b, long long rows,
+                                                                 long long cols, long long chunk_rows) {
+        __shared__ float sw_[8][33], sb_[8][33];
+        i64 c = (i64)blockIdx.x * 32 + threadIdx.x, first = (i64)blockIdx.y * chunk_rows;
+        i64 last = min(rows, first + chunk_rows);
+        float sw = 0.0f, sb = 0.0f;
+        if (c < cols)
+            for (i64 r = first + threadIdx.y; r < last; r += 8) {
                 float g = to_float(dy[r * cols + c]);
-                float xh = (to_float(x[r * cols + c]) - mean[r]) * rstd[r];
-                sw += g * xh;
+                sw += g * (to_float(x[r * cols + c]) - mean[r]) * rstd[r];
                 sb += g;
             }
-            if (dw) dw[c] = from_float<T>(sw);
-            if (db) db[c] = from_float<T>(sb);
+        sw_[threadIdx.y][threadIdx.x] = sw;
+        sb_[threadIdx.y][threadIdx.x] = sb;
+        __syncthreads();
+        if (threadIdx.y == 0 && c < cols) {
+            float tw = 0.0f, tb = 0.0f;
+            for (int y = 0; y < 8; ++y) { tw += sw_[y][threadIdx.x]; tb += sb_[y][threadIdx.x]; }
+            partial_w[(i64)blockIdx.y * cols + c] = tw;
+            partial_b[(i64)blockIdx.y * cols + c] = tb;
         }
     }
+
+    // out[c] = Σ_chunk partial[chunk, c], in chunk order (deterministic); one thread per column.
+    extern "C" __global__ void column_sum_partials(const float* partial, T* out, long long chunks, long long cols) {
+        GRID_STRIDE(c, cols) {
+            float s = 0.0f;
+            for (i64 k = 0; k < chunks; ++k) s += partial[k * cols + c];
+            out[c] = from_float<T>(s);
+        }
+    }
+
+    // y = x·rrms·w, rrms = 1/sqrt(mean(x²) + eps) saved per row (float32); one 256-thread block per row.
+    extern "C" __global__ void rmsnorm_forward(const T* x, const T* w, T* y, float* rrms, long long rows, long long cols, float eps) {
+        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+            const T* xr = x + row * cols;
+            float q = 0.0f;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) { float v = to_float(xr[c]); q += v * v; }
+            float rs = 1.0f / sqrtf(block_sum(q) / (float)cols + eps);
+            if (threadIdx.x == 0) rrms[row] = rs;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) y[row * cols + c] = from_float<T>(to_float(xr[c]) * rs * to_float(w[c]));
+        }
+    }
+
+    // dx = rrms·(g − x̂·mean(g·x̂)), g = dy·w, x̂ = x·rrms; one 256-thread block per row.
+    extern "C" __global__ void rmsnorm_backward_input(const T* dy, const T* x, const T* w, const float* rrms, T* dx,
+                                                      long long rows, long long cols) {
+        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+            float rs = rrms[row], s = 0.0f;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
+                s += to_float(dy[row * cols + c]) * to_float(w[c]) * to_float(x[row * cols + c]) * rs;
+            float mean = block_sum(s) / (float)cols;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+                float xh = to_float(x[row * cols + c]) * rs;
+                dx[row * cols + c] = from_float<T>(rs * (to_float(dy[row * cols + c]) * to_float(w[c]) - xh * mean));
+            }
+        }
+    }
+
+    // Partial column sums of dy·x·rrms over chunks of rows: partial[chunk, c] (float32). Grid
+    // (ceil(cols/32), chunks), block (32, 8); column_sum_partials then adds the chunks.
+    extern "C" __global__ void rmsnorm_backward_weight_partial(const T* dy, const T* x, const float* rrms, float* partial,
+                                                               long long rows, long long cols, long long chunk_rows) {
+        __shared__ float sums[8][33];
+        i64 c = (i64)blockIdx.x * 32 + threadIdx.x, first = (i64)blockIdx.y * chunk_rows;
+        i64 last = min(rows, first + chunk_rows);
+        float s = 0.0f;
+        if (c < cols)
+            for (i64 r = first + threadIdx.y; r < last; r += 8) s += to_float(dy[r * cols + c]) * to_float(x[r * cols + c]) * rrms[r];
+        sums[threadIdx.y][threadIdx.x] = s;
+        __syncthreads();
+        if (threadIdx.y == 0 && c < cols) {
+            float total = 0.0f;
+            for (int y = 0; y < 8; ++y) total += sums[y][threadIdx.x];
+            partial[(i64)blockIdx.y * cols + c] = total;
+        }
+    }
+
     """#
 }

@@ -1,0 +1,51 @@
+import Synchronization
+
+/// GPU time per operation, on when `SLOPE_PROFILE=1`: every kernel launch, cuBLASLt and cuSPARSELt call is
+/// bracketed by stream synchronisations and timed on the host. This serialises the GPU (slower overall)
+/// but attributes each microsecond to one named op, which is what finding the slow part needs.
+public final class OpProfiler: Sendable {
+    private struct Total {
+        var calls = 0
+        var seconds = 0.0
+    }
+
+    private let totals = Mutex<[String: Total]>([:])
+    private let clock = ContinuousClock()
+
+    /// The profiler when `SLOPE_PROFILE` is set to 1, else nil.
+    static func fromEnvironment() -> OpProfiler? {
+        processEnvironment(["SLOPE_PROFILE"])["SLOPE_PROFILE"] == "1" ? OpProfiler() : nil
+    }
+
+    func measure<R>(_ name: String, device: CUDADevice, _ body: () throws -> R) throws -> R {
+        try device.synchronize()
+        let start = clock.now
+        let result = try body()
+        try device.synchronize()
+        let elapsed = clock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        totals.withLock { $0[name, default: Total()].calls += 1; $0[name, default: Total()].seconds += seconds }
+        return result
+    }
+
+    /// The `top` most expensive ops: calls, total and share of the profiled time.
+    public func report(top: Int = 30) -> String {
+        let rows = totals.withLock { $0 }.sorted { $0.value.seconds > $1.value.seconds }
+        let total = rows.map(\.value.seconds).reduce(0, +)
+        var lines = ["GPU time by op (SLOPE_PROFILE=1; \(rows.count) ops, \(Self.format(total * 1e3)) ms in total)"]
+        for (name, entry) in rows.prefix(top) {
+            lines.append("  \(Self.format(entry.seconds * 1e3).leftPadded(10)) ms  \(Self.format(100 * entry.seconds / max(total, 1e-12)).leftPadded(5))%  "
+                + "\(String(entry.calls).leftPadded(6))×  \(name)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func format(_ value: Double) -> String {
+        let rounded = (value * 10).rounded() / 10
+        return "\(rounded)"
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
