@@ -98,6 +98,18 @@ final class PretrainingTests: XCTestCase {
         XCTAssertThrowsError(try other.load("x", into: cpu.zeros([3], dtype: .float32), backend: cpu)) { XCTAssertTrue("\($0)".contains("'x'"), "\($0)") }
     }
 
+    func testNonFiniteLossStopsBeforeTheUpdate() throws {
+        let options = TrainingOptions(steps: 20, batchSize: 2, sequenceLength: 8, learningRate: 1e6, warmupSteps: 0, clipNorm: 0)
+        let run = try trainer(small, options)
+        var failure: Trainer.Failure?
+        for _ in 1...20 where failure == nil {
+            do { _ = try run.trainStep() } catch let error as Trainer.Failure { failure = error }
+        }
+        guard case .nonFinite(let step, _) = failure else { return XCTFail("a learning rate of 1e6 must blow up") }
+        XCTAssertEqual(run.step, step - 1, "the failed step did not count")
+        XCTAssertTrue("\(failure!)".contains("Lower the learning rate"))
+    }
+
     /// The acceptance test: on the embedded corpus a tiny SLoPe model ends within 10% of the dense
     /// model's validation loss, and its adapter phase does not make it worse.
     func testSLoPeReachesTheDenseLossAndAdaptersDoNotHurt() throws {

@@ -24,8 +24,8 @@ public final class Trainer {
         /// Mean loss over the step's micro-batches.
         public let loss: Double
         public let learningRate: Float
-        /// Global gradient norm before clipping (nil with clipping off).
-        public let gradientNorm: Double?
+        /// Global gradient norm before clipping.
+        public let gradientNorm: Double
         public let tokens: Int
         /// This step attached the lazy adapters.
         public let startedAdapters: Bool
@@ -38,8 +38,8 @@ public final class Trainer {
         public var description: String {
             switch self {
             case let .nonFinite(step, what):
-                return "step \(step): the \(what) is not finite; the model was left at the last good step. "
-                    + "Lower the learning rate, enable clipping (--clip 1) or use float32"
+                return "step \(step): the \(what) is not finite, so the weights were not updated with it; the model is as "
+                    + "step \(step - 1) left it. Lower the learning rate, enable clipping (--clip 1) or use float32"
             case let .notEnoughValidation(tokens, needed):
                 return "the validation split has \(tokens) tokens but one batch needs \(needed); use more data or a larger --validation-fraction"
             }
@@ -92,16 +92,14 @@ public final class Trainer {
             try model.backward(scale: scale)
             loss += value / Double(options.gradientAccumulation)
         }
-        var norm: Double?
-        if options.clipNorm > 0 {
-            // The model's own parameter order, so a resumed run sums the squares in the same order.
-            let value = try clipGradientNorm(
-                parameters: model.parameters, sparseWeights: model.sparseWeights, maxNorm: options.clipNorm, backend: backend)
-            guard value.isFinite else {
-                try zeroGradients()
-                throw Failure.nonFinite(step: number, what: "gradient norm (\(value))")
-            }
-            norm = value
+        // The norm is always computed, so non-finite gradients never reach the weights; it clips only when asked.
+        // The model's own parameter order, so a resumed run sums the squares in the same order.
+        let norm = try clipGradientNorm(
+            parameters: model.parameters, sparseWeights: model.sparseWeights,
+            maxNorm: options.clipNorm > 0 ? options.clipNorm : .greatestFiniteMagnitude, backend: backend)
+        guard norm.isFinite else {
+            try zeroGradients()
+            throw Failure.nonFinite(step: number, what: "gradient norm (\(norm))")
         }
         let rate = schedule.learningRate(atStep: number)
         try sparseOptimizer.step(learningRate: rate)

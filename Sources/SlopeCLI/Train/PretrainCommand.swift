@@ -227,7 +227,7 @@ struct PretrainCommand: ParsableCommand {
             } catch let failure as Trainer.Failure {
                 if standardErrorIsTerminal { writeToStandardError("\n") }
                 printError("error: \(failure)")
-                try save("last good state")
+                try save("state before the failed step")
                 throw ExitCode(1)
             }
             let seconds = seconds(clock.now - begin)
