@@ -35,7 +35,8 @@ final class KernelSourceTests: XCTestCase {
             .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values"],
             // Attention kernels are stamped out per head dimension by a macro (`<name>_d##D`).
             .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
-                         "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D"],
+                         "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D",
+                         "attention_forward_mma_d##D"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))
         for (family, names) in launched {
@@ -52,6 +53,9 @@ final class KernelSourceTests: XCTestCase {
     func testAttentionKernelsExistForEverySupportedHeadDimension() throws {
         for d in KernelSources.attentionHeadDimensions {
             XCTAssertTrue(KernelSources.attention.contains("ATTENTION_KERNELS(\(d))"), "d = \(d)")
+            if KernelSources.fusedAttentionHeadDimensions.contains(d) {
+                XCTAssertTrue(KernelSources.attention.contains("FUSED_FORWARD(\(d))"), "fused d = \(d)")
+            }
             let shape = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: d)
             XCTAssertEqual(try CUDABackend.attentionKernel("attention_forward", shape), "attention_forward_d\(d)")
         }

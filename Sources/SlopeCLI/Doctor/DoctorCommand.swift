@@ -52,10 +52,12 @@ struct DoctorCommand: ParsableCommand {
             }
             backend.sparseRoute = automatic
             checks += comparison.runSparseGEMMChecks(suffix: "(measured choice)")
-            // Attention's CUDA-core route too (the GEMM route is the default one checked above).
+            // Every attention route on its own (the automatic choice was checked above).
             let attentionRoute = backend.attentionRoute
-            backend.attentionRoute = .flash
-            checks += comparison.runAttentionChecks(suffix: " (flash)")
+            for route in AttentionRoute.allCases {
+                backend.attentionRoute = route
+                checks += comparison.runAttentionChecks(suffix: " (\(route))")
+            }
             backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
         }

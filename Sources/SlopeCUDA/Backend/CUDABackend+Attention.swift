@@ -2,6 +2,9 @@ import SlopeCore
 
 /// How ``CUDABackend`` computes attention.
 public enum AttentionRoute: String, Sendable, CaseIterable {
+    /// Forward in one fused tensor-core kernel (bf16/fp16, head dimension 64 or 128; scores never leave
+    /// registers), backward as in `gemm`.
+    case fused
     /// Scores and probabilities of one batch element at a time through cuBLASLt (tensor cores); backward
     /// recomputes them from the saved log-sum-exp, so nothing [T, T] is kept between passes.
     case gemm
@@ -55,9 +58,11 @@ extension CUDABackend {
 
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         try OperandChecks.attention(query: query, key: key, value: value, shape: s)
-        return try route(for: s, dtype: query.dtype) == .gemm
-            ? gemmAttention(query: query, key: key, value: value, shape: s)
-            : flashAttention(query: query, key: key, value: value, shape: s)
+        switch try route(for: s, dtype: query.dtype) {
+        case .fused: return try fusedAttention(query: query, key: key, value: value, shape: s)
+        case .gemm: return try gemmAttention(query: query, key: key, value: value, shape: s)
+        case .flash: return try flashAttention(query: query, key: key, value: value, shape: s)
+        }
     }
 
     public func attentionBackward(
@@ -71,17 +76,35 @@ extension CUDABackend {
             .pointer(address(dOutput, "attentionBackward")), .pointer(address(saved.output, "attentionBackward")),
             .pointer(address(delta, "attentionBackward")), .int64(Int64(rows)), .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension)),
         ])
-        return try route(for: s, dtype: query.dtype) == .gemm
-            ? gemmAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
-            : flashAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+        return try route(for: s, dtype: query.dtype) == .flash
+            ? flashAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+            : gemmAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
     }
 
-    /// The forced route, else GEMMs unless one batch element's float32 scores would pass 4 GiB
-    /// (long sequences, where the flash kernels need no buffer at all).
+    /// The forced route (a forced `fused` falls back to `gemm` where the fused kernel does not apply), else
+    /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
+    /// sequences, where the flash kernels need no buffer at all).
     func route(for s: AttentionShape, dtype: DType) throws -> AttentionRoute {
-        if let attentionRoute { return attentionRoute }
         let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
-        return scoreBytes <= 4 << 30 ? .gemm : .flash
+        let gemmOrFlash: AttentionRoute = scoreBytes <= 4 << 30 ? .gemm : .flash
+        let fusable = (dtype == .bfloat16 || dtype == .float16) && KernelSources.fusedAttentionHeadDimensions.contains(s.headDimension)
+        switch attentionRoute {
+        case .gemm?, .flash?: return attentionRoute!
+        case .fused?: return fusable ? .fused : .gemm
+        case nil: return fusable ? .fused : gemmOrFlash
+        }
+    }
+
+    func fusedAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
+        let out = try newTensor(query.shape, dtype: query.dtype)
+        let lse = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: .float32)
+        try launch(
+            .attention, "attention_forward_mma_d\(s.headDimension)", dtype: query.dtype,
+            grid: ((s.queryLength + 63) / 64, s.queryHeads, s.batch), block: (128, 1, 1), [
+                .pointer(address(query, "attention")), .pointer(address(key, "attention")), .pointer(address(value, "attention")),
+                .pointer(address(out, "attention")), .pointer(address(lse, "attention")),
+            ] + Self.sizeArguments(s))
+        return AttentionOutput(output: out, logSumExp: lse)
     }
 
     func flashAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {

@@ -17,8 +17,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Forces one route for every sparse GEMM instead of the measured choice (checks and benchmarks);
     /// starts from `SLOPE_SPARSE_GEMM` = dense, sparseA or sparseB.
     public var sparseRoute: String?
-    /// How attention runs: `gemm` (tensor cores through cuBLASLt) or `flash` (CUDA-core kernels that never
-    /// hold scores); nil chooses per call. Starts from `SLOPE_ATTENTION`.
+    /// How attention runs (see ``AttentionRoute``); nil chooses per call. Starts from `SLOPE_ATTENTION`.
     public var attentionRoute: AttentionRoute?
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
     let host = CPUBackend()
@@ -39,7 +38,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         sparseRoute = environment["SLOPE_SPARSE_GEMM"].flatMap { $0 == "auto" ? nil : $0 }
         if let route = environment["SLOPE_ATTENTION"], route != "auto" {
             guard let parsed = AttentionRoute(rawValue: route) else {
-                throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION", reason: "must be auto, gemm or flash, not '\(route)'")
+                throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION", reason: "must be auto, fused, gemm or flash, not '\(route)'")
             }
             attentionRoute = parsed
         }

@@ -37,6 +37,7 @@ enum KernelFamily: String, CaseIterable, Sendable {
     /// The complete translation unit for `dtype`: shared prelude, the element type, then the family.
     func translationUnit(for dtype: DType) throws -> String {
         let type = try Self.elementType(dtype, operation: rawValue)
-        return KernelSources.prelude + "\ntypedef \(type) T;\n" + source
+        // The macro lets a family compile parts only for some element types (tensor-core code for bf16/f16).
+        return KernelSources.prelude + "\n#define ELEMENT_\(type.uppercased())\ntypedef \(type) T;\n" + source
     }
 }

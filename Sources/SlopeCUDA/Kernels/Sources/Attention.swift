@@ -38,12 +38,15 @@ extension KernelSources {
         i64 visible = causal ? tk - tq + i + 1 : tk;
         const float* sr = scores + row * tk;
         T* pr = probs + row * tk;
-        float m = neg_inf();
-        for (i64 j = threadIdx.x; j < visible; j += blockDim.x) m = nan_max(m, sr[j]);
-        m = block_max(m);
-        float s = 0.0f;
-        for (i64 j = threadIdx.x; j < visible; j += blockDim.x) s += __expf(sr[j] - m);
-        s = block_sum(s);
+        // One read for the statistics: each thread keeps an online (max, sum), merged across the block.
+        float m = neg_inf(), s = 0.0f;
+        for (i64 j = threadIdx.x; j < visible; j += blockDim.x) {
+            float x = sr[j];
+            if (x > m) { s = s * __expf(m - x) + 1.0f; m = x; } else { s += __expf(x - m); }
+        }
+        float blockMax = block_max(m);
+        s = block_sum(m == neg_inf() ? 0.0f : s * __expf(m - blockMax));
+        m = blockMax;
         float inv = 1.0f / s;
         for (i64 j = threadIdx.x; j < tk; j += blockDim.x) pr[j] = from_float<T>(j < visible ? __expf(sr[j] - m) * inv : 0.0f);
         if (threadIdx.x == 0) lse[(b * tq + i) * hq + h] = m + logf(s);
@@ -252,8 +255,161 @@ extension KernelSources {
     ATTENTION_KERNELS(80)
     ATTENTION_KERNELS(96)
     ATTENTION_KERNELS(128)
+
+    #if defined(ELEMENT_BF16) || defined(ELEMENT_F16)
+    // Fused forward on tensor cores (FlashAttention-2's forward): mma.sync m16n8k16, one warp per 16 query
+    // rows, 4 warps per block (64 rows), K/V tiles of 64 keys in shared memory, online softmax in registers.
+    // Writes O and the log-sum-exp; nothing [T, T] touches memory. Grid (ceil(tq/64), hq, batch), block 128.
+    #ifdef ELEMENT_BF16
+    #define MMA_TYPE "bf16"
+    static __device__ __forceinline__ unsigned pack2(float lo, float hi) {
+        unsigned r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+    }
+    #else
+    #define MMA_TYPE "f16"
+    static __device__ __forceinline__ unsigned pack2(float lo, float hi) {
+        unsigned r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+    }
+    #endif
+    static __device__ __forceinline__ void mma16816(float* d, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_TYPE "." MMA_TYPE ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    }
+
+    template <int D>
+    __device__ void attention_forward_mma(const T* q, const T* k, const T* v, T* o, float* lse, AttentionSizes s) {
+        const int PAD = D + 8;  // row stride in halves: shifts banks between rows
+        __shared__ __align__(16) unsigned short ks[64 * (D + 8)];
+        __shared__ __align__(16) unsigned short vs[64 * (D + 8)];
+        int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.hq / s.hkv);
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+        int rowBase = blockIdx.x * 64 + warp * 16;
+        int r0 = rowBase + g, r1 = rowBase + g + 8;             // this thread's two query rows
+        const unsigned short* qh = (const unsigned short*)q;
+        const unsigned short* kh = (const unsigned short*)k;
+        const unsigned short* vh = (const unsigned short*)v;
+        i64 qStride = (i64)s.hq * D, kvStride = (i64)s.hkv * D;
+        // Q fragments for all of D, kept in registers.
+        unsigned qa[D / 16][4];
+        {
+            int c0 = min(r0, s.tq - 1), c1 = min(r1, s.tq - 1);
+            const unsigned* q0 = (const unsigned*)(qh + ((i64)b * s.tq + c0) * qStride + (i64)h * D);
+            const unsigned* q1 = (const unsigned*)(qh + ((i64)b * s.tq + c1) * qStride + (i64)h * D);
+            #pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                qa[kk][0] = q0[kk * 8 + t]; qa[kk][1] = q1[kk * 8 + t];
+                qa[kk][2] = q0[kk * 8 + 4 + t]; qa[kk][3] = q1[kk * 8 + 4 + t];
+            }
+        }
+        float acc[D / 8][4];
+        #pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
+        float m0 = neg_inf(), m1 = neg_inf(), l0 = 0.0f, l1 = 0.0f;
+        int offset = s.tk - s.tq;
+        int blockLastKey = s.causal ? min(s.tk - 1, offset + (int)blockIdx.x * 64 + 63) : s.tk - 1;
+        for (int first = 0; first <= blockLastKey; first += 64) {
+            __syncthreads();
+            // Stage K and V rows [first, first + 64) of this head, zero past the end.
+            for (int e = threadIdx.x; e < 64 * (D / 2); e += blockDim.x) {
+                int r = e / (D / 2), c = e - r * (D / 2), key = first + r;
+                unsigned kw = 0, vw = 0;
+                if (key < s.tk) {
+                    i64 at = ((i64)b * s.tk + key) * kvStride + (i64)kvh * D;
+                    kw = ((const unsigned*)(kh + at))[c];
+                    vw = ((const unsigned*)(vh + at))[c];
+                }
+                ((unsigned*)(ks + r * PAD))[c] = kw;
+                ((unsigned*)(vs + r * PAD))[c] = vw;
+            }
+            __syncthreads();
+            // S = Q·Kᵀ for 16 rows × 64 keys: 8 n-tiles of 8 keys.
+            float sc[8][4];
+            #pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+                #pragma unroll
+                for (int kk = 0; kk < D / 16; ++kk) {
+                    const unsigned short* kr = ks + (nt * 8 + g) * PAD + kk * 16 + t * 2;
+                    mma16816(sc[nt], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], *(const unsigned*)kr, *(const unsigned*)(kr + 8));
+                }
+            }
+            // Scale, mask, and the online softmax for rows r0 (c0, c1) and r1 (c2, c3).
+            float tileMax0 = neg_inf(), tileMax1 = neg_inf();
+            #pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                #pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    int key = first + nt * 8 + t * 2 + (e & 1);
+                    int row = e < 2 ? r0 : r1;
+                    bool visible = key < s.tk && (!s.causal || key <= offset + row);
+                    float x = visible ? sc[nt][e] * s.scale : neg_inf();
+                    sc[nt][e] = x;
+                    if (e < 2) tileMax0 = fmaxf(tileMax0, x); else tileMax1 = fmaxf(tileMax1, x);
+                }
+            }
+            tileMax0 = fmaxf(tileMax0, __shfl_xor_sync(0xffffffffu, tileMax0, 1));
+            tileMax0 = fmaxf(tileMax0, __shfl_xor_sync(0xffffffffu, tileMax0, 2));
+            tileMax1 = fmaxf(tileMax1, __shfl_xor_sync(0xffffffffu, tileMax1, 1));
+            tileMax1 = fmaxf(tileMax1, __shfl_xor_sync(0xffffffffu, tileMax1, 2));
+            float new0 = fmaxf(m0, tileMax0), new1 = fmaxf(m1, tileMax1);
+            // Rows past tq (or a first tile with nothing visible) keep −inf: make their factors 0, not NaN.
+            float corr0 = new0 == neg_inf() ? 1.0f : __expf(m0 - new0), corr1 = new1 == neg_inf() ? 1.0f : __expf(m1 - new1);
+            float base0 = new0 == neg_inf() ? 0.0f : new0, base1 = new1 == neg_inf() ? 0.0f : new1;
+            m0 = new0; m1 = new1;
+            float sum0 = 0.0f, sum1 = 0.0f;
+            #pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                sc[nt][0] = __expf(sc[nt][0] - base0); sc[nt][1] = __expf(sc[nt][1] - base0);
+                sc[nt][2] = __expf(sc[nt][2] - base1); sc[nt][3] = __expf(sc[nt][3] - base1);
+                sum0 += sc[nt][0] + sc[nt][1];
+                sum1 += sc[nt][2] + sc[nt][3];
+            }
+            l0 = l0 * corr0 + sum0;  // each thread sums its own columns; the quad is combined at the end
+            l1 = l1 * corr1 + sum1;
+            #pragma unroll
+            for (int dt = 0; dt < D / 8; ++dt) { acc[dt][0] *= corr0; acc[dt][1] *= corr0; acc[dt][2] *= corr1; acc[dt][3] *= corr1; }
+            // O += P·V: P's accumulator layout is already the A-operand layout of the next product.
+            #pragma unroll
+            for (int ks16 = 0; ks16 < 4; ++ks16) {
+                unsigned a0 = pack2(sc[2 * ks16][0], sc[2 * ks16][1]), a1 = pack2(sc[2 * ks16][2], sc[2 * ks16][3]);
+                unsigned a2 = pack2(sc[2 * ks16 + 1][0], sc[2 * ks16 + 1][1]), a3 = pack2(sc[2 * ks16 + 1][2], sc[2 * ks16 + 1][3]);
+                int key = ks16 * 16 + t * 2;
+                #pragma unroll
+                for (int dt = 0; dt < D / 8; ++dt) {
+                    int col = dt * 8 + g;
+                    unsigned b0 = (unsigned)vs[key * PAD + col] | ((unsigned)vs[(key + 1) * PAD + col] << 16);
+                    unsigned b1 = (unsigned)vs[(key + 8) * PAD + col] | ((unsigned)vs[(key + 9) * PAD + col] << 16);
+                    mma16816(acc[dt], a0, a1, a2, a3, b0, b1);
+                }
+            }
+        }
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        float inv0 = 1.0f / l0, inv1 = 1.0f / l1;
+        unsigned short* oh = (unsigned short*)o;
+        #pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+            int col = dt * 8 + t * 2;
+            if (r0 < s.tq) *(unsigned*)(oh + ((i64)b * s.tq + r0) * qStride + (i64)h * D + col) = pack2(acc[dt][0] * inv0, acc[dt][1] * inv0);
+            if (r1 < s.tq) *(unsigned*)(oh + ((i64)b * s.tq + r1) * qStride + (i64)h * D + col) = pack2(acc[dt][2] * inv1, acc[dt][3] * inv1);
+        }
+        if (t == 0) {
+            if (r0 < s.tq) lse[((i64)b * s.tq + r0) * s.hq + h] = m0 + logf(l0);
+            if (r1 < s.tq) lse[((i64)b * s.tq + r1) * s.hq + h] = m1 + logf(l1);
+        }
+    }
+
+    #define FUSED_FORWARD(D) \
+    extern "C" __global__ void attention_forward_mma_d##D( \
+        const T* q, const T* k, const T* v, T* o, float* lse, SIZES_PARAMS) { attention_forward_mma<D>(q, k, v, o, lse, SIZES); }
+    FUSED_FORWARD(64)
+    FUSED_FORWARD(128)
+    #endif
     """#
 
     /// Head dimensions the attention kernels are instantiated for.
     static let attentionHeadDimensions: Set<Int> = [16, 32, 64, 80, 96, 128]
+    /// Head dimensions of the fused tensor-core forward (bf16 and fp16 only).
+    static let fusedAttentionHeadDimensions: Set<Int> = [64, 128]
 }
