@@ -36,7 +36,7 @@ final class KernelSourceTests: XCTestCase {
             // Attention kernels are stamped out per head dimension by a macro (`<name>_d##D`).
             .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
                          "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D",
-                         "attention_forward_mma_d##D"],
+                         "attention_forward_mma_d##D", "attention_backward_kv_mma_d##D", "attention_backward_q_mma_d##D"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))
         for (family, names) in launched {
@@ -55,6 +55,9 @@ final class KernelSourceTests: XCTestCase {
             XCTAssertTrue(KernelSources.attention.contains("ATTENTION_KERNELS(\(d))"), "d = \(d)")
             if KernelSources.fusedAttentionHeadDimensions.contains(d) {
                 XCTAssertTrue(KernelSources.attention.contains("FUSED_FORWARD(\(d))"), "fused d = \(d)")
+            }
+            if KernelSources.fusedAttentionBackwardHeadDimensions.contains(d) {
+                XCTAssertTrue(KernelSources.attention.contains("FUSED_BACKWARD(\(d))"), "fused backward d = \(d)")
             }
             let shape = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: d)
             XCTAssertEqual(try CUDABackend.attentionKernel("attention_forward", shape), "attention_forward_d\(d)")

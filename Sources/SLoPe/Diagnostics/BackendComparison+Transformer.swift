@@ -32,7 +32,7 @@ extension BackendComparison {
                 AttentionShape(batch: 2, queryLength: 5, keyLength: 45, queryHeads: 2, keyValueHeads: 1, headDimension: 128),
                 AttentionShape(batch: 1, queryLength: 33, queryHeads: 2, headDimension: 80, causal: false),
                 // Long enough for the GPU's causal chunking (4 query chunks), with cached keys before them.
-                AttentionShape(batch: 2, queryLength: 260, keyLength: 300, queryHeads: 4, keyValueHeads: 2, headDimension: 32),
+                AttentionShape(batch: 2, queryLength: 260, keyLength: 300, queryHeads: 4, keyValueHeads: 2, headDimension: 64),
             ]
             for s in shapes {
                 let d = s.headDimension

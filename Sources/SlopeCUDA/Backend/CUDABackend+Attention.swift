@@ -2,8 +2,9 @@ import SlopeCore
 
 /// How ``CUDABackend`` computes attention.
 public enum AttentionRoute: String, Sendable, CaseIterable {
-    /// Forward in one fused tensor-core kernel (bf16/fp16, head dimension 64 or 128; scores never leave
-    /// registers), backward as in `gemm`.
+    /// Fused tensor-core kernels (bf16/fp16), scores never leaving registers: the forward at head dimension 64
+    /// or 128; the backward at 64 when this route is forced (chosen automatically, the backward is `gemm`'s,
+    /// which is faster for now).
     case fused
     /// Scores and probabilities of one batch element at a time through cuBLASLt (tensor cores); backward
     /// recomputes them from the saved log-sum-exp, so nothing [T, T] is kept between passes.
@@ -76,9 +77,16 @@ extension CUDABackend {
             .pointer(address(dOutput, "attentionBackward")), .pointer(address(saved.output, "attentionBackward")),
             .pointer(address(delta, "attentionBackward")), .int64(Int64(rows)), .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension)),
         ])
-        return try route(for: s, dtype: query.dtype) == .flash
-            ? flashAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
-            : gemmAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+        switch try route(for: s, dtype: query.dtype) {
+        // The fused backward is exact but slower than the GEMMs so far (22.5k against 26.8k tokens/s training
+        // OPT-1.3B on an H100): it runs only when SLOPE_ATTENTION=fused asks for it.
+        case .fused where attentionRoute == .fused && KernelSources.fusedAttentionBackwardHeadDimensions.contains(s.headDimension):
+            return try fusedAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+        case .fused, .gemm:
+            return try gemmAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+        case .flash:
+            return try flashAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+        }
     }
 
     /// The forced route (a forced `fused` falls back to `gemm` where the fused kernel does not apply), else
@@ -93,6 +101,26 @@ extension CUDABackend {
         case .fused?: return fusable ? .fused : .gemm
         case nil: return fusable ? .fused : gemmOrFlash
         }
+    }
+
+    func fusedAttentionBackward(
+        _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, delta: Tensor, shape s: AttentionShape
+    ) throws -> AttentionGradients {
+        let operation = "attentionBackward"
+        let (dq, dk, dv) = (try newTensor(query.shape, dtype: query.dtype), try newTensor(key.shape, dtype: key.dtype), try newTensor(value.shape, dtype: value.dtype))
+        let inputs: [KernelArgument] = [
+            .pointer(try address(query, operation)), .pointer(try address(key, operation)), .pointer(try address(value, operation)),
+            .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)), .pointer(try address(delta, operation)),
+        ]
+        try launch(
+            .attention, "attention_backward_kv_mma_d\(s.headDimension)", dtype: query.dtype,
+            grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (128, 1, 1),
+            inputs + [.pointer(address(dk, operation)), .pointer(address(dv, operation))] + Self.sizeArguments(s))
+        try launch(
+            .attention, "attention_backward_q_mma_d\(s.headDimension)", dtype: query.dtype,
+            grid: ((s.queryLength + 63) / 64, s.queryHeads, s.batch), block: (128, 1, 1),
+            inputs + [.pointer(address(dq, operation))] + Self.sizeArguments(s))
+        return AttentionGradients(query: dq, key: dk, value: dv)
     }
 
     func fusedAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {

@@ -277,6 +277,75 @@ extension KernelSources {
                      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
     }
 
+    // Rows [first, first + 64) of head `head` of a [B·len, heads·D] 16-bit tensor into a shared tile with row
+    // stride D + 8 halves (the padding spreads rows over banks); zeros past `len`.
+    template <int D>
+    __device__ __forceinline__ void stage64(unsigned short* tile, const unsigned short* src, int b, int len, int heads, int head, int first) {
+        for (int e = threadIdx.x; e < 64 * (D / 2); e += blockDim.x) {
+            int r = e / (D / 2), c = e - r * (D / 2), row = first + r;
+            unsigned word = 0;
+            if (row < len) word = ((const unsigned*)(src + ((i64)b * len + row) * heads * D + (i64)head * D))[c];
+            ((unsigned*)(tile + r * (D + 8)))[c] = word;
+        }
+    }
+
+    // The A-operand fragments (rows r0, r1 = r0 + 8; all of D) of one head of a [B·len, heads·D] tensor.
+    template <int D>
+    __device__ __forceinline__ void load_rows(unsigned (*frag)[4], const unsigned short* src, int b, int len, int heads, int head,
+                                              int r0, int r1, int t) {
+        const unsigned* p0 = (const unsigned*)(src + ((i64)b * len + min(r0, len - 1)) * heads * D + (i64)head * D);
+        const unsigned* p1 = (const unsigned*)(src + ((i64)b * len + min(r1, len - 1)) * heads * D + (i64)head * D);
+        #pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            frag[kk][0] = p0[kk * 8 + t]; frag[kk][1] = p1[kk * 8 + t];
+            frag[kk][2] = p0[kk * 8 + 4 + t]; frag[kk][3] = p1[kk * 8 + 4 + t];
+        }
+    }
+
+    // acc[16 × 64] = A[16 × D] (fragments) · tileᵀ, tile rows = the 64 columns of the result (K·Qᵀ, Q·Kᵀ, dO·Vᵀ…).
+    template <int D>
+    __device__ __forceinline__ void times_tile_transposed(float (*acc)[4], unsigned (*a)[4], const unsigned short* tile, int g, int t) {
+        #pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+            acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+            #pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const unsigned short* row = tile + (nt * 8 + g) * (D + 8) + kk * 16 + t * 2;
+                mma16816(acc[nt], a[kk][0], a[kk][1], a[kk][2], a[kk][3], *(const unsigned*)row, *(const unsigned*)(row + 8));
+            }
+        }
+    }
+
+    // out[16 × D] += P[16 × 64] (accumulator layout, packed to 16-bit) · tile[64 × D].
+    template <int D>
+    __device__ __forceinline__ void accumulate_times_tile(float (*out)[4], float (*p)[4], const unsigned short* tile, int g, int t) {
+        #pragma unroll
+        for (int ks16 = 0; ks16 < 4; ++ks16) {
+            unsigned a0 = pack2(p[2 * ks16][0], p[2 * ks16][1]), a1 = pack2(p[2 * ks16][2], p[2 * ks16][3]);
+            unsigned a2 = pack2(p[2 * ks16 + 1][0], p[2 * ks16 + 1][1]), a3 = pack2(p[2 * ks16 + 1][2], p[2 * ks16 + 1][3]);
+            int r = ks16 * 16 + t * 2;
+            #pragma unroll
+            for (int dt = 0; dt < D / 8; ++dt) {
+                int col = dt * 8 + g;
+                unsigned b0 = (unsigned)tile[r * (D + 8) + col] | ((unsigned)tile[(r + 1) * (D + 8) + col] << 16);
+                unsigned b1 = (unsigned)tile[(r + 8) * (D + 8) + col] | ((unsigned)tile[(r + 9) * (D + 8) + col] << 16);
+                mma16816(out[dt], a0, a1, a2, a3, b0, b1);
+            }
+        }
+    }
+
+    // Stores rows r0, r1 (accumulator layout, all of D) of one head of a [B·len, heads·D] 16-bit tensor.
+    template <int D>
+    __device__ __forceinline__ void store_rows(unsigned short* dst, float (*acc)[4], float scale0, float scale1, int b, int len,
+                                               int heads, int head, int r0, int r1, int t) {
+        #pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+            int col = dt * 8 + t * 2;
+            if (r0 < len) *(unsigned*)(dst + ((i64)b * len + r0) * heads * D + (i64)head * D + col) = pack2(acc[dt][0] * scale0, acc[dt][1] * scale0);
+            if (r1 < len) *(unsigned*)(dst + ((i64)b * len + r1) * heads * D + (i64)head * D + col) = pack2(acc[dt][2] * scale1, acc[dt][3] * scale1);
+        }
+    }
+
     template <int D>
     __device__ void attention_forward_mma(const T* q, const T* k, const T* v, T* o, float* lse, AttentionSizes s) {
         const int PAD = D + 8;  // row stride in halves: shifts banks between rows
@@ -310,18 +379,8 @@ extension KernelSources {
         int blockLastKey = s.causal ? min(s.tk - 1, offset + (int)blockIdx.x * 64 + 63) : s.tk - 1;
         for (int first = 0; first <= blockLastKey; first += 64) {
             __syncthreads();
-            // Stage K and V rows [first, first + 64) of this head, zero past the end.
-            for (int e = threadIdx.x; e < 64 * (D / 2); e += blockDim.x) {
-                int r = e / (D / 2), c = e - r * (D / 2), key = first + r;
-                unsigned kw = 0, vw = 0;
-                if (key < s.tk) {
-                    i64 at = ((i64)b * s.tk + key) * kvStride + (i64)kvh * D;
-                    kw = ((const unsigned*)(kh + at))[c];
-                    vw = ((const unsigned*)(vh + at))[c];
-                }
-                ((unsigned*)(ks + r * PAD))[c] = kw;
-                ((unsigned*)(vs + r * PAD))[c] = vw;
-            }
+            stage64<D>(ks, kh, b, s.tk, s.hkv, kvh, first);
+            stage64<D>(vs, vh, b, s.tk, s.hkv, kvh, first);
             __syncthreads();
             // S = Q·Kᵀ for 16 rows × 64 keys: 8 n-tiles of 8 keys.
             float sc[8][4];
@@ -400,16 +459,127 @@ extension KernelSources {
         }
     }
 
+
+    // Fused backward, part 1 (key-major): each warp owns 16 keys of one KV head and walks the queries that see
+    // them (every query head of its group): Sᵀ = K·Qᵀ, Pᵀ = exp(Sᵀ·scale − lse), dV += Pᵀ·dO, dPᵀ = V·dOᵀ,
+    // dSᵀ = Pᵀ ⊙ (dPᵀ − δ)·scale, dK += dSᵀ·Q. Grid (ceil(tk/64), hkv, batch), block 128.
+    template <int D>
+    __device__ void attention_backward_kv_mma(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
+                                              T* dk, T* dv, AttentionSizes s) {
+        __shared__ __align__(16) unsigned short qs[64 * (D + 8)];
+        __shared__ __align__(16) unsigned short gs[64 * (D + 8)];
+        __shared__ float ls[64], dls[64];
+        int b = blockIdx.z, kvh = blockIdx.y, group = s.hq / s.hkv;
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+        int k0 = blockIdx.x * 64 + warp * 16 + g, k1 = k0 + 8;
+        unsigned ka[D / 16][4], va[D / 16][4];
+        load_rows<D>(ka, (const unsigned short*)k, b, s.tk, s.hkv, kvh, k0, k1, t);
+        load_rows<D>(va, (const unsigned short*)v, b, s.tk, s.hkv, kvh, k0, k1, t);
+        float dka[D / 8][4], dva[D / 8][4];
+        #pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+            dka[dt][0] = dka[dt][1] = dka[dt][2] = dka[dt][3] = 0.0f;
+            dva[dt][0] = dva[dt][1] = dva[dt][2] = dva[dt][3] = 0.0f;
+        }
+        int offset = s.tk - s.tq;
+        int firstQuery = s.causal ? max(0, (int)blockIdx.x * 64 - offset) : 0;
+        for (int gi = 0; gi < group; ++gi) {
+            int h = kvh * group + gi;
+            for (int first = firstQuery - firstQuery % 64; first < s.tq; first += 64) {
+                __syncthreads();
+                stage64<D>(qs, (const unsigned short*)q, b, s.tq, s.hq, h, first);
+                stage64<D>(gs, (const unsigned short*)dout, b, s.tq, s.hq, h, first);
+                for (int r = threadIdx.x; r < 64; r += blockDim.x) {
+                    int qi = first + r;
+                    ls[r] = qi < s.tq ? lse[((i64)b * s.tq + qi) * s.hq + h] : 0.0f;
+                    dls[r] = qi < s.tq ? delta[((i64)b * s.tq + qi) * s.hq + h] : 0.0f;
+                }
+                __syncthreads();
+                float st[8][4], dpt[8][4];
+                times_tile_transposed<D>(st, ka, qs, g, t);   // Sᵀ: 16 keys × 64 queries
+                times_tile_transposed<D>(dpt, va, gs, g, t);  // dPᵀ = V·dOᵀ
+                #pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    #pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        int c = nt * 8 + t * 2 + (e & 1), query = first + c, key = e < 2 ? k0 : k1;
+                        bool visible = query < s.tq && key < s.tk && (!s.causal || key <= offset + query);
+                        float p = visible ? __expf(st[nt][e] * s.scale - ls[c]) : 0.0f;
+                        st[nt][e] = p;
+                        dpt[nt][e] = p * (dpt[nt][e] - dls[c]) * s.scale;
+                    }
+                }
+                accumulate_times_tile<D>(dva, st, gs, g, t);   // dV += Pᵀ·dO
+                accumulate_times_tile<D>(dka, dpt, qs, g, t);  // dK += dSᵀ·Q
+            }
+        }
+        store_rows<D>((unsigned short*)dk, dka, 1.0f, 1.0f, b, s.tk, s.hkv, kvh, k0, k1, t);
+        store_rows<D>((unsigned short*)dv, dva, 1.0f, 1.0f, b, s.tk, s.hkv, kvh, k0, k1, t);
+    }
+
+    // Fused backward, part 2 (query-major): S = Q·Kᵀ, P = exp(S·scale − lse), dP = dO·Vᵀ,
+    // dS = P ⊙ (dP − δ)·scale, dQ += dS·K. Grid (ceil(tq/64), hq, batch), block 128.
+    template <int D>
+    __device__ void attention_backward_q_mma(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
+                                             T* dq, AttentionSizes s) {
+        __shared__ __align__(16) unsigned short ks[64 * (D + 8)];
+        __shared__ __align__(16) unsigned short vs[64 * (D + 8)];
+        int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.hq / s.hkv);
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+        int r0 = blockIdx.x * 64 + warp * 16 + g, r1 = r0 + 8;
+        unsigned qa[D / 16][4], ga[D / 16][4];
+        load_rows<D>(qa, (const unsigned short*)q, b, s.tq, s.hq, h, r0, r1, t);
+        load_rows<D>(ga, (const unsigned short*)dout, b, s.tq, s.hq, h, r0, r1, t);
+        i64 stat0 = ((i64)b * s.tq + min(r0, s.tq - 1)) * s.hq + h, stat1 = ((i64)b * s.tq + min(r1, s.tq - 1)) * s.hq + h;
+        float lse0 = lse[stat0], lse1 = lse[stat1], delta0 = delta[stat0], delta1 = delta[stat1];
+        float dqa[D / 8][4];
+        #pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) dqa[dt][0] = dqa[dt][1] = dqa[dt][2] = dqa[dt][3] = 0.0f;
+        int offset = s.tk - s.tq;
+        int blockLastKey = s.causal ? min(s.tk - 1, offset + (int)blockIdx.x * 64 + 63) : s.tk - 1;
+        for (int first = 0; first <= blockLastKey; first += 64) {
+            __syncthreads();
+            stage64<D>(ks, (const unsigned short*)k, b, s.tk, s.hkv, kvh, first);
+            stage64<D>(vs, (const unsigned short*)v, b, s.tk, s.hkv, kvh, first);
+            __syncthreads();
+            float sc[8][4], dp[8][4];
+            times_tile_transposed<D>(sc, qa, ks, g, t);  // S = Q·Kᵀ
+            times_tile_transposed<D>(dp, ga, vs, g, t);  // dP = dO·Vᵀ
+            #pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+                #pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    int key = first + nt * 8 + t * 2 + (e & 1), row = e < 2 ? r0 : r1;
+                    bool visible = row < s.tq && key < s.tk && (!s.causal || key <= offset + row);
+                    float p = visible ? __expf(sc[nt][e] * s.scale - (e < 2 ? lse0 : lse1)) : 0.0f;
+                    dp[nt][e] = p * (dp[nt][e] - (e < 2 ? delta0 : delta1)) * s.scale;
+                }
+            }
+            accumulate_times_tile<D>(dqa, dp, ks, g, t);  // dQ += dS·K
+        }
+        store_rows<D>((unsigned short*)dq, dqa, 1.0f, 1.0f, b, s.tq, s.hq, h, r0, r1, t);
+    }
+
     #define FUSED_FORWARD(D) \
     extern "C" __global__ void attention_forward_mma_d##D( \
         const T* q, const T* k, const T* v, T* o, float* lse, SIZES_PARAMS) { attention_forward_mma<D>(q, k, v, o, lse, SIZES); }
+    // The backward keeps K, V, dK, dV fragments in registers: instantiated where they fit (D = 64).
+    #define FUSED_BACKWARD(D) \
+    extern "C" __global__ void attention_backward_kv_mma_d##D(const T* q, const T* k, const T* v, const T* dout, \
+        const float* lse, const float* delta, T* dk, T* dv, SIZES_PARAMS) { \
+        attention_backward_kv_mma<D>(q, k, v, dout, lse, delta, dk, dv, SIZES); } \
+    extern "C" __global__ void attention_backward_q_mma_d##D(const T* q, const T* k, const T* v, const T* dout, \
+        const float* lse, const float* delta, T* dq, SIZES_PARAMS) { \
+        attention_backward_q_mma<D>(q, k, v, dout, lse, delta, dq, SIZES); }
     FUSED_FORWARD(64)
     FUSED_FORWARD(128)
+    FUSED_BACKWARD(64)
     #endif
     """#
 
     /// Head dimensions the attention kernels are instantiated for.
     static let attentionHeadDimensions: Set<Int> = [16, 32, 64, 80, 96, 128]
-    /// Head dimensions of the fused tensor-core forward (bf16 and fp16 only).
+    /// Head dimensions of the fused tensor-core forward and backward (bf16 and fp16 only).
     static let fusedAttentionHeadDimensions: Set<Int> = [64, 128]
+    static let fusedAttentionBackwardHeadDimensions: Set<Int> = [64]
 }
