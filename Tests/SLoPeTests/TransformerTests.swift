@@ -82,6 +82,21 @@ final class TransformerTests: XCTestCase {
         }
     }
 
+    /// SwiGLU on its own: `down(silu(gate(x)) ⊙ up(x))`, its input gradient and the gate's weight gradient.
+    func testSwiGLUGradients() throws {
+        let model = try TransformerModel(configuration: configuration(.llama), dtype: .float64, backend: cpu, seed: 8)
+        let mlp = model.blocks[0].mlp
+        XCTAssertNotNil(mlp.gate)
+        let x = try randomTensor(cpu, [3, 8], dtype: .float64, seed: 9)
+        let weights = randomValues(3 * 8, seed: 10)
+        func loss() throws -> Double { weightedSum(try cpu.doubles(mlp.forward(x)), weights) }
+        _ = try mlp.forward(x)
+        let dx = try cpu.doubles(mlp.backward(cpu.tensor(weights, shape: [3, 8], dtype: .float64)))
+        assertClose(dx, try finiteDifferenceGradient(of: x, backend: cpu, loss), rtol: 1e-6, atol: 1e-9, "dx")
+        let gate = (mlp.gate as! Linear).weight
+        assertClose(try cpu.doubles(gate.gradient!), try finiteDifferenceGradient(of: gate.value, backend: cpu, loss), rtol: 1e-6, atol: 1e-9, "d gate")
+    }
+
     func testKeyValueCacheGivesTheFullForwardsLogits() throws {
         for family in ModelConfiguration.Family.allCases {
             let model = try TransformerModel(configuration: configuration(family), dtype: .float64, backend: cpu, seed: 4)
