@@ -89,7 +89,12 @@ final class PretrainingTests: XCTestCase {
         XCTAssertThrowsError(try SafeTensors.read(temporaryPath("missing.safetensors"))) { XCTAssertTrue("\($0)".contains("no such file"), "\($0)") }
         let plain = temporaryPath("plain.safetensors")
         try SafeTensors.write([SafeTensors.record("x", cpu.tensor([1, 2] as [Float], shape: [2], dtype: .bfloat16), backend: cpu)], to: plain)
-        XCTAssertEqual(try SafeTensors.read(plain).tensor("x", backend: cpu).dtype, .bfloat16)
+        let loadedX = try SafeTensors.read(plain).tensor("x", backend: cpu)
+        XCTAssertEqual(loadedX.dtype, .bfloat16)
+        XCTAssertEqual(try cpu.floats(loadedX), [1, 2], "bytes round-trip exactly")
+        // The file is plain safetensors: 8-byte header length, JSON header, then the two bf16 values' bytes.
+        let raw = [UInt8](try Data(contentsOf: URL(fileURLWithPath: plain)))
+        XCTAssertEqual(Array(raw.suffix(4)), [0x80, 0x3F, 0x00, 0x40], "bf16 1.0 = 0x3F80 and 2.0 = 0x4000, little-endian")
         XCTAssertThrowsError(try Checkpoint.state(of: SafeTensors.read(plain))) { XCTAssertTrue("\($0)".contains("not a slope checkpoint"), "\($0)") }
         // A checkpoint of another model shape names the tensor that does not fit.
         var other = try SafeTensors.read(path)

@@ -69,18 +69,11 @@ public enum SafeTensors {
 
     // MARK: Writing
 
-    /// The host bytes of `tensor`, in its dtype (16-bit types go through Float, which is exact).
+    /// The host bytes of `tensor` as stored (every dtype is little-endian in memory, as safetensors wants),
+    /// read through a byte view of its storage: no per-element conversion, so large models save quickly.
     public static func record(_ name: String, _ tensor: Tensor, backend: any Backend) throws -> Record {
-        var data = Data(capacity: tensor.byteCount)
-        switch tensor.dtype {
-        case .float32: try backend.floats(tensor).withUnsafeBytes { data.append(contentsOf: $0) }
-        case .float64: try backend.doubles(tensor).withUnsafeBytes { data.append(contentsOf: $0) }
-        case .bfloat16: try backend.floats(tensor).map { bfloat16Bits(from: $0) }.withUnsafeBytes { data.append(contentsOf: $0) }
-        case .float16: try backend.floats(tensor).map { float16Bits(from: $0) }.withUnsafeBytes { data.append(contentsOf: $0) }
-        case .int32: try backend.int32s(tensor).withUnsafeBytes { data.append(contentsOf: $0) }
-        case .uint8: data.append(contentsOf: try backend.uint8s(tensor))
-        }
-        return Record(name: name, entry: Entry(dtype: tensor.dtype, shape: tensor.shape, data: data))
+        let bytes = try backend.uint8s(Tensor(shape: [tensor.byteCount], dtype: .uint8, storage: tensor.storage))
+        return Record(name: name, entry: Entry(dtype: tensor.dtype, shape: tensor.shape, data: Data(bytes)))
     }
 
     /// Writes `records` and `metadata` to `path` atomically (temporary file + rename).
@@ -216,19 +209,9 @@ public enum SafeTensors {
         }
     }
 
+    /// Uploads the stored bytes and views them as the entry's dtype and shape.
     static func upload(_ entry: Entry, backend: any Backend) throws -> Tensor {
-        let count = entry.shape.reduce(1, *)
-        return try entry.data.withUnsafeBytes { raw -> Tensor in
-            switch entry.dtype {
-            case .float32: return try backend.tensor(Array(raw.bindMemory(to: Float.self).prefix(count)), shape: entry.shape, dtype: .float32)
-            case .float64: return try backend.tensor(Array(raw.bindMemory(to: Double.self).prefix(count)), shape: entry.shape, dtype: .float64)
-            case .bfloat16:
-                return try backend.tensor(raw.bindMemory(to: UInt16.self).prefix(count).map { float(fromBFloat16: $0) }, shape: entry.shape, dtype: .bfloat16)
-            case .float16:
-                return try backend.tensor(raw.bindMemory(to: UInt16.self).prefix(count).map { float(fromFloat16: $0) }, shape: entry.shape, dtype: .float16)
-            case .int32: return try backend.tensor(Array(raw.bindMemory(to: Int32.self).prefix(count)), shape: entry.shape)
-            case .uint8: return try backend.tensor(Array(raw.bindMemory(to: UInt8.self).prefix(count)), shape: entry.shape)
-            }
-        }
+        let bytes = try backend.tensor([UInt8](entry.data), shape: [entry.data.count])
+        return Tensor(shape: entry.shape, dtype: entry.dtype, storage: bytes.storage)
     }
 }
