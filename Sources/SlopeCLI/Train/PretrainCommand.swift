@@ -332,4 +332,12 @@ func formatDuration(_ seconds: Double) -> String {
     return s >= 3600 ? "\(s / 3600)h\(s % 3600 / 60)m" : s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s"
 }
 
-extension DType: ExpressibleByArgument {}
+extension DType: ExpressibleByArgument {
+    /// The element types a model can be trained or stored in (float64 is the CPU's reference precision).
+    public static var allValueStrings: [String] { ["float32", "bfloat16", "float16", "float64"] }
+
+    public init?(argument: String) {
+        guard Self.allValueStrings.contains(argument) else { return nil }
+        self.init(rawValue: argument)
+    }
+}
