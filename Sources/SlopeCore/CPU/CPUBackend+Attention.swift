@@ -113,7 +113,8 @@ extension CPUBackend {
                             try modify(logSumExp, as: type, "attention") { pl in
                                 let tasks = s.batch * s.queryHeads
                                 parallelFor(tasks, grain: 1) { range in
-                                    var scores = [T](repeating: 0, count: s.keyLength)
+                                    let scores = UnsafeMutablePointer<T>.allocate(capacity: max(s.keyLength, 1))
+                                    defer { scores.deallocate() }
                                     for task in range {
                                         let (b, h) = (task / s.queryHeads, task % s.queryHeads)
                                         let kvHead = h / s.groupSize
@@ -123,9 +124,7 @@ extension CPUBackend {
                                             var maximum = -T.infinity
                                             for j in 0..<visible {
                                                 let kRow = pk + (b * s.keyLength + j) * kStride + kvHead * d
-                                                var dot: T = 0
-                                                for e in 0..<d { dot += qRow[e] * kRow[e] }
-                                                scores[j] = dot * T(s.scale)
+                                                scores[j] = dotProduct(qRow, kRow, d) * T(s.scale)
                                                 maximum = max(maximum, scores[j])
                                             }
                                             var total: T = 0
@@ -180,17 +179,13 @@ extension CPUBackend {
                                                             for i in 0..<s.queryLength {
                                                                 let row = (b * s.queryLength + i) * qStride + h * d
                                                                 let (qRow, doRow, oRow, dqRow) = (pq + row, pdo + row, po + row, pdq + row)
-                                                                var delta: T = 0
-                                                                for e in 0..<d { delta += doRow[e] * oRow[e] }
+                                                                let delta = dotProduct(doRow, oRow, d)
                                                                 let lse = pl[(b * s.queryLength + i) * s.queryHeads + h]
                                                                 for j in 0..<s.visibleKeys(query: i) {
                                                                     let kv = (b * s.keyLength + j) * kStride + kvHead * d
                                                                     let (kRow, vRow) = (pk + kv, pv + kv)
-                                                                    var score: T = 0, dp: T = 0
-                                                                    for e in 0..<d {
-                                                                        score += qRow[e] * kRow[e]
-                                                                        dp += doRow[e] * vRow[e]
-                                                                    }
+                                                                    let score = dotProduct(qRow, kRow, d)
+                                                                    let dp = dotProduct(doRow, vRow, d)
                                                                     let p = T.exp(score * T(s.scale) - lse)
                                                                     let ds = p * (dp - delta) * T(s.scale)
                                                                     for e in 0..<d {
@@ -216,6 +211,25 @@ extension CPUBackend {
         try (computeKind(for: query.dtype, operation: "attentionBackward") == .double ? run(Double.self) : run(Float.self))
         return AttentionGradients(query: dq, key: dk, value: dv)
     }
+}
+
+/// `Σ a[i]·b[i]` with four independent partial sums, so the loop is not one long chain of dependent adds.
+@inline(__always)
+func dotProduct<T: CPUFloat>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int) -> T {
+    var (s0, s1, s2, s3): (T, T, T, T) = (0, 0, 0, 0)
+    var i = 0
+    while i + 4 <= n {
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+        i += 4
+    }
+    while i < n {
+        s0 += a[i] * b[i]
+        i += 1
+    }
+    return (s0 + s1) + (s2 + s3)
 }
 
 extension AttentionShape {
