@@ -31,10 +31,7 @@ public enum TokenShard {
         for token in tokens {
             if width == 2 { append(UInt16(truncatingIfNeeded: token), to: &bytes) } else { append(UInt32(bitPattern: token), to: &bytes) }
         }
-        let temporary = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
-        try Data(bytes).write(to: URL(fileURLWithPath: temporary))
-        _ = try? FileManager.default.removeItem(atPath: path)
-        try FileManager.default.moveItem(atPath: temporary, toPath: path)
+        try AtomicFile.write(Data(bytes), to: path)
     }
 
     public static func read(_ path: String) throws -> [Int32] {

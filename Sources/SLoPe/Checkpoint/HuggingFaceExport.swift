@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SlopeData
 
 /// Writes a model as a dense Hugging Face checkpoint (`model.safetensors` + `config.json`) that
 /// transformers loads as `OPTForCausalLM` (GPT family) or `LlamaForCausalLM`.
@@ -31,7 +32,7 @@ public enum HuggingFaceExport {
         records.sort { $0.name < $1.name }
         try SafeTensors.write(records, metadata: ["format": "pt"], to: folder + "/model.safetensors")
         let config = try configJSON(model.configuration, dtype: outputType, endOfText: endOfText)
-        try SafeTensors.writeAtomically(Data(config.utf8), to: folder + "/config.json")
+        try AtomicFile.write(Data(config.utf8), to: folder + "/config.json")
     }
 
     /// transformers' config.json for the model's family.

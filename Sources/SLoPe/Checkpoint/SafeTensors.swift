@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SlopeData
 
 /// Hugging Face's safetensors format: an 8-byte little-endian header length, a JSON header mapping each
 /// name to its dtype, shape and byte range, then the raw little-endian data.
@@ -98,20 +99,7 @@ public enum SafeTensors {
         withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { file.append(contentsOf: $0) }
         file.append(contentsOf: Array(header.utf8))
         for record in records { file.append(record.entry.data) }
-        try writeAtomically(file, to: path)
-    }
-
-    /// Writes `data` to a temporary file beside `path`, then renames it over `path`.
-    public static func writeAtomically(_ data: Data, to path: String) throws {
-        let temporary = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
-        do {
-            try data.write(to: URL(fileURLWithPath: temporary))
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
-        } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw Failure.unreadable(path: path, reason: "could not write (\(error)); check the folder exists and has space")
-        }
+        try AtomicFile.write(file, to: path)
     }
 
     static func jsonString(_ text: String) -> String {

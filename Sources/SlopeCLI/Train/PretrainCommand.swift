@@ -208,7 +208,7 @@ struct PretrainCommand: ParsableCommand {
         func save(_ reason: String) throws {
             try Checkpoint.save(trainer, notes: notes, to: checkpointPath)
             let plot = LossPlot.svg(metrics.records, floor: data.floor, title: "slope pretrain \(model)")
-            try SafeTensors.writeAtomically(Data(plot.utf8), to: folder + "/loss.svg")
+            try AtomicFile.write(Data(plot.utf8), to: folder + "/loss.svg")
             say("\(reason): checkpoint at step \(trainer.step) written to \(checkpointPath)")
         }
         installStopHandlers()
