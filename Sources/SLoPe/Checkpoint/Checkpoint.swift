@@ -87,7 +87,7 @@ public enum Checkpoint {
         let state = try state(of: file)
         let model = try TransformerModel(configuration: state.model, dtype: state.dtype, backend: backend, seed: state.options.seed)
         if let plan = state.options.sparsity { try model.convertToSLoPe(plan) }
-        if state.adaptersAttached { _ = try model.attachAdapters(rank: state.options.adapterRank, seed: state.options.seed &+ 0xADA9) }
+        if state.adaptersAttached { _ = try model.attachAdapters(rank: state.options.adapterRank, seed: state.options.adapterSeed) }
         for parameter in model.parameters { try file.load(parameter.name, into: parameter.value, backend: backend) }
         for weight in model.sparseWeights {
             try weight.restoreState { suffix in

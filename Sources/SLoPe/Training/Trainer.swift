@@ -73,18 +73,14 @@ public final class Trainer {
         let number = step + 1
         var startedAdapters = false
         if !adaptersAttached, number >= adapterStartStep, options.adapterSteps > 0 {
-            denseOptimizer.append(try model.attachAdapters(rank: options.adapterRank, seed: options.seed &+ 0xADA9))
+            denseOptimizer.append(try model.attachAdapters(rank: options.adapterRank, seed: options.adapterSeed))
             adaptersAttached = true
             startedAdapters = true
         }
         var loss = 0.0
         let scale = 1 / Float(options.gradientAccumulation)
         for _ in 0..<options.gradientAccumulation {
-            let batch = loader.next()
-            let value = try model.loss(
-                tokens: backend.tensor(batch.inputs, shape: [batch.inputs.count]),
-                targets: backend.tensor(batch.targets, shape: [batch.targets.count]),
-                batch: options.batchSize, sequence: options.sequenceLength)
+            let value = try model.loss(on: loader.next(), batch: options.batchSize, sequence: options.sequenceLength)
             guard value.isFinite else {
                 try zeroGradients()
                 throw Failure.nonFinite(step: number, what: "loss (\(value))")
@@ -128,15 +124,20 @@ public final class Trainer {
         let count = max(1, min(batches, loader.windowsPerEpoch / batchSize))
         var total = 0.0
         for _ in 0..<count {
-            let batch = loader.next()
-            total += try model.loss(
-                tokens: model.backend.tensor(batch.inputs, shape: [batch.inputs.count]),
-                targets: model.backend.tensor(batch.targets, shape: [batch.targets.count]),
-                batch: batchSize, sequence: sequenceLength)
+            total += try model.loss(on: loader.next(), batch: batchSize, sequence: sequenceLength)
         }
         return total / Double(count)
     }
 
     /// Bytes held by the optimizers' moments.
     public var optimizerStateBytes: Int { sparseOptimizer.stateBytes + denseOptimizer.stateBytes }
+}
+
+extension TransformerModel {
+    /// The loss of one loader batch (token ids uploaded to this model's backend).
+    func loss(on batch: (inputs: [Int32], targets: [Int32]), batch size: Int, sequence: Int) throws -> Double {
+        try loss(
+            tokens: backend.tensor(batch.inputs, shape: [batch.inputs.count]), targets: backend.tensor(batch.targets, shape: [batch.targets.count]),
+            batch: size, sequence: sequence)
+    }
 }

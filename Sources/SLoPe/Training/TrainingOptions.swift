@@ -75,6 +75,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         return min(steps, max(1, Int((Double(steps) * adapterFraction).rounded(.up))))
     }
 
+    /// Seed of the adapters' initialisation: derived, so a resumed run re-creates the same adapters.
+    public var adapterSeed: UInt64 { seed &+ 0xADA9 }
+
     /// Tokens per optimizer step.
     public var tokensPerStep: Int { batchSize * sequenceLength * gradientAccumulation }
 

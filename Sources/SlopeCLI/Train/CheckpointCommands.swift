@@ -45,21 +45,16 @@ struct EvalCommand: ParsableCommand {
         let compute = try ComputeDevice.make(device)
         let loaded = try LoadedCheckpoint.load(checkpoint, compute: compute)
         var options = loaded.data
-        let tokens: [Int32]
-        let source: String
         if let data {
             options.data = data
             options.validationFraction = 0
-            let folder = FileManager.default.temporaryDirectory.path + "/slope-eval-\(UInt32.random(in: 0...UInt32.max))"
-            defer { try? FileManager.default.removeItem(atPath: folder) }
-            let loadedData = try options.load(cacheFolder: folder)
-            tokens = loadedData.train
-            source = loadedData.description
-        } else {
-            let loadedData = try options.load(cacheFolder: FileManager.default.temporaryDirectory.path + "/slope-eval-unused")
-            tokens = loadedData.validation
-            source = "validation split of \(loadedData.description)"
         }
+        // Text is tokenized into a scratch folder that goes away with this command.
+        let folder = FileManager.default.temporaryDirectory.path + "/slope-eval-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let loadedData = try options.load(cacheFolder: folder)
+        let tokens = data == nil ? loadedData.validation : loadedData.train
+        let source = data == nil ? "validation split of \(loadedData.description)" : loadedData.description
         let batch = batchSize ?? loaded.state.options.batchSize
         let sequence = min(sequenceLength ?? loaded.state.options.sequenceLength, loaded.model.configuration.contextLength)
         guard tokens.count >= batch * (sequence + 1) else {

@@ -61,14 +61,13 @@ struct StandardError: TextOutputStream {
 }
 
 /// Prints a line to standard output unbuffered, so progress shows at once even when piped to a file.
-func say(_ text: String) {
-    let bytes = Array((text + "\n").utf8)
-    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-}
+func say(_ text: String) { writeUnbuffered(text + "\n", to: 1) }
 
-func writeToStandardError(_ text: String) {
+func writeToStandardError(_ text: String) { writeUnbuffered(text, to: 2) }
+
+private func writeUnbuffered(_ text: String, to descriptor: Int32) {
     let bytes = Array(text.utf8)
-    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
 }
 
 /// Whether standard error is a terminal (progress bars redraw in place only there).

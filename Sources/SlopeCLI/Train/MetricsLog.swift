@@ -26,24 +26,23 @@ final class MetricsLog {
 
     func append(_ record: MetricsRecord) throws {
         records.append(record)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var line = try encoder.encode(record)
-        line.append(UInt8(ascii: "\n"))
+        let line = try Self.line(record)
         guard let handle = fopen(path, "a") else { throw ValidationErrorText("cannot append to \(path)") }
         defer { fclose(handle) }
         _ = line.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, handle) }
     }
 
     private func rewrite() throws {
+        try records.reduce(into: Data()) { $0.append(try Self.line($1)) }.write(to: URL(fileURLWithPath: path))
+    }
+
+    /// One record as a JSON line with sorted keys.
+    private static func line(_ record: MetricsRecord) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        var data = Data()
-        for record in records {
-            data.append(try encoder.encode(record))
-            data.append(UInt8(ascii: "\n"))
-        }
-        try data.write(to: URL(fileURLWithPath: path))
+        var line = try encoder.encode(record)
+        line.append(UInt8(ascii: "\n"))
+        return line
     }
 }
 
