@@ -29,8 +29,8 @@ let package = Package(
         .target(name: "CCUDA"),
         // The CUDA backend, loading libcuda, NVRTC, cuBLASLt and cuSPARSELt at run time.
         .target(name: "SlopeCUDA", dependencies: ["SlopeCore", "CCUDA", .product(name: "RealModule", package: "swift-numerics")]),
-        // Tokenizers, the embedded corpus, token shards and loaders: no tensor dependency.
-        .target(name: "SlopeData", dependencies: [.product(name: "RealModule", package: "swift-numerics")]),
+        // Tokenizers, the embedded corpus, token shards and loaders (SlopeCore only for its file writer).
+        .target(name: "SlopeData", dependencies: ["SlopeCore", .product(name: "RealModule", package: "swift-numerics")]),
         // SLoPe itself: N:M sparsity, layers, optimizers, adapters, models, training and checkpoints.
         .target(name: "SLoPe", dependencies: ["SlopeCore", "SlopeData", .product(name: "RealModule", package: "swift-numerics")]),
         .executableTarget(
@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "SlopeTestSupport", dependencies: ["SlopeCore"], path: "Tests/SlopeTestSupport"),
         .testTarget(name: "SlopeCoreTests", dependencies: ["SlopeCore", "SlopeTestSupport"]),
         .testTarget(name: "SLoPeTests", dependencies: ["SLoPe", "SlopeData", "SlopeTestSupport"]),
-        .testTarget(name: "SlopeDataTests", dependencies: ["SlopeData"]),
+        .testTarget(name: "SlopeDataTests", dependencies: ["SlopeData", "SlopeCore"]),
         .testTarget(name: "SlopeCUDATests", dependencies: ["SlopeCUDA", "CCUDA", "SlopeTestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SlopeCore
 
 /// A file of token ids: an 24-byte header (`SLOPETOK`, format version, bytes per token, count) and the
 /// tokens little-endian, 2 bytes each when every id fits, else 4. Written to a temporary name and renamed.
@@ -31,7 +32,7 @@ public enum TokenShard {
         for token in tokens {
             if width == 2 { append(UInt16(truncatingIfNeeded: token), to: &bytes) } else { append(UInt32(bitPattern: token), to: &bytes) }
         }
-        try AtomicFile.write(Data(bytes), to: path)
+        try AtomicFile.write(bytes, to: path)
     }
 
     public static func read(_ path: String) throws -> [Int32] {

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SlopeCore
 
 /// Median wall time of `body` in milliseconds over `repeats` runs after `warmup` runs.
 func medianMilliseconds(repeats: Int, warmup: Int, _ body: () throws -> Void) rethrows -> Double {
@@ -55,5 +56,5 @@ extension Double {
 func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    try encoder.encode(value).write(to: URL(fileURLWithPath: path), options: .atomic)
+    try AtomicFile.write(encoder.encode(value), to: path)
 }

@@ -33,7 +33,7 @@ final class MetricsLog {
     }
 
     private func rewrite() throws {
-        try records.reduce(into: Data()) { $0.append(try Self.line($1)) }.write(to: URL(fileURLWithPath: path))
+        try AtomicFile.write(records.reduce(into: Data()) { $0.append(try Self.line($1)) }, to: path)
     }
 
     /// One record as a JSON line with sorted keys.

@@ -132,7 +132,7 @@ struct PretrainCommand: ParsableCommand {
             : newTrainer(folder: folder, compute: compute)
         let options = trainer.options
         let configuration = trainer.model.configuration
-        say("slope pretrain: \(model) (\(configuration.family), \(formatCount(configuration.parameterCount)) parameters) on \(compute.backend.name)")
+        say("slope pretrain: \(notes["model"] ?? model) (\(configuration.family), \(formatCount(configuration.parameterCount)) parameters) on \(compute.backend.name)")
         say("  data        \(data.description); floor \(data.floor.map { formatted($0, digits: 3) + " nats/token" } ?? "unknown")")
         say("  training    \(options.steps) steps × \(options.tokensPerStep) tokens (batch \(options.batchSize) × \(options.sequenceLength)"
             + " × \(options.gradientAccumulation)), \(trainer.model.dtype), lr \(options.learningRate) \(options.decay), warm-up \(options.warmupSteps)")

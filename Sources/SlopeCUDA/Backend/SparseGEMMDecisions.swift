@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SlopeCore
 import Synchronization
 
 /// How one sparse GEMM shape runs: on cuSPARSELt in one operand arrangement, or dense on cuBLASLt
@@ -61,10 +62,7 @@ final class SparseGEMMDecisionStore: Sendable {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let temporary = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
-            try encoder.encode(snapshot).write(to: URL(fileURLWithPath: temporary))
-            _ = try? FileManager.default.removeItem(atPath: path)
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+            try AtomicFile.write(encoder.encode(snapshot), to: path)
         } catch {
             // Not being able to save only means searching again next run.
         }

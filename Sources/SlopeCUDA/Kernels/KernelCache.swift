@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SlopeCore
 
 /// Compiled kernel binaries on disk, keyed by a hash of everything that affects the binary:
 /// source, target architecture, compiler options and NVRTC version. Lives in `$SLOPE_CACHE_DIR/kernels`,
@@ -40,15 +41,12 @@ struct KernelCache: Sendable {
         return [UInt8](data)
     }
 
-    /// Writes to a temporary name and renames, so a concurrent reader never sees half a file.
+    /// Written atomically, so a concurrent reader never sees half a file.
     func store(_ binary: [UInt8], for key: String) {
         guard let directory, let path = path(for: key) else { return }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let temporary = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
-            try Data(binary).write(to: URL(fileURLWithPath: temporary))
-            _ = try? FileManager.default.removeItem(atPath: path)
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+            try AtomicFile.write(binary, to: path)
         } catch {
             // A cache that cannot be written only costs compile time on the next run.
         }

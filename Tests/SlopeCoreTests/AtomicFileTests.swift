@@ -1,0 +1,36 @@
+import SlopeCore
+import XCTest
+
+final class AtomicFileTests: XCTestCase {
+    private func temporaryFolder() throws -> String {
+        let folder = NSTemporaryDirectory() + "slope-atomic-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: folder) }
+        return folder
+    }
+
+    /// Many short write(2) calls must still lay the bytes down in order (the bug this writer replaces
+    /// repeated the buffer's start after the first call's limit).
+    func testChunkedWritesKeepEveryByteInOrder() throws {
+        let path = try temporaryFolder() + "/chunks.bin"
+        let bytes = (0..<10_007).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
+        try bytes.withUnsafeBytes { try AtomicFile.write($0, to: path, chunkBytes: 97) }
+        XCTAssertEqual(FileManager.default.contents(atPath: path).map { [UInt8]($0) }, bytes)
+    }
+
+    func testReplacesAnExistingFileAndLeavesNoTemporary() throws {
+        let folder = try temporaryFolder()
+        let path = folder + "/file.txt"
+        try AtomicFile.write(Array("first, longer version".utf8), to: path)
+        try AtomicFile.write(Data("second".utf8), to: path)
+        XCTAssertEqual(FileManager.default.contents(atPath: path), Data("second".utf8))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), ["file.txt"])
+    }
+
+    func testUnwritableFolderSaysWhichPathAndWhy() throws {
+        XCTAssertThrowsError(try AtomicFile.write([1, 2, 3], to: "/nonexistent-slope-folder/file.bin")) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("/nonexistent-slope-folder/file.bin") && text.contains("No such file"), text)
+        }
+    }
+}
