@@ -30,9 +30,10 @@ final class KernelSourceTests: XCTestCase {
             .loss: ["embedding_forward", "embedding_backward", "cross_entropy_forward", "cross_entropy_backward"],
             .optimizer: ["adamw"],
             .layout: ["transpose"],
-            .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "slot_mask", "transpose_slot_map", "gather_slots"],
+            .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "slot_mask", "gather_transpose"],
             .bytes: ["transpose_u8"],
-            .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values"],
+            .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values", "check_block_offsets",
+                                "pack_block_offsets", "scatter_values_packed"],
             // Attention kernels are stamped out per head dimension by a macro (`<name>_d##D`).
             .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
                          "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D",

@@ -8,10 +8,26 @@ final class SparseOperandCache {
     /// cuSPARSELt's compressed W for one arrangement, and where its values sit.
     struct Compressed {
         let storage: CUDAStorage
-        /// For each value position in `storage`, the slot of W's compressed values it holds; nil when the
-        /// layout could not be learned (then the whole matrix is compressed again on every change).
-        let valueMap: CUDAStorage?
+        /// Where each value position in `storage` takes its value from; nil when the layout could not be
+        /// learned (then the whole matrix is compressed again on every change).
+        let valueMap: ValueMap?
         var generation: UInt64
+    }
+
+    /// For each value position of cuSPARSELt's compressed W, the slot of W's compressed values it holds.
+    enum ValueMap {
+        /// One uint32 slot per position (4 bytes per kept value).
+        case wide(CUDAStorage)
+        /// Per block of 2^log2Block positions the uint32 slot of its first one, per position an int16 offset
+        /// from it (≈ 2 bytes per kept value).
+        case packed(bases: CUDAStorage, offsets: CUDAStorage, log2Block: Int)
+
+        var byteCount: Int {
+            switch self {
+            case .wide(let map): return map.byteCount
+            case .packed(let bases, let offsets, _): return bases.byteCount + offsets.byteCount
+            }
+        }
     }
 
     var generation: UInt64
@@ -99,10 +115,7 @@ extension CUDABackend {
         if var entry = operands.compressed[plan.key.arrangement] {
             if entry.generation == generation { return entry.storage }
             if let map = entry.valueMap {
-                let count = s.values.count
-                try launch(.compressedLayout, "scatter_values", dtype: s.values.dtype, grid: elementwiseGrid(count), [
-                    .pointer(address(s.values, "compress")), .pointer(map.address), .pointer(entry.storage.address), .int64(Int64(count)),
-                ])
+                try scatterValues(s, through: map, into: entry.storage)
             } else {
                 try compressWhole(s, plan, into: entry.storage)
             }
@@ -112,17 +125,52 @@ extension CUDABackend {
         }
         let sizes = try cusparse().compressedBytes(plan)
         let storage = try CUDAStorage(byteCount: sizes.compressed, device: device, allocator: allocator)
-        let map = s.pattern == .twoFour ? try learnValueLayout(s, plan, into: storage) : nil
-        if map != nil {
-            let count = s.values.count
-            try launch(.compressedLayout, "scatter_values", dtype: s.values.dtype, grid: elementwiseGrid(count), [
-                .pointer(address(s.values, "compress")), .pointer(map!.address), .pointer(storage.address), .int64(Int64(count)),
-            ])
+        let map = try s.pattern == .twoFour ? learnValueLayout(s, plan, into: storage).map { try packed($0, count: s.values.count, dtype: s.values.dtype) } : nil
+        if let map {
+            try scatterValues(s, through: map, into: storage)
         } else {
             try compressWhole(s, plan, into: storage)
         }
         operands.compressed[plan.key.arrangement] = SparseOperandCache.Compressed(storage: storage, valueMap: map, generation: generation)
         return storage
+    }
+
+    /// Writes W's current values into cuSPARSELt's compressed copy (metadata untouched).
+    private func scatterValues(_ s: CompressedMatrix, through map: SparseOperandCache.ValueMap, into storage: CUDAStorage) throws {
+        let count = s.values.count
+        let values = try address(s.values, "compress")
+        switch map {
+        case .wide(let slots):
+            try launch(.compressedLayout, "scatter_values", dtype: s.values.dtype, grid: elementwiseGrid(count), [
+                .pointer(values), .pointer(slots.address), .pointer(storage.address), .int64(Int64(count)),
+            ])
+        case .packed(let bases, let offsets, let log2Block):
+            try launch(.compressedLayout, "scatter_values_packed", dtype: s.values.dtype, grid: elementwiseGrid(count), [
+                .pointer(values), .pointer(bases.address), .pointer(offsets.address), .pointer(storage.address), .int64(Int64(count)),
+                .int32(Int32(log2Block)),
+            ])
+        }
+    }
+
+    /// The learned map in 16 bits where its offsets allow (the largest block size at which every offset fits
+    /// int16), else as it is.
+    private func packed(_ map: CUDAStorage, count: Int, dtype: DType) throws -> SparseOperandCache.ValueMap {
+        let bad = try newTensor([1], dtype: .int32)
+        for log2Block in [14, 12, 10, 8, 6] {
+            try memsetZero(bad)
+            try launch(.compressedLayout, "check_block_offsets", dtype: dtype, grid: elementwiseGrid(count), [
+                .pointer(map.address), .pointer(address(bad, "packValueMap")), .int64(Int64(count)), .int32(Int32(log2Block)),
+            ])
+            guard try int32s(bad)[0] == 0 else { continue }
+            let blocks = (count + (1 << log2Block) - 1) >> log2Block
+            let bases = try CUDAStorage(byteCount: blocks * 4, device: device, allocator: allocator)
+            let offsets = try CUDAStorage(byteCount: count * 2, device: device, allocator: allocator)
+            try launch(.compressedLayout, "pack_block_offsets", dtype: dtype, grid: elementwiseGrid(count), [
+                .pointer(map.address), .pointer(bases.address), .pointer(offsets.address), .int64(Int64(count)), .int32(Int32(log2Block)),
+            ])
+            return .packed(bases: bases, offsets: offsets, log2Block: log2Block)
+        }
+        return .wide(map)
     }
 
     /// Compresses the decompressed W with cuSPARSELt.
@@ -202,6 +250,11 @@ extension CUDABackend {
             route: SparseGEMMDecision.Route(rawValue: best)!, configuration: configurations[best] ?? 0, milliseconds: timings,
             failures: failures.isEmpty ? nil : failures)
         decisions.record(decision, for: key)
+        // Keep only the chosen route's operand: the others were built just to be timed.
+        for arrangement in CuSPARSELtMatmul.Arrangement.allCases where arrangement.rawValue != best {
+            operands.compressed[arrangement] = nil
+        }
+        if decision.route != .dense { operands.dense = nil }
         return decision
     }
 

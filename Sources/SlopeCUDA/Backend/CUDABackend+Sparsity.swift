@@ -90,36 +90,11 @@ extension CUDABackend {
         try OperandChecks.sameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
         touch(transposed.values)
         let operation = "refreshDoublePrunedTranspose"
-        let map = try transposeSlotMap(transposed, w)
-        try launch(.sparsity, "gather_slots", dtype: w.values.dtype, grid: elementwiseGrid(transposed.values.count), [
-            .pointer(address(w.values, operation)), .pointer(map.address), .pointer(address(transposed.values, operation)),
-            .int64(Int64(transposed.values.count)),
-        ])
-    }
-
-    /// For each slot of the transpose, W's slot holding the same weight (−1 where W⊙Mr is zero): built once
-    /// per (transpose, W) pair and kept with the transpose's indices, which change only when Mc is re-selected.
-    final class TransposeSlotMap {
-        let source: ObjectIdentifier
-        let storage: CUDAStorage
-        init(source: ObjectIdentifier, storage: CUDAStorage) {
-            self.source = source
-            self.storage = storage
-        }
-    }
-
-    private func transposeSlotMap(_ transposed: CompressedMatrix, _ w: CompressedMatrix) throws -> CUDAStorage {
-        let holder = try storage(transposed.indices, "refreshDoublePrunedTranspose")
-        let source = ObjectIdentifier(w.indices.storage)
-        if let cached = holder.derived as? TransposeSlotMap, cached.source == source { return cached.storage }
-        let map = try CUDAStorage(byteCount: transposed.values.count * 4, device: device, allocator: allocator)
-        let operation = "refreshDoublePrunedTranspose"
-        try launch(.sparsity, "transpose_slot_map", dtype: w.values.dtype, grid: elementwiseGrid(transposed.values.count), [
-            .pointer(address(w.indices, operation)), .pointer(address(transposed.indices, operation)), .pointer(map.address),
+        try launch(.sparsity, "gather_transpose", dtype: w.values.dtype, grid: elementwiseGrid(transposed.values.count), [
+            .pointer(address(w.values, operation)), .pointer(address(w.indices, operation)), .pointer(address(transposed.indices, operation)),
+            .pointer(address(transposed.values, operation)),
             .int64(Int64(w.rows)), .int64(Int64(w.columns)), .int32(Int32(w.pattern.n)), .int32(Int32(w.pattern.m)),
         ])
-        holder.derived = TransposeSlotMap(source: source, storage: map)
-        return map
     }
 
     /// The two row blocks of a merged matrix, `[W; Lᵀ]`, as their own compressed matrices, split once and

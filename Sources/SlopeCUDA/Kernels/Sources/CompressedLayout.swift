@@ -42,5 +42,31 @@ extension KernelSources {
     extern "C" __global__ void scatter_values(const T* values, const unsigned int* map, T* compressed, long long count) {
         GRID_STRIDE(p, count) compressed[p] = values[map[p]];
     }
+
+    // The map packed to 16 bits: positions in blocks of 2^log2_block, per block the slot of its first position
+    // (bases), per position the signed offset from it (offsets). cuSPARSELt keeps each value near where
+    // W's compressed order has it, so offsets fit int16 at some block size and the map halves.
+    // bad[0] = 1 if some position's offset does not fit at this block size.
+    extern "C" __global__ void check_block_offsets(const unsigned int* map, int* bad, long long count, int log2_block) {
+        GRID_STRIDE(p, count) {
+            long long offset = (long long)map[p] - (long long)map[(p >> log2_block) << log2_block];
+            if (offset < -32768 || offset > 32767) atomicExch(bad, 1);
+        }
+    }
+
+    extern "C" __global__ void pack_block_offsets(const unsigned int* map, unsigned int* bases, short* offsets, long long count,
+                                                  int log2_block) {
+        GRID_STRIDE(p, count) {
+            unsigned int base = map[(p >> log2_block) << log2_block];
+            if ((p & ((1ll << log2_block) - 1)) == 0) bases[p >> log2_block] = base;
+            offsets[p] = (short)((long long)map[p] - (long long)base);
+        }
+    }
+
+    // scatter_values through the packed map.
+    extern "C" __global__ void scatter_values_packed(const T* values, const unsigned int* bases, const short* offsets, T* compressed,
+                                                     long long count, int log2_block) {
+        GRID_STRIDE(p, count) compressed[p] = values[(long long)bases[p >> log2_block] + offsets[p]];
+    }
     """#
 }

@@ -98,31 +98,26 @@ extension KernelSources {
         GRID_STRIDE(s, rows * (cols / m) * n) mask[slot_dense_offset(s, indices[s], n, m)] = 1;
     }
 
-    // For every slot s of Wᵀ (compressed [din, dout], groups along dout): the slot of W (compressed [dout, din],
-    // groups along din) that holds the same weight, or -1 where W⊙Mr is zero there. Built once per mask pair,
-    // it turns every later refresh into gather_slots. One thread per slot of Wᵀ.
-    extern "C" __global__ void transpose_slot_map(const unsigned char* w_indices, const unsigned char* t_indices, int* map,
-                                                  long long dout, long long din, int n, int m) {
+    // The double-pruned transpose's values from W: for every slot s of Wᵀ (compressed [din, dout], groups along
+    // dout), the weight W holds at the same position (W compressed [dout, din], groups along din), or 0 where
+    // W⊙Mr is zero there. The slot of W is found by searching its group's n indices, so no map is kept
+    // (it would cost 4 bytes per kept value on the GPU). One thread per slot of Wᵀ.
+    extern "C" __global__ void gather_transpose(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
+                                                T* t_values, long long dout, long long din, int n, int m) {
         const i64 t_slots_per_row = (dout / m) * n;
         const i64 w_slots_per_row = (din / m) * n;
         GRID_STRIDE(s, din * t_slots_per_row) {
             i64 j = s / t_slots_per_row;
-            i64 group = (s - j * t_slots_per_row) / n;
-            i64 o = group * m + t_indices[s];
+            i64 o = ((s - j * t_slots_per_row) / n) * m + t_indices[s];
             // W's row o, group j/m: its n slots, searched for position j%m.
             i64 w_base = o * w_slots_per_row + (j / m) * n;
             unsigned char want = (unsigned char)(j % m);
-            int found = -1;
+            T value = from_float<T>(0.0f);
             for (int q = 0; q < n; ++q) {
-                if (w_indices[w_base + q] == want) { found = (int)(w_base + q); break; }
+                if (w_indices[w_base + q] == want) { value = w_values[w_base + q]; break; }
             }
-            map[s] = found;
+            t_values[s] = value;
         }
-    }
-
-    // t_values[s] = map[s] >= 0 ? w_values[map[s]] : 0; 1-D grid over Wᵀ's slots.
-    extern "C" __global__ void gather_slots(const T* w_values, const int* map, T* t_values, long long count) {
-        GRID_STRIDE(s, count) t_values[s] = map[s] >= 0 ? w_values[map[s]] : from_float<T>(0.0f);
     }
     """#
 }
