@@ -79,6 +79,15 @@ final class PretrainingTests: XCTestCase {
             guard case SafeTensors.Failure.corrupt = error else { return XCTFail("\(error)") }
             XCTAssertTrue("\(error)".contains("truncated"), "\(error)")
         }
+        // Damaged data of the right length: the hash written with it no longer matches.
+        var damaged = [UInt8](bytes)
+        damaged[damaged.count - 3] ^= 0x10
+        let flipped = temporaryPath("damaged.safetensors")
+        try Data(damaged).write(to: URL(fileURLWithPath: flipped))
+        XCTAssertThrowsError(try SafeTensors.read(flipped)) { error in
+            guard case SafeTensors.Failure.corrupt = error else { return XCTFail("\(error)") }
+            XCTAssertTrue("\(error)".contains("does not match the hash"), "\(error)")
+        }
         // Garbage header, empty file, missing file, a safetensors file without slope's state.
         let garbage = temporaryPath("garbage.safetensors")
         try Data([16, 0, 0, 0, 0, 0, 0, 0] + Array("not json at all!".utf8)).write(to: URL(fileURLWithPath: garbage))

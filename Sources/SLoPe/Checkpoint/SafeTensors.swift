@@ -78,10 +78,16 @@ public enum SafeTensors {
     }
 
     /// Writes `records` and `metadata` to `path` atomically (temporary file + rename).
+    /// The metadata key of the hash of all tensor data, checked by `read`.
+    static let dataHashKey = "slope.data_hash"
+
     public static func write(_ records: [Record], metadata: [String: String] = [:], to path: String) throws {
         var header = "{"
         var offset = 0
         var parts: [String] = []
+        var hash = ContentHash()
+        for record in records { hash.combine(record.entry.data) }
+        let metadata = metadata.merging([dataHashKey: hash.hexadecimal]) { _, computed in computed }
         if !metadata.isEmpty {
             let pairs = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
             parts.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
@@ -145,6 +151,7 @@ public enum SafeTensors {
         }
         let body = 8 + headerLength
         var tensors: [String: Entry] = [:]
+        var stored: [(offset: Int, data: Data)] = []
         for (name, entry) in object.tensors {
             guard let dtype = dtypeNames.first(where: { $0.value == entry.dtype })?.key else {
                 throw Failure.corrupt(path: path, reason: "tensor \(name) has unsupported dtype \(entry.dtype)")
@@ -156,8 +163,16 @@ public enum SafeTensors {
                 throw Failure.corrupt(
                     path: path, reason: "tensor \(name) needs bytes \(entry.data_offsets) but the file has \(data.count - body) after the header")
             }
-            tensors[name] = Entry(
-                dtype: dtype, shape: entry.shape, data: data.subdata(in: (body + entry.data_offsets[0])..<(body + entry.data_offsets[1])))
+            let bytes = data.subdata(in: (body + entry.data_offsets[0])..<(body + entry.data_offsets[1]))
+            tensors[name] = Entry(dtype: dtype, shape: entry.shape, data: bytes)
+            stored.append((entry.data_offsets[0], bytes))
+        }
+        if let expected = object.metadata[dataHashKey] {  // files from other writers have none
+            var hash = ContentHash()
+            for tensor in stored.sorted(by: { $0.offset < $1.offset }) { hash.combine(tensor.data) }
+            guard hash.hexadecimal == expected else {
+                throw Failure.corrupt(path: path, reason: "its tensor data does not match the hash written with it")
+            }
         }
         return File(path: path, tensors: tensors, metadata: object.metadata)
     }
