@@ -236,19 +236,17 @@ extension Backend {
         return try doubles(tensor)[0]
     }
 
-    /// Normal(0, std²) samples from `generator`.
+    /// Normal(0, std²) samples seeded by one draw from `generator` (filled in parallel; see ``RandomSamples``).
     public func randomNormal(
         _ shape: [Int], std: Double = 1, dtype: DType = .float32, using generator: inout SeededGenerator
     ) throws -> Tensor {
-        let values = (0..<shape.reduce(1, *)).map { _ in generator.nextNormal() * std }
-        return try tensor(values, shape: shape, dtype: dtype)
+        try tensor(RandomSamples.normal(shape.reduce(1, *), std: Float(std), using: &generator), shape: shape, dtype: dtype)
     }
 
-    /// Uniform(−bound, bound) samples from `generator`.
+    /// Uniform(−bound, bound) samples seeded by one draw from `generator`.
     public func randomUniform(
         _ shape: [Int], bound: Double, dtype: DType = .float32, using generator: inout SeededGenerator
     ) throws -> Tensor {
-        let values = (0..<shape.reduce(1, *)).map { _ in (generator.nextUniform() * 2 - 1) * bound }
-        return try tensor(values, shape: shape, dtype: dtype)
+        try tensor(RandomSamples.uniform(shape.reduce(1, *), bound: Float(bound), using: &generator), shape: shape, dtype: dtype)
     }
 }
