@@ -111,18 +111,37 @@ final class ShardBuilderTests: XCTestCase {
         try Data("ignored".utf8).write(to: URL(fileURLWithPath: folder + "/texts/notes.md"))
         try Data("extra".utf8).write(to: URL(fileURLWithPath: folder + "/single.text"))
         let output = try ShardBuilder.build(
-            inputs: [folder + "/texts", folder + "/single.text"], tokenizer: ByteTokenizer(), separator: ByteTokenizer.endOfText,
+            inputs: [folder + "/texts", folder + "/single.text"], tokenizer: ByteTokenizer(), tokenizerName: "byte", separator: ByteTokenizer.endOfText,
             outputFolder: folder + "/out", validationFraction: 0.25)
         XCTAssertEqual(output.documents, 3)
         let expected = ByteTokenizer().encode("hello") + [256] + ByteTokenizer().encode("world!") + [256] + ByteTokenizer().encode("extra") + [256]
         XCTAssertEqual(output.trainTokens + output.validationTokens, expected.count)
         XCTAssertEqual(try TokenShard.read(output.trainPath) + TokenShard.read(output.validationPath), expected)
         XCTAssertEqual(output.validationTokens, Int((Double(expected.count) * 0.25).rounded()))
-        XCTAssertThrowsError(try ShardBuilder.build(inputs: [folder + "/nope"], tokenizer: ByteTokenizer(), separator: nil, outputFolder: folder + "/o", validationFraction: 0.1)) { error in
+        XCTAssertFalse(output.reused)
+
+        // The same files, tokenizer and split: the shards are reused, not rebuilt.
+        func rebuild(_ fraction: Double = 0.25) throws -> ShardBuilder.Output {
+            try ShardBuilder.build(
+                inputs: [folder + "/texts", folder + "/single.text"], tokenizer: ByteTokenizer(), tokenizerName: "byte",
+                separator: ByteTokenizer.endOfText, outputFolder: folder + "/out", validationFraction: fraction)
+        }
+        var again = try rebuild()
+        XCTAssertTrue(again.reused)
+        again.reused = false
+        XCTAssertEqual(again, output)
+        // A changed file, or another split, builds them again.
+        try Data("hello there".utf8).write(to: URL(fileURLWithPath: folder + "/texts/a.txt"))
+        let changed = try rebuild()
+        XCTAssertFalse(changed.reused)
+        XCTAssertEqual(changed.trainTokens + changed.validationTokens, expected.count + 6)
+        XCTAssertFalse(try rebuild(0.5).reused)
+        XCTAssertTrue(try rebuild(0.5).reused)
+        XCTAssertThrowsError(try ShardBuilder.build(inputs: [folder + "/nope"], tokenizer: ByteTokenizer(), tokenizerName: "byte", separator: nil, outputFolder: folder + "/o", validationFraction: 0.1)) { error in
             XCTAssertEqual(error as? ShardBuilder.Failure, .unreadable(path: folder + "/nope"))
         }
         try FileManager.default.createDirectory(atPath: folder + "/empty", withIntermediateDirectories: true)
-        XCTAssertThrowsError(try ShardBuilder.build(inputs: [folder + "/empty"], tokenizer: ByteTokenizer(), separator: nil, outputFolder: folder + "/o", validationFraction: 0.1)) { error in
+        XCTAssertThrowsError(try ShardBuilder.build(inputs: [folder + "/empty"], tokenizer: ByteTokenizer(), tokenizerName: "byte", separator: nil, outputFolder: folder + "/o", validationFraction: 0.1)) { error in
             XCTAssertEqual(error as? ShardBuilder.Failure, .noInput(paths: [folder + "/empty"]))
         }
     }

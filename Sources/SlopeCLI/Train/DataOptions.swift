@@ -85,10 +85,12 @@ extension DataOptions {
                 description: "\(data), \(tokens.count) tokens")
         }
         let output = try ShardBuilder.build(
-            inputs: [data], tokenizer: tokenizer, separator: endOfText, outputFolder: cacheFolder, validationFraction: validationFraction)
+            inputs: [data], tokenizer: tokenizer, tokenizerName: self.tokenizer, separator: endOfText, outputFolder: cacheFolder,
+            validationFraction: validationFraction)
         return LoadedData(
             train: try TokenShard.read(output.trainPath), validation: try TokenShard.read(output.validationPath), tokenizer: tokenizer,
             endOfText: endOfText, floor: nil,
-            description: "\(data): \(output.documents) files, \(output.trainTokens) train + \(output.validationTokens) validation tokens")
+            description: "\(data): \(output.documents) files, \(output.trainTokens) train + \(output.validationTokens) validation tokens"
+                + (output.reused ? " (shards in \(cacheFolder) reused)" : ""))
     }
 }
