@@ -85,16 +85,8 @@ public enum LossPlot {
         return svg + "</svg>\n"
     }
 
-    /// `value` with `digits` decimals (no Foundation formatting in the library).
+    /// A coordinate or label with `digits` decimals (0 for a value that is not finite, which SVG cannot take).
     static func f(_ value: Double, _ digits: Int = 1) -> String {
-        guard value.isFinite else { return "0" }
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        let scaled = (abs(value) * scale).rounded()
-        let whole = Int(scaled / scale), fraction = Int(scaled) - whole * Int(scale)
-        let sign = value < 0 && scaled > 0 ? "-" : ""
-        guard digits > 0 else { return sign + "\(whole)" }
-        let fractionText = String(fraction)
-        return sign + "\(whole)." + String(repeating: "0", count: digits - fractionText.count) + fractionText
+        value.isFinite ? fixedPoint(value, decimals: digits) : "0"
     }
 }

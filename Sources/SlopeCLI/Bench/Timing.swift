@@ -37,20 +37,7 @@ struct TextTable {
     }
 }
 
-func formatted(_ value: Double, digits: Int = 2) -> String {
-    let scale = Double.pow10(digits)
-    let rounded = (value * scale).rounded() / scale
-    var text = "\(rounded)"
-    if let dot = text.firstIndex(of: ".") {
-        let decimals = text.distance(from: dot, to: text.endIndex) - 1
-        if decimals < digits { text += String(repeating: "0", count: digits - decimals) }
-    }
-    return text
-}
-
-extension Double {
-    static func pow10(_ n: Int) -> Double { (0..<n).reduce(1) { value, _ in value * 10 } }
-}
+func formatted(_ value: Double, digits: Int = 2) -> String { fixedPoint(value, decimals: digits) }
 
 /// Writes any Encodable as pretty JSON, creating nothing but the file itself.
 func writeJSON<T: Encodable>(_ value: T, to path: String) throws {

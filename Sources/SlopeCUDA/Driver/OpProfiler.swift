@@ -1,3 +1,4 @@
+import SlopeCore
 import Synchronization
 
 /// GPU time per operation, on when `SLOPE_PROFILE=1`: every kernel launch, cuBLASLt and cuSPARSELt call is
@@ -40,10 +41,7 @@ public final class OpProfiler: Sendable {
         return lines.joined(separator: "\n")
     }
 
-    private static func format(_ value: Double) -> String {
-        let rounded = (value * 10).rounded() / 10
-        return "\(rounded)"
-    }
+    private static func format(_ value: Double) -> String { fixedPoint(value, decimals: 1) }
 }
 
 extension String {
