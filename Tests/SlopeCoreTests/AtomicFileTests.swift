@@ -33,4 +33,30 @@ final class AtomicFileTests: XCTestCase {
             XCTAssertTrue(text.contains("/nonexistent-slope-folder/file.bin") && text.contains("No such file"), text)
         }
     }
+
+    func testStreamingWriterAppendsPatchesAndReadsBackInRanges() throws {
+        let path = try temporaryFolder() + "/stream.bin"
+        try AtomicFile.write(to: path, chunkBytes: 5) { file in
+            try file.append(Array("header:????;".utf8))
+            try file.append(Array(repeating: UInt8(ascii: "x"), count: 23))
+            XCTAssertEqual(file.offset, 35)
+            try file.overwrite(at: 7, with: Array("done".utf8))
+            XCTAssertThrowsError(try file.overwrite(at: 33, with: [1, 2, 3]), "beyond what was written")
+        }
+        XCTAssertEqual(try FileBytes.size(of: path), 35)
+        XCTAssertEqual(String(decoding: try FileBytes.read(path, offset: 0, count: 12), as: UTF8.self), "header:done;")
+        XCTAssertEqual(try FileBytes.read(path, offset: 30, count: 5), Array(repeating: UInt8(ascii: "x"), count: 5))
+        XCTAssertThrowsError(try FileBytes.read(path, offset: 30, count: 6)) { XCTAssertTrue("\($0)".contains("ends at byte 35"), "\($0)") }
+        XCTAssertThrowsError(try FileBytes.size(of: path + ".missing")) { XCTAssertTrue("\($0)".contains("No such file"), "\($0)") }
+    }
+
+    func testAFailingBodyLeavesNothingBehind() throws {
+        let folder = try temporaryFolder()
+        struct Stop: Error {}
+        XCTAssertThrowsError(try AtomicFile.write(to: folder + "/never.bin") { file in
+            try file.append([1, 2, 3])
+            throw Stop()
+        })
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), [])
+    }
 }

@@ -11,23 +11,28 @@ public enum HuggingFaceExport {
         let backend = model.backend
         let outputType = dtype ?? model.dtype
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        // Each tensor is cast (and SLoPe weights decompressed, adapters folded) only when the writer reaches it.
         var records: [SafeTensors.Record] = []
-        func add(_ name: String, _ tensor: Tensor) throws {
-            records.append(try SafeTensors.record(name, backend.cast(tensor, to: outputType), backend: backend))
-        }
         let adapterNames = Set(model.sparseLinears.flatMap { $0.adapter?.parameters.map(\.name) ?? [] })
         for parameter in model.parameters where !adapterNames.contains(parameter.name) {
-            try add(parameter.name, parameter.value)
+            let value = parameter.value
+            records.append(SafeTensors.record(parameter.name, dtype: outputType, shape: value.shape, backend: backend) {
+                try backend.cast(value, to: outputType)
+            })
         }
         for layer in model.sparseLinears {
-            var dense = try layer.weight.prunedDense()
-            if let adapter = layer.adapter {
-                // (L·R)ᵀ = Rᵀ·Lᵀ, [dout, din], scaled by 1/r.
-                let product = try backend.gemm(
-                    adapter.up.value, adapter.down.value, transposeA: true, transposeB: true, alpha: adapter.scale, beta: 0, into: nil, bias: nil)
-                dense = try backend.add(dense, product)
-            }
-            try add(layer.weight.name, dense)
+            let shape = [layer.weight.outFeatures, layer.weight.inFeatures]
+            records.append(SafeTensors.record(layer.weight.name, dtype: outputType, shape: shape, backend: backend) {
+                var dense = try layer.weight.prunedDense()
+                if let adapter = layer.adapter {
+                    // (L·R)ᵀ = Rᵀ·Lᵀ, [dout, din], scaled by 1/r.
+                    let product = try backend.gemm(
+                        adapter.up.value, adapter.down.value, transposeA: true, transposeB: true, alpha: adapter.scale, beta: 0, into: nil,
+                        bias: nil)
+                    dense = try backend.add(dense, product)
+                }
+                return try backend.cast(dense, to: outputType)
+            })
         }
         records.sort { $0.name < $1.name }
         try SafeTensors.write(records, metadata: ["format": "pt"], to: folder + "/model.safetensors")

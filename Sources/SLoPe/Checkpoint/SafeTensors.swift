@@ -4,8 +4,8 @@ import SlopeData
 /// Hugging Face's safetensors format: an 8-byte little-endian header length, a JSON header mapping each
 /// name to its dtype, shape and byte range, then the raw little-endian data.
 ///
-/// Files are written to a temporary name in the same folder and renamed, so a crash never leaves a
-/// half-written file under the real name.
+/// Files are streamed to a temporary name in the same folder and renamed, so a crash never leaves a
+/// half-written file under the real name; reading leaves tensor bytes in the file until they are loaded.
 public enum SafeTensors {
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case unreadable(path: String, reason: String)
@@ -25,17 +25,33 @@ public enum SafeTensors {
         }
     }
 
-    /// One tensor of a file: its dtype, shape and bytes.
+    /// One tensor of a file: its dtype, shape and where its bytes are (read only when asked for).
     public struct Entry: Sendable {
         public let dtype: DType
         public let shape: [Int]
-        public let data: Data
+        let path: String
+        let offset: Int
+        public let byteCount: Int
+
+        /// The stored bytes, read from the file now.
+        public func bytes() throws -> [UInt8] {
+            do {
+                return try FileBytes.read(path, offset: offset, count: byteCount)
+            } catch let failure as FileBytes.ReadFailure {
+                throw Failure.unreadable(path: path, reason: failure.reason)
+            }
+        }
     }
 
-    /// A tensor to write: host bytes in `dtype`'s little-endian layout.
-    public struct Record: Sendable {
+    /// A tensor to write, its bytes produced only when the writer reaches it: one tensor at a time is in
+    /// host memory, not the whole file.
+    public struct Record {
         public let name: String
-        public let entry: Entry
+        public let dtype: DType
+        public let shape: [Int]
+        let bytes: () throws -> [UInt8]
+
+        public var byteCount: Int { shape.reduce(1, *) * dtype.byteSize }
     }
 
     public struct File: Sendable {
@@ -70,42 +86,62 @@ public enum SafeTensors {
 
     // MARK: Writing
 
-    /// The host bytes of `tensor` as stored (every dtype is little-endian in memory, as safetensors wants),
-    /// read through a byte view of its storage: no per-element conversion, so large models save quickly.
+    /// `tensor`'s bytes as stored (every dtype is little-endian in memory, as safetensors wants), read through
+    /// a byte view of its storage when the file is written: no per-element conversion.
     public static func record(_ name: String, _ tensor: Tensor, backend: any Backend) throws -> Record {
-        let bytes = try backend.uint8s(Tensor(shape: [tensor.byteCount], dtype: .uint8, storage: tensor.storage))
-        return Record(name: name, entry: Entry(dtype: tensor.dtype, shape: tensor.shape, data: Data(bytes)))
+        Record(name: name, dtype: tensor.dtype, shape: tensor.shape) {
+            try backend.uint8s(Tensor(shape: [tensor.byteCount], dtype: .uint8, storage: tensor.storage))
+        }
     }
 
-    /// Writes `records` and `metadata` to `path` atomically (temporary file + rename).
+    /// A tensor computed only when the file is written (a cast, a folded weight), so it lives for one record.
+    public static func record(
+        _ name: String, dtype: DType, shape: [Int], backend: any Backend, _ make: @escaping () throws -> Tensor
+    ) -> Record {
+        Record(name: name, dtype: dtype, shape: shape) {
+            let tensor = try make()
+            return try backend.uint8s(Tensor(shape: [tensor.byteCount], dtype: .uint8, storage: tensor.storage))
+        }
+    }
+
     /// The metadata key of the hash of all tensor data, checked by `read`.
     static let dataHashKey = "slope.data_hash"
 
+    /// Writes `records` and `metadata` to `path` atomically (temporary file + rename), streaming one record
+    /// at a time. The data hash is known only at the end, so the header carries a placeholder of the same
+    /// length that is then overwritten.
     public static func write(_ records: [Record], metadata: [String: String] = [:], to path: String) throws {
-        var header = "{"
+        let placeholder = String(repeating: "0", count: 16)
+        let metadata = metadata.merging([dataHashKey: placeholder]) { _, hash in hash }
         var offset = 0
-        var parts: [String] = []
-        var hash = ContentHash()
-        for record in records { hash.combine(record.entry.data) }
-        let metadata = metadata.merging([dataHashKey: hash.hexadecimal]) { _, computed in computed }
-        if !metadata.isEmpty {
-            let pairs = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
-            parts.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
-        }
+        var parts = ["\"__metadata__\":{" + metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            .joined(separator: ",") + "}"]
         for record in records {
-            let end = offset + record.entry.data.count
-            let shape = record.entry.shape.map(String.init).joined(separator: ",")
-            parts.append("\(jsonString(record.name)):{\"dtype\":\"\(dtypeNames[record.entry.dtype]!)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}")
+            let end = offset + record.byteCount
+            let shape = record.shape.map(String.init).joined(separator: ",")
+            parts.append("\(jsonString(record.name)):{\"dtype\":\"\(dtypeNames[record.dtype]!)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}")
             offset = end
         }
-        header += parts.joined(separator: ",") + "}"
+        var header = Array(("{" + parts.joined(separator: ",") + "}").utf8)
         // Pad the header with spaces so the data starts 8-byte aligned, as the reference implementation does.
-        while (header.utf8.count % 8) != 0 { header += " " }
-        var file = Data()
-        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(contentsOf: Array(header.utf8))
-        for record in records { file.append(record.entry.data) }
-        try AtomicFile.write(file, to: path)
+        while header.count % 8 != 0 { header.append(UInt8(ascii: " ")) }
+        let hashField = Array("\(jsonString(dataHashKey)):\"".utf8)
+        let hashPosition = 8 + header.firstRange(of: hashField)!.upperBound
+        try AtomicFile.write(to: path) { file in
+            try withUnsafeBytes(of: UInt64(header.count).littleEndian) { try file.append($0) }
+            try file.append(header)
+            var hash = ContentHash()
+            for record in records {
+                let bytes = try record.bytes()
+                guard bytes.count == record.byteCount else {
+                    throw Failure.unexpectedTensor(
+                        path: path, name: record.name, expected: "\(record.byteCount) bytes", found: "\(bytes.count) bytes")
+                }
+                hash.combine(bytes)
+                try file.append(bytes)
+            }
+            try file.overwrite(at: hashPosition, with: Array(hash.hexadecimal.utf8))
+        }
     }
 
     static func jsonString(_ text: String) -> String {
@@ -136,40 +172,46 @@ public enum SafeTensors {
         let data_offsets: [Int]
     }
 
+    /// Reads the header; tensor bytes stay in the file until asked for. When the file carries slope's data
+    /// hash, every tensor is read once here (in pieces) to check it.
     public static func read(_ path: String) throws -> File {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw Failure.unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")
+        let size: Int
+        do {
+            size = try FileBytes.size(of: path)
+        } catch let failure as FileBytes.ReadFailure {
+            throw Failure.unreadable(path: path, reason: failure.reason.contains("No such file") ? "no such file" : failure.reason)
         }
-        guard data.count >= 8 else { throw Failure.corrupt(path: path, reason: "only \(data.count) bytes") }
-        let headerLength = data.prefix(8).enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
-        guard headerLength > 0, headerLength <= data.count - 8 else {
-            throw Failure.corrupt(path: path, reason: "header length \(headerLength) does not fit in \(data.count) bytes")
+        guard size >= 8 else { throw Failure.corrupt(path: path, reason: "only \(size) bytes") }
+        func bytes(_ offset: Int, _ count: Int) throws -> [UInt8] {
+            do { return try FileBytes.read(path, offset: offset, count: count) } catch let failure as FileBytes.ReadFailure {
+                throw Failure.unreadable(path: path, reason: failure.reason)
+            }
         }
-        let headerData = data.subdata(in: 8..<(8 + headerLength))
-        guard let object = try? HeaderDecoding.decodeHeader(headerData) else {
+        let headerLength = try bytes(0, 8).enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
+        guard headerLength > 0, headerLength <= size - 8 else {
+            throw Failure.corrupt(path: path, reason: "header length \(headerLength) does not fit in \(size) bytes")
+        }
+        guard let object = try? HeaderDecoding.decodeHeader(Data(bytes(8, headerLength))) else {
             throw Failure.corrupt(path: path, reason: "unreadable JSON header")
         }
         let body = 8 + headerLength
         var tensors: [String: Entry] = [:]
-        var stored: [(offset: Int, data: Data)] = []
         for (name, entry) in object.tensors {
             guard let dtype = dtypeNames.first(where: { $0.value == entry.dtype })?.key else {
                 throw Failure.corrupt(path: path, reason: "tensor \(name) has unsupported dtype \(entry.dtype)")
             }
             let count = entry.shape.reduce(1, *) * dtype.byteSize
             guard entry.data_offsets.count == 2, entry.data_offsets[1] - entry.data_offsets[0] == count, entry.data_offsets[0] >= 0,
-                  body + entry.data_offsets[1] <= data.count
+                  body + entry.data_offsets[1] <= size
             else {
                 throw Failure.corrupt(
-                    path: path, reason: "tensor \(name) needs bytes \(entry.data_offsets) but the file has \(data.count - body) after the header")
+                    path: path, reason: "tensor \(name) needs bytes \(entry.data_offsets) but the file has \(size - body) after the header")
             }
-            let bytes = data.subdata(in: (body + entry.data_offsets[0])..<(body + entry.data_offsets[1]))
-            tensors[name] = Entry(dtype: dtype, shape: entry.shape, data: bytes)
-            stored.append((entry.data_offsets[0], bytes))
+            tensors[name] = Entry(dtype: dtype, shape: entry.shape, path: path, offset: body + entry.data_offsets[0], byteCount: count)
         }
         if let expected = object.metadata[dataHashKey] {  // files from other writers have none
             var hash = ContentHash()
-            for tensor in stored.sorted(by: { $0.offset < $1.offset }) { hash.combine(tensor.data) }
+            for entry in tensors.values.sorted(by: { $0.offset < $1.offset }) { hash.combine(try entry.bytes()) }
             guard hash.hexadecimal == expected else {
                 throw Failure.corrupt(path: path, reason: "its tensor data does not match the hash written with it")
             }
@@ -214,7 +256,7 @@ public enum SafeTensors {
 
     /// Uploads the stored bytes and views them as the entry's dtype and shape.
     static func upload(_ entry: Entry, backend: any Backend) throws -> Tensor {
-        let bytes = try backend.tensor([UInt8](entry.data), shape: [entry.data.count])
+        let bytes = try backend.tensor(entry.bytes(), shape: [entry.byteCount])
         return Tensor(shape: entry.shape, dtype: entry.dtype, storage: bytes.storage)
     }
 }

@@ -18,9 +18,19 @@ public enum AtomicFile {
         public let path: String
         public let reason: String
         public var description: String { "cannot write \(path) (\(reason)); check the folder exists and has space" }
+
+        public init(path: String, reason: String) {
+            self.path = path
+            self.reason = reason
+        }
+
+        /// The failure of a system call, with errno's message.
+        init(path: String, call: String) {
+            self.init(path: path, reason: "\(call): \(String(cString: strerror(errno)))")
+        }
     }
 
-    /// Bytes handed to one write(2) call; the kernel may take fewer, and the loop goes on from there.
+    /// Bytes handed to one pwrite(2) call; the kernel may take fewer, and the loop goes on from there.
     public static let chunkBytes = 1 << 30
 
     public static func write(_ bytes: some Collection<UInt8>, to path: String) throws {
@@ -31,30 +41,67 @@ public enum AtomicFile {
     }
 
     public static func write(_ buffer: UnsafeRawBufferPointer, to path: String, chunkBytes: Int = chunkBytes) throws {
+        try write(to: path, chunkBytes: chunkBytes) { try $0.append(buffer) }
+    }
+
+    /// Streams a file: `body` appends pieces (and may patch bytes already written), so a large file never has
+    /// to sit in memory whole. Nothing appears under `path` unless `body` returns normally.
+    public static func write(to path: String, chunkBytes: Int = chunkBytes, _ body: (inout Writer) throws -> Void) throws {
         let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        func failure(_ call: String) -> WriteFailure {
-            WriteFailure(path: path, reason: "\(call): \(String(cString: strerror(errno)))")
-        }
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw failure("open") }
+        guard descriptor >= 0 else { throw WriteFailure(path: path, call: "open") }
         var renamed = false
         defer { if !renamed { unlink(temporary) } }
         do {
             defer { close(descriptor) }
-            var offset = 0
-            while offset < buffer.count {
-                let count = systemWrite(descriptor, buffer.baseAddress! + offset, min(chunkBytes, buffer.count - offset))
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    throw failure("write")
-                }
-                offset += count
-            }
-            guard fsync(descriptor) == 0 else { throw failure("fsync") }
+            var writer = Writer(path: path, descriptor: descriptor, chunkBytes: chunkBytes)
+            try body(&writer)
+            guard fsync(descriptor) == 0 else { throw WriteFailure(path: path, call: "fsync") }
         }
-        guard rename(temporary, path) == 0 else { throw failure("rename") }
+        guard rename(temporary, path) == 0 else { throw WriteFailure(path: path, call: "rename") }
         renamed = true
         syncFolder(of: path)
+    }
+
+    /// Appends to the file being written; see ``AtomicFile/write(to:chunkBytes:_:)``.
+    public struct Writer {
+        let path: String
+        let descriptor: Int32
+        let chunkBytes: Int
+        /// Bytes written so far.
+        public private(set) var offset = 0
+
+        public mutating func append(_ buffer: UnsafeRawBufferPointer) throws {
+            try put(buffer, at: offset)
+            offset += buffer.count
+        }
+
+        public mutating func append(_ bytes: some Collection<UInt8>) throws {
+            if try bytes.withContiguousStorageIfAvailable({ try append(UnsafeRawBufferPointer($0)) }) == nil {
+                try Array(bytes).withUnsafeBytes { try append($0) }
+            }
+        }
+
+        /// Replaces bytes already written at `position` (e.g. a header field known only at the end).
+        public func overwrite(at position: Int, with bytes: [UInt8]) throws {
+            guard position >= 0, position + bytes.count <= offset else {
+                throw WriteFailure(path: path, reason: "overwrite of bytes \(position)..<\(position + bytes.count) beyond the \(offset) written")
+            }
+            try bytes.withUnsafeBytes { try put($0, at: position) }
+        }
+
+        /// pwrite(2) in pieces of at most `chunkBytes`, going on after short writes and interruptions.
+        private func put(_ buffer: UnsafeRawBufferPointer, at position: Int) throws {
+            var done = 0
+            while done < buffer.count {
+                let count = pwrite(descriptor, buffer.baseAddress! + done, min(chunkBytes, buffer.count - done), off_t(position + done))
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw WriteFailure(path: path, call: "write")
+                }
+                done += count
+            }
+        }
     }
 
     /// Flushes the folder entry of `path`, so the rename itself survives a power loss (best effort).
@@ -67,7 +114,3 @@ public enum AtomicFile {
     }
 }
 
-/// write(2), under a name that `AtomicFile.write` does not shadow.
-private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
-    write(descriptor, bytes, count)
-}
