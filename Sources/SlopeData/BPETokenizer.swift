@@ -1,4 +1,6 @@
+import Dispatch
 import FoundationEssentials
+import Synchronization
 
 /// GPT-2's byte-level BPE: text is split into words (GPT-2's pattern), each word's UTF-8 bytes are mapped
 /// to printable characters, then adjacent symbols are merged in the order of the merge list.
@@ -92,18 +94,75 @@ public struct BPETokenizer: Sendable {
 
     // MARK: Encoding
 
+    /// Large texts are cut into pieces at newlines the pre-tokenisation never crosses and encoded in
+    /// parallel; every word's merges are computed once per piece (words repeat: Zipf).
     public func encode(_ text: String) throws -> [Int32] {
+        let pieces = Self.independentPieces(text, targetBytes: Self.pieceBytes)
+        if pieces.count == 1 { return try encodePiece(text[...]) }
+        let results = Mutex([Int: Result<[Int32], any Error>]())
+        DispatchQueue.concurrentPerform(iterations: pieces.count) { index in
+            let result = Result { try encodePiece(pieces[index]) }
+            results.withLock { $0[index] = result }
+        }
+        let collected = results.withLock { $0 }
         var ids: [Int32] = []
+        for index in pieces.indices { ids += try collected[index]!.get() }
+        return ids
+    }
+
+    static let pieceBytes = 1 << 18
+
+    private func encodePiece(_ text: Substring) throws -> [Int32] {
+        var ids: [Int32] = []
+        var known: [Substring: [Int32]] = [:]
         for word in Self.words(text) {
-            let symbols = word.utf8.map { Self.byteToCharacter[Int($0)] }
-            for symbol in merge(symbols) {
+            if let cached = known[word] {
+                ids += cached
+                continue
+            }
+            var wordIDs: [Int32] = []
+            for symbol in merge(word.utf8.map { Self.byteToCharacter[Int($0)] }) {
                 guard let id = encoder[symbol] else {
                     throw Failure.malformed(path: "vocabulary", reason: "symbol '\(symbol)' has no id; the vocabulary must contain all 256 byte symbols")
                 }
-                ids.append(id)
+                wordIDs.append(id)
             }
+            known[word] = wordIDs
+            ids += wordIDs
         }
         return ids
+    }
+
+    /// `text` cut after a newline that sits between two visible ASCII characters, about every `targetBytes`:
+    /// GPT-2's pattern matches such a newline alone (`\s+`), and no match starts before it and ends after it,
+    /// so the pieces' words are exactly the whole text's.
+    static func independentPieces(_ text: String, targetBytes: Int) -> [Substring] {
+        let bytes = text.utf8
+        guard bytes.count > targetBytes else { return [text[...]] }
+        func visible(_ byte: UInt8) -> Bool { byte > 0x20 && byte < 0x7F }
+        var pieces: [Substring] = []
+        var start = bytes.startIndex
+        var cursor = bytes.index(start, offsetBy: targetBytes, limitedBy: bytes.endIndex) ?? bytes.endIndex
+        while cursor < bytes.endIndex {
+            var cut: String.Index?
+            var position = cursor
+            while position < bytes.endIndex {
+                if bytes[position] == 0x0A, position > bytes.startIndex, visible(bytes[bytes.index(before: position)]) {
+                    let next = bytes.index(after: position)
+                    if next < bytes.endIndex, visible(bytes[next]) {
+                        cut = next
+                        break
+                    }
+                }
+                position = bytes.index(after: position)
+            }
+            guard let cut else { break }
+            pieces.append(text[start..<cut])
+            start = cut
+            cursor = bytes.index(cut, offsetBy: targetBytes, limitedBy: bytes.endIndex) ?? bytes.endIndex
+        }
+        pieces.append(text[start...])
+        return pieces
     }
 
     public func decode(_ ids: [Int32]) -> String {
@@ -143,8 +202,9 @@ public struct BPETokenizer: Sendable {
 
     /// GPT-2's pre-tokenisation: contractions, letter runs, digit runs, other runs (each with an optional
     /// leading space), and whitespace.
-    static func words(_ text: String) -> [Substring] {
-        text.matches(of: wordPattern).map { text[$0.range] }
+    static func words(_ text: some StringProtocol) -> [Substring] {
+        let whole = Substring(text)
+        return whole.matches(of: wordPattern).map { whole[$0.range] }
     }
 
     nonisolated(unsafe) static let wordPattern = #/'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/#

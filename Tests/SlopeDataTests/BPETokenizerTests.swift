@@ -27,6 +27,32 @@ final class BPETokenizerTests: XCTestCase {
                        ["Hello", " world", "'s", " 123", " !!", "\n\n ", " x"])
     }
 
+    /// Cutting a text into pieces for parallel encoding must not change a single word.
+    func testIndependentPiecesPreTokeniseLikeTheWholeText() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("ab Z9'sd!?\n\n\t  é東🚀-.,")
+        for trial in 0..<300 {
+            let text = String((0..<Int.random(in: 0...120, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! })
+            let pieces = BPETokenizer.independentPieces(text, targetBytes: 1 + trial % 9)
+            XCTAssertEqual(pieces.joined(), text)
+            XCTAssertEqual(pieces.flatMap { BPETokenizer.words($0) }.map(String.init), BPETokenizer.words(text).map(String.init), text.debugDescription)
+        }
+        let lines = (0..<5000).map { "line \($0): the cat's 12 hats!" }.joined(separator: "\n")
+        XCTAssertGreaterThan(BPETokenizer.independentPieces(lines, targetBytes: 4096).count, 30)
+    }
+
+    func testParallelEncodingEqualsWordByWordEncoding() throws {
+        let (vocabulary, merges) = tiny()
+        let tokenizer = BPETokenizer(vocabulary: vocabulary, merges: merges)
+        let text = (0..<40_000).map { "the\(($0 * 7919) % 97) then\tthe other 'd" }.joined(separator: "\n")
+        XCTAssertGreaterThan(text.utf8.count, 2 * BPETokenizer.pieceBytes, "several pieces")
+        var expected: [Int32] = []
+        for word in BPETokenizer.words(text) {
+            expected += tokenizer.merge(word.utf8.map { BPETokenizer.byteToCharacter[Int($0)] }).map { vocabulary[$0]! }
+        }
+        XCTAssertEqual(try tokenizer.encode(text), expected)
+    }
+
     func testMergesApplyByRankAndTextRoundTrips() throws {
         let (vocabulary, merges) = tiny()
         let tokenizer = BPETokenizer(vocabulary: vocabulary, merges: merges)
