@@ -201,13 +201,10 @@ public struct BPETokenizer: Sendable {
     }
 
     /// GPT-2's pre-tokenisation: contractions, letter runs, digit runs, other runs (each with an optional
-    /// leading space), and whitespace.
+    /// leading space), and whitespace (see ``GPT2PreTokenizer``).
     static func words(_ text: some StringProtocol) -> [Substring] {
-        let whole = Substring(text)
-        return whole.matches(of: wordPattern).map { whole[$0.range] }
+        GPT2PreTokenizer.words(Substring(text))
     }
-
-    nonisolated(unsafe) static let wordPattern = #/'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/#
 
     /// GPT-2's reversible map from bytes to printable characters (printable Latin-1 bytes map to themselves,
     /// the rest to code points from 256 on), so every byte sequence is a string of visible symbols.

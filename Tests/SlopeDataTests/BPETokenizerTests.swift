@@ -27,6 +27,23 @@ final class BPETokenizerTests: XCTestCase {
                        ["Hello", " world", "'s", " 123", " !!", "\n\n ", " x"])
     }
 
+    /// GPT-2's pattern, matched per Unicode scalar like the Python and Rust engines: the reference for the
+    /// hand-written scanner.
+    nonisolated(unsafe) static let gpt2Pattern =
+        #/'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/#.matchingSemantics(.unicodeScalar)
+
+    func testScannerSplitsExactlyLikeGPT2sPattern() {
+        var generator = SystemRandomNumberGenerator()
+        // ASCII of every class, contractions and their near misses, Unicode letters, digits, marks, spaces.
+        let pieces = ["a", "Z", "7", " ", "  ", "\t", "\n", "\r\n", "'", "'s", "'re", "'ll", "'d", "'x", "!", "?", "-", ".",
+                      "é", "e\u{301}", "東京", "🚀", "٣", "Ⅻ", "\u{a0}", "\u{2003}", "\u{85}", "\u{1c}", "ß", "ǅ"]
+        for _ in 0..<2000 {
+            let text = (0..<Int.random(in: 0...14, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+            let expected = text.matches(of: Self.gpt2Pattern).map { String(text.unicodeScalars[$0.range]) }
+            XCTAssertEqual(BPETokenizer.words(text).map(String.init), expected, text.debugDescription)
+        }
+    }
+
     /// Cutting a text into pieces for parallel encoding must not change a single word.
     func testIndependentPiecesPreTokeniseLikeTheWholeText() {
         var generator = SystemRandomNumberGenerator()
