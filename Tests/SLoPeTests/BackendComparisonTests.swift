@@ -5,7 +5,7 @@ import XCTest
 final class BackendComparisonTests: XCTestCase {
     func testEveryCheckRunsAndAgreesOnIdenticalBackends() {
         let comparison = BackendComparison(reference: CPUBackend(), candidate: CPUBackend())
-        let checks = comparison.runAll(dtypes: [.float32, .bfloat16]) + comparison.runModelChecks()
+        let checks = comparison.runAll(dtypes: [.float32, .bfloat16]) + comparison.runModelChecks() + comparison.runCheckpointCheck()
         XCTAssertGreaterThan(checks.count, 60)
         XCTAssertEqual(checks.filter { $0.name.hasPrefix("model ") }.count, 4)
         for check in checks {

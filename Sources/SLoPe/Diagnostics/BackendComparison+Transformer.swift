@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 extension BackendComparison {
     /// RMSNorm, rotary embeddings and attention (causal, grouped-query, KV-cache shaped, several head sizes).
     func transformerOps(_ dtype: DType, _ results: inout [Check]) throws {
@@ -96,6 +98,36 @@ extension BackendComparison {
                     return [logits, loss] + gradients + [try model.logits(tokens: tokens, batch: batch, sequence: sequence)]
                 }
             }
+        }
+        return results
+    }
+
+    /// A SLoPe run (past a mask re-selection, into the adapter phase) saved and resumed on the same backend:
+    /// the resumed model's logits must equal the saved model's, and its next step's loss the uninterrupted
+    /// run's. Exercises the checkpoint path on the device: downloads, the streamed file, uploads of raw bytes.
+    public func runCheckpointCheck(dtype: DType = .bfloat16) -> [Check] {
+        var results: [Check] = []
+        let configuration = ModelConfiguration(
+            family: .gpt, vocabularySize: 97, contextLength: 64, layers: 2, hiddenSize: 128, heads: 2, intermediateSize: 256)
+        var generator = SeededGenerator(seed: 91)
+        let tokens = (0..<4096).map { _ in Int32(generator.next() % 97) }
+        let (train, validation) = (Array(tokens.prefix(3584)), Array(tokens.suffix(512)))
+        let options = TrainingOptions(
+            steps: 4, batchSize: 2, sequenceLength: 32, adapterFraction: 0.5, adapterRank: 4, maskChangeFrequency: 2)
+        let labels = ["resumed logits", "resumed − saved logits", "next step's loss: resumed − uninterrupted"]
+        check("checkpoint save + resume (SLoPe, adapters)", dtype, &results, labels: labels) { backend, _ in
+            let path = FileManager.default.temporaryDirectory.path + "/slope-doctor-\(UInt32.random(in: 0...UInt32.max)).safetensors"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let model = try TransformerModel(configuration: configuration, dtype: dtype, backend: backend, seed: 3)
+            let run = try Trainer(model: model, options: options, trainTokens: train, validationTokens: validation)
+            for _ in 0..<3 { _ = try run.trainStep() }
+            try Checkpoint.save(run, to: path)
+            let probe = try backend.tensor(Array(validation.prefix(64)), shape: [64])
+            let saved = try run.model.logits(tokens: probe, batch: 2, sequence: 32)
+            let resumed = try Checkpoint.resume(SafeTensors.read(path), backend: backend, trainTokens: train, validationTokens: validation)
+            let loaded = try resumed.model.logits(tokens: probe, batch: 2, sequence: 32)
+            let lossGap = try resumed.trainStep().loss - run.trainStep().loss
+            return [loaded, try backend.subtract(loaded, saved), try backend.tensor([Float(lossGap)], shape: [1], dtype: .float32)]
         }
         return results
     }

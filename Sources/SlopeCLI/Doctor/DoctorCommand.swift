@@ -60,6 +60,7 @@ struct DoctorCommand: ParsableCommand {
             }
             backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
+            checks += comparison.runCheckpointCheck()
         }
         var table = TextTable(headers: ["check", "dtype", "rel. error", "tolerance", "result"])
         for check in checks {
