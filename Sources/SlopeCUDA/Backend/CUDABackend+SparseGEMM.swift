@@ -21,13 +21,6 @@ final class SparseOperandCache {
         /// Per block of 2^log2Block positions the uint32 slot of its first one, per position an int16 offset
         /// from it (≈ 2 bytes per kept value).
         case packed(bases: CUDAStorage, offsets: CUDAStorage, log2Block: Int)
-
-        var byteCount: Int {
-            switch self {
-            case .wide(let map): return map.byteCount
-            case .packed(let bases, let offsets, _): return bases.byteCount + offsets.byteCount
-            }
-        }
     }
 
     var generation: UInt64
