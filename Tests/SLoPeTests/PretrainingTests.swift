@@ -105,6 +105,11 @@ final class PretrainingTests: XCTestCase {
         let raw = [UInt8](try Data(contentsOf: URL(fileURLWithPath: plain)))
         XCTAssertEqual(Array(raw.suffix(4)), [0x80, 0x3F, 0x00, 0x40], "bf16 1.0 = 0x3F80 and 2.0 = 0x4000, little-endian")
         XCTAssertThrowsError(try Checkpoint.state(of: SafeTensors.read(plain))) { XCTAssertTrue("\($0)".contains("not a slope checkpoint"), "\($0)") }
+        // A lazily computed tensor that does not match its declared shape stops the write and leaves no file.
+        let mismatched = temporaryPath("mismatched.safetensors")
+        let wrong = SafeTensors.record("y", dtype: .float32, shape: [3], backend: cpu) { try self.cpu.zeros([2], dtype: .float32) }
+        XCTAssertThrowsError(try SafeTensors.write([wrong], to: mismatched)) { XCTAssertTrue("\($0)".contains("'y'"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mismatched))
         // A checkpoint of another model shape names the tensor that does not fit.
         var other = try SafeTensors.read(path)
         XCTAssertNoThrow(try Checkpoint.loadModel(other, backend: cpu))
