@@ -133,8 +133,7 @@ extension CPUBackend {
                                             for j in 0..<visible {
                                                 let p = T.exp(scores[j] - maximum)
                                                 total += p
-                                                let vRow = pv + (b * s.keyLength + j) * kStride + kvHead * d
-                                                for e in 0..<d { oRow[e] += p * vRow[e] }
+                                                addScaled(p, pv + (b * s.keyLength + j) * kStride + kvHead * d, to: oRow, d)
                                             }
                                             for e in 0..<d { oRow[e] /= total }
                                             pl[(b * s.queryLength + i) * s.queryHeads + h] = maximum + T.log(total)
@@ -188,11 +187,11 @@ extension CPUBackend {
                                                                     let dp = dotProduct(doRow, vRow, d)
                                                                     let p = T.exp(score * T(s.scale) - lse)
                                                                     let ds = p * (dp - delta) * T(s.scale)
-                                                                    for e in 0..<d {
-                                                                        dqRow[e] += ds * kRow[e]
-                                                                        pdk[kv + e] += ds * qRow[e]
-                                                                        pdv[kv + e] += p * doRow[e]
-                                                                    }
+                                                                    // Three separate loops: one interleaved loop over three
+                                                                    // outputs stayed scalar (with overflow checks).
+                                                                    addScaled(ds, kRow, to: dqRow, d)
+                                                                    addScaled(ds, qRow, to: pdk + kv, d)
+                                                                    addScaled(p, doRow, to: pdv + kv, d)
                                                                 }
                                                             }
                                                         }
@@ -211,6 +210,12 @@ extension CPUBackend {
         try (computeKind(for: query.dtype, operation: "attentionBackward") == .double ? run(Double.self) : run(Float.self))
         return AttentionGradients(query: dq, key: dk, value: dv)
     }
+}
+
+/// `y[i] += alpha·x[i]` for `i < n`, a loop simple enough to vectorise.
+@inline(__always)
+func addScaled<T: CPUFloat>(_ alpha: T, _ x: UnsafePointer<T>, to y: UnsafeMutablePointer<T>, _ n: Int) {
+    for i in 0..<n { y[i] += alpha * x[i] }
 }
 
 /// `Σ a[i]·b[i]` with four independent partial sums, so the loop is not one long chain of dependent adds.
