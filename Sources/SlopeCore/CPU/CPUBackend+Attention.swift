@@ -127,13 +127,14 @@ extension CPUBackend {
                                                 scores[j] = dotProduct(qRow, kRow, d) * T(s.scale)
                                                 maximum = max(maximum, scores[j])
                                             }
+                                            // Probabilities in one pass the compiler vectorises, then P·V.
+                                            for j in 0..<visible { scores[j] = T.vectorExp(scores[j] - maximum) }
                                             var total: T = 0
                                             let oRow = po + (b * s.queryLength + i) * qStride + h * d
                                             for e in 0..<d { oRow[e] = 0 }
                                             for j in 0..<visible {
-                                                let p = T.exp(scores[j] - maximum)
-                                                total += p
-                                                addScaled(p, pv + (b * s.keyLength + j) * kStride + kvHead * d, to: oRow, d)
+                                                total += scores[j]
+                                                addScaled(scores[j], pv + (b * s.keyLength + j) * kStride + kvHead * d, to: oRow, d)
                                             }
                                             for e in 0..<d { oRow[e] /= total }
                                             pl[(b * s.queryLength + i) * s.queryHeads + h] = maximum + T.log(total)
@@ -171,6 +172,8 @@ extension CPUBackend {
                                         try modify(dk, as: type, "attentionBackward") { pdk in
                                             try modify(dv, as: type, "attentionBackward") { pdv in
                                                 parallelFor(s.batch * s.keyValueHeads, grain: 1) { range in
+                                                    let probabilities = UnsafeMutablePointer<T>.allocate(capacity: max(s.keyLength, 1))
+                                                    defer { probabilities.deallocate() }
                                                     for task in range {
                                                         let (b, kvHead) = (task / s.keyValueHeads, task % s.keyValueHeads)
                                                         for g in 0..<s.groupSize {
@@ -180,12 +183,17 @@ extension CPUBackend {
                                                                 let (qRow, doRow, oRow, dqRow) = (pq + row, pdo + row, po + row, pdq + row)
                                                                 let delta = dotProduct(doRow, oRow, d)
                                                                 let lse = pl[(b * s.queryLength + i) * s.queryHeads + h]
-                                                                for j in 0..<s.visibleKeys(query: i) {
+                                                                let visible = s.visibleKeys(query: i)
+                                                                for j in 0..<visible {
+                                                                    let kRow = pk + (b * s.keyLength + j) * kStride + kvHead * d
+                                                                    probabilities[j] = dotProduct(qRow, kRow, d) * T(s.scale) - lse
+                                                                }
+                                                                for j in 0..<visible { probabilities[j] = T.vectorExp(probabilities[j]) }
+                                                                for j in 0..<visible {
                                                                     let kv = (b * s.keyLength + j) * kStride + kvHead * d
                                                                     let (kRow, vRow) = (pk + kv, pv + kv)
-                                                                    let score = dotProduct(qRow, kRow, d)
                                                                     let dp = dotProduct(doRow, vRow, d)
-                                                                    let p = T.exp(score * T(s.scale) - lse)
+                                                                    let p = probabilities[j]
                                                                     let ds = p * (dp - delta) * T(s.scale)
                                                                     // Three separate loops: one interleaved loop over three
                                                                     // outputs stayed scalar (with overflow checks).

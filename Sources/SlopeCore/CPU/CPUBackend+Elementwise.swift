@@ -132,10 +132,10 @@ enum ActivationMath {
         return T(0.5) * (1 + t) + T(0.5) * x * (1 - t * t) * c * (1 + 3 * T(0.044715) * x * x)
     }
 
-    @inline(__always) static func sigmoid<T: CPUFloat>(_ x: T) -> T { 1 / (1 + T.exp(-x)) }
+    @inline(__always) static func sigmoid<T: CPUFloat>(_ x: T) -> T { 1 / (1 + T.vectorExp(-x)) }
 
     /// tanh through one `exp`: libm's tanhf (via expm1f) took a quarter of a CPU training step. Near 0 the
     /// result has an absolute error of a few ulp of 1, which is what GELU's `1 + tanh` can resolve anyway;
-    /// large |u| saturate to ±1 (exp overflows to +inf or underflows to 0).
-    @inline(__always) static func tanh<T: CPUFloat>(_ u: T) -> T { 1 - 2 / (T.exp(2 * u) + 1) }
+    /// large |u| saturate to ±1.
+    @inline(__always) static func tanh<T: CPUFloat>(_ u: T) -> T { 1 - 2 / (T.vectorExp(2 * u) + 1) }
 }
