@@ -98,7 +98,9 @@ extension CPUBackend {
         return try (computeKind(for: x.dtype, operation: "rotaryEmbedding") == .double ? run(Double.self) : run(Float.self))
     }
 
-    // One (batch, head, query) row at a time: scores over the visible keys, online in one buffer of Tk.
+    // Per (batch, head), queries in blocks of `attentionBlock` rows: S = scale·Q·Kᵀ over the keys the block
+    // can see and O = P·V run as GEMMs on the SIMD kernel; the softmax between them is one pass per row. Only
+    // a block × Tk score tile exists at a time (no Tq × Tk matrix).
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         try OperandChecks.attention(query: query, key: key, value: value, shape: s)
         let statsDType: DType = query.dtype == .float64 ? .float64 : .float32
@@ -111,33 +113,33 @@ extension CPUBackend {
                     try read(value, as: type, "attention") { pv in
                         try modify(output, as: type, "attention") { po in
                             try modify(logSumExp, as: type, "attention") { pl in
-                                let tasks = s.batch * s.queryHeads
-                                parallelFor(tasks, grain: 1) { range in
-                                    let scores = UnsafeMutablePointer<T>.allocate(capacity: max(s.keyLength, 1))
-                                    defer { scores.deallocate() }
+                                parallelFor(s.batch * s.queryHeads, grain: 1) { range in
+                                    let tile = UnsafeMutablePointer<T>.allocate(capacity: max(attentionBlock * s.keyLength, 1))
+                                    defer { tile.deallocate() }
                                     for task in range {
                                         let (b, h) = (task / s.queryHeads, task % s.queryHeads)
                                         let kvHead = h / s.groupSize
-                                        for i in 0..<s.queryLength {
-                                            let visible = s.visibleKeys(query: i)
-                                            let qRow = pq + (b * s.queryLength + i) * qStride + h * d
-                                            var maximum = -T.infinity
-                                            for j in 0..<visible {
-                                                let kRow = pk + (b * s.keyLength + j) * kStride + kvHead * d
-                                                scores[j] = dotProduct(qRow, kRow, d) * T(s.scale)
-                                                maximum = max(maximum, scores[j])
+                                        let (kBase, vBase) = (pk + b * s.keyLength * kStride + kvHead * d, pv + b * s.keyLength * kStride + kvHead * d)
+                                        for i0 in stride(from: 0, to: s.queryLength, by: attentionBlock) {
+                                            let rows = min(attentionBlock, s.queryLength - i0)
+                                            let keys = s.visibleKeys(query: i0 + rows - 1)
+                                            let row0 = (b * s.queryLength + i0) * qStride + h * d
+                                            rawGEMM(false, true, rows, keys, d, T(s.scale), pq + row0, qStride, kBase, kStride, 0, tile, keys, nil)
+                                            for r in 0..<rows {
+                                                let scores = tile + r * keys, visible = s.visibleKeys(query: i0 + r)
+                                                var maximum = -T.infinity
+                                                for j in 0..<visible { maximum = max(maximum, scores[j]) }
+                                                var total: T = 0
+                                                for j in 0..<visible {
+                                                    scores[j] = T.vectorExp(scores[j] - maximum)
+                                                    total += scores[j]
+                                                }
+                                                for j in visible..<keys { scores[j] = 0 }
+                                                let inverse = 1 / total
+                                                for j in 0..<visible { scores[j] *= inverse }
+                                                pl[(b * s.queryLength + i0 + r) * s.queryHeads + h] = maximum + T.log(total)
                                             }
-                                            // Probabilities in one pass the compiler vectorises, then P·V.
-                                            for j in 0..<visible { scores[j] = T.vectorExp(scores[j] - maximum) }
-                                            var total: T = 0
-                                            let oRow = po + (b * s.queryLength + i) * qStride + h * d
-                                            for e in 0..<d { oRow[e] = 0 }
-                                            for j in 0..<visible {
-                                                total += scores[j]
-                                                addScaled(scores[j], pv + (b * s.keyLength + j) * kStride + kvHead * d, to: oRow, d)
-                                            }
-                                            for e in 0..<d { oRow[e] /= total }
-                                            pl[(b * s.queryLength + i) * s.queryHeads + h] = maximum + T.log(total)
+                                            rawGEMM(false, false, rows, d, keys, 1, tile, keys, vBase, kStride, 0, po + row0, qStride, nil)
                                         }
                                     }
                                 }
@@ -151,8 +153,9 @@ extension CPUBackend {
         return AttentionOutput(output: output, logSumExp: logSumExp)
     }
 
-    // FlashAttention-2's backward: p = exp(score − lse), dS = p·(dO·V − dO·O); one task per (batch, KV head)
-    // so that task alone writes its dK, dV and the dQ of the query heads sharing it.
+    // FlashAttention-2's backward with the products as GEMMs, per (batch, KV head) so that task alone writes
+    // its dK and dV: for each query head of the group and each block of queries, P = exp(scale·Q·Kᵀ − lse)
+    // is recomputed, dP = dO·Vᵀ, dS = P·(dP − rowsum(dO·O))·scale, then dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO.
     public func attentionBackward(
         _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
     ) throws -> AttentionGradients {
@@ -172,35 +175,42 @@ extension CPUBackend {
                                         try modify(dk, as: type, "attentionBackward") { pdk in
                                             try modify(dv, as: type, "attentionBackward") { pdv in
                                                 parallelFor(s.batch * s.keyValueHeads, grain: 1) { range in
-                                                    let probabilities = UnsafeMutablePointer<T>.allocate(capacity: max(s.keyLength, 1))
-                                                    defer { probabilities.deallocate() }
+                                                    let tileSize = max(attentionBlock * s.keyLength, 1)
+                                                    let probabilities = UnsafeMutablePointer<T>.allocate(capacity: tileSize)
+                                                    let scoreGradient = UnsafeMutablePointer<T>.allocate(capacity: tileSize)
+                                                    defer {
+                                                        probabilities.deallocate()
+                                                        scoreGradient.deallocate()
+                                                    }
                                                     for task in range {
                                                         let (b, kvHead) = (task / s.keyValueHeads, task % s.keyValueHeads)
+                                                        let kv = b * s.keyLength * kStride + kvHead * d
                                                         for g in 0..<s.groupSize {
                                                             let h = kvHead * s.groupSize + g
-                                                            for i in 0..<s.queryLength {
-                                                                let row = (b * s.queryLength + i) * qStride + h * d
-                                                                let (qRow, doRow, oRow, dqRow) = (pq + row, pdo + row, po + row, pdq + row)
-                                                                let delta = dotProduct(doRow, oRow, d)
-                                                                let lse = pl[(b * s.queryLength + i) * s.queryHeads + h]
-                                                                let visible = s.visibleKeys(query: i)
-                                                                for j in 0..<visible {
-                                                                    let kRow = pk + (b * s.keyLength + j) * kStride + kvHead * d
-                                                                    probabilities[j] = dotProduct(qRow, kRow, d) * T(s.scale) - lse
+                                                            for i0 in stride(from: 0, to: s.queryLength, by: attentionBlock) {
+                                                                let rows = min(attentionBlock, s.queryLength - i0)
+                                                                let keys = s.visibleKeys(query: i0 + rows - 1)
+                                                                let row0 = (b * s.queryLength + i0) * qStride + h * d
+                                                                let (p, ds) = (probabilities, scoreGradient)
+                                                                rawGEMM(false, true, rows, keys, d, T(s.scale), pq + row0, qStride, pk + kv, kStride, 0, p, keys, nil)
+                                                                rawGEMM(false, true, rows, keys, d, 1, pdo + row0, qStride, pv + kv, kStride, 0, ds, keys, nil)
+                                                                for r in 0..<rows {
+                                                                    let visible = s.visibleKeys(query: i0 + r)
+                                                                    let lse = pl[(b * s.queryLength + i0 + r) * s.queryHeads + h]
+                                                                    let delta = dotProduct(pdo + row0 + r * qStride, po + row0 + r * qStride, d)
+                                                                    let (pRow, dsRow) = (p + r * keys, ds + r * keys)
+                                                                    for j in 0..<visible {
+                                                                        pRow[j] = T.vectorExp(pRow[j] - lse)
+                                                                        dsRow[j] = pRow[j] * (dsRow[j] - delta) * T(s.scale)
+                                                                    }
+                                                                    for j in visible..<keys {
+                                                                        pRow[j] = 0
+                                                                        dsRow[j] = 0
+                                                                    }
                                                                 }
-                                                                for j in 0..<visible { probabilities[j] = T.vectorExp(probabilities[j]) }
-                                                                for j in 0..<visible {
-                                                                    let kv = (b * s.keyLength + j) * kStride + kvHead * d
-                                                                    let (kRow, vRow) = (pk + kv, pv + kv)
-                                                                    let dp = dotProduct(doRow, vRow, d)
-                                                                    let p = probabilities[j]
-                                                                    let ds = p * (dp - delta) * T(s.scale)
-                                                                    // Three separate loops: one interleaved loop over three
-                                                                    // outputs stayed scalar (with overflow checks).
-                                                                    addScaled(ds, kRow, to: dqRow, d)
-                                                                    addScaled(ds, qRow, to: pdk + kv, d)
-                                                                    addScaled(p, doRow, to: pdv + kv, d)
-                                                                }
+                                                                rawGEMM(false, false, rows, d, keys, 1, ds, keys, pk + kv, kStride, 0, pdq + row0, qStride, nil)
+                                                                rawGEMM(true, false, keys, d, rows, 1, ds, keys, pq + row0, qStride, 1, pdk + kv, kStride, nil)
+                                                                rawGEMM(true, false, keys, d, rows, 1, p, keys, pdo + row0, qStride, 1, pdv + kv, kStride, nil)
                                                             }
                                                         }
                                                     }
@@ -220,11 +230,8 @@ extension CPUBackend {
     }
 }
 
-/// `y[i] += alpha·x[i]` for `i < n`, a loop simple enough to vectorise.
-@inline(__always)
-func addScaled<T: CPUFloat>(_ alpha: T, _ x: UnsafePointer<T>, to y: UnsafeMutablePointer<T>, _ n: Int) {
-    for i in 0..<n { y[i] += alpha * x[i] }
-}
+/// Query rows per block in the CPU attention: the block's score tile (block × Tk) stays cache-sized.
+let attentionBlock = 64
 
 /// `Σ a[i]·b[i]` with four independent partial sums, so the loop is not one long chain of dependent adds.
 @inline(__always)
