@@ -34,13 +34,7 @@ public enum SafeTensors {
         public let byteCount: Int
 
         /// The stored bytes, read from the file now.
-        public func bytes() throws -> [UInt8] {
-            do {
-                return try FileBytes.read(path, offset: offset, count: byteCount)
-            } catch let failure as FileBytes.ReadFailure {
-                throw Failure.unreadable(path: path, reason: failure.reason)
-            }
-        }
+        public func bytes() throws -> [UInt8] { try SafeTensors.bytes(path, offset, byteCount) }
     }
 
     /// A tensor to write, its bytes produced only when the writer reaches it: one tensor at a time is in
@@ -89,9 +83,7 @@ public enum SafeTensors {
     /// `tensor`'s bytes as stored (every dtype is little-endian in memory, as safetensors wants), read through
     /// a byte view of its storage when the file is written: no per-element conversion.
     public static func record(_ name: String, _ tensor: Tensor, backend: any Backend) throws -> Record {
-        Record(name: name, dtype: tensor.dtype, shape: tensor.shape) {
-            try backend.uint8s(Tensor(shape: [tensor.byteCount], dtype: .uint8, storage: tensor.storage))
-        }
+        record(name, dtype: tensor.dtype, shape: tensor.shape, backend: backend) { tensor }
     }
 
     /// A tensor computed only when the file is written (a cast, a folded weight), so it lives for one record.
@@ -182,16 +174,11 @@ public enum SafeTensors {
             throw Failure.unreadable(path: path, reason: failure.reason.contains("No such file") ? "no such file" : failure.reason)
         }
         guard size >= 8 else { throw Failure.corrupt(path: path, reason: "only \(size) bytes") }
-        func bytes(_ offset: Int, _ count: Int) throws -> [UInt8] {
-            do { return try FileBytes.read(path, offset: offset, count: count) } catch let failure as FileBytes.ReadFailure {
-                throw Failure.unreadable(path: path, reason: failure.reason)
-            }
-        }
-        let headerLength = try bytes(0, 8).enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
+        let headerLength = try bytes(path, 0, 8).enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
         guard headerLength > 0, headerLength <= size - 8 else {
             throw Failure.corrupt(path: path, reason: "header length \(headerLength) does not fit in \(size) bytes")
         }
-        guard let object = try? HeaderDecoding.decodeHeader(Data(bytes(8, headerLength))) else {
+        guard let object = try? HeaderDecoding.decodeHeader(Data(bytes(path, 8, headerLength))) else {
             throw Failure.corrupt(path: path, reason: "unreadable JSON header")
         }
         let body = 8 + headerLength
@@ -251,6 +238,15 @@ public enum SafeTensors {
 
         static func decodeHeader(_ data: Data) throws -> Header {
             try JSONDecoder().decode(Wrapper.self, from: data).header
+        }
+    }
+
+    /// Bytes `offset ..< offset + count` of the file, a failed read reported as this format's error.
+    static func bytes(_ path: String, _ offset: Int, _ count: Int) throws -> [UInt8] {
+        do {
+            return try FileBytes.read(path, offset: offset, count: count)
+        } catch let failure as FileBytes.ReadFailure {
+            throw Failure.unreadable(path: path, reason: failure.reason)
         }
     }
 

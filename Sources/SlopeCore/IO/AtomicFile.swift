@@ -26,7 +26,7 @@ public enum AtomicFile {
 
         /// The failure of a system call, with errno's message.
         init(path: String, call: String) {
-            self.init(path: path, reason: "\(call): \(String(cString: strerror(errno)))")
+            self.init(path: path, reason: "\(call): \(systemErrorText())")
         }
     }
 
@@ -34,10 +34,7 @@ public enum AtomicFile {
     public static let chunkBytes = 1 << 30
 
     public static func write(_ bytes: some Collection<UInt8>, to path: String) throws {
-        if let written: Void = try bytes.withContiguousStorageIfAvailable({ try write(UnsafeRawBufferPointer($0), to: path) }) {
-            return written
-        }
-        try Array(bytes).withUnsafeBytes { try write($0, to: path) }
+        try write(to: path) { try $0.append(bytes) }
     }
 
     public static func write(_ buffer: UnsafeRawBufferPointer, to path: String, chunkBytes: Int = chunkBytes) throws {

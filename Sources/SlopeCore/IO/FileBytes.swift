@@ -18,7 +18,7 @@ public enum FileBytes {
     /// The file's size in bytes.
     public static func size(of path: String) throws -> Int {
         var status = stat()
-        guard stat(path, &status) == 0 else { throw ReadFailure(path: path, reason: errorText()) }
+        guard stat(path, &status) == 0 else { throw ReadFailure(path: path, reason: systemErrorText()) }
         guard (status.st_mode & S_IFMT) == S_IFREG else { throw ReadFailure(path: path, reason: "not a regular file") }
         return Int(status.st_size)
     }
@@ -26,7 +26,7 @@ public enum FileBytes {
     /// Bytes `offset ..< offset + count`; a file shorter than that is an error.
     public static func read(_ path: String, offset: Int, count: Int) throws -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw ReadFailure(path: path, reason: errorText()) }
+        guard descriptor >= 0 else { throw ReadFailure(path: path, reason: systemErrorText()) }
         defer { close(descriptor) }
         return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             var done = 0
@@ -34,7 +34,7 @@ public enum FileBytes {
                 let got = pread(descriptor, buffer.baseAddress! + done, min(count - done, 1 << 30), off_t(offset + done))
                 if got < 0 {
                     if errno == EINTR { continue }
-                    throw ReadFailure(path: path, reason: errorText())
+                    throw ReadFailure(path: path, reason: systemErrorText())
                 }
                 if got == 0 { throw ReadFailure(path: path, reason: "the file ends at byte \(offset + done), before \(offset + count)") }
                 done += got
@@ -42,6 +42,7 @@ public enum FileBytes {
             initialized = count
         }
     }
-
-    private static func errorText() -> String { String(cString: strerror(errno)) }
 }
+
+/// The message for the last failed system call's errno (shared by the file reader and writer).
+func systemErrorText() -> String { String(cString: strerror(errno)) }
