@@ -36,14 +36,19 @@ final class KernelSourceTests: XCTestCase {
                                 "pack_block_offsets", "scatter_values_packed"],
             // Attention kernels are stamped out per head dimension by a macro (`<name>_d##D`).
             .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
-                         "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D",
-                         "attention_forward_mma_d##D", "attention_backward_kv_mma_d##D", "attention_backward_q_mma_d##D"],
+                         "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D"],
+            .attentionTensorCore: ["attention_forward_tc_d##D", "attention_backward_kv_tc_d##D", "attention_backward_q_tc_d##D",
+                                   "attention_delta_tc_d##D"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))
         for (family, names) in launched {
             let defined = Set(family.source.split(separator: "\n").compactMap { line -> String? in
                 guard let range = line.firstRange(of: "__global__ void ") else { return nil }
-                return String(line[range.upperBound...].prefix { $0 != "(" })
+                var name = line[range.upperBound...]
+                if name.hasPrefix("__launch_bounds__("), let close = name.firstIndex(of: ")") {
+                    name = name[name.index(after: close)...].drop { $0 == " " }
+                }
+                return String(name.prefix { $0 != "(" })
             })
             for name in names { XCTAssertTrue(defined.contains(name), "\(family) lacks \(name)") }
             XCTAssertEqual(family.source.components(separatedBy: "extern \"C\"").count - 1, defined.count, "\(family): every kernel is extern \"C\"")
@@ -54,15 +59,22 @@ final class KernelSourceTests: XCTestCase {
     func testAttentionKernelsExistForEverySupportedHeadDimension() throws {
         for d in KernelSources.attentionHeadDimensions {
             XCTAssertTrue(KernelSources.attention.contains("ATTENTION_KERNELS(\(d))"), "d = \(d)")
-            if KernelSources.fusedAttentionHeadDimensions.contains(d) {
-                XCTAssertTrue(KernelSources.attention.contains("FUSED_FORWARD(\(d))"), "fused d = \(d)")
+            if let rows = KernelSources.tensorCoreForwardBlockRows[d] {
+                // TC_FORWARD(D, MT, BN) covers 64·MT query rows per block: the launch grid must use the same.
+                XCTAssertTrue(KernelSources.attentionTensorCore.contains("TC_FORWARD(\(d), \(rows / 64), "), "tensor-core d = \(d)")
             }
-            if KernelSources.fusedAttentionBackwardHeadDimensions.contains(d) {
-                XCTAssertTrue(KernelSources.attention.contains("FUSED_BACKWARD(\(d))"), "fused backward d = \(d)")
+            if KernelSources.tensorCoreBackwardHeadDimensions.contains(d) {
+                XCTAssertTrue(KernelSources.attentionTensorCore.contains("TC_BACKWARD(\(d))"), "tensor-core backward d = \(d)")
             }
             let shape = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: d)
             XCTAssertEqual(try CUDABackend.attentionKernel("attention_forward", shape), "attention_forward_d\(d)")
         }
+        let opt = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 64)
+        let llama = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 128)
+        XCTAssertTrue(CUDABackend.hasTensorCoreForward(opt, dtype: .bfloat16) && CUDABackend.hasTensorCoreBackward(opt, dtype: .float16))
+        XCTAssertTrue(CUDABackend.hasTensorCoreForward(llama, dtype: .bfloat16))
+        XCTAssertFalse(CUDABackend.hasTensorCoreBackward(llama, dtype: .bfloat16))
+        XCTAssertFalse(CUDABackend.hasTensorCoreForward(opt, dtype: .float32) || CUDABackend.hasTensorCoreBackward(opt, dtype: .float32))
         let odd = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 48)
         XCTAssertThrowsError(try CUDABackend.attentionKernel("attention_forward", odd)) { error in
             XCTAssertTrue("\(error)".contains("supported: 16, 32, 64, 80, 96, 128"), "\(error)")
@@ -96,3 +108,4 @@ final class KernelSourceTests: XCTestCase {
         XCTAssertNil(KernelCache(environment: [:]).directory)
     }
 }
+

@@ -2,9 +2,8 @@ import SlopeCore
 
 /// How ``CUDABackend`` computes attention.
 public enum AttentionRoute: String, Sendable, CaseIterable {
-    /// Fused tensor-core kernels (bf16/fp16), scores never leaving registers: the forward at head dimension 64
-    /// or 128; the backward at 64 when this route is forced (chosen automatically, the backward is `gemm`'s,
-    /// which is faster for now).
+    /// Fused tensor-core kernels (bf16/fp16, FlashAttention-2's algorithm), scores never leaving registers:
+    /// the forward at head dimension 64 or 128, the backward at 64 (other sizes take `gemm`'s backward).
     case fused
     /// Scores and probabilities of one batch element at a time through cuBLASLt (tensor cores); backward
     /// recomputes them from the saved log-sum-exp, so nothing [T, T] is kept between passes.
@@ -70,32 +69,42 @@ extension CUDABackend {
         _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
     ) throws -> AttentionGradients {
         try OperandChecks.attentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
-        // δ = rowsum(dO ⊙ O), FlashAttention-2's D, used by both routes.
+        // δ = rowsum(dO ⊙ O), FlashAttention-2's D, used by every route.
         let rows = s.batch * s.queryLength
         let delta = try newTensor([rows, s.queryHeads], dtype: .float32)
-        try launch(.attention, "attention_delta", dtype: query.dtype, grid: elementwiseGrid(rows * s.queryHeads), [
-            .pointer(address(dOutput, "attentionBackward")), .pointer(address(saved.output, "attentionBackward")),
-            .pointer(address(delta, "attentionBackward")), .int64(Int64(rows)), .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension)),
-        ])
-        switch try route(for: s, dtype: query.dtype) {
-        // The fused backward is exact but slower than the GEMMs so far (22.5k against 26.8k tokens/s training
-        // OPT-1.3B on an H100): it runs only when SLOPE_ATTENTION=fused asks for it.
-        case .fused where attentionRoute == .fused && KernelSources.fusedAttentionBackwardHeadDimensions.contains(s.headDimension):
-            return try fusedAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
-        case .fused, .gemm:
-            return try gemmAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
-        case .flash:
-            return try flashAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+        let operation = "attentionBackward"
+        let deltaArguments: [KernelArgument] = [
+            .pointer(try address(dOutput, operation)), .pointer(try address(saved.output, operation)), .pointer(try address(delta, operation)),
+        ]
+        if Self.hasTensorCoreBackward(s, dtype: query.dtype) {
+            try launch(.attentionTensorCore, "attention_delta_tc_d\(s.headDimension)", dtype: query.dtype,
+                       grid: elementwiseGrid(rows * s.queryHeads * s.headDimension / 8), deltaArguments + [.int64(Int64(rows * s.queryHeads))])
+        } else {
+            try launch(.attention, "attention_delta", dtype: query.dtype, grid: elementwiseGrid(rows * s.queryHeads),
+                       deltaArguments + [.int64(Int64(rows)), .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension))])
+        }
+        switch try route(for: s, dtype: query.dtype, backward: true) {
+        case .fused: return try fusedAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+        case .gemm: return try gemmAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+        case .flash: return try flashAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
         }
     }
 
-    /// The forced route (a forced `fused` falls back to `gemm` where the fused kernel does not apply), else
+    public static func hasTensorCoreForward(_ s: AttentionShape, dtype: DType) -> Bool {
+        (dtype == .bfloat16 || dtype == .float16) && KernelSources.tensorCoreForwardBlockRows[s.headDimension] != nil
+    }
+
+    public static func hasTensorCoreBackward(_ s: AttentionShape, dtype: DType) -> Bool {
+        (dtype == .bfloat16 || dtype == .float16) && KernelSources.tensorCoreBackwardHeadDimensions.contains(s.headDimension)
+    }
+
+    /// The forced route (a forced `fused` falls back to `gemm` where the tensor-core kernel does not apply), else
     /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
     /// sequences, where the flash kernels need no buffer at all).
-    func route(for s: AttentionShape, dtype: DType) throws -> AttentionRoute {
+    func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
         let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
         let gemmOrFlash: AttentionRoute = scoreBytes <= 4 << 30 ? .gemm : .flash
-        let fusable = (dtype == .bfloat16 || dtype == .float16) && KernelSources.fusedAttentionHeadDimensions.contains(s.headDimension)
+        let fusable = backward ? Self.hasTensorCoreBackward(s, dtype: dtype) : Self.hasTensorCoreForward(s, dtype: dtype)
         switch attentionRoute {
         case .gemm?, .flash?: return attentionRoute!
         case .fused?: return fusable ? .fused : .gemm
@@ -113,11 +122,11 @@ extension CUDABackend {
             .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)), .pointer(try address(delta, operation)),
         ]
         try launch(
-            .attention, "attention_backward_kv_mma_d\(s.headDimension)", dtype: query.dtype,
+            .attentionTensorCore, "attention_backward_kv_tc_d\(s.headDimension)", dtype: query.dtype,
             grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (128, 1, 1),
             inputs + [.pointer(address(dk, operation)), .pointer(address(dv, operation))] + Self.sizeArguments(s))
         try launch(
-            .attention, "attention_backward_q_mma_d\(s.headDimension)", dtype: query.dtype,
+            .attentionTensorCore, "attention_backward_q_tc_d\(s.headDimension)", dtype: query.dtype,
             grid: ((s.queryLength + 63) / 64, s.queryHeads, s.batch), block: (128, 1, 1),
             inputs + [.pointer(address(dq, operation))] + Self.sizeArguments(s))
         return AttentionGradients(query: dq, key: dk, value: dv)
@@ -126,9 +135,10 @@ extension CUDABackend {
     func fusedAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         let out = try newTensor(query.shape, dtype: query.dtype)
         let lse = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: .float32)
+        let rowsPerBlock = KernelSources.tensorCoreForwardBlockRows[s.headDimension] ?? 64
         try launch(
-            .attention, "attention_forward_mma_d\(s.headDimension)", dtype: query.dtype,
-            grid: ((s.queryLength + 63) / 64, s.queryHeads, s.batch), block: (128, 1, 1), [
+            .attentionTensorCore, "attention_forward_tc_d\(s.headDimension)", dtype: query.dtype,
+            grid: ((s.queryLength + rowsPerBlock - 1) / rowsPerBlock, s.queryHeads, s.batch), block: (128, 1, 1), [
                 .pointer(address(query, "attention")), .pointer(address(key, "attention")), .pointer(address(value, "attention")),
                 .pointer(address(out, "attention")), .pointer(address(lse, "attention")),
             ] + Self.sizeArguments(s))

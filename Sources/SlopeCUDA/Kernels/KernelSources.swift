@@ -6,6 +6,7 @@ enum KernelSources {}
 /// A group of kernels compiled together into one module.
 enum KernelFamily: String, CaseIterable, Sendable {
     case elementwise, reductions, normalization, loss, optimizer, layout, sparsity, bytes, compressedLayout, attention
+    case attentionTensorCore
 
     var source: String {
         switch self {
@@ -19,6 +20,7 @@ enum KernelFamily: String, CaseIterable, Sendable {
         case .bytes: return KernelSources.bytes
         case .compressedLayout: return KernelSources.compressedLayout
         case .attention: return KernelSources.attention
+        case .attentionTensorCore: return KernelSources.attentionTensorCore
         }
     }
 
