@@ -23,9 +23,9 @@ final class KernelSourceTests: XCTestCase {
         let launched: [KernelFamily: [String]] = [
             .elementwise: ["binary_op", "scale", "accumulate", "apply_mask", "fill", "activation_forward", "activation_backward",
                            "convert_to_float", "convert_from_float", "add_row_vector"],
-            .reductions: ["reduce_partials", "reduce_final"],
+            .reductions: ["reduce_partials", "reduce_final", "column_sums_partial", "column_sum_partials"],
             .normalization: ["softmax_forward", "softmax_backward", "layernorm_forward", "layernorm_backward_input",
-                             "layernorm_backward_params_partial", "column_sum_partials", "rmsnorm_forward", "rmsnorm_backward_input",
+                             "layernorm_backward_params_partial", "rmsnorm_forward", "rmsnorm_backward_input",
                              "rmsnorm_backward_weight_partial"],
             .loss: ["embedding_forward", "embedding_backward", "cross_entropy_forward", "cross_entropy_backward"],
             .optimizer: ["adamw"],
@@ -109,3 +109,18 @@ final class KernelSourceTests: XCTestCase {
     }
 }
 
+final class EmbeddingSegmentsTests: XCTestCase {
+    func testTokensAreGroupedByIDInTokenOrder() {
+        let segments = EmbeddingSegments(tokenIDs: [3, 1, 3, 0, 1, 3], vocabulary: 5)
+        XCTAssertEqual(segments.ids, [0, 1, 3])
+        XCTAssertEqual(segments.starts, [0, 1, 3, 6])
+        XCTAssertEqual(segments.positions, [3, 1, 4, 0, 2, 5])
+        XCTAssertEqual(segments.packed, [0, 1, 3, 0, 1, 3, 6, 3, 1, 4, 0, 2, 5])
+    }
+
+    func testNoTokensGiveNoSegments() {
+        let segments = EmbeddingSegments(tokenIDs: [], vocabulary: 4)
+        XCTAssertEqual(segments, EmbeddingSegments(tokenIDs: [], vocabulary: 0))
+        XCTAssertEqual(segments.packed, [0])
+    }
+}

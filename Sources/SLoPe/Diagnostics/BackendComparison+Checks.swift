@@ -104,6 +104,17 @@ extension BackendComparison {
             return [try backend.sumOfSquares(x), try backend.maxAbsolute(x), try backend.sum(x)]
         }
         check("sumRows", dtype, &results) { backend, on in [try backend.sumRows(self.pick(matrix, on))] }
+        // Rows of whole 16-byte packs take CUDA's two-pass column-sum kernels (257 columns above take cuBLASLt).
+        let packed = try random([300, 264], dtype), start = try random([264], dtype)
+        check("sumRows, accumulateColumnSums (packed rows)", dtype, &results) { backend, on in
+            let target = try backend.cast(self.pick(start, on), to: dtype)
+            try backend.accumulateColumnSums(self.pick(packed, on), into: target)
+            return [try backend.sumRows(self.pick(packed, on)), target]
+        }
+        check("totalSumOfSquares", dtype, &results, tolerance: 1e-5) { backend, on in
+            let total = try backend.totalSumOfSquares([self.pick(big, on), self.pick(matrix, on), self.pick(packed, on)])
+            return [try backend.tensor([Float(total)], shape: [1], dtype: .float32)]
+        }
     }
 
     private func normalization(_ dtype: DType, _ results: inout [Check]) throws {
@@ -122,7 +133,7 @@ extension BackendComparison {
 
     private func lossAndEmbedding(_ dtype: DType, _ results: inout [Check]) throws {
         let table = try random([50, 64], dtype), dy = try random([40, 64], dtype)
-        let ids = try pair((0..<40).map { Int32(($0 * 13) % 50) }, [40])
+        let ids = try pair((0..<40).map { Int32(($0 * 13) % 17 * 3) }, [40])  // 17 distinct ids, most repeated
         check("embedding forward + backward", dtype, &results) { backend, on in
             let gradient = try backend.zeros([50, 64], dtype: dtype)
             try backend.embeddingBackward(self.pick(dy, on), ids: self.pick(ids, on), into: gradient)

@@ -51,7 +51,7 @@ public final class Linear: Layer {
         _ = try backend.gemm(
             dyMatrix, x.flattenedToMatrix("Linear.backward"), transposeA: true, transposeB: false,
             alpha: 1, beta: 1, into: weight.gradientBuffer(backend), bias: nil)
-        if let bias { try bias.accumulateGradient(backend.sumRows(dyMatrix), backend) }
+        if let bias { try backend.accumulateColumnSums(dyMatrix, into: bias.gradientBuffer(backend)) }
         return try backend.matmul(dy, weight.value)
     }
 }

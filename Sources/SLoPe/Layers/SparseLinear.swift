@@ -67,7 +67,7 @@ public final class SparseLinear: Layer {
             throw TensorError.invalidArgument(operation: "SparseLinear.backward", reason: "call forward first")
         }
         try weight.accumulateGradient(outputGradient: dy, input: x)
-        if let bias { try bias.accumulateGradient(backend.sumRows(dy.flattenedToMatrix("SparseLinear.backward")), backend) }
+        if let bias { try backend.accumulateColumnSums(dy.flattenedToMatrix("SparseLinear.backward"), into: bias.gradientBuffer(backend)) }
         let dx = try weight.inputGradient(dy)
         if let adapter { try backend.accumulate(adapter.backward(dy), into: dx, alpha: 1) }
         return dx

@@ -13,10 +13,11 @@ public final class AdamW {
         moments = Array(repeating: nil, count: parameters.count)
     }
 
-    /// Updates every parameter that has a gradient; `learningRate` overrides the configured one (schedules).
-    public func step(learningRate: Float? = nil) throws {
+    /// Updates every parameter that has a gradient; `learningRate` overrides the configured one (schedules);
+    /// gradients are read multiplied by `gradientScale` (gradient clipping without a pass over them).
+    public func step(learningRate: Float? = nil, gradientScale: Float = 1) throws {
         stepCount += 1
-        let hyper = configuration.step(stepCount, learningRate: learningRate)
+        let hyper = configuration.step(stepCount, learningRate: learningRate, gradientScale: gradientScale)
         for (index, parameter) in parameters.enumerated() {
             guard let gradient = parameter.gradient else { continue }
             let state = try moments[index] ?? AdamMoments(like: parameter.value, backend: backend)

@@ -14,10 +14,10 @@ public struct AdamWConfiguration: Sendable, Equatable, Codable {
         self.weightDecay = weightDecay
     }
 
-    func step(_ number: Int, learningRate: Float?) -> AdamWStep {
+    func step(_ number: Int, learningRate: Float?, gradientScale: Float) -> AdamWStep {
         AdamWStep(
             learningRate: learningRate ?? self.learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
-            weightDecay: weightDecay, step: number)
+            weightDecay: weightDecay, step: number, gradientScale: gradientScale)
     }
 }
 

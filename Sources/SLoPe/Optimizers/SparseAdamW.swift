@@ -31,9 +31,10 @@ public final class SparseAdamW {
         maskChangeFrequency > 0 && number % maskChangeFrequency == 0
     }
 
-    public func step(learningRate: Float? = nil) throws {
+    /// One step; `learningRate` and `gradientScale` as in ``AdamW/step(learningRate:gradientScale:)``.
+    public func step(learningRate: Float? = nil, gradientScale: Float = 1) throws {
         stepCount += 1
-        let hyper = configuration.step(stepCount, learningRate: learningRate)
+        let hyper = configuration.step(stepCount, learningRate: learningRate, gradientScale: gradientScale)
         let reselect = changesMask(atStep: stepCount)
         for (weight, state) in zip(weights, moments) {
             if let gradient = weight.gradient {

@@ -90,16 +90,16 @@ public final class Trainer {
         }
         // The norm is always computed, so non-finite gradients never reach the weights; it clips only when asked.
         // The model's own parameter order, so a resumed run sums the squares in the same order.
-        let norm = try clipGradientNorm(
-            parameters: model.parameters, sparseWeights: model.sparseWeights,
-            maxNorm: options.clipNorm > 0 ? options.clipNorm : .greatestFiniteMagnitude, backend: backend)
+        let norm = try gradientNorm(parameters: model.parameters, sparseWeights: model.sparseWeights, backend: backend)
         guard norm.isFinite else {
             try zeroGradients()
             throw Failure.nonFinite(step: number, what: "gradient norm (\(norm))")
         }
+        // Clipping scales the gradients as the optimizers read them.
+        let clip = Float(options.clipNorm > 0 ? try clippingFactor(norm: norm, maxNorm: options.clipNorm) : 1)
         let rate = schedule.learningRate(atStep: number)
-        try sparseOptimizer.step(learningRate: rate)
-        try denseOptimizer.step(learningRate: rate)
+        try sparseOptimizer.step(learningRate: rate, gradientScale: clip)
+        try denseOptimizer.step(learningRate: rate, gradientScale: clip)
         try zeroGradients()
         step = number
         tokensSeen += options.tokensPerStep

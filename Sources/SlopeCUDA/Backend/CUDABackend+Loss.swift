@@ -34,11 +34,17 @@ extension CUDABackend {
             throw TensorError.shapeMismatch(operation: "embeddingBackward", shapes: [dy.shape, ids.shape], reason: "dy must be ids' shape + [\(columns)]")
         }
         try OperandChecks.sameDType([dy, tableGradient], "embeddingBackward")
-        _ = try checkedIDs(ids, rows: tableGradient.shape[0], ignoreIndex: nil, "embeddingBackward")
+        let segments = EmbeddingSegments(
+            tokenIDs: try checkedIDs(ids, rows: tableGradient.shape[0], ignoreIndex: nil, "embeddingBackward"), vocabulary: tableGradient.shape[0])
+        guard !segments.ids.isEmpty else { return }
+        let table = try tensor(segments.packed, shape: [segments.packed.count])
+        let count = segments.ids.count
+        let base = try address(table, "embeddingBackward")
         touch(tableGradient)
-        try launch(.loss, "embedding_backward", dtype: dy.dtype, grid: ((columns + 255) / 256, 1, 1), [
-            .pointer(address(dy, "embeddingBackward")), .pointer(address(ids, "embeddingBackward")),
-            .pointer(address(tableGradient, "embeddingBackward")), .int64(Int64(ids.count)), .int64(Int64(columns)),
+        try launch(.loss, "embedding_backward", dtype: dy.dtype, grid: (min(count, 65_535), (columns + 255) / 256, 1), [
+            .pointer(address(dy, "embeddingBackward")), .pointer(base), .pointer(base + UInt64(4 * count)),
+            .pointer(base + UInt64(4 * (2 * count + 1))), .pointer(address(tableGradient, "embeddingBackward")),
+            .int64(Int64(count)), .int64(Int64(columns)),
         ])
     }
 

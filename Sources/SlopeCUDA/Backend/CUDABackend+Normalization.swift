@@ -60,18 +60,4 @@ extension CUDABackend {
         try sumPartials(partialBias, into: dbias)
         return LayerNormGradients(input: dx, weight: dweight, bias: dbias)
     }
-
-    /// Row chunks for two-stage column sums: about 128 rows each, at most 1024 chunks.
-    static func columnSumChunks(rows: Int) -> (count: Int, rows: Int) {
-        let chunkRows = max(128, (rows + 1023) / 1024)
-        return (max(1, (rows + chunkRows - 1) / chunkRows), chunkRows)
-    }
-
-    /// `out[c] = Σ_k partial[k, c]` (float32 partials → out's dtype).
-    func sumPartials(_ partial: Tensor, into out: Tensor) throws {
-        let (chunks, columns) = (partial.shape[0], partial.shape[1])
-        try launch(.normalization, "column_sum_partials", dtype: out.dtype, grid: ((columns + 255) / 256, 1, 1), [
-            .pointer(address(partial, "column sums")), .pointer(address(out, "column sums")), .int64(Int64(chunks)), .int64(Int64(columns)),
-        ])
-    }
 }

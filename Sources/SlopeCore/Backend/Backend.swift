@@ -70,6 +70,11 @@ public protocol Backend: AnyObject, Sendable {
     func maxAbsolute(_ x: Tensor) throws -> Tensor
     /// Column sums of `[rows, columns]` → `[columns]` (a bias gradient).
     func sumRows(_ x: Tensor) throws -> Tensor
+    /// `target[c] += Σ_r x[r, c]` for `x` `[rows, columns]`: a bias gradient accumulated in place.
+    func accumulateColumnSums(_ x: Tensor, into target: Tensor) throws
+    /// Σ x² over every element of every tensor, in order, read back once (a global gradient norm without a
+    /// device round trip per tensor).
+    func totalSumOfSquares(_ tensors: [Tensor]) throws -> Double
 
     // MARK: Normalisation and softmax
 
@@ -226,6 +231,14 @@ extension Backend {
     /// `op(A)·op(B)` into a new tensor.
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
         try gemm(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1, beta: 0, into: nil, bias: nil)
+    }
+
+    public func accumulateColumnSums(_ x: Tensor, into target: Tensor) throws {
+        try accumulate(sumRows(x), into: target, alpha: 1)
+    }
+
+    public func totalSumOfSquares(_ tensors: [Tensor]) throws -> Double {
+        try tensors.reduce(0) { total, tensor in try total + scalar(sumOfSquares(tensor)) }
     }
 
     /// A tensor's single element as Double (for losses and norms).

@@ -3,21 +3,17 @@ extension KernelSources {
     static let elementwise = #"""
     // out[i] = a[i] (op) b[i] for i < n; op 0 add, 1 subtract, 2 multiply; 1-D grid of 256-thread blocks.
     extern "C" __global__ void binary_op(const T* a, const T* b, T* out, long long n, int op) {
-        GRID_STRIDE(i, n) {
-            float x = to_float(a[i]), y = to_float(b[i]);
-            float r = op == 0 ? x + y : (op == 1 ? x - y : x * y);
-            out[i] = from_float<T>(r);
-        }
+        map2(a, b, out, n, [=](float x, float y) { return op == 0 ? x + y : (op == 1 ? x - y : x * y); });
     }
 
-    // out[i] = factor·x[i] for i < n (out may alias x: each element is read before it is written); 1-D grid.
+    // out[i] = factor·x[i] for i < n (out may alias x); 1-D grid.
     extern "C" __global__ void scale(const T* x, T* out, long long n, float factor) {
-        GRID_STRIDE(i, n) out[i] = from_float<T>(to_float(x[i]) * factor);
+        map1(x, out, n, [=](float v) { return v * factor; });
     }
 
     // y[i] += alpha·x[i] for i < n; 1-D grid.
     extern "C" __global__ void accumulate(const T* x, T* y, long long n, float alpha) {
-        GRID_STRIDE(i, n) y[i] = from_float<T>(to_float(y[i]) + alpha * to_float(x[i]));
+        map2(y, x, y, n, [=](float yv, float xv) { return yv + alpha * xv; });
     }
 
     // out[i] = mask[i] != 0 ? x[i] : 0 for i < n; x, out [n] T, mask [n] uint8; 1-D grid.
@@ -33,39 +29,26 @@ extension KernelSources {
 
     // y[i] = act(x[i]) for i < n; kind 0 GELU (tanh approximation), 1 ReLU, 2 SiLU; 1-D grid.
     extern "C" __global__ void activation_forward(const T* x, T* y, long long n, int kind) {
-        const float c = 0.7978845608028654f, k = 0.044715f;
-        GRID_STRIDE(i, n) {
-            float v = to_float(x[i]);
-            float r;
-            if (kind == 0) {
-                r = 0.5f * v * (1.0f + tanhf(c * (v + k * v * v * v)));
-            } else if (kind == 1) {
-                r = (v > 0.0f || v != v) ? v : 0.0f;  // NaN propagates, like max(x, 0) on the CPU
-            } else {
-                r = v * (1.0f / (1.0f + expf(-v)));  // x·sigmoid(x), the CPU reference's rounding order
-            }
-            y[i] = from_float<T>(r);
-        }
+        map1(x, y, n, [=](float v) {
+            const float c = 0.7978845608028654f, k = 0.044715f;
+            if (kind == 0) return 0.5f * v * (1.0f + tanhf(c * (v + k * v * v * v)));
+            if (kind == 1) return (v > 0.0f || v != v) ? v : 0.0f;  // NaN propagates, like max(x, 0) on the CPU
+            return v * (1.0f / (1.0f + expf(-v)));                    // x·sigmoid(x), the CPU reference's rounding order
+        });
     }
 
     // dx[i] = dy[i]·act'(x[i]) for i < n; same kinds as activation_forward; 1-D grid.
     extern "C" __global__ void activation_backward(const T* x, const T* dy, T* dx, long long n, int kind) {
-        const float c = 0.7978845608028654f, k = 0.044715f;
-        GRID_STRIDE(i, n) {
-            float v = to_float(x[i]);
-            float g = to_float(dy[i]);
-            float r;
+        map2(x, dy, dx, n, [=](float v, float g) {
+            const float c = 0.7978845608028654f, k = 0.044715f;
             if (kind == 0) {
                 float t = tanhf(c * (v + k * v * v * v));
-                r = g * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * c * (1.0f + 3.0f * k * v * v));
-            } else if (kind == 1) {
-                r = v > 0.0f ? g : 0.0f;
-            } else {
-                float s = 1.0f / (1.0f + expf(-v));
-                r = g * (s * (1.0f + v * (1.0f - s)));
+                return g * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * c * (1.0f + 3.0f * k * v * v));
             }
-            dx[i] = from_float<T>(r);
-        }
+            if (kind == 1) return v > 0.0f ? g : 0.0f;
+            float s = 1.0f / (1.0f + expf(-v));
+            return g * (s * (1.0f + v * (1.0f - s)));
+        });
     }
 
     // out[i] = (float)x[i] for i < n; x [n] T, out [n] float32; 1-D grid.

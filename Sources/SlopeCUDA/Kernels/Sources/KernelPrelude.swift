@@ -44,6 +44,42 @@ extension KernelSources {
     // Loop over [0, n) so any 1-D grid covers the whole range.
     #define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (i64)(n); i += (i64)gridDim.x * blockDim.x)
 
+    // Sixteen bytes of T (8 halves or 4 floats). Elementwise kernels move whole packs when every pointer is
+    // 16-byte aligned (slope's tensors are: each starts an allocation), then the remaining elements one by one.
+    template <typename U> struct __align__(16) Pack { U v[16 / sizeof(U)]; };
+    #define PACK (16 / (int)sizeof(T))  // elements of T per pack, for kernels (T is defined after the prelude)
+    static __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
+
+    // out[i] = f(a[i]) for i < n, in float; out may alias a.
+    template <typename E, typename F>
+    static __device__ __forceinline__ void map1(const E* a, E* out, i64 n, F f) {
+        constexpr int N = 16 / sizeof(E);
+        i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
+        i64 packs = aligned16(a) && aligned16(out) ? n / N : 0;
+        for (i64 p = first; p < packs; p += stride) {
+            Pack<E> x = ((const Pack<E>*)a)[p], r;
+            #pragma unroll
+            for (int j = 0; j < N; ++j) r.v[j] = from_float<E>(f(to_float(x.v[j])));
+            ((Pack<E>*)out)[p] = r;
+        }
+        for (i64 i = packs * N + first; i < n; i += stride) out[i] = from_float<E>(f(to_float(a[i])));
+    }
+
+    // out[i] = f(a[i], b[i]) for i < n, in float; out may alias a or b.
+    template <typename E, typename F>
+    static __device__ __forceinline__ void map2(const E* a, const E* b, E* out, i64 n, F f) {
+        constexpr int N = 16 / sizeof(E);
+        i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
+        i64 packs = aligned16(a) && aligned16(b) && aligned16(out) ? n / N : 0;
+        for (i64 p = first; p < packs; p += stride) {
+            Pack<E> x = ((const Pack<E>*)a)[p], y = ((const Pack<E>*)b)[p], r;
+            #pragma unroll
+            for (int j = 0; j < N; ++j) r.v[j] = from_float<E>(f(to_float(x.v[j]), to_float(y.v[j])));
+            ((Pack<E>*)out)[p] = r;
+        }
+        for (i64 i = packs * N + first; i < n; i += stride) out[i] = from_float<E>(f(to_float(a[i]), to_float(b[i])));
+    }
+
     static __device__ __forceinline__ float neg_inf() { return __uint_as_float(0xFF800000u); }
     static __device__ __forceinline__ float quiet_nan() { return __uint_as_float(0x7FC00000u); }
 

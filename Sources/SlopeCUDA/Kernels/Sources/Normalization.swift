@@ -115,15 +115,6 @@ extension KernelSources {
         }
     }
 
-    // out[c] = Σ_chunk partial[chunk, c], in chunk order (deterministic); one thread per column.
-    extern "C" __global__ void column_sum_partials(const float* partial, T* out, long long chunks, long long cols) {
-        GRID_STRIDE(c, cols) {
-            float s = 0.0f;
-            for (i64 k = 0; k < chunks; ++k) s += partial[k * cols + c];
-            out[c] = from_float<T>(s);
-        }
-    }
-
     // y = x·rrms·w, rrms = 1/sqrt(mean(x²) + eps) saved per row (float32); one 256-thread block per row.
     extern "C" __global__ void rmsnorm_forward(const T* x, const T* w, T* y, float* rrms, long long rows, long long cols, float eps) {
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {

@@ -1,6 +1,45 @@
 extension KernelSources {
     /// Reductions: per-block partials of sum / sum of squares / max |x|, their final combine, and column sums.
     static let reductions = #"""
+    // Column sums in two deterministic passes. First: partial[chunk, c] = Σ x[r, c] over the chunk's rows, in
+    // float. Block 256 = 32 lanes × 8 row lanes; a lane owns one 16-byte pack of columns, so a warp reads 512
+    // contiguous bytes of a row. Grid (ceil(cols / (32·PACK)), chunks); cols must be a multiple of PACK.
+    extern "C" __global__ void column_sums_partial(const T* x, float* partial, long long rows, long long cols, long long chunk_rows) {
+        __shared__ float sums[8][32 * PACK];
+        int lane = threadIdx.x & 31, rowLane = threadIdx.x >> 5;
+        i64 firstColumn = (i64)blockIdx.x * 32 * PACK, column = firstColumn + lane * PACK;
+        i64 first = (i64)blockIdx.y * chunk_rows, last = min(rows, first + chunk_rows);
+        float acc[PACK];
+        #pragma unroll
+        for (int j = 0; j < PACK; ++j) acc[j] = 0.0f;
+        if (column < cols) {
+            for (i64 r = first + rowLane; r < last; r += 8) {
+                Pack<T> p = *(const Pack<T>*)(x + r * cols + column);
+                #pragma unroll
+                for (int j = 0; j < PACK; ++j) acc[j] += to_float(p.v[j]);
+            }
+        }
+        #pragma unroll
+        for (int j = 0; j < PACK; ++j) sums[rowLane][lane * PACK + j] = acc[j];
+        __syncthreads();
+        for (int i = threadIdx.x; i < 32 * PACK; i += blockDim.x) {
+            if (firstColumn + i >= cols) break;
+            float s = 0.0f;
+            #pragma unroll
+            for (int k = 0; k < 8; ++k) s += sums[k][i];
+            partial[(i64)blockIdx.y * cols + firstColumn + i] = s;
+        }
+    }
+
+    // Second: out[c] = Σ_chunk partial[chunk, c] in chunk order (plus out[c] when accumulate); one thread per column.
+    extern "C" __global__ void column_sum_partials(const float* partial, T* out, long long chunks, long long cols, int accumulate) {
+        GRID_STRIDE(c, cols) {
+            float s = accumulate ? to_float(out[c]) : 0.0f;
+            for (i64 k = 0; k < chunks; ++k) s += partial[k * cols + c];
+            out[c] = from_float<T>(s);
+        }
+    }
+
     // partials[blockIdx.x] = reduction over the block's grid-stride share of x [n]; op 0 sum, 1 sum of
     // squares, 2 max |x| (NaN wins); grid G ≤ 1024 blocks × 256 threads.
     extern "C" __global__ void reduce_partials(const T* x, long long n, float* partials, int op) {
