@@ -164,13 +164,17 @@ extension BackendComparison {
 
     private func sparsity(_ dtype: DType, _ results: inout [Check]) throws {
         for pattern in [NMPattern.twoFour, try NMPattern(n: 1, m: 4), try NMPattern(n: 2, m: 8)] {
-            let w = try random([64, 96], dtype), g = try random([64, 96], dtype), x = try random([50, 96], dtype), bias = try random([64], dtype)
+            // 72 × 96: a whole and a part 64 × 64 tile each way for the tiled transpose refresh.
+            let w = try random([72, 96], dtype), g = try random([72, 96], dtype), x = try random([50, 96], dtype), bias = try random([72], dtype)
             check("prune row/column, compress, decompress \(pattern)", dtype, &results) { backend, on in
                 let rowMask = try backend.pruneMask(self.pick(w, on), pattern: pattern, direction: .rowWise, within: nil)
                 let columnMask = try backend.pruneMask(self.pick(w, on), pattern: pattern, direction: .columnWise, within: rowMask)
                 let compressed = try backend.compress(self.pick(w, on), pattern: pattern, mask: rowMask)
+                let gathered = try backend.gatherCompressed(self.pick(g, on), layout: compressed)
+                let accumulated = try backend.cast(compressed.values, to: dtype)
+                try backend.accumulateGathered(self.pick(g, on), layout: compressed, into: accumulated)
                 return [rowMask, columnMask, compressed.values, compressed.indices, try backend.decompress(compressed),
-                        try backend.mask(of: compressed), try backend.gatherCompressed(self.pick(g, on), layout: compressed)]
+                        try backend.mask(of: compressed), gathered, accumulated]
             }
             check("sparseMatmul \(pattern)", dtype, &results) { backend, on in
                 let compressed = try backend.compress(self.pick(w, on), pattern: pattern, mask: nil)

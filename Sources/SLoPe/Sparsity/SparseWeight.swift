@@ -92,15 +92,11 @@ public final class SparseWeight {
     /// `grad += (dYᵀ·X)` at Mr's positions only.
     public func accumulateGradient(outputGradient dy: Tensor, input x: Tensor) throws {
         let dense = try backend.matmul(dy.flattenedToMatrix("SparseWeight gradient"), x.flattenedToMatrix("SparseWeight gradient"), transposeA: true)
-        let kept: Tensor
-        switch storage {
-        case .compressed(let weight, _): kept = try backend.gatherCompressed(dense, layout: weight)
-        case .simulated(_, let rowMask, _, _): kept = try backend.applyMask(dense, mask: rowMask)
-        }
-        if let gradient {
-            try backend.accumulate(kept, into: gradient, alpha: 1)
-        } else {
-            gradient = kept
+        switch (storage, gradient) {
+        case (.compressed(let weight, _), let gradient?): try backend.accumulateGathered(dense, layout: weight, into: gradient)
+        case (.compressed(let weight, _), nil): gradient = try backend.gatherCompressed(dense, layout: weight)
+        case (.simulated(_, let rowMask, _, _), let gradient?): try backend.accumulate(backend.applyMask(dense, mask: rowMask), into: gradient, alpha: 1)
+        case (.simulated(_, let rowMask, _, _), nil): gradient = try backend.applyMask(dense, mask: rowMask)
         }
     }
 

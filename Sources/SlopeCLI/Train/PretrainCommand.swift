@@ -212,6 +212,8 @@ struct PretrainCommand: ParsableCommand {
             say("\(reason): checkpoint at step \(trainer.step) written to \(checkpointPath)")
         }
         installStopHandlers()
+        let startStep = trainer.step
+        let profiler = (compute.backend as? CUDABackend)?.cudaDevice.profiler
         while trainer.step < options.steps {
             let received = stopSignal.load(ordering: .relaxed)
             if received != 0 {
@@ -231,6 +233,8 @@ struct PretrainCommand: ParsableCommand {
                 throw ExitCode(1)
             }
             let seconds = seconds(clock.now - begin)
+            // SLOPE_PROFILE reports steady-state steps: the first one compiles kernels and searches GEMM plans.
+            if trainer.step == startStep + 1, trainer.step < options.steps { profiler?.reset() }
             window.tokens += result.tokens
             window.seconds += seconds
             window.losses.append(result.loss)
@@ -266,7 +270,7 @@ struct PretrainCommand: ParsableCommand {
             if checkpointEvery > 0, result.step % checkpointEvery == 0, result.step < options.steps { try save("periodic") }
         }
         if standardErrorIsTerminal { writeToStandardError("\n") }
-        if let profiler = (compute.backend as? CUDABackend)?.cudaDevice.profiler { say(profiler.report()) }
+        if let profiler { say(profiler.report() + (options.steps - startStep > 1 ? "\n(steps after the first, and validation)" : "")) }
         let validation = try metrics.records.last(where: { $0.step == trainer.step && $0.validationLoss != nil })?.validationLoss
             ?? trainer.validationLoss()
         try save("done")

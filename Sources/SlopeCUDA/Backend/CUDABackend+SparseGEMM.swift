@@ -69,7 +69,9 @@ extension CUDABackend {
 
     func addBias(_ bias: Tensor, to y: Tensor) throws {
         let rows = y.count / max(bias.count, 1)
-        try launch(.elementwise, "add_row_vector", dtype: y.dtype, grid: rowGrid(rows: rows, columns: bias.count), [
+        let pack = 16 / y.dtype.byteSize  // the kernel adds whole 16-byte packs when rows are made of them
+        let threads = bias.count % pack == 0 ? bias.count / pack : bias.count
+        try launch(.elementwise, "add_row_vector", dtype: y.dtype, grid: rowGrid(rows: rows, columns: threads), [
             .pointer(address(y, "bias")), .pointer(address(bias, "bias")), .int64(Int64(rows)), .int64(Int64(bias.count)),
         ])
     }

@@ -53,12 +53,31 @@ extension CUDABackend {
     }
 
     public func gatherCompressed(_ dense: Tensor, layout: CompressedMatrix) throws -> Tensor {
-        try OperandChecks.shape(dense, layout.shape, "gatherCompressed", "the dense matrix")
         let values = try newTensor(layout.values.shape, dtype: dense.dtype)
-        try launch(.sparsity, "gather_compressed", dtype: dense.dtype, grid: elementwiseGrid(values.count), [
-            .pointer(address(dense, "gatherCompressed")), .pointer(address(layout.indices, "gatherCompressed")), .pointer(address(values, "gatherCompressed")),
-        ] + sparseArguments(layout.rows, layout.columns, layout.pattern))
+        try gather(dense, layout: layout, into: values, accumulate: false)
         return values
+    }
+
+    public func accumulateGathered(_ dense: Tensor, layout: CompressedMatrix, into values: Tensor) throws {
+        try OperandChecks.shape(values, layout.values.shape, "accumulateGathered", "the compressed values")
+        try OperandChecks.sameDType([dense, values], "accumulateGathered")
+        touch(values)
+        try gather(dense, layout: layout, into: values, accumulate: true)
+    }
+
+    private func gather(_ dense: Tensor, layout: CompressedMatrix, into values: Tensor, accumulate: Bool) throws {
+        try OperandChecks.shape(dense, layout.shape, "gatherCompressed", "the dense matrix")
+        let operation = "gatherCompressed"
+        if layout.pattern == .twoFour, layout.columns % 16 == 0 {
+            try launch(.sparsity, "gather_compressed_2_4", dtype: dense.dtype, grid: elementwiseGrid(values.count / 8), [
+                .pointer(address(dense, operation)), .pointer(address(layout.indices, operation)), .pointer(address(values, operation)),
+                .int64(Int64(values.count / 8)), .int32(accumulate ? 1 : 0),
+            ])
+        } else {
+            try launch(.sparsity, "gather_compressed", dtype: dense.dtype, grid: elementwiseGrid(values.count), [
+                .pointer(address(dense, operation)), .pointer(address(layout.indices, operation)), .pointer(address(values, operation)),
+            ] + sparseArguments(layout.rows, layout.columns, layout.pattern) + [.int32(accumulate ? 1 : 0)])
+        }
     }
 
     public func mask(of matrix: CompressedMatrix) throws -> Tensor {
@@ -90,7 +109,9 @@ extension CUDABackend {
         try OperandChecks.sameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
         touch(transposed.values)
         let operation = "refreshDoublePrunedTranspose"
-        try launch(.sparsity, "gather_transpose", dtype: w.values.dtype, grid: elementwiseGrid(transposed.values.count), [
+        let tiled = 64 % w.pattern.m == 0
+        let grid = tiled ? ((w.columns + 63) / 64, (w.rows + 63) / 64, 1) : elementwiseGrid(transposed.values.count)
+        try launch(.sparsity, tiled ? "gather_transpose_tiled" : "gather_transpose", dtype: w.values.dtype, grid: grid, [
             .pointer(address(w.values, operation)), .pointer(address(w.indices, operation)), .pointer(address(transposed.indices, operation)),
             .pointer(address(transposed.values, operation)),
             .int64(Int64(w.rows)), .int64(Int64(w.columns)), .int32(Int32(w.pattern.n)), .int32(Int32(w.pattern.m)),

@@ -29,6 +29,11 @@ public final class OpProfiler: Sendable {
         return result
     }
 
+    /// Forgets what was measured so far (e.g. a first training step's compilation and plan search).
+    public func reset() {
+        totals.withLock { $0.removeAll() }
+    }
+
     /// The `top` most expensive ops: calls, total and share of the profiled time.
     public func report(top: Int = 30) -> String {
         let rows = totals.withLock { $0 }.sorted { $0.value.seconds > $1.value.seconds }

@@ -137,6 +137,8 @@ public protocol Backend: AnyObject, Sendable {
     func decompress(_ matrix: CompressedMatrix) throws -> Tensor
     /// The values of a dense `[rows, columns]` tensor at `layout`'s slots (e.g. compressing dW onto Mr).
     func gatherCompressed(_ dense: Tensor, layout: CompressedMatrix) throws -> Tensor
+    /// `values += dense` at the layout's slots: a compressed gradient accumulated without a temporary.
+    func accumulateGathered(_ dense: Tensor, layout: CompressedMatrix, into values: Tensor) throws
     /// The kept positions of `matrix` as a dense `uint8` mask.
     func mask(of matrix: CompressedMatrix) throws -> Tensor
     /// `Y = X·Sᵀ (+ bias)` with `X [T, S.columns]` → `[T, S.rows]`, doing only the kept multiply-adds.
@@ -231,6 +233,10 @@ extension Backend {
     /// `op(A)·op(B)` into a new tensor.
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
         try gemm(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1, beta: 0, into: nil, bias: nil)
+    }
+
+    public func accumulateGathered(_ dense: Tensor, layout: CompressedMatrix, into values: Tensor) throws {
+        try accumulate(gatherCompressed(dense, layout: layout), into: values, alpha: 1)
     }
 
     public func accumulateColumnSums(_ x: Tensor, into target: Tensor) throws {

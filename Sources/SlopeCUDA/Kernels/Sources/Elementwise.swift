@@ -62,25 +62,38 @@ extension KernelSources {
     }
 
     // x[r, c] += v[c]: a bias added after a GEMM that has no bias epilogue; x [rows, cols], v [cols].
-    // Grid (ceil(cols/256), ceil(rows/ROWS_PER_BLOCK)): a thread owns one column of 16-row strips, so it
-    // loads its bias once and updates 16 rows with coalesced accesses (no 64-bit division per element).
-    // All 16 loads are issued before any store: with loads and stores interleaved, the compiler cannot prove
-    // rows apart (cols might be 0), so each load waited for the previous store and the kernel ran at a third
-    // of memory bandwidth.
+    // Grid (column threads, ceil(rows/ROWS_PER_BLOCK)): a thread owns one column, or one 16-byte pack of columns
+    // when rows are whole packs, and walks strips of 16 rows, so it loads its bias once and every access is
+    // coalesced. All 16 loads are issued before any store: interleaved, the compiler cannot prove rows apart
+    // (cols might be 0), so each load waited for the previous store (a third of memory bandwidth).
     #define ROWS_PER_BLOCK 16
-    extern "C" __global__ void add_row_vector(T* x, const T* v, long long rows, long long cols) {
-        long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-        if (c >= cols) return;
-        float bias = to_float(v[c]);
-        for (long long r0 = (long long)blockIdx.y * ROWS_PER_BLOCK; r0 < rows; r0 += (long long)gridDim.y * ROWS_PER_BLOCK) {
-            int count = rows - r0 < ROWS_PER_BLOCK ? (int)(rows - r0) : ROWS_PER_BLOCK;
-            T* strip = x + r0 * cols + c;
-            float values[ROWS_PER_BLOCK];
-            #pragma unroll
-            for (int i = 0; i < ROWS_PER_BLOCK; ++i) if (i < count) values[i] = to_float(strip[i * cols]);
-            #pragma unroll
-            for (int i = 0; i < ROWS_PER_BLOCK; ++i) if (i < count) strip[i * cols] = from_float<T>(values[i] + bias);
+    template <typename V, int LANES>
+    __device__ __forceinline__ void add_to_strips(V* x, const V* v, i64 rows, i64 width) {
+        for (i64 c = (i64)blockIdx.x * blockDim.x + threadIdx.x; c < width; c += (i64)gridDim.x * blockDim.x) {
+            V bias = v[c];
+            for (i64 r0 = (i64)blockIdx.y * ROWS_PER_BLOCK; r0 < rows; r0 += (i64)gridDim.y * ROWS_PER_BLOCK) {
+                int count = rows - r0 < ROWS_PER_BLOCK ? (int)(rows - r0) : ROWS_PER_BLOCK;
+                V* strip = x + r0 * width + c;
+                V values[ROWS_PER_BLOCK];
+                #pragma unroll
+                for (int i = 0; i < ROWS_PER_BLOCK; ++i) if (i < count) values[i] = strip[i * width];
+                #pragma unroll
+                for (int i = 0; i < ROWS_PER_BLOCK; ++i) {
+                    if (i >= count) continue;
+                    const T* a = (const T*)&values[i];
+                    const T* b = (const T*)&bias;
+                    V sum;
+                    T* out = (T*)&sum;
+                    #pragma unroll
+                    for (int j = 0; j < LANES; ++j) out[j] = from_float<T>(to_float(a[j]) + to_float(b[j]));
+                    strip[i * width] = sum;
+                }
+            }
         }
+    }
+    extern "C" __global__ void add_row_vector(T* x, const T* v, long long rows, long long cols) {
+        if (cols % PACK == 0 && aligned16(x) && aligned16(v)) add_to_strips<Pack<T>, PACK>((Pack<T>*)x, (const Pack<T>*)v, rows, cols / PACK);
+        else add_to_strips<T, 1>(x, v, rows, cols);
     }
     """#
 }

@@ -84,11 +84,41 @@ extension KernelSources {
         GRID_STRIDE(s, rows * (cols / m) * n) dense[slot_dense_offset(s, indices[s], n, m)] = values[s];
     }
 
-    // values [rows, cols/m·n] = dense [rows, cols] at each slot's position; one thread per slot, 1-D grid
-    // over rows·cols/m·n.
+    // values [rows, cols/m·n] = dense [rows, cols] at each slot's position (added to values when accumulate);
+    // one thread per slot, 1-D grid over rows·cols/m·n.
     extern "C" __global__ void gather_compressed(const T* dense, const unsigned char* indices, T* values,
-                                                 long long rows, long long cols, int n, int m) {
-        GRID_STRIDE(s, rows * (cols / m) * n) values[s] = dense[slot_dense_offset(s, indices[s], n, m)];
+                                                 long long rows, long long cols, int n, int m, int accumulate) {
+        GRID_STRIDE(s, rows * (cols / m) * n) {
+            T x = dense[slot_dense_offset(s, indices[s], n, m)];
+            values[s] = accumulate ? from_float<T>(to_float(values[s]) + to_float(x)) : x;
+        }
+    }
+
+    // gather_compressed for 2:4 with rows of whole 16-element runs: a thread takes 4 groups (16 dense
+    // elements read as 16-byte packs, 8 one-byte indices as one 8-byte word) and writes (or adds to) their 8 slots.
+    extern "C" __global__ void gather_compressed_2_4(const T* dense, const unsigned char* indices, T* values, long long quads, int accumulate) {
+        GRID_STRIDE(q, quads) {
+            Pack<T> d[16 / PACK], out[8 / PACK];  // indexed by constants only, so they stay in registers
+            #pragma unroll
+            for (int p = 0; p < 16 / PACK; ++p) d[p] = ((const Pack<T>*)(dense + q * 16))[p];
+            unsigned long long slots = ((const unsigned long long*)indices)[q];
+            #pragma unroll
+            for (int s = 0; s < 8; ++s) {
+                int index = (int)((slots >> (8 * s)) & 3ull), e = (s / 2) * 4;
+                T v0 = d[e / PACK].v[e % PACK], v1 = d[(e + 1) / PACK].v[(e + 1) % PACK];
+                T v2 = d[(e + 2) / PACK].v[(e + 2) % PACK], v3 = d[(e + 3) / PACK].v[(e + 3) % PACK];
+                out[s / PACK].v[s % PACK] = index == 0 ? v0 : index == 1 ? v1 : index == 2 ? v2 : v3;
+            }
+            #pragma unroll
+            for (int p = 0; p < 8 / PACK; ++p) {
+                if (accumulate) {
+                    Pack<T> before = ((const Pack<T>*)(values + q * 8))[p];
+                    #pragma unroll
+                    for (int j = 0; j < PACK; ++j) out[p].v[j] = from_float<T>(to_float(before.v[j]) + to_float(out[p].v[j]));
+                }
+                ((Pack<T>*)(values + q * 8))[p] = out[p];
+            }
+        }
     }
 
     // mask [rows, cols] uint8 (zeroed beforehand) = 1 at each slot's position; one thread per slot, 1-D grid
@@ -117,6 +147,37 @@ extension KernelSources {
                 if (w_indices[w_base + q] == want) { value = w_values[w_base + q]; break; }
             }
             t_values[s] = value;
+        }
+    }
+
+    // gather_transpose in tiles, for m dividing 64: a block takes a 64 × 64 square of W's dense coordinates,
+    // spreads W's slots of it into shared memory (zeros elsewhere), then fills the transpose's slots of the same
+    // square from there, so W is read along its rows and Wᵀ written along its rows. Padding slots of Wᵀ point
+    // outside Mr (a group of Mc pads only when Mr has fewer than n candidates there), where the tile holds 0.
+    // Grid (ceil(din / 64), ceil(dout / 64)), block 256.
+    #define SQUARE 64
+    extern "C" __global__ void gather_transpose_tiled(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
+                                                      T* t_values, long long dout, long long din, int n, int m) {
+        __shared__ T tile[SQUARE][SQUARE + 2];  // + 2: a column read by a warp spreads over the banks
+        const i64 j0 = (i64)blockIdx.x * SQUARE, o0 = (i64)blockIdx.y * SQUARE;
+        const int slots = SQUARE / m * n;  // slots of one 64-wide row segment
+        const i64 w_slots_per_row = din / m * n, t_slots_per_row = dout / m * n;
+        for (int e = threadIdx.x; e < SQUARE * SQUARE; e += blockDim.x) tile[e / SQUARE][e % SQUARE] = from_float<T>(0.0f);
+        __syncthreads();
+        for (int e = threadIdx.x; e < SQUARE * slots; e += blockDim.x) {
+            int r = e / slots, k = e % slots;
+            i64 o = o0 + r, groupStart = j0 + (k / n) * m;  // m | 64 and m | din: a group is wholly in or out
+            if (o >= dout || groupStart >= din) continue;
+            i64 slot = o * w_slots_per_row + (j0 / m) * n + k;
+            tile[r][(k / n) * m + w_indices[slot]] = w_values[slot];
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < SQUARE * slots; e += blockDim.x) {
+            int r = e / slots, k = e % slots;
+            i64 j = j0 + r, groupStart = o0 + (k / n) * m;
+            if (j >= din || groupStart >= dout) continue;
+            i64 slot = j * t_slots_per_row + (o0 / m) * n + k;
+            t_values[slot] = tile[(k / n) * m + t_indices[slot]][r];
         }
     }
     """#
