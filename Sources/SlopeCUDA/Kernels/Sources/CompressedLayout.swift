@@ -63,9 +63,24 @@ extension KernelSources {
         }
     }
 
-    // scatter_values through the packed map.
+    // scatter_values through the packed map. When count is a multiple of 8, a thread takes 8 consecutive
+    // positions (one 16-byte load of offsets, 8 independent value loads in flight, 16-byte stores); blocks of
+    // the map are ≥ 64 positions, so the 8 share one base.
     extern "C" __global__ void scatter_values_packed(const T* values, const unsigned int* bases, const short* offsets, T* compressed,
                                                      long long count, int log2_block) {
+        if (count % 8 == 0 && aligned16(offsets) && aligned16(compressed)) {
+            GRID_STRIDE(q, count / 8) {
+                i64 base = bases[(q * 8) >> log2_block];
+                uint4 packed = ((const uint4*)offsets)[q];
+                unsigned words[4] = {packed.x, packed.y, packed.z, packed.w};
+                Pack<T> out[8 / PACK];
+                #pragma unroll
+                for (int j = 0; j < 8; ++j) out[j / PACK].v[j % PACK] = values[base + (short)(words[j >> 1] >> (16 * (j & 1)))];
+                #pragma unroll
+                for (int p = 0; p < 8 / PACK; ++p) ((Pack<T>*)(compressed + q * 8))[p] = out[p];
+            }
+            return;
+        }
         GRID_STRIDE(p, count) compressed[p] = values[(long long)bases[p >> log2_block] + offsets[p]];
     }
     """#

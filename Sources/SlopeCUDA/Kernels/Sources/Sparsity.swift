@@ -154,31 +154,50 @@ extension KernelSources {
     // spreads W's slots of it into shared memory (zeros elsewhere), then fills the transpose's slots of the same
     // square from there, so W is read along its rows and Wᵀ written along its rows. Padding slots of Wᵀ point
     // outside Mr (a group of Mc pads only when Mr has fewer than n candidates there), where the tile holds 0.
-    // Grid (ceil(din / 64), ceil(dout / 64)), block 256.
+    // When every row holds a multiple of 4 slots, a thread moves 4 slots at once (one 4-byte index word, one
+    // 4-value load or store). Grid (ceil(din / 64), ceil(dout / 64)), block 256.
     #define SQUARE 64
-    extern "C" __global__ void gather_transpose_tiled(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
-                                                      T* t_values, long long dout, long long din, int n, int m) {
+    template <typename U> struct __align__(4 * sizeof(U)) Quad { U v[4]; };
+    template <int V>
+    __device__ __forceinline__ void transpose_square(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
+                                                     T* t_values, i64 dout, i64 din, int n, int m) {
         __shared__ T tile[SQUARE][SQUARE + 2];  // + 2: a column read by a warp spreads over the banks
         const i64 j0 = (i64)blockIdx.x * SQUARE, o0 = (i64)blockIdx.y * SQUARE;
         const int slots = SQUARE / m * n;  // slots of one 64-wide row segment
         const i64 w_slots_per_row = din / m * n, t_slots_per_row = dout / m * n;
-        for (int e = threadIdx.x; e < SQUARE * SQUARE; e += blockDim.x) tile[e / SQUARE][e % SQUARE] = from_float<T>(0.0f);
+        for (int e = threadIdx.x; e < (int)(sizeof(tile) / 4); e += blockDim.x) ((unsigned*)tile)[e] = 0u;
         __syncthreads();
-        for (int e = threadIdx.x; e < SQUARE * slots; e += blockDim.x) {
-            int r = e / slots, k = e % slots;
-            i64 o = o0 + r, groupStart = j0 + (k / n) * m;  // m | 64 and m | din: a group is wholly in or out
-            if (o >= dout || groupStart >= din) continue;
-            i64 slot = o * w_slots_per_row + (j0 / m) * n + k;
-            tile[r][(k / n) * m + w_indices[slot]] = w_values[slot];
+        for (int e = threadIdx.x; e < SQUARE * slots / V; e += blockDim.x) {
+            int r = e / (slots / V), k = (e % (slots / V)) * V;
+            i64 o = o0 + r, rowSlot = (j0 / m) * n + k;  // the V slots lie in one row when its first does
+            if (o >= dout || rowSlot >= w_slots_per_row) continue;
+            i64 slot = o * w_slots_per_row + rowSlot;
+            unsigned indices = V == 4 ? *(const unsigned*)(w_indices + slot) : w_indices[slot];
+            Quad<T> values;
+            if (V == 4) values = *(const Quad<T>*)(w_values + slot); else values.v[0] = w_values[slot];
+            #pragma unroll
+            for (int q = 0; q < V; ++q) tile[r][((k + q) / n) * m + ((indices >> (8 * q)) & 255u)] = values.v[q];
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < SQUARE * slots; e += blockDim.x) {
-            int r = e / slots, k = e % slots;
-            i64 j = j0 + r, groupStart = o0 + (k / n) * m;
-            if (j >= din || groupStart >= dout) continue;
-            i64 slot = j * t_slots_per_row + (o0 / m) * n + k;
-            t_values[slot] = tile[(k / n) * m + t_indices[slot]][r];
+        for (int e = threadIdx.x; e < SQUARE * slots / V; e += blockDim.x) {
+            int r = e / (slots / V), k = (e % (slots / V)) * V;
+            i64 j = j0 + r, rowSlot = (o0 / m) * n + k;
+            if (j >= din || rowSlot >= t_slots_per_row) continue;
+            i64 slot = j * t_slots_per_row + rowSlot;
+            unsigned indices = V == 4 ? *(const unsigned*)(t_indices + slot) : t_indices[slot];
+            Quad<T> values;
+            #pragma unroll
+            for (int q = 0; q < V; ++q) values.v[q] = tile[((k + q) / n) * m + ((indices >> (8 * q)) & 255u)][r];
+            if (V == 4) *(Quad<T>*)(t_values + slot) = values; else t_values[slot] = values.v[0];
         }
+    }
+    extern "C" __global__ void gather_transpose_tiled(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
+                                                      T* t_values, long long dout, long long din, int n, int m) {
+        const int slots = SQUARE / m * n;
+        if (slots % 4 == 0 && (din / m * n) % 4 == 0 && (dout / m * n) % 4 == 0)
+            transpose_square<4>(w_values, w_indices, t_indices, t_values, dout, din, n, m);
+        else
+            transpose_square<1>(w_values, w_indices, t_indices, t_values, dout, din, n, m);
     }
     """#
 }
