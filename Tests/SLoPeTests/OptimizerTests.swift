@@ -84,6 +84,36 @@ final class OptimizerTests: XCTestCase {
         XCTAssertThrowsError(try clipGradientNorm(parameters: [], sparseWeights: [], maxNorm: 0, backend: cpu))
     }
 
+    /// Training clips by passing the factor to the optimizers as a gradient scale: the same step as scaling the
+    /// gradients in place first.
+    func testClippingThroughTheGradientScaleEqualsClippingInPlace() throws {
+        func trainedLayer(scaleInOptimizer: Bool) throws -> [Double] {
+            var generator = SeededGenerator(seed: 21)
+            let layer = try SparseLinear(inFeatures: 16, outFeatures: 8, backend: cpu, generator: &generator)
+            let sparse = try SparseAdamW(weights: layer.sparseWeights, configuration: .init(learningRate: 0.1), backend: cpu)
+            let dense = AdamW(parameters: layer.parameters, configuration: .init(learningRate: 0.1), backend: cpu)
+            _ = try layer.forward(randomTensor(cpu, [4, 16], seed: 22))
+            _ = try layer.backward(randomTensor(cpu, [4, 8], seed: 23, std: 10))
+            let norm = try gradientNorm(parameters: layer.parameters, sparseWeights: layer.sparseWeights, backend: cpu)
+            let factor = try clippingFactor(norm: norm, maxNorm: 0.5)
+            XCTAssertLessThan(factor, 1)
+            if scaleInOptimizer {
+                try sparse.step(gradientScale: Float(factor))
+                try dense.step(gradientScale: Float(factor))
+            } else {
+                try clipGradientNorm(parameters: layer.parameters, sparseWeights: layer.sparseWeights, maxNorm: 0.5, backend: cpu)
+                try sparse.step()
+                try dense.step()
+            }
+            return try cpu.doubles(layer.weight.values) + cpu.doubles(layer.bias!.value)
+        }
+        let viaScale = try trainedLayer(scaleInOptimizer: true), inPlace = try trainedLayer(scaleInOptimizer: false)
+        XCTAssertEqual(viaScale.count, inPlace.count)
+        for (a, b) in zip(viaScale, inPlace) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+        XCTAssertEqual(try clippingFactor(norm: 0.25, maxNorm: 0.5), 1)
+        XCTAssertThrowsError(try clippingFactor(norm: 1, maxNorm: -1))
+    }
+
     func testLearningRateSchedules() throws {
         let cosine = try LearningRateSchedule(peak: 1, minimum: 0.1, warmupSteps: 10, totalSteps: 110, decay: .cosine)
         XCTAssertEqual(cosine.learningRate(atStep: 1), 0.1, accuracy: 1e-6)

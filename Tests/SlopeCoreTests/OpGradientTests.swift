@@ -103,6 +103,15 @@ final class OpGradientTests: XCTestCase {
         XCTAssertEqual(try cpu.scalar(cpu.sumOfSquares(ta)), a.map { $0 * $0 }.reduce(0, +), accuracy: 1e-12)
         XCTAssertEqual(try cpu.scalar(cpu.maxAbsolute(ta)), a.map(abs).max()!, accuracy: 0)
         assertClose(try cpu.doubles(cpu.sumRows(ta)), (0..<5).map { a[$0] + a[$0 + 5] }, rtol: 1e-15, atol: 0)
+        let bias = try cpu.tensor([1, 2, 3, 4, 5] as [Double], shape: [5], dtype: .float64)
+        try cpu.accumulateColumnSums(ta, into: bias)
+        var expectedBias: [Double] = [1, 2, 3, 4, 5]
+        for column in 0..<5 { expectedBias[column] += a[column] + a[column + 5] }
+        assertClose(try cpu.doubles(bias), expectedBias, rtol: 1e-15, atol: 0)
+        let both: [Double] = a + (try cpu.doubles(tb))
+        let squares: Double = both.map { $0 * $0 }.reduce(0, +)
+        XCTAssertEqual(try cpu.totalSumOfSquares([ta, tb]), squares, accuracy: 1e-12)
+        XCTAssertEqual(try cpu.totalSumOfSquares([]), 0)
         let mask = try cpu.tensor([1, 0, 1, 0, 1, 0, 1, 0, 1, 0] as [UInt8], shape: [2, 5])
         assertClose(try cpu.doubles(cpu.applyMask(ta, mask: mask)), a.enumerated().map { $0.offset % 2 == 0 ? $0.element : 0 }, rtol: 0, atol: 0)
         assertThrowsTensorError(try cpu.add(ta, cpu.zeros([5, 2], dtype: .float64))) { error in

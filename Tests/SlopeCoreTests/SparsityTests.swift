@@ -81,6 +81,9 @@ final class SparsityTests: XCTestCase {
                 XCTAssertEqual(try cpu.uint8s(again.indices), try cpu.uint8s(compressed.indices))
                 try assertClose(again.values, compressed.values, rtol: 0, atol: 0, backend: cpu)
                 try assertClose(cpu.gatherCompressed(x, layout: compressed), compressed.values, rtol: 0, atol: 0, backend: cpu)
+                let doubled = try cpu.cast(compressed.values, to: dtype)
+                try cpu.accumulateGathered(x, layout: compressed, into: doubled)
+                try assertClose(doubled, cpu.scale(compressed.values, by: 2), rtol: 1e-6, atol: 0, backend: cpu)
             }
         }
     }
