@@ -82,6 +82,39 @@ final class TransformerTests: XCTestCase {
         }
     }
 
+    /// Recomputing the blocks' activations in backward gives the same loss and bit-identical gradients (dense and
+    /// SLoPe, both families, with gradient accumulation over two micro-batches), and the blocks keep nothing
+    /// but their input between the passes.
+    func testRecomputedActivationsGiveTheSameGradients() throws {
+        for family in ModelConfiguration.Family.allCases {
+            for sparse in [false, true] {
+                func gradients(recompute: Bool) throws -> (Double, [[Double]]) {
+                    let model = try TransformerModel(configuration: configuration(family), dtype: .float64, backend: cpu, seed: 6)
+                    if sparse { _ = try model.convertToSLoPe() }
+                    model.recomputesActivations = recompute
+                    var loss = 0.0
+                    for seed in [3, 4] as [UInt64] {
+                        let (tokens, targets) = try batchTensors(seed: seed)
+                        loss += try model.loss(tokens: tokens, targets: targets, batch: batch, sequence: sequence)
+                        if recompute {
+                            // Between the passes a block keeps only its input: its attention cannot run backward.
+                            XCTAssertThrowsError(try model.blocks[0].attention.backward(cpu.zeros([batch * sequence, 8], dtype: .float64)))
+                        }
+                        try model.backward(scale: 0.5)
+                    }
+                    let tensors = model.parameters.compactMap(\.gradient) + model.sparseWeights.compactMap(\.gradient)
+                    return (loss, try tensors.map { try cpu.doubles($0) })
+                }
+                let (kept, keptGradients) = try gradients(recompute: false)
+                let (recomputed, recomputedGradients) = try gradients(recompute: true)
+                XCTAssertEqual(kept, recomputed, "\(family) sparse \(sparse)")
+                XCTAssertEqual(keptGradients.count, recomputedGradients.count)
+                XCTAssertGreaterThan(keptGradients.count, 10)
+                for (a, b) in zip(keptGradients, recomputedGradients) { XCTAssertEqual(a, b, "\(family) sparse \(sparse)") }
+            }
+        }
+    }
+
     /// SwiGLU on its own: `down(silu(gate(x)) ⊙ up(x))`, its input gradient and the gate's weight gradient.
     func testSwiGLUGradients() throws {
         let model = try TransformerModel(configuration: configuration(.llama), dtype: .float64, backend: cpu, seed: 8)

@@ -16,6 +16,8 @@ public final class ActivationLayer: Layer {
         return try backend.activation(x, kind)
     }
 
+    public func releaseActivations() { savedInput = nil }
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let x = savedInput else {
             throw TensorError.invalidArgument(operation: "ActivationLayer.backward", reason: "call forward first")

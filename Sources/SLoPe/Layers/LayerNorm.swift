@@ -22,6 +22,8 @@ public final class LayerNorm: Layer {
         return output.output
     }
 
+    public func releaseActivations() { saved = nil }
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "LayerNorm.backward", reason: "call forward first")

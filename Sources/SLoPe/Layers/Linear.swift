@@ -43,6 +43,8 @@ public final class Linear: Layer {
     }
 
     // dy [..., out] → dx [..., in]; dW += dyᵀ·x, db += Σ dy.
+    public func releaseActivations() { savedInput = nil }
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let x = savedInput else {
             throw TensorError.invalidArgument(operation: "Linear.backward", reason: "call forward first")

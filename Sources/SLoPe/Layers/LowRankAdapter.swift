@@ -39,6 +39,12 @@ public final class LowRankAdapter: Layer {
         return try backend.gemm(projection, up.value, transposeA: false, transposeB: false, alpha: scale, beta: 0, into: nil, bias: nil)
     }
 
+    /// Forgets the input and projection kept for backward.
+    public func releaseActivations() {
+        savedInput = nil
+        savedProjection = nil
+    }
+
     // dy [..., dout] → dx [..., din]; dR += (xL)ᵀ·dy/r, dL += xᵀ·(dy·Rᵀ/r).
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let x = savedInput, let projection = savedProjection else {

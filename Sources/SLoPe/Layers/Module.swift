@@ -5,6 +5,8 @@
 public protocol Module: Layer {
     func forward(_ x: Tensor) throws -> Tensor
     func backward(_ dy: Tensor) throws -> Tensor
+    /// Forgets what the last `forward` kept for `backward` (activation recomputation frees it between the passes).
+    func releaseActivations()
 }
 
 extension Linear: Module {}
@@ -14,6 +16,7 @@ extension ActivationLayer: Module {}
 
 extension MergedSparseLinear: Module {
     public var parameters: [Parameter] { [] }
+    public func releaseActivations() {}  // inference only: forward keeps nothing
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         throw TensorError.invalidArgument(

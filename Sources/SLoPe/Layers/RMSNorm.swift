@@ -19,6 +19,8 @@ public final class RMSNorm: Module {
         return output.output
     }
 
+    public func releaseActivations() { saved = nil }
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "RMSNorm.backward", reason: "call forward first")

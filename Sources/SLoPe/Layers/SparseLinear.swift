@@ -61,6 +61,11 @@ public final class SparseLinear: Layer {
         return y
     }
 
+    public func releaseActivations() {
+        savedInput = nil
+        adapter?.releaseActivations()
+    }
+
     // dy [..., out] → dx [..., in]
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let x = savedInput else {

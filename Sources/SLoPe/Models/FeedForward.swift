@@ -31,6 +31,12 @@ public final class FeedForward: Layer {
         return try down.forward(backend.multiply(backend.activation(g, activation), u))
     }
 
+    /// Forgets the hidden activations and the projections' inputs.
+    public func releaseActivations() {
+        saved = nil
+        for projection in projections { projection.releaseActivations() }
+    }
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "FeedForward.backward", reason: "call forward first")

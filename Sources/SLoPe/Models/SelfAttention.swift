@@ -52,6 +52,12 @@ public final class SelfAttention: Layer {
         return try output.forward(attention.output)
     }
 
+    /// Forgets q, k, v, the attention output and its statistics, and the projections' inputs.
+    public func releaseActivations() {
+        saved = nil
+        for projection in projections { projection.releaseActivations() }
+    }
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "SelfAttention.backward", reason: "call forward (without a cache) first")

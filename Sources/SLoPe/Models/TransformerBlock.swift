@@ -19,16 +19,41 @@ public final class TransformerBlock: Layer {
     }
     public var sparseWeights: [SparseWeight] { attention.sparseWeights + mlp.sparseWeights }
 
+    /// Keep only the block's input between the passes and recompute the rest before `backward` (activation
+    /// checkpointing): the block's activations are held for one block at a time instead of all of them, for
+    /// one more forward pass of compute. The gradients are the same.
+    public var recomputesActivations = false
+    private var recomputeInput: (x: Tensor, batch: Int, sequence: Int)?
+
     public func forward(_ x: Tensor, batch: Int, sequence: Int, cache: KeyValueCache.LayerCache? = nil) throws -> Tensor {
         let h = try backend.add(x, attention.forward(attentionNorm.forward(x), batch: batch, sequence: sequence, cache: cache))
-        return try backend.add(h, mlp.forward(mlpNorm.forward(h)))
+        let y = try backend.add(h, mlp.forward(mlpNorm.forward(h)))
+        if recomputesActivations, cache == nil {
+            recomputeInput = (x, batch, sequence)
+            releaseActivations()
+        }
+        return y
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
+        if let saved = recomputeInput {
+            recomputeInput = nil
+            let h = try backend.add(saved.x, attention.forward(attentionNorm.forward(saved.x), batch: saved.batch, sequence: saved.sequence))
+            _ = try mlp.forward(mlpNorm.forward(h))
+        }
         let dh = try mlpNorm.backward(mlp.backward(dy))
         try backend.accumulate(dy, into: dh, alpha: 1)
         let dx = try attentionNorm.backward(attention.backward(dh))
         try backend.accumulate(dh, into: dx, alpha: 1)
+        releaseActivations()
         return dx
+    }
+
+    /// Forgets everything the sublayers kept for backward.
+    public func releaseActivations() {
+        attentionNorm.releaseActivations()
+        attention.releaseActivations()
+        mlpNorm.releaseActivations()
+        mlp.releaseActivations()
     }
 }

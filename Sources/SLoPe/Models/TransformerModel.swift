@@ -101,6 +101,13 @@ public final class TransformerModel: Layer {
         }
     }
 
+    /// Recompute each block's activations in backward instead of keeping them (see
+    /// ``TransformerBlock/recomputesActivations``): less memory, one more forward pass of compute.
+    public var recomputesActivations: Bool {
+        get { blocks.first?.recomputesActivations ?? false }
+        set { for block in blocks { block.recomputesActivations = newValue } }
+    }
+
     // MARK: Forward and backward
 
     /// Next-token logits `[batch·sequence, vocabulary]` for `tokens` (`int32 [batch·sequence]`).

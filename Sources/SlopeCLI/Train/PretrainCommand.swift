@@ -98,6 +98,9 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Steps between progress lines (default: about 50 per run).")
     var logEvery: Int?
 
+    @Flag(help: "Keep only each block's input between forward and backward and recompute the rest (activation checkpointing: far less memory, about a third more compute; same numbers; also with --resume).")
+    var recomputeActivations = false
+
     @Option(help: "Element type: float32 or bfloat16 (default: bfloat16 on a GPU, float32 on the CPU).")
     var dtype: DType?
 
@@ -131,11 +134,13 @@ struct PretrainCommand: ParsableCommand {
             ? resumedTrainer(checkpointPath, folder: folder, compute: compute)
             : newTrainer(folder: folder, compute: compute)
         let options = trainer.options
+        trainer.model.recomputesActivations = recomputeActivations
         let configuration = trainer.model.configuration
         say("slope pretrain: \(notes["model"] ?? model) (\(configuration.family), \(formatCount(configuration.parameterCount)) parameters) on \(compute.backend.name)")
         say("  data        \(data.description); floor \(data.floor.map { formatted($0, digits: 3) + " nats/token" } ?? "unknown")")
         say("  training    \(options.steps) steps × \(options.tokensPerStep) tokens (batch \(options.batchSize) × \(options.sequenceLength)"
-            + " × \(options.gradientAccumulation)), \(trainer.model.dtype), lr \(options.learningRate) \(options.decay), warm-up \(options.warmupSteps)")
+            + " × \(options.gradientAccumulation)), \(trainer.model.dtype), lr \(options.learningRate) \(options.decay), warm-up \(options.warmupSteps)"
+            + (recomputeActivations ? ", activations recomputed" : ""))
         let adapters = "adapters rank \(options.adapterRank) from step \(trainer.adapterStartStep)"
         if let report = trainer.sparsityReport {
             say("  SLoPe       \(report.summary); \(adapters)")
