@@ -115,6 +115,23 @@ final class TransformerTests: XCTestCase {
         }
     }
 
+    /// The ReLU MLP (OPT) keeps the activation's output, not its input: input and weight gradients still match
+    /// finite differences.
+    func testReLUMLPGradients() throws {
+        var relu = configuration(.gpt)
+        relu.activation = .relu
+        let model = try TransformerModel(configuration: relu, dtype: .float64, backend: cpu, seed: 11)
+        let mlp = model.blocks[0].mlp
+        let x = try randomTensor(cpu, [3, 8], dtype: .float64, seed: 12)
+        let weights = randomValues(3 * 8, seed: 13)
+        func loss() throws -> Double { weightedSum(try cpu.doubles(mlp.forward(x)), weights) }
+        _ = try mlp.forward(x)
+        let dx = try cpu.doubles(mlp.backward(cpu.tensor(weights, shape: [3, 8], dtype: .float64)))
+        assertClose(dx, try finiteDifferenceGradient(of: x, backend: cpu, loss), rtol: 1e-6, atol: 1e-9, "dx")
+        let up = (mlp.up as! Linear).weight
+        assertClose(try cpu.doubles(up.gradient!), try finiteDifferenceGradient(of: up.value, backend: cpu, loss), rtol: 1e-6, atol: 1e-9, "d up")
+    }
+
     /// SwiGLU on its own: `down(silu(gate(x)) ⊙ up(x))`, its input gradient and the gate's weight gradient.
     func testSwiGLUGradients() throws {
         let model = try TransformerModel(configuration: configuration(.llama), dtype: .float64, backend: cpu, seed: 8)

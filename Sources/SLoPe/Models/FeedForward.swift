@@ -6,6 +6,9 @@ public final class FeedForward: Layer {
     public var gate: (any Module)?
     public let activation: Activation
     let backend: any Backend
+    /// For backward: the gate projection's output (SwiGLU) and the activation's input — or, for ReLU, its
+    /// output, from which the derivative reads the same (h > 0 exactly where u > 0) and which the down
+    /// projection keeps anyway: an [tokens, intermediate] tensor less per block.
     private var saved: (gate: Tensor?, up: Tensor)?
 
     init(up: any Module, down: any Module, gate: (any Module)?, activation: Activation, backend: any Backend) {
@@ -23,8 +26,9 @@ public final class FeedForward: Layer {
     public func forward(_ x: Tensor) throws -> Tensor {
         let u = try up.forward(x)
         guard let gate else {
-            saved = (nil, u)
-            return try down.forward(backend.activation(u, activation))
+            let h = try backend.activation(u, activation)
+            saved = (nil, activation == .relu ? h : u)
+            return try down.forward(h)
         }
         let g = try gate.forward(x)
         saved = (g, u)
