@@ -145,6 +145,10 @@ extension BackendComparison {
             let saved = try backend.crossEntropy(logits: self.pick(logits, on), targets: self.pick(targets, on), ignoreIndex: -100)
             return [saved.loss, saved.probabilities, try backend.crossEntropyBackward(saved, targets: self.pick(targets, on), ignoreIndex: -100, scale: 0.5)]
         }
+        check("crossEntropy backward over the probabilities", dtype, &results) { backend, on in
+            let saved = try backend.crossEntropy(logits: self.pick(logits, on), targets: self.pick(targets, on), ignoreIndex: -100)
+            return [try backend.crossEntropyBackwardConsuming(saved, targets: self.pick(targets, on), ignoreIndex: -100, scale: 0.5)]
+        }
     }
 
     private func optimizer(_ dtype: DType, _ results: inout [Check]) throws {

@@ -17,11 +17,13 @@ public final class SoftmaxCrossEntropy {
         return try backend.scalar(output.loss)
     }
 
-    /// `dlogits` of `scale · loss` (scale < 1 for gradient accumulation).
+    /// `dlogits` of `scale · loss` (scale < 1 for gradient accumulation). The probabilities kept by `forward` may
+    /// become the result (no second `[n, V]` tensor), so each `forward` allows one `backward`.
     public func backward(scale: Float = 1) throws -> Tensor {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "SoftmaxCrossEntropy.backward", reason: "call forward first")
         }
-        return try backend.crossEntropyBackward(saved.output, targets: saved.targets, ignoreIndex: ignoreIndex, scale: scale)
+        self.saved = nil
+        return try backend.crossEntropyBackwardConsuming(saved.output, targets: saved.targets, ignoreIndex: ignoreIndex, scale: scale)
     }
 }

@@ -66,12 +66,24 @@ extension CUDABackend {
     }
 
     public func crossEntropyBackward(_ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float) throws -> Tensor {
+        try crossEntropyGradient(saved, targets: targets, ignoreIndex: ignoreIndex, scale: scale, overProbabilities: false)
+    }
+
+    // The kernel reads and writes each element at the same index, so it can run in place.
+    public func crossEntropyBackwardConsuming(_ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float) throws -> Tensor {
+        try crossEntropyGradient(saved, targets: targets, ignoreIndex: ignoreIndex, scale: scale, overProbabilities: true)
+    }
+
+    private func crossEntropyGradient(
+        _ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float, overProbabilities: Bool
+    ) throws -> Tensor {
         let (rows, classes) = try saved.probabilities.asMatrix(operation: "crossEntropyBackward")
         guard targets.count == rows else {
             throw TensorError.shapeMismatch(operation: "crossEntropyBackward", shapes: [saved.probabilities.shape, targets.shape], reason: "one target per row")
         }
         try OperandChecks.dtype(targets, .int32, "crossEntropyBackward")
-        let out = try newTensor(saved.probabilities.shape, dtype: saved.probabilities.dtype)
+        let out = overProbabilities ? saved.probabilities : try newTensor(saved.probabilities.shape, dtype: saved.probabilities.dtype)
+        if overProbabilities { touch(out) }
         try launch(.loss, "cross_entropy_backward", dtype: out.dtype, grid: elementwiseGrid(rows * classes), [
             .pointer(address(saved.probabilities, "crossEntropyBackward")), .pointer(address(targets, "crossEntropyBackward")),
             .pointer(address(out, "crossEntropyBackward")), .int64(Int64(rows)), .int64(Int64(classes)), .int32(ignoreIndex),

@@ -117,6 +117,9 @@ public protocol Backend: AnyObject, Sendable {
     func crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex: Int32) throws -> CrossEntropyOutput
     /// `dlogits = scale · (p − onehot(target)) / counted` for counted rows, 0 for ignored rows.
     func crossEntropyBackward(_ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float) throws -> Tensor
+    /// `crossEntropyBackward`, allowed to write `dlogits` over `saved.probabilities` (which are then gone): one
+    /// `[n, V]` tensor less at the peak of a language model's backward pass.
+    func crossEntropyBackwardConsuming(_ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float) throws -> Tensor
 
     // MARK: Optimizer
 
@@ -233,6 +236,10 @@ extension Backend {
     /// `op(A)·op(B)` into a new tensor.
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
         try gemm(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1, beta: 0, into: nil, bias: nil)
+    }
+
+    public func crossEntropyBackwardConsuming(_ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float) throws -> Tensor {
+        try crossEntropyBackward(saved, targets: targets, ignoreIndex: ignoreIndex, scale: scale)
     }
 
     public func accumulateGathered(_ dense: Tensor, layout: CompressedMatrix, into values: Tensor) throws {
