@@ -33,6 +33,9 @@ extension BackendComparison {
                 AttentionShape(batch: 1, queryLength: 100, queryHeads: 4, keyValueHeads: 2, headDimension: 32),
                 AttentionShape(batch: 2, queryLength: 5, keyLength: 45, queryHeads: 2, keyValueHeads: 1, headDimension: 128),
                 AttentionShape(batch: 1, queryLength: 33, queryHeads: 2, headDimension: 80, causal: false),
+                // Non-causal at the tensor-core head sizes (partial query blocks and key tiles).
+                AttentionShape(batch: 1, queryLength: 50, keyLength: 70, queryHeads: 2, keyValueHeads: 1, headDimension: 64, causal: false),
+                AttentionShape(batch: 1, queryLength: 40, keyLength: 72, queryHeads: 2, headDimension: 128, causal: false),
                 // Long enough for the GPU's causal chunking (4 query chunks), with cached keys before them.
                 AttentionShape(batch: 2, queryLength: 260, keyLength: 300, queryHeads: 4, keyValueHeads: 2, headDimension: 64),
             ]
