@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Device-side run behind docs/benchmarks/training-*.md: doctor, PyTorch's OPT-1.3B training throughput, slope
-# dense and SLoPe at the same shape, the SLoPe run interrupted with SIGINT after step 4 and resumed, then eval
-# and generate on its checkpoint. Logs go to $OUT (default ./out). Run from the repository root with the
-# static binary in .gpu/ (../shared/tools/gpu-build.sh).
+# Device-side run behind docs/benchmarks/training.md: doctor, PyTorch's OPT-1.3B training throughput, slope
+# dense and SLoPe at the same shape, the SLoPe run interrupted with SIGINT after step 4 and resumed, eval and
+# generate on its checkpoint, then dense and SLoPe with --recompute-activations (SKIP_DOCTOR, SKIP_TORCH,
+# SKIP_DENSE, SKIP_EVAL, SKIP_RECOMPUTE = 1 leave a part out). Logs go to $OUT (default ./out), at most 8 files
+# (what a device call brings back). Run from the repository root with the static binary in .gpu/
+# (../shared/tools/gpu-build.sh).
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export SLOPE_CACHE_DIR=${SLOPE_CACHE_DIR:-/tmp/slope-cache}
@@ -26,12 +28,20 @@ until grep -q "step 4/$STEPS" "$OUT/slope.txt" 2>/dev/null || ! kill -0 $pid 2>/
 kill -INT $pid 2>/dev/null; wait $pid; echo "slope (interrupted) exit $?"
 ./.gpu/slope pretrain --out /tmp/run-slope --resume > "$OUT/slope-resume.txt" 2>&1; echo "resume exit $?"
 if [ "${SKIP_EVAL:-0}" != 1 ]; then
-  ./.gpu/slope eval /tmp/run-slope/checkpoint.safetensors --batches 2 > "$OUT/eval.txt" 2>&1; echo "eval exit $?"; tail -2 "$OUT/eval.txt"
-  ./.gpu/slope generate /tmp/run-slope/checkpoint.safetensors --prompt "The" --max-tokens 24 --temperature 0 > "$OUT/generate.txt" 2>&1
-  echo "generate exit $?"; tail -3 "$OUT/generate.txt"
+  ./.gpu/slope eval /tmp/run-slope/checkpoint.safetensors --batches 2 > "$OUT/eval-generate.txt" 2>&1; echo "eval exit $?"
+  ./.gpu/slope generate /tmp/run-slope/checkpoint.safetensors --prompt "The" --max-tokens 24 --temperature 0 >> "$OUT/eval-generate.txt" 2>&1
+  echo "generate exit $?"; grep -E "perplexity|tokens in" "$OUT/eval-generate.txt"
+fi
+# Both again with activation recomputation (memory against throughput); one file, so $OUT stays at 8 files.
+if [ "${SKIP_RECOMPUTE:-0}" != 1 ]; then
+  for mode in --dense ""; do
+    echo "== recompute ${mode:-slope} ==" >> "$OUT/recompute.txt"
+    ./.gpu/slope pretrain "${shape[@]}" --steps "$STEPS" $mode --recompute-activations --out /tmp/run-recompute$mode >> "$OUT/recompute.txt" 2>&1
+    echo "recompute ${mode:-slope} exit $?"
+  done
 fi
 echo; echo "== summary =="
-for f in dense slope slope-resume; do
+for f in dense slope slope-resume recompute; do
   [ -f "$OUT/$f.txt" ] || continue
-  echo "-- $f"; grep -E "^step [0-9]+/|throughput|peak memory|checkpoint|interrupt|stopp" "$OUT/$f.txt" | tail -14
+  echo "-- $f"; grep -E "^== |^step [0-9]+/|throughput|peak memory|checkpoint|interrupt|stopp" "$OUT/$f.txt" | tail -24
 done
