@@ -42,18 +42,28 @@ public final class Linear: Layer {
         return try backend.gemm(x, weight.value, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias?.value)
     }
 
-    // dy [..., out] → dx [..., in]; dW += dyᵀ·x, db += Σ dy.
     public func releaseActivations() { savedInput = nil }
 
+    // dy [..., out] → dx [..., in]; dW += dyᵀ·x, db += Σ dy.
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let x = savedInput else {
             throw TensorError.invalidArgument(operation: "Linear.backward", reason: "call forward first")
         }
+        try accumulateWeightGradients(outputGradient: dy, input: x)
+        return try inputGradient(dy)
+    }
+
+    /// The weight half of backward: dW += dyᵀ·x, db += Σ dy.
+    public func accumulateWeightGradients(outputGradient dy: Tensor, input x: Tensor) throws {
         let dyMatrix = try dy.flattenedToMatrix("Linear.backward")
         _ = try backend.gemm(
             dyMatrix, x.flattenedToMatrix("Linear.backward"), transposeA: true, transposeB: false,
             alpha: 1, beta: 1, into: weight.gradientBuffer(backend), bias: nil)
         if let bias { try backend.accumulateColumnSums(dyMatrix, into: bias.gradientBuffer(backend)) }
-        return try backend.matmul(dy, weight.value)
+    }
+
+    /// The input half of backward: dx = dy·W.
+    public func inputGradient(_ dy: Tensor) throws -> Tensor {
+        try backend.matmul(dy, weight.value)
     }
 }

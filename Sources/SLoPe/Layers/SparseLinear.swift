@@ -71,11 +71,17 @@ public final class SparseLinear: Layer {
         guard let x = savedInput else {
             throw TensorError.invalidArgument(operation: "SparseLinear.backward", reason: "call forward first")
         }
-        try weight.accumulateGradient(outputGradient: dy, input: x)
-        if let bias { try backend.accumulateColumnSums(dy.flattenedToMatrix("SparseLinear.backward"), into: bias.gradientBuffer(backend)) }
+        try accumulateWeightGradients(outputGradient: dy, input: x)
         let dx = try weight.inputGradient(dy)
         if let adapter { try backend.accumulate(adapter.backward(dy), into: dx, alpha: 1) }
         return dx
+    }
+
+    /// The sparse weight's and bias's half of backward: dW += (dyᵀ·x) at Mr, db += Σ dy (the adapter's
+    /// gradients come with ``backward(_:)``). The input half is `weight.inputGradient(dy)`, dy·(W⊙Mc).
+    public func accumulateWeightGradients(outputGradient dy: Tensor, input x: Tensor) throws {
+        try weight.accumulateGradient(outputGradient: dy, input: x)
+        if let bias { try backend.accumulateColumnSums(dy.flattenedToMatrix("SparseLinear.backward"), into: bias.gradientBuffer(backend)) }
     }
 
     /// The inference form: W⊙Mr and the adapter's N:M-pruned Lᵀ stacked into one sparse matrix.

@@ -6,7 +6,7 @@ import SlopeCUDA
 struct BenchLinear: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "linear",
-        abstract: "Dense Linear vs SLoPe SparseLinear: forward, backward, optimizer step, whole step, merged inference.",
+        abstract: "Dense Linear vs SLoPe SparseLinear: forward, backward dX and dW, optimizer step, whole step, merged inference.",
         discussion: """
             Each shape is TOKENSxINxOUT (Y[tokens, out] = X[tokens, in]·Wᵀ). Inputs are random; every number is the \
             median of --repeats runs after --warmup runs, and speedups are dense time / SLoPe time from the same run.
@@ -129,6 +129,10 @@ struct BenchLinear: ParsableCommand {
             results.append(Result(shape: shape, measurement: name, denseMilliseconds: denseTime, sparseMilliseconds: sparseTime))
         }
         record("forward", try time { _ = try dense.forward(x) }, try time { _ = try sparse.forward(x) })
+        record("backward dX", try time { _ = try dense.inputGradient(dy) }, try time { _ = try sparse.weight.inputGradient(dy) })
+        record(
+            "backward dW (+ bias)", try time { try dense.accumulateWeightGradients(outputGradient: dy, input: x) },
+            try time { try sparse.accumulateWeightGradients(outputGradient: dy, input: x) })
         record("backward (dX + dW)", try time { _ = try dense.backward(dy) }, try time { _ = try sparse.backward(dy) })
         record(
             "optimizer step", try time { try denseOptimizer.step() },
