@@ -65,7 +65,7 @@ final class KernelSourceTests: XCTestCase {
                 XCTAssertTrue(KernelSources.attentionTensorCore.contains("TC_FORWARD(\(d), \(rows / 64), "), "tensor-core d = \(d)")
             }
             if KernelSources.tensorCoreBackwardHeadDimensions.contains(d) {
-                XCTAssertTrue(KernelSources.attentionTensorCore.contains("TC_BACKWARD(\(d))"), "tensor-core backward d = \(d)")
+                XCTAssertTrue(KernelSources.attentionTensorCore.contains("TC_BACKWARD(\(d), "), "tensor-core backward d = \(d)")
             }
             let shape = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: d)
             XCTAssertEqual(try CUDABackend.attentionKernel("attention_forward", shape), "attention_forward_d\(d)")
@@ -73,8 +73,8 @@ final class KernelSourceTests: XCTestCase {
         let opt = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 64)
         let llama = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 128)
         XCTAssertTrue(CUDABackend.hasTensorCoreForward(opt, dtype: .bfloat16) && CUDABackend.hasTensorCoreBackward(opt, dtype: .float16))
-        XCTAssertTrue(CUDABackend.hasTensorCoreForward(llama, dtype: .bfloat16))
-        XCTAssertFalse(CUDABackend.hasTensorCoreBackward(llama, dtype: .bfloat16))
+        XCTAssertTrue(CUDABackend.hasTensorCoreForward(llama, dtype: .bfloat16) && CUDABackend.hasTensorCoreBackward(llama, dtype: .bfloat16))
+        XCTAssertFalse(CUDABackend.hasTensorCoreBackward(AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 80), dtype: .bfloat16))
         XCTAssertFalse(CUDABackend.hasTensorCoreForward(opt, dtype: .float32) || CUDABackend.hasTensorCoreBackward(opt, dtype: .float32))
         let odd = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 48)
         XCTAssertThrowsError(try CUDABackend.attentionKernel("attention_forward", odd)) { error in

@@ -253,11 +253,11 @@ extension KernelSources {
 
     // Backward, key-major: each warp owns 16 keys of one KV head and walks the query tiles (of every query head
     // in its group) that see them: Sᵀ = K·Qᵀ, Pᵀ = exp(scale·Sᵀ − lse), dV += Pᵀ·dO, dPᵀ = V·dOᵀ,
-    // dSᵀ = Pᵀ ⊙ (dPᵀ − δ)·scale, dK += dSᵀ·Q. Grid (ceil(tk / 64), hkv, batch), block 128.
-    template <int D>
+    // dSᵀ = Pᵀ ⊙ (dPᵀ − δ)·scale, dK += dSᵀ·Q, in query tiles of QT rows. Grid (ceil(tk / 64), hkv, batch), block 128.
+    template <int D, int QT>
     __device__ void attention_backward_kv_tc(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
                                              T* dk, T* dv, AttentionSizes s) {
-        constexpr int BM = 64, BN = 64;
+        constexpr int BM = QT, BN = 64;
         __shared__ __align__(16) u16 qs[2][BM * (D + 8)];
         __shared__ __align__(16) u16 gs[2][BM * (D + 8)];
         __shared__ float lses[2][BM], deltas[2][BM];
@@ -322,11 +322,12 @@ extension KernelSources {
     }
 
     // Backward, query-major: S = Q·Kᵀ, P = exp(scale·S − lse), dP = dO·Vᵀ, dS = P ⊙ (dP − δ)·scale,
-    // dQ += dS·K. Grid (ceil(tq / 64), hq, batch), block 128; the longest causal rows start first.
-    template <int D>
+    // dQ += dS·K, in key tiles of KT. Grid (ceil(tq / 64), hq, batch), block 128; the longest causal rows
+    // start first.
+    template <int D, int KT>
     __device__ void attention_backward_q_tc(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
                                             T* dq, AttentionSizes s) {
-        constexpr int BM = 64, BN = 64;
+        constexpr int BM = 64, BN = KT;
         __shared__ __align__(16) u16 ks[2][BN * (D + 8)];
         __shared__ __align__(16) u16 vs[2][BN * (D + 8)];
         int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.hq / s.hkv);
@@ -412,24 +413,26 @@ extension KernelSources {
     #define TC_FORWARD(D, MT, BN) \
     extern "C" __global__ void __launch_bounds__(128) attention_forward_tc_d##D( \
         const T* q, const T* k, const T* v, T* o, float* lse, SIZES_PARAMS) { attention_forward_tc<D, MT, BN>(q, k, v, o, lse, SIZES); }
-    // The backward keeps K, V, dK, dV (or Q, dO, dQ) fragments in registers: instantiated where they fit.
-    #define TC_BACKWARD(D) \
+    // The backward keeps K, V, dK, dV (or Q, dO, dQ) fragments in registers; TILE is the other operand's tile
+    // (query rows for dK/dV, keys for dQ), smaller at D = 128 so two buffers of both tiles fit in 48 KB.
+    #define TC_BACKWARD(D, TILE) \
     extern "C" __global__ void __launch_bounds__(128) attention_backward_kv_tc_d##D(const T* q, const T* k, const T* v, \
         const T* dout, const float* lse, const float* delta, T* dk, T* dv, SIZES_PARAMS) { \
-        attention_backward_kv_tc<D>(q, k, v, dout, lse, delta, dk, dv, SIZES); } \
+        attention_backward_kv_tc<D, TILE>(q, k, v, dout, lse, delta, dk, dv, SIZES); } \
     extern "C" __global__ void __launch_bounds__(128) attention_backward_q_tc_d##D(const T* q, const T* k, const T* v, \
         const T* dout, const float* lse, const float* delta, T* dq, SIZES_PARAMS) { \
-        attention_backward_q_tc<D>(q, k, v, dout, lse, delta, dq, SIZES); } \
+        attention_backward_q_tc<D, TILE>(q, k, v, dout, lse, delta, dq, SIZES); } \
     extern "C" __global__ void attention_delta_tc_d##D(const T* dout, const T* out, float* delta, long long rowHeads) { \
         attention_delta_tc<D>(dout, out, delta, rowHeads); }
     TC_FORWARD(64, 2, 64)
     TC_FORWARD(128, 1, 32)
-    TC_BACKWARD(64)
+    TC_BACKWARD(64, 64)
+    TC_BACKWARD(128, 32)
     #endif
     """#
 
     /// Head dimensions of the tensor-core forward, with the query rows each block of 128 threads covers.
     static let tensorCoreForwardBlockRows: [Int: Int] = [64: 128, 128: 64]
     /// Head dimensions of the tensor-core backward (64 query rows or keys per block).
-    static let tensorCoreBackwardHeadDimensions: Set<Int> = [64]
+    static let tensorCoreBackwardHeadDimensions: Set<Int> = [64, 128]
 }
