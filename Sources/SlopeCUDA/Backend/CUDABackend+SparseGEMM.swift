@@ -48,11 +48,16 @@ extension CUDABackend {
                 into: target, bias: bias)
         case .sparseA, .sparseB:
             let arrangement: CuSPARSELtMatmul.Arrangement = decision.route == .sparseA ? .sparseA : .sparseB
-            let key = CuSPARSELtMatmul.Key(tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype, arrangement: arrangement)
+            // sparseA's D is column-major [out, T]: a bias over the output features fits cuSPARSELt's epilogue.
+            let epilogueBias = sparseBiasEpilogue && arrangement == .sparseA ? bias : nil
+            let key = CuSPARSELtMatmul.Key(
+                tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype, arrangement: arrangement,
+                bias: try epilogueBias.map { try address($0, "sparseMatmul") })
             let plan = try cusparse().plan(for: key, configuration: decision.configuration)
             output = try target ?? newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
             if target != nil { touch(output) }
             try runSparse(plan, x, compressedOperand(s, operands, plan), output, beta: target == nil ? 0 : 1)
+            if epilogueBias != nil { return output }
         }
         if let bias { try addBias(bias, to: output) }
         return output

@@ -17,6 +17,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Forces one route for every sparse GEMM instead of the measured choice (checks and benchmarks);
     /// starts from `SLOPE_SPARSE_GEMM` = dense, sparseA or sparseB.
     public var sparseRoute: String?
+    /// Whether sparseA GEMMs add the bias in cuSPARSELt's epilogue (else a kernel after the GEMM);
+    /// `SLOPE_SPARSE_BIAS=kernel` turns it off.
+    public var sparseBiasEpilogue = true
     /// How attention runs (see ``AttentionRoute``); nil chooses per call. Starts from `SLOPE_ATTENTION`.
     public var attentionRoute: AttentionRoute?
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
@@ -28,7 +31,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public init(ordinal: Int = 0) throws {
         cudaDevice = try CUDADevice(ordinal: ordinal)
         allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
-        let environment = processEnvironment(["SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION"])
+        let environment = processEnvironment(["SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS"])
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
         cusparseLt = try? CuSPARSELtMatmul(device: cudaDevice)
@@ -36,6 +39,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
             cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version))
         sparseRoute = environment["SLOPE_SPARSE_GEMM"].flatMap { $0 == "auto" ? nil : $0 }
+        switch environment["SLOPE_SPARSE_BIAS"] {
+        case nil, "epilogue"?: sparseBiasEpilogue = true
+        case "kernel"?: sparseBiasEpilogue = false
+        case let other?:
+            throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_BIAS", reason: "must be epilogue or kernel, not '\(other)'")
+        }
         if let route = environment["SLOPE_ATTENTION"], route != "auto" {
             guard let parsed = AttentionRoute(rawValue: route) else {
                 throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION", reason: "must be auto, fused, gemm or flash, not '\(route)'")

@@ -18,6 +18,9 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
         let tokens: Int, outFeatures: Int, inFeatures: Int
         let dtype: DType
         let arrangement: Arrangement
+        /// A bias added by cuSPARSELt's epilogue (sparseA only: D is column-major [out, T] there, so its rows are
+        /// the output features). cuSPARSELt takes the pointer when the plan is made, so each bias has its plan.
+        var bias: CUdeviceptr? = nil
     }
 
     /// The descriptors and plan for one key; the algorithm is chosen by search or restored from disk.
@@ -73,12 +76,21 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
                 api.cusparseLtMatmulDescriptorInit(handle, &plan.matmul, transpose, keep, &plan.structured, &plan.dense, &plan.output, &plan.output, Int32(SLOPE_CUSPARSE_COMPUTE_32F)),
                 "cusparseLtMatmulDescriptorInit(sparse A)")
         case .sparseB:
+            guard key.bias == nil else {
+                throw TensorError.invalidArgument(
+                    operation: "cuSPARSELt plan", reason: "a bias epilogue needs W as the A operand (with W as B it would run over tokens)")
+            }
             try api.check(api.cusparseLtDenseDescriptorInit(handle, &plan.dense, t, input, input, alignment, type, row), "cusparseLtDenseDescriptorInit(X)")
             try api.check(api.cusparseLtStructuredDescriptorInit(handle, &plan.structured, out, input, input, alignment, type, row, sparsity), "cusparseLtStructuredDescriptorInit(W)")
             try api.check(api.cusparseLtDenseDescriptorInit(handle, &plan.output, t, out, out, alignment, type, row), "cusparseLtDenseDescriptorInit(Y)")
             try api.check(
                 api.cusparseLtMatmulDescriptorInit(handle, &plan.matmul, keep, transpose, &plan.dense, &plan.structured, &plan.output, &plan.output, Int32(SLOPE_CUSPARSE_COMPUTE_32F)),
                 "cusparseLtMatmulDescriptorInit(sparse B)")
+        }
+        if var bias = key.bias {
+            try api.check(
+                api.cusparseLtMatmulDescSetAttribute(handle, &plan.matmul, Int32(SLOPE_CUSPARSELT_MATMUL_BIAS_POINTER), &bias, MemoryLayout<CUdeviceptr>.size),
+                "cusparseLtMatmulDescSetAttribute(BIAS_POINTER)")
         }
         try api.check(api.cusparseLtMatmulAlgSelectionInit(handle, &plan.selection, &plan.matmul, Int32(SLOPE_CUSPARSELT_MATMUL_ALG_DEFAULT)), "cusparseLtMatmulAlgSelectionInit")
         if var configuration {
@@ -126,7 +138,7 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
             try api.check(api.cusparseLtMatmulAlgGetAttribute(handle, &plan.selection, Int32(SLOPE_CUSPARSELT_MATMUL_ALG_CONFIG_ID), &configuration, 4), "cusparseLtMatmulAlgGetAttribute(CONFIG_ID)")
             plan.configuration = configuration
         } else {
-            try device.profiled("cusparseLt \(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement)") {
+            try device.profiled("cusparseLt \(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement)\(plan.key.bias == nil ? "" : " + bias")") {
                 try api.check(
                     api.cusparseLtMatmul(handle, &plan.plan, &alpha, pointer(a), pointer(b), &beta, pointer(y), pointer(y), workspace.flatMap(pointer), &stream, 1),
                     "cusparseLtMatmul(\(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement))")
