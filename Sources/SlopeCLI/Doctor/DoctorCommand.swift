@@ -50,6 +50,12 @@ struct DoctorCommand: ParsableCommand {
                 backend.sparseRoute = route
                 checks += comparison.runSparseGEMMChecks(suffix: "(\(route))")
             }
+            // The bias in cuSPARSELt's epilogue (sparseA only), whether or not it is on for training.
+            let epilogue = backend.sparseBiasEpilogue
+            backend.sparseRoute = "sparseA"
+            backend.sparseBiasEpilogue = true
+            checks += comparison.runSparseGEMMChecks(suffix: "(sparseA, bias epilogue)")
+            backend.sparseBiasEpilogue = epilogue
             backend.sparseRoute = automatic
             checks += comparison.runSparseGEMMChecks(suffix: "(measured choice)")
             // Every attention route on its own (the automatic choice was checked above).

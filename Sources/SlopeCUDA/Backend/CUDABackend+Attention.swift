@@ -3,7 +3,8 @@ import SlopeCore
 /// How ``CUDABackend`` computes attention.
 public enum AttentionRoute: String, Sendable, CaseIterable {
     /// Fused tensor-core kernels (bf16/fp16, FlashAttention-2's algorithm), scores never leaving registers:
-    /// forward and backward at head dimension 64 or 128.
+    /// forward and backward at head dimension 64 or 128 (the backward at 128 only when this route is forced,
+    /// until it is measured).
     case fused
     /// Scores and probabilities of one batch element at a time through cuBLASLt (tensor cores); backward
     /// recomputes them from the saved log-sum-exp, so nothing [T, T] is kept between passes.
@@ -105,10 +106,11 @@ extension CUDABackend {
         let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
         let gemmOrFlash: AttentionRoute = scoreBytes <= 4 << 30 ? .gemm : .flash
         let fusable = backward ? Self.hasTensorCoreBackward(s, dtype: dtype) : Self.hasTensorCoreForward(s, dtype: dtype)
+        let fusedByDefault = fusable && (!backward || KernelSources.defaultTensorCoreBackwardHeadDimensions.contains(s.headDimension))
         switch attentionRoute {
         case .gemm?, .flash?: return attentionRoute!
         case .fused?: return fusable ? .fused : .gemm
-        case nil: return fusable ? .fused : gemmOrFlash
+        case nil: return fusedByDefault ? .fused : (fusable ? .gemm : gemmOrFlash)
         }
     }
 
