@@ -132,6 +132,21 @@ final class TransformerTests: XCTestCase {
         assertClose(try cpu.doubles(up.gradient!), try finiteDifferenceGradient(of: up.value, backend: cpu, loss), rtol: 1e-6, atol: 1e-9, "d up")
     }
 
+    /// The MLP keeps one [tokens, intermediate] tensor: with GELU or SwiGLU the down projection forgets its input
+    /// (recomputed in backward), with ReLU the activation's output is what both keep.
+    func testTheDownProjectionsInputIsNotKeptTwice() throws {
+        for (family, activation) in [(ModelConfiguration.Family.gpt, Activation.gelu), (.llama, .silu)] {
+            var configuration = configuration(family)
+            configuration.activation = activation
+            let model = try TransformerModel(configuration: configuration, dtype: .float64, backend: cpu, seed: 14)
+            let mlp = model.blocks[0].mlp
+            _ = try mlp.forward(randomTensor(cpu, [3, 8], dtype: .float64, seed: 15))
+            let dy = try randomTensor(cpu, [3, 8], dtype: .float64, seed: 16)
+            XCTAssertThrowsError(try (mlp.down as! Linear).backward(dy), "\(family)")  // nothing kept
+            XCTAssertNoThrow(try mlp.backward(dy), "\(family)")
+        }
+    }
+
     /// SwiGLU on its own: `down(silu(gate(x)) ⊙ up(x))`, its input gradient and the gate's weight gradient.
     func testSwiGLUGradients() throws {
         let model = try TransformerModel(configuration: configuration(.llama), dtype: .float64, backend: cpu, seed: 8)

@@ -44,11 +44,17 @@ public final class Linear: Layer {
 
     public func releaseActivations() { savedInput = nil }
 
+    public func forgetInput() { savedInput = nil }
+
     // dy [..., out] → dx [..., in]; dW += dyᵀ·x, db += Σ dy.
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let x = savedInput else {
             throw TensorError.invalidArgument(operation: "Linear.backward", reason: "call forward first")
         }
+        return try backward(dy, input: x)
+    }
+
+    public func backward(_ dy: Tensor, input x: Tensor) throws -> Tensor {
         try accumulateWeightGradients(outputGradient: dy, input: x)
         return try inputGradient(dy)
     }

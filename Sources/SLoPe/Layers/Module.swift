@@ -9,8 +9,17 @@ public protocol Module: Layer {
     func releaseActivations()
 }
 
-extension Linear: Module {}
-extension SparseLinear: Module {}
+/// A module that can leave its forward input to the caller: after ``forgetInput()`` the caller hands the same
+/// input to ``backward(_:input:)`` (recomputed, when that is cheaper than keeping it).
+public protocol InputSuppliedModule: Module {
+    /// Drops the forward input kept for backward (state of attached adapters stays).
+    func forgetInput()
+    /// `backward(dy)` with the forward input `x` supplied.
+    func backward(_ dy: Tensor, input x: Tensor) throws -> Tensor
+}
+
+extension Linear: InputSuppliedModule {}
+extension SparseLinear: InputSuppliedModule {}
 extension LayerNorm: Module {}
 extension ActivationLayer: Module {}
 

@@ -66,11 +66,17 @@ public final class SparseLinear: Layer {
         adapter?.releaseActivations()
     }
 
+    public func forgetInput() { savedInput = nil }
+
     // dy [..., out] → dx [..., in]
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let x = savedInput else {
             throw TensorError.invalidArgument(operation: "SparseLinear.backward", reason: "call forward first")
         }
+        return try backward(dy, input: x)
+    }
+
+    public func backward(_ dy: Tensor, input x: Tensor) throws -> Tensor {
         try accumulateWeightGradients(outputGradient: dy, input: x)
         let dx = try weight.inputGradient(dy)
         if let adapter { try backend.accumulate(adapter.backward(dy), into: dx, alpha: 1) }

@@ -8,8 +8,11 @@ public final class FeedForward: Layer {
     let backend: any Backend
     /// For backward: the gate projection's output (SwiGLU) and the activation's input — or, for ReLU, its
     /// output, from which the derivative reads the same (h > 0 exactly where u > 0) and which the down
-    /// projection keeps anyway: an [tokens, intermediate] tensor less per block.
+    /// projection keeps anyway. Otherwise the down projection's input h is recomputed from these in backward
+    /// instead of being kept: either way, one [tokens, intermediate] tensor less per block.
     private var saved: (gate: Tensor?, up: Tensor)?
+    /// Whether `down` was told to forget its input (it gets the recomputed h in backward).
+    private var recomputesHidden = false
 
     init(up: any Module, down: any Module, gate: (any Module)?, activation: Activation, backend: any Backend) {
         self.up = up
@@ -25,14 +28,22 @@ public final class FeedForward: Layer {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         let u = try up.forward(x)
-        guard let gate else {
-            let h = try backend.activation(u, activation)
-            saved = (nil, activation == .relu ? h : u)
-            return try down.forward(h)
+        let g = try gate?.forward(x)
+        let h = try hidden(gate: g, up: u)
+        saved = (g, gate == nil && activation == .relu ? h : u)
+        let y = try down.forward(h)
+        recomputesHidden = false
+        if gate != nil || activation != .relu, let down = down as? InputSuppliedModule {
+            down.forgetInput()
+            recomputesHidden = true
         }
-        let g = try gate.forward(x)
-        saved = (g, u)
-        return try down.forward(backend.multiply(backend.activation(g, activation), u))
+        return y
+    }
+
+    /// The down projection's input: act(u), or act(g) ⊙ u for SwiGLU.
+    private func hidden(gate g: Tensor?, up u: Tensor) throws -> Tensor {
+        guard let g else { return try backend.activation(u, activation) }
+        return try backend.multiply(backend.activation(g, activation), u)
     }
 
     /// Forgets the hidden activations and the projections' inputs.
@@ -45,7 +56,12 @@ public final class FeedForward: Layer {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "FeedForward.backward", reason: "call forward first")
         }
-        let dHidden = try down.backward(dy)
+        let dHidden: Tensor
+        if recomputesHidden, let down = down as? InputSuppliedModule {
+            dHidden = try down.backward(dy, input: hidden(gate: saved.gate, up: saved.up))
+        } else {
+            dHidden = try down.backward(dy)
+        }
         guard let gate, let g = saved.gate else {
             return try up.backward(backend.activationBackward(saved.up, gradient: dHidden, activation))
         }
