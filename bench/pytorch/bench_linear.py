@@ -9,29 +9,16 @@ sparsity is measured with both of PyTorch's kernels (cuSPARSELt and CUTLASS) whe
 """
 import argparse
 import json
-import statistics
 
 import torch
 import torch.nn.functional as F
+
+from cuda_timing import median_ms
 
 
 def opt_shapes():
     return [(t, d_in, d_out) for t in (8192, 16384) for d in (2048, 2560, 4096, 5120, 7168, 9216)
             for d_in, d_out in ((d, d), (d, 4 * d), (4 * d, d))]
-
-
-def median_ms(fn, repeats, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def prune_2_4(w):

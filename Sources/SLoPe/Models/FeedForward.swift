@@ -11,8 +11,9 @@ public final class FeedForward: Layer {
     /// projection keeps anyway. Otherwise the down projection's input h is recomputed from these in backward
     /// instead of being kept: either way, one [tokens, intermediate] tensor less per block.
     private var saved: (gate: Tensor?, up: Tensor)?
-    /// Whether `down` was told to forget its input (it gets the recomputed h in backward).
-    private var recomputesHidden = false
+    /// Whether `down` forgets its input after forward and gets h recomputed in backward (not for ReLU, whose
+    /// saved output is h itself).
+    private var recomputesHidden: Bool { (gate != nil || activation != .relu) && down is InputSuppliedModule }
 
     init(up: any Module, down: any Module, gate: (any Module)?, activation: Activation, backend: any Backend) {
         self.up = up
@@ -32,11 +33,7 @@ public final class FeedForward: Layer {
         let h = try hidden(gate: g, up: u)
         saved = (g, gate == nil && activation == .relu ? h : u)
         let y = try down.forward(h)
-        recomputesHidden = false
-        if gate != nil || activation != .relu, let down = down as? InputSuppliedModule {
-            down.forgetInput()
-            recomputesHidden = true
-        }
+        if recomputesHidden { (down as? InputSuppliedModule)?.forgetInput() }
         return y
     }
 

@@ -26,8 +26,7 @@ public final class TransformerBlock: Layer {
     private var recomputeInput: (x: Tensor, batch: Int, sequence: Int)?
 
     public func forward(_ x: Tensor, batch: Int, sequence: Int, cache: KeyValueCache.LayerCache? = nil) throws -> Tensor {
-        let h = try backend.add(x, attention.forward(attentionNorm.forward(x), batch: batch, sequence: sequence, cache: cache))
-        let y = try backend.add(h, mlp.forward(mlpNorm.forward(h)))
+        let y = try run(x, batch: batch, sequence: sequence, cache: cache)
         if recomputesActivations, cache == nil {
             recomputeInput = (x, batch, sequence)
             releaseActivations()
@@ -38,8 +37,7 @@ public final class TransformerBlock: Layer {
     public func backward(_ dy: Tensor) throws -> Tensor {
         if let saved = recomputeInput {
             recomputeInput = nil
-            let h = try backend.add(saved.x, attention.forward(attentionNorm.forward(saved.x), batch: saved.batch, sequence: saved.sequence))
-            _ = try mlp.forward(mlpNorm.forward(h))
+            _ = try run(saved.x, batch: saved.batch, sequence: saved.sequence, cache: nil)
         }
         let dh = try mlpNorm.backward(mlp.backward(dy))
         try backend.accumulate(dy, into: dh, alpha: 1)
@@ -47,6 +45,12 @@ public final class TransformerBlock: Layer {
         try backend.accumulate(dh, into: dx, alpha: 1)
         releaseActivations()
         return dx
+    }
+
+    /// The block's computation; the sublayers keep what their backward needs.
+    private func run(_ x: Tensor, batch: Int, sequence: Int, cache: KeyValueCache.LayerCache?) throws -> Tensor {
+        let h = try backend.add(x, attention.forward(attentionNorm.forward(x), batch: batch, sequence: sequence, cache: cache))
+        return try backend.add(h, mlp.forward(mlpNorm.forward(h)))
     }
 
     /// Forgets everything the sublayers kept for backward.

@@ -52,20 +52,9 @@ struct BenchAttention: ParsableCommand {
         guard let elementType = DType(rawValue: dtype ?? (device == .cuda ? "bfloat16" : "float32")),
               [.float32, .bfloat16, .float16].contains(elementType)
         else { throw ValidationError("--dtype must be float32, bfloat16 or float16") }
-        let backend: any Backend
-        let time: BenchLinear.Timer
-        var routes: [AttentionRoute?] = [nil]
-        switch device {
-        case .cpu:
-            backend = CPUBackend()
-            time = { body in try medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup, body) }
-        case .cuda:
-            let gpu = try CUDABackend()
-            backend = gpu
-            time = { body in try gpu.medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup, body) }
-            routes = AttentionRoute.allCases
-        }
-        let clock = device == .cuda ? "CUDA events" : "wall clock"
+        let (backend, time, clock) = try device.backend(timing)
+        // Every CUDA route forced in turn; the CPU has one.
+        let routes: [AttentionRoute?] = backend is CUDABackend ? AttentionRoute.allCases : [nil]
         print("slope bench attention — \(backend.name), \(elementType), \(nonCausal ? "full" : "causal"), median of \(timing.repeats) runs after \(timing.warmup) warm-up (\(clock))")
         var table = TextTable(headers: ["B×T×H×D", "route", "forward ms", "TFLOP/s", "backward ms", "TFLOP/s"])
         var results: [Result] = []

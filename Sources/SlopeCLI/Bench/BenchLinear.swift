@@ -73,18 +73,7 @@ struct BenchLinear: ParsableCommand {
         guard let elementType = DType(rawValue: dtype ?? (device == .cuda ? "bfloat16" : "float32")), [.float32, .bfloat16].contains(elementType) else {
             throw ValidationError("--dtype must be float32 or bfloat16")
         }
-        let backend: any Backend
-        let time: Timer
-        switch device {
-        case .cpu:
-            backend = CPUBackend()
-            time = { body in try medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup, body) }
-        case .cuda:
-            let gpu = try CUDABackend()
-            backend = gpu
-            time = { body in try gpu.medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup, body) }
-        }
-        let clock = device == .cuda ? "CUDA events" : "wall clock"
+        let (backend, time, clock) = try device.backend(timing)
         print("slope bench linear — \(backend.name), \(elementType), \(nm), median of \(timing.repeats) runs after \(timing.warmup) warm-up (\(clock))")
         var table = TextTable(headers: ["tokens×in×out", "measurement", "dense ms", "SLoPe ms", "speedup"])
         var results: [Result] = []
@@ -112,9 +101,7 @@ struct BenchLinear: ParsableCommand {
         }
     }
 
-    typealias Timer = (() throws -> Void) throws -> Double
-
-    private func measure(_ shape: Shape, pattern: NMPattern, dtype: DType, backend: any Backend, time: Timer) throws -> [Result] {
+    private func measure(_ shape: Shape, pattern: NMPattern, dtype: DType, backend: any Backend, time: MedianTimer) throws -> [Result] {
         var generator = SeededGenerator(seed: 1)
         let dense = try Linear(inFeatures: shape.inFeatures, outFeatures: shape.outFeatures, dtype: dtype, backend: backend, generator: &generator)
         let sparse = try SparseLinear(converting: dense, pattern: pattern)

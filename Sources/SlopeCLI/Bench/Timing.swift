@@ -1,5 +1,7 @@
 import FoundationEssentials
+import SLoPe
 import SlopeCore
+import SlopeCUDA
 
 /// Median wall time of `body` in milliseconds over `repeats` runs after `warmup` runs.
 func medianMilliseconds(repeats: Int, warmup: Int, _ body: () throws -> Void) rethrows -> Double {
@@ -13,6 +15,23 @@ func medianMilliseconds(repeats: Int, warmup: Int, _ body: () throws -> Void) re
     samples.sort()
     let middle = samples.count / 2
     return samples.count % 2 == 1 ? samples[middle] : (samples[middle - 1] + samples[middle]) / 2
+}
+
+/// Median milliseconds of a body over `TimingOptions`' runs, on the clock that fits the device.
+typealias MedianTimer = (() throws -> Void) throws -> Double
+
+extension BenchDevice {
+    /// The backend to benchmark, the timer for it (CUDA events on the GPU, wall clock on the CPU) and the
+    /// timer's name for the header line.
+    func backend(_ timing: TimingOptions) throws -> (backend: any Backend, time: MedianTimer, clock: String) {
+        switch self {
+        case .cpu:
+            return (CPUBackend(), { body in try medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup, body) }, "wall clock")
+        case .cuda:
+            let gpu = try CUDABackend()
+            return (gpu, { body in try gpu.medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup, body) }, "CUDA events")
+        }
+    }
 }
 
 /// A plain fixed-width text table.

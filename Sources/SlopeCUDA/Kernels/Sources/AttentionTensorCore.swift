@@ -71,6 +71,21 @@ extension KernelSources {
         }
     }
 
+    // Tiles of `tile` keys that query rows up to `lastRow` see (causal rows see keys up to tk − tq + row).
+    static __device__ __forceinline__ int key_tiles(const AttentionSizes& s, int lastRow, int tile) {
+        int lastKey = s.causal ? min(s.tk - 1, s.tk - s.tq + lastRow) : s.tk - 1;
+        return lastKey < 0 ? 0 : lastKey / tile + 1;
+    }
+
+    // Starts copying the K and V tiles of `tile` keys from key `first` and commits them as one group.
+    template <int D, int TILE>
+    __device__ __forceinline__ void stage_key_values(u16* kTile, u16* vTile, const T* k, const T* v, int b, const AttentionSizes& s,
+                                                     int kvh, int first) {
+        stage_tile<D, TILE>(kTile, k, b, s.tk, s.hkv, kvh, first);
+        stage_tile<D, TILE>(vTile, v, b, s.tk, s.hkv, kvh, first);
+        commit_copies();
+    }
+
     // A-operand fragments of rows r0 and r0 + 8 (clamped to len − 1), all of D, straight from global memory.
     template <int D>
     __device__ __forceinline__ void load_rows(unsigned (&frag)[D / 16][4], const T* src, int b, int len, int heads, int head, int r0, int t) {
@@ -171,18 +186,11 @@ extension KernelSources {
         }
         const float scaleLog2 = s.scale * LOG2E;  // scores in log2 units: exp(x) = 2^(x·log2 e)
         int offset = s.tk - s.tq;
-        int lastKey = s.causal ? min(s.tk - 1, offset + firstRow + BM - 1) : s.tk - 1;
-        int tiles = lastKey < 0 ? 0 : lastKey / BN + 1;
-        if (tiles > 0) {
-            stage_tile<D, BN>(ks[0], k, b, s.tk, s.hkv, kvh, 0);
-            stage_tile<D, BN>(vs[0], v, b, s.tk, s.hkv, kvh, 0);
-            commit_copies();
-        }
+        int tiles = key_tiles(s, firstRow + BM - 1, BN);
+        if (tiles > 0) stage_key_values<D, BN>(ks[0], vs[0], k, v, b, s, kvh, 0);
         for (int j = 0; j < tiles; ++j) {
             if (j + 1 < tiles) {
-                stage_tile<D, BN>(ks[(j + 1) & 1], k, b, s.tk, s.hkv, kvh, (j + 1) * BN);
-                stage_tile<D, BN>(vs[(j + 1) & 1], v, b, s.tk, s.hkv, kvh, (j + 1) * BN);
-                commit_copies();
+                stage_key_values<D, BN>(ks[(j + 1) & 1], vs[(j + 1) & 1], k, v, b, s, kvh, (j + 1) * BN);
                 wait_copies<1>();
             } else {
                 wait_copies<0>();
@@ -348,18 +356,11 @@ extension KernelSources {
         for (int dt = 0; dt < D / 8; ++dt) dqa[0][dt][0] = dqa[0][dt][1] = dqa[0][dt][2] = dqa[0][dt][3] = 0.0f;
         const float scaleLog2 = s.scale * LOG2E;
         int offset = s.tk - s.tq;
-        int lastKey = s.causal ? min(s.tk - 1, offset + firstRow + BM - 1) : s.tk - 1;
-        int tiles = lastKey < 0 ? 0 : lastKey / BN + 1;
-        if (tiles > 0) {
-            stage_tile<D, BN>(ks[0], k, b, s.tk, s.hkv, kvh, 0);
-            stage_tile<D, BN>(vs[0], v, b, s.tk, s.hkv, kvh, 0);
-            commit_copies();
-        }
+        int tiles = key_tiles(s, firstRow + BM - 1, BN);
+        if (tiles > 0) stage_key_values<D, BN>(ks[0], vs[0], k, v, b, s, kvh, 0);
         for (int j = 0; j < tiles; ++j) {
             if (j + 1 < tiles) {
-                stage_tile<D, BN>(ks[(j + 1) & 1], k, b, s.tk, s.hkv, kvh, (j + 1) * BN);
-                stage_tile<D, BN>(vs[(j + 1) & 1], v, b, s.tk, s.hkv, kvh, (j + 1) * BN);
-                commit_copies();
+                stage_key_values<D, BN>(ks[(j + 1) & 1], vs[(j + 1) & 1], k, v, b, s, kvh, (j + 1) * BN);
                 wait_copies<1>();
             } else {
                 wait_copies<0>();
