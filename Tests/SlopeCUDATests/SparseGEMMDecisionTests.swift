@@ -12,7 +12,8 @@ final class SparseGEMMDecisionTests: XCTestCase {
 
         let key = SparseGEMMDecisionStore.key(tokens: 8192, outFeatures: 4096, inFeatures: 16384, dtype: "bfloat16")
         XCTAssertEqual(key, "bfloat16 8192x4096x16384")
-        let decision = SparseGEMMDecision(route: .sparseB, configuration: 3, milliseconds: ["dense": 1.5, "sparseA": 1.2, "sparseB": 1.05])
+        let decision = SparseGEMMDecision(
+            route: .sparseB, algorithm: .init(configuration: 3, splitK: 4, splitKMode: 1, splitKBuffers: 2), milliseconds: ["dense": 1.5, "sparseA": 1.2, "sparseB": 1.05])
         let store = SparseGEMMDecisionStore(path: path)
         XCTAssertNil(store.decision(for: key))
         store.record(decision, for: key)
@@ -29,7 +30,7 @@ final class SparseGEMMDecisionTests: XCTestCase {
         try Data("{ not json".utf8).write(to: URL(fileURLWithPath: path))
         let store = SparseGEMMDecisionStore(path: path)
         XCTAssertTrue(store.all.isEmpty)
-        store.record(SparseGEMMDecision(route: .dense, configuration: 0, milliseconds: [:]), for: "k")
+        store.record(SparseGEMMDecision(route: .dense, milliseconds: [:]), for: "k")
         XCTAssertEqual(SparseGEMMDecisionStore(path: path).decision(for: "k")?.route, .dense)
     }
 

@@ -50,11 +50,11 @@ struct DoctorCommand: ParsableCommand {
                 backend.sparseRoute = route
                 checks += comparison.runSparseGEMMChecks(suffix: "(\(route))")
             }
-            // The bias in cuSPARSELt's epilogue (sparseA only), whether or not it is on for training.
+            // sparseA's other way to add the bias (a kernel after the GEMM, or cuSPARSELt's epilogue).
             let epilogue = backend.sparseBiasEpilogue
             backend.sparseRoute = "sparseA"
-            backend.sparseBiasEpilogue = true
-            checks += comparison.runSparseGEMMChecks(suffix: "(sparseA, bias epilogue)")
+            backend.sparseBiasEpilogue = !epilogue
+            checks += comparison.runSparseGEMMChecks(suffix: "(sparseA, bias \(epilogue ? "kernel" : "epilogue"))")
             backend.sparseBiasEpilogue = epilogue
             backend.sparseRoute = automatic
             checks += comparison.runSparseGEMMChecks(suffix: "(measured choice)")

@@ -106,11 +106,10 @@ extension CUDABackend {
         let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
         let gemmOrFlash: AttentionRoute = scoreBytes <= 4 << 30 ? .gemm : .flash
         let fusable = backward ? Self.hasTensorCoreBackward(s, dtype: dtype) : Self.hasTensorCoreForward(s, dtype: dtype)
-        let fusedByDefault = fusable && (!backward || KernelSources.defaultTensorCoreBackwardHeadDimensions.contains(s.headDimension))
         switch attentionRoute {
         case .gemm?, .flash?: return attentionRoute!
         case .fused?: return fusable ? .fused : .gemm
-        case nil: return fusedByDefault ? .fused : (fusable ? .gemm : gemmOrFlash)
+        case nil: return fusable ? .fused : (fusable ? .gemm : gemmOrFlash)
         }
     }
 

@@ -53,7 +53,7 @@ extension CUDABackend {
             let key = CuSPARSELtMatmul.Key(
                 tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype, arrangement: arrangement,
                 bias: try epilogueBias.map { try address($0, "sparseMatmul") })
-            let plan = try cusparse().plan(for: key, configuration: decision.configuration)
+            let plan = try cusparse().plan(for: key, algorithm: decision.algorithm)
             output = try target ?? newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
             if target != nil { touch(output) }
             try runSparse(plan, x, compressedOperand(s, operands, plan), output, beta: target == nil ? 0 : 1)
@@ -218,11 +218,11 @@ extension CUDABackend {
     /// both cuSPARSELt arrangements (after cuSPARSELt's own algorithm search) and the dense GEMM on the real W.
     private func decide(tokens: Int, _ s: CompressedMatrix, _ operands: SparseOperandCache, _ x: Tensor) throws -> SparseGEMMDecision {
         let key = SparseGEMMDecisionStore.key(tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype.rawValue)
-        let dense = SparseGEMMDecision(route: .dense, configuration: 0, milliseconds: [:])
+        let dense = SparseGEMMDecision(route: .dense, milliseconds: [:])
         // float32 stays dense: cuSPARSELt would compute it in TF32, below float32's accuracy.
         guard Self.runsOnTwoFour(s.pattern), x.dtype != .float32, cusparseLt != nil else { return dense }
         if let forced = sparseRoute, let route = SparseGEMMDecision.Route(rawValue: forced) {
-            return SparseGEMMDecision(route: route, configuration: 0, milliseconds: [:])
+            return SparseGEMMDecision(route: route, milliseconds: [:])
         }
         if let known = decisions.decision(for: key) { return known }
         var timings: [String: Double] = [:]
@@ -230,7 +230,7 @@ extension CUDABackend {
         timings["dense"] = try medianMilliseconds(repeats: 10, warmup: 2) {
             _ = try gemm(x, denseW, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: nil)
         }
-        var configurations: [String: Int32] = [:]
+        var algorithms: [String: CuSPARSELtMatmul.Algorithm] = [:]
         var failures: [String: String] = [:]
         for arrangement in CuSPARSELtMatmul.Arrangement.allCases {
             do {
@@ -239,7 +239,7 @@ extension CUDABackend {
                 let output = try newTensor([tokens, s.rows], dtype: x.dtype)
                 let compressed = try compressedOperand(s, operands, plan)
                 try runSparse(plan, x, compressed, output, search: true)
-                configurations[arrangement.rawValue] = plan.configuration
+                algorithms[arrangement.rawValue] = plan.algorithm
                 timings[arrangement.rawValue] = try medianMilliseconds(repeats: 10, warmup: 2) { try runSparse(plan, x, compressed, output) }
             } catch {
                 failures[arrangement.rawValue] = "\(error)"  // a shape this arrangement cannot take: the others remain
@@ -247,7 +247,7 @@ extension CUDABackend {
         }
         let best = timings.min { $0.value < $1.value }!.key
         let decision = SparseGEMMDecision(
-            route: SparseGEMMDecision.Route(rawValue: best)!, configuration: configurations[best] ?? 0, milliseconds: timings,
+            route: SparseGEMMDecision.Route(rawValue: best)!, algorithm: algorithms[best], milliseconds: timings,
             failures: failures.isEmpty ? nil : failures)
         decisions.record(decision, for: key)
         // Keep only the chosen route's operand: the others were built just to be timed.

@@ -17,9 +17,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Forces one route for every sparse GEMM instead of the measured choice (checks and benchmarks);
     /// starts from `SLOPE_SPARSE_GEMM` = dense, sparseA or sparseB.
     public var sparseRoute: String?
-    /// Whether sparseA GEMMs add the bias in cuSPARSELt's epilogue instead of a kernel after the GEMM. Off until
-    /// it has run on a GPU (`slope doctor` checks it); `SLOPE_SPARSE_BIAS=epilogue` turns it on.
-    public var sparseBiasEpilogue = false
+    /// Whether sparseA GEMMs add the bias in cuSPARSELt's epilogue instead of a kernel after the GEMM (one pass
+    /// over the output less); `SLOPE_SPARSE_BIAS=kernel` turns it off.
+    public var sparseBiasEpilogue = true
     /// How attention runs (see ``AttentionRoute``); nil chooses per call. Starts from `SLOPE_ATTENTION`.
     public var attentionRoute: AttentionRoute?
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
@@ -40,8 +40,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version))
         sparseRoute = environment["SLOPE_SPARSE_GEMM"].flatMap { $0 == "auto" ? nil : $0 }
         switch environment["SLOPE_SPARSE_BIAS"] {
-        case "epilogue"?: sparseBiasEpilogue = true
-        case nil, "kernel"?: sparseBiasEpilogue = false
+        case nil, "epilogue"?: sparseBiasEpilogue = true
+        case "kernel"?: sparseBiasEpilogue = false
         case let other?:
             throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_BIAS", reason: "must be epilogue or kernel, not '\(other)'")
         }

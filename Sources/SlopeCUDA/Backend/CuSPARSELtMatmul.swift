@@ -23,6 +23,15 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
         var bias: CUdeviceptr? = nil
     }
 
+    /// What cuSPARSELt's search chooses for a plan: the kernel configuration and how it splits K (split-K
+    /// partial sums need extra workspace). All four are kept so that a plan restored from disk runs what was timed.
+    struct Algorithm: Codable, Hashable, Sendable {
+        var configuration: Int32 = 0
+        var splitK: Int32 = 1
+        var splitKMode: Int32 = 0
+        var splitKBuffers: Int32 = 1
+    }
+
     /// The descriptors and plan for one key; the algorithm is chosen by search or restored from disk.
     final class Plan: @unchecked Sendable {
         let key: Key
@@ -33,7 +42,8 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
         var selection = slope_cusparseLtMatmulAlgSelection()
         var plan = slope_cusparseLtMatmulPlan()
         var workspaceBytes = 0
-        var configuration: Int32 = 0
+        /// Set once the plan was made with, or searched for, a chosen algorithm.
+        var algorithm: Algorithm?
         init(key: Key) { self.key = key }
     }
 
@@ -55,9 +65,9 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
         self.version = Int(version)
     }
 
-    /// The plan for `key`; with `configuration` the algorithm is fixed instead of left at the default.
-    func plan(for key: Key, configuration: Int32? = nil) throws -> Plan {
-        if let plan = plans.withLock({ $0[key] }), configuration == nil || plan.configuration == configuration { return plan }
+    /// The plan for `key`; with `algorithm` the algorithm is fixed instead of left at the default.
+    func plan(for key: Key, algorithm: Algorithm? = nil) throws -> Plan {
+        if let plan = plans.withLock({ $0[key] }), algorithm == nil || plan.algorithm == algorithm { return plan }
         let plan = Plan(key: key)
         let type = try CuBLASLtGEMM.dataType(key.dtype)
         let (t, out, input) = (Int64(key.tokens), Int64(key.outFeatures), Int64(key.inFeatures))
@@ -93,9 +103,15 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
                 "cusparseLtMatmulDescSetAttribute(BIAS_POINTER)")
         }
         try api.check(api.cusparseLtMatmulAlgSelectionInit(handle, &plan.selection, &plan.matmul, Int32(SLOPE_CUSPARSELT_MATMUL_ALG_DEFAULT)), "cusparseLtMatmulAlgSelectionInit")
-        if var configuration {
-            try api.check(api.cusparseLtMatmulAlgSetAttribute(handle, &plan.selection, Int32(SLOPE_CUSPARSELT_MATMUL_ALG_CONFIG_ID), &configuration, 4), "cusparseLtMatmulAlgSetAttribute(CONFIG_ID)")
-            plan.configuration = configuration
+        if let algorithm {
+            for (attribute, value) in [
+                (SLOPE_CUSPARSELT_MATMUL_ALG_CONFIG_ID, algorithm.configuration), (SLOPE_CUSPARSELT_MATMUL_SPLIT_K, algorithm.splitK),
+                (SLOPE_CUSPARSELT_MATMUL_SPLIT_K_MODE, algorithm.splitKMode), (SLOPE_CUSPARSELT_MATMUL_SPLIT_K_BUFFERS, algorithm.splitKBuffers),
+            ] {
+                var value = value
+                try api.check(api.cusparseLtMatmulAlgSetAttribute(handle, &plan.selection, Int32(attribute), &value, 4), "cusparseLtMatmulAlgSetAttribute(\(attribute))")
+            }
+            plan.algorithm = algorithm
         }
         try api.check(api.cusparseLtMatmulPlanInit(handle, &plan.plan, &plan.matmul, &plan.selection), "cusparseLtMatmulPlanInit")
         var workspace = 0
@@ -134,9 +150,20 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
             try api.check(
                 api.cusparseLtMatmulSearch(handle, &plan.plan, &alpha, pointer(a), pointer(b), &beta, pointer(y), pointer(y), workspace.flatMap(pointer), &stream, 1),
                 "cusparseLtMatmulSearch")
-            var configuration: Int32 = 0
-            try api.check(api.cusparseLtMatmulAlgGetAttribute(handle, &plan.selection, Int32(SLOPE_CUSPARSELT_MATMUL_ALG_CONFIG_ID), &configuration, 4), "cusparseLtMatmulAlgGetAttribute(CONFIG_ID)")
-            plan.configuration = configuration
+            var algorithm = Algorithm()
+            for (attribute, value) in [
+                (SLOPE_CUSPARSELT_MATMUL_ALG_CONFIG_ID, \Algorithm.configuration), (SLOPE_CUSPARSELT_MATMUL_SPLIT_K, \.splitK),
+                (SLOPE_CUSPARSELT_MATMUL_SPLIT_K_MODE, \.splitKMode), (SLOPE_CUSPARSELT_MATMUL_SPLIT_K_BUFFERS, \.splitKBuffers),
+            ] {
+                try api.check(api.cusparseLtMatmulAlgGetAttribute(handle, &plan.selection, Int32(attribute), &algorithm[keyPath: value], 4), "cusparseLtMatmulAlgGetAttribute(\(attribute))")
+            }
+            plan.algorithm = algorithm
+            // The search also picks split-K, whose partial sums need more workspace than the default
+            // algorithm: running the searched plan with the old size made cuSPARSELt fail (INTERNAL_ERROR) or
+            // write past the buffer (a later cuBLASLt call then failed with EXECUTION_FAILED).
+            var workspace = 0
+            try api.check(api.cusparseLtMatmulGetWorkspace(handle, &plan.plan, &workspace), "cusparseLtMatmulGetWorkspace")
+            plan.workspaceBytes = workspace
         } else {
             try device.profiled("cusparseLt \(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement)\(plan.key.bias == nil ? "" : " + bias")") {
                 try api.check(

@@ -10,8 +10,8 @@ struct SparseGEMMDecision: Codable, Equatable, Sendable {
     }
 
     let route: Route
-    /// cuSPARSELt's algorithm configuration id (after search) for the sparse routes.
-    let configuration: Int32
+    /// cuSPARSELt's algorithm (after search) for the sparse routes.
+    var algorithm: CuSPARSELtMatmul.Algorithm? = nil
     /// Measured medians in milliseconds, by route name, for the record.
     let milliseconds: [String: Double]
     /// Why a sparse route could not run at this shape, by route name (e.g. cuSPARSELt refusing the plan).

@@ -436,7 +436,4 @@ extension KernelSources {
     static let tensorCoreForwardBlockRows: [Int: Int] = [64: 128, 128: 64]
     /// Head dimensions the tensor-core backward is instantiated for (64 query rows or keys per block).
     static let tensorCoreBackwardHeadDimensions: Set<Int> = [64, 128]
-    /// Those it runs at by default, where it was measured faster than the GEMM route; the others only when
-    /// the fused route is forced (d = 128 has not been timed on a GPU yet).
-    static let defaultTensorCoreBackwardHeadDimensions: Set<Int> = [64]
 }
