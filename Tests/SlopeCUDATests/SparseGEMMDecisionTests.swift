@@ -12,6 +12,9 @@ final class SparseGEMMDecisionTests: XCTestCase {
 
         let key = SparseGEMMDecisionStore.key(tokens: 8192, outFeatures: 4096, inFeatures: 16384, dtype: "bfloat16")
         XCTAssertEqual(key, "bfloat16 8192x4096x16384")
+        XCTAssertEqual(
+            SparseGEMMDecisionStore.key(tokens: 8192, outFeatures: 4096, inFeatures: 16384, dtype: "bfloat16", bias: "bias"),
+            "bfloat16 8192x4096x16384 +bias", "with a bias the routes are timed with it, so it is a decision of its own")
         let decision = SparseGEMMDecision(
             route: .sparseB, algorithm: .init(configuration: 3, splitK: 4, splitKMode: 1, splitKBuffers: 2), milliseconds: ["dense": 1.5, "sparseA": 1.2, "sparseB": 1.05])
         let store = SparseGEMMDecisionStore(path: path)

@@ -45,6 +45,18 @@ extension BackendComparison {
                 }
                 return outputs
             }
+            // Merged inference: a forced dense route folds the adapter into W, a sparse one keeps it factored.
+            let down = try random([512, 8], dtype, std: 0.1), up = try random([8, 256], dtype, std: 0.1), bias = try random([256], dtype)
+            check("merged sparse + low-rank 128×512→256 r=8 \(suffix)", dtype, &results) { backend, on in
+                var generator = SeededGenerator(seed: 5)
+                let layer = try SparseLinear(converting: Linear(
+                    weight: backend.cast(self.pick(dense, on), to: dtype), bias: backend.cast(self.pick(bias, on), to: dtype), backend: backend))
+                let adapter = try layer.attachAdapter(rank: 8, generator: &generator)
+                try backend.copy(self.pick(down, on), into: adapter.down.value)
+                try backend.copy(self.pick(up, on), into: adapter.up.value)
+                try adapter.pruneDown(pattern: .twoFour)
+                return [try layer.merged().forward(self.pick(x, on)), try layer.forward(self.pick(x, on))]
+            }
         } catch {
             results.append(Check(name: "setting up inputs \(suffix)", dtype: dtype, error: .infinity, tolerance: 0, failure: "\(error)"))
         }

@@ -124,6 +124,9 @@ extension CUDABackend {
         let generation: UInt64
         let weight: CompressedMatrix
         let down: CompressedMatrix
+        /// `W + scale·Rᵀ·Lᵀ` as one dense matrix, for the shapes where one dense GEMM beats the factored form;
+        /// made for one `up` (its storage and generation) and scale.
+        var folded: (up: CUDAStorage, generation: UInt64, scale: Float, weight: Tensor)?
         init(generation: UInt64, weight: CompressedMatrix, down: CompressedMatrix) {
             self.generation = generation
             self.weight = weight
@@ -157,18 +160,54 @@ extension CUDABackend {
         return parts
     }
 
-    // Y = X·Wᵀ + (X·L)·R·scale + bias, from the merged [W; Lᵀ]. Measured on an H100, one sparse GEMM over the
-    // stacked matrix followed by a strided low-rank GEMM and an add pass lost to dense; instead the small
-    // products come first — P = X·L (r columns), Y = scale·P·R + bias (cuBLASLt, bias in the epilogue) — and
-    // the sparse GEMM accumulates X·Wᵀ into Y (beta = 1), so Y is written once and read once.
+    // Y = X·Wᵀ + (X·L)·R·scale + bias, from the merged [W; Lᵀ]. Two ways, timed per shape (and forced by
+    // SLOPE_SPARSE_GEMM: dense → folded, a sparse route → factored):
+    // - factored: measured on an H100, one sparse GEMM over the stacked matrix followed by a strided low-rank GEMM
+    //   and an add pass lost to dense; instead the small products come first — P = X·L (r columns),
+    //   Y = scale·P·R + bias (cuBLASLt, bias in the epilogue) — and the sparse GEMM accumulates X·Wᵀ into Y
+    //   (beta = 1), so Y is written once and read once.
+    // - folded: one dense GEMM with W + scale·Rᵀ·Lᵀ, which wins where the sparse GEMM's gain is smaller than the
+    //   extra passes (d = 2048 and 2560 at 8192 tokens on an H200).
     public func mergedSparseLowRankMatmul(
         _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
     ) throws -> Tensor {
         let rank = try OperandChecks.mergedSparseLowRank(x, merged: merged, outFeatures: outFeatures, up: up, bias: bias)
         if rank == 0 { return try sparseMatmul(x, merged, bias: bias) }
         let parts = try mergedParts(merged, outFeatures: outFeatures)
-        let projection = try sparseGEMM(x, parts.down, bias: nil)
-        let y = try gemm(projection, up, transposeA: false, transposeB: false, alpha: scale, beta: 0, into: nil, bias: bias)
-        return try sparseGEMM(x, parts.weight, bias: nil, accumulateInto: y)
+        func factored() throws -> Tensor {
+            let projection = try sparseGEMM(x, parts.down, bias: nil)
+            let y = try gemm(projection, up, transposeA: false, transposeB: false, alpha: scale, beta: 0, into: nil, bias: bias)
+            return try sparseGEMM(x, parts.weight, bias: nil, accumulateInto: y)
+        }
+        func folded() throws -> Tensor {
+            try gemm(x, foldedWeight(parts, up: up, scale: scale), transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
+        }
+        let key = "merged " + SparseGEMMDecisionStore.key(
+            tokens: x.count / max(merged.columns, 1), outFeatures: outFeatures, inFeatures: merged.columns, dtype: x.dtype.rawValue,
+            bias: bias == nil ? nil : "bias") + " r=\(rank)"
+        return try mergedRoute(key, factored: factored, folded: folded) == .dense ? folded() : factored()
+    }
+
+    private func mergedRoute(_ key: String, factored: () throws -> Tensor, folded: () throws -> Tensor) throws -> SparseGEMMDecision.Route {
+        if let forced = sparseRoute { return forced == SparseGEMMDecision.Route.dense.rawValue ? .dense : .factored }
+        if let known = decisions.decision(for: key) { return known.route }
+        let timings = [
+            SparseGEMMDecision.Route.factored.rawValue: try medianMilliseconds(repeats: 10, warmup: 2) { _ = try factored() },
+            SparseGEMMDecision.Route.dense.rawValue: try medianMilliseconds(repeats: 10, warmup: 2) { _ = try folded() },
+        ]
+        let route: SparseGEMMDecision.Route = timings["dense"]! < timings["factored"]! ? .dense : .factored
+        decisions.record(SparseGEMMDecision(route: route, milliseconds: timings), for: key)
+        return route
+    }
+
+    private func foldedWeight(_ parts: MergedParts, up: Tensor, scale: Float) throws -> Tensor {
+        let upStorage = try storage(up, "mergedSparseLowRankMatmul")
+        if let folded = parts.folded, folded.up === upStorage, folded.generation == upStorage.generation, folded.scale == scale {
+            return folded.weight
+        }
+        let weight = try decompress(parts.weight)
+        _ = try gemm(up, decompress(parts.down), transposeA: true, transposeB: false, alpha: scale, beta: 1, into: weight, bias: nil)
+        parts.folded = (upStorage, upStorage.generation, scale, weight)
+        return weight
     }
 }

@@ -51,7 +51,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             }
             attentionRoute = parsed
         }
-        if let route = sparseRoute, SparseGEMMDecision.Route(rawValue: route) == nil {
+        if let route = sparseRoute, !SparseGEMMDecision.Route.forcible.contains(where: { $0.rawValue == route }) {
             throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_GEMM", reason: "must be auto, dense, sparseA or sparseB, not '\(route)'")
         }
     }

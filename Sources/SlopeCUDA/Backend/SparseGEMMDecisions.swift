@@ -7,6 +7,12 @@ import Synchronization
 struct SparseGEMMDecision: Codable, Equatable, Sendable {
     enum Route: String, Codable, Sendable {
         case sparseA, sparseB, dense
+        /// Merged sparse + low-rank inference only: the sparse GEMM plus the low-rank product, unfolded (each
+        /// inner GEMM decides its own route); `dense` there means one GEMM with the adapter folded into W.
+        case factored
+
+        /// The routes `SLOPE_SPARSE_GEMM` can force.
+        static let forcible: [Route] = [.sparseA, .sparseB, .dense]
     }
 
     let route: Route
@@ -42,8 +48,9 @@ final class SparseGEMMDecisionStore: Sendable {
         return "\(cacheDirectory)/sparse-gemm/\(String(name)).json"
     }
 
-    static func key(tokens: Int, outFeatures: Int, inFeatures: Int, dtype: String) -> String {
-        "\(dtype) \(tokens)x\(outFeatures)x\(inFeatures)"
+    /// A GEMM with a bias is its own key (`bias` names how it is added): each route adds it differently.
+    static func key(tokens: Int, outFeatures: Int, inFeatures: Int, dtype: String, bias: String? = nil) -> String {
+        "\(dtype) \(tokens)x\(outFeatures)x\(inFeatures)" + (bias.map { " +\($0)" } ?? "")
     }
 
     func decision(for key: String) -> SparseGEMMDecision? { decisions.withLock { $0[key] } }
