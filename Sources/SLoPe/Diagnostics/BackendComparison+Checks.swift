@@ -205,6 +205,15 @@ extension BackendComparison {
                 return [before, transposed.values, transposed.indices]
             }
         }
+        // 80 × 112 at 2:4: every row a multiple of 8 slots both ways (the refresh's 8-slot path), with part tiles.
+        let w = try random([80, 112], dtype)
+        check("double-pruned transpose + refresh 2:4 80×112", dtype, &results) { backend, on in
+            let compressed = try backend.compress(self.pick(w, on), pattern: .twoFour, mask: nil)
+            let transposed = try backend.doublePrunedTranspose(of: compressed)
+            try backend.scaleInPlace(compressed.values, by: -2)
+            try backend.refreshDoublePrunedTranspose(transposed, from: compressed)
+            return [transposed.values, transposed.indices]
+        }
     }
 
     private func layers(_ dtype: DType, _ results: inout [Check]) throws {

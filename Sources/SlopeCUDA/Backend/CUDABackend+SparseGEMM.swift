@@ -226,6 +226,13 @@ extension CUDABackend {
         // float32 stays dense: cuSPARSELt would compute it in TF32, below float32's accuracy.
         guard Self.runsOnTwoFour(s.pattern), x.dtype != .float32, cusparseLt != nil else { return dense }
         if let forced = sparseRoute, let route = SparseGEMMDecision.Route(rawValue: forced) {
+            // A forced arrangement still needs a shape cuSPARSELt takes (e.g. ≥ 16 rows); others run dense, as a
+            // measured choice would.
+            let arrangement = CuSPARSELtMatmul.Arrangement(rawValue: forced)
+            if let arrangement, (try? cusparse().plan(for: CuSPARSELtMatmul.Key(
+                tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype, arrangement: arrangement))) == nil {
+                return dense
+            }
             return SparseGEMMDecision(route: route, milliseconds: [:])
         }
         if let known = decisions.decision(for: key) { return known }

@@ -154,47 +154,88 @@ extension KernelSources {
     // spreads W's slots of it into shared memory (zeros elsewhere), then fills the transpose's slots of the same
     // square from there, so W is read along its rows and Wᵀ written along its rows. Padding slots of Wᵀ point
     // outside Mr (a group of Mc pads only when Mr has fewer than n candidates there), where the tile holds 0.
-    // When every row holds a multiple of 4 slots, a thread moves 4 slots at once (one 4-byte index word, one
-    // 4-value load or store). Grid (ceil(din / 64), ceil(dout / 64)), block 256.
+    // A thread moves V slots at once (8 or 4 when every row holds a multiple of V: one index word, one V-value
+    // load or store). Its first two units of each phase are loaded before the tile is cleared, so all of a
+    // block's global reads are in flight together (measured on an H200 at 4096 × 16384: one unit at a time, the
+    // loads after the clear, reached 29% of DRAM bandwidth). Grid (ceil(din / 64), ceil(dout / 64)), block 256.
     #define SQUARE 64
-    template <typename U> struct __align__(4 * sizeof(U)) Quad { U v[4]; };
+    template <typename U, int V> struct __align__(V * sizeof(U)) Slots { U v[V]; };
+    template <int V> struct IndexWord { typedef unsigned type; };  // V one-byte indices, read as one word
+    template <> struct IndexWord<8> { typedef unsigned long long type; };
+    template <> struct IndexWord<1> { typedef unsigned char type; };
     template <int V>
     __device__ __forceinline__ void transpose_square(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
                                                      T* t_values, i64 dout, i64 din, int n, int m) {
-        __shared__ T tile[SQUARE][SQUARE + 2];  // + 2: a column read by a warp spreads over the banks
+        typedef typename IndexWord<V>::type Word;
+        __shared__ __align__(16) T tile[SQUARE][SQUARE + 2];  // + 2: a column read by a warp spreads over the banks
         const i64 j0 = (i64)blockIdx.x * SQUARE, o0 = (i64)blockIdx.y * SQUARE;
         const int slots = SQUARE / m * n;  // slots of one 64-wide row segment
+        const int units = SQUARE * slots / V, per_row = slots / V;
         const i64 w_slots_per_row = din / m * n, t_slots_per_row = dout / m * n;
-        for (int e = threadIdx.x; e < (int)(sizeof(tile) / 4); e += blockDim.x) ((unsigned*)tile)[e] = 0u;
-        __syncthreads();
-        for (int e = threadIdx.x; e < SQUARE * slots / V; e += blockDim.x) {
-            int r = e / (slots / V), k = (e % (slots / V)) * V;
-            i64 o = o0 + r, rowSlot = (j0 / m) * n + k;  // the V slots lie in one row when its first does
-            if (o >= dout || rowSlot >= w_slots_per_row) continue;
-            i64 slot = o * w_slots_per_row + rowSlot;
-            unsigned indices = V == 4 ? *(const unsigned*)(w_indices + slot) : w_indices[slot];
-            Quad<T> values;
-            if (V == 4) values = *(const Quad<T>*)(w_values + slot); else values.v[0] = w_values[slot];
+        // Unit e covers row r of the square, slots k ..< k + V of that row's segment (in W for the first phase,
+        // in Wᵀ for the second); returns the global slot, or -1 outside the matrix.
+        auto w_slot = [&](int e) -> i64 {
+            int r = e / per_row, k = (e % per_row) * V;
+            i64 o = o0 + r, row_slot = (j0 / m) * n + k;
+            return e < units && o < dout && row_slot < w_slots_per_row ? o * w_slots_per_row + row_slot : -1;
+        };
+        auto t_slot = [&](int e) -> i64 {
+            int r = e / per_row, k = (e % per_row) * V;
+            i64 j = j0 + r, row_slot = (o0 / m) * n + k;
+            return e < units && j < din && row_slot < t_slots_per_row ? j * t_slots_per_row + row_slot : -1;
+        };
+        auto spread = [&](int e, Word indices, const Slots<T, V>& values) {
+            int r = e / per_row, k = (e % per_row) * V;
             #pragma unroll
-            for (int q = 0; q < V; ++q) tile[r][((k + q) / n) * m + ((indices >> (8 * q)) & 255u)] = values.v[q];
+            for (int q = 0; q < V; ++q) tile[r][((k + q) / n) * m + (int)((indices >> (8 * q)) & 255u)] = values.v[q];
+        };
+        auto collect = [&](int e, Word indices, i64 slot) {
+            int r = e / per_row, k = (e % per_row) * V;
+            Slots<T, V> values;
+            #pragma unroll
+            for (int q = 0; q < V; ++q) values.v[q] = tile[((k + q) / n) * m + (int)((indices >> (8 * q)) & 255u)][r];
+            *(Slots<T, V>*)(t_values + slot) = values;
+        };
+        Slots<T, V> w_early[2];
+        Word w_index_early[2] = {0, 0}, t_index_early[2] = {0, 0};
+        i64 w_early_slot[2], t_early_slot[2];
+        #pragma unroll
+        for (int u = 0; u < 2; ++u) {
+            int e = threadIdx.x + u * blockDim.x;
+            w_early_slot[u] = w_slot(e);
+            t_early_slot[u] = t_slot(e);
+            if (w_early_slot[u] >= 0) {
+                w_index_early[u] = *(const Word*)(w_indices + w_early_slot[u]);
+                w_early[u] = *(const Slots<T, V>*)(w_values + w_early_slot[u]);
+            }
+            if (t_early_slot[u] >= 0) t_index_early[u] = *(const Word*)(t_indices + t_early_slot[u]);
+        }
+        const uint4 zero = {0u, 0u, 0u, 0u};
+        for (int e = threadIdx.x; e < (int)(sizeof(tile) / 16); e += blockDim.x) ((uint4*)tile)[e] = zero;
+        __syncthreads();
+        #pragma unroll
+        for (int u = 0; u < 2; ++u)
+            if (w_early_slot[u] >= 0) spread(threadIdx.x + u * blockDim.x, w_index_early[u], w_early[u]);
+        for (int e = threadIdx.x + 2 * blockDim.x; e < units; e += blockDim.x) {  // squares with more slots
+            i64 slot = w_slot(e);
+            if (slot >= 0) spread(e, *(const Word*)(w_indices + slot), *(const Slots<T, V>*)(w_values + slot));
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < SQUARE * slots / V; e += blockDim.x) {
-            int r = e / (slots / V), k = (e % (slots / V)) * V;
-            i64 j = j0 + r, rowSlot = (o0 / m) * n + k;
-            if (j >= din || rowSlot >= t_slots_per_row) continue;
-            i64 slot = j * t_slots_per_row + rowSlot;
-            unsigned indices = V == 4 ? *(const unsigned*)(t_indices + slot) : t_indices[slot];
-            Quad<T> values;
-            #pragma unroll
-            for (int q = 0; q < V; ++q) values.v[q] = tile[((k + q) / n) * m + ((indices >> (8 * q)) & 255u)][r];
-            if (V == 4) *(Quad<T>*)(t_values + slot) = values; else t_values[slot] = values.v[0];
+        #pragma unroll
+        for (int u = 0; u < 2; ++u)
+            if (t_early_slot[u] >= 0) collect(threadIdx.x + u * blockDim.x, t_index_early[u], t_early_slot[u]);
+        for (int e = threadIdx.x + 2 * blockDim.x; e < units; e += blockDim.x) {
+            i64 slot = t_slot(e);
+            if (slot >= 0) collect(e, *(const Word*)(t_indices + slot), slot);
         }
     }
     extern "C" __global__ void gather_transpose_tiled(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
                                                       T* t_values, long long dout, long long din, int n, int m) {
         const int slots = SQUARE / m * n;
-        if (slots % 4 == 0 && (din / m * n) % 4 == 0 && (dout / m * n) % 4 == 0)
+        const i64 w_slots_per_row = din / m * n, t_slots_per_row = dout / m * n;
+        if (slots % 8 == 0 && w_slots_per_row % 8 == 0 && t_slots_per_row % 8 == 0)
+            transpose_square<8>(w_values, w_indices, t_indices, t_values, dout, din, n, m);
+        else if (slots % 4 == 0 && w_slots_per_row % 4 == 0 && t_slots_per_row % 4 == 0)
             transpose_square<4>(w_values, w_indices, t_indices, t_values, dout, din, n, m);
         else
             transpose_square<1>(w_values, w_indices, t_indices, t_values, dout, din, n, m);
