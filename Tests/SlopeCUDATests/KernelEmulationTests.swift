@@ -4,14 +4,14 @@ import SlopeCore
 import XCTest
 
 /// Kernels whose correctness hinges on block-level cooperation (shared-memory tiles, barriers), run on the CPU:
-/// the kernel source is compiled as host C++ with `HostEmulation.shim` (one OS thread per CUDA thread, a real
+/// the kernel source is compiled as host C++ with `EmulatedKernel.shim` (one OS thread per CUDA thread, a real
 /// barrier for `__syncthreads`, function-local statics for `__shared__`, one block at a time) and its output
 /// compared with the CPU backend's. This is how CI checks a kernel change before any GPU has run it.
 final class KernelEmulationTests: XCTestCase {
     /// The tiled double-pruned-transpose refresh over its three paths (8, 4 and 1 slots per thread), whole and
     /// part 64 × 64 tiles, and patterns whose rows hold 16, 32 and 48 slots per tile row.
     func testTiledTransposeRefreshMatchesTheCPUBackend() throws {
-        let emulator = try HostEmulation(kernelSource: KernelFamily.sparsity.translationUnit(for: .float32), harness: Self.transposeHarness)
+        let kernel = try EmulatedKernel(family: .sparsity, dtype: .float32, name: "gather_transpose_tiled", arity: 8)
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 11)
         let cases: [(rows: Int, columns: Int, pattern: NMPattern)] = [
@@ -31,21 +31,85 @@ final class KernelEmulationTests: XCTestCase {
             try cpu.refreshDoublePrunedTranspose(transposed, from: w)
             let expected = try cpu.floats(transposed.values)
 
-            let output = try emulator.run(
-                arguments: ["\(rows)", "\(columns)", "\(pattern.n)", "\(pattern.m)", "\(expected.count)"],
-                inputs: [
-                    "w_values": Self.bytes(try cpu.floats(w.values)), "w_indices": Data(try cpu.uint8s(w.indices)),
-                    "t_indices": Data(try cpu.uint8s(transposed.indices)),
-                ],
-                output: "t_values")
-            let actual = output.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-            XCTAssertEqual(actual.count, expected.count, "\(rows)×\(columns) \(pattern)")
+            let outputs = try kernel.launch(grid: ((columns + 63) / 64, (rows + 63) / 64, 1), [
+                .inputArray(try cpu.floats(w.values)), .inputArray(try cpu.uint8s(w.indices)), .inputArray(try cpu.uint8s(transposed.indices)),
+                .output(bytes: expected.count * 4), .int64(rows), .int64(columns), .int32(pattern.n), .int32(pattern.m),
+            ])
+            let actual: [Float] = outputs[3]!.elements()
             let mismatches = zip(actual, expected).filter { $0.0.bitPattern != $0.1.bitPattern }.count
             XCTAssertEqual(mismatches, 0, "\(rows)×\(columns) \(pattern): \(mismatches) of \(expected.count) slots differ")
         }
     }
 
-    /// The emulation can fail: a kernel that skips its barrier reads a tile other threads have not written.
+    /// The dW path's gather into the compressed gradient (16 dense values and 8 indices per thread), adding to
+    /// what is there, against the CPU backend; float32 and bf16.
+    func testPackedGradientGatherMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 12)
+        for dtype in [DType.float32, .bfloat16] {
+            let kernel = try EmulatedKernel(family: .sparsity, dtype: dtype, name: "gather_compressed_2_4", arity: 5)
+            let (rows, columns) = (24, 64)
+            let w = try cpu.compress(cpu.randomNormal([rows, columns], dtype: dtype, using: &generator), pattern: .twoFour, mask: nil)
+            let gradient = try cpu.randomNormal([rows, columns], dtype: dtype, using: &generator)
+            let before = try cpu.randomNormal(w.values.shape, dtype: dtype, using: &generator)
+            let expected = try cpu.cast(before, to: dtype)
+            try cpu.accumulateGathered(gradient, layout: w, into: expected)
+
+            let quads = rows * columns / 16
+            let outputs = try kernel.launch(grid: ((quads + 255) / 256, 1, 1), [
+                .input(try Self.raw(gradient, cpu)), .inputArray(try cpu.uint8s(w.indices)), .readWrite(try Self.raw(before, cpu)), .int64(quads), .int32(1),
+            ])
+            XCTAssertEqual(outputs[2], try Self.raw(expected, cpu), "\(dtype): the gathered sums differ")
+        }
+    }
+
+    /// Bias gradients: the two-pass column sum (a shared-memory reduction over 8 row lanes, then the chunks in
+    /// order), accumulating into the existing values, with the chunking the backend uses.
+    func testTwoPassColumnSumsMatchTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 13)
+        let partialKernel = try EmulatedKernel(family: .reductions, dtype: .float32, name: "column_sums_partial", arity: 5)
+        let sumKernel = try EmulatedKernel(family: .reductions, dtype: .float32, name: "column_sum_partials", arity: 5)
+        for (rows, columns) in [(300, 72), (1, 8), (129, 264)] {
+            let x = try cpu.randomNormal([rows, columns], dtype: .float32, using: &generator)
+            let start = try cpu.randomNormal([columns], dtype: .float32, using: &generator)
+            let expected = try cpu.add(start, cpu.sumRows(x))
+            let chunks = CUDABackend.columnSumChunks(rows: rows)
+            let partial = try partialKernel.launch(grid: ((columns + 127) / 128, chunks.count, 1), [
+                .inputArray(try cpu.floats(x)), .output(bytes: chunks.count * columns * 4), .int64(rows), .int64(columns), .int64(chunks.rows),
+            ])[1]!
+            let sums = try sumKernel.launch(grid: ((columns + 255) / 256, 1, 1), [
+                .input(partial), .readWriteArray(try cpu.floats(start)), .int64(chunks.count), .int64(columns), .int32(1),
+            ])[1]!
+            let actual: [Float] = sums.elements()
+            for (a, e) in zip(actual, try cpu.floats(expected)) {
+                XCTAssertEqual(a, e, accuracy: 1e-4 * max(1, abs(e)), "\(rows)×\(columns)")
+            }
+        }
+    }
+
+    /// A block reduction through warp shuffles (the gradient norm's sum of squares), with the shuffles emulated
+    /// lane by lane: the block partials add up to Σx².
+    func testShuffleReductionsAddUp() throws {
+        let kernel = try EmulatedKernel(family: .reductions, dtype: .float32, name: "reduce_partials", arity: 4)
+        var generator = SeededGenerator(seed: 14)
+        let values = (0..<5000).map { _ in Float.random(in: -2...2, using: &generator) }
+        let blocks = CUDABackend.reductionBlocks(values.count)
+        let partials: [Float] = try kernel.launch(grid: (blocks, 1, 1), [
+            .inputArray(values), .int64(values.count), .output(bytes: blocks * 4), .int32(1),
+        ])[2]!.elements()
+        let expected = values.reduce(0.0) { $0 + Double($1) * Double($1) }
+        XCTAssertEqual(partials.reduce(0.0) { $0 + Double($1) }, expected, accuracy: 1e-4 * expected)
+    }
+
+    /// A CPU tensor's bytes as stored (bf16 as its 16-bit patterns).
+    static func raw(_ tensor: Tensor, _ cpu: CPUBackend) throws -> Data {
+        let storage = try XCTUnwrap(tensor.storage as? HostStorage)
+        return Data(bytes: storage.pointer, count: tensor.byteCount)
+    }
+
+    /// The emulation can fail: a kernel that skips its barrier reads a tile other threads have not written
+    /// (threads run one after another here, so the race is certain to show).
     func testAMissingBarrierIsCaught() throws {
         let racy = """
             extern "C" __global__ void reverse(const float* x, float* y) {
@@ -54,106 +118,150 @@ final class KernelEmulationTests: XCTestCase {
                 y[threadIdx.x] = tile[255 - threadIdx.x];
             }
             """
-        let harness = """
-            int main(int argc, char** argv) {
-                std::vector<float> x(256), y(256);
-                for (int i = 0; i < 256; ++i) x[i] = (float)i;
-                emulate_launch(dim3{1, 1, 1}, 256, [&] { reverse(x.data(), y.data()); });
-                int wrong = 0;
-                for (int i = 0; i < 256; ++i) wrong += y[i] != (float)(255 - i);
-                std::printf("%d\\n", wrong);
-                return 0;
-            }
-            """
-        let emulator = try HostEmulation(kernelSource: racy, harness: harness, threadsStartTogether: false)
-        let printed = try emulator.runPrinting(arguments: [])
-        XCTAssertNotEqual(Int(printed.trimmingCharacters(in: .whitespacesAndNewlines)), 0, "threads started one after another must see unwritten slots")
+        let kernel = try EmulatedKernel(source: racy, name: "reverse", arity: 2, threadsStartTogether: false)
+        let x = (0..<256).map(Float.init)
+        let y: [Float] = try kernel.launch(grid: (1, 1, 1), [.inputArray(x), .output(bytes: 256 * 4)])[1]!.elements()
+        XCTAssertNotEqual(y, x.reversed(), "threads started one after another must see unwritten slots")
+        let fixed = try EmulatedKernel(source: racy.replacingOccurrences(of: "y[threadIdx.x] =", with: "__syncthreads(); y[threadIdx.x] ="),
+                                       name: "reverse", arity: 2)
+        XCTAssertEqual(try fixed.launch(grid: (1, 1, 1), [.inputArray(x), .output(bytes: 256 * 4)])[1]!.elements(), Array(x.reversed()))
     }
-
-    static func bytes(_ values: [Float]) -> Data { values.withUnsafeBytes { Data($0) } }
-
-    /// `main` for gather_transpose_tiled: argv = dout din n m t_count; reads w_values, w_indices, t_indices from
-    /// the working folder, writes t_values.
-    static let transposeHarness = #"""
-        int main(int argc, char** argv) {
-            long long dout = atoll(argv[1]), din = atoll(argv[2]), t_count = atoll(argv[5]);
-            int n = atoi(argv[3]), m = atoi(argv[4]);
-            std::vector<char> w_values = read_file("w_values"), w_indices = read_file("w_indices"), t_indices = read_file("t_indices");
-            float* wv = (float*)aligned_copy(w_values);
-            unsigned char* wi = (unsigned char*)aligned_copy(w_indices);
-            unsigned char* ti = (unsigned char*)aligned_copy(t_indices);
-            float* tv = (float*)aligned_alloc(64, ((t_count * 4 + 63) / 64) * 64);
-            for (long long i = 0; i < t_count; ++i) tv[i] = __uint_as_float(0x7FC00001u);  // a NaN no path writes
-            dim3 grid{(unsigned)((din + 63) / 64), (unsigned)((dout + 63) / 64), 1};
-            emulate_launch(grid, 256, [&] { gather_transpose_tiled(wv, wi, ti, tv, dout, din, n, m); });
-            write_file("t_values", tv, t_count * 4);
-            return 0;
-        }
-        """#
 }
 
-/// Compiles a kernel source plus a `main` as host C++ (clang++, or clang with libstdc++) in a scratch folder.
-final class HostEmulation {
+/// One kernel compiled as host C++ (clang++, or clang with libstdc++) with `EmulatedKernel.shim`, callable
+/// like a launch: arguments in the kernel's order, buffers passed as files to a small runner.
+final class EmulatedKernel {
+    enum Argument {
+        case input(Data)
+        /// A buffer the kernel writes; it starts as 0xFF bytes (a NaN in float and bf16), so unwritten places show.
+        case output(bytes: Int)
+        /// A buffer the kernel reads and writes.
+        case readWrite(Data)
+        case int64(Int)
+        case int32(Int)
+        case float(Float)
+
+        static func inputArray<E>(_ values: [E]) -> Argument { .input(values.withUnsafeBytes { Data($0) }) }
+        static func readWriteArray<E>(_ values: [E]) -> Argument { .readWrite(values.withUnsafeBytes { Data($0) }) }
+    }
+
+    struct EmulationError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
+
     let folder: URL
     let binary: URL
 
+    /// `name` of `family`'s translation unit for `dtype`, taking `arity` arguments.
+    convenience init(family: KernelFamily, dtype: DType, name: String, arity: Int) throws {
+        try self.init(source: family.translationUnit(for: dtype), name: name, arity: arity)
+    }
+
     /// With `threadsStartTogether` false, each emulated thread runs to completion before the next starts (no
     /// barrier can be honoured then; only for showing that a missing barrier is caught).
-    init(kernelSource: String, harness: String, threadsStartTogether: Bool = true) throws {
+    init(source: String, name: String, arity: Int, threadsStartTogether: Bool = true) throws {
         guard let clang = KernelSyntaxTests.executable("clang++") ?? KernelSyntaxTests.executable("clang") else {
             throw XCTSkip("no clang on PATH: kernels were not emulated")
         }
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-kernel-emulation-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let source = folder.appendingPathComponent("kernel.cpp")
+        let file = folder.appendingPathComponent("kernel.cpp")
         binary = folder.appendingPathComponent("kernel")
-        let text = Self.shim(sequential: !threadsStartTogether) + "\n" + kernelSource + "\n" + harness + "\n"
-        try text.write(to: source, atomically: true, encoding: .utf8)
+        let call = "\(name)(" + (0..<arity).map { "args[\($0)]" }.joined(separator: ", ") + ")"
+        let text = Self.shim(sequential: !threadsStartTogether) + "\n" + source + "\n" + Self.runner(call: call, arity: arity)
+        try text.write(to: file, atomically: true, encoding: .utf8)
         let (status, output) = try KernelSyntaxTests.run(clang, [
-            "-x", "c++", "-std=c++17", "-O1", "-pthread", "-w", source.path, "-o", binary.path, "-lstdc++", "-lm",
+            "-x", "c++", "-std=c++17", "-O1", "-pthread", "-w", file.path, "-o", binary.path, "-lstdc++", "-lm",
         ])
-        guard status == 0 else {
-            XCTFail("the kernel does not compile as host C++:\n\(output.prefix(4000))")
-            throw XCTSkip("compile failure reported above")
-        }
+        guard status == 0 else { throw EmulationError(message: "\(name) does not compile as host C++:\n\(output.prefix(4000))") }
     }
 
     deinit { try? FileManager.default.removeItem(at: folder) }
 
-    /// Writes `inputs` into the folder, runs the binary there, returns the file it wrote as `output`.
-    func run(arguments: [String], inputs: [String: Data], output: String) throws -> Data {
-        for (name, data) in inputs { try data.write(to: folder.appendingPathComponent(name)) }
-        _ = try runPrinting(arguments: arguments)
-        return try Data(contentsOf: folder.appendingPathComponent(output))
+    /// Runs the kernel over `grid` blocks of `block` threads; returns the final contents of every output and
+    /// inout buffer, by argument index.
+    func launch(grid: (Int, Int, Int), block: Int = 256, _ arguments: [Argument]) throws -> [Int: Data] {
+        var words = ["\(grid.0)", "\(grid.1)", "\(grid.2)", "\(block)"]
+        var written: [Int] = []
+        for (index, argument) in arguments.enumerated() {
+            let path = folder.appendingPathComponent("a\(index)").path
+            switch argument {
+            case .input(let data):
+                try data.write(to: URL(fileURLWithPath: path))
+                words.append("in:" + path)
+            case .readWrite(let data):
+                try data.write(to: URL(fileURLWithPath: path))
+                words.append("inout:" + path)
+                written.append(index)
+            case .output(let bytes):
+                words.append("out:\(path):\(bytes)")
+                written.append(index)
+            case .int64(let value), .int32(let value): words.append("i:\(value)")
+            case .float(let value): words.append("f:\(value.bitPattern)")
+            }
+        }
+        let (status, printed) = try KernelSyntaxTests.run(binary, words)
+        guard status == 0 else { throw EmulationError(message: "the emulated kernel exited with \(status): \(printed.prefix(2000))") }
+        var results: [Int: Data] = [:]
+        for index in written { results[index] = try Data(contentsOf: folder.appendingPathComponent("a\(index)")) }
+        return results
     }
 
-    func runPrinting(arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        process.currentDirectoryURL = folder
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else { throw HostEmulationError(output: text, status: process.terminationStatus) }
-        return text
+    /// `main`: argv = grid x y z, block, then one word per argument (in:PATH, inout:PATH, out:PATH:BYTES,
+    /// i:INT, f:FLOAT-BITS). Every buffer gets its own 64-byte-aligned allocation (the GPU's are 256-byte
+    /// aligned, and packed loads rely on alignment). `Arg` converts to whatever the kernel's parameter is.
+    static func runner(call: String, arity: Int) -> String {
+        #"""
+        struct Arg {
+            void* p = nullptr; long long i = 0; float f = 0; std::string path; long long bytes = 0; bool written = false;
+            template <typename U> operator U*() const { return (U*)p; }
+            operator long long() const { return i; }
+            operator int() const { return (int)i; }
+            operator unsigned() const { return (unsigned)i; }
+            operator unsigned long long() const { return (unsigned long long)i; }
+            operator float() const { return f; }
+        };
+        int main(int argc, char** argv) {
+            dim3 grid{(unsigned)atoi(argv[1]), (unsigned)atoi(argv[2]), (unsigned)atoi(argv[3])};
+            unsigned block = (unsigned)atoi(argv[4]);
+            std::vector<Arg> args(argc - 5);
+            if ((int)args.size() != \#(arity)) { std::fprintf(stderr, "expected \#(arity) arguments\n"); return 2; }
+            for (int k = 5; k < argc; ++k) {
+                std::string word = argv[k];
+                Arg& a = args[k - 5];
+                if (word.rfind("i:", 0) == 0) { a.i = atoll(word.c_str() + 2); continue; }
+                if (word.rfind("f:", 0) == 0) { a.f = __uint_as_float((unsigned)strtoul(word.c_str() + 2, nullptr, 10)); continue; }
+                size_t colon = word.find(':');
+                std::string kind = word.substr(0, colon), rest = word.substr(colon + 1);
+                if (kind == "out") {
+                    size_t last = rest.rfind(':');
+                    a.path = rest.substr(0, last);
+                    a.bytes = atoll(rest.c_str() + last + 1);
+                    a.p = aligned_alloc(64, ((a.bytes + 63) / 64) * 64 + 64);
+                    std::memset(a.p, 0xFF, a.bytes);
+                } else {
+                    a.path = rest;
+                    std::vector<char> data = read_file(rest.c_str());
+                    a.bytes = (long long)data.size();
+                    a.p = aligned_copy(data);
+                }
+                a.written = kind != "in";
+            }
+            emulate_launch(grid, block, [&] { \#(call); });
+            for (Arg& a : args) if (a.written) write_file(a.path.c_str(), a.p, a.bytes);
+            return 0;
+        }
+        """#
     }
 
-    struct HostEmulationError: Error, CustomStringConvertible {
-        let output: String
-        let status: Int32
-        var description: String { "emulated kernel exited with \(status): \(output.prefix(2000))" }
-    }
-
-    /// What NVRTC provides implicitly, as host C++: CUDA's qualifiers, thread and block indices per OS thread,
-    /// `__syncthreads` as a barrier over the block's threads, and the intrinsics the prelude uses. Warp
-    /// shuffles and atomics are declared only (a kernel that needs them cannot be emulated here).
+    /// What NVRTC provides implicitly, as host C++: CUDA's qualifiers; thread and block indices per OS thread;
+    /// `__syncthreads` as a barrier over the block's threads; warp shuffles as an exchange among the warp's 32
+    /// threads between two barriers of that warp; atomics as host atomics; the intrinsics the prelude uses.
+    /// Warp-synchronous code without shuffles and tensor-core assembly cannot be emulated this way.
     static func shim(sequential: Bool) -> String {
         #"""
+        #include <atomic>
         #include <cmath>
         #include <condition_variable>
         #include <cstdio>
@@ -161,7 +269,9 @@ final class HostEmulation {
         #include <cstring>
         #include <fstream>
         #include <iterator>
+        #include <memory>
         #include <mutex>
+        #include <string>
         #include <thread>
         #include <vector>
         #define __global__
@@ -191,10 +301,50 @@ final class HostEmulation {
         inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
         inline long long min(long long a, long long b) { return a < b ? a : b; }
         inline long long max(long long a, long long b) { return a > b ? a : b; }
-        // Warp-level operations cannot be emulated thread by thread: a kernel that reaches one stops the run.
-        template <typename V> V __shfl_xor_sync(unsigned, V, int) { std::fprintf(stderr, "warp shuffle\n"); std::abort(); }
-        template <typename V> V __shfl_sync(unsigned, V, int) { std::fprintf(stderr, "warp shuffle\n"); std::abort(); }
-        inline int __syncthreads_or(int) { std::fprintf(stderr, "__syncthreads_or\n"); std::abort(); }
+
+        struct EmulatedBarrier {
+            std::mutex mutex; std::condition_variable released; unsigned count, waiting = 0; unsigned long long generation = 0;
+            explicit EmulatedBarrier(unsigned count) : count(count) {}
+            void wait() {
+                std::unique_lock<std::mutex> lock(mutex);
+                unsigned long long mine = generation;
+                if (++waiting == count) { waiting = 0; ++generation; released.notify_all(); return; }
+                released.wait(lock, [&] { return generation != mine; });
+            }
+        };
+        static EmulatedBarrier* emulated_block_barrier = nullptr;
+        static std::vector<std::unique_ptr<EmulatedBarrier>> emulated_warp_barriers;
+        static unsigned char emulated_exchange[32][32][8];
+        static bool emulated_sequential = false;
+
+        void __syncthreads() { if (emulated_block_barrier) emulated_block_barrier->wait(); }
+        int __syncthreads_or(int predicate) {
+            static std::atomic<int> any{0};
+            __syncthreads();  // the previous call's readers are done
+            if (predicate) any.store(1);
+            __syncthreads();
+            int result = any.load();
+            __syncthreads();
+            if (threadIdx.x == 0) any.store(0);  // before anyone passes the next call's first barrier
+            return result;
+        }
+
+        template <typename V, typename F> V emulated_shuffle(V v, F source_lane) {
+            if (emulated_sequential) { std::fprintf(stderr, "warp shuffles need threads that run together\n"); std::abort(); }
+            int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+            std::memcpy(emulated_exchange[warp][lane], &v, sizeof(V));
+            emulated_warp_barriers[warp]->wait();
+            V result;
+            std::memcpy(&result, emulated_exchange[warp][source_lane(lane) & 31], sizeof(V));
+            emulated_warp_barriers[warp]->wait();
+            return result;
+        }
+        template <typename V> V __shfl_xor_sync(unsigned, V v, int mask) { return emulated_shuffle(v, [&](int lane) { return lane ^ mask; }); }
+        template <typename V> V __shfl_sync(unsigned, V v, int source) { return emulated_shuffle(v, [&](int) { return source; }); }
+        template <typename V> V __shfl_down_sync(unsigned, V v, unsigned delta) {
+            return emulated_shuffle(v, [&](int lane) { return lane + (int)delta < 32 ? lane + (int)delta : lane; });
+        }
+
         template <typename V> V atomicAdd(V* p, V v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
         inline float atomicAdd(float* p, float v) {
             float old = *p, next = old + v;
@@ -214,29 +364,20 @@ final class HostEmulation {
             return old;
         }
 
-        struct EmulatedBarrier {
-            std::mutex mutex; std::condition_variable released; unsigned count, waiting = 0; unsigned long long generation = 0;
-            explicit EmulatedBarrier(unsigned count) : count(count) {}
-            void wait() {
-                std::unique_lock<std::mutex> lock(mutex);
-                unsigned long long mine = generation;
-                if (++waiting == count) { waiting = 0; ++generation; released.notify_all(); return; }
-                released.wait(lock, [&] { return generation != mine; });
-            }
-        };
-        static EmulatedBarrier* emulated_barrier = nullptr;
-        void __syncthreads() { if (emulated_barrier) emulated_barrier->wait(); }
-
         // Runs body as every thread of every block of grid, one block at a time.
         template <typename F> void emulate_launch(dim3 grid, unsigned threads, F body) {
             gridDim = grid; blockDim = dim3{threads, 1, 1};
+            emulated_sequential = \#(sequential ? "true" : "false");
             for (unsigned z = 0; z < grid.z; ++z) for (unsigned y = 0; y < grid.y; ++y) for (unsigned x = 0; x < grid.x; ++x) {
                 EmulatedBarrier barrier(threads);
-                emulated_barrier = \#(sequential ? "nullptr" : "&barrier");
+                emulated_block_barrier = emulated_sequential ? nullptr : &barrier;
+                emulated_warp_barriers.clear();
+                for (unsigned w = 0; w < (threads + 31) / 32; ++w)
+                    emulated_warp_barriers.emplace_back(new EmulatedBarrier(w == threads / 32 ? threads % 32 : 32));
                 std::vector<std::thread> block;
                 for (unsigned t = 0; t < threads; ++t) {
                     block.emplace_back([&, t] { threadIdx = dim3{t, 0, 0}; blockIdx = dim3{x, y, z}; body(); });
-                    if (\#(sequential ? "true" : "false")) block.back().join();
+                    if (emulated_sequential) block.back().join();
                 }
                 for (auto& thread : block) if (thread.joinable()) thread.join();
             }
@@ -259,4 +400,9 @@ final class HostEmulation {
         }
         """#
     }
+}
+
+extension Data {
+    /// The bytes as an array of `E` (a kernel's output buffer).
+    func elements<E>() -> [E] { withUnsafeBytes { Array($0.bindMemory(to: E.self)) } }
 }
