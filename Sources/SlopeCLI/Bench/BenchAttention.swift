@@ -55,7 +55,7 @@ struct BenchAttention: ParsableCommand {
         let (backend, time, clock) = try device.backend(timing)
         // Every CUDA route forced in turn; the CPU has one.
         let routes: [AttentionRoute?] = backend is CUDABackend ? AttentionRoute.allCases : [nil]
-        print("slope bench attention — \(backend.name), \(elementType), \(nonCausal ? "full" : "causal"), median of \(timing.repeats) runs after \(timing.warmup) warm-up (\(clock))")
+        print("slope bench attention — \(backend.name), \(elementType), \(nonCausal ? "full" : "causal"), \(clock)")
         var table = TextTable(headers: ["B×T×H×D", "route", "forward ms", "TFLOP/s", "backward ms", "TFLOP/s"])
         var results: [Result] = []
         for shape in try parsedShapes() {

@@ -33,16 +33,19 @@ struct BenchGEMM: ParsableCommand {
         let b = try backend.randomNormal([size, size], using: &generator)
         let c = try backend.zeros([size, size], dtype: .float32)
         let flops = 2 * Double(size) * Double(size) * Double(size)
-        print("slope bench gemm — \(backend.name), \(size)³ float32, median of \(timing.repeats) runs after \(timing.warmup) warm-up")
+        let (repeats, warmup) = timing.runs(on: .cpu)
+        print("slope bench gemm — \(backend.name), \(size)³ float32, median of \(repeats) runs after \(warmup) warm-up")
         var results: [Result] = []
         for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
-            let ms = try medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup) {
+            let ms = try medianMilliseconds(repeats: repeats, warmup: warmup) {
                 _ = try backend.gemm(a, b, transposeA: transA, transposeB: transB, alpha: 1, beta: 0, into: c, bias: nil)
             }
             results.append(Result(size: size, measurement: "dense \(transA ? "T" : "N")\(transB ? "T" : "N")", milliseconds: ms, effectiveGFLOPS: flops / ms / 1e6))
         }
         let sparse = try backend.compress(b, pattern: nm, mask: nil)
-        let ms = try medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup) { _ = try backend.sparseMatmul(a, sparse, bias: nil) }
+        let ms = try medianMilliseconds(repeats: repeats, warmup: warmup) {
+            _ = try backend.sparseMatmul(a, sparse, bias: nil)
+        }
         results.append(Result(size: size, measurement: "sparse \(nm) X·Wᵀ", milliseconds: ms, effectiveGFLOPS: flops / ms / 1e6))
 
         var table = TextTable(headers: ["measurement", "ms", "GFLOP/s (dense-equivalent)"])

@@ -74,7 +74,7 @@ struct BenchLinear: ParsableCommand {
             throw ValidationError("--dtype must be float32 or bfloat16")
         }
         let (backend, time, clock) = try device.backend(timing)
-        print("slope bench linear — \(backend.name), \(elementType), \(nm), median of \(timing.repeats) runs after \(timing.warmup) warm-up (\(clock))")
+        print("slope bench linear — \(backend.name), \(elementType), \(nm), \(clock)")
         var table = TextTable(headers: ["tokens×in×out", "measurement", "dense ms", "SLoPe ms", "speedup"])
         var results: [Result] = []
         for shape in try parsedShapes() {

@@ -21,15 +21,17 @@ func medianMilliseconds(repeats: Int, warmup: Int, _ body: () throws -> Void) re
 typealias MedianTimer = (() throws -> Void) throws -> Double
 
 extension BenchDevice {
-    /// The backend to benchmark, the timer for it (CUDA events on the GPU, wall clock on the CPU) and the
-    /// timer's name for the header line.
+    /// The backend to benchmark, the timer for it (CUDA events on the GPU, wall clock on the CPU) and how it
+    /// times, for the header line ("median of 50 runs after 10 warm-up (CUDA events)").
     func backend(_ timing: TimingOptions) throws -> (backend: any Backend, time: MedianTimer, clock: String) {
+        let (repeats, warmup) = timing.runs(on: self)
+        let described = "median of \(repeats) runs after \(warmup) warm-up"
         switch self {
         case .cpu:
-            return (CPUBackend(), { body in try medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup, body) }, "wall clock")
+            return (CPUBackend(), { body in try medianMilliseconds(repeats: repeats, warmup: warmup, body) }, described + " (wall clock)")
         case .cuda:
             let gpu = try CUDABackend()
-            return (gpu, { body in try gpu.medianMilliseconds(repeats: timing.repeats, warmup: timing.warmup, body) }, "CUDA events")
+            return (gpu, { body in try gpu.medianMilliseconds(repeats: repeats, warmup: warmup, body) }, described + " (CUDA events)")
         }
     }
 }
