@@ -102,6 +102,39 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(partials.reduce(0.0) { $0 + Double($1) }, expected, accuracy: 1e-4 * expected)
     }
 
+    /// The fused AdamW step, packed part and tail (1003 elements: not a whole number of packs), float32 and
+    /// bf16 parameters, with a gradient scale, against the CPU backend.
+    func testPackedAdamWMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 15)
+        let step = AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: 3, gradientScale: 0.5)
+        for dtype in [DType.float32, .bfloat16] {
+            let kernel = try EmulatedKernel(family: .optimizer, dtype: dtype, name: "adamw", arity: 13)
+            let n = 1003
+            let parameter = try cpu.randomNormal([n], dtype: dtype, using: &generator)
+            let gradient = try cpu.randomNormal([n], dtype: dtype, using: &generator)
+            let m = try cpu.randomNormal([n], dtype: .float32, using: &generator)
+            let v = try cpu.cast(cpu.multiply(m, m), to: .float32)
+            let start = (parameter: try Self.raw(parameter, cpu), m: try cpu.floats(m), v: try cpu.floats(v))
+            try cpu.adamW(parameter: parameter, gradient: gradient, moment1: m, moment2: v, step: step)
+
+            let corrections = (Float(1 - pow(Double(step.beta1), Double(step.step))), Float(1 - pow(Double(step.beta2), Double(step.step))))
+            let out = try kernel.launch(grid: ((n + 255) / 256, 1, 1), [
+                .readWrite(start.parameter), .input(try Self.raw(gradient, cpu)), .readWriteArray(start.m), .readWriteArray(start.v), .int64(n),
+                .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon), .float(step.weightDecay),
+                .float(corrections.0), .float(corrections.1), .float(step.gradientScale),
+            ])
+            let updated = try cpu.floats(parameter)
+            let emulated: [Float] = dtype == .float32
+                ? out[0]!.elements() : (out[0]!.elements() as [UInt16]).map { Float(bitPattern: UInt32($0) << 16) }
+            for (name, actual, expected) in [("parameter", emulated, updated), ("m", out[2]!.elements(), try cpu.floats(m)),
+                                             ("v", out[3]!.elements(), try cpu.floats(v))] {
+                let worst = zip(actual, expected).map { abs($0 - $1) / max(1e-3, abs($1)) }.max() ?? .infinity
+                XCTAssertLessThanOrEqual(worst, dtype == .float32 ? 1e-5 : 8e-3, "\(dtype) \(name)")
+            }
+        }
+    }
+
     /// A CPU tensor's bytes as stored (bf16 as its 16-bit patterns).
     static func raw(_ tensor: Tensor, _ cpu: CPUBackend) throws -> Data {
         let storage = try XCTUnwrap(tensor.storage as? HostStorage)
