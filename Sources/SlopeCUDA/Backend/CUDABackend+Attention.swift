@@ -109,7 +109,7 @@ extension CUDABackend {
         switch attentionRoute {
         case .gemm?, .flash?: return attentionRoute!
         case .fused?: return fusable ? .fused : .gemm
-        case nil: return fusable ? .fused : (fusable ? .gemm : gemmOrFlash)
+        case nil: return fusable ? .fused : gemmOrFlash
         }
     }
 
