@@ -64,7 +64,8 @@ final class CachingAllocatorTests: XCTestCase {
             guard case CUDAError.outOfMemory(let requested, let held, _) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(requested, 16 << 20)
             XCTAssertEqual(held, 4 << 20)
-            XCTAssertTrue("\(error)".contains("reduce the batch size"))
+            XCTAssertTrue("\(error)".contains("requested 16.0 MiB while slope holds 4.0 MiB"), "\(error)")
+            XCTAssertTrue("\(error)".contains("reduce the batch size") && "\(error)".contains("--recompute-activations"), "\(error)")
         }
         allocator.release(big)
     }

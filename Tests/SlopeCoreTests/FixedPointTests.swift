@@ -14,4 +14,11 @@ final class FixedPointTests: XCTestCase {
         XCTAssertEqual(fixedPoint(-.infinity, decimals: 1), "-inf")
         XCTAssertEqual(fixedPoint(1e300, decimals: 2), "1e+300")
     }
+
+    func testByteCountsInBinaryUnits() {
+        XCTAssertEqual(byteCountText(3 << 30 / 2), "1.50 GiB")
+        XCTAssertEqual(byteCountText(12 << 20), "12.0 MiB")
+        XCTAssertEqual(byteCountText(3072), "3.0 KiB")
+        XCTAssertEqual(byteCountText((1 << 30) - 1), "1024.0 MiB", "just below a GiB stays in MiB")
+    }
 }

@@ -287,7 +287,7 @@ struct PretrainCommand: ParsableCommand {
               final train loss   \(formatted(train, digits: 4)) (mean of the last \(recentLosses.count) steps)
               validation loss    \(formatted(validation, digits: 4))\(data.floor.map { "   corpus floor \(formatted($0, digits: 4)) (gap \(formatted(validation - $0, digits: 4)))" } ?? "")
               throughput         \(formatCount(Int(lastRate))) tokens/s\(compute.peakFLOPS.map { "   MFU \(formatted(100 * lastRate * flopsPerToken / $0, digits: 1))%" } ?? "")
-              peak memory        \(formatBytes(memory.peakBytes))
+              peak memory        \(byteCountText(memory.peakBytes))
               time               \(formatted(seconds(clock.now - started), digits: 1)) s for \(formatCount(trainer.tokensSeen)) tokens in total
               checkpoint         \(checkpointPath)
               metrics, plot      \(folder)/metrics.jsonl, \(folder)/loss.svg
@@ -314,7 +314,7 @@ enum ProgressLine {
             "\(formatCount(Int(tokensPerSecond))) tok/s",
         ]
         if let mfu { parts.append("MFU \(formatted(100 * mfu, digits: 1))%") }
-        parts.append(formatBytes(memoryBytes))
+        parts.append(byteCountText(memoryBytes))
         parts.append("eta \(formatDuration(remainingSeconds))")
         return parts.joined(separator: "  ")
     }
@@ -326,13 +326,6 @@ func formatCount(_ value: Int) -> String {
     if v >= 1e6 { return formatted(v / 1e6, digits: 1) + "M" }
     if v >= 1e4 { return formatted(v / 1e3, digits: 1) + "k" }
     return "\(value)"
-}
-
-func formatBytes(_ bytes: Int) -> String {
-    let v = Double(bytes)
-    if v >= Double(1 << 30) { return formatted(v / Double(1 << 30), digits: 2) + " GiB" }
-    if v >= Double(1 << 20) { return formatted(v / Double(1 << 20), digits: 1) + " MiB" }
-    return formatted(v / 1024, digits: 1) + " KiB"
 }
 
 func formatDuration(_ seconds: Double) -> String {

@@ -1,3 +1,5 @@
+import SlopeCore
+
 /// Failures of the CUDA backend. Every message names the call or library and says what to do.
 public enum CUDAError: Error, Equatable, CustomStringConvertible {
     case libraryNotFound(library: String, searched: [String], provider: String)
@@ -30,8 +32,9 @@ public enum CUDAError: Error, Equatable, CustomStringConvertible {
         case let .unsupportedDevice(name, capability):
             return "\(name) has compute capability \(capability); slope needs 8.0 (Ampere) or newer"
         case let .outOfMemory(requested, held, free):
-            return "out of GPU memory: requested \(requested) bytes while slope holds \(held) and \(free) are free; "
-                + "reduce the batch size or sequence length"
+            return "out of GPU memory: requested \(byteCountText(requested)) while slope holds \(byteCountText(held)) and "
+                + "\(byteCountText(free)) are free; reduce the batch size or sequence length (training: or --recompute-activations, "
+                + "which keeps one block's activations at a time)"
         }
     }
 }

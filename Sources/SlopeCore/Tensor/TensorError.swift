@@ -36,8 +36,8 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         case let .invalidArgument(operation, reason):
             return "\(operation): \(reason)"
         case let .outOfMemory(device, requested, held):
-            return "out of memory on \(device): requested \(requested) bytes while \(held) bytes are held; "
-                + "reduce the batch size or sequence length"
+            return "out of memory on \(device): requested \(byteCountText(requested)) while \(byteCountText(held)) are held; "
+                + "reduce the batch size or sequence length (training: or --recompute-activations)"
         }
     }
 }
