@@ -42,6 +42,7 @@ final class KernelSyntaxTests: XCTestCase {
         __device__ float __int_as_float(int); __device__ int __float_as_int(float);
         __device__ float __uint_as_float(unsigned); __device__ unsigned __float_as_uint(float);
         __device__ int __popc(unsigned);
+        __device__ void __nanosleep(unsigned);
         __device__ float atomicAdd(float*, float); __device__ int atomicAdd(int*, int); __device__ unsigned atomicAdd(unsigned*, unsigned);
         __device__ unsigned long long atomicAdd(unsigned long long*, unsigned long long);
         __device__ int atomicMax(int*, int); __device__ int atomicOr(int*, int);

@@ -44,4 +44,11 @@ final class SparseGEMMDecisionTests: XCTestCase {
         XCTAssertFalse(CUDABackend.runsOnTwoFour(try .init(n: 4, m: 8)), "4 of 8 can put 3 in one half")
         XCTAssertFalse(CUDABackend.runsOnTwoFour(try .init(n: 3, m: 4)))
     }
+
+    func testTimedRunsWaitBehindAHoldLongerThanTheHostNeedsToEnqueue() {
+        XCTAssertEqual(CUDABackend.holdNanoseconds(enqueueSeconds: []), 1_000_000, "no warm-up: 1 ms")
+        XCTAssertEqual(CUDABackend.holdNanoseconds(enqueueSeconds: [2.0, 100e-6, 120e-6]), 350_000, "the fastest warm-up counts (the first compiles)")
+        XCTAssertEqual(CUDABackend.holdNanoseconds(enqueueSeconds: [1e-6]), 53_000)
+        XCTAssertEqual(CUDABackend.holdNanoseconds(enqueueSeconds: [1.0]), 20_000_000, "capped at 20 ms")
+    }
 }
