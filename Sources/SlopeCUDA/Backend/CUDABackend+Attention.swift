@@ -3,8 +3,7 @@ import SlopeCore
 /// How ``CUDABackend`` computes attention.
 public enum AttentionRoute: String, Sendable, CaseIterable {
     /// Fused tensor-core kernels (bf16/fp16, FlashAttention-2's algorithm), scores never leaving registers:
-    /// forward and backward at head dimension 64 or 128 (the backward at 128 only when this route is forced,
-    /// until it is measured).
+    /// forward and backward at head dimension 64 or 128.
     case fused
     /// Scores and probabilities of one batch element at a time through cuBLASLt (tensor cores); backward
     /// recomputes them from the saved log-sum-exp, so nothing [T, T] is kept between passes.

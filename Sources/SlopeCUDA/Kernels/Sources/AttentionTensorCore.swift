@@ -14,6 +14,7 @@ extension KernelSources {
     typedef unsigned short u16;
     #define LOG2E 1.4426950408889634f
 
+    // PTX helpers: begin (KernelEmulationTests swaps this block for host versions)
     #ifdef ELEMENT_BF16
     #define MMA_TYPE "bf16"
     static __device__ __forceinline__ unsigned pack2(float lo, float hi) {
@@ -57,6 +58,7 @@ extension KernelSources {
     static __device__ __forceinline__ float exp2_fast(float x) {
         float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y;
     }
+    // PTX helpers: end
 
     // Starts copying rows [first, first + ROWS) of head `head` of a [B·len, heads·D] tensor into `tile`
     // (row stride D + 8); rows past `len` become zeros.
