@@ -21,6 +21,7 @@ typedef struct CUfunc_st *CUfunction;
 
 enum {
     SLOPE_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
+    SLOPE_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8,
     SLOPE_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
     SLOPE_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
 };
@@ -54,6 +55,7 @@ typedef CUresult (*slope_cuEventDestroy_fn)(CUevent event);
 typedef CUresult (*slope_cuModuleLoadData_fn)(CUmodule *module, const void *image);
 typedef CUresult (*slope_cuModuleGetFunction_fn)(CUfunction *function, CUmodule module, const char *name);
 typedef CUresult (*slope_cuModuleUnload_fn)(CUmodule module);
+typedef CUresult (*slope_cuFuncSetAttribute_fn)(CUfunction function, int attribute, int value);
 typedef CUresult (*slope_cuLaunchKernel_fn)(
     CUfunction function, unsigned int gridX, unsigned int gridY, unsigned int gridZ,
     unsigned int blockX, unsigned int blockY, unsigned int blockZ, unsigned int sharedBytes,

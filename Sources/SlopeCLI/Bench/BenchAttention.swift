@@ -53,8 +53,9 @@ struct BenchAttention: ParsableCommand {
               [.float32, .bfloat16, .float16].contains(elementType)
         else { throw ValidationError("--dtype must be float32, bfloat16 or float16") }
         let (backend, time, clock) = try device.backend(timing)
-        // Every CUDA route forced in turn; the CPU has one.
-        let routes: [AttentionRoute?] = backend is CUDABackend ? AttentionRoute.allCases : [nil]
+        // Every CUDA route forced in turn, the fused one also with its one-kernel backward (d = 64); the CPU has one.
+        let routes: [(route: AttentionRoute?, singleBackward: Bool)] = backend is CUDABackend
+            ? [(.fused, false), (.fused, true), (.gemm, false), (.flash, false)] : [(nil, false)]
         print("slope bench attention — \(backend.name), \(elementType), \(nonCausal ? "full" : "causal"), \(clock)")
         var table = TextTable(headers: ["B×T×H×D", "route", "forward ms", "TFLOP/s", "backward ms", "TFLOP/s"])
         var results: [Result] = []
@@ -68,10 +69,13 @@ struct BenchAttention: ParsableCommand {
             let forwardFLOPs = 4 * Double(shape.batch * shape.queryHeads * shape.headDimension) * Double(shape.queryLength * shape.keyLength)
                 * (shape.causal ? 0.5 : 1)
             let label = "\(shape.batch)×\(shape.queryLength)×\(shape.queryHeads)×\(shape.headDimension)"
-            for route in routes {
+            for (route, singleBackward) in routes {
+                if singleBackward && shape.headDimension != 64 { continue }
                 (backend as? CUDABackend)?.attentionRoute = route
+                (backend as? CUDABackend)?.singleKernelAttentionBackward = singleBackward
                 var name = route.map { "\($0)" } ?? "cpu"
                 if route == .fused, !CUDABackend.hasTensorCoreBackward(shape, dtype: elementType) { name += " (gemm backward)" }
+                if singleBackward { name += ", 1 bwd kernel" }
                 do {
                     let saved = try backend.attention(query: q, key: k, value: v, shape: shape)
                     let forward = try time { _ = try backend.attention(query: q, key: k, value: v, shape: shape) }
@@ -92,6 +96,7 @@ struct BenchAttention: ParsableCommand {
             }
         }
         (backend as? CUDABackend)?.attentionRoute = nil
+        (backend as? CUDABackend)?.singleKernelAttentionBackward = false
         print(table.render())
         if let path = timing.json {
             try writeJSON(results, to: path)

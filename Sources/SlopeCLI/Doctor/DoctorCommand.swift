@@ -64,6 +64,11 @@ struct DoctorCommand: ParsableCommand {
                 backend.attentionRoute = route
                 checks += comparison.runAttentionChecks(suffix: " (\(route))")
             }
+            // The fused route's one-kernel backward (d = 64; off by default until timed).
+            backend.attentionRoute = .fused
+            backend.singleKernelAttentionBackward = true
+            checks += comparison.runAttentionChecks(suffix: " (fused, one backward kernel)")
+            backend.singleKernelAttentionBackward = false
             backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
             checks += comparison.runCheckpointCheck()

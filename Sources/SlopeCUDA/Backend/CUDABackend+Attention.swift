@@ -116,11 +116,22 @@ extension CUDABackend {
         _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, delta: Tensor, shape s: AttentionShape
     ) throws -> AttentionGradients {
         let operation = "attentionBackward"
-        let (dq, dk, dv) = (try newTensor(query.shape, dtype: query.dtype), try newTensor(key.shape, dtype: key.dtype), try newTensor(value.shape, dtype: value.dtype))
+        let (dk, dv) = (try newTensor(key.shape, dtype: key.dtype), try newTensor(value.shape, dtype: value.dtype))
         let inputs: [KernelArgument] = [
             .pointer(try address(query, operation)), .pointer(try address(key, operation)), .pointer(try address(value, operation)),
             .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)), .pointer(try address(delta, operation)),
         ]
+        if singleKernelAttentionBackward && s.headDimension == 64 {
+            let dq32 = try zeros(query.shape, dtype: .float32)
+            try launch(
+                .attentionTensorCore, "attention_backward_tc_d64", dtype: query.dtype,
+                grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (128, 1, 1),
+                sharedBytes: KernelSources.singleKernelBackwardSharedBytes,
+                inputs + [.pointer(address(dq32, operation)), .pointer(address(dk, operation)), .pointer(address(dv, operation))]
+                    + Self.sizeArguments(s))
+            return AttentionGradients(query: try cast(dq32, to: query.dtype), key: dk, value: dv)
+        }
+        let dq = try newTensor(query.shape, dtype: query.dtype)
         try launch(
             .attentionTensorCore, "attention_backward_kv_tc_d\(s.headDimension)", dtype: query.dtype,
             grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (128, 1, 1),

@@ -22,6 +22,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var sparseBiasEpilogue = true
     /// How attention runs (see ``AttentionRoute``); nil chooses per call. Starts from `SLOPE_ATTENTION`.
     public var attentionRoute: AttentionRoute?
+    /// Whether the fused route's backward at head dimension 64 runs as one kernel (dQ through float32 atomics)
+    /// instead of two; off until it is timed on a GPU. Starts from `SLOPE_ATTENTION_BACKWARD=single|split`.
+    public var singleKernelAttentionBackward = false
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
     let host = CPUBackend()
     /// Loaded modules by family and dtype: the hot path of every launch, so it must not rebuild or hash
@@ -31,7 +34,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public init(ordinal: Int = 0) throws {
         cudaDevice = try CUDADevice(ordinal: ordinal)
         allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
-        let environment = processEnvironment(["SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS"])
+        let environment = processEnvironment([
+            "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_BACKWARD",
+        ])
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
         cusparseLt = try? CuSPARSELtMatmul(device: cudaDevice)
@@ -44,6 +49,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         case "kernel"?: sparseBiasEpilogue = false
         case let other?:
             throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_BIAS", reason: "must be epilogue or kernel, not '\(other)'")
+        }
+        switch environment["SLOPE_ATTENTION_BACKWARD"] {
+        case nil, "split"?: singleKernelAttentionBackward = false
+        case "single"?: singleKernelAttentionBackward = true
+        case let other?:
+            throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION_BACKWARD", reason: "must be single or split, not '\(other)'")
         }
         if let route = environment["SLOPE_ATTENTION"], route != "auto" {
             guard let parsed = AttentionRoute(rawValue: route) else {
@@ -95,7 +106,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Launches kernel `name` of `family` compiled for `dtype`.
     func launch(
         _ family: KernelFamily, _ name: String, dtype: DType, grid: (Int, Int, Int), block: (Int, Int, Int) = (256, 1, 1),
-        _ arguments: [KernelArgument]
+        sharedBytes: Int = 0, _ arguments: [KernelArgument]
     ) throws {
         let moduleName = "\(family.rawValue)_\(dtype)"
         let module = try loadedModules.withLock { $0[moduleName] } ?? {
@@ -103,7 +114,15 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             loadedModules.withLock { $0[moduleName] = compiled }
             return compiled
         }()
-        try cudaDevice.profiled(name) { try cudaDevice.launch(module.function(name), name: name, grid: grid, block: block, arguments) }
+        let function = try module.function(name)
+        if sharedBytes > 48 << 10 {  // beyond the default limit a kernel must opt in (a cheap call; not cached)
+            try cudaDevice.driver.check(
+                cudaDevice.driver.cuFuncSetAttribute(function, Int32(SLOPE_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES), Int32(sharedBytes)),
+                "cuFuncSetAttribute(\(name), dynamic shared memory \(sharedBytes) bytes)")
+        }
+        try cudaDevice.profiled(name) {
+            try cudaDevice.launch(function, name: name, grid: grid, block: block, sharedBytes: sharedBytes, arguments)
+        }
     }
 
     /// Records that `tensor`'s memory was written in place (see ``CUDAStorage/generation``).

@@ -33,6 +33,7 @@ struct DriverAPI: @unchecked Sendable {
     let cuModuleLoadData: slope_cuModuleLoadData_fn
     let cuModuleGetFunction: slope_cuModuleGetFunction_fn
     let cuModuleUnload: slope_cuModuleUnload_fn
+    let cuFuncSetAttribute: slope_cuFuncSetAttribute_fn
     let cuLaunchKernel: slope_cuLaunchKernel_fn
 
     init(_ library: DynamicLibrary) throws {
@@ -66,6 +67,7 @@ struct DriverAPI: @unchecked Sendable {
         cuModuleLoadData = try library.symbol("cuModuleLoadData")
         cuModuleGetFunction = try library.symbol("cuModuleGetFunction")
         cuModuleUnload = try library.symbol("cuModuleUnload")
+        cuFuncSetAttribute = try library.symbol("cuFuncSetAttribute")
         cuLaunchKernel = try library.symbol("cuLaunchKernel")
     }
 

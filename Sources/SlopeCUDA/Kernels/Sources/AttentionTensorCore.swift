@@ -164,6 +164,24 @@ extension KernelSources {
         }
     }
 
+    // out[16 × D] += a[16 × K] · tile, with a read from shared memory (row stride aStride) and tile [K][D].
+    template <int D, int K>
+    __device__ __forceinline__ void accumulate_shared_product(float (&out)[D / 8][4], const u16* a, int aStride, const u16* tile, int lane) {
+        const int which = lane >> 3, row = lane & 7;
+        #pragma unroll
+        for (int ks = 0; ks < K / 16; ++ks) {
+            unsigned af[4];
+            load_matrices(af, a + ((which & 1) * 8 + row) * aStride + ks * 16 + (which >> 1) * 8);
+            #pragma unroll
+            for (int dp = 0; dp < D / 16; ++dp) {
+                unsigned b[4];
+                load_matrices_transposed(b, tile + (ks * 16 + (which & 1) * 8 + row) * (D + 8) + (2 * dp + (which >> 1)) * 8);
+                mma16816(out[2 * dp], af, b[0], b[1]);
+                mma16816(out[2 * dp + 1], af, b[2], b[3]);
+            }
+        }
+    }
+
     // Forward: O = softmax(scale·Q·Kᵀ)·V and the log-sum-exp. 4 warps; each warp owns MT blocks of 16 query
     // rows (BM = 64·MT rows per block) and walks K/V in tiles of BN keys with an online softmax.
     // Grid (ceil(tq / BM), hq, batch), block 128; the blocks with the longest causal rows start first.
@@ -331,6 +349,107 @@ extension KernelSources {
         store_rows<D>(dv, dva[0], 1.0f, 1.0f, b, s.tk, s.hkv, kvh, k0, t);
     }
 
+    // Backward in one kernel (FlashAttention-2's arrangement): the key-major walk of attention_backward_kv_tc,
+    // and dQ as well. Each step writes dS (16-bit) of the block's 64 keys × QT queries to shared memory; each
+    // warp multiplies its 16 query rows of it by the block's K tile and adds the result to a float32 dQ with
+    // atomics (dq_accum, zeroed before and converted after). Five products per step where the two kernels do
+    // seven. Dynamic shared memory (55 KB at D = 64): Q and dO tiles double-buffered, K, dS, lse and δ.
+    template <int D, int QT>
+    __device__ void attention_backward_tc(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
+                                          float* dq_accum, T* dk, T* dv, AttentionSizes s) {
+        constexpr int BM = QT, BN = 64, STRIDE = D + 8, DS_STRIDE = BN + 8;
+        DYNAMIC_SHARED(smem);
+        u16* qs[2] = {(u16*)smem, (u16*)smem + BM * STRIDE};
+        u16* gs[2] = {qs[1] + BM * STRIDE, qs[1] + 2 * BM * STRIDE};
+        u16* kt = gs[1] + BM * STRIDE;
+        u16* ds = kt + BN * STRIDE;
+        float* lses[2] = {(float*)(ds + BM * DS_STRIDE), (float*)(ds + BM * DS_STRIDE) + BM};
+        float* deltas[2] = {lses[1] + BM, lses[1] + 2 * BM};
+        int b = blockIdx.z, kvh = blockIdx.y, group = s.hq / s.hkv;
+        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+        int firstKey = blockIdx.x * BN, k0 = firstKey + warp * 16 + g;
+        stage_tile<D, BN>(kt, k, b, s.tk, s.hkv, kvh, firstKey);
+        commit_copies();
+        unsigned ka[1][D / 16][4], va[1][D / 16][4];
+        load_rows<D>(ka[0], k, b, s.tk, s.hkv, kvh, k0, t);
+        load_rows<D>(va[0], v, b, s.tk, s.hkv, kvh, k0, t);
+        float dka[1][D / 8][4], dva[1][D / 8][4];
+        #pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+            dka[0][dt][0] = dka[0][dt][1] = dka[0][dt][2] = dka[0][dt][3] = 0.0f;
+            dva[0][dt][0] = dva[0][dt][1] = dva[0][dt][2] = dva[0][dt][3] = 0.0f;
+        }
+        const float scaleLog2 = s.scale * LOG2E;
+        int offset = s.tk - s.tq;
+        int firstTile = s.causal ? max(0, firstKey - offset) / BM : 0;
+        int tilesPerHead = (s.tq + BM - 1) / BM - firstTile;
+        int steps = tilesPerHead > 0 ? tilesPerHead * group : 0;
+        auto stage = [&](int j, int buffer) {
+            int h = kvh * group + j / tilesPerHead, first = (firstTile + j % tilesPerHead) * BM;
+            stage_tile<D, BM>(qs[buffer], q, b, s.tq, s.hq, h, first);
+            stage_tile<D, BM>(gs[buffer], dout, b, s.tq, s.hq, h, first);
+            commit_copies();
+            for (int r = threadIdx.x; r < BM; r += 128) {
+                int query = first + r;
+                i64 at = ((i64)b * s.tq + min(query, s.tq - 1)) * s.hq + h;
+                lses[buffer][r] = lse[at] * LOG2E;
+                deltas[buffer][r] = delta[at];
+            }
+        };
+        if (steps > 0) stage(0, 0);
+        for (int j = 0; j < steps; ++j) {
+            if (j + 1 < steps) { stage(j + 1, (j + 1) & 1); wait_copies<1>(); } else { wait_copies<0>(); }
+            __syncthreads();
+            const int buffer = j & 1, h = kvh * group + j / tilesPerHead, first = (firstTile + j % tilesPerHead) * BM;
+            float st[1][BM / 8][4], dpt[1][BM / 8][4];
+            product_transposed<D, BM, 1>(st, ka, qs[buffer], lane);   // Sᵀ: 16 keys × BM queries
+            product_transposed<D, BM, 1>(dpt, va, gs[buffer], lane);  // dPᵀ = V·dOᵀ
+            bool edge = first + BM > s.tq || (s.causal && first < firstKey + BN - 1 - offset);
+            #pragma unroll
+            for (int nt = 0; nt < BM / 8; ++nt) {
+                #pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    int c = nt * 8 + t * 2 + (e & 1);
+                    float p = exp2_fast(st[0][nt][e] * scaleLog2 - lses[buffer][c]);
+                    if (edge) {
+                        int query = first + c, key = k0 + (e >> 1) * 8;
+                        if (query >= s.tq || (s.causal && key > offset + query)) p = 0.0f;
+                    }
+                    st[0][nt][e] = p;
+                    float dsv = p * (dpt[0][nt][e] - deltas[buffer][c]) * s.scale;
+                    dpt[0][nt][e] = dsv;
+                    ds[c * DS_STRIDE + warp * 16 + g + (e >> 1) * 8] = from_float<T>(dsv).bits;  // dS, not dSᵀ
+                }
+            }
+            accumulate_product<D, BM, 1>(dva, st, gs[buffer], lane);   // dV += Pᵀ·dO
+            accumulate_product<D, BM, 1>(dka, dpt, qs[buffer], lane);  // dK += dSᵀ·Q
+            __syncthreads();  // dS complete
+            #pragma unroll
+            for (int rows = 0; rows < BM / 64; ++rows) {
+                const int r0 = (rows * 4 + warp) * 16;  // this warp's 16 query rows of the tile
+                float dqa[D / 8][4];
+                #pragma unroll
+                for (int dt = 0; dt < D / 8; ++dt) dqa[dt][0] = dqa[dt][1] = dqa[dt][2] = dqa[dt][3] = 0.0f;
+                accumulate_shared_product<D, BN>(dqa, ds + r0 * DS_STRIDE, DS_STRIDE, kt, lane);  // dQ part = dS·K
+                #pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    int query = first + r0 + g + half * 8;
+                    if (query >= s.tq) continue;
+                    float* row = dq_accum + ((i64)b * s.tq + query) * s.hq * D + (i64)h * D;
+                    #pragma unroll
+                    for (int dt = 0; dt < D / 8; ++dt) {
+                        atomicAdd(row + dt * 8 + t * 2, dqa[dt][2 * half]);
+                        atomicAdd(row + dt * 8 + t * 2 + 1, dqa[dt][2 * half + 1]);
+                    }
+                }
+            }
+            __syncthreads();  // the Q/dO buffer is refilled two steps on; dS is rewritten next step
+        }
+        wait_copies<0>();  // (the K tile, when no query tile sees these keys)
+        store_rows<D>(dk, dka[0], 1.0f, 1.0f, b, s.tk, s.hkv, kvh, k0, t);
+        store_rows<D>(dv, dva[0], 1.0f, 1.0f, b, s.tk, s.hkv, kvh, k0, t);
+    }
+
     // Backward, query-major: S = Q·Kᵀ, P = exp(scale·S − lse), dP = dO·Vᵀ, dS = P ⊙ (dP − δ)·scale,
     // dQ += dS·K, in key tiles of KT. Grid (ceil(tq / 64), hq, batch), block 128; the longest causal rows
     // start first.
@@ -431,6 +550,10 @@ extension KernelSources {
     TC_FORWARD(128, 1, 32)
     TC_BACKWARD(64, 64)
     TC_BACKWARD(128, 32)
+    extern "C" __global__ void __launch_bounds__(128) attention_backward_tc_d64(const T* q, const T* k, const T* v, const T* dout,
+        const float* lse, const float* delta, float* dq_accum, T* dk, T* dv, SIZES_PARAMS) {
+        attention_backward_tc<64, 64>(q, k, v, dout, lse, delta, dq_accum, dk, dv, SIZES);
+    }
     #endif
     """#
 
@@ -438,4 +561,10 @@ extension KernelSources {
     static let tensorCoreForwardBlockRows: [Int: Int] = [64: 128, 128: 64]
     /// Head dimensions the tensor-core backward is instantiated for (64 query rows or keys per block).
     static let tensorCoreBackwardHeadDimensions: Set<Int> = [64, 128]
+    /// Dynamic shared memory of the one-kernel backward (`attention_backward_tc_d64`, 64 keys × 64 queries per
+    /// step): Q and dO tiles twice, K, dS (16-bit), then lse and δ twice (float).
+    static let singleKernelBackwardSharedBytes: Int = {
+        let (d, queries, keys) = (64, 64, 64)
+        return (4 * queries * (d + 8) + keys * (d + 8) + queries * (keys + 8)) * 2 + 4 * queries * 4
+    }()
 }

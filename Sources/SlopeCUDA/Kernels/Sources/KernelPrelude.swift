@@ -41,6 +41,12 @@ extension KernelSources {
         return r;
     }
 
+    // A kernel's dynamic shared memory (sized at launch; above 48 KB the launch opts in per function). The host
+    // emulation in the tests defines it as a static buffer instead.
+    #ifndef DYNAMIC_SHARED
+    #define DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
+    #endif
+
     // Loop over [0, n) so any 1-D grid covers the whole range.
     #define GRID_STRIDE(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (i64)(n); i += (i64)gridDim.x * blockDim.x)
 
