@@ -137,7 +137,7 @@ final class KernelEmulationTests: XCTestCase {
     /// The tensor-core attention kernels (forward, δ, dK/dV, dQ), with `mma.sync`, `ldmatrix` and `cp.async`
     /// emulated lane by lane from PTX's fragment layouts (`tensorCoreHelpers`), against the CPU backend: head
     /// dimensions 64 and 128, grouped-query heads, causal and not, sequences that end inside a tile, queries
-    /// that are the last of more keys; at 64 also the one-kernel backward.
+    /// that are the last of more keys; the two-kernel and the one-kernel backward.
     func testTensorCoreAttentionMatchesTheCPUBackend() throws {
         let module = try EmulatedModule(
             source: Self.withEmulatedTensorCores(KernelFamily.attentionTensorCore.translationUnit(for: .bfloat16)),
@@ -146,7 +146,8 @@ final class KernelEmulationTests: XCTestCase {
                 kernels["attention_delta_tc_d\(d)"] = 4
                 kernels["attention_backward_kv_tc_d\(d)"] = 15
                 kernels["attention_backward_q_tc_d\(d)"] = 14
-            }.merging(["attention_backward_tc_d64": 16]) { $1 })
+                kernels["attention_backward_tc_d\(d)"] = 16
+            })
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 16)
         for (d, causal, batch, queries, keys) in [(64, true, 1, 72, 72), (128, false, 1, 72, 72), (64, true, 2, 40, 72)] {
@@ -184,14 +185,13 @@ final class KernelEmulationTests: XCTestCase {
             try Self.assertClose(Self.bf16(dq), try cpu.floats(gradients.query), tolerance: 3e-2, "dQ, d = \(d)")
             try Self.assertClose(Self.bf16(kv[6]!), try cpu.floats(gradients.key), tolerance: 3e-2, "dK, d = \(d)")
             try Self.assertClose(Self.bf16(kv[7]!), try cpu.floats(gradients.value), tolerance: 3e-2, "dV, d = \(d)")
-            guard d == 64 else { continue }
             // The one-kernel backward: dQ through float32 atomics, dK and dV as above.
-            let single = try module.launch("attention_backward_tc_d64", grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: 128,
+            let single = try module.launch("attention_backward_tc_d\(d)", grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: 128,
                                            saved + [.readWriteArray([Float](repeating: 0, count: rows * s.queryHeads * d)),
                                                     .output(bytes: kBytes.count), .output(bytes: vBytes.count)] + sizes)
-            try Self.assertClose(single[6]!.elements(), try cpu.floats(gradients.query), tolerance: 3e-2, "one-kernel dQ")
-            try Self.assertClose(Self.bf16(single[7]!), try cpu.floats(gradients.key), tolerance: 3e-2, "one-kernel dK")
-            try Self.assertClose(Self.bf16(single[8]!), try cpu.floats(gradients.value), tolerance: 3e-2, "one-kernel dV")
+            try Self.assertClose(single[6]!.elements(), try cpu.floats(gradients.query), tolerance: 3e-2, "one-kernel dQ, d = \(d)")
+            try Self.assertClose(Self.bf16(single[7]!), try cpu.floats(gradients.key), tolerance: 3e-2, "one-kernel dK, d = \(d)")
+            try Self.assertClose(Self.bf16(single[8]!), try cpu.floats(gradients.value), tolerance: 3e-2, "one-kernel dV, d = \(d)")
         }
     }
 

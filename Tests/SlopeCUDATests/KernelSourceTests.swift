@@ -39,7 +39,7 @@ final class KernelSourceTests: XCTestCase {
             .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
                          "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D"],
             .attentionTensorCore: ["attention_forward_tc_d##D", "attention_backward_kv_tc_d##D", "attention_backward_q_tc_d##D",
-                                   "attention_delta_tc_d##D"],
+                                   "attention_delta_tc_d##D", "attention_backward_tc_d##D"],
             .timing: ["hold_stream"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))

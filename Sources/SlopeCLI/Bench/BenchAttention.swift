@@ -53,7 +53,7 @@ struct BenchAttention: ParsableCommand {
               [.float32, .bfloat16, .float16].contains(elementType)
         else { throw ValidationError("--dtype must be float32, bfloat16 or float16") }
         let (backend, time, clock) = try device.backend(timing)
-        // Every CUDA route forced in turn, the fused one also with its one-kernel backward (d = 64); the CPU has one.
+        // Every CUDA route forced in turn, the fused one also with its one-kernel backward; the CPU has one.
         let routes: [(route: AttentionRoute?, singleBackward: Bool)] = backend is CUDABackend
             ? [(.fused, false), (.fused, true), (.gemm, false), (.flash, false)] : [(nil, false)]
         print("slope bench attention — \(backend.name), \(elementType), \(nonCausal ? "full" : "causal"), \(clock)")
@@ -70,7 +70,6 @@ struct BenchAttention: ParsableCommand {
                 * (shape.causal ? 0.5 : 1)
             let label = "\(shape.batch)×\(shape.queryLength)×\(shape.queryHeads)×\(shape.headDimension)"
             for (route, singleBackward) in routes {
-                if singleBackward && shape.headDimension != 64 { continue }
                 (backend as? CUDABackend)?.attentionRoute = route
                 (backend as? CUDABackend)?.singleKernelAttentionBackward = singleBackward
                 var name = route.map { "\($0)" } ?? "cpu"

@@ -64,7 +64,7 @@ struct DoctorCommand: ParsableCommand {
                 backend.attentionRoute = route
                 checks += comparison.runAttentionChecks(suffix: " (\(route))")
             }
-            // The fused route's one-kernel backward (d = 64; off by default until timed).
+            // The fused route's one-kernel backward (off by default until timed).
             backend.attentionRoute = .fused
             backend.singleKernelAttentionBackward = true
             checks += comparison.runAttentionChecks(suffix: " (fused, one backward kernel)")

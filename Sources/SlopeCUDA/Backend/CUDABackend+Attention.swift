@@ -121,12 +121,12 @@ extension CUDABackend {
             .pointer(try address(query, operation)), .pointer(try address(key, operation)), .pointer(try address(value, operation)),
             .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)), .pointer(try address(delta, operation)),
         ]
-        if singleKernelAttentionBackward && s.headDimension == 64 {
+        if singleKernelAttentionBackward {
             let dq32 = try zeros(query.shape, dtype: .float32)
             try launch(
-                .attentionTensorCore, "attention_backward_tc_d64", dtype: query.dtype,
+                .attentionTensorCore, "attention_backward_tc_d\(s.headDimension)", dtype: query.dtype,
                 grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (128, 1, 1),
-                sharedBytes: KernelSources.singleKernelBackwardSharedBytes,
+                sharedBytes: KernelSources.singleKernelBackwardSharedBytes(headDimension: s.headDimension),
                 inputs + [.pointer(address(dq32, operation)), .pointer(address(dk, operation)), .pointer(address(dv, operation))]
                     + Self.sizeArguments(s))
             return AttentionGradients(query: try cast(dq32, to: query.dtype), key: dk, value: dv)

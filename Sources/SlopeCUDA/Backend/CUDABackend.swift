@@ -22,8 +22,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var sparseBiasEpilogue = true
     /// How attention runs (see ``AttentionRoute``); nil chooses per call. Starts from `SLOPE_ATTENTION`.
     public var attentionRoute: AttentionRoute?
-    /// Whether the fused route's backward at head dimension 64 runs as one kernel (dQ through float32 atomics)
-    /// instead of two; off until it is timed on a GPU. Starts from `SLOPE_ATTENTION_BACKWARD=single|split`.
+    /// Whether the fused route's backward runs as one kernel (dQ through float32 atomics) instead of two; off
+    /// until it is timed on a GPU. Starts from `SLOPE_ATTENTION_BACKWARD=single|split`.
     public var singleKernelAttentionBackward = false
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
     let host = CPUBackend()

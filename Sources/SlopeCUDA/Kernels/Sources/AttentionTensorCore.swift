@@ -353,7 +353,8 @@ extension KernelSources {
     // and dQ as well. Each step writes dS (16-bit) of the block's 64 keys × QT queries to shared memory; each
     // warp multiplies its 16 query rows of it by the block's K tile and adds the result to a float32 dQ with
     // atomics (dq_accum, zeroed before and converted after). Five products per step where the two kernels do
-    // seven. Dynamic shared memory (55 KB at D = 64): Q and dO tiles double-buffered, K, dS, lse and δ.
+    // seven. Dynamic shared memory (55 KB at D = 64 with QT = 64; 57 KB at D = 128 with QT = 32): Q and dO
+    // tiles double-buffered, K, dS, lse and δ.
     template <int D, int QT>
     __device__ void attention_backward_tc(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
                                           float* dq_accum, T* dk, T* dv, AttentionSizes s) {
@@ -424,9 +425,7 @@ extension KernelSources {
             accumulate_product<D, BM, 1>(dva, st, gs[buffer], lane);   // dV += Pᵀ·dO
             accumulate_product<D, BM, 1>(dka, dpt, qs[buffer], lane);  // dK += dSᵀ·Q
             __syncthreads();  // dS complete
-            #pragma unroll
-            for (int rows = 0; rows < BM / 64; ++rows) {
-                const int r0 = (rows * 4 + warp) * 16;  // this warp's 16 query rows of the tile
+            for (int r0 = warp * 16; r0 < BM; r0 += 64) {  // this warp's 16 query rows of the tile (none at BM = 32, warps 2, 3)
                 float dqa[D / 8][4];
                 #pragma unroll
                 for (int dt = 0; dt < D / 8; ++dt) dqa[dt][0] = dqa[dt][1] = dqa[dt][2] = dqa[dt][3] = 0.0f;
@@ -550,10 +549,13 @@ extension KernelSources {
     TC_FORWARD(128, 1, 32)
     TC_BACKWARD(64, 64)
     TC_BACKWARD(128, 32)
-    extern "C" __global__ void __launch_bounds__(128) attention_backward_tc_d64(const T* q, const T* k, const T* v, const T* dout,
-        const float* lse, const float* delta, float* dq_accum, T* dk, T* dv, SIZES_PARAMS) {
-        attention_backward_tc<64, 64>(q, k, v, dout, lse, delta, dq_accum, dk, dv, SIZES);
-    }
+    // The one-kernel backward (QT query rows per step, as TC_BACKWARD's TILE).
+    #define TC_BACKWARD_SINGLE(D, QT) \
+    extern "C" __global__ void __launch_bounds__(128) attention_backward_tc_d##D(const T* q, const T* k, const T* v, const T* dout, \
+        const float* lse, const float* delta, float* dq_accum, T* dk, T* dv, SIZES_PARAMS) { \
+        attention_backward_tc<D, QT>(q, k, v, dout, lse, delta, dq_accum, dk, dv, SIZES); }
+    TC_BACKWARD_SINGLE(64, 64)
+    TC_BACKWARD_SINGLE(128, 32)
     #endif
     """#
 
@@ -561,10 +563,13 @@ extension KernelSources {
     static let tensorCoreForwardBlockRows: [Int: Int] = [64: 128, 128: 64]
     /// Head dimensions the tensor-core backward is instantiated for (64 query rows or keys per block).
     static let tensorCoreBackwardHeadDimensions: Set<Int> = [64, 128]
-    /// Dynamic shared memory of the one-kernel backward (`attention_backward_tc_d64`, 64 keys × 64 queries per
-    /// step): Q and dO tiles twice, K, dS (16-bit), then lse and δ twice (float).
-    static let singleKernelBackwardSharedBytes: Int = {
-        let (d, queries, keys) = (64, 64, 64)
+    /// Query rows per step of the one-kernel backward (`attention_backward_tc_d<D>`, 64 keys per block).
+    static let singleKernelBackwardQueryTile: [Int: Int] = [64: 64, 128: 32]
+
+    /// Its dynamic shared memory at head dimension `d`: Q and dO tiles twice, K, dS (16-bit), then lse and δ
+    /// twice (float).
+    static func singleKernelBackwardSharedBytes(headDimension d: Int) -> Int {
+        let (queries, keys) = (singleKernelBackwardQueryTile[d] ?? 64, 64)
         return (4 * queries * (d + 8) + keys * (d + 8) + queries * (keys + 8)) * 2 + 4 * queries * 4
-    }()
+    }
 }
