@@ -132,6 +132,56 @@ final class KernelEmulationTests: XCTestCase {
         }
     }
 
+    /// Cross-entropy: the forward's online max and sum over packed rows (probabilities and per-row losses, an
+    /// ignored row among them), then the backward in place over the probabilities, against the CPU backend (bf16).
+    func testCrossEntropyMatchesTheCPUBackend() throws {
+        let module = try EmulatedModule(family: .loss, dtype: .bfloat16, kernels: ["cross_entropy_forward": 7, "cross_entropy_backward": 7])
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 17)
+        let (rows, classes, ignore): (Int, Int, Int32) = (6, 1000, -100)  // rows of whole 16-byte packs
+        let logits = try cpu.randomNormal([rows, classes], dtype: .bfloat16, using: &generator)
+        let targetValues: [Int32] = [3, 999, ignore, 0, 512, 7]
+        let targets = try cpu.tensor(targetValues, shape: [rows])
+        let expected = try cpu.crossEntropy(logits: logits, targets: targets, ignoreIndex: ignore)
+        let forward = try module.launch("cross_entropy_forward", grid: (rows, 1, 1), [
+            .input(try Self.raw(logits, cpu)), .inputArray(targetValues), .output(bytes: rows * classes * 2), .output(bytes: rows * 4),
+            .int64(rows), .int64(classes), .int32(Int(ignore)),
+        ])
+        try Self.assertClose(Self.bf16(forward[2]!), try cpu.floats(expected.probabilities), tolerance: 1e-2, "probabilities")
+        let rowLosses: [Float] = forward[3]!.elements()
+        XCTAssertEqual(rowLosses[2], 0, "the ignored row adds nothing")
+        XCTAssertEqual(rowLosses.reduce(0, +) / Float(expected.countedRows), try cpu.floats(expected.loss)[0], accuracy: 1e-3)
+
+        let scale: Float = 0.5
+        let gradient = try module.launch("cross_entropy_backward", grid: ((rows * classes + 255) / 256, 1, 1), [
+            .input(forward[2]!), .inputArray(targetValues), .readWrite(forward[2]!), .int64(rows), .int64(classes), .int32(Int(ignore)),
+            .float(scale / Float(expected.countedRows)),
+        ])[2]!
+        let reference = try cpu.crossEntropyBackward(expected, targets: targets, ignoreIndex: ignore, scale: scale)
+        try Self.assertClose(Self.bf16(gradient), try cpu.floats(reference), tolerance: 1e-2, "logit gradients")
+    }
+
+    /// The embedding gradient by id segments (one block per distinct id, tokens in order), repeated ids
+    /// included, added to the existing gradient, against the CPU backend.
+    func testEmbeddingGradientBySegmentsMatchesTheCPUBackend() throws {
+        let module = try EmulatedModule(family: .loss, dtype: .float32, kernels: ["embedding_backward": 7])
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 18)
+        let (vocabulary, columns) = (40, 300)  // 300 columns: a second block of columns, partly used
+        let tokenIDs: [Int32] = [5, 17, 5, 39, 0, 17, 5, 22]
+        let dy = try cpu.randomNormal([tokenIDs.count, columns], dtype: .float32, using: &generator)
+        let start = try cpu.randomNormal([vocabulary, columns], dtype: .float32, using: &generator)
+        let expected = try cpu.cast(start, to: .float32)
+        try cpu.embeddingBackward(dy, ids: try cpu.tensor(tokenIDs, shape: [tokenIDs.count]), into: expected)
+        let segments = EmbeddingSegments(tokenIDs: tokenIDs, vocabulary: vocabulary)
+        let count = segments.ids.count
+        let out = try module.launch("embedding_backward", grid: (count, (columns + 255) / 256, 1), [
+            .inputArray(try cpu.floats(dy)), .inputArray(segments.ids), .inputArray(segments.starts), .inputArray(segments.positions),
+            .readWriteArray(try cpu.floats(start)), .int64(count), .int64(columns),
+        ])
+        try Self.assertClose(out[4]!.elements(), try cpu.floats(expected), tolerance: 1e-6, "table gradient")
+    }
+
     /// The tensor-core attention kernels (forward, δ, dK/dV, dQ), with `mma.sync`, `ldmatrix` and `cp.async`
     /// emulated lane by lane from PTX's fragment layouts (`EmulatedModule.tensorCoreHelpers`), against the CPU
     /// backend: head dimensions 64 and 128, grouped-query heads, causal and not, sequences that end inside a
