@@ -9,7 +9,7 @@ extension CUDABackend {
     /// GPU records the start event at once and then waits for the host to launch the first kernel, so host
     /// work (a layer's checks, the sparse GEMM's route, plan and allocation lookups) was counted as GPU time,
     /// although in a training step it overlaps the kernels already queued. (On an H200 the benchmark's SLoPe
-    /// forward trailed the same GEMM timed alone by 5–10%; this is the likely cause, not yet measured.)
+    /// forward trailed the same GEMM timed alone by 5–10%; this may be part of why, not yet measured.)
     public func medianMilliseconds(repeats: Int, warmup: Int, _ body: () throws -> Void) throws -> Double {
         let driver = cudaDevice.driver
         try cudaDevice.makeCurrent()
