@@ -283,7 +283,14 @@ extension CUDABackend {
     /// The route chosen for each sparse GEMM shape so far ("bfloat16 8192x4096x4096" → "sparseA"),
     /// with the medians that decided it.
     public var sparseGEMMChoices: [(shape: String, route: String, milliseconds: [String: Double], failures: [String: String])] {
-        decisions.all.sorted { $0.key < $1.key }.map { ($0.key, $0.value.route.rawValue, $0.value.milliseconds, $0.value.failures ?? [:]) }
+        decisions.all.sorted { $0.key < $1.key }.map { key, decision in
+            // The searched cuSPARSELt algorithm too, e.g. "sparseA (config 12, split-K 2)".
+            let route = decision.algorithm.map { algorithm in
+                "\(decision.route.rawValue) (config \(algorithm.configuration)"
+                    + (algorithm.splitK > 1 ? ", split-K \(algorithm.splitK)" : "") + ")"
+            } ?? decision.route.rawValue
+            return (key, route, decision.milliseconds, decision.failures ?? [:])
+        }
     }
 
     func cusparse() throws -> CuSPARSELtMatmul {
