@@ -195,7 +195,7 @@ final class KernelEmulationTests: XCTestCase {
                 kernels["attention_backward_kv_tc_d\(d)"] = 15
                 kernels["attention_backward_q_tc_d\(d)"] = 14
                 kernels["attention_backward_tc_d\(d)"] = 16
-            })
+            }.merging(["attention_forward_tc_d128_wide": 12]) { $1 })
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 16)
         for (d, causal, batch, queries, keys) in [(64, true, 1, 72, 72), (128, false, 1, 72, 72), (64, true, 2, 40, 72)] {
@@ -221,6 +221,13 @@ final class KernelEmulationTests: XCTestCase {
             let (o, lse) = (out[3]!, out[4]!)
             try Self.assertClose(Self.bf16(o), try cpu.floats(expected.output), tolerance: 2e-2, "forward O, d = \(d)")
             try Self.assertClose(lse.elements(), try cpu.floats(expected.logSumExp), tolerance: 1e-3, "forward log-sum-exp, d = \(d)")
+            if KernelSources.tensorCoreWideForwardKeyTile[d] != nil {
+                let wide = try module.launch("attention_forward_tc_d\(d)_wide", grid: ((s.queryLength + blockRows - 1) / blockRows, s.queryHeads, s.batch),
+                                             block: 128, [.input(qBytes), .input(kBytes), .input(vBytes), .output(bytes: qBytes.count),
+                                                          .output(bytes: rows * s.queryHeads * 4)] + sizes)
+                try Self.assertClose(Self.bf16(wide[3]!), try cpu.floats(expected.output), tolerance: 2e-2, "wide forward O, d = \(d)")
+                try Self.assertClose(wide[4]!.elements(), try cpu.floats(expected.logSumExp), tolerance: 1e-3, "wide forward log-sum-exp")
+            }
 
             let deltas = try module.launch("attention_delta_tc_d\(d)", grid: ((rows * s.queryHeads * d / 8 + 255) / 256, 1, 1), [
                 .input(dBytes), .input(o), .output(bytes: rows * s.queryHeads * 4), .int64(rows * s.queryHeads),

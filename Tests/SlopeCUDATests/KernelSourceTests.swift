@@ -39,7 +39,7 @@ final class KernelSourceTests: XCTestCase {
             .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
                          "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D"],
             .attentionTensorCore: ["attention_forward_tc_d##D", "attention_backward_kv_tc_d##D", "attention_backward_q_tc_d##D",
-                                   "attention_delta_tc_d##D", "attention_backward_tc_d##D"],
+                                   "attention_delta_tc_d##D", "attention_backward_tc_d##D", "attention_forward_tc_d##D##_wide"],
             .timing: ["hold_stream"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))
@@ -54,6 +54,21 @@ final class KernelSourceTests: XCTestCase {
             })
             for name in names { XCTAssertTrue(defined.contains(name), "\(family) lacks \(name)") }
             XCTAssertEqual(family.source.components(separatedBy: "extern \"C\"").count - 1, defined.count, "\(family): every kernel is extern \"C\"")
+        }
+    }
+
+    /// Dynamic shared memory asked at launch: what the kernels carve out of it, within Hopper's 227 KB opt-in
+    /// limit (above 48 KB the launch opts in).
+    func testAttentionSharedMemorySizes() {
+        // The forward's K and V tiles, two of each: the static arrays it had before (2 · 2 · BN · (D + 8) halves).
+        XCTAssertEqual(KernelSources.tensorCoreForwardSharedBytes(headDimension: 64, keys: 64), 2 * 2 * 64 * 72 * 2)
+        XCTAssertEqual(KernelSources.tensorCoreForwardSharedBytes(headDimension: 128, keys: 32), 2 * 2 * 32 * 136 * 2)
+        XCTAssertEqual(KernelSources.tensorCoreForwardSharedBytes(headDimension: 128, keys: 64), 69_632)
+        // One-kernel backward: Q, dO ×2, K (D + 8 wide), dS (64 + 8 wide), lse and δ ×2.
+        XCTAssertEqual(KernelSources.singleKernelBackwardSharedBytes(headDimension: 64), (4 * 64 * 72 + 64 * 72 + 64 * 72) * 2 + 4 * 64 * 4)
+        XCTAssertEqual(KernelSources.singleKernelBackwardSharedBytes(headDimension: 128), (4 * 32 * 136 + 64 * 136 + 32 * 72) * 2 + 4 * 32 * 4)
+        for d in [64, 128] {
+            XCTAssertLessThanOrEqual(KernelSources.singleKernelBackwardSharedBytes(headDimension: d), 227 << 10)
         }
     }
 

@@ -64,11 +64,13 @@ struct DoctorCommand: ParsableCommand {
                 backend.attentionRoute = route
                 checks += comparison.runAttentionChecks(suffix: " (\(route))")
             }
-            // The fused route's one-kernel backward (off by default until timed).
+            // The fused route's one-kernel backward and wide-tile forward (off by default until timed).
             backend.attentionRoute = .fused
             backend.singleKernelAttentionBackward = true
-            checks += comparison.runAttentionChecks(suffix: " (fused, one backward kernel)")
+            backend.wideTensorCoreForward = true
+            checks += comparison.runAttentionChecks(suffix: " (fused, one backward kernel, wide forward)")
             backend.singleKernelAttentionBackward = false
+            backend.wideTensorCoreForward = false
             backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
             checks += comparison.runCheckpointCheck()

@@ -90,6 +90,11 @@ extension CUDABackend {
         }
     }
 
+    /// Whether the fused forward has a wide-tile variant at this head dimension (`wideTensorCoreForward`).
+    public static func hasWideTensorCoreForward(headDimension: Int) -> Bool {
+        KernelSources.tensorCoreWideForwardKeyTile[headDimension] != nil
+    }
+
     public static func hasTensorCoreForward(_ s: AttentionShape, dtype: DType) -> Bool {
         (dtype == .bfloat16 || dtype == .float16) && KernelSources.tensorCoreForwardBlockRows[s.headDimension] != nil
     }
@@ -147,9 +152,12 @@ extension CUDABackend {
         let out = try newTensor(query.shape, dtype: query.dtype)
         let lse = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: .float32)
         let rowsPerBlock = KernelSources.tensorCoreForwardBlockRows[s.headDimension] ?? 64
+        let wideKeys = wideTensorCoreForward ? KernelSources.tensorCoreWideForwardKeyTile[s.headDimension] : nil
+        let keys = wideKeys ?? KernelSources.tensorCoreForwardKeyTile[s.headDimension] ?? 64
         try launch(
-            .attentionTensorCore, "attention_forward_tc_d\(s.headDimension)", dtype: query.dtype,
-            grid: ((s.queryLength + rowsPerBlock - 1) / rowsPerBlock, s.queryHeads, s.batch), block: (128, 1, 1), [
+            .attentionTensorCore, "attention_forward_tc_d\(s.headDimension)" + (wideKeys == nil ? "" : "_wide"), dtype: query.dtype,
+            grid: ((s.queryLength + rowsPerBlock - 1) / rowsPerBlock, s.queryHeads, s.batch), block: (128, 1, 1),
+            sharedBytes: KernelSources.tensorCoreForwardSharedBytes(headDimension: s.headDimension, keys: keys), [
                 .pointer(address(query, "attention")), .pointer(address(key, "attention")), .pointer(address(value, "attention")),
                 .pointer(address(out, "attention")), .pointer(address(lse, "attention")),
             ] + Self.sizeArguments(s))

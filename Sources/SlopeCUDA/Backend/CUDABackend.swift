@@ -25,6 +25,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Whether the fused route's backward runs as one kernel (dQ through float32 atomics) instead of two; off
     /// until it is timed on a GPU. Starts from `SLOPE_ATTENTION_BACKWARD=single|split`.
     public var singleKernelAttentionBackward = false
+    /// Whether the fused forward at head dimension 128 walks keys in tiles of 64 (`_wide`, 68 KB of shared
+    /// memory) instead of 32; off until timed. Starts from `SLOPE_ATTENTION_FORWARD=wide|narrow`.
+    public var wideTensorCoreForward = false
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
     let host = CPUBackend()
     /// Loaded modules by family and dtype: the hot path of every launch, so it must not rebuild or hash
@@ -36,6 +39,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
         let environment = processEnvironment([
             "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_BACKWARD",
+            "SLOPE_ATTENTION_FORWARD",
         ])
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
@@ -55,6 +59,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         case "single"?: singleKernelAttentionBackward = true
         case let other?:
             throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION_BACKWARD", reason: "must be single or split, not '\(other)'")
+        }
+        switch environment["SLOPE_ATTENTION_FORWARD"] {
+        case nil, "narrow"?: wideTensorCoreForward = false
+        case "wide"?: wideTensorCoreForward = true
+        case let other?:
+            throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION_FORWARD", reason: "must be wide or narrow, not '\(other)'")
         }
         if let route = environment["SLOPE_ATTENTION"], route != "auto" {
             guard let parsed = AttentionRoute(rawValue: route) else {

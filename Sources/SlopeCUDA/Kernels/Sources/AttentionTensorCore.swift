@@ -184,12 +184,14 @@ extension KernelSources {
 
     // Forward: O = softmax(scale·Q·Kᵀ)·V and the log-sum-exp. 4 warps; each warp owns MT blocks of 16 query
     // rows (BM = 64·MT rows per block) and walks K/V in tiles of BN keys with an online softmax.
-    // Grid (ceil(tq / BM), hq, batch), block 128; the blocks with the longest causal rows start first.
+    // Grid (ceil(tq / BM), hq, batch), block 128, 8·BN·(D + 8) bytes of dynamic shared memory (K and V tiles,
+    // two of each); the blocks with the longest causal rows start first.
     template <int D, int MT, int BN>
     __device__ void attention_forward_tc(const T* q, const T* k, const T* v, T* o, float* lse, AttentionSizes s) {
         constexpr int BM = 64 * MT;
-        __shared__ __align__(16) u16 ks[2][BN * (D + 8)];
-        __shared__ __align__(16) u16 vs[2][BN * (D + 8)];
+        DYNAMIC_SHARED(smem);
+        u16* ks[2] = {(u16*)smem, (u16*)smem + BN * (D + 8)};
+        u16* vs[2] = {ks[1] + BN * (D + 8), ks[1] + 2 * BN * (D + 8)};
         int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.hq / s.hkv);
         int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
         int firstRow = (gridDim.x - 1 - blockIdx.x) * BM;
@@ -530,9 +532,13 @@ extension KernelSources {
         }
     }
 
-    // Exported per head dimension; FORWARD's MT and BN set the block's query rows (64·MT) and key tile.
+    // Exported per head dimension; FORWARD's MT and BN set the block's query rows (64·MT) and key tile; the
+    // _wide variant's key tile is larger (more dynamic shared memory, half the tile steps).
     #define TC_FORWARD(D, MT, BN) \
     extern "C" __global__ void __launch_bounds__(128) attention_forward_tc_d##D( \
+        const T* q, const T* k, const T* v, T* o, float* lse, SIZES_PARAMS) { attention_forward_tc<D, MT, BN>(q, k, v, o, lse, SIZES); }
+    #define TC_FORWARD_WIDE(D, MT, BN) \
+    extern "C" __global__ void __launch_bounds__(128) attention_forward_tc_d##D##_wide( \
         const T* q, const T* k, const T* v, T* o, float* lse, SIZES_PARAMS) { attention_forward_tc<D, MT, BN>(q, k, v, o, lse, SIZES); }
     // The backward keeps K, V, dK, dV (or Q, dO, dQ) fragments in registers; TILE is the other operand's tile
     // (query rows for dK/dV, keys for dQ), smaller at D = 128 so two buffers of both tiles fit in 48 KB.
@@ -547,6 +553,7 @@ extension KernelSources {
         attention_delta_tc<D>(dout, out, delta, rowHeads); }
     TC_FORWARD(64, 2, 64)
     TC_FORWARD(128, 1, 32)
+    TC_FORWARD_WIDE(128, 1, 64)
     TC_BACKWARD(64, 64)
     TC_BACKWARD(128, 32)
     // The one-kernel backward (QT query rows per step, as TC_BACKWARD's TILE).
@@ -561,6 +568,12 @@ extension KernelSources {
 
     /// Head dimensions of the tensor-core forward, with the query rows each block of 128 threads covers.
     static let tensorCoreForwardBlockRows: [Int: Int] = [64: 128, 128: 64]
+    /// Keys per K/V tile of `attention_forward_tc_d<D>`, and of the `_wide` variant where there is one.
+    static let tensorCoreForwardKeyTile: [Int: Int] = [64: 64, 128: 32]
+    static let tensorCoreWideForwardKeyTile: [Int: Int] = [128: 64]
+
+    /// The forward's dynamic shared memory: K and V tiles of `keys` rows (padded to D + 8), two of each.
+    static func tensorCoreForwardSharedBytes(headDimension d: Int, keys: Int) -> Int { 8 * keys * (d + 8) }
     /// Head dimensions the tensor-core backward is instantiated for (64 query rows or keys per block).
     static let tensorCoreBackwardHeadDimensions: Set<Int> = [64, 128]
     /// Query rows per step of the one-kernel backward (`attention_backward_tc_d<D>`, 64 keys per block).
