@@ -64,11 +64,14 @@ final class KernelSourceTests: XCTestCase {
         XCTAssertEqual(KernelSources.tensorCoreForwardSharedBytes(headDimension: 64, keys: 64), 2 * 2 * 64 * 72 * 2)
         XCTAssertEqual(KernelSources.tensorCoreForwardSharedBytes(headDimension: 128, keys: 32), 2 * 2 * 32 * 136 * 2)
         XCTAssertEqual(KernelSources.tensorCoreForwardSharedBytes(headDimension: 128, keys: 64), 69_632)
-        // One-kernel backward: Q, dO ×2, K (D + 8 wide), dS (64 + 8 wide), lse and δ ×2.
-        XCTAssertEqual(KernelSources.singleKernelBackwardSharedBytes(headDimension: 64), (4 * 64 * 72 + 64 * 72 + 64 * 72) * 2 + 4 * 64 * 4)
-        XCTAssertEqual(KernelSources.singleKernelBackwardSharedBytes(headDimension: 128), (4 * 32 * 136 + 64 * 136 + 32 * 72) * 2 + 4 * 32 * 4)
+        // Key-major backward: Q, dO ×2, lse and δ ×2 — the static arrays it had before; the one-kernel variant
+        // adds K (D + 8 wide) and dS (64 + 8 wide).
+        XCTAssertEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: 64, withQueryGradient: false), 4 * 64 * 72 * 2 + 4 * 64 * 4)
+        XCTAssertEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: 128, withQueryGradient: false), 4 * 32 * 136 * 2 + 4 * 32 * 4)
+        XCTAssertEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: 64, withQueryGradient: true), (4 * 64 * 72 + 64 * 72 + 64 * 72) * 2 + 4 * 64 * 4)
+        XCTAssertEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: 128, withQueryGradient: true), (4 * 32 * 136 + 64 * 136 + 32 * 72) * 2 + 4 * 32 * 4)
         for d in [64, 128] {
-            XCTAssertLessThanOrEqual(KernelSources.singleKernelBackwardSharedBytes(headDimension: d), 227 << 10)
+            XCTAssertLessThanOrEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: d, withQueryGradient: true), 227 << 10)
         }
     }
 

@@ -131,7 +131,7 @@ extension CUDABackend {
             try launch(
                 .attentionTensorCore, "attention_backward_tc_d\(s.headDimension)", dtype: query.dtype,
                 grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (128, 1, 1),
-                sharedBytes: KernelSources.singleKernelBackwardSharedBytes(headDimension: s.headDimension),
+                sharedBytes: KernelSources.keyMajorBackwardSharedBytes(headDimension: s.headDimension, withQueryGradient: true),
                 inputs + [.pointer(address(dq32, operation)), .pointer(address(dk, operation)), .pointer(address(dv, operation))]
                     + Self.sizeArguments(s))
             return AttentionGradients(query: try cast(dq32, to: query.dtype), key: dk, value: dv)
@@ -140,6 +140,7 @@ extension CUDABackend {
         try launch(
             .attentionTensorCore, "attention_backward_kv_tc_d\(s.headDimension)", dtype: query.dtype,
             grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (128, 1, 1),
+            sharedBytes: KernelSources.keyMajorBackwardSharedBytes(headDimension: s.headDimension, withQueryGradient: false),
             inputs + [.pointer(address(dk, operation)), .pointer(address(dv, operation))] + Self.sizeArguments(s))
         try launch(
             .attentionTensorCore, "attention_backward_q_tc_d\(s.headDimension)", dtype: query.dtype,

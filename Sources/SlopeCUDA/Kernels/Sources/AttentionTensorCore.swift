@@ -284,95 +284,30 @@ extension KernelSources {
     // Backward, key-major: each warp owns 16 keys of one KV head and walks the query tiles (of every query head
     // in its group) that see them: Sᵀ = K·Qᵀ, Pᵀ = exp(scale·Sᵀ − lse), dV += Pᵀ·dO, dPᵀ = V·dOᵀ,
     // dSᵀ = Pᵀ ⊙ (dPᵀ − δ)·scale, dK += dSᵀ·Q, in query tiles of QT rows. Grid (ceil(tk / 64), hkv, batch), block 128.
-    template <int D, int QT>
-    __device__ void attention_backward_kv_tc(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
-                                             T* dk, T* dv, AttentionSizes s) {
-        constexpr int BM = QT, BN = 64;
-        __shared__ __align__(16) u16 qs[2][BM * (D + 8)];
-        __shared__ __align__(16) u16 gs[2][BM * (D + 8)];
-        __shared__ float lses[2][BM], deltas[2][BM];
-        int b = blockIdx.z, kvh = blockIdx.y, group = s.hq / s.hkv;
-        int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-        int firstKey = blockIdx.x * BN, k0 = firstKey + warp * 16 + g;
-        unsigned ka[1][D / 16][4], va[1][D / 16][4];
-        load_rows<D>(ka[0], k, b, s.tk, s.hkv, kvh, k0, t);
-        load_rows<D>(va[0], v, b, s.tk, s.hkv, kvh, k0, t);
-        float dka[1][D / 8][4], dva[1][D / 8][4];
-        #pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt) {
-            dka[0][dt][0] = dka[0][dt][1] = dka[0][dt][2] = dka[0][dt][3] = 0.0f;
-            dva[0][dt][0] = dva[0][dt][1] = dva[0][dt][2] = dva[0][dt][3] = 0.0f;
-        }
-        const float scaleLog2 = s.scale * LOG2E;
-        int offset = s.tk - s.tq;
-        int firstTile = s.causal ? max(0, firstKey - offset) / BM : 0;
-        int tilesPerHead = (s.tq + BM - 1) / BM - firstTile;
-        int steps = tilesPerHead > 0 ? tilesPerHead * group : 0;
-        auto stage = [&](int j, int buffer) {
-            int h = kvh * group + j / tilesPerHead, first = (firstTile + j % tilesPerHead) * BM;
-            stage_tile<D, BM>(qs[buffer], q, b, s.tq, s.hq, h, first);
-            stage_tile<D, BM>(gs[buffer], dout, b, s.tq, s.hq, h, first);
-            commit_copies();
-            for (int r = threadIdx.x; r < BM; r += 128) {
-                int query = first + r;
-                i64 at = ((i64)b * s.tq + min(query, s.tq - 1)) * s.hq + h;
-                lses[buffer][r] = lse[at] * LOG2E;
-                deltas[buffer][r] = delta[at];
-            }
-        };
-        if (steps > 0) stage(0, 0);
-        for (int j = 0; j < steps; ++j) {
-            if (j + 1 < steps) { stage(j + 1, (j + 1) & 1); wait_copies<1>(); } else { wait_copies<0>(); }
-            __syncthreads();
-            const int buffer = j & 1, first = (firstTile + j % tilesPerHead) * BM;
-            float st[1][BM / 8][4], dpt[1][BM / 8][4];
-            product_transposed<D, BM, 1>(st, ka, qs[buffer], lane);   // Sᵀ: 16 keys × 64 queries
-            product_transposed<D, BM, 1>(dpt, va, gs[buffer], lane);  // dPᵀ = V·dOᵀ
-            bool edge = first + BM > s.tq || (s.causal && first < firstKey + BN - 1 - offset);
-            #pragma unroll
-            for (int nt = 0; nt < BM / 8; ++nt) {
-                #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    int c = nt * 8 + t * 2 + (e & 1);
-                    float p = exp2_fast(st[0][nt][e] * scaleLog2 - lses[buffer][c]);
-                    if (edge) {
-                        int query = first + c, key = k0 + (e >> 1) * 8;
-                        if (query >= s.tq || (s.causal && key > offset + query)) p = 0.0f;
-                    }
-                    st[0][nt][e] = p;
-                    dpt[0][nt][e] = p * (dpt[0][nt][e] - deltas[buffer][c]) * s.scale;
-                }
-            }
-            accumulate_product<D, BM, 1>(dva, st, gs[buffer], lane);   // dV += Pᵀ·dO
-            accumulate_product<D, BM, 1>(dka, dpt, qs[buffer], lane);  // dK += dSᵀ·Q
-            __syncthreads();
-        }
-        store_rows<D>(dk, dka[0], 1.0f, 1.0f, b, s.tk, s.hkv, kvh, k0, t);
-        store_rows<D>(dv, dva[0], 1.0f, 1.0f, b, s.tk, s.hkv, kvh, k0, t);
-    }
-
-    // Backward in one kernel (FlashAttention-2's arrangement): the key-major walk of attention_backward_kv_tc,
-    // and dQ as well. Each step writes dS (16-bit) of the block's 64 keys × QT queries to shared memory; each
-    // warp multiplies its 16 query rows of it by the block's K tile and adds the result to a float32 dQ with
-    // atomics (dq_accum, zeroed before and converted after). Five products per step where the two kernels do
-    // seven. Dynamic shared memory (55 KB at D = 64 with QT = 64; 57 KB at D = 128 with QT = 32): Q and dO
-    // tiles double-buffered, K, dS, lse and δ.
-    template <int D, int QT>
-    __device__ void attention_backward_tc(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
-                                          float* dq_accum, T* dk, T* dv, AttentionSizes s) {
+    // With DQ (the one-kernel backward, FlashAttention-2's arrangement) each step also writes dS (16-bit) of the
+    // block's 64 keys × QT queries to shared memory, and each warp multiplies 16 query rows of it by the block's
+    // K tile and adds the result to a float32 dQ with atomics (dq_accum, zeroed before and converted after):
+    // five products per step where this kernel and the query-major one together do seven. Dynamic shared
+    // memory (key_major_backward_shared_bytes on the host): Q and dO tiles double-buffered, with DQ the K tile
+    // and dS, then lse and δ double-buffered.
+    template <int D, int QT, bool DQ>
+    __device__ void attention_backward_key_major(const T* q, const T* k, const T* v, const T* dout, const float* lse, const float* delta,
+                                                 float* dq_accum, T* dk, T* dv, AttentionSizes s) {
         constexpr int BM = QT, BN = 64, STRIDE = D + 8, DS_STRIDE = BN + 8;
         DYNAMIC_SHARED(smem);
         u16* qs[2] = {(u16*)smem, (u16*)smem + BM * STRIDE};
         u16* gs[2] = {qs[1] + BM * STRIDE, qs[1] + 2 * BM * STRIDE};
-        u16* kt = gs[1] + BM * STRIDE;
-        u16* ds = kt + BN * STRIDE;
-        float* lses[2] = {(float*)(ds + BM * DS_STRIDE), (float*)(ds + BM * DS_STRIDE) + BM};
+        u16* kt = gs[1] + BM * STRIDE;              // with DQ only
+        u16* ds = kt + (DQ ? BN * STRIDE : 0);       // with DQ only
+        float* lses[2] = {(float*)(ds + (DQ ? BM * DS_STRIDE : 0)), (float*)(ds + (DQ ? BM * DS_STRIDE : 0)) + BM};
         float* deltas[2] = {lses[1] + BM, lses[1] + 2 * BM};
         int b = blockIdx.z, kvh = blockIdx.y, group = s.hq / s.hkv;
         int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
         int firstKey = blockIdx.x * BN, k0 = firstKey + warp * 16 + g;
-        stage_tile<D, BN>(kt, k, b, s.tk, s.hkv, kvh, firstKey);
-        commit_copies();
+        if (DQ) {
+            stage_tile<D, BN>(kt, k, b, s.tk, s.hkv, kvh, firstKey);
+            commit_copies();
+        }
         unsigned ka[1][D / 16][4], va[1][D / 16][4];
         load_rows<D>(ka[0], k, b, s.tk, s.hkv, kvh, k0, t);
         load_rows<D>(va[0], v, b, s.tk, s.hkv, kvh, k0, t);
@@ -419,34 +354,35 @@ extension KernelSources {
                         if (query >= s.tq || (s.causal && key > offset + query)) p = 0.0f;
                     }
                     st[0][nt][e] = p;
-                    float dsv = p * (dpt[0][nt][e] - deltas[buffer][c]) * s.scale;
-                    dpt[0][nt][e] = dsv;
-                    ds[c * DS_STRIDE + warp * 16 + g + (e >> 1) * 8] = from_float<T>(dsv).bits;  // dS, not dSᵀ
+                    dpt[0][nt][e] = p * (dpt[0][nt][e] - deltas[buffer][c]) * s.scale;
+                    if (DQ) ds[c * DS_STRIDE + warp * 16 + g + (e >> 1) * 8] = from_float<T>(dpt[0][nt][e]).bits;  // dS, not dSᵀ
                 }
             }
             accumulate_product<D, BM, 1>(dva, st, gs[buffer], lane);   // dV += Pᵀ·dO
             accumulate_product<D, BM, 1>(dka, dpt, qs[buffer], lane);  // dK += dSᵀ·Q
-            __syncthreads();  // dS complete
-            for (int r0 = warp * 16; r0 < BM; r0 += 64) {  // this warp's 16 query rows of the tile (none at BM = 32, warps 2, 3)
-                float dqa[D / 8][4];
-                #pragma unroll
-                for (int dt = 0; dt < D / 8; ++dt) dqa[dt][0] = dqa[dt][1] = dqa[dt][2] = dqa[dt][3] = 0.0f;
-                accumulate_shared_product<D, BN>(dqa, ds + r0 * DS_STRIDE, DS_STRIDE, kt, lane);  // dQ part = dS·K
-                #pragma unroll
-                for (int half = 0; half < 2; ++half) {
-                    int query = first + r0 + g + half * 8;
-                    if (query >= s.tq) continue;
-                    float* row = dq_accum + ((i64)b * s.tq + query) * s.hq * D + (i64)h * D;
+            if (DQ) {
+                __syncthreads();  // dS complete
+                for (int r0 = warp * 16; r0 < BM; r0 += 64) {  // this warp's 16 query rows of the tile (none at BM = 32, warps 2, 3)
+                    float dqa[D / 8][4];
                     #pragma unroll
-                    for (int dt = 0; dt < D / 8; ++dt) {
-                        atomicAdd(row + dt * 8 + t * 2, dqa[dt][2 * half]);
-                        atomicAdd(row + dt * 8 + t * 2 + 1, dqa[dt][2 * half + 1]);
+                    for (int dt = 0; dt < D / 8; ++dt) dqa[dt][0] = dqa[dt][1] = dqa[dt][2] = dqa[dt][3] = 0.0f;
+                    accumulate_shared_product<D, BN>(dqa, ds + r0 * DS_STRIDE, DS_STRIDE, kt, lane);  // dQ part = dS·K
+                    #pragma unroll
+                    for (int half = 0; half < 2; ++half) {
+                        int query = first + r0 + g + half * 8;
+                        if (query >= s.tq) continue;
+                        float* row = dq_accum + ((i64)b * s.tq + query) * s.hq * D + (i64)h * D;
+                        #pragma unroll
+                        for (int dt = 0; dt < D / 8; ++dt) {
+                            atomicAdd(row + dt * 8 + t * 2, dqa[dt][2 * half]);
+                            atomicAdd(row + dt * 8 + t * 2 + 1, dqa[dt][2 * half + 1]);
+                        }
                     }
                 }
             }
-            __syncthreads();  // the Q/dO buffer is refilled two steps on; dS is rewritten next step
+            __syncthreads();  // the Q/dO buffer is refilled two steps on (and dS rewritten next step)
         }
-        wait_copies<0>();  // (the K tile, when no query tile sees these keys)
+        if (DQ) wait_copies<0>();  // (the K tile, when no query tile sees these keys)
         store_rows<D>(dk, dka[0], 1.0f, 1.0f, b, s.tk, s.hkv, kvh, k0, t);
         store_rows<D>(dv, dva[0], 1.0f, 1.0f, b, s.tk, s.hkv, kvh, k0, t);
     }
@@ -541,11 +477,15 @@ extension KernelSources {
     extern "C" __global__ void __launch_bounds__(128) attention_forward_tc_d##D##_wide( \
         const T* q, const T* k, const T* v, T* o, float* lse, SIZES_PARAMS) { attention_forward_tc<D, MT, BN>(q, k, v, o, lse, SIZES); }
     // The backward keeps K, V, dK, dV (or Q, dO, dQ) fragments in registers; TILE is the other operand's tile
-    // (query rows for dK/dV, keys for dQ), smaller at D = 128 so two buffers of both tiles fit in 48 KB.
+    // (query rows for dK/dV, keys for dQ), smaller at D = 128 so two buffers of both tiles fit in 48 KB. The
+    // one-kernel backward (attention_backward_tc_d<D>) walks query tiles of the same size.
     #define TC_BACKWARD(D, TILE) \
     extern "C" __global__ void __launch_bounds__(128) attention_backward_kv_tc_d##D(const T* q, const T* k, const T* v, \
         const T* dout, const float* lse, const float* delta, T* dk, T* dv, SIZES_PARAMS) { \
-        attention_backward_kv_tc<D, TILE>(q, k, v, dout, lse, delta, dk, dv, SIZES); } \
+        attention_backward_key_major<D, TILE, false>(q, k, v, dout, lse, delta, nullptr, dk, dv, SIZES); } \
+    extern "C" __global__ void __launch_bounds__(128) attention_backward_tc_d##D(const T* q, const T* k, const T* v, const T* dout, \
+        const float* lse, const float* delta, float* dq_accum, T* dk, T* dv, SIZES_PARAMS) { \
+        attention_backward_key_major<D, TILE, true>(q, k, v, dout, lse, delta, dq_accum, dk, dv, SIZES); } \
     extern "C" __global__ void __launch_bounds__(128) attention_backward_q_tc_d##D(const T* q, const T* k, const T* v, \
         const T* dout, const float* lse, const float* delta, T* dq, SIZES_PARAMS) { \
         attention_backward_q_tc<D, TILE>(q, k, v, dout, lse, delta, dq, SIZES); } \
@@ -556,13 +496,6 @@ extension KernelSources {
     TC_FORWARD_WIDE(128, 1, 64)
     TC_BACKWARD(64, 64)
     TC_BACKWARD(128, 32)
-    // The one-kernel backward (QT query rows per step, as TC_BACKWARD's TILE).
-    #define TC_BACKWARD_SINGLE(D, QT) \
-    extern "C" __global__ void __launch_bounds__(128) attention_backward_tc_d##D(const T* q, const T* k, const T* v, const T* dout, \
-        const float* lse, const float* delta, float* dq_accum, T* dk, T* dv, SIZES_PARAMS) { \
-        attention_backward_tc<D, QT>(q, k, v, dout, lse, delta, dq_accum, dk, dv, SIZES); }
-    TC_BACKWARD_SINGLE(64, 64)
-    TC_BACKWARD_SINGLE(128, 32)
     #endif
     """#
 
@@ -574,15 +507,17 @@ extension KernelSources {
 
     /// The forward's dynamic shared memory: K and V tiles of `keys` rows (padded to D + 8), two of each.
     static func tensorCoreForwardSharedBytes(headDimension d: Int, keys: Int) -> Int { 8 * keys * (d + 8) }
-    /// Head dimensions the tensor-core backward is instantiated for (64 query rows or keys per block).
-    static let tensorCoreBackwardHeadDimensions: Set<Int> = [64, 128]
-    /// Query rows per step of the one-kernel backward (`attention_backward_tc_d<D>`, 64 keys per block).
-    static let singleKernelBackwardQueryTile: [Int: Int] = [64: 64, 128: 32]
+    /// Head dimensions the tensor-core backward is instantiated for (64 keys or query rows per block), with the
+    /// other operand's tile (TC_BACKWARD's TILE): query rows per step of the key-major kernels, keys per step of
+    /// the query-major one.
+    static let tensorCoreBackwardTile: [Int: Int] = [64: 64, 128: 32]
+    static var tensorCoreBackwardHeadDimensions: Set<Int> { Set(tensorCoreBackwardTile.keys) }
 
-    /// Its dynamic shared memory at head dimension `d`: Q and dO tiles twice, K, dS (16-bit), then lse and δ
-    /// twice (float).
-    static func singleKernelBackwardSharedBytes(headDimension d: Int) -> Int {
-        let (queries, keys) = (singleKernelBackwardQueryTile[d] ?? 64, 64)
-        return (4 * queries * (d + 8) + keys * (d + 8) + queries * (keys + 8)) * 2 + 4 * queries * 4
+    /// Dynamic shared memory of the key-major backward at head dimension `d`: Q and dO tiles twice, with dQ
+    /// (the one-kernel backward) the block's K tile and dS (16-bit), then lse and δ twice (float).
+    static func keyMajorBackwardSharedBytes(headDimension d: Int, withQueryGradient: Bool) -> Int {
+        let (queries, keys) = (tensorCoreBackwardTile[d] ?? 64, 64)
+        let tiles = 4 * queries * (d + 8) + (withQueryGradient ? keys * (d + 8) + queries * (keys + 8) : 0)
+        return tiles * 2 + 4 * queries * 4
     }
 }
