@@ -10,7 +10,7 @@ func medianMilliseconds(repeats: Int, warmup: Int, _ body: () throws -> Void) re
     var samples: [Double] = []
     for _ in 0..<repeats {
         let elapsed = try clock.measure(body)
-        samples.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1e3)
+        samples.append(elapsed / .milliseconds(1))
     }
     samples.sort()
     let middle = samples.count / 2

@@ -126,7 +126,7 @@ struct GenerateCommand: ParsableCommand {
                 }
             }
         }
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed / .seconds(1)
         print("\n\n[\(generated.count) tokens in \(formatted(seconds, digits: 2)) s, \(formatted(Double(generated.count) / max(seconds, 1e-9), digits: 1)) tokens/s"
             + "\(!isSparse ? "" : noMerge ? ", SLoPe layers unmerged" : ", SLoPe layers merged")]")
     }

@@ -295,9 +295,7 @@ struct PretrainCommand: ParsableCommand {
             """)
     }
 
-    func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
+    func seconds(_ duration: Duration) -> Double { duration / .seconds(1) }
 }
 
 /// One progress line: `step 120/600 [=====>    ] loss 1.234 lr 2.0e-03 9.1k tok/s 120 MB eta 1m20s`.

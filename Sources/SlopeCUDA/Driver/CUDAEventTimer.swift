@@ -25,7 +25,7 @@ extension CUDABackend {
         for _ in 0..<warmup {
             let begin = clock.now
             try body()
-            enqueueSeconds.append(Self.seconds(clock.now - begin))
+            enqueueSeconds.append((clock.now - begin) / .seconds(1))
             try cudaDevice.synchronize()
         }
         let hold = Self.holdNanoseconds(enqueueSeconds: enqueueSeconds)
@@ -51,9 +51,5 @@ extension CUDABackend {
     static func holdNanoseconds(enqueueSeconds: [Double]) -> Int64 {
         guard let fastest = enqueueSeconds.min() else { return 1_000_000 }
         return Int64(min(20e-3, max(50e-6, 3 * fastest + 50e-6)) * 1e9)
-    }
-
-    private static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

@@ -24,7 +24,7 @@ public final class OpProfiler: Sendable {
         let result = try body()
         try device.synchronize()
         let elapsed = clock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed / .seconds(1)
         totals.withLock { $0[name, default: Total()].calls += 1; $0[name, default: Total()].seconds += seconds }
         return result
     }
