@@ -163,11 +163,11 @@ extension KernelSources {
     template <int V> struct IndexWord { typedef unsigned type; };  // V one-byte indices, read as one word
     template <> struct IndexWord<8> { typedef unsigned long long type; };
     template <> struct IndexWord<1> { typedef unsigned char type; };
+    typedef T SquareRow[SQUARE + 2];  // + 2: a column read by a warp spreads over the banks
     template <int V>
-    __device__ __forceinline__ void transpose_square(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
-                                                     T* t_values, i64 dout, i64 din, int n, int m) {
+    __device__ __forceinline__ void transpose_square(SquareRow* tile, const T* w_values, const unsigned char* w_indices,
+                                                     const unsigned char* t_indices, T* t_values, i64 dout, i64 din, int n, int m) {
         typedef typename IndexWord<V>::type Word;
-        __shared__ __align__(16) T tile[SQUARE][SQUARE + 2];  // + 2: a column read by a warp spreads over the banks
         const i64 j0 = (i64)blockIdx.x * SQUARE, o0 = (i64)blockIdx.y * SQUARE;
         const int slots = SQUARE / m * n;  // slots of one 64-wide row segment
         const int units = SQUARE * slots / V, per_row = slots / V;
@@ -211,7 +211,7 @@ extension KernelSources {
             if (t_early_slot[u] >= 0) t_index_early[u] = *(const Word*)(t_indices + t_early_slot[u]);
         }
         const uint4 zero = {0u, 0u, 0u, 0u};
-        for (int e = threadIdx.x; e < (int)(sizeof(tile) / 16); e += blockDim.x) ((uint4*)tile)[e] = zero;
+        for (int e = threadIdx.x; e < (int)(SQUARE * sizeof(SquareRow) / 16); e += blockDim.x) ((uint4*)tile)[e] = zero;
         __syncthreads();
         #pragma unroll
         for (int u = 0; u < 2; ++u)
@@ -231,14 +231,17 @@ extension KernelSources {
     }
     extern "C" __global__ void gather_transpose_tiled(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
                                                       T* t_values, long long dout, long long din, int n, int m) {
+        // One tile for all three widths: each instantiation declaring its own would triple the static shared
+        // memory (50 KB in float32, over the 48 KB limit).
+        __shared__ __align__(16) SquareRow tile[SQUARE];
         const int slots = SQUARE / m * n;
         const i64 w_slots_per_row = din / m * n, t_slots_per_row = dout / m * n;
         if (slots % 8 == 0 && w_slots_per_row % 8 == 0 && t_slots_per_row % 8 == 0)
-            transpose_square<8>(w_values, w_indices, t_indices, t_values, dout, din, n, m);
+            transpose_square<8>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m);
         else if (slots % 4 == 0 && w_slots_per_row % 4 == 0 && t_slots_per_row % 4 == 0)
-            transpose_square<4>(w_values, w_indices, t_indices, t_values, dout, din, n, m);
+            transpose_square<4>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m);
         else
-            transpose_square<1>(w_values, w_indices, t_indices, t_values, dout, din, n, m);
+            transpose_square<1>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m);
     }
     """#
 }
