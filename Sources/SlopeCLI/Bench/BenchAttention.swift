@@ -54,8 +54,8 @@ struct BenchAttention: ParsableCommand {
         else { throw ValidationError("--dtype must be float32, bfloat16 or float16") }
         let (backend, time, clock) = try device.backend(timing)
         // Every CUDA route forced in turn, the fused one also with its one-kernel backward and (d = 128) its
-        // wide-tile forward; the CPU has one.
-        let routes: [(route: AttentionRoute?, singleBackward: Bool, wideForward: Bool)] = backend is CUDABackend
+        // narrow-tile forward; the CPU has one.
+        let routes: [(route: AttentionRoute?, singleBackward: Bool, narrowForward: Bool)] = backend is CUDABackend
             ? [(.fused, false, false), (.fused, true, false), (.fused, false, true), (.gemm, false, false), (.flash, false, false)]
             : [(nil, false, false)]
         print("slope bench attention — \(backend.name), \(elementType), \(nonCausal ? "full" : "causal"), \(clock)")
@@ -71,15 +71,15 @@ struct BenchAttention: ParsableCommand {
             let forwardFLOPs = 4 * Double(shape.batch * shape.queryHeads * shape.headDimension) * Double(shape.queryLength * shape.keyLength)
                 * (shape.causal ? 0.5 : 1)
             let label = "\(shape.batch)×\(shape.queryLength)×\(shape.queryHeads)×\(shape.headDimension)"
-            for (route, singleBackward, wideForward) in routes {
-                if wideForward && !CUDABackend.hasWideTensorCoreForward(headDimension: shape.headDimension) { continue }
+            for (route, singleBackward, narrowForward) in routes {
+                if narrowForward && !CUDABackend.hasWideTensorCoreForward(headDimension: shape.headDimension) { continue }
                 (backend as? CUDABackend)?.attentionRoute = route
                 (backend as? CUDABackend)?.singleKernelAttentionBackward = singleBackward
-                (backend as? CUDABackend)?.wideTensorCoreForward = wideForward
+                (backend as? CUDABackend)?.wideTensorCoreForward = !narrowForward
                 var name = route.map { "\($0)" } ?? "cpu"
                 if route == .fused, !CUDABackend.hasTensorCoreBackward(shape, dtype: elementType) { name += " (gemm backward)" }
                 if singleBackward { name += ", 1 bwd kernel" }
-                if wideForward { name += ", wide fwd" }
+                if narrowForward { name += ", narrow fwd" }
                 do {
                     let saved = try backend.attention(query: q, key: k, value: v, shape: shape)
                     let forward = try time { _ = try backend.attention(query: q, key: k, value: v, shape: shape) }

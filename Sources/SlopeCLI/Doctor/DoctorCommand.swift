@@ -64,13 +64,14 @@ struct DoctorCommand: ParsableCommand {
                 backend.attentionRoute = route
                 checks += comparison.runAttentionChecks(suffix: " (\(route))")
             }
-            // The fused route's one-kernel backward and wide-tile forward (off by default until timed).
+            // The fused route's other kernels: the one-kernel backward (off by default, slower) and the
+            // narrow-tile d = 128 forward (the wide one is the default).
             backend.attentionRoute = .fused
             backend.singleKernelAttentionBackward = true
-            backend.wideTensorCoreForward = true
-            checks += comparison.runAttentionChecks(suffix: " (fused, one backward kernel, wide forward)")
-            backend.singleKernelAttentionBackward = false
             backend.wideTensorCoreForward = false
+            checks += comparison.runAttentionChecks(suffix: " (fused, one backward kernel, narrow forward)")
+            backend.singleKernelAttentionBackward = false
+            backend.wideTensorCoreForward = true
             backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
             checks += comparison.runCheckpointCheck()
