@@ -265,6 +265,46 @@ final class KernelEmulationTests: XCTestCase {
         return Data(bytes: storage.pointer, count: tensor.byteCount)
     }
 
+    /// Merged inference's stacked form: `append_pairs` joins [W | scale·Rᵀ] and [X | P] (pairs followed by two
+    /// zeros, padded to a multiple of 64 columns), and one 2:4 GEMM over the joined matrices equals
+    /// X·Wᵀ + scale·P·R + b — also for a 2:8 W, whose kept values the 2:4 compression must all keep.
+    func testStackedMergedInferenceIsOneTwoFourGEMM() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 14)
+        let module = try EmulatedModule(family: .layout, dtype: .float32, kernels: ["append_pairs": 7])
+        func appendPairs(_ a: Tensor, _ b: Tensor, width: Int) throws -> Tensor {
+            let (rows, ka, kb) = (a.shape[0], a.shape[1], b.shape[1])
+            let joined: [Float] = try module.launch("append_pairs", grid: (3, 1, 1), [
+                .inputArray(try cpu.floats(a)), .inputArray(try cpu.floats(b)), .output(bytes: rows * width * 4),
+                .int64(rows), .int64(ka), .int64(kb), .int64(width),
+            ])[2]!.elements()
+            return try cpu.tensor(joined, shape: [rows, width], dtype: .float32)
+        }
+        for (tokens, inFeatures, outFeatures, rank, pattern) in [(24, 64, 40, 4, NMPattern.twoFour), (16, 128, 24, 6, try NMPattern(n: 2, m: 8))] {
+            let w = try cpu.compress(cpu.randomNormal([outFeatures, inFeatures], dtype: .float32, using: &generator), pattern: pattern, mask: nil)
+            let x = try cpu.randomNormal([tokens, inFeatures], dtype: .float32, using: &generator)
+            let p = try cpu.randomNormal([tokens, rank], dtype: .float32, using: &generator)
+            let up = try cpu.randomNormal([rank, outFeatures], dtype: .float32, using: &generator)
+            let bias = try cpu.randomNormal([outFeatures], dtype: .float32, using: &generator)
+            let scale = 0.75
+            let width = (inFeatures + 2 * rank + 63) / 64 * 64
+
+            let joinedX = try appendPairs(x, p, width: width)
+            let xValues = try cpu.floats(x), pValues = try cpu.floats(p), joinedValues = try cpu.floats(joinedX)
+            for row in 0..<tokens {
+                let joinedRow = Array(joinedValues[(row * width)..<((row + 1) * width)])
+                var expectedRow = Array(xValues[(row * inFeatures)..<((row + 1) * inFeatures)])
+                for pair in 0..<(rank / 2) { expectedRow += [pValues[row * rank + 2 * pair], pValues[row * rank + 2 * pair + 1], 0, 0] }
+                expectedRow += Array(repeating: 0, count: width - expectedRow.count)
+                XCTAssertEqual(joinedRow, expectedRow, "row \(row) of [X | P̃]")
+            }
+            let weight = try cpu.compress(appendPairs(cpu.decompress(w), cpu.scale(cpu.transpose(up), by: scale), width: width), pattern: .twoFour, mask: nil)
+            let stacked = try cpu.floats(cpu.sparseMatmul(joinedX, weight, bias: bias))
+            let expected = try cpu.add(cpu.sparseMatmul(x, w, bias: bias), cpu.scale(cpu.matmul(p, up), by: scale))
+            try Self.assertClose(stacked, try cpu.floats(expected), tolerance: 1e-5, "\(tokens)×\(inFeatures)→\(outFeatures) r=\(rank) \(pattern)")
+        }
+    }
+
     /// The emulation can fail: a kernel that skips its barrier reads a tile other threads have not written
     /// (threads run one after another here, so the race is certain to show).
     func testAMissingBarrierIsCaught() throws {

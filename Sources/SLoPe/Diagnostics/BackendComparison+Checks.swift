@@ -45,7 +45,18 @@ extension BackendComparison {
                 }
                 return outputs
             }
-            // Merged inference: a forced dense route folds the adapter into W, a sparse one keeps it factored.
+        } catch {
+            results.append(Check(name: "setting up inputs \(suffix)", dtype: dtype, error: .infinity, tolerance: 0, failure: "\(error)"))
+        }
+        return results + runMergedInferenceCheck(dtype: dtype, suffix: suffix)
+    }
+
+    /// A SLoPe layer with an adapter, merged for inference, against its unmerged forward, at a shape
+    /// cuSPARSELt accepts. `suffix` labels the route or form being checked.
+    public func runMergedInferenceCheck(dtype: DType = .bfloat16, suffix: String) -> [Check] {
+        var results: [Check] = []
+        do {
+            let dense = try random([256, 512], dtype, std: 0.05), x = try random([128, 512], dtype)
             let down = try random([512, 8], dtype, std: 0.1), up = try random([8, 256], dtype, std: 0.1), bias = try random([256], dtype)
             check("merged sparse + low-rank 128×512→256 r=8 \(suffix)", dtype, &results) { backend, on in
                 var generator = SeededGenerator(seed: 5)
@@ -58,7 +69,7 @@ extension BackendComparison {
                 return [try layer.merged().forward(self.pick(x, on)), try layer.forward(self.pick(x, on))]
             }
         } catch {
-            results.append(Check(name: "setting up inputs \(suffix)", dtype: dtype, error: .infinity, tolerance: 0, failure: "\(error)"))
+            results.append(Check(name: "setting up merged inference inputs \(suffix)", dtype: dtype, error: .infinity, tolerance: 0, failure: "\(error)"))
         }
         return results
     }

@@ -58,6 +58,15 @@ struct DoctorCommand: ParsableCommand {
             backend.sparseBiasEpilogue = epilogue
             backend.sparseRoute = automatic
             checks += comparison.runSparseGEMMChecks(suffix: "(measured choice)")
+            // Every form of merged inference on its own, its GEMMs on cuSPARSELt where it takes them.
+            let mergedForm = backend.mergedInferenceForm
+            backend.sparseRoute = "sparseA"
+            for form in MergedInferenceForm.allCases {
+                backend.mergedInferenceForm = form
+                checks += comparison.runMergedInferenceCheck(suffix: "(\(form), sparseA)")
+            }
+            backend.mergedInferenceForm = mergedForm
+            backend.sparseRoute = automatic
             // Every attention route on its own (the automatic choice was checked above).
             let attentionRoute = backend.attentionRoute
             for route in AttentionRoute.allCases {

@@ -42,7 +42,7 @@ extension CUDABackend {
         let decision = try decide(tokens: tokens, s, operands, x, bias: bias)
         let output: Tensor
         switch decision.route {
-        case .dense, .factored:  // (factored names a merged-inference choice, never a single GEMM's)
+        case .dense, .folded, .factored, .stacked:  // (the last three name merged-inference forms, never a single GEMM's)
             return try gemm(
                 x, denseOperand(s, operands), transposeA: false, transposeB: true, alpha: 1, beta: target == nil ? 0 : 1,
                 into: target, bias: bias)

@@ -30,6 +30,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// memory) instead of 32 (H200, 2×4096×16×128: 0.73 against 0.92 ms). Starts from
     /// `SLOPE_ATTENTION_FORWARD=wide|narrow`.
     public var wideTensorCoreForward = true
+    /// Forces one form of merged sparse + low-rank inference instead of the measured choice (checks and
+    /// benchmarks); starts from `SLOPE_MERGED_INFERENCE` = folded, factored or stacked.
+    public var mergedInferenceForm: MergedInferenceForm?
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
     let host = CPUBackend()
     /// Loaded modules by family and dtype: the hot path of every launch, so it must not rebuild or hash
@@ -41,7 +44,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
         let environment = processEnvironment([
             "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_BACKWARD",
-            "SLOPE_ATTENTION_FORWARD",
+            "SLOPE_ATTENTION_FORWARD", "SLOPE_MERGED_INFERENCE",
         ])
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
@@ -73,6 +76,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
                 throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION", reason: "must be auto, fused, gemm or flash, not '\(route)'")
             }
             attentionRoute = parsed
+        }
+        if let form = environment["SLOPE_MERGED_INFERENCE"], form != "auto" {
+            guard let parsed = MergedInferenceForm(rawValue: form) else {
+                throw TensorError.invalidArgument(operation: "SLOPE_MERGED_INFERENCE", reason: "must be auto, folded, factored or stacked, not '\(form)'")
+            }
+            mergedInferenceForm = parsed
         }
         if let route = sparseRoute, !SparseGEMMDecision.Route.forcible.contains(where: { $0.rawValue == route }) {
             throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_GEMM", reason: "must be auto, dense, sparseA or sparseB, not '\(route)'")

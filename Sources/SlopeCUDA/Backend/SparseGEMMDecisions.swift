@@ -7,9 +7,9 @@ import Synchronization
 struct SparseGEMMDecision: Codable, Equatable, Sendable {
     enum Route: String, Codable, Sendable {
         case sparseA, sparseB, dense
-        /// Merged sparse + low-rank inference only: the sparse GEMM plus the low-rank product, unfolded (each
-        /// inner GEMM decides its own route); `dense` there means one GEMM with the adapter folded into W.
-        case factored
+        /// Merged sparse + low-rank inference only: the form chosen (``MergedInferenceForm``; each of its
+        /// inner GEMMs decides its own route).
+        case folded, factored, stacked
 
         /// The routes `SLOPE_SPARSE_GEMM` can force.
         static let forcible: [Route] = [.sparseA, .sparseB, .dense]

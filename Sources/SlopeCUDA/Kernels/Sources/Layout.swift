@@ -18,5 +18,29 @@ extension KernelSources {
             if (r < rows && cc < cols) y[cc * rows + r] = tile[threadIdx.x][i];
         }
     }
+
+    // out [rows, width] = [a | b in 2:4 pairs | 0]: a's row (ka columns), then b's columns two at a time, each pair
+    // followed by two zeros, then zeros up to width. Pairs with zeros are the 2:4 form of a dense b, so one 2:4
+    // GEMM over the joined columns also adds b's product, exactly (the merged inference's stacked form).
+    // Needs ka % 4 == 0 and kb % 2 == 0; a thread writes one group of 4 columns. Grid-stride.
+    template <typename U> struct __align__(4 * sizeof(U)) Quad { U v[4]; };
+    extern "C" __global__ void append_pairs(const T* a, const T* b, T* out, long long rows, long long ka, long long kb, long long width) {
+        const i64 groups = width / 4, a_groups = ka / 4, b_groups = kb / 2;
+        GRID_STRIDE(i, rows * groups) {
+            i64 row = i / groups, g = i % groups;
+            Quad<T> q;
+            if (g < a_groups) {
+                q = ((const Quad<T>*)(a + row * ka))[g];
+            } else {
+                q.v[0] = q.v[1] = q.v[2] = q.v[3] = from_float<T>(0.0f);
+                i64 pair = g - a_groups;
+                if (pair < b_groups) {
+                    q.v[0] = b[row * kb + 2 * pair];
+                    q.v[1] = b[row * kb + 2 * pair + 1];
+                }
+            }
+            ((Quad<T>*)(out + row * width))[g] = q;
+        }
+    }
     """#
 }

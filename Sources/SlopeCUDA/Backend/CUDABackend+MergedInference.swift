@@ -1,0 +1,165 @@
+import SlopeCore
+
+/// How a merged sparse + low-rank layer computes `Y = X·Wᵀ + scale·(X·L)·R + b` on the GPU.
+public enum MergedInferenceForm: String, Sendable, CaseIterable {
+    /// One dense GEMM with the adapter folded into W (`W + scale·Rᵀ·Lᵀ`): wins where the sparse GEMM's gain
+    /// is smaller than the extra work of the other forms.
+    case folded
+    /// `P = X·L` (sparse), `Y = scale·P·R + b` (cuBLASLt, bias in the epilogue), then the sparse GEMM
+    /// accumulates `X·Wᵀ` into Y (beta = 1).
+    case factored
+    /// One sparse GEMM over joined columns: `Y = [X | P̃]·[W | scale·R̃ᵀ]ᵀ + b`, where R̃ and P̃ hold R's
+    /// and P's columns in pairs followed by two zeros, the 2:4 form of a dense matrix. The low-rank product
+    /// then runs inside the sparse GEMM, at the cost of copying X once per call.
+    case stacked
+}
+
+extension CUDABackend {
+    /// The two row blocks of a merged matrix, `[W; Lᵀ]`, as their own compressed matrices, split once and
+    /// kept with the merged values (re-split if those are ever written), and the forms built from them for
+    /// one `up` and scale.
+    final class MergedParts {
+        /// A matrix made from W, L and one `up` (its storage and generation) and scale.
+        struct WithUp<Value> {
+            let up: CUDAStorage
+            let generation: UInt64
+            let scale: Float
+            let value: Value
+            func matches(_ up: CUDAStorage, _ scale: Float) -> Bool {
+                self.up === up && generation == up.generation && self.scale == scale
+            }
+        }
+
+        let generation: UInt64
+        let weight: CompressedMatrix
+        let down: CompressedMatrix
+        /// `W + scale·Rᵀ·Lᵀ` as one dense matrix (the folded form).
+        var folded: WithUp<Tensor>?
+        /// `[W | scale·R̃ᵀ]`, 2:4 (the stacked form).
+        var stacked: WithUp<CompressedMatrix>?
+        init(generation: UInt64, weight: CompressedMatrix, down: CompressedMatrix) {
+            self.generation = generation
+            self.weight = weight
+            self.down = down
+        }
+    }
+
+    /// Rows `start ..< start + count` of a matrix as a new tensor.
+    private func rows(_ tensor: Tensor, _ start: Int, _ count: Int) throws -> Tensor {
+        let rowBytes = tensor.byteCount / max(tensor.shape[0], 1)
+        let slice = try newTensor([count, tensor.shape[1]], dtype: tensor.dtype)
+        guard slice.byteCount > 0 else { return slice }
+        try cudaDevice.makeCurrent()
+        try cudaDevice.driver.check(
+            cudaDevice.driver.cuMemcpyDtoDAsync(try address(slice, "rows"), try address(tensor, "rows") + UInt64(start * rowBytes), slice.byteCount, cudaDevice.stream),
+            "cuMemcpyDtoDAsync")
+        return slice
+    }
+
+    private func mergedParts(_ merged: CompressedMatrix, outFeatures: Int) throws -> MergedParts {
+        let holder = try storage(merged.values, "mergedSparseLowRankMatmul")
+        if let parts = holder.derived as? MergedParts, parts.generation == holder.generation { return parts }
+        func part(_ start: Int, _ count: Int) throws -> CompressedMatrix {
+            try CompressedMatrix(
+                rows: count, columns: merged.columns, pattern: merged.pattern,
+                values: rows(merged.values, start, count), indices: rows(merged.indices, start, count))
+        }
+        let parts = MergedParts(
+            generation: holder.generation, weight: try part(0, outFeatures), down: try part(outFeatures, merged.rows - outFeatures))
+        holder.derived = parts
+        return parts
+    }
+
+    // Y = X·Wᵀ + (X·L)·R·scale + bias, from the merged [W; Lᵀ], in one of three forms (MergedInferenceForm),
+    // timed per shape; `mergedInferenceForm` (SLOPE_MERGED_INFERENCE) forces one, and a forced dense route
+    // (SLOPE_SPARSE_GEMM=dense) means folded. Measured on an H200: folded wins at d = 2048–4096 (the sparse
+    // GEMM's gain there is smaller than the factored form's second pass over Y), factored at d ≥ 5120.
+    public func mergedSparseLowRankMatmul(
+        _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
+    ) throws -> Tensor {
+        let rank = try OperandChecks.mergedSparseLowRank(x, merged: merged, outFeatures: outFeatures, up: up, bias: bias)
+        if rank == 0 { return try sparseMatmul(x, merged, bias: bias) }
+        let parts = try mergedParts(merged, outFeatures: outFeatures)
+        let matrix = try x.reshaped([x.count / merged.columns, merged.columns])
+        func run(_ form: MergedInferenceForm) throws -> Tensor {
+            switch form {
+            case .folded:
+                return try gemm(x, foldedWeight(parts, up: up, scale: scale), transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
+            case .factored:
+                let projection = try sparseGEMM(matrix, parts.down, bias: nil)
+                let y = try gemm(projection, up, transposeA: false, transposeB: false, alpha: scale, beta: 0, into: nil, bias: bias)
+                return try sparseGEMM(matrix, parts.weight, bias: nil, accumulateInto: y)
+            case .stacked:
+                let weight = try stackedWeight(parts, up: up, scale: scale)
+                let projection = try sparseGEMM(matrix, parts.down, bias: nil)
+                return try sparseGEMM(appendingPairs(matrix, projection, width: weight.columns), weight, bias: bias)
+            }
+        }
+        let key = "merged " + SparseGEMMDecisionStore.key(
+            tokens: x.count / max(merged.columns, 1), outFeatures: outFeatures, inFeatures: merged.columns, dtype: x.dtype.rawValue,
+            bias: bias == nil ? nil : "bias") + " r=\(rank)"
+        return try run(mergedForm(key, run)).reshaped(Array(x.shape.dropLast()) + [outFeatures])
+    }
+
+    private func mergedForm(_ key: String, _ run: (MergedInferenceForm) throws -> Tensor) throws -> MergedInferenceForm {
+        if let forced = mergedInferenceForm { return forced }
+        if sparseRoute == SparseGEMMDecision.Route.dense.rawValue { return .folded }
+        // A decision from before a form existed is measured again.
+        if let known = decisions.decision(for: key), let form = MergedInferenceForm(rawValue: known.route.rawValue),
+           MergedInferenceForm.allCases.allSatisfy({ known.milliseconds[$0.rawValue] != nil }) {
+            return form
+        }
+        var timings: [String: Double] = [:]
+        for form in MergedInferenceForm.allCases {
+            timings[form.rawValue] = try medianMilliseconds(repeats: 10, warmup: 2) { _ = try run(form) }
+        }
+        // Another form must beat folded clearly: at equal times the single dense GEMM is the simpler thing to run.
+        let fastest = MergedInferenceForm.allCases.min { timings[$0.rawValue]! < timings[$1.rawValue]! }!
+        let form = timings[fastest.rawValue]! < 0.97 * timings[MergedInferenceForm.folded.rawValue]! ? fastest : .folded
+        decisions.record(SparseGEMMDecision(route: SparseGEMMDecision.Route(rawValue: form.rawValue)!, milliseconds: timings), for: key)
+        return form
+    }
+
+    private func foldedWeight(_ parts: MergedParts, up: Tensor, scale: Float) throws -> Tensor {
+        let upStorage = try storage(up, "mergedSparseLowRankMatmul")
+        if let folded = parts.folded, folded.matches(upStorage, scale) { return folded.value }
+        let weight = try decompress(parts.weight)
+        _ = try gemm(up, decompress(parts.down), transposeA: true, transposeB: false, alpha: scale, beta: 1, into: weight, bias: nil)
+        parts.folded = .init(up: upStorage, generation: upStorage.generation, scale: scale, value: weight)
+        return weight
+    }
+
+    /// `[W | scale·R̃ᵀ]` compressed 2:4, its width padded to a multiple of 64 (cuSPARSELt's alignment). W⊙Mr
+    /// keeps at most 2 of every 4 for every pattern that runs on the 2:4 kernels, and the pairs of R̃ are the
+    /// only non-zeros of theirs, so compressing by magnitude keeps every non-zero.
+    private func stackedWeight(_ parts: MergedParts, up: Tensor, scale: Float) throws -> CompressedMatrix {
+        let upStorage = try storage(up, "mergedSparseLowRankMatmul")
+        if let stacked = parts.stacked, stacked.matches(upStorage, scale) { return stacked.value }
+        let inFeatures = parts.weight.columns, rank = up.shape[0]
+        let width = (inFeatures + 2 * rank + 63) / 64 * 64
+        let scaledUp = try self.scale(transpose(up), by: Double(scale))
+        let joined = try appendingPairs(decompress(parts.weight), scaledUp, width: width)
+        let weight = try compress(joined, pattern: .twoFour, mask: nil)
+        parts.stacked = .init(up: upStorage, generation: upStorage.generation, scale: scale, value: weight)
+        return weight
+    }
+
+    /// `[a | b in 2:4 pairs | 0]` of `width` columns (the `append_pairs` kernel): a `[rows, ka]`, b `[rows, kb]`.
+    func appendingPairs(_ a: Tensor, _ b: Tensor, width: Int) throws -> Tensor {
+        let operation = "appendingPairs"
+        guard a.rank == 2, b.rank == 2, a.shape[0] == b.shape[0], a.dtype == b.dtype else {
+            throw TensorError.shapeMismatch(operation: operation, shapes: [a.shape, b.shape], reason: "expected two matrices of one dtype with the same rows")
+        }
+        let (rows, ka, kb) = (a.shape[0], a.shape[1], b.shape[1])
+        guard ka % 4 == 0, kb % 2 == 0, width % 4 == 0, width >= ka + 2 * kb else {
+            throw TensorError.invalidArgument(
+                operation: operation, reason: "needs a's columns (\(ka)) a multiple of 4, b's (\(kb)) of 2 and width \(width) ≥ \(ka + 2 * kb), a multiple of 4")
+        }
+        let out = try newTensor([rows, width], dtype: a.dtype)
+        try launch(.layout, "append_pairs", dtype: a.dtype, grid: elementwiseGrid(rows * width / 4), [
+            .pointer(address(a, operation)), .pointer(address(b, operation)), .pointer(address(out, operation)),
+            .int64(Int64(rows)), .int64(Int64(ka)), .int64(Int64(kb)), .int64(Int64(width)),
+        ])
+        return out
+    }
+}
