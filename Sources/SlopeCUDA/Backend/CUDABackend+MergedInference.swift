@@ -72,8 +72,8 @@ extension CUDABackend {
 
     // Y = X·Wᵀ + (X·L)·R·scale + bias, from the merged [W; Lᵀ], in one of three forms (MergedInferenceForm),
     // timed per shape; `mergedInferenceForm` (SLOPE_MERGED_INFERENCE) forces one, and a forced dense route
-    // (SLOPE_SPARSE_GEMM=dense) means folded. Measured on an H200: folded wins at d = 2048–4096 (the sparse
-    // GEMM's gain there is smaller than the factored form's second pass over Y), factored at d ≥ 5120.
+    // (SLOPE_SPARSE_GEMM=dense) means folded. Measured on an H200 at d = 2560–9216: stacked won at 14 of 16
+    // shapes, factored where X is 4d wide at 8192 tokens (copying X costs most there); folded at tiny shapes.
     public func mergedSparseLowRankMatmul(
         _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
     ) throws -> Tensor {
