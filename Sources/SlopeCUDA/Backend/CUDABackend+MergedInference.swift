@@ -98,10 +98,10 @@ extension CUDABackend {
         let key = "merged " + SparseGEMMDecisionStore.key(
             tokens: x.count / max(merged.columns, 1), outFeatures: outFeatures, inFeatures: merged.columns, dtype: x.dtype.rawValue,
             bias: bias == nil ? nil : "bias") + " r=\(rank)"
-        return try run(mergedForm(key, run)).reshaped(Array(x.shape.dropLast()) + [outFeatures])
+        return try run(mergedForm(key, parts, run)).reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 
-    private func mergedForm(_ key: String, _ run: (MergedInferenceForm) throws -> Tensor) throws -> MergedInferenceForm {
+    private func mergedForm(_ key: String, _ parts: MergedParts, _ run: (MergedInferenceForm) throws -> Tensor) throws -> MergedInferenceForm {
         if let forced = mergedInferenceForm { return forced }
         if sparseRoute == SparseGEMMDecision.Route.dense.rawValue { return .folded }
         // A decision from before a form existed is measured again.
@@ -117,7 +117,17 @@ extension CUDABackend {
         let fastest = MergedInferenceForm.allCases.min { timings[$0.rawValue]! < timings[$1.rawValue]! }!
         let form = timings[fastest.rawValue]! < 0.97 * timings[MergedInferenceForm.folded.rawValue]! ? fastest : .folded
         decisions.record(SparseGEMMDecision(route: SparseGEMMDecision.Route(rawValue: form.rawValue)!, milliseconds: timings), for: key)
+        release(parts, keeping: form)
         return form
+    }
+
+    /// Drops what only the forms not chosen use, built just to time them: the folded dense W (2 bytes per
+    /// weight), the stacked matrix, cuSPARSELt's copy of W for the factored form. A later call that picks
+    /// another form (another token count) builds its own again.
+    private func release(_ parts: MergedParts, keeping form: MergedInferenceForm) {
+        if form != .folded { parts.folded = nil }
+        if form != .stacked { parts.stacked = nil }
+        if form != .factored { (parts.weight.values.storage as? CUDAStorage)?.derived = nil }
     }
 
     private func foldedWeight(_ parts: MergedParts, up: Tensor, scale: Float) throws -> Tensor {
