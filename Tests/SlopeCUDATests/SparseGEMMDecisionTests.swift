@@ -37,6 +37,18 @@ final class SparseGEMMDecisionTests: XCTestCase {
         XCTAssertEqual(SparseGEMMDecisionStore(path: path).decision(for: "k")?.route, .dense)
     }
 
+    /// Merged-inference decisions name a form; one saved before the stacked form existed (route "dense" or
+    /// "factored", two timings) still decodes but is measured again.
+    func testMergedDecisionsFromBeforeTheStackedFormAreMeasuredAgain() throws {
+        let old = Data(#"{"route": "factored", "milliseconds": {"dense": 1.2, "factored": 1.1}}"#.utf8)
+        XCTAssertNil(try JSONDecoder().decode(SparseGEMMDecision.self, from: old).mergedForm)
+        XCTAssertNil(SparseGEMMDecision(route: .dense, milliseconds: ["dense": 1, "factored": 2]).mergedForm)
+        let timings = ["folded": 1.7, "factored": 1.6, "stacked": 1.2]
+        XCTAssertEqual(SparseGEMMDecision(route: .stacked, milliseconds: timings).mergedForm, .stacked)
+        XCTAssertEqual(SparseGEMMDecision(route: .folded, milliseconds: timings).mergedForm, .folded)
+        XCTAssertNil(SparseGEMMDecision(route: .sparseA, milliseconds: ["sparseA": 1]).mergedForm, "a single GEMM's decision")
+    }
+
     func testWhichPatternsRunOnTheTwoFourKernels() throws {
         XCTAssertTrue(CUDABackend.runsOnTwoFour(.twoFour))
         XCTAssertTrue(CUDABackend.runsOnTwoFour(try .init(n: 1, m: 4)))

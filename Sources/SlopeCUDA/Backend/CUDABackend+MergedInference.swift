@@ -14,6 +14,16 @@ public enum MergedInferenceForm: String, Sendable, CaseIterable {
     case stacked
 }
 
+extension SparseGEMMDecision {
+    /// The merged-inference form this decision chose, or nil when it is not one that timed every form (a
+    /// decision from before a form existed is measured again).
+    var mergedForm: MergedInferenceForm? {
+        guard let form = MergedInferenceForm(rawValue: route.rawValue),
+              MergedInferenceForm.allCases.allSatisfy({ milliseconds[$0.rawValue] != nil }) else { return nil }
+        return form
+    }
+}
+
 extension CUDABackend {
     /// The two row blocks of a merged matrix, `[W; Lᵀ]`, as their own compressed matrices, split once and
     /// kept with the merged values (re-split if those are ever written), and the forms built from them for
@@ -104,11 +114,7 @@ extension CUDABackend {
     private func mergedForm(_ key: String, _ parts: MergedParts, _ run: (MergedInferenceForm) throws -> Tensor) throws -> MergedInferenceForm {
         if let forced = mergedInferenceForm { return forced }
         if sparseRoute == SparseGEMMDecision.Route.dense.rawValue { return .folded }
-        // A decision from before a form existed is measured again.
-        if let known = decisions.decision(for: key), let form = MergedInferenceForm(rawValue: known.route.rawValue),
-           MergedInferenceForm.allCases.allSatisfy({ known.milliseconds[$0.rawValue] != nil }) {
-            return form
-        }
+        if let form = decisions.decision(for: key)?.mergedForm { return form }
         var timings: [String: Double] = [:]
         for form in MergedInferenceForm.allCases {
             timings[form.rawValue] = try medianMilliseconds(repeats: 10, warmup: 2) { _ = try run(form) }
