@@ -305,6 +305,50 @@ final class KernelEmulationTests: XCTestCase {
         }
     }
 
+    /// The learned value map packed to 16 bits: for a tiled layout (cuSPARSELt's kind: tiles of 16 rows × 16
+    /// slots, tile after tile) the offsets repeat block after block, and one block of them drives the scatter;
+    /// a layout shuffled within blocks is found not to repeat and keeps one offset per position.
+    func testPackedValueMapsScatterLikeTheFullMap() throws {
+        let module = try EmulatedModule(family: .compressedLayout, dtype: .float32, kernels: [
+            "check_block_offsets": 4, "check_periodic_offsets": 4, "pack_block_offsets": 6, "scatter_values_packed": 7,
+        ])
+        let (rows, slotsPerRow, tile) = (64, 32, 16)
+        var tiled: [UInt32] = []
+        for tileRow in 0..<(rows / tile) {
+            for tileColumn in 0..<(slotsPerRow / tile) {
+                for r in 0..<tile { for c in 0..<tile { tiled.append(UInt32((tileRow * tile + r) * slotsPerRow + tileColumn * tile + c)) } }
+            }
+        }
+        var generator = SeededGenerator(seed: 15)
+        var shuffled = Array(0..<UInt32(rows * slotsPerRow))
+        for start in stride(from: 0, to: shuffled.count, by: 64) { shuffled[start..<(start + 64)].shuffle(using: &generator) }
+        let count = tiled.count
+        let values = (0..<count).map { Float($0) * 0.5 - 7 }
+        func holds(_ kernel: String, _ map: [UInt32], _ log2Block: Int) throws -> Bool {
+            let bad: [Int32] = try module.launch(kernel, grid: (2, 1, 1), [
+                .inputArray(map), .readWriteArray([Int32(0)]), .int64(count), .int32(log2Block),
+            ])[1]!.elements()
+            return bad[0] == 0
+        }
+        for (name, map, expectPeriodic) in [("tiled", tiled, true), ("shuffled", shuffled, false)] {
+            for log2Block in [6, 8] {
+                XCTAssertTrue(try holds("check_block_offsets", map, log2Block), "\(name): offsets fit int16")
+                let periodic = try holds("check_periodic_offsets", map, log2Block)
+                XCTAssertEqual(periodic, expectPeriodic, "\(name), blocks of \(1 << log2Block)")
+                let block = 1 << log2Block, offsetCount = periodic ? block : count
+                let packed = try module.launch("pack_block_offsets", grid: (2, 1, 1), [
+                    .inputArray(map), .output(bytes: count / block * 4), .output(bytes: offsetCount * 2), .int64(count), .int32(log2Block),
+                    .int64(offsetCount),
+                ])
+                let scattered: [Float] = try module.launch("scatter_values_packed", grid: (2, 1, 1), [
+                    .inputArray(values), .input(packed[1]!), .input(packed[2]!), .output(bytes: count * 4), .int64(count), .int32(log2Block),
+                    .int64(periodic ? block - 1 : -1),
+                ])[3]!.elements()
+                XCTAssertEqual(scattered, map.map { values[Int($0)] }, "\(name), blocks of \(1 << log2Block): scatter through the packed map")
+            }
+        }
+    }
+
     /// The emulation can fail: a kernel that skips its barrier reads a tile other threads have not written
     /// (threads run one after another here, so the race is certain to show).
     func testAMissingBarrierIsCaught() throws {

@@ -49,6 +49,21 @@ final class SparseGEMMDecisionTests: XCTestCase {
         XCTAssertNil(SparseGEMMDecision(route: .sparseA, milliseconds: ["sparseA": 1]).mergedForm, "a single GEMM's decision")
     }
 
+    /// A learned map is packed at the block size taking the fewest bytes: the largest block when every
+    /// position keeps its own offset (as before), a mid-sized one when the offsets repeat.
+    func testValueMapPackingTakesTheFewestBytes() {
+        typealias Packing = SparseOperandCache.Packing
+        let count = 1 << 24
+        let own = Packing.log2BlockSizes.map { Packing.Candidate(log2Block: $0, periodic: false) }
+        XCTAssertEqual(Packing.cheapest(own, count: count), own[0])
+        XCTAssertEqual(Packing.bytes(own[0], count: count), 1024 * 4 + count * 2)
+        let repeating = Packing.log2BlockSizes.map { Packing.Candidate(log2Block: $0, periodic: $0 <= 12) }
+        let choice = Packing.cheapest(repeating, count: count)
+        XCTAssertEqual(choice, Packing.Candidate(log2Block: 12, periodic: true), "4096 bases + 4096 offsets")
+        XCTAssertEqual(Packing.bytes(choice!, count: count), 4096 * 4 + 4096 * 2)
+        XCTAssertNil(Packing.cheapest([], count: count), "no block size fits: the map stays 32-bit")
+    }
+
     func testWhichPatternsRunOnTheTwoFourKernels() throws {
         XCTAssertTrue(CUDABackend.runsOnTwoFour(.twoFour))
         XCTAssertTrue(CUDABackend.runsOnTwoFour(try .init(n: 1, m: 4)))

@@ -18,9 +18,31 @@ final class SparseOperandCache {
     enum ValueMap {
         /// One uint32 slot per position (4 bytes per kept value).
         case wide(CUDAStorage)
-        /// Per block of 2^log2Block positions the uint32 slot of its first one, per position an int16 offset
-        /// from it (≈ 2 bytes per kept value).
-        case packed(bases: CUDAStorage, offsets: CUDAStorage, log2Block: Int)
+        /// Per block of 2^log2Block positions the uint32 slot of its first one, and int16 offsets from it: one per
+        /// position (≈ 2 bytes per kept value), or, when every block's offsets are the first block's, only
+        /// those (`periodic`; a few KB per matrix).
+        case packed(bases: CUDAStorage, offsets: CUDAStorage, log2Block: Int, periodic: Bool)
+    }
+
+    /// How a learned map is packed: the block size (and whether the offsets repeat) that takes the fewest bytes.
+    enum Packing {
+        /// Block sizes tried, as log2 of the positions per block.
+        static let log2BlockSizes = [14, 12, 10, 8, 6]
+
+        struct Candidate: Equatable {
+            let log2Block: Int
+            let periodic: Bool
+        }
+
+        static func bytes(_ candidate: Candidate, count: Int) -> Int {
+            let block = 1 << candidate.log2Block
+            return (count + block - 1) / block * 4 + (candidate.periodic ? min(count, block) : count) * 2
+        }
+
+        /// The candidate taking the fewest bytes (the larger block at a tie), nil when there is none.
+        static func cheapest(_ candidates: [Candidate], count: Int) -> Candidate? {
+            candidates.min { (bytes($0, count: count), -$0.log2Block) < (bytes($1, count: count), -$1.log2Block) }
+        }
     }
 
     var generation: UInt64
@@ -144,33 +166,40 @@ extension CUDABackend {
             try launch(.compressedLayout, "scatter_values", dtype: s.values.dtype, grid: elementwiseGrid(count), [
                 .pointer(values), .pointer(slots.address), .pointer(storage.address), .int64(Int64(count)),
             ])
-        case .packed(let bases, let offsets, let log2Block):
+        case .packed(let bases, let offsets, let log2Block, let periodic):
             try launch(.compressedLayout, "scatter_values_packed", dtype: s.values.dtype, grid: elementwiseGrid(count), [
                 .pointer(values), .pointer(bases.address), .pointer(offsets.address), .pointer(storage.address), .int64(Int64(count)),
-                .int32(Int32(log2Block)),
+                .int32(Int32(log2Block)), .int64(periodic ? Int64((1 << log2Block) - 1) : -1),
             ])
         }
     }
 
-    /// The learned map in 16 bits where its offsets allow (the largest block size at which every offset fits
-    /// int16), else as it is.
+    /// The learned map in 16 bits where its offsets allow, at the block size that takes the fewest bytes (see
+    /// ``SparseOperandCache/Packing``), else as it is.
     private func packed(_ map: CUDAStorage, count: Int, dtype: DType) throws -> SparseOperandCache.ValueMap {
         let bad = try newTensor([1], dtype: .int32)
-        for log2Block in [14, 12, 10, 8, 6] {
+        func holds(_ kernel: String, _ log2Block: Int) throws -> Bool {
             try memsetZero(bad)
-            try launch(.compressedLayout, "check_block_offsets", dtype: dtype, grid: elementwiseGrid(count), [
+            try launch(.compressedLayout, kernel, dtype: dtype, grid: elementwiseGrid(count), [
                 .pointer(map.address), .pointer(address(bad, "packValueMap")), .int64(Int64(count)), .int32(Int32(log2Block)),
             ])
-            guard try int32s(bad)[0] == 0 else { continue }
-            let blocks = (count + (1 << log2Block) - 1) >> log2Block
-            let bases = try CUDAStorage(byteCount: blocks * 4, device: device, allocator: allocator)
-            let offsets = try CUDAStorage(byteCount: count * 2, device: device, allocator: allocator)
-            try launch(.compressedLayout, "pack_block_offsets", dtype: dtype, grid: elementwiseGrid(count), [
-                .pointer(map.address), .pointer(bases.address), .pointer(offsets.address), .int64(Int64(count)), .int32(Int32(log2Block)),
-            ])
-            return .packed(bases: bases, offsets: offsets, log2Block: log2Block)
+            return try int32s(bad)[0] == 0
         }
-        return .wide(map)
+        var candidates: [SparseOperandCache.Packing.Candidate] = []
+        for log2Block in SparseOperandCache.Packing.log2BlockSizes {
+            guard try holds("check_block_offsets", log2Block) else { continue }  // some offset is beyond int16
+            candidates.append(.init(log2Block: log2Block, periodic: try holds("check_periodic_offsets", log2Block)))
+        }
+        guard let choice = SparseOperandCache.Packing.cheapest(candidates, count: count) else { return .wide(map) }
+        let block = 1 << choice.log2Block
+        let offsetCount = choice.periodic ? min(count, block) : count
+        let bases = try CUDAStorage(byteCount: (count + block - 1) / block * 4, device: device, allocator: allocator)
+        let offsets = try CUDAStorage(byteCount: max(offsetCount * 2, 16), device: device, allocator: allocator)
+        try launch(.compressedLayout, "pack_block_offsets", dtype: dtype, grid: elementwiseGrid(count), [
+            .pointer(map.address), .pointer(bases.address), .pointer(offsets.address), .int64(Int64(count)), .int32(Int32(choice.log2Block)),
+            .int64(Int64(offsetCount)),
+        ])
+        return .packed(bases: bases, offsets: offsets, log2Block: choice.log2Block, periodic: choice.periodic)
     }
 
     /// Compresses the decompressed W with cuSPARSELt.

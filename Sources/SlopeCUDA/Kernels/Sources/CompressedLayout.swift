@@ -54,24 +54,37 @@ extension KernelSources {
         }
     }
 
-    extern "C" __global__ void pack_block_offsets(const unsigned int* map, unsigned int* bases, short* offsets, long long count,
-                                                  int log2_block) {
+    // bad[0] = 1 unless every block's offsets repeat the first block's: cuSPARSELt's layout is then tiles of
+    // 2^log2_block positions laid out alike, and one block of offsets serves the whole matrix.
+    extern "C" __global__ void check_periodic_offsets(const unsigned int* map, int* bad, long long count, int log2_block) {
         GRID_STRIDE(p, count) {
-            unsigned int base = map[(p >> log2_block) << log2_block];
-            if ((p & ((1ll << log2_block) - 1)) == 0) bases[p >> log2_block] = base;
-            offsets[p] = (short)((long long)map[p] - (long long)base);
+            long long mask = (1ll << log2_block) - 1;
+            long long offset = (long long)map[p] - (long long)map[p & ~mask];
+            if (offset != (long long)map[p & mask] - (long long)map[0]) atomicExch(bad, 1);
         }
     }
 
-    // scatter_values through the packed map. When count is a multiple of 8, a thread takes 8 consecutive
-    // positions (one 16-byte load of offsets, 8 independent value loads in flight, 16-byte stores); blocks of
-    // the map are ≥ 64 positions, so the 8 share one base.
+    // Writes the bases of every block and the offsets of the first offset_count positions (all of them, or the
+    // first block's when the offsets repeat).
+    extern "C" __global__ void pack_block_offsets(const unsigned int* map, unsigned int* bases, short* offsets, long long count,
+                                                  int log2_block, long long offset_count) {
+        GRID_STRIDE(p, count) {
+            unsigned int base = map[(p >> log2_block) << log2_block];
+            if ((p & ((1ll << log2_block) - 1)) == 0) bases[p >> log2_block] = base;
+            if (p < offset_count) offsets[p] = (short)((long long)map[p] - (long long)base);
+        }
+    }
+
+    // scatter_values through the packed map; position p's offset is offsets[p & offset_mask] (offset_mask = −1
+    // when every position has its own, 2^log2_block − 1 when the offsets repeat). When count is a multiple of 8,
+    // a thread takes 8 consecutive positions (one 16-byte load of offsets, 8 independent value loads in flight,
+    // 16-byte stores); blocks of the map are ≥ 64 positions, so the 8 share one base.
     extern "C" __global__ void scatter_values_packed(const T* values, const unsigned int* bases, const short* offsets, T* compressed,
-                                                     long long count, int log2_block) {
+                                                     long long count, int log2_block, long long offset_mask) {
         if (count % 8 == 0 && aligned16(offsets) && aligned16(compressed)) {
             GRID_STRIDE(q, count / 8) {
                 i64 base = bases[(q * 8) >> log2_block];
-                uint4 packed = ((const uint4*)offsets)[q];
+                uint4 packed = ((const uint4*)offsets)[((q * 8) & offset_mask) / 8];
                 unsigned words[4] = {packed.x, packed.y, packed.z, packed.w};
                 Pack<T> out[8 / PACK];
                 #pragma unroll
@@ -81,7 +94,7 @@ extension KernelSources {
             }
             return;
         }
-        GRID_STRIDE(p, count) compressed[p] = values[(long long)bases[p >> log2_block] + offsets[p]];
+        GRID_STRIDE(p, count) compressed[p] = values[(long long)bases[p >> log2_block] + offsets[p & offset_mask]];
     }
     """#
 }
