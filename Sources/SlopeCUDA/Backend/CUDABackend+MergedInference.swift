@@ -15,11 +15,11 @@ public enum MergedInferenceForm: String, Sendable, CaseIterable {
 }
 
 extension SparseGEMMDecision {
-    /// The merged-inference form this decision chose, or nil when it is not one that timed every form (a
+    /// The merged-inference form this decision chose, or nil when it did not time every one of `forms` (a
     /// decision from before a form existed is measured again).
-    var mergedForm: MergedInferenceForm? {
-        guard let form = MergedInferenceForm(rawValue: route.rawValue),
-              MergedInferenceForm.allCases.allSatisfy({ milliseconds[$0.rawValue] != nil }) else { return nil }
+    func mergedForm(among forms: [MergedInferenceForm] = MergedInferenceForm.allCases) -> MergedInferenceForm? {
+        guard let form = MergedInferenceForm(rawValue: route.rawValue), forms.contains(form),
+              forms.allSatisfy({ milliseconds[$0.rawValue] != nil }) else { return nil }
         return form
     }
 }
@@ -108,19 +108,23 @@ extension CUDABackend {
         let key = "merged " + SparseGEMMDecisionStore.key(
             tokens: x.count / max(merged.columns, 1), outFeatures: outFeatures, inFeatures: merged.columns, dtype: x.dtype.rawValue,
             bias: bias == nil ? nil : "bias") + " r=\(rank)"
-        return try run(mergedForm(key, parts, run)).reshaped(Array(x.shape.dropLast()) + [outFeatures])
+        // The stacked form compresses [W | R̃] 2:4, which keeps all of W only for patterns of at most 2 in 4.
+        let forms = MergedInferenceForm.allCases.filter { $0 != .stacked || Self.runsOnTwoFour(merged.pattern) }
+        return try run(mergedForm(key, among: forms, parts, run)).reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 
-    private func mergedForm(_ key: String, _ parts: MergedParts, _ run: (MergedInferenceForm) throws -> Tensor) throws -> MergedInferenceForm {
-        if let forced = mergedInferenceForm { return forced }
+    private func mergedForm(
+        _ key: String, among forms: [MergedInferenceForm], _ parts: MergedParts, _ run: (MergedInferenceForm) throws -> Tensor
+    ) throws -> MergedInferenceForm {
+        if let forced = mergedInferenceForm { return forms.contains(forced) ? forced : .factored }
         if sparseRoute == SparseGEMMDecision.Route.dense.rawValue { return .folded }
-        if let form = decisions.decision(for: key)?.mergedForm { return form }
+        if let form = decisions.decision(for: key)?.mergedForm(among: forms) { return form }
         var timings: [String: Double] = [:]
-        for form in MergedInferenceForm.allCases {
+        for form in forms {
             timings[form.rawValue] = try medianMilliseconds(repeats: 10, warmup: 2) { _ = try run(form) }
         }
         // Another form must beat folded clearly: at equal times the single dense GEMM is the simpler thing to run.
-        let fastest = MergedInferenceForm.allCases.min { timings[$0.rawValue]! < timings[$1.rawValue]! }!
+        let fastest = forms.min { timings[$0.rawValue]! < timings[$1.rawValue]! }!
         let form = timings[fastest.rawValue]! < 0.97 * timings[MergedInferenceForm.folded.rawValue]! ? fastest : .folded
         decisions.record(SparseGEMMDecision(route: SparseGEMMDecision.Route(rawValue: form.rawValue)!, milliseconds: timings), for: key)
         release(parts, keeping: form)
