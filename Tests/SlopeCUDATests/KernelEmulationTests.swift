@@ -287,7 +287,7 @@ final class KernelEmulationTests: XCTestCase {
             let up = try cpu.randomNormal([rank, outFeatures], dtype: .float32, using: &generator)
             let bias = try cpu.randomNormal([outFeatures], dtype: .float32, using: &generator)
             let scale = 0.75
-            let width = (inFeatures + 2 * rank + 63) / 64 * 64
+            let width = CUDABackend.stackedWidth(inFeatures: inFeatures, rank: rank)
 
             let joinedX = try appendPairs(x, p, width: width)
             let xValues = try cpu.floats(x), pValues = try cpu.floats(p), joinedValues = try cpu.floats(joinedX)
@@ -335,14 +335,15 @@ final class KernelEmulationTests: XCTestCase {
                 XCTAssertTrue(try holds("check_block_offsets", map, log2Block), "\(name): offsets fit int16")
                 let periodic = try holds("check_periodic_offsets", map, log2Block)
                 XCTAssertEqual(periodic, expectPeriodic, "\(name), blocks of \(1 << log2Block)")
-                let block = 1 << log2Block, offsetCount = periodic ? block : count
+                let packing = SparseOperandCache.Packing.Candidate(log2Block: log2Block, periodic: periodic)
+                let block = 1 << log2Block, offsetCount = packing.offsets(count: count)
                 let packed = try module.launch("pack_block_offsets", grid: (2, 1, 1), [
                     .inputArray(map), .output(bytes: count / block * 4), .output(bytes: offsetCount * 2), .int64(count), .int32(log2Block),
                     .int64(offsetCount),
                 ])
                 let scattered: [Float] = try module.launch("scatter_values_packed", grid: (2, 1, 1), [
                     .inputArray(values), .input(packed[1]!), .input(packed[2]!), .output(bytes: count * 4), .int64(count), .int32(log2Block),
-                    .int64(periodic ? block - 1 : -1),
+                    .int64(Int(packing.offsetMask)),
                 ])[3]!.elements()
                 XCTAssertEqual(scattered, map.map { values[Int($0)] }, "\(name), blocks of \(1 << log2Block): scatter through the packed map")
             }

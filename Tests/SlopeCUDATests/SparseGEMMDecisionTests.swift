@@ -66,6 +66,9 @@ final class SparseGEMMDecisionTests: XCTestCase {
         XCTAssertEqual(choice, Packing.Candidate(log2Block: 12, periodic: true), "4096 bases + 4096 offsets")
         XCTAssertEqual(Packing.bytes(choice!, count: count), 4096 * 4 + 4096 * 2)
         XCTAssertNil(Packing.cheapest([], count: count), "no block size fits: the map stays 32-bit")
+        XCTAssertEqual(Packing.Candidate(log2Block: 8, periodic: true).offsetMask, 255, "offsets[p & 255]: the first block's")
+        XCTAssertEqual(Packing.Candidate(log2Block: 8, periodic: false).offsetMask, -1, "offsets[p]")
+        XCTAssertEqual(Packing.Candidate(log2Block: 8, periodic: true).offsets(count: 100), 100, "a map shorter than one block")
     }
 
     func testWhichPatternsRunOnTheTwoFourKernels() throws {

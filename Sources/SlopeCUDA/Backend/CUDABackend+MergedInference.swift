@@ -106,7 +106,7 @@ extension CUDABackend {
             }
         }
         let key = "merged " + SparseGEMMDecisionStore.key(
-            tokens: x.count / max(merged.columns, 1), outFeatures: outFeatures, inFeatures: merged.columns, dtype: x.dtype.rawValue,
+            tokens: matrix.shape[0], outFeatures: outFeatures, inFeatures: merged.columns, dtype: x.dtype.rawValue,
             bias: bias == nil ? nil : "bias") + " r=\(rank)"
         // The stacked form compresses [W | R̃] 2:4, which keeps all of W only for patterns of at most 2 in 4.
         let forms = MergedInferenceForm.allCases.filter { $0 != .stacked || Self.runsOnTwoFour(merged.pattern) }
@@ -155,14 +155,16 @@ extension CUDABackend {
     private func stackedWeight(_ parts: MergedParts, up: Tensor, scale: Float) throws -> CompressedMatrix {
         let upStorage = try storage(up, "mergedSparseLowRankMatmul")
         if let stacked = parts.stacked, stacked.matches(upStorage, scale) { return stacked.value }
-        let inFeatures = parts.weight.columns, rank = up.shape[0]
-        let width = (inFeatures + 2 * rank + 63) / 64 * 64
+        let width = Self.stackedWidth(inFeatures: parts.weight.columns, rank: up.shape[0])
         let scaledUp = try self.scale(transpose(up), by: Double(scale))
         let joined = try appendingPairs(decompress(parts.weight), scaledUp, width: width)
         let weight = try compress(joined, pattern: .twoFour, mask: nil)
         parts.stacked = .init(up: upStorage, generation: upStorage.generation, scale: scale, value: weight)
         return weight
     }
+
+    /// Columns of the stacked form's joined matrices: in + 2·rank, padded to a multiple of 64.
+    static func stackedWidth(inFeatures: Int, rank: Int) -> Int { (inFeatures + 2 * rank + 63) / 64 * 64 }
 
     /// `[a | b in 2:4 pairs | 0]` of `width` columns (the `append_pairs` kernel): a `[rows, ka]`, b `[rows, kb]`.
     func appendingPairs(_ a: Tensor, _ b: Tensor, width: Int) throws -> Tensor {

@@ -21,7 +21,7 @@ final class SparseOperandCache {
         /// Per block of 2^log2Block positions the uint32 slot of its first one, and int16 offsets from it: one per
         /// position (≈ 2 bytes per kept value), or, when every block's offsets are the first block's, only
         /// those (`periodic`; a few KB per matrix).
-        case packed(bases: CUDAStorage, offsets: CUDAStorage, log2Block: Int, periodic: Bool)
+        case packed(bases: CUDAStorage, offsets: CUDAStorage, packing: Packing.Candidate)
     }
 
     /// How a learned map is packed: the block size (and whether the offsets repeat) that takes the fewest bytes.
@@ -32,11 +32,17 @@ final class SparseOperandCache {
         struct Candidate: Equatable {
             let log2Block: Int
             let periodic: Bool
+
+            /// Bases kept for a map of `count` positions, one per block.
+            func bases(count: Int) -> Int { (count + (1 << log2Block) - 1) >> log2Block }
+            /// Offsets kept: one per position, or the first block's when they repeat.
+            func offsets(count: Int) -> Int { periodic ? min(count, 1 << log2Block) : count }
+            /// Which offset position p reads: `offsets[p & offsetMask]`.
+            var offsetMask: Int64 { periodic ? (1 << Int64(log2Block)) - 1 : -1 }
         }
 
         static func bytes(_ candidate: Candidate, count: Int) -> Int {
-            let block = 1 << candidate.log2Block
-            return (count + block - 1) / block * 4 + (candidate.periodic ? min(count, block) : count) * 2
+            candidate.bases(count: count) * 4 + candidate.offsets(count: count) * 2
         }
 
         /// The candidate taking the fewest bytes (the larger block at a tie), nil when there is none.
@@ -166,10 +172,10 @@ extension CUDABackend {
             try launch(.compressedLayout, "scatter_values", dtype: s.values.dtype, grid: elementwiseGrid(count), [
                 .pointer(values), .pointer(slots.address), .pointer(storage.address), .int64(Int64(count)),
             ])
-        case .packed(let bases, let offsets, let log2Block, let periodic):
+        case .packed(let bases, let offsets, let packing):
             try launch(.compressedLayout, "scatter_values_packed", dtype: s.values.dtype, grid: elementwiseGrid(count), [
                 .pointer(values), .pointer(bases.address), .pointer(offsets.address), .pointer(storage.address), .int64(Int64(count)),
-                .int32(Int32(log2Block)), .int64(periodic ? Int64((1 << log2Block) - 1) : -1),
+                .int32(Int32(packing.log2Block)), .int64(packing.offsetMask),
             ])
         }
     }
@@ -191,15 +197,13 @@ extension CUDABackend {
             candidates.append(.init(log2Block: log2Block, periodic: try holds("check_periodic_offsets", log2Block)))
         }
         guard let choice = SparseOperandCache.Packing.cheapest(candidates, count: count) else { return .wide(map) }
-        let block = 1 << choice.log2Block
-        let offsetCount = choice.periodic ? min(count, block) : count
-        let bases = try CUDAStorage(byteCount: (count + block - 1) / block * 4, device: device, allocator: allocator)
-        let offsets = try CUDAStorage(byteCount: max(offsetCount * 2, 16), device: device, allocator: allocator)
+        let bases = try CUDAStorage(byteCount: choice.bases(count: count) * 4, device: device, allocator: allocator)
+        let offsets = try CUDAStorage(byteCount: max(choice.offsets(count: count) * 2, 16), device: device, allocator: allocator)
         try launch(.compressedLayout, "pack_block_offsets", dtype: dtype, grid: elementwiseGrid(count), [
             .pointer(map.address), .pointer(bases.address), .pointer(offsets.address), .int64(Int64(count)), .int32(Int32(choice.log2Block)),
-            .int64(Int64(offsetCount)),
+            .int64(Int64(choice.offsets(count: count))),
         ])
-        return .packed(bases: bases, offsets: offsets, log2Block: choice.log2Block, periodic: choice.periodic)
+        return .packed(bases: bases, offsets: offsets, packing: choice)
     }
 
     /// Compresses the decompressed W with cuSPARSELt.
