@@ -23,7 +23,7 @@ extension CUDABackend {
     }
 
     public func scaleInPlace(_ x: Tensor, by factor: Double) throws {
-        touch(x)
+        try touch(x)
         try launch(.elementwise, "scale", dtype: x.dtype, grid: elementwiseGrid(x.count), [
             .pointer(address(x, "scaleInPlace")), .pointer(address(x, "scaleInPlace")), .int64(Int64(x.count)), .float(Float(factor)),
         ])
@@ -34,7 +34,7 @@ extension CUDABackend {
             throw TensorError.shapeMismatch(operation: "accumulate", shapes: [x.shape, y.shape], reason: "element counts differ")
         }
         try OperandChecks.sameDType([x, y], "accumulate")
-        touch(y)
+        try touch(y)
         try launch(.elementwise, "accumulate", dtype: y.dtype, grid: elementwiseGrid(x.count), [
             .pointer(address(x, "accumulate")), .pointer(address(y, "accumulate")), .int64(Int64(x.count)), .float(Float(alpha)),
         ])

@@ -9,7 +9,7 @@ extension CUDABackend {
         let shape = try OperandChecks.gemm(a, b, transposeA: transposeA, transposeB: transposeB, c: c, bias: bias)
         let (m, n, k) = (shape.m, shape.n, shape.k)
         let output = try c ?? newTensor(shape.resultShape, dtype: a.dtype)
-        touch(output)
+        try touch(output)
         if k == 0 {  // an empty product: C = beta·C + bias
             try scaleInPlace(output, by: c == nil ? 0 : Double(beta))
             if let bias { try addBias(bias, to: output) }

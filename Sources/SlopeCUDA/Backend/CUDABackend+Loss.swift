@@ -40,7 +40,7 @@ extension CUDABackend {
         let table = try tensor(segments.packed, shape: [segments.packed.count])
         let count = segments.ids.count
         let base = try address(table, "embeddingBackward")
-        touch(tableGradient)
+        try touch(tableGradient)
         try launch(.loss, "embedding_backward", dtype: dy.dtype, grid: (min(count, 65_535), (columns + 255) / 256, 1), [
             .pointer(address(dy, "embeddingBackward")), .pointer(base), .pointer(base + UInt64(4 * count)),
             .pointer(base + UInt64(4 * (2 * count + 1))), .pointer(address(tableGradient, "embeddingBackward")),
@@ -83,7 +83,7 @@ extension CUDABackend {
         }
         try OperandChecks.dtype(targets, .int32, "crossEntropyBackward")
         let out = overProbabilities ? saved.probabilities : try newTensor(saved.probabilities.shape, dtype: saved.probabilities.dtype)
-        if overProbabilities { touch(out) }
+        if overProbabilities { try touch(out) }
         try launch(.loss, "cross_entropy_backward", dtype: out.dtype, grid: elementwiseGrid(rows * classes), [
             .pointer(address(saved.probabilities, "crossEntropyBackward")), .pointer(address(targets, "crossEntropyBackward")),
             .pointer(address(out, "crossEntropyBackward")), .int64(Int64(rows)), .int64(Int64(classes)), .int32(ignoreIndex),

@@ -7,7 +7,7 @@ extension CUDABackend {
         try OperandChecks.sameDType([parameter, gradient], "adamW")
         try OperandChecks.dtype(moment1, .float32, "adamW moments")
         try OperandChecks.dtype(moment2, .float32, "adamW moments")
-        touch(parameter)
+        try touch(parameter)
         let correction1 = 1 - Float.pow(step.beta1, step.step)
         let correction2 = 1 - Float.pow(step.beta2, step.step)
         try launch(.optimizer, "adamw", dtype: parameter.dtype, grid: elementwiseGrid(parameter.count), [

@@ -58,7 +58,7 @@ extension CUDABackend {
             throw TensorError.shapeMismatch(
                 operation: "accumulateColumnSums", shapes: [x.shape, target.shape], reason: "target must be [columns] of x's dtype")
         }
-        touch(target)
+        try touch(target)
         try columnSums(x, rows: rows, columns: columns, into: target, accumulate: true)
     }
 

@@ -66,6 +66,7 @@ extension CUDABackend {
     /// is then not allowed (the caller folds it into what it accumulates into).
     func sparseGEMM(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, accumulateInto target: Tensor? = nil) throws -> Tensor {
         let tokens = x.count / max(s.columns, 1)
+        defer { (s.values.storage as? CUDAStorage)?.evict() }  // derived values (the transpose's) are not kept
         let operands = operandCache(for: s)
         let decision = try decide(tokens: tokens, s, operands, x, bias: bias)
         let output: Tensor
@@ -83,7 +84,7 @@ extension CUDABackend {
                 bias: try epilogueBias.map { try address($0, "sparseMatmul") })
             let plan = try cusparse().plan(for: key, algorithm: decision.algorithm)
             output = try target ?? newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
-            if target != nil { touch(output) }
+            if target != nil { try touch(output) }
             try runSparse(plan, x, compressedOperand(s, operands, plan), output, beta: target == nil ? 0 : 1)
             if epilogueBias != nil { return output }
         }

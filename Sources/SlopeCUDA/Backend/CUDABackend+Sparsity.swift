@@ -61,7 +61,7 @@ extension CUDABackend {
     public func accumulateGathered(_ dense: Tensor, layout: CompressedMatrix, into values: Tensor) throws {
         try OperandChecks.shape(values, layout.values.shape, "accumulateGathered", "the compressed values")
         try OperandChecks.sameDType([dense, values], "accumulateGathered")
-        touch(values)
+        try touch(values)
         try gather(dense, layout: layout, into: values, accumulate: true)
     }
 
@@ -94,27 +94,52 @@ extension CUDABackend {
         return try sparseGEMM(x, s, bias: bias)
     }
 
+    /// On the GPU the transpose's values are not kept: they are a function of W's values, recomputed from W
+    /// when an op reads them (in training, the backward's sparse GEMM, which rescatters them into cuSPARSELt's
+    /// copy) and given back after it. That is 1 byte per weight of a 2:4 bf16 matrix.
     public func doublePrunedTranspose(of w: CompressedMatrix) throws -> CompressedMatrix {
         try w.pattern.checkDivisible(w.rows, dimension: "dout (rows of W)", operation: "doublePrunedTranspose")
         let pruned = try decompress(w)
         let columnMask = try pruneMask(pruned, pattern: w.pattern, direction: .columnWise, within: mask(of: w))
-        return try compress(transpose(pruned), pattern: w.pattern, mask: transpose(columnMask))
+        let transposed = try compress(transpose(pruned), pattern: w.pattern, mask: transpose(columnMask))
+        try refreshDoublePrunedTranspose(transposed, from: w)
+        return transposed
     }
 
+    /// Marks the transpose's values as W's at its slots from now on (their caches go stale) and gives their
+    /// memory back; they are gathered from W's values when next read (``restore(_:)``). W must not change
+    /// before that read without another refresh, as in training, where the refresh follows each optimizer step.
     public func refreshDoublePrunedTranspose(_ transposed: CompressedMatrix, from w: CompressedMatrix) throws {
         guard transposed.rows == w.columns, transposed.columns == w.rows, transposed.pattern == w.pattern else {
             throw TensorError.shapeMismatch(
                 operation: "refreshDoublePrunedTranspose", shapes: [transposed.shape, w.shape], reason: "the transpose must be [din, dout] with W's pattern")
         }
         try OperandChecks.sameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
-        touch(transposed.values)
-        let operation = "refreshDoublePrunedTranspose"
-        let tiled = 64 % w.pattern.m == 0
-        let grid = tiled ? ((w.columns + 63) / 64, (w.rows + 63) / 64, 1) : elementwiseGrid(transposed.values.count)
-        try launch(.sparsity, tiled ? "gather_transpose_tiled" : "gather_transpose", dtype: w.values.dtype, grid: grid, [
-            .pointer(address(w.values, operation)), .pointer(address(w.indices, operation)), .pointer(address(transposed.indices, operation)),
-            .pointer(address(transposed.values, operation)),
-            .int64(Int64(w.rows)), .int64(Int64(w.columns)), .int32(Int32(w.pattern.n)), .int32(Int32(w.pattern.m)),
-        ])
+        for tensor in [w.values, w.indices, transposed.indices] { _ = try storage(tensor, "refreshDoublePrunedTranspose") }
+        guard let values = transposed.values.storage as? CUDAStorage, values.device == device else {  // (not restored: it is rewritten)
+            throw TensorError.wrongDevice(operation: "refreshDoublePrunedTranspose", expected: device, actual: transposed.values.device)
+        }
+        values.generation &+= 1
+        values.derivation = .doublePrunedTranspose(of: w, slots: transposed.indices)
+        values.evict()
+    }
+
+    /// Recomputes the contents of evicted memory into a fresh block.
+    func restore(_ storage: CUDAStorage) throws {
+        guard let derivation = storage.derivation else {
+            preconditionFailure("CUDAStorage evicted without a derivation")  // evict() refuses primary contents
+        }
+        try storage.reallocate()
+        switch derivation {
+        case .doublePrunedTranspose(let w, let slots):
+            let operation = "refreshDoublePrunedTranspose"
+            let tiled = 64 % w.pattern.m == 0
+            let grid = tiled ? ((w.columns + 63) / 64, (w.rows + 63) / 64, 1) : elementwiseGrid(slots.count)
+            try launch(.sparsity, tiled ? "gather_transpose_tiled" : "gather_transpose", dtype: w.values.dtype, grid: grid, [
+                .pointer(address(w.values, operation)), .pointer(address(w.indices, operation)), .pointer(address(slots, operation)),
+                .pointer(storage.address),
+                .int64(Int64(w.rows)), .int64(Int64(w.columns)), .int32(Int32(w.pattern.n)), .int32(Int32(w.pattern.m)),
+            ])
+        }
     }
 }

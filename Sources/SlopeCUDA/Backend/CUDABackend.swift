@@ -112,6 +112,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         guard let storage = tensor.storage as? CUDAStorage, storage.device == device else {
             throw TensorError.wrongDevice(operation: operation, expected: device, actual: tensor.device)
         }
+        if !storage.isResident { try restore(storage) }
         return storage
     }
 
@@ -147,8 +148,13 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     /// Records that `tensor`'s memory was written in place (see ``CUDAStorage/generation``).
-    func touch(_ tensor: Tensor) {
-        (tensor.storage as? CUDAStorage)?.generation &+= 1
+    /// Marks a tensor as written in place: caches of its contents go stale, and contents that were derived
+    /// (``CUDAStorage/Derivation``) are primary from now on.
+    func touch(_ tensor: Tensor) throws {
+        guard let storage = tensor.storage as? CUDAStorage else { return }
+        if !storage.isResident { try restore(storage) }  // (a partial write must land on the current contents)
+        storage.generation &+= 1
+        storage.derivation = nil
     }
 
     // MARK: Memory and transfers
@@ -164,7 +170,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     func memsetZero(_ tensor: Tensor) throws {
         guard tensor.byteCount > 0 else { return }
-        touch(tensor)
+        try touch(tensor)
         try cudaDevice.makeCurrent()
         try cudaDevice.driver.check(
             cudaDevice.driver.cuMemsetD8Async(try address(tensor, "zeros"), 0, tensor.byteCount, cudaDevice.stream), "cuMemsetD8Async")
@@ -225,7 +231,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         guard source.count == destination.count else {
             throw TensorError.shapeMismatch(operation: "copy", shapes: [source.shape, destination.shape], reason: "element counts differ")
         }
-        touch(destination)
+        try touch(destination)
         if source.dtype == destination.dtype {
             guard source.byteCount > 0 else { return }
             try cudaDevice.makeCurrent()
@@ -261,7 +267,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         guard tensor.dtype.isFloatingPoint else {
             throw TensorError.unsupportedDType(operation: "fill with \(value) on CUDA", dtype: tensor.dtype)
         }
-        touch(tensor)
+        try touch(tensor)
         try launch(.elementwise, "fill", dtype: tensor.dtype, grid: elementwiseGrid(tensor.count), [
             .pointer(address(tensor, "fill")), .int64(Int64(tensor.count)), .float(Float(value)),
         ])

@@ -2,10 +2,14 @@ import CCUDA
 import SlopeCore
 
 /// Device memory behind a tensor; goes back to the caching allocator when the last tensor using it is gone.
+///
+/// Memory whose contents can be recomputed (a ``Derivation``) may be given back while nothing reads it
+/// (`evict()`); the backend recomputes it into a fresh block the next time an op asks for its address.
 public final class CUDAStorage: TensorStorage, @unchecked Sendable {
     public let byteCount: Int
     public let device: Device
-    let block: CachingAllocator.Block
+    /// nil while evicted.
+    private(set) var block: CachingAllocator.Block?
     let allocator: CachingAllocator
 
     init(byteCount: Int, device: Device, allocator: CachingAllocator) throws {
@@ -20,9 +24,36 @@ public final class CUDAStorage: TensorStorage, @unchecked Sendable {
     var generation: UInt64 = 0
     /// A cache derived from this memory's contents, dropped with it.
     var derived: AnyObject?
+    /// How to recompute the contents, when they are a function of other tensors; nil when they are primary.
+    var derivation: Derivation?
 
-    /// The device address of the first byte.
-    public var address: CUdeviceptr { block.address }
+    /// Contents that can be recomputed from other tensors.
+    enum Derivation {
+        /// The double-pruned transpose's values: W's current values at the transpose's slots.
+        case doublePrunedTranspose(of: CompressedMatrix, slots: Tensor)
+    }
 
-    deinit { allocator.release(block) }
+    var isResident: Bool { block != nil }
+
+    /// The device address of the first byte. Ops reach it through `CUDABackend.storage(_:_:)`, which brings
+    /// evicted contents back first.
+    public var address: CUdeviceptr {
+        guard let block else { preconditionFailure("CUDAStorage: address of evicted memory (go through CUDABackend.storage)") }
+        return block.address
+    }
+
+    /// Gives the memory back to the allocator; only derived contents may go (they are recomputed on demand).
+    func evict() {
+        guard derivation != nil, let block else { return }
+        allocator.release(block)
+        self.block = nil
+    }
+
+    /// A fresh block for evicted contents, for the caller to fill.
+    func reallocate() throws {
+        guard block == nil else { return }
+        block = try allocator.allocate(byteCount)
+    }
+
+    deinit { if let block { allocator.release(block) } }
 }
