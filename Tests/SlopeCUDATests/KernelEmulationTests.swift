@@ -307,10 +307,12 @@ final class KernelEmulationTests: XCTestCase {
 
     /// The learned value map packed to 16 bits: for a tiled layout (cuSPARSELt's kind: tiles of 16 rows × 16
     /// slots, tile after tile) the offsets repeat block after block, and one block of them drives the scatter;
-    /// a layout shuffled within blocks is found not to repeat and keeps one offset per position.
+    /// a layout shuffled within blocks is found not to repeat and keeps one offset per position. Gathering back
+    /// through either map (how W's evicted values are restored from cuSPARSELt's copy) gives the values again.
     func testPackedValueMapsScatterLikeTheFullMap() throws {
         let module = try EmulatedModule(family: .compressedLayout, dtype: .float32, kernels: [
             "check_block_offsets": 4, "check_periodic_offsets": 4, "pack_block_offsets": 6, "scatter_values_packed": 7,
+            "gather_values_packed": 7, "scatter_values": 4, "gather_values": 4,
         ])
         let (rows, slotsPerRow, tile) = (64, 32, 16)
         var tiled: [UInt32] = []
@@ -330,6 +332,16 @@ final class KernelEmulationTests: XCTestCase {
             ])[1]!.elements()
             return bad[0] == 0
         }
+        for (name, map) in [("tiled", tiled), ("shuffled", shuffled)] {  // the full map, both ways
+            let scattered: [Float] = try module.launch("scatter_values", grid: (2, 1, 1), [
+                .inputArray(values), .inputArray(map), .output(bytes: count * 4), .int64(count),
+            ])[2]!.elements()
+            XCTAssertEqual(scattered, map.map { values[Int($0)] }, "\(name): scatter through the full map")
+            let gathered: [Float] = try module.launch("gather_values", grid: (2, 1, 1), [
+                .inputArray(scattered), .inputArray(map), .output(bytes: count * 4), .int64(count),
+            ])[2]!.elements()
+            XCTAssertEqual(gathered, values, "\(name): gathering back through the full map undoes the scatter")
+        }
         for (name, map, expectPeriodic) in [("tiled", tiled, true), ("shuffled", shuffled, false)] {
             for log2Block in [6, 8] {
                 XCTAssertTrue(try holds("check_block_offsets", map, log2Block), "\(name): offsets fit int16")
@@ -346,6 +358,11 @@ final class KernelEmulationTests: XCTestCase {
                     .int64(Int(packing.offsetMask)),
                 ])[3]!.elements()
                 XCTAssertEqual(scattered, map.map { values[Int($0)] }, "\(name), blocks of \(1 << log2Block): scatter through the packed map")
+                let gathered: [Float] = try module.launch("gather_values_packed", grid: (2, 1, 1), [
+                    .inputArray(scattered), .input(packed[1]!), .input(packed[2]!), .output(bytes: count * 4), .int64(count), .int32(log2Block),
+                    .int64(Int(packing.offsetMask)),
+                ])[3]!.elements()
+                XCTAssertEqual(gathered, values, "\(name), blocks of \(1 << log2Block): gathering back undoes the scatter")
             }
         }
     }

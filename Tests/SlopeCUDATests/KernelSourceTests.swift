@@ -33,8 +33,8 @@ final class KernelSourceTests: XCTestCase {
             .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "gather_compressed_2_4", "slot_mask", "gather_transpose",
                         "gather_transpose_tiled"],
             .bytes: ["transpose_u8"],
-            .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values", "check_block_offsets", "check_periodic_offsets",
-                                "pack_block_offsets", "scatter_values_packed"],
+            .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values", "gather_values", "check_block_offsets",
+                                "check_periodic_offsets", "pack_block_offsets", "scatter_values_packed", "gather_values_packed"],
             // Attention kernels are stamped out per head dimension by a macro (`<name>_d##D`).
             .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
                          "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D"],

@@ -127,17 +127,20 @@ extension CUDABackend {
         let fastest = forms.min { timings[$0.rawValue]! < timings[$1.rawValue]! }!
         let form = timings[fastest.rawValue]! < 0.97 * timings[MergedInferenceForm.folded.rawValue]! ? fastest : .folded
         decisions.record(SparseGEMMDecision(route: SparseGEMMDecision.Route(rawValue: form.rawValue)!, milliseconds: timings), for: key)
-        release(parts, keeping: form)
+        try release(parts, keeping: form)
         return form
     }
 
     /// Drops what only the forms not chosen use, built just to time them: the folded dense W (2 bytes per
     /// weight), the stacked matrix, cuSPARSELt's copy of W for the factored form. A later call that picks
     /// another form (another token count) builds its own again.
-    private func release(_ parts: MergedParts, keeping form: MergedInferenceForm) {
+    private func release(_ parts: MergedParts, keeping form: MergedInferenceForm) throws {
         if form != .folded { parts.folded = nil }
         if form != .stacked { parts.stacked = nil }
-        if form != .factored { (parts.weight.values.storage as? CUDAStorage)?.derived = nil }
+        if form != .factored {
+            try detachValues(parts.weight)  // (W's values may be held only in that copy)
+            (parts.weight.values.storage as? CUDAStorage)?.derived = nil
+        }
     }
 
     private func foldedWeight(_ parts: MergedParts, up: Tensor, scale: Float) throws -> Tensor {

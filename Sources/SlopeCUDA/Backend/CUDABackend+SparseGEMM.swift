@@ -66,8 +66,8 @@ extension CUDABackend {
     /// is then not allowed (the caller folds it into what it accumulates into).
     func sparseGEMM(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, accumulateInto target: Tensor? = nil) throws -> Tensor {
         let tokens = x.count / max(s.columns, 1)
-        defer { (s.values.storage as? CUDAStorage)?.evict() }  // derived values (the transpose's) are not kept
         let operands = operandCache(for: s)
+        defer { evictValues(of: s, operands) }
         let decision = try decide(tokens: tokens, s, operands, x, bias: bias)
         let output: Tensor
         switch decision.route {
@@ -90,6 +90,29 @@ extension CUDABackend {
         }
         if let bias { try addBias(bias, to: output) }
         return output
+    }
+
+    /// Gives back the operand's compressed values after a GEMM when they can be recomputed: the transpose's
+    /// (from W), and W's own while a current cuSPARSELt copy with a learned layout holds them (read back from it
+    /// when an op needs them: the optimizer step, the transpose, a checkpoint). In training W's values are then
+    /// in memory only from the optimizer step to the next forward, when activations are gone: 1 byte per
+    /// weight of a 2:4 bf16 matrix less at the step's peak.
+    private func evictValues(of s: CompressedMatrix, _ operands: SparseOperandCache) {
+        guard let storage = s.values.storage as? CUDAStorage, storage.isResident else { return }
+        if storage.derivation == nil || storage.derivesFromCompressedCopy,
+           let copy = operands.compressed.values.first(where: { $0.generation == storage.generation && $0.valueMap != nil }),
+           let map = copy.valueMap {
+            storage.derivation = .compressedCopy(copy.storage, map: map, count: s.values.count, dtype: s.values.dtype)
+        }
+        storage.evict()
+    }
+
+    /// Makes W's values primary again (read back first if evicted), before cuSPARSELt copies they may be read
+    /// back from are dropped; the next GEMM evicts them again against the copy that remains.
+    func detachValues(_ s: CompressedMatrix) throws {
+        guard let storage = s.values.storage as? CUDAStorage, storage.derivesFromCompressedCopy else { return }
+        _ = try self.storage(s.values, "detachValues")
+        storage.derivation = nil
     }
 
     private func runSparse(
@@ -166,16 +189,22 @@ extension CUDABackend {
 
     /// Writes W's current values into cuSPARSELt's compressed copy (metadata untouched).
     private func scatterValues(_ s: CompressedMatrix, through map: SparseOperandCache.ValueMap, into storage: CUDAStorage) throws {
-        let count = s.values.count
-        let values = try address(s.values, "compress")
+        try copyThroughMap(map, values: address(s.values, "compress"), compressed: storage.address, count: s.values.count, dtype: s.values.dtype, gather: false)
+    }
+
+    /// `compressed[p] = values[map(p)]` (scatter), or back (`gather`: W's values read out of cuSPARSELt's copy).
+    func copyThroughMap(
+        _ map: SparseOperandCache.ValueMap, values: CUdeviceptr, compressed: CUdeviceptr, count: Int, dtype: DType, gather: Bool
+    ) throws {
+        let (source, destination) = gather ? (compressed, values) : (values, compressed)
         switch map {
         case .wide(let slots):
-            try launch(.compressedLayout, "scatter_values", dtype: s.values.dtype, grid: elementwiseGrid(count), [
-                .pointer(values), .pointer(slots.address), .pointer(storage.address), .int64(Int64(count)),
+            try launch(.compressedLayout, gather ? "gather_values" : "scatter_values", dtype: dtype, grid: elementwiseGrid(count), [
+                .pointer(source), .pointer(slots.address), .pointer(destination), .int64(Int64(count)),
             ])
         case .packed(let bases, let offsets, let packing):
-            try launch(.compressedLayout, "scatter_values_packed", dtype: s.values.dtype, grid: elementwiseGrid(count), [
-                .pointer(values), .pointer(bases.address), .pointer(offsets.address), .pointer(storage.address), .int64(Int64(count)),
+            try launch(.compressedLayout, gather ? "gather_values_packed" : "scatter_values_packed", dtype: dtype, grid: elementwiseGrid(count), [
+                .pointer(source), .pointer(bases.address), .pointer(offsets.address), .pointer(destination), .int64(Int64(count)),
                 .int32(Int32(packing.log2Block)), .int64(packing.offsetMask),
             ])
         }
@@ -307,6 +336,7 @@ extension CUDABackend {
             failures: failures.isEmpty ? nil : failures)
         decisions.record(decision, for: key)
         // Keep only the chosen route's operand: the others were built just to be timed.
+        try detachValues(s)
         for arrangement in CuSPARSELtMatmul.Arrangement.allCases where arrangement.rawValue != best {
             operands.compressed[arrangement] = nil
         }

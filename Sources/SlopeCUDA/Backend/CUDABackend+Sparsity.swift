@@ -140,6 +140,9 @@ extension CUDABackend {
                 .pointer(storage.address),
                 .int64(Int64(w.rows)), .int64(Int64(w.columns)), .int32(Int32(w.pattern.n)), .int32(Int32(w.pattern.m)),
             ])
+            (w.values.storage as? CUDAStorage)?.evict()  // W's values, if they were read back only for this
+        case .compressedCopy(let copy, let map, let count, let dtype):
+            try copyThroughMap(map, values: storage.address, compressed: copy.address, count: count, dtype: dtype, gather: true)
         }
     }
 }

@@ -31,9 +31,17 @@ public final class CUDAStorage: TensorStorage, @unchecked Sendable {
     enum Derivation {
         /// The double-pruned transpose's values: W's current values at the transpose's slots.
         case doublePrunedTranspose(of: CompressedMatrix, slots: Tensor)
+        /// W's compressed values, read back out of cuSPARSELt's copy of W (current when this was set, and
+        /// current as long as the values are not written, which makes them primary again).
+        case compressedCopy(CUDAStorage, map: SparseOperandCache.ValueMap, count: Int, dtype: DType)
     }
 
     var isResident: Bool { block != nil }
+
+    var derivesFromCompressedCopy: Bool {
+        if case .compressedCopy = derivation { return true }
+        return false
+    }
 
     /// The device address of the first byte. Ops reach it through `CUDABackend.storage(_:_:)`, which brings
     /// evicted contents back first.

@@ -43,6 +43,11 @@ extension KernelSources {
         GRID_STRIDE(p, count) compressed[p] = values[map[p]];
     }
 
+    // values[map[p]] = compressed[p]: W's values read back from cuSPARSELt's layout (scatter_values undone).
+    extern "C" __global__ void gather_values(const T* compressed, const unsigned int* map, T* values, long long count) {
+        GRID_STRIDE(p, count) values[map[p]] = compressed[p];
+    }
+
     // The map packed to 16 bits: positions in blocks of 2^log2_block, per block the slot of its first position
     // (bases), per position the signed offset from it (offsets). cuSPARSELt keeps each value near where
     // W's compressed order has it, so offsets fit int16 at some block size and the map halves.
@@ -95,6 +100,12 @@ extension KernelSources {
             return;
         }
         GRID_STRIDE(p, count) compressed[p] = values[(long long)bases[p >> log2_block] + offsets[p & offset_mask]];
+    }
+
+    // gather_values through the packed map (arguments as scatter_values_packed's).
+    extern "C" __global__ void gather_values_packed(const T* compressed, const unsigned int* bases, const short* offsets, T* values,
+                                                    long long count, int log2_block, long long offset_mask) {
+        GRID_STRIDE(p, count) values[(long long)bases[p >> log2_block] + offsets[p & offset_mask]] = compressed[p];
     }
     """#
 }
