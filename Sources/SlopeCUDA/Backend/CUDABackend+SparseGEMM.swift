@@ -107,6 +107,21 @@ extension CUDABackend {
         storage.evict()
     }
 
+    /// After W's values changed (an optimizer step): brings its cuSPARSELt copies with a learned layout up to
+    /// date now and gives the values back, so that they are in memory only while the step updates this weight,
+    /// not all of them until the next forward. Weights no GEMM has used yet are left as they are.
+    func settleValues(of w: CompressedMatrix) throws {
+        guard let storage = w.values.storage as? CUDAStorage, storage.isResident, storage.derived is SparseOperandCache else { return }
+        let operands = operandCache(for: w)
+        for (arrangement, var entry) in operands.compressed where entry.generation != operands.generation {
+            guard let map = entry.valueMap else { continue }  // (copies compressed whole wait for their next use)
+            try scatterValues(w, through: map, into: entry.storage)
+            entry.generation = operands.generation
+            operands.compressed[arrangement] = entry
+        }
+        evictValues(of: w, operands)
+    }
+
     /// Makes W's values primary again (read back first if evicted), before cuSPARSELt copies they may be read
     /// back from are dropped; the next GEMM evicts them again against the copy that remains.
     func detachValues(_ s: CompressedMatrix) throws {

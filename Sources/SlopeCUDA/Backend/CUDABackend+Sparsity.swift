@@ -108,7 +108,8 @@ extension CUDABackend {
 
     /// Marks the transpose's values as W's at its slots from now on (their caches go stale) and gives their
     /// memory back; they are gathered from W's values when next read (``restore(_:)``). W must not change
-    /// before that read without another refresh, as in training, where the refresh follows each optimizer step.
+    /// before that read without another refresh, as in training, where the refresh follows each optimizer step
+    /// (and so also brings W's own cuSPARSELt copies up to date, ``settleValues(of:)``).
     public func refreshDoublePrunedTranspose(_ transposed: CompressedMatrix, from w: CompressedMatrix) throws {
         guard transposed.rows == w.columns, transposed.columns == w.rows, transposed.pattern == w.pattern else {
             throw TensorError.shapeMismatch(
@@ -122,6 +123,7 @@ extension CUDABackend {
         values.generation &+= 1
         values.derivation = .doublePrunedTranspose(of: w, slots: transposed.indices)
         values.evict()
+        try settleValues(of: w)  // (the refresh follows each optimizer step: W's copies are brought up to date here)
     }
 
     /// Recomputes the contents of evicted memory into a fresh block.

@@ -3,7 +3,8 @@ import Synchronization
 
 /// GPU time per operation, on when `SLOPE_PROFILE=1`: every kernel launch, cuBLASLt and cuSPARSELt call is
 /// bracketed by stream synchronisations and timed on the host. This serialises the GPU (slower overall)
-/// but attributes each microsecond to one named op, which is what finding the slow part needs.
+/// but attributes each microsecond to one named op, which is what finding the slow part needs. It also notes
+/// after which op the most device memory was in use.
 public final class OpProfiler: Sendable {
     private struct Total {
         var calls = 0
@@ -12,6 +13,15 @@ public final class OpProfiler: Sendable {
 
     private let totals = Mutex<[String: Total]>([:])
     private let clock = ContinuousClock()
+    /// Device bytes in use, read after each op (set by the backend that owns the allocator).
+    private let inUse = Mutex<(@Sendable () -> Int)?>(nil)
+    /// The most bytes in use after any op, and that op: where a run's memory peaks.
+    private let highWater = Mutex<(bytes: Int, op: String)>((0, ""))
+
+    /// Reads `bytesInUse` after every op to report where memory peaks.
+    func watchMemory(_ bytesInUse: @escaping @Sendable () -> Int) {
+        inUse.withLock { $0 = bytesInUse }
+    }
 
     /// The profiler when `SLOPE_PROFILE` is set to 1, else nil.
     static func fromEnvironment() -> OpProfiler? {
@@ -26,12 +36,16 @@ public final class OpProfiler: Sendable {
         let elapsed = clock.now - start
         let seconds = elapsed / .seconds(1)
         totals.withLock { $0[name, default: Total()].calls += 1; $0[name, default: Total()].seconds += seconds }
+        if let bytes = inUse.withLock({ $0 })?() {
+            highWater.withLock { if bytes > $0.bytes { $0 = (bytes, name) } }
+        }
         return result
     }
 
     /// Forgets what was measured so far (e.g. a first training step's compilation and plan search).
     public func reset() {
         totals.withLock { $0.removeAll() }
+        highWater.withLock { $0 = (0, "") }
     }
 
     /// The `top` most expensive ops: calls, total and share of the profiled time.
@@ -43,6 +57,8 @@ public final class OpProfiler: Sendable {
             lines.append("  \(Self.format(entry.seconds * 1e3).leftPadded(10)) ms  \(Self.format(100 * entry.seconds / max(total, 1e-12)).leftPadded(5))%  "
                 + "\(String(entry.calls).leftPadded(6))×  \(name)")
         }
+        let peak = highWater.withLock { $0 }
+        if peak.bytes > 0 { lines.append("most memory in use after an op: \(byteCountText(peak.bytes)), after \(peak.op)") }
         return lines.joined(separator: "\n")
     }
 
