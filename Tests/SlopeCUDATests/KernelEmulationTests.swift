@@ -132,6 +132,51 @@ final class KernelEmulationTests: XCTestCase {
         }
     }
 
+    /// AdamW on values held in cuSPARSELt's layout (through a full map and through a packed periodic one) equals
+    /// AdamW in W's compressed order followed by the scatter into that layout; float32 and bf16.
+    func testAdamWInTheCompressedCopyMatchesAdamWThenScatter() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 16)
+        let step = AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: 3, gradientScale: 0.5)
+        let corrections = (Float(1 - pow(Double(step.beta1), Double(step.step))), Float(1 - pow(Double(step.beta2), Double(step.step))))
+        let (tile, tiles) = (64, 8)
+        let n = tile * tiles
+        let within = Array(0..<UInt32(tile)).shuffled(using: &generator)  // the same order in every tile: periodic
+        let map = (0..<n).map { UInt32($0 / tile * tile) + within[$0 % tile] }
+        let bases = (0..<tiles).map { map[$0 * tile] }
+        let offsets = (0..<tile).map { Int16(Int(map[$0]) - Int(map[0])) }
+        for dtype in [DType.float32, .bfloat16] {
+            let module = try EmulatedModule(family: .optimizer, dtype: dtype, kernels: ["adamw_mapped": 18])
+            let parameter = try cpu.randomNormal([n], dtype: dtype, using: &generator)
+            let gradient = try cpu.randomNormal([n], dtype: dtype, using: &generator)
+            let m = try cpu.randomNormal([n], dtype: .float32, using: &generator)
+            let v = try cpu.cast(cpu.multiply(m, m), to: .float32)
+            let start = (values: try cpu.floats(parameter), m: try cpu.floats(m), v: try cpu.floats(v))
+            let copy = try cpu.tensor(map.map { start.values[Int($0)] }, shape: [n], dtype: dtype)  // cuSPARSELt's layout
+            try cpu.adamW(parameter: parameter, gradient: gradient, moment1: m, moment2: v, step: step)
+            let updated = try cpu.floats(parameter)
+            for packed in [false, true] {
+                let hyper: [EmulatedModule.Argument] = [
+                    .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon), .float(step.weightDecay),
+                    .float(corrections.0), .float(corrections.1), .float(step.gradientScale),
+                ]
+                let out = try module.launch("adamw_mapped", grid: (2, 1, 1), [
+                    .readWrite(try Self.raw(copy, cpu)), packed ? .int64(0) : .inputArray(map), packed ? .inputArray(bases) : .int64(0),  // (0: a null pointer)
+                    packed ? .inputArray(offsets) : .int64(0), .int32(6), .int64(tile - 1),
+                    .input(try Self.raw(gradient, cpu)), .readWriteArray(start.m), .readWriteArray(start.v), .int64(n),
+                ] + hyper)
+                let stepped: [Float] = dtype == .float32 ? out[0]!.elements() : Self.bf16(out[0]!)
+                let expected = map.map { updated[Int($0)] }
+                let worst = zip(stepped, expected).map { abs($0 - $1) / max(1e-3, abs($1)) }.max() ?? .infinity
+                XCTAssertLessThanOrEqual(worst, dtype == .float32 ? 1e-5 : 8e-3, "\(dtype), \(packed ? "packed" : "full") map: values")
+                for (index, name, reference) in [(7, "first", try cpu.floats(m)), (8, "second", try cpu.floats(v))] {
+                    let moments: [Float] = out[index]!.elements()
+                    XCTAssertLessThanOrEqual(zip(moments, reference).map { abs($0 - $1) }.max() ?? .infinity, 1e-5, "\(dtype): \(name) moment in W's order")
+                }
+            }
+        }
+    }
+
     /// Cross-entropy: the forward's online max and sum over packed rows (probabilities and per-row losses, an
     /// ignored row among them), then the backward in place over the probabilities, against the CPU backend (bf16).
     func testCrossEntropyMatchesTheCPUBackend() throws {

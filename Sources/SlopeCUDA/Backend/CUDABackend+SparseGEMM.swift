@@ -55,6 +55,14 @@ final class SparseOperandCache {
     var compressed: [CuSPARSELtMatmul.Arrangement: Compressed] = [:]
     var dense: Tensor?
     init(generation: UInt64) { self.generation = generation }
+
+    /// W's values were updated inside `copy` itself (and moved to `generation`): that copy is current, every
+    /// other form of W stale.
+    func steppedInPlace(_ copy: CUDAStorage, generation: UInt64) {
+        self.generation = generation
+        dense = nil
+        for (arrangement, entry) in compressed where entry.storage === copy { compressed[arrangement]?.generation = generation }
+    }
 }
 
 extension CUDABackend {
