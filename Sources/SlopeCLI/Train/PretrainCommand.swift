@@ -239,7 +239,10 @@ struct PretrainCommand: ParsableCommand {
             }
             let seconds = seconds(clock.now - begin)
             // SLOPE_PROFILE reports steady-state steps: the first one compiles kernels and searches GEMM plans.
-            if trainer.step == startStep + 1, trainer.step < options.steps { profiler?.reset() }
+            if trainer.step == startStep + 1, trainer.step < options.steps, let profiler {
+                if let memory = profiler.memoryHighWater { say("first step: \(memory)") }
+                profiler.reset()
+            }
             window.tokens += result.tokens
             window.seconds += seconds
             window.losses.append(result.loss)

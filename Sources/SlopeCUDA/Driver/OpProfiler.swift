@@ -57,9 +57,14 @@ public final class OpProfiler: Sendable {
             lines.append("  \(Self.format(entry.seconds * 1e3).leftPadded(10)) ms  \(Self.format(100 * entry.seconds / max(total, 1e-12)).leftPadded(5))%  "
                 + "\(String(entry.calls).leftPadded(6))×  \(name)")
         }
-        let peak = highWater.withLock { $0 }
-        if peak.bytes > 0 { lines.append("most memory in use after an op: \(byteCountText(peak.bytes)), after \(peak.op)") }
+        if let memory = memoryHighWater { lines.append(memory) }
         return lines.joined(separator: "\n")
+    }
+
+    /// The most device memory in use after an op since the start or the last reset, and that op.
+    public var memoryHighWater: String? {
+        let peak = highWater.withLock { $0 }
+        return peak.bytes > 0 ? "most memory in use after an op: \(byteCountText(peak.bytes)), after \(peak.op)" : nil
     }
 
     private static func format(_ value: Double) -> String { fixedPoint(value, decimals: 1) }
