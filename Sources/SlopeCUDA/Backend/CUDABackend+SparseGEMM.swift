@@ -102,9 +102,8 @@ extension CUDABackend {
 
     /// Gives back the operand's compressed values after a GEMM when they can be recomputed: the transpose's
     /// (from W), and W's own while a current cuSPARSELt copy with a learned layout holds them (read back from it
-    /// when an op needs them: the optimizer step, the transpose, a checkpoint). In training W's values are then
-    /// in memory only from the optimizer step to the next forward, when activations are gone: 1 byte per
-    /// weight of a 2:4 bf16 matrix less at the step's peak.
+    /// when an op needs them: the transpose's recomputation, a checkpoint; AdamW steps them inside the copy).
+    /// 1 byte per weight of a 2:4 bf16 matrix each.
     private func evictValues(of s: CompressedMatrix, _ operands: SparseOperandCache) {
         guard let storage = s.values.storage as? CUDAStorage, storage.isResident else { return }
         if storage.derivation == nil || storage.derivesFromCompressedCopy,
@@ -115,9 +114,10 @@ extension CUDABackend {
         storage.evict()
     }
 
-    /// After W's values changed (an optimizer step): brings its cuSPARSELt copies with a learned layout up to
-    /// date now and gives the values back, so that they are in memory only while the step updates this weight,
-    /// not all of them until the next forward. Weights no GEMM has used yet are left as they are.
+    /// After an optimizer step wrote W's values where they are kept (W's values were in memory: a first step, a
+    /// step after a checkpoint was read, a copy without a learned layout): brings W's cuSPARSELt copies with a
+    /// learned layout up to date now and gives the values back, rather than holding every weight's values until
+    /// the next forward. Weights no GEMM has used yet are left as they are.
     func settleValues(of w: CompressedMatrix) throws {
         guard let storage = w.values.storage as? CUDAStorage, storage.isResident, storage.derived is SparseOperandCache else { return }
         let operands = operandCache(for: w)

@@ -109,21 +109,20 @@ extension CUDABackend {
     /// Marks the transpose's values as W's at its slots from now on (their caches go stale) and gives their
     /// memory back; they are gathered from W's values when next read (``restore(_:)``). W must not change
     /// before that read without another refresh, as in training, where the refresh follows each optimizer step
-    /// (and so also brings W's own cuSPARSELt copies up to date, ``settleValues(of:)``).
+    /// (and so also settles W's own values, ``settleValues(of:)``).
     public func refreshDoublePrunedTranspose(_ transposed: CompressedMatrix, from w: CompressedMatrix) throws {
         guard transposed.rows == w.columns, transposed.columns == w.rows, transposed.pattern == w.pattern else {
             throw TensorError.shapeMismatch(
                 operation: "refreshDoublePrunedTranspose", shapes: [transposed.shape, w.shape], reason: "the transpose must be [din, dout] with W's pattern")
         }
         try OperandChecks.sameDType([transposed.values, w.values], "refreshDoublePrunedTranspose")
-        for tensor in [w.values, w.indices, transposed.indices] { _ = try storage(tensor, "refreshDoublePrunedTranspose") }
-        guard let values = transposed.values.storage as? CUDAStorage, values.device == device else {  // (not restored: it is rewritten)
-            throw TensorError.wrongDevice(operation: "refreshDoublePrunedTranspose", expected: device, actual: transposed.values.device)
-        }
+        // Where they live is checked; nothing is read back (W's values may be held only in cuSPARSELt's copy).
+        for tensor in [w.values, w.indices, transposed.indices] { _ = try unrestoredStorage(tensor, "refreshDoublePrunedTranspose") }
+        let values = try unrestoredStorage(transposed.values, "refreshDoublePrunedTranspose")
         values.generation &+= 1
         values.derivation = .doublePrunedTranspose(of: w, slots: transposed.indices)
         values.evict()
-        try settleValues(of: w)  // (the refresh follows each optimizer step: W's copies are brought up to date here)
+        try settleValues(of: w)
     }
 
     /// Recomputes the contents of evicted memory into a fresh block.

@@ -109,11 +109,18 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     // MARK: Helpers shared by the op files
 
+    /// The tensor's memory, its contents recomputed first if they were given back (``CUDAStorage/evict()``).
     func storage(_ tensor: Tensor, _ operation: String) throws -> CUDAStorage {
+        let storage = try unrestoredStorage(tensor, operation)
+        if !storage.isResident { try restore(storage) }
+        return storage
+    }
+
+    /// The tensor's memory as it is, evicted or not (for ops that only check where it lives, or rewrite it).
+    func unrestoredStorage(_ tensor: Tensor, _ operation: String) throws -> CUDAStorage {
         guard let storage = tensor.storage as? CUDAStorage, storage.device == device else {
             throw TensorError.wrongDevice(operation: operation, expected: device, actual: tensor.device)
         }
-        if !storage.isResident { try restore(storage) }
         return storage
     }
 
@@ -148,7 +155,6 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         }
     }
 
-    /// Records that `tensor`'s memory was written in place (see ``CUDAStorage/generation``).
     /// Marks a tensor as written in place: caches of its contents go stale, and contents that were derived
     /// (``CUDAStorage/Derivation``) are primary from now on.
     func touch(_ tensor: Tensor) throws {
