@@ -1,5 +1,4 @@
 @testable import SlopeCUDA
-import SlopeCore
 import Synchronization
 import XCTest
 
@@ -69,38 +68,5 @@ final class CachingAllocatorTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("reduce the batch size") && "\(error)".contains("--recompute-activations"), "\(error)")
         }
         allocator.release(big)
-    }
-}
-
-final class CUDAStorageEvictionTests: XCTestCase {
-    /// Only derived contents are given back; eviction and reallocation are seen by the allocator's counts,
-    /// and an evicted storage going away frees nothing twice.
-    func testOnlyDerivedMemoryIsEvictedAndComesBackOnReallocation() throws {
-        let device = FakeDeviceMemory(capacity: 1 << 30)
-        let allocator = CachingAllocator(provider: device)
-        let bytes = 4096
-        var storage: CUDAStorage? = try CUDAStorage(byteCount: bytes, device: .cuda(0), allocator: allocator)
-        storage!.evict()
-        XCTAssertTrue(storage!.isResident, "primary contents must never be given back")
-        XCTAssertEqual(allocator.statistics.inUse, bytes)
-
-        let cpu = CPUBackend()
-        let w = try cpu.compress(cpu.tensor([1, 0, 2, 0, 0, 3, 0, 4] as [Float], shape: [2, 4], dtype: .float32), pattern: .twoFour, mask: nil)
-        storage!.derivation = .doublePrunedTranspose(of: w, slots: w.indices)
-        storage!.evict()
-        XCTAssertFalse(storage!.isResident)
-        XCTAssertEqual(allocator.statistics.inUse, 0)
-        storage!.evict()  // evicting twice releases once
-        XCTAssertEqual(allocator.statistics.inUse, 0)
-
-        try storage!.reallocate()
-        XCTAssertTrue(storage!.isResident)
-        XCTAssertEqual(allocator.statistics.inUse, bytes)
-        XCTAssertEqual(device.log.withLock { $0.allocations }, [bytes], "the block comes back from the allocator's cache")
-
-        storage!.evict()
-        storage = nil  // deinit of evicted memory must not release again
-        XCTAssertEqual(allocator.statistics.inUse, 0)
-        XCTAssertEqual(allocator.statistics.reserved, bytes)
     }
 }
