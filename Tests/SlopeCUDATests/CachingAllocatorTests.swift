@@ -69,4 +69,19 @@ final class CachingAllocatorTests: XCTestCase {
         }
         allocator.release(big)
     }
+
+    /// The window peak (where a profiled run's memory peaks) starts again at what is in use, and sees a
+    /// buffer made and freed within the window; the run's peak is left alone.
+    func testPeakWindowSeesTransientBuffersAndRestarts() throws {
+        let allocator = CachingAllocator(provider: FakeDeviceMemory(capacity: 1 << 30))
+        let kept = try allocator.allocate(4 << 20)
+        allocator.release(try allocator.allocate(8 << 20))  // a transient: gone before anyone looks
+        XCTAssertEqual(allocator.windowPeak, 12 << 20)
+        allocator.startPeakWindow()
+        XCTAssertEqual(allocator.windowPeak, 4 << 20, "a new window starts at what is in use")
+        allocator.release(try allocator.allocate(2 << 20))
+        XCTAssertEqual(allocator.windowPeak, 6 << 20)
+        XCTAssertEqual(allocator.statistics.peakInUse, 12 << 20, "the run's peak is not reset")
+        allocator.release(kept)
+    }
 }

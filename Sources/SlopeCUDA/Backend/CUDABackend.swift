@@ -42,7 +42,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public init(ordinal: Int = 0) throws {
         cudaDevice = try CUDADevice(ordinal: ordinal)
         allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
-        cudaDevice.profiler?.watchMemory { [allocator] in allocator.statistics.inUse }
+        cudaDevice.profiler?.watchMemory(peakSinceMark: { [allocator] in allocator.windowPeak }, mark: { [allocator] in allocator.startPeakWindow() })
         let environment = processEnvironment([
             "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_BACKWARD",
             "SLOPE_ATTENTION_FORWARD", "SLOPE_MERGED_INFERENCE",

@@ -4,7 +4,7 @@ import Synchronization
 /// GPU time per operation, on when `SLOPE_PROFILE=1`: every kernel launch, cuBLASLt and cuSPARSELt call is
 /// bracketed by stream synchronisations and timed on the host. This serialises the GPU (slower overall)
 /// but attributes each microsecond to one named op, which is what finding the slow part needs. It also notes
-/// after which op the most device memory was in use.
+/// during (or just before) which op device memory peaked.
 public final class OpProfiler: Sendable {
     private struct Total {
         var calls = 0
@@ -13,14 +13,15 @@ public final class OpProfiler: Sendable {
 
     private let totals = Mutex<[String: Total]>([:])
     private let clock = ContinuousClock()
-    /// Device bytes in use, read after each op (set by the backend that owns the allocator).
-    private let inUse = Mutex<(@Sendable () -> Int)?>(nil)
-    /// The most bytes in use after any op, and that op: where a run's memory peaks.
+    /// The allocator's peak since a mark, and the mark (set by the backend that owns the allocator).
+    private let memory = Mutex<(peak: @Sendable () -> Int, mark: @Sendable () -> Void)?>(nil)
+    /// The most bytes in use and the op during or just before which they were reached: where memory peaks.
     private let highWater = Mutex<(bytes: Int, op: String)>((0, ""))
 
-    /// Reads `bytesInUse` after every op to report where memory peaks.
-    func watchMemory(_ bytesInUse: @escaping @Sendable () -> Int) {
-        inUse.withLock { $0 = bytesInUse }
+    /// Reads `peakSinceMark` after every op to report where memory peaks; `mark` starts a new window.
+    func watchMemory(peakSinceMark: @escaping @Sendable () -> Int, mark: @escaping @Sendable () -> Void) {
+        mark()
+        memory.withLock { $0 = (peakSinceMark, mark) }
     }
 
     /// The profiler when `SLOPE_PROFILE` is set to 1, else nil.
@@ -36,7 +37,7 @@ public final class OpProfiler: Sendable {
         let elapsed = clock.now - start
         let seconds = elapsed / .seconds(1)
         totals.withLock { $0[name, default: Total()].calls += 1; $0[name, default: Total()].seconds += seconds }
-        if let bytes = inUse.withLock({ $0 })?() {
+        if let bytes = memory.withLock({ $0 })?.peak() {  // (a rise since the last op: this op's buffers, or made just for it)
             highWater.withLock { if bytes > $0.bytes { $0 = (bytes, name) } }
         }
         return result
@@ -46,6 +47,7 @@ public final class OpProfiler: Sendable {
     public func reset() {
         totals.withLock { $0.removeAll() }
         highWater.withLock { $0 = (0, "") }
+        memory.withLock { $0 }?.mark()
     }
 
     /// The `top` most expensive ops: calls, total and share of the profiled time.
@@ -61,10 +63,10 @@ public final class OpProfiler: Sendable {
         return lines.joined(separator: "\n")
     }
 
-    /// The most device memory in use after an op since the start or the last reset, and that op.
+    /// The most device memory in use since the start or the last reset, and the op it was reached for.
     public var memoryHighWater: String? {
         let peak = highWater.withLock { $0 }
-        return peak.bytes > 0 ? "most memory in use after an op: \(byteCountText(peak.bytes)), after \(peak.op)" : nil
+        return peak.bytes > 0 ? "most memory in use: \(byteCountText(peak.bytes)), reached during or just before \(peak.op)" : nil
     }
 
     private static func format(_ value: Double) -> String { fixedPoint(value, decimals: 1) }

@@ -22,6 +22,8 @@ final class CachingAllocator: Sendable {
         var inUse = 0
         var reserved = 0
         var peakInUse = 0
+        /// The peak since `startPeakWindow()` (profiling: where in a run memory peaks).
+        var windowPeak = 0
     }
 
     private let provider: any DeviceMemoryProvider
@@ -44,6 +46,7 @@ final class CachingAllocator: Sendable {
             guard let address = state.cached[size]?.popLast() else { return nil }
             state.inUse += size
             state.peakInUse = max(state.peakInUse, state.inUse)
+            state.windowPeak = max(state.windowPeak, state.inUse)
             return address
         }) {
             return Block(address: address, size: size)
@@ -60,6 +63,7 @@ final class CachingAllocator: Sendable {
             state.reserved += size
             state.inUse += size
             state.peakInUse = max(state.peakInUse, state.inUse)
+            state.windowPeak = max(state.windowPeak, state.inUse)
         }
         return Block(address: address, size: size)
     }
@@ -81,6 +85,14 @@ final class CachingAllocator: Sendable {
         }
         for address in blocks { try provider.free(address) }
     }
+
+    /// Starts a new window for `windowPeak` at what is in use now.
+    func startPeakWindow() {
+        state.withLock { $0.windowPeak = $0.inUse }
+    }
+
+    /// The most bytes in use since `startPeakWindow()` (or since the allocator was made).
+    var windowPeak: Int { state.withLock { $0.windowPeak } }
 
     /// Bytes held by live tensors, held including the cache, and the peak in use.
     var statistics: (inUse: Int, reserved: Int, peakInUse: Int) {
