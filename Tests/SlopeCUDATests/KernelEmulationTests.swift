@@ -412,6 +412,35 @@ final class KernelEmulationTests: XCTestCase {
         }
     }
 
+    /// The same copies for bf16, whose packs hold 8 values (one per position a thread takes): a tiled map
+    /// (periodic at blocks of 64 positions) scatters and gathers back exactly.
+    func testPackedValueMapsMoveBF16ValuesBothWays() throws {
+        let module = try EmulatedModule(family: .compressedLayout, dtype: .bfloat16, kernels: [
+            "pack_block_offsets": 6, "scatter_values_packed": 7, "gather_values_packed": 7,
+        ])
+        let (tile, tiles) = (64, 16)
+        var generator = SeededGenerator(seed: 18)
+        let within = Array(0..<UInt32(tile)).shuffled(using: &generator)
+        let map = (0..<(tile * tiles)).map { UInt32($0 / tile * tile) + within[$0 % tile] }
+        let count = map.count
+        let values = (0..<count).map { Float($0 % 200 - 100) }  // integers: exact in bf16
+        let bits = values.map { UInt16($0.bitPattern >> 16) }
+        let packing = SparseOperandCache.Packing.Candidate(log2Block: 6, periodic: true)
+        let packed = try module.launch("pack_block_offsets", grid: (2, 1, 1), [
+            .inputArray(map), .output(bytes: tiles * 4), .output(bytes: tile * 2), .int64(count), .int32(6), .int64(packing.offsets(count: count)),
+        ])
+        let scattered = try module.launch("scatter_values_packed", grid: (2, 1, 1), [
+            .inputArray(bits), .input(packed[1]!), .input(packed[2]!), .output(bytes: count * 2), .int64(count), .int32(6),
+            .int64(Int(packing.offsetMask)),
+        ])[3]!
+        XCTAssertEqual(Self.bf16(scattered), map.map { values[Int($0)] }, "scatter through the packed map")
+        let gathered = try module.launch("gather_values_packed", grid: (2, 1, 1), [
+            .input(scattered), .input(packed[1]!), .input(packed[2]!), .output(bytes: count * 2), .int64(count), .int32(6),
+            .int64(Int(packing.offsetMask)),
+        ])[3]!
+        XCTAssertEqual(Self.bf16(gathered), values, "gathering back undoes the scatter")
+    }
+
     /// The emulation can fail: a kernel that skips its barrier reads a tile other threads have not written
     /// (threads run one after another here, so the race is certain to show).
     func testAMissingBarrierIsCaught() throws {

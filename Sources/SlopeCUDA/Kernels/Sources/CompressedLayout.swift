@@ -80,46 +80,51 @@ extension KernelSources {
         }
     }
 
-    // scatter_values through the packed map; position p's offset is offsets[p & offset_mask] (offset_mask = −1
-    // when every position has its own, 2^log2_block − 1 when the offsets repeat). When count is a multiple of 8,
-    // a thread takes 8 consecutive positions (one 16-byte load of offsets, 8 independent value loads in flight,
-    // 16-byte stores); blocks of the map are ≥ 64 positions, so the 8 share one base.
-    extern "C" __global__ void scatter_values_packed(const T* values, const unsigned int* bases, const short* offsets, T* compressed,
-                                                     long long count, int log2_block, long long offset_mask) {
+    // Copies between W's values and cuSPARSELt's layout through the packed map: compressed[p] = values[slot(p)]
+    // (scatter), or back (GATHER). Position p's offset is offsets[p & offset_mask] (offset_mask = −1 when every
+    // position has its own, 2^log2_block − 1 when the offsets repeat). When count is a multiple of 8, a thread
+    // takes 8 consecutive positions (one 16-byte load of offsets, 16-byte loads or stores of the copy, 8
+    // independent accesses to the values); blocks of the map are ≥ 64 positions, so the 8 share one base.
+    template <bool GATHER>
+    __device__ void copy_through_packed_map(T* values, const unsigned int* bases, const short* offsets, T* compressed,
+                                            long long count, int log2_block, long long offset_mask) {
         if (count % 8 == 0 && aligned16(offsets) && aligned16(compressed)) {
             GRID_STRIDE(q, count / 8) {
                 i64 base = bases[(q * 8) >> log2_block];
                 uint4 packed = ((const uint4*)offsets)[((q * 8) & offset_mask) / 8];
                 unsigned words[4] = {packed.x, packed.y, packed.z, packed.w};
-                Pack<T> out[8 / PACK];
+                Pack<T>* copy = (Pack<T>*)(compressed + q * 8);
+                Pack<T> run[8 / PACK];
+                if (GATHER) {
+                    #pragma unroll
+                    for (int p = 0; p < 8 / PACK; ++p) run[p] = copy[p];
+                }
                 #pragma unroll
-                for (int j = 0; j < 8; ++j) out[j / PACK].v[j % PACK] = values[base + (short)(words[j >> 1] >> (16 * (j & 1)))];
-                #pragma unroll
-                for (int p = 0; p < 8 / PACK; ++p) ((Pack<T>*)(compressed + q * 8))[p] = out[p];
+                for (int j = 0; j < 8; ++j) {
+                    T& value = values[base + (short)(words[j >> 1] >> (16 * (j & 1)))];
+                    if (GATHER) value = run[j / PACK].v[j % PACK]; else run[j / PACK].v[j % PACK] = value;
+                }
+                if (!GATHER) {
+                    #pragma unroll
+                    for (int p = 0; p < 8 / PACK; ++p) copy[p] = run[p];
+                }
             }
             return;
         }
-        GRID_STRIDE(p, count) compressed[p] = values[(long long)bases[p >> log2_block] + offsets[p & offset_mask]];
+        GRID_STRIDE(p, count) {
+            T& value = values[packed_map_slot(bases, offsets, p, log2_block, offset_mask)];
+            if (GATHER) value = compressed[p]; else compressed[p] = value;
+        }
     }
 
-    // gather_values through the packed map (arguments as scatter_values_packed's; 8 positions per thread the
-    // same way: 16-byte loads of the copy and of the offsets, 8 independent stores).
+    extern "C" __global__ void scatter_values_packed(const T* values, const unsigned int* bases, const short* offsets, T* compressed,
+                                                     long long count, int log2_block, long long offset_mask) {
+        copy_through_packed_map<false>((T*)values, bases, offsets, compressed, count, log2_block, offset_mask);
+    }
+
     extern "C" __global__ void gather_values_packed(const T* compressed, const unsigned int* bases, const short* offsets, T* values,
                                                     long long count, int log2_block, long long offset_mask) {
-        if (count % 8 == 0 && aligned16(offsets) && aligned16(compressed)) {
-            GRID_STRIDE(q, count / 8) {
-                i64 base = bases[(q * 8) >> log2_block];
-                uint4 packed = ((const uint4*)offsets)[((q * 8) & offset_mask) / 8];
-                unsigned words[4] = {packed.x, packed.y, packed.z, packed.w};
-                Pack<T> in[8 / PACK];
-                #pragma unroll
-                for (int p = 0; p < 8 / PACK; ++p) in[p] = ((const Pack<T>*)(compressed + q * 8))[p];
-                #pragma unroll
-                for (int j = 0; j < 8; ++j) values[base + (short)(words[j >> 1] >> (16 * (j & 1)))] = in[j / PACK].v[j % PACK];
-            }
-            return;
-        }
-        GRID_STRIDE(p, count) values[(long long)bases[p >> log2_block] + offsets[p & offset_mask]] = compressed[p];
+        copy_through_packed_map<true>(values, bases, offsets, (T*)compressed, count, log2_block, offset_mask);
     }
     """#
 }

@@ -56,6 +56,14 @@ extension KernelSources {
     #define PACK (16 / (int)sizeof(T))  // elements of T per pack, for kernels (T is defined after the prelude)
     static __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
 
+    // The slot of W's compressed values that position p of cuSPARSELt's copy holds, by the packed value map:
+    // per block of 2^log2_block positions a base slot, per position (or, offset_mask = 2^log2_block − 1, per
+    // position of one block, when the offsets repeat) an int16 offset from it.
+    static __device__ __forceinline__ long long packed_map_slot(const unsigned int* bases, const short* offsets, long long p,
+                                                                int log2_block, long long offset_mask) {
+        return (long long)bases[p >> log2_block] + offsets[p & offset_mask];
+    }
+
     // out[i] = f(a[i]) for i < n, in float; out may alias a.
     template <typename E, typename F>
     static __device__ __forceinline__ void map1(const E* a, E* out, i64 n, F f) {

@@ -43,14 +43,14 @@ extension KernelSources {
 
     // AdamW on W's values where they live in cuSPARSELt's compressed copy: position p holds slot s of W's
     // compressed order (gradient and moments are in that order), s = slots[p] for a full map, else
-    // bases[p >> log2_block] + offsets[p & offset_mask] (the packed map, as scatter_values_packed reads it).
+    // packed_map_slot (the packed map, as scatter_values_packed reads it).
     extern "C" __global__ void adamw_mapped(T* compressed, const unsigned int* slots, const unsigned int* bases, const short* offsets,
                                             int log2_block, long long offset_mask, const T* grad, float* m, float* v, long long n,
                                             float lr, float beta1, float beta2, float eps, float weight_decay, float correction1,
                                             float correction2, float grad_scale) {
         const AdamWHyper h{lr, beta1, beta2, eps, weight_decay, correction1, correction2, grad_scale};
         GRID_STRIDE(p, n) {
-            i64 s = slots ? (i64)slots[p] : (i64)bases[p >> log2_block] + offsets[p & offset_mask];
+            i64 s = slots ? (i64)slots[p] : packed_map_slot(bases, offsets, p, log2_block, offset_mask);
             float ms = m[s], vs = v[s];
             compressed[p] = from_float<T>(adamw_update(to_float(compressed[p]), to_float(grad[s]), ms, vs, h));
             m[s] = ms;
