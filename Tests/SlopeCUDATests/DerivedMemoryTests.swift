@@ -38,6 +38,34 @@ final class CUDAStorageEvictionTests: XCTestCase {
     }
 }
 
+extension CUDAStorageEvictionTests {
+    /// The transpose's cuSPARSELt copy can be given back between GEMMs (it is rebuilt from its metadata and the
+    /// recomputed values), W's copy, which holds W's only values, cannot; and the copy refers to the values'
+    /// memory weakly, so the cycle values → operand cache → copy → values does not keep a dropped weight alive.
+    func testTheTransposesCopyIsGivenBackAndDoesNotKeepItsValuesAlive() throws {
+        let allocator = CachingAllocator(provider: FakeDeviceMemory(capacity: 1 << 30))
+        func storage(_ bytes: Int) throws -> CUDAStorage { try CUDAStorage(byteCount: bytes, device: .cuda(0), allocator: allocator) }
+        var values: CUDAStorage? = try storage(2048)
+        let (copyOfW, copyOfTranspose, metadata, map) = (try storage(2304), try storage(2304), try storage(256), try storage(4096))
+        let cache = SparseOperandCache(generation: 0)
+        cache.compressed[.sparseA] = .init(storage: copyOfTranspose, valueMap: .wide(map), generation: 0)
+        values!.derived = cache
+        copyOfTranspose.derivation = .sparseOperand(values: .init(storage: values), count: 1024, dtype: .bfloat16, metadata: metadata, map: .wide(map))
+        let before = allocator.statistics.inUse
+        copyOfW.evict()
+        copyOfTranspose.evict()
+        XCTAssertTrue(copyOfW.isResident, "W's copy holds primary values")
+        XCTAssertFalse(copyOfTranspose.isResident)
+        XCTAssertGreaterThanOrEqual(before - allocator.statistics.inUse, 2304, "the copy's block (rounded to its size class) is back")
+
+        weak var dropped = values
+        values = nil
+        XCTAssertNil(dropped, "the copy's derivation must not keep the values' memory (and so itself) alive")
+        guard case .sparseOperand(let held, _, _, _, _)? = copyOfTranspose.derivation else { return XCTFail("derivation lost") }
+        XCTAssertNil(held.storage)
+    }
+}
+
 final class SparseOperandCacheTests: XCTestCase {
     /// AdamW stepping W's values inside one cuSPARSELt copy leaves that copy current and every other form of
     /// W (the other arrangement's copy, the decompressed dense W) stale.

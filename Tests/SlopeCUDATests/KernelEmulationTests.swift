@@ -8,9 +8,10 @@ import XCTest
 /// CI checks a kernel change before any GPU has run it.
 final class KernelEmulationTests: XCTestCase {
     /// The tiled double-pruned-transpose refresh over its three paths (8, 4 and 1 slots per thread), whole and
-    /// part 64 × 64 tiles, and patterns whose rows hold 16, 32 and 48 slots per tile row.
+    /// part 64 × 64 tiles, and patterns whose rows hold 16, 32 and 48 slots per tile row; indices one per byte
+    /// and, where m ≤ 4, packed at 2 bits (W's, Wᵀ's or both), as the GPU keeps them.
     func testTiledTransposeRefreshMatchesTheCPUBackend() throws {
-        let module = try EmulatedModule(family: .sparsity, dtype: .float32, kernels: ["gather_transpose_tiled": 8])
+        let module = try EmulatedModule(family: .sparsity, dtype: .float32, kernels: ["gather_transpose_tiled": 10, "gather_transpose": 10])
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 11)
         let cases: [(rows: Int, columns: Int, pattern: NMPattern)] = [
@@ -30,23 +31,76 @@ final class KernelEmulationTests: XCTestCase {
             try cpu.refreshDoublePrunedTranspose(transposed, from: w)
             let expected = try cpu.floats(transposed.values)
 
-            let outputs = try module.launch("gather_transpose_tiled", grid: ((columns + 63) / 64, (rows + 63) / 64, 1), [
-                .inputArray(try cpu.floats(w.values)), .inputArray(try cpu.uint8s(w.indices)), .inputArray(try cpu.uint8s(transposed.indices)),
-                .output(bytes: expected.count * 4), .int64(rows), .int64(columns), .int32(pattern.n), .int32(pattern.m),
-            ])
-            let actual: [Float] = outputs[3]!.elements()
-            let mismatches = zip(actual, expected).filter { $0.0.bitPattern != $0.1.bitPattern }.count
-            XCTAssertEqual(mismatches, 0, "\(rows)×\(columns) \(pattern): \(mismatches) of \(expected.count) slots differ")
+            let (wIndices, tIndices) = (try cpu.uint8s(w.indices), try cpu.uint8s(transposed.indices))
+            let packings: [(w: Int, t: Int)] = pattern.m <= 4 ? [(8, 8), (2, 2), (2, 8), (8, 2)] : [(8, 8)]
+            for kernel in ["gather_transpose_tiled", "gather_transpose"] {
+                for bits in packings {
+                    let grid = kernel == "gather_transpose" ? ((expected.count + 255) / 256, 1, 1) : ((columns + 63) / 64, (rows + 63) / 64, 1)
+                    let outputs = try module.launch(kernel, grid: grid, [
+                        .inputArray(try cpu.floats(w.values)),
+                        .inputArray(bits.w == 2 ? Self.packedTwoBit(wIndices) : wIndices), .inputArray(bits.t == 2 ? Self.packedTwoBit(tIndices) : tIndices),
+                        .output(bytes: expected.count * 4), .int64(rows), .int64(columns), .int32(pattern.n), .int32(pattern.m),
+                        .int32(bits.w), .int32(bits.t),
+                    ])
+                    let actual: [Float] = outputs[3]!.elements()
+                    let mismatches = zip(actual, expected).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+                    XCTAssertEqual(mismatches, 0, "\(kernel) \(rows)×\(columns) \(pattern), index bits \(bits): \(mismatches) of \(expected.count) slots differ")
+                }
+            }
+        }
+    }
+
+    /// Slot indices four to a byte, as `pack_slot_indices` writes them: slot s in bits 2·(s % 4) of byte s / 4.
+    static func packedTwoBit(_ indices: [UInt8]) -> [UInt8] {
+        stride(from: 0, to: indices.count, by: 4).map { start in
+            indices[start..<min(start + 4, indices.count)].enumerated().reduce(UInt8(0)) { $0 | ($1.element << (2 * $1.offset)) }
+        }
+    }
+
+    /// Packing the slot indices to 2 bits and back is exact (also for a count that is not a multiple of 4), and
+    /// the kernels that read indices one slot at a time (decompress, the mask, the gather into compressed values)
+    /// give the same results from the packed form, for 1:4, 2:4 and 3:4.
+    func testPackedSlotIndicesRoundTripAndReadAlike() throws {
+        let module = try EmulatedModule(family: .sparsity, dtype: .float32, kernels: [
+            "pack_slot_indices": 3, "unpack_slot_indices": 3, "decompress": 8, "slot_mask": 7, "gather_compressed": 9,
+        ])
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 16)
+        let odd: [UInt8] = (0..<23).map { UInt8(($0 * 7 + 3) % 4) }
+        let packedOdd = try module.launch("pack_slot_indices", grid: (1, 1, 1), [.inputArray(odd), .output(bytes: 6), .int64(odd.count)])[1]!
+        XCTAssertEqual([UInt8](packedOdd), Self.packedTwoBit(odd), "the kernel packs as the reference does")
+        let unpacked = try module.launch("unpack_slot_indices", grid: (1, 1, 1), [.input(packedOdd), .output(bytes: odd.count), .int64(odd.count)])[1]!
+        XCTAssertEqual([UInt8](unpacked), odd, "unpacking gives the indices back")
+
+        for pattern in [try NMPattern(n: 1, m: 4), .twoFour, try NMPattern(n: 3, m: 4)] {
+            let (rows, columns) = (12, 40)
+            let w = try cpu.compress(cpu.randomNormal([rows, columns], dtype: .float32, using: &generator), pattern: pattern, mask: nil)
+            let packed = Self.packedTwoBit(try cpu.uint8s(w.indices))
+            let shape: [EmulatedModule.Argument] = [.int64(rows), .int64(columns), .int32(pattern.n), .int32(pattern.m)]
+            let slots = w.values.count, grid = ((slots + 255) / 256, 1, 1)
+            let dense: [Float] = try module.launch("decompress", grid: grid, [
+                .inputArray(try cpu.floats(w.values)), .inputArray(packed), .readWriteArray([Float](repeating: 0, count: rows * columns)),
+            ] + shape + [.int32(2)])[2]!.elements()
+            XCTAssertEqual(dense, try cpu.floats(cpu.decompress(w)), "\(pattern): decompress from packed indices")
+            let mask = try module.launch("slot_mask", grid: grid, [
+                .inputArray(packed), .readWriteArray([UInt8](repeating: 0, count: rows * columns)),
+            ] + shape + [.int32(2)])[1]!
+            XCTAssertEqual([UInt8](mask), try cpu.uint8s(cpu.mask(of: w)), "\(pattern): the mask from packed indices")
+            let source = try cpu.randomNormal([rows, columns], dtype: .float32, using: &generator)
+            let gathered: [Float] = try module.launch("gather_compressed", grid: grid, [
+                .inputArray(try cpu.floats(source)), .inputArray(packed), .output(bytes: slots * 4),
+            ] + shape + [.int32(0), .int32(2)])[2]!.elements()
+            XCTAssertEqual(gathered, try cpu.floats(cpu.gatherCompressed(source, layout: w)), "\(pattern): the gather from packed indices")
         }
     }
 
     /// The dW path's gather into the compressed gradient (16 dense values and 8 indices per thread), adding to
-    /// what is there, against the CPU backend; float32 and bf16.
+    /// what is there, against the CPU backend; float32 and bf16, indices one per byte and packed at 2 bits.
     func testPackedGradientGatherMatchesTheCPUBackend() throws {
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 12)
         for dtype in [DType.float32, .bfloat16] {
-            let module = try EmulatedModule(family: .sparsity, dtype: dtype, kernels: ["gather_compressed_2_4": 5])
+            let module = try EmulatedModule(family: .sparsity, dtype: dtype, kernels: ["gather_compressed_2_4": 6])
             let (rows, columns) = (24, 64)
             let w = try cpu.compress(cpu.randomNormal([rows, columns], dtype: dtype, using: &generator), pattern: .twoFour, mask: nil)
             let gradient = try cpu.randomNormal([rows, columns], dtype: dtype, using: &generator)
@@ -55,10 +109,14 @@ final class KernelEmulationTests: XCTestCase {
             try cpu.accumulateGathered(gradient, layout: w, into: expected)
 
             let quads = rows * columns / 16
-            let outputs = try module.launch("gather_compressed_2_4", grid: ((quads + 255) / 256, 1, 1), [
-                .input(try Self.raw(gradient, cpu)), .inputArray(try cpu.uint8s(w.indices)), .readWrite(try Self.raw(before, cpu)), .int64(quads), .int32(1),
-            ])
-            XCTAssertEqual(outputs[2], try Self.raw(expected, cpu), "\(dtype): the gathered sums differ")
+            let indices = try cpu.uint8s(w.indices)
+            for bits in [8, 2] {
+                let outputs = try module.launch("gather_compressed_2_4", grid: ((quads + 255) / 256, 1, 1), [
+                    .input(try Self.raw(gradient, cpu)), .inputArray(bits == 2 ? Self.packedTwoBit(indices) : indices), .readWrite(try Self.raw(before, cpu)),
+                    .int64(quads), .int32(1), .int32(bits),
+                ])
+                XCTAssertEqual(outputs[2], try Self.raw(expected, cpu), "\(dtype), \(bits)-bit indices: the gathered sums differ")
+            }
         }
     }
 

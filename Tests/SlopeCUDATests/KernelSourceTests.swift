@@ -31,7 +31,7 @@ final class KernelSourceTests: XCTestCase {
             .optimizer: ["adamw", "adamw_mapped"],
             .layout: ["transpose"],
             .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "gather_compressed_2_4", "slot_mask", "gather_transpose",
-                        "gather_transpose_tiled"],
+                        "gather_transpose_tiled", "pack_slot_indices", "unpack_slot_indices"],
             .bytes: ["transpose_u8"],
             .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values", "gather_values", "check_block_offsets",
                                 "check_periodic_offsets", "pack_block_offsets", "scatter_values_packed", "gather_values_packed"],

@@ -47,11 +47,8 @@ extension CUDABackend {
         try OperandChecks.sameDType(tensors, "concatenateRows")
         let result = try newTensor([tensors.map { $0.shape[0] }.reduce(0, +), first.shape[1]], dtype: first.dtype)
         var offset = 0
-        try cudaDevice.makeCurrent()
         for tensor in tensors where tensor.byteCount > 0 {
-            try cudaDevice.driver.check(
-                cudaDevice.driver.cuMemcpyDtoDAsync(try address(result, "concatenateRows") + UInt64(offset), try address(tensor, "concatenateRows"), tensor.byteCount, cudaDevice.stream),
-                "cuMemcpyDtoDAsync")
+            try copyBytes(from: address(tensor, "concatenateRows"), to: address(result, "concatenateRows") + UInt64(offset), count: tensor.byteCount)
             offset += tensor.byteCount
         }
         return result

@@ -58,11 +58,7 @@ extension CUDABackend {
     private func rows(_ tensor: Tensor, _ start: Int, _ count: Int) throws -> Tensor {
         let rowBytes = tensor.byteCount / max(tensor.shape[0], 1)
         let slice = try newTensor([count, tensor.shape[1]], dtype: tensor.dtype)
-        guard slice.byteCount > 0 else { return slice }
-        try cudaDevice.makeCurrent()
-        try cudaDevice.driver.check(
-            cudaDevice.driver.cuMemcpyDtoDAsync(try address(slice, "rows"), try address(tensor, "rows") + UInt64(start * rowBytes), slice.byteCount, cudaDevice.stream),
-            "cuMemcpyDtoDAsync")
+        try copyBytes(from: address(tensor, "rows") + UInt64(start * rowBytes), to: address(slice, "rows"), count: slice.byteCount)
         return slice
     }
 

@@ -103,8 +103,9 @@ extension CUDABackend {
     /// Gives back the operand's compressed values after a GEMM when they can be recomputed: the transpose's
     /// (from W), and W's own while a current cuSPARSELt copy with a learned layout holds them (read back from it
     /// when an op needs them: the transpose's recomputation, a checkpoint; AdamW steps them inside the copy).
-    /// 1 byte per weight of a 2:4 bf16 matrix each.
+    /// 1 byte per weight of a 2:4 bf16 matrix each. The transpose's cuSPARSELt copies go too (setMetadataAside).
     private func evictValues(of s: CompressedMatrix, _ operands: SparseOperandCache) {
+        for copy in operands.compressed.values { copy.storage.evict() }  // (a no-op for copies that hold primary values)
         guard let storage = s.values.storage as? CUDAStorage, storage.isResident else { return }
         if storage.derivation == nil || storage.derivesFromCompressedCopy,
            let copy = operands.compressed.values.first(where: { $0.generation == storage.generation && $0.valueMap != nil }),
@@ -188,8 +189,11 @@ extension CUDABackend {
     private func compressedOperand(_ s: CompressedMatrix, _ operands: SparseOperandCache, _ plan: CuSPARSELtMatmul.Plan) throws -> CUDAStorage {
         let generation = operands.generation
         if var entry = operands.compressed[plan.key.arrangement] {
-            if entry.generation == generation { return entry.storage }
-            if let map = entry.valueMap {
+            if !entry.storage.isResident {
+                try restore(entry.storage)  // a copy given back between uses: its metadata and the current values
+            } else if entry.generation == generation {
+                return entry.storage
+            } else if let map = entry.valueMap {
                 try scatterValues(s, through: map, into: entry.storage)
             } else {
                 try compressWhole(s, plan, into: entry.storage)
@@ -203,11 +207,26 @@ extension CUDABackend {
         let map = try s.pattern == .twoFour ? learnValueLayout(s, plan, into: storage).map { try packed($0, count: s.values.count, dtype: s.values.dtype) } : nil
         if let map {
             try scatterValues(s, through: map, into: storage)
+            try setMetadataAside(storage, of: s, map: map)
         } else {
             try compressWhole(s, plan, into: storage)
         }
         operands.compressed[plan.key.arrangement] = SparseOperandCache.Compressed(storage: storage, valueMap: map, generation: generation)
         return storage
+    }
+
+    /// When the matrix's values are themselves recomputed (the double-pruned transpose's, from W), its cuSPARSELt
+    /// copy need not stay between uses either: the metadata (after the values; 1/9 of the copy in bf16) is kept
+    /// aside, and the copy is given back after each GEMM and rebuilt from the metadata and the values when next
+    /// used. That is 1 byte per weight of a 2:4 bf16 matrix.
+    private func setMetadataAside(_ copy: CUDAStorage, of s: CompressedMatrix, map: SparseOperandCache.ValueMap) throws {
+        let values = try unrestoredStorage(s.values, "sparseMatmul")
+        guard case .doublePrunedTranspose? = values.derivation else { return }
+        let valueBytes = s.values.count * s.values.dtype.byteSize
+        let metadata = try CUDAStorage(byteCount: copy.byteCount - valueBytes, device: device, allocator: allocator)
+        try copyBytes(from: copy.address + UInt64(valueBytes), to: metadata.address, count: metadata.byteCount)
+        copy.derivation = .sparseOperand(
+            values: .init(storage: values), count: s.values.count, dtype: s.values.dtype, metadata: metadata, map: map)
     }
 
     /// Writes W's current values into cuSPARSELt's compressed copy (metadata untouched).
@@ -280,10 +299,11 @@ extension CUDABackend {
         let digits = max(1, (Int(UInt64(count - 1).bitWidth - UInt64(count - 1).leadingZeroBitCount) + 7) / 8)
         let dense = try newTensor(s.shape, dtype: s.values.dtype)
         let sparseArguments: [KernelArgument] = [.int64(Int64(s.rows)), .int64(Int64(s.columns)), .int32(Int32(s.pattern.n)), .int32(Int32(s.pattern.m))]
+        let indices = try slotIndices(s.indices, "learn")
         for digit in 0..<digits {
             try memsetZero(dense)
             try launch(.compressedLayout, "encode_slots", dtype: dense.dtype, grid: elementwiseGrid(count),
-                       [.pointer(address(s.indices, "learn")), .pointer(address(dense, "learn"))] + sparseArguments + [.int32(Int32(8 * digit))])
+                       [indices.pointer, .pointer(address(dense, "learn"))] + sparseArguments + [.int32(Int32(8 * digit)), indices.bits])
             try library.compress(plan, dense: address(dense, "learn"), into: storage.address, buffer: address(buffer, "learn"))
             try launch(.compressedLayout, "decode_digits", dtype: dense.dtype, grid: elementwiseGrid(count), [
                 .pointer(storage.address), .pointer(map.address), .int64(Int64(count)), .int32(Int32(8 * digit)), .int32(digit == 0 ? 1 : 0),

@@ -46,9 +46,10 @@ extension CUDABackend {
 
     public func decompress(_ matrix: CompressedMatrix) throws -> Tensor {
         let dense = try zeros(matrix.shape, dtype: matrix.values.dtype)
+        let indices = try slotIndices(matrix.indices, "decompress")
         try launch(.sparsity, "decompress", dtype: dense.dtype, grid: elementwiseGrid(matrix.values.count), [
-            .pointer(address(matrix.values, "decompress")), .pointer(address(matrix.indices, "decompress")), .pointer(address(dense, "decompress")),
-        ] + sparseArguments(matrix.rows, matrix.columns, matrix.pattern))
+            .pointer(address(matrix.values, "decompress")), indices.pointer, .pointer(address(dense, "decompress")),
+        ] + sparseArguments(matrix.rows, matrix.columns, matrix.pattern) + [indices.bits])
         return dense
     }
 
@@ -68,23 +69,25 @@ extension CUDABackend {
     private func gather(_ dense: Tensor, layout: CompressedMatrix, into values: Tensor, accumulate: Bool) throws {
         try OperandChecks.shape(dense, layout.shape, "gatherCompressed", "the dense matrix")
         let operation = "gatherCompressed"
+        let indices = try slotIndices(layout.indices, operation)
         if layout.pattern == .twoFour, layout.columns % 16 == 0 {
             try launch(.sparsity, "gather_compressed_2_4", dtype: dense.dtype, grid: elementwiseGrid(values.count / 8), [
-                .pointer(address(dense, operation)), .pointer(address(layout.indices, operation)), .pointer(address(values, operation)),
-                .int64(Int64(values.count / 8)), .int32(accumulate ? 1 : 0),
+                .pointer(address(dense, operation)), indices.pointer, .pointer(address(values, operation)),
+                .int64(Int64(values.count / 8)), .int32(accumulate ? 1 : 0), indices.bits,
             ])
         } else {
             try launch(.sparsity, "gather_compressed", dtype: dense.dtype, grid: elementwiseGrid(values.count), [
-                .pointer(address(dense, operation)), .pointer(address(layout.indices, operation)), .pointer(address(values, operation)),
-            ] + sparseArguments(layout.rows, layout.columns, layout.pattern) + [.int32(accumulate ? 1 : 0)])
+                .pointer(address(dense, operation)), indices.pointer, .pointer(address(values, operation)),
+            ] + sparseArguments(layout.rows, layout.columns, layout.pattern) + [.int32(accumulate ? 1 : 0), indices.bits])
         }
     }
 
     public func mask(of matrix: CompressedMatrix) throws -> Tensor {
         let mask = try zeros(matrix.shape, dtype: .uint8)
+        let indices = try slotIndices(matrix.indices, "mask")
         try launch(.sparsity, "slot_mask", dtype: .float32, grid: elementwiseGrid(matrix.indices.count), [
-            .pointer(address(matrix.indices, "mask")), .pointer(address(mask, "mask")),
-        ] + sparseArguments(matrix.rows, matrix.columns, matrix.pattern))
+            indices.pointer, .pointer(address(mask, "mask")),
+        ] + sparseArguments(matrix.rows, matrix.columns, matrix.pattern) + [indices.bits])
         return mask
     }
 
@@ -123,6 +126,31 @@ extension CUDABackend {
         values.derivation = .doublePrunedTranspose(of: w, slots: transposed.indices)
         values.evict()
         try settleValues(of: w)
+        try compactSlotIndices(w)
+        try compactSlotIndices(transposed)
+    }
+
+    /// The slot indices as the kernels take them: an address and the bits per index (`index_bits`: 8, or 2 where
+    /// they are kept packed, ``compactSlotIndices(_:)``).
+    func slotIndices(_ indices: Tensor, _ operation: String) throws -> (pointer: KernelArgument, bits: KernelArgument) {
+        let storage = try unrestoredStorage(indices, operation)
+        if case .packedSlotIndices(let packed)? = storage.derivation { return (.pointer(packed.address), .int32(2)) }
+        return (.pointer(try self.storage(indices, operation).address), .int32(8))
+    }
+
+    /// Keeps a matrix's slot indices at 2 bits each where m ≤ 4 allows (a quarter of the bytes; the kernels read
+    /// that form) and gives back the byte-per-index form, which is unpacked again only when something needs it
+    /// (a host read, a copy). The mask is static, so the packed form stays valid.
+    func compactSlotIndices(_ matrix: CompressedMatrix) throws {
+        let storage = try unrestoredStorage(matrix.indices, "compactSlotIndices")
+        let count = matrix.indices.count
+        guard matrix.pattern.m <= 4, count > 0, storage.derivation == nil, storage.isResident else { return }
+        let packed = try CUDAStorage(byteCount: (count + 3) / 4, device: device, allocator: allocator)
+        try launch(.sparsity, "pack_slot_indices", dtype: .float32, grid: elementwiseGrid((count + 3) / 4), [
+            .pointer(storage.address), .pointer(packed.address), .int64(Int64(count)),
+        ])
+        storage.derivation = .packedSlotIndices(packed)
+        storage.evict()
     }
 
     /// Recomputes the contents of evicted memory into a fresh block.
@@ -136,14 +164,24 @@ extension CUDABackend {
             let operation = "refreshDoublePrunedTranspose"
             let tiled = 64 % w.pattern.m == 0
             let grid = tiled ? ((w.columns + 63) / 64, (w.rows + 63) / 64, 1) : elementwiseGrid(slots.count)
+            let (wIndices, tIndices) = (try slotIndices(w.indices, operation), try slotIndices(slots, operation))
             try launch(.sparsity, tiled ? "gather_transpose_tiled" : "gather_transpose", dtype: w.values.dtype, grid: grid, [
-                .pointer(address(w.values, operation)), .pointer(address(w.indices, operation)), .pointer(address(slots, operation)),
-                .pointer(storage.address),
+                .pointer(address(w.values, operation)), wIndices.pointer, tIndices.pointer, .pointer(storage.address),
                 .int64(Int64(w.rows)), .int64(Int64(w.columns)), .int32(Int32(w.pattern.n)), .int32(Int32(w.pattern.m)),
+                wIndices.bits, tIndices.bits,
             ])
             (w.values.storage as? CUDAStorage)?.evict()  // W's values, if they were read back only for this
         case .compressedCopy(let copy, let map, let count, let dtype):
             try copyThroughMap(map, values: storage.address, compressed: copy.address, count: count, dtype: dtype, gather: true)
+        case .packedSlotIndices(let packed):
+            try launch(.sparsity, "unpack_slot_indices", dtype: .float32, grid: elementwiseGrid(storage.byteCount), [
+                .pointer(packed.address), .pointer(storage.address), .int64(Int64(storage.byteCount)),
+            ])
+        case .sparseOperand(let values, let count, let dtype, let metadata, let map):
+            guard let values = values.storage else { preconditionFailure("a compressed copy outlived its matrix's values") }
+            if !values.isResident { try restore(values) }
+            try copyBytes(from: metadata.address, to: storage.address + UInt64(count * dtype.byteSize), count: metadata.byteCount)
+            try copyThroughMap(map, values: values.address, compressed: storage.address, count: count, dtype: dtype, gather: false)
         }
     }
 }

@@ -195,16 +195,27 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         return tensor
     }
 
-    /// A host copy of a device tensor (waits for pending work).
+    /// A host copy of a device tensor (waits for pending work). Contents recomputed for it alone (they had been
+    /// given back, ``CUDAStorage/evict()``) are given back again after: saving a checkpoint reads every weight.
     func download(_ tensor: Tensor) throws -> Tensor {
         let hostTensor = try host.zeros(tensor.shape, dtype: tensor.dtype)
         guard tensor.byteCount > 0 else { return hostTensor }
+        let storage = try unrestoredStorage(tensor, "download")
+        let wasEvicted = !storage.isResident
         try cudaDevice.makeCurrent()
         try cudaDevice.driver.check(
             cudaDevice.driver.cuMemcpyDtoHAsync((hostTensor.storage as! HostStorage).pointer, try address(tensor, "download"), tensor.byteCount, cudaDevice.stream),
             "cuMemcpyDtoHAsync")
         try cudaDevice.synchronize()
+        if wasEvicted { storage.evict() }
         return hostTensor
+    }
+
+    /// Copies `count` bytes between device addresses, in stream order.
+    func copyBytes(from source: CUdeviceptr, to destination: CUdeviceptr, count: Int) throws {
+        guard count > 0 else { return }
+        try cudaDevice.makeCurrent()
+        try cudaDevice.driver.check(cudaDevice.driver.cuMemcpyDtoDAsync(destination, source, count, cudaDevice.stream), "cuMemcpyDtoDAsync")
     }
 
     public func tensor(_ values: [Float], shape: [Int], dtype: DType) throws -> Tensor {
@@ -240,11 +251,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         }
         try touch(destination)
         if source.dtype == destination.dtype {
-            guard source.byteCount > 0 else { return }
-            try cudaDevice.makeCurrent()
-            try cudaDevice.driver.check(
-                cudaDevice.driver.cuMemcpyDtoDAsync(try address(destination, "copy"), try address(source, "copy"), source.byteCount, cudaDevice.stream),
-                "cuMemcpyDtoDAsync")
+            try copyBytes(from: address(source, "copy"), to: address(destination, "copy"), count: source.byteCount)
             return
         }
         // Different float types meet in float32: source → float32 → destination.

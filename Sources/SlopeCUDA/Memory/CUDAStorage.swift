@@ -34,6 +34,16 @@ public final class CUDAStorage: TensorStorage, @unchecked Sendable {
         /// W's compressed values, read back out of cuSPARSELt's copy of W (current when this was set, and
         /// current as long as the values are not written, which makes them primary again).
         case compressedCopy(CUDAStorage, map: SparseOperandCache.ValueMap, count: Int, dtype: DType)
+        /// A compressed matrix's slot indices one per byte, unpacked from the 2-bit form the GPU keeps for m ≤ 4.
+        case packedSlotIndices(CUDAStorage)
+        /// cuSPARSELt's copy of a matrix whose values are themselves derived (the double-pruned transpose's): its
+        /// metadata, kept aside, with the values (`count` of `dtype`) written in through the learned map. Their
+        /// memory is held weakly: it owns the cache this copy belongs to.
+        case sparseOperand(values: WeakStorage, count: Int, dtype: DType, metadata: CUDAStorage, map: SparseOperandCache.ValueMap)
+    }
+
+    struct WeakStorage {
+        weak var storage: CUDAStorage?
     }
 
     var isResident: Bool { block != nil }

@@ -4,12 +4,14 @@ extension KernelSources {
     static let compressedLayout = #"""
     // dense [rows, cols] (zeroed first) gets, at every slot of a row-wise N:M compressed matrix, the base-256 digit
     // `shift` of the slot's number plus 1 (1…256: exact in bf16 and f16, and never zero, so every slot stays kept).
-    extern "C" __global__ void encode_slots(const unsigned char* indices, T* dense, long long rows, long long cols, int n, int m, int shift) {
+    // Indices as `slot_index` reads them (index_bits 8 or 2).
+    extern "C" __global__ void encode_slots(const unsigned char* indices, T* dense, long long rows, long long cols, int n, int m, int shift,
+                                            int index_bits) {
         long long slotsPerRow = cols / m * n;
         GRID_STRIDE(s, rows * slotsPerRow) {
             long long r = s / slotsPerRow, k = s % slotsPerRow;
             float digit = (float)(((unsigned long long)s >> shift) & 255ull) + 1.0f;
-            dense[r * cols + (k / n) * m + indices[s]] = from_float<T>(digit);
+            dense[r * cols + (k / n) * m + slot_index(indices, s, index_bits)] = from_float<T>(digit);
         }
     }
 

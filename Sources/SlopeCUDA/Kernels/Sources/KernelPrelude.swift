@@ -64,6 +64,13 @@ extension KernelSources {
         return (long long)bases[p >> log2_block] + offsets[p & offset_mask];
     }
 
+    // The position (0..m−1 inside its group) of slot s of an N:M compressed matrix: its indices come one per
+    // byte (bits = 8) or, as the GPU keeps them for m ≤ 4, four per byte (bits = 2; slot s in bits 2·(s % 4) of
+    // byte s / 4).
+    static __device__ __forceinline__ int slot_index(const unsigned char* indices, long long s, int bits) {
+        return bits == 8 ? (int)indices[s] : (int)((indices[s >> 2] >> (2 * (s & 3))) & 3);
+    }
+
     // out[i] = f(a[i]) for i < n, in float; out may alias a.
     template <typename E, typename F>
     static __device__ __forceinline__ void map1(const E* a, E* out, i64 n, F f) {

@@ -4,8 +4,8 @@ extension KernelSources {
     // Compressed layout shared by the kernels below: a [rows, cols] matrix keeps cols/m·n slots per row;
     // group g of row r owns slots g·n .. g·n+n−1, positions (0..m−1 inside the group) ascending. Slot s
     // lies in row s / (cols/m·n), group (s % (cols/m·n)) / n, so its dense offset is
-    // r·cols + g·m + index = (s / n)·m + index.
-    static __device__ __forceinline__ i64 slot_dense_offset(i64 s, unsigned char index, int n, int m) {
+    // r·cols + g·m + index = (s / n)·m + index. Kernels reading indices take `index_bits`, 8 or 2 (`slot_index`).
+    static __device__ __forceinline__ i64 slot_dense_offset(i64 s, int index, int n, int m) {
         return (s / n) * m + (i64)index;
     }
 
@@ -80,31 +80,34 @@ extension KernelSources {
     // dense [rows, cols] (zeroed beforehand) at each slot's position = values; values, indices
     // [rows, cols/m·n]; one thread per slot, 1-D grid over rows·cols/m·n.
     extern "C" __global__ void decompress(const T* values, const unsigned char* indices, T* dense, long long rows,
-                                          long long cols, int n, int m) {
-        GRID_STRIDE(s, rows * (cols / m) * n) dense[slot_dense_offset(s, indices[s], n, m)] = values[s];
+                                          long long cols, int n, int m, int index_bits) {
+        GRID_STRIDE(s, rows * (cols / m) * n) dense[slot_dense_offset(s, slot_index(indices, s, index_bits), n, m)] = values[s];
     }
 
     // values [rows, cols/m·n] = dense [rows, cols] at each slot's position (added to values when accumulate);
     // one thread per slot, 1-D grid over rows·cols/m·n.
     extern "C" __global__ void gather_compressed(const T* dense, const unsigned char* indices, T* values,
-                                                 long long rows, long long cols, int n, int m, int accumulate) {
+                                                 long long rows, long long cols, int n, int m, int accumulate, int index_bits) {
         GRID_STRIDE(s, rows * (cols / m) * n) {
-            T x = dense[slot_dense_offset(s, indices[s], n, m)];
+            T x = dense[slot_dense_offset(s, slot_index(indices, s, index_bits), n, m)];
             values[s] = accumulate ? from_float<T>(to_float(values[s]) + to_float(x)) : x;
         }
     }
 
     // gather_compressed for 2:4 with rows of whole 16-element runs: a thread takes 4 groups (16 dense
-    // elements read as 16-byte packs, 8 one-byte indices as one 8-byte word) and writes (or adds to) their 8 slots.
-    extern "C" __global__ void gather_compressed_2_4(const T* dense, const unsigned char* indices, T* values, long long quads, int accumulate) {
+    // elements read as 16-byte packs, their 8 indices as one 8-byte word, or one 2-byte word when packed) and writes
+    // (or adds to) their 8 slots.
+    extern "C" __global__ void gather_compressed_2_4(const T* dense, const unsigned char* indices, T* values, long long quads, int accumulate,
+                                                     int index_bits) {
+        const int width = index_bits == 8 ? 8 : 2;
         GRID_STRIDE(q, quads) {
             Pack<T> d[16 / PACK], out[8 / PACK];  // indexed by constants only, so they stay in registers
             #pragma unroll
             for (int p = 0; p < 16 / PACK; ++p) d[p] = ((const Pack<T>*)(dense + q * 16))[p];
-            unsigned long long slots = ((const unsigned long long*)indices)[q];
+            unsigned long long slots = index_bits == 8 ? ((const unsigned long long*)indices)[q] : ((const unsigned short*)indices)[q];
             #pragma unroll
             for (int s = 0; s < 8; ++s) {
-                int index = (int)((slots >> (8 * s)) & 3ull), e = (s / 2) * 4;
+                int index = (int)((slots >> (width * s)) & 3ull), e = (s / 2) * 4;
                 T v0 = d[e / PACK].v[e % PACK], v1 = d[(e + 1) / PACK].v[(e + 1) % PACK];
                 T v2 = d[(e + 2) / PACK].v[(e + 2) % PACK], v3 = d[(e + 3) / PACK].v[(e + 3) % PACK];
                 out[s / PACK].v[s % PACK] = index == 0 ? v0 : index == 1 ? v1 : index == 2 ? v2 : v3;
@@ -124,8 +127,23 @@ extension KernelSources {
     // mask [rows, cols] uint8 (zeroed beforehand) = 1 at each slot's position; one thread per slot, 1-D grid
     // over rows·cols/m·n.
     extern "C" __global__ void slot_mask(const unsigned char* indices, unsigned char* mask, long long rows,
-                                         long long cols, int n, int m) {
-        GRID_STRIDE(s, rows * (cols / m) * n) mask[slot_dense_offset(s, indices[s], n, m)] = 1;
+                                         long long cols, int n, int m, int index_bits) {
+        GRID_STRIDE(s, rows * (cols / m) * n) mask[slot_dense_offset(s, slot_index(indices, s, index_bits), n, m)] = 1;
+    }
+
+    // packed [ceil(count / 4)] = indices [count] (each < 4) at 2 bits each, as `slot_index` reads them with bits = 2;
+    // one thread per packed byte.
+    extern "C" __global__ void pack_slot_indices(const unsigned char* indices, unsigned char* packed, long long count) {
+        GRID_STRIDE(b, (count + 3) / 4) {
+            unsigned int byte = 0;
+            for (int q = 0; q < 4 && b * 4 + q < count; ++q) byte |= (unsigned int)(indices[b * 4 + q] & 3) << (2 * q);
+            packed[b] = (unsigned char)byte;
+        }
+    }
+
+    // indices [count] one per byte from their packed form; one thread per slot.
+    extern "C" __global__ void unpack_slot_indices(const unsigned char* packed, unsigned char* indices, long long count) {
+        GRID_STRIDE(s, count) indices[s] = (unsigned char)slot_index(packed, s, 2);
     }
 
     // The double-pruned transpose's values from W: for every slot s of Wᵀ (compressed [din, dout], groups along
@@ -133,18 +151,18 @@ extension KernelSources {
     // W⊙Mr is zero there. The slot of W is found by searching its group's n indices, so no map is kept
     // (it would cost 4 bytes per kept value on the GPU). One thread per slot of Wᵀ.
     extern "C" __global__ void gather_transpose(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
-                                                T* t_values, long long dout, long long din, int n, int m) {
+                                                T* t_values, long long dout, long long din, int n, int m, int w_bits, int t_bits) {
         const i64 t_slots_per_row = (dout / m) * n;
         const i64 w_slots_per_row = (din / m) * n;
         GRID_STRIDE(s, din * t_slots_per_row) {
             i64 j = s / t_slots_per_row;
-            i64 o = ((s - j * t_slots_per_row) / n) * m + t_indices[s];
+            i64 o = ((s - j * t_slots_per_row) / n) * m + slot_index(t_indices, s, t_bits);
             // W's row o, group j/m: its n slots, searched for position j%m.
             i64 w_base = o * w_slots_per_row + (j / m) * n;
-            unsigned char want = (unsigned char)(j % m);
+            int want = (int)(j % m);
             T value = from_float<T>(0.0f);
             for (int q = 0; q < n; ++q) {
-                if (w_indices[w_base + q] == want) { value = w_values[w_base + q]; break; }
+                if (slot_index(w_indices, w_base + q, w_bits) == want) { value = w_values[w_base + q]; break; }
             }
             t_values[s] = value;
         }
@@ -163,10 +181,22 @@ extension KernelSources {
     template <int V> struct IndexWord { typedef unsigned type; };  // V one-byte indices, read as one word
     template <> struct IndexWord<8> { typedef unsigned long long type; };
     template <> struct IndexWord<1> { typedef unsigned char type; };
+    // The V indices from `slot` (a multiple of V) one per byte of a word, read as one word of 8·V or 2·V bits.
+    template <int V>
+    __device__ __forceinline__ typename IndexWord<V>::type index_word(const unsigned char* indices, i64 slot, int bits) {
+        typedef typename IndexWord<V>::type Word;
+        if (bits == 8) return *(const Word*)(indices + slot);
+        unsigned packed = V == 8 ? *(const unsigned short*)(indices + slot / 4) : V == 4 ? indices[slot / 4] : indices[slot >> 2] >> (2 * (slot & 3));
+        Word word = 0;
+        #pragma unroll
+        for (int q = 0; q < V; ++q) word |= (Word)((packed >> (2 * q)) & 3u) << (8 * q);
+        return word;
+    }
     typedef T SquareRow[SQUARE + 2];  // + 2: a column read by a warp spreads over the banks
     template <int V>
     __device__ __forceinline__ void transpose_square(SquareRow* tile, const T* w_values, const unsigned char* w_indices,
-                                                     const unsigned char* t_indices, T* t_values, i64 dout, i64 din, int n, int m) {
+                                                     const unsigned char* t_indices, T* t_values, i64 dout, i64 din, int n, int m,
+                                                     int w_bits, int t_bits) {
         typedef typename IndexWord<V>::type Word;
         const i64 j0 = (i64)blockIdx.x * SQUARE, o0 = (i64)blockIdx.y * SQUARE;
         const int slots = SQUARE / m * n;  // slots of one 64-wide row segment
@@ -205,10 +235,10 @@ extension KernelSources {
             w_early_slot[u] = w_slot(e);
             t_early_slot[u] = t_slot(e);
             if (w_early_slot[u] >= 0) {
-                w_index_early[u] = *(const Word*)(w_indices + w_early_slot[u]);
+                w_index_early[u] = index_word<V>(w_indices, w_early_slot[u], w_bits);
                 w_early[u] = *(const Slots<T, V>*)(w_values + w_early_slot[u]);
             }
-            if (t_early_slot[u] >= 0) t_index_early[u] = *(const Word*)(t_indices + t_early_slot[u]);
+            if (t_early_slot[u] >= 0) t_index_early[u] = index_word<V>(t_indices, t_early_slot[u], t_bits);
         }
         const uint4 zero = {0u, 0u, 0u, 0u};
         for (int e = threadIdx.x; e < (int)(SQUARE * sizeof(SquareRow) / 16); e += blockDim.x) ((uint4*)tile)[e] = zero;
@@ -218,7 +248,7 @@ extension KernelSources {
             if (w_early_slot[u] >= 0) spread(threadIdx.x + u * blockDim.x, w_index_early[u], w_early[u]);
         for (int e = threadIdx.x + 2 * blockDim.x; e < units; e += blockDim.x) {  // squares with more slots
             i64 slot = w_slot(e);
-            if (slot >= 0) spread(e, *(const Word*)(w_indices + slot), *(const Slots<T, V>*)(w_values + slot));
+            if (slot >= 0) spread(e, index_word<V>(w_indices, slot, w_bits), *(const Slots<T, V>*)(w_values + slot));
         }
         __syncthreads();
         #pragma unroll
@@ -226,22 +256,23 @@ extension KernelSources {
             if (t_early_slot[u] >= 0) collect(threadIdx.x + u * blockDim.x, t_index_early[u], t_early_slot[u]);
         for (int e = threadIdx.x + 2 * blockDim.x; e < units; e += blockDim.x) {
             i64 slot = t_slot(e);
-            if (slot >= 0) collect(e, *(const Word*)(t_indices + slot), slot);
+            if (slot >= 0) collect(e, index_word<V>(t_indices, slot, t_bits), slot);
         }
     }
     extern "C" __global__ void gather_transpose_tiled(const T* w_values, const unsigned char* w_indices, const unsigned char* t_indices,
-                                                      T* t_values, long long dout, long long din, int n, int m) {
+                                                      T* t_values, long long dout, long long din, int n, int m, int w_bits,
+                                                      int t_bits) {
         // One tile for all three widths: each instantiation declaring its own would triple the static shared
         // memory (50 KB in float32, over the 48 KB limit).
         __shared__ __align__(16) SquareRow tile[SQUARE];
         const int slots = SQUARE / m * n;
         const i64 w_slots_per_row = din / m * n, t_slots_per_row = dout / m * n;
         if (slots % 8 == 0 && w_slots_per_row % 8 == 0 && t_slots_per_row % 8 == 0)
-            transpose_square<8>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m);
+            transpose_square<8>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m, w_bits, t_bits);
         else if (slots % 4 == 0 && w_slots_per_row % 4 == 0 && t_slots_per_row % 4 == 0)
-            transpose_square<4>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m);
+            transpose_square<4>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m, w_bits, t_bits);
         else
-            transpose_square<1>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m);
+            transpose_square<1>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m, w_bits, t_bits);
     }
     """#
 }
