@@ -103,10 +103,13 @@ extension CUDABackend {
     /// Gives back the operand's compressed values after a GEMM when they can be recomputed: the transpose's
     /// (from W), and W's own while a current cuSPARSELt copy with a learned layout holds them (read back from it
     /// when an op needs them: the transpose's recomputation, a checkpoint; AdamW steps them inside the copy).
-    /// 1 byte per weight of a 2:4 bf16 matrix each. The transpose's cuSPARSELt copies go too (setMetadataAside).
+    /// 1 byte per weight of a 2:4 bf16 matrix each. The transpose's cuSPARSELt copies go too (setMetadataAside), and
+    /// so does its decompressed form where the measured route is the dense GEMM.
     private func evictValues(of s: CompressedMatrix, _ operands: SparseOperandCache) {
         for copy in operands.compressed.values { copy.storage.evict() }  // (a no-op for copies that hold primary values)
-        guard let storage = s.values.storage as? CUDAStorage, storage.isResident else { return }
+        guard let storage = s.values.storage as? CUDAStorage else { return }
+        if case .doublePrunedTranspose? = storage.derivation { operands.dense = nil }  // (the dense route's form, likewise rebuilt)
+        guard storage.isResident else { return }
         if storage.derivation == nil || storage.derivesFromCompressedCopy,
            let copy = operands.compressed.values.first(where: { $0.generation == storage.generation && $0.valueMap != nil }),
            let map = copy.valueMap {

@@ -22,7 +22,13 @@ public final class CUDADevice: @unchecked Sendable {
     /// Runs `body`, timed under `name` when profiling.
     func profiled<R>(_ name: @autoclosure () -> String, _ body: () throws -> R) throws -> R {
         guard let profiler else { return try body() }
-        return try profiler.measure(name(), device: self, body)
+        return try profiler.measure(name(), synchronize: synchronize, body)
+    }
+
+    /// Runs `body` with its ops neither timed nor synchronised by the profiler (for code that times ops itself).
+    func unprofiled<R>(_ body: () throws -> R) rethrows -> R {
+        guard let profiler else { return try body() }
+        return try profiler.suspending(body)
     }
 
     /// Opens GPU `ordinal`; needs compute capability 8.0 or newer.

@@ -10,7 +10,14 @@ extension CUDABackend {
     /// work (a layer's checks, the sparse GEMM's route, plan and allocation lookups) was counted as GPU time,
     /// although in a training step it overlaps the kernels already queued. (On an H200 the benchmark's SLoPe
     /// forward trailed the same GEMM timed alone by 5–10%; this may be part of why, not yet measured.)
+    ///
+    /// Runs unprofiled under `SLOPE_PROFILE`: its per-op synchronisation would wait out the hold and time the gaps
+    /// between ops, which favoured routes of fewer calls (dense GEMMs) in the route decisions of profiled runs.
     public func medianMilliseconds(repeats: Int, warmup: Int, _ body: () throws -> Void) throws -> Double {
+        try cudaDevice.unprofiled { try eventMedianMilliseconds(repeats: repeats, warmup: warmup, body) }
+    }
+
+    private func eventMedianMilliseconds(repeats: Int, warmup: Int, _ body: () throws -> Void) throws -> Double {
         let driver = cudaDevice.driver
         try cudaDevice.makeCurrent()
         var start: CUevent?, end: CUevent?

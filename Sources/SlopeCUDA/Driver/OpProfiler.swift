@@ -17,6 +17,8 @@ public final class OpProfiler: Sendable {
     private let memory = Mutex<(peak: @Sendable () -> Int, mark: @Sendable () -> Void)?>(nil)
     /// The most bytes in use and the op during or just before which they were reached: where memory peaks.
     private let highWater = Mutex<(bytes: Int, op: String)>((0, ""))
+    /// Open `suspending` calls: while any is, ops run unmeasured.
+    private let suspensions = Mutex(0)
 
     /// Reads `peakSinceMark` after every op to report where memory peaks; `mark` starts a new window.
     func watchMemory(peakSinceMark: @escaping @Sendable () -> Int, mark: @escaping @Sendable () -> Void) {
@@ -29,11 +31,20 @@ public final class OpProfiler: Sendable {
         processEnvironment(["SLOPE_PROFILE"])["SLOPE_PROFILE"] == "1" ? OpProfiler() : nil
     }
 
-    func measure<R>(_ name: String, device: CUDADevice, _ body: () throws -> R) throws -> R {
-        try device.synchronize()
+    /// Runs `body` with measuring switched off (nesting allowed).
+    func suspending<R>(_ body: () throws -> R) rethrows -> R {
+        suspensions.withLock { $0 += 1 }
+        defer { suspensions.withLock { $0 -= 1 } }
+        return try body()
+    }
+
+    /// Times `body` between two calls of `synchronize` (the device's stream) under `name`.
+    func measure<R>(_ name: String, synchronize: () throws -> Void, _ body: () throws -> R) throws -> R {
+        if suspensions.withLock({ $0 }) > 0 { return try body() }
+        try synchronize()
         let start = clock.now
         let result = try body()
-        try device.synchronize()
+        try synchronize()
         let elapsed = clock.now - start
         let seconds = elapsed / .seconds(1)
         totals.withLock { $0[name, default: Total()].calls += 1; $0[name, default: Total()].seconds += seconds }
