@@ -186,7 +186,7 @@ extension KernelSources {
     __device__ __forceinline__ typename IndexWord<V>::type index_word(const unsigned char* indices, i64 slot, int bits) {
         typedef typename IndexWord<V>::type Word;
         if (bits == 8) return *(const Word*)(indices + slot);
-        unsigned packed = V == 8 ? *(const unsigned short*)(indices + slot / 4) : V == 4 ? indices[slot / 4] : indices[slot >> 2] >> (2 * (slot & 3));
+        unsigned packed = V == 8 ? *(const unsigned short*)(indices + slot / 4) : V == 4 ? indices[slot / 4] : slot_index(indices, slot, 2);
         Word word = 0;
         #pragma unroll
         for (int q = 0; q < V; ++q) word |= (Word)((packed >> (2 * q)) & 3u) << (8 * q);
