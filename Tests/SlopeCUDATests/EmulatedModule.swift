@@ -333,16 +333,18 @@ extension EmulatedModule {
             }
             emulated_warp_sync();
         }
-        static inline unsigned shared_address(const void*) { return 0; }
-        static inline void copy16_async(void* shared, const void* global, bool valid) {
-            if (valid) std::memcpy(shared, global, 16); else std::memset(shared, 0, 16);
+        typedef unsigned long long saddr;  // a host address stands in for the shared window's
+        static inline saddr shared_address(const void* p) { return (saddr)p; }
+        static inline void copy16_async(saddr shared, const void* global, bool valid) {
+            if (valid) std::memcpy((void*)shared, global, 16); else std::memset((void*)shared, 0, 16);
         }
+        static inline void copy4_async(saddr shared, const void* global) { std::memcpy((void*)shared, global, 4); }
         static inline void commit_copies() {}
         template <int PENDING> static inline void wait_copies() {}
         static const u16* emulated_rows[32][32];
-        static inline void load_matrices(unsigned* r, const u16* p) {
+        static inline void load_matrices(unsigned* r, saddr p) {
             int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-            emulated_rows[warp][lane] = p;
+            emulated_rows[warp][lane] = (const u16*)p;
             emulated_warp_sync();
             for (int j = 0; j < 4; ++j) {
                 const u16* row = emulated_rows[warp][j * 8 + lane / 4];
@@ -350,9 +352,9 @@ extension EmulatedModule {
             }
             emulated_warp_sync();
         }
-        static inline void load_matrices_transposed(unsigned* r, const u16* p) {
+        static inline void load_matrices_transposed(unsigned* r, saddr p) {
             int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-            emulated_rows[warp][lane] = p;
+            emulated_rows[warp][lane] = (const u16*)p;
             emulated_warp_sync();
             for (int j = 0; j < 4; ++j) {
                 const u16* first = emulated_rows[warp][j * 8 + 2 * (lane % 4)];
@@ -361,6 +363,18 @@ extension EmulatedModule {
             }
             emulated_warp_sync();
         }
+        // x2: the first two matrices only (lanes 0–15 give the addresses).
+        static inline void load_two_matrices(unsigned* r, saddr p) {
+            unsigned four[4];
+            load_matrices(four, p);
+            r[0] = four[0]; r[1] = four[1];
+        }
+        static inline void load_two_matrices_transposed(unsigned* r, saddr p) {
+            unsigned four[4];
+            load_matrices_transposed(four, p);
+            r[0] = four[0]; r[1] = four[1];
+        }
         static inline float exp2_fast(float x) { return exp2f(x); }
+        static inline void add_pair_atomically(float* p, float a, float b) { atomicAdd(p, a); atomicAdd(p + 1, b); }
         """#
 }

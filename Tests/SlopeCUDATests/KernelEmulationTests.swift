@@ -285,71 +285,68 @@ final class KernelEmulationTests: XCTestCase {
         try Self.assertClose(out[4]!.elements(), try cpu.floats(expected), tolerance: 1e-6, "table gradient")
     }
 
-    /// The tensor-core attention kernels (forward, δ, dK/dV, dQ), with `mma.sync`, `ldmatrix` and `cp.async`
+    /// The tensor-core attention kernels (forward, δ, backward), with `mma.sync`, `ldmatrix` and `cp.async`
     /// emulated lane by lane from PTX's fragment layouts (`EmulatedModule.tensorCoreHelpers`), against the CPU
-    /// backend: head dimensions 64 and 128, grouped-query heads, causal and not, sequences that end inside a
-    /// tile, queries that are the last of more keys; the two-kernel and the one-kernel backward.
+    /// backend: every head dimension's default variants at grouped-query shapes, causal and not, sequences that end
+    /// inside a tile, several key blocks, queries that are the last of more keys; every other variant at one shape.
     func testTensorCoreAttentionMatchesTheCPUBackend() throws {
+        typealias Kernels = TensorCoreAttentionKernels
+        var kernels: [String: Int] = [:]
+        for d in Kernels.headDimensions {
+            for f in Kernels.forwardVariants[d] ?? [] { kernels[f.name] = 12 }
+            for b in Kernels.backwardVariants[d] ?? [] { kernels[b.name] = 16 }
+            kernels["attention_delta_tc_d\(d)"] = 4
+        }
         let module = try EmulatedModule(
-            source: EmulatedModule.withEmulatedTensorCores(KernelFamily.attentionTensorCore.translationUnit(for: .bfloat16)),
-            kernels: [64, 128].reduce(into: [:]) { kernels, d in
-                kernels["attention_forward_tc_d\(d)"] = 12
-                kernels["attention_delta_tc_d\(d)"] = 4
-                kernels["attention_backward_kv_tc_d\(d)"] = 15
-                kernels["attention_backward_q_tc_d\(d)"] = 14
-                kernels["attention_backward_tc_d\(d)"] = 16
-            }.merging(["attention_forward_tc_d128_wide": 12]) { $1 })
+            source: EmulatedModule.withEmulatedTensorCores(KernelFamily.attentionTensorCore.translationUnit(for: .bfloat16)), kernels: kernels)
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 16)
-        for (d, causal, batch, queries, keys) in [(64, true, 1, 72, 72), (128, false, 1, 72, 72), (64, true, 2, 40, 72)] {
-            let s = AttentionShape(
-                batch: batch, queryLength: queries, keyLength: keys, queryHeads: 4, keyValueHeads: 2, headDimension: d, causal: causal)
-            let rows = s.batch * s.queryLength, keyRows = s.batch * s.keyLength
-            let q = try cpu.randomNormal([rows, s.queryHeads * d], dtype: .bfloat16, using: &generator)
-            let k = try cpu.randomNormal([keyRows, s.keyValueHeads * d], dtype: .bfloat16, using: &generator)
-            let v = try cpu.randomNormal([keyRows, s.keyValueHeads * d], dtype: .bfloat16, using: &generator)
-            let dout = try cpu.randomNormal([rows, s.queryHeads * d], dtype: .bfloat16, using: &generator)
-            let expected = try cpu.attention(query: q, key: k, value: v, shape: s)
-            let gradients = try cpu.attentionBackward(dout, query: q, key: k, value: v, saved: expected, shape: s)
-
-            let sizes: [EmulatedModule.Argument] = [
-                .int32(s.batch), .int32(s.queryLength), .int32(s.keyLength), .int32(s.queryHeads), .int32(s.keyValueHeads),
-                .int32(s.causal ? 1 : 0), .float(s.scale),
+        for d in Kernels.headDimensions {
+            let shapes = [
+                AttentionShape(batch: 1, queryLength: 136, queryHeads: 2, keyValueHeads: 1, headDimension: d),
+                AttentionShape(batch: 1, queryLength: 40, keyLength: 150, queryHeads: 2, keyValueHeads: 1, headDimension: d, causal: false),
+                AttentionShape(batch: 2, queryLength: 40, keyLength: 72, queryHeads: 2, keyValueHeads: 2, headDimension: d),
             ]
-            let (qBytes, kBytes, vBytes, dBytes) = (try Self.raw(q, cpu), try Self.raw(k, cpu), try Self.raw(v, cpu), try Self.raw(dout, cpu))
-            let blockRows = KernelSources.tensorCoreForwardBlockRows[d]!
-            let out = try module.launch("attention_forward_tc_d\(d)", grid: ((s.queryLength + blockRows - 1) / blockRows, s.queryHeads, s.batch), block: 128, [
-                .input(qBytes), .input(kBytes), .input(vBytes), .output(bytes: qBytes.count), .output(bytes: rows * s.queryHeads * 4),
-            ] + sizes)
-            let (o, lse) = (out[3]!, out[4]!)
-            try Self.assertClose(Self.bf16(o), try cpu.floats(expected.output), tolerance: 2e-2, "forward O, d = \(d)")
-            try Self.assertClose(lse.elements(), try cpu.floats(expected.logSumExp), tolerance: 1e-3, "forward log-sum-exp, d = \(d)")
-            if KernelSources.tensorCoreWideForwardKeyTile[d] != nil {
-                let wide = try module.launch("attention_forward_tc_d\(d)_wide", grid: ((s.queryLength + blockRows - 1) / blockRows, s.queryHeads, s.batch),
-                                             block: 128, [.input(qBytes), .input(kBytes), .input(vBytes), .output(bytes: qBytes.count),
-                                                          .output(bytes: rows * s.queryHeads * 4)] + sizes)
-                try Self.assertClose(Self.bf16(wide[3]!), try cpu.floats(expected.output), tolerance: 2e-2, "wide forward O, d = \(d)")
-                try Self.assertClose(wide[4]!.elements(), try cpu.floats(expected.logSumExp), tolerance: 1e-3, "wide forward log-sum-exp")
+            let (forwards, backwards) = (try XCTUnwrap(Kernels.forwardVariants[d]), try XCTUnwrap(Kernels.backwardVariants[d]))
+            for (index, s) in shapes.enumerated() {
+                // Every variant at the first shape, the defaults at the others.
+                let pairs = index == 0 ? (0..<max(forwards.count, backwards.count)).map { (min($0, forwards.count - 1), min($0, backwards.count - 1)) } : [(0, 0)]
+                let rows = s.batch * s.queryLength, keyRows = s.batch * s.keyLength
+                let q = try cpu.randomNormal([rows, s.queryHeads * d], dtype: .bfloat16, using: &generator)
+                let k = try cpu.randomNormal([keyRows, s.keyValueHeads * d], dtype: .bfloat16, using: &generator)
+                let v = try cpu.randomNormal([keyRows, s.keyValueHeads * d], dtype: .bfloat16, using: &generator)
+                let dout = try cpu.randomNormal([rows, s.queryHeads * d], dtype: .bfloat16, using: &generator)
+                let expected = try cpu.attention(query: q, key: k, value: v, shape: s)
+                let gradients = try cpu.attentionBackward(dout, query: q, key: k, value: v, saved: expected, shape: s)
+                let sizes: [EmulatedModule.Argument] = [
+                    .int32(s.batch), .int32(s.queryLength), .int32(s.keyLength), .int32(s.queryHeads), .int32(s.keyValueHeads),
+                    .int32(s.causal ? 1 : 0), .float(s.scale),
+                ]
+                let (qBytes, kBytes, vBytes, dBytes) = (try Self.raw(q, cpu), try Self.raw(k, cpu), try Self.raw(v, cpu), try Self.raw(dout, cpu))
+                for (f, b) in pairs.map({ (forwards[$0.0], backwards[$0.1]) }) {
+                    let what = "d = \(d), \(s), \(f.name), \(b.name)"
+                    let out = try module.launch(f.name, grid: ((s.queryLength + f.rowsPerBlock - 1) / f.rowsPerBlock, s.queryHeads, s.batch),
+                                                block: f.threads, [
+                        .input(qBytes), .input(kBytes), .input(vBytes), .output(bytes: qBytes.count), .output(bytes: rows * s.queryHeads * 4),
+                    ] + sizes)
+                    let (o, lse) = (out[3]!, out[4]!)
+                    try Self.assertClose(Self.bf16(o), try cpu.floats(expected.output), tolerance: 2e-2, "forward O, \(what)")
+                    try Self.assertClose(lse.elements(), try cpu.floats(expected.logSumExp), tolerance: 1e-3, "forward log-sum-exp, \(what)")
+                    let lanes = Kernels.deltaLanes(headDimension: d)
+                    let deltas = try module.launch("attention_delta_tc_d\(d)", grid: ((rows * s.queryHeads * lanes + 255) / 256, 1, 1), [
+                        .input(dBytes), .input(o), .output(bytes: rows * s.queryHeads * 4), .int64(rows * s.queryHeads),
+                    ])[2]!
+                    let backward = try module.launch(
+                        b.name, grid: ((s.keyLength + b.keysPerBlock - 1) / b.keysPerBlock, s.keyValueHeads, s.batch), block: b.threads, [
+                            .input(qBytes), .input(kBytes), .input(vBytes), .input(dBytes), .input(lse), .input(deltas),
+                            .readWriteArray([Float](repeating: 0, count: rows * s.queryHeads * d)),
+                            .output(bytes: kBytes.count), .output(bytes: vBytes.count),
+                        ] + sizes)
+                    try Self.assertClose(backward[6]!.elements(), try cpu.floats(gradients.query), tolerance: 3e-2, "dQ, \(what)")
+                    try Self.assertClose(Self.bf16(backward[7]!), try cpu.floats(gradients.key), tolerance: 3e-2, "dK, \(what)")
+                    try Self.assertClose(Self.bf16(backward[8]!), try cpu.floats(gradients.value), tolerance: 3e-2, "dV, \(what)")
+                }
             }
-
-            let deltas = try module.launch("attention_delta_tc_d\(d)", grid: ((rows * s.queryHeads * d / 8 + 255) / 256, 1, 1), [
-                .input(dBytes), .input(o), .output(bytes: rows * s.queryHeads * 4), .int64(rows * s.queryHeads),
-            ])[2]!
-            let saved: [EmulatedModule.Argument] = [.input(qBytes), .input(kBytes), .input(vBytes), .input(dBytes), .input(lse), .input(deltas)]
-            let kv = try module.launch("attention_backward_kv_tc_d\(d)", grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: 128,
-                                         saved + [.output(bytes: kBytes.count), .output(bytes: vBytes.count)] + sizes)
-            let dq = try module.launch("attention_backward_q_tc_d\(d)", grid: ((s.queryLength + 63) / 64, s.queryHeads, s.batch), block: 128,
-                                      saved + [.output(bytes: qBytes.count)] + sizes)[6]!
-            try Self.assertClose(Self.bf16(dq), try cpu.floats(gradients.query), tolerance: 3e-2, "dQ, d = \(d)")
-            try Self.assertClose(Self.bf16(kv[6]!), try cpu.floats(gradients.key), tolerance: 3e-2, "dK, d = \(d)")
-            try Self.assertClose(Self.bf16(kv[7]!), try cpu.floats(gradients.value), tolerance: 3e-2, "dV, d = \(d)")
-            // The one-kernel backward: dQ through float32 atomics, dK and dV as above.
-            let single = try module.launch("attention_backward_tc_d\(d)", grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: 128,
-                                           saved + [.readWriteArray([Float](repeating: 0, count: rows * s.queryHeads * d)),
-                                                    .output(bytes: kBytes.count), .output(bytes: vBytes.count)] + sizes)
-            try Self.assertClose(single[6]!.elements(), try cpu.floats(gradients.query), tolerance: 3e-2, "one-kernel dQ, d = \(d)")
-            try Self.assertClose(Self.bf16(single[7]!), try cpu.floats(gradients.key), tolerance: 3e-2, "one-kernel dK, d = \(d)")
-            try Self.assertClose(Self.bf16(single[8]!), try cpu.floats(gradients.value), tolerance: 3e-2, "one-kernel dV, d = \(d)")
         }
     }
 

@@ -38,8 +38,11 @@ final class KernelSourceTests: XCTestCase {
             // Attention kernels are stamped out per head dimension by a macro (`<name>_d##D`).
             .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
                          "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D"],
-            .attentionTensorCore: ["attention_forward_tc_d##D", "attention_backward_kv_tc_d##D", "attention_backward_q_tc_d##D",
-                                   "attention_delta_tc_d##D", "attention_backward_tc_d##D", "attention_forward_tc_d##D##_wide"],
+            // The tensor-core ones are named by their variant (TensorCoreAttentionKernels), δ per head dimension.
+            .attentionTensorCore: TensorCoreAttentionKernels.headDimensions.flatMap { d in
+                (TensorCoreAttentionKernels.forwardVariants[d] ?? []).map(\.name) + (TensorCoreAttentionKernels.backwardVariants[d] ?? []).map(\.name)
+                    + ["attention_delta_tc_d\(d)"]
+            },
             .timing: ["hold_stream"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))
@@ -57,44 +60,66 @@ final class KernelSourceTests: XCTestCase {
         }
     }
 
-    /// Dynamic shared memory asked at launch: what the kernels carve out of it, within Hopper's 227 KB opt-in
-    /// limit (above 48 KB the launch opts in).
+    /// Dynamic shared memory asked at launch: what the kernels carve out of it. Every default fits an A100's
+    /// 163 KB per block (so the route stays fused there), every variant Hopper's 227 KB.
     func testAttentionSharedMemorySizes() {
-        // The forward's K and V tiles, two of each: the static arrays it had before (2 · 2 · BN · (D + 8) halves).
-        XCTAssertEqual(KernelSources.tensorCoreForwardSharedBytes(headDimension: 64, keys: 64), 2 * 2 * 64 * 72 * 2)
-        XCTAssertEqual(KernelSources.tensorCoreForwardSharedBytes(headDimension: 128, keys: 32), 2 * 2 * 32 * 136 * 2)
-        XCTAssertEqual(KernelSources.tensorCoreForwardSharedBytes(headDimension: 128, keys: 64), 69_632)
-        // Key-major backward: Q, dO ×2, lse and δ ×2 — the static arrays it had before; the one-kernel variant
-        // adds K (D + 8 wide) and dS (64 + 8 wide).
-        XCTAssertEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: 64, withQueryGradient: false), 4 * 64 * 72 * 2 + 4 * 64 * 4)
-        XCTAssertEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: 128, withQueryGradient: false), 4 * 32 * 136 * 2 + 4 * 32 * 4)
-        XCTAssertEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: 64, withQueryGradient: true), (4 * 64 * 72 + 64 * 72 + 64 * 72) * 2 + 4 * 64 * 4)
-        XCTAssertEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: 128, withQueryGradient: true), (4 * 32 * 136 + 64 * 136 + 32 * 72) * 2 + 4 * 32 * 4)
-        for d in [64, 128] {
-            XCTAssertLessThanOrEqual(KernelSources.keyMajorBackwardSharedBytes(headDimension: d, withQueryGradient: true), 227 << 10)
+        typealias Kernels = TensorCoreAttentionKernels
+        // Forward: K and V tiles twice, then the Q tile when it is read from shared memory (16-bit, rows D + 8).
+        XCTAssertEqual(Kernels.Forward(64, 4, 2, 64, false).sharedBytes, 2 * 2 * 64 * 72 * 2)
+        XCTAssertEqual(Kernels.Forward(128, 4, 2, 64, true).sharedBytes, (2 * 2 * 64 + 128) * 136 * 2)
+        XCTAssertEqual(Kernels.Forward(256, 8, 1, 64, true).rowsPerBlock, 128)
+        // Backward: K, V; Q, dO twice; dSᵀ (and Pᵀ when split) QT + 8 wide; lse and δ twice.
+        XCTAssertEqual(Kernels.Backward(128, 8, 64, 1).sharedBytes, (2 * 128 * 136 + 4 * 64 * 136 + 128 * 72) * 2 + 4 * 64 * 4)
+        XCTAssertEqual(Kernels.Backward(256, 8, 32, 2).keysPerBlock, 64)
+        XCTAssertEqual(Kernels.Backward(256, 8, 32, 2).sharedBytes, (2 * 64 * 264 + 4 * 32 * 264 + 2 * 64 * 40) * 2 + 4 * 32 * 4)
+        for d in Kernels.headDimensions {
+            let (forward, backward) = (Kernels.forwardVariants[d] ?? [], Kernels.backwardVariants[d] ?? [])
+            XCTAssertFalse(forward.isEmpty || backward.isEmpty, "d = \(d) has kernels both ways")
+            for variant in forward { XCTAssertLessThanOrEqual(variant.sharedBytes, 227 << 10, variant.name) }
+            for variant in backward { XCTAssertLessThanOrEqual(variant.sharedBytes, 227 << 10, variant.name) }
+            XCTAssertNotNil(Kernels.forward(headDimension: d, maxSharedBytes: 163 << 10), "an A100 runs d = \(d) forward fused")
+            XCTAssertNotNil(Kernels.backward(headDimension: d, maxSharedBytes: 163 << 10), "an A100 runs d = \(d) backward fused")
         }
     }
 
-    /// The backend asks for `<name>_d<D>` only for head dimensions the macro is instantiated with.
+    /// The variant asked for where it exists and fits, else the first that fits, else none (the GEMM route).
+    func testAttentionVariantChoice() throws {
+        typealias Kernels = TensorCoreAttentionKernels
+        let variants = try XCTUnwrap(Kernels.backwardVariants[128])
+        XCTAssertEqual(Kernels.backward(headDimension: 128, maxSharedBytes: 227 << 10), variants[0])
+        XCTAssertEqual(Kernels.backward(headDimension: 128, requested: 1, maxSharedBytes: 227 << 10), variants[1])
+        XCTAssertEqual(Kernels.backward(headDimension: 128, requested: 99, maxSharedBytes: 227 << 10), variants[0])
+        let smallest = try XCTUnwrap(variants.map(\.sharedBytes).min())
+        XCTAssertEqual(Kernels.backward(headDimension: 128, maxSharedBytes: smallest)?.sharedBytes, smallest)
+        XCTAssertNil(Kernels.backward(headDimension: 128, maxSharedBytes: smallest - 1))
+        XCTAssertNil(Kernels.forward(headDimension: 48, maxSharedBytes: 227 << 10))
+    }
+
+    /// Every variant the backend can launch is instantiated under its name, with the template arguments its
+    /// launch geometry assumes; the CUDA-core route's kernels exist for the head sizes it lists.
     func testAttentionKernelsExistForEverySupportedHeadDimension() throws {
+        typealias Kernels = TensorCoreAttentionKernels
+        let source = KernelSources.attentionTensorCore
+        for d in Kernels.headDimensions {
+            for f in Kernels.forwardVariants[d] ?? [] {
+                XCTAssertTrue(source.contains(" \(f.name)("), f.name)
+                XCTAssertTrue(source.contains("attention_forward_tc<\(d), \(f.warps), \(f.rowTiles), \(f.keyTile), \(f.queryInShared)>"), f.name)
+                XCTAssertTrue(source.contains("__launch_bounds__(\(f.threads)) \(f.name)("), f.name)
+            }
+            for b in Kernels.backwardVariants[d] ?? [] {
+                XCTAssertTrue(source.contains("attention_backward_tc<\(d), \(b.warps), \(b.queryTile), \(b.split)>"), b.name)
+                XCTAssertTrue(source.contains("__launch_bounds__(\(b.threads), 1) \(b.name)("), b.name)
+            }
+            XCTAssertTrue(source.contains("attention_delta_tc_d\(d)("), "δ at d = \(d)")
+        }
         for d in KernelSources.attentionHeadDimensions {
             XCTAssertTrue(KernelSources.attention.contains("ATTENTION_KERNELS(\(d))"), "d = \(d)")
-            if let rows = KernelSources.tensorCoreForwardBlockRows[d] {
-                // TC_FORWARD(D, MT, BN) covers 64·MT query rows per block: the launch grid must use the same.
-                XCTAssertTrue(KernelSources.attentionTensorCore.contains("TC_FORWARD(\(d), \(rows / 64), "), "tensor-core d = \(d)")
-            }
-            if KernelSources.tensorCoreBackwardHeadDimensions.contains(d) {
-                XCTAssertTrue(KernelSources.attentionTensorCore.contains("TC_BACKWARD(\(d), "), "tensor-core backward d = \(d)")
-            }
             let shape = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: d)
             XCTAssertEqual(try CUDABackend.attentionKernel("attention_forward", shape), "attention_forward_d\(d)")
         }
-        let opt = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 64)
-        let llama = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 128)
-        XCTAssertTrue(CUDABackend.hasTensorCoreForward(opt, dtype: .bfloat16) && CUDABackend.hasTensorCoreBackward(opt, dtype: .float16))
-        XCTAssertTrue(CUDABackend.hasTensorCoreForward(llama, dtype: .bfloat16) && CUDABackend.hasTensorCoreBackward(llama, dtype: .bfloat16))
-        XCTAssertFalse(CUDABackend.hasTensorCoreBackward(AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 80), dtype: .bfloat16))
-        XCTAssertFalse(CUDABackend.hasTensorCoreForward(opt, dtype: .float32) || CUDABackend.hasTensorCoreBackward(opt, dtype: .float32))
+        XCTAssertEqual(TensorCoreAttentionKernels.deltaLanes(headDimension: 64), 8)
+        XCTAssertEqual(TensorCoreAttentionKernels.deltaLanes(headDimension: 80), 16)
+        XCTAssertEqual(TensorCoreAttentionKernels.deltaLanes(headDimension: 256), 32)
         let odd = AttentionShape(batch: 1, queryLength: 4, queryHeads: 2, headDimension: 48)
         XCTAssertThrowsError(try CUDABackend.attentionKernel("attention_forward", odd)) { error in
             XCTAssertTrue("\(error)".contains("supported: 16, 32, 64, 80, 96, 128"), "\(error)")

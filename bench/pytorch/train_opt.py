@@ -6,7 +6,8 @@ in bf16 with SDPA attention and torch.optim.AdamW, and times whole training step
 on random tokens: median step time over --steps after --warmup steps, tokens/s = batch·sequence / median, MFU
 with PaLM's 6N + 12·L·d·T FLOPs per token against the GPU's dense bf16 peak, and peak allocated memory.
 
-    python3 bench/pytorch/train_opt.py [--model opt-1.3b] [--batch 4] [--sequence 2048] [--steps 10] [--json out.json]
+    python3 bench/pytorch/train_opt.py [--model opt-1.3b] [--batch 4] [--sequence 2048] [--steps 10] [--gradient-checkpointing]
+                                       [--json out.json]
 """
 import argparse
 import json
@@ -29,6 +30,7 @@ def main():
     parser.add_argument("--sequence", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (slope's --recompute-activations)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -40,6 +42,8 @@ def main():
     torch.manual_seed(0)
     model = OPTForCausalLM(config).to(device="cuda", dtype=torch.bfloat16)
     model.train()
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
     parameters = sum(p.numel() for p in model.parameters())
     positions = (config.max_position_embeddings + 2) * hidden
@@ -71,7 +75,7 @@ def main():
         "framework": f"torch {torch.__version__}", "device": name, "model": args.model, "parameters": parameters,
         "batch": args.batch, "sequence": args.sequence, "median_step_ms": median * 1e3, "tokens_per_second": tokens / median,
         "mfu": tokens / median * flops_per_token / peak if peak else None,
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30, "gradient_checkpointing": args.gradient_checkpointing,
     }
     print(f"{args.model} PyTorch bf16 sdpa AdamW: {result['tokens_per_second'] / 1e3:.1f}k tok/s, "
           f"MFU {100 * (result['mfu'] or 0):.1f}%, peak {result['peak_memory_gib']:.1f} GiB ({name})")

@@ -24,6 +24,9 @@ enum {
     SLOPE_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8,
     SLOPE_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
     SLOPE_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
+    SLOPE_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97,
+    SLOPE_CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3,
+    SLOPE_CU_FUNC_ATTRIBUTE_NUM_REGS = 4,
 };
 
 typedef CUresult (*slope_cuInit_fn)(unsigned int flags);
@@ -56,6 +59,7 @@ typedef CUresult (*slope_cuModuleLoadData_fn)(CUmodule *module, const void *imag
 typedef CUresult (*slope_cuModuleGetFunction_fn)(CUfunction *function, CUmodule module, const char *name);
 typedef CUresult (*slope_cuModuleUnload_fn)(CUmodule module);
 typedef CUresult (*slope_cuFuncSetAttribute_fn)(CUfunction function, int attribute, int value);
+typedef CUresult (*slope_cuFuncGetAttribute_fn)(int *value, int attribute, CUfunction function);
 typedef CUresult (*slope_cuLaunchKernel_fn)(
     CUfunction function, unsigned int gridX, unsigned int gridY, unsigned int gridZ,
     unsigned int blockX, unsigned int blockY, unsigned int blockZ, unsigned int sharedBytes,

@@ -64,6 +64,17 @@ public enum Checkpoint {
         try SafeTensors.write(records, metadata: [stateKey: json, "format": "pt"], to: path)
     }
 
+    /// About how many bytes ``save(_:notes:to:)`` writes for `trainer`: its tensors, and both optimizers' moments
+    /// even before the first step has made them (float32 moments of every trained value; adapters, attached
+    /// later, are left out). Known at start-up, so a run can warn that its checkpoint will not fit.
+    public static func estimatedBytes(_ trainer: Trainer) -> Int {
+        let model = trainer.model
+        let tensors = model.parameters.map(\.value.byteCount).reduce(0, +)
+            + model.sparseWeights.flatMap { $0.stateTensors().map(\.tensor.byteCount) }.reduce(0, +)
+        let trained = model.parameters.map(\.value.count).reduce(0, +) + model.sparseWeights.map(\.values.count).reduce(0, +)
+        return tensors + 2 * trained * DType.float32.byteSize
+    }
+
     /// Reads the state alone (for `eval`, `generate`, `export`, or to decide how to resume).
     public static func state(of file: SafeTensors.File) throws -> State {
         guard let json = file.metadata[stateKey] else {

@@ -18,7 +18,7 @@ extension BackendComparison {
         attention(dtype, suffix: "", &results)
     }
 
-    /// Attention at several shapes (causal, grouped-query, KV-cache shaped, non-causal; head sizes 32–128)
+    /// Attention at several shapes (causal, grouped-query, KV-cache shaped, non-causal; head sizes 32–256)
     /// in float32 and bfloat16; `suffix` labels the route being checked.
     public func runAttentionChecks(suffix: String) -> [Check] {
         var results: [Check] = []
@@ -38,6 +38,13 @@ extension BackendComparison {
                 AttentionShape(batch: 1, queryLength: 40, keyLength: 72, queryHeads: 2, headDimension: 128, causal: false),
                 // Long enough for the GPU's causal chunking (4 query chunks), with cached keys before them.
                 AttentionShape(batch: 2, queryLength: 260, keyLength: 300, queryHeads: 4, keyValueHeads: 2, headDimension: 64),
+                // The other fused head sizes, causal and not, over several key blocks and query tiles.
+                AttentionShape(batch: 2, queryLength: 150, queryHeads: 4, keyValueHeads: 2, headDimension: 80),
+                AttentionShape(batch: 1, queryLength: 130, keyLength: 140, queryHeads: 2, headDimension: 96),
+                AttentionShape(batch: 1, queryLength: 70, keyLength: 200, queryHeads: 3, headDimension: 96, causal: false),
+                AttentionShape(batch: 2, queryLength: 260, keyLength: 300, queryHeads: 4, keyValueHeads: 2, headDimension: 128),
+                AttentionShape(batch: 1, queryLength: 100, queryHeads: 2, headDimension: 256),
+                AttentionShape(batch: 1, queryLength: 40, keyLength: 150, queryHeads: 2, keyValueHeads: 1, headDimension: 256, causal: false),
             ]
             for s in shapes {
                 let d = s.headDimension
@@ -72,6 +79,12 @@ extension BackendComparison {
             ("LLaMA", ModelConfiguration(
                 family: .llama, vocabularySize: 97, contextLength: 64, layers: 2, hiddenSize: 128, heads: 4, keyValueHeads: 2,
                 intermediateSize: 256)),
+            // Head dimensions 80 (OPT-2.7B, Pythia, Phi) and 96 (many 3B models) take the fused attention kernels too.
+            ("GPT/OPT D80", ModelConfiguration(
+                family: .gpt, vocabularySize: 97, contextLength: 64, layers: 2, hiddenSize: 160, heads: 2, intermediateSize: 320)),
+            ("LLaMA D96", ModelConfiguration(
+                family: .llama, vocabularySize: 97, contextLength: 64, layers: 2, hiddenSize: 192, heads: 2, keyValueHeads: 1,
+                intermediateSize: 384)),
         ]
         let (batch, sequence) = (2, 64)
         var generator = SeededGenerator(seed: 77)

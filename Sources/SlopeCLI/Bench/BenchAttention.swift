@@ -17,8 +17,14 @@ struct BenchAttention: ParsableCommand {
     @Option(help: "Where to run: \(BenchDevice.allCases.map(\.rawValue).joined(separator: ", ")).")
     var device: BenchDevice = .cpu
 
-    @Option(help: "Comma-separated BATCHxTOKENSxHEADSxHEADDIM shapes (default: OPT-1.3B's 4x2048x32x64 and a 128-wide 2x4096x16x128 on CUDA; 1x256x4x64 on the CPU).")
+    @Option(help: "Comma-separated BATCHxTOKENSxHEADSxHEADDIM shapes (default on CUDA: 4x2048 tokens at head dimensions 64, 80, 96, 128 (32 heads) and 256 (16 heads), and 2x4096x16x128; 1x256x4x64 on the CPU).")
     var shapes: String?
+
+    @Option(help: "CUDA routes to time, comma-separated: fused, gemm, flash (flash is slow at large shapes).")
+    var routes: String = "fused,gemm"
+
+    @Flag(help: "Time every instantiated variant of the fused kernels, not only the default.")
+    var variants = false
 
     @Option(help: "Element type: float32, bfloat16 or float16 (default: bfloat16 on CUDA, float32 on the CPU).")
     var dtype: String?
@@ -27,6 +33,8 @@ struct BenchAttention: ParsableCommand {
     var nonCausal = false
 
     @OptionGroup var timing: TimingOptions
+
+    static let defaultCUDAShapes = "4x2048x32x64,4x2048x32x80,4x2048x32x96,4x2048x32x128,4x2048x16x256,2x4096x16x128"
 
     struct Result: Encodable {
         let shape: String
@@ -38,7 +46,7 @@ struct BenchAttention: ParsableCommand {
     }
 
     func parsedShapes() throws -> [AttentionShape] {
-        let text = shapes ?? (device == .cuda ? "4x2048x32x64,2x4096x16x128" : "1x256x4x64")
+        let text = shapes ?? (device == .cuda ? Self.defaultCUDAShapes : "1x256x4x64")
         return try text.split(separator: ",").map { item in
             let parts = item.split(separator: "x").compactMap { Int($0) }
             guard parts.count == 4, parts.allSatisfy({ $0 > 0 }) else {
@@ -53,13 +61,17 @@ struct BenchAttention: ParsableCommand {
               [.float32, .bfloat16, .float16].contains(elementType)
         else { throw ValidationError("--dtype must be float32, bfloat16 or float16") }
         let (backend, time, clock) = try device.backend(timing)
-        // Every CUDA route forced in turn, the fused one also with its one-kernel backward and (d = 128) its
-        // narrow-tile forward; the CPU has one.
-        let routes: [(route: AttentionRoute?, singleBackward: Bool, narrowForward: Bool)] = backend is CUDABackend
-            ? [(.fused, false, false), (.fused, true, false), (.fused, false, true), (.gemm, false, false), (.flash, false, false)]
-            : [(nil, false, false)]
+        let cudaRoutes = try routes.split(separator: ",").map { name in
+            guard let route = AttentionRoute(rawValue: String(name)) else {
+                throw ValidationError("--routes: '\(name)' is not one of \(AttentionRoute.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return route
+        }
+        let gpu = backend as? CUDABackend
         print("slope bench attention — \(backend.name), \(elementType), \(nonCausal ? "full" : "causal"), \(clock)")
         var table = TextTable(headers: ["B×T×H×D", "route", "forward ms", "TFLOP/s", "backward ms", "TFLOP/s"])
+        var kernels = TextTable(headers: ["D", "fused", "forward kernel", "backward kernel"])
+        var described = Set<String>()
         var results: [Result] = []
         for shape in try parsedShapes() {
             var generator = SeededGenerator(seed: 3)
@@ -71,15 +83,26 @@ struct BenchAttention: ParsableCommand {
             let forwardFLOPs = 4 * Double(shape.batch * shape.queryHeads * shape.headDimension) * Double(shape.queryLength * shape.keyLength)
                 * (shape.causal ? 0.5 : 1)
             let label = "\(shape.batch)×\(shape.queryLength)×\(shape.queryHeads)×\(shape.headDimension)"
-            for (route, singleBackward, narrowForward) in routes {
-                if narrowForward && !CUDABackend.hasWideTensorCoreForward(headDimension: shape.headDimension) { continue }
-                (backend as? CUDABackend)?.attentionRoute = route
-                (backend as? CUDABackend)?.singleKernelAttentionBackward = singleBackward
-                (backend as? CUDABackend)?.wideTensorCoreForward = !narrowForward
-                var name = route.map { "\($0)" } ?? "cpu"
-                if route == .fused, !CUDABackend.hasTensorCoreBackward(shape, dtype: elementType) { name += " (gemm backward)" }
-                if singleBackward { name += ", 1 bwd kernel" }
-                if narrowForward { name += ", narrow fwd" }
+            // Each CUDA route forced in turn, the fused one once per variant pair with --variants; the CPU has one.
+            var runs: [(route: AttentionRoute?, variant: (forward: Int, backward: Int), name: String)] = []
+            if gpu == nil { runs = [(nil, (0, 0), "cpu")] }
+            for route in gpu == nil ? [] : cudaRoutes {
+                let counts = CUDABackend.attentionVariantCounts(headDimension: shape.headDimension)
+                if route == .fused, variants, max(counts.forward, counts.backward) > 1 {
+                    for index in 0..<max(counts.forward, counts.backward) {
+                        runs.append((route, (min(index, counts.forward - 1), min(index, counts.backward - 1)), "fused v\(index)"))
+                    }
+                } else {
+                    runs.append((route, (0, 0), "\(route)"))
+                }
+            }
+            for (route, variant, name) in runs {
+                gpu?.attentionRoute = route
+                gpu?.attentionVariant = variant
+                if route == .fused, let gpu, let kernel = try gpu.fusedAttentionDescription(shape, dtype: elementType),
+                   described.insert("\(shape.headDimension) \(name)").inserted {
+                    kernels.append(["\(shape.headDimension)", name, kernel.forward, kernel.backward])
+                }
                 do {
                     let saved = try backend.attention(query: q, key: k, value: v, shape: shape)
                     let forward = try time { _ = try backend.attention(query: q, key: k, value: v, shape: shape) }
@@ -99,10 +122,10 @@ struct BenchAttention: ParsableCommand {
                 }
             }
         }
-        (backend as? CUDABackend)?.attentionRoute = nil
-        (backend as? CUDABackend)?.singleKernelAttentionBackward = false
-        (backend as? CUDABackend)?.wideTensorCoreForward = false
+        gpu?.attentionRoute = nil
+        gpu?.attentionVariant = (0, 0)
         print(table.render())
+        if !kernels.rows.isEmpty { print("\nFused kernels (tiles, threads, registers per thread):\n" + kernels.render()) }
         if let path = timing.json {
             try writeJSON(results, to: path)
             print("wrote \(path)")

@@ -73,14 +73,14 @@ struct DoctorCommand: ParsableCommand {
                 backend.attentionRoute = route
                 checks += comparison.runAttentionChecks(suffix: " (\(route))")
             }
-            // The fused route's other kernels: the one-kernel backward (off by default, slower) and the
-            // narrow-tile d = 128 forward (the wide one is the default).
+            // The fused route's other kernel variants (the defaults were checked above), index by index.
             backend.attentionRoute = .fused
-            backend.singleKernelAttentionBackward = true
-            backend.wideTensorCoreForward = false
-            checks += comparison.runAttentionChecks(suffix: " (fused, one backward kernel, narrow forward)")
-            backend.singleKernelAttentionBackward = false
-            backend.wideTensorCoreForward = true
+            let variants = CUDABackend.fusedAttentionHeadDimensions.map { CUDABackend.attentionVariantCounts(headDimension: $0) }
+            for index in 1..<max(1, variants.map { max($0.forward, $0.backward) }.max() ?? 1) {
+                backend.attentionVariant = (index, index)
+                checks += comparison.runAttentionChecks(suffix: " (fused, variant \(index) where there is one)")
+            }
+            backend.attentionVariant = (0, 0)
             backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
             checks += comparison.runCheckpointCheck()

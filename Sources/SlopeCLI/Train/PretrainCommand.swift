@@ -95,6 +95,9 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Steps between checkpoints (0: only at the end and on interruption).")
     var checkpointEvery = 0
 
+    @Flag(inversion: .prefixedNo, help: "Write the checkpoint when the run ends (--no-final-checkpoint: benchmarks that need no model afterwards; an interruption, a non-finite loss and --checkpoint-every still write one).")
+    var finalCheckpoint = true
+
     @Option(help: "Steps between progress lines (default: about 50 per run).")
     var logEvery: Int?
 
@@ -150,6 +153,7 @@ struct PretrainCommand: ParsableCommand {
             say("  dense       every linear dense")
         }
         say("  run folder  \(folder)")
+        warnIfTheCheckpointWillNotFit(trainer, folder: folder, checkpointPath: checkpointPath)
         try loop(trainer, data: data, notes: notes, compute: compute, folder: folder, checkpointPath: checkpointPath)
     }
 
@@ -196,6 +200,16 @@ struct PretrainCommand: ParsableCommand {
         let trainer = try Checkpoint.resume(file, backend: compute.backend, trainTokens: data.train, validationTokens: data.validation)
         say("resuming \(path) at step \(state.step) of \(state.options.steps) (options and data as saved)")
         return (trainer, data, state.notes)
+    }
+
+    /// Says at start-up, not after training, when the folder's volume lacks room for the checkpoint (the atomic
+    /// write needs it whole beside the previous one, which it replaces only at the end).
+    func warnIfTheCheckpointWillNotFit(_ trainer: Trainer, folder: String, checkpointPath: String) {
+        guard finalCheckpoint || checkpointEvery > 0, let available = DiskSpace.availableBytes(at: folder) else { return }
+        let needed = Checkpoint.estimatedBytes(trainer)
+        guard available < needed else { return }
+        printError("warning: the checkpoint will take about \(byteCountText(needed)) but only \(byteCountText(available)) are free where "
+            + "\(checkpointPath) goes; free some space, choose another --out, or pass --no-final-checkpoint (an interruption still writes one)")
     }
 
     // MARK: The loop
@@ -281,7 +295,11 @@ struct PretrainCommand: ParsableCommand {
         if let profiler { say(profiler.report() + (options.steps - startStep > 1 ? "\n(steps after the first, and validation)" : "")) }
         let validation = try metrics.records.last(where: { $0.step == trainer.step && $0.validationLoss != nil })?.validationLoss
             ?? trainer.validationLoss()
-        try save("done")
+        if finalCheckpoint {
+            try save("done")
+        } else {
+            try AtomicFile.write(Data(LossPlot.svg(metrics.records, floor: data.floor, title: "slope pretrain \(model)").utf8), to: folder + "/loss.svg")
+        }
         let train = recentLosses.reduce(0, +) / Double(max(recentLosses.count, 1))
         let memory = compute.backend.memoryStatistics
         say("""
@@ -292,10 +310,9 @@ struct PretrainCommand: ParsableCommand {
               throughput         \(formatCount(Int(lastRate))) tokens/s\(compute.peakFLOPS.map { "   MFU \(formatted(100 * lastRate * flopsPerToken / $0, digits: 1))%" } ?? "")
               peak memory        \(byteCountText(memory.peakBytes))
               time               \(formatted(seconds(clock.now - started), digits: 1)) s for \(formatCount(trainer.tokensSeen)) tokens in total
-              checkpoint         \(checkpointPath)
+              checkpoint         \(finalCheckpoint ? checkpointPath : "not written (--no-final-checkpoint)")
               metrics, plot      \(folder)/metrics.jsonl, \(folder)/loss.svg
-            Next: slope eval \(checkpointPath)   ·   slope generate \(checkpointPath) --prompt "The"
-            """)
+            """ + (finalCheckpoint ? "\nNext: slope eval \(checkpointPath)   ·   slope generate \(checkpointPath) --prompt \"The\"" : ""))
     }
 
     func seconds(_ duration: Duration) -> Double { duration / .seconds(1) }

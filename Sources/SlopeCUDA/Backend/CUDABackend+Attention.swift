@@ -2,8 +2,8 @@ import SlopeCore
 
 /// How ``CUDABackend`` computes attention.
 public enum AttentionRoute: String, Sendable, CaseIterable {
-    /// Fused tensor-core kernels (bf16/fp16, FlashAttention-2's algorithm), scores never leaving registers:
-    /// forward and backward at head dimension 64 or 128.
+    /// Fused tensor-core kernels (bf16/fp16, FlashAttention-2's algorithm), scores never leaving the chip:
+    /// forward and backward at head dimensions 64, 80, 96, 128 and 256.
     case fused
     /// Scores and probabilities of one batch element at a time through cuBLASLt (tensor cores); backward
     /// recomputes them from the saved log-sum-exp, so nothing [T, T] is kept between passes.
@@ -76,9 +76,10 @@ extension CUDABackend {
         let deltaArguments: [KernelArgument] = [
             .pointer(try address(dOutput, operation)), .pointer(try address(saved.output, operation)), .pointer(try address(delta, operation)),
         ]
-        if Self.hasTensorCoreBackward(s, dtype: query.dtype) {
+        if tensorCoreBackward(s, dtype: query.dtype) != nil {
+            let lanes = TensorCoreAttentionKernels.deltaLanes(headDimension: s.headDimension)
             try launch(.attentionTensorCore, "attention_delta_tc_d\(s.headDimension)", dtype: query.dtype,
-                       grid: elementwiseGrid(rows * s.queryHeads * s.headDimension / 8), deltaArguments + [.int64(Int64(rows * s.queryHeads))])
+                       grid: elementwiseGrid(rows * s.queryHeads * lanes), deltaArguments + [.int64(Int64(rows * s.queryHeads))])
         } else {
             try launch(.attention, "attention_delta", dtype: query.dtype, grid: elementwiseGrid(rows * s.queryHeads),
                        deltaArguments + [.int64(Int64(rows)), .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension))])
@@ -90,75 +91,87 @@ extension CUDABackend {
         }
     }
 
-    /// Whether the fused forward has a wide-tile variant at this head dimension (`wideTensorCoreForward`).
-    public static func hasWideTensorCoreForward(headDimension: Int) -> Bool {
-        KernelSources.tensorCoreWideForwardKeyTile[headDimension] != nil
+    /// The fused forward kernel this call would run (bf16/fp16 at an instantiated head dimension whose kernel fits
+    /// the device's shared memory), or nil.
+    func tensorCoreForward(_ s: AttentionShape, dtype: DType) -> TensorCoreAttentionKernels.Forward? {
+        guard dtype == .bfloat16 || dtype == .float16 else { return nil }
+        return TensorCoreAttentionKernels.forward(
+            headDimension: s.headDimension, requested: attentionVariant.forward, maxSharedBytes: cudaDevice.maxSharedBytesPerBlock)
     }
 
-    public static func hasTensorCoreForward(_ s: AttentionShape, dtype: DType) -> Bool {
-        (dtype == .bfloat16 || dtype == .float16) && KernelSources.tensorCoreForwardBlockRows[s.headDimension] != nil
+    func tensorCoreBackward(_ s: AttentionShape, dtype: DType) -> TensorCoreAttentionKernels.Backward? {
+        guard dtype == .bfloat16 || dtype == .float16 else { return nil }
+        return TensorCoreAttentionKernels.backward(
+            headDimension: s.headDimension, requested: attentionVariant.backward, maxSharedBytes: cudaDevice.maxSharedBytesPerBlock)
     }
 
-    public static func hasTensorCoreBackward(_ s: AttentionShape, dtype: DType) -> Bool {
-        (dtype == .bfloat16 || dtype == .float16) && KernelSources.tensorCoreBackwardHeadDimensions.contains(s.headDimension)
+    /// Head dimensions the fused route has kernels for (bf16 and fp16).
+    public static var fusedAttentionHeadDimensions: [Int] { TensorCoreAttentionKernels.headDimensions }
+
+    /// How many fused kernel variants exist at a head dimension (`attentionVariant` indexes them).
+    public static func attentionVariantCounts(headDimension: Int) -> (forward: Int, backward: Int) {
+        (TensorCoreAttentionKernels.forwardVariants[headDimension]?.count ?? 0, TensorCoreAttentionKernels.backwardVariants[headDimension]?.count ?? 0)
     }
 
-    /// The forced route (a forced `fused` falls back to `gemm` where the tensor-core kernel does not apply), else
+    /// What the fused route runs at this shape with the current `attentionVariant`: each kernel's tiles, registers
+    /// per thread and spilled bytes per thread (compiling the kernels if needed); nil where the route does not apply.
+    public func fusedAttentionDescription(_ s: AttentionShape, dtype: DType) throws -> (forward: String, backward: String)? {
+        guard let forward = tensorCoreForward(s, dtype: dtype), let backward = tensorCoreBackward(s, dtype: dtype) else { return nil }
+        let f = try kernelResources(.attentionTensorCore, forward.name, dtype: dtype)
+        let b = try kernelResources(.attentionTensorCore, backward.name, dtype: dtype)
+        return ("\(forward.label), \(f.registers) regs" + (f.spillBytes > 0 ? ", \(f.spillBytes) B spilled" : ""),
+                "\(backward.label), \(b.registers) regs" + (b.spillBytes > 0 ? ", \(b.spillBytes) B spilled" : ""))
+    }
+
+    /// The forced route (a forced `fused` or `flash` falls back to `gemm` where its kernels do not apply), else
     /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
     /// sequences, where the flash kernels need no buffer at all).
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
         let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
         let gemmOrFlash: AttentionRoute = scoreBytes <= 4 << 30 ? .gemm : .flash
-        let fusable = backward ? Self.hasTensorCoreBackward(s, dtype: dtype) : Self.hasTensorCoreForward(s, dtype: dtype)
+        let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
+            && s.batch <= 65_535 && s.keyValueHeads <= 65_535 && s.queryHeads <= 65_535
+        let flashable = KernelSources.attentionHeadDimensions.contains(s.headDimension)
         switch attentionRoute {
-        case .gemm?, .flash?: return attentionRoute!
+        case .gemm?: return .gemm
+        case .flash?: return flashable ? .flash : .gemm
         case .fused?: return fusable ? .fused : .gemm
         case nil: return fusable ? .fused : gemmOrFlash
         }
     }
 
+    /// dK and dV straight from the kernel; dQ accumulated in float32 by atomics across key blocks, then rounded.
     func fusedAttentionBackward(
         _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, delta: Tensor, shape s: AttentionShape
     ) throws -> AttentionGradients {
+        guard let kernel = tensorCoreBackward(s, dtype: query.dtype) else {
+            throw TensorError.invalidArgument(operation: "attentionBackward", reason: "no fused kernel for head dimension \(s.headDimension)")
+        }
         let operation = "attentionBackward"
         let (dk, dv) = (try newTensor(key.shape, dtype: key.dtype), try newTensor(value.shape, dtype: value.dtype))
-        let inputs: [KernelArgument] = [
-            .pointer(try address(query, operation)), .pointer(try address(key, operation)), .pointer(try address(value, operation)),
-            .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)), .pointer(try address(delta, operation)),
-        ]
-        if singleKernelAttentionBackward {
-            let dq32 = try zeros(query.shape, dtype: .float32)
-            try launch(
-                .attentionTensorCore, "attention_backward_tc_d\(s.headDimension)", dtype: query.dtype,
-                grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (128, 1, 1),
-                sharedBytes: KernelSources.keyMajorBackwardSharedBytes(headDimension: s.headDimension, withQueryGradient: true),
-                inputs + [.pointer(address(dq32, operation)), .pointer(address(dk, operation)), .pointer(address(dv, operation))]
-                    + Self.sizeArguments(s))
-            return AttentionGradients(query: try cast(dq32, to: query.dtype), key: dk, value: dv)
-        }
-        let dq = try newTensor(query.shape, dtype: query.dtype)
+        let dq32 = try zeros(query.shape, dtype: .float32)
         try launch(
-            .attentionTensorCore, "attention_backward_kv_tc_d\(s.headDimension)", dtype: query.dtype,
-            grid: ((s.keyLength + 63) / 64, s.keyValueHeads, s.batch), block: (128, 1, 1),
-            sharedBytes: KernelSources.keyMajorBackwardSharedBytes(headDimension: s.headDimension, withQueryGradient: false),
-            inputs + [.pointer(address(dk, operation)), .pointer(address(dv, operation))] + Self.sizeArguments(s))
-        try launch(
-            .attentionTensorCore, "attention_backward_q_tc_d\(s.headDimension)", dtype: query.dtype,
-            grid: ((s.queryLength + 63) / 64, s.queryHeads, s.batch), block: (128, 1, 1),
-            inputs + [.pointer(address(dq, operation))] + Self.sizeArguments(s))
-        return AttentionGradients(query: dq, key: dk, value: dv)
+            .attentionTensorCore, kernel.name, dtype: query.dtype,
+            grid: ((s.keyLength + kernel.keysPerBlock - 1) / kernel.keysPerBlock, s.keyValueHeads, s.batch), block: (kernel.threads, 1, 1),
+            sharedBytes: kernel.sharedBytes, [
+                .pointer(try address(query, operation)), .pointer(try address(key, operation)), .pointer(try address(value, operation)),
+                .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)),
+                .pointer(try address(delta, operation)), .pointer(address(dq32, operation)), .pointer(address(dk, operation)),
+                .pointer(address(dv, operation)),
+            ] + Self.sizeArguments(s))
+        return AttentionGradients(query: try cast(dq32, to: query.dtype), key: dk, value: dv)
     }
 
     func fusedAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
+        guard let kernel = tensorCoreForward(s, dtype: query.dtype) else {
+            throw TensorError.invalidArgument(operation: "attention", reason: "no fused kernel for head dimension \(s.headDimension)")
+        }
         let out = try newTensor(query.shape, dtype: query.dtype)
         let lse = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: .float32)
-        let rowsPerBlock = KernelSources.tensorCoreForwardBlockRows[s.headDimension] ?? 64
-        let wideKeys = wideTensorCoreForward ? KernelSources.tensorCoreWideForwardKeyTile[s.headDimension] : nil
-        let keys = wideKeys ?? KernelSources.tensorCoreForwardKeyTile[s.headDimension] ?? 64
         try launch(
-            .attentionTensorCore, "attention_forward_tc_d\(s.headDimension)" + (wideKeys == nil ? "" : "_wide"), dtype: query.dtype,
-            grid: ((s.queryLength + rowsPerBlock - 1) / rowsPerBlock, s.queryHeads, s.batch), block: (128, 1, 1),
-            sharedBytes: KernelSources.tensorCoreForwardSharedBytes(headDimension: s.headDimension, keys: keys), [
+            .attentionTensorCore, kernel.name, dtype: query.dtype,
+            grid: ((s.queryLength + kernel.rowsPerBlock - 1) / kernel.rowsPerBlock, s.queryHeads, s.batch), block: (kernel.threads, 1, 1),
+            sharedBytes: kernel.sharedBytes, [
                 .pointer(address(query, "attention")), .pointer(address(key, "attention")), .pointer(address(value, "attention")),
                 .pointer(address(out, "attention")), .pointer(address(lse, "attention")),
             ] + Self.sizeArguments(s))

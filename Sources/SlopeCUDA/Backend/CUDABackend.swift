@@ -22,14 +22,10 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var sparseBiasEpilogue = true
     /// How attention runs (see ``AttentionRoute``); nil chooses per call. Starts from `SLOPE_ATTENTION`.
     public var attentionRoute: AttentionRoute?
-    /// Whether the fused route's backward runs as one kernel (dQ through float32 atomics) instead of two; off
-    /// because it measured slower (H200: 1.94 against 1.32 ms at 4×2048×32×64). Starts from
-    /// `SLOPE_ATTENTION_BACKWARD=single|split`.
-    public var singleKernelAttentionBackward = false
-    /// Whether the fused forward at head dimension 128 walks keys in tiles of 64 (`_wide`, 68 KB of shared
-    /// memory) instead of 32 (H200, 2×4096×16×128: 0.73 against 0.92 ms). Starts from
-    /// `SLOPE_ATTENTION_FORWARD=wide|narrow`.
-    public var wideTensorCoreForward = true
+    /// Which instantiation of the fused attention kernels runs (index into
+    /// `TensorCoreAttentionKernels.forwardVariants` / `backwardVariants` of the head dimension; 0, the default, is
+    /// the fastest measured). `slope bench attention` times each; `SLOPE_ATTENTION_VARIANT=F,B` starts from others.
+    public var attentionVariant = (forward: 0, backward: 0)
     /// Forces one form of merged sparse + low-rank inference instead of the measured choice (checks and
     /// benchmarks); starts from `SLOPE_MERGED_INFERENCE` = folded, factored or stacked.
     public var mergedInferenceForm: MergedInferenceForm?
@@ -44,8 +40,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
         cudaDevice.profiler?.watchMemory(peakSinceMark: { [allocator] in allocator.windowPeak }, mark: { [allocator] in allocator.startPeakWindow() })
         let environment = processEnvironment([
-            "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_BACKWARD",
-            "SLOPE_ATTENTION_FORWARD", "SLOPE_MERGED_INFERENCE",
+            "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_VARIANT",
+            "SLOPE_MERGED_INFERENCE",
         ])
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
@@ -60,17 +56,13 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         case let other?:
             throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_BIAS", reason: "must be epilogue or kernel, not '\(other)'")
         }
-        switch environment["SLOPE_ATTENTION_BACKWARD"] {
-        case nil, "split"?: singleKernelAttentionBackward = false
-        case "single"?: singleKernelAttentionBackward = true
-        case let other?:
-            throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION_BACKWARD", reason: "must be single or split, not '\(other)'")
-        }
-        switch environment["SLOPE_ATTENTION_FORWARD"] {
-        case nil, "wide"?: wideTensorCoreForward = true
-        case "narrow"?: wideTensorCoreForward = false
-        case let other?:
-            throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION_FORWARD", reason: "must be wide or narrow, not '\(other)'")
+        if let text = environment["SLOPE_ATTENTION_VARIANT"] {
+            let parts = text.split(separator: ",").map { Int($0) }
+            guard parts.count == 2, let forward = parts[0], let backward = parts[1], forward >= 0, backward >= 0 else {
+                throw TensorError.invalidArgument(
+                    operation: "SLOPE_ATTENTION_VARIANT", reason: "must be two variant indices FORWARD,BACKWARD such as 0,1, not '\(text)'")
+            }
+            attentionVariant = (forward, backward)
         }
         if let route = environment["SLOPE_ATTENTION"], route != "auto" {
             guard let parsed = AttentionRoute(rawValue: route) else {
@@ -138,13 +130,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         _ family: KernelFamily, _ name: String, dtype: DType, grid: (Int, Int, Int), block: (Int, Int, Int) = (256, 1, 1),
         sharedBytes: Int = 0, _ arguments: [KernelArgument]
     ) throws {
-        let moduleName = "\(family.rawValue)_\(dtype)"
-        let module = try loadedModules.withLock { $0[moduleName] } ?? {
-            let compiled = try compiler.module(moduleName, source: family.translationUnit(for: dtype))
-            loadedModules.withLock { $0[moduleName] = compiled }
-            return compiled
-        }()
-        let function = try module.function(name)
+        let function = try kernel(family, name, dtype: dtype)
         if sharedBytes > 48 << 10 {  // beyond the default limit a kernel must opt in (a cheap call; not cached)
             try cudaDevice.driver.check(
                 cudaDevice.driver.cuFuncSetAttribute(function, Int32(SLOPE_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES), Int32(sharedBytes)),
@@ -153,6 +139,28 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         try cudaDevice.profiled(name) {
             try cudaDevice.launch(function, name: name, grid: grid, block: block, sharedBytes: sharedBytes, arguments)
         }
+    }
+
+    /// Kernel `name` of `family` compiled for `dtype` (compiled and loaded on first use).
+    func kernel(_ family: KernelFamily, _ name: String, dtype: DType) throws -> CUfunction {
+        let moduleName = "\(family.rawValue)_\(dtype)"
+        let module = try loadedModules.withLock { $0[moduleName] } ?? {
+            let compiled = try compiler.module(moduleName, source: family.translationUnit(for: dtype))
+            loadedModules.withLock { $0[moduleName] = compiled }
+            return compiled
+        }()
+        return try module.function(name)
+    }
+
+    /// Registers per thread and local-memory bytes per thread (register spills) of a kernel, as ptxas built it.
+    func kernelResources(_ family: KernelFamily, _ name: String, dtype: DType) throws -> (registers: Int, spillBytes: Int) {
+        let function = try kernel(family, name, dtype: dtype)
+        func attribute(_ id: Int32) throws -> Int {
+            var value: Int32 = 0
+            try cudaDevice.driver.check(cudaDevice.driver.cuFuncGetAttribute(&value, id, function), "cuFuncGetAttribute(\(name))")
+            return Int(value)
+        }
+        return (try attribute(Int32(SLOPE_CU_FUNC_ATTRIBUTE_NUM_REGS)), try attribute(Int32(SLOPE_CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)))
     }
 
     /// Marks a tensor as written in place: caches of its contents go stale, and contents that were derived

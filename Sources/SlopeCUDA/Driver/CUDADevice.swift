@@ -9,6 +9,8 @@ public final class CUDADevice: @unchecked Sendable {
     public let name: String
     public let computeCapability: (major: Int, minor: Int)
     public let multiprocessorCount: Int
+    /// The most dynamic shared memory one block may opt in to (227 KB on Hopper, 163 KB on an A100).
+    public let maxSharedBytesPerBlock: Int
     public let totalMemory: Int
     /// e.g. 13000 for CUDA 13.0.
     public let driverVersion: Int
@@ -63,6 +65,7 @@ public final class CUDADevice: @unchecked Sendable {
             try attribute(Int32(SLOPE_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR), "major"),
             try attribute(Int32(SLOPE_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR), "minor"))
         multiprocessorCount = try attribute(Int32(SLOPE_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT), "multiprocessors")
+        maxSharedBytesPerBlock = try attribute(Int32(SLOPE_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN), "shared memory per block")
         var bytes = 0
         try driver.check(driver.cuDeviceTotalMem(&bytes, device), "cuDeviceTotalMem")
         totalMemory = bytes

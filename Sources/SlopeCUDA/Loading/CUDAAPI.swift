@@ -34,6 +34,7 @@ struct DriverAPI: @unchecked Sendable {
     let cuModuleGetFunction: slope_cuModuleGetFunction_fn
     let cuModuleUnload: slope_cuModuleUnload_fn
     let cuFuncSetAttribute: slope_cuFuncSetAttribute_fn
+    let cuFuncGetAttribute: slope_cuFuncGetAttribute_fn
     let cuLaunchKernel: slope_cuLaunchKernel_fn
 
     init(_ library: DynamicLibrary) throws {
@@ -68,6 +69,7 @@ struct DriverAPI: @unchecked Sendable {
         cuModuleGetFunction = try library.symbol("cuModuleGetFunction")
         cuModuleUnload = try library.symbol("cuModuleUnload")
         cuFuncSetAttribute = try library.symbol("cuFuncSetAttribute")
+        cuFuncGetAttribute = try library.symbol("cuFuncGetAttribute")
         cuLaunchKernel = try library.symbol("cuLaunchKernel")
     }
 
