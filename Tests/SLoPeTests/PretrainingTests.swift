@@ -53,6 +53,43 @@ final class PretrainingTests: XCTestCase {
         }
     }
 
+    /// `optimizerState: .bfloat16` keeps both optimizers' moments in bf16 (half the bytes of float32), trains to
+    /// nearly the same losses, saves the moments as bf16 and resumes exactly; the checkpoint's size is known before
+    /// the first step (``Checkpoint/estimatedBytes(_:)`` equals the tensors written).
+    func testBFloat16OptimizerStateHalvesTheMomentsAndResumesExactly() throws {
+        func options(_ state: DType?) -> TrainingOptions {
+            TrainingOptions(
+                steps: 8, batchSize: 4, sequenceLength: 16, learningRate: 3e-3, warmupSteps: 2, adapterFraction: 0,
+                maskChangeFrequency: 4, evaluationBatches: 2, optimizerState: state)
+        }
+        let (full, half) = (try trainer(small, options(nil)), try trainer(small, options(.bfloat16)))
+        let trained = full.model.parameters.map(\.value.count).reduce(0, +) + full.model.sparseWeights.map(\.values.count).reduce(0, +)
+        XCTAssertEqual(Checkpoint.estimatedBytes(full) - Checkpoint.estimatedBytes(half), 2 * 2 * trained, "2 moments × 2 bytes less per trained value")
+        let fullLosses = try (1...8).map { _ in try full.trainStep().loss }
+        let halfLosses = try (1...8).map { _ in try half.trainStep().loss }
+        XCTAssertEqual(half.optimizerStateBytes * 2, full.optimizerStateBytes)
+        for (a, b) in zip(halfLosses, fullLosses) { XCTAssertEqual(a, b, accuracy: 0.02 * b, "bf16 moments train as float32 ones do") }
+
+        let reference = try trainer(small, options(.bfloat16))
+        let expected = try (1...8).map { _ in try reference.trainStep().loss }
+        XCTAssertEqual(expected, halfLosses)
+        let first = try trainer(small, options(.bfloat16))
+        for _ in 1...4 { _ = try first.trainStep() }
+        let path = temporaryPath("checkpoint.safetensors")
+        try Checkpoint.save(first, to: path)
+        let file = try SafeTensors.read(path)
+        let moments = file.tensors.filter { $0.key.hasPrefix("optimizer.") }
+        XCTAssertFalse(moments.isEmpty)
+        XCTAssertTrue(moments.values.allSatisfy { $0.dtype == .bfloat16 }, "moments saved as bf16")
+        XCTAssertEqual(file.tensors.values.map(\.byteCount).reduce(0, +), Checkpoint.estimatedBytes(first), "the estimate is what is written")
+        let resumed = try Checkpoint.resume(file, backend: cpu, trainTokens: Self.corpus.train, validationTokens: Self.corpus.validation)
+        XCTAssertEqual(resumed.options.momentDType, .bfloat16)
+        XCTAssertEqual(try (5...8).map { _ in try resumed.trainStep().loss }, Array(expected[4...]))
+        XCTAssertThrowsError(try trainer(small, options(.float16))) { error in
+            XCTAssertTrue("\(error)".contains("optimizer state must be float32 or bfloat16"), "\(error)")
+        }
+    }
+
     func testCheckpointRoundTripAndDamagedFiles() throws {
         let options = TrainingOptions(steps: 3, batchSize: 2, sequenceLength: 8, adapterFraction: 0.5, adapterRank: 2)
         let run = try trainer(small, options)

@@ -159,33 +159,37 @@ final class KernelEmulationTests: XCTestCase {
     }
 
     /// The fused AdamW step, packed part and tail (1003 elements: not a whole number of packs), float32 and
-    /// bf16 parameters, with a gradient scale, against the CPU backend.
+    /// bf16 parameters, float32 and bf16 moments (`adamw_bf16_moments`), with a gradient scale, against the CPU
+    /// backend (which rounds bf16 moments to nearest even as the kernel does).
     func testPackedAdamWMatchesTheCPUBackend() throws {
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 15)
         let step = AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: 3, gradientScale: 0.5)
         for dtype in [DType.float32, .bfloat16] {
-            let module = try EmulatedModule(family: .optimizer, dtype: dtype, kernels: ["adamw": 13])
-            let n = 1003
-            let parameter = try cpu.randomNormal([n], dtype: dtype, using: &generator)
-            let gradient = try cpu.randomNormal([n], dtype: dtype, using: &generator)
-            let m = try cpu.randomNormal([n], dtype: .float32, using: &generator)
-            let v = try cpu.cast(cpu.multiply(m, m), to: .float32)
-            let start = (parameter: try Self.raw(parameter, cpu), m: try cpu.floats(m), v: try cpu.floats(v))
-            try cpu.adamW(parameter: parameter, gradient: gradient, moment1: m, moment2: v, step: step)
+            let module = try EmulatedModule(family: .optimizer, dtype: dtype, kernels: ["adamw": 13, "adamw_bf16_moments": 13])
+            for momentType in [DType.float32, .bfloat16] {
+                let n = 1003
+                let parameter = try cpu.randomNormal([n], dtype: dtype, using: &generator)
+                let gradient = try cpu.randomNormal([n], dtype: dtype, using: &generator)
+                let m = try cpu.randomNormal([n], dtype: momentType, using: &generator)
+                let v = try cpu.cast(cpu.multiply(m, m), to: momentType)
+                let start = (parameter: try Self.raw(parameter, cpu), m: try Self.raw(m, cpu), v: try Self.raw(v, cpu))
+                try cpu.adamW(parameter: parameter, gradient: gradient, moment1: m, moment2: v, step: step)
 
-            let corrections = (Float(1 - pow(Double(step.beta1), Double(step.step))), Float(1 - pow(Double(step.beta2), Double(step.step))))
-            let out = try module.launch("adamw", grid: ((n + 255) / 256, 1, 1), [
-                .readWrite(start.parameter), .input(try Self.raw(gradient, cpu)), .readWriteArray(start.m), .readWriteArray(start.v), .int64(n),
-                .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon), .float(step.weightDecay),
-                .float(corrections.0), .float(corrections.1), .float(step.gradientScale),
-            ])
-            let updated = try cpu.floats(parameter)
-            let emulated: [Float] = dtype == .float32 ? out[0]!.elements() : Self.bf16(out[0]!)
-            for (name, actual, expected) in [("parameter", emulated, updated), ("m", out[2]!.elements(), try cpu.floats(m)),
-                                             ("v", out[3]!.elements(), try cpu.floats(v))] {
-                let worst = zip(actual, expected).map { abs($0 - $1) / max(1e-3, abs($1)) }.max() ?? .infinity
-                XCTAssertLessThanOrEqual(worst, dtype == .float32 ? 1e-5 : 8e-3, "\(dtype) \(name)")
+                let corrections = (Float(1 - pow(Double(step.beta1), Double(step.step))), Float(1 - pow(Double(step.beta2), Double(step.step))))
+                let kernel = momentType == .bfloat16 ? "adamw_bf16_moments" : "adamw"
+                let out = try module.launch(kernel, grid: ((n + 255) / 256, 1, 1), [
+                    .readWrite(start.parameter), .input(try Self.raw(gradient, cpu)), .readWrite(start.m), .readWrite(start.v), .int64(n),
+                    .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon), .float(step.weightDecay),
+                    .float(corrections.0), .float(corrections.1), .float(step.gradientScale),
+                ])
+                func floats(_ data: Data, _ type: DType) -> [Float] { type == .float32 ? data.elements() : Self.bf16(data) }
+                for (name, actual, expected) in [("parameter", floats(out[0]!, dtype), try cpu.floats(parameter)),
+                                                 ("m", floats(out[2]!, momentType), try cpu.floats(m)),
+                                                 ("v", floats(out[3]!, momentType), try cpu.floats(v))] {
+                    let worst = zip(actual, expected).map { abs($0 - $1) / max(1e-3, abs($1)) }.max() ?? .infinity
+                    XCTAssertLessThanOrEqual(worst, dtype == .float32 && momentType == .float32 ? 1e-5 : 8e-3, "\(dtype), \(momentType) moments: \(name)")
+                }
             }
         }
     }
@@ -204,7 +208,7 @@ final class KernelEmulationTests: XCTestCase {
         let bases = (0..<tiles).map { map[$0 * tile] }
         let offsets = (0..<tile).map { Int16(Int(map[$0]) - Int(map[0])) }
         for dtype in [DType.float32, .bfloat16] {
-            let module = try EmulatedModule(family: .optimizer, dtype: dtype, kernels: ["adamw_mapped": 18])
+            let module = try EmulatedModule(family: .optimizer, dtype: dtype, kernels: ["adamw_mapped": 18, "adamw_mapped_bf16_moments": 18])
             let parameter = try cpu.randomNormal([n], dtype: dtype, using: &generator)
             let gradient = try cpu.randomNormal([n], dtype: dtype, using: &generator)
             let m = try cpu.randomNormal([n], dtype: .float32, using: &generator)
@@ -231,6 +235,23 @@ final class KernelEmulationTests: XCTestCase {
                     let moments: [Float] = out[index]!.elements()
                     XCTAssertLessThanOrEqual(zip(moments, reference).map { abs($0 - $1) }.max() ?? .infinity, 1e-5, "\(dtype): \(name) moment in W's order")
                 }
+                // bf16 moments: the same step with the moments stored rounded (the CPU rounds them the same way).
+                let (m16, v16) = (try cpu.cast(cpu.tensor(start.m, shape: [n], dtype: .float32), to: .bfloat16),
+                                  try cpu.cast(cpu.tensor(start.v, shape: [n], dtype: .float32), to: .bfloat16))
+                let (m16Start, v16Start) = (try Self.raw(m16, cpu), try Self.raw(v16, cpu))
+                let reference = try cpu.tensor(start.values, shape: [n], dtype: dtype)
+                try cpu.adamW(parameter: reference, gradient: gradient, moment1: m16, moment2: v16, step: step)
+                let out16 = try module.launch("adamw_mapped_bf16_moments", grid: (2, 1, 1), [
+                    .readWrite(try Self.raw(copy, cpu)), packed ? .int64(0) : .inputArray(map), packed ? .inputArray(bases) : .int64(0),
+                    packed ? .inputArray(offsets) : .int64(0), .int32(6), .int64(tile - 1),
+                    .input(try Self.raw(gradient, cpu)), .readWrite(m16Start), .readWrite(v16Start), .int64(n),
+                ] + hyper)
+                let referenceValues = try cpu.floats(reference)
+                let stepped16: [Float] = dtype == .float32 ? out16[0]!.elements() : Self.bf16(out16[0]!)
+                let worst16 = zip(stepped16, map.map { referenceValues[Int($0)] }).map { abs($0 - $1) / max(1e-3, abs($1)) }.max() ?? .infinity
+                XCTAssertLessThanOrEqual(worst16, 8e-3, "\(dtype), bf16 moments, \(packed ? "packed" : "full") map: values")
+                try Self.assertClose(Self.bf16(out16[7]!), try cpu.floats(m16), tolerance: 8e-3, "\(dtype): bf16 first moment")
+                try Self.assertClose(Self.bf16(out16[8]!), try cpu.floats(v16), tolerance: 8e-3, "\(dtype): bf16 second moment")
             }
         }
     }

@@ -28,7 +28,7 @@ final class KernelSourceTests: XCTestCase {
                              "layernorm_backward_params_partial", "rmsnorm_forward", "rmsnorm_backward_input",
                              "rmsnorm_backward_weight_partial"],
             .loss: ["embedding_forward", "embedding_backward", "cross_entropy_forward", "cross_entropy_backward"],
-            .optimizer: ["adamw", "adamw_mapped"],
+            .optimizer: ["adamw", "adamw_mapped", "adamw_bf16_moments", "adamw_mapped_bf16_moments"],
             .layout: ["transpose"],
             .sparsity: ["prune_mask", "compress", "decompress", "gather_compressed", "gather_compressed_2_4", "slot_mask", "gather_transpose",
                         "gather_transpose_tiled", "pack_slot_indices", "unpack_slot_indices"],

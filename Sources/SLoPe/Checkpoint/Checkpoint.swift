@@ -65,14 +65,15 @@ public enum Checkpoint {
     }
 
     /// About how many bytes ``save(_:notes:to:)`` writes for `trainer`: its tensors, and both optimizers' moments
-    /// even before the first step has made them (float32 moments of every trained value; adapters, attached
-    /// later, are left out). Known at start-up, so a run can warn that its checkpoint will not fit.
+    /// even before the first step has made them (two moments of every trained value, in the run's optimizer-state
+    /// type; adapters, attached later, are left out). Known at start-up, so a run can warn that its checkpoint will
+    /// not fit.
     public static func estimatedBytes(_ trainer: Trainer) -> Int {
         let model = trainer.model
         let tensors = model.parameters.map(\.value.byteCount).reduce(0, +)
             + model.sparseWeights.flatMap { $0.stateTensors().map(\.tensor.byteCount) }.reduce(0, +)
         let trained = model.parameters.map(\.value.count).reduce(0, +) + model.sparseWeights.map(\.values.count).reduce(0, +)
-        return tensors + 2 * trained * DType.float32.byteSize
+        return tensors + 2 * trained * trainer.options.momentDType.byteSize
     }
 
     /// Reads the state alone (for `eval`, `generate`, `export`, or to decide how to resume).

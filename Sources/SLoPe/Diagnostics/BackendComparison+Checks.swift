@@ -187,6 +187,16 @@ extension BackendComparison {
             }
             return [p, first, second]
         }
+        check("adamW, bf16 moments (3 steps)", dtype, &results, tolerance: Self.tolerance(for: .bfloat16)) { backend, on in
+            let p = try backend.cast(self.pick(parameter, on), to: dtype)
+            let first = try backend.cast(self.pick(m, on), to: .bfloat16)
+            let second = try backend.cast(backend.multiply(self.pick(v, on), self.pick(v, on)), to: .bfloat16)
+            for step in 1...3 {
+                try backend.adamW(parameter: p, gradient: self.pick(gradient, on), moment1: first, moment2: second,
+                                  step: AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: step, gradientScale: 0.5))
+            }
+            return [p, first, second]
+        }
     }
 
     private func sparsity(_ dtype: DType, _ results: inout [Check]) throws {

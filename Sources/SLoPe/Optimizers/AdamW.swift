@@ -3,12 +3,15 @@ public final class AdamW {
     public private(set) var parameters: [Parameter]
     public var configuration: AdamWConfiguration
     public private(set) var stepCount = 0
+    /// Element type of the moments (float32, or bfloat16 for half the memory).
+    public let momentDType: DType
     let backend: any Backend
     private var moments: [AdamMoments?]
 
-    public init(parameters: [Parameter], configuration: AdamWConfiguration = .init(), backend: any Backend) {
+    public init(parameters: [Parameter], configuration: AdamWConfiguration = .init(), momentDType: DType = .float32, backend: any Backend) {
         self.parameters = parameters
         self.configuration = configuration
+        self.momentDType = momentDType
         self.backend = backend
         moments = Array(repeating: nil, count: parameters.count)
     }
@@ -20,7 +23,7 @@ public final class AdamW {
         let hyper = configuration.step(stepCount, learningRate: learningRate, gradientScale: gradientScale)
         for (index, parameter) in parameters.enumerated() {
             guard let gradient = parameter.gradient else { continue }
-            let state = try moments[index] ?? AdamMoments(like: parameter.value, backend: backend)
+            let state = try moments[index] ?? AdamMoments(like: parameter.value, dtype: momentDType, backend: backend)
             moments[index] = state
             try backend.adamW(parameter: parameter.value, gradient: gradient, moment1: state.first, moment2: state.second, step: hyper)
         }

@@ -21,7 +21,8 @@ public struct AdamWConfiguration: Sendable, Equatable, Codable {
     }
 }
 
-/// First and second moments of one tensor: float32, or float64 for float64 parameters.
+/// First and second moments of one tensor: float32 by default (bfloat16 when asked, to halve the optimizer's
+/// memory), and float64 for float64 parameters (the CPU's reference precision).
 public struct AdamMoments {
     public let first: Tensor
     public let second: Tensor
@@ -31,8 +32,8 @@ public struct AdamMoments {
         self.second = second
     }
 
-    init(like tensor: Tensor, backend: any Backend) throws {
-        let dtype: DType = tensor.dtype == .float64 ? .float64 : .float32
+    init(like tensor: Tensor, dtype: DType = .float32, backend: any Backend) throws {
+        let dtype: DType = tensor.dtype == .float64 ? .float64 : dtype
         first = try backend.zeros(tensor.shape, dtype: dtype)
         second = try backend.zeros(tensor.shape, dtype: dtype)
     }

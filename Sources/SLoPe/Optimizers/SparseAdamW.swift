@@ -14,7 +14,7 @@ public final class SparseAdamW {
 
     public init(
         weights: [SparseWeight], configuration: AdamWConfiguration = .init(), maskChangeFrequency: Int = 100,
-        backend: any Backend
+        momentDType: DType = .float32, backend: any Backend
     ) throws {
         guard maskChangeFrequency >= 0 else {
             throw TensorError.invalidArgument(operation: "SparseAdamW", reason: "maskChangeFrequency must be ≥ 0")
@@ -23,7 +23,7 @@ public final class SparseAdamW {
         self.configuration = configuration
         self.maskChangeFrequency = maskChangeFrequency
         self.backend = backend
-        moments = try weights.map { try AdamMoments(like: $0.values, backend: backend) }
+        moments = try weights.map { try AdamMoments(like: $0.values, dtype: momentDType, backend: backend) }
     }
 
     /// Whether step `number` (1-based) re-selects the column mask.

@@ -60,8 +60,9 @@ public final class Trainer {
         let configuration = AdamWConfiguration(
             learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2, weightDecay: options.weightDecay)
         sparseOptimizer = try SparseAdamW(
-            weights: model.sparseWeights, configuration: configuration, maskChangeFrequency: options.maskChangeFrequency, backend: backend)
-        denseOptimizer = AdamW(parameters: model.parameters, configuration: configuration, backend: backend)
+            weights: model.sparseWeights, configuration: configuration, maskChangeFrequency: options.maskChangeFrequency,
+            momentDType: options.momentDType, backend: backend)
+        denseOptimizer = AdamW(parameters: model.parameters, configuration: configuration, momentDType: options.momentDType, backend: backend)
         schedule = try options.schedule()
     }
 

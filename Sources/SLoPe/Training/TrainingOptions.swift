@@ -25,13 +25,20 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var evaluationInterval: Int
     public var evaluationBatches: Int
     public var seed: UInt64
+    /// Element type of both optimizers' moments: nil (float32, the default) or bfloat16 (half the optimizer's
+    /// memory, as PyTorch keeps them for a bf16 model). Optional so that checkpoints from before it decode.
+    public var optimizerState: DType?
+
+    /// The moments' element type this run uses.
+    public var momentDType: DType { optimizerState ?? .float32 }
 
     public init(
         steps: Int, batchSize: Int = 16, sequenceLength: Int = 128, gradientAccumulation: Int = 1,
         learningRate: Float = 1e-3, minimumLearningRate: Float? = nil, warmupSteps: Int? = nil,
         decay: LearningRateSchedule.Decay = .cosine, weightDecay: Float = 0.1, beta1: Float = 0.9, beta2: Float = 0.95,
         clipNorm: Double = 1, sparsity: SparsityPlan? = SparsityPlan(), adapterFraction: Double = 0.01, adapterRank: Int = 16,
-        maskChangeFrequency: Int = 100, evaluationInterval: Int = 0, evaluationBatches: Int = 8, seed: UInt64 = 0
+        maskChangeFrequency: Int = 100, evaluationInterval: Int = 0, evaluationBatches: Int = 8, seed: UInt64 = 0,
+        optimizerState: DType? = nil
     ) {
         self.steps = steps
         self.batchSize = batchSize
@@ -52,6 +59,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.evaluationInterval = evaluationInterval
         self.evaluationBatches = evaluationBatches
         self.seed = seed
+        self.optimizerState = optimizerState == .float32 ? nil : optimizerState
     }
 
     public func validate() throws {
@@ -66,6 +74,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         guard (0...1).contains(adapterFraction), adapterRank >= 1 else { throw fail("adapter fraction must be in 0...1 and rank ≥ 1") }
         guard clipNorm >= 0, evaluationBatches >= 1, evaluationInterval >= 0, maskChangeFrequency >= 0 else {
             throw fail("clip, evaluation interval and mask-change frequency must be ≥ 0 and evaluation batches ≥ 1")
+        }
+        guard [.float32, .bfloat16].contains(momentDType) else {
+            throw fail("optimizer state must be float32 or bfloat16, not \(momentDType)")
         }
     }
 

@@ -74,6 +74,9 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "AdamW weight decay.")
     var weightDecay: Float = 0.1
 
+    @Option(help: "Element type of the AdamW moments: float32, or bfloat16 for half the optimizer's memory (as PyTorch keeps them for a bf16 model).")
+    var optimizerState: DType = .float32
+
     @Option(help: "Global gradient-norm clip (0: off).")
     var clip = 1.0
 
@@ -143,6 +146,7 @@ struct PretrainCommand: ParsableCommand {
         say("  data        \(data.description); floor \(data.floor.map { formatted($0, digits: 3) + " nats/token" } ?? "unknown")")
         say("  training    \(options.steps) steps × \(options.tokensPerStep) tokens (batch \(options.batchSize) × \(options.sequenceLength)"
             + " × \(options.gradientAccumulation)), \(trainer.model.dtype), lr \(options.learningRate) \(options.decay), warm-up \(options.warmupSteps)"
+            + (options.momentDType == .float32 ? "" : ", \(options.momentDType) optimizer state")
             + (recomputeActivations ? ", activations recomputed" : ""))
         let adapters = "adapters rank \(options.adapterRank) from step \(trainer.adapterStartStep)"
         if let report = trainer.sparsityReport {
@@ -183,7 +187,7 @@ struct PretrainCommand: ParsableCommand {
             learningRate: learningRate, minimumLearningRate: minimumLearningRate, warmupSteps: warmup ?? max(1, stepCount / 20), decay: decay,
             weightDecay: weightDecay, clipNorm: clip, sparsity: plan, adapterFraction: adapterFraction, adapterRank: adapterRank,
             maskChangeFrequency: maskChangeFrequency, evaluationInterval: evalInterval ?? max(1, stepCount / 10),
-            evaluationBatches: evalBatches, seed: seed)
+            evaluationBatches: evalBatches, seed: seed, optimizerState: optimizerState)
         let network = try TransformerModel(
             configuration: configuration, dtype: dtype ?? compute.defaultDType, backend: compute.backend, seed: seed)
         let trainer = try Trainer(model: network, options: options, trainTokens: data.train, validationTokens: data.validation)

@@ -1,9 +1,9 @@
 extension KernelSources {
     /// The fused AdamW step.
     static let optimizer = #"""
-    // PyTorch AdamW on param, grad [n] T with moments m, v [n] float32, updated in place; correction_i =
+    // PyTorch AdamW on param, grad [n] T with moments m, v [n] float32 (or bf16), updated in place; correction_i =
     // 1 − β_i^step from the host; grad_scale undoes loss scaling / averaging and applies gradient clipping.
-    // Whole 16-byte packs of T (and the matching float4s of m, v) where aligned, then single elements; 1-D grid.
+    // Whole 16-byte packs of T (and the matching moments) where aligned, then single elements; 1-D grid.
     struct AdamWHyper { float lr, beta1, beta2, eps, weight_decay, correction1, correction2, grad_scale; };
     static __device__ __forceinline__ float adamw_update(float p, float g, float& m, float& v, const AdamWHyper& h) {
         g *= h.grad_scale;
@@ -13,49 +13,69 @@ extension KernelSources {
         // Decoupled weight decay applies to the pre-update parameter, as in torch.optim.AdamW.
         return p * (1.0f - h.lr * h.weight_decay) - h.lr * update;
     }
-    extern "C" __global__ void adamw(T* param, const T* grad, float* m, float* v, long long n, float lr, float beta1,
-                                     float beta2, float eps, float weight_decay, float correction1, float correction2,
-                                     float grad_scale) {
-        const AdamWHyper h{lr, beta1, beta2, eps, weight_decay, correction1, correction2, grad_scale};
+    // PACK moments of type M, the moments of one pack of T: 8 to 32 bytes, aligned to their size up to 16 (so an
+    // array of them has no padding).
+    template <typename M> struct alignas(PACK * sizeof(M) < 16 ? PACK * sizeof(M) : 16) MomentPack { M v[PACK]; };
+
+    template <typename M>
+    __device__ void adamw_step(T* param, const T* grad, M* m, M* v, i64 n, const AdamWHyper& h) {
         i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
         i64 packs = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v) ? n / PACK : 0;
         for (i64 pk = first; pk < packs; pk += stride) {
             Pack<T> ps = ((Pack<T>*)param)[pk];
             Pack<T> gs = ((const Pack<T>*)grad)[pk];
-            float4 ms[PACK / 4], vs[PACK / 4];
+            MomentPack<M> ms = ((MomentPack<M>*)m)[pk], vs = ((MomentPack<M>*)v)[pk];
             #pragma unroll
-            for (int j = 0; j < PACK / 4; ++j) { ms[j] = ((float4*)m)[pk * (PACK / 4) + j]; vs[j] = ((float4*)v)[pk * (PACK / 4) + j]; }
-            float* mf = (float*)ms;
-            float* vf = (float*)vs;
-            #pragma unroll
-            for (int j = 0; j < PACK; ++j) ps.v[j] = from_float<T>(adamw_update(to_float(ps.v[j]), to_float(gs.v[j]), mf[j], vf[j], h));
-            #pragma unroll
-            for (int j = 0; j < PACK / 4; ++j) { ((float4*)m)[pk * (PACK / 4) + j] = ms[j]; ((float4*)v)[pk * (PACK / 4) + j] = vs[j]; }
+            for (int j = 0; j < PACK; ++j) {
+                float mj = to_float(ms.v[j]), vj = to_float(vs.v[j]);
+                ps.v[j] = from_float<T>(adamw_update(to_float(ps.v[j]), to_float(gs.v[j]), mj, vj, h));
+                ms.v[j] = from_float<M>(mj);
+                vs.v[j] = from_float<M>(vj);
+            }
+            ((MomentPack<M>*)m)[pk] = ms;
+            ((MomentPack<M>*)v)[pk] = vs;
             ((Pack<T>*)param)[pk] = ps;
         }
         for (i64 i = packs * PACK + first; i < n; i += stride) {
-            float mi = m[i], vi = v[i];
+            float mi = to_float(m[i]), vi = to_float(v[i]);
             param[i] = from_float<T>(adamw_update(to_float(param[i]), to_float(grad[i]), mi, vi, h));
-            m[i] = mi;
-            v[i] = vi;
+            m[i] = from_float<M>(mi);
+            v[i] = from_float<M>(vi);
         }
+    }
+
+    #define ADAMW_PARAMS long long n, float lr, float beta1, float beta2, float eps, float weight_decay, float correction1, \
+        float correction2, float grad_scale
+    #define ADAMW_HYPER AdamWHyper{lr, beta1, beta2, eps, weight_decay, correction1, correction2, grad_scale}
+    extern "C" __global__ void adamw(T* param, const T* grad, float* m, float* v, ADAMW_PARAMS) {
+        adamw_step<float>(param, grad, m, v, n, ADAMW_HYPER);
+    }
+    // The same with bf16 moments (--optimizer-state bfloat16): updated in float32, stored rounded to nearest even.
+    extern "C" __global__ void adamw_bf16_moments(T* param, const T* grad, bf16* m, bf16* v, ADAMW_PARAMS) {
+        adamw_step<bf16>(param, grad, m, v, n, ADAMW_HYPER);
     }
 
     // AdamW on W's values where they live in cuSPARSELt's compressed copy: position p holds slot s of W's
     // compressed order (gradient and moments are in that order), s = slots[p] for a full map, else
     // packed_map_slot (the packed map, as scatter_values_packed reads it).
-    extern "C" __global__ void adamw_mapped(T* compressed, const unsigned int* slots, const unsigned int* bases, const short* offsets,
-                                            int log2_block, long long offset_mask, const T* grad, float* m, float* v, long long n,
-                                            float lr, float beta1, float beta2, float eps, float weight_decay, float correction1,
-                                            float correction2, float grad_scale) {
-        const AdamWHyper h{lr, beta1, beta2, eps, weight_decay, correction1, correction2, grad_scale};
+    template <typename M>
+    __device__ void adamw_mapped_step(T* compressed, const unsigned int* slots, const unsigned int* bases, const short* offsets,
+                                      int log2_block, long long offset_mask, const T* grad, M* m, M* v, i64 n, const AdamWHyper& h) {
         GRID_STRIDE(p, n) {
             i64 s = slots ? (i64)slots[p] : packed_map_slot(bases, offsets, p, log2_block, offset_mask);
-            float ms = m[s], vs = v[s];
+            float ms = to_float(m[s]), vs = to_float(v[s]);
             compressed[p] = from_float<T>(adamw_update(to_float(compressed[p]), to_float(grad[s]), ms, vs, h));
-            m[s] = ms;
-            v[s] = vs;
+            m[s] = from_float<M>(ms);
+            v[s] = from_float<M>(vs);
         }
+    }
+    #define ADAMW_MAPPED_PARAMS T* compressed, const unsigned int* slots, const unsigned int* bases, const short* offsets, \
+        int log2_block, long long offset_mask, const T* grad
+    extern "C" __global__ void adamw_mapped(ADAMW_MAPPED_PARAMS, float* m, float* v, ADAMW_PARAMS) {
+        adamw_mapped_step<float>(compressed, slots, bases, offsets, log2_block, offset_mask, grad, m, v, n, ADAMW_HYPER);
+    }
+    extern "C" __global__ void adamw_mapped_bf16_moments(ADAMW_MAPPED_PARAMS, bf16* m, bf16* v, ADAMW_PARAMS) {
+        adamw_mapped_step<bf16>(compressed, slots, bases, offsets, log2_block, offset_mask, grad, m, v, n, ADAMW_HYPER);
     }
     """#
 }
