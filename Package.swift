@@ -48,5 +48,7 @@ let package = Package(
         .testTarget(name: "SLoPeTests", dependencies: ["SLoPe", "SlopeData", "SlopeTestSupport"]),
         .testTarget(name: "SlopeDataTests", dependencies: ["SlopeData", "SlopeCore"]),
         .testTarget(name: "SlopeCUDATests", dependencies: ["SlopeCUDA", "CCUDA", "SlopeTestSupport"]),
+        // Runs the built `slope` binary as a user would (depending on it makes the test build produce it).
+        .testTarget(name: "SlopeCLITests", dependencies: ["SlopeCLI"]),
     ]
 )

@@ -1,0 +1,37 @@
+import Foundation
+import XCTest
+
+/// `slope pretrain` end to end on the CPU (the tiny model, a few steps).
+final class PretrainCommandTests: XCTestCase {
+    let tinyRun = ["pretrain", "--device", "cpu", "--steps", "3", "--batch-size", "2", "--sequence-length", "32",
+                   "--corpus-sentences", "400", "--log-every", "1", "--eval-batches", "1"]
+
+    /// `--no-final-checkpoint` trains, logs and plots but leaves no checkpoint, and says so in the summary.
+    func testNoFinalCheckpointWritesNone() throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        let result = try runner.run(tinyRun + ["--out", "run", "--no-final-checkpoint"], in: folder)
+        XCTAssertEqual(result.status, 0, result.errors)
+        XCTAssertTrue(result.output.contains("not written (--no-final-checkpoint)"), result.output)
+        XCTAssertFalse(result.output.contains("Next: slope eval"), "no checkpoint to evaluate")
+        let run = folder.appendingPathComponent("run")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoint.safetensors").path))
+        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        XCTAssertEqual(metrics.split(separator: "\n").filter { $0.contains("\"loss\"") }.count, 3, "one record per step")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("loss.svg").path))
+    }
+
+    /// The default run ends with a checkpoint that `slope eval` reads.
+    func testFinalCheckpointIsWrittenByDefault() throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        let result = try runner.run(tinyRun + ["--out", "run", "--optimizer-state", "bfloat16"], in: folder)
+        XCTAssertEqual(result.status, 0, result.errors)
+        XCTAssertTrue(result.output.contains("bfloat16 optimizer state"), result.output)
+        let checkpoint = folder.appendingPathComponent("run/checkpoint.safetensors").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: checkpoint))
+        let evaluation = try runner.run(["eval", checkpoint, "--device", "cpu", "--batches", "1"], in: folder)
+        XCTAssertEqual(evaluation.status, 0, evaluation.errors)
+        XCTAssertTrue(evaluation.output.contains("perplexity"), evaluation.output)
+    }
+}
