@@ -167,6 +167,7 @@ final class EmulatedModule {
         dim3 blockDim, gridDim;
         struct alignas(16) uint4 { unsigned x, y, z, w; };
         struct alignas(16) float4 { float x, y, z, w; };
+        struct alignas(8) float2 { float x, y; };
         inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
         inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
         inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }

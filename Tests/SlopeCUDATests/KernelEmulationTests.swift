@@ -371,6 +371,61 @@ final class KernelEmulationTests: XCTestCase {
         }
     }
 
+    /// RoPE through its table: `rope_table` computes the rotations once (in double), `rope` applies them forward
+    /// and back at positions past 5000 (LLaMA 3's base), against the CPU backend.
+    func testRotaryEmbeddingThroughItsTableMatchesTheCPUBackend() throws {
+        let module = try EmulatedModule(family: .attention, dtype: .float32, kernels: ["rope_table": 4, "rope": 9])
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 21)
+        let (rows, heads, d, seq, offset, base) = (12, 3, 16, 6, 5000, Float(500_000))
+        let x = try cpu.randomNormal([rows, heads * d], dtype: .float32, using: &generator)
+        let positions = offset + seq
+        let table = try module.launch("rope_table", grid: ((positions * d / 2 + 255) / 256, 1, 1), [
+            .output(bytes: positions * d / 2 * 8), .int64(positions), .int64(d), .float(base),
+        ])[0]!
+        for inverse in [false, true] {
+            let layout = RotaryLayout(sequenceLength: seq, positionOffset: offset, headDimension: d, base: base)
+            let expected = try cpu.rotaryEmbedding(x, layout: layout, inverse: inverse)
+            let out = try module.launch("rope", grid: ((rows * heads * d / 2 + 255) / 256, 1, 1), [
+                .inputArray(try cpu.floats(x)), .output(bytes: rows * heads * d * 4), .input(table), .int64(rows), .int64(heads),
+                .int64(d), .int64(seq), .int64(offset), .float(inverse ? -1 : 1),
+            ])
+            try Self.assertClose(out[1]!.elements(), try cpu.floats(expected), tolerance: 1e-6, "rope, inverse \(inverse)")
+        }
+    }
+
+    /// SwiGLU's fused kernels (packs and a tail) against the CPU backend's composition of activation and
+    /// multiply: h = act(g) ⊙ u, dg = act'(g) ⊙ u ⊙ dh, du = act(g) ⊙ dh; float32 and bf16, SiLU and GELU.
+    func testGatedActivationMatchesTheComposedOps() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 22)
+        for dtype in [DType.float32, .bfloat16] {
+            let module = try EmulatedModule(family: .elementwise, dtype: dtype, kernels: [
+                "gated_activation_forward": 5, "gated_activation_backward": 7,
+            ])
+            let n = 1003
+            let (gate, up, dh) = (try cpu.randomNormal([n], std: 2, dtype: dtype, using: &generator),
+                                  try cpu.randomNormal([n], dtype: dtype, using: &generator), try cpu.randomNormal([n], dtype: dtype, using: &generator))
+            for (kind, code) in [(Activation.silu, 2), (.gelu, 0)] {
+                let h = try cpu.gatedActivation(gate: gate, up: up, kind)
+                let gradients = try cpu.gatedActivationBackward(gate: gate, up: up, gradient: dh, kind)
+                let raw = (gate: try Self.raw(gate, cpu), up: try Self.raw(up, cpu), dh: try Self.raw(dh, cpu))
+                let forward = try module.launch("gated_activation_forward", grid: ((n + 255) / 256, 1, 1), [
+                    .input(raw.gate), .input(raw.up), .output(bytes: n * dtype.byteSize), .int64(n), .int32(code),
+                ])[2]!
+                let backward = try module.launch("gated_activation_backward", grid: ((n + 255) / 256, 1, 1), [
+                    .input(raw.gate), .input(raw.up), .input(raw.dh), .output(bytes: n * dtype.byteSize), .output(bytes: n * dtype.byteSize),
+                    .int64(n), .int32(code),
+                ])
+                func floats(_ data: Data) -> [Float] { dtype == .float32 ? data.elements() : Self.bf16(data) }
+                let tolerance: Float = dtype == .float32 ? 1e-5 : 1.6e-2  // bf16: the composition rounds act(g) first
+                try Self.assertClose(floats(forward), try cpu.floats(h), tolerance: tolerance, "\(dtype) \(kind) h")
+                try Self.assertClose(floats(backward[3]!), try cpu.floats(gradients.gate), tolerance: tolerance, "\(dtype) \(kind) dgate")
+                try Self.assertClose(floats(backward[4]!), try cpu.floats(gradients.up), tolerance: tolerance, "\(dtype) \(kind) dup")
+            }
+        }
+    }
+
     /// `|actual − expected| ≤ tolerance · max(1, |expected|)` everywhere (bf16 results against float ones).
     static func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Float, _ what: String) throws {
         XCTAssertEqual(actual.count, expected.count, what)

@@ -22,7 +22,8 @@ final class KernelSourceTests: XCTestCase {
     func testEveryLaunchedKernelIsDefined() {
         let launched: [KernelFamily: [String]] = [
             .elementwise: ["binary_op", "scale", "accumulate", "apply_mask", "fill", "activation_forward", "activation_backward",
-                           "convert_to_float", "convert_from_float", "add_row_vector"],
+                           "convert_to_float", "convert_from_float", "add_row_vector", "gated_activation_forward",
+                           "gated_activation_backward"],
             .reductions: ["reduce_partials", "reduce_final", "column_sums_partial", "column_sum_partials"],
             .normalization: ["softmax_forward", "softmax_backward", "layernorm_forward", "layernorm_backward_input",
                              "layernorm_backward_params_partial", "rmsnorm_forward", "rmsnorm_backward_input",
@@ -36,7 +37,7 @@ final class KernelSourceTests: XCTestCase {
             .compressedLayout: ["encode_slots", "decode_digits", "count_map", "check_counts", "scatter_values", "gather_values", "check_block_offsets",
                                 "check_periodic_offsets", "pack_block_offsets", "scatter_values_packed", "gather_values_packed"],
             // Attention kernels are stamped out per head dimension by a macro (`<name>_d##D`).
-            .attention: ["rope", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
+            .attention: ["rope", "rope_table", "attention_delta", "attention_softmax_rows", "attention_probabilities", "attention_score_gradient",
                          "attention_forward_d##D", "attention_backward_query_d##D", "attention_backward_key_value_d##D"],
             // The tensor-core ones are named by their variant (TensorCoreAttentionKernels), δ per head dimension.
             .attentionTensorCore: TensorCoreAttentionKernels.headDimensions.flatMap { d in

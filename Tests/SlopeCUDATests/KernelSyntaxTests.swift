@@ -20,6 +20,7 @@ final class KernelSyntaxTests: XCTestCase {
         typedef unsigned long size_t;
         struct __attribute__((aligned(16))) uint4 { unsigned x, y, z, w; };
         struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
+        struct __attribute__((aligned(8))) float2 { float x, y; };
         __device__ void __syncthreads();
         __device__ int __syncthreads_or(int);
         __device__ float __shfl_xor_sync(unsigned, float, int);

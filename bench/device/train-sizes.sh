@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Device-side run behind docs/benchmarks/training.md's size table: for each model in $MODELS (default OPT-1.3B,
-# OPT-2.7B and OPT-6.7B), PyTorch + transformers, slope dense and slope SLoPe at batch 4 × 2048, bf16, $STEPS steps
+# OPT-2.7B and OPT-6.7B; llama-1b and llama-3b also work), PyTorch + transformers, slope dense and slope SLoPe at
+# batch 4 × 2048, bf16, $STEPS steps
 # each, then one table (median tokens/s of steps 2…, peak memory). Models named in $RECOMPUTE (default opt-6.7b)
 # run with activation recomputation in all three (PyTorch: gradient_checkpointing_enable()). No checkpoint is
 # written (--no-final-checkpoint), so nothing multi-GB is left on the device's disk. $EXTRA adds slope options
@@ -25,7 +26,8 @@ for model in $MODELS; do
     flags=(); [ $mode = dense ] && flags=(--dense)
     rm -rf "/tmp/run-$model-$mode"
     echo "== slope $mode $model" >> "$log"
-    ./.gpu/slope pretrain --model "$model" --vocab-size 50272 --batch-size 4 --sequence-length 2048 --steps "$STEPS" --log-every 1 \
+    vocab=(--vocab-size 50272); case $model in llama-*) vocab=(--vocab-size 128256);; esac  # as the PyTorch models
+    ./.gpu/slope pretrain --model "$model" "${vocab[@]}" --batch-size 4 --sequence-length 2048 --steps "$STEPS" --log-every 1 \
       --eval-batches 1 --eval-interval 1000 --adapter-fraction 0 --no-final-checkpoint "${flags[@]}" "${recompute[@]}" ${EXTRA:-} \
       --out "/tmp/run-$model-$mode" >> "$log" 2>&1
     echo "slope $mode $model exit $?"

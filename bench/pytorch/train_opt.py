@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Side-by-side reference for `slope pretrain` throughput: PyTorch + transformers' OPT trained from scratch.
+"""Side-by-side reference for `slope pretrain` throughput: PyTorch + transformers' OPT or LLaMA trained from scratch.
 
-Builds OPTForCausalLM at an OPT shape (default opt-1.3b: 24 layers, d = 2048, ffn 8192, 32 heads, vocab 50272),
-in bf16 with SDPA attention and torch.optim.AdamW, and times whole training steps (forward, backward, optimizer)
+Builds OPTForCausalLM at an OPT shape (default opt-1.3b: 24 layers, d = 2048, ffn 8192, 32 heads, vocab 50272) or
+LlamaForCausalLM at slope's LLaMA shapes (llama-1b, llama-3b: grouped-query attention, SwiGLU, tied embeddings,
+vocab 128256), in bf16 with SDPA attention and torch.optim.AdamW, and times whole training steps (forward, backward, optimizer)
 on random tokens: median step time over --steps after --warmup steps, tokens/s = batch·sequence / median, MFU
 with PaLM's 6N + 12·L·d·T FLOPs per token against the GPU's dense bf16 peak, and peak allocated memory.
 
@@ -15,17 +16,20 @@ import statistics
 import time
 
 import torch
-from transformers import OPTConfig, OPTForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
 SHAPES = {  # layers, hidden, heads
     "opt-125m": (12, 768, 12), "opt-1.3b": (24, 2048, 32), "opt-2.7b": (32, 2560, 32), "opt-6.7b": (32, 4096, 32),
+}
+LLAMA_SHAPES = {  # layers, hidden, heads, key/value heads, ffn — slope's ModelConfiguration.named
+    "llama-1b": (16, 2048, 32, 8, 8192), "llama-3b": (28, 3072, 24, 8, 8192),
 }
 PEAKS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12}
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="opt-1.3b", choices=sorted(SHAPES))
+    parser.add_argument("--model", default="opt-1.3b", choices=sorted(SHAPES) + sorted(LLAMA_SHAPES))
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--sequence", type=int, default=2048)
     parser.add_argument("--steps", type=int, default=10)
@@ -34,19 +38,29 @@ def main():
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    layers, hidden, heads = SHAPES[args.model]
-    config = OPTConfig(
-        vocab_size=50272, hidden_size=hidden, num_hidden_layers=layers, ffn_dim=4 * hidden, num_attention_heads=heads,
-        max_position_embeddings=2048, word_embed_proj_dim=hidden, do_layer_norm_before=True, dropout=0.0,
-        attention_dropout=0.0, activation_dropout=0.0, activation_function="relu", attn_implementation="sdpa")
-    torch.manual_seed(0)
-    model = OPTForCausalLM(config).to(device="cuda", dtype=torch.bfloat16)
+    if args.model in LLAMA_SHAPES:
+        layers, hidden, heads, kv_heads, ffn = LLAMA_SHAPES[args.model]
+        config = LlamaConfig(
+            vocab_size=128256, hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
+            num_key_value_heads=kv_heads, max_position_embeddings=8192, rope_theta=500000.0, tie_word_embeddings=True,
+            attn_implementation="sdpa")
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config).to(device="cuda", dtype=torch.bfloat16)
+        positions = 0
+    else:
+        layers, hidden, heads = SHAPES[args.model]
+        config = OPTConfig(
+            vocab_size=50272, hidden_size=hidden, num_hidden_layers=layers, ffn_dim=4 * hidden, num_attention_heads=heads,
+            max_position_embeddings=2048, word_embed_proj_dim=hidden, do_layer_norm_before=True, dropout=0.0,
+            attention_dropout=0.0, activation_dropout=0.0, activation_function="relu", attn_implementation="sdpa")
+        torch.manual_seed(0)
+        model = OPTForCausalLM(config).to(device="cuda", dtype=torch.bfloat16)
+        positions = (config.max_position_embeddings + 2) * hidden
     model.train()
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
     parameters = sum(p.numel() for p in model.parameters())
-    positions = (config.max_position_embeddings + 2) * hidden
     flops_per_token = 6 * (parameters - positions) + 12 * layers * hidden * args.sequence
 
     def step():

@@ -15,6 +15,20 @@ extension BackendComparison {
             let y = try backend.rotaryEmbedding(self.pick(rotated, on), layout: layout, inverse: false)
             return [y, try backend.rotaryEmbedding(y, layout: layout, inverse: true)]
         }
+        // Past the first table's 4096 positions (the GPU grows its table), at LLaMA 3's base.
+        let late = try random([3, 2 * 64], dtype)
+        check("rotaryEmbedding at positions 5000…5002", dtype, &results) { backend, on in
+            let layout = RotaryLayout(sequenceLength: 3, positionOffset: 5000, headDimension: 64, base: 500_000)
+            return [try backend.rotaryEmbedding(self.pick(late, on), layout: layout, inverse: false)]
+        }
+        let (gate, up, dh) = (try random([37, 100], dtype, std: 2), try random([37, 100], dtype), try random([37, 100], dtype))
+        for kind in [Activation.silu, .gelu] {
+            check("gatedActivation \(kind) forward + backward", dtype, &results) { backend, on in
+                let h = try backend.gatedActivation(gate: self.pick(gate, on), up: self.pick(up, on), kind)
+                let g = try backend.gatedActivationBackward(gate: self.pick(gate, on), up: self.pick(up, on), gradient: self.pick(dh, on), kind)
+                return [h, g.gate, g.up]
+            }
+        }
         attention(dtype, suffix: "", &results)
     }
 

@@ -40,7 +40,7 @@ public final class FeedForward: Layer {
     /// The down projection's input: act(u), or act(g) ⊙ u for SwiGLU.
     private func hidden(gate g: Tensor?, up u: Tensor) throws -> Tensor {
         guard let g else { return try backend.activation(u, activation) }
-        return try backend.multiply(backend.activation(g, activation), u)
+        return try backend.gatedActivation(gate: g, up: u, activation)
     }
 
     /// Forgets the hidden activations and the projections' inputs.
@@ -63,10 +63,9 @@ public final class FeedForward: Layer {
             return try up.backward(backend.activationBackward(saved.up, gradient: dHidden, activation))
         }
         // h = act(g) ⊙ u: du = dh ⊙ act(g), dg = act'(g) ⊙ (dh ⊙ u).
-        let dUp = try backend.multiply(dHidden, backend.activation(g, activation))
-        let dGate = try backend.activationBackward(g, gradient: backend.multiply(dHidden, saved.up), activation)
-        let dx = try gate.backward(dGate)
-        try backend.accumulate(up.backward(dUp), into: dx, alpha: 1)
+        let gradients = try backend.gatedActivationBackward(gate: g, up: saved.up, gradient: dHidden, activation)
+        let dx = try gate.backward(gradients.gate)
+        try backend.accumulate(up.backward(gradients.up), into: dx, alpha: 1)
         return dx
     }
 }

@@ -48,12 +48,29 @@ extension CUDABackend {
         let heads = try OperandChecks.rotaryEmbedding(x, layout: layout)
         let (rows, _) = try x.asMatrix(operation: "rotaryEmbedding")
         let out = try newTensor(x.shape, dtype: x.dtype)
+        let table = try rotaryTable(headDimension: layout.headDimension, base: layout.base,
+                                    positions: layout.positionOffset + min(rows, layout.sequenceLength), module: x.dtype)
         try launch(.attention, "rope", dtype: x.dtype, grid: elementwiseGrid(rows * heads * layout.headDimension / 2), [
-            .pointer(address(x, "rotaryEmbedding")), .pointer(address(out, "rotaryEmbedding")), .int64(Int64(rows)),
-            .int64(Int64(heads)), .int64(Int64(layout.headDimension)), .int64(Int64(layout.sequenceLength)),
-            .int64(Int64(layout.positionOffset)), .float(layout.base), .float(inverse ? -1 : 1),
+            .pointer(address(x, "rotaryEmbedding")), .pointer(address(out, "rotaryEmbedding")), .pointer(address(table, "rotaryEmbedding")),
+            .int64(Int64(rows)), .int64(Int64(heads)), .int64(Int64(layout.headDimension)), .int64(Int64(layout.sequenceLength)),
+            .int64(Int64(layout.positionOffset)), .float(inverse ? -1 : 1),
         ])
         return out
+    }
+
+    /// RoPE's rotations for positions [0, positions) at this head dimension and base, computed once (in double, by
+    /// `rope_table`, from the attention module already loaded for `module`'s dtype) and kept; a longer sequence or
+    /// a later decoding position grows the table to the next multiple of 4096 positions.
+    func rotaryTable(headDimension d: Int, base: Float, positions: Int, module: DType) throws -> Tensor {
+        let key = RotaryTableKey(headDimension: d, baseBits: base.bitPattern)
+        if let cached = rotaryTables.withLock({ $0[key] }), cached.positions >= positions { return cached.table }
+        let covered = (positions + 4095) / 4096 * 4096
+        let table = try newTensor([covered, d / 2, 2], dtype: .float32)
+        try launch(.attention, "rope_table", dtype: module, grid: elementwiseGrid(covered * d / 2), [
+            .pointer(address(table, "rotaryEmbedding")), .int64(Int64(covered)), .int64(Int64(d)), .float(base),
+        ])
+        rotaryTables.withLock { $0[key] = (covered, table) }
+        return table
     }
 
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
@@ -232,4 +249,10 @@ extension CUDABackend {
             .int32(Int32(s.keyValueHeads)), .int32(s.causal ? 1 : 0), .float(s.scale),
         ]
     }
+}
+
+/// Which RoPE table: head dimension and the base's bit pattern (the table is the same for every dtype).
+struct RotaryTableKey: Hashable {
+    let headDimension: Int
+    let baseBits: UInt32
 }

@@ -68,6 +68,33 @@ extension CUDABackend {
         return out
     }
 
+    public func gatedActivation(gate: Tensor, up: Tensor, _ kind: Activation) throws -> Tensor {
+        guard gate.shape == up.shape else {
+            throw TensorError.shapeMismatch(operation: "gatedActivation", shapes: [gate.shape, up.shape], reason: "gate and up must match")
+        }
+        try OperandChecks.sameDType([gate, up], "gatedActivation")
+        let out = try newTensor(gate.shape, dtype: gate.dtype)
+        try launch(.elementwise, "gated_activation_forward", dtype: gate.dtype, grid: elementwiseGrid(gate.count), [
+            .pointer(address(gate, "gatedActivation")), .pointer(address(up, "gatedActivation")), .pointer(address(out, "gatedActivation")),
+            .int64(Int64(gate.count)), .int32(activationCode(kind)),
+        ])
+        return out
+    }
+
+    public func gatedActivationBackward(gate: Tensor, up: Tensor, gradient dh: Tensor, _ kind: Activation) throws -> GatedActivationGradients {
+        let operation = "gatedActivationBackward"
+        guard gate.shape == up.shape, gate.shape == dh.shape else {
+            throw TensorError.shapeMismatch(operation: operation, shapes: [gate.shape, up.shape, dh.shape], reason: "gate, up and dh must match")
+        }
+        try OperandChecks.sameDType([gate, up, dh], operation)
+        let (dGate, dUp) = (try newTensor(gate.shape, dtype: gate.dtype), try newTensor(gate.shape, dtype: gate.dtype))
+        try launch(.elementwise, "gated_activation_backward", dtype: gate.dtype, grid: elementwiseGrid(gate.count), [
+            .pointer(address(gate, operation)), .pointer(address(up, operation)), .pointer(address(dh, operation)),
+            .pointer(address(dGate, operation)), .pointer(address(dUp, operation)), .int64(Int64(gate.count)), .int32(activationCode(kind)),
+        ])
+        return GatedActivationGradients(gate: dGate, up: dUp)
+    }
+
     public func activationBackward(_ x: Tensor, gradient dy: Tensor, _ kind: Activation) throws -> Tensor {
         guard x.shape == dy.shape else {
             throw TensorError.shapeMismatch(operation: "activationBackward", shapes: [x.shape, dy.shape], reason: "x and dy must match")

@@ -62,6 +62,11 @@ public protocol Backend: AnyObject, Sendable {
     func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor
     /// `dx = dy · f'(x)`.
     func activationBackward(_ x: Tensor, gradient dy: Tensor, _ kind: Activation) throws -> Tensor
+    /// `f(gate) ⊙ up`: SwiGLU's hidden activation (f = SiLU). A backend may fuse it; the default composes
+    /// ``activation(_:_:)`` and ``multiply(_:_:)``.
+    func gatedActivation(gate: Tensor, up: Tensor, _ kind: Activation) throws -> Tensor
+    /// The gradients of `h = f(gate) ⊙ up` given `dh`: `(gate: f'(gate) ⊙ up ⊙ dh, up: f(gate) ⊙ dh)`.
+    func gatedActivationBackward(gate: Tensor, up: Tensor, gradient dh: Tensor, _ kind: Activation) throws -> GatedActivationGradients
 
     // MARK: Reductions (whole-tensor results are 1-element float32 tensors, float64 for float64 input)
 
@@ -240,6 +245,14 @@ extension Backend {
 
     public func crossEntropyBackwardConsuming(_ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float) throws -> Tensor {
         try crossEntropyBackward(saved, targets: targets, ignoreIndex: ignoreIndex, scale: scale)
+    }
+
+    public func gatedActivation(gate: Tensor, up: Tensor, _ kind: Activation) throws -> Tensor {
+        try multiply(activation(gate, kind), up)
+    }
+
+    public func gatedActivationBackward(gate: Tensor, up: Tensor, gradient dh: Tensor, _ kind: Activation) throws -> GatedActivationGradients {
+        GatedActivationGradients(gate: try activationBackward(gate, gradient: multiply(dh, up), kind), up: try multiply(dh, activation(gate, kind)))
     }
 
     public func accumulateGathered(_ dense: Tensor, layout: CompressedMatrix, into values: Tensor) throws {

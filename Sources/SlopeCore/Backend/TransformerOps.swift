@@ -8,6 +8,16 @@ public struct RMSNormOutput: Sendable {
     }
 }
 
+/// The gradients of SwiGLU's `h = act(gate) ⊙ up` (``Backend/gatedActivationBackward(gate:up:gradient:_:)``).
+public struct GatedActivationGradients: Sendable {
+    public let gate: Tensor
+    public let up: Tensor
+    public init(gate: Tensor, up: Tensor) {
+        self.gate = gate
+        self.up = up
+    }
+}
+
 public struct RMSNormGradients: Sendable {
     public let input: Tensor
     public let weight: Tensor

@@ -8,16 +8,26 @@ extension KernelSources {
     #define TILE 32
     #define ROWS 64
 
-    // Rotate-half RoPE on x [rows, heads·d]; row r sits at offset + r % seq; sign −1 rotates back.
-    // One thread per (row, head, i < d/2); angles in double so long positions stay exact.
-    extern "C" __global__ void rope(const T* x, T* y, long long rows, long long heads, long long d, long long seq,
-                                    long long offset, float base, float sign) {
+    // (cos, sin) of p·base^(−2i/d) for positions p < positions and i < d/2, into table [positions, d/2]: the
+    // angles in double so long positions stay exact, once per (d, base) rather than in every rope call.
+    extern "C" __global__ void rope_table(float2* table, long long positions, long long d, float base) {
+        i64 half = d / 2;
+        GRID_STRIDE(e, positions * half) {
+            i64 i = e % half, p = e / half;
+            double angle = (double)p * pow((double)base, -2.0 * (double)i / (double)d);
+            table[e] = float2{(float)cos(angle), (float)sin(angle)};
+        }
+    }
+
+    // Rotate-half RoPE on x [rows, heads·d]; row r sits at position offset + r % seq, whose rotations are row
+    // offset + r % seq of `table` (rope_table); sign −1 rotates back. One thread per (row, head, i < d/2).
+    extern "C" __global__ void rope(const T* x, T* y, const float2* table, long long rows, long long heads, long long d,
+                                    long long seq, long long offset, float sign) {
         i64 half = d / 2;
         GRID_STRIDE(e, rows * heads * half) {
             i64 i = e % half, h = (e / half) % heads, row = e / (half * heads);
-            double position = (double)(offset + row % seq);
-            double angle = position * pow((double)base, -2.0 * (double)i / (double)d);
-            float c = (float)cos(angle), s = sign * (float)sin(angle);
+            float2 rotation = table[(offset + row % seq) * half + i];
+            float c = rotation.x, s = sign * rotation.y;
             i64 at = row * heads * d + h * d + i;
             float x1 = to_float(x[at]), x2 = to_float(x[at + half]);
             y[at] = from_float<T>(x1 * c - x2 * s);

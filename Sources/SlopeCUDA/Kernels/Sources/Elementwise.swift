@@ -27,28 +27,60 @@ extension KernelSources {
         GRID_STRIDE(i, n) x[i] = v;
     }
 
-    // y[i] = act(x[i]) for i < n; kind 0 GELU (tanh approximation), 1 ReLU, 2 SiLU; 1-D grid.
-    extern "C" __global__ void activation_forward(const T* x, T* y, long long n, int kind) {
-        map1(x, y, n, [=](float v) {
-            const float c = 0.7978845608028654f, k = 0.044715f;
-            if (kind == 0) return 0.5f * v * (1.0f + tanhf(c * (v + k * v * v * v)));
-            if (kind == 1) return (v > 0.0f || v != v) ? v : 0.0f;  // NaN propagates, like max(x, 0) on the CPU
-            return v * (1.0f / (1.0f + expf(-v)));                    // x·sigmoid(x), the CPU reference's rounding order
-        });
+    // act(v) and act'(v); kind 0 GELU (tanh approximation), 1 ReLU, 2 SiLU.
+    static __device__ __forceinline__ float activate(float v, int kind) {
+        const float c = 0.7978845608028654f, k = 0.044715f;
+        if (kind == 0) return 0.5f * v * (1.0f + tanhf(c * (v + k * v * v * v)));
+        if (kind == 1) return (v > 0.0f || v != v) ? v : 0.0f;  // NaN propagates, like max(x, 0) on the CPU
+        return v * (1.0f / (1.0f + expf(-v)));                    // x·sigmoid(x), the CPU reference's rounding order
+    }
+    static __device__ __forceinline__ float activation_slope(float v, int kind) {
+        const float c = 0.7978845608028654f, k = 0.044715f;
+        if (kind == 0) {
+            float t = tanhf(c * (v + k * v * v * v));
+            return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * c * (1.0f + 3.0f * k * v * v);
+        }
+        if (kind == 1) return v > 0.0f ? 1.0f : 0.0f;
+        float s = 1.0f / (1.0f + expf(-v));
+        return s * (1.0f + v * (1.0f - s));
     }
 
-    // dx[i] = dy[i]·act'(x[i]) for i < n; same kinds as activation_forward; 1-D grid.
+    // y[i] = act(x[i]) for i < n; 1-D grid.
+    extern "C" __global__ void activation_forward(const T* x, T* y, long long n, int kind) {
+        map1(x, y, n, [=](float v) { return activate(v, kind); });
+    }
+
+    // dx[i] = dy[i]·act'(x[i]) for i < n; 1-D grid.
     extern "C" __global__ void activation_backward(const T* x, const T* dy, T* dx, long long n, int kind) {
-        map2(x, dy, dx, n, [=](float v, float g) {
-            const float c = 0.7978845608028654f, k = 0.044715f;
-            if (kind == 0) {
-                float t = tanhf(c * (v + k * v * v * v));
-                return g * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * c * (1.0f + 3.0f * k * v * v));
+        map2(x, dy, dx, n, [=](float v, float g) { return kind == 1 ? (v > 0.0f ? g : 0.0f) : g * activation_slope(v, kind); });
+    }
+
+    // SwiGLU's hidden activation in one pass: h[i] = act(gate[i])·up[i] for i < n; 1-D grid.
+    extern "C" __global__ void gated_activation_forward(const T* gate, const T* up, T* h, long long n, int kind) {
+        map2(gate, up, h, n, [=](float g, float u) { return activate(g, kind) * u; });
+    }
+
+    // Its gradients in one pass: dgate[i] = act'(gate[i])·up[i]·dh[i], dup[i] = act(gate[i])·dh[i]. Packs of T
+    // where every pointer is 16-byte aligned, then single elements; 1-D grid.
+    extern "C" __global__ void gated_activation_backward(const T* gate, const T* up, const T* dh, T* dgate, T* dup, long long n, int kind) {
+        i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
+        i64 packs = aligned16(gate) && aligned16(up) && aligned16(dh) && aligned16(dgate) && aligned16(dup) ? n / PACK : 0;
+        for (i64 p = first; p < packs; p += stride) {
+            Pack<T> g = ((const Pack<T>*)gate)[p], u = ((const Pack<T>*)up)[p], d = ((const Pack<T>*)dh)[p], dg, du;
+            #pragma unroll
+            for (int j = 0; j < PACK; ++j) {
+                float gv = to_float(g.v[j]), dv = to_float(d.v[j]);
+                dg.v[j] = from_float<T>(activation_slope(gv, kind) * to_float(u.v[j]) * dv);
+                du.v[j] = from_float<T>(activate(gv, kind) * dv);
             }
-            if (kind == 1) return v > 0.0f ? g : 0.0f;
-            float s = 1.0f / (1.0f + expf(-v));
-            return g * (s * (1.0f + v * (1.0f - s)));
-        });
+            ((Pack<T>*)dgate)[p] = dg;
+            ((Pack<T>*)dup)[p] = du;
+        }
+        for (i64 i = packs * PACK + first; i < n; i += stride) {
+            float gv = to_float(gate[i]), dv = to_float(dh[i]);
+            dgate[i] = from_float<T>(activation_slope(gv, kind) * to_float(up[i]) * dv);
+            dup[i] = from_float<T>(activate(gv, kind) * dv);
+        }
     }
 
     // out[i] = (float)x[i] for i < n; x [n] T, out [n] float32; 1-D grid.
