@@ -42,10 +42,11 @@ public enum TokenShard {
             throw Failure.notAShard(path: path)
         }
         let width = Int(load(UInt32.self, bytes, 12))
-        let count = Int(load(UInt64.self, bytes, 16))
+        let stored = load(UInt64.self, bytes, 16)
         guard width == 2 || width == 4 else { throw Failure.notAShard(path: path) }
-        guard bytes.count - 24 >= count * width else {
-            throw Failure.truncated(path: path, expectedTokens: count, availableBytes: bytes.count - 24)
+        // The count is untrusted: checked before it sizes anything.
+        guard let count = CheckedSize.int(stored), let needed = CheckedSize.product([count, width]), bytes.count - 24 >= needed else {
+            throw Failure.truncated(path: path, expectedTokens: Int(clamping: stored), availableBytes: bytes.count - 24)
         }
         return (0..<count).map { index in
             width == 2 ? Int32(load(UInt16.self, bytes, 24 + 2 * index)) : Int32(bitPattern: load(UInt32.self, bytes, 24 + 4 * index))

@@ -94,9 +94,23 @@ public enum Checkpoint {
         }
     }
 
-    /// Rebuilds the model of a checkpoint on `backend` (SLoPe layers, masks and adapters included).
+    /// Rebuilds the model of a checkpoint on `backend` (SLoPe layers, masks and adapters included). The saved
+    /// configuration is checked against the tensors the file holds first, so a damaged or forged state cannot
+    /// make it allocate a model the file does not contain.
     public static func loadModel(_ file: SafeTensors.File, backend: any Backend) throws -> (TransformerModel, State) {
         let state = try state(of: file)
+        do { try state.model.validate() } catch {
+            throw Failure.notACheckpoint(path: file.path, reason: "its saved model configuration is invalid (\(error))")
+        }
+        // Sparse weights are stored compressed (half the values and their slot indices), so a file holds at least
+        // about half of the model's dense bytes; far less means the state and the tensors do not belong together.
+        let expected = state.model.checkedParameterCount.flatMap { CheckedSize.product([$0, state.dtype.byteSize]) }
+        let held = SafeTensors.tensorBytes(file)
+        guard let expected, held >= expected / 4 else {
+            throw Failure.notACheckpoint(
+                path: file.path, reason: "its state describes a model of \(state.model.parameterCount) \(state.dtype) parameters "
+                    + "(\(expected.map(byteCountText) ?? "too many bytes to count")) but the file holds \(byteCountText(held)) of tensors")
+        }
         let model = try TransformerModel(configuration: state.model, dtype: state.dtype, backend: backend, seed: state.options.seed)
         if let plan = state.options.sparsity { try model.convertToSLoPe(plan) }
         if state.adaptersAttached { _ = try model.attachAdapters(rank: state.options.adapterRank, seed: state.options.adapterSeed) }

@@ -187,12 +187,21 @@ public enum SafeTensors {
             guard let dtype = dtypeNames.first(where: { $0.value == entry.dtype })?.key else {
                 throw Failure.corrupt(path: path, reason: "tensor \(name) has unsupported dtype \(entry.dtype)")
             }
-            let count = entry.shape.reduce(1, *) * dtype.byteSize
-            guard entry.data_offsets.count == 2, entry.data_offsets[1] - entry.data_offsets[0] == count, entry.data_offsets[0] >= 0,
-                  body + entry.data_offsets[1] <= size
-            else {
+            // Every number here is untrusted: checked arithmetic, and the field named when one is wrong.
+            guard let count = CheckedSize.product(entry.shape + [dtype.byteSize]) else {
+                throw Failure.corrupt(path: path, reason: "tensor \(name) has shape \(entry.shape), whose size is negative or too large to count")
+            }
+            guard entry.data_offsets.count == 2 else {
+                throw Failure.corrupt(path: path, reason: "tensor \(name) has data_offsets \(entry.data_offsets), not [begin, end]")
+            }
+            let (begin, end) = (entry.data_offsets[0], entry.data_offsets[1])
+            guard begin >= 0, end >= begin, let last = CheckedSize.sum(body, end), last <= size else {
                 throw Failure.corrupt(
                     path: path, reason: "tensor \(name) needs bytes \(entry.data_offsets) but the file has \(size - body) after the header")
+            }
+            guard end - begin == count else {
+                throw Failure.corrupt(
+                    path: path, reason: "tensor \(name) is \(entry.dtype) \(entry.shape), \(count) bytes, but its data_offsets \(entry.data_offsets) hold \(end - begin)")
             }
             tensors[name] = Entry(dtype: dtype, shape: entry.shape, path: path, offset: body + entry.data_offsets[0], byteCount: count)
         }
@@ -240,6 +249,10 @@ public enum SafeTensors {
             try JSONDecoder().decode(Wrapper.self, from: data).header
         }
     }
+
+    /// Sum of the tensors' stored bytes (what a file's header promises; checked against a configuration before a
+    /// model is built from it).
+    public static func tensorBytes(_ file: File) -> Int { file.tensors.values.reduce(0) { $0 + $1.byteCount } }
 
     /// Bytes `offset ..< offset + count` of the file, a failed read reported as this format's error.
     static func bytes(_ path: String, _ offset: Int, _ count: Int) throws -> [UInt8] {

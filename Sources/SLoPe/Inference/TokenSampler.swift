@@ -10,8 +10,10 @@ public struct TokenSampler: Sendable {
     public var generator: SeededGenerator
 
     public init(temperature: Double = 0.8, topK: Int? = nil, topP: Double? = nil, seed: UInt64 = 0) throws {
-        guard temperature >= 0, topK.map({ $0 >= 1 }) ?? true, topP.map({ $0 > 0 && $0 <= 1 }) ?? true else {
-            throw TensorError.invalidArgument(operation: "sampling", reason: "need temperature ≥ 0, top-k ≥ 1 and 0 < top-p ≤ 1")
+        guard temperature.isFinite, temperature >= 0, topK.map({ $0 >= 1 }) ?? true, topP.map({ $0 > 0 && $0 <= 1 }) ?? true else {
+            throw TensorError.invalidArgument(
+                operation: "sampling", reason: "need a finite temperature ≥ 0, top-k ≥ 1 and 0 < top-p ≤ 1 (got temperature \(temperature), "
+                    + "top-k \(topK.map(String.init) ?? "none"), top-p \(topP.map { "\($0)" } ?? "none"))")
         }
         self.temperature = temperature
         self.topK = topK

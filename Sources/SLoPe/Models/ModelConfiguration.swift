@@ -83,19 +83,34 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         }
         guard family == .gpt || headDimension % 2 == 0 else { throw Failure.invalid("RoPE needs an even head dimension, got \(headDimension)") }
         guard normEpsilon > 0 else { throw Failure.invalid("normEpsilon must be positive") }
+        guard checkedParameterCount != nil else {
+            throw Failure.invalid(
+                "the sizes (vocabulary \(vocabularySize), context \(contextLength), \(layers) layers, hidden \(hiddenSize), "
+                    + "intermediate \(intermediateSize)) give more parameters than can be counted; one of them is mistyped or damaged")
+        }
     }
 
     // MARK: Sizes
 
-    /// Parameters by kind (tied embeddings counted once).
-    public var parameterCount: Int {
-        let c = hiddenSize, f = intermediateSize, kv = keyValueHeads * headDimension
-        let attention = c * c * 2 + c * kv * 2 + (hasBias ? 2 * c + 2 * kv : 0)
-        let mlp = family == .gpt ? 2 * c * f + (hasBias ? f + c : 0) : 3 * c * f
-        let norms = family == .gpt ? 4 * c : 2 * c
-        let embeddings = vocabularySize * c + (family == .gpt ? (contextLength + Self.positionOffset) * c : 0)
-        let head = tiedEmbeddings ? 0 : vocabularySize * c
-        return layers * (attention + mlp + norms) + embeddings + head + (family == .gpt ? 2 * c : c)
+    /// Parameters by kind (tied embeddings counted once); `Int.max` where the count overflows (``validate()``
+    /// refuses such a configuration).
+    public var parameterCount: Int { checkedParameterCount ?? .max }
+
+    /// The parameter count, or nil when the sizes are negative or their products overflow (untrusted JSON).
+    public var checkedParameterCount: Int? {
+        let (c, f, kv) = (hiddenSize, intermediateSize, keyValueHeads * (heads > 0 ? hiddenSize / heads : 0))
+        func p(_ factors: Int...) -> Int? { CheckedSize.product(factors) }
+        func sum(_ terms: Int?...) -> Int? {
+            terms.reduce(Optional(0)) { total, term in total.flatMap { t in term.flatMap { CheckedSize.sum(t, $0) } } }
+        }
+        let attention = sum(p(c, c, 2), p(c, kv, 2), hasBias ? sum(p(2, c), p(2, kv)) : 0)
+        let mlp = family == .gpt ? sum(p(2, c, f), hasBias ? CheckedSize.sum(f, c) : 0) : p(3, c, f)
+        let norms = p(family == .gpt ? 4 : 2, c)
+        let positions = family == .gpt ? CheckedSize.sum(contextLength, Self.positionOffset).flatMap { p($0, c) } : 0
+        let embeddings = sum(p(vocabularySize, c), positions)
+        let head = tiedEmbeddings ? 0 : p(vocabularySize, c)
+        let perLayer = sum(attention, mlp, norms)
+        return sum(perLayer.flatMap { p(layers, $0) }, embeddings, head, p(family == .gpt ? 2 : 1, c))
     }
 
     /// Training FLOPs per token (forward + backward) at sequence length `sequence`: 6 per weight that

@@ -24,6 +24,9 @@ public final class TransformerModel: Layer {
 
     public init(configuration: ModelConfiguration, dtype: DType = .float32, backend: any Backend, seed: UInt64) throws {
         try configuration.validate()
+        try MemoryBudget.require(
+            configuration.checkedParameterCount.flatMap { CheckedSize.product([$0, dtype.byteSize]) },
+            for: "a \(configuration.family) model of \(configuration.parameterCount) parameters (its \(dtype) weights alone)", on: backend)
         self.configuration = configuration
         self.dtype = dtype
         self.backend = backend

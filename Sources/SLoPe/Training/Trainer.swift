@@ -49,6 +49,7 @@ public final class Trainer {
     /// A fresh run: converts `model` to SLoPe when the options ask for it.
     public init(model: TransformerModel, options: TrainingOptions, trainTokens: [Int32], validationTokens: [Int32]) throws {
         try options.validate()
+        try Self.requireMemory(model: model, options: options)
         self.model = model
         self.options = options
         backend = model.backend
@@ -56,6 +57,11 @@ public final class Trainer {
         let needed = options.batchSize * (options.sequenceLength + 1)
         guard validationTokens.count >= needed else { throw Failure.notEnoughValidation(tokens: validationTokens.count, needed: needed) }
         self.validationTokens = validationTokens
+        if options.adapterFraction > 0, options.adapterRank > model.configuration.hiddenSize {
+            throw TensorError.invalidArgument(
+                operation: "training options", reason: "adapter rank \(options.adapterRank) exceeds the hidden size \(model.configuration.hiddenSize) "
+                    + "(the paper's ranks are 0.39–6.25% of it; each layer's adapter is at most as wide as the layer)")
+        }
         if let plan = options.sparsity, model.sparseWeights.isEmpty { sparsityReport = try model.convertToSLoPe(plan) }
         let configuration = AdamWConfiguration(
             learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2, weightDecay: options.weightDecay)
@@ -64,6 +70,19 @@ public final class Trainer {
             momentDType: options.momentDType, backend: backend)
         denseOptimizer = AdamW(parameters: model.parameters, configuration: configuration, momentDType: options.momentDType, backend: backend)
         schedule = try options.schedule()
+    }
+
+    /// Refuses a run that could never fit the device, before its first step: at least a weight, a gradient and
+    /// two moments per parameter, and one micro-batch's logits.
+    static func requireMemory(model: TransformerModel, options: TrainingOptions) throws {
+        let c = model.configuration
+        let perParameter = 2 * model.dtype.byteSize + 2 * options.momentDType.byteSize
+        let state = c.checkedParameterCount.flatMap { CheckedSize.product([$0, perParameter]) }
+        let logits = CheckedSize.product([options.batchSize, options.sequenceLength, c.vocabularySize, model.dtype.byteSize])
+        let total = state.flatMap { s in logits.flatMap { CheckedSize.sum(s, $0) } }
+        try MemoryBudget.require(
+            total, for: "training this model (weights, gradients and optimizer moments, and the logits of \(options.batchSize) × "
+                + "\(options.sequenceLength) tokens over \(c.vocabularySize) classes)", on: model.backend)
     }
 
     /// The first step trained with adapters (past `options.steps` when there are none).

@@ -78,6 +78,12 @@ struct BenchLinear: ParsableCommand {
         var table = TextTable(headers: ["tokens×in×out", "measurement", "dense ms", "SLoPe ms", "speedup"])
         var results: [Result] = []
         for shape in try parsedShapes() {
+            // X, W, Y and their gradients, with room for both layers: refused before allocating when it cannot fit.
+            let (t, din, dout) = (shape.tokens, shape.inFeatures, shape.outFeatures)
+            let elements = [CheckedSize.product([t, din]), CheckedSize.product([din, dout]), CheckedSize.product([t, dout])]
+                .reduce(Optional(0)) { total, term in total.flatMap { a in term.flatMap { CheckedSize.sum(a, $0) } } }
+            try MemoryBudget.require(elements.flatMap { CheckedSize.product([$0, 4, elementType.byteSize]) },
+                                     for: "benchmarking the \(t)×\(din)×\(dout) layer", on: backend)
             for result in try measure(shape, pattern: nm, dtype: elementType, backend: backend, time: time) {
                 results.append(result)
                 table.append([

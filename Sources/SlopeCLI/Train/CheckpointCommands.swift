@@ -41,9 +41,21 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "auto, cpu or cuda.")
     var device: DeviceOption = .auto
 
+    func validate() throws {
+        guard batches >= 1 else { throw ValidationError("--batches must be at least 1, not \(batches)") }
+        guard batchSize.map({ $0 >= 1 }) ?? true else { throw ValidationError("--batch-size must be at least 1, not \(batchSize ?? 0)") }
+        guard sequenceLength.map({ $0 >= 2 }) ?? true else {
+            throw ValidationError("--sequence-length must be at least 2, not \(sequenceLength ?? 0)")
+        }
+    }
+
     func run() throws {
         let compute = try ComputeDevice.make(device)
         let loaded = try LoadedCheckpoint.load(checkpoint, compute: compute)
+        let context = loaded.model.configuration.contextLength
+        if let sequenceLength, sequenceLength > context {
+            throw ValidationError("--sequence-length \(sequenceLength) exceeds the model's context length \(context)")
+        }
         var options = loaded.data
         if let data {
             options.data = data
@@ -56,7 +68,7 @@ struct EvalCommand: ParsableCommand {
         let tokens = data == nil ? loadedData.validation : loadedData.train
         let source = data == nil ? "validation split of \(loadedData.description)" : loadedData.description
         let batch = batchSize ?? loaded.state.options.batchSize
-        let sequence = min(sequenceLength ?? loaded.state.options.sequenceLength, loaded.model.configuration.contextLength)
+        let sequence = sequenceLength ?? loaded.state.options.sequenceLength
         guard tokens.count >= batch * (sequence + 1) else {
             throw ValidationError("\(source) has \(tokens.count) tokens; one batch needs \(batch * (sequence + 1)) (lower --batch-size or --sequence-length)")
         }
@@ -103,6 +115,15 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "auto, cpu or cuda.")
     var device: DeviceOption = .auto
 
+    func validate() throws {
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1, not \(maxTokens)") }
+        guard temperature.isFinite, temperature >= 0 else {
+            throw ValidationError("--temperature must be a finite number ≥ 0 (0: greedy), not \(temperature)")
+        }
+        guard topK.map({ $0 >= 1 }) ?? true else { throw ValidationError("--top-k must be at least 1, not \(topK ?? 0)") }
+        guard topP.map({ $0 > 0 && $0 <= 1 }) ?? true else { throw ValidationError("--top-p must be in (0, 1], not \(topP ?? 0)") }
+    }
+
     func run() throws {
         let compute = try ComputeDevice.make(device)
         let loaded = try LoadedCheckpoint.load(checkpoint, compute: compute)
@@ -147,7 +168,22 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Element type of the exported weights (default: as trained).")
     var dtype: DType?
 
+    @Flag(help: "Write into an --out folder that already has files (model.safetensors and config.json are replaced).")
+    var force = false
+
     func run() throws {
+        // Never over a training checkpoint, and into a folder with files only when asked.
+        let target = URL(fileURLWithPath: out).appendingPathComponent("model.safetensors").standardizedFileURL.path
+        if target == URL(fileURLWithPath: checkpoint).standardizedFileURL.path {
+            throw ValidationError("--out \(out) would write model.safetensors over the checkpoint being exported; choose another folder")
+        }
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+        if !force, !existing.isEmpty {
+            throw ValidationError(
+                "\(out) is not empty (\(existing.sorted().prefix(3).joined(separator: ", "))\(existing.count > 3 ? ", …" : "")); "
+                    + "choose an empty or new folder, or pass --force to replace model.safetensors and config.json there")
+        }
+        try RunFolder.create(out)
         let loaded = try LoadedCheckpoint.load(checkpoint, compute: ComputeDevice.make(.cpu))
         let (_, endOfText) = try loaded.data.makeTokenizer()
         try HuggingFaceExport.write(loaded.model, to: out, dtype: dtype, endOfText: endOfText)

@@ -17,6 +17,13 @@ struct DataOptions: ParsableArguments {
     @Option(help: "Sentences of the embedded corpus to generate.")
     var corpusSentences = 60_000
 
+    func validate() throws {
+        guard validationFraction > 0, validationFraction < 1 else {
+            throw ValidationError("--validation-fraction must be between 0 and 1 (exclusive), not \(validationFraction)")
+        }
+        guard corpusSentences >= 1 else { throw ValidationError("--corpus-sentences must be at least 1, not \(corpusSentences)") }
+    }
+
     /// What a checkpoint records to rebuild the same token streams.
     var notes: [String: String] {
         ["data": data, "tokenizer": tokenizer, "validation_fraction": "\(validationFraction)", "corpus_sentences": "\(corpusSentences)"]

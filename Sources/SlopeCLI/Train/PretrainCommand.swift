@@ -128,17 +128,62 @@ struct PretrainCommand: ParsableCommand {
     @Flag(help: "Continue the run in --out from its checkpoint.")
     var resume = false
 
+    @Flag(help: "Start a new run in an --out folder that already holds one (its checkpoint is replaced at the first save, its metrics restart).")
+    var force = false
+
     @OptionGroup var dataOptions: DataOptions
+
+    /// Every number checked before anything runs: what was given, why it cannot be, what would do.
+    func validate() throws {
+        func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
+            guard condition else { throw ValidationError(message()) }
+        }
+        try require(steps.map { $0 >= 1 } ?? true, "--steps must be at least 1, not \(steps ?? 0)")
+        try require(tokens.map { $0 >= 1 } ?? true, "--tokens must be at least 1, not \(tokens ?? 0)")
+        try require(batchSize >= 1, "--batch-size must be at least 1, not \(batchSize)")
+        try require(sequenceLength >= 2, "--sequence-length must be at least 2, not \(sequenceLength)")
+        try require(gradientAccumulation >= 1, "--gradient-accumulation must be at least 1, not \(gradientAccumulation)")
+        try require(learningRate.isFinite && learningRate > 0, "--lr must be a positive finite number, not \(learningRate)")
+        try require(minimumLearningRate.map { $0.isFinite && $0 >= 0 && $0 <= learningRate } ?? true,
+                    "--min-lr must be finite, at least 0 and at most --lr (\(learningRate)), not \(minimumLearningRate ?? 0)")
+        try require(warmup.map { $0 >= 0 } ?? true, "--warmup must be at least 0, not \(warmup ?? 0)")
+        try require(weightDecay.isFinite && weightDecay >= 0, "--weight-decay must be a finite number ≥ 0, not \(weightDecay)")
+        try require(clip.isFinite && clip >= 0, "--clip must be a finite number ≥ 0 (0 turns clipping off), not \(clip)")
+        try require((0...1).contains(adapterFraction), "--adapter-fraction must be between 0 and 1, not \(adapterFraction)")
+        try require(adapterRank >= 1, "--adapter-rank must be at least 1, not \(adapterRank)")
+        try require(maskChangeFrequency >= 0, "--mask-change-frequency must be at least 0 (0: never), not \(maskChangeFrequency)")
+        try require(evalInterval.map { $0 >= 0 } ?? true, "--eval-interval must be at least 0, not \(evalInterval ?? 0)")
+        try require(evalBatches >= 1, "--eval-batches must be at least 1, not \(evalBatches)")
+        try require(checkpointEvery >= 0, "--checkpoint-every must be at least 0 (0: only at the end), not \(checkpointEvery)")
+        try require(logEvery.map { $0 >= 1 } ?? true, "--log-every must be at least 1, not \(logEvery ?? 0)")
+        try require(vocabSize.map { $0 >= 1 } ?? true, "--vocab-size must be at least 1, not \(vocabSize ?? 0)")
+        try require(leadingBlocks >= 0, "--leading-blocks must be at least 0, not \(leadingBlocks)")
+        try require(gpu >= 0, "--gpu must be a GPU ordinal (0, 1, …), not \(gpu)")
+        try require([.float32, .bfloat16].contains(optimizerState), "--optimizer-state must be float32 or bfloat16, not \(optimizerState)")
+    }
 
     func run() throws {
         let compute = try ComputeDevice.make(device, gpu: gpu)
         let name = model.split(separator: "/").last.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : String($0) } ?? model
         let folder = out ?? "runs/\(name)-\(dense ? "dense" : "slope")"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let checkpointPath = folder + "/checkpoint.safetensors"
-        let (trainer, data, notes) = try resume
-            ? resumedTrainer(checkpointPath, folder: folder, compute: compute)
-            : newTrainer(folder: folder, compute: compute)
+        // A run folder is never overwritten by accident: the default --out is the same for every run of a model.
+        if !resume, !force, FileManager.default.fileExists(atPath: checkpointPath) {
+            throw ValidationError(
+                "\(folder) already holds a run (\(checkpointPath)); continue it with --resume, choose another --out, "
+                    + "or pass --force to start over there")
+        }
+        let created = !FileManager.default.fileExists(atPath: folder)
+        try RunFolder.create(folder)
+        let (trainer, data, notes): (Trainer, LoadedData, [String: String])
+        do {
+            (trainer, data, notes) = try resume
+                ? resumedTrainer(checkpointPath, folder: folder, compute: compute)
+                : newTrainer(folder: folder, compute: compute)
+        } catch {
+            if created { try? FileManager.default.removeItem(atPath: folder) }  // a failed start leaves no folder behind
+            throw error
+        }
         let options = trainer.options
         trainer.model.recomputesActivations = recomputeActivations
         let configuration = trainer.model.configuration

@@ -89,6 +89,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         "\(cudaDevice.name) (\(cudaDevice.architecture), \(cudaDevice.multiprocessorCount) SMs, driver \(cudaDevice.driverVersion / 1000).\(cudaDevice.driverVersion % 1000 / 10))"
     }
 
+    public var memoryCapacity: Int? { cudaDevice.totalMemory }
+
     public var memoryStatistics: MemoryStatistics {
         let stats = allocator.statistics
         return MemoryStatistics(currentBytes: stats.inUse, peakBytes: stats.peakInUse)

@@ -12,6 +12,9 @@ public protocol Backend: AnyObject, Sendable {
     var name: String { get }
     /// Bytes currently held by this backend's tensors, and the peak.
     var memoryStatistics: MemoryStatistics { get }
+    /// Bytes the device has in all (the GPU's memory; the host's physical memory); nil where unknown.
+    /// ``MemoryBudget`` refuses work that could never fit it.
+    var memoryCapacity: Int? { get }
 
     // MARK: Memory
 

@@ -30,6 +30,8 @@ public final class CPUBackend: Backend {
 
     public var memoryStatistics: MemoryStatistics { HostStorage.statistics }
 
+    public var memoryCapacity: Int? { HostMemory.physicalBytes }
+
     // MARK: Access helpers shared by the op files
 
     /// The host memory behind `tensor`, or `wrongDevice` if it lives elsewhere.

@@ -16,6 +16,9 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case invalidArgument(operation: String, reason: String)
     /// An allocation the device could not satisfy.
     case outOfMemory(device: Device, requestedBytes: Int, heldBytes: Int)
+    /// Work that needs more memory than the device has at all (``MemoryBudget``); nil bytes: more than an
+    /// `Int` can count.
+    case exceedsMemory(what: String, neededBytes: Int?, capacityBytes: Int, device: Device)
 
     public var description: String {
         switch self {
@@ -35,6 +38,10 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
                 + "choose a size that is a multiple of \(groupSize) or keep this layer dense"
         case let .invalidArgument(operation, reason):
             return "\(operation): \(reason)"
+        case let .exceedsMemory(what, needed, capacity, device):
+            let amount = needed.map { "about \(byteCountText($0))" } ?? "more bytes than can be counted"
+            return "\(what) needs \(amount) but \(device) has \(byteCountText(capacity)) in all; "
+                + "choose a smaller model, batch or sequence length (or check the sizes: one may be mistyped or damaged)"
         case let .outOfMemory(device, requested, held):
             return "out of memory on \(device): requested \(byteCountText(requested)) while \(byteCountText(held)) are held; "
                 + "reduce the batch size or sequence length (training: or --recompute-activations)"

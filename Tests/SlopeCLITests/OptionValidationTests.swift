@@ -1,0 +1,49 @@
+import Foundation
+import XCTest
+
+/// Every option is checked before anything runs: a clear message naming the option and the value, exit status
+/// 64 (usage), nothing written.
+final class OptionValidationTests: XCTestCase {
+    func assertRefused(_ arguments: [String], mentions words: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        let result = try runner.run(arguments, in: folder)
+        XCTAssertEqual(result.status, 64, "\(arguments): \(result.errors)", file: file, line: line)
+        for word in words { XCTAssertTrue(result.errors.contains(word), "'\(word)' in: \(result.errors)", file: file, line: line) }
+        XCTAssertFalse(result.errors.contains("Fatal error"), result.errors, file: file, line: line)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [], "nothing written", file: file, line: line)
+    }
+
+    func testPretrainOptions() throws {
+        try assertRefused(["pretrain", "--log-every", "0"], mentions: ["--log-every must be at least 1, not 0"])
+        try assertRefused(["pretrain", "--corpus-sentences=-5"], mentions: ["--corpus-sentences must be at least 1, not -5"])
+        try assertRefused(["pretrain", "--steps=-1"], mentions: ["--steps must be at least 1, not -1"])
+        try assertRefused(["pretrain", "--lr", "inf"], mentions: ["--lr must be a positive finite number, not inf"])
+        try assertRefused(["pretrain", "--weight-decay", "nan"], mentions: ["--weight-decay must be a finite number"])
+        try assertRefused(["pretrain", "--optimizer-state", "float16"], mentions: ["--optimizer-state must be float32 or bfloat16"])
+        try assertRefused(["pretrain", "--validation-fraction", "1.5"], mentions: ["--validation-fraction must be between 0 and 1"])
+    }
+
+    func testGenerateAndEvalOptions() throws {
+        try assertRefused(["generate", "missing.safetensors", "--max-tokens=-5"], mentions: ["--max-tokens must be at least 1, not -5"])
+        try assertRefused(["generate", "missing.safetensors", "--temperature", "inf"], mentions: ["--temperature must be a finite number"])
+        try assertRefused(["eval", "missing.safetensors", "--batches", "0"], mentions: ["--batches must be at least 1, not 0"])
+    }
+}
+
+/// Sizes given on the command line that could never fit are refused before allocating, with both sizes.
+final class CommandLineSizeTests: XCTestCase {
+    func testImpossibleSizes() throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        let bench = try runner.run(["bench", "linear", "--shapes", "100000000x100000000x100000000"], in: folder)
+        XCTAssertNotEqual(bench.status, 0)
+        XCTAssertTrue(bench.errors.contains("benchmarking the 100000000×100000000×100000000 layer needs") && bench.errors.contains("in all"),
+                      bench.errors)
+        let vocabulary = try runner.run(["pretrain", "--device", "cpu", "--vocab-size", "1000000000000", "--out", "run"], in: folder)
+        XCTAssertNotEqual(vocabulary.status, 0)
+        XCTAssertTrue(vocabulary.errors.contains("needs about") && vocabulary.errors.contains("in all"), vocabulary.errors)
+        for result in [bench, vocabulary] { XCTAssertFalse(result.errors.contains("Fatal error"), result.errors) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("run").path), "a failed start leaves no run folder")
+    }
+}
