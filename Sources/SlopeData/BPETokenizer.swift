@@ -47,6 +47,7 @@ public struct BPETokenizer: Sendable {
         do { vocabulary = try JSONDecoder().decode([String: Int32].self, from: vocabularyData) } catch {
             throw Failure.malformed(path: vocabularyFile, reason: "expected a JSON object of token → id")
         }
+        try Self.checkIDs(vocabulary, path: vocabularyFile)
         let merges = try Self.parseMerges(String(decoding: mergesData, as: UTF8.self).split(separator: "\n").map(String.init), path: mergesFile)
         self.init(vocabulary: vocabulary, merges: merges)
     }
@@ -81,7 +82,19 @@ public struct BPETokenizer: Sendable {
             case .pair(let parts): return parts.joined(separator: " ")
             }
         }
+        try Self.checkIDs(file.model.vocab, path: path)
         self.init(vocabulary: file.model.vocab, merges: try Self.parseMerges(lines, path: path))
+    }
+
+    /// Ids from a file size the model's vocabulary (the largest id + 1): they must be numbered from 0, without a
+    /// gap that would make the embedding table far larger than the vocabulary (a damaged or forged id).
+    static func checkIDs(_ vocabulary: [String: Int32], path: String) throws {
+        let limit = 2 * vocabulary.count + 1024
+        if let (symbol, id) = vocabulary.first(where: { $0.value < 0 || Int($0.value) >= limit }) {
+            throw Failure.malformed(
+                path: path, reason: "token '\(symbol)' has id \(id), but the vocabulary has \(vocabulary.count) entries; ids must be "
+                    + "numbered from 0 (at most \(limit - 1) here)")
+        }
     }
 
     static func parseMerges(_ lines: [String], path: String) throws -> [(String, String)] {

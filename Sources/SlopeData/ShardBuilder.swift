@@ -19,12 +19,20 @@ public enum ShardBuilder {
 
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case noInput(paths: [String])
-        case unreadable(path: String)
+        case missing(path: String)
+        case unreadable(path: String, reason: String)
+        case notText(path: String)
+        case changedSinceBuilt(folder: String, changes: [String])
 
         public var description: String {
             switch self {
             case .noInput(let paths): return "no text found in \(paths.joined(separator: ", ")) (looked for files and *.txt under folders)"
-            case .unreadable(let path): return "cannot read \(path) as UTF-8 text"
+            case .missing(let path): return "\(path) does not exist; pass a text file, a folder of .txt files or a .tokens shard"
+            case let .unreadable(path, reason): return "cannot read \(path): \(reason)"
+            case .notText(let path): return "\(path) is not UTF-8 text (a binary file?); pass text, or a .tokens shard"
+            case let .changedSinceBuilt(folder, changes):
+                return "the data changed since the shards in \(folder) were built (\(changes.joined(separator: "; "))), so a resumed run "
+                    + "would continue on other data; restore it, or pass --rebuild-data to continue on the data as it is now"
             }
         }
     }
@@ -49,10 +57,11 @@ public enum ShardBuilder {
         let validationTokens: Int
     }
 
-    /// `tokenizerName` identifies the tokenizer for reuse (e.g. "byte" or its files' paths).
+    /// `tokenizerName` identifies the tokenizer for reuse (e.g. "byte" or its files' paths). With `requireUnchanged`
+    /// (a resumed run), shards whose manifest no longer matches the inputs are refused instead of rebuilt.
     public static func build(
         inputs: [String], tokenizer: any TextTokenizer, tokenizerName: String, separator: Int32?, outputFolder: String,
-        validationFraction: Double
+        validationFraction: Double, requireUnchanged: Bool = false
     ) throws -> Output {
         let files = try textFiles(inputs)
         guard !files.isEmpty else { throw Failure.noInput(paths: inputs) }
@@ -60,17 +69,23 @@ public enum ShardBuilder {
             sources: try files.map(source), tokenizer: "\(tokenizerName) (\(tokenizer.vocabularySize) tokens)", separator: separator,
             validationFraction: validationFraction)
         let (trainPath, validationPath, manifestPath) = (outputFolder + "/train.tokens", outputFolder + "/validation.tokens", outputFolder + "/manifest.json")
-        if let data = FileManager.default.contents(atPath: manifestPath), let manifest = try? JSONDecoder().decode(Manifest.self, from: data),
-           manifest.recipe == recipe, FileManager.default.fileExists(atPath: trainPath), FileManager.default.fileExists(atPath: validationPath) {
+        let existing = FileManager.default.contents(atPath: manifestPath).flatMap { try? JSONDecoder().decode(Manifest.self, from: $0) }
+        if let manifest = existing, manifest.recipe == recipe, FileManager.default.fileExists(atPath: trainPath),
+           FileManager.default.fileExists(atPath: validationPath) {
             return Output(
                 trainPath: trainPath, validationPath: validationPath, trainTokens: manifest.trainTokens,
                 validationTokens: manifest.validationTokens, documents: files.count, reused: true)
         }
+        if requireUnchanged, let manifest = existing, manifest.recipe != recipe {
+            throw Failure.changedSinceBuilt(folder: outputFolder, changes: differences(from: manifest.recipe, to: recipe))
+        }
         var tokens: [Int32] = []
         for file in files {
-            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-                throw Failure.unreadable(path: file)
+            let bytes: [UInt8]
+            do { bytes = try FileBytes.read(file, offset: 0, count: FileBytes.size(of: file)) } catch let failure as FileBytes.ReadFailure {
+                throw Failure.unreadable(path: file, reason: failure.reason)
             }
+            guard let text = String(validating: bytes, as: UTF8.self) else { throw Failure.notText(path: file) }
             tokens += try tokenizer.encode(text)
             if let separator { tokens.append(separator) }
         }
@@ -86,19 +101,40 @@ public enum ShardBuilder {
             documents: files.count)
     }
 
+    /// What differs between the recipe the shards were built from and the inputs now, said per file.
+    static func differences(from old: Manifest.Recipe, to new: Manifest.Recipe) -> [String] {
+        let before = Dictionary(old.sources.map { ($0.path, $0) }, uniquingKeysWith: { $1 })
+        let after = Dictionary(new.sources.map { ($0.path, $0) }, uniquingKeysWith: { $1 })
+        var changes: [String] = []
+        for path in Set(before.keys).union(after.keys).sorted() {
+            switch (before[path], after[path]) {
+            case (nil, _?): changes.append("\(path) added")
+            case (_?, nil): changes.append("\(path) gone")
+            case let (b?, a?) where b.bytes != a.bytes: changes.append("\(path) was \(b.bytes) bytes, now \(a.bytes)")
+            case let (b?, a?) where b != a: changes.append("\(path) modified")
+            default: break
+            }
+        }
+        if old.tokenizer != new.tokenizer { changes.append("tokenizer \(old.tokenizer) → \(new.tokenizer)") }
+        if old.validationFraction != new.validationFraction { changes.append("validation fraction \(old.validationFraction) → \(new.validationFraction)") }
+        return changes.isEmpty ? ["its recipe differs"] : changes
+    }
+
     /// A file's path, size and modification time: what reuse compares.
     static func source(_ path: String) throws -> Manifest.Source {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { throw Failure.unreadable(path: path) }
-        let bytes = (attributes[.size] as? Int) ?? (attributes[.size] as? UInt64).map(Int.init) ?? -1
-        let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1
-        return Manifest.Source(path: path, bytes: bytes, modified: modified)
+        do {
+            let (bytes, modified) = try FileBytes.attributes(of: path)
+            return Manifest.Source(path: path, bytes: bytes, modified: modified)
+        } catch let failure as FileBytes.ReadFailure {
+            throw Failure.unreadable(path: path, reason: failure.reason)
+        }
     }
 
     /// The files named, plus every `.txt` file under the folders named, in sorted order (reproducible).
     static func textFiles(_ inputs: [String]) throws -> [String] {
         var files: [String] = []
         for input in inputs {
-            guard FileManager.default.fileExists(atPath: input) else { throw Failure.unreadable(path: input) }
+            guard FileManager.default.fileExists(atPath: input) else { throw Failure.missing(path: input) }
             let type = (try? FileManager.default.attributesOfItem(atPath: input))?[.type] as? FileAttributeType
             if type == .typeDirectory {
                 let children = (try? FileManager.default.subpathsOfDirectory(atPath: input)) ?? []

@@ -1,4 +1,6 @@
+import ArgumentParser
 import Foundation
+@testable import SlopeCLI
 import XCTest
 
 /// `slope pretrain` end to end on the CPU (the tiny model, a few steps).
@@ -33,5 +35,22 @@ final class PretrainCommandTests: XCTestCase {
         let evaluation = try runner.run(["eval", checkpoint, "--device", "cpu", "--batches", "1"], in: folder)
         XCTAssertEqual(evaluation.status, 0, evaluation.errors)
         XCTAssertTrue(evaluation.output.contains("perplexity"), evaluation.output)
+    }
+}
+
+/// The pieces of `slope pretrain` that a short run cannot reach.
+final class PretrainStopTests: XCTestCase {
+    /// A non-finite validation loss stops the run through a checkpoint, as a non-finite training loss does.
+    func testANonFiniteValidationLossStopsWithACheckpoint() throws {
+        let command = try PretrainCommand.parse([])
+        var saved: [String] = []
+        XCTAssertNoThrow(try command.stopUnlessFinite(2.5, step: 3) { saved.append($0) })
+        XCTAssertEqual(saved, [])
+        for value in [Double.nan, .infinity] {
+            XCTAssertThrowsError(try command.stopUnlessFinite(value, step: 3) { saved.append($0) }) { error in
+                XCTAssertEqual((error as? ExitCode)?.rawValue, 1, "\(error)")
+            }
+        }
+        XCTAssertEqual(saved, ["state at the non-finite validation loss", "state at the non-finite validation loss"])
     }
 }

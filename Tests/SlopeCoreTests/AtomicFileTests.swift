@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SlopeCore
 import XCTest
 
@@ -25,6 +28,18 @@ final class AtomicFileTests: XCTestCase {
         try AtomicFile.write(Data("second".utf8), to: path)
         XCTAssertEqual(FileManager.default.contents(atPath: path), Data("second".utf8))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder), ["file.txt"])
+    }
+
+    /// Temporaries a killed writer left (its process is gone) are removed by the next write of the same file;
+    /// a running process's are kept, and so are other files' temporaries.
+    func testStaleTemporariesOfAKilledWriterAreRemoved() throws {
+        let folder = try temporaryFolder()
+        let path = folder + "/checkpoint.safetensors"
+        let stale = "checkpoint.safetensors.tmp-999999999-42", live = "checkpoint.safetensors.tmp-\(getppid())-7"
+        let other = "metrics.jsonl.tmp-999999999-1"
+        for name in [stale, live, other] { try Data("partial".utf8).write(to: URL(fileURLWithPath: folder + "/" + name)) }
+        try AtomicFile.write(Array("new".utf8), to: path)
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: folder)), ["checkpoint.safetensors", live, other])
     }
 
     func testUnwritableFolderSaysWhichPathAndWhy() throws {

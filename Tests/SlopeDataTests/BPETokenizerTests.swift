@@ -109,5 +109,16 @@ final class BPETokenizerTests: XCTestCase {
         }
         let partial = BPETokenizer(vocabulary: ["a": 0], merges: [])
         XCTAssertThrowsError(try partial.encode("b"))
+
+        // An id far past the vocabulary (it would size the embedding table) and a negative one are refused.
+        for (badID, shown) in [(Int32(1_000_000_000), "1000000000"), (-3, "-3")] {
+            var forged = vocabulary
+            forged["Ġthe"] = badID
+            try JSONEncoder().encode(forged).write(to: URL(fileURLWithPath: folder + "/forged.json"))
+            XCTAssertThrowsError(try BPETokenizer(vocabularyFile: folder + "/forged.json", mergesFile: folder + "/merges.txt")) { error in
+                guard case BPETokenizer.Failure.malformed(_, let reason) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(reason.contains("has id \(shown)") && reason.contains("numbered from 0"), reason)
+            }
+        }
     }
 }

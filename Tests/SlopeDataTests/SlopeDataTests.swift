@@ -138,8 +138,17 @@ final class ShardBuilderTests: XCTestCase {
         XCTAssertFalse(try rebuild(0.5).reused)
         XCTAssertTrue(try rebuild(0.5).reused)
         XCTAssertThrowsError(try ShardBuilder.build(inputs: [folder + "/nope"], tokenizer: ByteTokenizer(), tokenizerName: "byte", separator: nil, outputFolder: folder + "/o", validationFraction: 0.1)) { error in
-            XCTAssertEqual(error as? ShardBuilder.Failure, .unreadable(path: folder + "/nope"))
+            XCTAssertEqual(error as? ShardBuilder.Failure, .missing(path: folder + "/nope"))
+            XCTAssertTrue("\(error)".contains("does not exist"), "\(error)")
         }
+        // Not text: said as such (not "cannot read"), and the manifest records real sizes and times.
+        try Data([0xFF, 0xFE, 0x00, 0xC3]).write(to: URL(fileURLWithPath: folder + "/binary.txt"))
+        XCTAssertThrowsError(try ShardBuilder.build(inputs: [folder + "/binary.txt"], tokenizer: ByteTokenizer(), tokenizerName: "byte", separator: nil, outputFolder: folder + "/b", validationFraction: 0.1)) { error in
+            XCTAssertEqual(error as? ShardBuilder.Failure, .notText(path: folder + "/binary.txt"))
+        }
+        let manifest = try String(contentsOf: URL(fileURLWithPath: folder + "/out/manifest.json"), encoding: .utf8)
+        XCTAssertFalse(manifest.contains("\"bytes\":-1") || manifest.contains("\"modified\":-1"), manifest)
+        XCTAssertTrue(manifest.contains("\"bytes\":11"), manifest)
         try FileManager.default.createDirectory(atPath: folder + "/empty", withIntermediateDirectories: true)
         XCTAssertThrowsError(try ShardBuilder.build(inputs: [folder + "/empty"], tokenizer: ByteTokenizer(), tokenizerName: "byte", separator: nil, outputFolder: folder + "/o", validationFraction: 0.1)) { error in
             XCTAssertEqual(error as? ShardBuilder.Failure, .noInput(paths: [folder + "/empty"]))

@@ -130,10 +130,21 @@ public enum Checkpoint {
         return (model, state)
     }
 
-    /// A trainer that continues the checkpointed run exactly, over the same token streams.
-    public static func resume(_ file: SafeTensors.File, backend: any Backend, trainTokens: [Int32], validationTokens: [Int32]) throws -> Trainer {
+    /// A trainer that continues the checkpointed run exactly, over the same token streams. `adjusting` may change
+    /// the saved options that a continued run can change (``TrainingOptions/steps``, to extend or shorten it; the
+    /// learning-rate schedule then follows the new length); the step reached must stay below the new total.
+    public static func resume(
+        _ file: SafeTensors.File, backend: any Backend, trainTokens: [Int32], validationTokens: [Int32],
+        adjusting adjust: (inout TrainingOptions) -> Void = { _ in }
+    ) throws -> Trainer {
         let (model, state) = try loadModel(file, backend: backend)
-        let trainer = try Trainer(model: model, options: state.options, trainTokens: trainTokens, validationTokens: validationTokens)
+        var options = state.options
+        adjust(&options)
+        guard options.steps > state.step || options.steps == state.options.steps else {
+            throw TensorError.invalidArgument(
+                operation: "resume", reason: "the run is at step \(state.step), so it cannot end at step \(options.steps); give more steps")
+        }
+        let trainer = try Trainer(model: model, options: options, trainTokens: trainTokens, validationTokens: validationTokens)
         func moments(_ prefix: String, _ names: [String]) throws -> [String: AdamMoments] {
             var result: [String: AdamMoments] = [:]
             for name in names where file.tensors[prefix + name + ".exp_avg"] != nil {

@@ -70,8 +70,9 @@ extension DataOptions {
         return (bpe, eot?.count == 1 ? eot![0] : nil)
     }
 
-    /// Tokenizes the data; text files are turned into shards under `cacheFolder` first.
-    func load(cacheFolder: String) throws -> LoadedData {
+    /// Tokenizes the data; text files are turned into shards under `cacheFolder` first. `requireUnchanged` (a
+    /// resumed run) refuses shards built from inputs that have changed since, instead of rebuilding them.
+    func load(cacheFolder: String, requireUnchanged: Bool = false) throws -> LoadedData {
         let (tokenizer, endOfText) = try makeTokenizer()
         guard (0..<1).contains(validationFraction) else { throw ValidationError("--validation-fraction must be in [0, 1)") }
         if data == "embedded" {
@@ -93,7 +94,7 @@ extension DataOptions {
         }
         let output = try ShardBuilder.build(
             inputs: [data], tokenizer: tokenizer, tokenizerName: self.tokenizer, separator: endOfText, outputFolder: cacheFolder,
-            validationFraction: validationFraction)
+            validationFraction: validationFraction, requireUnchanged: requireUnchanged)
         return LoadedData(
             train: try TokenShard.read(output.trainPath), validation: try TokenShard.read(output.validationPath), tokenizer: tokenizer,
             endOfText: endOfText, floor: nil,

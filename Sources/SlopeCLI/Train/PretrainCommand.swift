@@ -131,6 +131,9 @@ struct PretrainCommand: ParsableCommand {
     @Flag(help: "Start a new run in an --out folder that already holds one (its checkpoint is replaced at the first save, its metrics restart).")
     var force = false
 
+    @Flag(help: "With --resume: continue on the training text as it is now, though it changed since the run started (its shards are rebuilt).")
+    var rebuildData = false
+
     @OptionGroup var dataOptions: DataOptions
 
     /// Every number checked before anything runs: what was given, why it cannot be, what would do.
@@ -162,7 +165,46 @@ struct PretrainCommand: ParsableCommand {
         try require([.float32, .bfloat16].contains(optimizerState), "--optimizer-state must be float32 or bfloat16, not \(optimizerState)")
     }
 
+    /// Options a resumed run may change (applied, and said when they differ from the saved run's); every other
+    /// option belongs to the run as it was started, and giving one with --resume is refused rather than ignored.
+    static let changeableOnResume: Set<String> = [
+        "--resume", "--out", "--steps", "--checkpoint-every", "--log-every", "--recompute-activations", "--final-checkpoint",
+        "--no-final-checkpoint", "--device", "--gpu", "--rebuild-data",
+    ]
+
+    /// The long options named on the command line (`--lr 0.1` and `--lr=0.1` alike).
+    static func givenOptions(_ arguments: [String]) -> Set<String> {
+        Set(arguments.filter { $0.hasPrefix("--") }.map { String($0.split(separator: "=", maxSplits: 1)[0]) })
+    }
+
     func run() throws {
+        var command = self
+        let given = Self.givenOptions(Array(CommandLine.arguments.dropFirst()))
+        if resume { try command.takeSavedRunSettings(given: given) }
+        try command.start(extendingTo: resume && given.contains("--steps") ? steps : nil)
+    }
+
+    /// With --resume: refuses options that would change the saved run, and takes the saved run's settings for the
+    /// changeable ones not given (a resumed run keeps its --checkpoint-every, --log-every and recomputation).
+    mutating func takeSavedRunSettings(given: Set<String>) throws {
+        let fixed = given.subtracting(Self.changeableOnResume).sorted()
+        guard fixed.isEmpty else {
+            throw ValidationError(
+                "\(fixed.joined(separator: ", ")) cannot change when resuming: a resumed run keeps the model, options and data it was "
+                    + "started with. Leave \(fixed.count == 1 ? "it" : "them") out, or start a new run (another --out, or --force). "
+                    + "A resumed run may change: \(Self.changeableOnResume.subtracting(["--resume", "--out"]).sorted().joined(separator: ", "))")
+        }
+        let path = (out ?? "") + "/checkpoint.safetensors"
+        guard out != nil, FileManager.default.fileExists(atPath: path), let notes = try? Checkpoint.state(of: SafeTensors.read(path)).notes else {
+            return  // resumedTrainer says what is missing
+        }
+        if !given.contains("--checkpoint-every"), let saved = notes["checkpoint_every"].flatMap(Int.init) { checkpointEvery = saved }
+        if !given.contains("--log-every"), let saved = notes["log_every"].flatMap(Int.init) { logEvery = saved }
+        if !given.contains("--recompute-activations"), notes["recompute_activations"] == "true" { recomputeActivations = true }
+    }
+
+    /// Trains; `extendingTo` is --steps given with --resume (the run's new length).
+    func start(extendingTo resumedSteps: Int?) throws {
         let compute = try ComputeDevice.make(device, gpu: gpu)
         let name = model.split(separator: "/").last.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : String($0) } ?? model
         let folder = out ?? "runs/\(name)-\(dense ? "dense" : "slope")"
@@ -178,7 +220,7 @@ struct PretrainCommand: ParsableCommand {
         let (trainer, data, notes): (Trainer, LoadedData, [String: String])
         do {
             (trainer, data, notes) = try resume
-                ? resumedTrainer(checkpointPath, folder: folder, compute: compute)
+                ? resumedTrainer(checkpointPath, folder: folder, compute: compute, steps: resumedSteps)
                 : newTrainer(folder: folder, compute: compute)
         } catch {
             if created { try? FileManager.default.removeItem(atPath: folder) }  // a failed start leaves no folder behind
@@ -236,19 +278,28 @@ struct PretrainCommand: ParsableCommand {
         let network = try TransformerModel(
             configuration: configuration, dtype: dtype ?? compute.defaultDType, backend: compute.backend, seed: seed)
         let trainer = try Trainer(model: network, options: options, trainTokens: data.train, validationTokens: data.validation)
-        return (trainer, data, dataOptions.notes.merging(["model": model], uniquingKeysWith: { $1 }))
+        return (trainer, data, dataOptions.notes.merging(["model": model], uniquingKeysWith: { $1 }).merging(runNotes) { $1 })
     }
 
-    func resumedTrainer(_ path: String, folder: String, compute: ComputeDevice) throws -> (Trainer, LoadedData, [String: String]) {
+    func resumedTrainer(_ path: String, folder: String, compute: ComputeDevice, steps: Int?) throws -> (Trainer, LoadedData, [String: String]) {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("nothing to resume: \(path) does not exist (pass the run's --out folder)")
         }
         let file = try SafeTensors.read(path)
         let state = try Checkpoint.state(of: file)
-        let data = try DataOptions.fromNotes(state.notes).load(cacheFolder: folder + "/data")
-        let trainer = try Checkpoint.resume(file, backend: compute.backend, trainTokens: data.train, validationTokens: data.validation)
-        say("resuming \(path) at step \(state.step) of \(state.options.steps) (options and data as saved)")
-        return (trainer, data, state.notes)
+        let data = try DataOptions.fromNotes(state.notes).load(cacheFolder: folder + "/data", requireUnchanged: !rebuildData)
+        let trainer = try Checkpoint.resume(file, backend: compute.backend, trainTokens: data.train, validationTokens: data.validation) {
+            if let steps { $0.steps = steps }
+        }
+        say("resuming \(path) at step \(state.step) of \(trainer.options.steps)"
+            + (trainer.options.steps != state.options.steps ? " (was \(state.options.steps): extended by --steps)" : "")
+            + " with the options and data it was started with")
+        return (trainer, data, state.notes.merging(runNotes) { $1 })
+    }
+
+    /// The run settings outside TrainingOptions that a resume keeps (saved in the checkpoint's notes).
+    var runNotes: [String: String] {
+        ["checkpoint_every": "\(checkpointEvery)", "log_every": logEvery.map { "\($0)" } ?? "auto", "recompute_activations": "\(recomputeActivations)"]
     }
 
     /// Says at start-up, not after training, when the folder's volume lacks room for the checkpoint (the atomic
@@ -333,6 +384,7 @@ struct PretrainCommand: ParsableCommand {
             }
             if options.evaluationInterval > 0, result.step % options.evaluationInterval == 0 || result.step == options.steps {
                 let validation = try trainer.validationLoss()
+                try stopUnlessFinite(validation, step: result.step, save: save)
                 try metrics.append(MetricsRecord(step: result.step, validationLoss: validation))
                 if standardErrorIsTerminal { writeToStandardError("\n") }
                 say("step \(result.step): validation loss \(formatted(validation, digits: 4))"
@@ -344,6 +396,7 @@ struct PretrainCommand: ParsableCommand {
         if let profiler { say(profiler.report() + (options.steps - startStep > 1 ? "\n(steps after the first, and validation)" : "")) }
         let validation = try metrics.records.last(where: { $0.step == trainer.step && $0.validationLoss != nil })?.validationLoss
             ?? trainer.validationLoss()
+        try stopUnlessFinite(validation, step: trainer.step, save: save)
         if finalCheckpoint {
             try save("done")
         } else {
@@ -365,6 +418,18 @@ struct PretrainCommand: ParsableCommand {
     }
 
     func seconds(_ duration: Duration) -> Double { duration / .seconds(1) }
+
+    /// A validation loss that is not finite stops the run like a training loss does: said plainly, the state
+    /// checkpointed (the model as it is: the weights themselves are finite, or the training step would have
+    /// stopped first), exit status 1.
+    func stopUnlessFinite(_ validation: Double, step: Int, save: (String) throws -> Void) throws {
+        guard !validation.isFinite else { return }
+        if standardErrorIsTerminal { writeToStandardError("\n") }
+        printError("error: step \(step): the validation loss is \(validation); the model has diverged. Lower the learning rate, "
+            + "enable clipping (--clip 1) or use float32")
+        try save("state at the non-finite validation loss")
+        throw ExitCode(1)
+    }
 }
 
 /// One progress line: `step 120/600 [=====>    ] loss 1.234 lr 2.0e-03 9.1k tok/s 120 MB eta 1m20s`.

@@ -44,6 +44,7 @@ public enum AtomicFile {
     /// Streams a file: `body` appends pieces (and may patch bytes already written), so a large file never has
     /// to sit in memory whole. Nothing appears under `path` unless `body` returns normally.
     public static func write(to path: String, chunkBytes: Int = chunkBytes, _ body: (inout Writer) throws -> Void) throws {
+        removeStaleTemporaries(of: path)
         let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw WriteFailure(path: path, call: "open") }
@@ -99,6 +100,26 @@ public enum AtomicFile {
                 done += count
             }
         }
+    }
+
+    /// Removes temporaries of `path` (`<path>.tmp-<pid>-<n>`) that a killed writer left: those whose process no
+    /// longer runs. A live writer's (another process saving the same file) are kept. Returns the names removed.
+    @discardableResult
+    public static func removeStaleTemporaries(of path: String) -> [String] {
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { String(path[..<$0]) } ?? "."
+        let prefix = (slash.map { String(path[path.index(after: $0)...]) } ?? path) + ".tmp-"
+        guard let directory = opendir(folder.isEmpty ? "/" : folder) else { return [] }
+        defer { closedir(directory) }
+        var removed: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasPrefix(prefix), let pid = name.dropFirst(prefix.count).split(separator: "-").first.flatMap({ Int32($0) }),
+                  pid != getpid(), kill(pid, 0) != 0, errno == ESRCH
+            else { continue }
+            if unlink((folder.isEmpty ? "" : folder) + "/" + name) == 0 { removed.append(name) }
+        }
+        return removed
     }
 
     /// Flushes the folder entry of `path`, so the rename itself survives a power loss (best effort).

@@ -16,11 +16,19 @@ public enum FileBytes {
     }
 
     /// The file's size in bytes.
-    public static func size(of path: String) throws -> Int {
+    public static func size(of path: String) throws -> Int { try attributes(of: path).size }
+
+    /// A regular file's size in bytes and modification time (seconds since 1970, with the nanoseconds).
+    public static func attributes(of path: String) throws -> (size: Int, modified: Double) {
         var status = stat()
         guard stat(path, &status) == 0 else { throw ReadFailure(path: path, reason: systemErrorText()) }
         guard (status.st_mode & S_IFMT) == S_IFREG else { throw ReadFailure(path: path, reason: "not a regular file") }
-        return Int(status.st_size)
+        #if canImport(Darwin)
+        let time = status.st_mtimespec
+        #else
+        let time = status.st_mtim
+        #endif
+        return (Int(status.st_size), Double(time.tv_sec) + Double(time.tv_nsec) / 1e9)
     }
 
     /// Bytes `offset ..< offset + count`; a file shorter than that is an error.
