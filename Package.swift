@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "SlopeCore", targets: ["SlopeCore"]),
         .library(name: "SlopeData", targets: ["SlopeData"]),
         .executable(name: "slope", targets: ["SlopeCLI"]),
+        .executable(name: "slope-fuzz", targets: ["SlopeFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -42,6 +43,9 @@ let package = Package(
                 .product(name: "RealModule", package: "swift-numerics"),
             ]
         ),
+        // Fuzz targets for every parser of untrusted input (fuzz/run.sh builds them with libFuzzer).
+        .target(name: "CSlopeFuzz"),
+        .executableTarget(name: "SlopeFuzz", dependencies: ["SLoPe", "SlopeData", "CSlopeFuzz"]),
         // Helpers shared by the test targets: random tensors, assertClose, finite differences.
         .target(name: "SlopeTestSupport", dependencies: ["SlopeCore"], path: "Tests/SlopeTestSupport"),
         .testTarget(name: "SlopeCoreTests", dependencies: ["SlopeCore", "SlopeTestSupport"]),

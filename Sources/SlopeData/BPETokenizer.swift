@@ -43,6 +43,12 @@ public struct BPETokenizer: Sendable {
     public init(vocabularyFile: String, mergesFile: String) throws {
         guard let vocabularyData = FileManager.default.contents(atPath: vocabularyFile) else { throw Failure.unreadable(path: vocabularyFile) }
         guard let mergesData = FileManager.default.contents(atPath: mergesFile) else { throw Failure.unreadable(path: mergesFile) }
+        try self.init(vocabularyJSON: vocabularyData, merges: mergesData, vocabularyFile: vocabularyFile, mergesFile: mergesFile)
+    }
+
+    /// The same from the two files' contents (the names are for errors).
+    public init(vocabularyJSON vocabularyData: Data, merges mergesData: Data, vocabularyFile: String = "vocab.json",
+                mergesFile: String = "merges.txt") throws {
         let vocabulary: [String: Int32]
         do { vocabulary = try JSONDecoder().decode([String: Int32].self, from: vocabularyData) } catch {
             throw Failure.malformed(path: vocabularyFile, reason: "expected a JSON object of token → id")
@@ -55,6 +61,11 @@ public struct BPETokenizer: Sendable {
     /// A Hugging Face `tokenizer.json` with a BPE model (`model.vocab`, `model.merges`).
     public init(tokenizerJSON path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else { throw Failure.unreadable(path: path) }
+        try self.init(tokenizerJSONData: data, path: path)
+    }
+
+    /// The same from the file's contents (`path` is for errors).
+    public init(tokenizerJSONData data: Data, path: String = "tokenizer.json") throws {
         struct File: Decodable {
             struct Model: Decodable {
                 let type: String?
@@ -221,7 +232,7 @@ public struct BPETokenizer: Sendable {
 
     /// GPT-2's reversible map from bytes to printable characters (printable Latin-1 bytes map to themselves,
     /// the rest to code points from 256 on), so every byte sequence is a string of visible symbols.
-    static let byteToCharacter: [String] = {
+    public static let byteToCharacter: [String] = {
         var printable = Array(33...126) + Array(161...172) + Array(174...255)
         var codePoints = printable
         var next = 0

@@ -37,7 +37,11 @@ public enum TokenShard {
 
     public static func read(_ path: String) throws -> [Int32] {
         guard let data = FileManager.default.contents(atPath: path) else { throw Failure.unreadable(path: path) }
-        let bytes = [UInt8](data)
+        return try decode([UInt8](data), path: path)
+    }
+
+    /// The tokens of a shard's bytes (`path` names it in errors); every header field checked.
+    public static func decode(_ bytes: [UInt8], path: String = "<memory>") throws -> [Int32] {
         guard bytes.count >= 24, Array(bytes[0..<8]) == magic, load(UInt32.self, bytes, 8) == version else {
             throw Failure.notAShard(path: path)
         }

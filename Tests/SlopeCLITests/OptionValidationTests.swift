@@ -18,6 +18,7 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["pretrain", "--log-every", "0"], mentions: ["--log-every must be at least 1, not 0"])
         try assertRefused(["pretrain", "--corpus-sentences=-5"], mentions: ["--corpus-sentences must be at least 1, not -5"])
         try assertRefused(["pretrain", "--steps=-1"], mentions: ["--steps must be at least 1, not -1"])
+        try assertRefused(["pretrain", "--steps", "-1"], mentions: ["--steps must be at least 1, not -1"])
         try assertRefused(["pretrain", "--lr", "inf"], mentions: ["--lr must be a positive finite number, not inf"])
         try assertRefused(["pretrain", "--weight-decay", "nan"], mentions: ["--weight-decay must be a finite number"])
         try assertRefused(["pretrain", "--optimizer-state", "float16"], mentions: ["--optimizer-state must be float32 or bfloat16"])
@@ -26,6 +27,7 @@ final class OptionValidationTests: XCTestCase {
 
     func testGenerateAndEvalOptions() throws {
         try assertRefused(["generate", "missing.safetensors", "--max-tokens=-5"], mentions: ["--max-tokens must be at least 1, not -5"])
+        try assertRefused(["generate", "missing.safetensors", "--max-tokens", "-5"], mentions: ["--max-tokens must be at least 1, not -5"])
         try assertRefused(["generate", "missing.safetensors", "--temperature", "inf"], mentions: ["--temperature must be a finite number"])
         try assertRefused(["eval", "missing.safetensors", "--batches", "0"], mentions: ["--batches must be at least 1, not 0"])
     }

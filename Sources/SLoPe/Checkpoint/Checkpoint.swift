@@ -81,16 +81,27 @@ public enum Checkpoint {
         guard let json = file.metadata[stateKey] else {
             throw Failure.notACheckpoint(path: file.path, reason: "no \(stateKey) metadata (a plain safetensors file?)")
         }
+        return try state(json: json, path: file.path)
+    }
+
+    /// The state from its JSON (`path` is for errors), with the saved model configuration and options checked.
+    public static func state(json: String, path: String = "<memory>") throws -> State {
         do {
             let state = try JSONDecoder().decode(State.self, from: Data(json.utf8))
             guard state.version == State.currentVersion else {
-                throw Failure.notACheckpoint(path: file.path, reason: "format version \(state.version), this slope reads \(State.currentVersion)")
+                throw Failure.notACheckpoint(path: path, reason: "format version \(state.version), this slope reads \(State.currentVersion)")
+            }
+            do {
+                try state.model.validate()
+                try state.options.validate()
+            } catch {
+                throw Failure.notACheckpoint(path: path, reason: "its saved configuration is invalid (\(error))")
             }
             return state
         } catch let error as Failure {
             throw error
         } catch {
-            throw Failure.notACheckpoint(path: file.path, reason: "unreadable state (\(error))")
+            throw Failure.notACheckpoint(path: path, reason: "unreadable state (\(error))")
         }
     }
 

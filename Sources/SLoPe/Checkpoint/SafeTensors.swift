@@ -174,14 +174,42 @@ public enum SafeTensors {
             throw Failure.unreadable(path: path, reason: failure.reason.contains("No such file") ? "no such file" : failure.reason)
         }
         guard size >= 8 else { throw Failure.corrupt(path: path, reason: "only \(size) bytes") }
-        let headerLength = try bytes(path, 0, 8).enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
+        let headerLength = try Self.headerLength(bytes(path, 0, 8), fileSize: size, path: path)
+        let (tensors, metadata) = try parseHeader(bytes(path, 8, headerLength), path: path, fileSize: size)
+        if let expected = metadata[dataHashKey] {  // files from other writers have none
+            var hash = ContentHash()
+            for entry in tensors.values.sorted(by: { $0.offset < $1.offset }) { hash.combine(try entry.bytes()) }
+            guard hash.hexadecimal == expected else {
+                throw Failure.corrupt(path: path, reason: "its tensor data does not match the hash written with it")
+            }
+        }
+        return File(path: path, tensors: tensors, metadata: metadata)
+    }
+
+    /// The header of a whole file held in memory, checked as ``read(_:)`` checks it (the data hash aside): what the
+    /// fuzz target and tests feed forged files to.
+    public static func parse(fileBytes: [UInt8], path: String = "<memory>") throws -> File {
+        guard fileBytes.count >= 8 else { throw Failure.corrupt(path: path, reason: "only \(fileBytes.count) bytes") }
+        let length = try headerLength(Array(fileBytes[0..<8]), fileSize: fileBytes.count, path: path)
+        let (tensors, metadata) = try parseHeader(Array(fileBytes[8..<(8 + length)]), path: path, fileSize: fileBytes.count)
+        return File(path: path, tensors: tensors, metadata: metadata)
+    }
+
+    /// The little-endian header length of the first 8 bytes, checked against the file's size.
+    static func headerLength(_ prefix: [UInt8], fileSize size: Int, path: String) throws -> Int {
+        let headerLength = prefix.enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
         guard headerLength > 0, headerLength <= size - 8 else {
             throw Failure.corrupt(path: path, reason: "header length \(headerLength) does not fit in \(size) bytes")
         }
-        guard let object = try? HeaderDecoding.decodeHeader(Data(bytes(path, 8, headerLength))) else {
+        return headerLength
+    }
+
+    /// The JSON header's tensor entries and metadata; every number in it checked against a file of `size` bytes.
+    static func parseHeader(_ header: [UInt8], path: String, fileSize size: Int) throws -> (tensors: [String: Entry], metadata: [String: String]) {
+        guard let object = try? HeaderDecoding.decodeHeader(Data(header)) else {
             throw Failure.corrupt(path: path, reason: "unreadable JSON header")
         }
-        let body = 8 + headerLength
+        let body = 8 + header.count
         var tensors: [String: Entry] = [:]
         for (name, entry) in object.tensors {
             guard let dtype = dtypeNames.first(where: { $0.value == entry.dtype })?.key else {
@@ -203,16 +231,9 @@ public enum SafeTensors {
                 throw Failure.corrupt(
                     path: path, reason: "tensor \(name) is \(entry.dtype) \(entry.shape), \(count) bytes, but its data_offsets \(entry.data_offsets) hold \(end - begin)")
             }
-            tensors[name] = Entry(dtype: dtype, shape: entry.shape, path: path, offset: body + entry.data_offsets[0], byteCount: count)
+            tensors[name] = Entry(dtype: dtype, shape: entry.shape, path: path, offset: body + begin, byteCount: count)
         }
-        if let expected = object.metadata[dataHashKey] {  // files from other writers have none
-            var hash = ContentHash()
-            for entry in tensors.values.sorted(by: { $0.offset < $1.offset }) { hash.combine(try entry.bytes()) }
-            guard hash.hexadecimal == expected else {
-                throw Failure.corrupt(path: path, reason: "its tensor data does not match the hash written with it")
-            }
-        }
-        return File(path: path, tensors: tensors, metadata: object.metadata)
+        return (tensors, object.metadata)
     }
 
     /// Decodes the header: tensor entries plus the optional `__metadata__` string map.

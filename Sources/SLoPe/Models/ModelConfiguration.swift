@@ -173,9 +173,14 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         do { data = try Data(contentsOf: URL(fileURLWithPath: nameOrPath)) } catch {
             throw Failure.unreadable(path: nameOrPath, reason: "\(error)")
         }
+        return try decode(data, path: nameOrPath)
+    }
+
+    /// A configuration from JSON (`path` is for errors), validated: every size checked before it sizes anything.
+    public static func decode(_ data: Data, path: String = "<memory>") throws -> ModelConfiguration {
         let configuration: ModelConfiguration
         do { configuration = try JSONDecoder().decode(ModelConfiguration.self, from: data) } catch {
-            throw Failure.unreadable(path: nameOrPath, reason: "not a slope model configuration (\(error))")
+            throw Failure.unreadable(path: path, reason: "not a slope model configuration (\(error))")
         }
         try configuration.validate()
         return configuration

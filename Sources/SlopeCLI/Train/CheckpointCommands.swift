@@ -29,13 +29,13 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Text file, folder of .txt files, or .tokens shard to evaluate on (default: the run's validation split).")
     var data: String?
 
-    @Option(help: "Batches to average over (each batch × sequence tokens).")
+    @Option(parsing: .unconditional, help: "Batches to average over (each batch × sequence tokens).")
     var batches = 32
 
-    @Option(help: "Sequences per batch (default: the training batch size).")
+    @Option(parsing: .unconditional, help: "Sequences per batch (default: the training batch size).")
     var batchSize: Int?
 
-    @Option(help: "Tokens per sequence (default: the training sequence length).")
+    @Option(parsing: .unconditional, help: "Tokens per sequence (default: the training sequence length).")
     var sequenceLength: Int?
 
     @Option(help: "auto, cpu or cuda.")
@@ -94,16 +94,16 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Text to continue.")
     var prompt = "The"
 
-    @Option(help: "Tokens to generate at most.")
+    @Option(parsing: .unconditional, help: "Tokens to generate at most.")
     var maxTokens = 200
 
-    @Option(help: "Sampling temperature (0: greedy).")
+    @Option(parsing: .unconditional, help: "Sampling temperature (0: greedy).")
     var temperature = 0.8
 
-    @Option(help: "Sample only from the K most likely tokens.")
+    @Option(parsing: .unconditional, help: "Sample only from the K most likely tokens.")
     var topK: Int?
 
-    @Option(help: "Sample only from the smallest set of tokens whose probability reaches P.")
+    @Option(parsing: .unconditional, help: "Sample only from the smallest set of tokens whose probability reaches P.")
     var topP: Double?
 
     @Option(help: "Random seed of the sampler.")

@@ -11,10 +11,10 @@ struct DataOptions: ParsableArguments {
     @Option(help: "Tokenizer: 'byte', a tokenizer.json, or VOCAB.json,MERGES.txt (GPT-2 byte-level BPE).")
     var tokenizer = "byte"
 
-    @Option(help: "Fraction of the tokens held out for validation.")
+    @Option(parsing: .unconditional, help: "Fraction of the tokens held out for validation.")
     var validationFraction = 0.05
 
-    @Option(help: "Sentences of the embedded corpus to generate.")
+    @Option(parsing: .unconditional, help: "Sentences of the embedded corpus to generate.")
     var corpusSentences = 60_000
 
     func validate() throws {

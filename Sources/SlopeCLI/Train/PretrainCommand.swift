@@ -26,7 +26,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "N:M pattern of the SLoPe layers.")
     var pattern = "2:4"
 
-    @Option(help: "Give the first K blocks --leading-pattern instead (e.g. 2:8).")
+    @Option(parsing: .unconditional, help: "Give the first K blocks --leading-pattern instead (e.g. 2:8).")
     var leadingBlocks = 0
 
     @Option(help: "Pattern of the first --leading-blocks blocks.")
@@ -44,64 +44,64 @@ struct PretrainCommand: ParsableCommand {
     @Flag(help: "Simulate sparsity with dense tensors and masks (same numbers, for debugging).")
     var simulate = false
 
-    @Option(help: "Optimizer steps (default 600 for the tiny models, else 1000).")
+    @Option(parsing: .unconditional, help: "Optimizer steps (default 600 for the tiny models, else 1000).")
     var steps: Int?
 
-    @Option(help: "Train for this many tokens instead of --steps.")
+    @Option(parsing: .unconditional, help: "Train for this many tokens instead of --steps.")
     var tokens: Int?
 
-    @Option(help: "Sequences per micro-batch.")
+    @Option(parsing: .unconditional, help: "Sequences per micro-batch.")
     var batchSize = 8
 
-    @Option(help: "Tokens per sequence (≤ the model's context length).")
+    @Option(parsing: .unconditional, help: "Tokens per sequence (≤ the model's context length).")
     var sequenceLength = 128
 
-    @Option(help: "Micro-batches per optimizer step.")
+    @Option(parsing: .unconditional, help: "Micro-batches per optimizer step.")
     var gradientAccumulation = 1
 
-    @Option(name: .customLong("lr"), help: "Peak learning rate.")
+    @Option(name: .customLong("lr"), parsing: .unconditional, help: "Peak learning rate.")
     var learningRate: Float = 2e-3
 
-    @Option(name: .customLong("min-lr"), help: "Final learning rate (default: lr/10).")
+    @Option(name: .customLong("min-lr"), parsing: .unconditional, help: "Final learning rate (default: lr/10).")
     var minimumLearningRate: Float?
 
-    @Option(help: "Linear warm-up steps (default: 5% of the steps).")
+    @Option(parsing: .unconditional, help: "Linear warm-up steps (default: 5% of the steps).")
     var warmup: Int?
 
     @Option(help: "Decay after warm-up: constant, linear or cosine.")
     var decay: String = "cosine"
 
-    @Option(help: "AdamW weight decay.")
+    @Option(parsing: .unconditional, help: "AdamW weight decay.")
     var weightDecay: Float = 0.1
 
     @Option(help: "Element type of the AdamW moments: float32, or bfloat16 for half the optimizer's memory (as PyTorch keeps them for a bf16 model).")
     var optimizerState: DType = .float32
 
-    @Option(help: "Global gradient-norm clip (0: off).")
+    @Option(parsing: .unconditional, help: "Global gradient-norm clip (0: off).")
     var clip = 1.0
 
-    @Option(help: "Fraction of the steps, at the end, trained with lazy low-rank adapters (0: none).")
+    @Option(parsing: .unconditional, help: "Fraction of the steps, at the end, trained with lazy low-rank adapters (0: none).")
     var adapterFraction = 0.01
 
-    @Option(help: "Adapter rank.")
+    @Option(parsing: .unconditional, help: "Adapter rank.")
     var adapterRank = 16
 
-    @Option(help: "Steps between re-selections of the backward pass's column mask (0: never).")
+    @Option(parsing: .unconditional, help: "Steps between re-selections of the backward pass's column mask (0: never).")
     var maskChangeFrequency = 100
 
-    @Option(help: "Steps between validation passes (default: 10 per run).")
+    @Option(parsing: .unconditional, help: "Steps between validation passes (default: 10 per run).")
     var evalInterval: Int?
 
-    @Option(help: "Batches per validation pass.")
+    @Option(parsing: .unconditional, help: "Batches per validation pass.")
     var evalBatches = 8
 
-    @Option(help: "Steps between checkpoints (0: only at the end and on interruption).")
+    @Option(parsing: .unconditional, help: "Steps between checkpoints (0: only at the end and on interruption).")
     var checkpointEvery = 0
 
     @Flag(inversion: .prefixedNo, help: "Write the checkpoint when the run ends (--no-final-checkpoint: benchmarks that need no model afterwards; an interruption, a non-finite loss and --checkpoint-every still write one).")
     var finalCheckpoint = true
 
-    @Option(help: "Steps between progress lines (default: about 50 per run).")
+    @Option(parsing: .unconditional, help: "Steps between progress lines (default: about 50 per run).")
     var logEvery: Int?
 
     @Flag(help: "Keep only each block's input between forward and backward and recompute the rest (activation checkpointing: far less memory, about a third more compute; same numbers; also with --resume).")
@@ -113,10 +113,10 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "auto (CUDA when available), cpu or cuda.")
     var device: DeviceOption = .auto
 
-    @Option(help: "GPU ordinal.")
+    @Option(parsing: .unconditional, help: "GPU ordinal.")
     var gpu = 0
 
-    @Option(help: "Vocabulary size of the model (default: the tokenizer's).")
+    @Option(parsing: .unconditional, help: "Vocabulary size of the model (default: the tokenizer's).")
     var vocabSize: Int?
 
     @Option(help: "Random seed (initialisation and data order).")
