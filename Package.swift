@@ -54,6 +54,7 @@ let package = Package(
         .testTarget(name: "SlopeCUDATests", dependencies: ["SlopeCUDA", "CCUDA", "SlopeTestSupport"]),
         // Runs the built `slope` binary as a user would (depending on it makes the test build produce it).
         .testTarget(
-            name: "SlopeCLITests", dependencies: ["SlopeCLI", "SLoPe", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            name: "SlopeCLITests",
+            dependencies: ["SlopeCLI", "SLoPe", "SlopeData", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import SlopeData
 import XCTest
 
 /// `--resume` is explicit: options that would change the run are refused, the changeable ones are applied and
@@ -26,6 +27,22 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(extended.output.contains("at step 3 of 5 (was 3: extended by --steps)"), extended.output)
         XCTAssertTrue(extended.output.contains("periodic: checkpoint at step 4"), "--checkpoint-every kept after the resume: \(extended.output)")
         XCTAssertTrue(extended.output.contains("step 5/5"), extended.output)
+    }
+
+    /// A token shard given directly has no manifest: its size and time are recorded and checked on resume.
+    func testAChangedTokenShardIsRefusedUnlessRebuilt() throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        let shard = folder.appendingPathComponent("data.tokens").path
+        try TokenShard.write((0..<6000).map { Int32($0 % 200) }, to: shard)
+        let first = try runner.run(tinyRun + ["--data", "data.tokens", "--steps", "2", "--out", "run"], in: folder)
+        XCTAssertEqual(first.status, 0, first.errors)
+        try TokenShard.write((0..<5000).map { Int32($0 % 100) }, to: shard)
+        let refused = try runner.run(["pretrain", "--device", "cpu", "--out", "run", "--resume", "--steps", "3"], in: folder)
+        XCTAssertEqual(refused.status, 64, refused.errors)
+        XCTAssertTrue(refused.errors.contains("the token shard data.tokens changed since the run started"), refused.errors)
+        let rebuilt = try runner.run(["pretrain", "--device", "cpu", "--out", "run", "--resume", "--steps", "3", "--rebuild-data"], in: folder)
+        XCTAssertEqual(rebuilt.status, 0, rebuilt.errors)
     }
 
     func testChangedTrainingTextIsRefusedUnlessRebuilt() throws {

@@ -24,9 +24,26 @@ struct DataOptions: ParsableArguments {
         guard corpusSentences >= 1 else { throw ValidationError("--corpus-sentences must be at least 1, not \(corpusSentences)") }
     }
 
-    /// What a checkpoint records to rebuild the same token streams.
+    /// What a checkpoint records to rebuild the same token streams (and, for a token shard given directly, its size
+    /// and modification time, which a resume checks: text files are checked through their shards' manifest).
     var notes: [String: String] {
-        ["data": data, "tokenizer": tokenizer, "validation_fraction": "\(validationFraction)", "corpus_sentences": "\(corpusSentences)"]
+        var notes = ["data": data, "tokenizer": tokenizer, "validation_fraction": "\(validationFraction)", "corpus_sentences": "\(corpusSentences)"]
+        if data.hasSuffix(".tokens"), let (bytes, modified) = try? FileBytes.attributes(of: data) {
+            notes["data_bytes"] = "\(bytes)"
+            notes["data_modified"] = "\(modified)"
+        }
+        return notes
+    }
+
+    /// Refuses a token shard that changed since the run recorded it in `notes` (a resume would continue on other data).
+    func requireUnchangedShard(_ notes: [String: String]) throws {
+        guard data.hasSuffix(".tokens"), let recorded = notes["data_bytes"] else { return }
+        let now = self.notes
+        guard now["data_bytes"] == recorded, now["data_modified"] == notes["data_modified"] else {
+            throw ValidationError(
+                "the token shard \(data) changed since the run started (\(recorded) bytes then, \(now["data_bytes"] ?? "missing") now), so a "
+                    + "resumed run would continue on other data; restore it, or pass --rebuild-data to continue on it as it is now")
+        }
     }
 
     /// The options a checkpoint was trained with.

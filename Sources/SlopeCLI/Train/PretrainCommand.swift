@@ -287,14 +287,17 @@ struct PretrainCommand: ParsableCommand {
         }
         let file = try SafeTensors.read(path)
         let state = try Checkpoint.state(of: file)
-        let data = try DataOptions.fromNotes(state.notes).load(cacheFolder: folder + "/data", requireUnchanged: !rebuildData)
+        let dataOptions = DataOptions.fromNotes(state.notes)
+        if !rebuildData { try dataOptions.requireUnchangedShard(state.notes) }
+        let data = try dataOptions.load(cacheFolder: folder + "/data", requireUnchanged: !rebuildData)
         let trainer = try Checkpoint.resume(file, backend: compute.backend, trainTokens: data.train, validationTokens: data.validation) {
             if let steps { $0.steps = steps }
         }
         say("resuming \(path) at step \(state.step) of \(trainer.options.steps)"
             + (trainer.options.steps != state.options.steps ? " (was \(state.options.steps): extended by --steps)" : "")
             + " with the options and data it was started with")
-        return (trainer, data, state.notes.merging(runNotes) { $1 })
+        // With --rebuild-data the data as it is now becomes the run's (its fingerprint saved for the next resume).
+        return (trainer, data, state.notes.merging(runNotes) { $1 }.merging(rebuildData ? dataOptions.notes : [:]) { $1 })
     }
 
     /// The run settings outside TrainingOptions that a resume keeps (saved in the checkpoint's notes).
