@@ -92,6 +92,19 @@ final class UntrustedSizeTests: XCTestCase {
         }
     }
 
+    /// A host tensor past the machine's memory, or of a size that cannot be counted, is an error — not a trap in the
+    /// allocator or the kernel's OOM killer.
+    func testHostAllocationsBeyondTheMachineAreErrors() throws {
+        XCTAssertThrowsError(try cpu.zeros([1 << 40], dtype: .float32)) { error in
+            guard case TensorError.exceedsMemory(_, let needed, _, .cpu) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(needed, 1 << 42)
+        }
+        XCTAssertThrowsError(try cpu.zeros([1 << 40, 1 << 40], dtype: .float32)) { error in
+            XCTAssertTrue("\(error)".contains("too large to count"), "\(error)")
+        }
+        XCTAssertEqual(try cpu.zeros([3, 5], dtype: .float32).count, 15)
+    }
+
     /// Training memory is checked before the first step: a batch whose logits alone exceed the machine.
     func testTrainingThatCannotFitIsRefusedUpFront() throws {
         let configuration = try ModelConfiguration.named("tiny")

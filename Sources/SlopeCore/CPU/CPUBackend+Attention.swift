@@ -3,8 +3,8 @@ extension CPUBackend {
     public func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {
         let (rows, columns) = try OperandChecks.rmsNorm(x, weight: weight)
         let statsDType: DType = x.dtype == .float64 ? .float64 : .float32
-        let rrms = newTensor([rows], dtype: statsDType)
-        let output = newTensor(x.shape, dtype: x.dtype)
+        let rrms = try newTensor([rows], dtype: statsDType)
+        let output = try newTensor(x.shape, dtype: x.dtype)
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(x, as: type, "rmsNorm") { px in
                 try read(weight, as: type, "rmsNorm") { pw in
@@ -104,8 +104,8 @@ extension CPUBackend {
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         try OperandChecks.attention(query: query, key: key, value: value, shape: s)
         let statsDType: DType = query.dtype == .float64 ? .float64 : .float32
-        let output = newTensor(query.shape, dtype: query.dtype)
-        let logSumExp = newTensor([s.batch * s.queryLength, s.queryHeads], dtype: statsDType)
+        let output = try newTensor(query.shape, dtype: query.dtype)
+        let logSumExp = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: statsDType)
         let d = s.headDimension, qStride = s.queryHeads * d, kStride = s.keyValueHeads * d
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(query, as: type, "attention") { pq in
@@ -161,9 +161,9 @@ extension CPUBackend {
     ) throws -> AttentionGradients {
         try OperandChecks.attentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
         let d = s.headDimension, qStride = s.queryHeads * d, kStride = s.keyValueHeads * d
-        let dq = newTensor(query.shape, dtype: query.dtype)
-        let dk = newTensor(key.shape, dtype: key.dtype)
-        let dv = newTensor(value.shape, dtype: value.dtype)
+        let dq = try newTensor(query.shape, dtype: query.dtype)
+        let dk = try newTensor(key.shape, dtype: key.dtype)
+        let dv = try newTensor(value.shape, dtype: value.dtype)
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(dOutput, as: type, "attentionBackward") { pdo in
                 try read(query, as: type, "attentionBackward") { pq in

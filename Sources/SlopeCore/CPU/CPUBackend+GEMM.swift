@@ -6,7 +6,7 @@ extension CPUBackend {
         alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
     ) throws -> Tensor {
         let shape = try OperandChecks.gemm(a, b, transposeA: transposeA, transposeB: transposeB, c: c, bias: bias)
-        let output = c ?? newTensor(shape.resultShape, dtype: a.dtype)
+        let output = try c ?? newTensor(shape.resultShape, dtype: a.dtype)
         let beta = c == nil ? 0 : beta
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(a, as: type, "gemm") { pa in
@@ -55,7 +55,7 @@ extension CPUBackend {
                 operation: "concatenateRows", shapes: tensors.map(\.shape), reason: "expected matrices with equal column counts")
         }
         try OperandChecks.sameDType(tensors, "concatenateRows")
-        let result = newTensor([tensors.map { $0.shape[0] }.reduce(0, +), first.shape[1]], dtype: first.dtype)
+        let result = try newTensor([tensors.map { $0.shape[0] }.reduce(0, +), first.shape[1]], dtype: first.dtype)
         var target = try hostPointer(result, "concatenateRows")
         for tensor in tensors {
             target.copyMemory(from: try hostPointer(tensor, "concatenateRows"), byteCount: tensor.byteCount)
@@ -69,7 +69,7 @@ extension CPUBackend {
             throw TensorError.shapeMismatch(operation: "transpose", shapes: [x.shape], reason: "expected a matrix")
         }
         let (rows, columns) = (x.shape[0], x.shape[1])
-        let result = newTensor([columns, rows], dtype: x.dtype)
+        let result = try newTensor([columns, rows], dtype: x.dtype)
         let source = try hostPointer(x, "transpose")
         let target = try hostPointer(result, "transpose")
         let size = x.dtype.byteSize

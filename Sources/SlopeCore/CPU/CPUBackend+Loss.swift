@@ -17,7 +17,7 @@ extension CPUBackend {
         }
         let (vocabulary, columns) = (table.shape[0], table.shape[1])
         let pid = try checkedIDs(ids, rows: vocabulary, ignoreIndex: nil, "embedding")
-        let result = newTensor(ids.shape + [columns], dtype: table.dtype)
+        let result = try newTensor(ids.shape + [columns], dtype: table.dtype)
         let source = try hostPointer(table, "embedding")
         let target = try hostPointer(result, "embedding")
         let rowBytes = columns * table.dtype.byteSize
@@ -64,7 +64,7 @@ extension CPUBackend {
                 operation: "crossEntropy", shapes: [logits.shape, targets.shape], reason: "one target per row of logits")
         }
         let pt = try checkedIDs(targets, rows: classes, ignoreIndex: ignoreIndex, "crossEntropy")
-        let probabilities = newTensor(logits.shape, dtype: logits.dtype)
+        let probabilities = try newTensor(logits.shape, dtype: logits.dtype)
         func run<T: CPUFloat>(_ type: T.Type) throws -> (Double, Int) {
             var losses = [Double](repeating: 0, count: rows)
             try read(logits, as: type, "crossEntropy") { px in

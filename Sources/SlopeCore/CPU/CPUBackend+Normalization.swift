@@ -44,9 +44,9 @@ extension CPUBackend {
     public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
         let (rows, columns) = try OperandChecks.layerNorm(x, weight: weight, bias: bias)
         let statsDType: DType = x.dtype == .float64 ? .float64 : .float32
-        let mean = newTensor([rows], dtype: statsDType)
-        let rstd = newTensor([rows], dtype: statsDType)
-        let output = newTensor(x.shape, dtype: x.dtype)
+        let mean = try newTensor([rows], dtype: statsDType)
+        let rstd = try newTensor([rows], dtype: statsDType)
+        let output = try newTensor(x.shape, dtype: x.dtype)
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(x, as: type, "layerNorm") { px in
                 try read(weight, as: type, "layerNorm") { pw in

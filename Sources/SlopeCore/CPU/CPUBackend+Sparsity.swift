@@ -42,7 +42,7 @@ extension CPUBackend {
             try OperandChecks.shape(within, x.shape, "pruneMask", "the candidate mask")
         }
         let candidates = try within.map { UnsafePointer(try hostPointer($0, "pruneMask").assumingMemoryBound(to: UInt8.self)) }
-        let result = newTensor(x.shape, dtype: .uint8)
+        let result = try newTensor(x.shape, dtype: .uint8)
         let out = try hostPointer(result, "pruneMask").assumingMemoryBound(to: UInt8.self)
         let groups = GroupLayout(rows: rows, columns: columns, m: pattern.m, direction: direction)
         func run<T: CPUFloat>(_ type: T.Type) throws {
@@ -83,7 +83,7 @@ extension CPUBackend {
         let pm = try hostPointer(keep, "compress").assumingMemoryBound(to: UInt8.self)
         let (n, m) = (pattern.n, pattern.m)
         let slotsPerRow = pattern.keptCount(forLength: columns)
-        let indices = newTensor([rows, slotsPerRow], dtype: .uint8)
+        let indices = try newTensor([rows, slotsPerRow], dtype: .uint8)
         let pi = try hostPointer(indices, "compress").assumingMemoryBound(to: UInt8.self)
         // Positions first: kept ones, then the lowest pruned ones as zero-valued padding, ascending.
         var overfull: Int?
@@ -161,7 +161,7 @@ extension CPUBackend {
     }
 
     public func mask(of matrix: CompressedMatrix) throws -> Tensor {
-        let result = newTensor(matrix.shape, dtype: .uint8)
+        let result = try newTensor(matrix.shape, dtype: .uint8)
         let out = try hostPointer(result, "mask").assumingMemoryBound(to: UInt8.self)
         try forEachSlot(matrix, "mask") { _, offset in out[offset] = 1 }
         return result
@@ -170,7 +170,7 @@ extension CPUBackend {
     // Y [T, R] = X [T, K] · Sᵀ (+ bias [R]), S [R, K] compressed N:M along K.
     public func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Tensor {
         let tokens = try OperandChecks.sparseMatmul(x, s, bias: bias)
-        let output = newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
+        let output = try newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(x, as: type, "sparseMatmul") { px in
                 try read(s.values, as: type, "sparseMatmul") { pv in

@@ -47,8 +47,11 @@ public final class CPUBackend: Backend {
         return storage
     }
 
-    func newTensor(_ shape: [Int], dtype: DType) -> Tensor {
-        Tensor(shape: shape, dtype: dtype, storage: HostStorage(byteCount: shape.reduce(1, *) * dtype.byteSize))
+    func newTensor(_ shape: [Int], dtype: DType) throws -> Tensor {
+        guard let bytes = CheckedSize.product(shape + [dtype.byteSize]) else {
+            throw TensorError.invalidArgument(operation: "allocate", reason: "shape \(shape) is negative or too large to count")
+        }
+        return Tensor(shape: shape, dtype: dtype, storage: try HostStorage(byteCount: bytes))
     }
 
     /// Reads a float tensor as `T` without copying when the storage already is `T`.
@@ -90,7 +93,7 @@ public final class CPUBackend: Backend {
     func produce<T: CPUFloat>(
         _ shape: [Int], dtype: DType, as type: T.Type, _ body: (UnsafeMutablePointer<T>) throws -> Void
     ) throws -> Tensor {
-        let result = newTensor(shape, dtype: dtype)
+        let result = try newTensor(shape, dtype: dtype)
         try modify(result, as: type, "produce", body)
         return result
     }
@@ -101,7 +104,7 @@ public final class CPUBackend: Backend {
         guard shape.allSatisfy({ $0 >= 0 }) else {
             throw TensorError.invalidArgument(operation: "zeros", reason: "negative dimension in \(shape)")
         }
-        return newTensor(shape, dtype: dtype)
+        return try newTensor(shape, dtype: dtype)
     }
 
     private func checkCount(_ count: Int, _ shape: [Int], _ operation: String) throws {
@@ -112,7 +115,7 @@ public final class CPUBackend: Backend {
 
     public func tensor(_ values: [Float], shape: [Int], dtype: DType) throws -> Tensor {
         try checkCount(values.count, shape, "tensor")
-        let result = newTensor(shape, dtype: dtype)
+        let result = try newTensor(shape, dtype: dtype)
         let raw = result.storage as! HostStorage
         values.withUnsafeBufferPointer { storeElements($0.baseAddress!, count: values.count, into: raw.pointer, dtype: dtype) }
         return result
@@ -120,7 +123,7 @@ public final class CPUBackend: Backend {
 
     public func tensor(_ values: [Double], shape: [Int], dtype: DType) throws -> Tensor {
         try checkCount(values.count, shape, "tensor")
-        let result = newTensor(shape, dtype: dtype)
+        let result = try newTensor(shape, dtype: dtype)
         let raw = result.storage as! HostStorage
         values.withUnsafeBufferPointer { storeElements($0.baseAddress!, count: values.count, into: raw.pointer, dtype: dtype) }
         return result
@@ -128,14 +131,14 @@ public final class CPUBackend: Backend {
 
     public func tensor(_ values: [Int32], shape: [Int]) throws -> Tensor {
         try checkCount(values.count, shape, "tensor")
-        let result = newTensor(shape, dtype: .int32)
+        let result = try newTensor(shape, dtype: .int32)
         (result.storage as! HostStorage).pointer.copyMemory(from: values, byteCount: values.count * 4)
         return result
     }
 
     public func tensor(_ values: [UInt8], shape: [Int]) throws -> Tensor {
         try checkCount(values.count, shape, "tensor")
-        let result = newTensor(shape, dtype: .uint8)
+        let result = try newTensor(shape, dtype: .uint8)
         (result.storage as! HostStorage).pointer.copyMemory(from: values, byteCount: values.count)
         return result
     }
@@ -169,7 +172,7 @@ public final class CPUBackend: Backend {
     }
 
     public func cast(_ tensor: Tensor, to dtype: DType) throws -> Tensor {
-        let result = newTensor(tensor.shape, dtype: dtype)
+        let result = try newTensor(tensor.shape, dtype: dtype)
         try copy(tensor, into: result)
         return result
     }

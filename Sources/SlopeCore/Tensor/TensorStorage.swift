@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Synchronization
 
 /// A block of device memory owned by one or more tensors.
@@ -30,17 +37,25 @@ public final class HostStorage: TensorStorage, @unchecked Sendable {
     static let current = Atomic<Int>(0)
     static let peak = Atomic<Int>(0)
 
-    /// Zero-initialised memory of `byteCount` bytes.
-    public init(byteCount: Int) {
+    /// Zero-initialised memory of `byteCount` bytes. More than the machine has, or an allocation the system refuses,
+    /// is an error with the sizes rather than a trap (or, past what is physically there, the kernel's OOM killer).
+    public init(byteCount: Int) throws {
+        if let capacity = HostMemory.physicalBytes, byteCount > capacity {
+            throw TensorError.exceedsMemory(what: "a host tensor", neededBytes: byteCount, capacityBytes: capacity, device: .cpu)
+        }
+        var memory: UnsafeMutableRawPointer?
+        guard posix_memalign(&memory, 64, max(byteCount, 1)) == 0, let memory else {
+            throw TensorError.outOfMemory(device: .cpu, requestedBytes: byteCount, heldBytes: Self.current.load(ordering: .relaxed))
+        }
         self.byteCount = byteCount
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        pointer = memory
         pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
         let now = Self.current.add(byteCount, ordering: .relaxed).newValue
         _ = Self.peak.max(now, ordering: .relaxed)
     }
 
     deinit {
-        pointer.deallocate()
+        free(pointer)
         Self.current.subtract(byteCount, ordering: .relaxed)
     }
 
