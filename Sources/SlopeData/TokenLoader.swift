@@ -1,9 +1,19 @@
 /// Batches of next-token training examples from a token stream.
 ///
-/// The stream is cut into windows of `sequenceLength + 1` tokens; each epoch visits every window once in
-/// an order shuffled by `seed` and the epoch number. The position is a small Codable value, so a resumed
-/// run continues with exactly the batches the interrupted one would have seen.
+/// With ``Sampling/windows`` the stream is cut into windows of `sequenceLength + 1` tokens and each epoch visits
+/// every window once in an order shuffled by `seed` and the epoch number. With ``Sampling/random`` each sequence
+/// starts at a random offset (nanoGPT's way: the same text is seen in other alignments on every pass), the
+/// offset of the k-th sequence a function of `seed` and k alone. Either way the position is a small Codable
+/// value, so a resumed run continues with exactly the batches the interrupted one would have seen.
 public struct TokenLoader: Sendable {
+    /// How sequences are cut from the stream.
+    public enum Sampling: String, Codable, Sendable, CaseIterable {
+        /// Fixed windows, each once per epoch in a shuffled order.
+        case windows
+        /// Uniformly random start offsets, independently for every sequence.
+        case random
+    }
+
     /// Where the loader is: saved in checkpoints.
     public struct Position: Codable, Equatable, Sendable {
         public var epoch: Int
@@ -19,6 +29,8 @@ public struct TokenLoader: Sendable {
     public let batchSize: Int
     public let sequenceLength: Int
     public let seed: UInt64
+    public let sampling: Sampling
+    /// Where the loader is; with random sampling `window` counts the sequences drawn.
     public private(set) var position = Position(epoch: 0, window: 0)
     private var order: [Int]
 
@@ -36,7 +48,7 @@ public struct TokenLoader: Sendable {
         }
     }
 
-    public init(tokens: [Int32], batchSize: Int, sequenceLength: Int, seed: UInt64) throws {
+    public init(tokens: [Int32], batchSize: Int, sequenceLength: Int, seed: UInt64, sampling: Sampling = .windows) throws {
         guard batchSize > 0, sequenceLength > 0 else { throw Failure.invalidShape(batchSize: batchSize, sequenceLength: sequenceLength) }
         let windows = tokens.count / (sequenceLength + 1)
         guard windows >= batchSize else { throw Failure.tooFewTokens(have: tokens.count, need: batchSize * (sequenceLength + 1)) }
@@ -44,15 +56,17 @@ public struct TokenLoader: Sendable {
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
         self.seed = seed
-        order = Self.shuffledWindows(windows, seed: seed, epoch: 0)
+        self.sampling = sampling
+        order = sampling == .windows ? Self.shuffledWindows(windows, seed: seed, epoch: 0) : []
     }
 
-    public var windowsPerEpoch: Int { order.count }
+    /// Sequences per pass over the data (whole windows).
+    public var windowsPerEpoch: Int { tokens.count / (sequenceLength + 1) }
 
     /// Continues from a saved position.
     public mutating func restore(_ saved: Position) {
         position = saved
-        order = Self.shuffledWindows(order.count, seed: seed, epoch: saved.epoch)
+        if sampling == .windows { order = Self.shuffledWindows(windowsPerEpoch, seed: seed, epoch: saved.epoch) }
     }
 
     /// The next batch: `inputs` and `targets` are `[batchSize · sequenceLength]`, targets shifted by one.
@@ -61,6 +75,13 @@ public struct TokenLoader: Sendable {
         inputs.reserveCapacity(batchSize * sequenceLength)
         targets.reserveCapacity(batchSize * sequenceLength)
         for _ in 0..<batchSize {
+            if sampling == .random {
+                let start = Self.randomOffset(sequence: position.window, seed: seed, count: tokens.count - sequenceLength)
+                inputs += tokens[start..<(start + sequenceLength)]
+                targets += tokens[(start + 1)...(start + sequenceLength)]
+                position.window += 1
+                continue
+            }
             if position.window == order.count {
                 position = Position(epoch: position.epoch + 1, window: 0)
                 order = Self.shuffledWindows(order.count, seed: seed, epoch: position.epoch)
@@ -71,6 +92,13 @@ public struct TokenLoader: Sendable {
             position.window += 1
         }
         return (inputs, targets)
+    }
+
+    /// The start of sequence number `sequence` under random sampling: uniform in `0..<count`, from the seed and
+    /// the sequence number alone (resumable without any generator state).
+    static func randomOffset(sequence: Int, seed: UInt64, count: Int) -> Int {
+        var generator = CorpusGenerator(seed: seed ^ (UInt64(sequence) &+ 1) &* 0xD1B5_4A32_D192_ED03)
+        return generator.next(count)
     }
 
     static func shuffledWindows(_ count: Int, seed: UInt64, epoch: Int) -> [Int] {

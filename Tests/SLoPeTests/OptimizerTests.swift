@@ -1,3 +1,4 @@
+import FoundationEssentials
 import SLoPe
 import SlopeTestSupport
 import XCTest
@@ -112,6 +113,32 @@ final class OptimizerTests: XCTestCase {
         for (a, b) in zip(viaScale, inPlace) { XCTAssertEqual(a, b, accuracy: 1e-6) }
         XCTAssertEqual(try clippingFactor(norm: 0.25, maxNorm: 0.5), 1)
         XCTAssertThrowsError(try clippingFactor(norm: 1, maxNorm: -1))
+    }
+
+    /// With the `matrices` scope, weight decay shrinks matrices and embeddings but not biases or norm gains.
+    func testWeightDecayScope() throws {
+        let cpu = CPUBackend()
+        for (scope, vectorShrinks) in [(WeightDecayScope.all, true), (.matrices, false)] {
+            let matrix = Parameter(name: "w", value: try cpu.tensor([1, 2, 3, 4] as [Float], shape: [2, 2], dtype: .float32))
+            let vector = Parameter(name: "b", value: try cpu.tensor([1, 2] as [Float], shape: [2], dtype: .float32))
+            for parameter in [matrix, vector] { _ = try parameter.gradientBuffer(cpu) }  // zero gradients: only decay moves them
+            let optimizer = AdamW(parameters: [matrix, vector], configuration: .init(learningRate: 0.1, weightDecay: 0.5),
+                                  decayScope: scope, backend: cpu)
+            try optimizer.step()
+            for (actual, expected) in zip(try cpu.floats(matrix.value), [0.95, 1.9, 2.85, 3.8] as [Float]) {
+                XCTAssertEqual(actual, expected, accuracy: 1e-6, "\(scope): matrices decay (× (1 − 0.1·0.5))")
+            }
+            for (actual, expected) in zip(try cpu.floats(vector.value), vectorShrinks ? [0.95, 1.9] : [1, 2] as [Float]) {
+                XCTAssertEqual(actual, expected, accuracy: 1e-6, "\(scope): vectors")
+            }
+        }
+        // Options from before these fields decode with the old behaviour (absent keys), and round-trip when set.
+        let old = TrainingOptions(steps: 3)
+        let json = String(decoding: try JSONEncoder().encode(old), as: UTF8.self)
+        XCTAssertFalse(json.contains("sampling") || json.contains("weightDecayScope"), json)
+        let set = TrainingOptions(steps: 3, sampling: .random, epsilon: 1e-6, weightDecayScope: .matrices)
+        XCTAssertEqual(try JSONDecoder().decode(TrainingOptions.self, from: JSONEncoder().encode(set)), set)
+        XCTAssertThrowsError(try TrainingOptions(steps: 3, beta2: 1).validate())
     }
 
     func testLearningRateSchedules() throws {

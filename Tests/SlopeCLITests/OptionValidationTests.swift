@@ -23,6 +23,9 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["pretrain", "--weight-decay", "nan"], mentions: ["--weight-decay must be a finite number"])
         try assertRefused(["pretrain", "--optimizer-state", "float16"], mentions: ["--optimizer-state must be float32 or bfloat16"])
         try assertRefused(["pretrain", "--validation-fraction", "1.5"], mentions: ["--validation-fraction must be between 0 and 1"])
+        try assertRefused(["pretrain", "--beta2", "1"], mentions: ["--beta1 and --beta2 must be in [0, 1)"])
+        try assertRefused(["pretrain", "--eps", "0"], mentions: ["--eps must be a positive finite number"])
+        try assertRefused(["pretrain", "--sampling", "shuffled"], mentions: ["--sampling"])
     }
 
     func testGenerateAndEvalOptions() throws {

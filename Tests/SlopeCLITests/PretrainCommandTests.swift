@@ -23,6 +23,16 @@ final class PretrainCommandTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("loss.svg").path))
     }
 
+    /// The recipe options reach the run: random sampling, AdamW's β and ε, weight decay on matrices only.
+    func testRecipeOptionsTrain() throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        let result = try runner.run(tinyRun + ["--out", "run", "--sampling", "random", "--beta2", "0.99", "--eps", "1e-6",
+                                               "--weight-decay-on", "matrices", "--no-final-checkpoint"], in: folder)
+        XCTAssertEqual(result.status, 0, result.errors)
+        XCTAssertTrue(result.output.contains("random sampling") && result.output.contains("β2 0.99"), result.output)
+    }
+
     /// The default run ends with a checkpoint that `slope eval` reads.
     func testFinalCheckpointIsWrittenByDefault() throws {
         let runner = try CommandRunner()

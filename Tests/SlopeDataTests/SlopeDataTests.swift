@@ -86,6 +86,35 @@ final class SlopeDataTests: XCTestCase {
         }
     }
 
+    /// Random sampling: every sequence is a contiguous slice at some offset (not only window starts), the batches
+    /// are a function of the seed alone, and a loader restored at a saved position continues identically.
+    func testRandomSamplingIsSeededResumableAndCoversOtherOffsets() throws {
+        let tokens = (0..<1000).map(Int32.init)
+        var loader = try TokenLoader(tokens: tokens, batchSize: 4, sequenceLength: 9, seed: 5, sampling: .random)
+        var starts: Set<Int32> = []
+        var batches: [[Int32]] = []
+        for _ in 0..<50 {
+            let (inputs, targets) = loader.next()
+            for row in 0..<4 {
+                let input = Array(inputs[(row * 9)..<((row + 1) * 9)]), target = Array(targets[(row * 9)..<((row + 1) * 9)])
+                XCTAssertEqual(input.dropFirst().map { $0 }, Array(input.dropLast().map { $0 + 1 }), "a contiguous slice")
+                XCTAssertEqual(target, input.map { $0 + 1 }, "targets shifted by one")
+                starts.insert(input[0])
+            }
+            batches.append(inputs)
+        }
+        XCTAssertEqual(loader.position.window, 200, "sequences drawn")
+        XCTAssertTrue(starts.contains { $0 % 10 != 0 }, "offsets other than window starts")
+        XCTAssertGreaterThan(starts.count, 150)
+        var again = try TokenLoader(tokens: tokens, batchSize: 4, sequenceLength: 9, seed: 5, sampling: .random)
+        XCTAssertEqual((0..<50).map { _ in again.next().inputs }, batches, "the same seed, the same batches")
+        var resumed = try TokenLoader(tokens: tokens, batchSize: 4, sequenceLength: 9, seed: 5, sampling: .random)
+        resumed.restore(TokenLoader.Position(epoch: 0, window: 120))
+        XCTAssertEqual((0..<20).map { _ in resumed.next().inputs }, Array(batches[30...]), "resumed mid-run")
+        var other = try TokenLoader(tokens: tokens, batchSize: 4, sequenceLength: 9, seed: 6, sampling: .random)
+        XCTAssertNotEqual(other.next().inputs, batches[0])
+    }
+
     func testLoaderErrorsAndSplit() {
         XCTAssertThrowsError(try TokenLoader(tokens: [1, 2, 3], batchSize: 2, sequenceLength: 4, seed: 0)) { error in
             XCTAssertTrue("\(error)".contains("3 tokens"), "\(error)")

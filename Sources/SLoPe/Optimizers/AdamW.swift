@@ -5,13 +5,19 @@ public final class AdamW {
     public private(set) var stepCount = 0
     /// Element type of the moments (float32, or bfloat16 for half the memory).
     public let momentDType: DType
+    /// Which parameters weight decay applies to.
+    public let decayScope: WeightDecayScope
     let backend: any Backend
     private var moments: [AdamMoments?]
 
-    public init(parameters: [Parameter], configuration: AdamWConfiguration = .init(), momentDType: DType = .float32, backend: any Backend) {
+    public init(
+        parameters: [Parameter], configuration: AdamWConfiguration = .init(), momentDType: DType = .float32,
+        decayScope: WeightDecayScope = .all, backend: any Backend
+    ) {
         self.parameters = parameters
         self.configuration = configuration
         self.momentDType = momentDType
+        self.decayScope = decayScope
         self.backend = backend
         moments = Array(repeating: nil, count: parameters.count)
     }
@@ -21,11 +27,14 @@ public final class AdamW {
     public func step(learningRate: Float? = nil, gradientScale: Float = 1) throws {
         stepCount += 1
         let hyper = configuration.step(stepCount, learningRate: learningRate, gradientScale: gradientScale)
+        var undecayed = hyper
+        undecayed.weightDecay = 0
         for (index, parameter) in parameters.enumerated() {
             guard let gradient = parameter.gradient else { continue }
             let state = try moments[index] ?? AdamMoments(like: parameter.value, dtype: momentDType, backend: backend)
             moments[index] = state
-            try backend.adamW(parameter: parameter.value, gradient: gradient, moment1: state.first, moment2: state.second, step: hyper)
+            try backend.adamW(parameter: parameter.value, gradient: gradient, moment1: state.first, moment2: state.second,
+                              step: decayScope.decays(parameter.value.shape) ? hyper : undecayed)
         }
     }
 

@@ -1,3 +1,15 @@
+/// Which tensors weight decay applies to.
+public enum WeightDecayScope: String, Codable, Sendable, CaseIterable {
+    /// Every trained tensor (slope's behaviour before the option existed).
+    case all
+    /// Matrices and embeddings only — tensors of two or more dimensions — not biases or norm gains: GPT-2's and
+    /// nanoGPT's recipe. SLoPe's sparse weights and the adapters' factors are matrices, so they are decayed.
+    case matrices
+
+    /// Whether a tensor of `shape` is decayed.
+    public func decays(_ shape: [Int]) -> Bool { self == .all || shape.count >= 2 }
+}
+
 /// AdamW hyper-parameters with PyTorch's defaults (bias correction on, decoupled weight decay).
 public struct AdamWConfiguration: Sendable, Equatable, Codable {
     public var learningRate: Float

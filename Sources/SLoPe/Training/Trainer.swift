@@ -53,7 +53,9 @@ public final class Trainer {
         self.model = model
         self.options = options
         backend = model.backend
-        loader = try TokenLoader(tokens: trainTokens, batchSize: options.batchSize, sequenceLength: options.sequenceLength, seed: options.seed)
+        loader = try TokenLoader(
+            tokens: trainTokens, batchSize: options.batchSize, sequenceLength: options.sequenceLength, seed: options.seed,
+            sampling: options.sampling ?? .windows)
         let needed = options.batchSize * (options.sequenceLength + 1)
         guard validationTokens.count >= needed else { throw Failure.notEnoughValidation(tokens: validationTokens.count, needed: needed) }
         self.validationTokens = validationTokens
@@ -64,11 +66,14 @@ public final class Trainer {
         }
         if let plan = options.sparsity, model.sparseWeights.isEmpty { sparsityReport = try model.convertToSLoPe(plan) }
         let configuration = AdamWConfiguration(
-            learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2, weightDecay: options.weightDecay)
+            learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2, epsilon: options.epsilon ?? 1e-8,
+            weightDecay: options.weightDecay)
         sparseOptimizer = try SparseAdamW(
             weights: model.sparseWeights, configuration: configuration, maskChangeFrequency: options.maskChangeFrequency,
             momentDType: options.momentDType, backend: backend)
-        denseOptimizer = AdamW(parameters: model.parameters, configuration: configuration, momentDType: options.momentDType, backend: backend)
+        denseOptimizer = AdamW(
+            parameters: model.parameters, configuration: configuration, momentDType: options.momentDType,
+            decayScope: options.weightDecayScope ?? .all, backend: backend)
         schedule = try options.schedule()
     }
 

@@ -1,3 +1,5 @@
+import SlopeData
+
 /// Everything that decides a training run's numbers; saved in checkpoints so a resumed run is identical.
 public struct TrainingOptions: Codable, Equatable, Sendable {
     public var steps: Int
@@ -28,6 +30,13 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Element type of both optimizers' moments: nil (float32, the default) or bfloat16 (half the optimizer's
     /// memory, as PyTorch keeps them for a bf16 model). Optional so that checkpoints from before it decode.
     public var optimizerState: DType?
+    /// How training sequences are cut from the data (nil: fixed windows). Optional, as the two below, so that
+    /// checkpoints from before these options decode with the behaviour they were trained with.
+    public var sampling: TokenLoader.Sampling?
+    /// AdamW's ε (nil: 1e-8, PyTorch's default).
+    public var epsilon: Float?
+    /// Which tensors weight decay applies to (nil: all).
+    public var weightDecayScope: WeightDecayScope?
 
     /// The moments' element type this run uses.
     public var momentDType: DType { optimizerState ?? .float32 }
@@ -38,7 +47,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         decay: LearningRateSchedule.Decay = .cosine, weightDecay: Float = 0.1, beta1: Float = 0.9, beta2: Float = 0.95,
         clipNorm: Double = 1, sparsity: SparsityPlan? = SparsityPlan(), adapterFraction: Double = 0.01, adapterRank: Int = 16,
         maskChangeFrequency: Int = 100, evaluationInterval: Int = 0, evaluationBatches: Int = 8, seed: UInt64 = 0,
-        optimizerState: DType? = nil
+        optimizerState: DType? = nil, sampling: TokenLoader.Sampling? = nil, epsilon: Float? = nil,
+        weightDecayScope: WeightDecayScope? = nil
     ) {
         self.steps = steps
         self.batchSize = batchSize
@@ -60,6 +70,9 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.evaluationBatches = evaluationBatches
         self.seed = seed
         self.optimizerState = optimizerState == .float32 ? nil : optimizerState
+        self.sampling = sampling == .windows ? nil : sampling
+        self.epsilon = epsilon
+        self.weightDecayScope = weightDecayScope == .all ? nil : weightDecayScope
     }
 
     public func validate() throws {
@@ -74,6 +87,11 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         guard (0...1).contains(adapterFraction), adapterRank >= 1 else { throw fail("adapter fraction must be in 0...1 and rank ≥ 1") }
         guard clipNorm >= 0, evaluationBatches >= 1, evaluationInterval >= 0, maskChangeFrequency >= 0 else {
             throw fail("clip, evaluation interval and mask-change frequency must be ≥ 0 and evaluation batches ≥ 1")
+        }
+        guard (0..<1).contains(beta1), (0..<1).contains(beta2), (epsilon ?? 1e-8) > 0, (epsilon ?? 1e-8).isFinite,
+              weightDecay >= 0, weightDecay.isFinite else {
+            throw fail("need 0 ≤ β1, β2 < 1, a finite ε > 0 and a finite weight decay ≥ 0 (got β1 \(beta1), β2 \(beta2), "
+                + "ε \(epsilon ?? 1e-8), weight decay \(weightDecay))")
         }
         guard [.float32, .bfloat16].contains(momentDType) else {
             throw fail("optimizer state must be float32 or bfloat16, not \(momentDType)")

@@ -74,6 +74,21 @@ struct PretrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "AdamW weight decay.")
     var weightDecay: Float = 0.1
 
+    @Option(help: "Which tensors weight decay applies to: all, or matrices (weights and embeddings, not biases or norm gains: GPT-2's and nanoGPT's recipe).")
+    var weightDecayOn: WeightDecayScope = .all
+
+    @Option(parsing: .unconditional, help: "AdamW β1.")
+    var beta1: Float = 0.9
+
+    @Option(parsing: .unconditional, help: "AdamW β2 (nanoGPT uses 0.99 for small models, 0.95 for GPT-2 sizes).")
+    var beta2: Float = 0.95
+
+    @Option(name: .customLong("eps"), parsing: .unconditional, help: "AdamW ε.")
+    var epsilon: Float = 1e-8
+
+    @Option(help: "How training sequences are cut from the data: windows (fixed windows, each once per epoch, shuffled) or random (a random offset for every sequence, nanoGPT's way; resumable).")
+    var sampling: TokenLoader.Sampling = .windows
+
     @Option(help: "Element type of the AdamW moments: float32, or bfloat16 for half the optimizer's memory (as PyTorch keeps them for a bf16 model).")
     var optimizerState: DType = .float32
 
@@ -151,6 +166,8 @@ struct PretrainCommand: ParsableCommand {
                     "--min-lr must be finite, at least 0 and at most --lr (\(learningRate)), not \(minimumLearningRate ?? 0)")
         try require(warmup.map { $0 >= 0 } ?? true, "--warmup must be at least 0, not \(warmup ?? 0)")
         try require(weightDecay.isFinite && weightDecay >= 0, "--weight-decay must be a finite number ≥ 0, not \(weightDecay)")
+        try require((0..<1).contains(beta1) && (0..<1).contains(beta2), "--beta1 and --beta2 must be in [0, 1), not \(beta1) and \(beta2)")
+        try require(epsilon.isFinite && epsilon > 0, "--eps must be a positive finite number, not \(epsilon)")
         try require(clip.isFinite && clip >= 0, "--clip must be a finite number ≥ 0 (0 turns clipping off), not \(clip)")
         try require((0...1).contains(adapterFraction), "--adapter-fraction must be between 0 and 1, not \(adapterFraction)")
         try require(adapterRank >= 1, "--adapter-rank must be at least 1, not \(adapterRank)")
@@ -235,6 +252,9 @@ struct PretrainCommand: ParsableCommand {
             + " × \(options.gradientAccumulation)), \(trainer.model.dtype), lr \(options.learningRate) \(options.decay), warm-up \(options.warmupSteps)"
             + (options.momentDType == .float32 ? "" : ", \(options.momentDType) optimizer state")
             + (recomputeActivations ? ", activations recomputed" : ""))
+        say("  optimizer   AdamW β1 \(options.beta1) β2 \(options.beta2) ε \(options.epsilon ?? 1e-8), weight decay \(options.weightDecay) on "
+            + ((options.weightDecayScope ?? .all) == .all ? "every tensor" : "matrices and embeddings") + "; "
+            + ((options.sampling ?? .windows) == .windows ? "shuffled windows" : "random sampling") + " of the data")
         let adapters = "adapters rank \(options.adapterRank) from step \(trainer.adapterStartStep)"
         if let report = trainer.sparsityReport {
             say("  SLoPe       \(report.summary); \(adapters)")
@@ -272,9 +292,10 @@ struct PretrainCommand: ParsableCommand {
         let options = TrainingOptions(
             steps: stepCount, batchSize: batchSize, sequenceLength: sequenceLength, gradientAccumulation: gradientAccumulation,
             learningRate: learningRate, minimumLearningRate: minimumLearningRate, warmupSteps: warmup ?? max(1, stepCount / 20), decay: decay,
-            weightDecay: weightDecay, clipNorm: clip, sparsity: plan, adapterFraction: adapterFraction, adapterRank: adapterRank,
+            weightDecay: weightDecay, beta1: beta1, beta2: beta2, clipNorm: clip, sparsity: plan, adapterFraction: adapterFraction, adapterRank: adapterRank,
             maskChangeFrequency: maskChangeFrequency, evaluationInterval: evalInterval ?? max(1, stepCount / 10),
-            evaluationBatches: evalBatches, seed: seed, optimizerState: optimizerState)
+            evaluationBatches: evalBatches, seed: seed, optimizerState: optimizerState, sampling: sampling, epsilon: epsilon,
+            weightDecayScope: weightDecayOn)
         let network = try TransformerModel(
             configuration: configuration, dtype: dtype ?? compute.defaultDType, backend: compute.backend, seed: seed)
         let trainer = try Trainer(model: network, options: options, trainTokens: data.train, validationTokens: data.validation)
@@ -478,3 +499,6 @@ extension DType: ExpressibleByArgument {
         self.init(rawValue: argument)
     }
 }
+
+extension WeightDecayScope: ExpressibleByArgument {}
+extension TokenLoader.Sampling: ExpressibleByArgument {}
