@@ -133,12 +133,52 @@ final class OptimizerTests: XCTestCase {
             }
         }
         // Options from before these fields decode with the old behaviour (absent keys), and round-trip when set.
-        let old = TrainingOptions(steps: 3)
+        let old = TrainingOptions(steps: 3, sampling: .windows)
         let json = String(decoding: try JSONEncoder().encode(old), as: UTF8.self)
         XCTAssertFalse(json.contains("sampling") || json.contains("weightDecayScope"), json)
         let set = TrainingOptions(steps: 3, sampling: .random, epsilon: 1e-6, weightDecayScope: .matrices)
         XCTAssertEqual(try JSONDecoder().decode(TrainingOptions.self, from: JSONEncoder().encode(set)), set)
         XCTAssertThrowsError(try TrainingOptions(steps: 3, beta2: 1).validate())
+    }
+
+    /// bf16 weights of 1 taking an update of 1e-4 (a fortieth of the 2⁻⁸ spacing just below 1): to nearest, the
+    /// update is lost every time; stochastically, about 2.6% of the weights step down and the mean moves by the
+    /// exact update. Reproducible from the seed, other bits on other steps and tensors, and float32 untouched.
+    func testStochasticRoundingKeepsSmallUpdatesOnAverage() throws {
+        let n = 1 << 16
+        func stepped(_ rounding: WeightRounding?, dtype: DType = .bfloat16, steps: Int = 1) throws -> [Float] {
+            let weight = Parameter(name: "w", value: try cpu.tensor(Array(repeating: 1, count: n) as [Float], shape: [n], dtype: dtype))
+            let gradient = try weight.gradientBuffer(cpu)
+            try cpu.fill(gradient, with: 1)
+            // Adam's first normalised step is ±1 per element, so the update is exactly the learning rate.
+            let optimizer = AdamW(parameters: [weight], configuration: .init(learningRate: 1e-4, weightDecay: 0),
+                                  roundingSeed: rounding == .stochastic ? 7 : nil, backend: cpu)
+            for _ in 0..<steps { try optimizer.step() }
+            return try cpu.floats(weight.value)
+        }
+        XCTAssertEqual(Set(try stepped(.nearest)), [1], "to nearest, the update vanishes")
+        let once = try stepped(.stochastic)
+        XCTAssertEqual(Set(once), [1, 1 - 1.0 / 256], "either neighbour")
+        let mean = once.reduce(0.0) { $0 + Double($1) } / Double(n)
+        XCTAssertEqual(mean, 1 - 1e-4, accuracy: 8e-6, "unbiased")
+        XCTAssertEqual(try stepped(.stochastic), once, "the same seed, the same weights")
+        let tenTimes = try stepped(.stochastic, steps: 10).reduce(0.0) { $0 + Double($1) } / Double(n)
+        XCTAssertEqual(tenTimes, 1 - 1e-3, accuracy: 2e-5, "ten steps move it ten times as far")
+        XCTAssertEqual(Set(try stepped(.stochastic, dtype: .float32)), [1 - 1e-4], "float32 rounds to nearest")
+
+        let seeds = Set((1...50).flatMap { step in (0..<4).map { StochasticRounding.seed(run: 3, step: step, tensor: $0) } })
+        XCTAssertEqual(seeds.count, 200, "fresh bits for every step and tensor")
+        XCTAssertEqual(StochasticRounding.bfloat16(.infinity, bits: 0xFFFF), .infinity)
+        XCTAssertTrue(StochasticRounding.bfloat16(.nan, bits: 0xFFFF).isNaN)
+        XCTAssertEqual(StochasticRounding.bfloat16(-1.5, bits: 0xFFFF), -1.5, "exact values stay")
+
+        // Runs from before the option decode as rounding to nearest; new runs round stochastically.
+        var old = TrainingOptions(steps: 3, weightRounding: .nearest)
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(old), as: UTF8.self).contains("weightRounding"))
+        XCTAssertNil(old.roundingSeed)
+        old = try JSONDecoder().decode(TrainingOptions.self, from: JSONEncoder().encode(TrainingOptions(steps: 3)))
+        XCTAssertEqual(old.weightRounding, .stochastic)
+        XCTAssertNotNil(old.roundingSeed)
     }
 
     func testLearningRateSchedules() throws {

@@ -26,6 +26,7 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["pretrain", "--beta2", "1"], mentions: ["--beta1 and --beta2 must be in [0, 1)"])
         try assertRefused(["pretrain", "--eps", "0"], mentions: ["--eps must be a positive finite number"])
         try assertRefused(["pretrain", "--sampling", "shuffled"], mentions: ["--sampling"])
+        try assertRefused(["pretrain", "--bf16-rounding", "up"], mentions: ["--bf16-rounding"])
     }
 
     func testGenerateAndEvalOptions() throws {

@@ -23,14 +23,21 @@ final class PretrainCommandTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("loss.svg").path))
     }
 
-    /// The recipe options reach the run: random sampling, AdamW's β and ε, weight decay on matrices only.
+    /// The recipe options reach the run: windows instead of the default random sampling, AdamW's β and ε, weight
+    /// decay on matrices only, bf16 weights rounded to nearest instead of stochastically.
     func testRecipeOptionsTrain() throws {
         let runner = try CommandRunner()
         let folder = try CommandRunner.temporaryFolder(self)
-        let result = try runner.run(tinyRun + ["--out", "run", "--sampling", "random", "--beta2", "0.99", "--eps", "1e-6",
-                                               "--weight-decay-on", "matrices", "--no-final-checkpoint"], in: folder)
+        let result = try runner.run(tinyRun + ["--out", "run", "--sampling", "windows", "--beta2", "0.99", "--eps", "1e-6",
+                                               "--weight-decay-on", "matrices", "--dtype", "bfloat16", "--bf16-rounding", "nearest",
+                                               "--no-final-checkpoint"], in: folder)
         XCTAssertEqual(result.status, 0, result.errors)
-        XCTAssertTrue(result.output.contains("random sampling") && result.output.contains("β2 0.99"), result.output)
+        for expected in ["shuffled windows", "β2 0.99", "ε 1e-06", "on matrices and embeddings", "bf16 weights rounded to nearest"] {
+            XCTAssertTrue(result.output.contains(expected), "\(expected): \(result.output)")
+        }
+        let defaults = try runner.run(tinyRun + ["--out", "defaults", "--dtype", "bfloat16", "--no-final-checkpoint"], in: folder)
+        XCTAssertEqual(defaults.status, 0, defaults.errors)
+        XCTAssertTrue(defaults.output.contains("random sampling") && defaults.output.contains("bf16 weights rounded stochastically"), defaults.output)
     }
 
     /// The default run ends with a checkpoint that `slope eval` reads.

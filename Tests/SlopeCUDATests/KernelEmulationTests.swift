@@ -160,13 +160,14 @@ final class KernelEmulationTests: XCTestCase {
 
     /// The fused AdamW step, packed part and tail (1003 elements: not a whole number of packs), float32 and
     /// bf16 parameters, float32 and bf16 moments (`adamw_bf16_moments`), with a gradient scale, against the CPU
-    /// backend (which rounds bf16 moments to nearest even as the kernel does).
+    /// backend (which rounds bf16 moments to nearest even as the kernel does); bf16 parameters also rounded
+    /// stochastically, which must give the CPU's weights bit for bit (the same hash of seed and index).
     func testPackedAdamWMatchesTheCPUBackend() throws {
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 15)
-        let step = AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: 3, gradientScale: 0.5)
-        for dtype in [DType.float32, .bfloat16] {
-            let module = try EmulatedModule(family: .optimizer, dtype: dtype, kernels: ["adamw": 13, "adamw_bf16_moments": 13])
+        for (dtype, rounding) in [(DType.float32, ParameterRounding.nearest), (.bfloat16, .nearest), (.bfloat16, .stochastic(seed: 0xBEEF))] {
+            let step = AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: 3, gradientScale: 0.5, rounding: rounding)
+            let module = try EmulatedModule(family: .optimizer, dtype: dtype, kernels: ["adamw": 15, "adamw_bf16_moments": 15])
             for momentType in [DType.float32, .bfloat16] {
                 let n = 1003
                 let parameter = try cpu.randomNormal([n], dtype: dtype, using: &generator)
@@ -182,8 +183,21 @@ final class KernelEmulationTests: XCTestCase {
                     .readWrite(start.parameter), .input(try Self.raw(gradient, cpu)), .readWrite(start.m), .readWrite(start.v), .int64(n),
                     .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon), .float(step.weightDecay),
                     .float(corrections.0), .float(corrections.1), .float(step.gradientScale),
-                ])
+                ] + Self.rounding(rounding))
                 func floats(_ data: Data, _ type: DType) -> [Float] { type == .float32 ? data.elements() : Self.bf16(data) }
+                if case .stochastic = rounding {
+                    let (actual, expected) = (floats(out[0]!, dtype), try cpu.floats(parameter))
+                    let differing = zip(actual, expected).filter { $0 != $1 }.count
+                    XCTAssertLessThanOrEqual(differing, 2, "\(momentType) moments: stochastically rounded weights equal the CPU's")
+                    var nearest = step
+                    nearest.rounding = .nearest
+                    let reference = try cpu.tensor(Self.bf16(start.parameter), shape: [n], dtype: dtype)
+                    let (m2, v2) = (try cpu.tensor(floats(start.m, momentType), shape: [n], dtype: momentType),
+                                    try cpu.tensor(floats(start.v, momentType), shape: [n], dtype: momentType))
+                    try cpu.adamW(parameter: reference, gradient: gradient, moment1: m2, moment2: v2, step: nearest)
+                    let roundedOtherwise = zip(actual, try cpu.floats(reference)).filter { $0 != $1 }.count
+                    XCTAssertGreaterThan(roundedOtherwise, n / 10, "stochastic rounding differs from nearest for many elements")
+                }
                 for (name, actual, expected) in [("parameter", floats(out[0]!, dtype), try cpu.floats(parameter)),
                                                  ("m", floats(out[2]!, momentType), try cpu.floats(m)),
                                                  ("v", floats(out[3]!, momentType), try cpu.floats(v))] {
@@ -195,11 +209,12 @@ final class KernelEmulationTests: XCTestCase {
     }
 
     /// AdamW on values held in cuSPARSELt's layout (through a full map and through a packed periodic one) equals
-    /// AdamW in W's compressed order followed by the scatter into that layout; float32 and bf16.
+    /// AdamW in W's compressed order followed by the scatter into that layout; float32 and bf16 (rounded stochastically).
     func testAdamWInTheCompressedCopyMatchesAdamWThenScatter() throws {
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 16)
-        let step = AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: 3, gradientScale: 0.5)
+        // Stochastic rounding (bf16 only): the random bits follow W's order, so the copy rounds as W would.
+        let step = AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: 3, gradientScale: 0.5, rounding: .stochastic(seed: 0xF00D))
         let corrections = (Float(1 - pow(Double(step.beta1), Double(step.step))), Float(1 - pow(Double(step.beta2), Double(step.step))))
         let (tile, tiles) = (64, 8)
         let n = tile * tiles
@@ -208,7 +223,7 @@ final class KernelEmulationTests: XCTestCase {
         let bases = (0..<tiles).map { map[$0 * tile] }
         let offsets = (0..<tile).map { Int16(Int(map[$0]) - Int(map[0])) }
         for dtype in [DType.float32, .bfloat16] {
-            let module = try EmulatedModule(family: .optimizer, dtype: dtype, kernels: ["adamw_mapped": 18, "adamw_mapped_bf16_moments": 18])
+            let module = try EmulatedModule(family: .optimizer, dtype: dtype, kernels: ["adamw_mapped": 20, "adamw_mapped_bf16_moments": 20])
             let parameter = try cpu.randomNormal([n], dtype: dtype, using: &generator)
             let gradient = try cpu.randomNormal([n], dtype: dtype, using: &generator)
             let m = try cpu.randomNormal([n], dtype: .float32, using: &generator)
@@ -221,7 +236,7 @@ final class KernelEmulationTests: XCTestCase {
                 let hyper: [EmulatedModule.Argument] = [
                     .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon), .float(step.weightDecay),
                     .float(corrections.0), .float(corrections.1), .float(step.gradientScale),
-                ]
+                ] + Self.rounding(step.rounding)
                 let out = try module.launch("adamw_mapped", grid: (2, 1, 1), [
                     .readWrite(try Self.raw(copy, cpu)), packed ? .int64(0) : .inputArray(map), packed ? .inputArray(bases) : .int64(0),  // (0: a null pointer)
                     packed ? .inputArray(offsets) : .int64(0), .int32(6), .int64(tile - 1),
@@ -431,6 +446,14 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(actual.count, expected.count, what)
         let worst = zip(actual, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? .infinity
         XCTAssertLessThanOrEqual(worst, tolerance, "\(what): worst relative error \(worst)")
+    }
+
+    /// The optimizer kernels' `stochastic, rounding_seed` arguments.
+    static func rounding(_ rounding: ParameterRounding) -> [EmulatedModule.Argument] {
+        switch rounding {
+        case .nearest: [.int32(0), .int32(0)]
+        case .stochastic(let seed): [.int32(1), .int32(Int(Int32(bitPattern: seed)))]
+        }
     }
 
     static func bf16(_ data: Data) -> [Float] { (data.elements() as [UInt16]).map { Float(bitPattern: UInt32($0) << 16) } }

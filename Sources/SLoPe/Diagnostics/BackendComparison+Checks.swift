@@ -197,6 +197,18 @@ extension BackendComparison {
             }
             return [p, first, second]
         }
+        guard dtype == .bfloat16 else { return }  // other dtypes always round to nearest
+        check("adamW, stochastic rounding (3 steps)", dtype, &results) { backend, on in
+            let p = try backend.cast(self.pick(parameter, on), to: dtype)
+            let first = try backend.cast(self.pick(m, on), to: .float32)
+            let second = try backend.multiply(self.pick(v, on), self.pick(v, on))
+            for step in 1...3 {
+                try backend.adamW(parameter: p, gradient: self.pick(gradient, on), moment1: first, moment2: second,
+                                  step: AdamWStep(learningRate: 1e-2, weightDecay: 0.1, step: step, gradientScale: 0.5,
+                                                  rounding: .stochastic(seed: StochasticRounding.seed(run: 1, step: step, tensor: 0))))
+            }
+            return [p, first, second]
+        }
     }
 
     private func sparsity(_ dtype: DType, _ results: inout [Check]) throws {

@@ -7,17 +7,20 @@ public final class AdamW {
     public let momentDType: DType
     /// Which parameters weight decay applies to.
     public let decayScope: WeightDecayScope
+    /// Stochastic rounding of bfloat16 parameters from this seed (nil: round to nearest).
+    public let roundingSeed: UInt64?
     let backend: any Backend
     private var moments: [AdamMoments?]
 
     public init(
         parameters: [Parameter], configuration: AdamWConfiguration = .init(), momentDType: DType = .float32,
-        decayScope: WeightDecayScope = .all, backend: any Backend
+        decayScope: WeightDecayScope = .all, roundingSeed: UInt64? = nil, backend: any Backend
     ) {
         self.parameters = parameters
         self.configuration = configuration
         self.momentDType = momentDType
         self.decayScope = decayScope
+        self.roundingSeed = roundingSeed
         self.backend = backend
         moments = Array(repeating: nil, count: parameters.count)
     }
@@ -27,14 +30,14 @@ public final class AdamW {
     public func step(learningRate: Float? = nil, gradientScale: Float = 1) throws {
         stepCount += 1
         let hyper = configuration.step(stepCount, learningRate: learningRate, gradientScale: gradientScale)
-        var undecayed = hyper
-        undecayed.weightDecay = 0
         for (index, parameter) in parameters.enumerated() {
             guard let gradient = parameter.gradient else { continue }
             let state = try moments[index] ?? AdamMoments(like: parameter.value, dtype: momentDType, backend: backend)
             moments[index] = state
-            try backend.adamW(parameter: parameter.value, gradient: gradient, moment1: state.first, moment2: state.second,
-                              step: decayScope.decays(parameter.value.shape) ? hyper : undecayed)
+            var tensorStep = hyper
+            if !decayScope.decays(parameter.value.shape) { tensorStep.weightDecay = 0 }
+            tensorStep.rounding = AdamWConfiguration.rounding(seed: roundingSeed, step: stepCount, tensor: index)
+            try backend.adamW(parameter: parameter.value, gradient: gradient, moment1: state.first, moment2: state.second, step: tensorStep)
         }
     }
 

@@ -10,6 +10,13 @@ public enum WeightDecayScope: String, Codable, Sendable, CaseIterable {
     public func decays(_ shape: [Int]) -> Bool { self == .all || shape.count >= 2 }
 }
 
+/// How bfloat16 weights store their updates (``ParameterRounding``): `stochastic` keeps updates smaller than
+/// bf16's resolution from vanishing late in a schedule; float32 and float16 weights always round to nearest.
+public enum WeightRounding: String, Codable, Sendable, CaseIterable {
+    case nearest
+    case stochastic
+}
+
 /// AdamW hyper-parameters with PyTorch's defaults (bias correction on, decoupled weight decay).
 public struct AdamWConfiguration: Sendable, Equatable, Codable {
     public var learningRate: Float
@@ -30,6 +37,12 @@ public struct AdamWConfiguration: Sendable, Equatable, Codable {
         AdamWStep(
             learningRate: learningRate ?? self.learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
             weightDecay: weightDecay, step: number, gradientScale: gradientScale)
+    }
+
+    /// The rounding of tensor number `tensor` at step `number`: fresh random bits for every step and tensor,
+    /// derived from `seed` alone so a resumed run rounds as the uninterrupted one would.
+    static func rounding(seed: UInt64?, step number: Int, tensor: Int) -> ParameterRounding {
+        seed.map { .stochastic(seed: StochasticRounding.seed(run: $0, step: number, tensor: tensor)) } ?? .nearest
     }
 }
 

@@ -9,12 +9,14 @@ public final class SparseAdamW {
     /// Steps between re-selections of Mc; 0 keeps the initial Mc for good.
     public let maskChangeFrequency: Int
     public private(set) var stepCount = 0
+    /// Stochastic rounding of bfloat16 values from this seed (nil: round to nearest).
+    public let roundingSeed: UInt64?
     let backend: any Backend
     private var moments: [AdamMoments]
 
     public init(
         weights: [SparseWeight], configuration: AdamWConfiguration = .init(), maskChangeFrequency: Int = 100,
-        momentDType: DType = .float32, backend: any Backend
+        momentDType: DType = .float32, roundingSeed: UInt64? = nil, backend: any Backend
     ) throws {
         guard maskChangeFrequency >= 0 else {
             throw TensorError.invalidArgument(operation: "SparseAdamW", reason: "maskChangeFrequency must be ≥ 0")
@@ -22,6 +24,7 @@ public final class SparseAdamW {
         self.weights = weights
         self.configuration = configuration
         self.maskChangeFrequency = maskChangeFrequency
+        self.roundingSeed = roundingSeed
         self.backend = backend
         moments = try weights.map { try AdamMoments(like: $0.values, dtype: momentDType, backend: backend) }
     }
@@ -36,9 +39,12 @@ public final class SparseAdamW {
         stepCount += 1
         let hyper = configuration.step(stepCount, learningRate: learningRate, gradientScale: gradientScale)
         let reselect = changesMask(atStep: stepCount)
-        for (weight, state) in zip(weights, moments) {
+        for (index, (weight, state)) in zip(weights, moments).enumerated() {
             if let gradient = weight.gradient {
-                try backend.adamW(parameter: weight.values, gradient: gradient, moment1: state.first, moment2: state.second, step: hyper)
+                var tensorStep = hyper
+                // Negative tensor numbers: the dense optimizer's parameters draw other bits.
+                tensorStep.rounding = AdamWConfiguration.rounding(seed: roundingSeed, step: stepCount, tensor: -1 - index)
+                try backend.adamW(parameter: weight.values, gradient: gradient, moment1: state.first, moment2: state.second, step: tensorStep)
             }
             try weight.refreshTranspose(reselectMask: reselect)
         }

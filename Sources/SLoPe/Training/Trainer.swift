@@ -70,10 +70,10 @@ public final class Trainer {
             weightDecay: options.weightDecay)
         sparseOptimizer = try SparseAdamW(
             weights: model.sparseWeights, configuration: configuration, maskChangeFrequency: options.maskChangeFrequency,
-            momentDType: options.momentDType, backend: backend)
+            momentDType: options.momentDType, roundingSeed: options.roundingSeed, backend: backend)
         denseOptimizer = AdamW(
             parameters: model.parameters, configuration: configuration, momentDType: options.momentDType,
-            decayScope: options.weightDecayScope ?? .all, backend: backend)
+            decayScope: options.weightDecayScope ?? .all, roundingSeed: options.roundingSeed, backend: backend)
         schedule = try options.schedule()
     }
 

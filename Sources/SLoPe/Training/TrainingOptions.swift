@@ -30,13 +30,15 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     /// Element type of both optimizers' moments: nil (float32, the default) or bfloat16 (half the optimizer's
     /// memory, as PyTorch keeps them for a bf16 model). Optional so that checkpoints from before it decode.
     public var optimizerState: DType?
-    /// How training sequences are cut from the data (nil: fixed windows). Optional, as the two below, so that
+    /// How training sequences are cut from the data (nil: fixed windows). Optional, as the ones below, so that
     /// checkpoints from before these options decode with the behaviour they were trained with.
     public var sampling: TokenLoader.Sampling?
     /// AdamW's ε (nil: 1e-8, PyTorch's default).
     public var epsilon: Float?
     /// Which tensors weight decay applies to (nil: all).
     public var weightDecayScope: WeightDecayScope?
+    /// How bfloat16 weights store their updates (nil: to nearest, as checkpoints from before the option trained).
+    public var weightRounding: WeightRounding?
 
     /// The moments' element type this run uses.
     public var momentDType: DType { optimizerState ?? .float32 }
@@ -47,8 +49,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         decay: LearningRateSchedule.Decay = .cosine, weightDecay: Float = 0.1, beta1: Float = 0.9, beta2: Float = 0.95,
         clipNorm: Double = 1, sparsity: SparsityPlan? = SparsityPlan(), adapterFraction: Double = 0.01, adapterRank: Int = 16,
         maskChangeFrequency: Int = 100, evaluationInterval: Int = 0, evaluationBatches: Int = 8, seed: UInt64 = 0,
-        optimizerState: DType? = nil, sampling: TokenLoader.Sampling? = nil, epsilon: Float? = nil,
-        weightDecayScope: WeightDecayScope? = nil
+        optimizerState: DType? = nil, sampling: TokenLoader.Sampling = .random, epsilon: Float? = nil,
+        weightDecayScope: WeightDecayScope? = nil, weightRounding: WeightRounding = .stochastic
     ) {
         self.steps = steps
         self.batchSize = batchSize
@@ -73,7 +75,11 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.sampling = sampling == .windows ? nil : sampling
         self.epsilon = epsilon
         self.weightDecayScope = weightDecayScope == .all ? nil : weightDecayScope
+        self.weightRounding = weightRounding == .nearest ? nil : weightRounding
     }
+
+    /// The seed of the optimizers' stochastic rounding (nil: round to nearest).
+    public var roundingSeed: UInt64? { weightRounding == .stochastic ? seed &+ 0x5EED_0F_B16 : nil }
 
     public func validate() throws {
         func fail(_ reason: String) -> TensorError { .invalidArgument(operation: "training options", reason: reason) }

@@ -86,8 +86,11 @@ struct PretrainCommand: ParsableCommand {
     @Option(name: .customLong("eps"), parsing: .unconditional, help: "AdamW ε.")
     var epsilon: Float = 1e-8
 
-    @Option(help: "How training sequences are cut from the data: windows (fixed windows, each once per epoch, shuffled) or random (a random offset for every sequence, nanoGPT's way; resumable).")
-    var sampling: TokenLoader.Sampling = .windows
+    @Option(help: "How training sequences are cut from the data: random (a random offset for every sequence, nanoGPT's way; resumable) or windows (fixed windows, each once per epoch, shuffled; they overfit sooner when the data is seen many times).")
+    var sampling: TokenLoader.Sampling = .random
+
+    @Option(help: "How bfloat16 weights store their updates: stochastic (rounded up or down at random, so updates below bf16's resolution still count on average; no float32 copy of the weights) or nearest. float32 weights are unaffected.")
+    var bf16Rounding: WeightRounding = .stochastic
 
     @Option(help: "Element type of the AdamW moments: float32, or bfloat16 for half the optimizer's memory (as PyTorch keeps them for a bf16 model).")
     var optimizerState: DType = .float32
@@ -254,7 +257,8 @@ struct PretrainCommand: ParsableCommand {
             + (recomputeActivations ? ", activations recomputed" : ""))
         say("  optimizer   AdamW β1 \(options.beta1) β2 \(options.beta2) ε \(options.epsilon ?? 1e-8), weight decay \(options.weightDecay) on "
             + ((options.weightDecayScope ?? .all) == .all ? "every tensor" : "matrices and embeddings") + "; "
-            + ((options.sampling ?? .windows) == .windows ? "shuffled windows" : "random sampling") + " of the data")
+            + ((options.sampling ?? .windows) == .windows ? "shuffled windows" : "random sampling") + " of the data"
+            + (trainer.model.dtype == .bfloat16 ? "; bf16 weights rounded " + (options.weightRounding == .stochastic ? "stochastically" : "to nearest") : ""))
         let adapters = "adapters rank \(options.adapterRank) from step \(trainer.adapterStartStep)"
         if let report = trainer.sparsityReport {
             say("  SLoPe       \(report.summary); \(adapters)")
@@ -295,7 +299,7 @@ struct PretrainCommand: ParsableCommand {
             weightDecay: weightDecay, beta1: beta1, beta2: beta2, clipNorm: clip, sparsity: plan, adapterFraction: adapterFraction, adapterRank: adapterRank,
             maskChangeFrequency: maskChangeFrequency, evaluationInterval: evalInterval ?? max(1, stepCount / 10),
             evaluationBatches: evalBatches, seed: seed, optimizerState: optimizerState, sampling: sampling, epsilon: epsilon,
-            weightDecayScope: weightDecayOn)
+            weightDecayScope: weightDecayOn, weightRounding: bf16Rounding)
         let network = try TransformerModel(
             configuration: configuration, dtype: dtype ?? compute.defaultDType, backend: compute.backend, seed: seed)
         let trainer = try Trainer(model: network, options: options, trainTokens: data.train, validationTokens: data.validation)
@@ -502,3 +506,4 @@ extension DType: ExpressibleByArgument {
 
 extension WeightDecayScope: ExpressibleByArgument {}
 extension TokenLoader.Sampling: ExpressibleByArgument {}
+extension WeightRounding: ExpressibleByArgument {}

@@ -15,7 +15,7 @@ extension CUDABackend {
         let hyper: [KernelArgument] = [
             .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon), .float(step.weightDecay),
             .float(correction1), .float(correction2), .float(step.gradientScale),
-        ]
+        ] + Self.roundingArguments(step.rounding)
         if try stepInCompressedCopy(parameter, gradient: gradient, moment1: moment1, moment2: moment2, kernel: "adamw_mapped" + suffix, hyper) {
             return
         }
@@ -24,6 +24,14 @@ extension CUDABackend {
             .pointer(address(parameter, "adamW")), .pointer(address(gradient, "adamW")), .pointer(address(moment1, "adamW")),
             .pointer(address(moment2, "adamW")), .int64(Int64(parameter.count)),
         ] + hyper)
+    }
+
+    /// The kernels' `stochastic, rounding_seed` pair.
+    static func roundingArguments(_ rounding: ParameterRounding) -> [KernelArgument] {
+        switch rounding {
+        case .nearest: [.int32(0), .int32(0)]
+        case .stochastic(let seed): [.int32(1), .int32(Int32(bitPattern: seed))]
+        }
     }
 
     /// When W's values are held only in cuSPARSELt's copy (``CUDAStorage/Derivation/compressedCopy``), steps

@@ -225,10 +225,12 @@ public struct AdamWStep: Sendable, Equatable {
     public var step: Int
     /// Multiplies the gradient first (global-norm clipping without an extra pass).
     public var gradientScale: Float
+    /// How a bfloat16 parameter stores its new value (other dtypes always round to nearest).
+    public var rounding: ParameterRounding
 
     public init(
         learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
-        weightDecay: Float = 0.01, step: Int, gradientScale: Float = 1
+        weightDecay: Float = 0.01, step: Int, gradientScale: Float = 1, rounding: ParameterRounding = .nearest
     ) {
         self.learningRate = learningRate
         self.beta1 = beta1
@@ -237,6 +239,7 @@ public struct AdamWStep: Sendable, Equatable {
         self.weightDecay = weightDecay
         self.step = step
         self.gradientScale = gradientScale
+        self.rounding = rounding
     }
 }
 

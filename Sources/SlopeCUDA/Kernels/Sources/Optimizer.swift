@@ -2,9 +2,29 @@ extension KernelSources {
     /// The fused AdamW step.
     static let optimizer = #"""
     // PyTorch AdamW on param, grad [n] T with moments m, v [n] float32 (or bf16), updated in place; correction_i =
-    // 1 − β_i^step from the host; grad_scale undoes loss scaling / averaging and applies gradient clipping.
+    // 1 − β_i^step from the host; grad_scale undoes loss scaling / averaging and applies gradient clipping. A bf16
+    // parameter is stored rounded to nearest, or with `stochastic` at random (ParameterRounding in SlopeCore: the
+    // same hash of rounding_seed and the element's index, so the CPU backend computes the same weights).
     // Whole 16-byte packs of T (and the matching moments) where aligned, then single elements; 1-D grid.
-    struct AdamWHyper { float lr, beta1, beta2, eps, weight_decay, correction1, correction2, grad_scale; };
+    struct AdamWHyper { float lr, beta1, beta2, eps, weight_decay, correction1, correction2, grad_scale; int stochastic; unsigned int seed; };
+    static __device__ __forceinline__ unsigned int mix32(unsigned int x) {
+        x ^= x >> 16; x *= 0x7FEB352Du; x ^= x >> 15; x *= 0x846CA68Bu; x ^= x >> 16;
+        return x;
+    }
+    static __device__ __forceinline__ unsigned int rounding_bits(unsigned int seed, i64 index) {
+        unsigned long long i = (unsigned long long)index;
+        return mix32((unsigned int)i ^ mix32(seed ^ mix32((unsigned int)(i >> 32))));
+    }
+    template <typename U> __device__ __forceinline__ U store_parameter(float x, const AdamWHyper&, i64) { return from_float<U>(x); }
+    // Adding 16 random bits below the kept ones and truncating rounds the magnitude up with probability equal to
+    // the dropped fraction; NaN and infinities round to nearest.
+    template <> __device__ __forceinline__ bf16 store_parameter<bf16>(float x, const AdamWHyper& h, i64 index) {
+        unsigned int u = __float_as_uint(x);
+        if (!h.stochastic || (u & 0x7F800000u) == 0x7F800000u) return from_float<bf16>(x);
+        bf16 r;
+        r.bits = (unsigned short)((u + (rounding_bits(h.seed, index) & 0xFFFFu)) >> 16);
+        return r;
+    }
     static __device__ __forceinline__ float adamw_update(float p, float g, float& m, float& v, const AdamWHyper& h) {
         g *= h.grad_scale;
         m = h.beta1 * m + (1.0f - h.beta1) * g;
@@ -28,7 +48,7 @@ extension KernelSources {
             #pragma unroll
             for (int j = 0; j < PACK; ++j) {
                 float mj = to_float(ms.v[j]), vj = to_float(vs.v[j]);
-                ps.v[j] = from_float<T>(adamw_update(to_float(ps.v[j]), to_float(gs.v[j]), mj, vj, h));
+                ps.v[j] = store_parameter<T>(adamw_update(to_float(ps.v[j]), to_float(gs.v[j]), mj, vj, h), h, pk * PACK + j);
                 ms.v[j] = from_float<M>(mj);
                 vs.v[j] = from_float<M>(vj);
             }
@@ -38,15 +58,15 @@ extension KernelSources {
         }
         for (i64 i = packs * PACK + first; i < n; i += stride) {
             float mi = to_float(m[i]), vi = to_float(v[i]);
-            param[i] = from_float<T>(adamw_update(to_float(param[i]), to_float(grad[i]), mi, vi, h));
+            param[i] = store_parameter<T>(adamw_update(to_float(param[i]), to_float(grad[i]), mi, vi, h), h, i);
             m[i] = from_float<M>(mi);
             v[i] = from_float<M>(vi);
         }
     }
 
     #define ADAMW_PARAMS long long n, float lr, float beta1, float beta2, float eps, float weight_decay, float correction1, \
-        float correction2, float grad_scale
-    #define ADAMW_HYPER AdamWHyper{lr, beta1, beta2, eps, weight_decay, correction1, correction2, grad_scale}
+        float correction2, float grad_scale, int stochastic, unsigned int rounding_seed
+    #define ADAMW_HYPER AdamWHyper{lr, beta1, beta2, eps, weight_decay, correction1, correction2, grad_scale, stochastic, rounding_seed}
     extern "C" __global__ void adamw(T* param, const T* grad, float* m, float* v, ADAMW_PARAMS) {
         adamw_step<float>(param, grad, m, v, n, ADAMW_HYPER);
     }
@@ -64,7 +84,8 @@ extension KernelSources {
         GRID_STRIDE(p, n) {
             i64 s = slots ? (i64)slots[p] : packed_map_slot(bases, offsets, p, log2_block, offset_mask);
             float ms = to_float(m[s]), vs = to_float(v[s]);
-            compressed[p] = from_float<T>(adamw_update(to_float(compressed[p]), to_float(grad[s]), ms, vs, h));
+            // The random bits follow the slot s, so values in cuSPARSELt's copy round as they would in W's order.
+            compressed[p] = store_parameter<T>(adamw_update(to_float(compressed[p]), to_float(grad[s]), ms, vs, h), h, s);
             m[s] = from_float<M>(ms);
             v[s] = from_float<M>(vs);
         }
