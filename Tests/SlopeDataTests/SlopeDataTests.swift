@@ -115,6 +115,17 @@ final class SlopeDataTests: XCTestCase {
         XCTAssertNotEqual(other.next().inputs, batches[0])
     }
 
+    /// The data order is a contract: checkpoints resume it and bench/pytorch/train_reference.py ports it (these
+    /// numbers are what the port computes), so a change here must be deliberate.
+    func testDataOrderMatchesThePyTorchReferencePort() throws {
+        var windows = try TokenLoader(tokens: (0..<50).map(Int32.init), batchSize: 2, sequenceLength: 4, seed: 7)
+        let epochs = (0..<10).map { _ in windows.next().inputs }.map { $0.enumerated().filter { $0.offset % 4 == 0 }.map { Int($0.element) / 5 } }
+        XCTAssertEqual(Array(epochs.joined()), [8, 1, 5, 9, 0, 4, 3, 2, 6, 7] + [1, 5, 4, 9, 0, 2, 3, 8, 6, 7])
+        var random = try TokenLoader(tokens: (0..<1000).map(Int32.init), batchSize: 3, sequenceLength: 4, seed: 7, sampling: .random)
+        let starts = (0..<2).flatMap { _ in random.next().inputs.enumerated().filter { $0.offset % 4 == 0 }.map(\.element) }
+        XCTAssertEqual(starts, [459, 674, 747, 166, 127, 345])
+    }
+
     func testLoaderErrorsAndSplit() {
         XCTAssertThrowsError(try TokenLoader(tokens: [1, 2, 3], batchSize: 2, sequenceLength: 4, seed: 0)) { error in
             XCTAssertTrue("\(error)".contains("3 tokens"), "\(error)")
