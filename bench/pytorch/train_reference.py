@@ -225,7 +225,7 @@ def main():
     parser.add_argument("--beta2", type=float, default=0.95)
     parser.add_argument("--eps", type=float, default=1e-8)
     parser.add_argument("--clip", type=float, default=1.0)
-    parser.add_argument("--sampling", choices=["windows", "random"], default="windows")
+    parser.add_argument("--sampling", choices=["windows", "random"], default="random")
     parser.add_argument("--slope", action="store_true", help="2:4 SLoPe on every block linear")
     parser.add_argument("--mask-change-frequency", type=int, default=100)
     parser.add_argument("--adapter-fraction", type=float, default=0.0)
