@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Regenerates the Hugging Face fixtures of slope's import tests (Tests/SLoPeTests/HuggingFaceImportTests.swift):
+tiny randomly initialised GPT-2, OPT and LLaMA models saved by transformers' save_pretrained, and the float32
+logits transformers computes for a few token sequences (logits.json beside each model).
+
+    python3 -m venv /tmp/hf && /tmp/hf/bin/pip install torch transformers safetensors
+    /tmp/hf/bin/python Tests/Fixtures/hf/make_fixtures.py
+
+gpt2: GPT2LMHeadModel (Conv1D weights, fused q/k/v), float32. opt: OPTForCausalLM stored in bfloat16 (its logits
+are those of the bf16 weights widened to float32). llama: LlamaForCausalLM with grouped-query attention and an
+untied output layer, float32, saved in several shards with a model.safetensors.index.json.
+"""
+import json
+import os
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEQUENCES = [[1, 5, 9, 2, 33, 60, 7, 7], [63, 0, 12, 40, 41, 3, 18, 25]]
+
+
+def save(name, model, dtype=torch.float32, shard=None):
+    folder = os.path.join(HERE, name)
+    os.makedirs(folder, exist_ok=True)
+    for old in os.listdir(folder):
+        os.remove(os.path.join(folder, old))
+    model = model.to(dtype)
+    model.save_pretrained(folder, max_shard_size=shard) if shard else model.save_pretrained(folder)
+    model = model.to(torch.float32).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor(SEQUENCES)).logits
+    with open(os.path.join(folder, "logits.json"), "w") as f:
+        json.dump({"sequences": SEQUENCES, "vocabulary": logits.shape[-1],
+                   "logits": [[round(v, 7) for v in row.flatten().tolist()] for row in logits]}, f)
+    print(name, sorted(os.listdir(folder)))
+
+
+def main():
+    torch.manual_seed(0)
+    save("gpt2", GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                                            activation_function="gelu_new")))
+    save("opt", OPTForCausalLM(OPTConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+                                         max_position_embeddings=32, word_embed_proj_dim=32, activation_function="relu",
+                                         do_layer_norm_before=True)), dtype=torch.bfloat16)
+    save("llama", LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                               rms_norm_eps=1e-5, tie_word_embeddings=False)), shard="20KB")
+
+
+if __name__ == "__main__":
+    main()
