@@ -36,15 +36,37 @@ public enum Checkpoint {
     static let adamPrefix = "optimizer.adamw."
     static let sparseAdamPrefix = "optimizer.sparse_adamw."
 
+    /// The model's tensors as a checkpoint stores them (sparse weights compressed, with their masks).
+    static func modelRecords(_ model: TransformerModel) throws -> [SafeTensors.Record] {
+        var records = try model.parameters.map { try SafeTensors.record($0.name, $0.value, backend: model.backend) }
+        for weight in model.sparseWeights {
+            for (suffix, tensor) in weight.stateTensors() {
+                records.append(try SafeTensors.record("\(weight.name).\(suffix)", tensor, backend: model.backend))
+            }
+        }
+        return records
+    }
+
+    static func write(_ records: [SafeTensors.Record], state: State, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try encoder.encode(state), as: UTF8.self)
+        try SafeTensors.write(records, metadata: [stateKey: json, "format": "pt"], to: path)
+    }
+
+    /// Writes a model that slope did not train (an imported one) as a checkpoint at step 0, atomically: `eval`,
+    /// `generate`, `export` and `pretrain --init-from` read it like any other.
+    public static func save(model: TransformerModel, notes: [String: String], to path: String) throws {
+        guard model.sparseWeights.isEmpty else {
+            throw TensorError.invalidArgument(operation: "Checkpoint.save(model:)", reason: "an untrained checkpoint holds a dense model")
+        }
+        try write(modelRecords(model), state: .untrained(model, notes: notes), to: path)
+    }
+
     /// Writes `trainer`'s full state to `path` atomically.
     public static func save(_ trainer: Trainer, notes: [String: String] = [:], to path: String) throws {
         let backend = trainer.backend
-        var records = try trainer.model.parameters.map { try SafeTensors.record($0.name, $0.value, backend: backend) }
-        for weight in trainer.model.sparseWeights {
-            for (suffix, tensor) in weight.stateTensors() {
-                records.append(try SafeTensors.record("\(weight.name).\(suffix)", tensor, backend: backend))
-            }
-        }
+        var records = try modelRecords(trainer.model)
         func momentRecords(_ prefix: String, _ moments: [String: AdamMoments]) throws -> [SafeTensors.Record] {
             try moments.sorted { $0.key < $1.key }.flatMap { name, state in
                 [try SafeTensors.record(prefix + name + ".exp_avg", state.first, backend: backend),
@@ -58,10 +80,7 @@ public enum Checkpoint {
             step: trainer.step, tokensSeen: trainer.tokensSeen, loaderPosition: trainer.loader.position,
             adaptersAttached: trainer.adaptersAttached, sparseOptimizerSteps: trainer.sparseOptimizer.stepCount,
             denseOptimizerSteps: trainer.denseOptimizer.stepCount, notes: notes)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let json = String(decoding: try encoder.encode(state), as: UTF8.self)
-        try SafeTensors.write(records, metadata: [stateKey: json, "format": "pt"], to: path)
+        try write(records, state: state, to: path)
     }
 
     /// About how many bytes ``save(_:notes:to:)`` writes for `trainer`: its tensors, and both optimizers' moments
@@ -170,6 +189,19 @@ public enum Checkpoint {
             sparseSteps: state.sparseOptimizerSteps, sparseMoments: moments(sparseAdamPrefix, model.sparseWeights.map(\.name)),
             denseSteps: state.denseOptimizerSteps, denseMoments: moments(adamPrefix, model.parameters.map(\.name)))
         return trainer
+    }
+}
+
+extension Checkpoint.State {
+    /// The state of a model slope has not trained (imported): step 0, its own sparsity (none for an import), and
+    /// options only for their evaluation defaults (batch 8 of up to 1024 tokens).
+    public static func untrained(_ model: TransformerModel, notes: [String: String]) -> Self {
+        let options = TrainingOptions(
+            steps: 1, batchSize: 8, sequenceLength: min(1024, model.configuration.contextLength), sparsity: nil, adapterFraction: 0)
+        return Self(
+            version: currentVersion, model: model.configuration, dtype: model.dtype, options: options, step: 0, tokensSeen: 0,
+            loaderPosition: .init(epoch: 0, window: 0), adaptersAttached: false, sparseOptimizerSteps: 0, denseOptimizerSteps: 0,
+            notes: notes)
     }
 }
 

@@ -97,6 +97,14 @@ public enum HuggingFaceImport {
         return (model, config)
     }
 
+    /// The element type the folder's weights are stored in (that of its token embedding, or of any tensor).
+    public static func storedDType(folder: String) throws -> DType {
+        let files = try tensorFiles(folder: folder)
+        let name = files.keys.first { $0.hasSuffix("embed_tokens.weight") || $0.hasSuffix("wte.weight") } ?? files.keys.sorted().first
+        guard let name, let entry = files[name]?.tensors[name] else { throw Failure.noWeights(folder: folder, found: []) }
+        return entry.dtype
+    }
+
     /// Every tensor name of the folder and the file holding it.
     static func tensorFiles(folder: String) throws -> [String: SafeTensors.File] {
         let single = folder + "/model.safetensors", indexPath = folder + "/model.safetensors.index.json"

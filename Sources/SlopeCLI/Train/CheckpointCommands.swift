@@ -4,13 +4,22 @@ import SLoPe
 import RealModule
 import SlopeData
 
-/// A checkpoint loaded for inference, with the tokenizer and data it was trained with.
+/// A checkpoint (or a transformers model folder) loaded for inference, with the tokenizer and data it was trained with.
 struct LoadedCheckpoint {
     let model: TransformerModel
     let state: Checkpoint.State
     let data: DataOptions
 
+    /// Imported models have no training data of their own.
+    var isImported: Bool { state.notes["imported_from"] != nil }
+
     static func load(_ path: String, compute: ComputeDevice) throws -> LoadedCheckpoint {
+        if HuggingFaceImport.isModelFolder(path) {
+            let source = try PretrainedModel.load(path, dtype: compute.defaultDType, backend: compute.backend)
+            let notes = ["imported_from": path, "data": "none", "tokenizer": source.tokenizer ?? MissingTokenizer.name]
+            let state = Checkpoint.State.untrained(source.model, notes: notes)
+            return LoadedCheckpoint(model: source.model, state: state, data: DataOptions.fromNotes(notes))
+        }
         let file = try SafeTensors.read(path)
         let (model, state) = try Checkpoint.loadModel(file, backend: compute.backend)
         return LoadedCheckpoint(model: model, state: state, data: DataOptions.fromNotes(state.notes))
@@ -23,7 +32,7 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Loss and perplexity of a checkpoint on text or token shards (default: the validation split it was trained with).")
 
-    @Argument(help: "A checkpoint.safetensors written by slope pretrain.")
+    @Argument(help: "A checkpoint.safetensors written by slope pretrain or import, or a Hugging Face model folder.")
     var checkpoint: String
 
     @Option(help: "Text file, folder of .txt files, or .tokens shard to evaluate on (default: the run's validation split).")
@@ -52,6 +61,9 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let compute = try ComputeDevice.make(device)
         let loaded = try LoadedCheckpoint.load(checkpoint, compute: compute)
+        if loaded.isImported, data == nil {
+            throw ValidationError("\(checkpoint) is an imported model with no validation split of its own: pass --data TEXT or a .tokens shard")
+        }
         let context = loaded.model.configuration.contextLength
         if let sequenceLength, sequenceLength > context {
             throw ValidationError("--sequence-length \(sequenceLength) exceeds the model's context length \(context)")
@@ -88,7 +100,7 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Generate text from a checkpoint (KV cache; SLoPe layers merged with their adapters into one sparse GEMM).")
 
-    @Argument(help: "A checkpoint.safetensors written by slope pretrain.")
+    @Argument(help: "A checkpoint.safetensors written by slope pretrain or import, or a Hugging Face model folder.")
     var checkpoint: String
 
     @Option(help: "Text to continue.")

@@ -57,6 +57,19 @@ struct DataOptions: ParsableArguments {
     }
 }
 
+/// The tokenizer of a model imported without tokenizer files slope reads: token shards still work, text does not.
+struct MissingTokenizer: TextTokenizer {
+    static let name = "none"
+    var vocabularySize: Int { 0 }
+
+    func encode(_ text: String) throws -> [Int32] {
+        throw ValidationError(
+            "this model has no tokenizer slope reads, so it cannot take text: give token ids as a .tokens shard made with its own tokenizer")
+    }
+
+    func decode(_ tokens: [Int32]) -> String { tokens.map { "<\($0)>" }.joined() }
+}
+
 /// Token streams ready for training or evaluation.
 struct LoadedData {
     let train: [Int32]
@@ -72,6 +85,7 @@ struct LoadedData {
 extension DataOptions {
     func makeTokenizer() throws -> (any TextTokenizer, Int32?) {
         if tokenizer == "byte" { return (ByteTokenizer(), ByteTokenizer.endOfText) }
+        if tokenizer == MissingTokenizer.name { return (MissingTokenizer(), nil) }
         let bpe: BPETokenizer
         if tokenizer.hasSuffix(".json"), !tokenizer.contains(",") {
             bpe = try BPETokenizer(tokenizerJSON: tokenizer)

@@ -20,6 +20,9 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Model name or JSON configuration file.")
     var model = "tiny"
 
+    @Option(help: "Start from these weights instead of random ones: a Hugging Face model folder (GPT-2, OPT or LLaMA family) or a dense slope checkpoint. Its shape replaces --model; with SLoPe its linears are pruned to N:M by magnitude and trained on sparse (sparse continued pretraining). Its own tokenizer is used unless --tokenizer names another.")
+    var initFrom: String?
+
     @Flag(help: "Train the dense model instead of SLoPe.")
     var dense = false
 
@@ -180,6 +183,8 @@ struct PretrainCommand: ParsableCommand {
         try require(checkpointEvery >= 0, "--checkpoint-every must be at least 0 (0: only at the end), not \(checkpointEvery)")
         try require(logEvery.map { $0 >= 1 } ?? true, "--log-every must be at least 1, not \(logEvery ?? 0)")
         try require(vocabSize.map { $0 >= 1 } ?? true, "--vocab-size must be at least 1, not \(vocabSize ?? 0)")
+        try require(initFrom == nil || (model == "tiny" && vocabSize == nil),
+                    "--init-from takes the model's shape and vocabulary from its weights; leave out --model and --vocab-size")
         try require(leadingBlocks >= 0, "--leading-blocks must be at least 0, not \(leadingBlocks)")
         try require(gpu >= 0, "--gpu must be a GPU ordinal (0, 1, …), not \(gpu)")
         try require([.float32, .bfloat16].contains(optimizerState), "--optimizer-state must be float32 or bfloat16, not \(optimizerState)")
@@ -275,14 +280,24 @@ struct PretrainCommand: ParsableCommand {
     // MARK: Setting up
 
     func newTrainer(folder: String, compute: ComputeDevice) throws -> (Trainer, LoadedData, [String: String]) {
+        var dataOptions = self.dataOptions
+        let pretrained = try initFrom.map { try PretrainedModel.load($0, dtype: dtype ?? compute.defaultDType, backend: compute.backend) }
+        // The model's own tokenizer, unless --tokenizer names another (the byte default does not).
+        if let pretrained, dataOptions.tokenizer == "byte", pretrained.model.configuration.vocabularySize != ByteTokenizer().vocabularySize {
+            dataOptions.tokenizer = pretrained.tokenizer ?? MissingTokenizer.name
+            if pretrained.tokenizer == nil, !dataOptions.data.hasSuffix(".tokens") {
+                throw ValidationError("\(initFrom!) has no tokenizer slope reads (\(pretrained.tokenizerProblem ?? "none found")); pass "
+                    + "--tokenizer FILE, or --data as a .tokens shard made with its tokenizer")
+            }
+        }
         let data = try dataOptions.load(cacheFolder: folder + "/data")
-        var configuration = try ModelConfiguration.resolve(model)
-        configuration.vocabularySize = vocabSize ?? data.tokenizer.vocabularySize
+        var configuration = try pretrained?.model.configuration ?? ModelConfiguration.resolve(model)
+        if pretrained == nil { configuration.vocabularySize = vocabSize ?? data.tokenizer.vocabularySize }
         guard data.tokenizer.vocabularySize <= configuration.vocabularySize else {
             throw ValidationError("--vocab-size \(configuration.vocabularySize) is smaller than the tokenizer's \(data.tokenizer.vocabularySize) tokens")
         }
         guard sequenceLength <= configuration.contextLength else {
-            throw ValidationError("--sequence-length \(sequenceLength) exceeds \(model)'s context length \(configuration.contextLength)")
+            throw ValidationError("--sequence-length \(sequenceLength) exceeds \(initFrom ?? model)'s context length \(configuration.contextLength)")
         }
         guard let decay = LearningRateSchedule.Decay(rawValue: decay) else { throw ValidationError("--decay must be constant, linear or cosine") }
         let tokensPerStep = batchSize * sequenceLength * gradientAccumulation
@@ -300,10 +315,15 @@ struct PretrainCommand: ParsableCommand {
             maskChangeFrequency: maskChangeFrequency, evaluationInterval: evalInterval ?? max(1, stepCount / 10),
             evaluationBatches: evalBatches, seed: seed, optimizerState: optimizerState, sampling: sampling, epsilon: epsilon,
             weightDecayScope: weightDecayOn, weightRounding: bf16Rounding)
-        let network = try TransformerModel(
-            configuration: configuration, dtype: dtype ?? compute.defaultDType, backend: compute.backend, seed: seed)
+        let network = try pretrained?.model
+            ?? TransformerModel(configuration: configuration, dtype: dtype ?? compute.defaultDType, backend: compute.backend, seed: seed)
         let trainer = try Trainer(model: network, options: options, trainTokens: data.train, validationTokens: data.validation)
-        return (trainer, data, dataOptions.notes.merging(["model": model], uniquingKeysWith: { $1 }).merging(runNotes) { $1 })
+        var notes = dataOptions.notes.merging(["model": model], uniquingKeysWith: { $1 }).merging(runNotes) { $1 }
+        if let pretrained, let initFrom {
+            notes["model"] = pretrained.description
+            notes["init_from"] = initFrom
+        }
+        return (trainer, data, notes)
     }
 
     func resumedTrainer(_ path: String, folder: String, compute: ComputeDevice, steps: Int?) throws -> (Trainer, LoadedData, [String: String]) {
