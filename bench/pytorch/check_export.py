@@ -1,30 +1,38 @@
 #!/usr/bin/env python3
-"""Checks a `slope export` folder with Hugging Face transformers: loads it with AutoModelForCausalLM and
-compares its greedy continuation of a prompt with the one `slope generate --temperature 0 --no-merge` printed.
-For models trained with slope's byte tokenizer (token = UTF-8 byte, 256 = end of text).
+"""Checks a `slope export` folder as a Hugging Face user would: AutoTokenizer and AutoModelForCausalLM from the folder
+(plus PeftModel when it holds a PEFT adapter, `slope export --adapter peft`), then pipeline("text-generation"),
+greedy; its text must equal what `slope generate --temperature 0 --no-merge` printed.
 
-    slope export run/checkpoint.safetensors --out hf/
+    slope export run/checkpoint.safetensors --out hf/ [--adapter peft]
     slope generate run/checkpoint.safetensors --prompt "The quick" --max-tokens 60 --temperature 0 --no-merge > expected.txt
     python3 bench/pytorch/check_export.py hf/ "The quick" expected.txt
+
+Needs torch and transformers (and peft for an adapter).
 """
+import os
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 
 def main():
     folder, prompt, expected_path = sys.argv[1], sys.argv[2], sys.argv[3]
     expected = open(expected_path, encoding="utf-8").readline().rstrip("\n")
-    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    kind = type(model).__name__
+    if os.path.exists(os.path.join(folder, "adapter_config.json")):
+        # transformers applies an adapter it finds beside the weights by itself (with peft installed).
+        if not getattr(model, "_hf_peft_config_loaded", False):
+            from peft import PeftModel
+            model = PeftModel.from_pretrained(model, folder)
+        kind += " + PEFT LoRA"
     model.eval()
-    prompt_ids = list(prompt.encode("utf-8"))
-    new_tokens = len(expected.encode("utf-8")) - len(prompt_ids)
-    with torch.no_grad():
-        output = model.generate(torch.tensor([prompt_ids]), max_new_tokens=new_tokens, do_sample=False,
-                                pad_token_id=256, eos_token_id=256)
-    text = bytes(t for t in output[0].tolist() if t < 256).decode("utf-8", errors="replace")
-    print(f"{type(model).__name__} from {folder}")
+    new_tokens = len(tokenizer(expected)["input_ids"]) - len(tokenizer(prompt)["input_ids"])
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    text = generator(prompt, max_new_tokens=new_tokens, do_sample=False)[0]["generated_text"]
+    print(f"{kind} from {folder}, tokenizer {type(tokenizer).__name__} ({len(tokenizer)} tokens)")
     print(f"  transformers: {text!r}")
     print(f"  slope:        {expected!r}")
     print("  MATCH" if text == expected else "  DIFFERENT")

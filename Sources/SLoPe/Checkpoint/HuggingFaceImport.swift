@@ -12,6 +12,7 @@ public enum HuggingFaceImport {
         case missingTensors(folder: String, names: [String])
         case unexpectedTensors(folder: String, names: [String])
         case badShape(folder: String, name: String, expected: [Int], found: [Int])
+        case adapterBeside(folder: String)
 
         public var description: String {
             func list(_ names: [String]) -> String { names.prefix(4).joined(separator: ", ") + (names.count > 4 ? ", … (\(names.count))" : "") }
@@ -26,6 +27,9 @@ public enum HuggingFaceImport {
             case let .unexpectedTensors(folder, names):
                 return "\(folder) has tensors this model does not use: \(list(names)); it is a variant slope does not import"
             case let .badShape(folder, name, expected, found): return "\(folder): tensor '\(name)' is \(found), the model needs \(expected)"
+            case let .adapterBeside(folder):
+                return "\(folder) holds a PEFT adapter (adapter_config.json) that transformers applies to its weights and slope does not "
+                    + "read; merge it first (PeftModel.merge_and_unload()), or for a slope export write it with --adapter fold"
             }
         }
     }
@@ -41,6 +45,7 @@ public enum HuggingFaceImport {
     /// choice) on `backend`.
     public static func load(folder: String, dtype: DType, backend: any Backend) throws -> (TransformerModel, HuggingFaceConfig) {
         let config = try HuggingFaceConfig.read(folder: folder)
+        guard !FileManager.default.fileExists(atPath: folder + "/adapter_config.json") else { throw Failure.adapterBeside(folder: folder) }
         let files = try tensorFiles(folder: folder)
         let model = try TransformerModel(configuration: config.configuration, dtype: dtype, backend: backend, seed: 0)
         var used = Set<String>()

@@ -165,13 +165,13 @@ struct GenerateCommand: ParsableCommand {
     }
 }
 
-/// `slope export`: a dense Hugging Face checkpoint (model.safetensors + config.json).
+/// `slope export`: a Hugging Face model folder: weights, config, tokenizer and generation settings.
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write a checkpoint as a dense Hugging Face model (OPTForCausalLM or LlamaForCausalLM) that transformers can load.")
+        abstract: "Write a checkpoint as a Hugging Face model (OPTForCausalLM or LlamaForCausalLM) that transformers loads with its tokenizer.")
 
-    @Argument(help: "A checkpoint.safetensors written by slope pretrain.")
+    @Argument(help: "A checkpoint.safetensors written by slope pretrain or import.")
     var checkpoint: String
 
     @Option(help: "Output folder.")
@@ -180,7 +180,10 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "Element type of the exported weights (default: as trained).")
     var dtype: DType?
 
-    @Flag(help: "Write into an --out folder that already has files (model.safetensors and config.json are replaced).")
+    @Option(help: "Lazy adapters: fold (into the weights, one dense model) or peft (the exact 2:4 base plus a PEFT LoRA adapter).")
+    var adapter: HuggingFaceExport.Adapters = .fold
+
+    @Flag(help: "Write into an --out folder that already has files (the files export writes are replaced).")
     var force = false
 
     func run() throws {
@@ -193,20 +196,45 @@ struct ExportCommand: ParsableCommand {
         if !force, !existing.isEmpty {
             throw ValidationError(
                 "\(out) is not empty (\(existing.sorted().prefix(3).joined(separator: ", "))\(existing.count > 3 ? ", …" : "")); "
-                    + "choose an empty or new folder, or pass --force to replace model.safetensors and config.json there")
+                    + "choose an empty or new folder, or pass --force to replace the files export writes there")
         }
         try RunFolder.create(out)
         let loaded = try LoadedCheckpoint.load(checkpoint, compute: ComputeDevice.make(.cpu))
         let (_, endOfText) = try loaded.data.makeTokenizer()
-        try HuggingFaceExport.write(loaded.model, to: out, dtype: dtype, endOfText: endOfText)
+        let wrotePEFT = try HuggingFaceExport.write(loaded.model, to: out, dtype: dtype, endOfText: endOfText, adapters: adapter)
         let c = loaded.model.configuration
-        print("wrote \(out)/model.safetensors and \(out)/config.json (\(c.family == .gpt ? "OPTForCausalLM" : "LlamaForCausalLM"), "
-            + "\(formatCount(c.parameterCount)) parameters, \(dtype ?? loaded.model.dtype))")
-        if !loaded.model.sparseWeights.isEmpty {
-            print("SLoPe layers are written dense (zeros where pruned) with their adapters folded in.")
+        var files = ["model.safetensors", "config.json"] + (wrotePEFT ? ["adapter_model.safetensors", "adapter_config.json"] : [])
+        if let source = tokenizerSource(loaded.data.tokenizer) {
+            files += try HuggingFaceTokenizerFiles.write(source, endOfText: endOfText, contextLength: c.contextLength, to: out)
         }
-        if loaded.data.tokenizer == "byte" {
-            print("The model uses slope's byte tokenizer: token = UTF-8 byte, \(ByteTokenizer.endOfText) = end of text.")
+        print("wrote \(out): \(files.joined(separator: ", ")) (\(c.family == .gpt ? "OPTForCausalLM" : "LlamaForCausalLM"), "
+            + "\(formatCount(c.parameterCount)) parameters, \(dtype ?? loaded.model.dtype))")
+        let adapted = loaded.model.sparseLinears.contains { $0.adapter != nil }
+        if !loaded.model.sparseWeights.isEmpty {
+            switch (adapted, adapter) {
+            case (false, _): print("SLoPe layers are written dense with zeros where pruned (2:4 as trained).")
+            case (true, .fold):
+                print("SLoPe layers are written with their adapters folded in (W⊙Mr + (L·R)ᵀ/r): dense, no longer 2:4. "
+                    + "--adapter peft keeps the 2:4 base and writes the adapters as a PEFT LoRA adapter.")
+            case (true, .peft):
+                print("SLoPe layers are written 2:4 (zeros where pruned); their adapters are a PEFT LoRA adapter: "
+                    + "PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(out), out).")
+            }
+        }
+        switch loaded.data.tokenizer {
+        case "byte": print("The tokenizer is slope's byte tokenizer, as tokenizer.json: token = UTF-8 byte, \(ByteTokenizer.endOfText) = end of text.")
+        case MissingTokenizer.name: print("No tokenizer files: the model came without a tokenizer slope reads.")
+        default: print("The tokenizer files are copied from \(loaded.data.tokenizer).")
         }
     }
+
+    /// The tokenizer files to write for a checkpoint's `--tokenizer` value.
+    func tokenizerSource(_ tokenizer: String) -> HuggingFaceTokenizerFiles.Source? {
+        if tokenizer == "byte" { return .bytes }
+        if tokenizer == MissingTokenizer.name { return nil }
+        let parts = tokenizer.split(separator: ",").map(String.init)
+        return parts.count == 2 ? .vocabularyAndMerges(vocabulary: parts[0], merges: parts[1]) : .tokenizerJSON(path: tokenizer)
+    }
 }
+
+extension HuggingFaceExport.Adapters: ExpressibleByArgument {}
