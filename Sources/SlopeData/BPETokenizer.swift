@@ -21,6 +21,22 @@ public struct BPETokenizer: Sendable {
     let encoder: [String: Int32]
     let decoder: [Int32: String]
     let ranks: [Pair: Int]
+    /// Tokens matched in the text before pre-tokenisation (tokenizer.json's added tokens, or GPT-2's
+    /// `<|endoftext|>`), longest first: written in the text they are their own id, as the `tokenizers` library does.
+    let specialTokens: [(bytes: [UInt8], id: Int32)]
+    /// Whether text is split into words by GPT-2's pattern first (tokenizer.json's ByteLevel `use_regex`).
+    let splitsWords: Bool
+    /// Whether a space is put before every piece of text that does not start with one (ByteLevel `add_prefix_space`).
+    let addsPrefixSpace: Bool
+
+    /// The end-of-text (document separator) id: the special token `<|endoftext|>`, `<|end_of_text|>`, `</s>` or
+    /// `<eos>`, when the tokenizer has one.
+    public var endOfText: Int32? {
+        for name in ["<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"] {
+            if let found = specialTokens.first(where: { $0.bytes == Array(name.utf8) }) { return found.id }
+        }
+        return nil
+    }
 
     struct Pair: Hashable, Sendable {
         let first: String, second: String
@@ -28,10 +44,22 @@ public struct BPETokenizer: Sendable {
 
     public var vocabularySize: Int { (decoder.keys.max().map { Int($0) + 1 }) ?? 0 }
 
-    /// From a vocabulary (symbol → id) and merges in priority order ("Ġ t" style pairs).
-    public init(vocabulary: [String: Int32], merges: [(String, String)]) {
+    /// From a vocabulary (symbol → id) and merges in priority order ("Ġ t" style pairs); `specialTokens` (text → id)
+    /// are matched in the text as themselves (default: GPT-2's `<|endoftext|>` when the vocabulary has it).
+    public init(
+        vocabulary: [String: Int32], merges: [(String, String)], specialTokens: [String: Int32]? = nil, splitsWords: Bool = true,
+        addsPrefixSpace: Bool = false
+    ) {
+        let specials = specialTokens ?? vocabulary.filter { $0.key == "<|endoftext|>" }
+        self.specialTokens = specials.map { (Array($0.key.utf8), $0.value) }.filter { !$0.0.isEmpty }.sorted { $0.0.count > $1.0.count }
+        self.splitsWords = splitsWords
+        self.addsPrefixSpace = addsPrefixSpace
         encoder = vocabulary
-        decoder = Dictionary(vocabulary.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
+        var decoder = Dictionary(vocabulary.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
+        for (bytes, id) in self.specialTokens where decoder[id] == nil {  // added tokens outside the vocabulary decode to their text
+            decoder[id] = bytes.map { Self.byteToCharacter[Int($0)] }.joined()
+        }
+        self.decoder = decoder
         var ranks: [Pair: Int] = [:]
         for (rank, merge) in merges.enumerated() where ranks[Pair(first: merge.0, second: merge.1)] == nil {
             ranks[Pair(first: merge.0, second: merge.1)] = rank
@@ -64,15 +92,35 @@ public struct BPETokenizer: Sendable {
         try self.init(tokenizerJSONData: data, path: path)
     }
 
-    /// The same from the file's contents (`path` is for errors).
+    /// The same from the file's contents (`path` is for errors). What the `tokenizers` library would do differently
+    /// from this byte-level BPE (a normalizer, another pre-tokenizer, a post-processor that adds tokens, byte
+    /// fallback, word prefixes or suffixes, `ignore_merges`) is refused with its name rather than ignored.
     public init(tokenizerJSONData data: Data, path: String = "tokenizer.json") throws {
+        struct Component: Decodable {
+            let type: String?
+            let add_prefix_space: Bool?
+            let use_regex: Bool?
+            let pretokenizers: [Component]?
+            let processors: [Component]?
+            var name: String { type.map { t in t + ((pretokenizers ?? processors).map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?" }
+        }
         struct File: Decodable {
             struct Model: Decodable {
                 let type: String?
                 let vocab: [String: Int32]
                 let merges: [Merge]
+                let byte_fallback: Bool?
+                let ignore_merges: Bool?
+                let continuing_subword_prefix: String?
+                let end_of_word_suffix: String?
             }
+            struct AddedToken: Decodable { let id: Int32; let content: String }
             let model: Model
+            let added_tokens: [AddedToken]?
+            let normalizer: Component?
+            let pre_tokenizer: Component?
+            let post_processor: Component?
+            let decoder: Component?
         }
         /// Merges are "a b" strings in older files and ["a", "b"] arrays in newer ones.
         enum Merge: Decodable {
@@ -86,7 +134,19 @@ public struct BPETokenizer: Sendable {
         do { file = try JSONDecoder().decode(File.self, from: data) } catch {
             throw Failure.malformed(path: path, reason: "expected a BPE model with vocab and merges (\(error))")
         }
+        func refuse(_ what: String) -> Failure {
+            .malformed(path: path, reason: "\(what) is not supported yet (slope reads byte-level BPE tokenizers as GPT-2's)")
+        }
         if let type = file.model.type, type != "BPE" { throw Failure.malformed(path: path, reason: "model type is \(type), not BPE") }
+        if let normalizer = file.normalizer { throw refuse("the normalizer \(normalizer.name)") }
+        guard let pre = file.pre_tokenizer, pre.type == "ByteLevel" else {
+            throw refuse("the pre-tokenizer \(file.pre_tokenizer?.name ?? "none (no byte-level mapping)")")
+        }
+        if let post = file.post_processor, post.type != "ByteLevel" { throw refuse("the post-processor \(post.name)") }
+        if let decoder = file.decoder, decoder.type != "ByteLevel" { throw refuse("the decoder \(decoder.name)") }
+        if file.model.byte_fallback == true { throw refuse("byte_fallback") }
+        if file.model.ignore_merges == true { throw refuse("ignore_merges") }
+        if let prefix = file.model.continuing_subword_prefix ?? file.model.end_of_word_suffix { throw refuse("the subword affix '\(prefix)'") }
         let lines = file.model.merges.map { merge -> String in
             switch merge {
             case .text(let text): return text
@@ -94,7 +154,11 @@ public struct BPETokenizer: Sendable {
             }
         }
         try Self.checkIDs(file.model.vocab, path: path)
-        self.init(vocabulary: file.model.vocab, merges: try Self.parseMerges(lines, path: path))
+        let added = Dictionary((file.added_tokens ?? []).map { ($0.content, $0.id) }, uniquingKeysWith: { first, _ in first })
+        try Self.checkIDs(added.merging(file.model.vocab) { first, _ in first }, path: path)
+        self.init(
+            vocabulary: file.model.vocab, merges: try Self.parseMerges(lines, path: path), specialTokens: added,
+            splitsWords: pre.use_regex ?? true, addsPrefixSpace: pre.add_prefix_space ?? false)
     }
 
     /// Ids from a file size the model's vocabulary (the largest id + 1): they must be numbered from 0, without a
@@ -121,7 +185,32 @@ public struct BPETokenizer: Sendable {
     /// Large texts are cut into pieces at newlines the pre-tokenisation never crosses and encoded in
     /// parallel; every word's merges are computed once per piece (words repeat: Zipf).
     public func encode(_ text: String) throws -> [Int32] {
-        let pieces = Self.independentPieces(text, targetBytes: Self.pieceBytes)
+        guard !specialTokens.isEmpty else { return try encodeOrdinary(text) }
+        // Special tokens first: the text between them is encoded on its own.
+        let bytes = Array(text.utf8)
+        let firstBytes = Set(specialTokens.map { $0.bytes[0] })
+        var ids: [Int32] = []
+        var start = 0, i = 0
+        while i < bytes.count {
+            if firstBytes.contains(bytes[i]), let special = specialTokens.first(where: { token in
+                i + token.bytes.count <= bytes.count && bytes[i..<(i + token.bytes.count)].elementsEqual(token.bytes)
+            }) {
+                if start < i { ids += try encodeOrdinary(String(decoding: bytes[start..<i], as: UTF8.self)) }
+                ids.append(special.id)
+                i += special.bytes.count
+                start = i
+            } else {
+                i += 1
+            }
+        }
+        if start < bytes.count { ids += try encodeOrdinary(String(decoding: bytes[start...], as: UTF8.self)) }
+        return ids
+    }
+
+    /// Text without special tokens.
+    func encodeOrdinary(_ text: String) throws -> [Int32] {
+        if addsPrefixSpace, let first = text.unicodeScalars.first, first != " " { return try encodeOrdinary(" " + text) }
+        let pieces = splitsWords ? Self.independentPieces(text, targetBytes: Self.pieceBytes) : [text[...]]
         if pieces.count == 1 { return try encodePiece(text[...]) }
         let results = Mutex([Int: Result<[Int32], any Error>]())
         DispatchQueue.concurrentPerform(iterations: pieces.count) { index in
@@ -138,9 +227,11 @@ public struct BPETokenizer: Sendable {
 
     private func encodePiece(_ text: Substring) throws -> [Int32] {
         var ids: [Int32] = []
-        var known: [Substring: [Int32]] = [:]
-        for word in Self.words(text) {
-            if let cached = known[word] {
+        // Keyed by the exact bytes: Substring's equality is canonical equivalence ("Å" U+00C5 == "Å" U+212B).
+        var known: [[UInt8]: [Int32]] = [:]
+        for word in splitsWords ? Self.words(text) : [text] {
+            let key = Array(word.utf8)
+            if let cached = known[key] {
                 ids += cached
                 continue
             }
@@ -151,7 +242,7 @@ public struct BPETokenizer: Sendable {
                 }
                 wordIDs.append(id)
             }
-            known[word] = wordIDs
+            known[key] = wordIDs
             ids += wordIDs
         }
         return ids

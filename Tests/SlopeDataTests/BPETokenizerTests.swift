@@ -95,10 +95,29 @@ final class BPETokenizerTests: XCTestCase {
         for style in ["text", "pair"] {
             let mergeJSON = merges.map { style == "text" ? "\"\($0.0) \($0.1)\"" : "[\"\($0.0)\", \"\($0.1)\"]" }.joined(separator: ",")
             let vocabJSON = String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self)
-            try Data("{\"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": [\(mergeJSON)]}}".utf8)
+            try Data(("{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}, "
+                + "\"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": [\(mergeJSON)]}}").utf8)
                 .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
             XCTAssertEqual(try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json").encode(" the the"), [258, 258], style)
         }
+        // What the tokenizers library would do differently is refused by name, never ignored.
+        let vocabJSON = String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self)
+        for (component, named) in [(#""normalizer": {"type": "NFC"}, "pre_tokenizer": {"type": "ByteLevel"}"#, "normalizer NFC"),
+                                   (#""pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split"}, {"type": "ByteLevel"}]}"#,
+                                    "pre-tokenizer Sequence (Split, ByteLevel)"),
+                                   (#""pre_tokenizer": {"type": "Metaspace"}"#, "pre-tokenizer Metaspace"),
+                                   (#""pre_tokenizer": {"type": "ByteLevel"}, "post_processor": {"type": "TemplateProcessing"}"#, "post-processor TemplateProcessing")] {
+            try Data("{\(component), \"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": []}}".utf8)
+                .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
+            XCTAssertThrowsError(try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json")) { error in
+                XCTAssertTrue("\(error)".contains(named) && "\(error)".contains("not supported"), "\(error)")
+            }
+        }
+        // ByteLevel's add_prefix_space: a space before text that does not start with one.
+        try Data(("{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true}, "
+            + "\"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": [\"Ġ t\", \"h e\", \"Ġt he\"]}}").utf8)
+            .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
+        XCTAssertEqual(try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json").encode("the"), [258])
 
         try Data("#version: 0.2\nonly-one-symbol\n".utf8).write(to: URL(fileURLWithPath: folder + "/bad.txt"))
         XCTAssertThrowsError(try BPETokenizer(vocabularyFile: folder + "/vocab.json", mergesFile: folder + "/bad.txt")) { error in
@@ -120,5 +139,23 @@ final class BPETokenizerTests: XCTestCase {
                 XCTAssertTrue(reason.contains("has id \(shown)") && reason.contains("numbered from 0"), reason)
             }
         }
+    }
+
+    /// The ids the `tokenizers` library gives (Tests/Fixtures/tokenizers/make_fixtures.py) for a text of edge cases:
+    /// canonically equivalent forms that are different bytes, a special token written in the text, a byte-order
+    /// mark, whitespace runs, CJK, emoji, numbers, contractions. Zero ids may differ, and decoding gives the text back.
+    func testParityWithTheTokenizersLibrary() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/tokenizers")
+        struct Expected: Decodable { let text: String; let ids: [Int32] }
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: folder.appendingPathComponent("edge-cases.json")))
+        let tokenizer = try BPETokenizer(tokenizerJSON: folder.appendingPathComponent("byte-level-bpe.json").path)
+        let ids = try tokenizer.encode(expected.text)
+        let firstDifference = zip(ids, expected.ids).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        XCTAssertEqual(ids.count, expected.ids.count)
+        XCTAssertNil(firstDifference, "first difference at \(firstDifference ?? -1): \(ids.dropFirst(max(0, (firstDifference ?? 0) - 3)).prefix(8)) vs "
+            + "\(expected.ids.dropFirst(max(0, (firstDifference ?? 0) - 3)).prefix(8))")
+        XCTAssertEqual(Array(tokenizer.decode(ids).utf8), Array(expected.text.utf8), "decoding returns the exact bytes")
+        XCTAssertEqual(try tokenizer.encode("<|endoftext|>"), [0], "the special token is one id")
+        XCTAssertEqual(tokenizer.endOfText, 0)
     }
 }

@@ -142,6 +142,19 @@ extension Substring {
 }
 
 final class ShardBuilderTests: XCTestCase {
+    /// A file's bytes reach the tokenizer as they are: a UTF-8 byte-order mark is text like any other (the
+    /// `tokenizers` library keeps it too), and every document ends with the separator.
+    func testByteOrderMarkIsKept() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-bom-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try Data([0xEF, 0xBB, 0xBF] + Array("hi".utf8)).write(to: URL(fileURLWithPath: folder + "/bom.txt"))
+        let output = try ShardBuilder.build(
+            inputs: [folder + "/bom.txt"], tokenizer: ByteTokenizer(), tokenizerName: "byte", separator: ByteTokenizer.endOfText,
+            outputFolder: folder + "/out", validationFraction: 0)
+        XCTAssertEqual(try TokenShard.read(output.trainPath), [0xEF, 0xBB, 0xBF, 104, 105, 256])
+    }
+
     func testFolderOfTextBecomesTrainAndValidationShards() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-build-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: folder + "/texts/sub", withIntermediateDirectories: true)

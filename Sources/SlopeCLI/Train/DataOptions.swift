@@ -96,9 +96,7 @@ extension DataOptions {
             }
             bpe = try BPETokenizer(vocabularyFile: parts[0], mergesFile: parts[1])
         }
-        // GPT-2's end-of-text token, when the vocabulary has it.
-        let eot = try? bpe.encode("<|endoftext|>")
-        return (bpe, eot?.count == 1 ? eot![0] : nil)
+        return (bpe, bpe.endOfText)
     }
 
     /// Tokenizes the data; text files are turned into shards under `cacheFolder` first. `requireUnchanged` (a

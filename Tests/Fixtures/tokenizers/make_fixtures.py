@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Regenerates the tokenizer parity fixture of slope's tests (BPETokenizerTests.testParityWithTheTokenizersLibrary):
+a GPT-2-style byte-level BPE tokenizer.json trained by the `tokenizers` library on a little text, and the ids that
+library gives for a text of edge cases (Unicode normalisation forms, special tokens in the text, whitespace runs,
+CJK, emoji, a byte-order mark, numbers, contractions).
+
+    /tmp/hf/bin/pip install tokenizers && /tmp/hf/bin/python Tests/Fixtures/tokenizers/make_fixtures.py
+"""
+import json
+import os
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+TRAINING = """The quick brown fox jumps over the lazy dog. It's a test; they're here, we've seen it, I'm sure he'll say he'd go.
+Numbers 1234567 and 3.14159, dates 2026-12-06, emoji 🙂👍🏽 and CJK 日本語のテキスト 中文 한국어 텍스트.
+  Indented   lines\twith\ttabs and\r\nWindows line ends.\n\n\nMany newlines.   Trailing spaces   \n""" * 3
+
+EDGE_CASES = (
+    "\ufeffA byte-order mark starts this text.\n"
+    "Ångström written Å (U+00C5) and Å (U+212B, the angstrom sign); Kelvin K (U+212A) and K; Ohm Ω (U+2126) and Ω.\n"
+    "Hangul NFC 한국어 and NFD 한국어; é and e\u0301; ﬁ ligature.\n"
+    "A document ends<|endoftext|>and the next one starts. <|endoftext|> spaced, and <|endof text|> broken.\n"
+    "Whitespace:  two,   three,\t\ttabs,\r\nCRLF, \u00a0no-break\u2003em space,    \n   \n\n\nruns.\n"
+    "Numbers 0 12 345 6789 3.14159 1,000,000 ٣٤٥ (Arabic-Indic) Ⅻ (Roman).\n"
+    "Contractions: it's they're we've I'm he'll she'd DON'T Y'ALL.\n"
+    "Emoji 🙂👍🏽 👨‍👩‍👧‍👦 🇯🇵 and CJK 日本語のテキスト 中文字符 テスト。\n"
+    "Symbols ©®™ → ≤≥ ∑∫ µ ‰ ¿¡ «» „“ ‘’ … — – · • €$£¥ #hash @at 100% a+b=c <tag> [x] {y} |z| ~`^\\.\n"
+    "Zero-width\u200bspace, joiner\u200d, soft\u00adhyphen, control\u0007bell, null-free.\n"
+)
+
+
+def main():
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator([TRAINING], trainer)
+    tokenizer.save(os.path.join(HERE, "byte-level-bpe.json"))
+    ids = tokenizer.encode(EDGE_CASES).ids
+    with open(os.path.join(HERE, "edge-cases.json"), "w", encoding="utf-8") as f:
+        json.dump({"text": EDGE_CASES, "ids": ids, "decoded": tokenizer.decode(ids, skip_special_tokens=False)}, f, ensure_ascii=True)
+    print(len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+
+
+if __name__ == "__main__":
+    main()
