@@ -24,10 +24,12 @@ public struct BPETokenizer: Sendable {
     /// Tokens matched in the text before pre-tokenisation (tokenizer.json's added tokens, or GPT-2's
     /// `<|endoftext|>`), longest first: written in the text they are their own id, as the `tokenizers` library does.
     let specialTokens: [(bytes: [UInt8], id: Int32)]
-    /// Whether text is split into words by GPT-2's pattern first (tokenizer.json's ByteLevel `use_regex`).
-    let splitsWords: Bool
-    /// Whether a space is put before every piece of text that does not start with one (ByteLevel `add_prefix_space`).
-    let addsPrefixSpace: Bool
+    /// How text is cut into words before merging.
+    let preTokenization: PreTokenization
+    /// A word that is itself in the vocabulary is that token, merges or not (tokenizer.json's `ignore_merges`).
+    let ignoresMerges: Bool
+    /// Ids put around every encoded text (a `TemplateProcessing` post-processor's special tokens, e.g. a BOS).
+    let prefix: [Int32], suffix: [Int32]
 
     /// The end-of-text (document separator) id: the special token `<|endoftext|>`, `<|end_of_text|>`, `</s>` or
     /// `<eos>`, when the tokenizer has one.
@@ -47,13 +49,15 @@ public struct BPETokenizer: Sendable {
     /// From a vocabulary (symbol → id) and merges in priority order ("Ġ t" style pairs); `specialTokens` (text → id)
     /// are matched in the text as themselves (default: GPT-2's `<|endoftext|>` when the vocabulary has it).
     public init(
-        vocabulary: [String: Int32], merges: [(String, String)], specialTokens: [String: Int32]? = nil, splitsWords: Bool = true,
-        addsPrefixSpace: Bool = false
+        vocabulary: [String: Int32], merges: [(String, String)], specialTokens: [String: Int32]? = nil,
+        preTokenization: PreTokenization = .gpt2, ignoresMerges: Bool = false, prefix: [Int32] = [], suffix: [Int32] = []
     ) {
         let specials = specialTokens ?? vocabulary.filter { $0.key == "<|endoftext|>" }
         self.specialTokens = specials.map { (Array($0.key.utf8), $0.value) }.filter { !$0.0.isEmpty }.sorted { $0.0.count > $1.0.count }
-        self.splitsWords = splitsWords
-        self.addsPrefixSpace = addsPrefixSpace
+        self.preTokenization = preTokenization
+        self.ignoresMerges = ignoresMerges
+        self.prefix = prefix
+        self.suffix = suffix
         encoder = vocabulary
         var decoder = Dictionary(vocabulary.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
         for (bytes, id) in self.specialTokens where decoder[id] == nil {  // added tokens outside the vocabulary decode to their text
@@ -102,6 +106,23 @@ public struct BPETokenizer: Sendable {
             let use_regex: Bool?
             let pretokenizers: [Component]?
             let processors: [Component]?
+            let pattern: Pattern?
+            let behavior: String?
+            let invert: Bool?
+            let single: [TemplatePiece]?
+            let special_tokens: [String: TemplateSpecial]?
+            struct Pattern: Decodable { let Regex: String?; let String: String? }
+            struct TemplateSpecial: Decodable { let ids: [Int32] }
+            /// A piece of TemplateProcessing's `single`: a special token, or the text itself (`$A`).
+            enum TemplatePiece: Decodable {
+                case special(String), sequence
+                enum Keys: String, CodingKey { case SpecialToken, Sequence }
+                struct Named: Decodable { let id: String }
+                init(from decoder: Decoder) throws {
+                    let container = try decoder.container(keyedBy: Keys.self)
+                    if let named = try container.decodeIfPresent(Named.self, forKey: .SpecialToken) { self = .special(named.id) } else { self = .sequence }
+                }
+            }
             var name: String { type.map { t in t + ((pretokenizers ?? processors).map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?" }
         }
         struct File: Decodable {
@@ -139,13 +160,40 @@ public struct BPETokenizer: Sendable {
         }
         if let type = file.model.type, type != "BPE" { throw Failure.malformed(path: path, reason: "model type is \(type), not BPE") }
         if let normalizer = file.normalizer { throw refuse("the normalizer \(normalizer.name)") }
-        guard let pre = file.pre_tokenizer, pre.type == "ByteLevel" else {
-            throw refuse("the pre-tokenizer \(file.pre_tokenizer?.name ?? "none (no byte-level mapping)")")
+        // Pre-tokenizer: ByteLevel last (the byte mapping), Split steps with a regex, isolated, before it.
+        let preName = file.pre_tokenizer?.name ?? "none (no byte-level mapping)"
+        let stages = file.pre_tokenizer.map { $0.type == "Sequence" ? $0.pretokenizers ?? [] : [$0] } ?? []
+        guard let byteLevel = stages.last, byteLevel.type == "ByteLevel" else { throw refuse("the pre-tokenizer \(preName)") }
+        var steps: [PreTokenization.Step] = []
+        for stage in stages.dropLast() {
+            guard stage.type == "Split", let pattern = stage.pattern?.Regex, stage.behavior == "Isolated", !(stage.invert ?? false) else {
+                throw refuse("the pre-tokenizer \(preName) (only Split with a regex, Isolated, before ByteLevel)")
+            }
+            do { steps.append(try PreTokenization.isolating(pattern)) } catch {
+                throw refuse("the Split pattern \(pattern) (\(error))")
+            }
         }
-        if let post = file.post_processor, post.type != "ByteLevel" { throw refuse("the post-processor \(post.name)") }
+        if byteLevel.use_regex ?? true { steps.append(.gpt2Words) }
+        // Post-processor: ByteLevel only moves offsets; TemplateProcessing's single template puts special tokens around.
+        var (prefix, suffix): ([Int32], [Int32]) = ([], [])
+        for post in file.post_processor.map({ $0.type == "Sequence" ? $0.processors ?? [] : [$0] }) ?? [] {
+            switch post.type {
+            case "ByteLevel": continue
+            case "TemplateProcessing":
+                var seenText = false
+                for piece in post.single ?? [] {
+                    switch piece {
+                    case .sequence: seenText = true
+                    case .special(let name):
+                        guard let ids = post.special_tokens?[name]?.ids else { throw refuse("the post-processor's unknown token \(name)") }
+                        if seenText { suffix += ids } else { prefix += ids }
+                    }
+                }
+            default: throw refuse("the post-processor \(file.post_processor?.name ?? "?")")
+            }
+        }
         if let decoder = file.decoder, decoder.type != "ByteLevel" { throw refuse("the decoder \(decoder.name)") }
         if file.model.byte_fallback == true { throw refuse("byte_fallback") }
-        if file.model.ignore_merges == true { throw refuse("ignore_merges") }
         if let prefix = file.model.continuing_subword_prefix ?? file.model.end_of_word_suffix { throw refuse("the subword affix '\(prefix)'") }
         let lines = file.model.merges.map { merge -> String in
             switch merge {
@@ -158,7 +206,8 @@ public struct BPETokenizer: Sendable {
         try Self.checkIDs(added.merging(file.model.vocab) { first, _ in first }, path: path)
         self.init(
             vocabulary: file.model.vocab, merges: try Self.parseMerges(lines, path: path), specialTokens: added,
-            splitsWords: pre.use_regex ?? true, addsPrefixSpace: pre.add_prefix_space ?? false)
+            preTokenization: PreTokenization(steps: steps, addsPrefixSpace: byteLevel.add_prefix_space ?? false),
+            ignoresMerges: file.model.ignore_merges ?? false, prefix: prefix, suffix: suffix)
     }
 
     /// Ids from a file size the model's vocabulary (the largest id + 1): they must be numbered from 0, without a
@@ -185,6 +234,10 @@ public struct BPETokenizer: Sendable {
     /// Large texts are cut into pieces at newlines the pre-tokenisation never crosses and encoded in
     /// parallel; every word's merges are computed once per piece (words repeat: Zipf).
     public func encode(_ text: String) throws -> [Int32] {
+        prefix + (try encodeText(text)) + suffix
+    }
+
+    func encodeText(_ text: String) throws -> [Int32] {
         guard !specialTokens.isEmpty else { return try encodeOrdinary(text) }
         // Special tokens first: the text between them is encoded on its own.
         let bytes = Array(text.utf8)
@@ -209,8 +262,8 @@ public struct BPETokenizer: Sendable {
 
     /// Text without special tokens.
     func encodeOrdinary(_ text: String) throws -> [Int32] {
-        if addsPrefixSpace, let first = text.unicodeScalars.first, first != " " { return try encodeOrdinary(" " + text) }
-        let pieces = splitsWords ? Self.independentPieces(text, targetBytes: Self.pieceBytes) : [text[...]]
+        if preTokenization.addsPrefixSpace, let first = text.unicodeScalars.first, first != " " { return try encodeOrdinary(" " + text) }
+        let pieces = preTokenization.isGPT2 ? Self.independentPieces(text, targetBytes: Self.pieceBytes) : [text[...]]
         if pieces.count == 1 { return try encodePiece(text[...]) }
         let results = Mutex([Int: Result<[Int32], any Error>]())
         DispatchQueue.concurrentPerform(iterations: pieces.count) { index in
@@ -229,10 +282,15 @@ public struct BPETokenizer: Sendable {
         var ids: [Int32] = []
         // Keyed by the exact bytes: Substring's equality is canonical equivalence ("Å" U+00C5 == "Å" U+212B).
         var known: [[UInt8]: [Int32]] = [:]
-        for word in splitsWords ? Self.words(text) : [text] {
+        for word in preTokenization.words(text) {
             let key = Array(word.utf8)
             if let cached = known[key] {
                 ids += cached
+                continue
+            }
+            if ignoresMerges, let id = encoder[key.map { Self.byteToCharacter[Int($0)] }.joined()] {
+                known[key] = [id]
+                ids.append(id)
                 continue
             }
             var wordIDs: [Int32] = []

@@ -103,10 +103,11 @@ final class BPETokenizerTests: XCTestCase {
         // What the tokenizers library would do differently is refused by name, never ignored.
         let vocabJSON = String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self)
         for (component, named) in [(#""normalizer": {"type": "NFC"}, "pre_tokenizer": {"type": "ByteLevel"}"#, "normalizer NFC"),
-                                   (#""pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split"}, {"type": "ByteLevel"}]}"#,
+                                   (#""pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"String": " "}, "behavior": "Removed"}, {"type": "ByteLevel"}]}"#,
                                     "pre-tokenizer Sequence (Split, ByteLevel)"),
                                    (#""pre_tokenizer": {"type": "Metaspace"}"#, "pre-tokenizer Metaspace"),
-                                   (#""pre_tokenizer": {"type": "ByteLevel"}, "post_processor": {"type": "TemplateProcessing"}"#, "post-processor TemplateProcessing")] {
+                                   (#""pre_tokenizer": {"type": "ByteLevel"}, "post_processor": {"type": "RobertaProcessing"}"#, "post-processor RobertaProcessing"),
+                                   (#""pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "Metaspace"}"#, "decoder Metaspace")] {
             try Data("{\(component), \"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": []}}".utf8)
                 .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
             XCTAssertThrowsError(try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json")) { error in
@@ -145,17 +146,32 @@ final class BPETokenizerTests: XCTestCase {
     /// canonically equivalent forms that are different bytes, a special token written in the text, a byte-order
     /// mark, whitespace runs, CJK, emoji, numbers, contractions. Zero ids may differ, and decoding gives the text back.
     func testParityWithTheTokenizersLibrary() throws {
+        let gpt2 = try assertParity(tokenizer: "byte-level-bpe.json", expected: "edge-cases.json")
+        XCTAssertEqual(try gpt2.encode("<|endoftext|>"), [0], "the special token is one id")
+        XCTAssertEqual(gpt2.endOfText, 0)
+    }
+
+    /// The same for LLaMA 3's layout: its Split regex before a ByteLevel mapping without GPT-2's pattern,
+    /// ignore_merges, and a TemplateProcessing post-processor that puts <|begin_of_text|> first.
+    func testParityWithTheTokenizersLibraryLlama3Style() throws {
+        let llama = try assertParity(tokenizer: "llama3-style-bpe.json", expected: "llama3-edge-cases.json", bos: 0)
+        XCTAssertEqual(try llama.encode("<|end_of_text|>"), [0, 1], "BOS, then the special token as one id")
+        XCTAssertEqual(llama.endOfText, 1)
+    }
+
+    @discardableResult
+    func assertParity(tokenizer name: String, expected file: String, bos: Int32? = nil) throws -> BPETokenizer {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/tokenizers")
         struct Expected: Decodable { let text: String; let ids: [Int32] }
-        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: folder.appendingPathComponent("edge-cases.json")))
-        let tokenizer = try BPETokenizer(tokenizerJSON: folder.appendingPathComponent("byte-level-bpe.json").path)
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: folder.appendingPathComponent(file)))
+        let tokenizer = try BPETokenizer(tokenizerJSON: folder.appendingPathComponent(name).path)
         let ids = try tokenizer.encode(expected.text)
         let firstDifference = zip(ids, expected.ids).enumerated().first { $0.element.0 != $0.element.1 }?.offset
-        XCTAssertEqual(ids.count, expected.ids.count)
-        XCTAssertNil(firstDifference, "first difference at \(firstDifference ?? -1): \(ids.dropFirst(max(0, (firstDifference ?? 0) - 3)).prefix(8)) vs "
+        XCTAssertEqual(ids.count, expected.ids.count, name)
+        XCTAssertNil(firstDifference, "\(name): first difference at \(firstDifference ?? -1): \(ids.dropFirst(max(0, (firstDifference ?? 0) - 3)).prefix(8)) vs "
             + "\(expected.ids.dropFirst(max(0, (firstDifference ?? 0) - 3)).prefix(8))")
-        XCTAssertEqual(Array(tokenizer.decode(ids).utf8), Array(expected.text.utf8), "decoding returns the exact bytes")
-        XCTAssertEqual(try tokenizer.encode("<|endoftext|>"), [0], "the special token is one id")
-        XCTAssertEqual(tokenizer.endOfText, 0)
+        let body = bos.map { bos in ids.first == bos ? Array(ids.dropFirst()) : ids } ?? ids
+        XCTAssertEqual(Array(tokenizer.decode(body).utf8), Array(expected.text.utf8), "\(name): decoding returns the exact bytes")
+        return tokenizer
     }
 }

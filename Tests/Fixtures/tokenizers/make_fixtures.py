@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Regenerates the tokenizer parity fixture of slope's tests (BPETokenizerTests.testParityWithTheTokenizersLibrary):
-a GPT-2-style byte-level BPE tokenizer.json trained by the `tokenizers` library on a little text, and the ids that
-library gives for a text of edge cases (Unicode normalisation forms, special tokens in the text, whitespace runs,
+a GPT-2-style and a LLaMA-3-style byte-level BPE tokenizer.json (LLaMA 3's Split pattern before a ByteLevel
+mapping, ignore_merges, a TemplateProcessing post-processor adding <|begin_of_text|>) trained by the `tokenizers`
+library on a little text, and the ids that library gives for a text of edge cases (Unicode normalisation forms, special tokens in the text, whitespace runs,
 CJK, emoji, a byte-order mark, numbers, contractions).
 
     /tmp/hf/bin/pip install tokenizers && /tmp/hf/bin/python Tests/Fixtures/tokenizers/make_fixtures.py
@@ -9,7 +10,7 @@ CJK, emoji, a byte-order mark, numbers, contractions).
 import json
 import os
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,7 +32,34 @@ EDGE_CASES = (
 )
 
 
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+                  r"\s+(?!\S)|\s+")
+
+
+def llama3_style():
+    tokenizer = Tokenizer(models.BPE(ignore_merges=True))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<|begin_of_text|>", "<|end_of_text|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator([TRAINING], trainer)
+    tokenizer.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+                                      special_tokens=[("<|begin_of_text|>", tokenizer.token_to_id("<|begin_of_text|>"))])])
+    return tokenizer
+
+
 def main():
+    tokenizer = llama3_style()
+    tokenizer.save(os.path.join(HERE, "llama3-style-bpe.json"))
+    ids = tokenizer.encode(EDGE_CASES.replace("<|endoftext|>", "<|end_of_text|>")).ids
+    with open(os.path.join(HERE, "llama3-edge-cases.json"), "w", encoding="utf-8") as f:
+        json.dump({"text": EDGE_CASES.replace("<|endoftext|>", "<|end_of_text|>"), "ids": ids}, f, ensure_ascii=True)
+    print("llama3-style:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
