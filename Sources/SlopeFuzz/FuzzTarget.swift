@@ -30,7 +30,7 @@ enum FuzzTarget: String, CaseIterable {
         case .tokenizerJSON:
             guard let tokenizer = try? BPETokenizer(tokenizerJSONData: Data(bytes)) else { return }
             precondition(tokenizer.vocabularySize <= 4 * bytes.count + 2048)
-            _ = try? tokenizer.encode("Hello, world! 1234 ünïcödé")
+            _ = try? tokenizer.encode("Hello, world! 1234 ünïcödé<|begin_of_text|> it's  \n\n x<|endoftext|>")
         case .vocabMerges:
             // The vocabulary JSON and merges.txt, separated by the first zero byte.
             let split = bytes.firstIndex(of: 0) ?? bytes.count

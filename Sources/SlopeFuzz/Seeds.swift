@@ -40,7 +40,7 @@ enum Seeds {
         vocabulary["he"] = 257
         vocabulary["Ġthe"] = 258
         let vocab = String(decoding: try encoder.encode(vocabulary), as: UTF8.self)
-        try Data(#"{"model": {"type": "BPE", "vocab": \#(vocab), "merges": ["Ġ t", "h e", ["Ġt", "he"]]}}"#.utf8)
+        try Data(#"{"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}, "model": {"type": "BPE", "vocab": \#(vocab), "merges": ["Ġ t", "h e", ["Ġt", "he"]]}}"#.utf8)
             .write(to: URL(fileURLWithPath: try folderFor(.tokenizerJSON) + "/bytes-and-merges.json"))
         try Data((vocab + "\0#version: 0.2\nĠ t\nh e\nĠt he\n").utf8)
             .write(to: URL(fileURLWithPath: try folderFor(.vocabMerges) + "/bytes-and-merges.txt"))
