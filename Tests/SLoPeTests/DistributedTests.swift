@@ -1,0 +1,87 @@
+import Dispatch
+import FoundationEssentials
+import SLoPe
+import Synchronization
+import XCTest
+
+/// torchrun's environment and the TCP rendezvous, over loopback.
+final class DistributedTests: XCTestCase {
+    func testEnvironmentFollowsTorchrun() throws {
+        XCTAssertNil(try DistributedEnvironment.from([:]), "no WORLD_SIZE: one process")
+        XCTAssertNil(try DistributedEnvironment.from(["WORLD_SIZE": "1", "RANK": "0"]))
+        let job = try DistributedEnvironment.from([
+            "WORLD_SIZE": "8", "RANK": "5", "LOCAL_RANK": "1", "MASTER_ADDR": "node0", "MASTER_PORT": "29500",
+        ])
+        XCTAssertEqual(job, DistributedEnvironment(rank: 5, worldSize: 8, localRank: 1, masterAddress: "node0", masterPort: 29500))
+        XCTAssertEqual(try DistributedEnvironment.from(["WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "a", "MASTER_PORT": "1"])?.localRank, 1,
+                       "LOCAL_RANK defaults to RANK")
+        let refusals: [([String: String], String)] = [
+            (["WORLD_SIZE": "2", "RANK": "1", "MASTER_PORT": "29500"], "MASTER_ADDR must be"),
+            (["WORLD_SIZE": "2", "MASTER_ADDR": "a", "MASTER_PORT": "29500"], "RANK must be"),
+            (["WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "a", "MASTER_PORT": "29500"], "RANK=2 is not a rank from 0 to 1"),
+            (["WORLD_SIZE": "two", "RANK": "0"], "WORLD_SIZE=two"),
+            (["WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "a", "MASTER_PORT": "70000"], "MASTER_PORT=70000"),
+        ]
+        for (variables, words) in refusals {
+            XCTAssertThrowsError(try DistributedEnvironment.from(variables)) { XCTAssertTrue("\($0)".contains(words), "\(words): \($0)") }
+        }
+    }
+
+    static func port() -> UInt16 { UInt16.random(in: 20_000...60_000) }
+
+    /// Runs `body` for every rank at once and collects what each returned or threw.
+    func together(_ ranks: Int, _ body: @escaping @Sendable (Int) throws -> [UInt8]) -> [Int: Result<[UInt8], any Error>] {
+        let results = Mutex([Int: Result<[UInt8], any Error>]())
+        let group = DispatchGroup()
+        for rank in 0..<ranks {
+            DispatchQueue.global().async(group: group) {
+                let result = Result { try body(rank) }
+                results.withLock { $0[rank] = result }
+            }
+        }
+        group.wait()
+        return results.withLock { $0 }
+    }
+
+    /// Four ranks, the others started before rank 0 is listening: every one gets rank 0's bytes.
+    func testEveryRankReceivesTheMastersBytes() throws {
+        let port = Self.port()
+        let payload = (0..<128).map { UInt8($0 * 7 % 256) }
+        let results = together(4) { rank in
+            if rank == 0 {
+                usleep(300_000)  // the others are already knocking
+                try Rendezvous.serve(payload: payload, worldSize: 4, port: port, timeout: 20)
+                return payload
+            }
+            return try Rendezvous.join(rank: rank, worldSize: 4, masterAddress: "127.0.0.1", port: port, timeout: 20)
+        }
+        for rank in 0..<4 { XCTAssertEqual(try results[rank]?.get(), payload, "rank \(rank)") }
+    }
+
+    /// A rank that never comes: rank 0 stops waiting and names it; a rank with another WORLD_SIZE is refused on
+    /// both sides; a rank without a master gives up at its deadline.
+    func testMissingMismatchedAndLonelyRanksFailClearly() throws {
+        let port = Self.port()
+        var results = together(3) { rank in
+            if rank == 0 { try Rendezvous.serve(payload: [1], worldSize: 4, port: port, timeout: 1.5); return [] }
+            return try Rendezvous.join(rank: rank, worldSize: 4, masterAddress: "127.0.0.1", port: port, timeout: 5)
+        }
+        XCTAssertThrowsError(try results[0]!.get()) { XCTAssertTrue("\($0)".contains("rank 3 to join"), "\($0)") }
+        XCTAssertThrowsError(try results[1]!.get(), "the master closed without an answer")
+
+        let other = Self.port()
+        results = together(2) { rank in
+            if rank == 0 { try Rendezvous.serve(payload: [1], worldSize: 2, port: other, timeout: 5); return [] }
+            return try Rendezvous.join(rank: 1, worldSize: 3, masterAddress: "127.0.0.1", port: other, timeout: 5)
+        }
+        for rank in 0..<2 {
+            XCTAssertThrowsError(try results[rank]!.get()) { XCTAssertTrue("\($0)".contains("WORLD_SIZE=3"), "rank \(rank): \($0)") }
+        }
+
+        let started = ContinuousClock.now
+        XCTAssertThrowsError(try Rendezvous.join(rank: 1, worldSize: 2, masterAddress: "127.0.0.1", port: Self.port(), timeout: 0.5)) { error in
+            XCTAssertTrue("\(error)".contains("waited 0 s for rank 0 at 127.0.0.1"), "\(error)")
+        }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(3))
+    }
+}
