@@ -1,5 +1,6 @@
 import CCUDA
 import SlopeCUDA
+import SlopeCore
 import XCTest
 
 final class LibraryDiscoveryTests: XCTestCase {
@@ -84,5 +85,19 @@ final class LibraryDiscoveryTests: XCTestCase {
     func testShimReservesRoomForEveryCuSPARSELtVersion() {
         XCTAssertGreaterThanOrEqual(slope_ccuda_sparse_object_bytes(), 1024)
         XCTAssertEqual(slope_ccuda_sparse_object_alignment(), 16)
+    }
+
+    /// NCCL (data-parallel runs only): found in pip's nvidia-nccl wheel folder, named in the error with what to
+    /// install when missing; its status codes and dtypes map as nccl.h defines them.
+    func testNCCLDiscoveryErrorsAndCodes() throws {
+        let wheel = "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/lib/libnccl.so.2"
+        XCTAssertEqual(discovery(files: [wheel]).candidates(for: .nccl).last, .file(wheel))
+        XCTAssertThrowsError(try DynamicLibrary.open(.nccl, discovery: discovery(files: []))) { error in
+            XCTAssertTrue("\(error)".contains("NCCL not found") && "\(error)".contains("nvidia-nccl-cu13"), "\(error)")
+        }
+        XCTAssertEqual(MemoryLayout<slope_ncclUniqueId>.size, 128, "NCCL_UNIQUE_ID_BYTES")
+        XCTAssertEqual(CUDAError.callFailed(call: "ncclAllReduce", library: .nccl, status: 6).description,
+                       "ncclAllReduce failed: ncclRemoteError (a peer failed or the network dropped) (6)")
+        XCTAssertEqual([DType.float32, .bfloat16, .float16, .float64, .int32, .uint8].map(NCCLCommunicator.dataType), [7, 9, 6, 8, 2, 1])
     }
 }

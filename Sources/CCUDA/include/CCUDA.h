@@ -242,6 +242,27 @@ typedef cusparseStatus_t (*slope_cusparseLtSpMMACompress2_fn)(
     slope_cusparseLtHandleRef handle, const slope_cusparseLtMatDescriptor *sparse, int isSparseA, int op, const void *dense,
     void *compressed, void *buffer, CUstream stream);
 
+// MARK: NCCL (libnccl.so.2): the collectives of data-parallel training. cudaStream_t is the driver's CUstream.
+typedef int ncclResult_t;  // ncclSuccess = 0
+typedef struct ncclComm *ncclComm_t;
+typedef struct { char internal[128]; } slope_ncclUniqueId;  // NCCL_UNIQUE_ID_BYTES
+typedef ncclResult_t (*slope_ncclGetVersion_fn)(int *version);
+typedef ncclResult_t (*slope_ncclGetUniqueId_fn)(slope_ncclUniqueId *uniqueId);
+typedef ncclResult_t (*slope_ncclCommInitRank_fn)(ncclComm_t *comm, int nranks, slope_ncclUniqueId commId, int rank);
+typedef ncclResult_t (*slope_ncclCommDestroy_fn)(ncclComm_t comm);
+typedef ncclResult_t (*slope_ncclCommAbort_fn)(ncclComm_t comm);
+typedef const char *(*slope_ncclGetErrorString_fn)(ncclResult_t result);
+typedef ncclResult_t (*slope_ncclAllReduce_fn)(
+    const void *sendbuff, void *recvbuff, size_t count, int datatype, int op, ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*slope_ncclBroadcast_fn)(
+    const void *sendbuff, void *recvbuff, size_t count, int datatype, int root, ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*slope_ncclReduceScatter_fn)(
+    const void *sendbuff, void *recvbuff, size_t recvcount, int datatype, int op, ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*slope_ncclAllGather_fn)(
+    const void *sendbuff, void *recvbuff, size_t sendcount, int datatype, ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*slope_ncclGroupStart_fn)(void);
+typedef ncclResult_t (*slope_ncclGroupEnd_fn)(void);
+
 /// Size and alignment the shim reserves for cuSPARSELt's opaque objects (checked by the tests).
 size_t slope_ccuda_sparse_object_bytes(void);
 size_t slope_ccuda_sparse_object_alignment(void);

@@ -13,7 +13,7 @@ public enum CUDAError: Error, Equatable, CustomStringConvertible {
 
     /// Which library's status codes a failed call returned.
     public enum StatusFamily: String, Sendable {
-        case driver, nvrtc, cublas, cusparse
+        case driver, nvrtc, cublas, cusparse, nccl
     }
 
     public var description: String {
@@ -47,8 +47,17 @@ public enum CUDAStatus {
         case .nvrtc: return nvrtcNames[status] ?? "NVRTC_ERROR_\(status)"
         case .cublas: return cublasNames[status] ?? "CUBLAS_STATUS_\(status)"
         case .cusparse: return cusparseNames[status] ?? "CUSPARSE_STATUS_\(status)"
+        case .nccl: return ncclNames[status] ?? "ncclResult \(status)"
         }
     }
+
+    /// NCCL results (nccl.h 2.x), with what each usually means for a data-parallel run.
+    static let ncclNames: [Int32: String] = [
+        0: "ncclSuccess", 1: "ncclUnhandledCudaError (a CUDA call inside NCCL failed)",
+        2: "ncclSystemError (a system call failed: network, shared memory, or a peer process died)",
+        3: "ncclInternalError", 4: "ncclInvalidArgument", 5: "ncclInvalidUsage",
+        6: "ncclRemoteError (a peer failed or the network dropped)", 7: "ncclInProgress",
+    ]
 
     /// Driver API results (cuda.h, CUDA 13.0); the common ones and those a user can cause.
     static let driverNames: [Int32: String] = [

@@ -31,5 +31,10 @@ public struct CUDALibrary: Sendable, Hashable, CustomStringConvertible {
         name: "cuSPARSELt", fileNames: ["libcusparseLt.so.0", "libcusparseLt.so"], pipFolders: ["cusparselt"],
         provider: "pip install nvidia-cusparselt-cu13 (or NVIDIA's libcusparselt0 package)")
 
+    /// Only data-parallel runs (WORLD_SIZE > 1) need it.
+    public static let nccl = CUDALibrary(
+        name: "NCCL", fileNames: ["libnccl.so.2", "libnccl.so"], pipFolders: ["nccl"],
+        provider: "pip install nvidia-nccl-cu13 (or NVIDIA's libnccl2 package)")
+
     public static let all: [CUDALibrary] = [.driver, .nvrtc, .cublasLt, .cusparseLt]
 }
