@@ -27,6 +27,13 @@ struct DoctorCommand: ParsableCommand {
             case .failure(let error): print("  \(library.name.padding(12))  not usable: \(error)")
             }
         }
+        let nccl = Result { try NCCLCommunicator.version() }
+        switch nccl {
+        case .success(let version): print("  \("NCCL".padding(12))  \(version) (multi-GPU training)")
+        case .failure(CUDAError.libraryNotFound):
+            print("  \("NCCL".padding(12))  not found: only multi-GPU training needs it (install \(CUDALibrary.nccl.provider))")
+        case .failure(let error): print("  \("NCCL".padding(12))  not usable: \(error)")
+        }
         let backend: CUDABackend
         do {
             backend = try CUDABackend(ordinal: gpu)
@@ -85,6 +92,11 @@ struct DoctorCommand: ParsableCommand {
             checks += comparison.runModelChecks()
             checks += comparison.runCheckpointCheck()
         }
+        var ncclFailure: String?
+        if case .success = nccl {
+            ncclFailure = Self.checkNCCL(backend)
+            print("  NCCL, one rank: all-reduce, broadcast, reduce-scatter, all-gather    \(ncclFailure == nil ? "pass" : "FAIL: \(ncclFailure!)")")
+        }
         var table = TextTable(headers: ["check", "dtype", "rel. error", "tolerance", "result"])
         for check in checks {
             let error = check.failure != nil ? "threw" : (check.error == 0 ? "0" : String(format6(check.error)))
@@ -100,7 +112,29 @@ struct DoctorCommand: ParsableCommand {
             }
         }
         print("\n\(checks.count - failed.count) passed, \(failed.count) failed (\(elapsed))")
-        if !failed.isEmpty { throw ExitCode(1) }
+        if !failed.isEmpty || ncclFailure != nil { throw ExitCode(1) }
+    }
+
+    /// NCCL's collectives in a communicator of one rank, where each must leave its input as it was (sum and average
+    /// of one value, a broadcast from itself, the one part of a scatter, the one input of a gather); nil when they do.
+    static func checkNCCL(_ backend: CUDABackend) -> String? {
+        do {
+            let communicator = try NCCLCommunicator(uniqueID: NCCLCommunicator.uniqueID(), rank: 0, worldSize: 1, backend: backend)
+            let values = (0..<1000).map { Float($0 % 97) / 7 - 3 }
+            let tensor = try backend.tensor(values, shape: [1000], dtype: .float32)
+            try communicator.allReduce(tensor, .sum)
+            try communicator.allReduce(tensor, .average)
+            try communicator.broadcast(tensor, root: 0)
+            let scattered = try backend.zeros([1000], dtype: .float32), gathered = try backend.zeros([1000], dtype: .float32)
+            try communicator.reduceScatter(tensor, into: scattered)
+            try communicator.allGather(scattered, into: gathered)
+            for (name, result) in [("all-reduce and broadcast", tensor), ("reduce-scatter and all-gather", gathered)] {
+                guard try backend.floats(result) == values else { return "\(name) changed the values" }
+            }
+            return nil
+        } catch {
+            return "\(error)"
+        }
     }
 }
 
