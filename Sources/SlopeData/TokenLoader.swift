@@ -71,25 +71,33 @@ public struct TokenLoader: Sendable {
 
     /// The next batch: `inputs` and `targets` are `[batchSize · sequenceLength]`, targets shifted by one.
     public mutating func next() -> (inputs: [Int32], targets: [Int32]) {
+        next(part: 0, of: 1)
+    }
+
+    /// Data parallelism: the global batch of `parts × batchSize` sequences is drawn (the position moves past all of
+    /// them) and part `part` of it returned, so the ranks of a job together see exactly the batches one process
+    /// with the global batch would, and a position saved at one world size continues the same sequence at another.
+    public mutating func next(part: Int, of parts: Int) -> (inputs: [Int32], targets: [Int32]) {
+        precondition(parts >= 1 && (0..<parts).contains(part), "part \(part) of \(parts)")
         var inputs: [Int32] = [], targets: [Int32] = []
         inputs.reserveCapacity(batchSize * sequenceLength)
         targets.reserveCapacity(batchSize * sequenceLength)
-        for _ in 0..<batchSize {
+        let mine = (part * batchSize)..<((part + 1) * batchSize)
+        for slot in 0..<(parts * batchSize) {
+            let start: Int
             if sampling == .random {
-                let start = Self.randomOffset(sequence: position.window, seed: seed, count: tokens.count - sequenceLength)
-                inputs += tokens[start..<(start + sequenceLength)]
-                targets += tokens[(start + 1)...(start + sequenceLength)]
-                position.window += 1
-                continue
+                start = Self.randomOffset(sequence: position.window, seed: seed, count: tokens.count - sequenceLength)
+            } else {
+                if position.window == order.count {
+                    position = Position(epoch: position.epoch + 1, window: 0)
+                    order = Self.shuffledWindows(order.count, seed: seed, epoch: position.epoch)
+                }
+                start = order[position.window] * (sequenceLength + 1)
             }
-            if position.window == order.count {
-                position = Position(epoch: position.epoch + 1, window: 0)
-                order = Self.shuffledWindows(order.count, seed: seed, epoch: position.epoch)
-            }
-            let start = order[position.window] * (sequenceLength + 1)
+            position.window += 1
+            guard mine.contains(slot) else { continue }
             inputs += tokens[start..<(start + sequenceLength)]
             targets += tokens[(start + 1)...(start + sequenceLength)]
-            position.window += 1
         }
         return (inputs, targets)
     }

@@ -126,6 +126,26 @@ final class SlopeDataTests: XCTestCase {
         XCTAssertEqual(starts, [459, 674, 747, 166, 127, 345])
     }
 
+    /// Data parallelism: two ranks' parts of each global batch are, together, the batch of one loader with twice the
+    /// batch size, across epochs and for both samplings; a position saved by the job continues in one process.
+    func testRanksShareTheGlobalBatchAndResumeAtAnotherWorldSize() throws {
+        let tokens = (0..<500).map(Int32.init)
+        for sampling in TokenLoader.Sampling.allCases {
+            var single = try TokenLoader(tokens: tokens, batchSize: 6, sequenceLength: 9, seed: 3, sampling: sampling)
+            var ranks = try (0..<2).map { _ in try TokenLoader(tokens: tokens, batchSize: 3, sequenceLength: 9, seed: 3, sampling: sampling) }
+            for step in 0..<20 {  // 50 windows: several epochs
+                let whole = single.next().inputs
+                let parts = (0..<2).flatMap { ranks[$0].next(part: $0, of: 2).inputs }
+                XCTAssertEqual(parts, whole, "\(sampling), step \(step)")
+                XCTAssertEqual(ranks[0].position, single.position)
+                XCTAssertEqual(ranks[1].position, single.position)
+            }
+            var resumed = try TokenLoader(tokens: tokens, batchSize: 6, sequenceLength: 9, seed: 3, sampling: sampling)
+            resumed.restore(ranks[0].position)
+            XCTAssertEqual(resumed.next().inputs, single.next().inputs, "\(sampling): world size 2 → 1")
+        }
+    }
+
     func testLoaderErrorsAndSplit() {
         XCTAssertThrowsError(try TokenLoader(tokens: [1, 2, 3], batchSize: 2, sequenceLength: 4, seed: 0)) { error in
             XCTAssertTrue("\(error)".contains("3 tokens"), "\(error)")
