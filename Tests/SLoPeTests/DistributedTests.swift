@@ -1,6 +1,7 @@
 import Dispatch
 import FoundationEssentials
 import SLoPe
+import SlopeData
 import Synchronization
 import XCTest
 
@@ -83,5 +84,57 @@ final class DistributedTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("waited 0 s for rank 0 at 127.0.0.1"), "\(error)")
         }
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(3))
+    }
+
+    /// Two ranks with batch 2 each, their gradients averaged, take the steps one process takes with batch 4: the same
+    /// losses and, after three SLoPe steps, the same weights (dense parameters and compressed sparse values).
+    func testTwoRanksStepAsOneProcessWithTheGlobalBatch() throws {
+        let configuration = ModelConfiguration(family: .gpt, vocabularySize: 40, contextLength: 16, layers: 2, hiddenSize: 32, heads: 4,
+                                               intermediateSize: 64)
+        var state: UInt32 = 11
+        let tokens = (0..<3000).map { _ -> Int32 in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return Int32(state >> 27) % 40
+        }
+        let split = TokenLoader.split(tokens, validationFraction: 0.1)
+        func trainer(batch: Int) throws -> Trainer {
+            let model = try TransformerModel(configuration: configuration, backend: CPUBackend(), seed: 5)
+            let options = TrainingOptions(steps: 3, batchSize: batch, sequenceLength: 16, learningRate: 3e-3, warmupSteps: 0, adapterFraction: 0, seed: 9)
+            return try Trainer(model: model, options: options, trainTokens: split.train, validationTokens: split.validation)
+        }
+        let single = try trainer(batch: 4)
+        let singleLosses = try (0..<3).map { _ in try single.trainStep().loss }
+        let hub = LocalCommunicator.Hub(worldSize: 2)
+        let ranks = try (0..<2).map { rank -> Trainer in
+            let t = try trainer(batch: 2)
+            t.communicator = LocalCommunicator(rank: rank, hub: hub)
+            return t
+        }
+        let results = Mutex([Int: [Double]]())
+        let group = DispatchGroup()
+        for (rank, t) in ranks.enumerated() {
+            nonisolated(unsafe) let t = t
+            DispatchQueue.global().async(group: group) {
+                let losses = (try? (0..<3).map { _ in try t.trainStep().loss }) ?? []
+                results.withLock { $0[rank] = losses }
+            }
+        }
+        group.wait()
+        let cpu = CPUBackend()
+        for rank in 0..<2 {
+            let losses = results.withLock { $0[rank] } ?? []
+            XCTAssertEqual(losses.count, 3, "rank \(rank) trained")
+            for (a, b) in zip(losses, singleLosses) { XCTAssertEqual(a, b, accuracy: 1e-5, "rank \(rank): the global batch's loss") }
+            XCTAssertEqual(ranks[rank].tokensSeen, single.tokensSeen)
+            XCTAssertFalse(ranks[rank].model.sparseWeights.isEmpty)
+            for (mine, reference) in zip(ranks[rank].model.parameters, single.model.parameters) {
+                let worst = zip(try cpu.floats(mine.value), try cpu.floats(reference.value)).map { abs($0 - $1) }.max() ?? 1
+                XCTAssertLessThan(worst, 2e-5, "rank \(rank): \(mine.name)")
+            }
+            for (mine, reference) in zip(ranks[rank].model.sparseWeights, single.model.sparseWeights) {
+                let worst = zip(try cpu.floats(mine.values), try cpu.floats(reference.values)).map { abs($0 - $1) }.max() ?? 1
+                XCTAssertLessThan(worst, 2e-5, "rank \(rank): \(mine.name)")
+            }
+        }
     }
 }

@@ -12,6 +12,9 @@ public final class Trainer {
     public internal(set) var tokensSeen = 0
     public internal(set) var adaptersAttached = false
     public private(set) var sparsityReport: SparsityReport?
+    /// Data parallelism: this process's part of each global batch, and gradients averaged over the ranks before
+    /// the step (nil: one process). `batchSize` is then per rank; every rank must run the same model and options.
+    public var communicator: (any Communicator)?
     var loader: TokenLoader
     let validationTokens: [Int32]
     let sparseOptimizer: SparseAdamW
@@ -105,13 +108,20 @@ public final class Trainer {
         var loss = 0.0
         let scale = 1 / Float(options.gradientAccumulation)
         for _ in 0..<options.gradientAccumulation {
-            let value = try model.loss(on: loader.next(), batch: options.batchSize, sequence: options.sequenceLength)
+            let value = try model.loss(
+                on: loader.next(part: communicator?.rank ?? 0, of: communicator?.worldSize ?? 1), batch: options.batchSize,
+                sequence: options.sequenceLength)
             guard value.isFinite else {
                 try zeroGradients()
                 throw Failure.nonFinite(step: number, what: "loss (\(value))")
             }
             try model.backward(scale: scale)
             loss += value / Double(options.gradientAccumulation)
+        }
+        if let communicator {
+            // The mean of the ranks' mean gradients is the gradient of the global batch (every rank has as many tokens).
+            try communicator.averageInPlace(model.parameters.compactMap(\.gradient) + model.sparseWeights.compactMap(\.gradient))
+            loss = try communicator.average([loss])[0]
         }
         // The norm is always computed, so non-finite gradients never reach the weights; it clips only when asked.
         // The model's own parameter order, so a resumed run sums the squares in the same order.
@@ -127,8 +137,9 @@ public final class Trainer {
         try denseOptimizer.step(learningRate: rate, gradientScale: clip)
         try zeroGradients()
         step = number
-        tokensSeen += options.tokensPerStep
-        return StepResult(step: number, loss: loss, learningRate: rate, gradientNorm: norm, tokens: options.tokensPerStep, startedAdapters: startedAdapters)
+        let tokens = options.tokensPerStep * (communicator?.worldSize ?? 1)
+        tokensSeen += tokens
+        return StepResult(step: number, loss: loss, learningRate: rate, gradientNorm: norm, tokens: tokens, startedAdapters: startedAdapters)
     }
 
     func zeroGradients() throws {
