@@ -1,0 +1,40 @@
+import SLoPe
+import SlopeCUDA
+
+/// The ``Communicator`` of a data-parallel run on GPUs: NCCL averages the ranks' gradients in place, all tensors of
+/// a step fused into one NCCL launch.
+final class NCCLGradientAveraging: Communicator, @unchecked Sendable {
+    let nccl: NCCLCommunicator
+    let backend: CUDABackend
+    var rank: Int { nccl.rank }
+    var worldSize: Int { nccl.worldSize }
+
+    init(_ nccl: NCCLCommunicator, backend: CUDABackend) {
+        self.nccl = nccl
+        self.backend = backend
+    }
+
+    /// Rank 0 makes NCCL's id and hands it out through the rendezvous on MASTER_ADDR:MASTER_PORT; every rank then
+    /// joins the communicator on its GPU.
+    static func connect(_ job: DistributedEnvironment, backend: CUDABackend, timeout: Double = 300) throws -> NCCLGradientAveraging {
+        let id: [UInt8]
+        if job.isMaster {
+            id = try NCCLCommunicator.uniqueID()
+            try Rendezvous.serve(payload: id, worldSize: job.worldSize, port: job.masterPort, timeout: timeout)
+        } else {
+            id = try Rendezvous.join(rank: job.rank, worldSize: job.worldSize, masterAddress: job.masterAddress, port: job.masterPort, timeout: timeout)
+        }
+        let nccl = try NCCLCommunicator(uniqueID: id, rank: job.rank, worldSize: job.worldSize, backend: backend)
+        return NCCLGradientAveraging(nccl, backend: backend)
+    }
+
+    func averageInPlace(_ tensors: [Tensor]) throws {
+        try nccl.group { for tensor in tensors { try nccl.allReduce(tensor, .average) } }
+    }
+
+    func average(_ values: [Double]) throws -> [Double] {
+        let tensor = try backend.tensor(values.map(Float.init), shape: [values.count], dtype: .float32)
+        try nccl.allReduce(tensor, .average)
+        return try backend.floats(tensor).map(Double.init)
+    }
+}
