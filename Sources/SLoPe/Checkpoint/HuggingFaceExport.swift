@@ -89,9 +89,10 @@ public enum HuggingFaceExport {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let alpha = modules.min().flatMap { alphas[$0] } ?? 1  // slope's scale is 1/r, so alpha is 1 for every module
         let config = Config(
-            r: rank, lora_alpha: alphas.values.first ?? 1, target_modules: modules.sorted(),
-            rank_pattern: ranks.filter { $0.value != rank }, alpha_pattern: alphas.filter { $0.value != (alphas.values.first ?? 1) })
+            r: rank, lora_alpha: alpha, target_modules: modules.sorted(),
+            rank_pattern: ranks.filter { $0.value != rank }, alpha_pattern: alphas.filter { $0.value != alpha })
         try AtomicFile.write(try encoder.encode(config), to: folder + "/adapter_config.json")
     }
 
