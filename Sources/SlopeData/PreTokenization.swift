@@ -27,7 +27,10 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
     }
 
     /// GPT-2's pattern alone: texts can be cut at safe newlines and encoded in parallel.
-    var isGPT2: Bool { steps.count == 1 && { if case .gpt2Words = steps[0] { return true } else { return false } }() }
+    var isGPT2: Bool {
+        if steps.count == 1, case .gpt2Words = steps[0] { return true }
+        return false
+    }
 
     func words(_ text: Substring) -> [Substring] {
         var pieces = [text]

@@ -16,7 +16,7 @@ struct LoadedCheckpoint {
     static func load(_ path: String, compute: ComputeDevice) throws -> LoadedCheckpoint {
         if HuggingFaceImport.isModelFolder(path) {
             let source = try PretrainedModel.load(path, dtype: compute.defaultDType, backend: compute.backend)
-            let notes = ["imported_from": path, "data": "none", "tokenizer": source.tokenizer ?? MissingTokenizer.name]
+            let notes = source.importNotes(from: path)
             let state = Checkpoint.State.untrained(source.model, notes: notes)
             return LoadedCheckpoint(model: source.model, state: state, data: DataOptions.fromNotes(notes))
         }
@@ -204,7 +204,7 @@ struct ExportCommand: ParsableCommand {
         let wrotePEFT = try HuggingFaceExport.write(loaded.model, to: out, dtype: dtype, endOfText: endOfText, adapters: adapter)
         let c = loaded.model.configuration
         var files = ["model.safetensors", "config.json"] + (wrotePEFT ? ["adapter_model.safetensors", "adapter_config.json"] : [])
-        if let source = tokenizerSource(loaded.data.tokenizer) {
+        if let source = loaded.data.tokenizerFiles {
             files += try HuggingFaceTokenizerFiles.write(source, endOfText: endOfText, contextLength: c.contextLength, to: out)
         }
         print("wrote \(out): \(files.joined(separator: ", ")) (\(c.family == .gpt ? "OPTForCausalLM" : "LlamaForCausalLM"), "
@@ -226,14 +226,6 @@ struct ExportCommand: ParsableCommand {
         case MissingTokenizer.name: print("No tokenizer files: the model came without a tokenizer slope reads.")
         default: print("The tokenizer files are copied from \(loaded.data.tokenizer).")
         }
-    }
-
-    /// The tokenizer files to write for a checkpoint's `--tokenizer` value.
-    func tokenizerSource(_ tokenizer: String) -> HuggingFaceTokenizerFiles.Source? {
-        if tokenizer == "byte" { return .bytes }
-        if tokenizer == MissingTokenizer.name { return nil }
-        let parts = tokenizer.split(separator: ",").map(String.init)
-        return parts.count == 2 ? .vocabularyAndMerges(vocabulary: parts[0], merges: parts[1]) : .tokenizerJSON(path: tokenizer)
     }
 }
 

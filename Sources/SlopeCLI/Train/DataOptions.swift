@@ -83,20 +83,30 @@ struct LoadedData {
 }
 
 extension DataOptions {
+    /// The files `--tokenizer` names (what an export writes), nil for a model without a tokenizer slope reads.
+    var tokenizerFiles: HuggingFaceTokenizerFiles.Source? {
+        if tokenizer == "byte" { return .bytes }
+        if tokenizer == MissingTokenizer.name { return nil }
+        if tokenizer.hasSuffix(".json"), !tokenizer.contains(",") { return .tokenizerJSON(path: tokenizer) }
+        let parts = tokenizer.split(separator: ",").map(String.init)
+        return parts.count == 2 ? .vocabularyAndMerges(vocabulary: parts[0], merges: parts[1]) : nil
+    }
+
     func makeTokenizer() throws -> (any TextTokenizer, Int32?) {
-        if tokenizer == "byte" { return (ByteTokenizer(), ByteTokenizer.endOfText) }
-        if tokenizer == MissingTokenizer.name { return (MissingTokenizer(), nil) }
-        let bpe: BPETokenizer
-        if tokenizer.hasSuffix(".json"), !tokenizer.contains(",") {
-            bpe = try BPETokenizer(tokenizerJSON: tokenizer)
-        } else {
-            let parts = tokenizer.split(separator: ",").map(String.init)
-            guard parts.count == 2 else {
+        switch tokenizerFiles {
+        case .bytes: return (ByteTokenizer(), ByteTokenizer.endOfText)
+        case .tokenizerJSON(let path):
+            let bpe = try BPETokenizer(tokenizerJSON: path)
+            return (bpe, bpe.endOfText)
+        case let .vocabularyAndMerges(vocabulary, merges):
+            let bpe = try BPETokenizer(vocabularyFile: vocabulary, mergesFile: merges)
+            return (bpe, bpe.endOfText)
+        case nil:
+            guard tokenizer == MissingTokenizer.name else {
                 throw ValidationError("--tokenizer must be 'byte', a tokenizer.json, or VOCAB.json,MERGES.txt; got '\(tokenizer)'")
             }
-            bpe = try BPETokenizer(vocabularyFile: parts[0], mergesFile: parts[1])
+            return (MissingTokenizer(), nil)
         }
-        return (bpe, bpe.endOfText)
     }
 
     /// Tokenizes the data; text files are turned into shards under `cacheFolder` first. `requireUnchanged` (a
