@@ -144,6 +144,55 @@ final class KernelEmulationTests: XCTestCase {
         }
     }
 
+    /// The norms with the residual stream fused in, bf16: forward writes `h = x + r` (rounded once) and
+    /// normalises it, backward adds the residual gradient; LayerNorm and RMSNorm against the CPU backend, which
+    /// composes the add. NULL operands (`.int64(0)`) are the plain forms.
+    func testNormsWithTheResidualFusedMatchTheCPUBackend() throws {
+        let module = try EmulatedModule(family: .normalization, dtype: .bfloat16, kernels: [
+            "layernorm_forward": 11, "layernorm_backward_input": 9, "rmsnorm_forward": 9, "rmsnorm_backward_input": 8,
+        ])
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 19)
+        let (rows, columns) = (3, 300)
+        func random(_ shape: [Int]) throws -> Tensor { try cpu.randomNormal(shape, dtype: .bfloat16, using: &generator) }
+        let (x, r, dy, dres) = (try random([rows, columns]), try random([rows, columns]), try random([rows, columns]), try random([rows, columns]))
+        let (weight, bias) = (try random([columns]), try random([columns]))
+        let bytes = rows * columns * 2
+
+        let layer = try cpu.layerNorm(x, adding: r, weight: weight, bias: bias, epsilon: 1e-5)
+        let forward = try module.launch("layernorm_forward", grid: (rows, 1, 1), [
+            .input(try Self.raw(x, cpu)), .input(try Self.raw(r, cpu)), .output(bytes: bytes), .input(try Self.raw(weight, cpu)),
+            .input(try Self.raw(bias, cpu)), .output(bytes: bytes), .output(bytes: rows * 4), .output(bytes: rows * 4),
+            .int64(rows), .int64(columns), .float(1e-5),
+        ])
+        let sum = try XCTUnwrap(layer.sum)
+        XCTAssertEqual(Self.bf16(forward[2]!), try cpu.floats(sum), "h = x + r, rounded to bf16 once")
+        try Self.assertClose(Self.bf16(forward[5]!), try cpu.floats(layer.output), tolerance: 1e-2, "LayerNorm(x + r)")
+        try Self.assertClose(forward[7]!.elements(), try cpu.floats(layer.reciprocalStd), tolerance: 1e-4, "rstd")
+        let layerGradients = try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer, addingGradient: dres)
+        for (residualGradient, expected) in [(try Self.raw(dres, cpu), layerGradients.input), (nil, try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer).input)] {
+            let dx = try module.launch("layernorm_backward_input", grid: (rows, 1, 1), [
+                .input(try Self.raw(dy, cpu)), .input(forward[2]!), .input(try Self.raw(weight, cpu)), .input(forward[6]!), .input(forward[7]!),
+                residualGradient.map { .input($0) } ?? .int64(0), .output(bytes: bytes), .int64(rows), .int64(columns),
+            ])[6]!
+            try Self.assertClose(Self.bf16(dx), try cpu.floats(expected), tolerance: 2e-2, "LayerNorm dx\(residualGradient == nil ? "" : " + dres")")
+        }
+
+        let rms = try cpu.rmsNorm(x, adding: r, weight: weight, epsilon: 1e-5)
+        let rmsForward = try module.launch("rmsnorm_forward", grid: (rows, 1, 1), [
+            .input(try Self.raw(x, cpu)), .input(try Self.raw(r, cpu)), .output(bytes: bytes), .input(try Self.raw(weight, cpu)),
+            .output(bytes: bytes), .output(bytes: rows * 4), .int64(rows), .int64(columns), .float(1e-5),
+        ])
+        XCTAssertEqual(Self.bf16(rmsForward[2]!), try cpu.floats(try XCTUnwrap(rms.sum)))
+        try Self.assertClose(Self.bf16(rmsForward[4]!), try cpu.floats(rms.output), tolerance: 1e-2, "RMSNorm(x + r)")
+        let rmsGradients = try cpu.rmsNormBackward(dy, input: try XCTUnwrap(rms.sum), weight: weight, saved: rms, addingGradient: dres)
+        let rmsDx = try module.launch("rmsnorm_backward_input", grid: (rows, 1, 1), [
+            .input(try Self.raw(dy, cpu)), .input(rmsForward[2]!), .input(try Self.raw(weight, cpu)), .input(rmsForward[5]!),
+            .input(try Self.raw(dres, cpu)), .output(bytes: bytes), .int64(rows), .int64(columns),
+        ])[5]!
+        try Self.assertClose(Self.bf16(rmsDx), try cpu.floats(rmsGradients.input), tolerance: 2e-2, "RMSNorm dx + dres")
+    }
+
     /// A block reduction through warp shuffles (the gradient norm's sum of squares), with the shuffles emulated
     /// lane by lane: the block partials add up to Σx².
     func testShuffleReductionsAddUp() throws {

@@ -87,6 +87,16 @@ extension BackendComparison {
                 return [try backend.gemm(self.pick(a, on), self.pick(b, on), transposeA: transA, transposeB: transB, alpha: 0.5, beta: 0.25, into: out, bias: self.pick(bias, on))]
             }
         }
+        // A linear layer's weight and bias gradients (on the GPU the bias sum comes from the GEMM's epilogue),
+        // added to existing gradients, and into a new weight gradient.
+        let dy = try random([136, 96], dtype), input = try random([136, 80], dtype)
+        let weightGradient = try random([96, 80], dtype), biasGradient = try random([96], dtype)
+        check("linearWeightGradient with bias gradient", dtype, &results) { backend, on in
+            let (dw, db) = (try backend.cast(self.pick(weightGradient, on), to: dtype), try backend.cast(self.pick(biasGradient, on), to: dtype))
+            _ = try backend.linearWeightGradient(outputGradient: self.pick(dy, on), input: self.pick(input, on), into: dw, biasGradient: db)
+            let fresh = try backend.linearWeightGradient(outputGradient: self.pick(dy, on), input: self.pick(input, on), into: nil, biasGradient: db)
+            return [dw, db, fresh]
+        }
         let x = try random([70, 45], dtype), y = try random([3, 45], dtype)
         check("transpose", dtype, &results) { backend, on in [try backend.transpose(self.pick(x, on))] }
         check("concatenateRows", dtype, &results) { backend, on in [try backend.concatenateRows([self.pick(x, on), self.pick(y, on)])] }
@@ -151,6 +161,16 @@ extension BackendComparison {
             let saved = try backend.layerNorm(self.pick(x, on), weight: self.pick(weight, on), bias: self.pick(bias, on), epsilon: 1e-5)
             let gradients = try backend.layerNormBackward(self.pick(dy, on), input: self.pick(x, on), weight: self.pick(weight, on), saved: saved)
             return [saved.output, saved.mean, saved.reciprocalStd, gradients.input, gradients.weight, gradients.bias]
+        }
+        // The residual stream's add and gradient taken into the norm's passes (fused on the GPU).
+        let residual = try random([37, 300], dtype), residualGradient = try random([37, 300], dtype)
+        check("layerNorm with residual add + gradient", dtype, &results) { backend, on in
+            let saved = try backend.layerNorm(
+                self.pick(x, on), adding: self.pick(residual, on), weight: self.pick(weight, on), bias: self.pick(bias, on), epsilon: 1e-5)
+            guard let sum = saved.sum else { throw TensorError.invalidArgument(operation: "layerNorm", reason: "no sum returned") }
+            let gradients = try backend.layerNormBackward(
+                self.pick(dy, on), input: sum, weight: self.pick(weight, on), saved: saved, addingGradient: self.pick(residualGradient, on))
+            return [sum, saved.output, saved.mean, saved.reciprocalStd, gradients.input, gradients.weight, gradients.bias]
         }
     }
 

@@ -9,6 +9,14 @@ extension BackendComparison {
             let gradients = try backend.rmsNormBackward(self.pick(dy, on), input: self.pick(x, on), weight: self.pick(weight, on), saved: saved)
             return [saved.output, saved.reciprocalRMS, gradients.input, gradients.weight]
         }
+        let residual = try random([37, 96], dtype), residualGradient = try random([37, 96], dtype)
+        check("rmsNorm with residual add + gradient", dtype, &results) { backend, on in
+            let saved = try backend.rmsNorm(self.pick(x, on), adding: self.pick(residual, on), weight: self.pick(weight, on), epsilon: 1e-5)
+            guard let sum = saved.sum else { throw TensorError.invalidArgument(operation: "rmsNorm", reason: "no sum returned") }
+            let gradients = try backend.rmsNormBackward(
+                self.pick(dy, on), input: sum, weight: self.pick(weight, on), saved: saved, addingGradient: self.pick(residualGradient, on))
+            return [sum, saved.output, saved.reciprocalRMS, gradients.input, gradients.weight]
+        }
         let rotated = try random([2 * 40, 3 * 32], dtype)
         check("rotaryEmbedding forward + inverse", dtype, &results) { backend, on in
             let layout = RotaryLayout(sequenceLength: 40, positionOffset: 7, headDimension: 32, base: 10_000)

@@ -17,18 +17,36 @@ public final class LayerNorm: Layer {
 
     // x [..., C] → y [..., C]
     public func forward(_ x: Tensor) throws -> Tensor {
-        let output = try backend.layerNorm(x, weight: weight.value, bias: bias.value, epsilon: epsilon)
-        saved = (x, output)
-        return output.output
+        try normalize(x, adding: nil).output
+    }
+
+    public func forward(_ x: Tensor, adding residual: Tensor) throws -> (sum: Tensor, output: Tensor) {
+        let output = try normalize(x, adding: residual)
+        return (try output.sum.orThrow(missingSumIn: "LayerNorm"), output.output)
+    }
+
+    private func normalize(_ x: Tensor, adding residual: Tensor?) throws -> LayerNormOutput {
+        let output = try backend.layerNorm(x, adding: residual, weight: weight.value, bias: bias.value, epsilon: epsilon)
+        saved = (output.sum ?? x, output)
+        return output
     }
 
     public func releaseActivations() { saved = nil }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
+        try backward(dy, residualGradient: nil)
+    }
+
+    public func backward(_ dy: Tensor, addingGradient residualGradient: Tensor) throws -> Tensor {
+        try backward(dy, residualGradient: residualGradient)
+    }
+
+    private func backward(_ dy: Tensor, residualGradient: Tensor?) throws -> Tensor {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "LayerNorm.backward", reason: "call forward first")
         }
-        let gradients = try backend.layerNormBackward(dy, input: saved.input, weight: weight.value, saved: saved.output)
+        let gradients = try backend.layerNormBackward(
+            dy, input: saved.input, weight: weight.value, saved: saved.output, addingGradient: residualGradient)
         try weight.accumulateGradient(gradients.weight, backend)
         try bias.accumulateGradient(gradients.bias, backend)
         return gradients.input

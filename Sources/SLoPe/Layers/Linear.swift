@@ -61,11 +61,9 @@ public final class Linear: Layer {
 
     /// The weight half of backward: dW += dyᵀ·x, db += Σ dy.
     public func accumulateWeightGradients(outputGradient dy: Tensor, input x: Tensor) throws {
-        let dyMatrix = try dy.flattenedToMatrix("Linear.backward")
-        _ = try backend.gemm(
-            dyMatrix, x.flattenedToMatrix("Linear.backward"), transposeA: true, transposeB: false,
-            alpha: 1, beta: 1, into: weight.gradientBuffer(backend), bias: nil)
-        if let bias { try backend.accumulateColumnSums(dyMatrix, into: bias.gradientBuffer(backend)) }
+        _ = try backend.linearWeightGradient(
+            outputGradient: dy.flattenedToMatrix("Linear.backward"), input: x.flattenedToMatrix("Linear.backward"),
+            into: weight.gradientBuffer(backend), biasGradient: bias?.gradientBuffer(backend))
     }
 
     /// The input half of backward: dx = dy·W.

@@ -18,9 +18,29 @@ public protocol InputSuppliedModule: Module {
     func backward(_ dy: Tensor, input x: Tensor) throws -> Tensor
 }
 
+/// A normalisation that takes a pre-norm block's residual stream into its own passes: the add `h = x + r` before
+/// it, and in backward the gradient that reaches `h` around it — one pass over `[tokens, features]` each
+/// instead of two.
+public protocol ResidualNorm: Module {
+    /// `h = x + residual` and `norm(h)`; backward then treats `h` as the input.
+    func forward(_ x: Tensor, adding residual: Tensor) throws -> (sum: Tensor, output: Tensor)
+    /// `backward(dy) + residualGradient`.
+    func backward(_ dy: Tensor, addingGradient residualGradient: Tensor) throws -> Tensor
+}
+
+extension LayerNorm: ResidualNorm {}
+extension RMSNorm: ResidualNorm {}
+
+extension Optional where Wrapped == Tensor {
+    /// The residual sum a backend returns when given a residual.
+    func orThrow(missingSumIn operation: String) throws -> Tensor {
+        guard let self else { throw TensorError.invalidArgument(operation: operation, reason: "the backend returned no residual sum") }
+        return self
+    }
+}
+
 extension Linear: InputSuppliedModule {}
 extension SparseLinear: InputSuppliedModule {}
-extension LayerNorm: Module {}
 extension ActivationLayer: Module {}
 
 extension MergedSparseLinear: Module {

@@ -86,8 +86,7 @@ public final class SparseLinear: Layer {
     /// The sparse weight's and bias's half of backward: dW += (dyᵀ·x) at Mr, db += Σ dy (the adapter's
     /// gradients come with ``backward(_:)``). The input half is `weight.inputGradient(dy)`, dy·(W⊙Mc).
     public func accumulateWeightGradients(outputGradient dy: Tensor, input x: Tensor) throws {
-        try weight.accumulateGradient(outputGradient: dy, input: x)
-        if let bias { try backend.accumulateColumnSums(dy.flattenedToMatrix("SparseLinear.backward"), into: bias.gradientBuffer(backend)) }
+        try weight.accumulateGradient(outputGradient: dy, input: x, biasGradient: bias?.gradientBuffer(backend))
     }
 
     /// The inference form: W⊙Mr and the adapter's N:M-pruned Lᵀ stacked into one sparse matrix.

@@ -1,12 +1,12 @@
 /// One pre-norm decoder block: `h = x + attention(norm₁(x))`, `y = h + mlp(norm₂(h))`.
 public final class TransformerBlock: Layer {
-    public let attentionNorm: any Module
+    public let attentionNorm: any ResidualNorm
     public let attention: SelfAttention
-    public let mlpNorm: any Module
+    public let mlpNorm: any ResidualNorm
     public let mlp: FeedForward
     let backend: any Backend
 
-    init(attentionNorm: any Module, attention: SelfAttention, mlpNorm: any Module, mlp: FeedForward, backend: any Backend) {
+    init(attentionNorm: any ResidualNorm, attention: SelfAttention, mlpNorm: any ResidualNorm, mlp: FeedForward, backend: any Backend) {
         self.attentionNorm = attentionNorm
         self.attention = attention
         self.mlpNorm = mlpNorm
@@ -39,18 +39,19 @@ public final class TransformerBlock: Layer {
             recomputeInput = nil
             _ = try run(saved.x, batch: saved.batch, sequence: saved.sequence, cache: nil)
         }
-        let dh = try mlpNorm.backward(mlp.backward(dy))
-        try backend.accumulate(dy, into: dh, alpha: 1)
-        let dx = try attentionNorm.backward(attention.backward(dh))
-        try backend.accumulate(dh, into: dx, alpha: 1)
+        // Each residual connection's gradient is added inside the norm's backward pass.
+        let dh = try mlpNorm.backward(mlp.backward(dy), addingGradient: dy)
+        let dx = try attentionNorm.backward(attention.backward(dh), addingGradient: dh)
         releaseActivations()
         return dx
     }
 
-    /// The block's computation; the sublayers keep what their backward needs.
+    /// The block's computation; the sublayers keep what their backward needs. The first residual add is taken
+    /// into the MLP norm's pass.
     private func run(_ x: Tensor, batch: Int, sequence: Int, cache: KeyValueCache.LayerCache?) throws -> Tensor {
-        let h = try backend.add(x, attention.forward(attentionNorm.forward(x), batch: batch, sequence: sequence, cache: cache))
-        return try backend.add(h, mlp.forward(mlpNorm.forward(h)))
+        let a = try attention.forward(attentionNorm.forward(x), batch: batch, sequence: sequence, cache: cache)
+        let (h, normalized) = try mlpNorm.forward(x, adding: a)
+        return try backend.add(h, mlp.forward(normalized))
     }
 
     /// Forgets everything the sublayers kept for backward.

@@ -15,7 +15,7 @@ public final class TransformerModel: Layer {
     /// Learned positions (GPT family).
     public let positionEmbedding: Embedding?
     public let blocks: [TransformerBlock]
-    public let finalNorm: any Module
+    public let finalNorm: any ResidualNorm
     /// The output projection when embeddings are not tied.
     public let head: Linear?
     let backend: any Backend
@@ -49,7 +49,7 @@ public final class TransformerModel: Layer {
                 name: name, weight: backend.randomNormal([output, input], std: std, dtype: dtype, using: &generator),
                 bias: c.hasBias ? backend.zeros([output], dtype: dtype) : nil, backend: backend)
         }
-        func norm(_ name: String) throws -> any Module {
+        func norm(_ name: String) throws -> any ResidualNorm {
             c.family == .gpt
                 ? try LayerNorm(name: name, features: c.hiddenSize, epsilon: c.normEpsilon, dtype: dtype, backend: backend)
                 : try RMSNorm(name: name, features: c.hiddenSize, epsilon: c.normEpsilon, dtype: dtype, backend: backend)

@@ -89,9 +89,12 @@ public final class SparseWeight {
         }
     }
 
-    /// `grad += (dYᵀ·X)` at Mr's positions only.
-    public func accumulateGradient(outputGradient dy: Tensor, input x: Tensor) throws {
-        let dense = try backend.matmul(dy.flattenedToMatrix("SparseWeight gradient"), x.flattenedToMatrix("SparseWeight gradient"), transposeA: true)
+    /// `grad += (dYᵀ·X)` at Mr's positions only; with `biasGradient`, the layer's bias gradient `Σ dY` is added
+    /// there in the same pass (a backend may fuse it into the GEMM).
+    public func accumulateGradient(outputGradient dy: Tensor, input x: Tensor, biasGradient: Tensor? = nil) throws {
+        let dense = try backend.linearWeightGradient(
+            outputGradient: dy.flattenedToMatrix("SparseWeight gradient"), input: x.flattenedToMatrix("SparseWeight gradient"),
+            into: nil, biasGradient: biasGradient)
         switch (storage, gradient) {
         case (.compressed(let weight, _), let gradient?): try backend.accumulateGathered(dense, layout: weight, into: gradient)
         case (.compressed(let weight, _), nil): gradient = try backend.gatherCompressed(dense, layout: weight)

@@ -13,26 +13,43 @@ public enum AttentionRoute: String, Sendable, CaseIterable {
 }
 
 extension CUDABackend {
-    public func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {
+    public func rmsNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {
         let (rows, columns) = try OperandChecks.rmsNorm(x, weight: weight)
+        let operation = "rmsNorm"
+        try OperandChecks.residual(residual, like: x, operation)
+        if let residual, !fusions {
+            let sum = try add(x, residual)
+            let output = try rmsNorm(sum, adding: nil, weight: weight, epsilon: epsilon)
+            return RMSNormOutput(output: output.output, reciprocalRMS: output.reciprocalRMS, sum: sum)
+        }
         let out = try newTensor(x.shape, dtype: x.dtype)
+        let sum = try residual.map { _ in try newTensor(x.shape, dtype: x.dtype) }
         let rrms = try newTensor([rows], dtype: .float32)
         try launch(.normalization, "rmsnorm_forward", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
-            .pointer(address(x, "rmsNorm")), .pointer(address(weight, "rmsNorm")), .pointer(address(out, "rmsNorm")),
-            .pointer(address(rrms, "rmsNorm")), .int64(Int64(rows)), .int64(Int64(columns)), .float(epsilon),
+            .pointer(address(x, operation)), .pointer(address(ifAny: residual, operation)), .pointer(address(ifAny: sum, operation)),
+            .pointer(address(weight, operation)), .pointer(address(out, operation)), .pointer(address(rrms, operation)),
+            .int64(Int64(rows)), .int64(Int64(columns)), .float(epsilon),
         ])
-        return RMSNormOutput(output: out, reciprocalRMS: rrms)
+        return RMSNormOutput(output: out, reciprocalRMS: rrms, sum: sum)
     }
 
-    public func rmsNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput) throws -> RMSNormGradients {
+    public func rmsNormBackward(
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput, addingGradient residualGradient: Tensor?
+    ) throws -> RMSNormGradients {
         let (rows, columns) = try OperandChecks.rmsNormBackward(dy, input: x, weight: weight, saved: saved)
+        let operation = "rmsNormBackward"
+        try OperandChecks.residual(residualGradient, like: x, operation)
+        if let residualGradient, !fusions {
+            let gradients = try rmsNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: nil)
+            try accumulate(residualGradient, into: gradients.input, alpha: 1)
+            return gradients
+        }
         let dx = try newTensor(x.shape, dtype: x.dtype)
         let dweight = try newTensor([columns], dtype: x.dtype)
-        let operation = "rmsNormBackward"
         try launch(.normalization, "rmsnorm_backward_input", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
             .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(weight, operation)),
-            .pointer(address(saved.reciprocalRMS, operation)), .pointer(address(dx, operation)),
-            .int64(Int64(rows)), .int64(Int64(columns)),
+            .pointer(address(saved.reciprocalRMS, operation)), .pointer(address(ifAny: residualGradient, operation)),
+            .pointer(address(dx, operation)), .int64(Int64(rows)), .int64(Int64(columns)),
         ])
         let chunks = Self.columnSumChunks(rows: rows)
         let partial = try newTensor([chunks.count, columns], dtype: .float32)

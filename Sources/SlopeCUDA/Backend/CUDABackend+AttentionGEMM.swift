@@ -26,7 +26,7 @@ extension CUDABackend {
         a: (Tensor, Int, ld: Int, stride: Int), b: (Tensor, Int, ld: Int, stride: Int), c: (Tensor, Int, ld: Int, stride: Int),
         heads: Int
     ) throws {
-        var key = CuBLASLtGEMM.Key(m: m, n: n, k: k, transA: transA, transB: transB, dtype: dtype, bias: false)
+        var key = CuBLASLtGEMM.Key(m: m, n: n, k: k, transA: transA, transB: transB, dtype: dtype)
         key.outputType = output
         (key.lda, key.ldb, key.ldc) = (a.ld, b.ld, c.ld)
         (key.batch, key.strideA, key.strideB, key.strideC) = (heads, a.stride, b.stride, c.stride)

@@ -22,6 +22,28 @@ extension CUDABackend {
         return output
     }
 
+    /// The bias gradient comes out of the weight-gradient GEMM's epilogue (cuBLASLt's `BGRADB`) into a scratch
+    /// vector that is then added to `biasGradient` (the epilogue overwrites; gradients accumulate): one small
+    /// add instead of a pass over `dy`. Without `fusions`, or where cuBLASLt offers no such algorithm, the
+    /// unfused GEMM and column sum run.
+    public func linearWeightGradient(outputGradient dy: Tensor, input x: Tensor, into weightGradient: Tensor?, biasGradient: Tensor?) throws -> Tensor {
+        let shape = try OperandChecks.gemm(dy, x, transposeA: true, transposeB: false, c: weightGradient, bias: nil)
+        let key = CuBLASLtGEMM.Key(m: shape.m, n: shape.n, k: shape.k, transA: true, transB: false, dtype: dy.dtype, epilogue: .biasGradient)
+        guard fusions, let biasGradient, biasGradient.count == shape.m, biasGradient.dtype == dy.dtype, shape.k > 0, shape.n > 0,
+              blas.supports(key) else {
+            return try unfusedLinearWeightGradient(outputGradient: dy, input: x, into: weightGradient, biasGradient: biasGradient)
+        }
+        let operation = "linearWeightGradient"
+        let output = try weightGradient ?? newTensor(shape.resultShape, dtype: dy.dtype)
+        try touch(output)
+        let sums = try newTensor([shape.m], dtype: dy.dtype)
+        try blas.run(
+            key, alpha: 1, a: address(dy, operation), b: address(x, operation), beta: weightGradient == nil ? 0 : 1,
+            c: address(output, operation), bias: address(sums, operation))
+        try accumulate(sums, into: biasGradient, alpha: 1)
+        return output
+    }
+
     public func transpose(_ x: Tensor) throws -> Tensor {
         guard x.rank == 2 else {
             throw TensorError.shapeMismatch(operation: "transpose", shapes: [x.shape], reason: "expected a matrix")

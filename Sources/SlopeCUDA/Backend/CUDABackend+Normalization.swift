@@ -24,28 +24,47 @@ extension CUDABackend {
         return out
     }
 
-    public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
+    /// With a residual, the add is fused: the kernel writes `x + residual` (returned as `sum`) and normalises it.
+    public func layerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
         let (rows, columns) = try OperandChecks.layerNorm(x, weight: weight, bias: bias)
+        try OperandChecks.residual(residual, like: x, "layerNorm")
+        if let residual, !fusions {
+            let sum = try add(x, residual)
+            let output = try layerNorm(sum, adding: nil, weight: weight, bias: bias, epsilon: epsilon)
+            return LayerNormOutput(output: output.output, mean: output.mean, reciprocalStd: output.reciprocalStd, sum: sum)
+        }
         let out = try newTensor(x.shape, dtype: x.dtype)
+        let sum = try residual.map { _ in try newTensor(x.shape, dtype: x.dtype) }
         let mean = try newTensor([rows], dtype: .float32)
         let rstd = try newTensor([rows], dtype: .float32)
+        let operation = "layerNorm"
         try launch(.normalization, "layernorm_forward", dtype: x.dtype, grid: (rows, 1, 1), [
-            .pointer(address(x, "layerNorm")), .pointer(address(weight, "layerNorm")), .pointer(address(bias, "layerNorm")),
-            .pointer(address(out, "layerNorm")), .pointer(address(mean, "layerNorm")), .pointer(address(rstd, "layerNorm")),
-            .int64(Int64(rows)), .int64(Int64(columns)), .float(epsilon),
+            .pointer(address(x, operation)), .pointer(address(ifAny: residual, operation)), .pointer(address(ifAny: sum, operation)),
+            .pointer(address(weight, operation)), .pointer(address(bias, operation)), .pointer(address(out, operation)),
+            .pointer(address(mean, operation)), .pointer(address(rstd, operation)), .int64(Int64(rows)), .int64(Int64(columns)),
+            .float(epsilon),
         ])
-        return LayerNormOutput(output: out, mean: mean, reciprocalStd: rstd)
+        return LayerNormOutput(output: out, mean: mean, reciprocalStd: rstd, sum: sum)
     }
 
-    public func layerNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput) throws -> LayerNormGradients {
+    public func layerNormBackward(
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?
+    ) throws -> LayerNormGradients {
         let (rows, columns) = try OperandChecks.layerNormBackward(dy, input: x, weight: weight, saved: saved)
+        let operation = "layerNormBackward"
+        try OperandChecks.residual(residualGradient, like: x, operation)
+        if let residualGradient, !fusions {
+            let gradients = try layerNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: nil)
+            try accumulate(residualGradient, into: gradients.input, alpha: 1)
+            return gradients
+        }
         let dx = try newTensor(x.shape, dtype: x.dtype)
         let dweight = try newTensor([columns], dtype: x.dtype)
         let dbias = try newTensor([columns], dtype: x.dtype)
-        let operation = "layerNormBackward"
         try launch(.normalization, "layernorm_backward_input", dtype: x.dtype, grid: (rows, 1, 1), [
             .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(weight, operation)),
-            .pointer(address(saved.mean, operation)), .pointer(address(saved.reciprocalStd, operation)), .pointer(address(dx, operation)),
+            .pointer(address(saved.mean, operation)), .pointer(address(saved.reciprocalStd, operation)),
+            .pointer(address(ifAny: residualGradient, operation)), .pointer(address(dx, operation)),
             .int64(Int64(rows)), .int64(Int64(columns)),
         ])
         let chunks = Self.columnSumChunks(rows: rows)

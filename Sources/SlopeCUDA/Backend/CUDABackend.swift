@@ -20,6 +20,10 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Whether sparseA GEMMs add the bias in cuSPARSELt's epilogue instead of a kernel after the GEMM (one pass
     /// over the output less); `SLOPE_SPARSE_BIAS=kernel` turns it off.
     public var sparseBiasEpilogue = true
+    /// Whether ops fuse what the unfused route runs as separate passes: a residual add or gradient into the
+    /// norm's kernel, a bias gradient into the weight-gradient GEMM. `SLOPE_FUSIONS=off` turns them off (same-run
+    /// comparisons and checks); results agree to rounding.
+    public var fusions = true
     /// How attention runs (see ``AttentionRoute``); nil chooses per call. Starts from `SLOPE_ATTENTION`.
     public var attentionRoute: AttentionRoute?
     /// Which instantiation of the fused attention kernels runs (index into
@@ -43,7 +47,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         cudaDevice.profiler?.watchMemory(peakSinceMark: { [allocator] in allocator.windowPeak }, mark: { [allocator] in allocator.startPeakWindow() })
         let environment = processEnvironment([
             "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_VARIANT",
-            "SLOPE_MERGED_INFERENCE",
+            "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS",
         ])
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
@@ -57,6 +61,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         case "kernel"?: sparseBiasEpilogue = false
         case let other?:
             throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_BIAS", reason: "must be epilogue or kernel, not '\(other)'")
+        }
+        switch environment["SLOPE_FUSIONS"] {
+        case nil, "on"?: fusions = true
+        case "off"?: fusions = false
+        case let other?: throw TensorError.invalidArgument(operation: "SLOPE_FUSIONS", reason: "must be on or off, not '\(other)'")
         }
         if let text = environment["SLOPE_ATTENTION_VARIANT"] {
             let parts = text.split(separator: ",").map { Int($0) }
@@ -122,6 +131,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     func address(_ tensor: Tensor, _ operation: String) throws -> CUdeviceptr {
         try storage(tensor, operation).address
+    }
+
+    /// A kernel's optional operand: its address, or NULL.
+    func address(ifAny tensor: Tensor?, _ operation: String) throws -> CUdeviceptr {
+        try tensor.map { try address($0, operation) } ?? 0
     }
 
     func newTensor(_ shape: [Int], dtype: DType) throws -> Tensor {

@@ -10,7 +10,7 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         let m: Int, n: Int, k: Int
         let transA: Bool, transB: Bool
         let dtype: DType
-        let bias: Bool
+        let epilogue: Epilogue
         /// C's element type (float32 output from bf16/fp16 inputs is allowed).
         var outputType: DType
         /// Row strides of A, B, C as stored (row-major), in elements.
@@ -22,13 +22,25 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         var alignment = 256
 
         /// A single contiguous product.
-        init(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, dtype: DType, bias: Bool) {
-            (self.m, self.n, self.k, self.transA, self.transB, self.dtype, self.bias) = (m, n, k, transA, transB, dtype, bias)
+        init(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, dtype: DType, epilogue: Epilogue = .none) {
+            (self.m, self.n, self.k, self.transA, self.transB, self.dtype, self.epilogue) = (m, n, k, transA, transB, dtype, epilogue)
             outputType = dtype
             lda = transA ? m : k
             ldb = transB ? k : n
             ldc = n
         }
+    }
+
+    /// What the GEMM does besides the product; each reads or writes the vector at the bias pointer.
+    enum Epilogue: Hashable {
+        case none
+        /// `+ bias[c]` on every row of C (our row-major C; cuBLASLt's `BIAS` over its column-major rows).
+        case bias
+        /// Writes `Σ_k A[k, r]` for `C = Aᵀ·B` (a linear layer's bias gradient beside its weight gradient:
+        /// cuBLASLt's `BGRADB`, the reduction of its B operand, our A, over k).
+        case biasGradient
+
+        var label: String { self == .biasGradient ? " + bgrad" : "" }
     }
 
     /// Descriptors and the chosen algorithm for one key, created once.
@@ -45,6 +57,7 @@ final class CuBLASLtGEMM: @unchecked Sendable {
     private let handle: cublasLtHandle_t
     let workspace: CUDAStorage
     private let plans = Mutex<[Key: Plan]>([:])
+    private let unsupported = Mutex<Set<Key>>([])
     static let workspaceBytes = 32 << 20
 
     init(device: CUDADevice, allocator: CachingAllocator) throws {
@@ -78,8 +91,8 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         var transB = Int32(key.transA ? SLOPE_CUBLAS_OP_T : SLOPE_CUBLAS_OP_N)
         try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_TRANSA), &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)")
         try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_TRANSB), &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)")
-        if key.bias {
-            var epilogue = UInt32(SLOPE_CUBLASLT_EPILOGUE_BIAS)
+        if key.epilogue != .none {
+            var epilogue = UInt32(key.epilogue == .bias ? SLOPE_CUBLASLT_EPILOGUE_BIAS : SLOPE_CUBLASLT_EPILOGUE_BGRADB)
             try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_EPILOGUE), &epilogue, 4), "cublasLtMatmulDescSetAttribute(EPILOGUE)")
         }
         let (m, n, k) = (UInt64(key.m), UInt64(key.n), UInt64(key.k))
@@ -119,12 +132,25 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         return plan
     }
 
+    /// Whether cuBLASLt has an algorithm for `key` (an epilogue such as `BGRADB` is not offered for every
+    /// layout and type); a failed plan is remembered, so the question costs one heuristic query per key.
+    func supports(_ key: Key) -> Bool {
+        if unsupported.withLock({ $0.contains(key) }) { return false }
+        do {
+            _ = try plan(for: key)
+            return true
+        } catch {
+            unsupported.withLock { _ = $0.insert(key) }
+            return false
+        }
+    }
+
     /// `C = alpha·op(A)·op(B) + beta·C (+ bias per column)` on device addresses (row-major, contiguous).
     func run(
         m: Int, n: Int, k: Int, transA: Bool, transB: Bool, dtype: DType, alpha: Float,
         a: CUdeviceptr, b: CUdeviceptr, beta: Float, c: CUdeviceptr, bias: CUdeviceptr?
     ) throws {
-        try run(Key(m: m, n: n, k: k, transA: transA, transB: transB, dtype: dtype, bias: bias != nil), alpha: alpha, a: a, b: b, beta: beta, c: c, bias: bias)
+        try run(Key(m: m, n: n, k: k, transA: transA, transB: transB, dtype: dtype, epilogue: bias == nil ? .none : .bias), alpha: alpha, a: a, b: b, beta: beta, c: c, bias: bias)
     }
 
     /// The general form: strides, strided batches and the output type come from `key`.
@@ -138,7 +164,7 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         }
         var alpha = alpha, beta = beta
         try device.makeCurrent()
-        try device.profiled("cublasLt \(key.batch > 1 ? "\(key.batch)× " : "")\(m)×\(n)×\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")") { try api.check(
+        try device.profiled("cublasLt \(key.batch > 1 ? "\(key.batch)× " : "")\(m)×\(n)×\(k)\(transA ? " Aᵀ" : "")\(transB ? " Bᵀ" : "")\(key.epilogue.label)") { try api.check(
             api.cublasLtMatmul(
                 handle, plan.description, &alpha, UnsafeRawPointer(bitPattern: UInt(b)), plan.layoutA,
                 UnsafeRawPointer(bitPattern: UInt(a)), plan.layoutB, &beta, UnsafeRawPointer(bitPattern: UInt(c)), plan.layoutC,

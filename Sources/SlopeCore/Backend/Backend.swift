@@ -45,6 +45,10 @@ public protocol Backend: AnyObject, Sendable {
         _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
         alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
     ) throws -> Tensor
+    /// A linear layer's parameter gradients from `dy [T, out]` and `x [T, in]`: returns `dW = dyᵀ·x` (added into
+    /// `weightGradient` when given, else a new tensor) and adds `Σ_t dy[t, :]` into `biasGradient` when given. A
+    /// backend may compute the bias sum in the GEMM's epilogue; the default is ``unfusedLinearWeightGradient(outputGradient:input:into:biasGradient:)``.
+    func linearWeightGradient(outputGradient dy: Tensor, input x: Tensor, into weightGradient: Tensor?, biasGradient: Tensor?) throws -> Tensor
     /// The transpose of a matrix `[rows, columns]` → `[columns, rows]`.
     func transpose(_ x: Tensor) throws -> Tensor
     /// Stacks matrices with equal column counts and dtypes: `[r₁, c]`, `[r₂, c]`, … → `[r₁ + r₂ + …, c]`.
@@ -91,15 +95,21 @@ public protocol Backend: AnyObject, Sendable {
     /// `dx` from the softmax output `y` and `dy`.
     func softmaxBackward(output y: Tensor, gradient dy: Tensor) throws -> Tensor
     /// LayerNorm over the last dimension: returns `y`, and the per-row `mean` and `rstd` (float32) backward needs.
-    func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput
+    /// With `residual`, the norm is of `x + residual` (a residual stream's add taken into the same pass), and that
+    /// sum is returned as `sum`: it is backward's input.
+    func layerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput
+    /// With `residualGradient`, the input gradient returned is the norm's plus `residualGradient` (the gradient
+    /// that reaches the same tensor past the norm, through a residual connection), in one pass.
     func layerNormBackward(
-        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?
     ) throws -> LayerNormGradients
 
     /// RMSNorm over the last dimension: `y = x / sqrt(mean(x²) + ε) · weight`; also returns the per-row
-    /// reciprocal RMS (float32) backward needs.
-    func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> RMSNormOutput
-    func rmsNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput) throws -> RMSNormGradients
+    /// reciprocal RMS (float32) backward needs. `residual` and `residualGradient` as for LayerNorm.
+    func rmsNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, epsilon: Float) throws -> RMSNormOutput
+    func rmsNormBackward(
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput, addingGradient residualGradient: Tensor?
+    ) throws -> RMSNormGradients
 
     // MARK: Attention
 
@@ -182,10 +192,13 @@ public struct LayerNormOutput: Sendable {
     public let mean: Tensor
     /// `[rows]` float32, 1/sqrt(var + eps).
     public let reciprocalStd: Tensor
-    public init(output: Tensor, mean: Tensor, reciprocalStd: Tensor) {
+    /// `x + residual` when the norm was given a residual (the tensor that was normalised).
+    public let sum: Tensor?
+    public init(output: Tensor, mean: Tensor, reciprocalStd: Tensor, sum: Tensor? = nil) {
         self.output = output
         self.mean = mean
         self.reciprocalStd = reciprocalStd
+        self.sum = sum
     }
 }
 
@@ -247,6 +260,33 @@ extension Backend {
     /// `op(A)·op(B)` into a new tensor.
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
         try gemm(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1, beta: 0, into: nil, bias: nil)
+    }
+
+    public func linearWeightGradient(outputGradient dy: Tensor, input x: Tensor, into weightGradient: Tensor?, biasGradient: Tensor?) throws -> Tensor {
+        try unfusedLinearWeightGradient(outputGradient: dy, input: x, into: weightGradient, biasGradient: biasGradient)
+    }
+
+    /// ``linearWeightGradient(outputGradient:input:into:biasGradient:)`` as a GEMM and a column sum.
+    public func unfusedLinearWeightGradient(outputGradient dy: Tensor, input x: Tensor, into weightGradient: Tensor?, biasGradient: Tensor?) throws -> Tensor {
+        let dw = try gemm(dy, x, transposeA: true, transposeB: false, alpha: 1, beta: 1, into: weightGradient, bias: nil)
+        if let biasGradient { try accumulateColumnSums(dy, into: biasGradient) }
+        return dw
+    }
+
+    public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
+        try layerNorm(x, adding: nil, weight: weight, bias: bias, epsilon: epsilon)
+    }
+
+    public func layerNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput) throws -> LayerNormGradients {
+        try layerNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: nil)
+    }
+
+    public func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {
+        try rmsNorm(x, adding: nil, weight: weight, epsilon: epsilon)
+    }
+
+    public func rmsNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput) throws -> RMSNormGradients {
+        try rmsNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: nil)
     }
 
     public func crossEntropyBackwardConsuming(_ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float) throws -> Tensor {

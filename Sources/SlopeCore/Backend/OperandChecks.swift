@@ -85,6 +85,15 @@ public enum OperandChecks {
         return (rows, columns)
     }
 
+    /// A residual (or residual gradient) given to a norm must be shaped and typed like the tensor it is added to.
+    public static func residual(_ residual: Tensor?, like x: Tensor, _ operation: String) throws {
+        guard let residual else { return }
+        guard residual.shape == x.shape else {
+            throw TensorError.shapeMismatch(operation: operation, shapes: [x.shape, residual.shape], reason: "the residual must match the input")
+        }
+        try sameDType([x, residual], operation)
+    }
+
     public static func layerNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput) throws -> (rows: Int, columns: Int) {
         let (rows, columns) = try x.asMatrix(operation: "layerNormBackward")
         guard dy.shape == x.shape else {

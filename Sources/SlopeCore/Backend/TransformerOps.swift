@@ -2,9 +2,12 @@
 public struct RMSNormOutput: Sendable {
     public let output: Tensor
     public let reciprocalRMS: Tensor
-    public init(output: Tensor, reciprocalRMS: Tensor) {
+    /// `x + residual` when the norm was given a residual (the tensor that was normalised).
+    public let sum: Tensor?
+    public init(output: Tensor, reciprocalRMS: Tensor, sum: Tensor? = nil) {
         self.output = output
         self.reciprocalRMS = reciprocalRMS
+        self.sum = sum
     }
 }
 

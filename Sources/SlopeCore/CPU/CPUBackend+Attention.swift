@@ -1,6 +1,10 @@
 extension CPUBackend {
-    // y = x·rrms·w with rrms = 1/sqrt(mean(x²) + ε); x, y [rows, C]; w [C]; rrms [rows].
-    public func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {
+    // y = x·rrms·w with rrms = 1/sqrt(mean(x²) + ε); x, y [rows, C]; w [C]; rrms [rows]. With a residual, x is
+    // first replaced by x + residual.
+    public func rmsNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {
+        try OperandChecks.residual(residual, like: x, "rmsNorm")
+        let sum = try residual.map { try add(x, $0) }
+        let x = sum ?? x
         let (rows, columns) = try OperandChecks.rmsNorm(x, weight: weight)
         let statsDType: DType = x.dtype == .float64 ? .float64 : .float32
         let rrms = try newTensor([rows], dtype: statsDType)
@@ -26,12 +30,15 @@ extension CPUBackend {
             }
         }
         try (computeKind(for: x.dtype, operation: "rmsNorm") == .double ? run(Double.self) : run(Float.self))
-        return RMSNormOutput(output: output, reciprocalRMS: rrms)
+        return RMSNormOutput(output: output, reciprocalRMS: rrms, sum: sum)
     }
 
-    // dx = rrms·(g − x̂·mean(g⊙x̂)) with g = dy⊙w, x̂ = x·rrms; dw = Σ_rows dy⊙x̂.
-    public func rmsNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput) throws -> RMSNormGradients {
+    // dx = rrms·(g − x̂·mean(g⊙x̂)) (+ residualGradient) with g = dy⊙w, x̂ = x·rrms; dw = Σ_rows dy⊙x̂.
+    public func rmsNormBackward(
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: RMSNormOutput, addingGradient residualGradient: Tensor?
+    ) throws -> RMSNormGradients {
         let (rows, columns) = try OperandChecks.rmsNormBackward(dy, input: x, weight: weight, saved: saved)
+        try OperandChecks.residual(residualGradient, like: x, "rmsNormBackward")
         func run<T: CPUFloat>(_ type: T.Type) throws -> RMSNormGradients {
             try read(dy, as: type, "rmsNormBackward") { pdy in
                 try read(x, as: type, "rmsNormBackward") { px in
@@ -59,6 +66,7 @@ extension CPUBackend {
                                     }
                                 }
                             }
+                            if let residualGradient { try accumulate(residualGradient, into: dx, alpha: 1) }
                             return RMSNormGradients(input: dx, weight: dweight)
                         }
                     }

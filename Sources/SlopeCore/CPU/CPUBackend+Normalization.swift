@@ -40,8 +40,12 @@ extension CPUBackend {
         return try (computeKind(for: y.dtype, operation: "softmaxBackward") == .double ? run(Double.self) : run(Float.self))
     }
 
-    // y = (x − mean)·rstd·weight + bias; x, y [rows, C]; weight, bias [C]; mean, rstd [rows].
-    public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
+    // y = (x − mean)·rstd·weight + bias; x, y [rows, C]; weight, bias [C]; mean, rstd [rows]. With a residual,
+    // x is first replaced by x + residual (the reference composes the add; CUDA fuses it).
+    public func layerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
+        try OperandChecks.residual(residual, like: x, "layerNorm")
+        let sum = try residual.map { try add(x, $0) }
+        let x = sum ?? x
         let (rows, columns) = try OperandChecks.layerNorm(x, weight: weight, bias: bias)
         let statsDType: DType = x.dtype == .float64 ? .float64 : .float32
         let mean = try newTensor([rows], dtype: statsDType)
@@ -78,13 +82,15 @@ extension CPUBackend {
             }
         }
         try (computeKind(for: x.dtype, operation: "layerNorm") == .double ? run(Double.self) : run(Float.self))
-        return LayerNormOutput(output: output, mean: mean, reciprocalStd: rstd)
+        return LayerNormOutput(output: output, mean: mean, reciprocalStd: rstd, sum: sum)
     }
-    // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)) with ĝ = dy⊙weight; dweight = Σ dy⊙x̂; dbias = Σ dy.
+    // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)) (+ residualGradient) with ĝ = dy⊙weight; dweight = Σ dy⊙x̂;
+    // dbias = Σ dy.
     public func layerNormBackward(
-        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?
     ) throws -> LayerNormGradients {
         let (rows, columns) = try OperandChecks.layerNormBackward(dy, input: x, weight: weight, saved: saved)
+        try OperandChecks.residual(residualGradient, like: x, "layerNormBackward")
         func run<T: CPUFloat>(_ type: T.Type) throws -> LayerNormGradients {
             try read(dy, as: type, "layerNormBackward") { pdy in
                 try read(x, as: type, "layerNormBackward") { px in
@@ -122,6 +128,7 @@ extension CPUBackend {
                                         }
                                     }
                                 }
+                                if let residualGradient { try accumulate(residualGradient, into: dx, alpha: 1) }
                                 return LayerNormGradients(input: dx, weight: dweight, bias: dbias)
                             }
                         }

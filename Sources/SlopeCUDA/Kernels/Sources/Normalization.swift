@@ -33,15 +33,35 @@ extension KernelSources {
         }
     }
 
-    // y = (x − mean)·rstd·w + b per row; x, y [rows, cols]; w, b [cols] (NULL means 1 / 0); mean, rstd
-    // [rows] float32 saved for backward; one 256-thread block per row, grid = rows.
-    extern "C" __global__ void layernorm_forward(const T* x, const T* w, const T* b, T* y, float* mean, float* rstd,
-                                                 long long rows, long long cols, float eps) {
-        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
-            const T* xr = x + row * cols;
-            T* yr = y + row * cols;
-            float s = 0.0f;
+    // The row sum of x, or, with a residual r, of v = x + r rounded to T and stored in h (the residual add
+    // fused into the norm); returns the row the norm then reads: x's, or h's. Each thread reads back only the
+    // columns it wrote.
+    __device__ __forceinline__ const T* residual_row(const T* x, const T* r, T* h, i64 row, i64 cols, float& s) {
+        const T* xr = x + row * cols;
+        s = 0.0f;
+        if (!r) {
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += to_float(xr[c]);
+            return xr;
+        }
+        const T* rr = r + row * cols;
+        T* hr = h + row * cols;
+        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+            T v = from_float<T>(to_float(xr[c]) + to_float(rr[c]));
+            hr[c] = v;
+            s += to_float(v);
+        }
+        return hr;
+    }
+
+    // y = (v − mean)·rstd·w + b per row with v = x, or v = h = x + r when r is given (NULL: no residual);
+    // x, r, h, y [rows, cols]; w, b [cols] (NULL means 1 / 0); mean, rstd [rows] float32 saved for backward;
+    // one 256-thread block per row, grid = rows.
+    extern "C" __global__ void layernorm_forward(const T* x, const T* r, T* h, const T* w, const T* b, T* y, float* mean,
+                                                 float* rstd, long long rows, long long cols, float eps) {
+        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+            float s;
+            const T* xr = residual_row(x, r, h, row, cols, s);
+            T* yr = y + row * cols;
             float mu = block_sum(s) / (float)cols;
             // Two passes (centre, then square) avoid the cancellation of E[x²] − E[x]².
             float q = 0.0f;
@@ -61,10 +81,11 @@ extension KernelSources {
         }
     }
 
-    // dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·w, x̂ = (x − mean)·rstd; dy, x, dx [rows, cols];
-    // w [cols] (NULL means 1); mean, rstd [rows] float32; one 256-thread block per row, grid = rows.
+    // dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) (+ dres) with g = dy·w, x̂ = (x − mean)·rstd; dy, x, dx, dres
+    // [rows, cols]; w [cols] (NULL means 1); dres: the residual connection's gradient (NULL: none); mean, rstd
+    // [rows] float32; one 256-thread block per row, grid = rows.
     extern "C" __global__ void layernorm_backward_input(const T* dy, const T* x, const T* w, const float* mean,
-                                                        const float* rstd, T* dx, long long rows, long long cols) {
+                                                        const float* rstd, const T* dres, T* dx, long long rows, long long cols) {
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
             const T* gr = dy + row * cols;
             const T* xr = x + row * cols;
@@ -84,7 +105,9 @@ extension KernelSources {
                 float g = to_float(gr[c]);
                 if (w) g *= to_float(w[c]);
                 float xh = (to_float(xr[c]) - mu) * rs;
-                dr[c] = from_float<T>(rs * (g - mg - xh * mgx));
+                float d = rs * (g - mg - xh * mgx);
+                if (dres) d += to_float(dres[row * cols + c]);
+                dr[c] = from_float<T>(d);
             }
         }
     }
@@ -115,10 +138,13 @@ extension KernelSources {
         }
     }
 
-    // y = x·rrms·w, rrms = 1/sqrt(mean(x²) + eps) saved per row (float32); one 256-thread block per row.
-    extern "C" __global__ void rmsnorm_forward(const T* x, const T* w, T* y, float* rrms, long long rows, long long cols, float eps) {
+    // y = v·rrms·w, rrms = 1/sqrt(mean(v²) + eps) saved per row (float32), v = x or h = x + r as for LayerNorm;
+    // one 256-thread block per row.
+    extern "C" __global__ void rmsnorm_forward(const T* x, const T* r, T* h, const T* w, T* y, float* rrms, long long rows,
+                                               long long cols, float eps) {
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
-            const T* xr = x + row * cols;
+            float unused;
+            const T* xr = residual_row(x, r, h, row, cols, unused);
             float q = 0.0f;
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x) { float v = to_float(xr[c]); q += v * v; }
             float rs = 1.0f / sqrtf(block_sum(q) / (float)cols + eps);
@@ -127,9 +153,10 @@ extension KernelSources {
         }
     }
 
-    // dx = rrms·(g − x̂·mean(g·x̂)), g = dy·w, x̂ = x·rrms; one 256-thread block per row.
-    extern "C" __global__ void rmsnorm_backward_input(const T* dy, const T* x, const T* w, const float* rrms, T* dx,
-                                                      long long rows, long long cols) {
+    // dx = rrms·(g − x̂·mean(g·x̂)) (+ dres), g = dy·w, x̂ = x·rrms; dres NULL when there is no residual
+    // gradient to add; one 256-thread block per row.
+    extern "C" __global__ void rmsnorm_backward_input(const T* dy, const T* x, const T* w, const float* rrms, const T* dres,
+                                                      T* dx, long long rows, long long cols) {
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
             float rs = rrms[row], s = 0.0f;
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
@@ -137,7 +164,9 @@ extension KernelSources {
             float mean = block_sum(s) / (float)cols;
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
                 float xh = to_float(x[row * cols + c]) * rs;
-                dx[row * cols + c] = from_float<T>(rs * (to_float(dy[row * cols + c]) * to_float(w[c]) - xh * mean));
+                float d = rs * (to_float(dy[row * cols + c]) * to_float(w[c]) - xh * mean);
+                if (dres) d += to_float(dres[row * cols + c]);
+                dx[row * cols + c] = from_float<T>(d);
             }
         }
     }
