@@ -257,6 +257,84 @@ final class KernelEmulationTests: XCTestCase {
         }
     }
 
+    /// Multi-tensor AdamW and sum of squares: three bf16 tensors (1003 elements: packs and a tail over eight
+    /// chunks; 300; 16) in one launch, each with its own weight decay and stochastic-rounding seed, against the CPU
+    /// backend one tensor at a time. The table is built in C++ by a wrapper here (the emulator passes buffers, not
+    /// structs); its byte layout from Swift is checked in MultiTensorLaunchTests.
+    func testMultiTensorAdamWAndSumOfSquaresMatchTheCPUBackend() throws {
+        let wrappers = """
+        static long long blocks_of(long long n, long long chunk) { return (n + chunk - 1) / chunk; }
+        void adamw_multi_three(T* p0, const T* g0, float* m0, float* v0, long long n0, float d0, unsigned s0,
+                               T* p1, const T* g1, float* m1, float* v1, long long n1, float d1, unsigned s1,
+                               T* p2, const T* g2, float* m2, float* v2, long long n2, float d2, unsigned s2,
+                               long long chunk, float lr, float beta1, float beta2, float eps, float c1, float c2, float gs) {
+            AdamWTable t{};
+            t.count = 3;
+            t.entries[0] = AdamWEntry{p0, g0, m0, v0, n0, 0, d0, s0, 1, 0};
+            t.entries[1] = AdamWEntry{p1, g1, m1, v1, n1, blocks_of(n0, chunk), d1, s1, 1, 0};
+            t.entries[2] = AdamWEntry{p2, g2, m2, v2, n2, blocks_of(n0, chunk) + blocks_of(n1, chunk), d2, s2, 1, 0};
+            adamw_multi(t, chunk, lr, beta1, beta2, eps, c1, c2, gs);
+        }
+        """
+        let squaresWrapper = """
+        void sum_of_squares_three(const T* x0, long long n0, const T* x1, long long n1, const T* x2, long long n2,
+                                  long long chunk, float* partials) {
+            SquaresTable t{};
+            t.count = 3;
+            long long b1 = (n0 + chunk - 1) / chunk, b2 = b1 + (n1 + chunk - 1) / chunk;
+            t.entries[0] = SquaresEntry{x0, n0, 0};
+            t.entries[1] = SquaresEntry{x1, n1, b1};
+            t.entries[2] = SquaresEntry{x2, n2, b2};
+            sum_of_squares_multi(t, chunk, partials);
+        }
+        """
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 23)
+        let sizes = [1003, 300, 16], chunk = 128
+        let blocks = sizes.map { ($0 + chunk - 1) / chunk }.reduce(0, +)
+        let optimizer = try EmulatedModule(
+            source: try KernelFamily.optimizer.translationUnit(for: .bfloat16) + wrappers, kernels: ["adamw_multi_three": 29])
+        let shared = AdamWStep(learningRate: 1e-2, step: 4, gradientScale: 0.5)
+        var arguments: [EmulatedModule.Argument] = []
+        var expected: [(parameter: Tensor, m: Tensor, v: Tensor)] = []
+        for (index, n) in sizes.enumerated() {
+            let parameter = try cpu.randomNormal([n], dtype: .bfloat16, using: &generator)
+            let gradient = try cpu.randomNormal([n], dtype: .bfloat16, using: &generator)
+            let m = try cpu.randomNormal([n], dtype: .float32, using: &generator)
+            let v = try cpu.multiply(m, m)
+            let seed = UInt32(0xA11CE + index)
+            let tensor = AdamWTensor(parameter: parameter, gradient: gradient, moment1: m, moment2: v, weightDecay: [0.1, 0, 0.05][index],
+                                     rounding: .stochastic(seed: seed))
+            arguments += [.readWrite(try Self.raw(parameter, cpu)), .input(try Self.raw(gradient, cpu)), .readWrite(try Self.raw(m, cpu)),
+                          .readWrite(try Self.raw(v, cpu)), .int64(n), .float(tensor.weightDecay), .int64(Int(seed))]
+            try cpu.adamW([tensor], step: shared)
+            expected.append((parameter, m, v))
+        }
+        let corrections = (Float(1 - pow(Double(shared.beta1), 4)), Float(1 - pow(Double(shared.beta2), 4)))
+        let out = try optimizer.launch("adamw_multi_three", grid: (blocks, 1, 1), block: 64, arguments + [
+            .int64(chunk), .float(shared.learningRate), .float(shared.beta1), .float(shared.beta2), .float(shared.epsilon),
+            .float(corrections.0), .float(corrections.1), .float(shared.gradientScale),
+        ])
+        for (index, reference) in expected.enumerated() {
+            let base = index * 7
+            let parameters = Self.bf16(out[base]!)
+            let differing = zip(parameters, try cpu.floats(reference.parameter)).filter { $0 != $1 }.count
+            XCTAssertLessThanOrEqual(differing, 2, "tensor \(index): stochastically rounded weights equal the CPU's")
+            try Self.assertClose(out[base + 2]!.elements(), try cpu.floats(reference.m), tolerance: 1e-5, "tensor \(index) m")
+            try Self.assertClose(out[base + 3]!.elements(), try cpu.floats(reference.v), tolerance: 1e-5, "tensor \(index) v")
+        }
+
+        let reductions = try EmulatedModule(
+            source: try KernelFamily.reductions.translationUnit(for: .bfloat16) + squaresWrapper, kernels: ["sum_of_squares_three": 8])
+        let tensors = try sizes.map { try cpu.randomNormal([$0], dtype: .bfloat16, using: &generator) }
+        let partials: [Float] = try reductions.launch("sum_of_squares_three", grid: (blocks, 1, 1), block: 64, [
+            .input(try Self.raw(tensors[0], cpu)), .int64(sizes[0]), .input(try Self.raw(tensors[1], cpu)), .int64(sizes[1]),
+            .input(try Self.raw(tensors[2], cpu)), .int64(sizes[2]), .int64(chunk), .output(bytes: blocks * 4),
+        ])[7]!.elements()
+        let total = try cpu.totalSumOfSquares(tensors)
+        XCTAssertEqual(partials.reduce(0.0) { $0 + Double($1) }, total, accuracy: 1e-5 * total)
+    }
+
     /// AdamW on values held in cuSPARSELt's layout (through a full map and through a packed periodic one) equals
     /// AdamW in W's compressed order followed by the scatter into that layout; float32 and bf16 (rounded stochastically).
     func testAdamWInTheCompressedCopyMatchesAdamWThenScatter() throws {

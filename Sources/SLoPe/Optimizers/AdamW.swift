@@ -30,15 +30,18 @@ public final class AdamW {
     public func step(learningRate: Float? = nil, gradientScale: Float = 1) throws {
         stepCount += 1
         let hyper = configuration.step(stepCount, learningRate: learningRate, gradientScale: gradientScale)
+        var tensors: [AdamWTensor] = []
         for (index, parameter) in parameters.enumerated() {
             guard let gradient = parameter.gradient else { continue }
             let state = try moments[index] ?? AdamMoments(like: parameter.value, dtype: momentDType, backend: backend)
             moments[index] = state
-            var tensorStep = hyper
-            if !decayScope.decays(parameter.value.shape) { tensorStep.weightDecay = 0 }
-            tensorStep.rounding = AdamWConfiguration.rounding(seed: roundingSeed, step: stepCount, tensor: index)
-            try backend.adamW(parameter: parameter.value, gradient: gradient, moment1: state.first, moment2: state.second, step: tensorStep)
+            tensors.append(AdamWTensor(
+                parameter: parameter.value, gradient: gradient, moment1: state.first, moment2: state.second,
+                weightDecay: decayScope.decays(parameter.value.shape) ? hyper.weightDecay : 0,
+                rounding: AdamWConfiguration.rounding(seed: roundingSeed, step: stepCount, tensor: index)))
         }
+        // One call: a backend may update the many small tensors (biases, norms) in a few launches.
+        try backend.adamW(tensors, step: hyper)
     }
 
     public func zeroGradients() throws {

@@ -17,7 +17,7 @@ extension CUDABackend {
         let (rows, columns) = try OperandChecks.rmsNorm(x, weight: weight)
         let operation = "rmsNorm"
         try OperandChecks.residual(residual, like: x, operation)
-        if let residual, !fusions {
+        if let residual, !fusions.contains(.residualNorm) {
             let sum = try add(x, residual)
             let output = try rmsNorm(sum, adding: nil, weight: weight, epsilon: epsilon)
             return RMSNormOutput(output: output.output, reciprocalRMS: output.reciprocalRMS, sum: sum)
@@ -39,7 +39,7 @@ extension CUDABackend {
         let (rows, columns) = try OperandChecks.rmsNormBackward(dy, input: x, weight: weight, saved: saved)
         let operation = "rmsNormBackward"
         try OperandChecks.residual(residualGradient, like: x, operation)
-        if let residualGradient, !fusions {
+        if let residualGradient, !fusions.contains(.residualNorm) {
             let gradients = try rmsNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: nil)
             try accumulate(residualGradient, into: gradients.input, alpha: 1)
             return gradients

@@ -29,7 +29,7 @@ extension CUDABackend {
     public func linearWeightGradient(outputGradient dy: Tensor, input x: Tensor, into weightGradient: Tensor?, biasGradient: Tensor?) throws -> Tensor {
         let shape = try OperandChecks.gemm(dy, x, transposeA: true, transposeB: false, c: weightGradient, bias: nil)
         let key = CuBLASLtGEMM.Key(m: shape.m, n: shape.n, k: shape.k, transA: true, transB: false, dtype: dy.dtype, epilogue: .biasGradient)
-        guard fusions, let biasGradient, biasGradient.count == shape.m, biasGradient.dtype == dy.dtype, shape.k > 0, shape.n > 0,
+        guard fusions.contains(.biasGradient), let biasGradient, biasGradient.count == shape.m, biasGradient.dtype == dy.dtype, shape.k > 0, shape.n > 0,
               blas.supports(key) else {
             return try unfusedLinearWeightGradient(outputGradient: dy, input: x, into: weightGradient, biasGradient: biasGradient)
         }

@@ -28,7 +28,7 @@ extension CUDABackend {
     public func layerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
         let (rows, columns) = try OperandChecks.layerNorm(x, weight: weight, bias: bias)
         try OperandChecks.residual(residual, like: x, "layerNorm")
-        if let residual, !fusions {
+        if let residual, !fusions.contains(.residualNorm) {
             let sum = try add(x, residual)
             let output = try layerNorm(sum, adding: nil, weight: weight, bias: bias, epsilon: epsilon)
             return LayerNormOutput(output: output.output, mean: output.mean, reciprocalStd: output.reciprocalStd, sum: sum)
@@ -53,7 +53,7 @@ extension CUDABackend {
         let (rows, columns) = try OperandChecks.layerNormBackward(dy, input: x, weight: weight, saved: saved)
         let operation = "layerNormBackward"
         try OperandChecks.residual(residualGradient, like: x, operation)
-        if let residualGradient, !fusions {
+        if let residualGradient, !fusions.contains(.residualNorm) {
             let gradients = try layerNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: nil)
             try accumulate(residualGradient, into: gradients.input, alpha: 1)
             return gradients

@@ -26,12 +26,65 @@ extension CUDABackend {
         ] + hyper)
     }
 
+    /// Plain resident tensors (dense parameters) of one parameter and moment dtype go through `adamw_multi`, up to
+    /// 48 per launch; W's values held in cuSPARSELt's copy, and anything else, through the one-tensor path.
+    public func adamW(_ tensors: [AdamWTensor], step: AdamWStep) throws {
+        var groups: [[AdamWTensor]] = []
+        var groupOf: [String: Int] = [:]
+        for tensor in tensors {
+            try OperandChecks.adamW(parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2, step: step)
+            guard let storage = tensor.parameter.storage as? CUDAStorage, storage.isResident, storage.derivation == nil,
+                  tensor.gradient.dtype == tensor.parameter.dtype, [DType.float32, .bfloat16].contains(tensor.moment1.dtype),
+                  tensor.moment2.dtype == tensor.moment1.dtype else {
+                try adamW(parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2, step: tensor.step(step))
+                continue
+            }
+            let key = "\(tensor.parameter.dtype) \(tensor.moment1.dtype)"
+            if let index = groupOf[key] { groups[index].append(tensor) } else {
+                groupOf[key] = groups.count
+                groups.append([tensor])
+            }
+        }
+        let operation = "adamW"
+        for group in groups {
+            let (dtype, suffix) = (group[0].parameter.dtype, group[0].moment1.dtype == .bfloat16 ? "_bf16_moments" : "")
+            let chunk = 256 * (16 / dtype.byteSize) * 4  // four packs per thread
+            for batch in MultiTensorLaunch.batches(group, chunk: chunk, count: \.parameter.count) {
+                for (tensor, _, _) in batch.items { try touch(tensor.parameter) }
+                let table = try batch.table(entryBytes: 64) { writer, entry in
+                    let (tensor, firstBlock, count) = entry
+                    for operand in [tensor.parameter, tensor.gradient, tensor.moment1, tensor.moment2] {
+                        writer.uint64(try address(operand, operation))
+                    }
+                    writer.int64(count)
+                    writer.int64(firstBlock)
+                    writer.float(tensor.weightDecay)
+                    let rounding = Self.rounding(tensor.rounding)
+                    writer.uint32(rounding.seed)
+                    writer.int32(rounding.stochastic ? 1 : 0)
+                    writer.int32(0)
+                }
+                try launch(.optimizer, "adamw_multi" + suffix, dtype: dtype, grid: (batch.blocks, 1, 1), [
+                    .bytes(table), .int64(Int64(chunk)), .float(step.learningRate), .float(step.beta1), .float(step.beta2),
+                    .float(step.epsilon), .float(1 - Float.pow(step.beta1, step.step)), .float(1 - Float.pow(step.beta2, step.step)),
+                    .float(step.gradientScale),
+                ])
+            }
+        }
+    }
+
+    /// A rounding's kernel form.
+    static func rounding(_ rounding: ParameterRounding) -> (stochastic: Bool, seed: UInt32) {
+        switch rounding {
+        case .nearest: (false, 0)
+        case .stochastic(let seed): (true, seed)
+        }
+    }
+
     /// The kernels' `stochastic, rounding_seed` pair.
     static func roundingArguments(_ rounding: ParameterRounding) -> [KernelArgument] {
-        switch rounding {
-        case .nearest: [.int32(0), .int32(0)]
-        case .stochastic(let seed): [.int32(1), .int32(Int32(bitPattern: seed))]
-        }
+        let (stochastic, seed) = Self.rounding(rounding)
+        return [.int32(stochastic ? 1 : 0), .int32(Int32(bitPattern: seed))]
     }
 
     /// When W's values are held only in cuSPARSELt's copy (``CUDAStorage/Derivation/compressedCopy``), steps

@@ -22,23 +22,35 @@ extension CUDABackend {
     public func sumOfSquares(_ x: Tensor) throws -> Tensor { try reduce(x, op: 1, "sumOfSquares") }
     public func maxAbsolute(_ x: Tensor) throws -> Tensor { try reduce(x, op: 2, "maxAbsolute") }
 
+    /// Every tensor's squares go into block partials of one buffer (up to 48 tensors of a dtype per launch, 32 768
+    /// elements per block), then one final pass and one read back: a gradient norm over hundreds of tensors in a
+    /// handful of launches.
     public func totalSumOfSquares(_ tensors: [Tensor]) throws -> Double {
-        // Each tensor's block partials go to its own slice of one buffer; one final pass, one read back.
-        let blocks = tensors.map { Self.reductionBlocks($0.count) }
-        let partials = try newTensor([blocks.reduce(0, +)], dtype: .float32)
-        let result = try newTensor([1], dtype: .float32)
         let name = "totalSumOfSquares"
-        var offset = 0
-        for (tensor, count) in zip(tensors, blocks) {
-            try launch(.reductions, "reduce_partials", dtype: tensor.dtype, grid: (count, 1, 1), [
-                .pointer(address(tensor, name)), .int64(Int64(tensor.count)),
-                .pointer(address(partials, name) + UInt64(offset * 4)), .int32(1),
-            ])
-            offset += count
+        let chunk = 32_768
+        var byType: [DType: [Tensor]] = [:]
+        for tensor in tensors { byType[tensor.dtype, default: []].append(tensor) }
+        let launches = byType.sorted { $0.key.rawValue < $1.key.rawValue }.flatMap { dtype, group in
+            MultiTensorLaunch.batches(group, chunk: chunk, count: \.count).map { (dtype, $0) }
         }
-        guard offset > 0 else { return 0 }
+        let blocks = launches.map(\.1.blocks).reduce(0, +)
+        guard blocks > 0 else { return 0 }
+        let partials = try newTensor([blocks], dtype: .float32)
+        let result = try newTensor([1], dtype: .float32)
+        var offset = 0
+        for (dtype, batch) in launches {
+            let table = try batch.table(entryBytes: 24) { writer, entry in
+                writer.uint64(try address(entry.item, name))
+                writer.int64(entry.count)
+                writer.int64(entry.firstBlock)
+            }
+            try launch(.reductions, "sum_of_squares_multi", dtype: dtype, grid: (batch.blocks, 1, 1), [
+                .bytes(table), .int64(Int64(chunk)), .pointer(address(partials, name) + UInt64(offset * 4)),
+            ])
+            offset += batch.blocks
+        }
         try launch(.reductions, "reduce_final", dtype: .float32, grid: (1, 1, 1), [
-            .pointer(address(partials, name)), .int32(Int32(offset)), .pointer(address(result, name)), .int32(1),
+            .pointer(address(partials, name)), .int32(Int32(blocks)), .pointer(address(result, name)), .int32(1),
         ])
         return try scalar(result)
     }

@@ -6,6 +6,32 @@ import Synchronization
 /// cuBLASLt. Every op has the CPU backend's semantics (the CPU backend is the reference `slope doctor`
 /// checks it against). Tensors are float32, bfloat16 or float16 (float64 stays on the CPU), ids int32,
 /// masks uint8. All work is issued on one stream; downloads wait for it.
+/// A fusion ``CUDABackend`` can turn off (``CUDABackend/fusions``).
+public enum Fusion: String, Sendable, CaseIterable {
+    /// A block's residual add inside the following norm's kernel, and the residual gradient inside the norm's
+    /// backward kernel.
+    case residualNorm = "residual-norm"
+    /// A linear layer's bias gradient from its weight-gradient GEMM's epilogue (cuBLASLt `BGRADB`).
+    case biasGradient = "bias-gradient"
+
+    /// `on`, `off`, or names separated by commas.
+    static func parse(_ text: String) throws -> Set<Fusion> {
+        switch text {
+        case "on": return Set(allCases)
+        case "off", "": return []
+        default:
+            return Set(try text.split(separator: ",").map { name in
+                guard let fusion = Fusion(rawValue: String(name)) else {
+                    throw TensorError.invalidArgument(
+                        operation: "SLOPE_FUSIONS",
+                        reason: "must be on, off or a comma-separated list of \(allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
+                }
+                return fusion
+            })
+        }
+    }
+}
+
 public final class CUDABackend: Backend, @unchecked Sendable {
     public let cudaDevice: CUDADevice
     let allocator: CachingAllocator
@@ -20,10 +46,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Whether sparseA GEMMs add the bias in cuSPARSELt's epilogue instead of a kernel after the GEMM (one pass
     /// over the output less); `SLOPE_SPARSE_BIAS=kernel` turns it off.
     public var sparseBiasEpilogue = true
-    /// Whether ops fuse what the unfused route runs as separate passes: a residual add or gradient into the
-    /// norm's kernel, a bias gradient into the weight-gradient GEMM. `SLOPE_FUSIONS=off` turns them off (same-run
-    /// comparisons and checks); results agree to rounding.
-    public var fusions = true
+    /// Which ops fuse what the unfused route runs as separate passes (all by default). `SLOPE_FUSIONS` = on, off,
+    /// or a comma-separated list of ``Fusion`` names, for same-run comparisons and checks; results agree to rounding.
+    public var fusions = Set(Fusion.allCases)
     /// How attention runs (see ``AttentionRoute``); nil chooses per call. Starts from `SLOPE_ATTENTION`.
     public var attentionRoute: AttentionRoute?
     /// Which instantiation of the fused attention kernels runs (index into
@@ -62,11 +87,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         case let other?:
             throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_BIAS", reason: "must be epilogue or kernel, not '\(other)'")
         }
-        switch environment["SLOPE_FUSIONS"] {
-        case nil, "on"?: fusions = true
-        case "off"?: fusions = false
-        case let other?: throw TensorError.invalidArgument(operation: "SLOPE_FUSIONS", reason: "must be on or off, not '\(other)'")
-        }
+        if let text = environment["SLOPE_FUSIONS"] { fusions = try Fusion.parse(text) }
         if let text = environment["SLOPE_ATTENTION_VARIANT"] {
             let parts = text.split(separator: ",").map { Int($0) }
             guard parts.count == 2, let forward = parts[0], let backward = parts[1], forward >= 0, backward >= 0 else {

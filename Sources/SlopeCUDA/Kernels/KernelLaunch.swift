@@ -8,11 +8,14 @@ enum KernelArgument {
     case int32(Int32)
     case int64(Int64)
     case float(Float)
+    /// A struct passed by value (a multi-tensor kernel's table of addresses), laid out as the kernel declares it.
+    case bytes([UInt8])
 
     fileprivate var size: Int {
         switch self {
         case .pointer, .optionalPointer, .int64: return 8
         case .int32, .float: return 4
+        case .bytes(let bytes): return bytes.count
         }
     }
 
@@ -23,6 +26,7 @@ enum KernelArgument {
         case .int32(let value): pointer.storeBytes(of: value, as: Int32.self)
         case .int64(let value): pointer.storeBytes(of: value, as: Int64.self)
         case .float(let value): pointer.storeBytes(of: value, as: Float.self)
+        case .bytes(let bytes): bytes.withUnsafeBytes { if let base = $0.baseAddress { pointer.copyMemory(from: base, byteCount: $0.count) } }
         }
     }
 }
@@ -34,13 +38,17 @@ extension CUDADevice {
         _ arguments: [KernelArgument]
     ) throws {
         guard grid.0 > 0, grid.1 > 0, grid.2 > 0 else { return }  // nothing to do for empty tensors
-        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(arguments.count, 1) * 8, alignment: 8)
+        // Each argument in its own 8-byte-aligned slot (cuLaunchKernel copies them by the kernel's signature).
+        let slotSizes = arguments.map { ($0.size + 7) / 8 * 8 }
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(slotSizes.reduce(0, +), 8), alignment: 8)
         defer { storage.deallocate() }
         var slots: [UnsafeMutableRawPointer?] = []
-        for (index, argument) in arguments.enumerated() {
-            let slot = storage + index * 8
+        var offset = 0
+        for (argument, size) in zip(arguments, slotSizes) {
+            let slot = storage + offset
             argument.store(at: slot)
             slots.append(slot)
+            offset += size
         }
         try makeCurrent()
         let status = slots.withUnsafeMutableBufferPointer { parameters in

@@ -144,6 +144,10 @@ public protocol Backend: AnyObject, Sendable {
     /// One AdamW update in place (PyTorch semantics: decoupled weight decay, bias correction).
     /// `moment1`/`moment2` are float32 of the parameter's element count.
     func adamW(parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, step: AdamWStep) throws
+    /// AdamW over several tensors with one shared step (learning rate, betas, step number, gradient scale), each
+    /// with its own weight decay and rounding. A backend may update many in one launch; the default updates
+    /// them one by one.
+    func adamW(_ tensors: [AdamWTensor], step: AdamWStep) throws
 
     // MARK: N:M sparsity
 
@@ -228,6 +232,30 @@ public struct CrossEntropyOutput: Sendable {
 }
 
 /// Hyper-parameters of one AdamW update.
+/// One tensor of a multi-tensor AdamW step (``Backend/adamW(_:step:)``).
+public struct AdamWTensor {
+    public let parameter: Tensor
+    public let gradient: Tensor
+    public let moment1: Tensor
+    public let moment2: Tensor
+    public var weightDecay: Float
+    public var rounding: ParameterRounding
+
+    public init(parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, weightDecay: Float, rounding: ParameterRounding) {
+        (self.parameter, self.gradient, self.moment1, self.moment2) = (parameter, gradient, moment1, moment2)
+        self.weightDecay = weightDecay
+        self.rounding = rounding
+    }
+
+    /// The shared step with this tensor's weight decay and rounding.
+    public func step(_ shared: AdamWStep) -> AdamWStep {
+        var step = shared
+        step.weightDecay = weightDecay
+        step.rounding = rounding
+        return step
+    }
+}
+
 public struct AdamWStep: Sendable, Equatable {
     public var learningRate: Float
     public var beta1: Float
@@ -260,6 +288,12 @@ extension Backend {
     /// `op(A)·op(B)` into a new tensor.
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
         try gemm(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1, beta: 0, into: nil, bias: nil)
+    }
+
+    public func adamW(_ tensors: [AdamWTensor], step: AdamWStep) throws {
+        for tensor in tensors {
+            try adamW(parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2, step: tensor.step(step))
+        }
     }
 
     public func linearWeightGradient(outputGradient dy: Tensor, input x: Tensor, into weightGradient: Tensor?, biasGradient: Tensor?) throws -> Tensor {

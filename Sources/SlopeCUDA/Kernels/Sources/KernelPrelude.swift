@@ -56,6 +56,20 @@ extension KernelSources {
     #define PACK (16 / (int)sizeof(T))  // elements of T per pack, for kernels (T is defined after the prelude)
     static __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
 
+    // Multi-tensor kernels take up to MULTI_TENSORS tensors' addresses in their parameters (under the 4 KB limit).
+    // Tensor t owns the grid's blocks from its entry's first_block on; the entry whose blocks include `block`
+    // (entries in ascending first_block):
+    #define MULTI_TENSORS 48
+    template <typename Entry>
+    __device__ __forceinline__ int entry_of_block(const Entry* entries, int count, long long block) {
+        int low = 0, high = count - 1;
+        while (low < high) {
+            int middle = (low + high + 1) / 2;
+            if (entries[middle].first_block <= block) low = middle; else high = middle - 1;
+        }
+        return low;
+    }
+
     // The slot of W's compressed values that position p of cuSPARSELt's copy holds, by the packed value map:
     // per block of 2^log2_block positions a base slot, per position (or, offset_mask = 2^log2_block − 1, per
     // position of one block, when the offsets repeat) an int16 offset from it.

@@ -38,30 +38,36 @@ extension KernelSources {
     template <typename M> struct alignas(PACK * sizeof(M) < 16 ? PACK * sizeof(M) : 16) MomentPack { M v[PACK]; };
 
     template <typename M>
+    __device__ __forceinline__ void adamw_pack(T* param, const T* grad, M* m, M* v, i64 pk, const AdamWHyper& h) {
+        Pack<T> ps = ((Pack<T>*)param)[pk];
+        Pack<T> gs = ((const Pack<T>*)grad)[pk];
+        MomentPack<M> ms = ((MomentPack<M>*)m)[pk], vs = ((MomentPack<M>*)v)[pk];
+        #pragma unroll
+        for (int j = 0; j < PACK; ++j) {
+            float mj = to_float(ms.v[j]), vj = to_float(vs.v[j]);
+            ps.v[j] = store_parameter<T>(adamw_update(to_float(ps.v[j]), to_float(gs.v[j]), mj, vj, h), h, pk * PACK + j);
+            ms.v[j] = from_float<M>(mj);
+            vs.v[j] = from_float<M>(vj);
+        }
+        ((MomentPack<M>*)m)[pk] = ms;
+        ((MomentPack<M>*)v)[pk] = vs;
+        ((Pack<T>*)param)[pk] = ps;
+    }
+
+    template <typename M>
+    __device__ __forceinline__ void adamw_element(T* param, const T* grad, M* m, M* v, i64 i, const AdamWHyper& h) {
+        float mi = to_float(m[i]), vi = to_float(v[i]);
+        param[i] = store_parameter<T>(adamw_update(to_float(param[i]), to_float(grad[i]), mi, vi, h), h, i);
+        m[i] = from_float<M>(mi);
+        v[i] = from_float<M>(vi);
+    }
+
+    template <typename M>
     __device__ void adamw_step(T* param, const T* grad, M* m, M* v, i64 n, const AdamWHyper& h) {
         i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
         i64 packs = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v) ? n / PACK : 0;
-        for (i64 pk = first; pk < packs; pk += stride) {
-            Pack<T> ps = ((Pack<T>*)param)[pk];
-            Pack<T> gs = ((const Pack<T>*)grad)[pk];
-            MomentPack<M> ms = ((MomentPack<M>*)m)[pk], vs = ((MomentPack<M>*)v)[pk];
-            #pragma unroll
-            for (int j = 0; j < PACK; ++j) {
-                float mj = to_float(ms.v[j]), vj = to_float(vs.v[j]);
-                ps.v[j] = store_parameter<T>(adamw_update(to_float(ps.v[j]), to_float(gs.v[j]), mj, vj, h), h, pk * PACK + j);
-                ms.v[j] = from_float<M>(mj);
-                vs.v[j] = from_float<M>(vj);
-            }
-            ((MomentPack<M>*)m)[pk] = ms;
-            ((MomentPack<M>*)v)[pk] = vs;
-            ((Pack<T>*)param)[pk] = ps;
-        }
-        for (i64 i = packs * PACK + first; i < n; i += stride) {
-            float mi = to_float(m[i]), vi = to_float(v[i]);
-            param[i] = store_parameter<T>(adamw_update(to_float(param[i]), to_float(grad[i]), mi, vi, h), h, i);
-            m[i] = from_float<M>(mi);
-            v[i] = from_float<M>(vi);
-        }
+        for (i64 pk = first; pk < packs; pk += stride) adamw_pack<M>(param, grad, m, v, pk, h);
+        for (i64 i = packs * PACK + first; i < n; i += stride) adamw_element<M>(param, grad, m, v, i, h);
     }
 
     #define ADAMW_PARAMS long long n, float lr, float beta1, float beta2, float eps, float weight_decay, float correction1, \
@@ -73,6 +79,38 @@ extension KernelSources {
     // The same with bf16 moments (--optimizer-state bfloat16): updated in float32, stored rounded to nearest even.
     extern "C" __global__ void adamw_bf16_moments(T* param, const T* grad, bf16* m, bf16* v, ADAMW_PARAMS) {
         adamw_step<bf16>(param, grad, m, v, n, ADAMW_HYPER);
+    }
+
+    // Multi-tensor AdamW: up to MULTI_TENSORS tensors in one launch, their addresses in the kernel's parameters
+    // (no table to upload, so no copy that could wait on the stream). Tensor t owns blocks first_block ...
+    // first_block + ceil(n / chunk) − 1 of the grid; block b updates elements [(b − first_block)·chunk, +chunk) of
+    // its tensor, whole packs where the tensor's operands are aligned. chunk is a multiple of PACK. Each tensor
+    // has its own weight decay and rounding; the other hyper-parameters are shared.
+    struct AdamWEntry { T* param; const T* grad; void* m; void* v; long long n; long long first_block; float weight_decay;
+                        unsigned int seed; int stochastic; int unused; };
+    struct AdamWTable { AdamWEntry entries[MULTI_TENSORS]; int count; };
+    template <typename M>
+    __device__ void adamw_multi_step(const AdamWTable& table, long long chunk, AdamWHyper h) {
+        const AdamWEntry& e = table.entries[entry_of_block(table.entries, table.count, blockIdx.x)];
+        h.weight_decay = e.weight_decay;
+        h.seed = e.seed;
+        h.stochastic = e.stochastic;
+        i64 begin = ((i64)blockIdx.x - e.first_block) * chunk, end = min((i64)e.n, begin + chunk);
+        M* m = (M*)e.m;
+        M* v = (M*)e.v;
+        bool packed = aligned16(e.param) && aligned16(e.grad) && aligned16(m) && aligned16(v);
+        i64 packed_end = packed ? begin + (end - begin) / PACK * PACK : begin;
+        for (i64 pk = begin / PACK + threadIdx.x; pk < packed_end / PACK; pk += blockDim.x) adamw_pack<M>(e.param, e.grad, m, v, pk, h);
+        for (i64 i = packed_end + threadIdx.x; i < end; i += blockDim.x) adamw_element<M>(e.param, e.grad, m, v, i, h);
+    }
+    #define ADAMW_MULTI_PARAMS long long chunk, float lr, float beta1, float beta2, float eps, float correction1, float correction2, \
+        float grad_scale
+    #define ADAMW_MULTI_HYPER AdamWHyper{lr, beta1, beta2, eps, 0.0f, correction1, correction2, grad_scale, 0, 0u}
+    extern "C" __global__ void adamw_multi(AdamWTable table, ADAMW_MULTI_PARAMS) {
+        adamw_multi_step<float>(table, chunk, ADAMW_MULTI_HYPER);
+    }
+    extern "C" __global__ void adamw_multi_bf16_moments(AdamWTable table, ADAMW_MULTI_PARAMS) {
+        adamw_multi_step<bf16>(table, chunk, ADAMW_MULTI_HYPER);
     }
 
     // AdamW on W's values where they live in cuSPARSELt's compressed copy: position p holds slot s of W's

@@ -61,6 +61,20 @@ extension KernelSources {
         }
     }
 
+    // Multi-tensor sum of squares (a gradient norm over many tensors): block b of the grid adds the squares of
+    // elements [(b − first_block)·chunk, +chunk) of its tensor into partials[b] (double per thread, as above);
+    // reduce_final then adds every launch's partials in order.
+    struct SquaresEntry { const T* x; long long n; long long first_block; };
+    struct SquaresTable { SquaresEntry entries[MULTI_TENSORS]; int count; };
+    extern "C" __global__ void sum_of_squares_multi(SquaresTable table, long long chunk, float* partials) {
+        const SquaresEntry& e = table.entries[entry_of_block(table.entries, table.count, blockIdx.x)];
+        i64 begin = ((i64)blockIdx.x - e.first_block) * chunk, end = min((i64)e.n, begin + chunk);
+        double s = 0.0;
+        for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x) { double v = (double)to_float(e.x[i]); s += v * v; }
+        s = block_sum_double(s);
+        if (threadIdx.x == 0) partials[blockIdx.x] = (float)s;
+    }
+
     // out[0] = combination of partials [count]: op 0/1 sum, op 2 max (NaN wins); one block of 256 threads.
     extern "C" __global__ void reduce_final(const float* partials, int count, float* out, int op) {
         if (op == 2) {
