@@ -13,6 +13,7 @@ final class MultiTensorLaunchTests: XCTestCase {
         XCTAssertEqual(batches[0].blocks, 8 + 3 + 1 + 45, "ceil(n / chunk) blocks each")
         XCTAssertEqual(batches[1].items.map(\.firstBlock), [0, 1, 2, 3, 4], "a new launch starts at block 0")
         XCTAssertTrue(MultiTensorLaunch.batches([0, 0], chunk: 8) { $0 }.isEmpty)
+        XCTAssertEqual(MultiTensorLaunch.batches([3, 4, 5], chunk: 8, perLaunch: 1) { $0 }.map(\.items.count), [1, 1, 1], "one per launch")
     }
 
     func testTableBytesFollowTheKernelStructs() throws {
@@ -40,8 +41,10 @@ final class MultiTensorLaunchTests: XCTestCase {
         XCTAssertEqual(try Fusion.parse("off"), [])
         XCTAssertEqual(try Fusion.parse("residual-norm"), [.residualNorm])
         XCTAssertEqual(try Fusion.parse("bias-gradient,residual-norm"), [.biasGradient, .residualNorm])
+        XCTAssertEqual(Fusion.tensorsPerLaunch([.multiTensor]), 48)
+        XCTAssertEqual(Fusion.tensorsPerLaunch([]), 1)
         XCTAssertThrowsError(try Fusion.parse("everything")) { error in
-            XCTAssertTrue("\(error)".contains("residual-norm, bias-gradient"), "\(error)")
+            XCTAssertTrue("\(error)".contains("residual-norm, bias-gradient, multi-tensor"), "\(error)")
         }
     }
 }

@@ -49,7 +49,7 @@ extension CUDABackend {
         for group in groups {
             let (dtype, suffix) = (group[0].parameter.dtype, group[0].moment1.dtype == .bfloat16 ? "_bf16_moments" : "")
             let chunk = 256 * (16 / dtype.byteSize) * 4  // four packs per thread
-            for batch in MultiTensorLaunch.batches(group, chunk: chunk, count: \.parameter.count) {
+            for batch in MultiTensorLaunch.batches(group, chunk: chunk, perLaunch: Fusion.tensorsPerLaunch(fusions), count: \.parameter.count) {
                 for (tensor, _, _) in batch.items { try touch(tensor.parameter) }
                 let table = try batch.table(entryBytes: 64) { writer, entry in
                     let (tensor, firstBlock, count) = entry

@@ -31,7 +31,7 @@ extension CUDABackend {
         var byType: [DType: [Tensor]] = [:]
         for tensor in tensors { byType[tensor.dtype, default: []].append(tensor) }
         let launches = byType.sorted { $0.key.rawValue < $1.key.rawValue }.flatMap { dtype, group in
-            MultiTensorLaunch.batches(group, chunk: chunk, count: \.count).map { (dtype, $0) }
+            MultiTensorLaunch.batches(group, chunk: chunk, perLaunch: Fusion.tensorsPerLaunch(fusions), count: \.count).map { (dtype, $0) }
         }
         let blocks = launches.map(\.1.blocks).reduce(0, +)
         guard blocks > 0 else { return 0 }

@@ -13,6 +13,13 @@ public enum Fusion: String, Sendable, CaseIterable {
     case residualNorm = "residual-norm"
     /// A linear layer's bias gradient from its weight-gradient GEMM's epilogue (cuBLASLt `BGRADB`).
     case biasGradient = "bias-gradient"
+    /// AdamW and the gradient norm over many tensors in one launch per 48 (off: one launch per tensor).
+    case multiTensor = "multi-tensor"
+
+    /// Tensors per multi-tensor launch under `fusions`.
+    static func tensorsPerLaunch(_ fusions: Set<Fusion>) -> Int {
+        fusions.contains(.multiTensor) ? MultiTensorLaunch<Void>.capacity : 1
+    }
 
     /// `on`, `off`, or names separated by commas.
     static func parse(_ text: String) throws -> Set<Fusion> {

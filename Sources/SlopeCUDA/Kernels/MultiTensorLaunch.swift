@@ -10,15 +10,15 @@ struct MultiTensorLaunch<Item> {
     /// Blocks of the whole launch.
     var blocks = 0
 
-    /// `items` in order, batched; tensors with no elements are left out.
-    static func batches(_ items: [Item], chunk: Int, count: (Item) -> Int) -> [MultiTensorLaunch] {
-        precondition(chunk > 0, "a multi-tensor chunk must be positive")
+    /// `items` in order, batched `perLaunch` at a time (at most ``capacity``); tensors with no elements are left out.
+    static func batches(_ items: [Item], chunk: Int, perLaunch: Int = capacity, count: (Item) -> Int) -> [MultiTensorLaunch] {
+        precondition(chunk > 0 && (1...capacity).contains(perLaunch), "a multi-tensor chunk must be positive, at most \(capacity) per launch")
         var launches: [MultiTensorLaunch] = []
         var current = MultiTensorLaunch()
         for item in items {
             let elements = count(item)
             guard elements > 0 else { continue }
-            if current.items.count == capacity {
+            if current.items.count == perLaunch {
                 launches.append(current)
                 current = MultiTensorLaunch()
             }
