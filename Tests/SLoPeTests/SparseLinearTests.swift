@@ -28,6 +28,31 @@ final class SparseLinearTests: XCTestCase {
         }
     }
 
+    /// Adding the input gradient into an existing tensor (the GEMM's beta = 1 on the GPU) gives that tensor plus
+    /// backward's result, and the same parameter gradients, for SLoPe layers in both storage modes and dense ones.
+    func testBackwardAddingTheInputGradientEqualsBackwardPlusTheTarget() throws {
+        var generator = SeededGenerator(seed: 9)
+        let layers: [any InputGradientAccumulating] = [
+            try makeLayer(24, 16), try makeLayer(24, 16, mode: .simulated),
+            try Linear(inFeatures: 24, outFeatures: 16, backend: cpu, generator: &generator),
+        ]
+        for (index, layer) in layers.enumerated() {
+            let x = try randomTensor(cpu, [6, 24], seed: 3), dy = try randomTensor(cpu, [6, 16], seed: 4)
+            let start = try randomTensor(cpu, [6, 24], seed: 5)
+            _ = try layer.forward(x)
+            let expected = try cpu.add(start, layer.backward(dy))
+            func gradients() throws -> [[Float]] {
+                try layer.parameters.map { try cpu.floats(XCTUnwrap($0.gradient)) } + layer.sparseWeights.map { try cpu.floats(XCTUnwrap($0.gradient)) }
+            }
+            let firstGradients = try gradients()
+            try layer.zeroGradients(cpu)
+            let target = try cpu.cast(start, to: .float32)
+            try layer.backward(dy, addingInputGradientTo: target)
+            try assertClose(target, expected, rtol: 1e-6, atol: 1e-6, backend: cpu, "layer \(index): dx")
+            XCTAssertEqual(try gradients(), firstGradients, "layer \(index): parameter gradients")
+        }
+    }
+
     func testBackwardUsesDoublePrunedTransposeAndMaskedGradient() throws {
         let layer = try makeLayer(24, 16)
         let x = try randomTensor(cpu, [6, 24], seed: 3)

@@ -32,7 +32,14 @@ extension BackendComparison {
                     return [try backend.sparseMatmul(self.pick(x, on), compressed, bias: self.pick(bias, on))]
                 }
             }
-            let dense = try random([256, 512], dtype, std: 0.05), x = try random([128, 512], dtype), dy = try random([128, 256], dtype)
+            let w = try random([256, 512], dtype), x = try random([128, 512], dtype), y = try random([128, 256], dtype)
+            check("sparseMatmul accumulating (beta 1) 128×512→256 \(suffix)", dtype, &results) { backend, on in
+                let compressed = try backend.compress(self.pick(w, on), pattern: .twoFour, mask: nil)
+                let target = try backend.cast(self.pick(y, on), to: dtype)
+                try backend.sparseMatmul(self.pick(x, on), compressed, accumulatingInto: target)
+                return [target]
+            }
+            let dense = try random([256, 512], dtype, std: 0.05), dy = try random([128, 256], dtype)
             check("SparseLinear step 128×512→256 \(suffix)", dtype, &results) { backend, on in
                 let layer = try SparseLinear(converting: Linear(weight: backend.cast(self.pick(dense, on), to: dtype), bias: nil, backend: backend))
                 let optimizer = try SparseAdamW(weights: layer.sparseWeights, configuration: .init(learningRate: 1e-2), maskChangeFrequency: 2, backend: backend)

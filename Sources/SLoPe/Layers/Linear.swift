@@ -66,6 +66,15 @@ public final class Linear: Layer {
             into: weight.gradientBuffer(backend), biasGradient: bias?.gradientBuffer(backend))
     }
 
+    /// Backward with the input gradient added into `dx` by the GEMM (beta = 1).
+    public func backward(_ dy: Tensor, addingInputGradientTo dx: Tensor) throws {
+        guard let x = savedInput else {
+            throw TensorError.invalidArgument(operation: "Linear.backward", reason: "call forward first")
+        }
+        try accumulateWeightGradients(outputGradient: dy, input: x)
+        _ = try backend.gemm(dy, weight.value, transposeA: false, transposeB: false, alpha: 1, beta: 1, into: dx, bias: nil)
+    }
+
     /// The input half of backward: dx = dy·W.
     public func inputGradient(_ dy: Tensor) throws -> Tensor {
         try backend.matmul(dy, weight.value)

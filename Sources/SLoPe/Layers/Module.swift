@@ -39,6 +39,26 @@ extension Optional where Wrapped == Tensor {
     }
 }
 
+/// A module that can add its input gradient into an existing tensor (a linear layer: its GEMM with beta = 1)
+/// instead of returning a new one for the caller to add: where several projections read the same input (q, k, v;
+/// SwiGLU's gate and up), one pass over `[tokens, features]` less per extra projection.
+public protocol InputGradientAccumulating: Module {
+    func backward(_ dy: Tensor, addingInputGradientTo dx: Tensor) throws
+}
+
+extension Module {
+    /// `dx += backward(dy)`: in the module's own GEMM where it can, else by an add.
+    func backward(_ dy: Tensor, addingInputGradientTo dx: Tensor, _ backend: any Backend) throws {
+        if let module = self as? InputGradientAccumulating {
+            try module.backward(dy, addingInputGradientTo: dx)
+        } else {
+            try backend.accumulate(backward(dy), into: dx, alpha: 1)
+        }
+    }
+}
+
+extension Linear: InputGradientAccumulating {}
+extension SparseLinear: InputGradientAccumulating {}
 extension Linear: InputSuppliedModule {}
 extension SparseLinear: InputSuppliedModule {}
 extension ActivationLayer: Module {}

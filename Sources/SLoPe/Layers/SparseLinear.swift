@@ -83,6 +83,16 @@ public final class SparseLinear: Layer {
         return dx
     }
 
+    /// Backward with the input gradient added into `dx` by the sparse GEMM (beta = 1).
+    public func backward(_ dy: Tensor, addingInputGradientTo dx: Tensor) throws {
+        guard let x = savedInput else {
+            throw TensorError.invalidArgument(operation: "SparseLinear.backward", reason: "call forward first")
+        }
+        try accumulateWeightGradients(outputGradient: dy, input: x)
+        try weight.addInputGradient(dy, into: dx)
+        if let adapter { try backend.accumulate(adapter.backward(dy), into: dx, alpha: 1) }
+    }
+
     /// The sparse weight's and bias's half of backward: dW += (dyᵀ·x) at Mr, db += Σ dy (the adapter's
     /// gradients come with ``backward(_:)``). The input half is `weight.inputGradient(dy)`, dy·(W⊙Mc).
     public func accumulateWeightGradients(outputGradient dy: Tensor, input x: Tensor) throws {

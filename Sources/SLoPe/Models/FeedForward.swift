@@ -65,7 +65,7 @@ public final class FeedForward: Layer {
         // h = act(g) ⊙ u: du = dh ⊙ act(g), dg = act'(g) ⊙ (dh ⊙ u).
         let gradients = try backend.gatedActivationBackward(gate: g, up: saved.up, gradient: dHidden, activation)
         let dx = try gate.backward(gradients.gate)
-        try backend.accumulate(up.backward(gradients.up), into: dx, alpha: 1)
+        try up.backward(gradients.up, addingInputGradientTo: dx, backend)
         return dx
     }
 }

@@ -71,8 +71,8 @@ public final class SelfAttention: Layer {
             dk = try backend.rotaryEmbedding(dk, layout: rope, inverse: true)
         }
         let dx = try query.backward(dq)
-        try backend.accumulate(key.backward(dk), into: dx, alpha: 1)
-        try backend.accumulate(value.backward(gradients.value), into: dx, alpha: 1)
+        try key.backward(dk, addingInputGradientTo: dx, backend)
+        try value.backward(gradients.value, addingInputGradientTo: dx, backend)
         return dx
     }
 }

@@ -89,6 +89,16 @@ public final class SparseWeight {
         }
     }
 
+    /// `dX += dY·(W⊙Mc)`: the double-pruned backward added into an existing input gradient (beta = 1).
+    public func addInputGradient(_ dy: Tensor, into dx: Tensor) throws {
+        switch storage {
+        case .compressed(_, let transpose):
+            try backend.sparseMatmul(dy, transpose, accumulatingInto: dx)
+        case .simulated(_, _, _, let doublePruned):
+            _ = try backend.gemm(dy, doublePruned, transposeA: false, transposeB: false, alpha: 1, beta: 1, into: dx, bias: nil)
+        }
+    }
+
     /// `grad += (dYᵀ·X)` at Mr's positions only; with `biasGradient`, the layer's bias gradient `Σ dY` is added
     /// there in the same pass (a backend may fuse it into the GEMM).
     public func accumulateGradient(outputGradient dy: Tensor, input x: Tensor, biasGradient: Tensor? = nil) throws {

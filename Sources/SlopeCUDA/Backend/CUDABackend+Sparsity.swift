@@ -97,6 +97,12 @@ extension CUDABackend {
         return try sparseGEMM(x, s, bias: bias)
     }
 
+    // Y += X·Sᵀ with beta = 1 in whichever GEMM the route runs.
+    public func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, accumulatingInto y: Tensor) throws {
+        try OperandChecks.sparseMatmul(x, s, accumulatingInto: y)
+        _ = try sparseGEMM(x, s, bias: nil, accumulateInto: y)
+    }
+
     /// On the GPU the transpose's values are not kept: they are a function of W's values, recomputed from W
     /// when an op reads them (in training, the backward's sparse GEMM, which rescatters them into cuSPARSELt's
     /// copy) and given back after it. That is 1 byte per weight of a 2:4 bf16 matrix.

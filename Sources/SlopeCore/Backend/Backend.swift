@@ -168,6 +168,9 @@ public protocol Backend: AnyObject, Sendable {
     func mask(of matrix: CompressedMatrix) throws -> Tensor
     /// `Y = X·Sᵀ (+ bias)` with `X [T, S.columns]` → `[T, S.rows]`, doing only the kept multiply-adds.
     func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Tensor
+    /// `Y += X·Sᵀ` into an existing `Y [T, S.rows]` (a backward pass adding one projection's input gradient to
+    /// another's: beta = 1 in the GEMM where the backend can). The default adds a new product.
+    func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, accumulatingInto y: Tensor) throws
     /// Double pruning: from row-wise compressed `W [dout, din]` select a new column-wise mask `Mc ⊆ Mr`
     /// by magnitude and return the compressed `(W⊙Mc)ᵀ [din, dout]` (N:M along dout).
     func doublePrunedTranspose(of w: CompressedMatrix) throws -> CompressedMatrix
@@ -288,6 +291,10 @@ extension Backend {
     /// `op(A)·op(B)` into a new tensor.
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
         try gemm(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1, beta: 0, into: nil, bias: nil)
+    }
+
+    public func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, accumulatingInto y: Tensor) throws {
+        try accumulate(sparseMatmul(x, s, bias: nil), into: y, alpha: 1)
     }
 
     public func adamW(_ tensors: [AdamWTensor], step: AdamWStep) throws {

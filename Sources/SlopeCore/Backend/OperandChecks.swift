@@ -64,6 +64,15 @@ public enum OperandChecks {
         return tokens
     }
 
+    /// `Y += X·Sᵀ`: Y must be X's shape with S's rows as its last dimension, and of X's dtype.
+    public static func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, accumulatingInto y: Tensor) throws {
+        _ = try sparseMatmul(x, s, bias: nil)
+        guard y.shape == Array(x.shape.dropLast()) + [s.rows] else {
+            throw TensorError.shapeMismatch(operation: "sparseMatmul", shapes: [x.shape, s.shape, y.shape], reason: "Y must be [T, S.rows]")
+        }
+        try sameDType([x, y], "sparseMatmul")
+    }
+
     /// Merged sparse + low-rank inference: returns the adapter rank.
     public static func mergedSparseLowRank(_ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, bias: Tensor?) throws -> Int {
         let rank = merged.rows - outFeatures
