@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // SIMD micro-kernels (AVX-512 / AVX2 with run-time dispatch and a portable fallback).
@@ -30,8 +31,14 @@ let package = Package(
         .target(name: "CCUDA"),
         // The CUDA backend, loading libcuda, NVRTC, cuBLASLt and cuSPARSELt at run time.
         .target(name: "SlopeCUDA", dependencies: ["SlopeCore", "CCUDA", .product(name: "RealModule", package: "swift-numerics")]),
-        // Tokenizers, the embedded corpus, token shards and loaders (SlopeCore only for its file writer).
-        .target(name: "SlopeData", dependencies: ["SlopeCore", .product(name: "RealModule", package: "swift-numerics")]),
+        // Tokenizers, the embedded corpus, token shards and loaders (SlopeCore only for its file writer; a heap for BPE merges).
+        .target(
+            name: "SlopeData",
+            dependencies: [
+                "SlopeCore", .product(name: "RealModule", package: "swift-numerics"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ]
+        ),
         // SLoPe itself: N:M sparsity, layers, optimizers, adapters, models, training and checkpoints.
         .target(name: "SLoPe", dependencies: ["SlopeCore", "SlopeData", .product(name: "RealModule", package: "swift-numerics")]),
         .executableTarget(

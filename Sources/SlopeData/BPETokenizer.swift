@@ -1,5 +1,6 @@
 import Dispatch
 import FoundationEssentials
+import HeapModule
 import Synchronization
 
 /// GPT-2's byte-level BPE: text is split into words (GPT-2's pattern), each word's UTF-8 bytes are mapped
@@ -347,30 +348,37 @@ public struct BPETokenizer: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Applies merges to one word's symbols, lowest rank first, until none applies.
+    /// Applies merges to one word's symbols, lowest rank first (leftmost among equal ranks), until none applies:
+    /// the `tokenizers` library's order. A heap of candidate pairs keeps this O(n log n), so a SentencePiece-style
+    /// tokenizer's whole-text "word" is as cheap as many short ones.
     func merge(_ start: [String]) -> [String] {
-        var symbols = start
-        while symbols.count > 1 {
-            var best: (rank: Int, index: Int)?
-            for i in 0..<(symbols.count - 1) {
-                if let rank = ranks[Pair(first: symbols[i], second: symbols[i + 1])], rank < (best?.rank ?? .max) { best = (rank, i) }
-            }
-            guard let best else { break }
-            let (first, second) = (symbols[best.index], symbols[best.index + 1])
-            var merged: [String] = []
-            var i = 0
-            while i < symbols.count {  // merge every occurrence of the pair, left to right
-                if i < symbols.count - 1, symbols[i] == first, symbols[i + 1] == second {
-                    merged.append(first + second)
-                    i += 2
-                } else {
-                    merged.append(symbols[i])
-                    i += 1
-                }
-            }
-            symbols = merged
+        guard start.count > 1 else { return start }
+        struct Candidate: Comparable {
+            let rank: Int, position: Int
+            static func < (a: Candidate, b: Candidate) -> Bool { (a.rank, a.position) < (b.rank, b.position) }
         }
-        return symbols
+        var symbols = start
+        var next = Array(1...symbols.count), previous = Array(-1..<(symbols.count - 1))
+        next[symbols.count - 1] = -1
+        var alive = [Bool](repeating: true, count: symbols.count)
+        var heap = Heap<Candidate>()
+        func consider(_ left: Int) {
+            guard left >= 0, next[left] >= 0, let rank = ranks[Pair(first: symbols[left], second: symbols[next[left]])] else { return }
+            heap.insert(Candidate(rank: rank, position: left))
+        }
+        for i in 0..<(symbols.count - 1) { consider(i) }
+        while let candidate = heap.popMin() {
+            let left = candidate.position, right = next[left]
+            // Stale: a neighbour was merged since this pair was queued.
+            guard alive[left], right >= 0, ranks[Pair(first: symbols[left], second: symbols[right])] == candidate.rank else { continue }
+            symbols[left] += symbols[right]
+            alive[right] = false
+            next[left] = next[right]
+            if next[right] >= 0 { previous[next[right]] = left }
+            consider(previous[left])
+            consider(left)
+        }
+        return symbols.indices.filter { alive[$0] }.map { symbols[$0] }
     }
 
     /// GPT-2's pre-tokenisation: contractions, letter runs, digit runs, other runs (each with an optional
