@@ -27,10 +27,35 @@ public struct BPETokenizer: Sendable {
     let specialTokens: [(bytes: [UInt8], id: Int32)]
     /// How text is cut into words before merging.
     let preTokenization: PreTokenization
-    /// A word that is itself in the vocabulary is that token, merges or not (tokenizer.json's `ignore_merges`).
-    let ignoresMerges: Bool
     /// Ids put around every encoded text (a `TemplateProcessing` post-processor's special tokens, e.g. a BOS).
     let prefix: [Int32], suffix: [Int32]
+    /// What merges start from: bytes (byte-level BPE) or characters (SentencePiece style).
+    let alphabet: SymbolAlphabet
+    /// Applied to each stretch of text between special tokens, before pre-tokenisation.
+    let normalization: TextNormalization
+    /// How ids become text again.
+    let decoding: TokenDecoding
+    /// A word that is itself in the vocabulary is that token, merges or not (tokenizer.json's `ignore_merges`).
+    /// (Last: between `preTokenization` and `prefix` it made debug builds of Swift 6.3.1 copy the struct wrongly.)
+    let ignoresMerges: Bool
+
+    /// The symbols a word starts as, before merges.
+    public enum SymbolAlphabet: Sendable, Equatable {
+        /// Each UTF-8 byte as GPT-2's printable character for it (byte-level BPE: every text is covered).
+        case bytes
+        /// Each Unicode scalar as itself. One the vocabulary lacks becomes its UTF-8 bytes as `<0xXX>` tokens
+        /// (`byteFallback`) or the unknown token (consecutive ones fused into one with `fusesUnknown`).
+        case characters(byteFallback: Bool, unknown: String?, fusesUnknown: Bool)
+    }
+
+    /// tokenizer.json's `decoder`.
+    public enum TokenDecoding: Sendable, Equatable {
+        /// GPT-2's byte mapping reversed.
+        case byteLevel
+        /// SentencePiece style: `replacement` (▁) back to spaces, `<0xXX>` tokens to their bytes with
+        /// `byteFallback`, then up to `strippedLeadingSpaces` spaces removed from the start of the text.
+        case sentencePiece(replacement: String, byteFallback: Bool, strippedLeadingSpaces: Int)
+    }
 
     /// The end-of-text (document separator) id: the special token `<|endoftext|>`, `<|end_of_text|>`, `</s>` or
     /// `<eos>`, when the tokenizer has one.
@@ -51,7 +76,8 @@ public struct BPETokenizer: Sendable {
     /// are matched in the text as themselves (default: GPT-2's `<|endoftext|>` when the vocabulary has it).
     public init(
         vocabulary: [String: Int32], merges: [(String, String)], specialTokens: [String: Int32]? = nil,
-        preTokenization: PreTokenization = .gpt2, ignoresMerges: Bool = false, prefix: [Int32] = [], suffix: [Int32] = []
+        preTokenization: PreTokenization = .gpt2, ignoresMerges: Bool = false, prefix: [Int32] = [], suffix: [Int32] = [],
+        alphabet: SymbolAlphabet = .bytes, normalization: TextNormalization = .none, decoding: TokenDecoding = .byteLevel
     ) {
         let specials = specialTokens ?? vocabulary.filter { $0.key == "<|endoftext|>" }
         self.specialTokens = specials.map { (Array($0.key.utf8), $0.value) }.filter { !$0.0.isEmpty }.sorted { $0.0.count > $1.0.count }
@@ -59,10 +85,13 @@ public struct BPETokenizer: Sendable {
         self.ignoresMerges = ignoresMerges
         self.prefix = prefix
         self.suffix = suffix
+        self.alphabet = alphabet
+        self.normalization = normalization
+        self.decoding = decoding
         encoder = vocabulary
         var decoder = Dictionary(vocabulary.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
         for (bytes, id) in self.specialTokens where decoder[id] == nil {  // added tokens outside the vocabulary decode to their text
-            decoder[id] = bytes.map { Self.byteToCharacter[Int($0)] }.joined()
+            decoder[id] = alphabet == .bytes ? bytes.map { Self.byteToCharacter[Int($0)] }.joined() : String(decoding: bytes, as: UTF8.self)
         }
         self.decoder = decoder
         var ranks: [Pair: Int] = [:]
@@ -112,6 +141,15 @@ public struct BPETokenizer: Sendable {
             let invert: Bool?
             let single: [TemplatePiece]?
             let special_tokens: [String: TemplateSpecial]?
+            let normalizers: [Component]?
+            let decoders: [Component]?
+            let prepend: String?
+            let content: String?
+            let replacement: String?
+            let prepend_scheme: String?
+            let split: Bool?
+            let start: Int?
+            let stop: Int?
             struct Pattern: Decodable { let Regex: String?; let String: String? }
             struct TemplateSpecial: Decodable { let ids: [Int32] }
             /// A piece of TemplateProcessing's `single`: a special token, or the text itself (`$A`).
@@ -124,7 +162,11 @@ public struct BPETokenizer: Sendable {
                     if let named = try container.decodeIfPresent(Named.self, forKey: .SpecialToken) { self = .special(named.id) } else { self = .sequence }
                 }
             }
-            var name: String { type.map { t in t + ((pretokenizers ?? processors).map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?" }
+            var name: String {
+                type.map { t in t + ((pretokenizers ?? processors ?? normalizers ?? decoders).map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?"
+            }
+            /// The stages of a `Sequence`, or this component alone.
+            var stages: [Component] { type == "Sequence" ? pretokenizers ?? processors ?? normalizers ?? decoders ?? [] : [self] }
         }
         struct File: Decodable {
             struct Model: Decodable {
@@ -135,6 +177,8 @@ public struct BPETokenizer: Sendable {
                 let ignore_merges: Bool?
                 let continuing_subword_prefix: String?
                 let end_of_word_suffix: String?
+                let unk_token: String?
+                let fuse_unk: Bool?
             }
             struct AddedToken: Decodable { let id: Int32; let content: String }
             let model: Model
@@ -157,27 +201,73 @@ public struct BPETokenizer: Sendable {
             throw Failure.malformed(path: path, reason: "expected a BPE model with vocab and merges (\(error))")
         }
         func refuse(_ what: String) -> Failure {
-            .malformed(path: path, reason: "\(what) is not supported yet (slope reads byte-level BPE tokenizers as GPT-2's)")
+            .malformed(path: path, reason: "\(what) is not supported yet (slope reads byte-level BPE tokenizers as GPT-2's and SentencePiece-style BPE as LLaMA 2's)")
         }
         if let type = file.model.type, type != "BPE" { throw Failure.malformed(path: path, reason: "model type is \(type), not BPE") }
-        if let normalizer = file.normalizer { throw refuse("the normalizer \(normalizer.name)") }
-        // Pre-tokenizer: ByteLevel last (the byte mapping), Split steps with a regex, isolated, before it.
-        let preName = file.pre_tokenizer?.name ?? "none (no byte-level mapping)"
-        let stages = file.pre_tokenizer.map { $0.type == "Sequence" ? $0.pretokenizers ?? [] : [$0] } ?? []
-        guard let byteLevel = stages.last, byteLevel.type == "ByteLevel" else { throw refuse("the pre-tokenizer \(preName)") }
+        let preName = file.pre_tokenizer?.name ?? "none"
+        let stages = file.pre_tokenizer?.stages ?? []
         var steps: [PreTokenization.Step] = []
-        for stage in stages.dropLast() {
-            guard stage.type == "Split", let pattern = stage.pattern?.Regex, stage.behavior == "Isolated", !(stage.invert ?? false) else {
-                throw refuse("the pre-tokenizer \(preName) (only Split with a regex, Isolated, before ByteLevel)")
+        var addsPrefixSpace = false
+        var metaspace: PreTokenization.Metaspace?
+        let alphabet: SymbolAlphabet, normalization: TextNormalization, decoding: TokenDecoding
+        if let byteLevel = stages.last, byteLevel.type == "ByteLevel" {
+            // Byte-level BPE: Split steps with a regex, isolated, before the ByteLevel mapping.
+            if let normalizer = file.normalizer { throw refuse("the normalizer \(normalizer.name) with a byte-level pre-tokenizer") }
+            for stage in stages.dropLast() {
+                guard stage.type == "Split", let pattern = stage.pattern?.Regex, stage.behavior == "Isolated", !(stage.invert ?? false) else {
+                    throw refuse("the pre-tokenizer \(preName) (only Split with a regex, Isolated, before ByteLevel)")
+                }
+                do { steps.append(try PreTokenization.isolating(pattern)) } catch {
+                    throw refuse("the Split pattern \(pattern) (\(error))")
+                }
             }
-            do { steps.append(try PreTokenization.isolating(pattern)) } catch {
-                throw refuse("the Split pattern \(pattern) (\(error))")
+            if byteLevel.use_regex ?? true { steps.append(.gpt2Words) }
+            addsPrefixSpace = byteLevel.add_prefix_space ?? false
+            if let decoder = file.decoder, decoder.type != "ByteLevel" { throw refuse("the decoder \(decoder.name) with a byte-level pre-tokenizer") }
+            if file.model.byte_fallback == true { throw refuse("byte_fallback with a byte-level pre-tokenizer") }
+            (alphabet, normalization, decoding) = (.bytes, .none, .byteLevel)
+        } else {
+            // SentencePiece style (LLaMA 2, Mistral): characters, spaces as ▁ through the normalizer or Metaspace.
+            var normalizationSteps: [TextNormalization.Step] = []
+            for stage in file.normalizer?.stages ?? [] {
+                switch (stage.type, stage.prepend, stage.pattern?.String, stage.content) {
+                case ("Prepend", let prefix?, _, _): normalizationSteps.append(.prepend(prefix))
+                case ("Replace", _, let pattern?, let content?): normalizationSteps.append(.replace(pattern, with: content))
+                default: throw refuse("the normalizer \(file.normalizer?.name ?? "?")")
+                }
             }
+            normalization = TextNormalization(steps: normalizationSteps)
+            switch stages.count {
+            case 0: break
+            case 1 where stages[0].type == "Metaspace":
+                metaspace = try Self.metaspace(stages[0].replacement, stages[0].prepend_scheme, stages[0].add_prefix_space, stages[0].split ?? true) {
+                    refuse("the pre-tokenizer \(preName) (\($0))")
+                }
+            default: throw refuse("the pre-tokenizer \(preName)")
+            }
+            // Decoder: Replace(▁ → " "), ByteFallback, Fuse, Strip(" ", n, 0) as LLaMA 2's; or Metaspace.
+            var replacement = "\u{2581}", byteFallback = false, stripped = 0
+            for stage in file.decoder?.stages ?? [] {
+                switch stage.type {
+                case "Replace" where stage.content == " " && stage.pattern?.String != nil: replacement = stage.pattern?.String ?? replacement
+                case "ByteFallback": byteFallback = true
+                case "Fuse": continue
+                case "Strip" where stage.content == " " && (stage.stop ?? 0) == 0: stripped = stage.start ?? 0
+                case "Metaspace":
+                    let decoderSpace = try Self.metaspace(stage.replacement, stage.prepend_scheme, stage.add_prefix_space, true) {
+                        refuse("the decoder \(file.decoder?.name ?? "?") (\($0))")
+                    }
+                    replacement = decoderSpace.replacement
+                    stripped = decoderSpace.prepend == .never ? 0 : 1
+                default: throw refuse("the decoder \(file.decoder?.name ?? "?")")
+                }
+            }
+            decoding = .sentencePiece(replacement: replacement, byteFallback: byteFallback, strippedLeadingSpaces: stripped)
+            alphabet = .characters(byteFallback: file.model.byte_fallback ?? false, unknown: file.model.unk_token, fusesUnknown: file.model.fuse_unk ?? false)
         }
-        if byteLevel.use_regex ?? true { steps.append(.gpt2Words) }
         // Post-processor: ByteLevel only moves offsets; TemplateProcessing's single template puts special tokens around.
         var (prefix, suffix): ([Int32], [Int32]) = ([], [])
-        for post in file.post_processor.map({ $0.type == "Sequence" ? $0.processors ?? [] : [$0] }) ?? [] {
+        for post in file.post_processor?.stages ?? [] {
             switch post.type {
             case "ByteLevel": continue
             case "TemplateProcessing":
@@ -193,22 +283,39 @@ public struct BPETokenizer: Sendable {
             default: throw refuse("the post-processor \(file.post_processor?.name ?? "?")")
             }
         }
-        if let decoder = file.decoder, decoder.type != "ByteLevel" { throw refuse("the decoder \(decoder.name)") }
-        if file.model.byte_fallback == true { throw refuse("byte_fallback") }
         if let prefix = file.model.continuing_subword_prefix ?? file.model.end_of_word_suffix { throw refuse("the subword affix '\(prefix)'") }
-        let lines = file.model.merges.map { merge -> String in
+        // Newer files give each merge as a pair: symbols may then hold spaces, so pairs are taken as they are.
+        let merges = try file.model.merges.map { merge -> (String, String) in
             switch merge {
-            case .text(let text): return text
-            case .pair(let parts): return parts.joined(separator: " ")
+            case .text(let text): return try Self.parseMerges([text], path: path)[0]
+            case .pair(let parts):
+                guard parts.count == 2 else { throw Failure.malformed(path: path, reason: "merge \(parts) is not two symbols") }
+                return (parts[0], parts[1])
             }
         }
         try Self.checkIDs(file.model.vocab, path: path)
         let added = Dictionary((file.added_tokens ?? []).map { ($0.content, $0.id) }, uniquingKeysWith: { first, _ in first })
         try Self.checkIDs(added.merging(file.model.vocab) { first, _ in first }, path: path)
         self.init(
-            vocabulary: file.model.vocab, merges: try Self.parseMerges(lines, path: path), specialTokens: added,
-            preTokenization: PreTokenization(steps: steps, addsPrefixSpace: byteLevel.add_prefix_space ?? false),
-            ignoresMerges: file.model.ignore_merges ?? false, prefix: prefix, suffix: suffix)
+            vocabulary: file.model.vocab, merges: merges, specialTokens: added,
+            preTokenization: PreTokenization(steps: steps, addsPrefixSpace: addsPrefixSpace, metaspace: metaspace),
+            ignoresMerges: file.model.ignore_merges ?? false, prefix: prefix, suffix: suffix, alphabet: alphabet,
+            normalization: normalization, decoding: decoding)
+    }
+
+    /// A `Metaspace` component's settings (`prepend_scheme`, or the older `add_prefix_space`).
+    static func metaspace(
+        _ replacement: String?, _ scheme: String?, _ addsPrefixSpace: Bool?, _ split: Bool, refuse: (String) -> Failure
+    ) throws -> PreTokenization.Metaspace {
+        guard let replacement, !replacement.isEmpty else { throw refuse("no replacement") }
+        let prepend: PreTokenization.Metaspace.Prepend
+        if let scheme {
+            guard let parsed = PreTokenization.Metaspace.Prepend(rawValue: scheme) else { throw refuse("prepend_scheme \(scheme)") }
+            prepend = parsed
+        } else {
+            prepend = addsPrefixSpace ?? true ? .always : .never
+        }
+        return PreTokenization.Metaspace(replacement: replacement, prepend: prepend, split: split)
     }
 
     /// Ids from a file size the model's vocabulary (the largest id + 1): they must be numbered from 0, without a
@@ -239,7 +346,7 @@ public struct BPETokenizer: Sendable {
     }
 
     func encodeText(_ text: String) throws -> [Int32] {
-        guard !specialTokens.isEmpty else { return try encodeOrdinary(text) }
+        guard !specialTokens.isEmpty else { return try encodeOrdinary(text, atStart: true) }
         // Special tokens first: the text between them is encoded on its own.
         let bytes = Array(text.utf8)
         let firstBytes = Set(specialTokens.map { $0.bytes[0] })
@@ -249,7 +356,7 @@ public struct BPETokenizer: Sendable {
             if firstBytes.contains(bytes[i]), let special = specialTokens.first(where: { token in
                 i + token.bytes.count <= bytes.count && bytes[i..<(i + token.bytes.count)].elementsEqual(token.bytes)
             }) {
-                if start < i { ids += try encodeOrdinary(String(decoding: bytes[start..<i], as: UTF8.self)) }
+                if start < i { ids += try encodeOrdinary(String(decoding: bytes[start..<i], as: UTF8.self), atStart: start == 0) }
                 ids.append(special.id)
                 i += special.bytes.count
                 start = i
@@ -257,12 +364,16 @@ public struct BPETokenizer: Sendable {
                 i += 1
             }
         }
-        if start < bytes.count { ids += try encodeOrdinary(String(decoding: bytes[start...], as: UTF8.self)) }
+        if start < bytes.count { ids += try encodeOrdinary(String(decoding: bytes[start...], as: UTF8.self), atStart: start == 0) }
         return ids
     }
 
-    /// Text without special tokens.
-    func encodeOrdinary(_ text: String) throws -> [Int32] {
+    /// Text without special tokens; `atStart`: it begins the whole text (SentencePiece's `first` prepending).
+    func encodeOrdinary(_ text: String, atStart: Bool = true) throws -> [Int32] {
+        if alphabet != .bytes {
+            let rewritten = preTokenization.spacesReplaced(normalization.apply(text), atStart: atStart)
+            return rewritten.isEmpty ? [] : try encodePiece(rewritten[...])
+        }
         if preTokenization.addsPrefixSpace, let first = text.unicodeScalars.first, first != " " { return try encodeOrdinary(" " + text) }
         let pieces = preTokenization.isGPT2 ? Self.independentPieces(text, targetBytes: Self.pieceBytes) : [text[...]]
         if pieces.count == 1 { return try encodePiece(text[...]) }
@@ -289,13 +400,13 @@ public struct BPETokenizer: Sendable {
                 ids += cached
                 continue
             }
-            if ignoresMerges, let id = encoder[key.map { Self.byteToCharacter[Int($0)] }.joined()] {
+            if ignoresMerges, let id = encoder[alphabet == .bytes ? key.map { Self.byteToCharacter[Int($0)] }.joined() : String(word)] {
                 known[key] = [id]
                 ids.append(id)
                 continue
             }
             var wordIDs: [Int32] = []
-            for symbol in merge(word.utf8.map { Self.byteToCharacter[Int($0)] }) {
+            for symbol in merge(try symbols(of: word)) {
                 guard let id = encoder[symbol] else {
                     throw Failure.malformed(path: "vocabulary", reason: "symbol '\(symbol)' has no id; the vocabulary must contain all 256 byte symbols")
                 }
@@ -305,6 +416,45 @@ public struct BPETokenizer: Sendable {
             ids += wordIDs
         }
         return ids
+    }
+
+    /// A word's symbols before merges, by the alphabet.
+    private func symbols(of word: Substring) throws -> [String] {
+        guard case let .characters(byteFallback, unknown, fusesUnknown) = alphabet else {
+            return word.utf8.map { Self.byteToCharacter[Int($0)] }
+        }
+        var symbols: [String] = []
+        for scalar in word.unicodeScalars {
+            let character = String(scalar)
+            if encoder[character] != nil {
+                symbols.append(character)
+                continue
+            }
+            let bytes = character.utf8.map(Self.fallbackToken)
+            if byteFallback, bytes.allSatisfy({ encoder[$0] != nil }) {
+                symbols += bytes
+                continue
+            }
+            guard let unknown else {
+                throw Failure.malformed(
+                    path: "vocabulary", reason: "character U+\(String(scalar.value, radix: 16, uppercase: true)) has no id, and the tokenizer has no byte fallback or unknown token")
+            }
+            if fusesUnknown, symbols.last == unknown { continue }
+            symbols.append(unknown)
+        }
+        return symbols
+    }
+
+    /// SentencePiece's byte-fallback token for a byte: `<0xE4>`.
+    static func fallbackToken(_ byte: UInt8) -> String {
+        let hex = String(byte, radix: 16, uppercase: true)
+        return "<0x" + (hex.count == 1 ? "0" + hex : hex) + ">"
+    }
+
+    /// The byte a `<0xXX>` token stands for.
+    static func fallbackByte(_ token: String) -> UInt8? {
+        guard token.utf8.count == 6, token.hasPrefix("<0x"), token.hasSuffix(">") else { return nil }
+        return UInt8(token.dropFirst(3).dropLast(), radix: 16)
     }
 
     /// `text` cut after a newline that sits between two visible ASCII characters, about every `targetBytes`:
@@ -341,11 +491,26 @@ public struct BPETokenizer: Sendable {
 
     public func decode(_ ids: [Int32]) -> String {
         var bytes: [UInt8] = []
-        for id in ids {
-            guard let symbol = decoder[id] else { continue }
-            for character in symbol { if let byte = Self.characterToByte[character] { bytes.append(byte) } }
+        switch decoding {
+        case .byteLevel:
+            for id in ids {
+                guard let symbol = decoder[id] else { continue }
+                for character in symbol { if let byte = Self.characterToByte[character] { bytes.append(byte) } }
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        case let .sentencePiece(replacement, byteFallback, strippedLeadingSpaces):
+            for id in ids {
+                guard let token = decoder[id] else { continue }
+                if byteFallback, let byte = Self.fallbackByte(token) {
+                    bytes.append(byte)
+                } else {
+                    bytes += TextNormalization.replacing(replacement, with: " ", in: token).utf8
+                }
+            }
+            var text = String(decoding: bytes, as: UTF8.self)[...]
+            for _ in 0..<strippedLeadingSpaces where text.unicodeScalars.first == " " { text = Substring(text.unicodeScalars.dropFirst()) }
+            return String(text)
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Applies merges to one word's symbols, lowest rank first (leftmost among equal ranks), until none applies:

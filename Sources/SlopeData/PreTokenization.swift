@@ -9,16 +9,33 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
         case isolate(Regex<AnyRegexOutput>, pattern: String)
     }
 
+    /// SentencePiece's space handling (`Metaspace`): spaces become `replacement` (▁), which is also put before the
+    /// text (`always`, or `first`: only before the text's first stretch, not after a special token), and with
+    /// `split` each ▁ starts a new word.
+    /// (A class: as an optional struct inside ``BPETokenizer`` it crashed on copy in debug builds of Swift 6.3.1.)
+    final class Metaspace: Sendable {
+        enum Prepend: String, Sendable { case always, first, never }
+        let replacement: String
+        let prepend: Prepend
+        let split: Bool
+
+        init(replacement: String, prepend: Prepend, split: Bool) {
+            (self.replacement, self.prepend, self.split) = (replacement, prepend, split)
+        }
+    }
+
     let steps: [Step]
     /// A space before text that does not start with one (`ByteLevel`'s `add_prefix_space`).
     public let addsPrefixSpace: Bool
+    let metaspace: Metaspace?
 
     /// GPT-2's pre-tokenisation.
     public static let gpt2 = PreTokenization(steps: [.gpt2Words], addsPrefixSpace: false)
 
-    init(steps: [Step], addsPrefixSpace: Bool) {
+    init(steps: [Step], addsPrefixSpace: Bool, metaspace: Metaspace? = nil) {
         self.steps = steps
         self.addsPrefixSpace = addsPrefixSpace
+        self.metaspace = metaspace
     }
 
     /// A `Split` pattern compiled as the `tokenizers` library matches it: on Unicode scalars.
@@ -32,7 +49,16 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
         return false
     }
 
+    /// `text` as `Metaspace` rewrites it (unchanged without one); `atStart`: the stretch begins the whole text.
+    func spacesReplaced(_ text: String, atStart: Bool) -> String {
+        guard let metaspace else { return text }
+        let replaced = TextNormalization.replacing(" ", with: metaspace.replacement, in: text)
+        let prepends = metaspace.prepend == .always || (metaspace.prepend == .first && atStart)
+        return prepends && !replaced.unicodeScalars.starts(with: metaspace.replacement.unicodeScalars) ? metaspace.replacement + replaced : replaced
+    }
+
     func words(_ text: Substring) -> [Substring] {
+        if let metaspace, metaspace.split { return Self.split(text, before: metaspace.replacement) }
         var pieces = [text]
         for step in steps {
             switch step {
@@ -52,5 +78,22 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
             }
         }
         return pieces
+    }
+
+    /// Words that each start at an occurrence of `marker` (the `MergedWithNext` behaviour), on scalars.
+    static func split(_ text: Substring, before marker: String) -> [Substring] {
+        let target = Array(marker.unicodeScalars)
+        let scalars = text.unicodeScalars
+        var words: [Substring] = []
+        var start = scalars.startIndex, index = scalars.startIndex
+        while index < scalars.endIndex {
+            if scalars[index...].starts(with: target), index > start {
+                words.append(Substring(scalars[start..<index]))
+                start = index
+            }
+            index = scalars.index(after: index)
+        }
+        if start < scalars.endIndex { words.append(Substring(scalars[start...])) }
+        return words
     }
 }

@@ -159,10 +159,36 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertEqual(llama.endOfText, 1)
     }
 
+    /// SentencePiece-style BPE as LLaMA 2's tokenizer.json has it: the legacy normalizer (Prepend ▁, Replace " " → ▁,
+    /// on each stretch between special tokens), characters merged as one word, byte fallback for characters outside
+    /// the vocabulary (<0xXX>), <unk> fused, <s> put first; decoded by Replace, ByteFallback, Fuse, Strip.
+    func testParityWithTheTokenizersLibraryLlama2Style() throws {
+        let llama = try assertParity(tokenizer: "llama2-style-bpe.json", expected: "llama2-edge-cases.json", bos: 1, exactText: false)
+        XCTAssertEqual(try llama.encode("</s>"), [1, 2], "BOS, then the special token as one id")
+        XCTAssertEqual(llama.endOfText, 2)
+        XCTAssertEqual(llama.decode(try llama.encode("Hello world")), "<s> Hello world", "the leading ▁ goes, BOS stays")
+    }
+
+    /// The same model with the newer layout (Metaspace, prepend_scheme "first": no ▁ after a special token).
+    func testParityWithTheTokenizersLibraryMetaspaceStyle() throws {
+        try assertParity(tokenizer: "metaspace-style-bpe.json", expected: "metaspace-edge-cases.json", bos: 1, exactText: false)
+    }
+
+    func testSentencePieceHelpers() throws {
+        XCTAssertEqual(BPETokenizer.fallbackToken(0x0A), "<0x0A>")
+        XCTAssertEqual(BPETokenizer.fallbackToken(0xE4), "<0xE4>")
+        XCTAssertEqual(BPETokenizer.fallbackByte("<0xE4>"), 0xE4)
+        XCTAssertNil(BPETokenizer.fallbackByte("<0xG4>"))
+        XCTAssertNil(BPETokenizer.fallbackByte("▁<0x41>"))
+        XCTAssertEqual(TextNormalization.replacing(" ", with: "▁", in: "a b \u{301}c"), "a▁b▁\u{301}c", "a space before a combining mark is still a space")
+        XCTAssertEqual(PreTokenization.split("▁a▁▁bc▁", before: "▁"), ["▁a", "▁", "▁bc", "▁"])
+        XCTAssertEqual(PreTokenization.split("ab▁c", before: "▁"), ["ab", "▁c"])
+    }
+
     @discardableResult
-    func assertParity(tokenizer name: String, expected file: String, bos: Int32? = nil) throws -> BPETokenizer {
+    func assertParity(tokenizer name: String, expected file: String, bos: Int32? = nil, exactText: Bool = true) throws -> BPETokenizer {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/tokenizers")
-        struct Expected: Decodable { let text: String; let ids: [Int32] }
+        struct Expected: Decodable { let text: String; let ids: [Int32]; let decoded: String? }
         let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: folder.appendingPathComponent(file)))
         let tokenizer = try BPETokenizer(tokenizerJSON: folder.appendingPathComponent(name).path)
         let ids = try tokenizer.encode(expected.text)
@@ -170,8 +196,13 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertEqual(ids.count, expected.ids.count, name)
         XCTAssertNil(firstDifference, "\(name): first difference at \(firstDifference ?? -1): \(ids.dropFirst(max(0, (firstDifference ?? 0) - 3)).prefix(8)) vs "
             + "\(expected.ids.dropFirst(max(0, (firstDifference ?? 0) - 3)).prefix(8))")
-        let body = bos.map { bos in ids.first == bos ? Array(ids.dropFirst()) : ids } ?? ids
-        XCTAssertEqual(Array(tokenizer.decode(body).utf8), Array(expected.text.utf8), "\(name): decoding returns the exact bytes")
+        if let decoded = expected.decoded {
+            XCTAssertEqual(Array(tokenizer.decode(ids).utf8), Array(decoded.utf8), "\(name): decoding as the tokenizers library does")
+        }
+        if exactText {  // byte-level BPE is lossless
+            let body = bos.map { bos in ids.first == bos ? Array(ids.dropFirst()) : ids } ?? ids
+            XCTAssertEqual(Array(tokenizer.decode(body).utf8), Array(expected.text.utf8), "\(name): decoding returns the exact bytes")
+        }
         return tokenizer
     }
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Regenerates the tokenizer parity fixture of slope's tests (BPETokenizerTests.testParityWithTheTokenizersLibrary):
 a GPT-2-style and a LLaMA-3-style byte-level BPE tokenizer.json (LLaMA 3's Split pattern before a ByteLevel
-mapping, ignore_merges, a TemplateProcessing post-processor adding <|begin_of_text|>) trained by the `tokenizers`
+mapping, ignore_merges, a TemplateProcessing post-processor adding <|begin_of_text|>) and two SentencePiece-style
+ones (LLaMA 2's legacy normalizer Prepend + Replace, and Metaspace with prepend_scheme "first" as newer LLaMA and
+Mistral files have; byte fallback, <unk> fused, <s> added) trained by the `tokenizers`
 library on a little text, and the ids that library gives for a text of edge cases (Unicode normalisation forms, special tokens in the text, whitespace runs,
 CJK, emoji, a byte-order mark, numbers, contractions).
 
@@ -10,7 +12,7 @@ CJK, emoji, a byte-order mark, numbers, contractions).
 import json
 import os
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -52,7 +54,41 @@ def llama3_style():
     return tokenizer
 
 
+def sentencepiece_style(legacy):
+    """Characters merged by BPE (trained on the ▁-for-space text as one word, as SentencePiece sees it), with the
+    256 <0xXX> byte tokens for characters outside the vocabulary (the training alphabet is limited so some are)."""
+    base = Tokenizer(models.BPE())
+    base.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=60, show_progress=False)
+    base.train_from_iterator([TRAINING], trainer)
+    trained = json.loads(base.to_str())["model"]
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for byte in range(256):
+        vocab["<0x%02X>" % byte] = len(vocab)
+    for token, _ in sorted(trained["vocab"].items(), key=lambda item: item[1]):
+        vocab.setdefault(token, len(vocab))
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m) for m in trained["merges"]], byte_fallback=True,
+                                     unk_token="<unk>", fuse_unk=True))
+    tokenizer.add_special_tokens(["<unk>", "<s>", "</s>"])
+    if legacy:
+        tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    return tokenizer
+
+
 def main():
+    text = EDGE_CASES.replace("<|endoftext|>", "</s>")
+    for name, legacy in (("llama2", True), ("metaspace", False)):
+        tokenizer = sentencepiece_style(legacy)
+        tokenizer.save(os.path.join(HERE, f"{name}-style-bpe.json"))
+        ids = tokenizer.encode(text).ids
+        with open(os.path.join(HERE, f"{name}-edge-cases.json"), "w", encoding="utf-8") as f:
+            json.dump({"text": text, "ids": ids, "decoded": tokenizer.decode(ids, skip_special_tokens=False)}, f, ensure_ascii=True)
+        print(f"{name}-style:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+
     tokenizer = llama3_style()
     tokenizer.save(os.path.join(HERE, "llama3-style-bpe.json"))
     ids = tokenizer.encode(EDGE_CASES.replace("<|endoftext|>", "<|end_of_text|>")).ids
