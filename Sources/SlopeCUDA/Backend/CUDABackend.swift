@@ -6,39 +6,6 @@ import Synchronization
 /// cuBLASLt. Every op has the CPU backend's semantics (the CPU backend is the reference `slope doctor`
 /// checks it against). Tensors are float32, bfloat16 or float16 (float64 stays on the CPU), ids int32,
 /// masks uint8. All work is issued on one stream; downloads wait for it.
-/// A fusion ``CUDABackend`` can turn off (``CUDABackend/fusions``).
-public enum Fusion: String, Sendable, CaseIterable {
-    /// A block's residual add inside the following norm's kernel, and the residual gradient inside the norm's
-    /// backward kernel.
-    case residualNorm = "residual-norm"
-    /// A linear layer's bias gradient from its weight-gradient GEMM's epilogue (cuBLASLt `BGRADB`).
-    case biasGradient = "bias-gradient"
-    /// AdamW and the gradient norm over many tensors in one launch per 48 (off: one launch per tensor).
-    case multiTensor = "multi-tensor"
-
-    /// Tensors per multi-tensor launch under `fusions`.
-    static func tensorsPerLaunch(_ fusions: Set<Fusion>) -> Int {
-        fusions.contains(.multiTensor) ? MultiTensorLaunch<Void>.capacity : 1
-    }
-
-    /// `on`, `off`, or names separated by commas.
-    static func parse(_ text: String) throws -> Set<Fusion> {
-        switch text {
-        case "on": return Set(allCases)
-        case "off", "": return []
-        default:
-            return Set(try text.split(separator: ",").map { name in
-                guard let fusion = Fusion(rawValue: String(name)) else {
-                    throw TensorError.invalidArgument(
-                        operation: "SLOPE_FUSIONS",
-                        reason: "must be on, off or a comma-separated list of \(allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
-                }
-                return fusion
-            })
-        }
-    }
-}
-
 public final class CUDABackend: Backend, @unchecked Sendable {
     public let cudaDevice: CUDADevice
     let allocator: CachingAllocator
