@@ -40,6 +40,26 @@ final class PretrainCommandTests: XCTestCase {
         XCTAssertTrue(defaults.output.contains("random sampling") && defaults.output.contains("bf16 weights rounded stochastically"), defaults.output)
     }
 
+    /// A SentencePiece-style tokenizer.json (LLaMA 2's layout: byte fallback, ▁ for spaces, <s> first) trains a model
+    /// whose checkpoint `slope generate` reads back, decoding through the same tokenizer.
+    func testSentencePieceTokenizerTrainsAndGenerates() throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        let tokenizer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/tokenizers/llama2-style-bpe.json").path
+        let text = String(repeating: "The quick brown fox jumps over the lazy dog. Numbers 1234567 and dates 2026-12-06.\n", count: 120)
+        try text.write(to: folder.appendingPathComponent("text.txt"), atomically: true, encoding: .utf8)
+        let result = try runner.run(["pretrain", "--device", "cpu", "--steps", "3", "--batch-size", "2", "--sequence-length", "32",
+                                     "--data", "text.txt", "--tokenizer", tokenizer, "--log-every", "1", "--eval-batches", "1",
+                                     "--out", "run"], in: folder)
+        XCTAssertEqual(result.status, 0, result.errors)
+        let generated = try runner.run(["generate", folder.appendingPathComponent("run/checkpoint.safetensors").path, "--device", "cpu",
+                                        "--prompt", "The quick", "--max-tokens", "8", "--temperature", "0"], in: folder)
+        XCTAssertEqual(generated.status, 0, generated.errors)
+        XCTAssertTrue(generated.output.contains("The quick"), "the prompt decodes back to its text: \(generated.output)")
+        XCTAssertFalse(generated.output.contains("▁") || generated.output.contains("<0x"), "▁ and byte tokens decode: \(generated.output)")
+    }
+
     /// The default run ends with a checkpoint that `slope eval` reads.
     func testFinalCheckpointIsWrittenByDefault() throws {
         let runner = try CommandRunner()

@@ -148,11 +148,15 @@ struct GenerateCommand: ParsableCommand {
         let clock = ContinuousClock()
         var generated: [Int32] = []
         var printed = ""
+        // The continuation is what decoding the prompt and it together adds to the prompt's own decoding: a
+        // SentencePiece decoder strips the text's leading space, which must not be the continuation's first.
+        let promptText = tokenizer.decode(promptTokens)
         let elapsed = try clock.measure {
             _ = try loaded.model.generate(prompt: promptTokens, maxTokens: maxTokens, sampler: &sampler, stopToken: endOfText) { token in
                 generated.append(token)
                 // Decode the whole continuation each time: a multi-byte character may span tokens.
-                let text = tokenizer.decode(generated.filter { $0 != endOfText })
+                let whole = tokenizer.decode(promptTokens + generated.filter { $0 != endOfText })
+                let text = whole.hasPrefix(promptText) ? String(whole.dropFirst(promptText.count)) : tokenizer.decode(generated.filter { $0 != endOfText })
                 if text.hasPrefix(printed), !text.hasSuffix("\u{FFFD}") {
                     print(text.dropFirst(printed.count), terminator: "")
                     printed = text
