@@ -107,13 +107,34 @@ final class BPETokenizerTests: XCTestCase {
                                     "pre-tokenizer Sequence (Split, ByteLevel)"),
                                    (#""pre_tokenizer": {"type": "Metaspace"}"#, "pre-tokenizer Metaspace"),
                                    (#""pre_tokenizer": {"type": "ByteLevel"}, "post_processor": {"type": "RobertaProcessing"}"#, "post-processor RobertaProcessing"),
-                                   (#""pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "Metaspace"}"#, "decoder Metaspace")] {
+                                   (#""pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "Metaspace"}"#, "decoder Metaspace"),
+                                   // SentencePiece style: only what it runs as the library does.
+                                   (#""pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "sometimes"}"#, "prepend_scheme sometimes"),
+                                   (#""normalizer": {"type": "Lowercase"}"#, "normalizer Lowercase"),
+                                   (#""normalizer": {"type": "Replace", "pattern": {"Regex": " +"}, "content": "▁"}"#, "normalizer Replace"),
+                                   (#""pre_tokenizer": {"type": "Whitespace"}"#, "pre-tokenizer Whitespace"),
+                                   (#""decoder": {"type": "WordPiece"}"#, "decoder WordPiece")] {
             try Data("{\(component), \"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": []}}".utf8)
                 .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
             XCTAssertThrowsError(try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json")) { error in
                 XCTAssertTrue("\(error)".contains(named) && "\(error)".contains("not supported"), "\(error)")
             }
         }
+        // A merge given as a pair must be two symbols; a character without an id, byte fallback or unknown token
+        // is an error at encoding, not a silently dropped character.
+        try Data(#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [["a", "b", "c"]]}}"#.utf8)
+            .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
+        XCTAssertThrowsError(try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json")) { error in
+            XCTAssertTrue("\(error)".contains("is not two symbols"), "\(error)")
+        }
+        try Data(#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b"]]}}"#.utf8)
+            .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
+        let characters = try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json")
+        XCTAssertEqual(try characters.encode("ab"), [2], "characters, merged")
+        XCTAssertThrowsError(try characters.encode("ac")) { error in
+            XCTAssertTrue("\(error)".contains("character U+63 has no id") && "\(error)".contains("no byte fallback or unknown token"), "\(error)")
+        }
+
         // ByteLevel's add_prefix_space: a space before text that does not start with one.
         try Data(("{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true}, "
             + "\"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": [\"Ġ t\", \"h e\", \"Ġt he\"]}}").utf8)
