@@ -39,7 +39,7 @@ extension CUDABackend {
         let rstd = try newTensor([rows], dtype: .float32)
         let operation = "layerNorm"
         try launch(.normalization, "layernorm_forward", dtype: x.dtype, grid: (rows, 1, 1), [
-            .pointer(address(x, operation)), .pointer(address(ifAny: residual, operation)), .pointer(address(ifAny: sum, operation)),
+            .pointer(address(x, operation)), .optionalPointer(address(ifAny: residual, operation)), .optionalPointer(address(ifAny: sum, operation)),
             .pointer(address(weight, operation)), .pointer(address(bias, operation)), .pointer(address(out, operation)),
             .pointer(address(mean, operation)), .pointer(address(rstd, operation)), .int64(Int64(rows)), .int64(Int64(columns)),
             .float(epsilon),
@@ -64,7 +64,7 @@ extension CUDABackend {
         try launch(.normalization, "layernorm_backward_input", dtype: x.dtype, grid: (rows, 1, 1), [
             .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(weight, operation)),
             .pointer(address(saved.mean, operation)), .pointer(address(saved.reciprocalStd, operation)),
-            .pointer(address(ifAny: residualGradient, operation)), .pointer(address(dx, operation)),
+            .optionalPointer(address(ifAny: residualGradient, operation)), .pointer(address(dx, operation)),
             .int64(Int64(rows)), .int64(Int64(columns)),
         ])
         let chunks = Self.columnSumChunks(rows: rows)

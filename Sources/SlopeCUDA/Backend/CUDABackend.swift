@@ -128,9 +128,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         try storage(tensor, operation).address
     }
 
-    /// A kernel's optional operand: its address, or NULL.
-    func address(ifAny tensor: Tensor?, _ operation: String) throws -> CUdeviceptr {
-        try tensor.map { try address($0, operation) } ?? 0
+    /// A kernel's optional operand, for `.optionalPointer` (NULL when absent).
+    func address(ifAny tensor: Tensor?, _ operation: String) throws -> CUdeviceptr? {
+        try tensor.map { try address($0, operation) }
     }
 
     func newTensor(_ shape: [Int], dtype: DType) throws -> Tensor {
