@@ -285,12 +285,12 @@ public struct BPETokenizer: Sendable {
         }
         if let prefix = file.model.continuing_subword_prefix ?? file.model.end_of_word_suffix { throw refuse("the subword affix '\(prefix)'") }
         // Newer files give each merge as a pair: symbols may then hold spaces, so pairs are taken as they are.
-        let merges = try file.model.merges.map { merge -> (String, String) in
+        let merges = try file.model.merges.flatMap { merge -> [(String, String)] in
             switch merge {
-            case .text(let text): return try Self.parseMerges([text], path: path)[0]
+            case .text(let text): return try Self.parseMerges([text], path: path)  // (none for "#version…" or "")
             case .pair(let parts):
                 guard parts.count == 2 else { throw Failure.malformed(path: path, reason: "merge \(parts) is not two symbols") }
-                return (parts[0], parts[1])
+                return [(parts[0], parts[1])]
             }
         }
         try Self.checkIDs(file.model.vocab, path: path)

@@ -127,6 +127,10 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertThrowsError(try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json")) { error in
             XCTAssertTrue("\(error)".contains("is not two symbols"), "\(error)")
         }
+        // Text merges skip a version line or an empty one, as merges.txt does (a fuzzed file crashed here once).
+        try Data(##"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["#version 0.2", "", "a b"]}}"##.utf8)
+            .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
+        XCTAssertEqual(try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json").encode("ab"), [2])
         try Data(#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b"]]}}"#.utf8)
             .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
         let characters = try BPETokenizer(tokenizerJSON: folder + "/tokenizer.json")
