@@ -137,4 +137,45 @@ final class DistributedTests: XCTestCase {
             }
         }
     }
+
+    /// Three processes' worth of ranks over loopback TCP: every rank gets the mean (tensors too, in place); a rank
+    /// sending a different count is named as out of step; a rank that goes away is named by the others.
+    func testSocketCommunicatorAveragesAndNamesAFailedRank() throws {
+        let port = Self.port()
+        @Sendable func job(_ rank: Int, world: Int = 3, port: UInt16) -> DistributedEnvironment {
+            DistributedEnvironment(rank: rank, worldSize: world, localRank: rank, masterAddress: "127.0.0.1", masterPort: port)
+        }
+        let results = together(3) { rank in
+            let communicator = try SocketCommunicator.connect(job(rank, port: port), backend: CPUBackend(), timeout: 20)
+            let mean = try communicator.average([Double(rank), 10 * Double(rank), -1])
+            let cpu = CPUBackend()
+            let tensor = try cpu.tensor([Float(rank), 2, Float(rank * rank)], shape: [3], dtype: .float32)
+            let other = try cpu.tensor([Float(3 * rank)], shape: [1], dtype: .float32)
+            try communicator.averageInPlace([tensor, other])
+            let values = mean + (try cpu.floats(tensor) + cpu.floats(other)).map(Double.init)
+            return values.withUnsafeBytes { Array($0) }
+        }
+        for rank in 0..<3 {
+            let bytes = try XCTUnwrap(try results[rank]?.get(), "rank \(rank)")
+            let values = bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+            XCTAssertEqual(values, [1, 10, -1, 1, 2, Double(Float(5.0 / 3.0)), 3], "rank \(rank)")
+        }
+
+        let second = Self.port()
+        let broken = together(2) { rank in
+            let communicator = try SocketCommunicator.connect(job(rank, world: 2, port: second), backend: CPUBackend(), timeout: 20)
+            _ = try communicator.average(rank == 0 ? [1, 2] : [1])
+            return []
+        }
+        XCTAssertThrowsError(try broken[0]!.get()) { XCTAssertTrue("\($0)".contains("rank 1 sent 1 values where this rank has 2"), "\($0)") }
+
+        let third = Self.port()
+        let stopped = together(2) { rank in
+            let communicator = try SocketCommunicator.connect(job(rank, world: 2, port: third), backend: CPUBackend(), timeout: 20)
+            if rank == 1 { return [] }  // goes away: its connection closes with it
+            _ = try communicator.average([1])
+            return []
+        }
+        XCTAssertThrowsError(try stopped[0]!.get()) { XCTAssertTrue("\($0)".contains("rank 1 stopped (its connection closed)"), "\($0)") }
+    }
 }

@@ -22,10 +22,12 @@ struct CommandRunner {
         executable = found
     }
 
-    func run(_ arguments: [String], in folder: URL) throws -> Result {
+    /// Runs slope with `arguments` in `folder`, with `environment` on top of this process's variables.
+    func run(_ arguments: [String], in folder: URL, environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.currentDirectoryURL = folder
         let (output, errors) = (Pipe(), Pipe())
         process.standardOutput = output

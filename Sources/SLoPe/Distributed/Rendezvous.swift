@@ -36,6 +36,22 @@ public enum Rendezvous {
 
     /// Rank 0: waits for the other `worldSize − 1` ranks on `port`, then sends them `payload`.
     public static func serve(payload: [UInt8], worldSize: Int, port: UInt16, timeout seconds: Double) throws {
+        let connections = try accept(worldSize: worldSize, port: port, timeout: seconds)
+        defer { for connection in connections { close(connection) } }
+        for connection in connections { try send(connection, lengthPrefixed(payload)) }
+    }
+
+    /// Ranks 1…: connects to the master (retrying while it is not up yet) and returns its payload.
+    public static func join(rank: Int, worldSize: Int, masterAddress: String, port: UInt16, timeout seconds: Double) throws -> [UInt8] {
+        let connection = try connect(rank: rank, worldSize: worldSize, masterAddress: masterAddress, port: port, timeout: seconds)
+        defer { close(connection) }
+        return try receiveLengthPrefixed(connection, waitingFor: "the other ranks to join (rank 0 answers when all have)", seconds: seconds)
+    }
+
+    /// Rank 0: waits for the other `worldSize − 1` ranks on `port` and returns their open connections in rank
+    /// order (ranks 1…), each already told it was accepted; the caller closes them.
+    public static func accept(worldSize: Int, port: UInt16, timeout seconds: Double) throws -> [Int32] {
+        guard worldSize > 1 else { return [] }  // alone: nobody to wait for
         let address = "port \(port)"
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard listener >= 0 else { throw Failure.socket(call: "socket", errno: errno, address: address) }
@@ -52,7 +68,8 @@ public enum Rendezvous {
 
         let deadline = Deadline(seconds: seconds)
         var joined: [Int: Int32] = [:]
-        defer { for connection in joined.values { close(connection) } }
+        var handedOver = false
+        defer { if !handedOver { for connection in joined.values { close(connection) } } }
         while joined.count < worldSize - 1 {
             var poller = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
             let ready = poll(&poller, 1, deadline.remainingMilliseconds)
@@ -64,7 +81,7 @@ public enum Rendezvous {
                 if errno == EINTR { continue }
                 throw Failure.socket(call: "poll", errno: errno, address: address)
             }
-            let connection = accept(listener, nil, nil)
+            let connection = Glibc.accept(listener, nil, nil)
             guard connection >= 0 else { continue }
             setTimeout(connection, seconds: max(1, deadline.remainingSeconds))
             // A stranger (a port scanner, another program) is turned away without failing the job.
@@ -85,15 +102,18 @@ public enum Rendezvous {
             try send(connection, [0])
             joined[rank] = connection
         }
-        for connection in joined.values { try send(connection, lengthPrefixed(payload)) }
+        handedOver = true
+        return (1..<worldSize).map { joined[$0]! }
     }
 
-    /// Ranks 1…: connects to the master (retrying while it is not up yet) and returns its payload.
-    public static func join(rank: Int, worldSize: Int, masterAddress: String, port: UInt16, timeout seconds: Double) throws -> [UInt8] {
+    /// Ranks 1…: connects to the master (retrying while it is not up yet), says who it is and returns the open
+    /// connection once accepted; the caller closes it.
+    public static func connect(rank: Int, worldSize: Int, masterAddress: String, port: UInt16, timeout seconds: Double) throws -> Int32 {
         let address = "\(masterAddress):\(port)"
         let deadline = Deadline(seconds: seconds)
         let connection = try connect(to: masterAddress, port: port, deadline: deadline, address: address)
-        defer { close(connection) }
+        var handedOver = false
+        defer { if !handedOver { close(connection) } }
         setTimeout(connection, seconds: max(1, deadline.remainingSeconds))
         var hello = magic
         appendUInt32(&hello, UInt32(rank))
@@ -104,7 +124,8 @@ public enum Rendezvous {
             let reason = (try? receiveLengthPrefixed(connection, waitingFor: "the reason", seconds: seconds)).map { String(decoding: $0, as: UTF8.self) }
             throw Failure.refused(reason: reason ?? "no reason given")
         }
-        return try receiveLengthPrefixed(connection, waitingFor: "the other ranks to join (rank 0 answers when all have)", seconds: seconds)
+        handedOver = true
+        return connection
     }
 
     // MARK: Sockets

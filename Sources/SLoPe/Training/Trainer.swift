@@ -111,7 +111,8 @@ public final class Trainer {
             let value = try model.loss(
                 on: loader.next(part: communicator?.rank ?? 0, of: communicator?.worldSize ?? 1), batch: options.batchSize,
                 sequence: options.sequenceLength)
-            guard value.isFinite else {
+            // Ranks look at the averaged loss instead (below), so all stop at the same step.
+            guard value.isFinite || communicator != nil else {
                 try zeroGradients()
                 throw Failure.nonFinite(step: number, what: "loss (\(value))")
             }
@@ -122,6 +123,10 @@ public final class Trainer {
             // The mean of the ranks' mean gradients is the gradient of the global batch (every rank has as many tokens).
             try communicator.averageInPlace(model.parameters.compactMap(\.gradient) + model.sparseWeights.compactMap(\.gradient))
             loss = try communicator.average([loss])[0]
+            guard loss.isFinite else {
+                try zeroGradients()
+                throw Failure.nonFinite(step: number, what: "loss (\(loss), the mean over the ranks)")
+            }
         }
         // The norm is always computed, so non-finite gradients never reach the weights; it clips only when asked.
         // The model's own parameter order, so a resumed run sums the squares in the same order.

@@ -8,6 +8,7 @@ import Darwin
 #endif
 import SLoPe
 import SlopeCUDA
+import Synchronization
 
 /// Where training and inference run.
 enum DeviceOption: String, ExpressibleByArgument, CaseIterable {
@@ -51,7 +52,8 @@ struct ComputeDevice {
 /// Writes a line to standard error.
 func printError(_ text: String) {
     var stream = StandardError()
-    print(text, to: &stream)
+    let rank = consoleRank.load(ordering: .relaxed)
+    print((rank > 0 ? "rank \(rank): " : "") + text, to: &stream)
 }
 
 struct StandardError: TextOutputStream {
@@ -61,7 +63,14 @@ struct StandardError: TextOutputStream {
 }
 
 /// Prints a line to standard output unbuffered, so progress shows at once even when piped to a file.
-func say(_ text: String) { writeUnbuffered(text + "\n", to: 1) }
+/// This process's rank in a data-parallel job (0 when it trains alone): only rank 0 reports progress, and the
+/// others' errors name their rank.
+let consoleRank = Atomic<Int>(0)
+
+func say(_ text: String) {
+    guard consoleRank.load(ordering: .relaxed) == 0 else { return }
+    writeUnbuffered(text + "\n", to: 1)
+}
 
 func writeToStandardError(_ text: String) { writeUnbuffered(text, to: 2) }
 

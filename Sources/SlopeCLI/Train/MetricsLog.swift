@@ -8,13 +8,15 @@ import Musl
 import Darwin
 #endif
 
-/// Appends JSON lines to a file (kept across resumes: lines past the resumed step are dropped first).
+/// Appends JSON lines to a file (kept across resumes: lines past the resumed step are dropped first). Without a
+/// path (the ranks of a data-parallel job other than 0) the records are only kept in memory.
 final class MetricsLog {
-    let path: String
+    let path: String?
     private(set) var records: [MetricsRecord] = []
 
-    init(path: String, keepingThrough step: Int) throws {
+    init(path: String?, keepingThrough step: Int) throws {
         self.path = path
+        guard let path else { return }
         if step > 0, let data = FileManager.default.contents(atPath: path) {
             let decoder = JSONDecoder()
             records = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
@@ -26,6 +28,7 @@ final class MetricsLog {
 
     func append(_ record: MetricsRecord) throws {
         records.append(record)
+        guard let path else { return }
         let line = try Self.line(record)
         guard let handle = fopen(path, "a") else { throw ValidationErrorText("cannot append to \(path)") }
         defer { fclose(handle) }
@@ -33,6 +36,7 @@ final class MetricsLog {
     }
 
     private func rewrite() throws {
+        guard let path else { return }
         try AtomicFile.write(records.reduce(into: Data()) { $0.append(try Self.line($1)) }, to: path)
     }
 

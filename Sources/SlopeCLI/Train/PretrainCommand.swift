@@ -134,8 +134,8 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "auto (CUDA when available), cpu or cuda.")
     var device: DeviceOption = .auto
 
-    @Option(parsing: .unconditional, help: "GPU ordinal.")
-    var gpu = 0
+    @Option(parsing: .unconditional, help: "GPU ordinal (default: LOCAL_RANK in a data-parallel job, else 0).")
+    var gpu: Int?
 
     @Option(parsing: .unconditional, help: "Vocabulary size of the model (default: the tokenizer's).")
     var vocabSize: Int?
@@ -186,7 +186,7 @@ struct PretrainCommand: ParsableCommand {
         try require(initFrom == nil || (model == "tiny" && vocabSize == nil),
                     "--init-from takes the model's shape and vocabulary from its weights; leave out --model and --vocab-size")
         try require(leadingBlocks >= 0, "--leading-blocks must be at least 0, not \(leadingBlocks)")
-        try require(gpu >= 0, "--gpu must be a GPU ordinal (0, 1, …), not \(gpu)")
+        try require(gpu.map { $0 >= 0 } ?? true, "--gpu must be a GPU ordinal (0, 1, …), not \(gpu ?? 0)")
         try require([.float32, .bfloat16].contains(optimizerState), "--optimizer-state must be float32 or bfloat16, not \(optimizerState)")
     }
 
@@ -230,7 +230,11 @@ struct PretrainCommand: ParsableCommand {
 
     /// Trains; `extendingTo` is --steps given with --resume (the run's new length).
     func start(extendingTo resumedSteps: Int?) throws {
-        let compute = try ComputeDevice.make(device, gpu: gpu)
+        let environment = try DataParallelJob.environment()
+        let compute = try ComputeDevice.make(device, gpu: gpu ?? environment?.localRank ?? 0)
+        if let environment { consoleRank.store(environment.rank, ordering: .relaxed) }
+        let job = try environment.map { try DataParallelJob.connect($0, compute: compute) }
+        let leads = job?.isLeader ?? true
         let name = model.split(separator: "/").last.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : String($0) } ?? model
         let folder = out ?? "runs/\(name)-\(dense ? "dense" : "slope")"
         let checkpointPath = folder + "/checkpoint.safetensors"
@@ -240,7 +244,7 @@ struct PretrainCommand: ParsableCommand {
                 "\(folder) already holds a run (\(checkpointPath)); continue it with --resume, choose another --out, "
                     + "or pass --force to start over there")
         }
-        let created = !FileManager.default.fileExists(atPath: folder)
+        let created = leads && !FileManager.default.fileExists(atPath: folder)
         try RunFolder.create(folder)
         let (trainer, data, notes): (Trainer, LoadedData, [String: String])
         do {
@@ -253,6 +257,7 @@ struct PretrainCommand: ParsableCommand {
         }
         let options = trainer.options
         trainer.model.recomputesActivations = recomputeActivations
+        trainer.communicator = job?.communicator
         let configuration = trainer.model.configuration
         say("slope pretrain: \(notes["model"] ?? model) (\(configuration.family), \(formatCount(configuration.parameterCount)) parameters) on \(compute.backend.name)")
         say("  data        \(data.description); floor \(data.floor.map { formatted($0, digits: 3) + " nats/token" } ?? "unknown")")
@@ -272,9 +277,13 @@ struct PretrainCommand: ParsableCommand {
         } else {
             say("  dense       every linear dense")
         }
+        if let job {
+            say("  parallel    \(job.worldSize) ranks, data-parallel over \(job.transport): global batch \(options.batchSize * job.worldSize) × "
+                + "\(options.sequenceLength) × \(options.gradientAccumulation) = \(options.tokensPerStep * job.worldSize) tokens per step; rank 0 reports and writes")
+        }
         say("  run folder  \(folder)")
-        warnIfTheCheckpointWillNotFit(trainer, folder: folder, checkpointPath: checkpointPath)
-        try loop(trainer, data: data, notes: notes, compute: compute, folder: folder, checkpointPath: checkpointPath)
+        if leads { warnIfTheCheckpointWillNotFit(trainer, folder: folder, checkpointPath: checkpointPath) }
+        try loop(trainer, data: data, notes: notes, compute: compute, job: job, folder: folder, checkpointPath: checkpointPath)
     }
 
     // MARK: Setting up
@@ -362,9 +371,13 @@ struct PretrainCommand: ParsableCommand {
 
     // MARK: The loop
 
-    func loop(_ trainer: Trainer, data: LoadedData, notes: [String: String], compute: ComputeDevice, folder: String, checkpointPath: String) throws {
+    func loop(
+        _ trainer: Trainer, data: LoadedData, notes: [String: String], compute: ComputeDevice, job: DataParallelJob?, folder: String,
+        checkpointPath: String
+    ) throws {
         let options = trainer.options
-        let metrics = try MetricsLog(path: folder + "/metrics.jsonl", keepingThrough: trainer.step)
+        let leads = job?.isLeader ?? true  // the other ranks of a job keep their metrics in memory and write nothing
+        let metrics = try MetricsLog(path: leads ? folder + "/metrics.jsonl" : nil, keepingThrough: trainer.step)
         let logInterval = logEvery ?? max(1, options.steps / 50)
         let flopsPerToken = trainer.model.configuration.trainingFLOPsPerToken(sequence: options.sequenceLength)
         let clock = ContinuousClock()
@@ -373,6 +386,7 @@ struct PretrainCommand: ParsableCommand {
         var recentLosses: [Double] = []
         var lastRate = 0.0
         func save(_ reason: String) throws {
+            guard leads else { return }
             try Checkpoint.save(trainer, notes: notes, to: checkpointPath)
             let plot = LossPlot.svg(metrics.records, floor: data.floor, title: "slope pretrain \(model)")
             try AtomicFile.write(Data(plot.utf8), to: folder + "/loss.svg")
@@ -383,10 +397,12 @@ struct PretrainCommand: ParsableCommand {
         let profiler = (compute.backend as? CUDABackend)?.cudaDevice.profiler
         while trainer.step < options.steps {
             let received = stopSignal.load(ordering: .relaxed)
-            if received != 0 {
+            // A job's ranks stop together, after the same step (a signal may reach them at different times).
+            let othersStopping = try job?.anyRankStopping(received != 0) ?? false
+            if received != 0 || othersStopping {
                 if standardErrorIsTerminal { writeToStandardError("\n") }
-                try save("stopped by signal \(received)")
-                say("resume with: slope pretrain --out \(folder) --resume")
+                try save(received != 0 ? "stopped by signal \(received)" : "stopped with the other ranks (one was signalled)")
+                say("resume with: slope pretrain --out \(folder) --resume" + (job == nil ? "" : " (started as this job was, e.g. by slope launch)"))
                 throw ExitCode(130)
             }
             let begin = clock.now
@@ -447,7 +463,7 @@ struct PretrainCommand: ParsableCommand {
         try stopUnlessFinite(validation, step: trainer.step, save: save)
         if finalCheckpoint {
             try save("done")
-        } else {
+        } else if leads {
             try AtomicFile.write(Data(LossPlot.svg(metrics.records, floor: data.floor, title: "slope pretrain \(model)").utf8), to: folder + "/loss.svg")
         }
         let train = recentLosses.reduce(0, +) / Double(max(recentLosses.count, 1))
