@@ -722,6 +722,83 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(Self.bf16(gathered), values, "gathering back undoes the scatter")
     }
 
+    /// The transpose from cuSPARSELt's copy of W straight into its copy of Wᵀ (`transpose_copy_tiled`), with copies
+    /// laid out as 16 × 16 tiles of slots — row-major inside a tile (runs of 8 slots together: vectors) and
+    /// column-major (no runs: one slot at a time): the inverse maps are made by `invert_map`, checked by
+    /// `check_runs` and packed periodically, and Wᵀ's copy read back through its map equals the CPU backend's
+    /// double-pruned transpose of the new W, for indices one per byte and packed at 2 bits.
+    func testTransposeBetweenCompressedCopiesMatchesTheCPUBackend() throws {
+        let layout = try EmulatedModule(family: .compressedLayout, dtype: .float32, kernels: [
+            "invert_map": 3, "check_runs": 4, "check_periodic_offsets": 4, "pack_block_offsets": 6,
+        ])
+        let sparsity = try EmulatedModule(family: .sparsity, dtype: .float32, kernels: ["transpose_copy_tiled": 19])
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 21)
+        let (rows, columns) = (64, 256)
+        let dense = try cpu.randomNormal([rows, columns], dtype: .float32, using: &generator)
+        let w = try cpu.compress(dense, pattern: .twoFour, mask: nil)
+        let transposed = try cpu.doublePrunedTranspose(of: w)
+        try cpu.scaleInPlace(w.values, by: -2)
+        try cpu.refreshDoublePrunedTranspose(transposed, from: w)
+        let expected = try cpu.floats(transposed.values)
+        let wValues = try cpu.floats(w.values)
+        let (wIndices, tIndices) = (try cpu.uint8s(w.indices), try cpu.uint8s(transposed.indices))
+
+        /// Position → slot of a [slotRows, slotColumns] matrix stored as 16 × 16 tiles in row-major tile order.
+        func tiledMap(slotRows: Int, slotColumns: Int, rowMajorInside: Bool) -> [UInt32] {
+            var map: [UInt32] = []
+            for tileRow in 0..<(slotRows / 16) {
+                for tileColumn in 0..<(slotColumns / 16) {
+                    for a in 0..<16 {
+                        for b in 0..<16 {
+                            let (r, c) = rowMajorInside ? (a, b) : (b, a)
+                            map.append(UInt32((tileRow * 16 + r) * slotColumns + tileColumn * 16 + c))
+                        }
+                    }
+                }
+            }
+            return map
+        }
+        /// The inverse of `map`, by the kernels, packed at blocks of 64 slots; and whether runs of 8 hold.
+        func inverse(_ map: [UInt32]) throws -> (bases: Data, offsets: Data, runs: Bool) {
+            let count = map.count
+            let inverted = try layout.launch("invert_map", grid: (2, 1, 1), [.inputArray(map), .output(bytes: count * 4), .int64(count)])[1]!
+            var expectedInverse = [UInt32](repeating: 0, count: count)
+            for (p, slot) in map.enumerated() { expectedInverse[Int(slot)] = UInt32(p) }
+            XCTAssertEqual(inverted.elements() as [UInt32], expectedInverse)
+            func holds(_ kernel: String, _ argument: Int) throws -> Bool {
+                let bad: [Int32] = try layout.launch(kernel, grid: (2, 1, 1), [.input(inverted), .readWriteArray([Int32(0)]), .int64(count), .int32(argument)])[1]!.elements()
+                return bad[0] == 0
+            }
+            XCTAssertTrue(try holds("check_periodic_offsets", 6), "the tiled layouts' inverses repeat every 64 slots")
+            let packed = try layout.launch("pack_block_offsets", grid: (2, 1, 1), [
+                .input(inverted), .output(bytes: count / 64 * 4), .output(bytes: 64 * 2), .int64(count), .int32(6), .int64(64),
+            ])
+            return (packed[1]!, packed[2]!, try holds("check_runs", 8))
+        }
+        for rowMajorInside in [true, false] {
+            let wMap = tiledMap(slotRows: rows, slotColumns: columns / 2, rowMajorInside: rowMajorInside)
+            let tMap = tiledMap(slotRows: columns, slotColumns: rows / 2, rowMajorInside: rowMajorInside)
+            let wCopy = wMap.map { wValues[Int($0)] }
+            let (wInverse, tInverse) = (try inverse(wMap), try inverse(tMap))
+            XCTAssertEqual(wInverse.runs, rowMajorInside, "runs of 8 slots stay together only row-major inside a tile")
+            XCTAssertEqual(tInverse.runs, rowMajorInside)
+            for bits in [(w: 8, t: 8), (w: 2, t: 2)] {
+                let outputs = try sparsity.launch("transpose_copy_tiled", grid: ((columns + 63) / 64, (rows + 63) / 64, 1), [
+                    .inputArray(wCopy), .input(wInverse.bases), .input(wInverse.offsets), .int32(6), .int64(63),
+                    .inputArray(bits.w == 2 ? Self.packedTwoBit(wIndices) : wIndices), .inputArray(bits.t == 2 ? Self.packedTwoBit(tIndices) : tIndices),
+                    .output(bytes: expected.count * 4), .input(tInverse.bases), .input(tInverse.offsets), .int32(6), .int64(63),
+                    .int64(rows), .int64(columns), .int32(2), .int32(4), .int32(bits.w), .int32(bits.t), .int32(rowMajorInside ? 8 : 1),
+                ])
+                let tCopy: [Float] = outputs[7]!.elements()
+                var actual = [Float](repeating: .nan, count: expected.count)
+                for (p, slot) in tMap.enumerated() { actual[Int(slot)] = tCopy[p] }
+                let mismatches = zip(actual, expected).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+                XCTAssertEqual(mismatches, 0, "row-major inside: \(rowMajorInside), index bits \(bits): \(mismatches) of \(expected.count) differ")
+            }
+        }
+    }
+
     /// The emulation can fail: a kernel that skips its barrier reads a tile other threads have not written
     /// (threads run one after another here, so the race is certain to show).
     func testAMissingBarrierIsCaught() throws {

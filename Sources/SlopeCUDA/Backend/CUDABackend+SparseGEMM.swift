@@ -1,4 +1,5 @@
 import CCUDA
+import Foundation
 import SlopeCore
 
 /// W's forms derived for the GPU GEMMs, attached to the storage of W's compressed values and brought up to
@@ -12,6 +13,24 @@ final class SparseOperandCache {
         /// learned (then the whole matrix is compressed again on every change).
         let valueMap: ValueMap?
         var generation: UInt64
+        /// The value map turned around (slot → position), where it packs periodically; see ``InverseMap``.
+        var inverse: InverseMap? = nil
+    }
+
+    /// For each slot of the matrix's compressed values, its position in cuSPARSELt's copy: kept only where it
+    /// packs periodically (a few KB), which lets the transpose go from cuSPARSELt's copy of W into its copy of
+    /// Wᵀ directly (`transpose_copy_tiled`).
+    struct InverseMap {
+        let bases: CUDAStorage
+        let offsets: CUDAStorage
+        let packing: Packing.Candidate
+        /// Runs of this many slots (8, else 1) sit at as many consecutive positions, aligned: moved as vectors.
+        let runs: Int
+    }
+
+    /// The entry whose copy is `storage`.
+    func entry(holding storage: CUDAStorage) -> Compressed? {
+        compressed.values.first { $0.storage === storage }
     }
 
     /// For each value position of cuSPARSELt's compressed W, the slot of W's compressed values it holds.
@@ -207,14 +226,20 @@ extension CUDABackend {
         }
         let sizes = try cusparse().compressedBytes(plan)
         let storage = try CUDAStorage(byteCount: sizes.compressed, device: device, allocator: allocator)
-        let map = try s.pattern == .twoFour ? learnValueLayout(s, plan, into: storage).map { try packed($0, count: s.values.count, dtype: s.values.dtype) } : nil
+        let learned = try s.pattern == .twoFour ? learnValueLayout(s, plan, into: storage) : nil
+        if let learned, let folder = ProcessInfo.processInfo.environment["SLOPE_VALUE_MAP_DUMP"] {
+            try dumpValueMap(learned, of: s, plan, folder: folder)
+        }
+        let map = try learned.map { try packed($0, count: s.values.count, dtype: s.values.dtype) }
         if let map {
             try scatterValues(s, through: map, into: storage)
             try setMetadataAside(storage, of: s, map: map)
         } else {
             try compressWhole(s, plan, into: storage)
         }
-        operands.compressed[plan.key.arrangement] = SparseOperandCache.Compressed(storage: storage, valueMap: map, generation: generation)
+        let inverse = try learned.flatMap { try invertedMap($0, count: s.values.count, dtype: s.values.dtype) }
+        operands.compressed[plan.key.arrangement] = SparseOperandCache.Compressed(
+            storage: storage, valueMap: map, generation: generation, inverse: inverse)
         return storage
     }
 
@@ -279,6 +304,41 @@ extension CUDABackend {
             .int64(Int64(choice.offsets(count: count))),
         ])
         return .packed(bases: bases, offsets: offsets, packing: choice)
+    }
+
+    /// `SLOPE_VALUE_MAP_DUMP=folder`: writes a learned map (uint32 per position of cuSPARSELt's values region: the
+    /// slot of W's compressed order it holds) to `folder/<rows>x<cols>-<arrangement>-<dtype>.u32`, for studying
+    /// cuSPARSELt's layout. A diagnostic; nothing reads these files back.
+    private func dumpValueMap(_ map: CUDAStorage, of s: CompressedMatrix, _ plan: CuSPARSELtMatmul.Plan, folder: String) throws {
+        var words = [UInt32](repeating: 0, count: s.values.count)
+        try cudaDevice.makeCurrent()
+        try words.withUnsafeMutableBytes { bytes in
+            try cudaDevice.driver.check(
+                cudaDevice.driver.cuMemcpyDtoHAsync(bytes.baseAddress!, map.address, bytes.count, cudaDevice.stream), "cuMemcpyDtoHAsync")
+            try cudaDevice.synchronize()
+        }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let name = "\(s.rows)x\(s.columns)-\(plan.key.arrangement.rawValue)-\(s.values.dtype).u32"
+        try words.withUnsafeBytes { Data($0) }.write(to: URL(fileURLWithPath: folder).appendingPathComponent(name))
+    }
+
+    /// The learned map turned around (slot → position), kept where it packs periodically; nil otherwise (it would
+    /// cost as much memory as the map itself).
+    private func invertedMap(_ map: CUDAStorage, count: Int, dtype: DType) throws -> SparseOperandCache.InverseMap? {
+        let inverse = try CUDAStorage(byteCount: count * 4, device: device, allocator: allocator)
+        try launch(.compressedLayout, "invert_map", dtype: dtype, grid: elementwiseGrid(count), [
+            .pointer(map.address), .pointer(inverse.address), .int64(Int64(count)),
+        ])
+        guard case .packed(let bases, let offsets, let packing) = try packed(inverse, count: count, dtype: dtype), packing.periodic else { return nil }
+        var runs = 1
+        if count % 8 == 0 {
+            let bad = try zeros([1], dtype: .int32)
+            try launch(.compressedLayout, "check_runs", dtype: dtype, grid: elementwiseGrid(count), [
+                .pointer(inverse.address), .pointer(address(bad, "invertedMap")), .int64(Int64(count)), .int32(8),
+            ])
+            if try int32s(bad)[0] == 0 { runs = 8 }
+        }
+        return .init(bases: bases, offsets: offsets, packing: packing, runs: runs)
     }
 
     /// Compresses the decompressed W with cuSPARSELt.

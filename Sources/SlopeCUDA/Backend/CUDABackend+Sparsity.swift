@@ -185,9 +185,36 @@ extension CUDABackend {
             ])
         case .sparseOperand(let values, let count, let dtype, let metadata, let map):
             guard let values = values.storage else { preconditionFailure("a compressed copy outlived its matrix's values") }
-            if !values.isResident { try restore(values) }
             try copyBytes(from: metadata.address, to: storage.address + UInt64(count * dtype.byteSize), count: metadata.byteCount)
+            if try transposeBetweenCopies(values, into: storage) { return }
+            if !values.isResident { try restore(values) }
             try copyThroughMap(map, values: values.address, compressed: storage.address, count: count, dtype: dtype, gather: false)
         }
+    }
+
+    /// Fills cuSPARSELt's copy of the double-pruned transpose (`copy`, metadata in place) straight from its copy
+    /// of W, when W's values are held only there and both copies' maps have periodic inverses: one tiled
+    /// transpose through the two inverse maps instead of reading W's values back, transposing them and
+    /// scattering the result (three passes, two of them through the maps). Returns false where that does not
+    /// apply (`Fusion.copyTranspose` off included), for the caller to take the long way.
+    private func transposeBetweenCopies(_ values: CUDAStorage, into copy: CUDAStorage) throws -> Bool {
+        guard fusions.contains(.copyTranspose), !values.isResident, case .doublePrunedTranspose(let w, let slots)? = values.derivation,
+              64 % w.pattern.m == 0, let tInverse = (values.derived as? SparseOperandCache)?.entry(holding: copy)?.inverse,
+              let wValues = w.values.storage as? CUDAStorage, !wValues.isResident,
+              case .compressedCopy(let wCopy, _, _, _)? = wValues.derivation, wCopy.isResident,
+              let wInverse = (wValues.derived as? SparseOperandCache)?.entry(holding: wCopy)?.inverse
+        else { return false }
+        let operation = "refreshDoublePrunedTranspose"
+        let (wIndices, tIndices) = (try slotIndices(w.indices, operation), try slotIndices(slots, operation))
+        func mapArguments(_ inverse: SparseOperandCache.InverseMap) -> [KernelArgument] {
+            [.pointer(inverse.bases.address), .pointer(inverse.offsets.address), .int32(Int32(inverse.packing.log2Block)), .int64(inverse.packing.offsetMask)]
+        }
+        try launch(.sparsity, "transpose_copy_tiled", dtype: w.values.dtype, grid: ((w.columns + 63) / 64, (w.rows + 63) / 64, 1),
+                   [.pointer(wCopy.address)] + mapArguments(wInverse) + [wIndices.pointer, tIndices.pointer, .pointer(copy.address)]
+                   + mapArguments(tInverse) + [
+                       .int64(Int64(w.rows)), .int64(Int64(w.columns)), .int32(Int32(w.pattern.n)), .int32(Int32(w.pattern.m)),
+                       wIndices.bits, tIndices.bits, .int32(Int32(min(wInverse.runs, tInverse.runs))),
+                   ])
+        return true
     }
 }

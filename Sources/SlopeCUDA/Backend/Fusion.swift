@@ -9,6 +9,9 @@ public enum Fusion: String, Sendable, CaseIterable {
     case biasGradient = "bias-gradient"
     /// AdamW and the gradient norm over many tensors in one launch per 48 (off: one launch per tensor).
     case multiTensor = "multi-tensor"
+    /// The double-pruned transpose built from cuSPARSELt's copy of W straight into its copy of Wᵀ, through the
+    /// inverses of their learned maps (off: W's values read back, transposed, scattered into the copy).
+    case copyTranspose = "copy-transpose"
 
     /// Tensors per multi-tensor launch under `fusions`.
     static func tensorsPerLaunch(_ fusions: Set<Fusion>) -> Int {

@@ -50,6 +50,20 @@ extension KernelSources {
         GRID_STRIDE(p, count) values[map[p]] = compressed[p];
     }
 
+    // inverse[map[p]] = p: for each slot of W's compressed order, its position in cuSPARSELt's copy.
+    extern "C" __global__ void invert_map(const unsigned int* map, unsigned int* inverse, long long count) {
+        GRID_STRIDE(p, count) inverse[map[p]] = (unsigned int)p;
+    }
+
+    // bad[0] = 1 unless every run of `run` slots (from a multiple of run) sits at `run` consecutive positions
+    // starting at a multiple of run: then a thread may move a run as one aligned vector.
+    extern "C" __global__ void check_runs(const unsigned int* inverse, int* bad, long long count, int run) {
+        GRID_STRIDE(s, count) {
+            long long first = s - s % run;
+            if ((inverse[first] % run) != 0 || (long long)inverse[s] != (long long)inverse[first] + s % run) atomicExch(bad, 1);
+        }
+    }
+
     // The map packed to 16 bits: positions in blocks of 2^log2_block, per block the slot of its first position
     // (bases), per position the signed offset from it (offsets). cuSPARSELt keeps each value near where
     // W's compressed order has it, so offsets fit int16 at some block size and the map halves.

@@ -193,9 +193,32 @@ extension KernelSources {
         return word;
     }
     typedef T SquareRow[SQUARE + 2];  // + 2: a column read by a warp spreads over the banks
-    template <int V>
-    __device__ __forceinline__ void transpose_square(SquareRow* tile, const T* w_values, const unsigned char* w_indices,
-                                                     const unsigned char* t_indices, T* t_values, i64 dout, i64 din, int n, int m,
+    // Where a slot's value lives: W's and Wᵀ's compressed values as they are (Plain), or cuSPARSELt's copies of
+    // them, reached through the inverse of each copy's learned map (Mapped: slot → position, packed the way
+    // packed_map_slot reads it), whose runs of V slots are V consecutive, aligned positions.
+    struct PlainSlots {
+        const T* w;
+        T* t;
+        __device__ __forceinline__ const T* w_at(i64 slot) const { return w + slot; }
+        __device__ __forceinline__ T* t_at(i64 slot) const { return t + slot; }
+    };
+    struct MappedSlots {
+        const T* w;
+        const unsigned int* w_bases;
+        const short* w_offsets;
+        int w_log2;
+        i64 w_mask;
+        T* t;
+        const unsigned int* t_bases;
+        const short* t_offsets;
+        int t_log2;
+        i64 t_mask;
+        __device__ __forceinline__ const T* w_at(i64 slot) const { return w + packed_map_slot(w_bases, w_offsets, slot, w_log2, w_mask); }
+        __device__ __forceinline__ T* t_at(i64 slot) const { return t + packed_map_slot(t_bases, t_offsets, slot, t_log2, t_mask); }
+    };
+    template <int V, typename Slots_>
+    __device__ __forceinline__ void transpose_square(SquareRow* tile, Slots_ at, const unsigned char* w_indices,
+                                                     const unsigned char* t_indices, i64 dout, i64 din, int n, int m,
                                                      int w_bits, int t_bits) {
         typedef typename IndexWord<V>::type Word;
         const i64 j0 = (i64)blockIdx.x * SQUARE, o0 = (i64)blockIdx.y * SQUARE;
@@ -224,7 +247,7 @@ extension KernelSources {
             Slots<T, V> values;
             #pragma unroll
             for (int q = 0; q < V; ++q) values.v[q] = tile[((k + q) / n) * m + (int)((indices >> (8 * q)) & 255u)][r];
-            *(Slots<T, V>*)(t_values + slot) = values;
+            *(Slots<T, V>*)at.t_at(slot) = values;
         };
         Slots<T, V> w_early[2];
         Word w_index_early[2] = {0, 0}, t_index_early[2] = {0, 0};
@@ -236,7 +259,7 @@ extension KernelSources {
             t_early_slot[u] = t_slot(e);
             if (w_early_slot[u] >= 0) {
                 w_index_early[u] = index_word<V>(w_indices, w_early_slot[u], w_bits);
-                w_early[u] = *(const Slots<T, V>*)(w_values + w_early_slot[u]);
+                w_early[u] = *(const Slots<T, V>*)at.w_at(w_early_slot[u]);
             }
             if (t_early_slot[u] >= 0) t_index_early[u] = index_word<V>(t_indices, t_early_slot[u], t_bits);
         }
@@ -248,7 +271,7 @@ extension KernelSources {
             if (w_early_slot[u] >= 0) spread(threadIdx.x + u * blockDim.x, w_index_early[u], w_early[u]);
         for (int e = threadIdx.x + 2 * blockDim.x; e < units; e += blockDim.x) {  // squares with more slots
             i64 slot = w_slot(e);
-            if (slot >= 0) spread(e, index_word<V>(w_indices, slot, w_bits), *(const Slots<T, V>*)(w_values + slot));
+            if (slot >= 0) spread(e, index_word<V>(w_indices, slot, w_bits), *(const Slots<T, V>*)at.w_at(slot));
         }
         __syncthreads();
         #pragma unroll
@@ -267,12 +290,32 @@ extension KernelSources {
         __shared__ __align__(16) SquareRow tile[SQUARE];
         const int slots = SQUARE / m * n;
         const i64 w_slots_per_row = din / m * n, t_slots_per_row = dout / m * n;
+        const PlainSlots at = {w_values, t_values};
         if (slots % 8 == 0 && w_slots_per_row % 8 == 0 && t_slots_per_row % 8 == 0)
-            transpose_square<8>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m, w_bits, t_bits);
+            transpose_square<8>(tile, at, w_indices, t_indices, dout, din, n, m, w_bits, t_bits);
         else if (slots % 4 == 0 && w_slots_per_row % 4 == 0 && t_slots_per_row % 4 == 0)
-            transpose_square<4>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m, w_bits, t_bits);
+            transpose_square<4>(tile, at, w_indices, t_indices, dout, din, n, m, w_bits, t_bits);
         else
-            transpose_square<1>(tile, w_values, w_indices, t_indices, t_values, dout, din, n, m, w_bits, t_bits);
+            transpose_square<1>(tile, at, w_indices, t_indices, dout, din, n, m, w_bits, t_bits);
+    }
+
+    // gather_transpose_tiled from cuSPARSELt's copy of W straight into its copy of Wᵀ (values region; the metadata
+    // is already there), each reached through its inverse map: no read-back of W's values, no values of Wᵀ, no
+    // scatter. `runs` (8 or 1): the length of the runs of slots both inverse maps keep together and aligned,
+    // which allows V-wide accesses. Grid and block as gather_transpose_tiled.
+    extern "C" __global__ void transpose_copy_tiled(const T* w_copy, const unsigned int* w_bases, const short* w_offsets, int w_log2,
+                                                    long long w_mask, const unsigned char* w_indices, const unsigned char* t_indices,
+                                                    T* t_copy, const unsigned int* t_bases, const short* t_offsets, int t_log2,
+                                                    long long t_mask, long long dout, long long din, int n, int m, int w_bits,
+                                                    int t_bits, int runs) {
+        __shared__ __align__(16) SquareRow tile[SQUARE];
+        const int slots = SQUARE / m * n;
+        const i64 w_slots_per_row = din / m * n, t_slots_per_row = dout / m * n;
+        const MappedSlots at = {w_copy, w_bases, w_offsets, w_log2, w_mask, t_copy, t_bases, t_offsets, t_log2, t_mask};
+        if (runs % 8 == 0 && slots % 8 == 0 && w_slots_per_row % 8 == 0 && t_slots_per_row % 8 == 0)
+            transpose_square<8>(tile, at, w_indices, t_indices, dout, din, n, m, w_bits, t_bits);
+        else
+            transpose_square<1>(tile, at, w_indices, t_indices, dout, din, n, m, w_bits, t_bits);
     }
     """#
 }
