@@ -150,6 +150,8 @@ public struct BPETokenizer: Sendable {
             let split: Bool?
             let start: Int?
             let stop: Int?
+            let strip_left: Bool?
+            let strip_right: Bool?
             struct Pattern: Decodable { let Regex: String?; let String: String? }
             struct TemplateSpecial: Decodable { let ids: [Int32] }
             /// A piece of TemplateProcessing's `single`: a special token, or the text itself (`$A`).
@@ -203,6 +205,22 @@ public struct BPETokenizer: Sendable {
         func refuse(_ what: String) -> Failure {
             .malformed(path: path, reason: "\(what) is not supported yet (slope reads byte-level BPE tokenizers as GPT-2's and SentencePiece-style BPE as LLaMA 2's)")
         }
+        /// The `normalizer` component as steps; what slope cannot run is refused by name.
+        func normalizationSteps(_ normalizer: Component?) throws -> TextNormalization {
+            TextNormalization(steps: try (normalizer?.stages ?? []).map { stage in
+                switch (stage.type, stage.prepend, stage.pattern?.String, stage.content) {
+                case ("Prepend", let prefix?, _, _): return .prepend(prefix)
+                case ("Replace", _, let pattern?, let content?): return .replace(pattern, with: content)
+                case ("NFC", _, _, _): return .nfc
+                case ("NFD", _, _, _): return .nfd
+                case ("Lowercase", _, _, _): return .lowercase
+                case ("Strip", _, _, _): return .strip(start: stage.strip_left ?? true, end: stage.strip_right ?? true)
+                case ("NFKC", _, _, _), ("NFKD", _, _, _):
+                    throw refuse("the normalizer \(stage.name) (compatibility forms need Unicode decomposition tables slope does not carry)")
+                default: throw refuse("the normalizer \(normalizer?.name ?? "?")")
+                }
+            })
+        }
         if let type = file.model.type, type != "BPE" { throw Failure.malformed(path: path, reason: "model type is \(type), not BPE") }
         let preName = file.pre_tokenizer?.name ?? "none"
         let stages = file.pre_tokenizer?.stages ?? []
@@ -212,7 +230,6 @@ public struct BPETokenizer: Sendable {
         let alphabet: SymbolAlphabet, normalization: TextNormalization, decoding: TokenDecoding
         if let byteLevel = stages.last, byteLevel.type == "ByteLevel" {
             // Byte-level BPE: Split steps with a regex, isolated, before the ByteLevel mapping.
-            if let normalizer = file.normalizer { throw refuse("the normalizer \(normalizer.name) with a byte-level pre-tokenizer") }
             for stage in stages.dropLast() {
                 guard stage.type == "Split", let pattern = stage.pattern?.Regex, stage.behavior == "Isolated", !(stage.invert ?? false) else {
                     throw refuse("the pre-tokenizer \(preName) (only Split with a regex, Isolated, before ByteLevel)")
@@ -225,18 +242,10 @@ public struct BPETokenizer: Sendable {
             addsPrefixSpace = byteLevel.add_prefix_space ?? false
             if let decoder = file.decoder, decoder.type != "ByteLevel" { throw refuse("the decoder \(decoder.name) with a byte-level pre-tokenizer") }
             if file.model.byte_fallback == true { throw refuse("byte_fallback with a byte-level pre-tokenizer") }
-            (alphabet, normalization, decoding) = (.bytes, .none, .byteLevel)
+            (alphabet, normalization, decoding) = (.bytes, try normalizationSteps(file.normalizer), .byteLevel)
         } else {
             // SentencePiece style (LLaMA 2, Mistral): characters, spaces as ▁ through the normalizer or Metaspace.
-            var normalizationSteps: [TextNormalization.Step] = []
-            for stage in file.normalizer?.stages ?? [] {
-                switch (stage.type, stage.prepend, stage.pattern?.String, stage.content) {
-                case ("Prepend", let prefix?, _, _): normalizationSteps.append(.prepend(prefix))
-                case ("Replace", _, let pattern?, let content?): normalizationSteps.append(.replace(pattern, with: content))
-                default: throw refuse("the normalizer \(file.normalizer?.name ?? "?")")
-                }
-            }
-            normalization = TextNormalization(steps: normalizationSteps)
+            normalization = try normalizationSteps(file.normalizer)
             switch stages.count {
             case 0: break
             case 1 where stages[0].type == "Metaspace":
@@ -374,7 +383,8 @@ public struct BPETokenizer: Sendable {
             let rewritten = preTokenization.spacesReplaced(normalization.apply(text), atStart: atStart)
             return rewritten.isEmpty ? [] : try encodePiece(rewritten[...])
         }
-        if preTokenization.addsPrefixSpace, let first = text.unicodeScalars.first, first != " " { return try encodeOrdinary(" " + text) }
+        var text = normalization.apply(text)
+        if preTokenization.addsPrefixSpace, let first = text.unicodeScalars.first, first != " " { text = " " + text }
         let pieces = preTokenization.isGPT2 ? Self.independentPieces(text, targetBytes: Self.pieceBytes) : [text[...]]
         if pieces.count == 1 { return try encodePiece(text[...]) }
         let results = Mutex([Int: Result<[Int32], any Error>]())

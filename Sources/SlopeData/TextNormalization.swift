@@ -1,13 +1,22 @@
-/// tokenizer.json's `normalizer`, for the forms SentencePiece-style tokenizers use (LLaMA 2, Mistral: `Prepend("▁")`
-/// and `Replace(" ", "▁")`, alone or in a `Sequence`). Other normalizers (Unicode normalisation forms, lowercasing,
-/// regex replacements) are refused by name when the file is read. Like the `tokenizers` library, it works on
-/// Unicode scalars, and it runs on each stretch of text between special tokens.
+@_spi(_Unicode) import Swift  // the standard library's own NFC and NFD (no ICU): String's comparison uses them
+
+/// tokenizer.json's `normalizer`: Unicode normalisation to NFC or NFD, lowercasing, stripping whitespace at the ends,
+/// and the forms SentencePiece-style tokenizers use (LLaMA 2, Mistral: `Prepend("▁")` and `Replace(" ", "▁")`), alone
+/// or in a `Sequence`. The compatibility forms (NFKC, NFKD) need decomposition tables slope does not carry, and regex
+/// replacements a regex engine; those are refused by name when the file is read. Like the `tokenizers` library,
+/// it works on Unicode scalars, and it runs on each stretch of text between special tokens.
 public struct TextNormalization: Sendable, Equatable {
     enum Step: Sendable, Equatable {
         /// Puts the string before non-empty text.
         case prepend(String)
         /// Replaces every occurrence of a string.
         case replace(String, with: String)
+        /// Canonical composition (NFC) or decomposition (NFD).
+        case nfc, nfd
+        /// Each scalar's full lowercase mapping (İ becomes i + U+0307), without context, as Rust's `char::to_lowercase`.
+        case lowercase
+        /// White_Space scalars removed from the start and/or the end.
+        case strip(start: Bool, end: Bool)
     }
 
     let steps: [Step]
@@ -20,8 +29,23 @@ public struct TextNormalization: Sendable, Equatable {
             switch step {
             case .prepend(let prefix): text.isEmpty ? text : prefix + text
             case .replace(let pattern, let replacement): Self.replacing(pattern, with: replacement, in: text)
+            case .nfc: String(String.UnicodeScalarView(text._nfc))
+            case .nfd: String(String.UnicodeScalarView(text._nfd))
+            case .lowercase: String(String.UnicodeScalarView(text.unicodeScalars.lazy.flatMap { $0.properties.lowercaseMapping.unicodeScalars }))
+            case .strip(let start, let end): Self.stripping(text, start: start, end: end)
             }
         }
+    }
+
+    static func stripping(_ text: String, start: Bool, end: Bool) -> String {
+        var scalars = Substring(text).unicodeScalars
+        if start { scalars = scalars.drop { $0.properties.isWhitespace } }
+        if end, let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) {
+            scalars = scalars[...last]
+        } else if end {
+            scalars = scalars[scalars.endIndex...]
+        }
+        return String(scalars)
     }
 
     /// Every occurrence of `pattern`'s scalars replaced, left to right without overlaps (String's own replacement

@@ -102,7 +102,9 @@ final class BPETokenizerTests: XCTestCase {
         }
         // What the tokenizers library would do differently is refused by name, never ignored.
         let vocabJSON = String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self)
-        for (component, named) in [(#""normalizer": {"type": "NFC"}, "pre_tokenizer": {"type": "ByteLevel"}"#, "normalizer NFC"),
+        for (component, named) in [(#""normalizer": {"type": "NFKC"}, "pre_tokenizer": {"type": "ByteLevel"}"#, "normalizer NFKC (compatibility forms"),
+                                   (#""normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "BertNormalizer"}]}, "pre_tokenizer": {"type": "ByteLevel"}"#,
+                                    "normalizer Sequence (NFC, BertNormalizer)"),
                                    (#""pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"String": " "}, "behavior": "Removed"}, {"type": "ByteLevel"}]}"#,
                                     "pre-tokenizer Sequence (Split, ByteLevel)"),
                                    (#""pre_tokenizer": {"type": "Metaspace"}"#, "pre-tokenizer Metaspace"),
@@ -110,7 +112,7 @@ final class BPETokenizerTests: XCTestCase {
                                    (#""pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "Metaspace"}"#, "decoder Metaspace"),
                                    // SentencePiece style: only what it runs as the library does.
                                    (#""pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "sometimes"}"#, "prepend_scheme sometimes"),
-                                   (#""normalizer": {"type": "Lowercase"}"#, "normalizer Lowercase"),
+                                   (#""normalizer": {"type": "NFKD"}"#, "normalizer NFKD"),
                                    (#""normalizer": {"type": "Replace", "pattern": {"Regex": " +"}, "content": "▁"}"#, "normalizer Replace"),
                                    (#""pre_tokenizer": {"type": "Whitespace"}"#, "pre-tokenizer Whitespace"),
                                    (#""decoder": {"type": "WordPiece"}"#, "decoder WordPiece")] {
@@ -197,6 +199,20 @@ final class BPETokenizerTests: XCTestCase {
     /// The same model with the newer layout (Metaspace, prepend_scheme "first": no ▁ after a special token).
     func testParityWithTheTokenizersLibraryMetaspaceStyle() throws {
         try assertParity(tokenizer: "metaspace-style-bpe.json", expected: "metaspace-edge-cases.json", bos: 1, exactText: false)
+    }
+
+    /// Byte-level BPE behind a normalizer, as the library runs it on each stretch between special tokens: NFC then
+    /// Lowercase (Å U+212B and U+00C5 alike, İ to i + U+0307), NFD then Strip (whitespace off both ends of a stretch).
+    func testParityWithTheTokenizersLibraryBehindNormalizers() throws {
+        let lowered = try assertParity(tokenizer: "nfc-lowercase-bpe.json", expected: "nfc-lowercase-edge-cases.json", exactText: false)
+        XCTAssertEqual(try lowered.encode("\u{212B}ngstr\u{F6}m"), try lowered.encode("\u{E5}ngstro\u{308}m"), "one form after NFC and lowercasing")
+        let stripped = try assertParity(tokenizer: "nfd-strip-bpe.json", expected: "nfd-strip-edge-cases.json", exactText: false)
+        XCTAssertEqual(try stripped.encode("  the fox \n"), try stripped.encode("the fox"))
+        XCTAssertEqual(TextNormalization(steps: [.strip(start: true, end: false)]).apply(" \u{3000}a b\u{A0} "), "a b\u{A0} ")
+        XCTAssertEqual(TextNormalization(steps: [.strip(start: false, end: true)]).apply(" a \t"), " a")
+        XCTAssertEqual(TextNormalization(steps: [.strip(start: true, end: true)]).apply(" \n "), "")
+        XCTAssertEqual(TextNormalization(steps: [.nfd]).apply("\u{E9}\u{AC00}").unicodeScalars.map(\.value), [0x65, 0x301, 0x1100, 0x1161])
+        XCTAssertEqual(TextNormalization(steps: [.nfc, .lowercase]).apply("\u{130}A\u{30A}").unicodeScalars.map(\.value), [0x69, 0x307, 0xE5])
     }
 
     func testSentencePieceHelpers() throws {

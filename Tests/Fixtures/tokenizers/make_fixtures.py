@@ -4,7 +4,7 @@ a GPT-2-style and a LLaMA-3-style byte-level BPE tokenizer.json (LLaMA 3's Split
 mapping, ignore_merges, a TemplateProcessing post-processor adding <|begin_of_text|>) and two SentencePiece-style
 ones (LLaMA 2's legacy normalizer Prepend + Replace, and Metaspace with prepend_scheme "first" as newer LLaMA and
 Mistral files have; byte fallback, <unk> fused, <s> added) trained by the `tokenizers`
-library on a little text, and the ids that library gives for a text of edge cases (Unicode normalisation forms, special tokens in the text, whitespace runs,
+library on a little text, two GPT-2-style ones behind normalizers (NFC + Lowercase, NFD + Strip), and the ids that library gives for a text of edge cases (Unicode normalisation forms, special tokens in the text, whitespace runs,
 CJK, emoji, a byte-order mark, numbers, contractions).
 
     /tmp/hf/bin/pip install tokenizers && /tmp/hf/bin/python Tests/Fixtures/tokenizers/make_fixtures.py
@@ -79,6 +79,18 @@ def sentencepiece_style(legacy):
     return tokenizer
 
 
+def byte_level(normalizer):
+    """GPT-2-style byte-level BPE behind a normalizer (NFC + Lowercase, NFD + Strip), trained with it."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator([TRAINING], trainer)
+    return tokenizer
+
+
 def main():
     text = EDGE_CASES.replace("<|endoftext|>", "</s>")
     for name, legacy in (("llama2", True), ("metaspace", False)):
@@ -95,6 +107,15 @@ def main():
     with open(os.path.join(HERE, "llama3-edge-cases.json"), "w", encoding="utf-8") as f:
         json.dump({"text": EDGE_CASES.replace("<|endoftext|>", "<|end_of_text|>"), "ids": ids}, f, ensure_ascii=True)
     print("llama3-style:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+
+    for name, normalizer in (("nfc-lowercase", normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])),
+                             ("nfd-strip", normalizers.Sequence([normalizers.NFD(), normalizers.Strip(left=True, right=True)]))):
+        tokenizer = byte_level(normalizer)
+        tokenizer.save(os.path.join(HERE, f"{name}-bpe.json"))
+        ids = tokenizer.encode(EDGE_CASES).ids
+        with open(os.path.join(HERE, f"{name}-edge-cases.json"), "w", encoding="utf-8") as f:
+            json.dump({"text": EDGE_CASES, "ids": ids}, f, ensure_ascii=True)
+        print(f"{name}:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
