@@ -24,7 +24,7 @@ public struct BPETokenizer: Sendable {
     let ranks: [Pair: Int]
     /// Tokens matched in the text before pre-tokenisation (tokenizer.json's added tokens, or GPT-2's
     /// `<|endoftext|>`), longest first: written in the text they are their own id, as the `tokenizers` library does.
-    let specialTokens: [(bytes: [UInt8], id: Int32)]
+    let specialTokens: SpecialTokens
     /// How text is cut into words before merging.
     let preTokenization: PreTokenization
     /// Ids put around every encoded text (a `TemplateProcessing` post-processor's special tokens, e.g. a BOS).
@@ -61,7 +61,7 @@ public struct BPETokenizer: Sendable {
     /// `<eos>`, when the tokenizer has one.
     public var endOfText: Int32? {
         for name in ["<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"] {
-            if let found = specialTokens.first(where: { $0.bytes == Array(name.utf8) }) { return found.id }
+            if let found = specialTokens.id(of: name) { return found }
         }
         return nil
     }
@@ -80,7 +80,7 @@ public struct BPETokenizer: Sendable {
         alphabet: SymbolAlphabet = .bytes, normalization: TextNormalization = .none, decoding: TokenDecoding = .byteLevel
     ) {
         let specials = specialTokens ?? vocabulary.filter { $0.key == "<|endoftext|>" }
-        self.specialTokens = specials.map { (Array($0.key.utf8), $0.value) }.filter { !$0.0.isEmpty }.sorted { $0.0.count > $1.0.count }
+        self.specialTokens = SpecialTokens(specials)
         self.preTokenization = preTokenization
         self.ignoresMerges = ignoresMerges
         self.prefix = prefix
@@ -90,7 +90,7 @@ public struct BPETokenizer: Sendable {
         self.decoding = decoding
         encoder = vocabulary
         var decoder = Dictionary(vocabulary.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
-        for (bytes, id) in self.specialTokens where decoder[id] == nil {  // added tokens outside the vocabulary decode to their text
+        for (bytes, id) in self.specialTokens.tokens where decoder[id] == nil {  // added tokens outside the vocabulary decode to their text
             decoder[id] = alphabet == .bytes ? bytes.map { Self.byteToCharacter[Int($0)] }.joined() : String(decoding: bytes, as: UTF8.self)
         }
         self.decoder = decoder
@@ -355,26 +355,7 @@ public struct BPETokenizer: Sendable {
     }
 
     func encodeText(_ text: String) throws -> [Int32] {
-        guard !specialTokens.isEmpty else { return try encodeOrdinary(text, atStart: true) }
-        // Special tokens first: the text between them is encoded on its own.
-        let bytes = Array(text.utf8)
-        let firstBytes = Set(specialTokens.map { $0.bytes[0] })
-        var ids: [Int32] = []
-        var start = 0, i = 0
-        while i < bytes.count {
-            if firstBytes.contains(bytes[i]), let special = specialTokens.first(where: { token in
-                i + token.bytes.count <= bytes.count && bytes[i..<(i + token.bytes.count)].elementsEqual(token.bytes)
-            }) {
-                if start < i { ids += try encodeOrdinary(String(decoding: bytes[start..<i], as: UTF8.self), atStart: start == 0) }
-                ids.append(special.id)
-                i += special.bytes.count
-                start = i
-            } else {
-                i += 1
-            }
-        }
-        if start < bytes.count { ids += try encodeOrdinary(String(decoding: bytes[start...], as: UTF8.self), atStart: start == 0) }
-        return ids
+        try specialTokens.encode(text) { stretch, atStart in try encodeOrdinary(stretch, atStart: atStart) }
     }
 
     /// Text without special tokens; `atStart`: it begins the whole text (SentencePiece's `first` prepending).

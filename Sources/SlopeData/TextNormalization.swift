@@ -17,6 +17,9 @@ public struct TextNormalization: Sendable, Equatable {
         case lowercase
         /// White_Space scalars removed from the start and/or the end.
         case strip(start: Bool, end: Bool)
+        /// Combining marks removed: every Mark (`StripAccents`), or only nonspacing ones (BERT's accent stripping, after
+        /// NFD).
+        case removeMarks(nonspacingOnly: Bool)
     }
 
     let steps: [Step]
@@ -33,6 +36,14 @@ public struct TextNormalization: Sendable, Equatable {
             case .nfd: String(String.UnicodeScalarView(text._nfd))
             case .lowercase: String(String.UnicodeScalarView(text.unicodeScalars.lazy.flatMap { $0.properties.lowercaseMapping.unicodeScalars }))
             case .strip(let start, let end): Self.stripping(text, start: start, end: end)
+            case .removeMarks(let nonspacingOnly):
+                String(String.UnicodeScalarView(text.unicodeScalars.filter { scalar in
+                    switch scalar.properties.generalCategory {
+                    case .nonspacingMark: false
+                    case .spacingMark, .enclosingMark: nonspacingOnly
+                    default: true
+                    }
+                }))
             }
         }
     }

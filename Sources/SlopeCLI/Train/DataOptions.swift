@@ -96,6 +96,10 @@ extension DataOptions {
         switch tokenizerFiles {
         case .bytes: return (ByteTokenizer(), ByteTokenizer.endOfText)
         case .tokenizerJSON(let path):
+            if try TokenizerJSON.modelType(atPath: path) == "WordPiece" {
+                let wordPiece = try WordPieceTokenizer(tokenizerJSON: path)
+                return (wordPiece, wordPiece.endOfText)
+            }
             let bpe = try BPETokenizer(tokenizerJSON: path)
             return (bpe, bpe.endOfText)
         case let .vocabularyAndMerges(vocabulary, merges):

@@ -4,7 +4,8 @@ a GPT-2-style and a LLaMA-3-style byte-level BPE tokenizer.json (LLaMA 3's Split
 mapping, ignore_merges, a TemplateProcessing post-processor adding <|begin_of_text|>) and two SentencePiece-style
 ones (LLaMA 2's legacy normalizer Prepend + Replace, and Metaspace with prepend_scheme "first" as newer LLaMA and
 Mistral files have; byte fallback, <unk> fused, <s> added) trained by the `tokenizers`
-library on a little text, two GPT-2-style ones behind normalizers (NFC + Lowercase, NFD + Strip), and the ids that library gives for a text of edge cases (Unicode normalisation forms, special tokens in the text, whitespace runs,
+library on a little text, two GPT-2-style ones behind normalizers (NFC + Lowercase, NFD + Strip), two WordPiece ones (BERT's layout, and a
+cased one behind NFD + StripAccents), and the ids that library gives for a text of edge cases (Unicode normalisation forms, special tokens in the text, whitespace runs,
 CJK, emoji, a byte-order mark, numbers, contractions).
 
     /tmp/hf/bin/pip install tokenizers && /tmp/hf/bin/python Tests/Fixtures/tokenizers/make_fixtures.py
@@ -91,6 +92,28 @@ def byte_level(normalizer):
     return tokenizer
 
 
+def wordpiece(bert):
+    """WordPiece as BERT has it (BertNormalizer lowercasing, BertPreTokenizer, [CLS] $A [SEP] by TemplateProcessing)
+    or cased behind NFD + StripAccents with WhitespaceSplit and BertProcessing."""
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    if bert:
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    else:
+        tokenizer.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents()])
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False)
+    tokenizer.train_from_iterator([TRAINING], trainer)
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    if bert:
+        tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                                 special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    else:
+        tokenizer.post_processor = processors.BertProcessing(("[SEP]", sep), ("[CLS]", cls))
+    return tokenizer
+
+
 def main():
     text = EDGE_CASES.replace("<|endoftext|>", "</s>")
     for name, legacy in (("llama2", True), ("metaspace", False)):
@@ -115,6 +138,15 @@ def main():
         ids = tokenizer.encode(EDGE_CASES).ids
         with open(os.path.join(HERE, f"{name}-edge-cases.json"), "w", encoding="utf-8") as f:
             json.dump({"text": EDGE_CASES, "ids": ids}, f, ensure_ascii=True)
+        print(f"{name}:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+
+    for name, bert in (("bert", True), ("wordpiece-cased", False)):
+        tokenizer = wordpiece(bert)
+        tokenizer.save(os.path.join(HERE, f"{name}-wordpiece.json"))
+        text = EDGE_CASES.replace("<|endoftext|>", "[SEP]")
+        ids = tokenizer.encode(text).ids
+        with open(os.path.join(HERE, f"{name}-edge-cases.json"), "w", encoding="utf-8") as f:
+            json.dump({"text": text, "ids": ids, "decoded": tokenizer.decode(ids, skip_special_tokens=False)}, f, ensure_ascii=True)
         print(f"{name}:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
 
     tokenizer = Tokenizer(models.BPE())
