@@ -28,9 +28,14 @@ enum FuzzTarget: String, CaseIterable {
             guard let tokens = try? TokenShard.decode(bytes) else { return }
             precondition(tokens.count * 2 <= bytes.count)
         case .tokenizerJSON:
+            let text = "Hello, world! 1234 ünïcödé<|begin_of_text|> it's  \n\n x<|endoftext|>[SEP] 日本\u{FEFF}"
+            if let wordPiece = try? WordPieceTokenizer(tokenizerJSONData: Data(bytes)) {
+                precondition(wordPiece.vocabularySize <= 4 * bytes.count + 2048)
+                _ = wordPiece.decode((try? wordPiece.encode(text)) ?? [])
+            }
             guard let tokenizer = try? BPETokenizer(tokenizerJSONData: Data(bytes)) else { return }
             precondition(tokenizer.vocabularySize <= 4 * bytes.count + 2048)
-            _ = try? tokenizer.encode("Hello, world! 1234 ünïcödé<|begin_of_text|> it's  \n\n x<|endoftext|>")
+            _ = try? tokenizer.encode(text)
         case .vocabMerges:
             // The vocabulary JSON and merges.txt, separated by the first zero byte.
             let split = bytes.firstIndex(of: 0) ?? bytes.count
