@@ -94,6 +94,8 @@ struct LaunchCommand: ParsableCommand {
     struct Failure: Equatable {
         let rank: Int
         let status: ChildProcess.Status
+        /// Whether slope launch had signalled the process (stopping the job) before it ended.
+        var signalledByLaunch = false
         var description: String { "rank \(rank) \(status)" }
         var exitCode: Int32 {
             switch status {
@@ -105,9 +107,9 @@ struct LaunchCommand: ParsableCommand {
 
     /// The failure that most likely caused the others: a rank killed by a signal slope launch did not send (a
     /// crash, the out-of-memory killer), else the first to end. The others usually exit with status 1 because a
-    /// peer stopped.
+    /// peer stopped, and may be reaped first.
     static func cause(of failures: [Failure]) -> Failure? {
-        failures.first { if case .signalled(let number) = $0.status { number != SIGTERM && number != SIGKILL } else { false } } ?? failures.first
+        failures.first { if case .signalled = $0.status { !$0.signalledByLaunch } else { false } } ?? failures.first
     }
 
     /// Waits for every child; forwards signals; after the first failure, gives the others `gracePeriod` seconds
@@ -116,6 +118,7 @@ struct LaunchCommand: ParsableCommand {
     func supervise(_ children: [ChildProcess]) -> [Failure] {
         var running = Dictionary(uniqueKeysWithValues: children.map { ($0.pid, $0) })
         var failures: [Failure] = []
+        var signalled: Set<pid_t> = []
         var killAt: Double?
         var forwarded = 0
         while !running.isEmpty {
@@ -124,22 +127,32 @@ struct LaunchCommand: ParsableCommand {
             let received = launchSignalCount.load(ordering: .relaxed)
             if received > forwarded {
                 for child in running.values { child.signal(launchLastSignal.load(ordering: .relaxed)) }
+                signalled.formUnion(running.keys)
                 forwarded = received
                 killAt = killAt ?? (ChildProcess.now() + gracePeriod)
             }
             if let deadline = killAt, ChildProcess.now() >= deadline {
                 for child in running.values { child.signal(SIGKILL) }
+                signalled.formUnion(running.keys)
                 killAt = .infinity
             }
-            guard let (pid, status) = ChildProcess.reap() else {
+            // Every process that has ended by now, before acting on any: a rank that failed first must not be
+            // counted as stopped by slope launch because a peer that noticed it was reaped before it.
+            var ended: [(pid_t, ChildProcess.Status)] = []
+            while let next = ChildProcess.reap() { ended.append(next) }
+            guard !ended.isEmpty else {
                 usleep(50_000)
                 continue
             }
-            guard let child = running.removeValue(forKey: pid), status != .exited(0) else { continue }
-            failures.append(Failure(rank: child.rank, status: status))
-            if failures.count == 1, forwarded == 0, !running.isEmpty {
-                printError("slope launch: rank \(child.rank) \(status); stopping the other \(running.count) rank\(running.count == 1 ? "" : "s")")
+            let firstFailure = failures.isEmpty
+            for (pid, status) in ended {
+                guard let child = running.removeValue(forKey: pid), status != .exited(0) else { continue }
+                failures.append(Failure(rank: child.rank, status: status, signalledByLaunch: signalled.contains(pid)))
+            }
+            if firstFailure, let failure = Self.cause(of: failures), forwarded == 0, !running.isEmpty {
+                printError("slope launch: \(failure.description); stopping the other \(running.count) rank\(running.count == 1 ? "" : "s")")
                 for other in running.values { other.signal(SIGTERM) }
+                signalled.formUnion(running.keys)
                 killAt = ChildProcess.now() + gracePeriod
             }
         }
