@@ -14,9 +14,19 @@ public struct WordPieceTokenizer: Sendable {
     let continuingPrefix: String
     let maximumWordCharacters: Int
     let normalizer: Normalizer
-    let splitsPunctuation: Bool
+    let wordSplitting: WordSplitting
     let prefix: [Int32], suffix: [Int32]
     let cleansUpDecoding: Bool
+
+    /// tokenizer.json's pre-tokenizer.
+    enum WordSplitting: Sendable {
+        /// `BertPreTokenizer`: at whitespace, each punctuation character a word of its own.
+        case bert
+        /// `WhitespaceSplit`: at whitespace only.
+        case whitespace
+        /// `Whitespace`: runs of word characters (the regex `\w+`) and runs of other non-space characters (`[^\w\s]+`).
+        case wordsAndSymbols
+    }
 
     /// tokenizer.json's normalizer: BERT's own, or the generic steps.
     enum Normalizer: Sendable {
@@ -122,8 +132,9 @@ public struct WordPieceTokenizer: Sendable {
             }))
         }
         switch file.pre_tokenizer?.type {
-        case "BertPreTokenizer": splitsPunctuation = true
-        case "WhitespaceSplit": splitsPunctuation = false
+        case "BertPreTokenizer": wordSplitting = .bert
+        case "WhitespaceSplit": wordSplitting = .whitespace
+        case "Whitespace": wordSplitting = .wordsAndSymbols
         default: throw refuse("the pre-tokenizer \(file.pre_tokenizer?.name ?? "none")")
         }
         var (prefix, suffix): ([Int32], [Int32]) = ([], [])
@@ -199,21 +210,32 @@ public struct WordPieceTokenizer: Sendable {
         }
     }
 
-    /// Whitespace-separated words, with each punctuation character a word of its own (`BertPreTokenizer`).
+    /// The words the pre-tokenizer cuts `text` into (whitespace never belongs to one).
     func words(_ text: String) -> [Substring] {
         var words: [Substring] = []
         var start: String.Index?
+        var startClass = 0
         let scalars = text.unicodeScalars
         var i = scalars.startIndex
         while i < scalars.endIndex {
             let scalar = scalars[i]
             let next = scalars.index(after: i)
-            if scalar.properties.isWhitespace || (splitsPunctuation && Self.isPunctuation(scalar)) {
+            if scalar.properties.isWhitespace {
                 if let begun = start { words.append(Substring(scalars[begun..<i])) }
                 start = nil
-                if !scalar.properties.isWhitespace { words.append(Substring(scalars[i..<next])) }
-            } else if start == nil {
-                start = i
+            } else {
+                switch wordSplitting {
+                case .bert where Self.isPunctuation(scalar):
+                    if let begun = start { words.append(Substring(scalars[begun..<i])) }
+                    start = nil
+                    words.append(Substring(scalars[i..<next]))
+                case .wordsAndSymbols:
+                    let kind = Self.isWordCharacter(scalar) ? 1 : 2
+                    if let begun = start, kind != startClass { words.append(Substring(scalars[begun..<i])); start = nil }
+                    if start == nil { (start, startClass) = (i, kind) }
+                default:
+                    if start == nil { start = i }
+                }
             }
             i = next
         }
@@ -292,6 +314,17 @@ public struct WordPieceTokenizer: Sendable {
         switch scalar.properties.generalCategory {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation, .initialPunctuation, .finalPunctuation,
              .otherPunctuation: return true
+        default: return false
+        }
+    }
+
+    /// The regex class `\w` as Rust's regex crate has it: Alphabetic, marks, decimal digits, connector punctuation
+    /// and Join_Control.
+    static func isWordCharacter(_ scalar: Unicode.Scalar) -> Bool {
+        let properties = scalar.properties
+        if properties.isAlphabetic || properties.isJoinControl { return true }
+        switch properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
         default: return false
         }
     }

@@ -41,6 +41,13 @@ final class WordPieceTokenizerTests: XCTestCase {
         try assertParity("wordpiece-cased-wordpiece.json", "wordpiece-cased-edge-cases.json")
     }
 
+    /// WordPiece behind NFC + Lowercase with the `Whitespace` pre-tokenizer: runs of word characters and runs of other
+    /// symbols are separate words.
+    func testParityWithTheTokenizersLibraryWhitespacePreTokenizer() throws {
+        let tokenizer = try assertParity("wordpiece-symbols-wordpiece.json", "wordpiece-symbols-edge-cases.json")
+        XCTAssertEqual(tokenizer.words("it's 3.14, a_b—x!!"), ["it", "'", "s", "3", ".", "14", ",", "a_b", "—", "x", "!!"])
+    }
+
     func testPiecesAndRefusals() throws {
         let vocabulary: [String: Int32] = ["[UNK]": 0, "un": 1, "##aff": 2, "##able": 3, "a": 4, "##b": 5]
         func file(_ extra: String, model: String = "WordPiece") -> Data {

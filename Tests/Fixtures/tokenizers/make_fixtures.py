@@ -93,10 +93,14 @@ def byte_level(normalizer):
 
 
 def wordpiece(bert):
-    """WordPiece as BERT has it (BertNormalizer lowercasing, BertPreTokenizer, [CLS] $A [SEP] by TemplateProcessing)
-    or cased behind NFD + StripAccents with WhitespaceSplit and BertProcessing."""
+    """WordPiece as BERT has it (BertNormalizer lowercasing, BertPreTokenizer, [CLS] $A [SEP] by TemplateProcessing),
+    cased behind NFD + StripAccents with WhitespaceSplit and BertProcessing, or ("symbols") behind NFC + Lowercase
+    with the Whitespace pre-tokenizer (word runs and symbol runs)."""
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    if bert:
+    if bert == "symbols":
+        tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    elif bert:
         tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     else:
@@ -140,7 +144,7 @@ def main():
             json.dump({"text": EDGE_CASES, "ids": ids}, f, ensure_ascii=True)
         print(f"{name}:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
 
-    for name, bert in (("bert", True), ("wordpiece-cased", False)):
+    for name, bert in (("bert", True), ("wordpiece-cased", False), ("wordpiece-symbols", "symbols")):
         tokenizer = wordpiece(bert)
         tokenizer.save(os.path.join(HERE, f"{name}-wordpiece.json"))
         text = EDGE_CASES.replace("<|endoftext|>", "[SEP]")
