@@ -11,6 +11,9 @@
 # the same names (--sampling, --weight-decay-on, --weight-decay, --beta1, --beta2, --eps, --mask-change-frequency,
 # --adapter-rank, --warmup, --min-lr, --clip). Model: $LAYERS × $HIDDEN, $HEADS heads, sequence $SEQUENCE, batch
 # $BATCH, $STEPS steps at --lr $LR; $DEVICE cuda (slope $SLOPE_DTYPE, PyTorch $TORCH_PRECISION) or cpu (float32).
+# SAME_INIT=1 starts the PyTorch reference from slope's initial weights of the same seed (a checkpoint written by a
+# one-step slope run at lr 1e-30, which leaves the weights as they were), so the two runs differ only in the
+# framework, not in the draw of initial weights.
 # Results: $OUT/accuracy-$LABEL.json and the logs beside it; no checkpoint is left behind.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,6 +48,14 @@ for seed in $SEEDS; do
       *) echo "unknown variant $variant (dense, slope, slope+adapters)" >&2; exit 2;;
     esac
     name="$variant-seed$seed"
+    init_flags=()
+    if [ "${SAME_INIT:-0}" = 1 ]; then
+      init="$work/init-seed$seed"
+      [ -f "$init/checkpoint.safetensors" ] || "$SLOPE" pretrain --model "$work/model.json" --data "$DATA" --batch-size "$BATCH" \
+        --sequence-length "$SEQUENCE" --device "$DEVICE" --dtype float32 --seed "$seed" --dense --steps 1 --lr 1e-30 \
+        --adapter-fraction 0 --eval-batches 1 --out "$init" --force > "$OUT/accuracy-$LABEL-init-seed$seed.txt" 2>&1
+      init_flags=(--init-from "$init/checkpoint.safetensors")
+    fi
     for framework in $FRAMEWORKS; do
       log="$OUT/accuracy-$LABEL-$name-$framework.txt"
       started=$(date +%s)
@@ -55,7 +66,7 @@ for seed in $SEEDS; do
       else
         "$PYTHON" "$here/../pytorch/train_reference.py" --data "$DATA" --layers "$LAYERS" --hidden "$HIDDEN" --heads "$HEADS" \
           --sequence "$SEQUENCE" --batch "$BATCH" --device "$DEVICE" --precision "$TORCH_PRECISION" --seed "$seed" \
-          "${common[@]}" "${torch_flags[@]}" $RECIPE --json "$work/$name-torch.json" > "$log" 2>&1
+          "${common[@]}" "${torch_flags[@]}" "${init_flags[@]}" $RECIPE --json "$work/$name-torch.json" > "$log" 2>&1
       fi
       echo "$LABEL $name $framework: exit $?, $(( $(date +%s) - started )) s"
     done

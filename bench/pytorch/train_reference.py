@@ -16,12 +16,14 @@ output features, re-selected every --mask-change-frequency steps); the weight gr
 AdamW updates the kept values (pruned ones stay zero). Lazy low-rank adapters for the last --adapter-fraction of
 the steps: y += (x·L)·R / r with L uniform(±1/sqrt(din)), R zero.
 
-Not mirrored: the initial weights and adapters (PyTorch draws its own), so the two runs are two samples of one recipe.
+Not mirrored: the initial weights and adapters (PyTorch draws its own), so the two runs are two samples of one recipe
+— unless --init-from names a slope checkpoint of the same shape (for example one written by `slope pretrain --steps 1
+--lr 1e-30`, whose weights are its initial ones), whose dense weights are then the reference's initial weights.
 
     python3 bench/pytorch/train_reference.py --data FILE_OR_FOLDER [--layers 6 --hidden 384 --heads 6 --sequence 256]
         [--batch 64 --steps 1000 --lr 1e-3] [--slope] [--adapter-fraction 0.01] [--sampling windows|random]
         [--weight-decay-on all|matrices] [--beta1 0.9 --beta2 0.95] [--eval-interval 100 --eval-batches 32]
-        [--device cuda|cpu] [--precision float32|bfloat16|mixed] [--json out.json]
+        [--device cuda|cpu] [--precision float32|bfloat16|mixed] [--init-from slope-checkpoint.safetensors] [--json out.json]
 """
 import argparse
 import json
@@ -205,6 +207,33 @@ class GPT(torch.nn.Module):
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+def load_slope_weights(model, path):
+    """The dense weights of a slope checkpoint (HF OPT names; positions with OPT's offset of 2) into `model`."""
+    from safetensors.torch import load_file
+    tensors = load_file(path)
+    prefix = "model.decoder."
+    with torch.no_grad():
+        def put(target, name):
+            source = tensors[prefix + name]
+            if source.shape != target.shape:
+                raise SystemExit(f"{path}: {name} is {tuple(source.shape)}, the reference's is {tuple(target.shape)}")
+            target.copy_(source)
+        put(model.tokens, "embed_tokens.weight")
+        positions = tensors[prefix + "embed_positions.weight"]
+        offset = positions.shape[0] - model.positions.shape[0]
+        model.positions.copy_(positions[offset:])
+        for i, block in enumerate(model.blocks):
+            layer = f"layers.{i}."
+            for norm, name in ((block.norm1, "self_attn_layer_norm"), (block.norm2, "final_layer_norm")):
+                put(norm.weight, layer + name + ".weight")
+                put(norm.bias, layer + name + ".bias")
+            for linear, name in zip(block.linears(), ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "fc1", "fc2")):
+                put(linear.weight, layer + name + ".weight")
+                put(linear.bias, layer + name + ".bias")
+        put(model.norm.weight, "final_layer_norm.weight")
+        put(model.norm.bias, "final_layer_norm.bias")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True)
@@ -237,6 +266,7 @@ def main():
     parser.add_argument("--precision", choices=["float32", "bfloat16", "mixed"], default=None,
                         help="float32; bfloat16 weights and moments (pure bf16); mixed: float32 weights with bf16 autocast "
                              "(nanoGPT's way; the default on CUDA, float32 on the CPU)")
+    parser.add_argument("--init-from", help="a slope checkpoint (OPT-style names) whose weights start the model")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -245,6 +275,8 @@ def main():
     autocast = torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "mixed")
     train, validation = load_tokens(args.data, args.validation_fraction)
     model = GPT(END_OF_TEXT + 1, args.sequence, args.layers, args.hidden, args.heads, args.intermediate or 4 * args.hidden)
+    if args.init_from:
+        load_slope_weights(model, args.init_from)
     linears = [m for block in model.blocks for m in block.linears()]
     if args.slope:
         for m in linears:
