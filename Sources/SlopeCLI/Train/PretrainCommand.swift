@@ -380,6 +380,8 @@ struct PretrainCommand: ParsableCommand {
         let metrics = try MetricsLog(path: leads ? folder + "/metrics.jsonl" : nil, keepingThrough: trainer.step)
         let logInterval = logEvery ?? max(1, options.steps / 50)
         let flopsPerToken = trainer.model.configuration.trainingFLOPsPerToken(sequence: options.sequenceLength)
+        // Tokens/s are the whole job's, so MFU is against every rank's GPU.
+        let jobPeakFLOPS = compute.peakFLOPS.map { $0 * Double(job?.worldSize ?? 1) }
         let clock = ContinuousClock()
         let started = clock.now
         var window: (tokens: Int, seconds: Double, losses: [Double]) = (0, 0, [])
@@ -432,7 +434,7 @@ struct PretrainCommand: ParsableCommand {
             if result.step % logInterval == 0 || result.step == options.steps || result.step == 1 {
                 let rate = Double(window.tokens) / max(window.seconds, 1e-9)
                 lastRate = rate
-                let mfu = compute.peakFLOPS.map { rate * flopsPerToken / $0 }
+                let mfu = jobPeakFLOPS.map { rate * flopsPerToken / $0 }
                 let memory = compute.backend.memoryStatistics
                 let loss = window.losses.reduce(0, +) / Double(window.losses.count)
                 try metrics.append(MetricsRecord(
@@ -473,7 +475,7 @@ struct PretrainCommand: ParsableCommand {
             Summary
               final train loss   \(formatted(train, digits: 4)) (mean of the last \(recentLosses.count) steps)
               validation loss    \(formatted(validation, digits: 4))\(data.floor.map { "   corpus floor \(formatted($0, digits: 4)) (gap \(formatted(validation - $0, digits: 4)))" } ?? "")
-              throughput         \(formatCount(Int(lastRate))) tokens/s\(compute.peakFLOPS.map { "   MFU \(formatted(100 * lastRate * flopsPerToken / $0, digits: 1))%" } ?? "")
+              throughput         \(formatCount(Int(lastRate))) tokens/s\(jobPeakFLOPS.map { "   MFU \(formatted(100 * lastRate * flopsPerToken / $0, digits: 1))%" } ?? "")
               peak memory        \(byteCountText(memory.peakBytes))
               time               \(formatted(seconds(clock.now - started), digits: 1)) s for \(formatCount(trainer.tokensSeen)) tokens in total
               checkpoint         \(finalCheckpoint ? checkpointPath : "not written (--no-final-checkpoint)")
