@@ -139,8 +139,8 @@ public struct BPETokenizer: Sendable {
             let pattern: Pattern?
             let behavior: String?
             let invert: Bool?
-            let single: [TemplatePiece]?
-            let special_tokens: [String: TemplateSpecial]?
+            let single: [TemplateProcessing.Piece]?
+            let special_tokens: [String: TemplateProcessing.Special]?
             let normalizers: [Component]?
             let decoders: [Component]?
             let prepend: String?
@@ -153,17 +153,6 @@ public struct BPETokenizer: Sendable {
             let strip_left: Bool?
             let strip_right: Bool?
             struct Pattern: Decodable { let Regex: String?; let String: String? }
-            struct TemplateSpecial: Decodable { let ids: [Int32] }
-            /// A piece of TemplateProcessing's `single`: a special token, or the text itself (`$A`).
-            enum TemplatePiece: Decodable {
-                case special(String), sequence
-                enum Keys: String, CodingKey { case SpecialToken, Sequence }
-                struct Named: Decodable { let id: String }
-                init(from decoder: Decoder) throws {
-                    let container = try decoder.container(keyedBy: Keys.self)
-                    if let named = try container.decodeIfPresent(Named.self, forKey: .SpecialToken) { self = .special(named.id) } else { self = .sequence }
-                }
-            }
             var name: String {
                 type.map { t in t + ((pretokenizers ?? processors ?? normalizers ?? decoders).map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?"
             }
@@ -208,13 +197,10 @@ public struct BPETokenizer: Sendable {
         /// The `normalizer` component as steps; what slope cannot run is refused by name.
         func normalizationSteps(_ normalizer: Component?) throws -> TextNormalization {
             TextNormalization(steps: try (normalizer?.stages ?? []).map { stage in
+                if let step = TextNormalization.standardStep(stage.type, stripLeft: stage.strip_left, stripRight: stage.strip_right) { return step }
                 switch (stage.type, stage.prepend, stage.pattern?.String, stage.content) {
                 case ("Prepend", let prefix?, _, _): return .prepend(prefix)
                 case ("Replace", _, let pattern?, let content?): return .replace(pattern, with: content)
-                case ("NFC", _, _, _): return .nfc
-                case ("NFD", _, _, _): return .nfd
-                case ("Lowercase", _, _, _): return .lowercase
-                case ("Strip", _, _, _): return .strip(start: stage.strip_left ?? true, end: stage.strip_right ?? true)
                 case ("NFKC", _, _, _), ("NFKD", _, _, _):
                     throw refuse("the normalizer \(stage.name) (compatibility forms need Unicode decomposition tables slope does not carry)")
                 default: throw refuse("the normalizer \(normalizer?.name ?? "?")")
@@ -280,15 +266,9 @@ public struct BPETokenizer: Sendable {
             switch post.type {
             case "ByteLevel": continue
             case "TemplateProcessing":
-                var seenText = false
-                for piece in post.single ?? [] {
-                    switch piece {
-                    case .sequence: seenText = true
-                    case .special(let name):
-                        guard let ids = post.special_tokens?[name]?.ids else { throw refuse("the post-processor's unknown token \(name)") }
-                        if seenText { suffix += ids } else { prefix += ids }
-                    }
-                }
+                let around = try TemplateProcessing.ids(single: post.single, specialTokens: post.special_tokens)
+                    .mapError { refuse("the post-processor's unknown token \($0.name)") }.get()
+                (prefix, suffix) = (prefix + around.prefix, suffix + around.suffix)
             default: throw refuse("the post-processor \(file.post_processor?.name ?? "?")")
             }
         }

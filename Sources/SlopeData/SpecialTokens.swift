@@ -52,3 +52,36 @@ public enum TokenizerJSON {
         return (try? JSONDecoder().decode(File.self, from: data))?.model?.type
     }
 }
+
+/// tokenizer.json's `TemplateProcessing` post-processor, as far as one text goes (its `single` template): the
+/// special tokens before the text (`$A`) and after it.
+struct TemplateProcessing: Decodable {
+    /// A piece of `single`: a special token, or the text itself.
+    enum Piece: Decodable {
+        case special(String), sequence
+        enum Keys: String, CodingKey { case SpecialToken, Sequence }
+        struct Named: Decodable { let id: String }
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Keys.self)
+            if let named = try container.decodeIfPresent(Named.self, forKey: .SpecialToken) { self = .special(named.id) } else { self = .sequence }
+        }
+    }
+    struct Special: Decodable { let ids: [Int32] }
+
+    /// The ids put before and after every text; nil names a special token the template uses but does not define.
+    static func ids(single: [Piece]?, specialTokens: [String: Special]?) -> Result<(prefix: [Int32], suffix: [Int32]), UnknownToken> {
+        var (prefix, suffix): ([Int32], [Int32]) = ([], [])
+        var seenText = false
+        for piece in single ?? [] {
+            switch piece {
+            case .sequence: seenText = true
+            case .special(let name):
+                guard let ids = specialTokens?[name]?.ids else { return .failure(UnknownToken(name: name)) }
+                if seenText { suffix += ids } else { prefix += ids }
+            }
+        }
+        return .success((prefix, suffix))
+    }
+
+    struct UnknownToken: Error { let name: String }
+}

@@ -27,6 +27,18 @@ public struct TextNormalization: Sendable, Equatable {
     /// No normalisation.
     public static let none = TextNormalization(steps: [])
 
+    /// The Unicode-form, case and whitespace normalizers of tokenizer.json (`NFC`, `NFD`, `Lowercase`, `Strip` with its
+    /// `strip_left`/`strip_right`) as a step; nil for any other type.
+    static func standardStep(_ type: String?, stripLeft: Bool?, stripRight: Bool?) -> Step? {
+        switch type {
+        case "NFC": .nfc
+        case "NFD": .nfd
+        case "Lowercase": .lowercase
+        case "Strip": .strip(start: stripLeft ?? true, end: stripRight ?? true)
+        default: nil
+        }
+    }
+
     func apply(_ text: String) -> String {
         steps.reduce(text) { text, step in
             switch step {

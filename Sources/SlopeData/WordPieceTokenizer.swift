@@ -60,8 +60,8 @@ public struct WordPieceTokenizer: Sendable {
             let cleanup: Bool?
             let cls: Special?
             let sep: Special?
-            let single: [Piece]?
-            let special_tokens: [String: Ids]?
+            let single: [TemplateProcessing.Piece]?
+            let special_tokens: [String: TemplateProcessing.Special]?
             /// BertProcessing's `["[CLS]", 101]`.
             struct Special: Decodable {
                 let id: Int32
@@ -69,16 +69,6 @@ public struct WordPieceTokenizer: Sendable {
                     var container = try decoder.unkeyedContainer()
                     _ = try container.decode(String.self)
                     id = try container.decode(Int32.self)
-                }
-            }
-            struct Ids: Decodable { let ids: [Int32] }
-            enum Piece: Decodable {
-                case special(String), sequence
-                enum Keys: String, CodingKey { case SpecialToken, Sequence }
-                struct Named: Decodable { let id: String }
-                init(from decoder: any Decoder) throws {
-                    let container = try decoder.container(keyedBy: Keys.self)
-                    if let special = try container.decodeIfPresent(Named.self, forKey: .SpecialToken) { self = .special(special.id) } else { self = .sequence }
                 }
             }
             var stages: [Component] { type == "Sequence" ? normalizers ?? pretokenizers ?? processors ?? [] : [self] }
@@ -121,14 +111,9 @@ public struct WordPieceTokenizer: Sendable {
                                stripsAccents: bert.strip_accents ?? lowercases, lowercases: lowercases)
         } else {
             normalizer = .steps(TextNormalization(steps: try (file.normalizer?.stages ?? []).map { stage in
-                switch stage.type {
-                case "NFC": return .nfc
-                case "NFD": return .nfd
-                case "Lowercase": return .lowercase
-                case "StripAccents": return .removeMarks(nonspacingOnly: false)
-                case "Strip": return .strip(start: stage.strip_left ?? true, end: stage.strip_right ?? true)
-                default: throw refuse("the normalizer \(file.normalizer?.name ?? "?")")
-                }
+                if let step = TextNormalization.standardStep(stage.type, stripLeft: stage.strip_left, stripRight: stage.strip_right) { return step }
+                guard stage.type == "StripAccents" else { throw refuse("the normalizer \(file.normalizer?.name ?? "?")") }
+                return .removeMarks(nonspacingOnly: false)
             }))
         }
         switch file.pre_tokenizer?.type {
@@ -144,15 +129,9 @@ public struct WordPieceTokenizer: Sendable {
                 guard let cls = post.cls, let sep = post.sep else { throw refuse("a BertProcessing without cls and sep") }
                 (prefix, suffix) = ([cls.id], [sep.id])
             case "TemplateProcessing":
-                var seenText = false
-                for piece in post.single ?? [] {
-                    switch piece {
-                    case .sequence: seenText = true
-                    case .special(let name):
-                        guard let ids = post.special_tokens?[name]?.ids else { throw refuse("the post-processor's unknown token \(name)") }
-                        if seenText { suffix += ids } else { prefix += ids }
-                    }
-                }
+                let around = try TemplateProcessing.ids(single: post.single, specialTokens: post.special_tokens)
+                    .mapError { refuse("the post-processor's unknown token \($0.name)") }.get()
+                (prefix, suffix) = (prefix + around.prefix, suffix + around.suffix)
             default: throw refuse("the post-processor \(post.name)")
             }
         }
