@@ -1,4 +1,5 @@
 import Foundation
+@testable import SlopeCLI
 import XCTest
 
 /// `slope launch` and `slope pretrain` in a data-parallel job, on the CPU (ranks joined by TCP through rank 0).
@@ -92,5 +93,20 @@ final class LaunchCommandTests: XCTestCase {
         let environment = try runner.run(["pretrain", "--device", "cpu"], in: folder, environment: ["WORLD_SIZE": "2", "RANK": "1"])
         XCTAssertNotEqual(environment.status, 0)
         XCTAssertTrue(environment.errors.contains("MASTER_ADDR must be"), environment.errors)
+    }
+}
+
+/// SLOPE_DISTRIBUTED_TIMEOUT: seconds ≥ 1, else refused with the variable and the value.
+final class DistributedTimeoutTests: XCTestCase {
+    func testTimeoutVariable() throws {
+        XCTAssertEqual(try DataParallelJob.timeout([:]), 600)
+        XCTAssertEqual(try DataParallelJob.timeout(["SLOPE_DISTRIBUTED_TIMEOUT": "30"]), 30)
+        for bad in ["abc", "0.5", "inf", "-3", ""] {
+            XCTAssertThrowsError(try DataParallelJob.timeout(["SLOPE_DISTRIBUTED_TIMEOUT": bad])) { error in
+                XCTAssertTrue("\(error)".contains("SLOPE_DISTRIBUTED_TIMEOUT=\(bad) is not a number of seconds ≥ 1"), "\(error)")
+            }
+        }
+        XCTAssertNil(try DataParallelJob.environment([:]), "alone: no job")
+        XCTAssertEqual(try DataParallelJob.environment(["SLOPE_DATA_PARALLEL": "1"])?.worldSize, 1, "one rank through the communicator")
     }
 }
