@@ -55,6 +55,8 @@ public struct BPETokenizer: Sendable {
         /// SentencePiece style: `replacement` (▁) back to spaces, `<0xXX>` tokens to their bytes with
         /// `byteFallback`, then up to `strippedLeadingSpaces` spaces removed from the start of the text.
         case sentencePiece(replacement: String, byteFallback: Bool, strippedLeadingSpaces: Int)
+        /// The tokens joined by spaces: what the library does for a tokenizer without a decoder.
+        case spaced
     }
 
     /// The end-of-text (document separator) id: the special token `<|endoftext|>`, `<|end_of_text|>`, `</s>` or
@@ -133,12 +135,8 @@ public struct BPETokenizer: Sendable {
         struct Component: Decodable {
             let type: String?
             let add_prefix_space: Bool?
-            let use_regex: Bool?
-            let pretokenizers: [Component]?
             let processors: [Component]?
             let pattern: Pattern?
-            let behavior: String?
-            let invert: Bool?
             let single: [TemplateProcessing.Piece]?
             let special_tokens: [String: TemplateProcessing.Special]?
             let normalizers: [Component]?
@@ -147,17 +145,16 @@ public struct BPETokenizer: Sendable {
             let content: String?
             let replacement: String?
             let prepend_scheme: String?
-            let split: Bool?
             let start: Int?
             let stop: Int?
             let strip_left: Bool?
             let strip_right: Bool?
             struct Pattern: Decodable { let Regex: String?; let String: String? }
             var name: String {
-                type.map { t in t + ((pretokenizers ?? processors ?? normalizers ?? decoders).map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?"
+                type.map { t in t + ((processors ?? normalizers ?? decoders).map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?"
             }
             /// The stages of a `Sequence`, or this component alone.
-            var stages: [Component] { type == "Sequence" ? pretokenizers ?? processors ?? normalizers ?? decoders ?? [] : [self] }
+            var stages: [Component] { type == "Sequence" ? processors ?? normalizers ?? decoders ?? [] : [self] }
         }
         struct File: Decodable {
             struct Model: Decodable {
@@ -175,7 +172,7 @@ public struct BPETokenizer: Sendable {
             let model: Model
             let added_tokens: [AddedToken]?
             let normalizer: Component?
-            let pre_tokenizer: Component?
+            let pre_tokenizer: PreTokenization.Component?
             let post_processor: Component?
             let decoder: Component?
         }
@@ -201,8 +198,6 @@ public struct BPETokenizer: Sendable {
                 switch (stage.type, stage.prepend, stage.pattern?.String, stage.content) {
                 case ("Prepend", let prefix?, _, _): return .prepend(prefix)
                 case ("Replace", _, let pattern?, let content?): return .replace(pattern, with: content)
-                case ("NFKC", _, _, _), ("NFKD", _, _, _):
-                    throw refuse("the normalizer \(stage.name) (compatibility forms need Unicode decomposition tables slope does not carry)")
                 default: throw refuse("the normalizer \(normalizer?.name ?? "?")")
                 }
             })
@@ -210,20 +205,24 @@ public struct BPETokenizer: Sendable {
         if let type = file.model.type, type != "BPE" { throw Failure.malformed(path: path, reason: "model type is \(type), not BPE") }
         let preName = file.pre_tokenizer?.name ?? "none"
         let stages = file.pre_tokenizer?.stages ?? []
-        var steps: [PreTokenization.Step] = []
         var addsPrefixSpace = false
         var metaspace: PreTokenization.Metaspace?
-        let alphabet: SymbolAlphabet, normalization: TextNormalization, decoding: TokenDecoding
-        if let byteLevel = stages.last, byteLevel.type == "ByteLevel" {
-            // Byte-level BPE: Split steps with a regex, isolated, before the ByteLevel mapping.
-            for stage in stages.dropLast() {
-                guard stage.type == "Split", let pattern = stage.pattern?.Regex, stage.behavior == "Isolated", !(stage.invert ?? false) else {
-                    throw refuse("the pre-tokenizer \(preName) (only Split with a regex, Isolated, before ByteLevel)")
-                }
-                do { steps.append(try PreTokenization.isolating(pattern)) } catch {
-                    throw refuse("the Split pattern \(pattern) (\(error))")
+        /// The splitting pre-tokenizers among `stages`; any other is refused.
+        func splittingSteps(_ stages: ArraySlice<PreTokenization.Component>) throws -> [PreTokenization.Step] {
+            try stages.flatMap { stage in
+                do throws(PreTokenization.Refusal) {
+                    guard let steps = try PreTokenization.splittingSteps(stage) else { throw PreTokenization.Refusal("the pre-tokenizer \(stage.name) here") }
+                    return steps
+                } catch {
+                    throw refuse("\(error.what) (in the pre-tokenizer \(preName))")
                 }
             }
+        }
+        var steps: [PreTokenization.Step]
+        let alphabet: SymbolAlphabet, normalization: TextNormalization, decoding: TokenDecoding
+        if let byteLevel = stages.last, byteLevel.type == "ByteLevel" {
+            // Byte-level BPE: splitting steps (LLaMA 3's Split, Digits, …) before the ByteLevel mapping.
+            steps = try splittingSteps(stages.dropLast())
             if byteLevel.use_regex ?? true { steps.append(.gpt2Words) }
             addsPrefixSpace = byteLevel.add_prefix_space ?? false
             if let decoder = file.decoder, decoder.type != "ByteLevel" { throw refuse("the decoder \(decoder.name) with a byte-level pre-tokenizer") }
@@ -232,15 +231,15 @@ public struct BPETokenizer: Sendable {
         } else {
             // SentencePiece style (LLaMA 2, Mistral): characters, spaces as ▁ through the normalizer or Metaspace.
             normalization = try normalizationSteps(file.normalizer)
-            switch stages.count {
-            case 0: break
-            case 1 where stages[0].type == "Metaspace":
+            if stages.count == 1, stages[0].type == "Metaspace" {
                 metaspace = try Self.metaspace(stages[0].replacement, stages[0].prepend_scheme, stages[0].add_prefix_space, stages[0].split ?? true) {
                     refuse("the pre-tokenizer \(preName) (\($0))")
                 }
-            default: throw refuse("the pre-tokenizer \(preName)")
+                steps = []
+            } else {
+                steps = try splittingSteps(stages[...])
             }
-            // Decoder: Replace(▁ → " "), ByteFallback, Fuse, Strip(" ", n, 0) as LLaMA 2's; or Metaspace.
+            // Decoder: Replace(▁ → " "), ByteFallback, Fuse, Strip(" ", n, 0) as LLaMA 2's; or Metaspace; or none.
             var replacement = "\u{2581}", byteFallback = false, stripped = 0
             for stage in file.decoder?.stages ?? [] {
                 switch stage.type {
@@ -257,7 +256,7 @@ public struct BPETokenizer: Sendable {
                 default: throw refuse("the decoder \(file.decoder?.name ?? "?")")
                 }
             }
-            decoding = .sentencePiece(replacement: replacement, byteFallback: byteFallback, strippedLeadingSpaces: stripped)
+            decoding = file.decoder == nil ? .spaced : .sentencePiece(replacement: replacement, byteFallback: byteFallback, strippedLeadingSpaces: stripped)
             alphabet = .characters(byteFallback: file.model.byte_fallback ?? false, unknown: file.model.unk_token, fusesUnknown: file.model.fuse_unk ?? false)
         }
         // Post-processor: ByteLevel only moves offsets; TemplateProcessing's single template puts special tokens around.
@@ -345,7 +344,7 @@ public struct BPETokenizer: Sendable {
             return rewritten.isEmpty ? [] : try encodePiece(rewritten[...])
         }
         var text = normalization.apply(text)
-        if preTokenization.addsPrefixSpace, let first = text.unicodeScalars.first, first != " " { text = " " + text }
+        if preTokenization.addsPrefixSpace, !preTokenization.splitsFirst, let first = text.unicodeScalars.first, first != " " { text = " " + text }
         let pieces = preTokenization.isGPT2 ? Self.independentPieces(text, targetBytes: Self.pieceBytes) : [text[...]]
         if pieces.count == 1 { return try encodePiece(text[...]) }
         let results = Mutex([Int: Result<[Int32], any Error>]())
@@ -481,6 +480,8 @@ public struct BPETokenizer: Sendable {
             var text = String(decoding: bytes, as: UTF8.self)[...]
             for _ in 0..<strippedLeadingSpaces where text.unicodeScalars.first == " " { text = Substring(text.unicodeScalars.dropFirst()) }
             return String(text)
+        case .spaced:
+            return ids.compactMap { decoder[$0] }.joined(separator: " ")
         }
     }
 

@@ -1,10 +1,10 @@
 @_spi(_Unicode) import Swift  // the standard library's own NFC and NFD (no ICU): String's comparison uses them
 
-/// tokenizer.json's `normalizer`: Unicode normalisation to NFC or NFD, lowercasing, stripping whitespace at the ends,
-/// and the forms SentencePiece-style tokenizers use (LLaMA 2, Mistral: `Prepend("▁")` and `Replace(" ", "▁")`), alone
-/// or in a `Sequence`. The compatibility forms (NFKC, NFKD) need decomposition tables slope does not carry, and regex
-/// replacements a regex engine; those are refused by name when the file is read. Like the `tokenizers` library,
-/// it works on Unicode scalars, and it runs on each stretch of text between special tokens.
+/// tokenizer.json's `normalizer`: Unicode normalisation to NFC, NFD, NFKC or NFKD, lowercasing, stripping whitespace at
+/// the ends, and the forms SentencePiece-style tokenizers use (LLaMA 2, Mistral: `Prepend("▁")` and `Replace(" ", "▁")`),
+/// alone or in a `Sequence`. Regex replacements would need a regex engine with the library's dialect; they are refused
+/// by name when the file is read. Like the `tokenizers` library, it works on Unicode scalars, and it runs on each
+/// stretch of text between special tokens.
 public struct TextNormalization: Sendable, Equatable {
     enum Step: Sendable, Equatable {
         /// Puts the string before non-empty text.
@@ -13,6 +13,8 @@ public struct TextNormalization: Sendable, Equatable {
         case replace(String, with: String)
         /// Canonical composition (NFC) or decomposition (NFD).
         case nfc, nfd
+        /// Compatibility composition (NFKC: ﬁ becomes fi, ｶﾞ becomes ガ) or decomposition (NFKD).
+        case nfkc, nfkd
         /// Each scalar's full lowercase mapping (İ becomes i + U+0307), without context, as Rust's `char::to_lowercase`.
         case lowercase
         /// White_Space scalars removed from the start and/or the end.
@@ -27,12 +29,14 @@ public struct TextNormalization: Sendable, Equatable {
     /// No normalisation.
     public static let none = TextNormalization(steps: [])
 
-    /// The Unicode-form, case and whitespace normalizers of tokenizer.json (`NFC`, `NFD`, `Lowercase`, `Strip` with its
+    /// The Unicode-form, case and whitespace normalizers of tokenizer.json (`NFC`, `NFD`, `NFKC`, `NFKD`, `Lowercase`, `Strip` with its
     /// `strip_left`/`strip_right`) as a step; nil for any other type.
     static func standardStep(_ type: String?, stripLeft: Bool?, stripRight: Bool?) -> Step? {
         switch type {
         case "NFC": .nfc
         case "NFD": .nfd
+        case "NFKC": .nfkc
+        case "NFKD": .nfkd
         case "Lowercase": .lowercase
         case "Strip": .strip(start: stripLeft ?? true, end: stripRight ?? true)
         default: nil
@@ -46,6 +50,8 @@ public struct TextNormalization: Sendable, Equatable {
             case .replace(let pattern, let replacement): Self.replacing(pattern, with: replacement, in: text)
             case .nfc: String(String.UnicodeScalarView(text._nfc))
             case .nfd: String(String.UnicodeScalarView(text._nfd))
+            case .nfkc: String(String.UnicodeScalarView(Self.compatibilityMapped(text)._nfc))
+            case .nfkd: String(String.UnicodeScalarView(Self.compatibilityMapped(text)._nfd))
             case .lowercase: String(String.UnicodeScalarView(text.unicodeScalars.lazy.flatMap { $0.properties.lowercaseMapping.unicodeScalars }))
             case .strip(let start, let end): Self.stripping(text, start: start, end: end)
             case .removeMarks(let nonspacingOnly):
@@ -59,6 +65,29 @@ public struct TextNormalization: Sendable, Equatable {
             }
         }
     }
+
+    /// `text` with every scalar that has a compatibility decomposition replaced by its full NFKD form. Canonical
+    /// decomposition, reordering and composition are the standard library's NFD/NFC, so NFKD is this then NFD, and
+    /// NFKC this then NFC (the mapped scalars are already fully decomposed).
+    static func compatibilityMapped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.value >= 0xA0 }) else { return text }
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if scalar.value >= 0xA0, let form = compatibilityForms[scalar.value] { out.append(contentsOf: form) } else { out.append(scalar) }
+        }
+        return String(out)
+    }
+
+    /// ``compatibilityTable`` (generated) read once.
+    static let compatibilityForms: [UInt32: [Unicode.Scalar]] = {
+        var forms: [UInt32: [Unicode.Scalar]] = [:]
+        for entry in compatibilityTable.split(whereSeparator: { $0 == ";" || $0 == "\n" }) {
+            let parts = entry.split(separator: ":")
+            guard parts.count == 2, let key = UInt32(parts[0].trimmingPrefix(while: \.isWhitespace), radix: 16) else { continue }
+            forms[key] = parts[1].split(separator: " ").compactMap { UInt32($0, radix: 16).flatMap(Unicode.Scalar.init) }
+        }
+        return forms
+    }()
 
     static func stripping(_ text: String, start: Bool, end: Bool) -> String {
         var scalars = Substring(text).unicodeScalars

@@ -3,7 +3,7 @@ import FoundationEssentials
 /// A WordPiece tokenizer.json (BERT and its kin) as the `tokenizers` library runs it: special tokens matched in the
 /// raw text; `BertNormalizer` (control characters dropped and whitespace made spaces, CJK ideographs set apart,
 /// accents stripped, lowercasing) or the normalizers ``TextNormalization`` runs; `BertPreTokenizer` (split at
-/// whitespace, punctuation isolated) or `WhitespaceSplit`; each word greedily cut into the longest vocabulary
+/// whitespace, punctuation isolated) or the other splitting pre-tokenizers ``PreTokenization`` runs; each word greedily cut into the longest vocabulary
 /// pieces, continuations with `##`, a word that cannot be cut (or is longer than `max_input_chars_per_word`)
 /// becoming the unknown token; `[CLS] … [SEP]` from the post-processor; and the `WordPiece` decoder.
 public struct WordPieceTokenizer: Sendable {
@@ -14,19 +14,9 @@ public struct WordPieceTokenizer: Sendable {
     let continuingPrefix: String
     let maximumWordCharacters: Int
     let normalizer: Normalizer
-    let wordSplitting: WordSplitting
+    let preTokenization: PreTokenization
     let prefix: [Int32], suffix: [Int32]
     let cleansUpDecoding: Bool
-
-    /// tokenizer.json's pre-tokenizer.
-    enum WordSplitting: Sendable {
-        /// `BertPreTokenizer`: at whitespace, each punctuation character a word of its own.
-        case bert
-        /// `WhitespaceSplit`: at whitespace only.
-        case whitespace
-        /// `Whitespace`: runs of word characters (the regex `\w+`) and runs of other non-space characters (`[^\w\s]+`).
-        case wordsAndSymbols
-    }
 
     /// tokenizer.json's normalizer: BERT's own, or the generic steps.
     enum Normalizer: Sendable {
@@ -85,7 +75,7 @@ public struct WordPieceTokenizer: Sendable {
             struct Added: Decodable { let id: Int32; let content: String }
             let model: Model
             let normalizer: Component?
-            let pre_tokenizer: Component?
+            let pre_tokenizer: PreTokenization.Component?
             let post_processor: Component?
             let decoder: Component?
             let added_tokens: [Added]?
@@ -116,12 +106,15 @@ public struct WordPieceTokenizer: Sendable {
                 return .removeMarks(nonspacingOnly: false)
             }))
         }
-        switch file.pre_tokenizer?.type {
-        case "BertPreTokenizer": wordSplitting = .bert
-        case "WhitespaceSplit": wordSplitting = .whitespace
-        case "Whitespace": wordSplitting = .wordsAndSymbols
-        default: throw refuse("the pre-tokenizer \(file.pre_tokenizer?.name ?? "none")")
-        }
+        guard let preTokenizer = file.pre_tokenizer else { throw refuse("a model without a pre-tokenizer") }
+        preTokenization = PreTokenization(steps: try preTokenizer.stages.flatMap { stage in
+            do throws(PreTokenization.Refusal) {
+                guard let steps = try PreTokenization.splittingSteps(stage) else { throw PreTokenization.Refusal("the pre-tokenizer \(stage.name)") }
+                return steps
+            } catch {
+                throw refuse("\(error.what) (in the pre-tokenizer \(preTokenizer.name))")
+            }
+        })
         var (prefix, suffix): ([Int32], [Int32]) = ([], [])
         for post in file.post_processor?.stages ?? [] {
             switch post.type {
@@ -189,37 +182,9 @@ public struct WordPieceTokenizer: Sendable {
         }
     }
 
-    /// The words the pre-tokenizer cuts `text` into (whitespace never belongs to one).
+    /// The words the pre-tokenizer cuts `text` into.
     func words(_ text: String) -> [Substring] {
-        var words: [Substring] = []
-        var start: String.Index?
-        var startClass = 0
-        let scalars = text.unicodeScalars
-        var i = scalars.startIndex
-        while i < scalars.endIndex {
-            let scalar = scalars[i]
-            let next = scalars.index(after: i)
-            if scalar.properties.isWhitespace {
-                if let begun = start { words.append(Substring(scalars[begun..<i])) }
-                start = nil
-            } else {
-                switch wordSplitting {
-                case .bert where Self.isPunctuation(scalar):
-                    if let begun = start { words.append(Substring(scalars[begun..<i])) }
-                    start = nil
-                    words.append(Substring(scalars[i..<next]))
-                case .wordsAndSymbols:
-                    let kind = Self.isWordCharacter(scalar) ? 1 : 2
-                    if let begun = start, kind != startClass { words.append(Substring(scalars[begun..<i])); start = nil }
-                    if start == nil { (start, startClass) = (i, kind) }
-                default:
-                    if start == nil { start = i }
-                }
-            }
-            i = next
-        }
-        if let begun = start { words.append(Substring(scalars[begun...])) }
-        return words
+        preTokenization.words(text[...])
     }
 
     /// The longest vocabulary piece at each point, continuations with the prefix; the unknown token for a word
@@ -283,27 +248,6 @@ public struct WordPieceTokenizer: Sendable {
         guard scalar != "\t", scalar != "\n", scalar != "\r" else { return false }
         switch scalar.properties.generalCategory {
         case .control, .format, .unassigned, .privateUse, .surrogate: return true
-        default: return false
-        }
-    }
-
-    static func isPunctuation(_ scalar: Unicode.Scalar) -> Bool {
-        if scalar.isASCII, (33...47).contains(scalar.value) || (58...64).contains(scalar.value) || (91...96).contains(scalar.value)
-            || (123...126).contains(scalar.value) { return true }
-        switch scalar.properties.generalCategory {
-        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation, .initialPunctuation, .finalPunctuation,
-             .otherPunctuation: return true
-        default: return false
-        }
-    }
-
-    /// The regex class `\w` as Rust's regex crate has it: Alphabetic, marks, decimal digits, connector punctuation
-    /// and Join_Control.
-    static func isWordCharacter(_ scalar: Unicode.Scalar) -> Bool {
-        let properties = scalar.properties
-        if properties.isAlphabetic || properties.isJoinControl { return true }
-        switch properties.generalCategory {
-        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
         default: return false
         }
     }

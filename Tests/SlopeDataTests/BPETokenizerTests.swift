@@ -102,19 +102,22 @@ final class BPETokenizerTests: XCTestCase {
         }
         // What the tokenizers library would do differently is refused by name, never ignored.
         let vocabJSON = String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self)
-        for (component, named) in [(#""normalizer": {"type": "NFKC"}, "pre_tokenizer": {"type": "ByteLevel"}"#, "normalizer NFKC (compatibility forms"),
+        for (component, named) in [(#""normalizer": {"type": "Precompiled"}, "pre_tokenizer": {"type": "ByteLevel"}"#, "normalizer Precompiled"),
                                    (#""normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "BertNormalizer"}]}, "pre_tokenizer": {"type": "ByteLevel"}"#,
                                     "normalizer Sequence (NFC, BertNormalizer)"),
-                                   (#""pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"String": " "}, "behavior": "Removed"}, {"type": "ByteLevel"}]}"#,
-                                    "pre-tokenizer Sequence (Split, ByteLevel)"),
+                                   (#""pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "UnicodeScripts"}, {"type": "ByteLevel"}]}"#,
+                                    "pre-tokenizer UnicodeScripts here (in the pre-tokenizer Sequence (UnicodeScripts, ByteLevel))"),
+                                   (#""pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"String": " "}, "behavior": "Sometimes"}, {"type": "ByteLevel"}]}"#,
+                                    "Split behaviour Sometimes"),
+                                   (#""pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(?<x"}, "behavior": "Isolated"}"#, "Split pattern (?<x"),
                                    (#""pre_tokenizer": {"type": "Metaspace"}"#, "pre-tokenizer Metaspace"),
                                    (#""pre_tokenizer": {"type": "ByteLevel"}, "post_processor": {"type": "RobertaProcessing"}"#, "post-processor RobertaProcessing"),
                                    (#""pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "Metaspace"}"#, "decoder Metaspace"),
                                    // SentencePiece style: only what it runs as the library does.
                                    (#""pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "sometimes"}"#, "prepend_scheme sometimes"),
-                                   (#""normalizer": {"type": "NFKD"}"#, "normalizer NFKD"),
+                                   (#""pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Metaspace", "replacement": "▁"}, {"type": "Digits"}]}"#,
+                                    "pre-tokenizer Metaspace here"),
                                    (#""normalizer": {"type": "Replace", "pattern": {"Regex": " +"}, "content": "▁"}"#, "normalizer Replace"),
-                                   (#""pre_tokenizer": {"type": "Whitespace"}"#, "pre-tokenizer Whitespace"),
                                    (#""decoder": {"type": "WordPiece"}"#, "decoder WordPiece")] {
             try Data("{\(component), \"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": []}}".utf8)
                 .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
@@ -213,6 +216,58 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertEqual(TextNormalization(steps: [.strip(start: true, end: true)]).apply(" \n "), "")
         XCTAssertEqual(TextNormalization(steps: [.nfd]).apply("\u{E9}\u{AC00}").unicodeScalars.map(\.value), [0x65, 0x301, 0x1100, 0x1161])
         XCTAssertEqual(TextNormalization(steps: [.nfc, .lowercase]).apply("\u{130}A\u{30A}").unicodeScalars.map(\.value), [0x69, 0x307, 0xE5])
+    }
+
+    /// The compatibility forms as the library runs them: NFKC before byte-level BPE whose ByteLevel step follows Digits
+    /// and Punctuation (each of their pieces gets the prefix space), and NFKD + Lowercase before character-level BPE
+    /// cut by Whitespace and Digits, with [UNK] for unseen characters and no decoder (tokens joined by spaces).
+    func testParityWithTheTokenizersLibraryBehindCompatibilityForms() throws {
+        let nfkc = try assertParity(tokenizer: "nfkc-digits-bpe.json", expected: "nfkc-digits-edge-cases.json", exactText: false)
+        XCTAssertEqual(try nfkc.encode("\u{FB01}x \u{2460}"), try nfkc.encode("fix 1"), "ﬁ is fi and ① is 1 after NFKC")
+        let nfkd = try assertParity(tokenizer: "nfkd-whitespace-bpe.json", expected: "nfkd-whitespace-edge-cases.json", exactText: false)
+        XCTAssertEqual(nfkd.decode(try nfkd.encode("the fox")), "the fox")
+    }
+
+    /// NFKC and NFKD on cases whose forms are known by hand: ligatures, circled and full-width forms, half-width katakana
+    /// with a voiced mark (composed by NFKC), the Kelvin and Ångström signs, Hangul, and ASCII untouched.
+    func testCompatibilityNormalisation() {
+        func scalars(_ step: TextNormalization.Step, _ text: String) -> [UInt32] {
+            TextNormalization(steps: [step]).apply(text).unicodeScalars.map(\.value)
+        }
+        XCTAssertEqual(scalars(.nfkc, "\u{FB01}"), [0x66, 0x69])
+        XCTAssertEqual(scalars(.nfkc, "\u{2460}\u{FF21}\u{FF42}"), [0x31, 0x41, 0x62])
+        XCTAssertEqual(scalars(.nfkc, "\u{FF76}\u{FF9E}"), [0x30AC], "ｶﾞ → ガ: mapped, then composed")
+        XCTAssertEqual(scalars(.nfkd, "\u{FF76}\u{FF9E}"), [0x30AB, 0x3099])
+        XCTAssertEqual(scalars(.nfkc, "\u{212A}\u{212B}\u{2126}"), [0x4B, 0xC5, 0x3A9])
+        XCTAssertEqual(scalars(.nfkd, "\u{1E9B}\u{323}"), [0x73, 0x323, 0x307], "ẛ̣: compatibility then canonical order")
+        XCTAssertEqual(scalars(.nfkc, "\u{1E9B}\u{323}"), [0x1E69])
+        XCTAssertEqual(scalars(.nfkc, "\u{1100}\u{1161}\u{3131}"), [0xAC00, 0x1100], "Hangul jamo composed; the compatibility jamo ㄱ becomes the jamo, alone")
+        XCTAssertEqual(scalars(.nfkd, "\u{BD}\u{A0}x"), [0x31, 0x2044, 0x32, 0x20, 0x78])
+        XCTAssertEqual(TextNormalization(steps: [.nfkc]).apply("plain ASCII, unchanged."), "plain ASCII, unchanged.")
+        XCTAssertEqual(TextNormalization.compatibilityForms.count, 3750, "the generated table, read whole")
+    }
+
+    /// Each splitting pre-tokenizer (Split with a regex, a lookahead that matches empty, or a string, in every behaviour,
+    /// inverted or not; Punctuation in every behaviour; Digits; CharDelimiterSplit; Whitespace; WhitespaceSplit;
+    /// BertPreTokenizer; a Sequence) cuts the edge cases into exactly the words the library's `pre_tokenize_str` gives.
+    func testSplittingPreTokenizersMatchTheLibrary() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/tokenizers")
+        struct Fixture: Decodable {
+            struct Case: Decodable { let pre_tokenizer: PreTokenization.Component; let words: [String] }
+            let text: String
+            let cases: [Case]
+        }
+        let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: folder.appendingPathComponent("pre-tokenizers.json")))
+        XCTAssertEqual(fixture.cases.count, 42)
+        for test in fixture.cases {
+            let steps = try test.pre_tokenizer.stages.flatMap { stage in try XCTUnwrap(try PreTokenization.splittingSteps(stage), stage.name) }
+            let words = PreTokenization(steps: steps).words(fixture.text[...]).map(String.init)
+            let name = "\(test.pre_tokenizer.name) \(test.pre_tokenizer.behavior ?? "") \(test.pre_tokenizer.pattern?.Regex ?? test.pre_tokenizer.pattern?.String ?? "")"
+                + (test.pre_tokenizer.invert == true ? " inverted" : "")
+            let first = zip(words, test.words).enumerated().first { $0.element.0.unicodeScalars.elementsEqual($0.element.1.unicodeScalars) == false }?.offset
+            XCTAssertEqual(words.count, test.words.count, name)
+            XCTAssertNil(first, "\(name): first difference at word \(first ?? -1): \(words.dropFirst(first ?? 0).prefix(3)) vs \(test.words.dropFirst(first ?? 0).prefix(3))")
+        }
     }
 
     func testSentencePieceHelpers() throws {

@@ -58,8 +58,12 @@ final class WordPieceTokenizerTests: XCTestCase {
         XCTAssertEqual(try tokenizer.encode("unaffable"), [0], "longer than max_input_chars_per_word: unknown")
         XCTAssertEqual(try tokenizer.encode("unaff ab ax"), [1, 2, 4, 5, 0], "longest pieces; a word that cannot be cut is unknown")
         XCTAssertEqual(tokenizer.decode([1, 2, 4, 5]), "unaff ab")
+        // Any splitting pre-tokenizer, in a Sequence too, behind the compatibility forms.
+        let digits = try WordPieceTokenizer(tokenizerJSONData: file(#""normalizer": {"type": "NFKC"}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, {"type": "Punctuation"}]}"#))
+        XCTAssertEqual(digits.words(digits.normalized("\u{FF41}b,un")), ["ab", ",", "un"])
         for (extra, named) in [(#""pre_tokenizer": {"type": "Metaspace"}"#, "pre-tokenizer Metaspace"),
-                               (#""pre_tokenizer": {"type": "WhitespaceSplit"}, "normalizer": {"type": "NFKC"}"#, "normalizer NFKC"),
+                               (#""pre_tokenizer": {"type": "WhitespaceSplit"}, "normalizer": {"type": "Precompiled"}"#, "normalizer Precompiled"),
+                               (#""normalizer": {"type": "NFKC"}"#, "a model without a pre-tokenizer"),
                                (#""pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": {"type": "RobertaProcessing"}"#, "post-processor RobertaProcessing"),
                                (#""pre_tokenizer": {"type": "WhitespaceSplit"}, "decoder": {"type": "ByteLevel"}"#, "decoder ByteLevel")] {
             XCTAssertThrowsError(try WordPieceTokenizer(tokenizerJSONData: file(extra))) { error in

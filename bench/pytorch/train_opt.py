@@ -8,7 +8,10 @@ on random tokens: median step time over --steps after --warmup steps, tokens/s =
 with PaLM's 6N + 12·L·d·T FLOPs per token against the GPU's dense bf16 peak, and peak allocated memory.
 
     python3 bench/pytorch/train_opt.py [--model opt-1.3b] [--batch 4] [--sequence 2048] [--steps 10] [--gradient-checkpointing]
-                                       [--json out.json]
+                                       [--json out.json] [--profile 30]
+
+--profile N prints the N CUDA kernels that took the most GPU time over one more step (torch.profiler), to set
+beside `SLOPE_PROFILE=1 slope pretrain …`'s table.
 """
 import argparse
 import json
@@ -36,6 +39,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (slope's --recompute-activations)")
     parser.add_argument("--json")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N kernels with the most GPU time in one step")
     args = parser.parse_args()
 
     if args.model in LLAMA_SHAPES:
@@ -96,6 +100,16 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        averages = prof.key_averages()
+        try:
+            print(averages.table(sort_by="self_device_time_total", row_limit=args.profile, max_name_column_width=90))
+        except (AttributeError, KeyError):  # torch before 2.4 names it for CUDA
+            print(averages.table(sort_by="self_cuda_time_total", row_limit=args.profile, max_name_column_width=90))
 
 
 if __name__ == "__main__":

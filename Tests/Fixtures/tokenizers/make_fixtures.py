@@ -8,10 +8,13 @@ library on a little text, two GPT-2-style ones behind normalizers (NFC + Lowerca
 cased one behind NFD + StripAccents), and the ids that library gives for a text of edge cases (Unicode normalisation forms, special tokens in the text, whitespace runs,
 CJK, emoji, a byte-order mark, numbers, contractions).
 
-    /tmp/hf/bin/pip install tokenizers && /tmp/hf/bin/python Tests/Fixtures/tokenizers/make_fixtures.py
+    /tmp/hf/bin/pip install tokenizers && /tmp/hf/bin/python Tests/Fixtures/tokenizers/make_fixtures.py [NAME …]
+
+NAME is one of the groups in FIXTURES (all by default).
 """
 import json
 import os
+import sys
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -118,52 +121,116 @@ def wordpiece(bert):
     return tokenizer
 
 
-def main():
+def write(name, tokenizer, text, decoded=True):
+    """The ids `tokenizer` gives for `text` and the expected file's contents."""
+    ids = tokenizer.encode(text).ids
+    expected = {"text": text, "ids": ids}
+    if decoded:
+        expected["decoded"] = tokenizer.decode(ids, skip_special_tokens=False)
+    return ids, expected
+
+
+def sentencepiece_fixtures():
     text = EDGE_CASES.replace("<|endoftext|>", "</s>")
     for name, legacy in (("llama2", True), ("metaspace", False)):
         tokenizer = sentencepiece_style(legacy)
-        tokenizer.save(os.path.join(HERE, f"{name}-style-bpe.json"))
-        ids = tokenizer.encode(text).ids
-        with open(os.path.join(HERE, f"{name}-edge-cases.json"), "w", encoding="utf-8") as f:
-            json.dump({"text": text, "ids": ids, "decoded": tokenizer.decode(ids, skip_special_tokens=False)}, f, ensure_ascii=True)
-        print(f"{name}-style:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+        save(tokenizer, f"{name}-style-bpe.json", f"{name}-edge-cases.json", text)
 
-    tokenizer = llama3_style()
-    tokenizer.save(os.path.join(HERE, "llama3-style-bpe.json"))
-    ids = tokenizer.encode(EDGE_CASES.replace("<|endoftext|>", "<|end_of_text|>")).ids
-    with open(os.path.join(HERE, "llama3-edge-cases.json"), "w", encoding="utf-8") as f:
-        json.dump({"text": EDGE_CASES.replace("<|endoftext|>", "<|end_of_text|>"), "ids": ids}, f, ensure_ascii=True)
-    print("llama3-style:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
 
+def llama3_fixtures():
+    save(llama3_style(), "llama3-style-bpe.json", "llama3-edge-cases.json", EDGE_CASES.replace("<|endoftext|>", "<|end_of_text|>"),
+         decoded=False)
+
+
+def normalizer_fixtures():
     for name, normalizer in (("nfc-lowercase", normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])),
                              ("nfd-strip", normalizers.Sequence([normalizers.NFD(), normalizers.Strip(left=True, right=True)]))):
-        tokenizer = byte_level(normalizer)
-        tokenizer.save(os.path.join(HERE, f"{name}-bpe.json"))
-        ids = tokenizer.encode(EDGE_CASES).ids
-        with open(os.path.join(HERE, f"{name}-edge-cases.json"), "w", encoding="utf-8") as f:
-            json.dump({"text": EDGE_CASES, "ids": ids}, f, ensure_ascii=True)
-        print(f"{name}:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+        save(byte_level(normalizer), f"{name}-bpe.json", f"{name}-edge-cases.json", EDGE_CASES, decoded=False)
 
+
+def wordpiece_fixtures():
     for name, bert in (("bert", True), ("wordpiece-cased", False), ("wordpiece-symbols", "symbols")):
-        tokenizer = wordpiece(bert)
-        tokenizer.save(os.path.join(HERE, f"{name}-wordpiece.json"))
-        text = EDGE_CASES.replace("<|endoftext|>", "[SEP]")
-        ids = tokenizer.encode(text).ids
-        with open(os.path.join(HERE, f"{name}-edge-cases.json"), "w", encoding="utf-8") as f:
-            json.dump({"text": text, "ids": ids, "decoded": tokenizer.decode(ids, skip_special_tokens=False)}, f, ensure_ascii=True)
-        print(f"{name}:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+        save(wordpiece(bert), f"{name}-wordpiece.json", f"{name}-edge-cases.json", EDGE_CASES.replace("<|endoftext|>", "[SEP]"))
 
+
+def gpt2_fixture():
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator([TRAINING], trainer)
-    tokenizer.save(os.path.join(HERE, "byte-level-bpe.json"))
-    ids = tokenizer.encode(EDGE_CASES).ids
-    with open(os.path.join(HERE, "edge-cases.json"), "w", encoding="utf-8") as f:
-        json.dump({"text": EDGE_CASES, "ids": ids, "decoded": tokenizer.decode(ids, skip_special_tokens=False)}, f, ensure_ascii=True)
-    print(len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+    save(tokenizer, "byte-level-bpe.json", "edge-cases.json", EDGE_CASES)
+
+
+def compatibility_fixtures():
+    """NFKC before byte-level BPE whose ByteLevel step follows Digits and Punctuation splits (a prefix space before
+    each of their pieces); and NFKD + Lowercase before character-level BPE cut by Whitespace and Digits, with an
+    unknown token and no decoder (the library then joins tokens with spaces), as the library's quick tour builds."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Punctuation(behavior="merged_with_previous"),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator([TRAINING], trainer)
+    save(tokenizer, "nfkc-digits-bpe.json", "nfkc-digits-edge-cases.json", EDGE_CASES, decoded=False)
+
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=False)])
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["[UNK]", "[SEP]"], show_progress=False)
+    tokenizer.train_from_iterator([TRAINING], trainer)
+    save(tokenizer, "nfkd-whitespace-bpe.json", "nfkd-whitespace-edge-cases.json", EDGE_CASES.replace("<|endoftext|>", "[SEP]"))
+
+
+SPLIT_PATTERNS = (("regex", Regex(r"\s+|[,.;]")), ("regex-lookahead", Regex(r"(?=\p{Lu})")), ("string", " "))
+BEHAVIOURS = ("removed", "isolated", "merged_with_previous", "merged_with_next", "contiguous")
+
+
+def pre_tokenizer_fixture():
+    """The words each splitting pre-tokenizer makes of the edge cases (pre_tokenize_str), to compare piece for piece."""
+    cases = []
+    for name, pattern in SPLIT_PATTERNS:
+        for behaviour in BEHAVIOURS:
+            for invert in (False, True):
+                cases.append(pre_tokenizers.Split(pattern, behavior=behaviour, invert=invert))
+    for behaviour in BEHAVIOURS:
+        cases.append(pre_tokenizers.Punctuation(behavior=behaviour))
+    cases += [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Digits(individual_digits=False),
+              pre_tokenizers.CharDelimiterSplit("-"), pre_tokenizers.Whitespace(), pre_tokenizers.WhitespaceSplit(),
+              pre_tokenizers.BertPreTokenizer(),
+              pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True)])]
+    fixture = []
+    for pre_tokenizer in cases:
+        holder = Tokenizer(models.BPE())
+        holder.pre_tokenizer = pre_tokenizer
+        component = json.loads(holder.to_str())["pre_tokenizer"]
+        fixture.append({"pre_tokenizer": component, "words": [word for word, _ in pre_tokenizer.pre_tokenize_str(EDGE_CASES)]})
+    with open(os.path.join(HERE, "pre-tokenizers.json"), "w", encoding="utf-8") as f:
+        json.dump({"text": EDGE_CASES, "cases": fixture}, f, ensure_ascii=True)
+    print("pre-tokenizers:", len(fixture), "cases")
+
+
+def save(tokenizer, tokenizer_file, expected_file, text, decoded=True):
+    tokenizer.save(os.path.join(HERE, tokenizer_file))
+    ids, expected = write(tokenizer_file, tokenizer, text, decoded)
+    with open(os.path.join(HERE, expected_file), "w", encoding="utf-8") as f:
+        json.dump(expected, f, ensure_ascii=True)
+    print(f"{tokenizer_file}:", len(ids), "ids;", tokenizer.get_vocab_size(), "tokens")
+
+
+FIXTURES = {"sentencepiece": sentencepiece_fixtures, "llama3": llama3_fixtures, "normalizers": normalizer_fixtures,
+            "wordpiece": wordpiece_fixtures, "gpt2": gpt2_fixture, "compatibility": compatibility_fixtures,
+            "pre-tokenizers": pre_tokenizer_fixture}
+
+
+def main():
+    """All fixtures, or those named (WordPiece training is not deterministic: regenerate those only when needed)."""
+    for name in sys.argv[1:] or FIXTURES:
+        FIXTURES[name]()
 
 
 if __name__ == "__main__":
