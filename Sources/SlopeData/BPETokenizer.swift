@@ -128,9 +128,8 @@ public struct BPETokenizer: Sendable {
         try self.init(tokenizerJSONData: data, path: path)
     }
 
-    /// The same from the file's contents (`path` is for errors). What the `tokenizers` library would do differently
-    /// from this byte-level BPE (a normalizer, another pre-tokenizer, a post-processor that adds tokens, byte
-    /// fallback, word prefixes or suffixes, `ignore_merges`) is refused with its name rather than ignored.
+    /// The same from the file's contents (`path` is for errors). A component slope cannot run as the `tokenizers`
+    /// library does (see docs/training.md) is refused with its name rather than ignored.
     public init(tokenizerJSONData data: Data, path: String = "tokenizer.json") throws {
         struct Component: Decodable {
             let type: String?
@@ -139,22 +138,18 @@ public struct BPETokenizer: Sendable {
             let pattern: Pattern?
             let single: [TemplateProcessing.Piece]?
             let special_tokens: [String: TemplateProcessing.Special]?
-            let normalizers: [Component]?
             let decoders: [Component]?
-            let prepend: String?
             let content: String?
             let replacement: String?
             let prepend_scheme: String?
             let start: Int?
             let stop: Int?
-            let strip_left: Bool?
-            let strip_right: Bool?
             struct Pattern: Decodable { let Regex: String?; let String: String? }
             var name: String {
-                type.map { t in t + ((processors ?? normalizers ?? decoders).map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?"
+                type.map { t in t + ((processors ?? decoders).map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?"
             }
             /// The stages of a `Sequence`, or this component alone.
-            var stages: [Component] { type == "Sequence" ? processors ?? normalizers ?? decoders ?? [] : [self] }
+            var stages: [Component] { type == "Sequence" ? processors ?? decoders ?? [] : [self] }
         }
         struct File: Decodable {
             struct Model: Decodable {
@@ -171,7 +166,7 @@ public struct BPETokenizer: Sendable {
             struct AddedToken: Decodable { let id: Int32; let content: String }
             let model: Model
             let added_tokens: [AddedToken]?
-            let normalizer: Component?
+            let normalizer: TextNormalization.Component?
             let pre_tokenizer: PreTokenization.Component?
             let post_processor: Component?
             let decoder: Component?
@@ -191,16 +186,8 @@ public struct BPETokenizer: Sendable {
         func refuse(_ what: String) -> Failure {
             .malformed(path: path, reason: "\(what) is not supported yet (slope reads byte-level BPE tokenizers as GPT-2's and SentencePiece-style BPE as LLaMA 2's)")
         }
-        /// The `normalizer` component as steps; what slope cannot run is refused by name.
-        func normalizationSteps(_ normalizer: Component?) throws -> TextNormalization {
-            TextNormalization(steps: try (normalizer?.stages ?? []).map { stage in
-                if let step = TextNormalization.standardStep(stage.type, stripLeft: stage.strip_left, stripRight: stage.strip_right) { return step }
-                switch (stage.type, stage.prepend, stage.pattern?.String, stage.content) {
-                case ("Prepend", let prefix?, _, _): return .prepend(prefix)
-                case ("Replace", _, let pattern?, let content?): return .replace(pattern, with: content)
-                default: throw refuse("the normalizer \(normalizer?.name ?? "?")")
-                }
-            })
+        func normalizationSteps(_ normalizer: TextNormalization.Component?) throws -> TextNormalization {
+            do throws(ComponentRefusal) { return try TextNormalization(normalizer) } catch { throw refuse(error.what) }
         }
         if let type = file.model.type, type != "BPE" { throw Failure.malformed(path: path, reason: "model type is \(type), not BPE") }
         let preName = file.pre_tokenizer?.name ?? "none"
@@ -210,8 +197,8 @@ public struct BPETokenizer: Sendable {
         /// The splitting pre-tokenizers among `stages`; any other is refused.
         func splittingSteps(_ stages: ArraySlice<PreTokenization.Component>) throws -> [PreTokenization.Step] {
             try stages.flatMap { stage in
-                do throws(PreTokenization.Refusal) {
-                    guard let steps = try PreTokenization.splittingSteps(stage) else { throw PreTokenization.Refusal("the pre-tokenizer \(stage.name) here") }
+                do throws(ComponentRefusal) {
+                    guard let steps = try PreTokenization.splittingSteps(stage) else { throw ComponentRefusal("the pre-tokenizer \(stage.name) here") }
                     return steps
                 } catch {
                     throw refuse("\(error.what) (in the pre-tokenizer \(preName))")

@@ -227,19 +227,19 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
 
     /// A splitting pre-tokenizer's steps; nil for another type (`ByteLevel`, `Metaspace`, …). Throws the reason for
     /// a splitting one slope cannot run (an unknown behaviour, a regex Swift cannot compile).
-    static func splittingSteps(_ stage: Component) throws(Refusal) -> [Step]? {
+    static func splittingSteps(_ stage: Component) throws(ComponentRefusal) -> [Step]? {
         switch stage.type {
         case "Split":
-            guard let behaviour = Behaviour(rawValue: stage.behavior ?? "") else { throw Refusal("the Split behaviour \(stage.behavior ?? "none")") }
+            guard let behaviour = Behaviour(rawValue: stage.behavior ?? "") else { throw ComponentRefusal("the Split behaviour \(stage.behavior ?? "none")") }
             let delimiter: Delimiter
             if let pattern = stage.pattern?.Regex {
                 do { delimiter = .regex(try Regex(pattern).matchingSemantics(.unicodeScalar), pattern: pattern) } catch {
-                    throw Refusal("the Split pattern \(pattern) (\(error))")
+                    throw ComponentRefusal("the Split pattern \(pattern) (\(error))")
                 }
             } else if let string = stage.pattern?.String {
                 delimiter = .literal(Array(string.unicodeScalars))
             } else {
-                throw Refusal("a Split without a pattern")
+                throw ComponentRefusal("a Split without a pattern")
             }
             return [.split(delimiter, behaviour, invert: stage.invert ?? false)]
         case "Whitespace": return [.split(.runs(wordOrSymbol), .removed, invert: true)]
@@ -249,19 +249,13 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
         case "Digits":
             return [.split(.scalars(isNumeric), stage.individual_digits ?? false ? .isolated : .contiguous, invert: false)]
         case "Punctuation":
-            guard let behaviour = Behaviour(rawValue: stage.behavior ?? "Isolated") else { throw Refusal("the Punctuation behaviour \(stage.behavior ?? "none")") }
+            guard let behaviour = Behaviour(rawValue: stage.behavior ?? "Isolated") else { throw ComponentRefusal("the Punctuation behaviour \(stage.behavior ?? "none")") }
             return [.split(.scalars(isPunctuation), behaviour, invert: false)]
         case "CharDelimiterSplit":
-            guard let delimiter = stage.delimiter, delimiter.unicodeScalars.count == 1 else { throw Refusal("a CharDelimiterSplit without one delimiter") }
+            guard let delimiter = stage.delimiter, delimiter.unicodeScalars.count == 1 else { throw ComponentRefusal("a CharDelimiterSplit without one delimiter") }
             return [.split(.literal(Array(delimiter.unicodeScalars)), .removed, invert: false)]
         default: return nil
         }
-    }
-
-    /// Why a component cannot be run.
-    struct Refusal: Error {
-        let what: String
-        init(_ what: String) { self.what = what }
     }
 
     // MARK: Character classes, as the library defines them
@@ -303,4 +297,10 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
     static func wordOrSymbol(_ scalar: Unicode.Scalar) -> Int? {
         scalar.properties.isWhitespace ? nil : isWordCharacter(scalar) ? 1 : 2
     }
+}
+
+/// Why a tokenizer.json component cannot be run as the library runs it (the readers name it in their error).
+struct ComponentRefusal: Error {
+    let what: String
+    init(_ what: String) { self.what = what }
 }

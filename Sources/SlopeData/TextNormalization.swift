@@ -2,8 +2,8 @@
 
 /// tokenizer.json's `normalizer`: Unicode normalisation to NFC, NFD, NFKC or NFKD, lowercasing, stripping whitespace at
 /// the ends, and the forms SentencePiece-style tokenizers use (LLaMA 2, Mistral: `Prepend("▁")` and `Replace(" ", "▁")`),
-/// alone or in a `Sequence`. Regex replacements would need a regex engine with the library's dialect; they are refused
-/// by name when the file is read. Like the `tokenizers` library, it works on Unicode scalars, and it runs on each
+/// alone or in a `Sequence`; `Replace` with a plain string or a regex (Swift's regex engine, on Unicode scalars, as the
+/// library's Oniguruma matches). Like the `tokenizers` library, it works on Unicode scalars, and it runs on each
 /// stretch of text between special tokens.
 public struct TextNormalization: Sendable, Equatable {
     enum Step: Sendable, Equatable {
@@ -11,6 +11,8 @@ public struct TextNormalization: Sendable, Equatable {
         case prepend(String)
         /// Replaces every occurrence of a string.
         case replace(String, with: String)
+        /// Replaces every match of a regex.
+        case replaceMatches(RegexPattern, with: String)
         /// Canonical composition (NFC) or decomposition (NFD).
         case nfc, nfd
         /// Compatibility composition (NFKC: ﬁ becomes fi, ｶﾞ becomes ガ) or decomposition (NFKD).
@@ -29,17 +31,71 @@ public struct TextNormalization: Sendable, Equatable {
     /// No normalisation.
     public static let none = TextNormalization(steps: [])
 
-    /// The Unicode-form, case and whitespace normalizers of tokenizer.json (`NFC`, `NFD`, `NFKC`, `NFKD`, `Lowercase`, `Strip` with its
-    /// `strip_left`/`strip_right`) as a step; nil for any other type.
-    static func standardStep(_ type: String?, stripLeft: Bool?, stripRight: Bool?) -> Step? {
-        switch type {
-        case "NFC": .nfc
-        case "NFD": .nfd
-        case "NFKC": .nfkc
-        case "NFKD": .nfkd
-        case "Lowercase": .lowercase
-        case "Strip": .strip(start: stripLeft ?? true, end: stripRight ?? true)
-        default: nil
+    /// A compiled regex, compared by its source (Regex is neither Equatable nor Sendable, but immutable once built).
+    struct RegexPattern: @unchecked Sendable, Equatable {
+        let source: String
+        let regex: Regex<AnyRegexOutput>
+
+        init(_ source: String) throws {
+            self.source = source
+            regex = try Regex(source).matchingSemantics(.unicodeScalar)
+        }
+
+        static func == (a: RegexPattern, b: RegexPattern) -> Bool { a.source == b.source }
+    }
+
+    /// The fields of a tokenizer.json `normalizer` component slope reads (BertNormalizer's for the WordPiece reader).
+    struct Component: Decodable {
+        let type: String?
+        let normalizers: [Component]?
+        let strip_left: Bool?
+        let strip_right: Bool?
+        let prepend: String?
+        let pattern: Pattern?
+        let content: String?
+        let clean_text: Bool?
+        let handle_chinese_chars: Bool?
+        let strip_accents: Bool?
+        let lowercase: Bool?
+        struct Pattern: Decodable { let Regex: String?; let String: String? }
+
+        var name: String { type.map { $0 + (normalizers.map { " (" + $0.map(\.name).joined(separator: ", ") + ")" } ?? "") } ?? "?" }
+        /// The stages of a `Sequence`, or this component alone.
+        var stages: [Component] { type == "Sequence" ? normalizers ?? [] : [self] }
+    }
+
+    /// A `normalizer` component (nil: none) as steps; what slope cannot run is refused by name.
+    init(_ normalizer: Component?) throws(ComponentRefusal) {
+        var steps: [Step] = []
+        for stage in normalizer?.stages ?? [] {
+            guard let step = try Self.step(stage) else { throw ComponentRefusal("the normalizer \(normalizer?.name ?? "?")") }
+            steps.append(step)
+        }
+        self.init(steps: steps)
+    }
+
+    init(steps: [Step]) { self.steps = steps }
+
+    /// A tokenizer.json normalizer stage as a step: `NFC`, `NFD`, `NFKC`, `NFKD`, `Lowercase`, `StripAccents`, `Strip`
+    /// (with its `strip_left`/`strip_right`), `Prepend`, `Replace` (a string or a regex pattern and its `content`); nil
+    /// for any other type. Throws for a Replace whose regex Swift cannot compile.
+    static func step(_ stage: Component) throws(ComponentRefusal) -> Step? {
+        switch (stage.type, stage.prepend, stage.content) {
+        case ("NFC", _, _): return .nfc
+        case ("NFD", _, _): return .nfd
+        case ("NFKC", _, _): return .nfkc
+        case ("NFKD", _, _): return .nfkd
+        case ("Lowercase", _, _): return .lowercase
+        case ("StripAccents", _, _): return .removeMarks(nonspacingOnly: false)
+        case ("Strip", _, _): return .strip(start: stage.strip_left ?? true, end: stage.strip_right ?? true)
+        case ("Prepend", let prefix?, _): return .prepend(prefix)
+        case ("Replace", _, let content?):
+            if let string = stage.pattern?.String { return .replace(string, with: content) }
+            guard let regex = stage.pattern?.Regex else { throw ComponentRefusal("a Replace without a pattern") }
+            do { return .replaceMatches(try RegexPattern(regex), with: content) } catch {
+                throw ComponentRefusal("the Replace pattern \(regex) (\(error))")
+            }
+        default: return nil
         }
     }
 
@@ -48,6 +104,7 @@ public struct TextNormalization: Sendable, Equatable {
             switch step {
             case .prepend(let prefix): text.isEmpty ? text : prefix + text
             case .replace(let pattern, let replacement): Self.replacing(pattern, with: replacement, in: text)
+            case .replaceMatches(let pattern, let replacement): Self.replacing(pattern, with: replacement, in: text)
             case .nfc: String(String.UnicodeScalarView(text._nfc))
             case .nfd: String(String.UnicodeScalarView(text._nfd))
             case .nfkc: String(String.UnicodeScalarView(Self.compatibilityMapped(text)._nfc))
@@ -88,6 +145,19 @@ public struct TextNormalization: Sendable, Equatable {
         }
         return forms
     }()
+
+    /// Every match of `pattern` replaced (empty matches too, as the library does).
+    static func replacing(_ pattern: RegexPattern, with replacement: String, in text: String) -> String {
+        var out = String.UnicodeScalarView()
+        var last = text.startIndex
+        for match in text.matches(of: pattern.regex) {
+            out.append(contentsOf: text.unicodeScalars[last..<match.range.lowerBound])
+            out.append(contentsOf: replacement.unicodeScalars)
+            last = match.range.upperBound
+        }
+        out.append(contentsOf: text.unicodeScalars[last...])
+        return String(out)
+    }
 
     static func stripping(_ text: String, start: Bool, end: Bool) -> String {
         var scalars = Substring(text).unicodeScalars

@@ -37,15 +37,7 @@ public struct WordPieceTokenizer: Sendable {
     public init(tokenizerJSONData data: Data, path: String = "tokenizer.json") throws {
         struct Component: Decodable {
             let type: String?
-            let normalizers: [Component]?
-            let pretokenizers: [Component]?
             let processors: [Component]?
-            let clean_text: Bool?
-            let handle_chinese_chars: Bool?
-            let strip_accents: Bool?
-            let lowercase: Bool?
-            let strip_left: Bool?
-            let strip_right: Bool?
             let prefix: String?
             let cleanup: Bool?
             let cls: Special?
@@ -61,7 +53,7 @@ public struct WordPieceTokenizer: Sendable {
                     id = try container.decode(Int32.self)
                 }
             }
-            var stages: [Component] { type == "Sequence" ? normalizers ?? pretokenizers ?? processors ?? [] : [self] }
+            var stages: [Component] { type == "Sequence" ? processors ?? [] : [self] }
             var name: String { type ?? "?" }
         }
         struct File: Decodable {
@@ -74,7 +66,7 @@ public struct WordPieceTokenizer: Sendable {
             }
             struct Added: Decodable { let id: Int32; let content: String }
             let model: Model
-            let normalizer: Component?
+            let normalizer: TextNormalization.Component?
             let pre_tokenizer: PreTokenization.Component?
             let post_processor: Component?
             let decoder: Component?
@@ -100,16 +92,12 @@ public struct WordPieceTokenizer: Sendable {
             normalizer = .bert(cleansText: bert.clean_text ?? true, separatesChinese: bert.handle_chinese_chars ?? true,
                                stripsAccents: bert.strip_accents ?? lowercases, lowercases: lowercases)
         } else {
-            normalizer = .steps(TextNormalization(steps: try (file.normalizer?.stages ?? []).map { stage in
-                if let step = TextNormalization.standardStep(stage.type, stripLeft: stage.strip_left, stripRight: stage.strip_right) { return step }
-                guard stage.type == "StripAccents" else { throw refuse("the normalizer \(file.normalizer?.name ?? "?")") }
-                return .removeMarks(nonspacingOnly: false)
-            }))
+            do throws(ComponentRefusal) { normalizer = .steps(try TextNormalization(file.normalizer)) } catch { throw refuse(error.what) }
         }
         guard let preTokenizer = file.pre_tokenizer else { throw refuse("a model without a pre-tokenizer") }
         preTokenization = PreTokenization(steps: try preTokenizer.stages.flatMap { stage in
-            do throws(PreTokenization.Refusal) {
-                guard let steps = try PreTokenization.splittingSteps(stage) else { throw PreTokenization.Refusal("the pre-tokenizer \(stage.name)") }
+            do throws(ComponentRefusal) {
+                guard let steps = try PreTokenization.splittingSteps(stage) else { throw ComponentRefusal("the pre-tokenizer \(stage.name)") }
                 return steps
             } catch {
                 throw refuse("\(error.what) (in the pre-tokenizer \(preTokenizer.name))")

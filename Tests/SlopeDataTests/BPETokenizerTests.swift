@@ -117,7 +117,7 @@ final class BPETokenizerTests: XCTestCase {
                                    (#""pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "sometimes"}"#, "prepend_scheme sometimes"),
                                    (#""pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Metaspace", "replacement": "▁"}, {"type": "Digits"}]}"#,
                                     "pre-tokenizer Metaspace here"),
-                                   (#""normalizer": {"type": "Replace", "pattern": {"Regex": " +"}, "content": "▁"}"#, "normalizer Replace"),
+                                   (#""normalizer": {"type": "Replace", "pattern": {"Regex": "(?<x"}, "content": "▁"}"#, "Replace pattern (?<x"),
                                    (#""decoder": {"type": "WordPiece"}"#, "decoder WordPiece")] {
             try Data("{\(component), \"model\": {\"type\": \"BPE\", \"vocab\": \(vocabJSON), \"merges\": []}}".utf8)
                 .write(to: URL(fileURLWithPath: folder + "/tokenizer.json"))
@@ -245,6 +245,20 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertEqual(scalars(.nfkd, "\u{BD}\u{A0}x"), [0x31, 0x2044, 0x32, 0x20, 0x78])
         XCTAssertEqual(TextNormalization(steps: [.nfkc]).apply("plain ASCII, unchanged."), "plain ASCII, unchanged.")
         XCTAssertEqual(TextNormalization.compatibilityForms.count, 3750, "the generated table, read whole")
+    }
+
+    /// `Replace` with a regex, against what the library's `normalize_str` gives for the same pattern and text (empty
+    /// matches of a lookahead included), and a Replace the regex engine cannot compile refused by name.
+    func testRegexReplaceMatchesTheLibrary() throws {
+        func replaced(_ pattern: String, _ content: String, _ text: String) throws -> String {
+            TextNormalization(steps: [.replaceMatches(try .init(pattern), with: content)]).apply(text)
+        }
+        XCTAssertEqual(try replaced(" {2,}", " ", "a  b   c d"), "a b c d")
+        XCTAssertEqual(try replaced(#"\d"#, "#", "r2d2 \u{663}x"), "r#d# #x", "Unicode digits too")
+        XCTAssertEqual(try replaced("(?=b)", "_", "abab"), "a_ba_b")
+        XCTAssertEqual(try replaced(#"\s+$"#, "", "end \t "), "end")
+        let component = try JSONDecoder().decode(TextNormalization.Component.self, from: Data(#"{"type": "Replace", "pattern": {"Regex": "(?<x"}, "content": ""}"#.utf8))
+        XCTAssertThrowsError(try TextNormalization(component)) { XCTAssertTrue(($0 as? ComponentRefusal)?.what.contains("the Replace pattern (?<x") == true, "\($0)") }
     }
 
     /// Each splitting pre-tokenizer (Split with a regex, a lookahead that matches empty, or a string, in every behaviour,
