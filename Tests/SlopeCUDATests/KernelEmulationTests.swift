@@ -153,7 +153,14 @@ final class KernelEmulationTests: XCTestCase {
         ])
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 19)
-        let (rows, columns) = (3, 300)
+        // 300 columns take the element loops; 1024 (half the threads hold a pack) and 2560 (some hold two) the
+        // packed rows kept in registers.
+        for columns in [300, 1024, 2560] {
+            try checkNorms(module, cpu, rows: 3, columns: columns, &generator)
+        }
+    }
+
+    private func checkNorms(_ module: EmulatedModule, _ cpu: CPUBackend, rows: Int, columns: Int, _ generator: inout SeededGenerator) throws {
         func random(_ shape: [Int]) throws -> Tensor { try cpu.randomNormal(shape, dtype: .bfloat16, using: &generator) }
         let (x, r, dy, dres) = (try random([rows, columns]), try random([rows, columns]), try random([rows, columns]), try random([rows, columns]))
         let (weight, bias) = (try random([columns]), try random([columns]))
@@ -166,8 +173,8 @@ final class KernelEmulationTests: XCTestCase {
             .int64(rows), .int64(columns), .float(1e-5),
         ])
         let sum = try XCTUnwrap(layer.sum)
-        XCTAssertEqual(Self.bf16(forward[2]!), try cpu.floats(sum), "h = x + r, rounded to bf16 once")
-        try Self.assertClose(Self.bf16(forward[5]!), try cpu.floats(layer.output), tolerance: 1e-2, "LayerNorm(x + r)")
+        XCTAssertEqual(Self.bf16(forward[2]!), try cpu.floats(sum), "h = x + r, rounded to bf16 once (\(columns) columns)")
+        try Self.assertClose(Self.bf16(forward[5]!), try cpu.floats(layer.output), tolerance: 1e-2, "LayerNorm(x + r) (\(columns) columns)")
         try Self.assertClose(forward[7]!.elements(), try cpu.floats(layer.reciprocalStd), tolerance: 1e-4, "rstd")
         let layerGradients = try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer, addingGradient: dres)
         for (residualGradient, expected) in [(try Self.raw(dres, cpu), layerGradients.input), (nil, try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer).input)] {
@@ -190,7 +197,7 @@ final class KernelEmulationTests: XCTestCase {
             .input(try Self.raw(dy, cpu)), .input(rmsForward[2]!), .input(try Self.raw(weight, cpu)), .input(rmsForward[5]!),
             .input(try Self.raw(dres, cpu)), .output(bytes: bytes), .int64(rows), .int64(columns),
         ])[5]!
-        try Self.assertClose(Self.bf16(rmsDx), try cpu.floats(rmsGradients.input), tolerance: 2e-2, "RMSNorm dx + dres")
+        try Self.assertClose(Self.bf16(rmsDx), try cpu.floats(rmsGradients.input), tolerance: 2e-2, "RMSNorm dx + dres (\(columns) columns)")
     }
 
     /// A block reduction through warp shuffles (the gradient norm's sum of squares), with the shuffles emulated

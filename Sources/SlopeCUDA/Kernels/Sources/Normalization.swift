@@ -53,11 +53,75 @@ extension KernelSources {
         return hr;
     }
 
+    // Packed rows: each thread keeps packs p = threadIdx.x + k·blockDim.x (k < NORM_PACKS) of its row in registers,
+    // so the row is read from memory once however many passes the norm makes over it, 16 bytes at a time. Rows of
+    // whole packs, at most NORM_PACKS per thread (8192 bf16 columns for 256 threads), with every pointer 16-byte
+    // aligned (slope's tensors are; NULL counts as aligned) take this path; other rows the element loops.
+    #define NORM_PACKS 4
+    static __device__ __forceinline__ bool norm_packed(i64 cols, const void* a, const void* b, const void* c, const void* d,
+                                                       const void* e, const void* f) {
+        return cols % PACK == 0 && cols / PACK <= (i64)blockDim.x * NORM_PACKS && aligned16(a) && aligned16(b) && aligned16(c)
+            && aligned16(d) && aligned16(e) && aligned16(f);
+    }
+    #define FOR_PACKS(k, p, packs) _Pragma("unroll") for (int k = 0; k < NORM_PACKS; ++k) \
+        for (i64 p = threadIdx.x + (i64)k * blockDim.x; p < (packs); p = (packs))
+
+    // Row `row` of x, or of v = x + r rounded to T and stored in h, into registers; returns this thread's sum of it.
+    static __device__ __forceinline__ float load_row_packs(Pack<T> (&v)[NORM_PACKS], const T* x, const T* r, T* h, i64 row, i64 packs) {
+        float s = 0.0f;
+        FOR_PACKS(k, p, packs) {
+            Pack<T> a = ((const Pack<T>*)x)[row * packs + p];
+            if (r) {
+                Pack<T> b = ((const Pack<T>*)r)[row * packs + p];
+                #pragma unroll
+                for (int j = 0; j < PACK; ++j) a.v[j] = from_float<T>(to_float(a.v[j]) + to_float(b.v[j]));
+                ((Pack<T>*)h)[row * packs + p] = a;
+            }
+            #pragma unroll
+            for (int j = 0; j < PACK; ++j) s += to_float(a.v[j]);
+            v[k] = a;
+        }
+        return s;
+    }
+
+    // Pack p of a per-column vector (w or b), or `fallback` everywhere when it is NULL.
+    static __device__ __forceinline__ Pack<T> column_pack(const T* w, i64 p, float fallback) {
+        if (w) return ((const Pack<T>*)w)[p];
+        Pack<T> one;
+        #pragma unroll
+        for (int j = 0; j < PACK; ++j) one.v[j] = from_float<T>(fallback);
+        return one;
+    }
+
     // y = (v − mean)·rstd·w + b per row with v = x, or v = h = x + r when r is given (NULL: no residual);
     // x, r, h, y [rows, cols]; w, b [cols] (NULL means 1 / 0); mean, rstd [rows] float32 saved for backward;
     // one 256-thread block per row, grid = rows.
     extern "C" __global__ void layernorm_forward(const T* x, const T* r, T* h, const T* w, const T* b, T* y, float* mean,
                                                  float* rstd, long long rows, long long cols, float eps) {
+        if (norm_packed(cols, x, r, h, w, b, y)) {
+            const i64 packs = cols / PACK;
+            for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+                Pack<T> v[NORM_PACKS];
+                float mu = block_sum(load_row_packs(v, x, r, h, row, packs)) / (float)cols;
+                float q = 0.0f;
+                FOR_PACKS(k, p, packs) {
+                    #pragma unroll
+                    for (int j = 0; j < PACK; ++j) { float d = to_float(v[k].v[j]) - mu; q += d * d; }
+                }
+                float rs = 1.0f / sqrtf(block_sum(q) / (float)cols + eps);
+                if (threadIdx.x == 0) {
+                    if (mean) mean[row] = mu;
+                    if (rstd) rstd[row] = rs;
+                }
+                FOR_PACKS(k, p, packs) {
+                    Pack<T> wv = column_pack(w, p, 1.0f), bv = column_pack(b, p, 0.0f), out;
+                    #pragma unroll
+                    for (int j = 0; j < PACK; ++j) out.v[j] = from_float<T>((to_float(v[k].v[j]) - mu) * rs * to_float(wv.v[j]) + to_float(bv.v[j]));
+                    ((Pack<T>*)y)[row * packs + p] = out;
+                }
+            }
+            return;
+        }
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
             float s;
             const T* xr = residual_row(x, r, h, row, cols, s);
@@ -86,6 +150,39 @@ extension KernelSources {
     // [rows] float32; one 256-thread block per row, grid = rows.
     extern "C" __global__ void layernorm_backward_input(const T* dy, const T* x, const T* w, const float* mean,
                                                         const float* rstd, const T* dres, T* dx, long long rows, long long cols) {
+        if (norm_packed(cols, dy, x, w, dres, dx, 0)) {
+            const i64 packs = cols / PACK;
+            for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+                float mu = mean[row], rs = rstd[row], sg = 0.0f, sgx = 0.0f;
+                Pack<T> gv[NORM_PACKS], xv[NORM_PACKS];
+                FOR_PACKS(k, p, packs) {
+                    gv[k] = ((const Pack<T>*)dy)[row * packs + p];
+                    xv[k] = ((const Pack<T>*)x)[row * packs + p];
+                    Pack<T> wv = column_pack(w, p, 1.0f);
+                    #pragma unroll
+                    for (int j = 0; j < PACK; ++j) {
+                        float g = to_float(gv[k].v[j]) * to_float(wv.v[j]);
+                        sg += g;
+                        sgx += g * ((to_float(xv[k].v[j]) - mu) * rs);
+                    }
+                }
+                float mg = block_sum(sg) / (float)cols;
+                float mgx = block_sum(sgx) / (float)cols;
+                FOR_PACKS(k, p, packs) {
+                    Pack<T> wv = column_pack(w, p, 1.0f), out;
+                    Pack<T> rv = column_pack(0, 0, 0.0f);
+                    if (dres) rv = ((const Pack<T>*)dres)[row * packs + p];
+                    #pragma unroll
+                    for (int j = 0; j < PACK; ++j) {
+                        float g = to_float(gv[k].v[j]) * to_float(wv.v[j]);
+                        float xh = (to_float(xv[k].v[j]) - mu) * rs;
+                        out.v[j] = from_float<T>(rs * (g - mg - xh * mgx) + to_float(rv.v[j]));
+                    }
+                    ((Pack<T>*)dx)[row * packs + p] = out;
+                }
+            }
+            return;
+        }
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
             const T* gr = dy + row * cols;
             const T* xr = x + row * cols;
@@ -142,6 +239,27 @@ extension KernelSources {
     // one 256-thread block per row.
     extern "C" __global__ void rmsnorm_forward(const T* x, const T* r, T* h, const T* w, T* y, float* rrms, long long rows,
                                                long long cols, float eps) {
+        if (norm_packed(cols, x, r, h, w, y, 0)) {
+            const i64 packs = cols / PACK;
+            for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+                Pack<T> v[NORM_PACKS];
+                load_row_packs(v, x, r, h, row, packs);
+                float q = 0.0f;
+                FOR_PACKS(k, p, packs) {
+                    #pragma unroll
+                    for (int j = 0; j < PACK; ++j) { float e = to_float(v[k].v[j]); q += e * e; }
+                }
+                float rs = 1.0f / sqrtf(block_sum(q) / (float)cols + eps);
+                if (threadIdx.x == 0) rrms[row] = rs;
+                FOR_PACKS(k, p, packs) {
+                    Pack<T> wv = ((const Pack<T>*)w)[p], out;
+                    #pragma unroll
+                    for (int j = 0; j < PACK; ++j) out.v[j] = from_float<T>(to_float(v[k].v[j]) * rs * to_float(wv.v[j]));
+                    ((Pack<T>*)y)[row * packs + p] = out;
+                }
+            }
+            return;
+        }
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
             float unused;
             const T* xr = residual_row(x, r, h, row, cols, unused);
@@ -157,6 +275,33 @@ extension KernelSources {
     // gradient to add; one 256-thread block per row.
     extern "C" __global__ void rmsnorm_backward_input(const T* dy, const T* x, const T* w, const float* rrms, const T* dres,
                                                       T* dx, long long rows, long long cols) {
+        if (norm_packed(cols, dy, x, w, dres, dx, 0)) {
+            const i64 packs = cols / PACK;
+            for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+                float rs = rrms[row], s = 0.0f;
+                Pack<T> gv[NORM_PACKS], xv[NORM_PACKS];
+                FOR_PACKS(k, p, packs) {
+                    gv[k] = ((const Pack<T>*)dy)[row * packs + p];
+                    xv[k] = ((const Pack<T>*)x)[row * packs + p];
+                    Pack<T> wv = ((const Pack<T>*)w)[p];
+                    #pragma unroll
+                    for (int j = 0; j < PACK; ++j) s += to_float(gv[k].v[j]) * to_float(wv.v[j]) * to_float(xv[k].v[j]) * rs;
+                }
+                float mean = block_sum(s) / (float)cols;
+                FOR_PACKS(k, p, packs) {
+                    Pack<T> wv = ((const Pack<T>*)w)[p], out;
+                    Pack<T> rv = column_pack(0, 0, 0.0f);
+                    if (dres) rv = ((const Pack<T>*)dres)[row * packs + p];
+                    #pragma unroll
+                    for (int j = 0; j < PACK; ++j) {
+                        float xh = to_float(xv[k].v[j]) * rs;
+                        out.v[j] = from_float<T>(rs * (to_float(gv[k].v[j]) * to_float(wv.v[j]) - xh * mean) + to_float(rv.v[j]));
+                    }
+                    ((Pack<T>*)dx)[row * packs + p] = out;
+                }
+            }
+            return;
+        }
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
             float rs = rrms[row], s = 0.0f;
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
