@@ -42,6 +42,13 @@ public final class Linear: Layer {
         return try backend.gemm(x, weight.value, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias?.value)
     }
 
+    /// `act(forward(x))` in one call, so a backend can apply the activation in the GEMM's epilogue; backward is
+    /// still that of the linear layer alone (the caller differentiates the activation).
+    public func forward(_ x: Tensor, then activation: Activation) throws -> Tensor {
+        savedInput = x
+        return try backend.linearActivated(x, weight: weight.value, bias: bias?.value, activation)
+    }
+
     public func releaseActivations() { savedInput = nil }
 
     public func forgetInput() { savedInput = nil }

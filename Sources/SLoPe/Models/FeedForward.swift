@@ -28,6 +28,12 @@ public final class FeedForward: Layer {
     public var sparseWeights: [SparseWeight] { projections.flatMap(\.sparseWeights) }
 
     public func forward(_ x: Tensor) throws -> Tensor {
+        if gate == nil, activation == .relu, let up = up as? Linear {
+            // ReLU straight out of the up projection (in its GEMM's epilogue where the backend can): only h is kept.
+            let h = try up.forward(x, then: .relu)
+            saved = (nil, h)
+            return try down.forward(h)
+        }
         let u = try up.forward(x)
         let g = try gate?.forward(x)
         let h = try hidden(gate: g, up: u)

@@ -22,6 +22,24 @@ extension CUDABackend {
         return output
     }
 
+    /// ReLU after a linear layer runs in the GEMM's epilogue (cuBLASLt `RELU_BIAS`; the `activation-epilogue`
+    /// fusion): the output is written once, already activated, instead of written, read and written again. ReLU
+    /// commutes with rounding to the output type, so the result is the composed one bit for bit (but for a NaN,
+    /// which the epilogue's max turns into 0). Other activations, or a layout cuBLASLt has no such algorithm for,
+    /// run composed.
+    public func linearActivated(_ x: Tensor, weight: Tensor, bias: Tensor?, _ kind: Activation) throws -> Tensor {
+        let shape = try OperandChecks.gemm(x, weight, transposeA: false, transposeB: true, c: nil, bias: bias)
+        let key = CuBLASLtGEMM.Key(m: shape.m, n: shape.n, k: shape.k, transA: false, transB: true, dtype: x.dtype, epilogue: bias == nil ? .relu : .reluBias)
+        guard kind == .relu, fusions.contains(.activationEpilogue), shape.k > 0, blas.supports(key) else {
+            return try activation(gemm(x, weight, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias), kind)
+        }
+        let output = try newTensor(shape.resultShape, dtype: x.dtype)
+        try touch(output)
+        try blas.run(key, alpha: 1, a: address(x, "linearActivated"), b: address(weight, "linearActivated"), beta: 0,
+                     c: address(output, "linearActivated"), bias: bias.map { try address($0, "linearActivated") })
+        return output
+    }
+
     /// The bias gradient comes out of the weight-gradient GEMM's epilogue (cuBLASLt's `BGRADB`) into a scratch
     /// vector that is then added to `biasGradient` (the epilogue overwrites; gradients accumulate): one small
     /// add instead of a pass over `dy`. Without `fusions`, or where cuBLASLt offers no such algorithm, the

@@ -39,8 +39,27 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         /// Writes `Σ_k A[k, r]` for `C = Aᵀ·B` (a linear layer's bias gradient beside its weight gradient:
         /// cuBLASLt's `BGRADB`, the reduction of its B operand, our A, over k).
         case biasGradient
+        /// `max(·, 0)` on every element of C after the product (and the bias, with `reluBias`).
+        case relu, reluBias
 
-        var label: String { self == .biasGradient ? " + bgrad" : "" }
+        var label: String {
+            switch self {
+            case .none, .bias: ""
+            case .biasGradient: " + bgrad"
+            case .relu, .reluBias: " + relu"
+            }
+        }
+
+        /// cuBLASLt's `cublasLtEpilogue_t`.
+        var cuBLASLtValue: UInt32 {
+            switch self {
+            case .none: UInt32(SLOPE_CUBLASLT_EPILOGUE_DEFAULT)
+            case .bias: UInt32(SLOPE_CUBLASLT_EPILOGUE_BIAS)
+            case .biasGradient: UInt32(SLOPE_CUBLASLT_EPILOGUE_BGRADB)
+            case .relu: UInt32(SLOPE_CUBLASLT_EPILOGUE_RELU)
+            case .reluBias: UInt32(SLOPE_CUBLASLT_EPILOGUE_RELU_BIAS)
+            }
+        }
     }
 
     /// Descriptors and the chosen algorithm for one key, created once.
@@ -92,7 +111,7 @@ final class CuBLASLtGEMM: @unchecked Sendable {
         try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_TRANSA), &transA, 4), "cublasLtMatmulDescSetAttribute(TRANSA)")
         try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_TRANSB), &transB, 4), "cublasLtMatmulDescSetAttribute(TRANSB)")
         if key.epilogue != .none {
-            var epilogue = UInt32(key.epilogue == .bias ? SLOPE_CUBLASLT_EPILOGUE_BIAS : SLOPE_CUBLASLT_EPILOGUE_BGRADB)
+            var epilogue = key.epilogue.cuBLASLtValue
             try api.check(api.cublasLtMatmulDescSetAttribute(plan.description, Int32(SLOPE_CUBLASLT_MATMUL_DESC_EPILOGUE), &epilogue, 4), "cublasLtMatmulDescSetAttribute(EPILOGUE)")
         }
         let (m, n, k) = (UInt64(key.m), UInt64(key.n), UInt64(key.k))

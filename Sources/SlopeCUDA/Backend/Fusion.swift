@@ -12,6 +12,8 @@ public enum Fusion: String, Sendable, CaseIterable {
     /// The double-pruned transpose built from cuSPARSELt's copy of W straight into its copy of Wᵀ, through the
     /// inverses of their learned maps (off: W's values read back, transposed, scattered into the copy).
     case copyTranspose = "copy-transpose"
+    /// ReLU after a dense linear layer in its GEMM's epilogue (cuBLASLt `RELU_BIAS`; off: a separate kernel).
+    case activationEpilogue = "activation-epilogue"
 
     /// Tensors per multi-tensor launch under `fusions`.
     static func tensorsPerLaunch(_ fusions: Set<Fusion>) -> Int {

@@ -69,6 +69,10 @@ public protocol Backend: AnyObject, Sendable {
     func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor
     /// `dx = dy · f'(x)`.
     func activationBackward(_ x: Tensor, gradient dy: Tensor, _ kind: Activation) throws -> Tensor
+    /// `f(x·wᵀ + bias)` for `x [..., in]`, `w [out, in]`: a linear layer and the activation after it. A backend may
+    /// apply `f` in the GEMM's epilogue; the default composes ``gemm(_:_:transposeA:transposeB:alpha:beta:into:bias:)``
+    /// and ``activation(_:_:)``.
+    func linearActivated(_ x: Tensor, weight: Tensor, bias: Tensor?, _ kind: Activation) throws -> Tensor
     /// `f(gate) ⊙ up`: SwiGLU's hidden activation (f = SiLU). A backend may fuse it; the default composes
     /// ``activation(_:_:)`` and ``multiply(_:_:)``.
     func gatedActivation(gate: Tensor, up: Tensor, _ kind: Activation) throws -> Tensor
@@ -332,6 +336,10 @@ extension Backend {
 
     public func crossEntropyBackwardConsuming(_ saved: CrossEntropyOutput, targets: Tensor, ignoreIndex: Int32, scale: Float) throws -> Tensor {
         try crossEntropyBackward(saved, targets: targets, ignoreIndex: ignoreIndex, scale: scale)
+    }
+
+    public func linearActivated(_ x: Tensor, weight: Tensor, bias: Tensor?, _ kind: Activation) throws -> Tensor {
+        try activation(gemm(x, weight, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias), kind)
     }
 
     public func gatedActivation(gate: Tensor, up: Tensor, _ kind: Activation) throws -> Tensor {
