@@ -89,6 +89,32 @@ final class DistributedTests: XCTestCase {
     /// Two ranks with batch 2 each, their gradients averaged, take the steps one process takes with batch 4: the same
     /// losses and, after three SLoPe steps, the same weights (dense parameters and compressed sparse values).
     func testTwoRanksStepAsOneProcessWithTheGlobalBatch() throws {
+        try assertTwoRanksStepAsOneProcess(overlapping: false)
+    }
+
+    /// The same with gradients averaged bucket by bucket as backward completes them (a communicator that overlaps,
+    /// 4 KB buckets): several buckets a step, every gradient in exactly one of them, and the same steps.
+    func testBucketsAveragedDuringBackwardStepAsOneProcess() throws {
+        try assertTwoRanksStepAsOneProcess(overlapping: true)
+    }
+
+    /// A LocalCommunicator that says it overlaps backward, and records what each bucket held.
+    final class BucketRecorder: Communicator, @unchecked Sendable {
+        let local: LocalCommunicator
+        private(set) var buckets: [[Tensor]] = []
+        var rank: Int { local.rank }
+        var worldSize: Int { local.worldSize }
+        var overlapsBackward: Bool { true }
+        init(_ local: LocalCommunicator) { self.local = local }
+        func averageInPlace(_ tensors: [Tensor]) throws { try local.averageInPlace(tensors) }
+        func average(_ values: [Double]) throws -> [Double] { try local.average(values) }
+        func startAveraging(_ tensors: [Tensor]) throws {
+            buckets.append(tensors)
+            try local.averageInPlace(tensors)
+        }
+    }
+
+    private func assertTwoRanksStepAsOneProcess(overlapping: Bool) throws {
         let configuration = ModelConfiguration(family: .gpt, vocabularySize: 40, contextLength: 16, layers: 2, hiddenSize: 32, heads: 4,
                                                intermediateSize: 64)
         var state: UInt32 = 11
@@ -105,9 +131,11 @@ final class DistributedTests: XCTestCase {
         let single = try trainer(batch: 4)
         let singleLosses = try (0..<3).map { _ in try single.trainStep().loss }
         let hub = LocalCommunicator.Hub(worldSize: 2)
+        let recorders = (0..<2).map { BucketRecorder(LocalCommunicator(rank: $0, hub: hub)) }
         let ranks = try (0..<2).map { rank -> Trainer in
             let t = try trainer(batch: 2)
-            t.communicator = LocalCommunicator(rank: rank, hub: hub)
+            t.communicator = overlapping ? recorders[rank] : LocalCommunicator(rank: rank, hub: hub)
+            t.allReduceBucketBytes = 4096
             return t
         }
         let results = Mutex([Int: [Double]]())
@@ -126,6 +154,15 @@ final class DistributedTests: XCTestCase {
             XCTAssertEqual(losses.count, 3, "rank \(rank) trained")
             for (a, b) in zip(losses, singleLosses) { XCTAssertEqual(a, b, accuracy: 1e-5, "rank \(rank): the global batch's loss") }
             XCTAssertEqual(ranks[rank].tokensSeen, single.tokensSeen)
+            if overlapping {
+                let model = ranks[rank].model
+                let gradients = model.parameters.compactMap(\.gradient).count + model.sparseWeights.count
+                let sent = recorders[rank].buckets
+                XCTAssertEqual(sent.map(\.count).reduce(0, +), 3 * gradients, "rank \(rank): every gradient once a step")
+                XCTAssertGreaterThan(sent.count, 3 * 2, "rank \(rank): several buckets a step")
+                XCTAssertTrue(sent.allSatisfy { bucket in bucket.count == 1 || bucket.dropLast().map(\.byteCount).reduce(0, +) < 4096 },
+                              "rank \(rank): a bucket closes once it holds 4 KB")
+            }
             XCTAssertFalse(ranks[rank].model.sparseWeights.isEmpty)
             for (mine, reference) in zip(ranks[rank].model.parameters, single.model.parameters) {
                 let worst = zip(try cpu.floats(mine.value), try cpu.floats(reference.value)).map { abs($0 - $1) }.max() ?? 1

@@ -55,6 +55,7 @@ typedef CUresult (*slope_cuEventRecord_fn)(CUevent event, CUstream stream);
 typedef CUresult (*slope_cuEventSynchronize_fn)(CUevent event);
 typedef CUresult (*slope_cuEventElapsedTime_fn)(float *milliseconds, CUevent start, CUevent end);
 typedef CUresult (*slope_cuEventDestroy_fn)(CUevent event);
+typedef CUresult (*slope_cuStreamWaitEvent_fn)(CUstream stream, CUevent event, unsigned int flags);
 typedef CUresult (*slope_cuModuleLoadData_fn)(CUmodule *module, const void *image);
 typedef CUresult (*slope_cuModuleGetFunction_fn)(CUfunction *function, CUmodule module, const char *name);
 typedef CUresult (*slope_cuModuleUnload_fn)(CUmodule module);

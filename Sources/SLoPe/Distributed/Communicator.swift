@@ -13,6 +13,19 @@ public protocol Communicator: AnyObject, Sendable {
     func averageInPlace(_ tensors: [Tensor]) throws
     /// The mean over the ranks of each value.
     func average(_ values: [Double]) throws -> [Double]
+    /// Whether averaging can start on part of the gradients while backward computes the rest (NCCL, on a stream of
+    /// its own); the trainer then hands over each bucket of gradients as it is complete.
+    var overlapsBackward: Bool { get }
+    /// Starts averaging `tensors` in place; they must not be written until ``finishAveraging()``.
+    func startAveraging(_ tensors: [Tensor]) throws
+    /// Every started average is in place (on a GPU: ordered before whatever is issued next).
+    func finishAveraging() throws
+}
+
+extension Communicator {
+    public var overlapsBackward: Bool { false }
+    public func startAveraging(_ tensors: [Tensor]) throws { try averageInPlace(tensors) }
+    public func finishAveraging() throws {}
 }
 
 /// Ranks as threads of one process, on CPU tensors: each call blocks until every rank has made it, then all read

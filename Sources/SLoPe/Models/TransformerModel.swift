@@ -146,7 +146,10 @@ public final class TransformerModel: Layer {
     }
 
     /// Backpropagates `scale · loss` of the last ``loss(tokens:targets:batch:sequence:)`` into every gradient.
-    public func backward(scale: Float = 1) throws {
+    /// `gradientsReady` receives each block's gradients as soon as its backward is done (last block first), then
+    /// the embeddings', the final norm's and the head's: every gradient once, none written again this pass (data
+    /// parallelism averages them meanwhile).
+    public func backward(scale: Float = 1, gradientsReady: (([Tensor]) throws -> Void)? = nil) throws {
         guard let hidden = savedHidden else {
             throw TensorError.invalidArgument(operation: "TransformerModel.backward", reason: "call loss(...) first")
         }
@@ -161,8 +164,13 @@ public final class TransformerModel: Layer {
             dx = try backend.matmul(dLogits, tokenEmbedding.weight.value)
         }
         dx = try finalNorm.backward(dx)
-        for block in blocks.reversed() { dx = try block.backward(dx) }
+        for block in blocks.reversed() {
+            dx = try block.backward(dx)
+            try gradientsReady?(block.parameters.compactMap(\.gradient) + block.sparseWeights.compactMap(\.gradient))
+        }
         try positionEmbedding?.backward(dx)
         try tokenEmbedding.backward(dx)
+        let rest = tokenEmbedding.parameters + (positionEmbedding?.parameters ?? []) + finalNorm.parameters + (head?.parameters ?? [])
+        try gradientsReady?(rest.compactMap(\.gradient))
     }
 }

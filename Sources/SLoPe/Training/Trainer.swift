@@ -15,6 +15,8 @@ public final class Trainer {
     /// Data parallelism: this process's part of each global batch, and gradients averaged over the ranks before
     /// the step (nil: one process). `batchSize` is then per rank; every rank must run the same model and options.
     public var communicator: (any Communicator)?
+    /// Bytes per bucket of gradients averaged during backward, where the communicator overlaps (25 MiB, as DDP).
+    public var allReduceBucketBytes = GradientBuckets.defaultCapacity
     var loader: TokenLoader
     let validationTokens: [Int32]
     let sparseOptimizer: SparseAdamW
@@ -107,7 +109,9 @@ public final class Trainer {
         }
         var loss = 0.0
         let scale = 1 / Float(options.gradientAccumulation)
-        for _ in 0..<options.gradientAccumulation {
+        // A communicator that overlaps gets the last micro-batch's gradients bucket by bucket during its backward.
+        let buckets = communicator.flatMap { $0.overlapsBackward ? GradientBuckets($0, capacity: allReduceBucketBytes) : nil }
+        for micro in 0..<options.gradientAccumulation {
             let value = try model.loss(
                 on: loader.next(part: communicator?.rank ?? 0, of: communicator?.worldSize ?? 1), batch: options.batchSize,
                 sequence: options.sequenceLength)
@@ -116,12 +120,18 @@ public final class Trainer {
                 try zeroGradients()
                 throw Failure.nonFinite(step: number, what: "loss (\(value))")
             }
-            try model.backward(scale: scale)
+            let last = micro == options.gradientAccumulation - 1
+            try model.backward(scale: scale, gradientsReady: last ? buckets.map { buckets in { try buckets.add($0) } } : nil)
             loss += value / Double(options.gradientAccumulation)
         }
         if let communicator {
             // The mean of the ranks' mean gradients is the gradient of the global batch (every rank has as many tokens).
-            try communicator.averageInPlace(model.parameters.compactMap(\.gradient) + model.sparseWeights.compactMap(\.gradient))
+            if let buckets {
+                try buckets.flush()
+                try communicator.finishAveraging()
+            } else {
+                try communicator.averageInPlace(model.parameters.compactMap(\.gradient) + model.sparseWeights.compactMap(\.gradient))
+            }
             loss = try communicator.average([loss])[0]
             guard loss.isFinite else {
                 try zeroGradients()

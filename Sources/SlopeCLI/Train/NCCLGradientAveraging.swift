@@ -1,17 +1,21 @@
 import SLoPe
 import SlopeCUDA
 
-/// The ``Communicator`` of a data-parallel run on GPUs: NCCL averages the ranks' gradients in place, all tensors of
-/// a step fused into one NCCL launch.
+/// The ``Communicator`` of a data-parallel run on GPUs: NCCL averages the ranks' gradients in place, each bucket
+/// of them (``GradientBuckets``) in one NCCL launch on a stream of its own as soon as backward has produced it, so
+/// communication overlaps the rest of backward; the step's later work waits for the last bucket.
 final class NCCLGradientAveraging: Communicator, @unchecked Sendable {
     let nccl: NCCLCommunicator
     let backend: CUDABackend
+    let side: CUDASideStream
     var rank: Int { nccl.rank }
     var worldSize: Int { nccl.worldSize }
+    var overlapsBackward: Bool { true }
 
-    init(_ nccl: NCCLCommunicator, backend: CUDABackend) {
+    init(_ nccl: NCCLCommunicator, backend: CUDABackend) throws {
         self.nccl = nccl
         self.backend = backend
+        side = try CUDASideStream(on: backend.cudaDevice)
     }
 
     /// Rank 0 makes NCCL's id and hands it out through the rendezvous on MASTER_ADDR:MASTER_PORT; every rank then
@@ -25,11 +29,21 @@ final class NCCLGradientAveraging: Communicator, @unchecked Sendable {
             id = try Rendezvous.join(rank: job.rank, worldSize: job.worldSize, masterAddress: job.masterAddress, port: job.masterPort, timeout: timeout)
         }
         let nccl = try NCCLCommunicator(uniqueID: id, rank: job.rank, worldSize: job.worldSize, backend: backend)
-        return NCCLGradientAveraging(nccl, backend: backend)
+        return try NCCLGradientAveraging(nccl, backend: backend)
     }
 
     func averageInPlace(_ tensors: [Tensor]) throws {
         try nccl.group { for tensor in tensors { try nccl.allReduce(tensor, .average) } }
+    }
+
+    /// After what backward has issued so far (the bucket's gradients), on the side stream.
+    func startAveraging(_ tensors: [Tensor]) throws {
+        try side.waitForMainStream()
+        try nccl.group { for tensor in tensors { try nccl.allReduce(tensor, .average, on: side) } }
+    }
+
+    func finishAveraging() throws {
+        try side.joinMainStream()
     }
 
     func average(_ values: [Double]) throws -> [Double] {

@@ -82,12 +82,12 @@ public final class NCCLCommunicator: @unchecked Sendable {
         return comm
     }
 
-    /// `tensor` reduced over all ranks, in place.
-    public func allReduce(_ tensor: Tensor, _ reduction: Reduction = .sum) throws {
+    /// `tensor` reduced over all ranks, in place; on the backend's stream, or on `side` (ordered by the caller).
+    public func allReduce(_ tensor: Tensor, _ reduction: Reduction = .sum, on side: CUDASideStream? = nil) throws {
         let pointer = try backend.address(tensor, "ncclAllReduce")
         try NCCLAPI.check(api.ncclAllReduce(
             UnsafeRawPointer(bitPattern: UInt(pointer)), UnsafeMutableRawPointer(bitPattern: UInt(pointer)), tensor.count,
-            Self.dataType(tensor.dtype), reduction.rawValue, live("ncclAllReduce"), backend.cudaDevice.stream), "ncclAllReduce")
+            Self.dataType(tensor.dtype), reduction.rawValue, live("ncclAllReduce"), side?.stream ?? backend.cudaDevice.stream), "ncclAllReduce")
     }
 
     /// `tensor` on every rank replaced by rank `root`'s.

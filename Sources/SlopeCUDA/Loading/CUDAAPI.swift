@@ -30,6 +30,7 @@ struct DriverAPI: @unchecked Sendable {
     let cuEventSynchronize: slope_cuEventSynchronize_fn
     let cuEventElapsedTime: slope_cuEventElapsedTime_fn
     let cuEventDestroy: slope_cuEventDestroy_fn
+    let cuStreamWaitEvent: slope_cuStreamWaitEvent_fn
     let cuModuleLoadData: slope_cuModuleLoadData_fn
     let cuModuleGetFunction: slope_cuModuleGetFunction_fn
     let cuModuleUnload: slope_cuModuleUnload_fn
@@ -65,6 +66,7 @@ struct DriverAPI: @unchecked Sendable {
         cuEventSynchronize = try library.symbol("cuEventSynchronize")
         cuEventElapsedTime = try library.symbol(firstOf: ["cuEventElapsedTime_v2", "cuEventElapsedTime"])
         cuEventDestroy = try library.symbol(firstOf: ["cuEventDestroy_v2", "cuEventDestroy"])
+        cuStreamWaitEvent = try library.symbol("cuStreamWaitEvent")
         cuModuleLoadData = try library.symbol("cuModuleLoadData")
         cuModuleGetFunction = try library.symbol("cuModuleGetFunction")
         cuModuleUnload = try library.symbol("cuModuleUnload")
