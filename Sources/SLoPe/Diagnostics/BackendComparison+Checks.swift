@@ -31,6 +31,11 @@ extension BackendComparison {
                     let compressed = try backend.compress(self.pick(w, on), pattern: pattern, mask: nil)
                     return [try backend.sparseMatmul(self.pick(x, on), compressed, bias: self.pick(bias, on))]
                 }
+                check("sparseMatmulActivated relu \(pattern), with and without bias \(suffix)", dtype, &results) { backend, on in
+                    let compressed = try backend.compress(self.pick(w, on), pattern: pattern, mask: nil)
+                    return [try backend.sparseMatmulActivated(self.pick(x, on), compressed, bias: self.pick(bias, on), .relu),
+                            try backend.sparseMatmulActivated(self.pick(x, on), compressed, bias: nil, .relu)]
+                }
             }
             let w = try random([256, 512], dtype), x = try random([128, 512], dtype), y = try random([128, 256], dtype)
             check("sparseMatmul accumulating (beta 1) 128×512→256 \(suffix)", dtype, &results) { backend, on in

@@ -57,6 +57,14 @@ extension Module {
     }
 }
 
+/// A projection that can apply the activation after it in the same call (a backend may put it in the GEMM's
+/// epilogue); its backward is the projection's alone, the caller differentiating the activation.
+public protocol ActivatedModule: Module {
+    func forward(_ x: Tensor, then activation: Activation) throws -> Tensor
+}
+
+extension Linear: ActivatedModule {}
+extension SparseLinear: ActivatedModule {}
 extension Linear: InputGradientAccumulating {}
 extension SparseLinear: InputGradientAccumulating {}
 extension Linear: InputSuppliedModule {}

@@ -61,6 +61,14 @@ public final class SparseLinear: Layer {
         return y
     }
 
+    /// `act(forward(x))` in one call: without an adapter (whose output is added before the activation), the
+    /// activation can run in the sparse GEMM's epilogue. Backward is still that of the layer alone.
+    public func forward(_ x: Tensor, then activation: Activation) throws -> Tensor {
+        guard adapter == nil else { return try backend.activation(forward(x), activation) }
+        savedInput = x
+        return try weight.forward(x, bias: bias?.value, then: activation)
+    }
+
     public func releaseActivations() {
         savedInput = nil
         adapter?.releaseActivations()

@@ -28,7 +28,7 @@ public final class FeedForward: Layer {
     public var sparseWeights: [SparseWeight] { projections.flatMap(\.sparseWeights) }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        if gate == nil, activation == .relu, let up = up as? Linear {
+        if gate == nil, activation == .relu, let up = up as? any ActivatedModule {
             // ReLU straight out of the up projection (in its GEMM's epilogue where the backend can): only h is kept.
             let h = try up.forward(x, then: .relu)
             saved = (nil, h)

@@ -79,6 +79,16 @@ public final class SparseWeight {
         }
     }
 
+    /// `f(forward(x, bias:))`, the activation in the GEMM's epilogue where the backend can.
+    public func forward(_ x: Tensor, bias: Tensor?, then activation: Activation) throws -> Tensor {
+        switch storage {
+        case .compressed(let weight, _):
+            return try backend.sparseMatmulActivated(x, weight, bias: bias, activation)
+        case .simulated(let weight, _, _, _):
+            return try backend.linearActivated(x, weight: weight, bias: bias, activation)
+        }
+    }
+
     /// `dX = dY·(W⊙Mc)`: the double-pruned backward.
     public func inputGradient(_ dy: Tensor) throws -> Tensor {
         switch storage {

@@ -91,7 +91,9 @@ extension CUDABackend {
     /// `Y = X·Sᵀ (+ bias)`, routed by the stored or freshly measured decision for this shape.
     /// With `accumulateInto`, adds `X·Sᵀ` to that tensor (beta = 1) instead of writing a new one; `bias`
     /// is then not allowed (the caller folds it into what it accumulates into).
-    func sparseGEMM(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, accumulateInto target: Tensor? = nil) throws -> Tensor {
+    /// With `relu`, returns `max(Y, 0)`: in the epilogue (cuBLASLt's on the dense route, cuSPARSELt's activation
+    /// with W as the A operand) under the `activation-epilogue` fusion, else by the activation kernel after.
+    func sparseGEMM(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, accumulateInto target: Tensor? = nil, relu: Bool = false) throws -> Tensor {
         let tokens = x.count / max(s.columns, 1)
         let operands = operandCache(for: s)
         defer { evictValues(of: s, operands) }
@@ -99,6 +101,7 @@ extension CUDABackend {
         let output: Tensor
         switch decision.route {
         case .dense, .folded, .factored, .stacked:  // (the last three name merged-inference forms, never a single GEMM's)
+            if relu { return try linearActivated(x, weight: denseOperand(s, operands), bias: bias, .relu) }
             return try gemm(
                 x, denseOperand(s, operands), transposeA: false, transposeB: true, alpha: 1, beta: target == nil ? 0 : 1,
                 into: target, bias: bias)
@@ -106,17 +109,27 @@ extension CUDABackend {
             let arrangement: CuSPARSELtMatmul.Arrangement = decision.route == .sparseA ? .sparseA : .sparseB
             // sparseA's D is column-major [out, T]: a bias over the output features fits cuSPARSELt's epilogue.
             let epilogueBias = sparseBiasEpilogue && arrangement == .sparseA ? bias : nil
-            let key = CuSPARSELtMatmul.Key(
+            // ReLU after the bias: in the epilogue only where the bias is added there too (or there is none).
+            var epilogueReLU = relu && arrangement == .sparseA && target == nil && fusions.contains(.activationEpilogue)
+                && (bias == nil || epilogueBias != nil)
+            var key = CuSPARSELtMatmul.Key(
                 tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype, arrangement: arrangement,
-                bias: try epilogueBias.map { try address($0, "sparseMatmul") })
-            let plan = try cusparse().plan(for: key, algorithm: decision.algorithm)
+                bias: try epilogueBias.map { try address($0, "sparseMatmul") }, relu: epilogueReLU)
+            let plan: CuSPARSELtMatmul.Plan
+            do {
+                plan = try cusparse().plan(for: key, algorithm: decision.algorithm)
+            } catch where epilogueReLU {  // (a configuration without the activation epilogue: the kernel after)
+                (epilogueReLU, key.relu) = (false, false)
+                plan = try cusparse().plan(for: key, algorithm: decision.algorithm)
+            }
             output = try target ?? newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
             if target != nil { try touch(output) }
             try runSparse(plan, x, compressedOperand(s, operands, plan), output, beta: target == nil ? 0 : 1)
-            if epilogueBias != nil { return output }
+            if epilogueReLU { return output }
+            if epilogueBias != nil { return relu ? try activation(output, .relu) : output }
         }
         if let bias { try addBias(bias, to: output) }
-        return output
+        return relu ? try activation(output, .relu) : output
     }
 
     /// Gives back the operand's compressed values after a GEMM when they can be recomputed: the transpose's

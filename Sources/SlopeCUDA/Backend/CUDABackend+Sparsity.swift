@@ -97,6 +97,13 @@ extension CUDABackend {
         return try sparseGEMM(x, s, bias: bias)
     }
 
+    /// ReLU in the epilogue of whichever GEMM the route runs (see ``sparseGEMM(_:_:bias:accumulateInto:relu:)``).
+    public func sparseMatmulActivated(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, _ kind: Activation) throws -> Tensor {
+        _ = try OperandChecks.sparseMatmul(x, s, bias: bias)
+        guard kind == .relu else { return try activation(sparseGEMM(x, s, bias: bias), kind) }
+        return try sparseGEMM(x, s, bias: bias, relu: true)
+    }
+
     // Y += X·Sᵀ with beta = 1 in whichever GEMM the route runs.
     public func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, accumulatingInto y: Tensor) throws {
         try OperandChecks.sparseMatmul(x, s, accumulatingInto: y)

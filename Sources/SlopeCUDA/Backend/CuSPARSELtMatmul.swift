@@ -21,6 +21,8 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
         /// A bias added by cuSPARSELt's epilogue (sparseA only: D is column-major [out, T] there, so its rows are
         /// the output features). cuSPARSELt takes the pointer when the plan is made, so each bias has its plan.
         var bias: CUdeviceptr? = nil
+        /// `max(·, 0)` after the product and bias (cuSPARSELt's `ACTIVATION_RELU`).
+        var relu = false
     }
 
     /// What cuSPARSELt's search chooses for a plan: the kernel configuration and how it splits K (split-K
@@ -102,6 +104,12 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
                 api.cusparseLtMatmulDescSetAttribute(handle, &plan.matmul, Int32(SLOPE_CUSPARSELT_MATMUL_BIAS_POINTER), &bias, MemoryLayout<CUdeviceptr>.size),
                 "cusparseLtMatmulDescSetAttribute(BIAS_POINTER)")
         }
+        if key.relu {
+            var on: Int32 = 1
+            try api.check(
+                api.cusparseLtMatmulDescSetAttribute(handle, &plan.matmul, Int32(SLOPE_CUSPARSELT_MATMUL_ACTIVATION_RELU), &on, MemoryLayout<Int32>.size),
+                "cusparseLtMatmulDescSetAttribute(ACTIVATION_RELU)")
+        }
         try api.check(api.cusparseLtMatmulAlgSelectionInit(handle, &plan.selection, &plan.matmul, Int32(SLOPE_CUSPARSELT_MATMUL_ALG_DEFAULT)), "cusparseLtMatmulAlgSelectionInit")
         if let algorithm {
             for (attribute, value) in [
@@ -165,7 +173,7 @@ final class CuSPARSELtMatmul: @unchecked Sendable {
             try api.check(api.cusparseLtMatmulGetWorkspace(handle, &plan.plan, &workspace), "cusparseLtMatmulGetWorkspace")
             plan.workspaceBytes = workspace
         } else {
-            try device.profiled("cusparseLt \(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement)\(plan.key.bias == nil ? "" : " + bias")") {
+            try device.profiled("cusparseLt \(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement)\(plan.key.bias == nil ? "" : " + bias")\(plan.key.relu ? " + relu" : "")") {
                 try api.check(
                     api.cusparseLtMatmul(handle, &plan.plan, &alpha, pointer(a), pointer(b), &beta, pointer(y), pointer(y), workspace.flatMap(pointer), &stream, 1),
                     "cusparseLtMatmul(\(plan.key.tokens)×\(plan.key.outFeatures)×\(plan.key.inFeatures) \(plan.key.arrangement))")

@@ -172,6 +172,9 @@ public protocol Backend: AnyObject, Sendable {
     func mask(of matrix: CompressedMatrix) throws -> Tensor
     /// `Y = X·Sᵀ (+ bias)` with `X [T, S.columns]` → `[T, S.rows]`, doing only the kept multiply-adds.
     func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?) throws -> Tensor
+    /// `f(X·Sᵀ + bias)`: ``sparseMatmul(_:_:bias:)`` and the activation after it, which a backend may apply in the
+    /// sparse GEMM's epilogue; the default composes the two.
+    func sparseMatmulActivated(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, _ kind: Activation) throws -> Tensor
     /// `Y += X·Sᵀ` into an existing `Y [T, S.rows]` (a backward pass adding one projection's input gradient to
     /// another's: beta = 1 in the GEMM where the backend can). The default adds a new product.
     func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, accumulatingInto y: Tensor) throws
@@ -295,6 +298,10 @@ extension Backend {
     /// `op(A)·op(B)` into a new tensor.
     public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
         try gemm(a, b, transposeA: transposeA, transposeB: transposeB, alpha: 1, beta: 0, into: nil, bias: nil)
+    }
+
+    public func sparseMatmulActivated(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, _ kind: Activation) throws -> Tensor {
+        try activation(sparseMatmul(x, s, bias: bias), kind)
     }
 
     public func sparseMatmul(_ x: Tensor, _ s: CompressedMatrix, accumulatingInto y: Tensor) throws {
