@@ -49,6 +49,7 @@ typedef CUresult (*slope_cuMemcpyDtoDAsync_fn)(CUdeviceptr destination, CUdevice
 typedef CUresult (*slope_cuMemsetD8Async_fn)(CUdeviceptr destination, unsigned char value, size_t count, CUstream stream);
 typedef CUresult (*slope_cuStreamCreate_fn)(CUstream *stream, unsigned int flags);
 typedef CUresult (*slope_cuStreamSynchronize_fn)(CUstream stream);
+typedef CUresult (*slope_cuStreamQuery_fn)(CUstream stream);
 typedef CUresult (*slope_cuStreamDestroy_fn)(CUstream stream);
 typedef CUresult (*slope_cuEventCreate_fn)(CUevent *event, unsigned int flags);
 typedef CUresult (*slope_cuEventRecord_fn)(CUevent event, CUstream stream);
@@ -256,6 +257,7 @@ typedef ncclResult_t (*slope_ncclGetUniqueId_fn)(slope_ncclUniqueId *uniqueId);
 typedef ncclResult_t (*slope_ncclCommInitRank_fn)(ncclComm_t *comm, int nranks, slope_ncclUniqueId commId, int rank);
 typedef ncclResult_t (*slope_ncclCommDestroy_fn)(ncclComm_t comm);
 typedef ncclResult_t (*slope_ncclCommAbort_fn)(ncclComm_t comm);
+typedef ncclResult_t (*slope_ncclCommGetAsyncError_fn)(ncclComm_t comm, ncclResult_t *asyncError);
 typedef const char *(*slope_ncclGetErrorString_fn)(ncclResult_t result);
 typedef ncclResult_t (*slope_ncclAllReduce_fn)(
     const void *sendbuff, void *recvbuff, size_t count, int datatype, int op, ncclComm_t comm, CUstream stream);

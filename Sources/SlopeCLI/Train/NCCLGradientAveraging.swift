@@ -12,9 +12,13 @@ final class NCCLGradientAveraging: Communicator, @unchecked Sendable {
     var worldSize: Int { nccl.worldSize }
     var overlapsBackward: Bool { true }
 
-    init(_ nccl: NCCLCommunicator, backend: CUDABackend) throws {
+    /// Seconds a step's collectives may take before the peers are presumed gone (`SLOPE_DISTRIBUTED_TIMEOUT`).
+    let timeout: Double
+
+    init(_ nccl: NCCLCommunicator, backend: CUDABackend, timeout: Double) throws {
         self.nccl = nccl
         self.backend = backend
+        self.timeout = timeout
         side = try CUDASideStream(on: backend.cudaDevice)
     }
 
@@ -29,7 +33,7 @@ final class NCCLGradientAveraging: Communicator, @unchecked Sendable {
             id = try Rendezvous.join(rank: job.rank, worldSize: job.worldSize, masterAddress: job.masterAddress, port: job.masterPort, timeout: timeout)
         }
         let nccl = try NCCLCommunicator(uniqueID: id, rank: job.rank, worldSize: job.worldSize, backend: backend)
-        return try NCCLGradientAveraging(nccl, backend: backend)
+        return try NCCLGradientAveraging(nccl, backend: backend, timeout: timeout)
     }
 
     func averageInPlace(_ tensors: [Tensor]) throws {
@@ -46,9 +50,12 @@ final class NCCLGradientAveraging: Communicator, @unchecked Sendable {
         try side.joinMainStream()
     }
 
+    /// The step's one read-back: first waits for the stream (the step's collectives included) under the watchdog,
+    /// so a peer that is gone ends the run with an error instead of a hang.
     func average(_ values: [Double]) throws -> [Double] {
         let tensor = try backend.tensor(values.map(Float.init), shape: [values.count], dtype: .float32)
         try nccl.allReduce(tensor, .average)
+        try nccl.waitForCollectives(timeout: timeout)
         return try backend.floats(tensor).map(Double.init)
     }
 }

@@ -77,6 +77,14 @@ public final class NCCLCommunicator: @unchecked Sendable {
         }
     }
 
+    /// The communicator's asynchronous error (0: none, 7: still in progress); nil once aborted.
+    func asyncError() -> Int32? {
+        guard let comm else { return nil }
+        var error: Int32 = 0
+        guard api.ncclCommGetAsyncError(comm, &error) == 0 else { return nil }
+        return error
+    }
+
     private func live(_ call: String) throws -> ncclComm_t {
         guard let comm else { throw TensorError.invalidArgument(operation: call, reason: "the communicator was aborted") }
         return comm

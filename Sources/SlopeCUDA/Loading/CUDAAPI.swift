@@ -24,6 +24,7 @@ struct DriverAPI: @unchecked Sendable {
     let cuMemsetD8Async: slope_cuMemsetD8Async_fn
     let cuStreamCreate: slope_cuStreamCreate_fn
     let cuStreamSynchronize: slope_cuStreamSynchronize_fn
+    let cuStreamQuery: slope_cuStreamQuery_fn
     let cuStreamDestroy: slope_cuStreamDestroy_fn
     let cuEventCreate: slope_cuEventCreate_fn
     let cuEventRecord: slope_cuEventRecord_fn
@@ -60,6 +61,7 @@ struct DriverAPI: @unchecked Sendable {
         cuMemsetD8Async = try library.symbol("cuMemsetD8Async")
         cuStreamCreate = try library.symbol("cuStreamCreate")
         cuStreamSynchronize = try library.symbol("cuStreamSynchronize")
+        cuStreamQuery = try library.symbol("cuStreamQuery")
         cuStreamDestroy = try library.symbol(firstOf: ["cuStreamDestroy_v2", "cuStreamDestroy"])
         cuEventCreate = try library.symbol("cuEventCreate")
         cuEventRecord = try library.symbol("cuEventRecord")

@@ -8,6 +8,7 @@ struct NCCLAPI: @unchecked Sendable {
     let ncclCommInitRank: slope_ncclCommInitRank_fn
     let ncclCommDestroy: slope_ncclCommDestroy_fn
     let ncclCommAbort: slope_ncclCommAbort_fn
+    let ncclCommGetAsyncError: slope_ncclCommGetAsyncError_fn
     let ncclGetErrorString: slope_ncclGetErrorString_fn
     let ncclAllReduce: slope_ncclAllReduce_fn
     let ncclBroadcast: slope_ncclBroadcast_fn
@@ -23,6 +24,7 @@ struct NCCLAPI: @unchecked Sendable {
         ncclCommInitRank = try library.symbol("ncclCommInitRank")
         ncclCommDestroy = try library.symbol("ncclCommDestroy")
         ncclCommAbort = try library.symbol("ncclCommAbort")
+        ncclCommGetAsyncError = try library.symbol("ncclCommGetAsyncError")
         ncclGetErrorString = try library.symbol("ncclGetErrorString")
         ncclAllReduce = try library.symbol("ncclAllReduce")
         ncclBroadcast = try library.symbol("ncclBroadcast")
