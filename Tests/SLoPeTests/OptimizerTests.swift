@@ -193,6 +193,12 @@ final class OptimizerTests: XCTestCase {
         let constant = try LearningRateSchedule(peak: 3, warmupSteps: 4, totalSteps: 100, decay: .constant)
         XCTAssertEqual(constant.learningRate(atStep: 2), 1.5, accuracy: 1e-6)
         XCTAssertEqual(constant.learningRate(atStep: 99), 3, accuracy: 1e-6)
+        // NVIDIA's BERT recipe: warm-up, then peak·(1 − step/total)^0.5 with the progress from step 0.
+        let polynomial = try LearningRateSchedule(peak: 6e-3, minimum: 0, warmupSteps: 20, totalSteps: 100, decay: .polynomial)
+        XCTAssertEqual(polynomial.learningRate(atStep: 10), 3e-3, accuracy: 1e-9)
+        XCTAssertEqual(polynomial.learningRate(atStep: 36), 6e-3 * 0.8, accuracy: 1e-8, "(1 − 0.36)^0.5 = 0.8")
+        XCTAssertEqual(polynomial.learningRate(atStep: 100), 0)
+        XCTAssertEqual(try LearningRateSchedule(peak: 1, minimum: 0.5, totalSteps: 100, decay: .polynomial).learningRate(atStep: 91), 0.5, "floored at the minimum")
         XCTAssertThrowsError(try LearningRateSchedule(peak: 1, warmupSteps: 20, totalSteps: 10))
         XCTAssertThrowsError(try LearningRateSchedule(peak: 0, totalSteps: 10))
     }

@@ -1,10 +1,13 @@
 import RealModule
 
 /// Learning rate over training: linear warm-up from 0 to `peak`, then constant, linear or cosine decay
-/// to `minimum` at `totalSteps`.
+/// to `minimum` at `totalSteps`, or NVIDIA's BERT recipe's polynomial decay.
 public struct LearningRateSchedule: Sendable, Equatable, Codable {
     public enum Decay: String, Sendable, Codable, CaseIterable {
         case constant, linear, cosine
+        /// NVIDIA's BERT pretraining (`PolyWarmUpScheduler`, degree 0.5): `peak·(1 − step/totalSteps)^0.5` — the
+        /// progress counted from step 0, not from the end of warm-up — floored at `minimum`.
+        case polynomial
     }
 
     public var peak: Float
@@ -37,6 +40,7 @@ public struct LearningRateSchedule: Sendable, Equatable, Codable {
         case .constant: return peak
         case .linear: return minimum + (peak - minimum) * (1 - progress)
         case .cosine: return minimum + (peak - minimum) * 0.5 * (1 + Float.cos(Float.pi * progress))
+        case .polynomial: return max(minimum, peak * Float.sqrt(max(0, 1 - Float(step) / Float(totalSteps))))
         }
     }
 }

@@ -71,7 +71,7 @@ struct PretrainCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Linear warm-up steps (default: 5% of the steps).")
     var warmup: Int?
 
-    @Option(help: "Decay after warm-up: constant, linear or cosine.")
+    @Option(help: "Decay after warm-up: constant, linear, cosine, or polynomial (NVIDIA's BERT recipe: (1 − step/steps)^0.5).")
     var decay: String = "cosine"
 
     @Option(parsing: .unconditional, help: "AdamW weight decay.")
@@ -308,7 +308,7 @@ struct PretrainCommand: ParsableCommand {
         guard sequenceLength <= configuration.contextLength else {
             throw ValidationError("--sequence-length \(sequenceLength) exceeds \(initFrom ?? model)'s context length \(configuration.contextLength)")
         }
-        guard let decay = LearningRateSchedule.Decay(rawValue: decay) else { throw ValidationError("--decay must be constant, linear or cosine") }
+        guard let decay = LearningRateSchedule.Decay(rawValue: decay) else { throw ValidationError("--decay must be constant, linear, cosine or polynomial, not '\(decay)'") }
         let tokensPerStep = batchSize * sequenceLength * gradientAccumulation
         let stepCount = tokens.map { max(1, $0 / tokensPerStep) } ?? steps ?? (model.hasPrefix("tiny") ? 600 : 1000)
         var plan: SparsityPlan?
