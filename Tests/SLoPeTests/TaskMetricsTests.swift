@@ -92,3 +92,32 @@ final class TaskMetricsTests: XCTestCase {
         }
     }
 }
+
+/// SQuAD span decoding on hand-made logits: the best raw pair is invalid (end before start), the next runs too long,
+/// one lands on a question token, one starts where another window has more context; the decoder returns the best
+/// valid span by start + end logit over both windows, and the n-best in order.
+final class SQuADSpanTests: XCTestCase {
+    func testBestValidSpanAcrossWindows() throws {
+        let context = "Denver Broncos won Super Bowl 50 in Santa Clara."
+        // Token character ranges in the context: "Denver" 0..<6, "Broncos" 7..<14, "won" 15..<18, "Super" 19..<24,
+        // "Bowl" 25..<29, "50" 30..<32, "in" 33..<35, "Santa" 36..<41, "Clara" 42..<47.
+        let words: [Range<Int>] = [0..<6, 7..<14, 15..<18, 19..<24, 25..<29, 30..<32, 33..<35, 36..<41, 42..<47]
+        // Window 1: [CLS] question [SEP] Denver … Bowl; window 2 (stride): [CLS] question [SEP] Bowl … Clara.
+        let first = SQuADSpans.Feature(
+            startLogits: [0, 9, 0, 5, 1, 0, 4, 0], endLogits: [0, 0, 0, 6, 4.5, 0.5, 0, 8],
+            offsets: [nil, nil, nil, words[0], words[1], words[2], words[3], words[4]],
+            isMaxContext: [false, false, false, true, true, true, false, false])
+        let second = SQuADSpans.Feature(
+            startLogits: [0, 0, 0, 0, 0, 0, 3, 2.5], endLogits: [0, 0, 0, 0, 0, 0, 0, 4],
+            offsets: [nil, nil, nil, words[4], words[5], words[6], words[7], words[8]],
+            isMaxContext: [false, false, false, true, true, true, true, true])
+        let answers = SQuADSpans.answers(context: context, features: [first, second], nBest: 5, maxAnswerLength: 4)
+        // The question token (start logit 9) and "Super" in the first window (4 + 8, but the second window gives it more
+        // context) never start a span; "Denver … Bowl" (5 + 8) is five tokens, past the limit of 4.
+        XCTAssertEqual(answers.first, SQuADSpans.Answer(text: "Denver", characters: 0..<6, score: 11))
+        XCTAssertEqual(answers.map(\.text), ["Denver", "Denver Broncos", "Broncos won Super Bowl", "Santa Clara", "Clara"])
+        XCTAssertEqual(answers.map(\.score), [11, 9.5, 9, 7, 6.5])
+        XCTAssertTrue(SQuADSpans.answers(context: context, features: [SQuADSpans.Feature(startLogits: [1], endLogits: [1], offsets: [nil])]).isEmpty,
+                      "no span inside the context: no answer")
+    }
+}
