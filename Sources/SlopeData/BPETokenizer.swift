@@ -196,13 +196,8 @@ public struct BPETokenizer: Sendable {
         var metaspace: PreTokenization.Metaspace?
         /// The splitting pre-tokenizers among `stages`; any other is refused.
         func splittingSteps(_ stages: ArraySlice<PreTokenization.Component>) throws -> [PreTokenization.Step] {
-            try stages.flatMap { stage in
-                do throws(ComponentRefusal) {
-                    guard let steps = try PreTokenization.splittingSteps(stage) else { throw ComponentRefusal("the pre-tokenizer \(stage.name) here") }
-                    return steps
-                } catch {
-                    throw refuse("\(error.what) (in the pre-tokenizer \(preName))")
-                }
+            do throws(ComponentRefusal) { return try PreTokenization.splittingSteps(stages) } catch {
+                throw refuse("\(error.what) (in the pre-tokenizer \(preName))")
             }
         }
         var steps: [PreTokenization.Step]

@@ -13,10 +13,8 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
 
     /// What a splitting step looks for.
     enum Delimiter {
-        /// Every match of a regex (matched on Unicode scalars, as the library's Oniguruma does).
-        case regex(Regex<AnyRegexOutput>, pattern: String)
-        /// Every occurrence of a string, left to right.
-        case literal([Unicode.Scalar])
+        /// Every occurrence of a string or match of a regex (on Unicode scalars, as the library's Oniguruma matches).
+        case pattern(ScalarPattern)
         /// Every scalar of a class, each a match of its own.
         case scalars(@Sendable (Unicode.Scalar) -> Bool)
         /// Maximal runs of scalars of one class (`Whitespace`: `\w+|[^\w\s]+`); nil: no class, never in a run.
@@ -159,20 +157,8 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
         }
         let scalars = piece.unicodeScalars
         switch delimiter {
-        case .regex(let regex, _):
-            for found in piece.matches(of: regex) { match(found.range) }
-        case .literal(let target):
-            guard !target.isEmpty else { break }
-            var index = scalars.startIndex
-            while index < scalars.endIndex {
-                if scalars[index...].starts(with: target) {
-                    let end = scalars.index(index, offsetBy: target.count)
-                    match(index..<end)
-                    index = end
-                } else {
-                    index = scalars.index(after: index)
-                }
-            }
+        case .pattern(let pattern):
+            for range in pattern.ranges(in: piece) { match(range) }
         case .scalars(let isDelimiter):
             var index = scalars.startIndex
             while index < scalars.endIndex {
@@ -199,7 +185,7 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
 
     /// Words that each start at an occurrence of `marker` (the `MergedWithNext` behaviour), on scalars.
     static func split(_ text: Substring, before marker: String) -> [Substring] {
-        split(text, at: .literal(Array(marker.unicodeScalars)), .mergedWithNext, invert: false)
+        split(text, at: .pattern(ScalarPattern(literal: marker)), .mergedWithNext, invert: false)
     }
 
     // MARK: tokenizer.json's splitting pre-tokenizers
@@ -225,6 +211,16 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
         var stages: [Component] { type == "Sequence" ? pretokenizers ?? [] : [self] }
     }
 
+    /// The steps of splitting pre-tokenizer stages (a `Sequence`'s, or one); any other stage is refused by name.
+    static func splittingSteps(_ stages: some Sequence<Component>) throws(ComponentRefusal) -> [Step] {
+        var steps: [Step] = []
+        for stage in stages {
+            guard let more = try splittingSteps(stage) else { throw ComponentRefusal("the pre-tokenizer \(stage.name) here") }
+            steps += more
+        }
+        return steps
+    }
+
     /// A splitting pre-tokenizer's steps; nil for another type (`ByteLevel`, `Metaspace`, …). Throws the reason for
     /// a splitting one slope cannot run (an unknown behaviour, a regex Swift cannot compile).
     static func splittingSteps(_ stage: Component) throws(ComponentRefusal) -> [Step]? {
@@ -233,11 +229,11 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
             guard let behaviour = Behaviour(rawValue: stage.behavior ?? "") else { throw ComponentRefusal("the Split behaviour \(stage.behavior ?? "none")") }
             let delimiter: Delimiter
             if let pattern = stage.pattern?.Regex {
-                do { delimiter = .regex(try Regex(pattern).matchingSemantics(.unicodeScalar), pattern: pattern) } catch {
+                do { delimiter = .pattern(try ScalarPattern(regex: pattern)) } catch {
                     throw ComponentRefusal("the Split pattern \(pattern) (\(error))")
                 }
             } else if let string = stage.pattern?.String {
-                delimiter = .literal(Array(string.unicodeScalars))
+                delimiter = .pattern(ScalarPattern(literal: string))
             } else {
                 throw ComponentRefusal("a Split without a pattern")
             }
@@ -253,7 +249,7 @@ public struct PreTokenization: @unchecked Sendable {  // Regex is immutable once
             return [.split(.scalars(isPunctuation), behaviour, invert: false)]
         case "CharDelimiterSplit":
             guard let delimiter = stage.delimiter, delimiter.unicodeScalars.count == 1 else { throw ComponentRefusal("a CharDelimiterSplit without one delimiter") }
-            return [.split(.literal(Array(delimiter.unicodeScalars)), .removed, invert: false)]
+            return [.split(.pattern(ScalarPattern(literal: delimiter)), .removed, invert: false)]
         default: return nil
         }
     }

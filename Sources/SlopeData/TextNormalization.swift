@@ -9,10 +9,8 @@ public struct TextNormalization: Sendable, Equatable {
     enum Step: Sendable, Equatable {
         /// Puts the string before non-empty text.
         case prepend(String)
-        /// Replaces every occurrence of a string.
-        case replace(String, with: String)
-        /// Replaces every match of a regex.
-        case replaceMatches(RegexPattern, with: String)
+        /// Replaces every occurrence of a string, or every match of a regex.
+        case replace(ScalarPattern, with: String)
         /// Canonical composition (NFC) or decomposition (NFD).
         case nfc, nfd
         /// Compatibility composition (NFKC: ﬁ becomes fi, ｶﾞ becomes ガ) or decomposition (NFKD).
@@ -30,19 +28,6 @@ public struct TextNormalization: Sendable, Equatable {
 
     /// No normalisation.
     public static let none = TextNormalization(steps: [])
-
-    /// A compiled regex, compared by its source (Regex is neither Equatable nor Sendable, but immutable once built).
-    struct RegexPattern: @unchecked Sendable, Equatable {
-        let source: String
-        let regex: Regex<AnyRegexOutput>
-
-        init(_ source: String) throws {
-            self.source = source
-            regex = try Regex(source).matchingSemantics(.unicodeScalar)
-        }
-
-        static func == (a: RegexPattern, b: RegexPattern) -> Bool { a.source == b.source }
-    }
 
     /// The fields of a tokenizer.json `normalizer` component slope reads (BertNormalizer's for the WordPiece reader).
     struct Component: Decodable {
@@ -90,9 +75,9 @@ public struct TextNormalization: Sendable, Equatable {
         case ("Strip", _, _): return .strip(start: stage.strip_left ?? true, end: stage.strip_right ?? true)
         case ("Prepend", let prefix?, _): return .prepend(prefix)
         case ("Replace", _, let content?):
-            if let string = stage.pattern?.String { return .replace(string, with: content) }
+            if let string = stage.pattern?.String { return .replace(ScalarPattern(literal: string), with: content) }
             guard let regex = stage.pattern?.Regex else { throw ComponentRefusal("a Replace without a pattern") }
-            do { return .replaceMatches(try RegexPattern(regex), with: content) } catch {
+            do { return .replace(try ScalarPattern(regex: regex), with: content) } catch {
                 throw ComponentRefusal("the Replace pattern \(regex) (\(error))")
             }
         default: return nil
@@ -103,8 +88,7 @@ public struct TextNormalization: Sendable, Equatable {
         steps.reduce(text) { text, step in
             switch step {
             case .prepend(let prefix): text.isEmpty ? text : prefix + text
-            case .replace(let pattern, let replacement): Self.replacing(pattern, with: replacement, in: text)
-            case .replaceMatches(let pattern, let replacement): Self.replacing(pattern, with: replacement, in: text)
+            case .replace(let pattern, let replacement): pattern.replacing(in: text, with: replacement)
             case .nfc: String(String.UnicodeScalarView(text._nfc))
             case .nfd: String(String.UnicodeScalarView(text._nfd))
             case .nfkc: String(String.UnicodeScalarView(Self.compatibilityMapped(text)._nfc))
@@ -146,19 +130,6 @@ public struct TextNormalization: Sendable, Equatable {
         return forms
     }()
 
-    /// Every match of `pattern` replaced (empty matches too, as the library does).
-    static func replacing(_ pattern: RegexPattern, with replacement: String, in text: String) -> String {
-        var out = String.UnicodeScalarView()
-        var last = text.startIndex
-        for match in text.matches(of: pattern.regex) {
-            out.append(contentsOf: text.unicodeScalars[last..<match.range.lowerBound])
-            out.append(contentsOf: replacement.unicodeScalars)
-            last = match.range.upperBound
-        }
-        out.append(contentsOf: text.unicodeScalars[last...])
-        return String(out)
-    }
-
     static func stripping(_ text: String, start: Bool, end: Bool) -> String {
         var scalars = Substring(text).unicodeScalars
         if start { scalars = scalars.drop { $0.properties.isWhitespace } }
@@ -170,23 +141,8 @@ public struct TextNormalization: Sendable, Equatable {
         return String(scalars)
     }
 
-    /// Every occurrence of `pattern`'s scalars replaced, left to right without overlaps (String's own replacement
-    /// matches whole Characters, so a space followed by a combining mark would not match " ").
+    /// Every occurrence of `pattern`'s scalars replaced, left to right without overlaps (see ``ScalarPattern``).
     static func replacing(_ pattern: String, with replacement: String, in text: String) -> String {
-        let target = Array(pattern.unicodeScalars)
-        guard !target.isEmpty else { return text }
-        let scalars = Array(text.unicodeScalars)
-        var out = String.UnicodeScalarView()
-        var i = 0
-        while i < scalars.count {
-            if i + target.count <= scalars.count, scalars[i..<(i + target.count)].elementsEqual(target) {
-                out.append(contentsOf: replacement.unicodeScalars)
-                i += target.count
-            } else {
-                out.append(scalars[i])
-                i += 1
-            }
-        }
-        return String(out)
+        ScalarPattern(literal: pattern).replacing(in: text, with: replacement)
     }
 }

@@ -95,14 +95,9 @@ public struct WordPieceTokenizer: Sendable {
             do throws(ComponentRefusal) { normalizer = .steps(try TextNormalization(file.normalizer)) } catch { throw refuse(error.what) }
         }
         guard let preTokenizer = file.pre_tokenizer else { throw refuse("a model without a pre-tokenizer") }
-        preTokenization = PreTokenization(steps: try preTokenizer.stages.flatMap { stage in
-            do throws(ComponentRefusal) {
-                guard let steps = try PreTokenization.splittingSteps(stage) else { throw ComponentRefusal("the pre-tokenizer \(stage.name)") }
-                return steps
-            } catch {
-                throw refuse("\(error.what) (in the pre-tokenizer \(preTokenizer.name))")
-            }
-        })
+        do throws(ComponentRefusal) { preTokenization = PreTokenization(steps: try PreTokenization.splittingSteps(preTokenizer.stages)) } catch {
+            throw refuse("\(error.what) (in the pre-tokenizer \(preTokenizer.name))")
+        }
         var (prefix, suffix): ([Int32], [Int32]) = ([], [])
         for post in file.post_processor?.stages ?? [] {
             switch post.type {

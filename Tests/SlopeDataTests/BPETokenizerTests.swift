@@ -251,7 +251,7 @@ final class BPETokenizerTests: XCTestCase {
     /// matches of a lookahead included), and a Replace the regex engine cannot compile refused by name.
     func testRegexReplaceMatchesTheLibrary() throws {
         func replaced(_ pattern: String, _ content: String, _ text: String) throws -> String {
-            TextNormalization(steps: [.replaceMatches(try .init(pattern), with: content)]).apply(text)
+            TextNormalization(steps: [.replace(try ScalarPattern(regex: pattern), with: content)]).apply(text)
         }
         XCTAssertEqual(try replaced(" {2,}", " ", "a  b   c d"), "a b c d")
         XCTAssertEqual(try replaced(#"\d"#, "#", "r2d2 \u{663}x"), "r#d# #x", "Unicode digits too")
