@@ -35,6 +35,14 @@ final class LibraryDiscoveryTests: XCTestCase {
         ])
     }
 
+    func testCuDNNFromTorchsWheel() {
+        let files = ["/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cudnn/lib/libcudnn.so.9"]
+        XCTAssertEqual(discovery(files: files).candidates(for: .cudnn), [
+            .loaderName("libcudnn.so.9"), .loaderName("libcudnn.so"),
+            .file("/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cudnn/lib/libcudnn.so.9"),
+        ])
+    }
+
     func testVirtualEnvironmentAndUserSitePackages() {
         let files = [
             "/home/me/env/lib/python3.12/site-packages/nvidia/cublas/lib/libcublasLt.so.13",

@@ -1,7 +1,7 @@
 // Hand-written declarations of the few CUDA driver, NVRTC, cuBLASLt and cuSPARSELt types, constants and
 // function signatures slope calls. No NVIDIA header is needed to build: the libraries are opened at run time
 // (dlopen) and each symbol is cast to the function-pointer type declared here. Values match CUDA 13.0,
-// cuBLASLt 13.1, cuSPARSELt 0.8 and are stable across the versions slope supports.
+// cuBLASLt 13.1, cuSPARSELt 0.8, NCCL 2 and cuDNN 9, and are stable across the versions slope supports.
 #ifndef SLOPE_CCUDA_H
 #define SLOPE_CCUDA_H
 
@@ -269,6 +269,28 @@ typedef ncclResult_t (*slope_ncclAllGather_fn)(
     const void *sendbuff, void *recvbuff, size_t sendcount, int datatype, ncclComm_t comm, CUstream stream);
 typedef ncclResult_t (*slope_ncclGroupStart_fn)(void);
 typedef ncclResult_t (*slope_ncclGroupEnd_fn)(void);
+
+// MARK: cuDNN (libcudnn.so.9): the backend (graph) API, for its fused attention. Descriptors are opaque
+// handles; attribute names, types and enum values are plain ints (their values in CuDNNAPI.swift).
+typedef int cudnnStatus_t;  // CUDNN_STATUS_SUCCESS = 0
+typedef struct cudnnContext *cudnnHandle_t;
+typedef void *cudnnBackendDescriptor_t;
+typedef size_t (*slope_cudnnGetVersion_fn)(void);
+typedef cudnnStatus_t (*slope_cudnnCreate_fn)(cudnnHandle_t *handle);
+typedef cudnnStatus_t (*slope_cudnnDestroy_fn)(cudnnHandle_t handle);
+typedef cudnnStatus_t (*slope_cudnnSetStream_fn)(cudnnHandle_t handle, CUstream stream);
+typedef const char *(*slope_cudnnGetErrorString_fn)(cudnnStatus_t status);
+typedef void (*slope_cudnnGetLastErrorString_fn)(char *message, size_t capacity);
+typedef cudnnStatus_t (*slope_cudnnBackendCreateDescriptor_fn)(int descriptorType, cudnnBackendDescriptor_t *descriptor);
+typedef cudnnStatus_t (*slope_cudnnBackendDestroyDescriptor_fn)(cudnnBackendDescriptor_t descriptor);
+typedef cudnnStatus_t (*slope_cudnnBackendFinalize_fn)(cudnnBackendDescriptor_t descriptor);
+typedef cudnnStatus_t (*slope_cudnnBackendSetAttribute_fn)(
+    cudnnBackendDescriptor_t descriptor, int attributeName, int attributeType, int64_t elementCount, const void *elements);
+typedef cudnnStatus_t (*slope_cudnnBackendGetAttribute_fn)(
+    cudnnBackendDescriptor_t descriptor, int attributeName, int attributeType, int64_t requestedElementCount,
+    int64_t *elementCount, void *elements);
+typedef cudnnStatus_t (*slope_cudnnBackendExecute_fn)(
+    cudnnHandle_t handle, cudnnBackendDescriptor_t executionPlan, cudnnBackendDescriptor_t variantPack);
 
 /// Size and alignment the shim reserves for cuSPARSELt's opaque objects (checked by the tests).
 size_t slope_ccuda_sparse_object_bytes(void);

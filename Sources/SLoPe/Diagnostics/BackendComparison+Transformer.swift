@@ -48,8 +48,30 @@ extension BackendComparison {
         attention(dtype, suffix: "", &results)
     }
 
-    /// Attention at several shapes (causal, grouped-query, KV-cache shaped, non-causal; head sizes 32–256)
-    /// in float32 and bfloat16; `suffix` labels the route being checked.
+    /// The attention shapes every route is checked at: partial tiles, grouped-query heads, cached keys, causal and
+    /// not, each fused head dimension.
+    public static let attentionShapes: [AttentionShape] = [
+        AttentionShape(batch: 2, queryLength: 70, queryHeads: 3, headDimension: 64),
+        AttentionShape(batch: 1, queryLength: 100, queryHeads: 4, keyValueHeads: 2, headDimension: 32),
+        AttentionShape(batch: 2, queryLength: 5, keyLength: 45, queryHeads: 2, keyValueHeads: 1, headDimension: 128),
+        AttentionShape(batch: 1, queryLength: 33, queryHeads: 2, headDimension: 80, causal: false),
+        // Non-causal at the tensor-core head sizes (partial query blocks and key tiles).
+        AttentionShape(batch: 1, queryLength: 50, keyLength: 70, queryHeads: 2, keyValueHeads: 1, headDimension: 64, causal: false),
+        AttentionShape(batch: 1, queryLength: 40, keyLength: 72, queryHeads: 2, headDimension: 128, causal: false),
+        // Long enough for the GPU's causal chunking (4 query chunks), with cached keys before them.
+        AttentionShape(batch: 2, queryLength: 260, keyLength: 300, queryHeads: 4, keyValueHeads: 2, headDimension: 64),
+        // The other fused head sizes, causal and not, over several key blocks and query tiles.
+        AttentionShape(batch: 2, queryLength: 150, queryHeads: 4, keyValueHeads: 2, headDimension: 80),
+        AttentionShape(batch: 1, queryLength: 130, keyLength: 140, queryHeads: 2, headDimension: 96),
+        AttentionShape(batch: 1, queryLength: 70, keyLength: 200, queryHeads: 3, headDimension: 96, causal: false),
+        AttentionShape(batch: 2, queryLength: 260, keyLength: 300, queryHeads: 4, keyValueHeads: 2, headDimension: 128),
+        AttentionShape(batch: 1, queryLength: 100, queryHeads: 2, headDimension: 256),
+        AttentionShape(batch: 1, queryLength: 40, keyLength: 150, queryHeads: 2, keyValueHeads: 1, headDimension: 256, causal: false),
+        // Causal, one key/value head for four query heads, lengths a multiple of 128.
+        AttentionShape(batch: 2, queryLength: 256, queryHeads: 4, keyValueHeads: 1, headDimension: 128),
+    ]
+
+    /// Attention at ``attentionShapes`` in float32 and bfloat16; `suffix` labels the route being checked.
     public func runAttentionChecks(suffix: String) -> [Check] {
         var results: [Check] = []
         for dtype in [DType.float32, .bfloat16] { attention(dtype, suffix: suffix, &results) }
@@ -58,24 +80,7 @@ extension BackendComparison {
 
     private func attention(_ dtype: DType, suffix: String, _ results: inout [Check]) {
         do {
-            let shapes = [
-                AttentionShape(batch: 2, queryLength: 70, queryHeads: 3, headDimension: 64),
-                AttentionShape(batch: 1, queryLength: 100, queryHeads: 4, keyValueHeads: 2, headDimension: 32),
-                AttentionShape(batch: 2, queryLength: 5, keyLength: 45, queryHeads: 2, keyValueHeads: 1, headDimension: 128),
-                AttentionShape(batch: 1, queryLength: 33, queryHeads: 2, headDimension: 80, causal: false),
-                // Non-causal at the tensor-core head sizes (partial query blocks and key tiles).
-                AttentionShape(batch: 1, queryLength: 50, keyLength: 70, queryHeads: 2, keyValueHeads: 1, headDimension: 64, causal: false),
-                AttentionShape(batch: 1, queryLength: 40, keyLength: 72, queryHeads: 2, headDimension: 128, causal: false),
-                // Long enough for the GPU's causal chunking (4 query chunks), with cached keys before them.
-                AttentionShape(batch: 2, queryLength: 260, keyLength: 300, queryHeads: 4, keyValueHeads: 2, headDimension: 64),
-                // The other fused head sizes, causal and not, over several key blocks and query tiles.
-                AttentionShape(batch: 2, queryLength: 150, queryHeads: 4, keyValueHeads: 2, headDimension: 80),
-                AttentionShape(batch: 1, queryLength: 130, keyLength: 140, queryHeads: 2, headDimension: 96),
-                AttentionShape(batch: 1, queryLength: 70, keyLength: 200, queryHeads: 3, headDimension: 96, causal: false),
-                AttentionShape(batch: 2, queryLength: 260, keyLength: 300, queryHeads: 4, keyValueHeads: 2, headDimension: 128),
-                AttentionShape(batch: 1, queryLength: 100, queryHeads: 2, headDimension: 256),
-                AttentionShape(batch: 1, queryLength: 40, keyLength: 150, queryHeads: 2, keyValueHeads: 1, headDimension: 256, causal: false),
-            ]
+            let shapes = Self.attentionShapes
             for s in shapes {
                 let d = s.headDimension
                 let q = try random([s.batch * s.queryLength, s.queryHeads * d], dtype)

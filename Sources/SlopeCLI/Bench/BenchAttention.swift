@@ -20,8 +20,8 @@ struct BenchAttention: ParsableCommand {
     @Option(help: "Comma-separated BATCHxTOKENSxHEADSxHEADDIM shapes (default on CUDA: 4x2048 tokens at head dimensions 64, 80, 96, 128 (32 heads) and 256 (16 heads), and 2x4096x16x128; 1x256x4x64 on the CPU).")
     var shapes: String?
 
-    @Option(help: "CUDA routes to time, comma-separated: fused, gemm, flash (flash is slow at large shapes).")
-    var routes: String = "fused,gemm"
+    @Option(help: "CUDA routes to time, comma-separated: cudnn, fused, gemm, flash (flash is slow at large shapes).")
+    var routes: String = "cudnn,fused,gemm"
 
     @Flag(help: "Time every instantiated variant of the fused kernels, not only the default.")
     var variants = false
@@ -102,6 +102,17 @@ struct BenchAttention: ParsableCommand {
                 if route == .fused, let gpu, let kernel = try gpu.fusedAttentionDescription(shape, dtype: elementType),
                    described.insert("\(shape.headDimension) \(name)").inserted {
                     kernels.append(["\(shape.headDimension)", name, kernel.forward, kernel.backward])
+                }
+                // A forced cudnn route runs slope's kernels where cuDNN has no plan: say so instead of timing those.
+                if route == .cudnn, let gpu {
+                    let refusal = [false, true].compactMap { backward -> String? in
+                        if case .failure(let why) = gpu.cudnnAttentionStatus(shape, dtype: elementType, backward: backward) { return why.reason }
+                        return nil
+                    }.first
+                    if let refusal {
+                        table.append([label, name, "no cuDNN plan: \(refusal.prefix(100))", "", "", ""])
+                        continue
+                    }
                 }
                 do {
                     let saved = try backend.attention(query: q, key: k, value: v, shape: shape)

@@ -23,6 +23,8 @@ struct DoctorCommand: ParsableCommand {
         for (library, outcome) in CUDALibraries.report() {
             switch outcome {
             case .success(let path): print("  \(library.name.padding(12))  \(path)")
+            case .failure(CUDAError.libraryNotFound) where library == .cudnn:
+                print("  \(library.name.padding(12))  not found: attention runs on slope's kernels (for cuDNN's, install \(library.provider))")
             case .failure(CUDAError.libraryNotFound): print("  \(library.name.padding(12))  not found (install \(library.provider))")
             case .failure(let error): print("  \(library.name.padding(12))  not usable: \(error)")
             }
@@ -45,6 +47,10 @@ struct DoctorCommand: ParsableCommand {
         let device = backend.cudaDevice
         print("  gpu           \(backend.name), \(formatted(Double(device.totalMemory) / Double(1 << 30), digits: 1)) GiB")
         print("  nvrtc         \(backend.compilerVersion)    cuBLASLt \(backend.cublasLtVersion)    cuSPARSELt \(backend.cusparseLtVersion.map(String.init) ?? "not loaded: sparse GEMMs run dense")")
+        switch backend.cudnnVersion {
+        case .success(let version): print("  cuDNN         \(version): fused attention route")
+        case .failure(let reason): print("  cuDNN         not in use (\(reason)): attention runs on slope's kernels")
+        }
         print("\nChecking every GPU op against the CPU backend (float32 and bfloat16)…")
         let clock = ContinuousClock()
         var checks: [BackendComparison.Check] = []
@@ -91,6 +97,21 @@ struct DoctorCommand: ParsableCommand {
             backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
             checks += comparison.runCheckpointCheck()
+        }
+        // Which checked shapes the cudnn route ran on cuDNN (the rest ran on slope's kernels), and why not.
+        if case .success = backend.cudnnVersion {
+            var plans = TextTable(headers: ["attention shape (bfloat16)", "cuDNN forward", "cuDNN backward"])
+            for s in BackendComparison.attentionShapes {
+                func status(_ backward: Bool) -> String {
+                    switch backend.cudnnAttentionStatus(s, dtype: .bfloat16, backward: backward) {
+                    case .success(let plan): return plan.components(separatedBy: ", ").dropFirst().joined(separator: ", ")
+                    case .failure(let why): return "slope's kernels: \(String(why.reason.prefix(90)))"
+                    }
+                }
+                plans.append(["B\(s.batch) Tq\(s.queryLength) Tk\(s.keyLength) H\(s.queryHeads)/\(s.keyValueHeads) D\(s.headDimension)\(s.causal ? "" : " full")",
+                              status(false), status(true)])
+            }
+            print(plans.render())
         }
         var ncclFailure: String?
         if case .success = nccl {

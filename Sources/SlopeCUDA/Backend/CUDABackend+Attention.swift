@@ -2,6 +2,10 @@ import SlopeCore
 
 /// How ``CUDABackend`` computes attention.
 public enum AttentionRoute: String, Sendable, CaseIterable {
+    /// cuDNN's fused flash-attention engines through its graph API (Hopper: wgmma and TMA kernels, the fastest
+    /// measured), where cuDNN 9 loads and has an engine for the shape: bf16/fp16, head dimension a multiple of 8 up
+    /// to 256, equal query and key lengths when causal.
+    case cudnn
     /// Fused tensor-core kernels (bf16/fp16, FlashAttention-2's algorithm), scores never leaving the chip:
     /// forward and backward at head dimensions 64, 80, 96, 128 and 256.
     case fused
@@ -93,6 +97,7 @@ extension CUDABackend {
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         try OperandChecks.attention(query: query, key: key, value: value, shape: s)
         switch try route(for: s, dtype: query.dtype) {
+        case .cudnn: return try cudnnAttention(query: query, key: key, value: value, shape: s)
         case .fused: return try fusedAttention(query: query, key: key, value: value, shape: s)
         case .gemm: return try gemmAttention(query: query, key: key, value: value, shape: s)
         case .flash: return try flashAttention(query: query, key: key, value: value, shape: s)
@@ -103,6 +108,10 @@ extension CUDABackend {
         _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
     ) throws -> AttentionGradients {
         try OperandChecks.attentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
+        let route = try route(for: s, dtype: query.dtype, backward: true)
+        if route == .cudnn {  // computes its own δ
+            return try cudnnAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
+        }
         // δ = rowsum(dO ⊙ O), FlashAttention-2's D, used by every route.
         let rows = s.batch * s.queryLength
         let delta = try newTensor([rows, s.queryHeads], dtype: .float32)
@@ -118,8 +127,8 @@ extension CUDABackend {
             try launch(.attention, "attention_delta", dtype: query.dtype, grid: elementwiseGrid(rows * s.queryHeads),
                        deltaArguments + [.int64(Int64(rows)), .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension))])
         }
-        switch try route(for: s, dtype: query.dtype, backward: true) {
-        case .fused: return try fusedAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
+        switch route {
+        case .cudnn, .fused: return try fusedAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
         case .gemm: return try gemmAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
         case .flash: return try flashAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, delta: delta, shape: s)
         }
@@ -157,10 +166,14 @@ extension CUDABackend {
                 "\(backward.label), \(b.registers) regs" + (b.spillBytes > 0 ? ", \(b.spillBytes) B spilled" : ""))
     }
 
-    /// The forced route (a forced `fused` or `flash` falls back to `gemm` where its kernels do not apply), else
+    /// The forced route (a forced `cudnn` falls back to the automatic choice without it where cuDNN has no plan,
+    /// a forced `fused` or `flash` to `gemm` where its kernels do not apply), else cuDNN where it has a plan, else
     /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
     /// sequences, where the flash kernels need no buffer at all).
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
+        if attentionRoute == nil || attentionRoute == .cudnn, cudnnAttentionPlan(s, dtype: dtype, backward: backward) != nil {
+            return .cudnn
+        }
         let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
         let gemmOrFlash: AttentionRoute = scoreBytes <= 4 << 30 ? .gemm : .flash
         let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
@@ -168,6 +181,7 @@ extension CUDABackend {
         let flashable = KernelSources.attentionHeadDimensions.contains(s.headDimension)
         switch attentionRoute {
         case .gemm?: return .gemm
+        case .cudnn?: return fusable ? .fused : gemmOrFlash
         case .flash?: return flashable ? .flash : .gemm
         case .fused?: return fusable ? .fused : .gemm
         case nil: return fusable ? .fused : gemmOrFlash

@@ -14,6 +14,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// nil when cuSPARSELt cannot be loaded: sparse GEMMs then run dense (doctor reports why).
     let cusparseLt: CuSPARSELtMatmul?
     let decisions: SparseGEMMDecisionStore
+    /// nil when cuDNN 9 cannot be loaded (`cudnnLoadFailure` says why): attention then runs on slope's kernels.
+    let cudnn: CuDNNAttention?
+    let cudnnLoadFailure: String?
     /// Forces one route for every sparse GEMM instead of the measured choice (checks and benchmarks);
     /// starts from `SLOPE_SPARSE_GEMM` = dense, sparseA or sparseB.
     public var sparseRoute: String?
@@ -51,6 +54,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
         cusparseLt = try? CuSPARSELtMatmul(device: cudaDevice)
+        do {
+            (cudnn, cudnnLoadFailure) = (try CuDNNAttention(device: cudaDevice), nil)
+        } catch {
+            (cudnn, cudnnLoadFailure) = (nil, "\(error)")
+        }
         decisions = SparseGEMMDecisionStore(path: SparseGEMMDecisionStore.path(
             cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
             cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version))
@@ -72,7 +80,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         }
         if let route = environment["SLOPE_ATTENTION"], route != "auto" {
             guard let parsed = AttentionRoute(rawValue: route) else {
-                throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION", reason: "must be auto, fused, gemm or flash, not '\(route)'")
+                throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION", reason: "must be auto, cudnn, fused, gemm or flash, not '\(route)'")
             }
             attentionRoute = parsed
         }
@@ -106,6 +114,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var cublasLtVersion: Int { blas.version }
     /// cuSPARSELt's version number (e.g. 800), or nil when it is not loaded.
     public var cusparseLtVersion: Int? { cusparseLt?.version }
+    /// cuDNN's version ("9.13.0"), or why it is not used.
+    public var cudnnVersion: Result<String, CuDNNUnavailable> {
+        if let cudnn { return .success(cudnn.api.versionText) }
+        return .failure(CuDNNUnavailable(reason: cudnnLoadFailure ?? "not loaded"))
+    }
 
     // MARK: Helpers shared by the op files
 

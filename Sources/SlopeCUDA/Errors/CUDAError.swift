@@ -13,7 +13,7 @@ public enum CUDAError: Error, Equatable, CustomStringConvertible {
 
     /// Which library's status codes a failed call returned.
     public enum StatusFamily: String, Sendable {
-        case driver, nvrtc, cublas, cusparse, nccl
+        case driver, nvrtc, cublas, cusparse, nccl, cudnn
     }
 
     public var description: String {
@@ -48,6 +48,7 @@ public enum CUDAStatus {
         case .cublas: return cublasNames[status] ?? "CUBLAS_STATUS_\(status)"
         case .cusparse: return cusparseNames[status] ?? "CUSPARSE_STATUS_\(status)"
         case .nccl: return ncclNames[status] ?? "ncclResult \(status)"
+        case .cudnn: return cudnnNames[status] ?? cudnnClass(status)
         }
     }
 
@@ -58,6 +59,37 @@ public enum CUDAStatus {
         3: "ncclInternalError", 4: "ncclInvalidArgument", 5: "ncclInvalidUsage",
         6: "ncclRemoteError (a peer failed or the network dropped)", 7: "ncclInProgress",
     ]
+
+    /// cuDNN 9 statuses: the class is the thousands (1xxx not initialised, 2xxx bad parameter, 3xxx not supported,
+    /// 4xxx internal, 5xxx execution failed), the rest says which.
+    static let cudnnNames: [Int32: String] = [
+        0: "CUDNN_STATUS_SUCCESS", 1001: "CUDNN_STATUS_NOT_INITIALIZED",
+        1002: "CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH (cuDNN's sub-libraries come from different versions)",
+        1008: "CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED (a libcudnn_*.so.9 beside libcudnn.so.9 is missing)",
+        2000: "CUDNN_STATUS_BAD_PARAM", 2002: "CUDNN_STATUS_BAD_PARAM_NULL_POINTER",
+        2003: "CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER", 2004: "CUDNN_STATUS_BAD_PARAM_NOT_FINALIZED",
+        2005: "CUDNN_STATUS_BAD_PARAM_OUT_OF_BOUND", 2006: "CUDNN_STATUS_BAD_PARAM_SIZE_INSUFFICIENT",
+        2007: "CUDNN_STATUS_BAD_PARAM_STREAM_MISMATCH", 2008: "CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH",
+        2009: "CUDNN_STATUS_BAD_PARAM_DUPLICATED_ENTRIES", 2010: "CUDNN_STATUS_BAD_PARAM_ATTRIBUTE_TYPE",
+        3000: "CUDNN_STATUS_NOT_SUPPORTED", 3001: "CUDNN_STATUS_NOT_SUPPORTED_GRAPH_PATTERN",
+        3002: "CUDNN_STATUS_NOT_SUPPORTED_SHAPE", 3003: "CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE",
+        3004: "CUDNN_STATUS_NOT_SUPPORTED_LAYOUT", 3005: "CUDNN_STATUS_NOT_SUPPORTED_INCOMPATIBLE_CUDA_DRIVER",
+        3007: "CUDNN_STATUS_NOT_SUPPORTED_ARCH_MISMATCH", 3010: "CUDNN_STATUS_NOT_SUPPORTED_SHARED_MEMORY_INSUFFICIENT",
+        4000: "CUDNN_STATUS_INTERNAL_ERROR", 4001: "CUDNN_STATUS_INTERNAL_ERROR_COMPILATION_FAILED",
+        4004: "CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED", 5000: "CUDNN_STATUS_EXECUTION_FAILED",
+        5001: "CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER",
+    ]
+
+    static func cudnnClass(_ status: Int32) -> String {
+        switch status / 1000 {
+        case 1: return "CUDNN_STATUS_NOT_INITIALIZED class"
+        case 2: return "CUDNN_STATUS_BAD_PARAM class"
+        case 3: return "CUDNN_STATUS_NOT_SUPPORTED class"
+        case 4: return "CUDNN_STATUS_INTERNAL_ERROR class"
+        case 5: return "CUDNN_STATUS_EXECUTION_FAILED class"
+        default: return "cudnnStatus \(status)"
+        }
+    }
 
     /// Driver API results (cuda.h, CUDA 13.0); the common ones and those a user can cause.
     static let driverNames: [Int32: String] = [

@@ -31,6 +31,11 @@ public struct CUDALibrary: Sendable, Hashable, CustomStringConvertible {
         name: "cuSPARSELt", fileNames: ["libcusparseLt.so.0", "libcusparseLt.so"], pipFolders: ["cusparselt"],
         provider: "pip install nvidia-cusparselt-cu13 (or NVIDIA's libcusparselt0 package)")
 
+    /// Optional: its fused attention is the fastest attention route where it loads (our kernels otherwise).
+    public static let cudnn = CUDALibrary(
+        name: "cuDNN", fileNames: ["libcudnn.so.9", "libcudnn.so"], pipFolders: ["cudnn"],
+        provider: "pip install nvidia-cudnn-cu13 (or NVIDIA's libcudnn9 package)")
+
     /// Only data-parallel runs (WORLD_SIZE > 1) need it.
     public static let nccl = CUDALibrary(
         name: "NCCL", fileNames: ["libnccl.so.2", "libnccl.so"], pipFolders: ["nccl"],

@@ -1,0 +1,85 @@
+import CCUDA
+import SlopeCore
+
+/// The `cudnn` attention route: cuDNN's fused attention through ``CuDNNAttentionGraph`` plans. Its log-sum-exp is
+/// written in slope's layout ([B·T, H], natural log of the scaled scores), so the other routes' backward can
+/// consume a cuDNN forward and the other way round.
+extension CUDABackend {
+    /// Query lengths below this run on slope's kernels when the route is chosen automatically: they are cheap there,
+    /// and each new length would cost cuDNN a plan (prompts of every length during generation).
+    static let cudnnMinimumQueryLength = 128
+
+    /// cuDNN's plan for this call, or nil where the route does not apply or cuDNN has no engine for it.
+    func cudnnAttentionPlan(_ s: AttentionShape, dtype: DType, backward: Bool) -> CuDNNPlan? {
+        guard let cudnn, CuDNNAttention.applies(to: s, dtype: dtype),
+              attentionRoute == .cudnn || s.queryLength >= Self.cudnnMinimumQueryLength
+        else { return nil }
+        return try? cudnn.plan(s, dtype: dtype, backward: backward).get()
+    }
+
+    /// The plan cuDNN runs at this shape ("attention forward 4×2048×32×128, engine 8, 0 B workspace"), or why it
+    /// runs none (doctor and bench report it). Asks cuDNN for the plan if no call has yet.
+    public func cudnnAttentionStatus(_ s: AttentionShape, dtype: DType, backward: Bool) -> Result<String, CuDNNUnavailable> {
+        guard let cudnn else { return .failure(CuDNNUnavailable(reason: cudnnLoadFailure ?? "cuDNN is not loaded")) }
+        guard CuDNNAttention.applies(to: s, dtype: dtype) else {
+            return .failure(CuDNNUnavailable(
+                reason: "cuDNN's route needs bf16/fp16, a head dimension that is a multiple of 8 up to 256, equal lengths when causal"))
+        }
+        return cudnn.plan(s, dtype: dtype, backward: backward)
+            .map { "\($0.label), \(byteCountText($0.workspaceBytes)) workspace" }
+            .mapError { CuDNNUnavailable(reason: "\($0)") }
+    }
+
+    func cudnnAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
+        guard let cudnn, let plan = cudnnAttentionPlan(s, dtype: query.dtype, backward: false) else {
+            throw TensorError.invalidArgument(operation: "attention", reason: "cuDNN has no plan for \(s)")
+        }
+        let operation = "attention"
+        let out = try newTensor(query.shape, dtype: query.dtype)
+        let lse = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: .float32)
+        try runCuDNN(plan, cudnn, scale: s.scale, [
+            "Q": try address(query, operation), "K": try address(key, operation), "V": try address(value, operation),
+            "O": try address(out, operation), "Stats": try address(lse, operation),
+        ])
+        return AttentionOutput(output: out, logSumExp: lse)
+    }
+
+    func cudnnAttentionBackward(
+        _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
+    ) throws -> AttentionGradients {
+        guard let cudnn, let plan = cudnnAttentionPlan(s, dtype: query.dtype, backward: true) else {
+            throw TensorError.invalidArgument(operation: "attentionBackward", reason: "cuDNN has no plan for \(s)")
+        }
+        let operation = "attentionBackward"
+        let dq = try newTensor(query.shape, dtype: query.dtype)
+        let (dk, dv) = (try newTensor(key.shape, dtype: key.dtype), try newTensor(value.shape, dtype: value.dtype))
+        let scratch = CuDNNAttentionGraph.scratchBytes(s)
+        let softmaxSum = try newTensor([scratch.softmaxSum / 4], dtype: .float32)
+        // cuDNN from 9.6 initialises the accumulator itself; before, it must start at zero.
+        let accumulator = cudnn.api.cudnnGetVersion() >= 90_600
+            ? try newTensor([scratch.dQAccumulator / 4], dtype: .float32) : try zeros([scratch.dQAccumulator / 4], dtype: .float32)
+        try runCuDNN(plan, cudnn, scale: s.scale, [
+            "SoftmaxSum": try address(softmaxSum, operation), "dQAccumulator": try address(accumulator, operation),
+            "Q": try address(query, operation), "K": try address(key, operation), "V": try address(value, operation),
+            "O": try address(saved.output, operation), "Stats": try address(saved.logSumExp, operation),
+            "dO": try address(dOutput, operation), "dQ": try address(dq, operation), "dK": try address(dk, operation),
+            "dV": try address(dv, operation),
+        ])
+        return AttentionGradients(query: dq, key: dk, value: dv)
+    }
+
+    /// Executes `plan` with these device addresses, the scalars by value and a workspace from the allocator
+    /// (stream-ordered: its memory can be reused by whatever is issued after).
+    private func runCuDNN(_ plan: CuDNNPlan, _ cudnn: CuDNNAttention, scale: Float, _ addresses: [String: CUdeviceptr]) throws {
+        let pointers = addresses.compactMapValues { UnsafeMutableRawPointer(bitPattern: UInt($0)) }
+        let workspace = plan.workspaceBytes > 0 ? try newTensor([plan.workspaceBytes], dtype: .uint8) : nil
+        let workspaceAddress = try workspace.map { UnsafeMutableRawPointer(bitPattern: UInt(try address($0, "cuDNN workspace"))) } ?? nil
+        try cudaDevice.makeCurrent()
+        try cudaDevice.profiled("cudnn \(plan.label)") {
+            try plan.execute(
+                handle: cudnn.handle, pointers: pointers, scalars: ["Scale": scale, "NegativeInfinity": cudnn.negativeInfinity, "One": 1],
+                workspace: workspaceAddress)
+        }
+        withExtendedLifetime(workspace) {}
+    }
+}
