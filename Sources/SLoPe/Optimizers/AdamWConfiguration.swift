@@ -17,20 +17,53 @@ public enum WeightRounding: String, Codable, Sendable, CaseIterable {
     case stochastic
 }
 
-/// AdamW hyper-parameters with PyTorch's defaults (bias correction on, decoupled weight decay).
+/// AdamW hyper-parameters with PyTorch's defaults (bias correction on, decoupled weight decay), and whether the
+/// update is AdamW's or LAMB's (which takes the same hyper-parameters).
 public struct AdamWConfiguration: Sendable, Equatable, Codable {
     public var learningRate: Float
     public var beta1: Float
     public var beta2: Float
     public var epsilon: Float
     public var weightDecay: Float
+    public var rule: UpdateRule
 
-    public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0.01) {
+    public init(
+        learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0.01,
+        rule: UpdateRule = .adamw
+    ) {
         self.learningRate = learningRate
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
         self.weightDecay = weightDecay
+        self.rule = rule
+    }
+
+    private enum CodingKeys: String, CodingKey { case learningRate, beta1, beta2, epsilon, weightDecay, rule }
+
+    /// Checkpoints written before LAMB existed have no `rule`: they trained with AdamW.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        learningRate = try container.decode(Float.self, forKey: .learningRate)
+        beta1 = try container.decode(Float.self, forKey: .beta1)
+        beta2 = try container.decode(Float.self, forKey: .beta2)
+        epsilon = try container.decode(Float.self, forKey: .epsilon)
+        weightDecay = try container.decode(Float.self, forKey: .weightDecay)
+        rule = try container.decodeIfPresent(UpdateRule.self, forKey: .rule) ?? .adamw
+    }
+
+    /// Updates one tensor in place by ``rule``.
+    func update(_ tensor: AdamWTensor, step: AdamWStep, backend: any Backend) throws {
+        switch rule {
+        case .adamw:
+            try backend.adamW(
+                parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2,
+                step: tensor.step(step))
+        case .lamb:
+            try lambUpdate(
+                parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2,
+                step: tensor.step(step), backend: backend)
+        }
     }
 
     func step(_ number: Int, learningRate: Float?, gradientScale: Float) -> AdamWStep {

@@ -1,4 +1,4 @@
-/// AdamW over SLoPe weights' compressed values.
+/// AdamW (or LAMB, by the configuration's rule) over SLoPe weights' compressed values.
 ///
 /// Moments have the compressed size; weight decay applies to kept values only. After each step the
 /// double-pruned transpose is refreshed from the new W, and every `maskChangeFrequency` steps the
@@ -41,10 +41,12 @@ public final class SparseAdamW {
         let reselect = changesMask(atStep: stepCount)
         for (index, (weight, state)) in zip(weights, moments).enumerated() {
             if let gradient = weight.gradient {
-                var tensorStep = hyper
                 // Negative tensor numbers: the dense optimizer's parameters draw other bits.
-                tensorStep.rounding = AdamWConfiguration.rounding(seed: roundingSeed, step: stepCount, tensor: -1 - index)
-                try backend.adamW(parameter: weight.values, gradient: gradient, moment1: state.first, moment2: state.second, step: tensorStep)
+                let tensor = AdamWTensor(
+                    parameter: weight.values, gradient: gradient, moment1: state.first, moment2: state.second,
+                    weightDecay: hyper.weightDecay,
+                    rounding: AdamWConfiguration.rounding(seed: roundingSeed, step: stepCount, tensor: -1 - index))
+                try configuration.update(tensor, step: hyper, backend: backend)
             }
             try weight.refreshTranspose(reselectMask: reselect)
         }

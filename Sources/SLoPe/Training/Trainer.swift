@@ -72,7 +72,7 @@ public final class Trainer {
         if let plan = options.sparsity, model.sparseWeights.isEmpty { sparsityReport = try model.convertToSLoPe(plan) }
         let configuration = AdamWConfiguration(
             learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2, epsilon: options.epsilon ?? 1e-8,
-            weightDecay: options.weightDecay)
+            weightDecay: options.weightDecay, rule: options.optimizer ?? .adamw)
         sparseOptimizer = try SparseAdamW(
             weights: model.sparseWeights, configuration: configuration, maskChangeFrequency: options.maskChangeFrequency,
             momentDType: options.momentDType, roundingSeed: options.roundingSeed, backend: backend)

@@ -39,6 +39,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var weightDecayScope: WeightDecayScope?
     /// How bfloat16 weights store their updates (nil: to nearest, as checkpoints from before the option trained).
     public var weightRounding: WeightRounding?
+    /// AdamW or LAMB (nil: AdamW).
+    public var optimizer: UpdateRule?
 
     /// The moments' element type this run uses.
     public var momentDType: DType { optimizerState ?? .float32 }
@@ -50,7 +52,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         clipNorm: Double = 1, sparsity: SparsityPlan? = SparsityPlan(), adapterFraction: Double = 0.01, adapterRank: Int = 16,
         maskChangeFrequency: Int = 100, evaluationInterval: Int = 0, evaluationBatches: Int = 8, seed: UInt64 = 0,
         optimizerState: DType? = nil, sampling: TokenLoader.Sampling = .random, epsilon: Float? = nil,
-        weightDecayScope: WeightDecayScope? = nil, weightRounding: WeightRounding = .stochastic
+        weightDecayScope: WeightDecayScope? = nil, weightRounding: WeightRounding = .stochastic, optimizer: UpdateRule = .adamw
     ) {
         self.steps = steps
         self.batchSize = batchSize
@@ -76,6 +78,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         self.epsilon = epsilon
         self.weightDecayScope = weightDecayScope == .all ? nil : weightDecayScope
         self.weightRounding = weightRounding == .nearest ? nil : weightRounding
+        self.optimizer = optimizer == .adamw ? nil : optimizer
     }
 
     /// The seed of the optimizers' stochastic rounding (nil: round to nearest).

@@ -95,6 +95,9 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "How bfloat16 weights store their updates: stochastic (rounded up or down at random, so updates below bf16's resolution still count on average; no float32 copy of the weights) or nearest. float32 weights are unaffected.")
     var bf16Rounding: WeightRounding = .stochastic
 
+    @Option(help: "The update: adamw, or lamb (AdamW's update scaled per tensor by ‖w‖/‖update‖ where weight decay applies, as NVIDIA's BERT recipe trains; SLoPe weights take the ratio over their kept values).")
+    var optimizer: UpdateRule = .adamw
+
     @Option(help: "Element type of the AdamW moments: float32, or bfloat16 for half the optimizer's memory (as PyTorch keeps them for a bf16 model).")
     var optimizerState: DType = .float32
 
@@ -265,7 +268,7 @@ struct PretrainCommand: ParsableCommand {
             + " × \(options.gradientAccumulation)), \(trainer.model.dtype), lr \(options.learningRate) \(options.decay), warm-up \(options.warmupSteps)"
             + (options.momentDType == .float32 ? "" : ", \(options.momentDType) optimizer state")
             + (recomputeActivations ? ", activations recomputed" : ""))
-        say("  optimizer   AdamW β1 \(options.beta1) β2 \(options.beta2) ε \(options.epsilon ?? 1e-8), weight decay \(options.weightDecay) on "
+        say("  optimizer   \(options.optimizer == .lamb ? "LAMB" : "AdamW") β1 \(options.beta1) β2 \(options.beta2) ε \(options.epsilon ?? 1e-8), weight decay \(options.weightDecay) on "
             + ((options.weightDecayScope ?? .all) == .all ? "every tensor" : "matrices and embeddings") + "; "
             + ((options.sampling ?? .windows) == .windows ? "shuffled windows" : "random sampling") + " of the data"
             + (trainer.model.dtype == .bfloat16 ? "; bf16 weights rounded " + (options.weightRounding == .stochastic ? "stochastically" : "to nearest") : ""))
@@ -323,7 +326,7 @@ struct PretrainCommand: ParsableCommand {
             weightDecay: weightDecay, beta1: beta1, beta2: beta2, clipNorm: clip, sparsity: plan, adapterFraction: adapterFraction, adapterRank: adapterRank,
             maskChangeFrequency: maskChangeFrequency, evaluationInterval: evalInterval ?? max(1, stepCount / 10),
             evaluationBatches: evalBatches, seed: seed, optimizerState: optimizerState, sampling: sampling, epsilon: epsilon,
-            weightDecayScope: weightDecayOn, weightRounding: bf16Rounding)
+            weightDecayScope: weightDecayOn, weightRounding: bf16Rounding, optimizer: optimizer)
         let network = try pretrained?.model
             ?? TransformerModel(configuration: configuration, dtype: dtype ?? compute.defaultDType, backend: compute.backend, seed: seed)
         let trainer = try Trainer(model: network, options: options, trainTokens: data.train, validationTokens: data.validation)
@@ -543,5 +546,6 @@ extension DType: ExpressibleByArgument {
 }
 
 extension WeightDecayScope: ExpressibleByArgument {}
+extension UpdateRule: ExpressibleByArgument {}
 extension TokenLoader.Sampling: ExpressibleByArgument {}
 extension WeightRounding: ExpressibleByArgument {}
