@@ -26,6 +26,9 @@ public struct WordPieceTokenizer: Sendable {
 
     public var vocabularySize: Int { (decoder.keys.max().map { Int($0) + 1 }) ?? 0 }
 
+    /// The id of a vocabulary entry or special token (`[MASK]`, `[CLS]` …), if there is one.
+    public func id(of token: String) -> Int32? { specialTokens.id(of: token) ?? vocabulary[token] }
+
     /// BERT's separator, `[SEP]` (what ends a document), or `</s>`.
     public var endOfText: Int32? { specialTokens.id(of: "[SEP]") ?? specialTokens.id(of: "</s>") }
 
