@@ -66,6 +66,9 @@ final class CuDNNAttentionGraphTests: XCTestCase {
         XCTAssertEqual(stats.dimensions, [Int64(b), Int64(h), Int64(t), 1])
         XCTAssertEqual(stats.dataType, .float)
         assertAddresses(stats) { i in (i[0] * t + i[2]) * h + i[1] }
+        // cuDNN's own layout, for a cuDNN that refuses slope's: [B, H, T] packed.
+        let packed = try tensor(CuDNNAttentionGraph.forward(causal, dtype: .bfloat16, packedStatistics: true), "Stats")
+        assertAddresses(packed) { i in (i[0] * h + i[1]) * t + i[2] }
         // The probabilities enter the second product in the operands' precision; the scores stay float32.
         XCTAssertEqual(try tensor(g, "P").dataType, .bfloat16)
         XCTAssertEqual(try tensor(g, "S").dataType, .float)

@@ -10,7 +10,7 @@ extension CUDABackend {
     static let cudnnMinimumQueryLength = 128
 
     /// cuDNN's plan for this call, or nil where the route does not apply or cuDNN has no engine for it.
-    func cudnnAttentionPlan(_ s: AttentionShape, dtype: DType, backward: Bool) -> CuDNNPlan? {
+    func cudnnAttentionPlan(_ s: AttentionShape, dtype: DType, backward: Bool) -> CuDNNAttention.AttentionPlan? {
         guard let cudnn, CuDNNAttention.applies(to: s, dtype: dtype),
               attentionRoute == .cudnn || s.queryLength >= Self.cudnnMinimumQueryLength
         else { return nil }
@@ -26,7 +26,7 @@ extension CUDABackend {
                 reason: "cuDNN's route needs bf16/fp16, a head dimension that is a multiple of 8 up to 256, equal lengths when causal"))
         }
         return cudnn.plan(s, dtype: dtype, backward: backward)
-            .map { "\($0.label), \(byteCountText($0.workspaceBytes)) workspace" }
+            .map { "\($0.plan.label), \(byteCountText($0.plan.workspaceBytes)) workspace" + ($0.packedStatistics ? ", lse converted" : "") }
             .mapError { CuDNNUnavailable(reason: "\($0)") }
     }
 
@@ -37,10 +37,12 @@ extension CUDABackend {
         let operation = "attention"
         let out = try newTensor(query.shape, dtype: query.dtype)
         let lse = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: .float32)
-        try runCuDNN(plan, cudnn, scale: s.scale, [
+        let stats = plan.packedStatistics ? try newTensor([s.batch * s.queryHeads * s.queryLength], dtype: .float32) : lse
+        try runCuDNN(plan.plan, cudnn, scale: s.scale, [
             "Q": try address(query, operation), "K": try address(key, operation), "V": try address(value, operation),
-            "O": try address(out, operation), "Stats": try address(lse, operation),
+            "O": try address(out, operation), "Stats": try address(stats, operation),
         ])
+        if plan.packedStatistics { try transposeEachBatch(stats, into: lse, batch: s.batch, rows: s.queryHeads, columns: s.queryLength) }
         return AttentionOutput(output: out, logSumExp: lse)
     }
 
@@ -58,14 +60,30 @@ extension CUDABackend {
         // cuDNN from 9.6 initialises the accumulator itself; before, it must start at zero.
         let accumulator = cudnn.api.cudnnGetVersion() >= 90_600
             ? try newTensor([scratch.dQAccumulator / 4], dtype: .float32) : try zeros([scratch.dQAccumulator / 4], dtype: .float32)
-        try runCuDNN(plan, cudnn, scale: s.scale, [
+        var stats = saved.logSumExp
+        if plan.packedStatistics {
+            stats = try newTensor([s.batch * s.queryHeads * s.queryLength], dtype: .float32)
+            try transposeEachBatch(saved.logSumExp, into: stats, batch: s.batch, rows: s.queryLength, columns: s.queryHeads)
+        }
+        try runCuDNN(plan.plan, cudnn, scale: s.scale, [
             "SoftmaxSum": try address(softmaxSum, operation), "dQAccumulator": try address(accumulator, operation),
             "Q": try address(query, operation), "K": try address(key, operation), "V": try address(value, operation),
-            "O": try address(saved.output, operation), "Stats": try address(saved.logSumExp, operation),
+            "O": try address(saved.output, operation), "Stats": try address(stats, operation),
             "dO": try address(dOutput, operation), "dQ": try address(dq, operation), "dK": try address(dk, operation),
             "dV": try address(dv, operation),
         ])
         return AttentionGradients(query: dq, key: dk, value: dv)
+    }
+
+    /// `[batch][rows, columns]` float32 → `[batch][columns, rows]`: the log-sum-exp between slope's layout and cuDNN's.
+    private func transposeEachBatch(_ x: Tensor, into y: Tensor, batch: Int, rows: Int, columns: Int) throws {
+        let (source, destination) = (try address(x, "attention"), try address(y, "attention"))
+        for b in 0..<batch {
+            let offset = CUdeviceptr(b * rows * columns * 4)
+            try launch(.layout, "transpose", dtype: .float32, grid: ((columns + 31) / 32, (rows + 31) / 32, 1), block: (32, 8, 1), [
+                .pointer(source + offset), .pointer(destination + offset), .int64(Int64(rows)), .int64(Int64(columns)),
+            ])
+        }
     }
 
     /// Executes `plan` with these device addresses, the scalars by value and a workspace from the allocator

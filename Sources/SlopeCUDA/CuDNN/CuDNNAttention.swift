@@ -21,8 +21,15 @@ final class CuDNNAttention: @unchecked Sendable {
         }
     }
 
+    /// A plan and the layout of the log-sum-exp it reads or writes.
+    struct AttentionPlan: Sendable {
+        let plan: CuDNNPlan
+        /// `[B, H, T]` instead of slope's `[B·T, H]`: the route converts (only where cuDNN refused slope's layout).
+        let packedStatistics: Bool
+    }
+
     /// Plans (or refusals) by shape; capped so that a server seeing many prompt lengths does not grow it forever.
-    private let plans = Mutex<[Key: Result<CuDNNPlan, any Error>]>([:])
+    private let plans = Mutex<[Key: Result<AttentionPlan, any Error>]>([:])
     static let maximumPlans = 256
 
     init(device: CUDADevice) throws {
@@ -58,15 +65,24 @@ final class CuDNNAttention: @unchecked Sendable {
     var negativeInfinity: Float { api.cudnnGetVersion() >= 91_000 ? -.infinity : -.greatestFiniteMagnitude }
 
     /// The plan for this shape, made on first use; the error when cuDNN refuses it.
-    func plan(_ s: AttentionShape, dtype: DType, backward: Bool) -> Result<CuDNNPlan, any Error> {
+    func plan(_ s: AttentionShape, dtype: DType, backward: Bool) -> Result<AttentionPlan, any Error> {
         let key = Key(s, dtype: dtype, backward: backward)
         if let known = plans.withLock({ $0[key] }) { return known }
         let made = Result {
             if let problem = Self.versionProblem(api.cudnnGetVersion(), s, backward: backward) {
                 throw CuDNNUnavailable(reason: problem)
             }
-            let graph = backward ? CuDNNAttentionGraph.backward(s, dtype: dtype) : CuDNNAttentionGraph.forward(s, dtype: dtype)
-            return try CuDNNPlan(graph, handle: handle, api: api)
+            func graph(packed: Bool) -> CuDNNGraph {
+                backward ? CuDNNAttentionGraph.backward(s, dtype: dtype, packedStatistics: packed)
+                    : CuDNNAttentionGraph.forward(s, dtype: dtype, packedStatistics: packed)
+            }
+            do {
+                return AttentionPlan(plan: try CuDNNPlan(graph(packed: false), handle: handle, api: api), packedStatistics: false)
+            } catch {
+                // Slope's layout refused: cuDNN's own, converted around the call, before giving up.
+                guard let plan = try? CuDNNPlan(graph(packed: true), handle: handle, api: api) else { throw error }
+                return AttentionPlan(plan: plan, packedStatistics: true)
+            }
         }
         plans.withLock { plans in
             if plans.count < Self.maximumPlans { plans[key] = made }

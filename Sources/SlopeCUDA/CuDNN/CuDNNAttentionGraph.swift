@@ -6,14 +6,16 @@ import SlopeCore
 /// log-sum-exp `[B·Tq, Hq]` float32. Tensors are named for ``CuDNNPlan/execute(handle:pointers:scalars:workspace:)``.
 enum CuDNNAttentionGraph {
     /// Query heads share key/value heads by broadcasting over the head dimension of the batched matmuls.
-    static func forward(_ s: AttentionShape, dtype: DType) -> CuDNNGraph {
+    /// With `packedStatistics` the log-sum-exp is `[B, H, Tq]` instead (cuDNN's default layout), for a cuDNN that
+    /// refuses slope's.
+    static func forward(_ s: AttentionShape, dtype: DType, packedStatistics: Bool = false) -> CuDNNGraph {
         var g = CuDNNGraph(name: "attention forward \(label(s))")
         let io = dataType(dtype)
         let q = g.tensor("Q", queryDimensions(s), strides: queryStrides(s), io)
         let kT = g.tensor("K", keyTransposedDimensions(s), strides: keyTransposedStrides(s), io)
         let v = g.tensor("V", keyDimensions(s), strides: keyStrides(s), io)
         let o = g.tensor("O", queryDimensions(s), strides: queryStrides(s), io)
-        let stats = g.tensor("Stats", rowDimensions(s), strides: statsStrides(s), .float)
+        let stats = g.tensor("Stats", rowDimensions(s), strides: statsStrides(s, packed: packedStatistics), .float)
         let scale = g.scalar("Scale")
         let scores = scoreDimensions(s)
 
@@ -42,14 +44,14 @@ enum CuDNNAttentionGraph {
 
     /// Recomputes P from the saved log-sum-exp; δ = rowsum(dO ⊙ O) goes through the `SoftmaxSum` scratch tensor and
     /// dQ accumulates in float32 in `dQAccumulator` (both caller memory, sizes from ``scratchBytes(_:)``).
-    static func backward(_ s: AttentionShape, dtype: DType) -> CuDNNGraph {
+    static func backward(_ s: AttentionShape, dtype: DType, packedStatistics: Bool = false) -> CuDNNGraph {
         var g = CuDNNGraph(name: "attention backward \(label(s))")
         let io = dataType(dtype)
         let q = g.tensor("Q", queryDimensions(s), strides: queryStrides(s), io)
         let kT = g.tensor("K", keyTransposedDimensions(s), strides: keyTransposedStrides(s), io)
         let vT = g.tensor("V", keyTransposedDimensions(s), strides: keyTransposedStrides(s), io)
         let o = g.tensor("O", queryDimensions(s), strides: queryStrides(s), io)
-        let stats = g.tensor("Stats", rowDimensions(s), strides: statsStrides(s), .float)
+        let stats = g.tensor("Stats", rowDimensions(s), strides: statsStrides(s, packed: packedStatistics), .float)
         let dO = g.tensor("dO", queryDimensions(s), strides: queryStrides(s), io)
         let dQ = g.tensor("dQ", queryDimensions(s), strides: queryStrides(s), io)
         let dK = g.tensor("dK", keyDimensions(s), strides: keyStrides(s), io)
@@ -136,8 +138,10 @@ enum CuDNNAttentionGraph {
     }
     static func scoreDimensions(_ s: AttentionShape) -> [Int] { [s.batch, s.queryHeads, s.queryLength, s.keyLength] }
     static func rowDimensions(_ s: AttentionShape) -> [Int] { [s.batch, s.queryHeads, s.queryLength, 1] }
-    /// slope's log-sum-exp is `[B·Tq, Hq]`: heads innermost.
-    static func statsStrides(_ s: AttentionShape) -> [Int] { [s.queryLength * s.queryHeads, 1, s.queryHeads, 1] }
+    /// slope's log-sum-exp is `[B·Tq, Hq]`: heads innermost; packed, `[B, Hq, Tq]`.
+    static func statsStrides(_ s: AttentionShape, packed: Bool = false) -> [Int] {
+        packed ? CuDNNGraph.packedStrides(rowDimensions(s)) : [s.queryLength * s.queryHeads, 1, s.queryHeads, 1]
+    }
 }
 
 extension CuDNNGraph {
