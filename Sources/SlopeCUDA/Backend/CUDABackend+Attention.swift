@@ -171,7 +171,8 @@ extension CUDABackend {
     /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
     /// sequences, where the flash kernels need no buffer at all).
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
-        if attentionRoute == nil || attentionRoute == .cudnn, cudnnAttentionPlan(s, dtype: dtype, backward: backward) != nil {
+        if attentionRoute == .cudnn || (attentionRoute == nil && Self.cudnnAttentionByDefault),
+           cudnnAttentionPlan(s, dtype: dtype, backward: backward) != nil {
             return .cudnn
         }
         let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4

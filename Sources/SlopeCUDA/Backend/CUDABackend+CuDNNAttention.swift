@@ -5,6 +5,10 @@ import SlopeCore
 /// written in slope's layout ([B·T, H], natural log of the scaled scores), so the other routes' backward can
 /// consume a cuDNN forward and the other way round.
 extension CUDABackend {
+    /// Whether the automatic choice takes cuDNN where it plans. Off until `slope doctor` has checked the route
+    /// against the CPU on a GPU; `SLOPE_ATTENTION=cudnn` asks for it meanwhile.
+    static let cudnnAttentionByDefault = false
+
     /// Query lengths below this run on slope's kernels when the route is chosen automatically: they are cheap there,
     /// and each new length would cost cuDNN a plan (prompts of every length during generation).
     static let cudnnMinimumQueryLength = 128
