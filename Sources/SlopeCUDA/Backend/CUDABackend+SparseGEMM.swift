@@ -115,10 +115,12 @@ extension CUDABackend {
             var key = CuSPARSELtMatmul.Key(
                 tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype, arrangement: arrangement,
                 bias: try epilogueBias.map { try address($0, "sparseMatmul") }, relu: epilogueReLU)
+            if epilogueReLU, reluEpilogueRefusals.withLock({ $0.contains(key) }) { (epilogueReLU, key.relu) = (false, false) }
             let plan: CuSPARSELtMatmul.Plan
             do {
                 plan = try cusparse().plan(for: key, algorithm: decision.algorithm)
-            } catch where epilogueReLU {  // (a configuration without the activation epilogue: the kernel after)
+            } catch where epilogueReLU {  // (no configuration with the activation epilogue: the kernel after, from now on)
+                reluEpilogueRefusals.withLock { _ = $0.insert(key) }
                 (epilogueReLU, key.relu) = (false, false)
                 plan = try cusparse().plan(for: key, algorithm: decision.algorithm)
             }

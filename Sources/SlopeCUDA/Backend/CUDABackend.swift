@@ -35,6 +35,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Forces one form of merged sparse + low-rank inference instead of the measured choice (checks and
     /// benchmarks); starts from `SLOPE_MERGED_INFERENCE` = folded, factored or stacked.
     public var mergedInferenceForm: MergedInferenceForm?
+    /// cuSPARSELt plans refused with the ReLU epilogue, asked once: those GEMMs apply ReLU by a kernel after.
+    let reluEpilogueRefusals = Mutex<Set<CuSPARSELtMatmul.Key>>([])
     /// Host-side conversions reuse the CPU backend's (round-to-nearest-even) code.
     let host = CPUBackend()
     /// RoPE's (cos, sin) tables per (head dimension, base bits), with the positions each covers (grown on demand).
