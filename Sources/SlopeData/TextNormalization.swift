@@ -93,7 +93,7 @@ public struct TextNormalization: Sendable, Equatable {
             case .nfd: String(String.UnicodeScalarView(text._nfd))
             case .nfkc: String(String.UnicodeScalarView(Self.compatibilityMapped(text)._nfc))
             case .nfkd: String(String.UnicodeScalarView(Self.compatibilityMapped(text)._nfd))
-            case .lowercase: String(String.UnicodeScalarView(text.unicodeScalars.lazy.flatMap { $0.properties.lowercaseMapping.unicodeScalars }))
+            case .lowercase: Self.lowercased(text)
             case .strip(let start, let end): Self.stripping(text, start: start, end: end)
             case .removeMarks(let nonspacingOnly):
                 String(String.UnicodeScalarView(text.unicodeScalars.filter { scalar in
@@ -105,6 +105,24 @@ public struct TextNormalization: Sendable, Equatable {
                 }))
             }
         }
+    }
+
+    /// Each scalar's full lowercase mapping, assembled as UTF-8 bytes: ASCII by arithmetic, only scalars that change
+    /// through their mapping (a String per scalar, and appending to a UnicodeScalarView, ran at ~2.7 MB/s).
+    static func lowercased(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        for scalar in text.unicodeScalars {
+            if scalar.isASCII {
+                let byte = UInt8(scalar.value)
+                bytes.append(byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte)
+            } else if scalar.properties.changesWhenLowercased {
+                bytes.append(contentsOf: scalar.properties.lowercaseMapping.utf8)
+            } else {
+                UTF8.encode(scalar) { bytes.append($0) }
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// `text` with every scalar that has a compatibility decomposition replaced by its full NFKD form. Canonical

@@ -216,6 +216,12 @@ final class BPETokenizerTests: XCTestCase {
         XCTAssertEqual(TextNormalization(steps: [.strip(start: true, end: true)]).apply(" \n "), "")
         XCTAssertEqual(TextNormalization(steps: [.nfd]).apply("\u{E9}\u{AC00}").unicodeScalars.map(\.value), [0x65, 0x301, 0x1100, 0x1161])
         XCTAssertEqual(TextNormalization(steps: [.nfc, .lowercase]).apply("\u{130}A\u{30A}").unicodeScalars.map(\.value), [0x69, 0x307, 0xE5])
+        // The byte-assembling lowercase against the per-scalar definition, over ASCII, Latin, Greek (final sigma
+        // without context), Cyrillic, Deseret, title-case digraphs, and characters with no lowercase.
+        let mixed = "The QUICK Brown ÀÉÎÕÜ ΣΑΣ Ǆǅǆ ДОМ 𐐀𐐁 ß ẞ İ K Å 中文 ① ｶ 🙂 \u{0}\t~"
+        let definition = String(String.UnicodeScalarView(mixed.unicodeScalars.flatMap { $0.properties.lowercaseMapping.unicodeScalars }))
+        XCTAssertEqual(TextNormalization(steps: [.lowercase]).apply(mixed), definition)
+        XCTAssertEqual(TextNormalization(steps: [.lowercase]).apply("ABC xyz"), "abc xyz")
     }
 
     /// The compatibility forms as the library runs them: NFKC before byte-level BPE whose ByteLevel step follows Digits
