@@ -1,5 +1,6 @@
 @testable import SlopeCUDA
 import SlopeCore
+import SlopeTestSupport
 import XCTest
 
 /// The cuDNN attention graphs as data: wiring, the layouts they declare over slope's tensors, and the variants
@@ -161,5 +162,54 @@ final class CuDNNAttentionGraphTests: XCTestCase {
         XCTAssertEqual(CUDAStatus.name(of: 3099, in: .cudnn), "CUDNN_STATUS_NOT_SUPPORTED class")
         XCTAssertTrue(CUDAError.callFailed(call: "cudnnBackendFinalize(operationGraph)", library: .cudnn, status: 2000).description
             .contains("cudnnBackendFinalize(operationGraph) failed: CUDNN_STATUS_BAD_PARAM"))
+    }
+}
+
+/// The attention graphs executed by ``CuDNNGraphInterpreter`` against the CPU backend's attention in float64: what
+/// cuDNN computes if it runs each operation as documented — the mask, scale, log-sum-exp layout, transposed views,
+/// grouped-query sums and dQ's accumulator — checked without a GPU.
+final class CuDNNAttentionGraphSemanticsTests: XCTestCase {
+    let cpu = CPUBackend()
+
+    func testGraphsComputeWhatTheCPUBackendComputes() throws {
+        let shapes = [
+            AttentionShape(batch: 2, queryLength: 5, queryHeads: 3, headDimension: 8),
+            AttentionShape(batch: 1, queryLength: 6, queryHeads: 4, keyValueHeads: 2, headDimension: 8),
+            AttentionShape(batch: 2, queryLength: 3, keyLength: 7, queryHeads: 4, keyValueHeads: 1, headDimension: 8, causal: false),
+        ]
+        for (n, s) in shapes.enumerated() {
+            let d = s.headDimension
+            let q = try randomTensor(cpu, [s.batch * s.queryLength, s.queryHeads * d], dtype: .float64, seed: UInt64(10 * n + 1))
+            let k = try randomTensor(cpu, [s.batch * s.keyLength, s.keyValueHeads * d], dtype: .float64, seed: UInt64(10 * n + 2))
+            let v = try randomTensor(cpu, [s.batch * s.keyLength, s.keyValueHeads * d], dtype: .float64, seed: UInt64(10 * n + 3))
+            let dO = try randomTensor(cpu, [s.batch * s.queryLength, s.queryHeads * d], dtype: .float64, seed: UInt64(10 * n + 4))
+            let expected = try cpu.attention(query: q, key: k, value: v, shape: s)
+            let gradients = try cpu.attentionBackward(dO, query: q, key: k, value: v, saved: expected, shape: s)
+            let scalars = ["Scale": Double(s.scale), "NegativeInfinity": -Double.infinity, "One": 1]
+
+            var forward = CuDNNGraphInterpreter(
+                CuDNNAttentionGraph.forward(s, dtype: .bfloat16),
+                memory: ["Q": try cpu.doubles(q), "K": try cpu.doubles(k), "V": try cpu.doubles(v)], scalars: scalars)
+            forward.run()
+            assertClose(forward.value("O"), try cpu.doubles(expected.output), "\(s) O")
+            assertClose(forward.value("Stats"), try cpu.doubles(expected.logSumExp), "\(s) log-sum-exp")
+
+            var backward = CuDNNGraphInterpreter(
+                CuDNNAttentionGraph.backward(s, dtype: .bfloat16),
+                memory: [
+                    "Q": try cpu.doubles(q), "K": try cpu.doubles(k), "V": try cpu.doubles(v), "O": try cpu.doubles(expected.output),
+                    "Stats": try cpu.doubles(expected.logSumExp), "dO": try cpu.doubles(dO),
+                ], scalars: scalars)
+            backward.run()
+            assertClose(backward.value("dQ"), try cpu.doubles(gradients.query), "\(s) dQ")
+            assertClose(backward.value("dK"), try cpu.doubles(gradients.key), "\(s) dK")
+            assertClose(backward.value("dV"), try cpu.doubles(gradients.value), "\(s) dV")
+        }
+    }
+
+    private func assertClose(_ got: [Double], _ expected: [Double], _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(got.count, expected.count, label, file: file, line: line)
+        let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThan(worst, 1e-10, label, file: file, line: line)
     }
 }
