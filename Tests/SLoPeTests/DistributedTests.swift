@@ -2,6 +2,7 @@ import Dispatch
 import FoundationEssentials
 import SLoPe
 import SlopeData
+import SlopeTestSupport
 import Synchronization
 import XCTest
 
@@ -108,6 +109,7 @@ final class DistributedTests: XCTestCase {
         init(_ local: LocalCommunicator) { self.local = local }
         func averageInPlace(_ tensors: [Tensor]) throws { try local.averageInPlace(tensors) }
         func average(_ values: [Double]) throws -> [Double] { try local.average(values) }
+        func broadcast(_ tensors: [Tensor], from root: Int) throws { try local.broadcast(tensors, from: root) }
         func startAveraging(_ tensors: [Tensor]) throws {
             buckets.append(tensors)
             try local.averageInPlace(tensors)
@@ -173,6 +175,48 @@ final class DistributedTests: XCTestCase {
                 XCTAssertLessThan(worst, 2e-5, "rank \(rank): \(mine.name)")
             }
         }
+    }
+
+    /// Broadcast hands every rank the root's values bit for bit (float64 included), over threads and over TCP.
+    func testBroadcastIsExactFromAnyRoot() throws {
+        let hub = LocalCommunicator.Hub(worldSize: 3)
+        let expected = randomValues(7, seed: 5).map { $0 * 1e-3 + 1 / 3 }
+        let local = together(3) { rank in
+            let cpu = CPUBackend()
+            let communicator = LocalCommunicator(rank: rank, hub: hub)
+            let wide = try cpu.tensor(rank == 2 ? expected : [Double](repeating: Double(rank), count: 7), shape: [7], dtype: .float64)
+            let narrow = try cpu.tensor([Float(rank), -1.25], shape: [2], dtype: .bfloat16)
+            try communicator.broadcast([wide, narrow], from: 2)
+            return (try cpu.doubles(wide) + cpu.doubles(narrow)).withUnsafeBytes { Array($0) }
+        }
+        let port = Self.port()
+        let socket = together(3) { rank in
+            let cpu = CPUBackend()
+            let job = DistributedEnvironment(rank: rank, worldSize: 3, localRank: rank, masterAddress: "127.0.0.1", masterPort: port)
+            let communicator = try SocketCommunicator.connect(job, backend: cpu, timeout: 20)
+            let wide = try cpu.tensor(rank == 2 ? expected : [Double](repeating: Double(rank), count: 7), shape: [7], dtype: .float64)
+            let narrow = try cpu.tensor([Float(rank), -1.25], shape: [2], dtype: .bfloat16)
+            try communicator.broadcast([wide, narrow], from: 2)
+            return (try cpu.doubles(wide) + cpu.doubles(narrow)).withUnsafeBytes { Array($0) }
+        }
+        for results in [local, socket] {
+            for rank in 0..<3 {
+                let bytes = try XCTUnwrap(try results[rank]?.get(), "rank \(rank)")
+                XCTAssertEqual(bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }, expected + [2, -1.25], "rank \(rank)")
+            }
+        }
+    }
+
+    func testOptimizerShardsBalanceWholeTensors() {
+        // Largest first, each to the least-loaded rank: [100, 60, 50, 40, 10, 10] over 2 ranks.
+        XCTAssertEqual(OptimizerShards.owners(sizes: [10, 100, 40, 60, 50, 10], worldSize: 2), [1, 0, 0, 1, 1, 1])
+        XCTAssertEqual(OptimizerShards.owners(sizes: [5, 5, 5], worldSize: 1), [0, 0, 0])
+        // Every rank gets work when there are enough tensors, and loads stay within the largest tensor.
+        let sizes = (0..<40).map { ($0 * 7919) % 997 + 1 }
+        let owners = OptimizerShards.owners(sizes: sizes, worldSize: 4)
+        let loads = (0..<4).map { rank in zip(sizes, owners).filter { $0.1 == rank }.map(\.0).reduce(0, +) }
+        XCTAssertLessThanOrEqual(loads.max()! - loads.min()!, sizes.max()!)
+        XCTAssertEqual(owners, OptimizerShards.owners(sizes: sizes, worldSize: 4), "the same on every rank")
     }
 
     /// Three processes' worth of ranks over loopback TCP: every rank gets the mean (tensors too, in place); a rank

@@ -13,6 +13,9 @@ public protocol Communicator: AnyObject, Sendable {
     func averageInPlace(_ tensors: [Tensor]) throws
     /// The mean over the ranks of each value.
     func average(_ values: [Double]) throws -> [Double]
+    /// Replaces each tensor, on every rank, by rank `root`'s (bit for bit): where ZeRO-1 hands out the parameters
+    /// each rank updated.
+    func broadcast(_ tensors: [Tensor], from root: Int) throws
     /// Whether averaging can start on part of the gradients while backward computes the rest (NCCL, on a stream of
     /// its own); the trainer then hands over each bucket of gradients as it is complete.
     var overlapsBackward: Bool { get }
@@ -48,14 +51,14 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
 
         public init(worldSize: Int) { self.worldSize = worldSize }
 
-        /// Every rank's `values` (the same lengths on all), averaged once all have arrived.
-        func meet(_ values: [[Double]]) -> [[Double]] {
+        /// Every rank's `values` (the same lengths on all), summed — averaged with `mean` — once all have arrived.
+        func meet(_ values: [[Double]], mean: Bool = true) -> [[Double]] {
             let round = state.withLock { state -> Int in
                 if state.arrived == 0 { state.sums = values.map { Array(repeating: 0, count: $0.count) } }
                 for (i, part) in values.enumerated() { for (j, value) in part.enumerated() { state.sums[i][j] += value } }
                 state.arrived += 1
                 if state.arrived == worldSize {
-                    state.result = state.sums.map { $0.map { $0 / Double(worldSize) } }
+                    state.result = mean ? state.sums.map { $0.map { $0 / Double(worldSize) } } : state.sums
                     state.arrived = 0
                     state.round += 1
                     return state.round
@@ -83,4 +86,15 @@ public final class LocalCommunicator: Communicator, @unchecked Sendable {
     }
 
     public func average(_ values: [Double]) throws -> [Double] { hub.meet([values])[0] }
+
+    /// A sum to which only `root` contributes (adding zeros is exact), in float64.
+    public func broadcast(_ tensors: [Tensor], from root: Int) throws {
+        let backend = CPUBackend()
+        let values = try tensors.map { tensor in
+            rank == root ? try backend.doubles(tensor) : [Double](repeating: 0, count: tensor.count)
+        }
+        for (tensor, value) in zip(tensors, hub.meet(values, mean: false)) {
+            try backend.copy(backend.tensor(value, shape: tensor.shape, dtype: tensor.dtype), into: tensor)
+        }
+    }
 }

@@ -54,7 +54,23 @@ public final class SocketCommunicator: Communicator, @unchecked Sendable {
 
     deinit { for connection in connections { close(connection) } }
 
-    public func average(_ values: [Double]) throws -> [Double] {
+    public func average(_ values: [Double]) throws -> [Double] { try combine(values, mean: true) }
+
+    /// A sum to which only `root` contributes (adding zeros is exact), carried as float64.
+    public func broadcast(_ tensors: [Tensor], from root: Int) throws {
+        let values = try tensors.flatMap { tensor in
+            rank == root ? try backend.doubles(tensor) : [Double](repeating: 0, count: tensor.count)
+        }
+        var rootValues = try combine(values, mean: false)[...]
+        for tensor in tensors {
+            let mine = Array(rootValues.prefix(tensor.count))
+            rootValues = rootValues.dropFirst(tensor.count)
+            try backend.copy(backend.tensor(mine, shape: tensor.shape, dtype: tensor.dtype), into: tensor)
+        }
+    }
+
+    /// Each value summed over the ranks (in rank order, at rank 0), or averaged.
+    private func combine(_ values: [Double], mean: Bool) throws -> [Double] {
         guard worldSize > 1 else { return values }
         if rank != 0 {
             try send(values, to: connections[0], peer: 0)
@@ -65,9 +81,9 @@ public final class SocketCommunicator: Communicator, @unchecked Sendable {
             let theirs = try receive(count: values.count, from: connection, peer: index + 1)
             for i in sums.indices { sums[i] += theirs[i] }
         }
-        let means = sums.map { $0 / Double(worldSize) }
-        for (index, connection) in connections.enumerated() { try send(means, to: connection, peer: index + 1) }
-        return means
+        let results = mean ? sums.map { $0 / Double(worldSize) } : sums
+        for (index, connection) in connections.enumerated() { try send(results, to: connection, peer: index + 1) }
+        return results
     }
 
     public func averageInPlace(_ tensors: [Tensor]) throws {

@@ -40,6 +40,10 @@ final class NCCLGradientAveraging: Communicator, @unchecked Sendable {
         try nccl.group { for tensor in tensors { try nccl.allReduce(tensor, .average) } }
     }
 
+    func broadcast(_ tensors: [Tensor], from root: Int) throws {
+        try nccl.group { for tensor in tensors { try nccl.broadcast(tensor, root: root) } }
+    }
+
     /// After what backward has issued so far (the bucket's gradients), on the side stream.
     func startAveraging(_ tensors: [Tensor]) throws {
         try side.waitForMainStream()
