@@ -9,14 +9,25 @@ extension CUDABackend {
     /// against the CPU on a GPU; `SLOPE_ATTENTION=cudnn` asks for it meanwhile.
     static let cudnnAttentionByDefault = false
 
+    /// cuDNN with a handle on slope's stream, made on the first call (a process that never asks for the route never
+    /// loads it), or why it cannot be used; remembered either way.
+    func loadedCuDNN() -> Result<CuDNNAttention, CuDNNUnavailable> {
+        cudnnState.withLock { state in
+            if let state { return state }
+            let made = Result { try CuDNNAttention(device: cudaDevice) }.mapError { CuDNNUnavailable(reason: "\($0)") }
+            state = made
+            return made
+        }
+    }
+
     /// Query lengths below this run on slope's kernels when the route is chosen automatically: they are cheap there,
     /// and each new length would cost cuDNN a plan (prompts of every length during generation).
     static let cudnnMinimumQueryLength = 128
 
     /// cuDNN's plan for this call, or nil where the route does not apply or cuDNN has no engine for it.
     func cudnnAttentionPlan(_ s: AttentionShape, dtype: DType, backward: Bool) -> CuDNNAttention.AttentionPlan? {
-        guard let cudnn, CuDNNAttention.applies(to: s, dtype: dtype),
-              attentionRoute == .cudnn || s.queryLength >= Self.cudnnMinimumQueryLength
+        guard CuDNNAttention.applies(to: s, dtype: dtype), attentionRoute == .cudnn || s.queryLength >= Self.cudnnMinimumQueryLength,
+              case .success(let cudnn) = loadedCuDNN()
         else { return nil }
         return try? cudnn.plan(s, dtype: dtype, backward: backward).get()
     }
@@ -24,7 +35,11 @@ extension CUDABackend {
     /// The plan cuDNN runs at this shape ("attention forward 4×2048×32×128, engine 8, 0 B workspace"), or why it
     /// runs none (doctor and bench report it). Asks cuDNN for the plan if no call has yet.
     public func cudnnAttentionStatus(_ s: AttentionShape, dtype: DType, backward: Bool) -> Result<String, CuDNNUnavailable> {
-        guard let cudnn else { return .failure(CuDNNUnavailable(reason: cudnnLoadFailure ?? "cuDNN is not loaded")) }
+        let cudnn: CuDNNAttention
+        switch loadedCuDNN() {
+        case .success(let loaded): cudnn = loaded
+        case .failure(let why): return .failure(why)
+        }
         guard CuDNNAttention.applies(to: s, dtype: dtype) else {
             return .failure(CuDNNUnavailable(
                 reason: "cuDNN's route needs bf16/fp16, a head dimension that is a multiple of 8 up to 256, equal lengths when causal"))
@@ -35,7 +50,7 @@ extension CUDABackend {
     }
 
     func cudnnAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
-        guard let cudnn, let plan = cudnnAttentionPlan(s, dtype: query.dtype, backward: false) else {
+        guard let plan = cudnnAttentionPlan(s, dtype: query.dtype, backward: false), case .success(let cudnn) = loadedCuDNN() else {
             throw TensorError.invalidArgument(operation: "attention", reason: "cuDNN has no plan for \(s)")
         }
         let operation = "attention"
@@ -53,7 +68,7 @@ extension CUDABackend {
     func cudnnAttentionBackward(
         _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
     ) throws -> AttentionGradients {
-        guard let cudnn, let plan = cudnnAttentionPlan(s, dtype: query.dtype, backward: true) else {
+        guard let plan = cudnnAttentionPlan(s, dtype: query.dtype, backward: true), case .success(let cudnn) = loadedCuDNN() else {
             throw TensorError.invalidArgument(operation: "attentionBackward", reason: "cuDNN has no plan for \(s)")
         }
         let operation = "attentionBackward"

@@ -14,9 +14,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// nil when cuSPARSELt cannot be loaded: sparse GEMMs then run dense (doctor reports why).
     let cusparseLt: CuSPARSELtMatmul?
     let decisions: SparseGEMMDecisionStore
-    /// nil when cuDNN 9 cannot be loaded (`cudnnLoadFailure` says why): attention then runs on slope's kernels.
-    let cudnn: CuDNNAttention?
-    let cudnnLoadFailure: String?
+    /// cuDNN, started on first use (only the `cudnn` attention route, doctor and bench ask for it), or why it
+    /// cannot be: attention then runs on slope's kernels.
+    let cudnnState = Mutex<Result<CuDNNAttention, CuDNNUnavailable>?>(nil)
     /// Forces one route for every sparse GEMM instead of the measured choice (checks and benchmarks);
     /// starts from `SLOPE_SPARSE_GEMM` = dense, sparseA or sparseB.
     public var sparseRoute: String?
@@ -56,11 +56,6 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
         cusparseLt = try? CuSPARSELtMatmul(device: cudaDevice)
-        do {
-            (cudnn, cudnnLoadFailure) = (try CuDNNAttention(device: cudaDevice), nil)
-        } catch {
-            (cudnn, cudnnLoadFailure) = (nil, "\(error)")
-        }
         decisions = SparseGEMMDecisionStore(path: SparseGEMMDecisionStore.path(
             cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
             cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version))
@@ -118,8 +113,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public var cusparseLtVersion: Int? { cusparseLt?.version }
     /// cuDNN's version ("9.13.0"), or why it is not used.
     public var cudnnVersion: Result<String, CuDNNUnavailable> {
-        if let cudnn { return .success(cudnn.api.versionText) }
-        return .failure(CuDNNUnavailable(reason: cudnnLoadFailure ?? "not loaded"))
+        loadedCuDNN().map(\.api.versionText)
     }
 
     // MARK: Helpers shared by the op files
