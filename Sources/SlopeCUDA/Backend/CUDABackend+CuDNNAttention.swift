@@ -77,7 +77,7 @@ extension CUDABackend {
         let scratch = CuDNNAttentionGraph.scratchBytes(s)
         let softmaxSum = try newTensor([scratch.softmaxSum / 4], dtype: .float32)
         // cuDNN from 9.6 initialises the accumulator itself; before, it must start at zero.
-        let accumulator = cudnn.api.cudnnGetVersion() >= 90_600
+        let accumulator = cudnn.api.version >= 90_600
             ? try newTensor([scratch.dQAccumulator / 4], dtype: .float32) : try zeros([scratch.dQAccumulator / 4], dtype: .float32)
         var stats = saved.logSumExp
         if plan.packedStatistics {

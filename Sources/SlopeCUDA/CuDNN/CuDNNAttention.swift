@@ -62,14 +62,14 @@ final class CuDNNAttention: @unchecked Sendable {
     }
 
     /// −∞ for the causal mask (cuDNN before 9.10 takes the most negative float instead).
-    var negativeInfinity: Float { api.cudnnGetVersion() >= 91_000 ? -.infinity : -.greatestFiniteMagnitude }
+    var negativeInfinity: Float { api.version >= 91_000 ? -.infinity : -.greatestFiniteMagnitude }
 
     /// The plan for this shape, made on first use; the error when cuDNN refuses it.
     func plan(_ s: AttentionShape, dtype: DType, backward: Bool) -> Result<AttentionPlan, any Error> {
         let key = Key(s, dtype: dtype, backward: backward)
         if let known = plans.withLock({ $0[key] }) { return known }
         let made = Result {
-            if let problem = Self.versionProblem(api.cudnnGetVersion(), s, backward: backward) {
+            if let problem = Self.versionProblem(api.version, s, backward: backward) {
                 throw CuDNNUnavailable(reason: problem)
             }
             func graph(packed: Bool) -> CuDNNGraph {

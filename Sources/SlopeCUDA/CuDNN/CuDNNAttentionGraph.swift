@@ -19,10 +19,7 @@ enum CuDNNAttentionGraph {
         let scale = g.scalar("Scale")
         let scores = scoreDimensions(s)
 
-        let s0 = g.intermediate("S", scores)
-        g.append(.matmul(a: q, b: kT, c: s0))
-        let s1 = g.intermediate("S·scale", scores)
-        g.append(.pointwise(.multiply, x: s0, b: scale, y: s1))
+        let s1 = g.scaledScores(q, kT, scale, scores)
         let masked = s.causal ? g.causalMask(s1, scores) : s1
         let maximum = g.intermediate("row max", rowDimensions(s))
         g.append(.reduction(.maximum, x: masked, y: maximum))
@@ -72,10 +69,7 @@ enum CuDNNAttentionGraph {
         g.append(.reduction(.add, x: product, y: delta))
         g.append(.pointwise(.multiply, x: delta, b: one, y: softmaxSum))
         // P = exp(S·scale − lse), masked
-        let s0 = g.intermediate("S", scores)
-        g.append(.matmul(a: q, b: kT, c: s0))
-        let s1 = g.intermediate("S·scale", scores)
-        g.append(.pointwise(.multiply, x: s0, b: scale, y: s1))
+        let s1 = g.scaledScores(q, kT, scale, scores)
         let s2 = g.intermediate("S·scale − lse", scores)
         g.append(.pointwise(.subtract, x: s1, b: stats, y: s2))
         let masked = s.causal ? g.causalMask(s2, scores) : s2
@@ -153,6 +147,15 @@ extension CuDNNGraph {
     /// A virtual float32 tensor with explicit strides.
     mutating func intermediate(_ name: String, _ dimensions: [Int], strides: [Int]) -> Int64 {
         tensor(name, dimensions, strides: strides, .float, virtual: true)
+    }
+
+    /// `scale·Q·Kᵀ` in float32 ("S", then "S·scale"), the start of both passes.
+    mutating func scaledScores(_ q: Int64, _ kT: Int64, _ scale: Int64, _ dimensions: [Int]) -> Int64 {
+        let product = intermediate("S", dimensions)
+        append(.matmul(a: q, b: kT, c: product))
+        let scaled = intermediate("S·scale", dimensions)
+        append(.pointwise(.multiply, x: product, b: scale, y: scaled))
+        return scaled
     }
 
     /// `scores` where row ≥ column, −∞ elsewhere (causal, aligned at the top left); the `NegativeInfinity` scalar is

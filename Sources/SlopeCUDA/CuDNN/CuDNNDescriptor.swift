@@ -16,6 +16,13 @@ final class CuDNNDescriptor: @unchecked Sendable {
         self.raw = raw
     }
 
+    /// A descriptor with `configure`'s attributes, finalized.
+    convenience init(_ kind: CuDNN.DescriptorType, api: CuDNNAPI, finalizing configure: (CuDNNDescriptor) throws -> Void) throws {
+        try self.init(kind, api: api)
+        try configure(self)
+        try finalize()
+    }
+
     deinit { _ = api.cudnnBackendDestroyDescriptor(raw) }
 
     private func set(_ name: CuDNN.Attribute, _ type: CuDNN.AttributeType, count: Int, _ elements: UnsafeRawPointer) throws {

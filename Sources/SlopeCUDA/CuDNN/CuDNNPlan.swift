@@ -22,16 +22,15 @@ final class CuDNNPlan: @unchecked Sendable {
         self.api = api
         var tensors: [Int64: CuDNNDescriptor] = [:]
         for spec in graph.tensors {
-            let tensor = try CuDNNDescriptor(.tensor, api: api)
-            try tensor.set(.tensorDataType, .dataType, enumValue: spec.dataType.rawValue)
-            try tensor.set(.tensorDimensions, int64s: spec.dimensions)
-            try tensor.set(.tensorStrides, int64s: spec.strides)
-            try tensor.set(.tensorUniqueID, int64: spec.uid)
-            try tensor.set(.tensorByteAlignment, int64: 16)
-            try tensor.set(.tensorIsVirtual, bool: spec.isVirtual)
-            if spec.isByValue { try tensor.set(.tensorIsByValue, bool: true) }
-            try tensor.finalize()
-            tensors[spec.uid] = tensor
+            tensors[spec.uid] = try CuDNNDescriptor(.tensor, api: api) { tensor in
+                try tensor.set(.tensorDataType, .dataType, enumValue: spec.dataType.rawValue)
+                try tensor.set(.tensorDimensions, int64s: spec.dimensions)
+                try tensor.set(.tensorStrides, int64s: spec.strides)
+                try tensor.set(.tensorUniqueID, int64: spec.uid)
+                try tensor.set(.tensorByteAlignment, int64: 16)
+                try tensor.set(.tensorIsVirtual, bool: spec.isVirtual)
+                if spec.isByValue { try tensor.set(.tensorIsByValue, bool: true) }
+            }
         }
         // Operation descriptors keep references to their sub-descriptors, which must outlive the graph's finalize.
         var keep: [CuDNNDescriptor] = []
@@ -39,60 +38,56 @@ final class CuDNNPlan: @unchecked Sendable {
         for operation in graph.operations {
             switch operation {
             case let .matmul(a, b, c):
-                let matmul = try CuDNNDescriptor(.matmul, api: api)
-                try matmul.set(.matmulComputeType, .dataType, enumValue: CuDNN.DataType.float.rawValue)
-                try matmul.finalize()
-                let op = try CuDNNDescriptor(.operationMatmul, api: api)
-                try op.set(.operationMatmulA, descriptor: tensors[a]!)
-                try op.set(.operationMatmulB, descriptor: tensors[b]!)
-                try op.set(.operationMatmulC, descriptor: tensors[c]!)
-                try op.set(.operationMatmulDescriptor, descriptor: matmul)
-                try op.finalize()
+                let matmul = try CuDNNDescriptor(.matmul, api: api) {
+                    try $0.set(.matmulComputeType, .dataType, enumValue: CuDNN.DataType.float.rawValue)
+                }
                 keep.append(matmul)
-                operations.append(op)
+                operations.append(try CuDNNDescriptor(.operationMatmul, api: api) { op in
+                    try op.set(.operationMatmulA, descriptor: tensors[a]!)
+                    try op.set(.operationMatmulB, descriptor: tensors[b]!)
+                    try op.set(.operationMatmulC, descriptor: tensors[c]!)
+                    try op.set(.operationMatmulDescriptor, descriptor: matmul)
+                })
             case let .pointwise(mode, x, b, t, y, axis):
-                let pointwise = try CuDNNDescriptor(.pointwise, api: api)
-                try pointwise.set(.pointwiseMode, .pointwiseMode, enumValue: mode.rawValue)
-                // Comparisons compute in booleans (as cuDNN's frontend sets them), everything else in float32.
-                let precision: CuDNN.DataType = mode == .greaterOrEqual ? .boolean : .float
-                try pointwise.set(.pointwiseMathPrecision, .dataType, enumValue: precision.rawValue)
-                if let axis { try pointwise.set(.pointwiseAxis, int64: axis) }
-                try pointwise.finalize()
-                let op = try CuDNNDescriptor(.operationPointwise, api: api)
-                try op.set(.operationPointwiseDescriptor, descriptor: pointwise)
-                try op.set(.operationPointwiseX, descriptor: tensors[x]!)
-                if let b { try op.set(.operationPointwiseB, descriptor: tensors[b]!) }
-                if let t { try op.set(.operationPointwiseT, descriptor: tensors[t]!) }
-                try op.set(.operationPointwiseY, descriptor: tensors[y]!)
-                try op.set(.operationPointwiseAlpha1, float: 1)
-                try op.set(.operationPointwiseAlpha2, float: 1)
-                try op.finalize()
+                let pointwise = try CuDNNDescriptor(.pointwise, api: api) { pointwise in
+                    try pointwise.set(.pointwiseMode, .pointwiseMode, enumValue: mode.rawValue)
+                    // Comparisons compute in booleans (as cuDNN's frontend sets them), everything else in float32.
+                    let precision: CuDNN.DataType = mode == .greaterOrEqual ? .boolean : .float
+                    try pointwise.set(.pointwiseMathPrecision, .dataType, enumValue: precision.rawValue)
+                    if let axis { try pointwise.set(.pointwiseAxis, int64: axis) }
+                }
                 keep.append(pointwise)
-                operations.append(op)
+                operations.append(try CuDNNDescriptor(.operationPointwise, api: api) { op in
+                    try op.set(.operationPointwiseDescriptor, descriptor: pointwise)
+                    try op.set(.operationPointwiseX, descriptor: tensors[x]!)
+                    if let b { try op.set(.operationPointwiseB, descriptor: tensors[b]!) }
+                    if let t { try op.set(.operationPointwiseT, descriptor: tensors[t]!) }
+                    try op.set(.operationPointwiseY, descriptor: tensors[y]!)
+                    try op.set(.operationPointwiseAlpha1, float: 1)
+                    try op.set(.operationPointwiseAlpha2, float: 1)
+                })
             case let .reduction(mode, x, y):
-                let reduction = try CuDNNDescriptor(.reduction, api: api)
-                try reduction.set(.reductionOperator, .reductionMode, enumValue: mode.rawValue)
-                try reduction.set(.reductionComputeType, .dataType, enumValue: CuDNN.DataType.float.rawValue)
-                try reduction.finalize()
-                let op = try CuDNNDescriptor(.operationReduction, api: api)
-                try op.set(.operationReductionX, descriptor: tensors[x]!)
-                try op.set(.operationReductionY, descriptor: tensors[y]!)
-                try op.set(.operationReductionDescriptor, descriptor: reduction)
-                try op.finalize()
+                let reduction = try CuDNNDescriptor(.reduction, api: api) { reduction in
+                    try reduction.set(.reductionOperator, .reductionMode, enumValue: mode.rawValue)
+                    try reduction.set(.reductionComputeType, .dataType, enumValue: CuDNN.DataType.float.rawValue)
+                }
                 keep.append(reduction)
-                operations.append(op)
+                operations.append(try CuDNNDescriptor(.operationReduction, api: api) { op in
+                    try op.set(.operationReductionX, descriptor: tensors[x]!)
+                    try op.set(.operationReductionY, descriptor: tensors[y]!)
+                    try op.set(.operationReductionDescriptor, descriptor: reduction)
+                })
             case let .reshape(x, y):
-                let op = try CuDNNDescriptor(.operationReshape, api: api)
-                try op.set(.operationReshapeX, descriptor: tensors[x]!)
-                try op.set(.operationReshapeY, descriptor: tensors[y]!)
-                try op.finalize()
-                operations.append(op)
+                operations.append(try CuDNNDescriptor(.operationReshape, api: api) { op in
+                    try op.set(.operationReshapeX, descriptor: tensors[x]!)
+                    try op.set(.operationReshapeY, descriptor: tensors[y]!)
+                })
             }
         }
-        let operationGraph = try CuDNNDescriptor(.operationGraph, api: api)
-        try operationGraph.set(.operationGraphHandle, handle: handle)
-        try operationGraph.set(.operationGraphOperations, descriptors: operations)
-        try operationGraph.finalize()
+        let operationGraph = try CuDNNDescriptor(.operationGraph, api: api) {
+            try $0.set(.operationGraphHandle, handle: handle)
+            try $0.set(.operationGraphOperations, descriptors: operations)
+        }
 
         // The first engine configuration that makes a plan, in the order cuDNN's heuristics rank them (mode A, as
         // PyTorch asks; the fallback list where A has none).
@@ -109,10 +104,10 @@ final class CuDNNPlan: @unchecked Sendable {
             for configuration in configurations {
                 tried += 1
                 do {
-                    let plan = try CuDNNDescriptor(.executionPlan, api: api)
-                    try plan.set(.executionPlanHandle, handle: handle)
-                    try plan.set(.executionPlanEngineConfiguration, descriptor: configuration)
-                    try plan.finalize()
+                    let plan = try CuDNNDescriptor(.executionPlan, api: api) { plan in
+                        try plan.set(.executionPlanHandle, handle: handle)
+                        try plan.set(.executionPlanEngineConfiguration, descriptor: configuration)
+                    }
                     chosen = (plan, configuration, heuristics)
                     break search
                 } catch {
@@ -157,11 +152,11 @@ final class CuDNNPlan: @unchecked Sendable {
             }
             return pointer
         }
-        let pack = try CuDNNDescriptor(.variantPack, api: api)
-        try pack.set(.variantPackUniqueIDs, int64s: boundary.map(\.uid))
-        try pack.set(.variantPackDataPointers, pointers: addresses)
-        try pack.set(.variantPackWorkspace, pointer: workspace)
-        try pack.finalize()
+        let pack = try CuDNNDescriptor(.variantPack, api: api) { pack in
+            try pack.set(.variantPackUniqueIDs, int64s: boundary.map(\.uid))
+            try pack.set(.variantPackDataPointers, pointers: addresses)
+            try pack.set(.variantPackWorkspace, pointer: workspace)
+        }
         try api.check(api.cudnnBackendExecute(handle, plan.raw, pack.raw), "cudnnBackendExecute(\(graph.name))")
     }
 }

@@ -17,6 +17,8 @@ struct CuDNNAPI: @unchecked Sendable {
     let cudnnBackendSetAttribute: slope_cudnnBackendSetAttribute_fn
     let cudnnBackendGetAttribute: slope_cudnnBackendGetAttribute_fn
     let cudnnBackendExecute: slope_cudnnBackendExecute_fn
+    /// major·10000 + minor·100 + patch (cuDNN 9's encoding), read once.
+    let version: Int
 
     init(_ library: DynamicLibrary) throws {
         self.library = library
@@ -32,7 +34,7 @@ struct CuDNNAPI: @unchecked Sendable {
         cudnnBackendSetAttribute = try library.symbol("cudnnBackendSetAttribute")
         cudnnBackendGetAttribute = try library.symbol("cudnnBackendGetAttribute")
         cudnnBackendExecute = try library.symbol("cudnnBackendExecute")
-        let version = cudnnGetVersion()
+        version = cudnnGetVersion()
         guard version >= 90_000 else {
             throw CUDAError.symbolNotFound(
                 symbol: "cuDNN 9 (found version \(version))", library: library.library.name, path: library.location)
@@ -40,10 +42,7 @@ struct CuDNNAPI: @unchecked Sendable {
     }
 
     /// The version as "9.13.0" (cuDNN 9 encodes major·10000 + minor·100 + patch).
-    var versionText: String {
-        let version = cudnnGetVersion()
-        return "\(version / 10_000).\(version % 10_000 / 100).\(version % 100)"
-    }
+    var versionText: String { "\(version / 10_000).\(version % 10_000 / 100).\(version % 100)" }
 
     /// Throws ``CUDAError/callFailed(call:library:status:)`` naming `call`, with cuDNN's own explanation of the
     /// failure appended to the call where it gives one.
