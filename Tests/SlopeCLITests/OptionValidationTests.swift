@@ -27,6 +27,7 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["pretrain", "--eps", "0"], mentions: ["--eps must be a positive finite number"])
         try assertRefused(["pretrain", "--sampling", "shuffled"], mentions: ["--sampling"])
         try assertRefused(["pretrain", "--bf16-rounding", "up"], mentions: ["--bf16-rounding"])
+        try assertRefused(["pretrain", "--optimizer", "sgd"], mentions: ["--optimizer", "sgd"])
         try assertRefused(["pretrain", "--init-from", "hf", "--vocab-size", "100"], mentions: ["leave out --model and --vocab-size"])
         try assertRefused(["export", "run/checkpoint.safetensors", "--out", "hf", "--adapter", "merge"], mentions: ["--adapter"])
         try assertRefused(["import", "hf", "--out", "model.bin"], mentions: ["--out must name a .safetensors file"])

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import SlopeCore
 @testable import SlopeData
 import XCTest
@@ -80,12 +81,29 @@ final class MaskedLanguageModelingTests: XCTestCase {
         XCTAssertLessThan(randomNext, examples.count)
     }
 
+    func testSpecialIDsComeFromTheVocabularyOrAreNamedMissing() throws {
+        func tokenizer(_ vocabulary: [String: Int32]) throws -> WordPieceTokenizer {
+            let vocab = String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self)
+            return try WordPieceTokenizer(tokenizerJSONData: Data(
+                #"{"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": \#(vocab)}, "pre_tokenizer": {"type": "WhitespaceSplit"}}"#.utf8))
+        }
+        let base: [String: Int32] = ["[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "a": 4]
+        XCTAssertThrowsError(try MaskedLanguageModeling.SpecialIDs(tokenizer(base))) { error in
+            XCTAssertEqual(error as? MaskedLanguageModelingError, .missingToken("[MASK]"))
+            XCTAssertEqual("\(error)", "the vocabulary has no [MASK] token, which BERT's pretraining examples need")
+        }
+        let ids = try MaskedLanguageModeling.SpecialIDs(tokenizer(base.merging(["[MASK]": 5]) { $1 }))
+        XCTAssertEqual(ids, MaskedLanguageModeling.SpecialIDs(classifier: 2, separator: 3, mask: 5, padding: 0))
+    }
+
     func testTruncationKeepsBothWithinTheLength() {
         var generator = SeededGenerator(seed: 3)
         var a = [Int32](repeating: 1, count: 40), b = [Int32](repeating: 2, count: 10)
         MaskedLanguageModeling.truncate(&a, &b, to: 29, using: &generator)
         XCTAssertEqual(a.count + b.count, 29)
         XCTAssertEqual(b.count, 10, "the longer side is cut first")
-        XCTAssertThrowsError(try MaskedLanguageModeling(special: special, vocabularySize: 10, sequenceLength: 4, maxPredictions: 1))
+        XCTAssertThrowsError(try MaskedLanguageModeling(special: special, vocabularySize: 10, sequenceLength: 4, maxPredictions: 1)) {
+            XCTAssertEqual($0 as? MaskedLanguageModelingError, .invalid("sequence length must be ≥ 5, not 4"))
+        }
     }
 }
