@@ -1,4 +1,5 @@
 import Foundation
+import SLoPe
 @testable import SlopeCLI
 import XCTest
 
@@ -37,6 +38,33 @@ final class LaunchCommandTests: XCTestCase {
         let resumed = try runner.run(["pretrain", "--out", "two", "--resume", "--steps", "4"], in: folder)
         XCTAssertEqual(resumed.status, 0, resumed.errors)
         XCTAssertEqual(try Self.losses(folder.appendingPathComponent("two")).count, 4)
+    }
+
+    /// `--shard-optimizer` (ZeRO-1): the same losses as the unsharded job, a line saying what each rank keeps, a
+    /// checkpoint holding every moment (written with the other rank's gathered), and a resume that shards again.
+    func testShardedOptimizerTrainsAsTheUnshardedJob() throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        func launch(_ out: String, _ extra: [String]) throws -> CommandRunner.Result {
+            try runner.run(["launch", "--nproc-per-node", "2", "--master-port", Self.port(), "--"] + tinyRun + ["--steps", "3", "--out", out] + extra,
+                           in: folder)
+        }
+        let sharded = try launch("sharded", ["--shard-optimizer"]), plain = try launch("plain", [])
+        XCTAssertEqual(sharded.status, 0, sharded.errors)
+        XCTAssertEqual(plain.status, 0, plain.errors)
+        XCTAssertTrue(sharded.output.contains("ZeRO-1      optimizer state sharded: this rank keeps the moments of"), sharded.output)
+        XCTAssertEqual(try Self.losses(folder.appendingPathComponent("sharded")), try Self.losses(folder.appendingPathComponent("plain")))
+        let moments = { (run: String) in
+            try SafeTensors.read(folder.appendingPathComponent("\(run)/checkpoint.safetensors").path).tensors.keys.filter { $0.hasPrefix("optimizer.") }.sorted()
+        }
+        XCTAssertEqual(try moments("sharded"), try moments("plain"), "every moment in the sharded job's checkpoint")
+        XCTAssertFalse(try moments("plain").isEmpty)
+
+        let resumed = try runner.run(["launch", "--nproc-per-node", "2", "--master-port", Self.port(), "--", "pretrain", "--out", "sharded", "--resume", "--steps", "4"],
+                                     in: folder)
+        XCTAssertEqual(resumed.status, 0, resumed.errors)
+        XCTAssertTrue(resumed.output.contains("ZeRO-1      optimizer state sharded"), "the run's setting is kept: \(resumed.output)")
+        XCTAssertEqual(try Self.losses(folder.appendingPathComponent("sharded")).count, 4)
     }
 
     /// A rank that dies stops the job: the others are stopped, the launch names the rank and fails.

@@ -63,18 +63,31 @@ public enum Checkpoint {
         try write(modelRecords(model), state: .untrained(model, notes: notes), to: path)
     }
 
-    /// Writes `trainer`'s full state to `path` atomically.
+    /// Writes `trainer`'s full state to `path` atomically. With the optimizer state sharded (ZeRO-1) the moments are
+    /// gathered from their owners first: every rank of the job must call this at the same point, and rank 0 alone
+    /// writes (holding the other ranks' moments in host memory until the file is written); the other ranks return
+    /// once they have sent theirs.
     public static func save(_ trainer: Trainer, notes: [String: String] = [:], to path: String) throws {
         let backend = trainer.backend
-        var records = try modelRecords(trainer.model)
-        func momentRecords(_ prefix: String, _ moments: [String: AdamMoments]) throws -> [SafeTensors.Record] {
-            try moments.sorted { $0.key < $1.key }.flatMap { name, state in
-                [try SafeTensors.record(prefix + name + ".exp_avg", state.first, backend: backend),
-                 try SafeTensors.record(prefix + name + ".exp_avg_sq", state.second, backend: backend)]
+        trainer.shardOptimizerStateIfAsked()
+        let sharded = trainer.sparseOptimizer.sharding != nil
+        let writes = !sharded || trainer.communicator?.rank == 0
+        var moments: [SafeTensors.Record] = []
+        func collect(_ prefix: String) -> (String, AdamMoments) throws -> Void {
+            { name, state in
+                guard writes else { return }
+                for (suffix, tensor) in [(".exp_avg", state.first), (".exp_avg_sq", state.second)] {
+                    // Gathered moments live for this call only, so their bytes are read now.
+                    let record = try SafeTensors.record(prefix + name + suffix, tensor, backend: backend)
+                    moments.append(sharded ? try SafeTensors.copy(record) : record)
+                }
             }
         }
-        records += try momentRecords(adamPrefix, trainer.denseOptimizer.momentsByName)
-        records += try momentRecords(sparseAdamPrefix, trainer.sparseOptimizer.momentsByName)
+        try trainer.denseOptimizer.forEachMoment(collect(adamPrefix))
+        try trainer.sparseOptimizer.forEachMoment(collect(sparseAdamPrefix))
+        guard writes else { return }
+        var records = try modelRecords(trainer.model)
+        records += moments.sorted { $0.name < $1.name }
         let state = State(
             version: State.currentVersion, model: trainer.model.configuration, dtype: trainer.model.dtype, options: trainer.options,
             step: trainer.step, tokensSeen: trainer.tokensSeen, loaderPosition: trainer.loader.position,
@@ -163,8 +176,11 @@ public enum Checkpoint {
     /// A trainer that continues the checkpointed run exactly, over the same token streams. `adjusting` may change
     /// the saved options that a continued run can change (``TrainingOptions/steps``, to extend or shorten it; the
     /// learning-rate schedule then follows the new length); the step reached must stay below the new total.
+    /// In a data-parallel job pass its `communicator`; with `shardingOptimizerState` each rank loads only the moments
+    /// it owns at this world size (ZeRO-1), whatever the world size that saved them.
     public static func resume(
         _ file: SafeTensors.File, backend: any Backend, trainTokens: [Int32], validationTokens: [Int32],
+        communicator: (any Communicator)? = nil, shardingOptimizerState: Bool = false,
         adjusting adjust: (inout TrainingOptions) -> Void = { _ in }
     ) throws -> Trainer {
         let (model, state) = try loadModel(file, backend: backend)
@@ -175,9 +191,12 @@ public enum Checkpoint {
                 operation: "resume", reason: "the run is at step \(state.step), so it cannot end at step \(options.steps); give more steps")
         }
         let trainer = try Trainer(model: model, options: options, trainTokens: trainTokens, validationTokens: validationTokens)
-        func moments(_ prefix: String, _ names: [String]) throws -> [String: AdamMoments] {
+        trainer.communicator = communicator
+        trainer.shardsOptimizerState = shardingOptimizerState
+        trainer.shardOptimizerStateIfAsked()
+        func moments(_ prefix: String, _ names: [String], owned: (Int) -> Bool) throws -> [String: AdamMoments] {
             var result: [String: AdamMoments] = [:]
-            for name in names where file.tensors[prefix + name + ".exp_avg"] != nil {
+            for (index, name) in names.enumerated() where owned(index) && file.tensors[prefix + name + ".exp_avg"] != nil {
                 result[name] = AdamMoments(
                     first: try file.tensor(prefix + name + ".exp_avg", backend: backend),
                     second: try file.tensor(prefix + name + ".exp_avg_sq", backend: backend))
@@ -186,8 +205,8 @@ public enum Checkpoint {
         }
         try trainer.restore(
             step: state.step, tokensSeen: state.tokensSeen, loaderPosition: state.loaderPosition, adaptersAttached: state.adaptersAttached,
-            sparseSteps: state.sparseOptimizerSteps, sparseMoments: moments(sparseAdamPrefix, model.sparseWeights.map(\.name)),
-            denseSteps: state.denseOptimizerSteps, denseMoments: moments(adamPrefix, model.parameters.map(\.name)))
+            sparseSteps: state.sparseOptimizerSteps, sparseMoments: moments(sparseAdamPrefix, model.sparseWeights.map(\.name), owned: trainer.sparseOptimizer.owns),
+            denseSteps: state.denseOptimizerSteps, denseMoments: moments(adamPrefix, model.parameters.map(\.name), owned: trainer.denseOptimizer.owns))
         return trainer
     }
 }

@@ -86,6 +86,12 @@ public enum SafeTensors {
         record(name, dtype: tensor.dtype, shape: tensor.shape, backend: backend) { tensor }
     }
 
+    /// `record` with its bytes read now (a tensor that will not outlive the call that makes the record).
+    static func copy(_ record: Record) throws -> Record {
+        let bytes = try record.bytes()
+        return Record(name: record.name, dtype: record.dtype, shape: record.shape) { bytes }
+    }
+
     /// A tensor computed only when the file is written (a cast, a folded weight), so it lives for one record.
     public static func record(
         _ name: String, dtype: DType, shape: [Int], backend: any Backend, _ make: @escaping () throws -> Tensor

@@ -16,3 +16,48 @@ public enum OptimizerShards {
         return owners
     }
 }
+
+/// ZeRO-1 for one optimizer: the rank that updates each of its tensors and alone keeps their moments, and the
+/// collectives that hand the updated values — and, for a checkpoint, the moments — to the other ranks. Every rank
+/// holds the same owners and calls these in the same order.
+public struct OptimizerSharding {
+    public let communicator: any Communicator
+    /// The owning rank of each of the optimizer's tensors, in its order.
+    public private(set) var owners: [Int]
+
+    public init(communicator: any Communicator, owners: [Int]) {
+        self.communicator = communicator
+        self.owners = owners
+    }
+
+    public func owns(_ index: Int) -> Bool { owners[index] == communicator.rank }
+
+    /// Tensors added later (adapters) are shared out among themselves, so earlier tensors keep their owners and moments.
+    mutating func append(sizes: [Int]) {
+        owners += OptimizerShards.owners(sizes: sizes, worldSize: communicator.worldSize)
+    }
+
+    /// Replaces each tensor, on every rank, by its owner's (bit for bit): one broadcast per owning rank. The list must
+    /// be the same on every rank.
+    func distribute(_ tensors: [(index: Int, value: Tensor)]) throws {
+        for root in 0..<communicator.worldSize {
+            let group = tensors.filter { owners[$0.index] == root }.map(\.value)
+            if !group.isEmpty { try communicator.broadcast(group, from: root) }
+        }
+    }
+
+    /// Hands every tensor's moments, from its owner, to `body` on every rank, one tensor at a time, so a rank holds
+    /// at most one other rank's moments at once. Tensors whose owner has no moments yet (no step, no gradient) are
+    /// skipped everywhere. `local` is this rank's moments; `like(index)` makes room for another rank's.
+    func gatherMoments(
+        _ local: [AdamMoments?], like: (Int) throws -> AdamMoments, _ body: (Int, AdamMoments) throws -> Void
+    ) throws {
+        // Only an owner says 1, so the mean is 1/N where the owner has moments and 0 where it has none.
+        let held = try communicator.average(local.indices.map { owns($0) && local[$0] != nil ? 1 : 0 })
+        for index in local.indices where held[index] > 0 {
+            let moments = try owns(index) ? local[index]! : like(index)
+            try communicator.broadcast([moments.first, moments.second], from: owners[index])
+            try body(index, moments)
+        }
+    }
+}

@@ -11,6 +11,8 @@ public final class AdamW {
     public let roundingSeed: UInt64?
     let backend: any Backend
     private var moments: [AdamMoments?]
+    /// ZeRO-1: this rank updates, and keeps the moments of, only the parameters it owns (nil: all of them).
+    public private(set) var sharding: OptimizerSharding?
 
     public init(
         parameters: [Parameter], configuration: AdamWConfiguration = .init(), momentDType: DType = .float32,
@@ -31,7 +33,7 @@ public final class AdamW {
         stepCount += 1
         let hyper = configuration.step(stepCount, learningRate: learningRate, gradientScale: gradientScale)
         var tensors: [AdamWTensor] = []
-        for (index, parameter) in parameters.enumerated() {
+        for (index, parameter) in parameters.enumerated() where owns(index) {
             guard let gradient = parameter.gradient else { continue }
             let state = try moments[index] ?? AdamMoments(like: parameter.value, dtype: momentDType, backend: backend)
             moments[index] = state
@@ -46,6 +48,18 @@ public final class AdamW {
         case .lamb:  // each tensor has its own trust ratio
             for tensor in tensors { try configuration.update(tensor, step: hyper, backend: backend) }
         }
+        try sharding?.distribute(parameters.enumerated().compactMap { $1.gradient == nil ? nil : ($0, $1.value) })
+    }
+
+    /// Whether this rank updates parameter `index` (always, unless sharded).
+    public func owns(_ index: Int) -> Bool { sharding?.owns(index) ?? true }
+
+    /// Shards the state (ZeRO-1): from now on this rank steps only the parameters it owns, then receives the
+    /// others' new values from their owners; moments it does not own are dropped.
+    public func shard(_ sharding: OptimizerSharding) {
+        precondition(sharding.owners.count == parameters.count, "an owner for every parameter")
+        self.sharding = sharding
+        for index in moments.indices where !owns(index) { moments[index] = nil }
     }
 
     public func zeroGradients() throws {
@@ -59,16 +73,25 @@ public final class AdamW {
     public func append(_ newParameters: [Parameter]) {
         parameters += newParameters
         moments += Array(repeating: nil, count: newParameters.count)
+        sharding?.append(sizes: newParameters.map(\.value.count))
     }
 
-    /// The moments that exist so far, keyed by parameter name (for checkpoints).
-    public var momentsByName: [String: AdamMoments] {
-        Dictionary(uniqueKeysWithValues: zip(parameters, moments).compactMap { parameter, state in state.map { (parameter.name, $0) } })
+    /// Every parameter's moments that exist so far, by name, in order (for checkpoints). Sharded, each comes from its
+    /// owner to every rank, one at a time: a collective call.
+    public func forEachMoment(_ body: (String, AdamMoments) throws -> Void) throws {
+        guard let sharding else {
+            for (parameter, state) in zip(parameters, moments) { if let state { try body(parameter.name, state) } }
+            return
+        }
+        try sharding.gatherMoments(moments, like: { try AdamMoments(like: parameters[$0].value, dtype: momentDType, backend: backend) }) {
+            try body(parameters[$0].name, $1)
+        }
     }
 
-    /// Restores a checkpoint's step count and moments (parameters without saved moments start fresh).
+    /// Restores a checkpoint's step count and moments (parameters without saved moments start fresh; sharded, only
+    /// the owned parameters' are kept).
     public func restore(stepCount: Int, moments saved: [String: AdamMoments]) {
         self.stepCount = stepCount
-        moments = parameters.map { saved[$0.name] }
+        moments = parameters.indices.map { owns($0) ? saved[parameters[$0].name] : nil }
     }
 }

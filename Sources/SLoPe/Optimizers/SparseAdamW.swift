@@ -11,8 +11,13 @@ public final class SparseAdamW {
     public private(set) var stepCount = 0
     /// Stochastic rounding of bfloat16 values from this seed (nil: round to nearest).
     public let roundingSeed: UInt64?
+    /// Element type of the moments.
+    public let momentDType: DType
     let backend: any Backend
-    private var moments: [AdamMoments]
+    /// Made at a weight's first step, so a sharded run never allocates the moments of weights other ranks own.
+    private var moments: [AdamMoments?]
+    /// ZeRO-1: this rank updates, and keeps the moments of, only the weights it owns (nil: all of them).
+    public private(set) var sharding: OptimizerSharding?
 
     public init(
         weights: [SparseWeight], configuration: AdamWConfiguration = .init(), maskChangeFrequency: Int = 100,
@@ -25,8 +30,9 @@ public final class SparseAdamW {
         self.configuration = configuration
         self.maskChangeFrequency = maskChangeFrequency
         self.roundingSeed = roundingSeed
+        self.momentDType = momentDType
         self.backend = backend
-        moments = try weights.map { try AdamMoments(like: $0.values, dtype: momentDType, backend: backend) }
+        moments = Array(repeating: nil, count: weights.count)
     }
 
     /// Whether step `number` (1-based) re-selects the column mask.
@@ -38,18 +44,31 @@ public final class SparseAdamW {
     public func step(learningRate: Float? = nil, gradientScale: Float = 1) throws {
         stepCount += 1
         let hyper = configuration.step(stepCount, learningRate: learningRate, gradientScale: gradientScale)
-        let reselect = changesMask(atStep: stepCount)
-        for (index, (weight, state)) in zip(weights, moments).enumerated() {
-            if let gradient = weight.gradient {
-                // Negative tensor numbers: the dense optimizer's parameters draw other bits.
-                let tensor = AdamWTensor(
-                    parameter: weight.values, gradient: gradient, moment1: state.first, moment2: state.second,
-                    weightDecay: hyper.weightDecay,
-                    rounding: AdamWConfiguration.rounding(seed: roundingSeed, step: stepCount, tensor: -1 - index))
-                try configuration.update(tensor, step: hyper, backend: backend)
-            }
-            try weight.refreshTranspose(reselectMask: reselect)
+        for (index, weight) in weights.enumerated() where owns(index) {
+            guard let gradient = weight.gradient else { continue }
+            let state = try moments[index] ?? AdamMoments(like: weight.values, dtype: momentDType, backend: backend)
+            moments[index] = state
+            // Negative tensor numbers: the dense optimizer's parameters draw other bits.
+            let tensor = AdamWTensor(
+                parameter: weight.values, gradient: gradient, moment1: state.first, moment2: state.second,
+                weightDecay: hyper.weightDecay,
+                rounding: AdamWConfiguration.rounding(seed: roundingSeed, step: stepCount, tensor: -1 - index))
+            try configuration.update(tensor, step: hyper, backend: backend)
         }
+        try sharding?.distribute(weights.enumerated().compactMap { $1.gradient == nil ? nil : ($0, $1.values) })
+        // Every rank refreshes every transpose from the same values, so masks are re-selected alike everywhere.
+        let reselect = changesMask(atStep: stepCount)
+        for weight in weights { try weight.refreshTranspose(reselectMask: reselect) }
+    }
+
+    /// Whether this rank updates weight `index` (always, unless sharded).
+    public func owns(_ index: Int) -> Bool { sharding?.owns(index) ?? true }
+
+    /// Shards the state (ZeRO-1), as ``AdamW/shard(_:)`` does.
+    public func shard(_ sharding: OptimizerSharding) {
+        precondition(sharding.owners.count == weights.count, "an owner for every weight")
+        self.sharding = sharding
+        for index in moments.indices where !owns(index) { moments[index] = nil }
     }
 
     public func zeroGradients() throws {
@@ -57,16 +76,25 @@ public final class SparseAdamW {
     }
 
     /// Bytes held by the moments.
-    public var stateBytes: Int { moments.map(\.byteCount).reduce(0, +) }
+    public var stateBytes: Int { moments.compactMap { $0?.byteCount }.reduce(0, +) }
 
-    /// Moments keyed by weight name (for checkpoints).
-    public var momentsByName: [String: AdamMoments] {
-        Dictionary(uniqueKeysWithValues: zip(weights, moments).map { ($0.name, $1) })
+    /// Every weight's moments that exist so far, by name, in order (for checkpoints); collective when sharded, as
+    /// ``AdamW/forEachMoment(_:)``.
+    public func forEachMoment(_ body: (String, AdamMoments) throws -> Void) throws {
+        guard let sharding else {
+            for (weight, state) in zip(weights, moments) { if let state { try body(weight.name, state) } }
+            return
+        }
+        try sharding.gatherMoments(moments, like: { try AdamMoments(like: weights[$0].values, dtype: momentDType, backend: backend) }) {
+            try body(weights[$0].name, $1)
+        }
     }
 
-    /// Restores a checkpoint's step count and moments; every weight must have saved moments.
+    /// Restores a checkpoint's step count and moments; every weight this rank owns must have saved moments once a
+    /// step has been taken.
     public func restore(stepCount: Int, moments saved: [String: AdamMoments]) throws {
-        moments = try weights.map { weight in
+        moments = try weights.enumerated().map { index, weight in
+            guard owns(index), stepCount > 0 || saved[weight.name] != nil else { return nil }
             guard let state = saved[weight.name], state.first.count == weight.values.count else {
                 throw TensorError.invalidArgument(operation: "SparseAdamW.restore", reason: "no moments of the right size for \(weight.name)")
             }

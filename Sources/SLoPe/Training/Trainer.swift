@@ -17,6 +17,11 @@ public final class Trainer {
     public var communicator: (any Communicator)?
     /// Bytes per bucket of gradients averaged during backward, where the communicator overlaps (25 MiB, as DDP).
     public var allReduceBucketBytes = GradientBuckets.defaultCapacity
+    /// ZeRO-1 (with a communicator): each rank keeps the optimizer moments of about 1/N of the tensors, whole
+    /// tensors balanced by size, and updates only those; the owners then broadcast the new values (as PyTorch's
+    /// ZeroRedundancyOptimizer does after DDP's all-reduce). The steps are those of the unsharded run bit for bit;
+    /// checkpoints gather the moments, so they resume at any world size, sharded or not. Set before the first step.
+    public var shardsOptimizerState = false
     var loader: TokenLoader
     let validationTokens: [Int32]
     let sparseOptimizer: SparseAdamW
@@ -100,6 +105,7 @@ public final class Trainer {
 
     /// One optimizer step over `gradientAccumulation` micro-batches.
     public func trainStep() throws -> StepResult {
+        shardOptimizerStateIfAsked()
         let number = step + 1
         var startedAdapters = false
         if !adaptersAttached, number >= adapterStartStep, options.adapterSteps > 0 {
@@ -157,6 +163,24 @@ public final class Trainer {
         return StepResult(step: number, loss: loss, learningRate: rate, gradientNorm: norm, tokens: tokens, startedAdapters: startedAdapters)
     }
 
+    /// Gives the optimizers their owners once sharding is asked for and a communicator is set.
+    func shardOptimizerStateIfAsked() {
+        guard shardsOptimizerState, let communicator, sparseOptimizer.sharding == nil else { return }
+        let sparseSizes = sparseOptimizer.weights.map(\.values.count)
+        let owners = OptimizerShards.owners(
+            sizes: sparseSizes + denseOptimizer.parameters.map(\.value.count), worldSize: communicator.worldSize)
+        sparseOptimizer.shard(OptimizerSharding(communicator: communicator, owners: Array(owners[..<sparseSizes.count])))
+        denseOptimizer.shard(OptimizerSharding(communicator: communicator, owners: Array(owners[sparseSizes.count...])))
+    }
+
+    /// Elements this rank keeps moments for, of all the trained elements (the same two numbers unsharded).
+    public var optimizerStateShare: (kept: Int, total: Int) {
+        shardOptimizerStateIfAsked()
+        let sparse = sparseOptimizer.weights.enumerated().map { ($1.values.count, sparseOptimizer.owns($0)) }
+        let dense = denseOptimizer.parameters.enumerated().map { ($1.value.count, denseOptimizer.owns($0)) }
+        return ((sparse + dense).filter(\.1).map(\.0).reduce(0, +), (sparse + dense).map(\.0).reduce(0, +))
+    }
+
     func zeroGradients() throws {
         try sparseOptimizer.zeroGradients()
         try denseOptimizer.zeroGradients()
@@ -180,7 +204,7 @@ public final class Trainer {
         return total / Double(count)
     }
 
-    /// Bytes held by the optimizers' moments.
+    /// Bytes held by the optimizers' moments (on this rank).
     public var optimizerStateBytes: Int { sparseOptimizer.stateBytes + denseOptimizer.stateBytes }
 }
 

@@ -131,6 +131,9 @@ struct PretrainCommand: ParsableCommand {
     @Flag(help: "Keep only each block's input between forward and backward and recompute the rest (activation checkpointing: far less memory, about a third more compute; same numbers; also with --resume).")
     var recomputeActivations = false
 
+    @Flag(help: "In a data-parallel job, shard the optimizer state (ZeRO-1): each rank keeps the moments of about 1/N of the tensors and updates only those, then sends the new values to the others (same steps, bit for bit; checkpoints hold every moment and resume at any world size; also with --resume).")
+    var shardOptimizer = false
+
     @Option(help: "Element type: float32 or bfloat16 (default: bfloat16 on a GPU, float32 on the CPU).")
     var dtype: DType?
 
@@ -196,7 +199,7 @@ struct PretrainCommand: ParsableCommand {
     /// Options a resumed run may change (applied, and said when they differ from the saved run's); every other
     /// option belongs to the run as it was started, and giving one with --resume is refused rather than ignored.
     static let changeableOnResume: Set<String> = [
-        "--resume", "--out", "--steps", "--checkpoint-every", "--log-every", "--recompute-activations", "--final-checkpoint",
+        "--resume", "--out", "--steps", "--checkpoint-every", "--log-every", "--recompute-activations", "--shard-optimizer", "--final-checkpoint",
         "--no-final-checkpoint", "--device", "--gpu", "--rebuild-data",
     ]
 
@@ -229,6 +232,7 @@ struct PretrainCommand: ParsableCommand {
         if !given.contains("--checkpoint-every"), let saved = notes["checkpoint_every"].flatMap(Int.init) { checkpointEvery = saved }
         if !given.contains("--log-every"), let saved = notes["log_every"].flatMap(Int.init) { logEvery = saved }
         if !given.contains("--recompute-activations"), notes["recompute_activations"] == "true" { recomputeActivations = true }
+        if !given.contains("--shard-optimizer"), notes["shard_optimizer"] == "true" { shardOptimizer = true }
     }
 
     /// Trains; `extendingTo` is --steps given with --resume (the run's new length).
@@ -252,7 +256,7 @@ struct PretrainCommand: ParsableCommand {
         let (trainer, data, notes): (Trainer, LoadedData, [String: String])
         do {
             (trainer, data, notes) = try resume
-                ? resumedTrainer(checkpointPath, folder: folder, compute: compute, steps: resumedSteps)
+                ? resumedTrainer(checkpointPath, folder: folder, compute: compute, communicator: job?.communicator, steps: resumedSteps)
                 : newTrainer(folder: folder, compute: compute)
         } catch {
             if created { try? FileManager.default.removeItem(atPath: folder) }  // a failed start leaves no folder behind
@@ -261,6 +265,7 @@ struct PretrainCommand: ParsableCommand {
         let options = trainer.options
         trainer.model.recomputesActivations = recomputeActivations
         trainer.communicator = job?.communicator
+        trainer.shardsOptimizerState = shardOptimizer
         let configuration = trainer.model.configuration
         say("slope pretrain: \(notes["model"] ?? model) (\(configuration.family), \(formatCount(configuration.parameterCount)) parameters) on \(compute.backend.name)")
         say("  data        \(data.description); floor \(data.floor.map { formatted($0, digits: 3) + " nats/token" } ?? "unknown")")
@@ -283,6 +288,13 @@ struct PretrainCommand: ParsableCommand {
         if let job {
             say("  parallel    \(job.worldSize) ranks, data-parallel over \(job.transport): global batch \(options.batchSize * job.worldSize) × "
                 + "\(options.sequenceLength) × \(options.gradientAccumulation) = \(options.tokensPerStep * job.worldSize) tokens per step; rank 0 reports and writes")
+            if shardOptimizer {
+                let share = trainer.optimizerStateShare
+                say("  ZeRO-1      optimizer state sharded: this rank keeps the moments of \(formatCount(share.kept)) of \(formatCount(share.total)) "
+                    + "trained values (\(formatted(100 * Double(share.kept) / Double(max(share.total, 1)), digits: 1))%)")
+            }
+        } else if shardOptimizer {
+            say("  ZeRO-1      --shard-optimizer has nothing to share out in a single process: every moment stays here")
         }
         say("  run folder  \(folder)")
         if leads { warnIfTheCheckpointWillNotFit(trainer, folder: folder, checkpointPath: checkpointPath) }
@@ -338,7 +350,9 @@ struct PretrainCommand: ParsableCommand {
         return (trainer, data, notes)
     }
 
-    func resumedTrainer(_ path: String, folder: String, compute: ComputeDevice, steps: Int?) throws -> (Trainer, LoadedData, [String: String]) {
+    func resumedTrainer(
+        _ path: String, folder: String, compute: ComputeDevice, communicator: (any Communicator)?, steps: Int?
+    ) throws -> (Trainer, LoadedData, [String: String]) {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("nothing to resume: \(path) does not exist (pass the run's --out folder)")
         }
@@ -347,7 +361,11 @@ struct PretrainCommand: ParsableCommand {
         let dataOptions = DataOptions.fromNotes(state.notes)
         if !rebuildData { try dataOptions.requireUnchangedShard(state.notes) }
         let data = try dataOptions.load(cacheFolder: folder + "/data", requireUnchanged: !rebuildData)
-        let trainer = try Checkpoint.resume(file, backend: compute.backend, trainTokens: data.train, validationTokens: data.validation) {
+        // Sharded, each rank loads only the moments it owns at this world size.
+        let trainer = try Checkpoint.resume(
+            file, backend: compute.backend, trainTokens: data.train, validationTokens: data.validation, communicator: communicator,
+            shardingOptimizerState: shardOptimizer
+        ) {
             if let steps { $0.steps = steps }
         }
         say("resuming \(path) at step \(state.step) of \(trainer.options.steps)"
@@ -359,7 +377,8 @@ struct PretrainCommand: ParsableCommand {
 
     /// The run settings outside TrainingOptions that a resume keeps (saved in the checkpoint's notes).
     var runNotes: [String: String] {
-        ["checkpoint_every": "\(checkpointEvery)", "log_every": logEvery.map { "\($0)" } ?? "auto", "recompute_activations": "\(recomputeActivations)"]
+        ["checkpoint_every": "\(checkpointEvery)", "log_every": logEvery.map { "\($0)" } ?? "auto", "recompute_activations": "\(recomputeActivations)",
+         "shard_optimizer": "\(shardOptimizer)"]
     }
 
     /// Says at start-up, not after training, when the folder's volume lacks room for the checkpoint (the atomic
@@ -391,8 +410,9 @@ struct PretrainCommand: ParsableCommand {
         var recentLosses: [Double] = []
         var lastRate = 0.0
         func save(_ reason: String) throws {
+            // A sharded optimizer state is gathered from every rank; rank 0 writes.
+            if leads || trainer.shardsOptimizerState { try Checkpoint.save(trainer, notes: notes, to: checkpointPath) }
             guard leads else { return }
-            try Checkpoint.save(trainer, notes: notes, to: checkpointPath)
             let plot = LossPlot.svg(metrics.records, floor: data.floor, title: "slope pretrain \(model)")
             try AtomicFile.write(Data(plot.utf8), to: folder + "/loss.svg")
             say("\(reason): checkpoint at step \(trainer.step) written to \(checkpointPath)")
