@@ -29,9 +29,9 @@ final class InferenceTests: XCTestCase {
         let configuration = ModelConfiguration(
             family: .llama, vocabularySize: 13, contextLength: 16, layers: 2, hiddenSize: 16, heads: 4, keyValueHeads: 2, intermediateSize: 32)
         let model = try TransformerModel(configuration: configuration, backend: cpu, seed: 3)
-        var sampler = try TokenSampler(temperature: 0)
+        let sampler = try TokenSampler(temperature: 0)
         let prompt: [Int32] = [1, 2, 3]
-        let generated = try model.generate(prompt: prompt, maxTokens: 6, sampler: &sampler)
+        let generated = try model.generate(prompt: prompt, maxTokens: 6, sampler: sampler)
         XCTAssertEqual(generated.count, 6)
         // Without a cache: argmax of the last row, one token at a time.
         var sequence = prompt
@@ -42,7 +42,37 @@ final class InferenceTests: XCTestCase {
         }
         XCTAssertEqual(generated, Array(sequence.dropFirst(3)))
         // Generation stops when the context is full: positions 0...15 are read, the last one predicts a 14th token.
-        XCTAssertEqual(try model.generate(prompt: prompt, maxTokens: 100, sampler: &sampler).count, 14)
+        XCTAssertEqual(try model.generate(prompt: prompt, maxTokens: 100, sampler: sampler).count, 14)
+    }
+
+    /// Prompts generated together (prefilled in one pass, then decoded a token each per pass) get what each gets
+    /// alone: greedy and sampled, with their own lengths, limits and stop tokens; tokens are reported as chosen.
+    func testBatchedGenerationEqualsOneSequenceAtATime() throws {
+        let configuration = ModelConfiguration(
+            family: .gpt, vocabularySize: 17, contextLength: 24, layers: 2, hiddenSize: 16, heads: 4, intermediateSize: 32)
+        let model = try TransformerModel(configuration: configuration, dtype: .float64, backend: cpu, seed: 8)
+        try model.convertToSLoPe()
+        let requests = [
+            GenerationRequest(prompt: [1, 2, 3], maxTokens: 9, sampler: try TokenSampler(temperature: 0)),
+            GenerationRequest(prompt: [4], maxTokens: 5, sampler: try TokenSampler(temperature: 1.2, seed: 3)),
+            GenerationRequest(prompt: [5, 6, 7, 8, 9, 10, 11], maxTokens: 30, sampler: try TokenSampler(temperature: 0.9, topK: 5, seed: 4)),
+            GenerationRequest(prompt: [12, 13], maxTokens: 12, sampler: try TokenSampler(temperature: 1, seed: 5), stopToken: 0),
+        ]
+        let alone = try requests.map { try model.generate([$0])[0] }
+        var streamed = [[Int32]](repeating: [], count: requests.count)
+        let together = try model.generate(requests) { streamed[$0].append($1) }
+        XCTAssertEqual(together, alone)
+        XCTAssertEqual(streamed, together, "every token reported once, in order")
+        XCTAssertEqual(together[0].count, 9)
+        XCTAssertEqual(together[1].count, 5)
+        XCTAssertEqual(together[2].count, 24 - 7 + 1, "stopped by the context: the last position predicts one more")
+        if let stop = together[3].firstIndex(of: 0) { XCTAssertEqual(together[3].count, stop + 1, "ends at its stop token") }
+        // Prompts the model cannot take are named.
+        for (prompt, message) in [([], "prompt 2 is empty"), ([40], "outside the vocabulary"), (Array(repeating: 1, count: 24), "has 24 tokens")] as [([Int32], String)] {
+            XCTAssertThrowsError(try model.generate([requests[0], GenerationRequest(prompt: prompt, maxTokens: 2, sampler: try TokenSampler())])) {
+                XCTAssertTrue("\($0)".contains(message), "\($0)")
+            }
+        }
     }
 
     func testExportFoldsAdaptersIntoDenseWeights() throws {

@@ -162,19 +162,48 @@ final class TransformerTests: XCTestCase {
         assertClose(try cpu.doubles(gate.gradient!), try finiteDifferenceGradient(of: gate.value, backend: cpu, loss), rtol: 1e-6, atol: 1e-9, "d gate")
     }
 
+    /// Sequences continued through a ``KeyValueCache``, several at once and packed into one call (one slot prefilling
+    /// a prompt while others decode a token), get each sequence's own full-forward logits.
     func testKeyValueCacheGivesTheFullForwardsLogits() throws {
         for family in ModelConfiguration.Family.allCases {
             let model = try TransformerModel(configuration: configuration(family), dtype: .float64, backend: cpu, seed: 4)
             try model.convertToSLoPe()
-            let ids: [Int32] = [3, 1, 4, 1, 5, 9]
-            let full = try cpu.doubles(model.logits(tokens: cpu.tensor(ids, shape: [6]), batch: 1, sequence: 6))
-            let cache = KeyValueCache(layers: 2)
-            var incremental = try cpu.doubles(model.logits(tokens: cpu.tensor(Array(ids.prefix(3)), shape: [3]), batch: 1, sequence: 3, cache: cache))
-            for id in ids.dropFirst(3) {
-                incremental += try cpu.doubles(model.logits(tokens: cpu.tensor([id], shape: [1]), batch: 1, sequence: 1, cache: cache))
+            let sequences: [[Int32]] = [[3, 1, 4, 1, 5, 9], [2, 7, 1, 8, 2, 8], [6, 6, 6, 6, 6, 6]]
+            let vocabulary = model.configuration.vocabularySize
+            let full = try sequences.map { ids in try cpu.doubles(model.logits(tokens: cpu.tensor(ids, shape: [6]), batch: 1, sequence: 6)) }
+            let cache = try KeyValueCache(model: model, slots: 4, capacity: 6)
+            // Calls: (slot, tokens) of sequence slot − 1; slot 0 stays empty.
+            let calls: [[(Int, Range<Int>)]] = [[(1, 0..<3), (2, 0..<1)], [(2, 1..<4), (1, 3..<4)], [(3, 0..<5), (1, 4..<5), (2, 4..<5)],
+                                                [(1, 5..<6), (3, 5..<6), (2, 5..<6)]]
+            for call in calls {
+                let segments = call.map { KeyValueCache.Segment(slot: $0.0, count: $0.1.count) }
+                let logits = try cpu.doubles(model.nextTokenLogits(tokens: call.flatMap { Array(sequences[$0.0 - 1][$0.1]) }, segments: segments, cache: cache))
+                XCTAssertEqual(logits.count, call.count * vocabulary, "one row per segment")
+                for (row, (slot, range)) in call.enumerated() {
+                    let position = range.upperBound - 1
+                    assertClose(Array(logits[(row * vocabulary)..<((row + 1) * vocabulary)]),
+                                Array(full[slot - 1][(position * vocabulary)..<((position + 1) * vocabulary)]),
+                                rtol: 1e-10, atol: 1e-12, "\(family) slot \(slot) position \(position)")
+                }
             }
-            XCTAssertEqual(cache.length, 6)
-            assertClose(incremental, full, rtol: 1e-10, atol: 1e-12, "\(family)")
+            XCTAssertEqual(cache.lengths, [0, 6, 6, 6])
+            cache.reset(slot: 2)
+            XCTAssertEqual(cache.lengths, [0, 6, 0, 6])
+            // What a cache refuses.
+            let refusals: [([Int32], [KeyValueCache.Segment], String)] = [
+                ([1], [.init(slot: 1, count: 1)], "slot 1 holds 6 positions; 1 more exceed its 6"),
+                ([1, 2], [.init(slot: 0, count: 1), .init(slot: 0, count: 1)], "a slot appears twice"),
+                ([1], [.init(slot: 4, count: 1)], "slot 4 is not one of the 4"),
+                ([1, 2], [.init(slot: 0, count: 1)], "the segments hold 1 tokens, not the 2 given"),
+            ]
+            for (tokens, segments, message) in refusals {
+                XCTAssertThrowsError(try model.nextTokenLogits(tokens: tokens, segments: segments, cache: cache)) { error in
+                    XCTAssertTrue("\(error)".contains(message), "\(error)")
+                }
+            }
+        }
+        XCTAssertThrowsError(try KeyValueCache(model: TransformerModel(configuration: configuration(.gpt), backend: cpu, seed: 1), slots: 1, capacity: 1000)) {
+            XCTAssertTrue("\($0)".contains("exceed the model's context length"), "\($0)")
         }
     }
 

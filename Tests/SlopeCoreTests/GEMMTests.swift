@@ -91,4 +91,23 @@ final class GEMMTests: XCTestCase {
         let joined = try cpu.concatenateRows([cpu.tensor([1, 2] as [Float], shape: [1, 2], dtype: .float32), cpu.tensor([3, 4, 5, 6] as [Float], shape: [2, 2], dtype: .float32)])
         XCTAssertEqual(try cpu.floats(joined), [1, 2, 3, 4, 5, 6])
     }
+
+    /// copyRows writes a range of rows in place (the KV cache's write and read), any rank seen as [rows, rest], and
+    /// refuses ranges outside either tensor, other widths and other dtypes.
+    func testCopyRows() throws {
+        let source = try cpu.tensor((0..<12).map(Float.init), shape: [4, 3], dtype: .bfloat16)
+        let target = try cpu.zeros([5, 1, 3], dtype: .bfloat16)
+        try cpu.copyRows(source, 1..<3, into: target, at: 2)
+        XCTAssertEqual(try cpu.floats(target), [0, 0, 0, 0, 0, 0, 3, 4, 5, 6, 7, 8, 0, 0, 0])
+        try cpu.copyRows(source, 0..<0, into: target, at: 5)
+        let refusals: [(() throws -> Void, String)] = [
+            ({ try self.cpu.copyRows(source, 2..<5, into: target, at: 0) }, "fall outside"),
+            ({ try self.cpu.copyRows(source, 0..<2, into: target, at: 4) }, "fall outside"),
+            ({ try self.cpu.copyRows(source, 0..<1, into: self.cpu.zeros([2, 4], dtype: .bfloat16), at: 0) }, "equal widths"),
+            ({ try self.cpu.copyRows(source, 0..<1, into: self.cpu.zeros([2, 3], dtype: .float32), at: 0) }, "element types"),
+        ]
+        for (copy, message) in refusals {
+            XCTAssertThrowsError(try copy()) { XCTAssertTrue("\($0)".lowercased().contains(message), "\($0)") }
+        }
+    }
 }

@@ -149,6 +149,24 @@ extension BackendComparison {
                     return [logits, loss] + gradients + [try model.logits(tokens: tokens, batch: batch, sequence: sequence)]
                 }
             }
+            check("model \(name) SLoPe merged: KV-cached generation, prefill and decode packed", dtype, &results,
+                  labels: ["prefill of 2 prompts", "decode + prefill", "decode of 3"]) { backend, _ in
+                let model = try TransformerModel(configuration: configuration, dtype: dtype, backend: backend, seed: 5)
+                try model.convertToSLoPe()
+                _ = try model.attachAdapters(rank: 8, seed: 2)
+                try model.mergeForInference()
+                let cache = try KeyValueCache(model: model, slots: 3, capacity: 48)
+                typealias Segment = KeyValueCache.Segment
+                let calls: [[Segment]] = [[.init(slot: 0, count: 17), .init(slot: 2, count: 5)],
+                                          [.init(slot: 2, count: 1), .init(slot: 1, count: 30), .init(slot: 0, count: 1)],
+                                          [.init(slot: 0, count: 1), .init(slot: 1, count: 1), .init(slot: 2, count: 1)]]
+                var next = 0
+                return try calls.map { segments in
+                    let count = segments.map(\.count).reduce(0, +)
+                    defer { next += count }
+                    return try model.nextTokenLogits(tokens: Array(ids[next..<(next + count)]), segments: segments, cache: cache)
+                }
+            }
         }
         return results
     }

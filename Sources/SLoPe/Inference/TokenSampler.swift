@@ -65,31 +65,3 @@ public struct TokenSampler: Sendable {
         values.indices.max { values[$0] < values[$1] || (values[$0] == values[$1] && $0 > $1) } ?? 0
     }
 }
-
-extension TransformerModel {
-    /// Continues `prompt` by up to `maxTokens` tokens with a KV cache, stopping early at `stopToken`
-    /// or the context length. `onToken` sees each new token as it is chosen (for streaming output).
-    public func generate(
-        prompt: [Int32], maxTokens: Int, sampler: inout TokenSampler, stopToken: Int32? = nil, onToken: (Int32) -> Void = { _ in }
-    ) throws -> [Int32] {
-        guard !prompt.isEmpty else { throw TensorError.invalidArgument(operation: "generate", reason: "the prompt is empty") }
-        let limit = configuration.contextLength
-        guard prompt.count < limit else {
-            throw TensorError.invalidArgument(operation: "generate", reason: "the prompt has \(prompt.count) tokens; the context holds \(limit)")
-        }
-        let cache = KeyValueCache(layers: blocks.count)
-        var generated: [Int32] = []
-        var input = prompt
-        while generated.count < maxTokens, cache.length + input.count <= limit {
-            let logits = try self.logits(tokens: backend.tensor(input, shape: [input.count]), batch: 1, sequence: input.count, cache: cache)
-            let vocabulary = configuration.vocabularySize
-            let last = try backend.floats(logits).suffix(vocabulary)
-            let next = sampler.sample(Array(last))
-            generated.append(next)
-            onToken(next)
-            if next == stopToken { break }
-            input = [next]
-        }
-        return generated
-    }
-}

@@ -31,24 +31,20 @@ public final class SelfAttention: Layer {
     public var parameters: [Parameter] { projections.flatMap(\.parameters) }
     public var sparseWeights: [SparseWeight] { projections.flatMap(\.sparseWeights) }
 
-    /// `x [batch·sequence, hidden]` → same shape. With `cache`, keys and values of earlier positions are
-    /// prepended (generation) and the new ones appended to it.
-    public func forward(_ x: Tensor, batch: Int, sequence: Int, cache: KeyValueCache.LayerCache? = nil) throws -> Tensor {
-        let past = cache?.length ?? 0
-        let rope = ropeBase.map { RotaryLayout(sequenceLength: sequence, positionOffset: past, headDimension: headDimension, base: $0) }
+    /// `x [batch·sequence, hidden]` → same shape.
+    public func forward(_ x: Tensor, batch: Int, sequence: Int) throws -> Tensor {
+        let rope = ropeBase.map { RotaryLayout(sequenceLength: sequence, headDimension: headDimension, base: $0) }
         var q = try query.forward(x), k = try key.forward(x)
-        let newValues = try value.forward(x)
+        let v = try value.forward(x)
         if let rope {
             q = try backend.rotaryEmbedding(q, layout: rope, inverse: false)
             k = try backend.rotaryEmbedding(k, layout: rope, inverse: false)
         }
-        var (keys, values) = (k, newValues)
-        if let cache { (keys, values) = try cache.append(keys: k, values: newValues, backend: backend) }
         let shape = AttentionShape(
-            batch: batch, queryLength: sequence, keyLength: past + sequence, queryHeads: heads, keyValueHeads: keyValueHeads,
+            batch: batch, queryLength: sequence, keyLength: sequence, queryHeads: heads, keyValueHeads: keyValueHeads,
             headDimension: headDimension)
-        let attention = try backend.attention(query: q, key: keys, value: values, shape: shape)
-        saved = cache == nil ? (q, keys, values, attention, shape, rope) : nil
+        let attention = try backend.attention(query: q, key: k, value: v, shape: shape)
+        saved = (q, k, v, attention, shape, rope)
         return try output.forward(attention.output)
     }
 
@@ -60,7 +56,7 @@ public final class SelfAttention: Layer {
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let saved else {
-            throw TensorError.invalidArgument(operation: "SelfAttention.backward", reason: "call forward (without a cache) first")
+            throw TensorError.invalidArgument(operation: "SelfAttention.backward", reason: "call forward first")
         }
         let dAttention = try output.backward(dy)
         let gradients = try backend.attentionBackward(
@@ -75,31 +71,4 @@ public final class SelfAttention: Layer {
         try value.backward(gradients.value, addingInputGradientTo: dx, backend)
         return dx
     }
-}
-
-/// Keys and values of the positions generated so far, per layer (batch 1).
-public final class KeyValueCache {
-    public final class LayerCache {
-        var keys: Tensor?
-        var values: Tensor?
-
-        public var length: Int { keys?.shape[0] ?? 0 }
-
-        /// Appends this step's keys and values and returns all of them.
-        func append(keys newKeys: Tensor, values newValues: Tensor, backend: any Backend) throws -> (Tensor, Tensor) {
-            let allKeys = try keys.map { try backend.concatenateRows([$0, newKeys]) } ?? newKeys
-            let allValues = try values.map { try backend.concatenateRows([$0, newValues]) } ?? newValues
-            (keys, values) = (allKeys, allValues)
-            return (allKeys, allValues)
-        }
-    }
-
-    public let layers: [LayerCache]
-
-    public init(layers: Int) {
-        self.layers = (0..<layers).map { _ in LayerCache() }
-    }
-
-    /// Positions held.
-    public var length: Int { layers.first?.length ?? 0 }
 }

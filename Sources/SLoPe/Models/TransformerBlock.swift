@@ -25,9 +25,9 @@ public final class TransformerBlock: Layer {
     public var recomputesActivations = false
     private var recomputeInput: (x: Tensor, batch: Int, sequence: Int)?
 
-    public func forward(_ x: Tensor, batch: Int, sequence: Int, cache: KeyValueCache.LayerCache? = nil) throws -> Tensor {
-        let y = try run(x, batch: batch, sequence: sequence, cache: cache)
-        if recomputesActivations, cache == nil {
+    public func forward(_ x: Tensor, batch: Int, sequence: Int) throws -> Tensor {
+        let y = try run(x) { try attention.forward($0, batch: batch, sequence: sequence) }
+        if recomputesActivations {
             recomputeInput = (x, batch, sequence)
             releaseActivations()
         }
@@ -37,7 +37,7 @@ public final class TransformerBlock: Layer {
     public func backward(_ dy: Tensor) throws -> Tensor {
         if let saved = recomputeInput {
             recomputeInput = nil
-            _ = try run(saved.x, batch: saved.batch, sequence: saved.sequence, cache: nil)
+            _ = try run(saved.x) { try attention.forward($0, batch: saved.batch, sequence: saved.sequence) }
         }
         // Each residual connection's gradient is added inside the norm's backward pass.
         let dh = try mlpNorm.backward(mlp.backward(dy), addingGradient: dy)
@@ -46,10 +46,11 @@ public final class TransformerBlock: Layer {
         return dx
     }
 
-    /// The block's computation; the sublayers keep what their backward needs. The first residual add is taken
-    /// into the MLP norm's pass.
-    private func run(_ x: Tensor, batch: Int, sequence: Int, cache: KeyValueCache.LayerCache?) throws -> Tensor {
-        let a = try attention.forward(attentionNorm.forward(x), batch: batch, sequence: sequence, cache: cache)
+    /// The block's computation, with `attend` the attention sublayer's forward (over whole sequences, or over
+    /// cached ones when generating); the sublayers keep what their backward needs. The first residual add is
+    /// taken into the MLP norm's pass.
+    func run(_ x: Tensor, attend: (Tensor) throws -> Tensor) throws -> Tensor {
+        let a = try attend(attentionNorm.forward(x))
         let (h, normalized) = try mlpNorm.forward(x, adding: a)
         return try backend.add(h, mlp.forward(normalized))
     }

@@ -113,29 +113,34 @@ public final class TransformerModel: Layer {
 
     // MARK: Forward and backward
 
-    /// Next-token logits `[batch·sequence, vocabulary]` for `tokens` (`int32 [batch·sequence]`).
-    /// With `cache`, `tokens` continue the cached positions (generation, batch 1).
-    public func logits(tokens: Tensor, batch: Int, sequence: Int, cache: KeyValueCache? = nil) throws -> Tensor {
+    /// Next-token logits `[batch·sequence, vocabulary]` for `tokens` (`int32 [batch·sequence]`). Generation
+    /// continues cached sequences instead: ``nextTokenLogits(tokens:segments:cache:)``.
+    public func logits(tokens: Tensor, batch: Int, sequence: Int) throws -> Tensor {
         guard tokens.count == batch * sequence, tokens.dtype == .int32 else {
             throw TensorError.shapeMismatch(
                 operation: "TransformerModel", shapes: [tokens.shape], reason: "expected \(batch)·\(sequence) int32 token ids")
         }
-        let past = cache?.length ?? 0
-        guard past + sequence <= configuration.contextLength || positionEmbedding == nil else {
+        guard sequence <= configuration.contextLength || positionEmbedding == nil else {
             throw TensorError.invalidArgument(
-                operation: "TransformerModel",
-                reason: "\(past + sequence) positions exceed the context length \(configuration.contextLength)")
+                operation: "TransformerModel", reason: "\(sequence) positions exceed the context length \(configuration.contextLength)")
         }
-        var x = try tokenEmbedding.forward(tokens)
-        if let positionEmbedding {
-            let ids = (0..<batch * sequence).map { Int32(ModelConfiguration.positionOffset + past + $0 % sequence) }
-            x = try backend.add(x, positionEmbedding.forward(backend.tensor(ids, shape: [batch * sequence])))
-        }
-        for (index, block) in blocks.enumerated() {
-            x = try block.forward(x, batch: batch, sequence: sequence, cache: cache?.layers[index])
-        }
+        var x = try embed(tokens, positions: (0..<batch * sequence).map { $0 % sequence })
+        for block in blocks { x = try block.forward(x, batch: batch, sequence: sequence) }
         let hidden = try finalNorm.forward(x)
         savedHidden = hidden
+        return try project(hidden)
+    }
+
+    /// Token embeddings, plus learned position embeddings (OPT) at `positions`, one per token.
+    func embed(_ tokens: Tensor, positions: [Int]) throws -> Tensor {
+        let x = try tokenEmbedding.forward(tokens)
+        guard let positionEmbedding else { return x }
+        let ids = positions.map { Int32(ModelConfiguration.positionOffset + $0) }
+        return try backend.add(x, positionEmbedding.forward(backend.tensor(ids, shape: [ids.count])))
+    }
+
+    /// Logits of normalized hidden states: the head, or the tied embedding.
+    func project(_ hidden: Tensor) throws -> Tensor {
         if let head { return try head.forward(hidden) }
         return try backend.matmul(hidden, tokenEmbedding.weight.value, transposeB: true)
     }

@@ -94,11 +94,12 @@ struct EvalCommand: ParsableCommand {
     }
 }
 
-/// `slope generate`: text from a checkpoint with temperature, top-k and top-p sampling and a KV cache.
+/// `slope generate`: text from a checkpoint with temperature, top-k and top-p sampling and a KV cache; several
+/// sequences at once from a prompts file or `--batch` samples of one prompt.
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Generate text from a checkpoint (KV cache; SLoPe layers merged with their adapters into one sparse GEMM).")
+        abstract: "Generate text from a checkpoint (KV cache; several sequences at once; SLoPe layers merged with their adapters into one sparse GEMM).")
 
     @Argument(help: "A checkpoint.safetensors written by slope pretrain or import, or a Hugging Face model folder.")
     var checkpoint: String
@@ -106,7 +107,13 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Text to continue.")
     var prompt = "The"
 
-    @Option(parsing: .unconditional, help: "Tokens to generate at most.")
+    @Option(help: "A text file of prompts, one per line (blank lines skipped), generated together instead of --prompt.")
+    var prompts: String?
+
+    @Option(parsing: .unconditional, help: "Sequences generated at once: with --prompts, the file's prompts this many at a time (default: all); with --prompt, this many samples of it (seeds --seed, --seed + 1, …).")
+    var batch: Int?
+
+    @Option(parsing: .unconditional, help: "Tokens to generate at most (per sequence).")
     var maxTokens = 200
 
     @Option(parsing: .unconditional, help: "Sampling temperature (0: greedy).")
@@ -118,7 +125,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Sample only from the smallest set of tokens whose probability reaches P.")
     var topP: Double?
 
-    @Option(help: "Random seed of the sampler.")
+    @Option(help: "Random seed of the sampler (sequence i of a run draws with seed + i).")
     var seed: UInt64 = 0
 
     @Flag(help: "Keep SLoPe layers and adapters separate instead of merging them for inference.")
@@ -134,38 +141,81 @@ struct GenerateCommand: ParsableCommand {
         }
         guard topK.map({ $0 >= 1 }) ?? true else { throw ValidationError("--top-k must be at least 1, not \(topK ?? 0)") }
         guard topP.map({ $0 > 0 && $0 <= 1 }) ?? true else { throw ValidationError("--top-p must be in (0, 1], not \(topP ?? 0)") }
+        guard batch.map({ $0 >= 1 }) ?? true else { throw ValidationError("--batch must be at least 1, not \(batch ?? 0)") }
+    }
+
+    /// The prompts to continue: the file's lines, or --prompt (once, or --batch times).
+    func promptTexts() throws -> [String] {
+        guard let prompts else { return Array(repeating: prompt, count: batch ?? 1) }
+        guard let data = FileManager.default.contents(atPath: prompts) else {
+            throw ValidationError("cannot read the prompts file \(prompts)")
+        }
+        let lines = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init).filter {
+            !$0.allSatisfy(\.isWhitespace)
+        }
+        guard !lines.isEmpty else { throw ValidationError("\(prompts) holds no prompt (one per line)") }
+        return lines
     }
 
     func run() throws {
+        let texts = try promptTexts()
         let compute = try ComputeDevice.make(device)
         let loaded = try LoadedCheckpoint.load(checkpoint, compute: compute)
         let isSparse = !loaded.model.sparseWeights.isEmpty
         if !noMerge, isSparse { try loaded.model.mergeForInference() }
         let (tokenizer, endOfText) = try loaded.data.makeTokenizer()
-        var sampler = try TokenSampler(temperature: temperature, topK: topK, topP: topP, seed: seed)
-        let promptTokens = try tokenizer.encode(prompt)
-        print(prompt, terminator: "")
-        let clock = ContinuousClock()
-        var generated: [Int32] = []
-        var printed = ""
+        let requests = try texts.enumerated().map { index, text in
+            GenerationRequest(
+                prompt: try tokenizer.encode(text), maxTokens: maxTokens,
+                sampler: try TokenSampler(temperature: temperature, topK: topK, topP: topP, seed: seed &+ UInt64(index)), stopToken: endOfText)
+        }
         // The continuation is what decoding the prompt and it together adds to the prompt's own decoding: a
         // SentencePiece decoder strips the text's leading space, which must not be the continuation's first.
-        let promptText = tokenizer.decode(promptTokens)
-        let elapsed = try clock.measure {
-            _ = try loaded.model.generate(prompt: promptTokens, maxTokens: maxTokens, sampler: &sampler, stopToken: endOfText) { token in
-                generated.append(token)
+        func continuation(_ request: GenerationRequest, _ generated: [Int32]) -> String {
+            let promptText = tokenizer.decode(request.prompt)
+            let whole = tokenizer.decode(request.prompt + generated.filter { $0 != endOfText })
+            return whole.hasPrefix(promptText) ? String(whole.dropFirst(promptText.count)) : tokenizer.decode(generated.filter { $0 != endOfText })
+        }
+        let clock = ContinuousClock()
+        var statistics = (prefillTokens: 0, prefillSeconds: 0.0, decodeTokens: 0, decodeSeconds: 0.0)
+        let group = prompts == nil ? requests.count : batch ?? requests.count
+        for first in stride(from: 0, to: requests.count, by: group) {
+            let part = Array(requests[first..<min(first + group, requests.count)])
+            let streams = part.count == 1
+            if streams { print(texts[first], terminator: "") }
+            var printed = ""
+            var generated = [[Int32]](repeating: [], count: part.count)
+            var prefilled: ContinuousClock.Instant?
+            let start = clock.now
+            _ = try loaded.model.generate(part) { index, token in
+                if prefilled == nil { prefilled = clock.now }
+                generated[index].append(token)
+                guard streams else { return }
                 // Decode the whole continuation each time: a multi-byte character may span tokens.
-                let whole = tokenizer.decode(promptTokens + generated.filter { $0 != endOfText })
-                let text = whole.hasPrefix(promptText) ? String(whole.dropFirst(promptText.count)) : tokenizer.decode(generated.filter { $0 != endOfText })
+                let text = continuation(part[index], generated[index])
                 if text.hasPrefix(printed), !text.hasSuffix("\u{FFFD}") {
                     print(text.dropFirst(printed.count), terminator: "")
                     printed = text
                 }
             }
+            let end = clock.now
+            statistics.prefillTokens += part.map(\.prompt.count).reduce(0, +)
+            statistics.prefillSeconds += ((prefilled ?? end) - start) / .seconds(1)
+            statistics.decodeTokens += generated.map { max($0.count - 1, 0) }.reduce(0, +)
+            statistics.decodeSeconds += (end - (prefilled ?? end)) / .seconds(1)
+            if streams {
+                print("")
+            } else {
+                for (index, tokens) in generated.enumerated() {
+                    print("[\(first + index + 1)] \(texts[first + index])\(continuation(part[index], tokens))\n")
+                }
+            }
         }
-        let seconds = elapsed / .seconds(1)
-        print("\n\n[\(generated.count) tokens in \(formatted(seconds, digits: 2)) s, \(formatted(Double(generated.count) / max(seconds, 1e-9), digits: 1)) tokens/s"
-            + "\(!isSparse ? "" : noMerge ? ", SLoPe layers unmerged" : ", SLoPe layers merged")]")
+        let total = statistics.decodeTokens + requests.count
+        let layers = !isSparse ? "" : noMerge ? ", SLoPe layers unmerged" : ", SLoPe layers merged"
+        print("\n[\(total) tokens for \(requests.count) sequence\(requests.count == 1 ? "" : "s") (\(group) at once\(layers)): "
+            + "prefill \(statistics.prefillTokens) prompt tokens in \(formatted(statistics.prefillSeconds, digits: 3)) s; "
+            + "decode \(formatted(Double(statistics.decodeTokens) / max(statistics.decodeSeconds, 1e-9), digits: 1)) tokens/s]")
     }
 }
 

@@ -93,4 +93,13 @@ extension CUDABackend {
         }
         return result
     }
+
+    public func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws {
+        let rowBytes = try OperandChecks.copyRows(source, rows, into: destination, at: row)
+        guard !rows.isEmpty, rowBytes > 0 else { return }
+        try touch(destination)
+        try copyBytes(
+            from: address(source, "copyRows") + UInt64(rows.lowerBound * rowBytes), to: address(destination, "copyRows") + UInt64(row * rowBytes),
+            count: rows.count * rowBytes)
+    }
 }

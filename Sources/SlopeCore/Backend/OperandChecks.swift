@@ -17,6 +17,24 @@ public enum OperandChecks {
         guard tensor.dtype == dtype else { throw TensorError.unsupportedDType(operation: operation, dtype: tensor.dtype) }
     }
 
+    /// `copyRows`: both tensors seen as `[shape[0], rest]` with equal row widths and dtypes, and the ranges inside
+    /// them. Returns the bytes of one row.
+    public static func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws -> Int {
+        try sameDType([source, destination], "copyRows")
+        let width = source.rank == 0 || source.shape[0] == 0 ? 0 : source.count / source.shape[0]
+        let targetWidth = destination.rank == 0 || destination.shape[0] == 0 ? 0 : destination.count / destination.shape[0]
+        guard source.rank >= 1, destination.rank >= 1, width == targetWidth || rows.isEmpty else {
+            throw TensorError.shapeMismatch(
+                operation: "copyRows", shapes: [source.shape, destination.shape], reason: "rows of the two tensors must have equal widths")
+        }
+        guard rows.lowerBound >= 0, rows.upperBound <= source.shape[0], row >= 0, row + rows.count <= destination.shape[0] else {
+            throw TensorError.shapeMismatch(
+                operation: "copyRows", shapes: [source.shape, destination.shape],
+                reason: "rows \(rows) to row \(row) fall outside the tensors (\(source.shape[0]) and \(destination.shape[0]) rows)")
+        }
+        return width * source.dtype.byteSize
+    }
+
     /// Two operands of one elementwise op: equal shapes and dtypes.
     public static func elementwise(_ a: Tensor, _ b: Tensor, _ operation: String) throws {
         guard a.shape == b.shape else {

@@ -64,6 +64,13 @@ extension CPUBackend {
         return result
     }
 
+    public func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws {
+        let rowBytes = try OperandChecks.copyRows(source, rows, into: destination, at: row)
+        guard !rows.isEmpty, rowBytes > 0 else { return }
+        try (hostPointer(destination, "copyRows") + row * rowBytes).copyMemory(
+            from: hostPointer(source, "copyRows") + rows.lowerBound * rowBytes, byteCount: rows.count * rowBytes)
+    }
+
     public func transpose(_ x: Tensor) throws -> Tensor {
         guard x.rank == 2 else {
             throw TensorError.shapeMismatch(operation: "transpose", shapes: [x.shape], reason: "expected a matrix")

@@ -1,0 +1,72 @@
+/// One sequence to generate: a prompt, how many tokens to add at most, how to choose them, and where to stop.
+public struct GenerationRequest: Sendable {
+    public var prompt: [Int32]
+    public var maxTokens: Int
+    public var sampler: TokenSampler
+    /// Generation stops after this token (it is the last one returned).
+    public var stopToken: Int32?
+
+    public init(prompt: [Int32], maxTokens: Int, sampler: TokenSampler, stopToken: Int32? = nil) {
+        self.prompt = prompt
+        self.maxTokens = maxTokens
+        self.sampler = sampler
+        self.stopToken = stopToken
+    }
+}
+
+extension TransformerModel {
+    /// Continues every request's prompt at once, with a ``KeyValueCache`` slot per sequence: the prompts are
+    /// prefilled together in one pass, then each step adds one token to every unfinished sequence in one pass, until
+    /// each reaches its stop token, its `maxTokens` or the context length. Each sequence draws from its own sampler,
+    /// so what it gets does not depend on the others. `onToken(request, token)` sees every token as it is chosen.
+    public func generate(_ requests: [GenerationRequest], onToken: (Int, Int32) -> Void = { _, _ in }) throws -> [[Int32]] {
+        let limit = configuration.contextLength
+        for (index, request) in requests.enumerated() {
+            let which = requests.count == 1 ? "the prompt" : "prompt \(index + 1)"
+            guard !request.prompt.isEmpty else { throw TensorError.invalidArgument(operation: "generate", reason: "\(which) is empty") }
+            guard request.prompt.count < limit else {
+                throw TensorError.invalidArgument(operation: "generate", reason: "\(which) has \(request.prompt.count) tokens; the context holds \(limit)")
+            }
+            guard request.maxTokens >= 1 else { throw TensorError.invalidArgument(operation: "generate", reason: "maxTokens must be at least 1") }
+            guard request.prompt.allSatisfy({ (0..<Int32(configuration.vocabularySize)).contains($0) }) else {
+                throw TensorError.invalidArgument(operation: "generate", reason: "\(which) holds a token id outside the vocabulary (\(configuration.vocabularySize))")
+            }
+        }
+        guard !requests.isEmpty else { return [] }
+        // The last token chosen never enters the cache.
+        let capacity = requests.map { min(limit, $0.prompt.count + $0.maxTokens - 1) }.max()!
+        let cache = try KeyValueCache(model: self, slots: requests.count, capacity: capacity)
+        var samplers = requests.map(\.sampler)
+        var generated = [[Int32]](repeating: [], count: requests.count)
+        var segments = requests.indices.map { KeyValueCache.Segment(slot: $0, count: requests[$0].prompt.count) }
+        var tokens = requests.flatMap(\.prompt)
+        let vocabulary = configuration.vocabularySize
+        while !segments.isEmpty {
+            let logits = try backend.floats(nextTokenLogits(tokens: tokens, segments: segments, cache: cache))
+            var next: [KeyValueCache.Segment] = []
+            tokens = []
+            for (row, segment) in segments.enumerated() {
+                let slot = segment.slot, request = requests[slot]
+                let token = samplers[slot].sample(Array(logits[(row * vocabulary)..<((row + 1) * vocabulary)]))
+                generated[slot].append(token)
+                onToken(slot, token)
+                let finished = token == request.stopToken || generated[slot].count == request.maxTokens || cache.lengths[slot] + 1 > limit
+                if !finished {
+                    next.append(.init(slot: slot, count: 1))
+                    tokens.append(token)
+                }
+            }
+            segments = next
+        }
+        return generated
+    }
+
+    /// Continues `prompt` by up to `maxTokens` tokens, stopping early at `stopToken` or the context length.
+    /// `onToken` sees each new token as it is chosen (for streaming output).
+    public func generate(
+        prompt: [Int32], maxTokens: Int, sampler: TokenSampler, stopToken: Int32? = nil, onToken: (Int32) -> Void = { _ in }
+    ) throws -> [Int32] {
+        let request = GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampler: sampler, stopToken: stopToken)
+        return try generate([request]) { onToken($1) }[0]
+    }
+}

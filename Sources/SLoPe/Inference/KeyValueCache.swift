@@ -1,0 +1,91 @@
+/// Keys and values of the sequences being generated: `slots` sequences of up to `capacity` positions each, in
+/// every layer, allocated once and written in place as tokens are added (nothing of the past is copied to append).
+/// A slot is one sequence; a finished sequence's slot is ``reset(slot:)`` and taken by the next one.
+public final class KeyValueCache {
+    public let slots: Int
+    /// Positions a slot holds at most.
+    public let capacity: Int
+    /// Positions each slot holds now.
+    public private(set) var lengths: [Int]
+    /// Per layer, per slot: keys and values `[capacity, keyValueHeads·headDimension]`.
+    let keys: [[Tensor]]
+    let values: [[Tensor]]
+
+    /// New tokens of one sequence, continuing slot `slot`: a prompt to prefill, or the last token chosen.
+    public struct Segment: Sendable, Equatable {
+        public var slot: Int
+        public var count: Int
+        public init(slot: Int, count: Int) {
+            self.slot = slot
+            self.count = count
+        }
+    }
+
+    /// A cache for `model`. `capacity` may not exceed the context length of a model with learned positions.
+    public init(model: TransformerModel, slots: Int, capacity: Int) throws {
+        let c = model.configuration
+        guard slots >= 1, capacity >= 1 else {
+            throw TensorError.invalidArgument(operation: "KeyValueCache", reason: "needs at least one slot of at least one position")
+        }
+        guard capacity <= c.contextLength || model.positionEmbedding == nil else {
+            throw TensorError.invalidArgument(
+                operation: "KeyValueCache", reason: "\(capacity) positions exceed the model's context length \(c.contextLength)")
+        }
+        let width = c.keyValueHeads * c.headDimension
+        let bytes = CheckedSize.product([2, c.layers, slots, capacity, width, model.dtype.byteSize])
+        try MemoryBudget.require(
+            bytes, for: "the KV cache of \(slots) sequences × \(capacity) positions (fewer sequences or tokens at once need less)",
+            on: model.backend)
+        let backend = model.backend
+        keys = try (0..<c.layers).map { _ in try (0..<slots).map { _ in try backend.zeros([capacity, width], dtype: model.dtype) } }
+        values = try (0..<c.layers).map { _ in try (0..<slots).map { _ in try backend.zeros([capacity, width], dtype: model.dtype) } }
+        self.slots = slots
+        self.capacity = capacity
+        lengths = Array(repeating: 0, count: slots)
+    }
+
+    /// Bytes the cache holds on its device.
+    public var byteCount: Int { (keys + values).joined().map(\.byteCount).reduce(0, +) }
+
+    /// Empties `slot` for a new sequence.
+    public func reset(slot: Int) { lengths[slot] = 0 }
+
+    /// Checks that `segments` can be appended: distinct slots in range, at least one token each, room left.
+    func check(_ segments: [Segment], tokens: Int) throws {
+        func fail(_ reason: String) -> TensorError { .invalidArgument(operation: "KeyValueCache", reason: reason) }
+        guard !segments.isEmpty, segments.map(\.count).reduce(0, +) == tokens else {
+            throw fail("the segments hold \(segments.map(\.count).reduce(0, +)) tokens, not the \(tokens) given")
+        }
+        guard Set(segments.map(\.slot)).count == segments.count else { throw fail("a slot appears twice in one call") }
+        for segment in segments {
+            guard (0..<slots).contains(segment.slot) else { throw fail("slot \(segment.slot) is not one of the \(slots)") }
+            guard segment.count >= 1 else { throw fail("slot \(segment.slot) gets no tokens") }
+            guard lengths[segment.slot] + segment.count <= capacity else {
+                throw fail("slot \(segment.slot) holds \(lengths[segment.slot]) positions; \(segment.count) more exceed its \(capacity)")
+            }
+        }
+    }
+
+    /// Writes a segment's new keys and values (the given rows of each tensor) after the slot's positions in `layer`,
+    /// and returns the slot's keys and values so far.
+    func append(
+        layer: Int, slot: Int, keys k: (Tensor, Range<Int>), values v: (Tensor, Range<Int>), backend: any Backend
+    ) throws -> (Tensor, Tensor) {
+        let past = lengths[slot], total = past + k.1.count
+        let (cachedKeys, cachedValues) = (keys[layer][slot], values[layer][slot])
+        try backend.copyRows(k.0, k.1, into: cachedKeys, at: past)
+        try backend.copyRows(v.0, v.1, into: cachedValues, at: past)
+        guard total < capacity else { return (cachedKeys, cachedValues) }
+        // Attention reads whole tensors: the positions held so far, copied out.
+        let width = cachedKeys.shape[1]
+        let (prefixKeys, prefixValues) = (try backend.zeros([total, width], dtype: cachedKeys.dtype), try backend.zeros([total, width], dtype: cachedValues.dtype))
+        try backend.copyRows(cachedKeys, 0..<total, into: prefixKeys, at: 0)
+        try backend.copyRows(cachedValues, 0..<total, into: prefixValues, at: 0)
+        return (prefixKeys, prefixValues)
+    }
+
+    /// Counts the segments' tokens as held, once every layer has them.
+    func advance(_ segments: [Segment]) {
+        for segment in segments { lengths[segment.slot] += segment.count }
+    }
+}
