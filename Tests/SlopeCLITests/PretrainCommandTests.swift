@@ -72,6 +72,29 @@ final class PretrainCommandTests: XCTestCase {
         let evaluation = try runner.run(["eval", checkpoint, "--device", "cpu", "--batches", "1"], in: folder)
         XCTAssertEqual(evaluation.status, 0, evaluation.errors)
         XCTAssertTrue(evaluation.output.contains("perplexity"), evaluation.output)
+
+        // Several sequences at once: a prompts file (greedy: each line's continuation is what it gets alone), and
+        // --batch samples of one prompt.
+        try "The cat\n\nA dog\nThe cat\n".write(to: folder.appendingPathComponent("prompts.txt"), atomically: true, encoding: .utf8)
+        let batched = try runner.run(["generate", checkpoint, "--device", "cpu", "--prompts", "prompts.txt", "--max-tokens", "6", "--temperature", "0"],
+                                     in: folder)
+        XCTAssertEqual(batched.status, 0, batched.errors)
+        let lines = batched.output.split(separator: "\n").map(String.init)
+        let first = try XCTUnwrap(lines.first { $0.hasPrefix("[1] The cat") }), third = try XCTUnwrap(lines.first { $0.hasPrefix("[3] The cat") })
+        XCTAssertEqual(first.dropFirst(3), third.dropFirst(3), "the same prompt, greedy, continues alike: \(batched.output)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("[2] A dog") }, batched.output)
+        XCTAssertTrue(batched.output.contains("for 3 sequences (3 at once, SLoPe layers merged): prefill"), batched.output)
+        let alone = try runner.run(["generate", checkpoint, "--device", "cpu", "--prompt", "The cat", "--max-tokens", "6", "--temperature", "0"],
+                                   in: folder)
+        XCTAssertTrue(alone.output.hasPrefix(String(first.dropFirst(4))), "alone: \(alone.output) batched: \(first)")
+        let samples = try runner.run(["generate", checkpoint, "--device", "cpu", "--batch", "2", "--max-tokens", "4"], in: folder)
+        XCTAssertEqual(samples.status, 0, samples.errors)
+        XCTAssertTrue(samples.output.contains("[2] The"), samples.output)
+        for (arguments, message) in [(["--prompts", "nothing.txt"], "cannot read the prompts file nothing.txt"), (["--batch", "0"], "--batch must be at least 1")] {
+            let refused = try runner.run(["generate", checkpoint, "--device", "cpu"] + arguments, in: folder)
+            XCTAssertNotEqual(refused.status, 0)
+            XCTAssertTrue(refused.errors.contains(message), refused.errors)
+        }
     }
 }
 
