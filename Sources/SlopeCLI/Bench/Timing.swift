@@ -12,9 +12,14 @@ func medianMilliseconds(repeats: Int, warmup: Int, _ body: () throws -> Void) re
         let elapsed = try clock.measure(body)
         samples.append(elapsed / .milliseconds(1))
     }
-    samples.sort()
-    let middle = samples.count / 2
-    return samples.count % 2 == 1 ? samples[middle] : (samples[middle - 1] + samples[middle]) / 2
+    return median(samples)
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
 /// Median milliseconds of a body over `TimingOptions`' runs, on the clock that fits the device.

@@ -45,6 +45,15 @@ struct ComputeDevice {
         return table.first { name.contains($0.0) }?.1
     }
 
+    /// Published HBM bandwidths in bytes/s (what decoding a batch of one is bound by).
+    static func memoryBandwidth(forGPU name: String) -> Double? {
+        let table: [(String, Double)] = [
+            ("H200", 4.8e12), ("H100 PCIe", 2.0e12), ("H100", 3.35e12), ("A100 80GB", 2.039e12), ("A100", 1.555e12), ("L40S", 0.864e12),
+            ("A10", 0.6e12),
+        ]
+        return table.first { name.contains($0.0) }?.1
+    }
+
     /// The default element type: bfloat16 on a GPU, float32 on the CPU (which computes in float32 anyway).
     var defaultDType: DType { isGPU ? .bfloat16 : .float32 }
 }
