@@ -434,6 +434,28 @@ final class KernelEmulationTests: XCTestCase {
         try Self.assertClose(Self.bf16(gradient), try cpu.floats(reference), tolerance: 1e-2, "logit gradients")
     }
 
+    /// Greedy decoding's argmax over rows of logits (several blocks' worth of columns, ties to the first, NaNs passed
+    /// over, rows past the grid by striding) matches the CPU backend's, bf16 and float32.
+    func testArgmaxRowsMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        for dtype in [DType.bfloat16, .float32] {
+            let module = try EmulatedModule(family: .loss, dtype: dtype, kernels: ["argmax_rows": 4])
+            var generator = SeededGenerator(seed: 23)
+            let (rows, columns) = (5, 1001)
+            var values = try cpu.floats(cpu.randomNormal([rows, columns], dtype: dtype, using: &generator))
+            for column in [17, 600, 999] { values[columns + column] = 9 }  // row 1: a three-way tie
+            for column in 0..<columns { values[2 * columns + column] = column % 2 == 0 ? .nan : -.infinity }  // row 2: NaN never wins
+            values[3 * columns + 1000] = 50  // row 3: the last column
+            let logits = try cpu.tensor(values, shape: [rows, columns], dtype: dtype)
+            let expected = try cpu.int32s(cpu.argmaxRows(logits))
+            XCTAssertEqual(Array(expected[1...3]), [17, 1, 1000], "\(dtype): ties to the first, past NaNs, the last column")
+            let out = try module.launch("argmax_rows", grid: (2, 1, 1), [
+                .input(try Self.raw(logits, cpu)), .output(bytes: rows * 4), .int64(rows), .int64(columns),
+            ])
+            XCTAssertEqual(out[1]!.elements() as [Int32], expected, "\(dtype)")
+        }
+    }
+
     /// The embedding gradient by id segments (one block per distinct id, tokens in order), repeated ids
     /// included, added to the existing gradient, against the CPU backend.
     func testEmbeddingGradientBySegmentsMatchesTheCPUBackend() throws {

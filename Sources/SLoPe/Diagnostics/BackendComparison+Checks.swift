@@ -200,6 +200,10 @@ extension BackendComparison {
             let saved = try backend.crossEntropy(logits: self.pick(logits, on), targets: self.pick(targets, on), ignoreIndex: -100)
             return [saved.loss, saved.probabilities, try backend.crossEntropyBackward(saved, targets: self.pick(targets, on), ignoreIndex: -100, scale: 0.5)]
         }
+        check("argmaxRows (greedy decoding)", dtype, &results) { backend, on in
+            let columns = try backend.int32s(backend.argmaxRows(self.pick(logits, on)))
+            return [try backend.tensor(columns.map(Float.init), shape: [columns.count], dtype: .float32)]
+        }
         check("crossEntropy backward over the probabilities", dtype, &results) { backend, on in
             let saved = try backend.crossEntropy(logits: self.pick(logits, on), targets: self.pick(targets, on), ignoreIndex: -100)
             return [try backend.crossEntropyBackwardConsuming(saved, targets: self.pick(targets, on), ignoreIndex: -100, scale: 0.5)]

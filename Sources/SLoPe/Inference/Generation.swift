@@ -42,12 +42,16 @@ extension TransformerModel {
         var tokens = requests.flatMap(\.prompt)
         let vocabulary = configuration.vocabularySize
         while !segments.isEmpty {
-            let logits = try backend.floats(nextTokenLogits(tokens: tokens, segments: segments, cache: cache))
+            let logits = try nextTokenLogits(tokens: tokens, segments: segments, cache: cache)
+            // Greedy sequences only need each row's argmax: a few bytes read back instead of every logit.
+            let greedy = segments.allSatisfy { samplers[$0.slot].temperature == 0 }
+            let choices = greedy ? try backend.int32s(backend.argmaxRows(logits)) : nil
+            let values = greedy ? [] : try backend.floats(logits)
             var next: [KeyValueCache.Segment] = []
             tokens = []
             for (row, segment) in segments.enumerated() {
                 let slot = segment.slot, request = requests[slot]
-                let token = samplers[slot].sample(Array(logits[(row * vocabulary)..<((row + 1) * vocabulary)]))
+                let token = try choices?[row] ?? samplers[slot].sample(Array(values[(row * vocabulary)..<((row + 1) * vocabulary)]))
                 generated[slot].append(token)
                 onToken(slot, token)
                 let finished = token == request.stopToken || generated[slot].count == request.maxTokens || cache.lengths[slot] + 1 > limit

@@ -137,6 +137,9 @@ public protocol Backend: AnyObject, Sendable {
     func embedding(_ table: Tensor, ids: Tensor) throws -> Tensor
     /// Scatter-adds `dy [n, C]` into `tableGradient [V, C]` at `ids`.
     func embeddingBackward(_ dy: Tensor, ids: Tensor, into tableGradient: Tensor) throws
+    /// The column of each row's largest value, the first on ties: `int32 [rows]` for `x [rows, cols]` (greedy
+    /// decoding reads these back instead of the logits).
+    func argmaxRows(_ x: Tensor) throws -> Tensor
     /// Mean softmax cross-entropy of logits `[n, V]` against `int32` targets `[n]`;
     /// targets equal to `ignoreIndex` do not count. Returns the loss and the probabilities.
     func crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex: Int32) throws -> CrossEntropyOutput

@@ -35,6 +35,15 @@ public enum OperandChecks {
         return width * source.dtype.byteSize
     }
 
+    /// `argmaxRows`: a floating-point matrix with at least one column and column indices that fit int32.
+    public static func argmaxRows(_ x: Tensor) throws -> (rows: Int, columns: Int) {
+        let (rows, columns) = try x.asMatrix(operation: "argmaxRows")
+        guard x.dtype.isFloatingPoint, columns >= 1, columns <= Int(Int32.max) else {
+            throw TensorError.invalidArgument(operation: "argmaxRows", reason: "needs floating-point rows of 1 … 2³¹ − 1 columns, not \(x.shape) \(x.dtype)")
+        }
+        return (rows, columns)
+    }
+
     /// Two operands of one elementwise op: equal shapes and dtypes.
     public static func elementwise(_ a: Tensor, _ b: Tensor, _ operation: String) throws {
         guard a.shape == b.shape else {

@@ -56,6 +56,20 @@ extension CPUBackend {
         try (computeKind(for: dy.dtype, operation: "embeddingBackward") == .double ? run(Double.self) : run(Float.self))
     }
 
+    public func argmaxRows(_ x: Tensor) throws -> Tensor {
+        let (rows, columns) = try OperandChecks.argmaxRows(x)
+        let values = try doubles(x)
+        let indices = (0..<rows).map { row -> Int32 in
+            var (best, index) = (-Double.infinity, -1)
+            for column in 0..<columns {  // the first on ties; NaN never wins (a row of NaNs gives 0)
+                let value = values[row * columns + column]
+                if value > best || (index < 0 && value == best) { (best, index) = (value, column) }
+            }
+            return Int32(max(index, 0))
+        }
+        return try tensor(indices, shape: [rows])
+    }
+
     // loss = mean over counted rows of −log softmax(logits [n, V])[target]; probabilities [n, V].
     public func crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex: Int32) throws -> CrossEntropyOutput {
         let (rows, classes) = try logits.asMatrix(operation: "crossEntropy")
