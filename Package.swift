@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // Targets are listed in dependency order: C kernels → core tensors and backends → the SLoPe library → CLI.
@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        // HTTP for `slope serve`; without its default traits (full Foundation, swift-configuration), which it does not need.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
     ],
     targets: [
         // SIMD micro-kernels (AVX-512 / AVX2 with run-time dispatch and a portable fallback).
@@ -41,11 +43,17 @@ let package = Package(
         ),
         // SLoPe itself: N:M sparsity, layers, optimizers, adapters, models, training and checkpoints.
         .target(name: "SLoPe", dependencies: ["SlopeCore", "SlopeData", .product(name: "RealModule", package: "swift-numerics")]),
+        // `slope serve`: an OpenAI-compatible HTTP server with continuous batching over SLoPe's generation.
+        .target(
+            name: "SlopeServer",
+            dependencies: ["SLoPe", "SlopeData", .product(name: "Hummingbird", package: "hummingbird")]
+        ),
         .executableTarget(
             name: "SlopeCLI",
             dependencies: [
                 "SLoPe",
                 "SlopeCUDA",
+                "SlopeServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "RealModule", package: "swift-numerics"),
             ]
@@ -59,6 +67,7 @@ let package = Package(
         .testTarget(name: "SLoPeTests", dependencies: ["SLoPe", "SlopeData", "SlopeTestSupport"]),
         .testTarget(name: "SlopeDataTests", dependencies: ["SlopeData", "SlopeCore"]),
         .testTarget(name: "SlopeCUDATests", dependencies: ["SlopeCUDA", "CCUDA", "SlopeTestSupport"]),
+        .testTarget(name: "SlopeServerTests", dependencies: ["SlopeServer", "SLoPe", "SlopeData"]),
         // Runs the built `slope` binary as a user would (depending on it makes the test build produce it).
         .testTarget(
             name: "SlopeCLITests",

@@ -40,18 +40,16 @@ extension TransformerModel {
         var generated = [[Int32]](repeating: [], count: requests.count)
         var segments = requests.indices.map { KeyValueCache.Segment(slot: $0, count: requests[$0].prompt.count) }
         var tokens = requests.flatMap(\.prompt)
-        let vocabulary = configuration.vocabularySize
         while !segments.isEmpty {
             let logits = try nextTokenLogits(tokens: tokens, segments: segments, cache: cache)
-            // Greedy sequences only need each row's argmax: a few bytes read back instead of every logit.
-            let greedy = segments.allSatisfy { samplers[$0.slot].temperature == 0 }
-            let choices = greedy ? try backend.int32s(backend.argmaxRows(logits)) : nil
-            let values = greedy ? [] : try backend.floats(logits)
+            var stepSamplers = segments.map { samplers[$0.slot] }
+            let chosen = try nextTokens(logits, samplers: &stepSamplers)
+            for (segment, sampler) in zip(segments, stepSamplers) { samplers[segment.slot] = sampler }
             var next: [KeyValueCache.Segment] = []
             tokens = []
             for (row, segment) in segments.enumerated() {
                 let slot = segment.slot, request = requests[slot]
-                let token = try choices?[row] ?? samplers[slot].sample(Array(values[(row * vocabulary)..<((row + 1) * vocabulary)]))
+                let token = chosen[row]
                 generated[slot].append(token)
                 onToken(slot, token)
                 let finished = token == request.stopToken || generated[slot].count == request.maxTokens || cache.lengths[slot] + 1 > limit
@@ -63,6 +61,14 @@ extension TransformerModel {
             segments = next
         }
         return generated
+    }
+
+    /// The token chosen from each row of `logits` (`[rows, vocabulary]`), row r by `samplers[r]`. When every sampler
+    /// is greedy only each row's argmax is read back, a few bytes instead of every logit.
+    public func nextTokens(_ logits: Tensor, samplers: inout [TokenSampler]) throws -> [Int32] {
+        if samplers.allSatisfy({ $0.temperature == 0 }) { return try backend.int32s(backend.argmaxRows(logits)) }
+        let values = try backend.floats(logits), vocabulary = configuration.vocabularySize
+        return samplers.indices.map { row in samplers[row].sample(Array(values[(row * vocabulary)..<((row + 1) * vocabulary)])) }
     }
 
     /// Continues `prompt` by up to `maxTokens` tokens, stopping early at `stopToken` or the context length.

@@ -1,0 +1,246 @@
+import FoundationEssentials
+import Hummingbird
+import SLoPe
+import SlopeData
+
+/// `slope serve`: OpenAI's completions API over a ``CompletionScheduler`` — `POST /v1/completions` (whole, or streamed
+/// as server-sent events), `GET /v1/models`, `GET /health`. Requests are checked before they are queued and refused
+/// with OpenAI's error body and a 4xx status (503 when the queue is full).
+public struct CompletionServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// The name `/v1/models` lists and responses carry.
+        public var modelName: String
+        /// The most tokens one request may ask for.
+        public var maxTokensLimit: Int
+        /// Request bodies larger than this are refused (413).
+        public var maxBodyBytes: Int
+
+        public init(host: String = "127.0.0.1", port: Int = 8000, modelName: String, maxTokensLimit: Int = 4096, maxBodyBytes: Int = 4 << 20) {
+            self.host = host
+            self.port = port
+            self.modelName = modelName
+            self.maxTokensLimit = maxTokensLimit
+            self.maxBodyBytes = maxBodyBytes
+        }
+    }
+
+    public let scheduler: CompletionScheduler
+    public let tokenizer: any TextTokenizer
+    public let endOfText: Int32?
+    public let configuration: Configuration
+    let started = Int(Date().timeIntervalSince1970)
+
+    public init(scheduler: CompletionScheduler, tokenizer: any TextTokenizer, endOfText: Int32?, configuration: Configuration) {
+        self.scheduler = scheduler
+        self.tokenizer = tokenizer
+        self.endOfText = endOfText
+        self.configuration = configuration
+    }
+
+    /// Serves until the task is cancelled (or, with `signals`, until SIGINT/SIGTERM); `onRunning` gets the port bound
+    /// (useful with port 0).
+    public func run(handlingSignals signals: Bool = false, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let application = Application(
+            router: router(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "slope"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) })
+        if signals { try await application.runService() } else { try await application.run() }
+    }
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.get("health") { _, _ in
+            let statistics = scheduler.statistics
+            return Self.json(.ok, [
+                "status": "ok", "model": configuration.modelName, "completed": "\(statistics.completed)",
+                "generated_tokens": "\(statistics.generatedTokens)",
+            ])
+        }
+        router.get("v1/models") { _, _ in
+            Self.json(.ok, ModelList(data: [.init(id: configuration.modelName, created: started)]))
+        }
+        router.post("v1/completions") { request, context in try await complete(request, context: context) }
+        router.post("v1/chat/completions") { _, _ in
+            Self.error(
+                .notFound, "\(configuration.modelName) has no chat template slope can apply (Jinja templates are not supported yet); "
+                    + "use /v1/completions with the prompt formatted as the model expects", code: "chat_not_supported")
+        }
+        return router
+    }
+
+    /// Errors in requests, said as OpenAI says them.
+    struct RequestError: Error {
+        let message: String
+        let param: String?
+    }
+
+    func complete(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let body: CompletionRequest
+        do {
+            let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+            body = try JSONDecoder().decode(CompletionRequest.self, from: Data(buffer: buffer))
+        } catch let error as DecodingError {
+            return Self.error(.badRequest, "the request body is not a completion request: \(Self.describe(error))")
+        } catch {
+            // collect(upTo:) refuses a body over the limit.
+            return Self.error(.contentTooLarge, "the request body exceeds \(configuration.maxBodyBytes) bytes")
+        }
+        let job: CompletionJob, promptText: String
+        do {
+            (job, promptText) = try makeJob(body)
+        } catch let error as RequestError {
+            return Self.error(.badRequest, error.message, param: error.param)
+        }
+        let ticket: CompletionScheduler.Ticket
+        do {
+            ticket = try scheduler.submit(job)
+        } catch CompletionScheduler.Failure.queueFull(let waiting) {
+            var response = Self.error(.serviceUnavailable, CompletionScheduler.Failure.queueFull(waiting: waiting).description, code: "overloaded")
+            response.headers[.retryAfter] = "1"
+            return response
+        } catch let failure as CompletionScheduler.Failure {
+            return Self.error(.badRequest, failure.description)
+        }
+        let id = "cmpl-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let echo = body.echo == true ? promptText : ""
+        let text = CompletionText(tokenizer: tokenizer, prompt: job.prompt, stops: body.stop ?? [], endOfText: endOfText)
+        let base = CompletionResponse(id: id, created: Int(Date().timeIntervalSince1970), model: configuration.modelName, choices: [])
+        if body.stream == true { return stream(ticket, text: text, echo: echo, base: base, promptTokens: job.prompt.count) }
+        var completion = text, output = echo, generated = 0
+        var reason = CompletionEvent.FinishReason.length
+        do {
+            loop: for try await event in ticket.events {
+                switch event {
+                case .token(let token):
+                    generated += 1
+                    let (delta, stopped) = completion.add(token)
+                    output += delta
+                    if stopped {
+                        reason = .stop
+                        ticket.cancel()
+                        break loop
+                    }
+                case .finished(let why):
+                    reason = why
+                    output += completion.rest()
+                }
+            }
+        } catch {
+            return Self.error(.internalServerError, "generation failed: \(error)", type: "server_error")
+        }
+        var response = base
+        response.choices = [CompletionChoice(text: output, finishReason: reason.rawValue)]
+        response.usage = Usage(promptTokens: job.prompt.count, completionTokens: generated)
+        return Self.json(.ok, response)
+    }
+
+    /// Server-sent events: a chunk per piece of text, the last with the finish reason and usage, then `[DONE]`.
+    func stream(_ ticket: CompletionScheduler.Ticket, text: CompletionText, echo: String, base: CompletionResponse, promptTokens: Int) -> Response {
+        let body = ResponseBody { writer in
+            defer { ticket.cancel() }  // a client gone mid-stream frees its slot at the next step
+            var completion = text, generated = 0
+            func send(_ delta: String, _ reason: CompletionEvent.FinishReason?, usage: Usage? = nil) async throws {
+                var chunk = base
+                chunk.choices = [CompletionChoice(text: delta, finishReason: reason?.rawValue)]
+                chunk.usage = usage
+                try await writer.write(ByteBuffer(string: "data: " + Self.encoded(chunk) + "\n\n"))
+            }
+            if !echo.isEmpty { try await send(echo, nil) }
+            do {
+                loop: for try await event in ticket.events {
+                    switch event {
+                    case .token(let token):
+                        generated += 1
+                        let (delta, stopped) = completion.add(token)
+                        if stopped {
+                            try await send(delta, .stop, usage: Usage(promptTokens: promptTokens, completionTokens: generated))
+                            break loop
+                        }
+                        if !delta.isEmpty { try await send(delta, nil) }
+                    case .finished(let reason):
+                        try await send(completion.rest(), reason, usage: Usage(promptTokens: promptTokens, completionTokens: generated))
+                    }
+                }
+            } catch let error where !(error is CancellationError) {
+                let failure = ErrorBody(error: .init(message: "generation failed: \(error)", type: "server_error"))
+                try await writer.write(ByteBuffer(string: "data: " + Self.encoded(failure) + "\n\n"))
+            }
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    /// The scheduler's job for a request, and the prompt's text (for `echo`), or what is wrong with it.
+    func makeJob(_ body: CompletionRequest) throws -> (CompletionJob, String) {
+        func fail(_ message: String, _ param: String) -> RequestError { RequestError(message: message, param: param) }
+        if let model = body.model, model != configuration.modelName {
+            throw fail("this server serves \(configuration.modelName), not \(model)", "model")
+        }
+        guard (body.n ?? 1) == 1 else { throw fail("n must be 1 (send several requests; they are batched together)", "n") }
+        let maxTokens = body.maxTokens ?? 16
+        guard (1...configuration.maxTokensLimit).contains(maxTokens) else {
+            throw fail("max_tokens must be in 1 … \(configuration.maxTokensLimit), not \(maxTokens)", "max_tokens")
+        }
+        let temperature = body.temperature ?? 1
+        guard temperature.isFinite, temperature >= 0 else { throw fail("temperature must be a finite number ≥ 0", "temperature") }
+        guard body.topP.map({ $0 > 0 && $0 <= 1 }) ?? true else { throw fail("top_p must be in (0, 1]", "top_p") }
+        guard body.topK.map({ $0 >= 1 }) ?? true else { throw fail("top_k must be at least 1", "top_k") }
+        guard (body.stop ?? []).count <= 4 else { throw fail("at most 4 stop strings", "stop") }
+        let prompt: [Int32], promptText: String
+        switch body.prompt {
+        case .text(let text):
+            do { prompt = try tokenizer.encode(text) } catch { throw fail("the prompt cannot be tokenized: \(error)", "prompt") }
+            promptText = text
+        case .tokens(let tokens):
+            guard tokens.allSatisfy({ (0..<Int32(scheduler.vocabularySize)).contains($0) }) else {
+                throw fail("a prompt token id is outside the vocabulary (0 ..< \(scheduler.vocabularySize))", "prompt")
+            }
+            prompt = tokens
+            promptText = tokenizer.decode(tokens)
+        }
+        guard !prompt.isEmpty else { throw fail("the prompt is empty", "prompt") }
+        let context = scheduler.contextLength
+        guard prompt.count + maxTokens - 1 <= context else {
+            throw fail(
+                "the context holds \(context) tokens, but the prompt has \(prompt.count) and max_tokens asks for \(maxTokens); "
+                    + "shorten the prompt or ask for at most \(max(context - prompt.count + 1, 0)) tokens", "max_tokens")
+        }
+        let sampler = try TokenSampler(
+            temperature: temperature, topK: body.topK, topP: body.topP, seed: body.seed ?? UInt64.random(in: 0...UInt64.max))
+        return (CompletionJob(prompt: prompt, maxTokens: maxTokens, sampler: sampler, stopToken: endOfText), promptText)
+    }
+
+    // MARK: Responses
+
+    static func encoded(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: encoded(value))))
+    }
+
+    static func error(
+        _ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil
+    ) -> Response {
+        json(status, ErrorBody(error: .init(message: message, type: type, param: param, code: code)))
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .dataCorrupted(let context): return context.codingPath.isEmpty ? "not JSON" : "\(path(context)): \(context.debugDescription)"
+        case .keyNotFound(let key, _): return "`\(key.stringValue)` is missing"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context): return "\(path(context)) has the wrong type"
+        @unknown default: return "\(error)"
+        }
+    }
+
+    private static func path(_ context: DecodingError.Context) -> String {
+        "`" + context.codingPath.map(\.stringValue).joined(separator: ".") + "`"
+    }
+}
