@@ -6,6 +6,12 @@ import SlopeData
 import Synchronization
 import XCTest
 
+extension LoopbackClient.Response {
+    func json() throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] ?? [:]
+    }
+}
+
 /// `slope serve`'s parts: the text of a completion as tokens arrive, the continuous-batching scheduler, and the HTTP
 /// server over loopback with many concurrent streaming clients.
 final class ServerTests: XCTestCase {
@@ -117,8 +123,16 @@ final class ServerTests: XCTestCase {
 
     // MARK: HTTP
 
+    /// Runs `client` for every index at once, each on a queue of its own (each blocks on its socket; a thread pool the
+    /// size of the machine would let only a few be in flight), and returns when all are done.
+    static func everyClientAtOnce(_ count: Int, _ client: @escaping @Sendable (Int) -> Void) {
+        let group = DispatchGroup()
+        for index in 0..<count { DispatchQueue(label: "client \(index)").async(group: group) { client(index) } }
+        group.wait()
+    }
+
     /// Starts a server on a free loopback port; stops it when the test ends.
-    func startServer(slots: Int = 4, queue: Int = 256) throws -> (LoopbackHTTP, CompletionServer) {
+    func startServer(slots: Int = 4, queue: Int = 256) throws -> (LoopbackClient, CompletionServer) {
         let scheduler = try CompletionScheduler(limits: .init(slots: slots, contextLength: 64, queueLimit: queue)) { try Self.model() }
         let server = CompletionServer(
             scheduler: scheduler, tokenizer: ByteTokenizer(), endOfText: ByteTokenizer.endOfText,
@@ -133,8 +147,8 @@ final class ServerTests: XCTestCase {
             scheduler.shutdown()
         }
         let bound = port.withLock { $0 }
-        guard bound > 0 else { throw LoopbackHTTP.Failure(description: "the server did not start") }
-        return (LoopbackHTTP(port: bound), server)
+        guard bound > 0 else { throw LoopbackClient.Failure(description: "the server did not start") }
+        return (LoopbackClient(port: bound), server)
     }
 
     func testEndpointsAndErrors() throws {
@@ -193,11 +207,11 @@ final class ServerTests: XCTestCase {
         }
         let texts = Mutex([Int: Result<String, any Error>]())
         let started = Date()
-        DispatchQueue.concurrentPerform(iterations: 32) { index in
+        Self.everyClientAtOnce(32) { index in
             let result = Result { () throws -> String in
                 let stream = index % 2 == 0
                 let response = try http.post("/v1/completions", body(index, stream: stream))
-                guard response.status == 200 else { throw LoopbackHTTP.Failure(description: "status \(response.status): \(response.body)") }
+                guard response.status == 200 else { throw LoopbackClient.Failure(description: "status \(response.status): \(response.body)") }
                 guard stream else {
                     return try XCTUnwrap((try response.json()["choices"] as? [[String: Any]])?.first?["text"] as? String)
                 }
@@ -217,14 +231,14 @@ final class ServerTests: XCTestCase {
         for index in 0..<32 {
             XCTAssertEqual(try texts.withLock { $0[index] }?.get(), alone[index], "client \(index): streamed or not, alone or in the crowd")
         }
-        XCTAssertGreaterThan(server.scheduler.statistics.widestStep, 1, "requests were batched")
+        XCTAssertEqual(server.scheduler.statistics.widestStep, 4, "requests were batched, as many as the slots")
     }
 
     /// A full queue answers 503 with Retry-After instead of waiting without bound.
     func testAFullQueueIsRefusedWith503() throws {
         let (http, _) = try startServer(slots: 1, queue: 0)
         let statuses = Mutex([Int]())
-        DispatchQueue.concurrentPerform(iterations: 6) { _ in
+        Self.everyClientAtOnce(6) { _ in
             let response = try? http.post("/v1/completions", #"{"prompt":"busy","max_tokens":40,"temperature":0}"#)
             statuses.withLock { $0.append(response?.status ?? -1) }
             if response?.status == 503 { XCTAssertEqual(response?.headers["retry-after"], "1") }

@@ -4,7 +4,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Time layers and kernels: medians over repeated runs on random inputs.",
-        subcommands: [BenchLinear.self, BenchAttention.self, BenchGEMM.self, BenchGenerate.self]
+        subcommands: [BenchLinear.self, BenchAttention.self, BenchGEMM.self, BenchGenerate.self, BenchServe.self]
     )
 }
 

@@ -1,39 +1,37 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 
-/// A minimal blocking HTTP/1.1 client for the tests (one request per connection, `Connection: close`), so the server
-/// is exercised over a real socket without another HTTP stack: status, headers, and the body with chunked transfer
-/// encoding undone.
-struct LoopbackHTTP {
-    struct Response {
-        let status: Int
-        let headers: [String: String]
-        let body: String
+/// A minimal blocking HTTP/1.1 client of a server on this machine (one request per connection, `Connection: close`):
+/// what `slope bench serve` and the tests load the server with, over a real socket and without another HTTP stack.
+/// Gives the status, the headers and the body with chunked transfer encoding undone.
+public struct LoopbackClient: Sendable {
+    public struct Response: Sendable {
+        public let status: Int
+        public let headers: [String: String]
+        public let body: String
 
         /// The `data:` payloads of a server-sent-event body.
-        var events: [String] {
-            body.components(separatedBy: "\n\n").compactMap { block in
+        public var events: [String] {
+            body.split(separator: "\n\n", omittingEmptySubsequences: true).compactMap { block in
                 block.hasPrefix("data: ") ? String(block.dropFirst(6)) : nil
             }
         }
-
-        func json() throws -> [String: Any] {
-            try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] ?? [:]
-        }
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
     }
 
-    let port: Int
+    public let port: Int
 
-    func get(_ path: String) throws -> Response { try send("GET", path, body: nil) }
-    func post(_ path: String, _ json: String) throws -> Response { try send("POST", path, body: json) }
+    public init(port: Int) { self.port = port }
 
-    func send(_ method: String, _ path: String, body: String?) throws -> Response {
+    public func get(_ path: String) throws -> Response { try send("GET", path, body: nil) }
+    public func post(_ path: String, _ json: String) throws -> Response { try send("POST", path, body: json) }
+
+    public func send(_ method: String, _ path: String, body: String?) throws -> Response {
         let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard socket >= 0 else { throw Failure(description: "socket() failed") }
         defer { close(socket) }
@@ -73,14 +71,14 @@ struct LoopbackHTTP {
         guard let end = (0...(bytes.count - separator.count)).first(where: { Array(bytes[$0..<($0 + 4)]) == separator }) else {
             throw Failure(description: "no header end in \(bytes.count) bytes")
         }
-        let head = String(decoding: bytes[..<end], as: UTF8.self).components(separatedBy: "\r\n")
+        let head = String(decoding: bytes[..<end], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
         guard let statusLine = head.first, let status = Int(statusLine.split(separator: " ")[1]) else {
             throw Failure(description: "bad status line")
         }
         var headers: [String: String] = [:]
         for line in head.dropFirst() {
             let parts = line.split(separator: ":", maxSplits: 1)
-            if parts.count == 2 { headers[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2 { headers[parts[0].lowercased()] = String(parts[1].drop { $0 == " " }) }
         }
         var body = Array(bytes[(end + 4)...])
         if headers["transfer-encoding"] == "chunked" {

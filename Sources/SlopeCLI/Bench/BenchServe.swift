@@ -1,0 +1,162 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import FoundationEssentials
+import SLoPe
+import SlopeData
+import SlopeServer
+import Synchronization
+
+/// `slope bench serve`: the throughput `slope serve` keeps under many concurrent streaming clients, beside what the same
+/// scheduler gives with the jobs handed to it directly, on random weights of a model shape, in one run.
+struct BenchServe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Tokens/s of slope serve under concurrent streaming clients, against the same jobs run without HTTP.",
+        discussion: """
+            Starts the server on a loopback port with random weights of --model (SLoPe merged unless --dense), then \
+            times --clients jobs of --prompt-tokens random tokens and --new-tokens greedy tokens each: first handed to \
+            the scheduler directly (what `slope bench generate` runs at that batch size), then as as many concurrent \
+            streaming HTTP clients. Medians of --repeats rounds after a warm-up.
+            """)
+
+    @Option(help: "Where to run: \(BenchDevice.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var device: BenchDevice = .cpu
+
+    @Option(help: "Model shape: a named configuration or a JSON file (default: opt-1.3b on CUDA, tiny on the CPU).")
+    var model: String?
+
+    @Flag(help: "A dense model instead of SLoPe merged.")
+    var dense = false
+
+    @Option(parsing: .unconditional, help: "Concurrent clients (and KV-cache slots).")
+    var clients = 32
+
+    @Option(parsing: .unconditional, help: "Prompt tokens per request (default: 512 on CUDA, 32 on the CPU).")
+    var promptTokens: Int?
+
+    @Option(parsing: .unconditional, help: "Tokens generated per request (default: 128 on CUDA, 16 on the CPU).")
+    var newTokens: Int?
+
+    @Option(help: "Timed rounds, the median reported.")
+    var repeats = 3
+
+    func validate() throws {
+        guard clients >= 1, repeats >= 1 else { throw ValidationError("--clients and --repeats must be at least 1") }
+        guard (promptTokens ?? 1) >= 1, (newTokens ?? 1) >= 1 else { throw ValidationError("--prompt-tokens and --new-tokens must be at least 1") }
+    }
+
+    func run() throws {
+        let onGPU = device == .cuda
+        let name = model ?? (onGPU ? "opt-1.3b" : "tiny")
+        let configuration = try ModelConfiguration.resolve(name)
+        let (prompt, new) = (promptTokens ?? (onGPU ? 512 : 32), newTokens ?? (onGPU ? 128 : 16))
+        guard prompt + new <= configuration.contextLength else {
+            throw ValidationError("--prompt-tokens \(prompt) + --new-tokens \(new) exceed the context length \(configuration.contextLength)")
+        }
+        let (dense, device) = (self.dense, self.device)
+        let backendName = Mutex("")
+        let scheduler = try CompletionScheduler(limits: .init(slots: clients, contextLength: prompt + new)) {
+            let compute = try ComputeDevice.make(device == .cuda ? .cuda : .cpu)
+            let network = try TransformerModel(configuration: configuration, dtype: compute.defaultDType, backend: compute.backend, seed: 1)
+            if !dense {
+                try network.convertToSLoPe()
+                _ = try network.attachAdapters(rank: 64, seed: 2)
+                try network.mergeForInference()
+            }
+            backendName.withLock { $0 = "\(compute.backend.name), \(compute.defaultDType)" }
+            return network
+        }
+        defer { scheduler.shutdown() }
+        var generator = SeededGenerator(seed: 7)
+        let prompts = (0..<clients).map { _ in (0..<prompt).map { _ in Int32(generator.next() % UInt64(configuration.vocabularySize)) } }
+        let server = CompletionServer(
+            scheduler: scheduler, tokenizer: ByteTokenizer(), endOfText: nil,
+            configuration: .init(port: 0, modelName: name, maxTokensLimit: new))
+        let port = Mutex(0)
+        let task = Task { try await server.run { bound in port.withLock { $0 = bound } } }
+        defer { task.cancel() }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while port.withLock({ $0 }) == 0, clock.now < deadline { usleep(10_000) }
+        guard port.withLock({ $0 }) > 0 else { throw ValidationError("the server did not start on a loopback port") }
+        let client = LoopbackClient(port: port.withLock { $0 })
+        print("slope bench serve — \(name) \(dense ? "dense" : "SLoPe merged") on \(backendName.withLock { $0 }), \(clients) clients × "
+            + "(\(prompt) prompt + \(new) new tokens), greedy; median of \(repeats) rounds after a warm-up")
+
+        /// Seconds for every job to end, handed to the scheduler directly.
+        func direct() throws -> Double {
+            let start = clock.now
+            let tickets = try prompts.map { tokens in
+                try scheduler.submit(CompletionJob(prompt: tokens, maxTokens: new, sampler: try TokenSampler(temperature: 0), stopToken: nil))
+            }
+            try Self.drain(tickets)
+            return (clock.now - start) / .seconds(1)
+        }
+        /// Seconds for every client's stream to end, and how many tokens they got.
+        func overHTTP() throws -> (Double, Int) {
+            let start = clock.now
+            let received = Mutex((tokens: 0, failure: nil as String?))
+            // A queue per client: each blocks on its socket, and all must be in flight at once.
+            let group = DispatchGroup()
+            for index in 0..<clients { DispatchQueue(label: "slope.bench.client.\(index)").async(group: group) {
+                let body = #"{"prompt":\#(prompts[index]),"max_tokens":\#(new),"temperature":0,"stream":true}"#
+                do {
+                    let response = try client.post("/v1/completions", body)
+                    guard response.status == 200 else { throw ValidationError("status \(response.status): \(response.body)") }
+                    let usage = response.events.compactMap { Self.completionTokens(in: $0) }.last ?? 0
+                    received.withLock { $0.tokens += usage }
+                } catch {
+                    received.withLock { $0.failure = "\(error)" }
+                }
+            } }
+            group.wait()
+            if let failure = received.withLock({ $0.failure }) { throw ValidationError("a client failed: \(failure)") }
+            return ((clock.now - start) / .seconds(1), received.withLock { $0.tokens })
+        }
+        _ = try direct()
+        _ = try overHTTP()
+        let directSeconds = median(try (0..<repeats).map { _ in try direct() })
+        var served: [(Double, Int)] = []
+        for _ in 0..<repeats { served.append(try overHTTP()) }
+        let httpSeconds = median(served.map(\.0))
+        let tokens = clients * new
+        guard served.allSatisfy({ $0.1 == tokens }) else {
+            throw ValidationError("the clients received \(served.map(\.1)) tokens, not \(tokens) each round")
+        }
+        var table = TextTable(headers: ["path", "seconds", "tokens/s (all tokens)", "of direct"])
+        table.append(["scheduler, jobs handed directly", formatted(directSeconds, digits: 3), formatted(Double(tokens) / directSeconds, digits: 1), ""])
+        table.append([
+            "HTTP, \(clients) streaming clients", formatted(httpSeconds, digits: 3), formatted(Double(tokens) / httpSeconds, digits: 1),
+            formatted(100 * directSeconds / httpSeconds, digits: 1) + "%",
+        ])
+        print(table.render())
+    }
+
+    /// Waits, from synchronous code, until every ticket's events have ended; throws the first failure.
+    static func drain(_ tickets: [CompletionScheduler.Ticket]) throws {
+        final class Outcome: @unchecked Sendable {
+            let done = DispatchSemaphore(value: 0)
+            var failure: (any Error)?
+        }
+        let outcome = Outcome()
+        Task {
+            do {
+                for ticket in tickets { for try await _ in ticket.events {} }
+            } catch {
+                outcome.failure = error
+            }
+            outcome.done.signal()
+        }
+        outcome.done.wait()
+        if let failure = outcome.failure { throw failure }
+    }
+
+    /// `usage.completion_tokens` of a streamed chunk, if it carries usage.
+    static func completionTokens(in event: String) -> Int? {
+        guard let range = event.firstRange(of: "\"completion_tokens\":") else { return nil }
+        return Int(event[range.upperBound...].prefix { $0.isNumber })
+    }
+}
