@@ -434,12 +434,46 @@ final class KernelEmulationTests: XCTestCase {
         try Self.assertClose(Self.bf16(gradient), try cpu.floats(reference), tolerance: 1e-2, "logit gradients")
     }
 
+    /// The decode step's attention: every sequence's one query over its own cache rows (lengths 1 to several warps'
+    /// worth, grouped-query heads, head dimensions 80 and 128 — lanes with 3 and 4 elements), and the row moves that
+    /// fill the cache, match the CPU backend.
+    func testDecodeAttentionAndRowMovesMatchTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        let module = try EmulatedModule(family: .decoding, dtype: .bfloat16, kernels: ["decode_attention": 10, "move_rows": 6])
+        for (hq, hkv, d) in [(4, 2, 80), (2, 2, 128)] {
+            var generator = SeededGenerator(seed: UInt64(d))
+            let rows = 40
+            let keys = try cpu.randomNormal([rows, hkv * d], dtype: .bfloat16, using: &generator)
+            let values = try cpu.randomNormal([rows, hkv * d], dtype: .bfloat16, using: &generator)
+            let (starts, lengths) = ([0, 10, 13, 30], [1, 3, 17, 10])
+            let query = try cpu.randomNormal([starts.count, hq * d], dtype: .bfloat16, using: &generator)
+            let shape = DecodeAttentionShape(queryHeads: hq, keyValueHeads: hkv, headDimension: d)
+            let expected = try cpu.floats(cpu.decodeAttention(query: query, keys: keys, values: values, starts: starts, lengths: lengths, shape: shape))
+            let out = try module.launch("decode_attention", grid: (starts.count, hq, 1), block: 128, [
+                .input(try Self.raw(query, cpu)), .input(try Self.raw(keys, cpu)), .input(try Self.raw(values, cpu)),
+                .inputArray(starts.map(Int32.init)), .inputArray(lengths.map(Int32.init)), .output(bytes: query.byteCount),
+                .int64(hq), .int64(hkv), .int64(d), .float(1 / Float(d).squareRoot()),
+            ])[5]!
+            try Self.assertClose(Self.bf16(out), expected, tolerance: 2e-2, "decode attention hq \(hq) hkv \(hkv) d \(d)")
+        }
+        // Rows 3, 0 of a [4, 5] matrix into rows 6, 1 of a [8, 5] one; and gathered (no target indices).
+        let source = try cpu.tensor((0..<20).map(Float.init), shape: [4, 5], dtype: .bfloat16)
+        let target = try cpu.zeros([8, 5], dtype: .bfloat16)
+        try cpu.moveRows(source, from: [3, 0], into: target, to: [6, 1])
+        let moved = try module.launch("move_rows", grid: (1, 1, 1), [
+            .input(try Self.raw(source, cpu)), .readWrite(try Self.raw(cpu.zeros([8, 5], dtype: .bfloat16), cpu)),
+            .inputArray([Int32(3), 0]), .inputArray([Int32(6), 1]), .int64(2), .int64(5),
+        ])[1]!
+        XCTAssertEqual(Self.bf16(moved), try cpu.floats(target))
+        XCTAssertEqual(Array(try cpu.floats(target)[30..<35]), [15, 16, 17, 18, 19])
+    }
+
     /// Greedy decoding's argmax over rows of logits (several blocks' worth of columns, ties to the first, NaNs passed
     /// over, rows past the grid by striding) matches the CPU backend's, bf16 and float32.
     func testArgmaxRowsMatchesTheCPUBackend() throws {
         let cpu = CPUBackend()
         for dtype in [DType.bfloat16, .float32] {
-            let module = try EmulatedModule(family: .loss, dtype: dtype, kernels: ["argmax_rows": 4])
+            let module = try EmulatedModule(family: .decoding, dtype: dtype, kernels: ["argmax_rows": 4])
             var generator = SeededGenerator(seed: 23)
             let (rows, columns) = (5, 1001)
             var values = try cpu.floats(cpu.randomNormal([rows, columns], dtype: dtype, using: &generator))

@@ -100,11 +100,15 @@ final class GEMMTests: XCTestCase {
         try cpu.copyRows(source, 1..<3, into: target, at: 2)
         XCTAssertEqual(try cpu.floats(target), [0, 0, 0, 0, 0, 0, 3, 4, 5, 6, 7, 8, 0, 0, 0])
         try cpu.copyRows(source, 0..<0, into: target, at: 5)
+        try cpu.moveRows(source, from: [0, 3], into: target, to: [4, 0])
+        XCTAssertEqual(try cpu.floats(target), [9, 10, 11, 0, 0, 0, 3, 4, 5, 6, 7, 8, 0, 1, 2])
         let refusals: [(() throws -> Void, String)] = [
             ({ try self.cpu.copyRows(source, 2..<5, into: target, at: 0) }, "fall outside"),
             ({ try self.cpu.copyRows(source, 0..<2, into: target, at: 4) }, "fall outside"),
             ({ try self.cpu.copyRows(source, 0..<1, into: self.cpu.zeros([2, 4], dtype: .bfloat16), at: 0) }, "equal widths"),
             ({ try self.cpu.copyRows(source, 0..<1, into: self.cpu.zeros([2, 3], dtype: .float32), at: 0) }, "element types"),
+            ({ try self.cpu.moveRows(source, from: [4], into: target, to: [0]) }, "outside its tensor"),
+            ({ try self.cpu.moveRows(source, from: [0, 1], into: target, to: [5]) }, "as many sources as targets"),
         ]
         for (copy, message) in refusals {
             XCTAssertThrowsError(try copy()) { XCTAssertTrue("\($0)".lowercased().contains(message), "\($0)") }

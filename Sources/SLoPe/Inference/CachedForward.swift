@@ -28,38 +28,71 @@ extension TransformerModel {
 
 extension SelfAttention {
     /// Attention of packed segments (`x [Σ counts, hidden]`), each over its slot's cached keys and values and its own
-    /// new ones, which are written to the cache's `layer`.
+    /// new ones, which are written to the cache's `layer` first. Sequences decoding one token share one
+    /// ``Backend/decodeAttention(query:keys:values:starts:lengths:shape:)`` call over the cache in place; a prompt
+    /// being prefilled attends causally over its slot's positions.
     func forward(_ x: Tensor, segments: [KeyValueCache.Segment], cache: KeyValueCache, layer: Int) throws -> Tensor {
-        let q = try query.forward(x), k = try key.forward(x), v = try value.forward(x)
-        var outputs: [Tensor] = []
-        var start = 0
-        for segment in segments {
-            let rows = start..<(start + segment.count)
-            start += segment.count
-            let past = cache.lengths[segment.slot]
-            var (segmentQueries, segmentKeys) = (try rowsOf(q, rows), k)
-            var keyRows = rows
-            if let ropeBase {
-                let rope = RotaryLayout(sequenceLength: segment.count, positionOffset: past, headDimension: headDimension, base: ropeBase)
-                segmentQueries = try backend.rotaryEmbedding(segmentQueries, layout: rope, inverse: false)
-                segmentKeys = try backend.rotaryEmbedding(rowsOf(k, rows), layout: rope, inverse: false)
-                keyRows = 0..<segment.count
-            }
-            let (keys, values) = try cache.append(
-                layer: layer, slot: segment.slot, keys: (segmentKeys, keyRows), values: (v, rows), backend: backend)
+        var q = try query.forward(x), k = try key.forward(x)
+        let v = try value.forward(x)
+        if let ropeBase { (q, k) = try rotate(q, k, segments: segments, cache: cache, base: ropeBase) }
+        try cache.write(layer: layer, keys: k, values: v, segments: segments, backend: backend)
+        var starts = [0], decoding: [Int] = []  // each segment's first packed row; the segments of one token
+        for (index, segment) in segments.enumerated() {
+            starts.append(starts[index] + segment.count)
+            if segment.count == 1 { decoding.append(index) }
+        }
+        // Every segment one token: the decode step's rows are the packed rows, in order.
+        let shape = DecodeAttentionShape(queryHeads: heads, keyValueHeads: keyValueHeads, headDimension: headDimension)
+        func decode(_ queries: Tensor) throws -> Tensor {
+            try backend.decodeAttention(
+                query: queries, keys: cache.keys[layer], values: cache.values[layer],
+                starts: decoding.map { cache.row(slot: segments[$0].slot, position: 0) },
+                lengths: decoding.map { cache.lengths[segments[$0].slot] + 1 }, shape: shape)
+        }
+        if decoding.count == segments.count { return try output.forward(decode(q)) }
+        let attended = try backend.zeros(q.shape, dtype: q.dtype)
+        if !decoding.isEmpty {
+            let rows = decoding.map { starts[$0] }
+            let decoded = try decode(backend.gatherRows(q, rows))
+            try backend.moveRows(decoded, from: nil, into: attended, to: rows)
+        }
+        for (index, segment) in segments.enumerated() where segment.count > 1 {
+            let past = cache.lengths[segment.slot], rows = starts[index]..<starts[index + 1]
+            let (keys, values) = try cache.prefix(layer: layer, slot: segment.slot, count: past + segment.count, backend: backend)
             let shape = AttentionShape(
                 batch: 1, queryLength: segment.count, keyLength: past + segment.count, queryHeads: heads, keyValueHeads: keyValueHeads,
                 headDimension: headDimension)
-            outputs.append(try backend.attention(query: segmentQueries, key: keys, value: values, shape: shape).output)
+            let result = try backend.attention(query: backend.gatherRows(q, Array(rows)), key: keys, value: values, shape: shape).output
+            try backend.copyRows(result, 0..<segment.count, into: attended, at: rows.lowerBound)
         }
-        return try output.forward(outputs.count == 1 ? outputs[0] : backend.concatenateRows(outputs))
+        return try output.forward(attended)
     }
 
-    /// Rows of a packed matrix as their own tensor (the whole tensor when that is all of it).
-    private func rowsOf(_ x: Tensor, _ rows: Range<Int>) throws -> Tensor {
-        guard rows != 0..<x.shape[0] else { return x }
-        let part = try backend.zeros([rows.count, x.shape[1]], dtype: x.dtype)
-        try backend.copyRows(x, rows, into: part, at: 0)
-        return part
+    /// Queries and keys rotated at each segment's positions (after its slot's cached ones).
+    private func rotate(_ q: Tensor, _ k: Tensor, segments: [KeyValueCache.Segment], cache: KeyValueCache, base: Float) throws -> (Tensor, Tensor) {
+        if segments.count == 1 {
+            let rope = RotaryLayout(sequenceLength: segments[0].count, positionOffset: cache.lengths[segments[0].slot], headDimension: headDimension, base: base)
+            return (try backend.rotaryEmbedding(q, layout: rope, inverse: false), try backend.rotaryEmbedding(k, layout: rope, inverse: false))
+        }
+        let (rotatedQueries, rotatedKeys) = (try backend.zeros(q.shape, dtype: q.dtype), try backend.zeros(k.shape, dtype: k.dtype))
+        var start = 0
+        for segment in segments {
+            let rows = Array(start..<(start + segment.count))
+            let rope = RotaryLayout(sequenceLength: segment.count, positionOffset: cache.lengths[segment.slot], headDimension: headDimension, base: base)
+            try backend.moveRows(backend.rotaryEmbedding(backend.gatherRows(q, rows), layout: rope, inverse: false), from: nil, into: rotatedQueries, to: rows)
+            try backend.moveRows(backend.rotaryEmbedding(backend.gatherRows(k, rows), layout: rope, inverse: false), from: nil, into: rotatedKeys, to: rows)
+            start += segment.count
+        }
+        return (rotatedQueries, rotatedKeys)
+    }
+}
+
+extension Backend {
+    /// Rows `rows` of a matrix, in that order, as a new tensor.
+    func gatherRows(_ x: Tensor, _ rows: [Int]) throws -> Tensor {
+        if rows == Array(0..<x.shape[0]) { return x }
+        let result = try zeros([rows.count] + x.shape.dropFirst(), dtype: x.dtype)
+        try moveRows(x, from: rows, into: result, to: nil)
+        return result
     }
 }

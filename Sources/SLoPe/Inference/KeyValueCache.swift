@@ -7,9 +7,9 @@ public final class KeyValueCache {
     public let capacity: Int
     /// Positions each slot holds now.
     public private(set) var lengths: [Int]
-    /// Per layer, per slot: keys and values `[capacity, keyValueHeads·headDimension]`.
-    let keys: [[Tensor]]
-    let values: [[Tensor]]
+    /// Per layer: keys and values `[slots·capacity, keyValueHeads·headDimension]`, slot s at rows `s·capacity …`.
+    let keys: [Tensor]
+    let values: [Tensor]
 
     /// New tokens of one sequence, continuing slot `slot`: a prompt to prefill, or the last token chosen.
     public struct Segment: Sendable, Equatable {
@@ -37,15 +37,15 @@ public final class KeyValueCache {
             bytes, for: "the KV cache of \(slots) sequences × \(capacity) positions (fewer sequences or tokens at once need less)",
             on: model.backend)
         let backend = model.backend
-        keys = try (0..<c.layers).map { _ in try (0..<slots).map { _ in try backend.zeros([capacity, width], dtype: model.dtype) } }
-        values = try (0..<c.layers).map { _ in try (0..<slots).map { _ in try backend.zeros([capacity, width], dtype: model.dtype) } }
+        keys = try (0..<c.layers).map { _ in try backend.zeros([slots * capacity, width], dtype: model.dtype) }
+        values = try (0..<c.layers).map { _ in try backend.zeros([slots * capacity, width], dtype: model.dtype) }
         self.slots = slots
         self.capacity = capacity
         lengths = Array(repeating: 0, count: slots)
     }
 
     /// Bytes the cache holds on its device.
-    public var byteCount: Int { (keys + values).joined().map(\.byteCount).reduce(0, +) }
+    public var byteCount: Int { (keys + values).map(\.byteCount).reduce(0, +) }
 
     /// Empties `slot` for a new sequence.
     public func reset(slot: Int) { lengths[slot] = 0 }
@@ -66,22 +66,26 @@ public final class KeyValueCache {
         }
     }
 
-    /// Writes a segment's new keys and values (the given rows of each tensor) after the slot's positions in `layer`,
-    /// and returns the slot's keys and values so far.
-    func append(
-        layer: Int, slot: Int, keys k: (Tensor, Range<Int>), values v: (Tensor, Range<Int>), backend: any Backend
-    ) throws -> (Tensor, Tensor) {
-        let past = lengths[slot], total = past + k.1.count
-        let (cachedKeys, cachedValues) = (keys[layer][slot], values[layer][slot])
-        try backend.copyRows(k.0, k.1, into: cachedKeys, at: past)
-        try backend.copyRows(v.0, v.1, into: cachedValues, at: past)
-        guard total < capacity else { return (cachedKeys, cachedValues) }
-        // Attention reads whole tensors: the positions held so far, copied out.
-        let width = cachedKeys.shape[1]
-        let (prefixKeys, prefixValues) = (try backend.zeros([total, width], dtype: cachedKeys.dtype), try backend.zeros([total, width], dtype: cachedValues.dtype))
-        try backend.copyRows(cachedKeys, 0..<total, into: prefixKeys, at: 0)
-        try backend.copyRows(cachedValues, 0..<total, into: prefixValues, at: 0)
-        return (prefixKeys, prefixValues)
+    /// The cache row of `slot`'s position `position`.
+    func row(slot: Int, position: Int) -> Int { slot * capacity + position }
+
+    /// Writes the new keys and values of every segment (`k`, `v [Σ counts, width]`, packed as the segments are) after
+    /// its slot's positions in `layer`, in one call each.
+    func write(layer: Int, keys k: Tensor, values v: Tensor, segments: [Segment], backend: any Backend) throws {
+        let rows = segments.flatMap { segment in (0..<segment.count).map { row(slot: segment.slot, position: lengths[segment.slot] + $0) } }
+        try backend.moveRows(k, from: nil, into: keys[layer], to: rows)
+        try backend.moveRows(v, from: nil, into: values[layer], to: rows)
+    }
+
+    /// `slot`'s keys and values of positions `0 ..< count` in `layer`, copied out (attention over a prompt reads whole
+    /// tensors).
+    func prefix(layer: Int, slot: Int, count: Int, backend: any Backend) throws -> (keys: Tensor, values: Tensor) {
+        let start = row(slot: slot, position: 0)
+        let width = keys[layer].shape[1]
+        let (k, v) = (try backend.zeros([count, width], dtype: keys[layer].dtype), try backend.zeros([count, width], dtype: values[layer].dtype))
+        try backend.copyRows(keys[layer], start..<(start + count), into: k, at: 0)
+        try backend.copyRows(values[layer], start..<(start + count), into: v, at: 0)
+        return (k, v)
     }
 
     /// Counts the segments' tokens as held, once every layer has them.

@@ -48,16 +48,6 @@ extension CUDABackend {
         ])
     }
 
-    public func argmaxRows(_ x: Tensor) throws -> Tensor {
-        let (rows, columns) = try OperandChecks.argmaxRows(x)
-        let out = try newTensor([rows], dtype: .int32)
-        guard rows > 0 else { return out }
-        try launch(.loss, "argmax_rows", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
-            .pointer(address(x, "argmaxRows")), .pointer(address(out, "argmaxRows")), .int64(Int64(rows)), .int64(Int64(columns)),
-        ])
-        return out
-    }
-
     public func crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex: Int32) throws -> CrossEntropyOutput {
         let (rows, classes) = try logits.asMatrix(operation: "crossEntropy")
         guard targets.count == rows else {

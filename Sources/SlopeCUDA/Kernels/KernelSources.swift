@@ -6,7 +6,7 @@ enum KernelSources {}
 /// A group of kernels compiled together into one module.
 enum KernelFamily: String, CaseIterable, Sendable {
     case elementwise, reductions, normalization, loss, optimizer, layout, sparsity, bytes, compressedLayout, attention
-    case attentionTensorCore, timing
+    case attentionTensorCore, decoding, timing
 
     var source: String {
         switch self {
@@ -21,6 +21,7 @@ enum KernelFamily: String, CaseIterable, Sendable {
         case .compressedLayout: return KernelSources.compressedLayout
         case .attention: return KernelSources.attention
         case .attentionTensorCore: return KernelSources.attentionTensorCore
+        case .decoding: return KernelSources.decoding
         case .timing: return KernelSources.timing
         }
     }

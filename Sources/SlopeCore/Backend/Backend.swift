@@ -56,6 +56,9 @@ public protocol Backend: AnyObject, Sendable {
     /// Copies rows `rows` of `source` into `destination` from row `row` on, in place (both seen as `[shape[0],
     /// rest]`, equal row widths and dtypes): how a preallocated KV cache is written and read.
     func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws
+    /// Row `from[r]` of `source` into row `to[r]` of `destination` for every r, in place (nil: the identity), rows as in
+    /// `copyRows`: a decode step's keys into each sequence's cache rows, or scattered rows gathered, in one call.
+    func moveRows(_ source: Tensor, from: [Int]?, into destination: Tensor, to: [Int]?) throws
 
     // MARK: Elementwise
 
@@ -127,6 +130,9 @@ public protocol Backend: AnyObject, Sendable {
     /// `key`/`value [B·Tk, Hkv·D]` (Hq a multiple of Hkv: grouped-query attention) → `[B·Tq, Hq·D]`,
     /// plus the per-row log-sum-exp of the scores that backward uses to recompute the probabilities.
     func attention(query: Tensor, key: Tensor, value: Tensor, shape: AttentionShape) throws -> AttentionOutput
+    /// Generation's decode step: row s of `query [S, hq·d]` attends to rows `starts[s] ..< starts[s] + lengths[s]` of
+    /// `keys` and `values [N, hkv·d]` (a KV cache; every row visible) → `[S, hq·d]`, all sequences at once.
+    func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, starts: [Int], lengths: [Int], shape: DecodeAttentionShape) throws -> Tensor
     func attentionBackward(
         _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape: AttentionShape
     ) throws -> AttentionGradients

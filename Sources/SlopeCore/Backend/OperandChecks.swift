@@ -35,6 +35,25 @@ public enum OperandChecks {
         return width * source.dtype.byteSize
     }
 
+    /// `moveRows`: equal row widths and dtypes, equal index counts (the rows moved), every index inside its tensor.
+    /// Returns the number of rows moved and the row width in elements.
+    public static func moveRows(_ source: Tensor, from: [Int]?, into destination: Tensor, to: [Int]?) throws -> (rows: Int, width: Int) {
+        try sameDType([source, destination], "moveRows")
+        let width = source.rank == 0 || source.shape[0] == 0 ? 0 : source.count / source.shape[0]
+        let targetWidth = destination.rank == 0 || destination.shape[0] == 0 ? 0 : destination.count / destination.shape[0]
+        let count = from?.count ?? to?.count ?? source.shape.first ?? 0
+        guard source.rank >= 1, destination.rank >= 1, width == targetWidth || count == 0, (to?.count ?? count) == count else {
+            throw TensorError.shapeMismatch(
+                operation: "moveRows", shapes: [source.shape, destination.shape], reason: "rows of equal widths, as many sources as targets")
+        }
+        guard (from ?? Array(0..<count)).allSatisfy({ (0..<source.shape[0]).contains($0) }),
+              (to ?? Array(0..<count)).allSatisfy({ (0..<destination.shape[0]).contains($0) }), destination.shape[0] <= Int(Int32.max)
+        else {
+            throw TensorError.shapeMismatch(operation: "moveRows", shapes: [source.shape, destination.shape], reason: "a row index outside its tensor")
+        }
+        return (count, width)
+    }
+
     /// `argmaxRows`: a floating-point matrix with at least one column and column indices that fit int32.
     public static func argmaxRows(_ x: Tensor) throws -> (rows: Int, columns: Int) {
         let (rows, columns) = try x.asMatrix(operation: "argmaxRows")

@@ -48,6 +48,19 @@ public struct RotaryLayout: Sendable, Equatable {
     }
 }
 
+/// Heads of a ``Backend/decodeAttention(query:keys:values:starts:lengths:shape:)`` call.
+public struct DecodeAttentionShape: Sendable, Equatable {
+    public var queryHeads: Int
+    public var keyValueHeads: Int
+    public var headDimension: Int
+
+    public init(queryHeads: Int, keyValueHeads: Int, headDimension: Int) {
+        self.queryHeads = queryHeads
+        self.keyValueHeads = keyValueHeads
+        self.headDimension = headDimension
+    }
+}
+
 /// Sizes of one attention call. Queries are the last `queryLength` positions of `keyLength`: with `causal`,
 /// query `i` sees keys `0 ... keyLength − queryLength + i`.
 public struct AttentionShape: Sendable, Equatable {
@@ -147,6 +160,30 @@ extension OperandChecks {
         try shape(key, [s.batch * s.keyLength, s.keyValueHeads * s.headDimension], "attention", "key")
         try shape(value, [s.batch * s.keyLength, s.keyValueHeads * s.headDimension], "attention", "value")
         try sameDType([query, key, value], "attention")
+    }
+
+    /// `decodeAttention`: one query row per sequence, each sequence's rows inside the cache, head counts that group.
+    public static func decodeAttention(
+        query: Tensor, keys: Tensor, values: Tensor, starts: [Int], lengths: [Int], shape s: DecodeAttentionShape
+    ) throws {
+        let (hq, hkv, d) = (s.queryHeads, s.keyValueHeads, s.headDimension)
+        guard hq > 0, hkv > 0, d > 0, d <= 256, hq % hkv == 0 else {
+            throw TensorError.invalidArgument(
+                operation: "decodeAttention", reason: "need head dimension 1 … 256 and query heads (\(hq)) a multiple of key/value heads (\(hkv))")
+        }
+        let sequences = starts.count
+        try shape(query, [sequences, hq * d], "decodeAttention", "query")
+        guard keys.rank == 2, keys.shape[1] == hkv * d else {
+            throw TensorError.shapeMismatch(operation: "decodeAttention", shapes: [keys.shape], reason: "keys must be [rows, \(hkv * d)]")
+        }
+        try shape(values, keys.shape, "decodeAttention", "values")
+        try sameDType([query, keys, values], "decodeAttention")
+        guard lengths.count == sequences, zip(starts, lengths).allSatisfy({ $0 >= 0 && $1 >= 1 && $0 + $1 <= keys.shape[0] }),
+              keys.shape[0] <= Int(Int32.max)
+        else {
+            throw TensorError.invalidArgument(
+                operation: "decodeAttention", reason: "every sequence needs at least one row, inside the \(keys.shape[0]) rows of the cache")
+        }
     }
 
     public static func attentionBackward(

@@ -1,3 +1,5 @@
+import RealModule
+
 extension CPUBackend {
     // y = x·rrms·w with rrms = 1/sqrt(mean(x²) + ε); x, y [rows, C]; w [C]; rrms [rows]. With a residual, x is
     // first replaced by x + residual.
@@ -109,6 +111,33 @@ extension CPUBackend {
     // Per (batch, head), queries in blocks of `attentionBlock` rows: S = scale·Q·Kᵀ over the keys the block
     // can see and O = P·V run as GEMMs on the SIMD kernel; the softmax between them is one pass per row. Only
     // a block × Tk score tile exists at a time (no Tq × Tk matrix).
+    public func decodeAttention(
+        query: Tensor, keys: Tensor, values: Tensor, starts: [Int], lengths: [Int], shape s: DecodeAttentionShape
+    ) throws -> Tensor {
+        try OperandChecks.decodeAttention(query: query, keys: keys, values: values, starts: starts, lengths: lengths, shape: s)
+        let (q, k, v) = (try doubles(query), try doubles(keys), try doubles(values))
+        let (hq, hkv, d) = (s.queryHeads, s.keyValueHeads, s.headDimension)
+        let scale = 1 / Double(d).squareRoot()
+        var out = [Double](repeating: 0, count: query.count)
+        for (sequence, (first, count)) in zip(starts, lengths).enumerated() {
+            for h in 0..<hq {
+                let kh = h / (hq / hkv), queryBase = (sequence * hq + h) * d
+                let scores = (0..<count).map { j -> Double in
+                    let keyBase = (first + j) * hkv * d + kh * d
+                    return (0..<d).reduce(0) { $0 + q[queryBase + $1] * k[keyBase + $1] } * scale
+                }
+                let top = scores.max()!
+                let weights = scores.map { Double.exp($0 - top) }
+                let total = weights.reduce(0, +)
+                for (j, weight) in weights.enumerated() {
+                    let valueBase = (first + j) * hkv * d + kh * d
+                    for c in 0..<d { out[queryBase + c] += weight / total * v[valueBase + c] }
+                }
+            }
+        }
+        return try tensor(out, shape: query.shape, dtype: query.dtype)
+    }
+
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         try OperandChecks.attention(query: query, key: key, value: value, shape: s)
         let statsDType: DType = query.dtype == .float64 ? .float64 : .float32

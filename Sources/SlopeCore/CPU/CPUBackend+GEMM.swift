@@ -71,6 +71,15 @@ extension CPUBackend {
             from: hostPointer(source, "copyRows") + rows.lowerBound * rowBytes, byteCount: rows.count * rowBytes)
     }
 
+    public func moveRows(_ source: Tensor, from: [Int]?, into destination: Tensor, to: [Int]?) throws {
+        let (count, width) = try OperandChecks.moveRows(source, from: from, into: destination, to: to)
+        let rowBytes = width * source.dtype.byteSize
+        let (input, output) = (try hostPointer(source, "moveRows"), try hostPointer(destination, "moveRows"))
+        for r in 0..<count {
+            (output + (to?[r] ?? r) * rowBytes).copyMemory(from: input + (from?[r] ?? r) * rowBytes, byteCount: rowBytes)
+        }
+    }
+
     public func transpose(_ x: Tensor) throws -> Tensor {
         guard x.rank == 2 else {
             throw TensorError.shapeMismatch(operation: "transpose", shapes: [x.shape], reason: "expected a matrix")

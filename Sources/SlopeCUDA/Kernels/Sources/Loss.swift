@@ -1,5 +1,5 @@
 extension KernelSources {
-    /// Embedding lookup and its gradient, softmax cross-entropy forward and backward, and greedy decoding's argmax.
+    /// Embedding lookup and its gradient, and softmax cross-entropy forward and backward.
     static let loss = #"""
     // out[i, c] = table[ids[i], c]; table [vocab, cols], ids [n] int32 (validated on the host), out [n, cols];
     // 1-D grid over n·cols.
@@ -78,42 +78,6 @@ extension KernelSources {
             float g = 0.0f;
             if (t != ignore_index) g = factor * (to_float(probs[e]) - ((i64)t == c ? 1.0f : 0.0f));
             dlogits[e] = from_float<T>(g);
-        }
-    }
-
-    // out[r] = the column of row r's largest value, the first on ties (NaN never wins); x [rows, cols]; one block
-    // of 256 threads per row (grid-stride over rows). What greedy decoding reads back instead of the logits.
-    static __device__ __forceinline__ void argmax_take(float& best, int& index, float v, int i) {
-        if (v > best || (v == best && i < index)) { best = v; index = i; }
-    }
-    extern "C" __global__ void argmax_rows(const T* x, int* out, long long rows, long long cols) {
-        __shared__ float best_values[32];
-        __shared__ int best_indices[32];
-        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
-            const T* xr = x + row * cols;
-            float best = neg_inf();
-            int index = 0x7FFFFFFF;
-            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) argmax_take(best, index, to_float(xr[c]), (int)c);
-            for (int offset = 16; offset > 0; offset >>= 1) {
-                float v = __shfl_xor_sync(0xffffffffu, best, offset);
-                int i = __shfl_xor_sync(0xffffffffu, index, offset);
-                argmax_take(best, index, v, i);
-            }
-            int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-            __syncthreads();
-            if (lane == 0) { best_values[warp] = best; best_indices[warp] = index; }
-            __syncthreads();
-            if (warp == 0) {
-                best = lane < (int)(blockDim.x >> 5) ? best_values[lane] : neg_inf();
-                index = lane < (int)(blockDim.x >> 5) ? best_indices[lane] : 0x7FFFFFFF;
-                for (int offset = 16; offset > 0; offset >>= 1) {
-                    float v = __shfl_xor_sync(0xffffffffu, best, offset);
-                    int i = __shfl_xor_sync(0xffffffffu, index, offset);
-                    argmax_take(best, index, v, i);
-                }
-                // A row of NaNs has no winner: column 0, as the CPU backend gives.
-                if (lane == 0) out[row] = index == 0x7FFFFFFF ? 0 : index;
-            }
         }
     }
     """#

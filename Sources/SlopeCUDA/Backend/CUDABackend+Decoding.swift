@@ -1,0 +1,44 @@
+import SlopeCore
+
+// Generation's kernels (KernelSources.decoding): the decode step's attention over every sequence's cache rows at once,
+// rows moved between the packed step and the cache, and greedy decoding's argmax.
+extension CUDABackend {
+    public func decodeAttention(
+        query: Tensor, keys: Tensor, values: Tensor, starts: [Int], lengths: [Int], shape s: DecodeAttentionShape
+    ) throws -> Tensor {
+        try OperandChecks.decodeAttention(query: query, keys: keys, values: values, starts: starts, lengths: lengths, shape: s)
+        let out = try newTensor(query.shape, dtype: query.dtype)
+        let ranges = try tensor((starts + lengths).map(Int32.init), shape: [2 * starts.count])
+        let base = try address(ranges, "decodeAttention")
+        try launch(.decoding, "decode_attention", dtype: query.dtype, grid: (starts.count, s.queryHeads, 1), block: (128, 1, 1), [
+            .pointer(address(query, "decodeAttention")), .pointer(address(keys, "decodeAttention")), .pointer(address(values, "decodeAttention")),
+            .pointer(base), .pointer(base + UInt64(4 * starts.count)), .pointer(address(out, "decodeAttention")),
+            .int64(Int64(s.queryHeads)), .int64(Int64(s.keyValueHeads)), .int64(Int64(s.headDimension)),
+            .float(1 / Float(s.headDimension).squareRoot()),
+        ])
+        return out
+    }
+
+    public func moveRows(_ source: Tensor, from: [Int]?, into destination: Tensor, to: [Int]?) throws {
+        let (count, width) = try OperandChecks.moveRows(source, from: from, into: destination, to: to)
+        guard count > 0, width > 0 else { return }
+        try touch(destination)
+        let indices = try tensor(((from ?? []) + (to ?? [])).map(Int32.init), shape: [(from?.count ?? 0) + (to?.count ?? 0)])
+        let base = indices.count == 0 ? 0 : try address(indices, "moveRows")
+        try launch(.decoding, "move_rows", dtype: source.dtype, grid: elementwiseGrid(count * width), [
+            .pointer(address(source, "moveRows")), .pointer(address(destination, "moveRows")),
+            .pointer(from == nil ? 0 : base), .pointer(to == nil ? 0 : base + UInt64(4 * (from?.count ?? 0))),
+            .int64(Int64(count)), .int64(Int64(width)),
+        ])
+    }
+
+    public func argmaxRows(_ x: Tensor) throws -> Tensor {
+        let (rows, columns) = try OperandChecks.argmaxRows(x)
+        let out = try newTensor([rows], dtype: .int32)
+        guard rows > 0 else { return out }
+        try launch(.decoding, "argmax_rows", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+            .pointer(address(x, "argmaxRows")), .pointer(address(out, "argmaxRows")), .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        return out
+    }
+}
