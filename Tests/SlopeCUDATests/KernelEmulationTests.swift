@@ -579,7 +579,7 @@ final class KernelEmulationTests: XCTestCase {
     /// RoPE through its table: `rope_table` computes the rotations once (in double), `rope` applies them forward
     /// and back at positions past 5000 (LLaMA 3's base), against the CPU backend.
     func testRotaryEmbeddingThroughItsTableMatchesTheCPUBackend() throws {
-        let module = try EmulatedModule(family: .attention, dtype: .float32, kernels: ["rope_table": 4, "rope": 9])
+        let module = try EmulatedModule(family: .attention, dtype: .float32, kernels: ["rope_table": 4, "rope": 10])
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 21)
         let (rows, heads, d, seq, offset, base) = (12, 3, 16, 6, 5000, Float(500_000))
@@ -593,9 +593,23 @@ final class KernelEmulationTests: XCTestCase {
             let expected = try cpu.rotaryEmbedding(x, layout: layout, inverse: inverse)
             let out = try module.launch("rope", grid: ((rows * heads * d / 2 + 255) / 256, 1, 1), [
                 .inputArray(try cpu.floats(x)), .output(bytes: rows * heads * d * 4), .input(table), .int64(rows), .int64(heads),
-                .int64(d), .int64(seq), .int64(offset), .float(inverse ? -1 : 1),
+                .int64(d), .int64(seq), .int64(offset), .float(inverse ? -1 : 1), .int64(0),
             ])
             try Self.assertClose(out[1]!.elements(), try cpu.floats(expected), tolerance: 1e-6, "rope, inverse \(inverse)")
+        }
+        // Every row at a position of its own (generation's packed rows), the table's last position included.
+        let rowPositions = (0..<rows).map { ($0 * 1543) % positions }
+        let atPositions = try cpu.rotaryEmbedding(x, layout: RotaryLayout(positions: rowPositions, headDimension: d, base: base), inverse: false)
+        let out = try module.launch("rope", grid: ((rows * heads * d / 2 + 255) / 256, 1, 1), [
+            .inputArray(try cpu.floats(x)), .output(bytes: rows * heads * d * 4), .input(table), .int64(rows), .int64(heads),
+            .int64(d), .int64(1), .int64(0), .float(1), .inputArray(rowPositions.map(Int32.init)),
+        ])
+        try Self.assertClose(out[1]!.elements(), try cpu.floats(atPositions), tolerance: 1e-6, "rope at given positions")
+        for row in [1, 7] {  // each row as rotated alone at its position
+            let alone = try cpu.rotaryEmbedding(
+                cpu.tensor(Array(try cpu.floats(x)[(row * heads * d)..<((row + 1) * heads * d)]), shape: [1, heads * d], dtype: .float32),
+                layout: RotaryLayout(sequenceLength: 1, positionOffset: rowPositions[row], headDimension: d, base: base), inverse: false)
+            XCTAssertEqual(Array(try cpu.floats(atPositions)[(row * heads * d)..<((row + 1) * heads * d)]), try cpu.floats(alone))
         }
     }
 

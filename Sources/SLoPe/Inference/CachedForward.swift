@@ -68,22 +68,11 @@ extension SelfAttention {
         return try output.forward(attended)
     }
 
-    /// Queries and keys rotated at each segment's positions (after its slot's cached ones).
+    /// Queries and keys rotated at each row's position (after its slot's cached ones), every segment in one call each.
     private func rotate(_ q: Tensor, _ k: Tensor, segments: [KeyValueCache.Segment], cache: KeyValueCache, base: Float) throws -> (Tensor, Tensor) {
-        if segments.count == 1 {
-            let rope = RotaryLayout(sequenceLength: segments[0].count, positionOffset: cache.lengths[segments[0].slot], headDimension: headDimension, base: base)
-            return (try backend.rotaryEmbedding(q, layout: rope, inverse: false), try backend.rotaryEmbedding(k, layout: rope, inverse: false))
-        }
-        let (rotatedQueries, rotatedKeys) = (try backend.zeros(q.shape, dtype: q.dtype), try backend.zeros(k.shape, dtype: k.dtype))
-        var start = 0
-        for segment in segments {
-            let rows = Array(start..<(start + segment.count))
-            let rope = RotaryLayout(sequenceLength: segment.count, positionOffset: cache.lengths[segment.slot], headDimension: headDimension, base: base)
-            try backend.moveRows(backend.rotaryEmbedding(backend.gatherRows(q, rows), layout: rope, inverse: false), from: nil, into: rotatedQueries, to: rows)
-            try backend.moveRows(backend.rotaryEmbedding(backend.gatherRows(k, rows), layout: rope, inverse: false), from: nil, into: rotatedKeys, to: rows)
-            start += segment.count
-        }
-        return (rotatedQueries, rotatedKeys)
+        let positions = segments.flatMap { segment in (0..<segment.count).map { cache.lengths[segment.slot] + $0 } }
+        let rope = RotaryLayout(positions: positions, headDimension: headDimension, base: base)
+        return (try backend.rotaryEmbedding(q, layout: rope, inverse: false), try backend.rotaryEmbedding(k, layout: rope, inverse: false))
     }
 }
 

@@ -70,11 +70,13 @@ extension CUDABackend {
         let (rows, _) = try x.asMatrix(operation: "rotaryEmbedding")
         let out = try newTensor(x.shape, dtype: x.dtype)
         let table = try rotaryTable(headDimension: layout.headDimension, base: layout.base,
-                                    positions: layout.positionOffset + min(rows, layout.sequenceLength), module: x.dtype)
+                                    positions: layout.positions.map { ($0.max() ?? 0) + 1 } ?? layout.positionOffset + min(rows, layout.sequenceLength),
+                                    module: x.dtype)
+        let positions = try layout.positions.map { try tensor($0.map(Int32.init), shape: [$0.count]) }
         try launch(.attention, "rope", dtype: x.dtype, grid: elementwiseGrid(rows * heads * layout.headDimension / 2), [
             .pointer(address(x, "rotaryEmbedding")), .pointer(address(out, "rotaryEmbedding")), .pointer(address(table, "rotaryEmbedding")),
             .int64(Int64(rows)), .int64(Int64(heads)), .int64(Int64(layout.headDimension)), .int64(Int64(layout.sequenceLength)),
-            .int64(Int64(layout.positionOffset)), .float(inverse ? -1 : 1),
+            .int64(Int64(layout.positionOffset)), .float(inverse ? -1 : 1), .optionalPointer(address(ifAny: positions, "rotaryEmbedding")),
         ])
         return out
     }

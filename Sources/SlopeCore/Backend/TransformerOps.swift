@@ -40,12 +40,25 @@ public struct RotaryLayout: Sendable, Equatable {
     /// The frequency base (10 000 in LLaMA 1/2, 500 000 in LLaMA 3).
     public var base: Float
 
+    /// The position of every row, when rows are not sequences of one layout (generation: each sequence's tokens at
+    /// its own positions); `sequenceLength` and `positionOffset` are then unused.
+    public var positions: [Int]?
+
     public init(sequenceLength: Int, positionOffset: Int = 0, headDimension: Int, base: Float) {
         self.sequenceLength = sequenceLength
         self.positionOffset = positionOffset
         self.headDimension = headDimension
         self.base = base
     }
+
+    /// Row r at position `positions[r]`.
+    public init(positions: [Int], headDimension: Int, base: Float) {
+        self.init(sequenceLength: max(positions.count, 1), headDimension: headDimension, base: base)
+        self.positions = positions
+    }
+
+    /// Row `row`'s position.
+    public func position(ofRow row: Int) -> Int { positions?[row] ?? positionOffset + row % sequenceLength }
 }
 
 /// Heads of a ``Backend/decodeAttention(query:keys:values:starts:lengths:shape:)`` call.
@@ -136,8 +149,8 @@ extension OperandChecks {
     public static func rotaryEmbedding(_ x: Tensor, layout: RotaryLayout) throws -> Int {
         let (rows, columns) = try x.asMatrix(operation: "rotaryEmbedding")
         let d = layout.headDimension
-        guard d > 0, d % 2 == 0, columns % d == 0, layout.sequenceLength > 0, rows % layout.sequenceLength == 0,
-              layout.positionOffset >= 0, layout.base > 1
+        guard d > 0, d % 2 == 0, columns % d == 0, layout.sequenceLength > 0, rows % layout.sequenceLength == 0 || layout.positions != nil,
+              layout.positionOffset >= 0, layout.base > 1, layout.positions.map({ $0.count == rows && $0.allSatisfy { (0..<Int(Int32.max)).contains($0) } }) ?? true
         else {
             throw TensorError.shapeMismatch(
                 operation: "rotaryEmbedding", shapes: [x.shape],

@@ -89,7 +89,7 @@ extension CPUBackend {
                 try produce(x.shape, dtype: x.dtype, as: type) { out in
                     parallelFor(rows, grain: max(1, 4096 / max(columns, 1))) { r in
                         for row in r {
-                            let position = Double(layout.positionOffset + row % layout.sequenceLength)
+                            let position = Double(layout.position(ofRow: row))
                             for i in 0..<half {
                                 let angle = position * inverseFrequencies[i]
                                 let c = T(Double.cos(angle)), s = T(inverse ? -Double.sin(angle) : Double.sin(angle))

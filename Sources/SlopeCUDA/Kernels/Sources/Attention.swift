@@ -19,14 +19,16 @@ extension KernelSources {
         }
     }
 
-    // Rotate-half RoPE on x [rows, heads·d]; row r sits at position offset + r % seq, whose rotations are row
-    // offset + r % seq of `table` (rope_table); sign −1 rotates back. One thread per (row, head, i < d/2).
+    // Rotate-half RoPE on x [rows, heads·d]; row r sits at position positions[r], or offset + r % seq when positions
+    // is null, whose rotations are that row of `table` (rope_table); sign −1 rotates back. One thread per (row, head,
+    // i < d/2).
     extern "C" __global__ void rope(const T* x, T* y, const float2* table, long long rows, long long heads, long long d,
-                                    long long seq, long long offset, float sign) {
+                                    long long seq, long long offset, float sign, const int* positions) {
         i64 half = d / 2;
         GRID_STRIDE(e, rows * heads * half) {
             i64 i = e % half, h = (e / half) % heads, row = e / (half * heads);
-            float2 rotation = table[(offset + row % seq) * half + i];
+            i64 position = positions ? (i64)positions[row] : offset + row % seq;
+            float2 rotation = table[position * half + i];
             float c = rotation.x, s = sign * rotation.y;
             i64 at = row * heads * d + h * d + i;
             float x1 = to_float(x[at]), x2 = to_float(x[at + half]);
