@@ -72,7 +72,7 @@ extension CUDABackend {
         let table = try rotaryTable(headDimension: layout.headDimension, base: layout.base,
                                     positions: layout.positions.map { ($0.max() ?? 0) + 1 } ?? layout.positionOffset + min(rows, layout.sequenceLength),
                                     module: x.dtype)
-        let positions = try layout.positions.map { try tensor($0.map(Int32.init), shape: [$0.count]) }
+        let positions = try layout.positions.map { try indices($0.map(Int32.init)) }
         try launch(.attention, "rope", dtype: x.dtype, grid: elementwiseGrid(rows * heads * layout.headDimension / 2), [
             .pointer(address(x, "rotaryEmbedding")), .pointer(address(out, "rotaryEmbedding")), .pointer(address(table, "rotaryEmbedding")),
             .int64(Int64(rows)), .int64(Int64(heads)), .int64(Int64(layout.headDimension)), .int64(Int64(layout.sequenceLength)),

@@ -8,7 +8,7 @@ extension CUDABackend {
     ) throws -> Tensor {
         try OperandChecks.decodeAttention(query: query, keys: keys, values: values, starts: starts, lengths: lengths, shape: s)
         let out = try newTensor(query.shape, dtype: query.dtype)
-        let ranges = try tensor((starts + lengths).map(Int32.init), shape: [2 * starts.count])
+        let ranges = try indices((starts + lengths).map(Int32.init))
         let base = try address(ranges, "decodeAttention")
         try launch(.decoding, "decode_attention", dtype: query.dtype, grid: (starts.count, s.queryHeads, 1), block: (128, 1, 1), [
             .pointer(address(query, "decodeAttention")), .pointer(address(keys, "decodeAttention")), .pointer(address(values, "decodeAttention")),
@@ -19,12 +19,17 @@ extension CUDABackend {
         return out
     }
 
+    /// A device copy of small index values, shared with the calls that passed the same values lately.
+    func indices(_ values: [Int32]) throws -> Tensor {
+        try indexUploads.value(for: values) { try tensor($0, shape: [$0.count]) }
+    }
+
     public func moveRows(_ source: Tensor, from: [Int]?, into destination: Tensor, to: [Int]?) throws {
         let (count, width) = try OperandChecks.moveRows(source, from: from, into: destination, to: to)
         guard count > 0, width > 0 else { return }
         try touch(destination)
-        let indices = try tensor(((from ?? []) + (to ?? [])).map(Int32.init), shape: [(from?.count ?? 0) + (to?.count ?? 0)])
-        let base = indices.count == 0 ? 0 : try address(indices, "moveRows")
+        let combined = ((from ?? []) + (to ?? [])).map(Int32.init)
+        let base = combined.isEmpty ? 0 : try address(indices(combined), "moveRows")
         try launch(.decoding, "move_rows", dtype: source.dtype, grid: elementwiseGrid(count * width), [
             .pointer(address(source, "moveRows")), .pointer(address(destination, "moveRows")),
             .pointer(from == nil ? 0 : base), .pointer(to == nil ? 0 : base + UInt64(4 * (from?.count ?? 0))),

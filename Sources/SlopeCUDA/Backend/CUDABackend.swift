@@ -41,6 +41,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let host = CPUBackend()
     /// RoPE's (cos, sin) tables per (head dimension, base bits), with the positions each covers (grown on demand).
     let rotaryTables = Mutex<[RotaryTableKey: (positions: Int, table: Tensor)]>([:])
+    /// Index arrays of generation's ops (rows, positions, ranges), uploaded once per decode step, not once per layer.
+    let indexUploads = RecentUploads<Tensor>()
     /// Loaded modules by family and dtype: the hot path of every launch, so it must not rebuild or hash
     /// the kernel source (that cost ~0.1 ms per launch and left the GPU idle between small kernels).
     private let loadedModules = Mutex<[String: CUDAModule]>([:])
