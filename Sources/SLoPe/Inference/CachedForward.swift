@@ -1,6 +1,7 @@
 /// The forward pass of generation: several sequences at once, each continuing its own slot of a ``KeyValueCache``,
 /// their new tokens packed one after another. Every linear layer runs once over all the packed rows (prompts being
-/// prefilled and sequences decoding one token can share a call); attention runs per sequence, over its own cache.
+/// prefilled and sequences decoding one token can share a call); the decoding sequences' attention is one call over
+/// the cache in place, and each prompt attends over its own slot.
 extension TransformerModel {
     /// Logits `[segments.count, vocabulary]` of the token after each segment: `tokens` holds the segments' new tokens
     /// in order (a prompt, or the last token chosen), each continuing its slot of `cache`, which then holds them.
@@ -41,7 +42,6 @@ extension SelfAttention {
             starts.append(starts[index] + segment.count)
             if segment.count == 1 { decoding.append(index) }
         }
-        // Every segment one token: the decode step's rows are the packed rows, in order.
         let shape = DecodeAttentionShape(queryHeads: heads, keyValueHeads: keyValueHeads, headDimension: headDimension)
         func decode(_ queries: Tensor) throws -> Tensor {
             try backend.decodeAttention(
@@ -49,6 +49,7 @@ extension SelfAttention {
                 starts: decoding.map { cache.row(slot: segments[$0].slot, position: 0) },
                 lengths: decoding.map { cache.lengths[segments[$0].slot] + 1 }, shape: shape)
         }
+        // Every segment one token (a decode step): its rows are the packed rows, in order.
         if decoding.count == segments.count { return try output.forward(decode(q)) }
         let attended = try backend.zeros(q.shape, dtype: q.dtype)
         if !decoding.isEmpty {
