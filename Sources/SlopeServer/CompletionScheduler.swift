@@ -231,30 +231,33 @@ public final class CompletionScheduler: @unchecked Sendable {
                 let logits = try model.nextTokenLogits(tokens: tokens, segments: segments, cache: cache)
                 var samplers = stepping.map(\.sampler)
                 let chosen = try model.nextTokens(logits, samplers: &samplers)
-                var next: [Entry] = []
+                var next: [Entry] = [], ended: [(Entry, CompletionEvent.FinishReason)] = []
                 for (row, entry) in stepping.enumerated() {
                     entry.sampler = samplers[row]
-                    let token = chosen[row]
                     entry.generated += 1
-                    entry.last = token
-                    entry.continuation.yield(.token(token))
-                    let reason: CompletionEvent.FinishReason? = token == entry.job.stopToken ? .stop
+                    entry.last = chosen[row]
+                    let reason: CompletionEvent.FinishReason? = chosen[row] == entry.job.stopToken ? .stop
                         : entry.generated >= entry.job.maxTokens || cache.lengths[entry.slot] + 1 > cache.capacity ? .length : nil
                     if let reason {
-                        entry.continuation.yield(.finished(reason))
-                        entry.continuation.finish()
+                        ended.append((entry, reason))
                         freeSlots.append(entry.slot)
                     } else {
                         next.append(entry)
                     }
                 }
                 running = next
+                // Counted before the streams end, so a client that sees its end sees it counted (and may submit again).
                 state.withLock { state in
-                    state.outstanding -= stepping.count - next.count
+                    state.outstanding -= ended.count
                     state.statistics.steps += 1
                     state.statistics.generatedTokens += stepping.count
-                    state.statistics.completed += stepping.count - next.count
+                    state.statistics.completed += ended.count
                     state.statistics.widestStep = max(state.statistics.widestStep, stepping.count)
+                }
+                for entry in stepping { entry.continuation.yield(.token(entry.last)) }
+                for (entry, reason) in ended {
+                    entry.continuation.yield(.finished(reason))
+                    entry.continuation.finish()
                 }
             } catch {
                 // A failed step (out of memory, a device error) ends the sequences it carried, not the server.

@@ -468,6 +468,28 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(Array(try cpu.floats(target)[30..<35]), [15, 16, 17, 18, 19])
     }
 
+    /// Sampled decoding's draw: rows of several blocks' worth of columns at various temperatures and uniforms (a
+    /// greedy row among them, NaNs, a row of −∞) give the CPU backend's tokens.
+    func testSampleRowsMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        let module = try EmulatedModule(family: .decoding, dtype: .bfloat16, kernels: ["sample_rows": 6])
+        var generator = SeededGenerator(seed: 29)
+        let (rows, columns) = (6, 1003)
+        var values = try cpu.floats(cpu.randomNormal([rows, columns], dtype: .bfloat16, using: &generator)).map { $0 * 3 }
+        for column in stride(from: 0, to: columns, by: 7) { values[2 * columns + column] = .nan }
+        for column in 0..<columns { values[5 * columns + column] = -.infinity }
+        let logits = try cpu.tensor(values, shape: [rows, columns], dtype: .bfloat16)
+        let temperatures: [Float] = [1, 0.5, 2, 0, 0.8, 1]
+        let uniforms: [Float] = [0.1, 0.5, 0.9, 0.3, 0.61, 0.2]
+        let expected = try cpu.int32s(cpu.sampleRows(logits, temperatures: temperatures, uniforms: uniforms))
+        let out = try module.launch("sample_rows", grid: (4, 1, 1), [
+            .input(try Self.raw(logits, cpu)), .output(bytes: rows * 4), .inputArray(temperatures), .inputArray(uniforms),
+            .int64(rows), .int64(columns),
+        ])
+        XCTAssertEqual(out[1]!.elements() as [Int32], expected)
+        XCTAssertEqual(expected[5], 0, "nothing to draw from: column 0")
+    }
+
     /// Greedy decoding's argmax over rows of logits (several blocks' worth of columns, ties to the first, NaNs passed
     /// over, rows past the grid by striding) matches the CPU backend's, bf16 and float32.
     func testArgmaxRowsMatchesTheCPUBackend() throws {

@@ -44,7 +44,7 @@ final class KernelSourceTests: XCTestCase {
                 (TensorCoreAttentionKernels.forwardVariants[d] ?? []).map(\.name) + (TensorCoreAttentionKernels.backwardVariants[d] ?? []).map(\.name)
                     + ["attention_delta_tc_d\(d)"]
             },
-            .decoding: ["decode_attention", "move_rows", "argmax_rows"],
+            .decoding: ["decode_attention", "move_rows", "argmax_rows", "sample_rows"],
             .timing: ["hold_stream"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))

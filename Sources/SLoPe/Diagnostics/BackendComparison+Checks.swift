@@ -204,6 +204,11 @@ extension BackendComparison {
             let columns = try backend.int32s(backend.argmaxRows(self.pick(logits, on)))
             return [try backend.tensor(columns.map(Float.init), shape: [columns.count], dtype: .float32)]
         }
+        check("sampleRows (sampled decoding)", dtype, &results) { backend, on in
+            let temperatures = (0..<40).map { Float($0 % 4) * 0.5 }, uniforms = (0..<40).map { Float(($0 * 37) % 100) / 100 }
+            let columns = try backend.int32s(backend.sampleRows(self.pick(logits, on), temperatures: temperatures, uniforms: uniforms))
+            return [try backend.tensor(columns.map(Float.init), shape: [columns.count], dtype: .float32)]
+        }
         check("crossEntropy backward over the probabilities", dtype, &results) { backend, on in
             let saved = try backend.crossEntropy(logits: self.pick(logits, on), targets: self.pick(targets, on), ignoreIndex: -100)
             return [try backend.crossEntropyBackwardConsuming(saved, targets: self.pick(targets, on), ignoreIndex: -100, scale: 0.5)]

@@ -63,10 +63,17 @@ extension TransformerModel {
         return generated
     }
 
-    /// The token chosen from each row of `logits` (`[rows, vocabulary]`), row r by `samplers[r]`. When every sampler
-    /// is greedy only each row's argmax is read back, a few bytes instead of every logit.
+    /// The token chosen from each row of `logits` (`[rows, vocabulary]`), row r by `samplers[r]`. Without top-k or
+    /// top-p the backend draws (or takes the argmax) and one int32 per row is read back instead of every logit; each
+    /// sampler's generator gives the row's uniform, as it does when sampling on the host.
     public func nextTokens(_ logits: Tensor, samplers: inout [TokenSampler]) throws -> [Int32] {
         if samplers.allSatisfy({ $0.temperature == 0 }) { return try backend.int32s(backend.argmaxRows(logits)) }
+        if samplers.allSatisfy({ $0.topK == nil && $0.topP == nil }) {
+            let uniforms = samplers.indices.map { row -> Float in
+                samplers[row].temperature > 0 ? min(Float(samplers[row].generator.nextUniform()), Float(1).nextDown) : 0
+            }
+            return try backend.int32s(backend.sampleRows(logits, temperatures: samplers.map { Float($0.temperature) }, uniforms: uniforms))
+        }
         let values = try backend.floats(logits), vocabulary = configuration.vocabularySize
         return samplers.indices.map { row in samplers[row].sample(Array(values[(row * vocabulary)..<((row + 1) * vocabulary)])) }
     }

@@ -46,4 +46,17 @@ extension CUDABackend {
         ])
         return out
     }
+
+    public func sampleRows(_ x: Tensor, temperatures: [Float], uniforms: [Float]) throws -> Tensor {
+        let (rows, columns) = try OperandChecks.sampleRows(x, temperatures: temperatures, uniforms: uniforms)
+        let out = try newTensor([rows], dtype: .int32)
+        guard rows > 0 else { return out }
+        let parameters = try tensor((temperatures + uniforms).map(Double.init), shape: [2 * rows], dtype: .float32)
+        let base = try address(parameters, "sampleRows")
+        try launch(.decoding, "sample_rows", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+            .pointer(address(x, "sampleRows")), .pointer(address(out, "sampleRows")), .pointer(base), .pointer(base + UInt64(4 * rows)),
+            .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        return out
+    }
 }

@@ -146,6 +146,10 @@ public protocol Backend: AnyObject, Sendable {
     /// The column of each row's largest value, the first on ties: `int32 [rows]` for `x [rows, cols]` (greedy
     /// decoding reads these back instead of the logits).
     func argmaxRows(_ x: Tensor) throws -> Tensor
+    /// One draw per row from `softmax(x[r] / temperatures[r])` by inverse transform with `uniforms[r]` in [0, 1) (the
+    /// first column whose running sum of the weights exceeds `uniforms[r]` of their total); temperature 0 is
+    /// `argmaxRows`. `int32 [rows]`: sampled decoding reads these back instead of the logits.
+    func sampleRows(_ x: Tensor, temperatures: [Float], uniforms: [Float]) throws -> Tensor
     /// Mean softmax cross-entropy of logits `[n, V]` against `int32` targets `[n]`;
     /// targets equal to `ignoreIndex` do not count. Returns the loss and the probabilities.
     func crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex: Int32) throws -> CrossEntropyOutput

@@ -63,6 +63,18 @@ public enum OperandChecks {
         return (rows, columns)
     }
 
+    /// `sampleRows`: `argmaxRows`' matrix, a finite temperature ≥ 0 and a uniform in [0, 1) per row.
+    public static func sampleRows(_ x: Tensor, temperatures: [Float], uniforms: [Float]) throws -> (rows: Int, columns: Int) {
+        let (rows, columns) = try argmaxRows(x)
+        guard temperatures.count == rows, uniforms.count == rows, temperatures.allSatisfy({ $0.isFinite && $0 >= 0 }),
+              uniforms.allSatisfy({ $0 >= 0 && $0 < 1 })
+        else {
+            throw TensorError.invalidArgument(
+                operation: "sampleRows", reason: "needs a finite temperature ≥ 0 and a uniform in [0, 1) for each of the \(rows) rows")
+        }
+        return (rows, columns)
+    }
+
     /// Two operands of one elementwise op: equal shapes and dtypes.
     public static func elementwise(_ a: Tensor, _ b: Tensor, _ operation: String) throws {
         guard a.shape == b.shape else {

@@ -1,3 +1,5 @@
+import RealModule
+
 extension CPUBackend {
     /// Validated token ids as a buffer; every id must index a row of a table with `rows` rows.
     private func checkedIDs(_ ids: Tensor, rows: Int, ignoreIndex: Int32?, _ operation: String) throws -> UnsafePointer<Int32> {
@@ -68,6 +70,26 @@ extension CPUBackend {
             return Int32(max(index, 0))
         }
         return try tensor(indices, shape: [rows])
+    }
+
+    public func sampleRows(_ x: Tensor, temperatures: [Float], uniforms: [Float]) throws -> Tensor {
+        let (rows, columns) = try OperandChecks.sampleRows(x, temperatures: temperatures, uniforms: uniforms)
+        let greedy = try int32s(argmaxRows(x)), values = try doubles(x)
+        let draws = (0..<rows).map { row -> Int32 in
+            let t = Double(temperatures[row])
+            let logits = values[(row * columns)..<((row + 1) * columns)]
+            guard t > 0, let top = logits.filter({ !$0.isNaN }).max(), top > -.infinity else { return greedy[row] }
+            let weights = logits.map { $0.isNaN ? 0 : Double.exp($0 / t - top / t) }
+            var threshold = Double(uniforms[row]) * weights.reduce(0, +)
+            var pick = -1
+            for (column, weight) in weights.enumerated() {
+                if weight > 0 { pick = column }  // the last column with weight, should rounding leave the threshold unmet
+                threshold -= weight
+                if threshold < 0 { break }
+            }
+            return Int32(max(pick, 0))
+        }
+        return try tensor(draws, shape: [rows])
     }
 
     // loss = mean over counted rows of −log softmax(logits [n, V])[target]; probabilities [n, V].

@@ -106,5 +106,84 @@ extension KernelSources {
             }
         }
     }
+
+    // out[r] = a draw from softmax(x[r] / temperature[r]) by inverse transform with uniform[r] in [0, 1): the first
+    // column whose running sum of exp((x − max) / t) exceeds uniform·total, columns in order (NaN logits weigh 0);
+    // temperature 0 is greedy (argmax_rows' rule). One block of 256 threads per row: each thread sums a contiguous
+    // chunk, thread 0 finds the chunk that holds the threshold, and that chunk's thread walks it.
+    extern "C" __global__ void sample_rows(const T* x, int* out, const float* temperature, const float* uniform, long long rows,
+                                           long long cols) {
+        __shared__ float chunk_sums[256];
+        __shared__ float warp_best[32];
+        __shared__ int warp_index[32];
+        __shared__ int chosen_chunk;
+        __shared__ float chosen_rest;
+        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+            const T* xr = x + row * cols;
+            float t = temperature[row];
+            i64 chunk = (cols + blockDim.x - 1) / blockDim.x, first = threadIdx.x * chunk, last = min(first + chunk, cols);
+            float m = neg_inf();
+            int index = 0x7FFFFFFF;
+            for (i64 c = first; c < last; ++c) argmax_take(m, index, to_float(xr[c]), (int)c);
+            if (t == 0.0f) {  // greedy: the block's argmax, ties to the first column
+                for (int offset = 16; offset > 0; offset >>= 1) {
+                    float v = __shfl_xor_sync(0xffffffffu, m, offset);
+                    int i = __shfl_xor_sync(0xffffffffu, index, offset);
+                    argmax_take(m, index, v, i);
+                }
+                __syncthreads();
+                if ((threadIdx.x & 31) == 0) { warp_best[threadIdx.x >> 5] = m; warp_index[threadIdx.x >> 5] = index; }
+                __syncthreads();
+                if (threadIdx.x == 0) {
+                    float best = neg_inf();
+                    int at = 0x7FFFFFFF;
+                    for (int w = 0; w < (int)(blockDim.x >> 5); ++w) argmax_take(best, at, warp_best[w], warp_index[w]);
+                    out[row] = at == 0x7FFFFFFF ? 0 : at;
+                }
+                __syncthreads();
+                continue;
+            }
+            float top = block_max(m) / t;  // the row's largest logit over t (NaNs never count: argmax_take skips them)
+            if (top == neg_inf()) {  // nothing to draw from: column 0, as greedy gives
+                if (threadIdx.x == 0) out[row] = 0;
+                __syncthreads();
+                continue;
+            }
+            float sum = 0.0f;
+            for (i64 c = first; c < last; ++c) {
+                float v = to_float(xr[c]);
+                if (v == v) sum += __expf(v / t - top);
+            }
+            chunk_sums[threadIdx.x] = sum;
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                float total = 0.0f;
+                for (int k = 0; k < (int)blockDim.x; ++k) total += chunk_sums[k];
+                float threshold = uniform[row] * total;
+                int k = 0;
+                for (; k < (int)blockDim.x - 1; ++k) {
+                    if (threshold < chunk_sums[k]) break;
+                    threshold -= chunk_sums[k];
+                }
+                chosen_chunk = k;
+                chosen_rest = threshold;
+            }
+            __syncthreads();
+            if ((int)threadIdx.x == chosen_chunk) {
+                float threshold = chosen_rest;
+                int pick = -1;
+                for (i64 c = first; c < last; ++c) {
+                    float v = to_float(xr[c]);
+                    if (v != v) continue;
+                    float p = __expf(v / t - top);
+                    if (p > 0.0f) pick = (int)c;  // the last column with weight, should rounding leave the threshold unmet
+                    threshold -= p;
+                    if (threshold < 0.0f) break;
+                }
+                out[row] = pick < 0 ? (int)first : pick;
+            }
+            __syncthreads();
+        }
+    }
     """#
 }
