@@ -286,7 +286,7 @@ struct PretrainCommand: ParsableCommand {
             say("  dense       every linear dense")
         }
         if let job {
-            say("  parallel    \(job.worldSize) ranks, data-parallel over \(job.transport): global batch \(options.batchSize * job.worldSize) × "
+            say("  parallel    \(job.worldSize) rank\(job.worldSize == 1 ? "" : "s"), data-parallel over \(job.transport): global batch \(options.batchSize * job.worldSize) × "
                 + "\(options.sequenceLength) × \(options.gradientAccumulation) = \(options.tokensPerStep * job.worldSize) tokens per step; rank 0 reports and writes")
             if shardOptimizer {
                 let share = trainer.optimizerStateShare
