@@ -1,7 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import FoundationEssentials
 import Hummingbird
 import SLoPe
 import SlopeData
+import Synchronization
 
 /// `slope serve`: OpenAI's completions API over a ``CompletionScheduler`` — `POST /v1/completions` (whole, or streamed
 /// as server-sent events), `GET /v1/models`, `GET /health`. Requests are checked before they are queued and refused
@@ -70,6 +74,21 @@ public struct CompletionServer: Sendable {
         return router
     }
 
+    /// Serves from a task of its own, returning once the port is bound (with port 0, the one the system chose) or
+    /// throwing after `seconds`; cancel the task to stop. For a caller on a thread of its own: benchmarks and tests.
+    public func start(waiting seconds: Int = 60) throws -> (port: Int, task: Task<Void, any Error>) {
+        let port = Mutex(0)
+        let task = Task { try await run { bound in port.withLock { $0 = bound } } }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(seconds)
+        while port.withLock({ $0 }) == 0, clock.now < deadline { usleep(10_000) }
+        guard case let bound = port.withLock({ $0 }), bound > 0 else {
+            task.cancel()
+            throw LoopbackClient.Failure(description: "the server did not start on \(configuration.host):\(configuration.port) within \(seconds) s")
+        }
+        return (bound, task)
+    }
+
     /// Errors in requests, said as OpenAI says them.
     struct RequestError: Error {
         let message: String
@@ -108,24 +127,11 @@ public struct CompletionServer: Sendable {
         let text = CompletionText(tokenizer: tokenizer, prompt: job.prompt, stops: body.stop ?? [], endOfText: endOfText)
         let base = CompletionResponse(id: id, created: Int(Date().timeIntervalSince1970), model: configuration.modelName, choices: [])
         if body.stream == true { return stream(ticket, text: text, echo: echo, base: base, promptTokens: job.prompt.count) }
-        var completion = text, output = echo, generated = 0
-        var reason = CompletionEvent.FinishReason.length
+        var output = echo, reason = CompletionEvent.FinishReason.length, generated = 0
         do {
-            loop: for try await event in ticket.events {
-                switch event {
-                case .token(let token):
-                    generated += 1
-                    let (delta, stopped) = completion.add(token)
-                    output += delta
-                    if stopped {
-                        reason = .stop
-                        ticket.cancel()
-                        break loop
-                    }
-                case .finished(let why):
-                    reason = why
-                    output += completion.rest()
-                }
+            try await relay(ticket, text) { delta, end, count in
+                output += delta
+                (reason, generated) = (end ?? reason, count)
             }
         } catch {
             return Self.error(.internalServerError, "generation failed: \(error)", type: "server_error")
@@ -136,11 +142,33 @@ public struct CompletionServer: Sendable {
         return Self.json(.ok, response)
     }
 
+    /// Hands a job's text to `piece` as its tokens arrive: each piece with the tokens generated so far, the last one
+    /// with the finish reason — `stop` at a stop string (the job is then cancelled) or the job's own end.
+    func relay(
+        _ ticket: CompletionScheduler.Ticket, _ text: CompletionText,
+        _ piece: (String, CompletionEvent.FinishReason?, Int) async throws -> Void
+    ) async throws {
+        var completion = text, generated = 0
+        for try await event in ticket.events {
+            switch event {
+            case .token(let token):
+                generated += 1
+                let (delta, stopped) = completion.add(token)
+                guard !stopped else {
+                    ticket.cancel()
+                    return try await piece(delta, .stop, generated)
+                }
+                try await piece(delta, nil, generated)
+            case .finished(let reason):
+                try await piece(completion.rest(), reason, generated)
+            }
+        }
+    }
+
     /// Server-sent events: a chunk per piece of text, the last with the finish reason and usage, then `[DONE]`.
     func stream(_ ticket: CompletionScheduler.Ticket, text: CompletionText, echo: String, base: CompletionResponse, promptTokens: Int) -> Response {
         let body = ResponseBody { writer in
             defer { ticket.cancel() }  // a client gone mid-stream frees its slot at the next step
-            var completion = text, generated = 0
             func send(_ delta: String, _ reason: CompletionEvent.FinishReason?, usage: Usage? = nil) async throws {
                 var chunk = base
                 chunk.choices = [CompletionChoice(text: delta, finishReason: reason?.rawValue)]
@@ -149,18 +177,11 @@ public struct CompletionServer: Sendable {
             }
             if !echo.isEmpty { try await send(echo, nil) }
             do {
-                loop: for try await event in ticket.events {
-                    switch event {
-                    case .token(let token):
-                        generated += 1
-                        let (delta, stopped) = completion.add(token)
-                        if stopped {
-                            try await send(delta, .stop, usage: Usage(promptTokens: promptTokens, completionTokens: generated))
-                            break loop
-                        }
-                        if !delta.isEmpty { try await send(delta, nil) }
-                    case .finished(let reason):
-                        try await send(completion.rest(), reason, usage: Usage(promptTokens: promptTokens, completionTokens: generated))
+                try await relay(ticket, text) { delta, reason, generated in
+                    if let reason {
+                        try await send(delta, reason, usage: Usage(promptTokens: promptTokens, completionTokens: generated))
+                    } else if !delta.isEmpty {
+                        try await send(delta, nil)
                     }
                 }
             } catch let error where !(error is CancellationError) {

@@ -137,18 +137,13 @@ final class ServerTests: XCTestCase {
         let server = CompletionServer(
             scheduler: scheduler, tokenizer: ByteTokenizer(), endOfText: ByteTokenizer.endOfText,
             configuration: .init(port: 0, modelName: "tiny", maxTokensLimit: 48, maxBodyBytes: 4096))
-        let port = Mutex(0)
-        let task = Task { try await server.run { bound in port.withLock { $0 = bound } } }
-        let deadline = Date().addingTimeInterval(30)
-        while port.withLock({ $0 }) == 0, Date() < deadline { usleep(10_000) }
+        let (port, task) = try server.start(waiting: 30)
         addTeardownBlock {
             task.cancel()
             _ = await task.result
             scheduler.shutdown()
         }
-        let bound = port.withLock { $0 }
-        guard bound > 0 else { throw LoopbackClient.Failure(description: "the server did not start") }
-        return (LoopbackClient(port: bound), server)
+        return (LoopbackClient(port: port), server)
     }
 
     func testEndpointsAndErrors() throws {

@@ -60,4 +60,19 @@ public struct OptimizerSharding {
             try body(index, moments)
         }
     }
+
+    /// Every tensor's moments that exist, by the tensor's name, in order: this rank's own without `sharding`, else
+    /// gathered from their owners (a collective call; room for another rank's moments is made like `tensors`).
+    static func forEachMoment(
+        _ moments: [AdamMoments?], names: [String], tensors: [Tensor], dtype: DType, backend: any Backend, sharding: Self?,
+        _ body: (String, AdamMoments) throws -> Void
+    ) throws {
+        guard let sharding else {
+            for (name, state) in zip(names, moments) { if let state { try body(name, state) } }
+            return
+        }
+        try sharding.gatherMoments(moments, like: { try AdamMoments(like: tensors[$0], dtype: dtype, backend: backend) }) {
+            try body(names[$0], $1)
+        }
+    }
 }

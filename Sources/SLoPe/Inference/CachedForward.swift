@@ -14,16 +14,12 @@ extension TransformerModel {
         }
         cache.advance(segments)
         // Only each segment's last row is projected onto the vocabulary (a prompt's other rows need no logits).
-        var last = x
-        if segments.contains(where: { $0.count > 1 }) {
-            last = try backend.zeros([segments.count, x.shape[1]], dtype: x.dtype)
-            var end = 0
-            for (index, segment) in segments.enumerated() {
-                end += segment.count
-                try backend.copyRows(x, (end - 1)..<end, into: last, at: index)
-            }
+        var end = 0
+        let lastRows = segments.map { segment in
+            end += segment.count
+            return end - 1
         }
-        return try project(finalNorm.forward(last))
+        return try project(finalNorm.forward(backend.gatherRows(x, lastRows)))
     }
 }
 

@@ -79,13 +79,8 @@ public final class AdamW {
     /// Every parameter's moments that exist so far, by name, in order (for checkpoints). Sharded, each comes from its
     /// owner to every rank, one at a time: a collective call.
     public func forEachMoment(_ body: (String, AdamMoments) throws -> Void) throws {
-        guard let sharding else {
-            for (parameter, state) in zip(parameters, moments) { if let state { try body(parameter.name, state) } }
-            return
-        }
-        try sharding.gatherMoments(moments, like: { try AdamMoments(like: parameters[$0].value, dtype: momentDType, backend: backend) }) {
-            try body(parameters[$0].name, $1)
-        }
+        try OptimizerSharding.forEachMoment(
+            moments, names: parameters.map(\.name), tensors: parameters.map(\.value), dtype: momentDType, backend: backend, sharding: sharding, body)
     }
 
     /// Restores a checkpoint's step count and moments (parameters without saved moments start fresh; sharded, only

@@ -81,13 +81,8 @@ public final class SparseAdamW {
     /// Every weight's moments that exist so far, by name, in order (for checkpoints); collective when sharded, as
     /// ``AdamW/forEachMoment(_:)``.
     public func forEachMoment(_ body: (String, AdamMoments) throws -> Void) throws {
-        guard let sharding else {
-            for (weight, state) in zip(weights, moments) { if let state { try body(weight.name, state) } }
-            return
-        }
-        try sharding.gatherMoments(moments, like: { try AdamMoments(like: weights[$0].values, dtype: momentDType, backend: backend) }) {
-            try body(weights[$0].name, $1)
-        }
+        try OptimizerSharding.forEachMoment(
+            moments, names: weights.map(\.name), tensors: weights.map(\.values), dtype: momentDType, backend: backend, sharding: sharding, body)
     }
 
     /// Restores a checkpoint's step count and moments; every weight this rank owns must have saved moments once a

@@ -44,7 +44,7 @@ struct BenchGenerate: ParsableCommand {
     @Option(help: "Write the results as JSON to this file.")
     var json: String?
 
-    enum Mode: String, CaseIterable { case dense, merged, unmerged }
+    typealias Mode = GenerationWorkload.Mode
 
     struct Result: Encodable {
         let mode: String
@@ -86,32 +86,25 @@ struct BenchGenerate: ParsableCommand {
         let onGPU = device == .cuda
         let compute = try ComputeDevice.make(onGPU ? .cuda : .cpu)
         let backend = compute.backend
-        let configuration = try ModelConfiguration.resolve(model ?? (onGPU ? "opt-1.3b" : "tiny"))
-        let (prompt, new) = (promptTokens ?? (onGPU ? 512 : 32), newTokens ?? (onGPU ? 128 : 16))
+        let name = GenerationWorkload.modelName(model, onGPU: onGPU)
+        let configuration = try ModelConfiguration.resolve(name)
+        let (prompt, new) = GenerationWorkload.lengths(prompt: promptTokens, new: newTokens, onGPU: onGPU)
         guard prompt + new - 1 <= configuration.contextLength else {
             throw ValidationError("--prompt-tokens \(prompt) + --new-tokens \(new) exceed the context length \(configuration.contextLength)")
         }
         let dtype = compute.defaultDType
         let bandwidth = (backend as? CUDABackend).flatMap { ComputeDevice.memoryBandwidth(forGPU: $0.cudaDevice.name) }
-        print("slope bench generate — \(model ?? (onGPU ? "opt-1.3b" : "tiny")) (\(formatCount(configuration.parameterCount)) parameters), "
+        print("slope bench generate — \(name) (\(formatCount(configuration.parameterCount)) parameters), "
             + "\(backend.name), \(dtype), \(prompt) prompt + \(new) new tokens per sequence, greedy; median of \(repeats) runs after one warm-up")
         var table = TextTable(headers: ["mode", "batch", "prefill tok/s", "decode tok/s", "ms/step", "of bandwidth", "prefill vs dense", "decode vs dense"])
         var results: [Result] = []
         var dense: [Int: Result] = [:]
         for mode in try parsedModes() {
-            let network = try TransformerModel(configuration: configuration, dtype: dtype, backend: backend, seed: 1)
-            if mode != .dense {
-                try network.convertToSLoPe()
-                _ = try network.attachAdapters(rank: adapterRank, seed: 2)
-                if mode == .merged { try network.mergeForInference() }
-            }
+            let network = try GenerationWorkload.model(configuration, mode: mode, adapterRank: adapterRank, on: compute)
             let weightBytes = network.parameters.map(\.value.byteCount).reduce(0, +)
             for batch in try parsedBatches() {
-                var generator = SeededGenerator(seed: 7)
-                let requests = try (0..<batch).map { _ in
-                    GenerationRequest(
-                        prompt: (0..<prompt).map { _ in Int32(generator.next() % UInt64(configuration.vocabularySize)) }, maxTokens: new,
-                        sampler: try TokenSampler(temperature: 0))
+                let requests = try GenerationWorkload.prompts(count: batch, length: prompt, vocabulary: configuration.vocabularySize).map {
+                    GenerationRequest(prompt: $0, maxTokens: new, sampler: try TokenSampler(temperature: 0))
                 }
                 let clock = ContinuousClock()
                 var samples: [(prefill: Double, decode: Double)] = []

@@ -1,7 +1,4 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
 import Dispatch
 import FoundationEssentials
 import SLoPe
@@ -50,9 +47,9 @@ struct BenchServe: ParsableCommand {
 
     func run() throws {
         let onGPU = device == .cuda
-        let name = model ?? (onGPU ? "opt-1.3b" : "tiny")
+        let name = GenerationWorkload.modelName(model, onGPU: onGPU)
         let configuration = try ModelConfiguration.resolve(name)
-        let (prompt, new) = (promptTokens ?? (onGPU ? 512 : 32), newTokens ?? (onGPU ? 128 : 16))
+        let (prompt, new) = GenerationWorkload.lengths(prompt: promptTokens, new: newTokens, onGPU: onGPU)
         guard prompt + new <= configuration.contextLength else {
             throw ValidationError("--prompt-tokens \(prompt) + --new-tokens \(new) exceed the context length \(configuration.contextLength)")
         }
@@ -60,29 +57,19 @@ struct BenchServe: ParsableCommand {
         let backendName = Mutex("")
         let scheduler = try CompletionScheduler(limits: .init(slots: clients, contextLength: prompt + new)) {
             let compute = try ComputeDevice.make(device == .cuda ? .cuda : .cpu)
-            let network = try TransformerModel(configuration: configuration, dtype: compute.defaultDType, backend: compute.backend, seed: 1)
-            if !dense {
-                try network.convertToSLoPe()
-                _ = try network.attachAdapters(rank: 64, seed: 2)
-                try network.mergeForInference()
-            }
+            let network = try GenerationWorkload.model(configuration, mode: dense ? .dense : .merged, adapterRank: 64, on: compute)
             backendName.withLock { $0 = "\(compute.backend.name), \(compute.defaultDType)" }
             return network
         }
         defer { scheduler.shutdown() }
-        var generator = SeededGenerator(seed: 7)
-        let prompts = (0..<clients).map { _ in (0..<prompt).map { _ in Int32(generator.next() % UInt64(configuration.vocabularySize)) } }
+        let prompts = GenerationWorkload.prompts(count: clients, length: prompt, vocabulary: configuration.vocabularySize)
         let server = CompletionServer(
             scheduler: scheduler, tokenizer: ByteTokenizer(), endOfText: nil,
             configuration: .init(port: 0, modelName: name, maxTokensLimit: new))
-        let port = Mutex(0)
-        let task = Task { try await server.run { bound in port.withLock { $0 = bound } } }
+        let (port, task) = try server.start()
         defer { task.cancel() }
         let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(60)
-        while port.withLock({ $0 }) == 0, clock.now < deadline { usleep(10_000) }
-        guard port.withLock({ $0 }) > 0 else { throw ValidationError("the server did not start on a loopback port") }
-        let client = LoopbackClient(port: port.withLock { $0 })
+        let client = LoopbackClient(port: port)
         print("slope bench serve — \(name) \(dense ? "dense" : "SLoPe merged") on \(backendName.withLock { $0 }), \(clients) clients × "
             + "(\(prompt) prompt + \(new) new tokens), greedy; median of \(repeats) rounds after a warm-up")
 

@@ -17,13 +17,15 @@ public enum OperandChecks {
         guard tensor.dtype == dtype else { throw TensorError.unsupportedDType(operation: operation, dtype: tensor.dtype) }
     }
 
+    /// Elements per row of a tensor seen as `[shape[0], rest]` (0 without rows).
+    static func rowWidth(_ x: Tensor) -> Int { x.rank == 0 || x.shape[0] == 0 ? 0 : x.count / x.shape[0] }
+
     /// `copyRows`: both tensors seen as `[shape[0], rest]` with equal row widths and dtypes, and the ranges inside
     /// them. Returns the bytes of one row.
     public static func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws -> Int {
         try sameDType([source, destination], "copyRows")
-        let width = source.rank == 0 || source.shape[0] == 0 ? 0 : source.count / source.shape[0]
-        let targetWidth = destination.rank == 0 || destination.shape[0] == 0 ? 0 : destination.count / destination.shape[0]
-        guard source.rank >= 1, destination.rank >= 1, width == targetWidth || rows.isEmpty else {
+        let width = rowWidth(source)
+        guard source.rank >= 1, destination.rank >= 1, width == rowWidth(destination) || rows.isEmpty else {
             throw TensorError.shapeMismatch(
                 operation: "copyRows", shapes: [source.shape, destination.shape], reason: "rows of the two tensors must have equal widths")
         }
@@ -39,10 +41,9 @@ public enum OperandChecks {
     /// Returns the number of rows moved and the row width in elements.
     public static func moveRows(_ source: Tensor, from: [Int]?, into destination: Tensor, to: [Int]?) throws -> (rows: Int, width: Int) {
         try sameDType([source, destination], "moveRows")
-        let width = source.rank == 0 || source.shape[0] == 0 ? 0 : source.count / source.shape[0]
-        let targetWidth = destination.rank == 0 || destination.shape[0] == 0 ? 0 : destination.count / destination.shape[0]
+        let width = rowWidth(source)
         let count = from?.count ?? to?.count ?? source.shape.first ?? 0
-        guard source.rank >= 1, destination.rank >= 1, width == targetWidth || count == 0, (to?.count ?? count) == count else {
+        guard source.rank >= 1, destination.rank >= 1, width == rowWidth(destination) || count == 0, (to?.count ?? count) == count else {
             throw TensorError.shapeMismatch(
                 operation: "moveRows", shapes: [source.shape, destination.shape], reason: "rows of equal widths, as many sources as targets")
         }
