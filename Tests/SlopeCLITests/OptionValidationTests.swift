@@ -39,6 +39,18 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["generate", "missing.safetensors", "--max-tokens", "-5"], mentions: ["--max-tokens must be at least 1, not -5"])
         try assertRefused(["generate", "missing.safetensors", "--temperature", "inf"], mentions: ["--temperature must be a finite number"])
         try assertRefused(["eval", "missing.safetensors", "--batches", "0"], mentions: ["--batches must be at least 1, not 0"])
+        try assertRefused(["generate", "missing.safetensors", "--batch", "0"], mentions: ["--batch must be at least 1, not 0"])
+    }
+
+    func testServeAndInferenceBenchOptions() throws {
+        try assertRefused(["serve", "missing.safetensors", "--port", "70000"], mentions: ["--port must be a TCP port (0 … 65535), not 70000"])
+        try assertRefused(["serve", "missing.safetensors", "--slots", "0"], mentions: ["--slots must be at least 1"])
+        try assertRefused(["serve", "missing.safetensors", "--context", "1"], mentions: ["--context must be at least 2"])
+        try assertRefused(["serve", "missing.safetensors", "--max-tokens", "0"], mentions: ["--max-tokens must be at least 1"])
+        try assertRefused(["bench", "generate", "--batches", "1,0"], mentions: ["--batches: '0' is not a batch size ≥ 1"])
+        try assertRefused(["bench", "generate", "--modes", "dense,fast"], mentions: ["--modes: 'fast' is not one of dense, merged, unmerged"])
+        try assertRefused(["bench", "generate", "--new-tokens", "1"], mentions: ["--new-tokens ≥ 2"])
+        try assertRefused(["bench", "serve", "--clients", "0"], mentions: ["--clients and --repeats must be at least 1"])
     }
 }
 

@@ -90,7 +90,9 @@ final class PretrainCommandTests: XCTestCase {
         let samples = try runner.run(["generate", checkpoint, "--device", "cpu", "--batch", "2", "--max-tokens", "4"], in: folder)
         XCTAssertEqual(samples.status, 0, samples.errors)
         XCTAssertTrue(samples.output.contains("[2] The"), samples.output)
-        for (arguments, message) in [(["--prompts", "nothing.txt"], "cannot read the prompts file nothing.txt"), (["--batch", "0"], "--batch must be at least 1")] {
+        try "\n  \n".write(to: folder.appendingPathComponent("blank.txt"), atomically: true, encoding: .utf8)
+        for (arguments, message) in [(["--prompts", "nothing.txt"], "cannot read the prompts file nothing.txt"), (["--batch", "0"], "--batch must be at least 1"),
+                                     (["--prompts", "blank.txt"], "blank.txt holds no prompt (one per line)")] {
             let refused = try runner.run(["generate", checkpoint, "--device", "cpu"] + arguments, in: folder)
             XCTAssertNotEqual(refused.status, 0)
             XCTAssertTrue(refused.errors.contains(message), refused.errors)
