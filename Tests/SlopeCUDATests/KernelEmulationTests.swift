@@ -690,6 +690,66 @@ final class KernelEmulationTests: XCTestCase {
         return Data(bytes: storage.pointer, count: tensor.byteCount)
     }
 
+    /// Decoding's skinny 2:4 GEMM from bf16 values and 2-bit packed indices, against the CPU backend: 1, 3 and 8 tokens
+    /// (one launch each), a row of fewer chunks than lanes and one of more than a warp's unrolled sweep (k = 48 and
+    /// 2112), rows not a multiple of a block's warps; with a bias, adding into what Y holds, and the merged layer's
+    /// float sums over [W; Lᵀ] finished by the low-rank epilogue.
+    func testSkinnyTwoFourGEMMMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 24)
+        let module = try EmulatedModule(family: .skinnySparse, dtype: .bfloat16, kernels: ["skinny_24_matmul": 11, "skinny_low_rank_epilogue": 8])
+        func random(_ shape: [Int]) throws -> Tensor { try cpu.randomNormal(shape, dtype: .bfloat16, using: &generator) }
+        func product(_ x: Tensor, _ w: CompressedMatrix, bias: Tensor?, y: Tensor?, sums: Bool) throws -> Data {
+            let tokens = x.shape[0]
+            let output: EmulatedModule.Argument = try y.map { .readWrite(try Self.raw($0, cpu)) } ?? .output(bytes: tokens * w.rows * 2)
+            let floats: EmulatedModule.Argument = sums ? .output(bytes: tokens * w.rows * 4) : .int64(0)
+            return try module.launch("skinny_24_matmul", grid: SkinnySparseGEMM.grid(rows: w.rows), [
+                .input(try Self.raw(x, cpu)), .input(try Self.raw(w.values, cpu)), .inputArray(Self.packedTwoBit(try cpu.uint8s(w.indices))),
+                try bias.map { .input(try Self.raw($0, cpu)) } ?? .int64(0), sums ? .int64(0) : output, floats,
+                .int64(tokens), .int64(w.rows), .int64(w.columns), .int64(w.rows), .int32(y == nil ? 0 : 1),
+            ])[sums ? 5 : 4]!
+        }
+        for (tokens, rows, k) in [(1, 20, 48), (3, 9, 2112), (8, 17, 64)] {
+            let w = try cpu.compress(random([rows, k]), pattern: .twoFour, mask: nil)
+            let x = try random([tokens, k]), bias = try random([rows]), y = try random([tokens, rows])
+            let label = "\(tokens)×\(k)→\(rows)"
+            try Self.assertClose(Self.bf16(product(x, w, bias: bias, y: nil, sums: false)),
+                                 try cpu.floats(cpu.sparseMatmul(x, w, bias: bias)), tolerance: 3e-2, "\(label) with bias")
+            let target = try cpu.cast(y, to: .bfloat16)
+            try cpu.sparseMatmul(x, w, accumulatingInto: target)
+            try Self.assertClose(Self.bf16(product(x, w, bias: nil, y: y, sums: false)), try cpu.floats(target), tolerance: 3e-2, "\(label) accumulating")
+        }
+        // The merged layer: [W; Lᵀ] (Lᵀ pruned 2:4 along the input) in one skinny pass, then the epilogue.
+        let (tokens, inFeatures, outFeatures, rank, scale) = (5, 96, 24, 4, Float(0.5))
+        let weight = try cpu.compress(random([outFeatures, inFeatures]), pattern: .twoFour, mask: nil)
+        let down = try cpu.compress(random([rank, inFeatures]), pattern: .twoFour, mask: nil)
+        let merged = try CompressedMatrix(
+            rows: outFeatures + rank, columns: inFeatures, pattern: .twoFour,
+            values: cpu.concatenateRows([weight.values, down.values]), indices: cpu.concatenateRows([weight.indices, down.indices]))
+        let x = try random([tokens, inFeatures]), up = try random([rank, outFeatures]), bias = try random([outFeatures])
+        let sums = try product(x, merged, bias: nil, y: nil, sums: true)
+        let y = try module.launch("skinny_low_rank_epilogue", grid: (1, 1, 1), [
+            .input(sums), .input(try Self.raw(up, cpu)), .input(try Self.raw(bias, cpu)), .output(bytes: tokens * outFeatures * 2),
+            .int64(tokens), .int64(outFeatures), .int64(rank), .float(scale),
+        ])[3]!
+        let expected = try cpu.mergedSparseLowRankMatmul(x, merged: merged, outFeatures: outFeatures, up: up, scale: scale, bias: bias)
+        try Self.assertClose(Self.bf16(y), try cpu.floats(expected), tolerance: 5e-2, "merged \(tokens)×\(inFeatures)→\(outFeatures) r=\(rank)")
+    }
+
+    /// The skinny route's host side: which products it takes, and its launches of at most 8 tokens.
+    func testSkinnyRouteTakesFewTokensOfTwoFourSixteenBitMatrices() throws {
+        XCTAssertTrue(SkinnySparseGEMM.applies(tokens: 1, pattern: .twoFour, columns: 2048, dtype: .bfloat16))
+        XCTAssertTrue(SkinnySparseGEMM.applies(tokens: 32, pattern: .twoFour, columns: 16, dtype: .float16))
+        XCTAssertFalse(SkinnySparseGEMM.applies(tokens: 33, pattern: .twoFour, columns: 2048, dtype: .bfloat16), "prefill-sized")
+        XCTAssertFalse(SkinnySparseGEMM.applies(tokens: 0, pattern: .twoFour, columns: 2048, dtype: .bfloat16))
+        XCTAssertFalse(SkinnySparseGEMM.applies(tokens: 4, pattern: try NMPattern(n: 2, m: 8), columns: 2048, dtype: .bfloat16))
+        XCTAssertFalse(SkinnySparseGEMM.applies(tokens: 4, pattern: .twoFour, columns: 40, dtype: .bfloat16), "not whole 16-column chunks")
+        XCTAssertFalse(SkinnySparseGEMM.applies(tokens: 4, pattern: .twoFour, columns: 2048, dtype: .float32))
+        XCTAssertEqual(SkinnySparseGEMM.launches(tokens: 19).map { [$0.first, $0.count] }, [[0, 8], [8, 8], [16, 3]])
+        XCTAssertEqual(SkinnySparseGEMM.launches(tokens: 8).map { [$0.first, $0.count] }, [[0, 8]])
+        XCTAssertEqual(SkinnySparseGEMM.grid(rows: 17).0, 3)
+    }
+
     /// Merged inference's stacked form: `append_pairs` joins [W | scale·Rᵀ] and [X | P] (pairs followed by two
     /// zeros, padded to a multiple of 64 columns), and one 2:4 GEMM over the joined matrices equals
     /// X·Wᵀ + scale·P·R + b — also for a 2:8 W, whose kept values the 2:4 compression must all keep.

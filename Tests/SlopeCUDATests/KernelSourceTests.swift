@@ -45,6 +45,7 @@ final class KernelSourceTests: XCTestCase {
                     + ["attention_delta_tc_d\(d)"]
             },
             .decoding: ["decode_attention", "move_rows", "argmax_rows", "sample_rows"],
+            .skinnySparse: ["skinny_24_matmul", "skinny_low_rank_epilogue"],
             .timing: ["hold_stream"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))

@@ -44,8 +44,14 @@ final class SparseGEMMDecisionTests: XCTestCase {
         XCTAssertNil(try JSONDecoder().decode(SparseGEMMDecision.self, from: old).mergedForm())
         XCTAssertNil(SparseGEMMDecision(route: .dense, milliseconds: ["dense": 1, "factored": 2]).mergedForm())
         let timings = ["folded": 1.7, "factored": 1.6, "stacked": 1.2]
-        XCTAssertEqual(SparseGEMMDecision(route: .stacked, milliseconds: timings).mergedForm(), .stacked)
-        XCTAssertEqual(SparseGEMMDecision(route: .folded, milliseconds: timings).mergedForm(), .folded)
+        let threeForms: [MergedInferenceForm] = [.folded, .factored, .stacked]  // (the skinny form takes ≤ 32 rows)
+        XCTAssertEqual(SparseGEMMDecision(route: .stacked, milliseconds: timings).mergedForm(among: threeForms), .stacked)
+        XCTAssertEqual(SparseGEMMDecision(route: .folded, milliseconds: timings).mergedForm(among: threeForms), .folded)
+        // Where the skinny form applies, a decision that did not try it is measured again; one where it failed its
+        // check against the folded form stands.
+        XCTAssertNil(SparseGEMMDecision(route: .stacked, milliseconds: timings).mergedForm())
+        XCTAssertEqual(SparseGEMMDecision(route: .stacked, milliseconds: timings, failures: ["skinny": "disagreed"]).mergedForm(), .stacked)
+        XCTAssertEqual(SparseGEMMDecision(route: .skinny, milliseconds: timings.merging(["skinny": 0.7]) { $1 }).mergedForm(), .skinny)
         XCTAssertNil(SparseGEMMDecision(route: .sparseA, milliseconds: ["sparseA": 1]).mergedForm(), "a single GEMM's decision")
         // Patterns the stacked form cannot take (3:4) time only the other two, and such decisions stand.
         let twoForms: [MergedInferenceForm] = [.folded, .factored]

@@ -21,13 +21,14 @@ extension BackendComparison {
     }
 
     /// Sparse GEMMs at shapes cuSPARSELt accepts (multiples of 64), with bias, for every pattern it can run,
-    /// and a SLoPe layer step at such a shape. `suffix` labels the route being checked.
-    public func runSparseGEMMChecks(dtype: DType = .bfloat16, suffix: String) -> [Check] {
+    /// and a SLoPe layer step at such a shape; `tokens` rows of X (a few for the skinny route). `suffix` labels
+    /// the route being checked.
+    public func runSparseGEMMChecks(dtype: DType = .bfloat16, tokens: Int = 128, suffix: String) -> [Check] {
         var results: [Check] = []
         do {
             for pattern in [NMPattern.twoFour, try NMPattern(n: 1, m: 4), try NMPattern(n: 2, m: 8)] {
-                let w = try random([256, 512], dtype), x = try random([128, 512], dtype), bias = try random([256], dtype)
-                check("sparseMatmul \(pattern) 128×512→256 \(suffix)", dtype, &results) { backend, on in
+                let w = try random([256, 512], dtype), x = try random([tokens, 512], dtype), bias = try random([256], dtype)
+                check("sparseMatmul \(pattern) \(tokens)×512→256 \(suffix)", dtype, &results) { backend, on in
                     let compressed = try backend.compress(self.pick(w, on), pattern: pattern, mask: nil)
                     return [try backend.sparseMatmul(self.pick(x, on), compressed, bias: self.pick(bias, on))]
                 }
@@ -37,15 +38,15 @@ extension BackendComparison {
                             try backend.sparseMatmulActivated(self.pick(x, on), compressed, bias: nil, .relu)]
                 }
             }
-            let w = try random([256, 512], dtype), x = try random([128, 512], dtype), y = try random([128, 256], dtype)
-            check("sparseMatmul accumulating (beta 1) 128×512→256 \(suffix)", dtype, &results) { backend, on in
+            let w = try random([256, 512], dtype), x = try random([tokens, 512], dtype), y = try random([tokens, 256], dtype)
+            check("sparseMatmul accumulating (beta 1) \(tokens)×512→256 \(suffix)", dtype, &results) { backend, on in
                 let compressed = try backend.compress(self.pick(w, on), pattern: .twoFour, mask: nil)
                 let target = try backend.cast(self.pick(y, on), to: dtype)
                 try backend.sparseMatmul(self.pick(x, on), compressed, accumulatingInto: target)
                 return [target]
             }
-            let dense = try random([256, 512], dtype, std: 0.05), dy = try random([128, 256], dtype)
-            check("SparseLinear step 128×512→256 \(suffix)", dtype, &results) { backend, on in
+            let dense = try random([256, 512], dtype, std: 0.05), dy = try random([tokens, 256], dtype)
+            check("SparseLinear step \(tokens)×512→256 \(suffix)", dtype, &results) { backend, on in
                 let layer = try SparseLinear(converting: Linear(weight: backend.cast(self.pick(dense, on), to: dtype), bias: nil, backend: backend))
                 let optimizer = try SparseAdamW(weights: layer.sparseWeights, configuration: .init(learningRate: 1e-2), maskChangeFrequency: 2, backend: backend)
                 var outputs: [Tensor] = []
@@ -60,17 +61,17 @@ extension BackendComparison {
         } catch {
             results.append(Check(name: "setting up inputs \(suffix)", dtype: dtype, error: .infinity, tolerance: 0, failure: "\(error)"))
         }
-        return results + runMergedInferenceCheck(dtype: dtype, suffix: suffix)
+        return results + runMergedInferenceCheck(dtype: dtype, tokens: tokens, suffix: suffix)
     }
 
     /// A SLoPe layer with an adapter, merged for inference, against its unmerged forward, at a shape
     /// cuSPARSELt accepts. `suffix` labels the route or form being checked.
-    public func runMergedInferenceCheck(dtype: DType = .bfloat16, suffix: String) -> [Check] {
+    public func runMergedInferenceCheck(dtype: DType = .bfloat16, tokens: Int = 128, suffix: String) -> [Check] {
         var results: [Check] = []
         do {
-            let dense = try random([256, 512], dtype, std: 0.05), x = try random([128, 512], dtype)
+            let dense = try random([256, 512], dtype, std: 0.05), x = try random([tokens, 512], dtype)
             let down = try random([512, 8], dtype, std: 0.1), up = try random([8, 256], dtype, std: 0.1), bias = try random([256], dtype)
-            check("merged sparse + low-rank 128×512→256 r=8 \(suffix)", dtype, &results) { backend, on in
+            check("merged sparse + low-rank \(tokens)×512→256 r=8 \(suffix)", dtype, &results) { backend, on in
                 var generator = SeededGenerator(seed: 5)
                 let layer = try SparseLinear(converting: Linear(
                     weight: backend.cast(self.pick(dense, on), to: dtype), bias: backend.cast(self.pick(bias, on), to: dtype), backend: backend))

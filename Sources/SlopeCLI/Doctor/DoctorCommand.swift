@@ -63,6 +63,9 @@ struct DoctorCommand: ParsableCommand {
                 backend.sparseRoute = route
                 checks += comparison.runSparseGEMMChecks(suffix: "(\(route))")
             }
+            // The skinny 2:4 kernel at decoding's row counts: one launch, and several (8 rows each).
+            backend.sparseRoute = "skinny"
+            for tokens in [5, 19] { checks += comparison.runSparseGEMMChecks(tokens: tokens, suffix: "(skinny)") }
             // sparseA's other way to add the bias (a kernel after the GEMM, or cuSPARSELt's epilogue).
             let epilogue = backend.sparseBiasEpilogue
             backend.sparseRoute = "sparseA"
@@ -76,7 +79,10 @@ struct DoctorCommand: ParsableCommand {
             backend.sparseRoute = "sparseA"
             for form in MergedInferenceForm.allCases {
                 backend.mergedInferenceForm = form
-                checks += comparison.runMergedInferenceCheck(suffix: "(\(form), sparseA)")
+                // (the skinny form takes at most 32 rows: at more, a forced skinny form runs factored)
+                for tokens in form == .skinny ? [5, 19] : [128] {
+                    checks += comparison.runMergedInferenceCheck(tokens: tokens, suffix: "(\(form), sparseA)")
+                }
             }
             backend.mergedInferenceForm = mergedForm
             backend.sparseRoute = automatic

@@ -12,6 +12,9 @@ public enum MergedInferenceForm: String, Sendable, CaseIterable {
     /// and P's columns in pairs followed by two zeros, the 2:4 form of a dense matrix. The low-rank product
     /// then runs inside the sparse GEMM, at the cost of copying X once per call.
     case stacked
+    /// slope's skinny 2:4 kernel over all of `[W; Lᵀ]` (the weights read once, sums in float), then one pass for the
+    /// low-rank product and the bias: for a few rows of X (decoding), where the weights' bytes set the time.
+    case skinny
 }
 
 extension SparseGEMMDecision {
@@ -19,7 +22,7 @@ extension SparseGEMMDecision {
     /// decision from before a form existed is measured again).
     func mergedForm(among forms: [MergedInferenceForm] = MergedInferenceForm.allCases) -> MergedInferenceForm? {
         guard let form = MergedInferenceForm(rawValue: route.rawValue), forms.contains(form),
-              forms.allSatisfy({ milliseconds[$0.rawValue] != nil }) else { return nil }
+              forms.allSatisfy({ milliseconds[$0.rawValue] != nil || failures?[$0.rawValue] != nil }) else { return nil }
         return form
     }
 }
@@ -85,52 +88,83 @@ extension CUDABackend {
     ) throws -> Tensor {
         let rank = try OperandChecks.mergedSparseLowRank(x, merged: merged, outFeatures: outFeatures, up: up, bias: bias)
         if rank == 0 { return try sparseMatmul(x, merged, bias: bias) }
-        let parts = try mergedParts(merged, outFeatures: outFeatures)
         let matrix = try x.reshaped([x.count / merged.columns, merged.columns])
+        // W and Lᵀ split apart, made when a form that needs them first runs (the skinny form reads [W; Lᵀ] as it is).
+        func parts() throws -> MergedParts { try mergedParts(merged, outFeatures: outFeatures) }
         func run(_ form: MergedInferenceForm) throws -> Tensor {
             switch form {
             case .folded:
-                return try gemm(x, foldedWeight(parts, up: up, scale: scale), transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
+                return try gemm(x, foldedWeight(parts(), up: up, scale: scale), transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
             case .factored:
+                let parts = try parts()
                 let projection = try sparseGEMM(matrix, parts.down, bias: nil)
                 let y = try gemm(projection, up, transposeA: false, transposeB: false, alpha: scale, beta: 0, into: nil, bias: bias)
                 return try sparseGEMM(matrix, parts.weight, bias: nil, accumulateInto: y)
             case .stacked:
+                let parts = try parts()
                 let weight = try stackedWeight(parts, up: up, scale: scale)
                 let projection = try sparseGEMM(matrix, parts.down, bias: nil)
                 return try sparseGEMM(appendingPairs(matrix, projection, width: weight.columns), weight, bias: bias)
+            case .skinny:
+                if let y = try skinnyMergedGEMM(matrix, merged: merged, outFeatures: outFeatures, up: up, scale: scale, bias: bias) { return y }
+                return try run(.factored)  // (operands the kernel cannot read this time)
             }
         }
         let key = "merged " + SparseGEMMDecisionStore.key(
             tokens: matrix.shape[0], outFeatures: outFeatures, inFeatures: merged.columns, dtype: x.dtype.rawValue,
             bias: bias == nil ? nil : "bias") + " r=\(rank)"
         // The stacked form compresses [W | R̃] 2:4, which keeps all of W only for patterns of at most 2 in 4.
-        let forms = MergedInferenceForm.allCases.filter { $0 != .stacked || Self.runsOnTwoFour(merged.pattern) }
-        return try run(mergedForm(key, among: forms, parts, run)).reshaped(Array(x.shape.dropLast()) + [outFeatures])
+        let forms = MergedInferenceForm.allCases.filter {
+            switch $0 {
+            case .stacked: return Self.runsOnTwoFour(merged.pattern)
+            case .skinny: return skinnyApplies(matrix, merged)
+            case .folded, .factored: return true
+            }
+        }
+        return try run(mergedForm(key, among: forms, merged, parts, run)).reshaped(Array(x.shape.dropLast()) + [outFeatures])
     }
 
     private func mergedForm(
-        _ key: String, among forms: [MergedInferenceForm], _ parts: MergedParts, _ run: (MergedInferenceForm) throws -> Tensor
+        _ key: String, among forms: [MergedInferenceForm], _ merged: CompressedMatrix, _ parts: () throws -> MergedParts,
+        _ run: (MergedInferenceForm) throws -> Tensor
     ) throws -> MergedInferenceForm {
         if let forced = mergedInferenceForm { return forms.contains(forced) ? forced : .factored }
         if sparseRoute == SparseGEMMDecision.Route.dense.rawValue { return .folded }
         if let form = decisions.decision(for: key)?.mergedForm(among: forms) { return form }
         var timings: [String: Double] = [:]
+        var failures: [String: String] = [:]
+        let reference = try run(.folded)
         for form in forms {
+            // slope's own kernel is checked against the folded form before it may be chosen (see `agrees`).
+            if form == .skinny {
+                let (agreed, difference) = try agrees(run(form), reference)
+                if !agreed {
+                    failures[form.rawValue] = "disagreed with the folded form (max |difference| \(difference))"
+                    continue
+                }
+            }
             timings[form.rawValue] = try medianMilliseconds(repeats: 10, warmup: 2) { _ = try run(form) }
         }
         // Another form must beat folded clearly: at equal times the single dense GEMM is the simpler thing to run.
-        let fastest = forms.min { timings[$0.rawValue]! < timings[$1.rawValue]! }!
+        let fastest = forms.filter { timings[$0.rawValue] != nil }.min { timings[$0.rawValue]! < timings[$1.rawValue]! }!
         let form = timings[fastest.rawValue]! < 0.97 * timings[MergedInferenceForm.folded.rawValue]! ? fastest : .folded
-        decisions.record(SparseGEMMDecision(route: SparseGEMMDecision.Route(rawValue: form.rawValue)!, milliseconds: timings), for: key)
-        try release(parts, keeping: form)
+        decisions.record(
+            SparseGEMMDecision(route: SparseGEMMDecision.Route(rawValue: form.rawValue)!, milliseconds: timings,
+                               failures: failures.isEmpty ? nil : failures),
+            for: key)
+        try release(parts(), of: merged, keeping: form)
         return form
     }
 
     /// Drops what only the forms not chosen use, built just to time them: the folded dense W (2 bytes per
     /// weight), the stacked matrix, cuSPARSELt's copy of W for the factored form. A later call that picks
-    /// another form (another token count) builds its own again.
-    private func release(_ parts: MergedParts, keeping form: MergedInferenceForm) throws {
+    /// another form (another token count) builds its own again. The skinny form needs none of the parts: they go
+    /// whole (W and Lᵀ split apart are a second copy of the merged values).
+    private func release(_ parts: MergedParts, of merged: CompressedMatrix, keeping form: MergedInferenceForm) throws {
+        if form == .skinny, let holder = merged.values.storage as? CUDAStorage, holder.derived === parts {
+            holder.derived = nil
+            return
+        }
         if form != .folded { parts.folded = nil }
         if form != .stacked { parts.stacked = nil }
         if form != .factored {

@@ -100,6 +100,9 @@ extension CUDABackend {
         let decision = try decide(tokens: tokens, s, operands, x, bias: bias)
         let output: Tensor
         switch decision.route {
+        case .skinny:
+            if let skinny = try skinnySparseGEMM(x, s, bias: bias, accumulateInto: target) { return relu ? try activation(skinny, .relu) : skinny }
+            fallthrough  // (operands the kernel cannot read this time: the dense GEMM)
         case .dense, .folded, .factored, .stacked:  // (the last three name merged-inference forms, never a single GEMM's)
             if relu { return try linearActivated(x, weight: denseOperand(s, operands), bias: bias, .relu) }
             return try gemm(
@@ -407,9 +410,11 @@ extension CUDABackend {
         let key = SparseGEMMDecisionStore.key(tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype.rawValue,
             bias: bias == nil ? nil : sparseBiasEpilogue ? "bias" : "bias-kernel")
         let dense = SparseGEMMDecision(route: .dense, milliseconds: [:])
+        let skinny = skinnyApplies(x, s)
         // float32 stays dense: cuSPARSELt would compute it in TF32, below float32's accuracy.
-        guard Self.runsOnTwoFour(s.pattern), x.dtype != .float32, cusparseLt != nil else { return dense }
+        guard Self.runsOnTwoFour(s.pattern), x.dtype != .float32, cusparseLt != nil || skinny else { return dense }
         if let forced = sparseRoute, let route = SparseGEMMDecision.Route(rawValue: forced) {
+            if route == .skinny { return skinny ? SparseGEMMDecision(route: .skinny, milliseconds: [:]) : dense }
             // A forced arrangement still needs a shape cuSPARSELt takes (e.g. ≥ 16 rows); others run dense, as a
             // measured choice would.
             let arrangement = CuSPARSELtMatmul.Arrangement(rawValue: forced)
@@ -427,7 +432,10 @@ extension CUDABackend {
         }
         var algorithms: [String: CuSPARSELtMatmul.Algorithm] = [:]
         var failures: [String: String] = [:]
-        for arrangement in CuSPARSELtMatmul.Arrangement.allCases {
+        if skinny {
+            try timeSkinny(x, s, bias: bias, denseW: denseW, into: &timings, failures: &failures)
+        }
+        for arrangement in cusparseLt == nil ? [] : CuSPARSELtMatmul.Arrangement.allCases {
             do {
                 let plan = try cusparse().plan(for: CuSPARSELtMatmul.Key(
                     tokens: tokens, outFeatures: s.rows, inFeatures: s.columns, dtype: x.dtype, arrangement: arrangement))
@@ -463,6 +471,21 @@ extension CUDABackend {
         }
         if decision.route != .dense { operands.dense = nil }
         return decision
+    }
+
+    /// Times the skinny kernel for `decide`, after checking its output against the dense GEMM's: a kernel that
+    /// disagrees is recorded as failed, never chosen.
+    private func timeSkinny(
+        _ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, denseW: Tensor, into timings: inout [String: Double], failures: inout [String: String]
+    ) throws {
+        let route = SparseGEMMDecision.Route.skinny.rawValue
+        guard let output = try skinnySparseGEMM(x, s, bias: bias) else { return }
+        let (agreed, difference) = try agrees(output, gemm(x, denseW, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias))
+        guard agreed else {
+            failures[route] = "disagreed with the dense GEMM (max |difference| \(difference))"
+            return
+        }
+        timings[route] = try medianMilliseconds(repeats: 10, warmup: 2) { _ = try skinnySparseGEMM(x, s, bias: bias) }
     }
 
     /// The route chosen for each sparse GEMM shape so far ("bfloat16 8192x4096x4096" → "sparseA"),

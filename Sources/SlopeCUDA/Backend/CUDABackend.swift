@@ -18,7 +18,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// cannot be: attention then runs on slope's kernels.
     let cudnnState = Mutex<Result<CuDNNAttention, CuDNNUnavailable>?>(nil)
     /// Forces one route for every sparse GEMM instead of the measured choice (checks and benchmarks);
-    /// starts from `SLOPE_SPARSE_GEMM` = dense, sparseA or sparseB.
+    /// starts from `SLOPE_SPARSE_GEMM` = dense, sparseA, sparseB or skinny.
     public var sparseRoute: String?
     /// Whether sparseA GEMMs add the bias in cuSPARSELt's epilogue instead of a kernel after the GEMM (one pass
     /// over the output less); `SLOPE_SPARSE_BIAS=kernel` turns it off.
@@ -33,7 +33,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// the fastest measured). `slope bench attention` times each; `SLOPE_ATTENTION_VARIANT=F,B` starts from others.
     public var attentionVariant = (forward: 0, backward: 0)
     /// Forces one form of merged sparse + low-rank inference instead of the measured choice (checks and
-    /// benchmarks); starts from `SLOPE_MERGED_INFERENCE` = folded, factored or stacked.
+    /// benchmarks); starts from `SLOPE_MERGED_INFERENCE` = folded, factored, stacked or skinny.
     public var mergedInferenceForm: MergedInferenceForm?
     /// cuSPARSELt plans refused with the ReLU epilogue, asked once: those GEMMs apply ReLU by a kernel after.
     let reluEpilogueRefusals = Mutex<Set<CuSPARSELtMatmul.Key>>([])
@@ -85,12 +85,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         }
         if let form = environment["SLOPE_MERGED_INFERENCE"], form != "auto" {
             guard let parsed = MergedInferenceForm(rawValue: form) else {
-                throw TensorError.invalidArgument(operation: "SLOPE_MERGED_INFERENCE", reason: "must be auto, folded, factored or stacked, not '\(form)'")
+                throw TensorError.invalidArgument(operation: "SLOPE_MERGED_INFERENCE", reason: "must be auto, folded, factored, stacked or skinny, not '\(form)'")
             }
             mergedInferenceForm = parsed
         }
         if let route = sparseRoute, !SparseGEMMDecision.Route.forcible.contains(where: { $0.rawValue == route }) {
-            throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_GEMM", reason: "must be auto, dense, sparseA or sparseB, not '\(route)'")
+            throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_GEMM", reason: "must be auto, dense, sparseA, sparseB or skinny, not '\(route)'")
         }
     }
 

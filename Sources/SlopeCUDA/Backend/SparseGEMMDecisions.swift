@@ -7,12 +7,14 @@ import Synchronization
 struct SparseGEMMDecision: Codable, Equatable, Sendable {
     enum Route: String, Codable, Sendable {
         case sparseA, sparseB, dense
+        /// slope's own 2:4 kernel for a few rows of X (``SkinnySparseGEMM``); also a merged-inference form.
+        case skinny
         /// Merged sparse + low-rank inference only: the form chosen (``MergedInferenceForm``; each of its
         /// inner GEMMs decides its own route).
         case folded, factored, stacked
 
         /// The routes `SLOPE_SPARSE_GEMM` can force.
-        static let forcible: [Route] = [.sparseA, .sparseB, .dense]
+        static let forcible: [Route] = [.sparseA, .sparseB, .dense, .skinny]
     }
 
     let route: Route

@@ -6,7 +6,7 @@ enum KernelSources {}
 /// A group of kernels compiled together into one module.
 enum KernelFamily: String, CaseIterable, Sendable {
     case elementwise, reductions, normalization, loss, optimizer, layout, sparsity, bytes, compressedLayout, attention
-    case attentionTensorCore, decoding, timing
+    case attentionTensorCore, decoding, skinnySparse, timing
 
     var source: String {
         switch self {
@@ -22,6 +22,7 @@ enum KernelFamily: String, CaseIterable, Sendable {
         case .attention: return KernelSources.attention
         case .attentionTensorCore: return KernelSources.attentionTensorCore
         case .decoding: return KernelSources.decoding
+        case .skinnySparse: return KernelSources.skinnySparse
         case .timing: return KernelSources.timing
         }
     }

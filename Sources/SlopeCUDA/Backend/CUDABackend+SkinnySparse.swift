@@ -1,0 +1,99 @@
+import CCUDA
+import SlopeCore
+
+/// When the skinny 2:4 GEMM (KernelSources.skinnySparse) can take a product, and how it splits the tokens.
+enum SkinnySparseGEMM {
+    /// Tokens per launch (`SKINNY_TOKENS` in the kernel: one register accumulator each).
+    static let tokensPerLaunch = 8
+    /// The most tokens the route is offered for: beyond a few launches each re-reading the weights, cuSPARSELt's
+    /// tensor cores or the dense GEMM win.
+    static let maximumTokens = 32
+
+    /// Whether the kernel computes `X·Wᵀ` for `tokens` rows of X against a matrix of `pattern`, `columns` wide, in
+    /// `dtype`: 2:4 (its slot indices packed 2 bits each), whole 16-column chunks, 16-bit elements.
+    static func applies(tokens: Int, pattern: NMPattern, columns: Int, dtype: DType) -> Bool {
+        pattern == .twoFour && (1...maximumTokens).contains(tokens) && columns > 0 && columns % 16 == 0
+            && (dtype == .bfloat16 || dtype == .float16)
+    }
+
+    /// The launches for `tokens` rows: (first row, rows) in order, `tokensPerLaunch` at most each.
+    static func launches(tokens: Int) -> [(first: Int, count: Int)] {
+        stride(from: 0, to: tokens, by: tokensPerLaunch).map { ($0, min(tokensPerLaunch, tokens - $0)) }
+    }
+
+    /// Blocks of 256 threads, one warp per output row.
+    static func grid(rows: Int) -> (Int, Int, Int) { (min(max((rows + 7) / 8, 1), 65_535), 1, 1) }
+}
+
+extension CUDABackend {
+    /// The skinny kernel's operands for `s`: its values' address and its slot indices packed 2 bits each (packing them
+    /// now if they are not; they stay packed, a quarter of the bytes), or nil where the kernel cannot read them.
+    private func skinnyOperands(_ x: Tensor, _ s: CompressedMatrix) throws -> (x: CUdeviceptr, values: CUdeviceptr, indices: CUdeviceptr)? {
+        let tokens = x.count / max(s.columns, 1)
+        guard SkinnySparseGEMM.applies(tokens: tokens, pattern: s.pattern, columns: s.columns, dtype: x.dtype), s.values.dtype == x.dtype else { return nil }
+        try compactSlotIndices(s)
+        let indices = try slotIndices(s.indices, "skinnySparseGEMM")
+        guard case .pointer(let packed) = indices.pointer, case .int32(2) = indices.bits else { return nil }
+        let operands = (x: try address(x, "skinnySparseGEMM"), values: try address(s.values, "skinnySparseGEMM"), indices: packed)
+        guard operands.x % 16 == 0, operands.values % 16 == 0, operands.indices % 2 == 0 else { return nil }
+        return operands
+    }
+
+    /// Whether the skinny kernel can take `X·Sᵀ` here.
+    func skinnyApplies(_ x: Tensor, _ s: CompressedMatrix) -> Bool {
+        SkinnySparseGEMM.applies(tokens: x.count / max(s.columns, 1), pattern: s.pattern, columns: s.columns, dtype: x.dtype)
+            && s.values.dtype == x.dtype
+    }
+
+    /// `Y = X·Sᵀ (+ bias)`, or added into `target`, by the skinny 2:4 kernel: nil where it cannot take the operands.
+    func skinnySparseGEMM(_ x: Tensor, _ s: CompressedMatrix, bias: Tensor?, accumulateInto target: Tensor? = nil) throws -> Tensor? {
+        guard let operands = try skinnyOperands(x, s) else { return nil }
+        let tokens = x.count / s.columns
+        let output = try target ?? newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
+        if target != nil { try touch(output) }
+        let (outputAddress, biasAddress) = (try address(output, "skinnySparseGEMM"), try address(ifAny: bias, "skinnySparseGEMM"))
+        let elementBytes = UInt64(x.dtype.byteSize)
+        for launch in SkinnySparseGEMM.launches(tokens: tokens) {
+            try self.launch(.skinnySparse, "skinny_24_matmul", dtype: x.dtype, grid: SkinnySparseGEMM.grid(rows: s.rows), [
+                .pointer(operands.x + UInt64(launch.first * s.columns) * elementBytes), .pointer(operands.values), .pointer(operands.indices),
+                .optionalPointer(biasAddress), .pointer(outputAddress + UInt64(launch.first * s.rows) * elementBytes), .optionalPointer(nil),
+                .int64(Int64(launch.count)), .int64(Int64(s.rows)), .int64(Int64(s.columns)), .int64(0), .int32(target == nil ? 0 : 1),
+            ])
+        }
+        return output
+    }
+
+    /// The merged layer `Y = X·Wᵀ + scale·(X·L)·R + b` by the skinny kernel over all of `[W; Lᵀ]` at once (float sums,
+    /// the weights read once), then one epilogue pass for the low-rank product and the bias: nil where it cannot.
+    func skinnyMergedGEMM(_ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?) throws -> Tensor? {
+        guard let operands = try skinnyOperands(x, merged) else { return nil }
+        let tokens = x.count / merged.columns
+        let sums = try newTensor([tokens, merged.rows], dtype: .float32)
+        let sumsAddress = try address(sums, "skinnyMergedGEMM")
+        for launch in SkinnySparseGEMM.launches(tokens: tokens) {
+            try self.launch(.skinnySparse, "skinny_24_matmul", dtype: x.dtype, grid: SkinnySparseGEMM.grid(rows: merged.rows), [
+                .pointer(operands.x + UInt64(launch.first * merged.columns * x.dtype.byteSize)), .pointer(operands.values),
+                .pointer(operands.indices), .optionalPointer(nil), .optionalPointer(nil),
+                .pointer(sumsAddress + UInt64(launch.first * merged.rows * 4)),
+                .int64(Int64(launch.count)), .int64(Int64(merged.rows)), .int64(Int64(merged.columns)), .int64(Int64(merged.rows)), .int32(0),
+            ])
+        }
+        let output = try newTensor([tokens, outFeatures], dtype: x.dtype)
+        try launch(.skinnySparse, "skinny_low_rank_epilogue", dtype: x.dtype, grid: elementwiseGrid(tokens * outFeatures), [
+            .pointer(sumsAddress), .pointer(address(up, "skinnyMergedGEMM")), .optionalPointer(try address(ifAny: bias, "skinnyMergedGEMM")),
+            .pointer(address(output, "skinnyMergedGEMM")), .int64(Int64(tokens)), .int64(Int64(outFeatures)),
+            .int64(Int64(merged.rows - outFeatures)), .float(scale),
+        ])
+        return output
+    }
+
+    /// Whether a route's output agrees with a reference's (the dense GEMM's, the folded merged form's) to within what
+    /// rounding allows: max |a − b| ≤ 2% of max |b| (+ a little for all-zero outputs). A kernel that read its operands
+    /// wrongly is off by the outputs' own size. Measured routes are checked so before they are chosen: a route whose
+    /// kernel misbehaves on some device is recorded as failed rather than used.
+    func agrees(_ candidate: Tensor, _ reference: Tensor) throws -> (Bool, Float) {
+        let scale = try floats(maxAbsolute(reference))[0]
+        let difference = try floats(maxAbsolute(subtract(candidate, reference)))[0]
+        return (difference <= 0.02 * scale + 1e-3, difference)
+    }
+}

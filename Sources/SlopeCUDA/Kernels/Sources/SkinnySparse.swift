@@ -1,0 +1,101 @@
+extension KernelSources {
+    /// Decoding's 2:4 GEMM: a few rows of activations (1–8 per launch) against a 2:4 matrix, reading its values and
+    /// 2-bit slot indices once, at memory speed. cuSPARSELt's tensor-core tiles are built for many rows and lose to
+    /// the dense GEMM there (0.46–1.04x measured on an H100 at T ≤ 16), while a 2:4 bf16 matrix held as values and
+    /// 2-bit indices is 0.5625x of the dense bytes: what a decode step, bound by reading the weights, can gain.
+    static let skinnySparse = #"""
+    #if !defined(ELEMENT_FLOAT)
+    #define SKINNY_TOKENS 8
+    #define SKINNY_UNROLL 4
+
+    // The 16-bit element at position i (0…3) of the four packed in (lo, hi), widened to float.
+    static __device__ __forceinline__ float skinny_pick(unsigned lo, unsigned hi, unsigned i) {
+        unsigned w = (i & 2u) ? hi : lo;
+        T v;
+        v.bits = (unsigned short)((i & 1u) ? (w >> 16) : (w & 0xFFFFu));
+        return to_float(v);
+    }
+    static __device__ __forceinline__ float skinny_low(unsigned w) { T v; v.bits = (unsigned short)(w & 0xFFFFu); return to_float(v); }
+    static __device__ __forceinline__ float skinny_high(unsigned w) { T v; v.bits = (unsigned short)(w >> 16); return to_float(v); }
+
+    // y[t, r] = Σ_k x[t, k]·W[r, k] for t < tokens ≤ SKINNY_TOKENS. x [tokens, k]; W 2:4 as its values [rows, k/2] and
+    // its slot indices packed 2 bits each (`pack_slot_indices`: one uint16 per 16 columns, slot s of the chunk at bits
+    // 2s); k a multiple of 16 and every pointer 16-byte aligned. One warp per row (grid-stride over rows): lane l takes
+    // the 16-column chunks l, l + 32, …, each a 16-byte load of values and a 2-byte load of indices (SKINNY_UNROLL
+    // chunks in flight), with 32 bytes of every token's x (the same for every warp: L1 and L2 serve them).
+    // The result: with y32 set, float sums at y32[t·y32_stride + r] (the merged layer's epilogue finishes them);
+    // otherwise y[t·rows + r] = sum (+ y[t·rows + r] when accumulate) (+ bias[r]).
+    extern "C" __global__ void skinny_24_matmul(const T* x, const T* values, const unsigned short* indices, const T* bias, T* y,
+                                                float* y32, long long tokens, long long rows, long long k, long long y32_stride,
+                                                int accumulate) {
+        int lane = threadIdx.x & 31;
+        i64 warps = (i64)gridDim.x * (blockDim.x >> 5), chunks = k / 16;
+        for (i64 r = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+            const uint4* vr = (const uint4*)(values + r * (k / 2));
+            const unsigned short* ir = indices + r * chunks;
+            float acc[SKINNY_TOKENS];
+            #pragma unroll
+            for (int t = 0; t < SKINNY_TOKENS; ++t) acc[t] = 0.0f;
+            for (i64 first = lane; first < chunks; first += 32 * SKINNY_UNROLL) {
+                uint4 w[SKINNY_UNROLL];
+                unsigned m[SKINNY_UNROLL];
+                #pragma unroll
+                for (int u = 0; u < SKINNY_UNROLL; ++u) {
+                    i64 c = first + 32 * u;
+                    if (c < chunks) { w[u] = vr[c]; m[u] = ir[c]; } else { w[u].x = w[u].y = w[u].z = w[u].w = 0u; m[u] = 0u; }
+                }
+                #pragma unroll
+                for (int u = 0; u < SKINNY_UNROLL; ++u) {
+                    i64 c = first + 32 * u;
+                    if (c < chunks) {
+                        float v[8] = {skinny_low(w[u].x), skinny_high(w[u].x), skinny_low(w[u].y), skinny_high(w[u].y),
+                                      skinny_low(w[u].z), skinny_high(w[u].z), skinny_low(w[u].w), skinny_high(w[u].w)};
+                        unsigned s = m[u];
+                        #pragma unroll
+                        for (int t = 0; t < SKINNY_TOKENS; ++t) {
+                            if (t < tokens) {
+                                const uint4* xp = (const uint4*)(x + t * k) + 2 * c;
+                                uint4 a = xp[0], b = xp[1];  // columns 16c … 16c + 7, then 16c + 8 … 16c + 15
+                                acc[t] += v[0] * skinny_pick(a.x, a.y, s & 3u) + v[1] * skinny_pick(a.x, a.y, (s >> 2) & 3u)
+                                        + v[2] * skinny_pick(a.z, a.w, (s >> 4) & 3u) + v[3] * skinny_pick(a.z, a.w, (s >> 6) & 3u)
+                                        + v[4] * skinny_pick(b.x, b.y, (s >> 8) & 3u) + v[5] * skinny_pick(b.x, b.y, (s >> 10) & 3u)
+                                        + v[6] * skinny_pick(b.z, b.w, (s >> 12) & 3u) + v[7] * skinny_pick(b.z, b.w, (s >> 14) & 3u);
+                            }
+                        }
+                    }
+                }
+            }
+            #pragma unroll
+            for (int t = 0; t < SKINNY_TOKENS; ++t) {
+                if (t < tokens) {  // (the same for the whole warp: every lane takes part in the shuffles)
+                    float sum = warp_sum(acc[t]);
+                    if (lane == t) {
+                        if (y32) {
+                            y32[t * y32_stride + r] = sum;
+                        } else {
+                            T* out = y + t * rows + r;
+                            if (accumulate) sum += to_float(*out);
+                            if (bias) sum += to_float(bias[r]);
+                            *out = from_float<T>(sum);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // The merged sparse + low-rank layer from the skinny GEMM over [W; Lᵀ]: y[t, o] = z[t, o] + scale·Σ_j z[t, out + j]·up[j, o]
+    // (+ bias[o]) for o < out; z [tokens, out + rank] float (X·Wᵀ, then X·L), up [rank, out]. Grid-stride over tokens·out.
+    extern "C" __global__ void skinny_low_rank_epilogue(const float* z, const T* up, const T* bias, T* y, long long tokens,
+                                                        long long out, long long rank, float scale) {
+        GRID_STRIDE(e, tokens * out) {
+            i64 t = e / out, o = e - t * out;
+            const float* zr = z + t * (out + rank);
+            float low = 0.0f;
+            for (i64 j = 0; j < rank; ++j) low += zr[out + j] * to_float(up[j * out + o]);
+            y[e] = from_float<T>(zr[o] + scale * low + (bias ? to_float(bias[o]) : 0.0f));
+        }
+    }
+    #endif
+    """#
+}
