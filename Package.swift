@@ -33,12 +33,14 @@ let package = Package(
         .target(name: "CCUDA"),
         // The CUDA backend, loading libcuda, NVRTC, cuBLASLt and cuSPARSELt at run time.
         .target(name: "SlopeCUDA", dependencies: ["SlopeCore", "CCUDA", .product(name: "RealModule", package: "swift-numerics")]),
-        // Tokenizers, the embedded corpus, token shards and loaders (SlopeCore only for its file writer; a heap for BPE merges).
+        // Tokenizers, chat templates, the embedded corpus, token shards and loaders (SlopeCore only for its file writer; a heap
+        // for BPE merges; ordered dictionaries for templates' values).
         .target(
             name: "SlopeData",
             dependencies: [
                 "SlopeCore", .product(name: "RealModule", package: "swift-numerics"),
                 .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),
         // SLoPe itself: N:M sparsity, layers, optimizers, adapters, models, training and checkpoints.

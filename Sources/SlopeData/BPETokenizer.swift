@@ -315,6 +315,8 @@ public struct BPETokenizer: Sendable {
         prefix + (try encodeText(text)) + suffix
     }
 
+    public func encodeWithoutAddedTokens(_ text: String) throws -> [Int32] { try encodeText(text) }
+
     func encodeText(_ text: String) throws -> [Int32] {
         try specialTokens.encode(text) { stretch, atStart in try encodeOrdinary(stretch, atStart: atStart) }
     }
