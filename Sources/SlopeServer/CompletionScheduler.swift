@@ -3,19 +3,9 @@ import SLoPe
 import Synchronization
 
 /// One sequence the server generates: its prompt, its sampler and where it ends.
-public struct CompletionJob: Sendable {
-    public var prompt: [Int32]
-    public var maxTokens: Int
-    public var sampler: TokenSampler
-    public var stopToken: Int32?
-
-    public init(prompt: [Int32], maxTokens: Int, sampler: TokenSampler, stopToken: Int32?) {
-        self.prompt = prompt
-        self.maxTokens = maxTokens
-        self.sampler = sampler
-        self.stopToken = stopToken
-    }
-}
+/// A request the scheduler runs: a prompt, its limits, its sampler and stop tokens (the rule for its end is
+/// ``GenerationRequest/finish(after:generated:cached:capacity:)``, as in `generate`).
+public typealias CompletionJob = GenerationRequest
 
 /// What a job's stream carries: each token as it is chosen, then why it ended.
 public enum CompletionEvent: Sendable, Equatable {
@@ -24,7 +14,7 @@ public enum CompletionEvent: Sendable, Equatable {
     /// the context.
     case finished(FinishReason)
 
-    public enum FinishReason: String, Sendable, Codable { case stop, length }
+    public typealias FinishReason = GenerationRequest.Finish
 }
 
 /// Continuous batching: every sequence being generated holds a slot of one ``KeyValueCache``, and each step is one
@@ -236,9 +226,7 @@ public final class CompletionScheduler: @unchecked Sendable {
                     entry.sampler = samplers[row]
                     entry.generated += 1
                     entry.last = chosen[row]
-                    let reason: CompletionEvent.FinishReason? = chosen[row] == entry.job.stopToken ? .stop
-                        : entry.generated >= entry.job.maxTokens || cache.lengths[entry.slot] + 1 > cache.capacity ? .length : nil
-                    if let reason {
+                    if let reason = entry.job.finish(after: chosen[row], generated: entry.generated, cached: cache.lengths[entry.slot], capacity: cache.capacity) {
                         ended.append((entry, reason))
                         freeSlots.append(entry.slot)
                     } else {

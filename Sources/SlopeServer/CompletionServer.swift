@@ -7,9 +7,10 @@ import SLoPe
 import SlopeData
 import Synchronization
 
-/// `slope serve`: OpenAI's completions API over a ``CompletionScheduler`` — `POST /v1/completions` (whole, or streamed
-/// as server-sent events), `GET /v1/models`, `GET /health`. Requests are checked before they are queued and refused
-/// with OpenAI's error body and a 4xx status (503 when the queue is full).
+/// `slope serve`: OpenAI's completions API over a ``CompletionScheduler`` — `POST /v1/completions` and, with a chat
+/// template, `POST /v1/chat/completions` (whole, or streamed as server-sent events), `GET /v1/models`, `GET /health`.
+/// Requests are checked before they are queued and refused with OpenAI's error body and a 4xx status (503 when the
+/// queue is full).
 public struct CompletionServer: Sendable {
     public struct Configuration: Sendable {
         public var host: String
@@ -34,13 +35,26 @@ public struct CompletionServer: Sendable {
     public let tokenizer: any TextTokenizer
     public let endOfText: Int32?
     public let configuration: Configuration
+    /// The model's chat template; without one, chat requests are answered 404.
+    public let chatTemplate: ChatTemplate?
+    /// Where a chat reply ends beside the end of text: the template's `eos_token` (a chat model's end of turn, such as
+    /// `<|im_end|>` or `<|eot_id|>`) where it is one token.
+    let chatStopTokens: Set<Int32>
     let started = Int(Date().timeIntervalSince1970)
 
-    public init(scheduler: CompletionScheduler, tokenizer: any TextTokenizer, endOfText: Int32?, configuration: Configuration) {
+    public init(
+        scheduler: CompletionScheduler, tokenizer: any TextTokenizer, endOfText: Int32?, chatTemplate: ChatTemplate? = nil, configuration: Configuration
+    ) {
         self.scheduler = scheduler
         self.tokenizer = tokenizer
         self.endOfText = endOfText
+        self.chatTemplate = chatTemplate
         self.configuration = configuration
+        var stops = Set([endOfText].compactMap { $0 })
+        if let eos = chatTemplate?.specialTokens["eos_token"], let ids = try? tokenizer.encodeWithoutAddedTokens(eos), ids.count == 1 {
+            stops.insert(ids[0])
+        }
+        chatStopTokens = stops
     }
 
     /// Serves until the task is cancelled (or, with `signals`, until SIGINT/SIGTERM); `onRunning` gets the port bound
@@ -66,11 +80,7 @@ public struct CompletionServer: Sendable {
             Self.json(.ok, ModelList(data: [.init(id: configuration.modelName, created: started)]))
         }
         router.post("v1/completions") { request, context in try await complete(request, context: context) }
-        router.post("v1/chat/completions") { _, _ in
-            Self.error(
-                .notFound, "\(configuration.modelName) has no chat template slope can apply (Jinja templates are not supported yet); "
-                    + "use /v1/completions with the prompt formatted as the model expects", code: "chat_not_supported")
-        }
+        router.post("v1/chat/completions") { request, context in try await chat(request, context: context) }
         return router
     }
 
@@ -95,16 +105,56 @@ public struct CompletionServer: Sendable {
         let param: String?
     }
 
+    /// The request's body, or the response refusing it (413 over the size limit).
+    private func body(of request: Request) async -> Result<Data, ResponseRefusal> {
+        do {
+            return .success(Data(buffer: try await request.body.collect(upTo: configuration.maxBodyBytes)))
+        } catch {
+            return .failure(ResponseRefusal(Self.error(.contentTooLarge, "the request body exceeds \(configuration.maxBodyBytes) bytes")))
+        }
+    }
+
+    /// A response that ends a request early, as an error value.
+    struct ResponseRefusal: Error {
+        let response: Response
+        init(_ response: Response) { self.response = response }
+    }
+
+    /// Queues a job, or the response refusing it (503 with Retry-After when the queue is full).
+    private func submit(_ job: CompletionJob) -> Result<CompletionScheduler.Ticket, ResponseRefusal> {
+        do {
+            return .success(try scheduler.submit(job))
+        } catch CompletionScheduler.Failure.queueFull(let waiting) {
+            var response = Self.error(.serviceUnavailable, CompletionScheduler.Failure.queueFull(waiting: waiting).description, code: "overloaded")
+            response.headers[.retryAfter] = "1"
+            return .failure(ResponseRefusal(response))
+        } catch {
+            return .failure(ResponseRefusal(Self.error(.badRequest, "\(error)")))
+        }
+    }
+
+    /// The whole text of a job (after `prefix`), its finish reason and the tokens generated; nil if a step failed.
+    private func collect(_ ticket: CompletionScheduler.Ticket, _ text: CompletionText, prefix: String = "") async -> (String, CompletionEvent.FinishReason, Int)? {
+        var output = prefix, reason = CompletionEvent.FinishReason.length, generated = 0
+        do {
+            try await relay(ticket, text) { delta, end, count in
+                output += delta
+                (reason, generated) = (end ?? reason, count)
+            }
+        } catch {
+            return nil
+        }
+        return (output, reason, generated)
+    }
+
     func complete(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let body: CompletionRequest
-        do {
-            let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
-            body = try JSONDecoder().decode(CompletionRequest.self, from: Data(buffer: buffer))
-        } catch let error as DecodingError {
-            return Self.error(.badRequest, "the request body is not a completion request: \(Self.describe(error))")
-        } catch {
-            // collect(upTo:) refuses a body over the limit.
-            return Self.error(.contentTooLarge, "the request body exceeds \(configuration.maxBodyBytes) bytes")
+        switch await self.body(of: request) {
+        case .failure(let refusal): return refusal.response
+        case .success(let data):
+            do { body = try JSONDecoder().decode(CompletionRequest.self, from: data) } catch let error as DecodingError {
+                return Self.error(.badRequest, "the request body is not a completion request: \(Self.describe(error))")
+            }
         }
         let job: CompletionJob, promptText: String
         do {
@@ -113,33 +163,79 @@ public struct CompletionServer: Sendable {
             return Self.error(.badRequest, error.message, param: error.param)
         }
         let ticket: CompletionScheduler.Ticket
-        do {
-            ticket = try scheduler.submit(job)
-        } catch CompletionScheduler.Failure.queueFull(let waiting) {
-            var response = Self.error(.serviceUnavailable, CompletionScheduler.Failure.queueFull(waiting: waiting).description, code: "overloaded")
-            response.headers[.retryAfter] = "1"
-            return response
-        } catch let failure as CompletionScheduler.Failure {
-            return Self.error(.badRequest, failure.description)
+        switch submit(job) {
+        case .failure(let refusal): return refusal.response
+        case .success(let admitted): ticket = admitted
         }
         let id = "cmpl-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let echo = body.echo == true ? promptText : ""
-        let text = CompletionText(tokenizer: tokenizer, prompt: job.prompt, stops: body.stop ?? [], endOfText: endOfText)
+        let text = CompletionText(tokenizer: tokenizer, prompt: job.prompt, stops: body.sampling.stop ?? [], stopTokens: job.stopTokens)
         let base = CompletionResponse(id: id, created: Int(Date().timeIntervalSince1970), model: configuration.modelName, choices: [])
-        if body.stream == true { return stream(ticket, text: text, echo: echo, base: base, promptTokens: job.prompt.count) }
-        var output = echo, reason = CompletionEvent.FinishReason.length, generated = 0
-        do {
-            try await relay(ticket, text) { delta, end, count in
-                output += delta
-                (reason, generated) = (end ?? reason, count)
+        if body.sampling.stream == true {
+            return stream(ticket, text: text, first: echo.isEmpty ? nil : Self.encoded(base.with(echo, nil, nil))) { delta, reason, generated in
+                Self.encoded(base.with(delta, reason, reason == nil ? nil : Usage(promptTokens: job.prompt.count, completionTokens: generated)))
             }
-        } catch {
-            return Self.error(.internalServerError, "generation failed: \(error)", type: "server_error")
         }
-        var response = base
-        response.choices = [CompletionChoice(text: output, finishReason: reason.rawValue)]
-        response.usage = Usage(promptTokens: job.prompt.count, completionTokens: generated)
-        return Self.json(.ok, response)
+        guard let (output, reason, generated) = await collect(ticket, text, prefix: echo) else {
+            return Self.error(.internalServerError, "generation failed", type: "server_error")
+        }
+        return Self.json(.ok, base.with(output, reason, Usage(promptTokens: job.prompt.count, completionTokens: generated)))
+    }
+
+    /// `POST /v1/chat/completions`: the conversation through the model's chat template (ending where the assistant's
+    /// reply begins), encoded as the template wrote it (no tokens added), generated until the end of turn.
+    func chat(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        guard let chatTemplate else {
+            return Self.error(
+                .notFound, "\(configuration.modelName) has no chat template (no chat_template.jinja or tokenizer_config.json chat_template "
+                    + "beside its tokenizer): start slope serve with --chat-template FILE, or use /v1/completions", code: "chat_not_supported")
+        }
+        let body: ChatCompletionRequest
+        let prompt: [Int32]
+        do {
+            switch await self.body(of: request) {
+            case .failure(let refusal): return refusal.response
+            case .success(let data): body = try ChatCompletionRequest(json: data)
+            }
+            let text: String
+            do {
+                text = try chatTemplate.render(messages: body.messages, addGenerationPrompt: true, variables: body.tools.map { ["tools": $0] } ?? [:])
+            } catch let error as TemplateError {
+                // The template's own raise_exception is its rule for what a conversation may be (roles alternating, …).
+                throw RequestError(message: error.raisedByTemplate ? error.message : "the chat template cannot render these messages: \(error.message)", param: "messages")
+            }
+            do { prompt = try tokenizer.encodeWithoutAddedTokens(text) } catch { throw RequestError(message: "the conversation cannot be tokenized: \(error)", param: "messages") }
+            guard !prompt.isEmpty else { throw RequestError(message: "the chat template rendered an empty prompt", param: "messages") }
+        } catch let error as RequestError {
+            return Self.error(.badRequest, error.message, param: error.param)
+        }
+        let job: CompletionJob
+        do { job = try makeJob(prompt: prompt, body.sampling, stopTokens: chatStopTokens) } catch let error as RequestError {
+            return Self.error(.badRequest, error.message, param: error.param)
+        }
+        let ticket: CompletionScheduler.Ticket
+        switch submit(job) {
+        case .failure(let refusal): return refusal.response
+        case .success(let admitted): ticket = admitted
+        }
+        let (id, created) = ("chatcmpl-" + String(UInt64.random(in: 0...UInt64.max), radix: 16), Int(Date().timeIntervalSince1970))
+        let text = CompletionText(tokenizer: tokenizer, prompt: job.prompt, stops: body.sampling.stop ?? [], stopTokens: job.stopTokens)
+        if body.sampling.stream == true {
+            @Sendable func chunk(_ delta: ChatCompletionChunk.Delta, _ reason: CompletionEvent.FinishReason?, _ usage: Usage?) -> String {
+                Self.encoded(ChatCompletionChunk(id: id, created: created, model: configuration.modelName,
+                                                 choices: [.init(delta: delta, finishReason: reason?.rawValue)], usage: usage))
+            }
+            return stream(ticket, text: text, first: chunk(.init(role: "assistant", content: ""), nil, nil)) { delta, reason, generated in
+                chunk(.init(content: delta.isEmpty && reason != nil ? nil : delta), reason,
+                      reason == nil ? nil : Usage(promptTokens: job.prompt.count, completionTokens: generated))
+            }
+        }
+        guard let (output, reason, generated) = await collect(ticket, text) else {
+            return Self.error(.internalServerError, "generation failed", type: "server_error")
+        }
+        return Self.json(.ok, ChatCompletionResponse(
+            id: id, created: created, model: configuration.modelName, choices: [.init(message: .init(content: output), finishReason: reason.rawValue)],
+            usage: Usage(promptTokens: job.prompt.count, completionTokens: generated)))
     }
 
     /// Hands a job's text to `piece` as its tokens arrive: each piece with the tokens generated so far, the last one
@@ -165,24 +261,19 @@ public struct CompletionServer: Sendable {
         }
     }
 
-    /// Server-sent events: a chunk per piece of text, the last with the finish reason and usage, then `[DONE]`.
-    func stream(_ ticket: CompletionScheduler.Ticket, text: CompletionText, echo: String, base: CompletionResponse, promptTokens: Int) -> Response {
+    /// Server-sent events: `first` if any, a chunk per piece of text (`chunk(delta, finish reason, tokens generated)`,
+    /// encoded), the last with the finish reason, then `[DONE]`.
+    func stream(
+        _ ticket: CompletionScheduler.Ticket, text: CompletionText, first: String?,
+        chunk: @escaping @Sendable (String, CompletionEvent.FinishReason?, Int) -> String
+    ) -> Response {
         let body = ResponseBody { writer in
             defer { ticket.cancel() }  // a client gone mid-stream frees its slot at the next step
-            func send(_ delta: String, _ reason: CompletionEvent.FinishReason?, usage: Usage? = nil) async throws {
-                var chunk = base
-                chunk.choices = [CompletionChoice(text: delta, finishReason: reason?.rawValue)]
-                chunk.usage = usage
-                try await writer.write(ByteBuffer(string: "data: " + Self.encoded(chunk) + "\n\n"))
-            }
-            if !echo.isEmpty { try await send(echo, nil) }
+            func send(_ encoded: String) async throws { try await writer.write(ByteBuffer(string: "data: " + encoded + "\n\n")) }
+            if let first { try await send(first) }
             do {
                 try await relay(ticket, text) { delta, reason, generated in
-                    if let reason {
-                        try await send(delta, reason, usage: Usage(promptTokens: promptTokens, completionTokens: generated))
-                    } else if !delta.isEmpty {
-                        try await send(delta, nil)
-                    }
+                    if reason != nil || !delta.isEmpty { try await send(chunk(delta, reason, generated)) }
                 }
             } catch let error where !(error is CancellationError) {
                 let failure = ErrorBody(error: .init(message: "generation failed: \(error)", type: "server_error"))
@@ -194,8 +285,25 @@ public struct CompletionServer: Sendable {
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
 
-    /// The scheduler's job for a request, and the prompt's text (for `echo`), or what is wrong with it.
+    /// The scheduler's job for a completion request, and the prompt's text (for `echo`), or what is wrong with it.
     func makeJob(_ body: CompletionRequest) throws -> (CompletionJob, String) {
+        let prompt: [Int32], promptText: String
+        switch body.prompt {
+        case .text(let text):
+            do { prompt = try tokenizer.encode(text) } catch { throw RequestError(message: "the prompt cannot be tokenized: \(error)", param: "prompt") }
+            promptText = text
+        case .tokens(let tokens):
+            guard tokens.allSatisfy({ (0..<Int32(scheduler.vocabularySize)).contains($0) }) else {
+                throw RequestError(message: "a prompt token id is outside the vocabulary (0 ..< \(scheduler.vocabularySize))", param: "prompt")
+            }
+            prompt = tokens
+            promptText = tokenizer.decode(tokens)
+        }
+        return (try makeJob(prompt: prompt, body.sampling, stopTokens: Set([endOfText].compactMap { $0 })), promptText)
+    }
+
+    /// The scheduler's job for a prompt and the request's sampling, or what is wrong with them.
+    func makeJob(prompt: [Int32], _ body: SamplingParameters, stopTokens: Set<Int32>) throws -> CompletionJob {
         func fail(_ message: String, _ param: String) -> RequestError { RequestError(message: message, param: param) }
         if let model = body.model, model != configuration.modelName {
             throw fail("this server serves \(configuration.modelName), not \(model)", "model")
@@ -210,18 +318,6 @@ public struct CompletionServer: Sendable {
         guard body.topP.map({ $0 > 0 && $0 <= 1 }) ?? true else { throw fail("top_p must be in (0, 1]", "top_p") }
         guard body.topK.map({ $0 >= 1 }) ?? true else { throw fail("top_k must be at least 1", "top_k") }
         guard (body.stop ?? []).count <= 4 else { throw fail("at most 4 stop strings", "stop") }
-        let prompt: [Int32], promptText: String
-        switch body.prompt {
-        case .text(let text):
-            do { prompt = try tokenizer.encode(text) } catch { throw fail("the prompt cannot be tokenized: \(error)", "prompt") }
-            promptText = text
-        case .tokens(let tokens):
-            guard tokens.allSatisfy({ (0..<Int32(scheduler.vocabularySize)).contains($0) }) else {
-                throw fail("a prompt token id is outside the vocabulary (0 ..< \(scheduler.vocabularySize))", "prompt")
-            }
-            prompt = tokens
-            promptText = tokenizer.decode(tokens)
-        }
         guard !prompt.isEmpty else { throw fail("the prompt is empty", "prompt") }
         let context = scheduler.contextLength
         guard prompt.count + maxTokens - 1 <= context else {
@@ -231,7 +327,7 @@ public struct CompletionServer: Sendable {
         }
         let sampler = try TokenSampler(
             temperature: temperature, topK: body.topK, topP: body.topP, seed: body.seed ?? UInt64.random(in: 0...UInt64.max))
-        return (CompletionJob(prompt: prompt, maxTokens: maxTokens, sampler: sampler, stopToken: endOfText), promptText)
+        return CompletionJob(prompt: prompt, maxTokens: maxTokens, sampler: sampler, stopTokens: stopTokens)
     }
 
     // MARK: Responses

@@ -8,22 +8,23 @@ struct CompletionText {
     let prompt: [Int32]
     let promptText: String
     let stops: [String]
-    let endOfText: Int32?
+    /// Tokens that end a completion without being part of its text (the end of text, a chat model's end of turn).
+    let stopTokens: Set<Int32>
     private var tokens: [Int32] = []
     /// Characters already handed out.
     private var sent = 0
 
-    init(tokenizer: any TextTokenizer, prompt: [Int32], stops: [String], endOfText: Int32?) {
+    init(tokenizer: any TextTokenizer, prompt: [Int32], stops: [String], stopTokens: Set<Int32>) {
         self.tokenizer = tokenizer
         self.prompt = prompt
         promptText = tokenizer.decode(prompt)
         self.stops = stops.filter { !$0.isEmpty }
-        self.endOfText = endOfText
+        self.stopTokens = stopTokens
     }
 
     /// The whole continuation so far.
     var text: String {
-        let generated = tokens.filter { $0 != endOfText }
+        let generated = tokens.filter { !stopTokens.contains($0) }
         let whole = tokenizer.decode(prompt + generated)
         return whole.hasPrefix(promptText) ? String(whole.dropFirst(promptText.count)) : tokenizer.decode(generated)
     }

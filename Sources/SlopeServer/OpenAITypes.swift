@@ -1,7 +1,6 @@
-/// The parts of OpenAI's completions API that `slope serve` speaks (field names as OpenAI spells them).
-struct CompletionRequest: Decodable, Sendable {
+/// What completions and chat completions share: the model, limits and sampling (field names as OpenAI spells them).
+struct SamplingParameters: Decodable, Sendable {
     var model: String?
-    var prompt: Prompt
     var maxTokens: Int?
     var temperature: Double?
     var topP: Double?
@@ -11,7 +10,36 @@ struct CompletionRequest: Decodable, Sendable {
     var stop: [String]?
     var seed: UInt64?
     var n: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case model, temperature, stream, stop, seed, n
+        case maxTokens = "max_tokens", maxCompletionTokens = "max_completion_tokens", topP = "top_p", topK = "top_k"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        model = try container.decodeIfPresent(String.self, forKey: .model)
+        // Chat's newer name for the same limit.
+        maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens) ?? container.decodeIfPresent(Int.self, forKey: .maxCompletionTokens)
+        temperature = try container.decodeIfPresent(Double.self, forKey: .temperature)
+        topP = try container.decodeIfPresent(Double.self, forKey: .topP)
+        topK = try container.decodeIfPresent(Int.self, forKey: .topK)
+        stream = try container.decodeIfPresent(Bool.self, forKey: .stream)
+        if let one = try? container.decode(String.self, forKey: .stop) {
+            stop = [one]
+        } else {
+            stop = try container.decodeIfPresent([String].self, forKey: .stop)
+        }
+        seed = try container.decodeIfPresent(UInt64.self, forKey: .seed)
+        n = try container.decodeIfPresent(Int.self, forKey: .n)
+    }
+}
+
+/// The parts of OpenAI's completions API that `slope serve` speaks: a prompt and `echo` beside the sampling.
+struct CompletionRequest: Decodable, Sendable {
+    var prompt: Prompt
     var echo: Bool?
+    var sampling: SamplingParameters
 
     /// A text, a list holding one text, or token ids.
     enum Prompt: Sendable, Equatable {
@@ -19,14 +47,10 @@ struct CompletionRequest: Decodable, Sendable {
         case tokens([Int32])
     }
 
-    enum CodingKeys: String, CodingKey {
-        case model, prompt, temperature, stream, stop, seed, n, echo
-        case maxTokens = "max_tokens", topP = "top_p", topK = "top_k"
-    }
+    enum CodingKeys: String, CodingKey { case prompt, echo }
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        model = try container.decodeIfPresent(String.self, forKey: .model)
         if let text = try? container.decode(String.self, forKey: .prompt) {
             prompt = .text(text)
         } else if let texts = try? container.decode([String].self, forKey: .prompt) {
@@ -40,19 +64,8 @@ struct CompletionRequest: Decodable, Sendable {
         } else {
             throw DecodingError.dataCorruptedError(forKey: .prompt, in: container, debugDescription: "a string or a list of token ids")
         }
-        maxTokens = try container.decodeIfPresent(Int.self, forKey: .maxTokens)
-        temperature = try container.decodeIfPresent(Double.self, forKey: .temperature)
-        topP = try container.decodeIfPresent(Double.self, forKey: .topP)
-        topK = try container.decodeIfPresent(Int.self, forKey: .topK)
-        stream = try container.decodeIfPresent(Bool.self, forKey: .stream)
-        if let one = try? container.decode(String.self, forKey: .stop) {
-            stop = [one]
-        } else {
-            stop = try container.decodeIfPresent([String].self, forKey: .stop)
-        }
-        seed = try container.decodeIfPresent(UInt64.self, forKey: .seed)
-        n = try container.decodeIfPresent(Int.self, forKey: .n)
         echo = try container.decodeIfPresent(Bool.self, forKey: .echo)
+        sampling = try SamplingParameters(from: decoder)
     }
 }
 
@@ -101,6 +114,14 @@ struct CompletionResponse: Encodable, Sendable {
     var model: String
     var choices: [CompletionChoice]
     var usage: Usage?
+
+    /// This response with one choice of `text` (and its finish reason, null while streaming) and `usage`.
+    func with(_ text: String, _ reason: CompletionEvent.FinishReason?, _ usage: Usage?) -> CompletionResponse {
+        var response = self
+        response.choices = [CompletionChoice(text: text, finishReason: reason?.rawValue)]
+        response.usage = usage
+        return response
+    }
 }
 
 struct ModelList: Encodable, Sendable {

@@ -56,7 +56,7 @@ final class InferenceTests: XCTestCase {
             GenerationRequest(prompt: [1, 2, 3], maxTokens: 9, sampler: try TokenSampler(temperature: 0)),
             GenerationRequest(prompt: [4], maxTokens: 5, sampler: try TokenSampler(temperature: 1.2, seed: 3)),
             GenerationRequest(prompt: [5, 6, 7, 8, 9, 10, 11], maxTokens: 30, sampler: try TokenSampler(temperature: 0.9, topK: 5, seed: 4)),
-            GenerationRequest(prompt: [12, 13], maxTokens: 12, sampler: try TokenSampler(temperature: 1, seed: 5), stopToken: 0),
+            GenerationRequest(prompt: [12, 13], maxTokens: 12, sampler: try TokenSampler(temperature: 1, seed: 5), stopTokens: [0]),
         ]
         let alone = try requests.map { try model.generate([$0])[0] }
         var streamed = [[Int32]](repeating: [], count: requests.count)

@@ -47,6 +47,12 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["serve", "missing.safetensors", "--slots", "0"], mentions: ["--slots must be at least 1"])
         try assertRefused(["serve", "missing.safetensors", "--context", "1"], mentions: ["--context must be at least 2"])
         try assertRefused(["serve", "missing.safetensors", "--max-tokens", "0"], mentions: ["--max-tokens must be at least 1"])
+        let templates = try CommandRunner.temporaryFolder(self)
+        let broken = templates.appendingPathComponent("broken.jinja")
+        try Data("{% for m in messages %}{{ m.content }}".utf8).write(to: broken)
+        try assertRefused(["serve", "missing.safetensors", "--chat-template", broken.path], mentions: ["--chat-template", "broken.jinja", "{% endfor %}"])
+        try assertRefused(["serve", "missing.safetensors", "--chat-template", templates.appendingPathComponent("absent.jinja").path],
+                          mentions: ["cannot read the chat template file"])
         try assertRefused(["bench", "generate", "--batches", "1,0"], mentions: ["--batches: '0' is not a batch size ≥ 1"])
         try assertRefused(["bench", "generate", "--modes", "dense,fast"], mentions: ["--modes: 'fast' is not one of dense, merged, unmerged"])
         try assertRefused(["bench", "generate", "--new-tokens", "1"], mentions: ["--new-tokens ≥ 2"])

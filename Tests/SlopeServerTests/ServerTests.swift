@@ -32,7 +32,7 @@ final class ServerTests: XCTestCase {
     func testCompletionTextHoldsBackPartialStopsAndCharacters() throws {
         let tokenizer = ByteTokenizer()
         let prompt = try tokenizer.encode("Q: ")
-        var text = CompletionText(tokenizer: tokenizer, prompt: prompt, stops: ["\n\n", "END"], endOfText: ByteTokenizer.endOfText)
+        var text = CompletionText(tokenizer: tokenizer, prompt: prompt, stops: ["\n\n", "END"], stopTokens: [ByteTokenizer.endOfText])
         var out = ""
         for byte in Array("ab\nc".utf8) { out += text.add(Int32(byte)).delta }
         XCTAssertEqual(out, "ab\nc", "a lone newline is released once the next byte shows it is no stop")
@@ -42,7 +42,7 @@ final class ServerTests: XCTestCase {
         XCTAssertTrue(stopped)
         XCTAssertEqual(delta, "", "the stop string is not part of the text")
         // A character of several bytes is sent whole, and the end-of-text token adds nothing.
-        var unicode = CompletionText(tokenizer: tokenizer, prompt: prompt, stops: [], endOfText: ByteTokenizer.endOfText)
+        var unicode = CompletionText(tokenizer: tokenizer, prompt: prompt, stops: [], stopTokens: [ByteTokenizer.endOfText])
         let bytes = Array("é!".utf8)
         XCTAssertEqual(unicode.add(Int32(bytes[0])).delta, "", "half of é")
         XCTAssertEqual(unicode.add(Int32(bytes[1])).delta + unicode.add(Int32(bytes[2])).delta, "é!")
@@ -61,7 +61,7 @@ final class ServerTests: XCTestCase {
         let jobs = try (0..<12).map { index in
             CompletionJob(
                 prompt: (0..<(3 + index % 5)).map { Int32(($0 * 37 + index * 11) % 256) }, maxTokens: 4 + index % 7,
-                sampler: try TokenSampler(temperature: index % 3 == 0 ? 0.9 : 0, seed: UInt64(index)), stopToken: nil)
+                sampler: try TokenSampler(temperature: index % 3 == 0 ? 0.9 : 0, seed: UInt64(index)))
         }
         let expected = try jobs.map { job in
             try reference.generate([GenerationRequest(prompt: job.prompt, maxTokens: job.maxTokens, sampler: job.sampler)])[0]
@@ -90,15 +90,15 @@ final class ServerTests: XCTestCase {
         defer { scheduler.shutdown() }
         let sampler = try TokenSampler(temperature: 0)
         // One slot, no queue: a second job while the first runs is refused.
-        let running = try scheduler.submit(CompletionJob(prompt: [1], maxTokens: 15, sampler: sampler, stopToken: nil))
+        let running = try scheduler.submit(CompletionJob(prompt: [1], maxTokens: 15, sampler: sampler))
         defer { running.cancel() }
-        XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: [], maxTokens: 1, sampler: sampler, stopToken: nil))) {
+        XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: [], maxTokens: 1, sampler: sampler))) {
             XCTAssertEqual($0 as? CompletionScheduler.Failure, .emptyPrompt)
         }
-        XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: Array(repeating: 1, count: 16), maxTokens: 1, sampler: sampler, stopToken: nil))) {
+        XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: Array(repeating: 1, count: 16), maxTokens: 1, sampler: sampler))) {
             XCTAssertEqual($0 as? CompletionScheduler.Failure, .promptTooLong(tokens: 16, limit: 16))
         }
-        XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: [2], maxTokens: 1, sampler: sampler, stopToken: nil))) {
+        XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: [2], maxTokens: 1, sampler: sampler))) {
             XCTAssertEqual($0 as? CompletionScheduler.Failure, .queueFull(waiting: 0))
         }
         XCTAssertThrowsError(try CompletionScheduler(limits: .init(slots: 1, contextLength: 8)) {
@@ -110,11 +110,11 @@ final class ServerTests: XCTestCase {
     func testCancelledJobsFreeTheirSlots() async throws {
         let scheduler = try CompletionScheduler(limits: .init(slots: 1, contextLength: 64)) { try Self.model() }
         defer { scheduler.shutdown() }
-        let long = try scheduler.submit(CompletionJob(prompt: [1, 2], maxTokens: 60, sampler: try TokenSampler(temperature: 0), stopToken: nil))
+        let long = try scheduler.submit(CompletionJob(prompt: [1, 2], maxTokens: 60, sampler: try TokenSampler(temperature: 0)))
         var iterator = long.events.makeAsyncIterator()
         _ = try await iterator.next()
         long.cancel()
-        let short = try scheduler.submit(CompletionJob(prompt: [3], maxTokens: 2, sampler: try TokenSampler(temperature: 0), stopToken: nil))
+        let short = try scheduler.submit(CompletionJob(prompt: [3], maxTokens: 2, sampler: try TokenSampler(temperature: 0)))
         var events: [CompletionEvent] = []
         for try await event in short.events { events.append(event) }
         XCTAssertEqual(events.last, .finished(.length))
@@ -131,11 +131,18 @@ final class ServerTests: XCTestCase {
         group.wait()
     }
 
+    /// A chat template over the byte tokenizer: `<role>content` per message, `>` before the reply, `|` ending a turn
+    /// (its eos_token, one byte: where a reply stops); it refuses a conversation that does not end with the user.
+    static let chatTemplate = try! ChatTemplate(
+        "{% if messages[-1].role != 'user' %}{{ raise_exception('the last message must be the user\\'s') }}{% endif %}"
+            + "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}{{ eos_token }}{% endfor %}{% if add_generation_prompt %}>{% endif %}",
+        specialTokens: ["eos_token": "|"])
+
     /// Starts a server on a free loopback port; stops it when the test ends.
-    func startServer(slots: Int = 4, queue: Int = 256) throws -> (LoopbackClient, CompletionServer) {
+    func startServer(slots: Int = 4, queue: Int = 256, chatTemplate: ChatTemplate? = nil) throws -> (LoopbackClient, CompletionServer) {
         let scheduler = try CompletionScheduler(limits: .init(slots: slots, contextLength: 64, queueLimit: queue)) { try Self.model() }
         let server = CompletionServer(
-            scheduler: scheduler, tokenizer: ByteTokenizer(), endOfText: ByteTokenizer.endOfText,
+            scheduler: scheduler, tokenizer: ByteTokenizer(), endOfText: ByteTokenizer.endOfText, chatTemplate: chatTemplate,
             configuration: .init(port: 0, modelName: "tiny", maxTokensLimit: 48, maxBodyBytes: 4096))
         let (port, task) = try server.start(waiting: 30)
         addTeardownBlock {
@@ -227,6 +234,60 @@ final class ServerTests: XCTestCase {
             XCTAssertEqual(try texts.withLock { $0[index] }?.get(), alone[index], "client \(index): streamed or not, alone or in the crowd")
         }
         XCTAssertEqual(server.scheduler.statistics.widestStep, 4, "requests were batched, as many as the slots")
+    }
+
+    /// Chat: the conversation goes through the template, and the reply is what greedy generation gives from the
+    /// rendered prompt, cut before the end-of-turn token; streamed, a first chunk carries the role, then the content
+    /// in pieces, the last one the finish reason. Bad conversations are refused with the template's own rule.
+    func testChatCompletionsGoThroughTheTemplate() throws {
+        let (http, _) = try startServer(chatTemplate: Self.chatTemplate)
+        let messages = #"[{"role":"system","content":" Be brief. "},{"role":"user","content":"Hi"}]"#
+        let prompt = try Self.chatTemplate.render(
+            messages: [.dictionary(["role": "system", "content": " Be brief. "]), .dictionary(["role": "user", "content": "Hi"])], addGenerationPrompt: true)
+        XCTAssertEqual(prompt, "<system>Be brief.|<user>Hi|>")
+        // What the model gives that prompt, greedy, up to the end of turn ('|', byte 124) or 20 tokens.
+        let model = try Self.model()
+        let generated = try model.generate(
+            prompt: ByteTokenizer().encode(prompt), maxTokens: 20, sampler: TokenSampler(temperature: 0), stopTokens: [124, ByteTokenizer.endOfText])
+        let expected = ByteTokenizer().decode(generated.filter { $0 != 124 && $0 != ByteTokenizer.endOfText })
+
+        let whole = try http.post("/v1/chat/completions", #"{"messages":\#(messages),"max_tokens":20,"temperature":0}"#)
+        XCTAssertEqual(whole.status, 200, whole.body)
+        let json = try whole.json()
+        XCTAssertEqual(json["object"] as? String, "chat.completion")
+        let choice = try XCTUnwrap((json["choices"] as? [[String: Any]])?.first)
+        let message = try XCTUnwrap(choice["message"] as? [String: Any])
+        XCTAssertEqual(message["role"] as? String, "assistant")
+        XCTAssertEqual(message["content"] as? String, expected)
+        XCTAssertEqual(choice["finish_reason"] as? String, generated.last == 124 ? "stop" : "length")
+        XCTAssertEqual((json["usage"] as? [String: Int])?["prompt_tokens"], prompt.utf8.count)
+
+        let streamed = try http.post("/v1/chat/completions", #"{"messages":\#(messages),"max_completion_tokens":20,"temperature":0,"stream":true}"#)
+        XCTAssertEqual(streamed.status, 200, streamed.body)
+        let events = streamed.events
+        XCTAssertEqual(events.last, "[DONE]")
+        let chunks = try events.dropLast().map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] ?? [:] }
+        XCTAssertTrue(chunks.allSatisfy { $0["object"] as? String == "chat.completion.chunk" })
+        let deltas = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any] }
+        XCTAssertEqual(deltas.first?["role"] as? String, "assistant")
+        XCTAssertEqual(deltas.compactMap { $0["content"] as? String }.joined(), expected)
+        XCTAssertNotNil((chunks.last?["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String)
+
+        let refusals: [(String, String)] = [
+            (#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}"#, "the last message must be the user's"),
+            (#"{"messages":[]}"#, "`messages` must be a non-empty list"),
+            (#"{"messages":[{"content":"no role"}]}"#, "messages[0] needs a string `role`"),
+            (#"{"messages":[{"role":"user","content":5}]}"#, "messages[0].content must be"),
+            (#"{"messages":"#, "not JSON"),
+            (#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, "max_tokens must be in 1 … 48"),
+            (#"{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, "`temperature` has the wrong type"),
+        ]
+        for (body, text) in refusals {
+            let response = try http.post("/v1/chat/completions", body)
+            XCTAssertEqual(response.status, 400, "\(body): \(response.body)")
+            let error = try response.json()["error"] as? [String: Any]
+            XCTAssertTrue((error?["message"] as? String)?.contains(text) == true, "\(body): \(response.body)")
+        }
     }
 
     /// A full queue answers 503 with Retry-After instead of waiting without bound.

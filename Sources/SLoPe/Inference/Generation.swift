@@ -3,14 +3,25 @@ public struct GenerationRequest: Sendable {
     public var prompt: [Int32]
     public var maxTokens: Int
     public var sampler: TokenSampler
-    /// Generation stops after this token (it is the last one returned).
-    public var stopToken: Int32?
+    /// Generation stops after any of these (it is the last token returned): the end of text, a chat model's end of turn.
+    public var stopTokens: Set<Int32>
 
-    public init(prompt: [Int32], maxTokens: Int, sampler: TokenSampler, stopToken: Int32? = nil) {
+    public init(prompt: [Int32], maxTokens: Int, sampler: TokenSampler, stopTokens: Set<Int32> = []) {
         self.prompt = prompt
         self.maxTokens = maxTokens
         self.sampler = sampler
-        self.stopToken = stopToken
+        self.stopTokens = stopTokens
+    }
+
+    /// Why a sequence ends: `stop`, a stop token; `length`, its `maxTokens` or the room in its cache slot.
+    public enum Finish: String, Sendable, Codable { case stop, length }
+
+    /// Whether the sequence ends after `token`, its `generated`-th, with `cached` positions in a cache slot holding
+    /// `capacity` (the last token chosen never enters the cache); nil while it goes on. The one rule `generate` and
+    /// the server's scheduler both follow.
+    public func finish(after token: Int32, generated: Int, cached: Int, capacity: Int) -> Finish? {
+        if stopTokens.contains(token) { return .stop }
+        return generated >= maxTokens || cached + 1 > capacity ? .length : nil
     }
 }
 
@@ -52,8 +63,7 @@ extension TransformerModel {
                 let token = chosen[row]
                 generated[slot].append(token)
                 onToken(slot, token)
-                let finished = token == request.stopToken || generated[slot].count == request.maxTokens || cache.lengths[slot] + 1 > limit
-                if !finished {
+                if request.finish(after: token, generated: generated[slot].count, cached: cache.lengths[slot], capacity: limit) == nil {
                     next.append(.init(slot: slot, count: 1))
                     tokens.append(token)
                 }
@@ -78,12 +88,12 @@ extension TransformerModel {
         return samplers.indices.map { row in samplers[row].sample(Array(values[(row * vocabulary)..<((row + 1) * vocabulary)])) }
     }
 
-    /// Continues `prompt` by up to `maxTokens` tokens, stopping early at `stopToken` or the context length.
+    /// Continues `prompt` by up to `maxTokens` tokens, stopping early at one of `stopTokens` or the context length.
     /// `onToken` sees each new token as it is chosen (for streaming output).
     public func generate(
-        prompt: [Int32], maxTokens: Int, sampler: TokenSampler, stopToken: Int32? = nil, onToken: (Int32) -> Void = { _ in }
+        prompt: [Int32], maxTokens: Int, sampler: TokenSampler, stopTokens: Set<Int32> = [], onToken: (Int32) -> Void = { _ in }
     ) throws -> [Int32] {
-        let request = GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampler: sampler, stopToken: stopToken)
+        let request = GenerationRequest(prompt: prompt, maxTokens: maxTokens, sampler: sampler, stopTokens: stopTokens)
         return try generate([request]) { onToken($1) }[0]
     }
 }

@@ -77,7 +77,7 @@ struct BenchServe: ParsableCommand {
         func direct() throws -> Double {
             let start = clock.now
             let tickets = try prompts.map { tokens in
-                try scheduler.submit(CompletionJob(prompt: tokens, maxTokens: new, sampler: try TokenSampler(temperature: 0), stopToken: nil))
+                try scheduler.submit(CompletionJob(prompt: tokens, maxTokens: new, sampler: try TokenSampler(temperature: 0)))
             }
             try Self.drain(tickets)
             return (clock.now - start) / .seconds(1)

@@ -13,7 +13,8 @@ struct ServeCommand: ParsableCommand {
         abstract: "Serve a model over HTTP with OpenAI's completions API (streaming, continuous batching).",
         discussion: """
             Endpoints: POST /v1/completions (prompt, max_tokens, temperature, top_p, top_k, stop, seed, echo, \
-            stream), GET /v1/models, GET /health. Concurrent requests are generated together: each holds one of \
+            stream), POST /v1/chat/completions (messages, tools; the same sampling fields) where the model has a chat \
+            template, GET /v1/models, GET /health. Concurrent requests are generated together: each holds one of \
             --slots KV-cache slots, joins the running batch at the next step and leaves when done; more wait, up to \
             --queue, and beyond that get 503. Ctrl-C (SIGINT) or SIGTERM stops the server gracefully.
             """)
@@ -42,6 +43,9 @@ struct ServeCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "The most tokens one request may ask for (default: the context).")
     var maxTokens: Int?
 
+    @Option(help: "The chat template for /v1/chat/completions: a .jinja file or a tokenizer_config.json (default: chat_template.jinja or tokenizer_config.json beside the model's tokenizer files).")
+    var chatTemplate: String?
+
     @Flag(help: "Keep SLoPe layers and adapters separate instead of merging them for inference.")
     var noMerge = false
 
@@ -54,6 +58,9 @@ struct ServeCommand: ParsableCommand {
         guard context.map({ $0 >= 2 }) ?? true else { throw ValidationError("--context must be at least 2") }
         guard queue >= 0 else { throw ValidationError("--queue must be ≥ 0") }
         guard maxTokens.map({ $0 >= 1 }) ?? true else { throw ValidationError("--max-tokens must be at least 1") }
+        if let chatTemplate {
+            do { _ = try ChatTemplate.load(file: chatTemplate) } catch { throw ValidationError("--chat-template: \(error)") }
+        }
     }
 
     func run() throws {
@@ -81,7 +88,9 @@ struct ServeCommand: ParsableCommand {
         let name = modelName ?? Self.defaultName(checkpoint)
         let configuration = CompletionServer.Configuration(
             host: host, port: port, modelName: name, maxTokensLimit: maxTokens ?? scheduler.contextLength)
-        let server = CompletionServer(scheduler: scheduler, tokenizer: tokenizer, endOfText: endOfText, configuration: configuration)
+        let (template, templateSource) = try Self.chatTemplate(given: chatTemplate, tokenizer: options.tokenizerFiles)
+        let server = CompletionServer(
+            scheduler: scheduler, tokenizer: tokenizer, endOfText: endOfText, chatTemplate: template, configuration: configuration)
         let header = "slope serve: \(name) (\(description.withLock { $0 })); \(limits.slots) sequences at once × "
             + "\(scheduler.contextLength) positions (KV cache), up to \(queue) waiting"
         let failure = Mutex<(any Error)?>(nil)
@@ -90,7 +99,10 @@ struct ServeCommand: ParsableCommand {
             do {
                 try await server.run(handlingSignals: true) { port in
                     say(header)
-                    say("listening on http://\(configuration.host):\(port) — POST /v1/completions, GET /v1/models, GET /health")
+                    say(templateSource.map { "chat template: \($0)" }
+                        ?? "no chat template (give one with --chat-template): POST /v1/chat/completions answers 404")
+                    say("listening on http://\(configuration.host):\(port) — POST /v1/completions\(template == nil ? "" : ", POST /v1/chat/completions"), "
+                        + "GET /v1/models, GET /health")
                 }
             } catch {
                 failure.withLock { $0 = error }
@@ -102,6 +114,28 @@ struct ServeCommand: ParsableCommand {
             throw ValidationError("slope serve could not serve on \(host):\(port): \(error)")
         }
         say("slope serve: stopped after \(scheduler.statistics.completed) completions (\(scheduler.statistics.generatedTokens) tokens)")
+    }
+
+    /// The chat template given, else the one beside the tokenizer files (a Hugging Face folder's, or those a checkpoint
+    /// was trained with), and where it came from; a template that cannot be used is an error at start, not at the
+    /// first request.
+    static func chatTemplate(given path: String?, tokenizer: HuggingFaceTokenizerFiles.Source?) throws -> (ChatTemplate?, String?) {
+        do {
+            if let path { return (try ChatTemplate.load(file: path), path) }
+            let file: String?
+            switch tokenizer {
+            case .tokenizerJSON(let path)?: file = path
+            case .vocabularyAndMerges(let vocabulary, _)?: file = vocabulary
+            case .bytes?, nil: file = nil
+            }
+            guard let file else { return (nil, nil) }
+            let folder = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
+            guard let template = try ChatTemplate.find(inFolder: folder) else { return (nil, nil) }
+            let source = FileManager.default.fileExists(atPath: folder + "/chat_template.jinja") ? "chat_template.jinja" : "tokenizer_config.json"
+            return (template, folder + "/" + source)
+        } catch let error as TemplateError {
+            throw ValidationError(error.message)
+        }
     }
 
     /// `runs/x/checkpoint.safetensors` → `x`; a model folder → its name.

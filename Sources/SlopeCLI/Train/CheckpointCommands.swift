@@ -167,7 +167,7 @@ struct GenerateCommand: ParsableCommand {
         let requests = try texts.enumerated().map { index, text in
             GenerationRequest(
                 prompt: try tokenizer.encode(text), maxTokens: maxTokens,
-                sampler: try TokenSampler(temperature: temperature, topK: topK, topP: topP, seed: seed &+ UInt64(index)), stopToken: endOfText)
+                sampler: try TokenSampler(temperature: temperature, topK: topK, topP: topP, seed: seed &+ UInt64(index)), stopTokens: Set([endOfText].compactMap { $0 }))
         }
         // The continuation is what decoding the prompt and it together adds to the prompt's own decoding: a
         // SentencePiece decoder strips the text's leading space, which must not be the continuation's first.

@@ -193,6 +193,10 @@ public indirect enum TemplateValue: Sendable {
     }
 }
 
+extension TemplateValue: ExpressibleByStringLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+}
+
 /// `namespace(…)`'s attributes, shared by every reference to it.
 public final class TemplateNamespace: @unchecked Sendable {
     var attributes: OrderedDictionary<String, TemplateValue>
