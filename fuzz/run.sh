@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-1000000}; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(safetensors tokens tokenizer-json vocab-merges model-json checkpoint-state)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(safetensors tokens tokenizer-json vocab-merges model-json checkpoint-state chat-request chat-template)
 # libFuzzer's instrumentation (inline 8-bit counters, PC table, comparisons) and AddressSanitizer in every module, and
 # libFuzzer without its own main: SwiftPM gives executables their entry point, and slope-fuzz's calls libFuzzer's
 # driver (LLVMFuzzerRunDriver). (-sanitize=fuzzer would also link libFuzzer's main, which clashes with that entry point.)

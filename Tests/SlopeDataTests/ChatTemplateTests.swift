@@ -87,6 +87,39 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertTrue(renderError("{% for i in range(1000000) %}{% endfor %}").contains("more than 100000"))
     }
 
+    /// Templates and request JSON cannot hang or crash the server: endless loops, runaway recursion through macros,
+    /// values nested without bound and huge outputs end in an error; JSON nested too deeply or with numbers out of
+    /// range is refused; what is read writes back (tojson) as JSON that reads as the same value.
+    func testLimitsHoldAgainstRunawayTemplatesAndInputs() throws {
+        func renderError(_ source: String) -> String {
+            do { _ = try ChatTemplate(source).render(messages: [], addGenerationPrompt: false); return "rendered" } catch { return "\(error)" }
+        }
+        XCTAssertTrue(renderError("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").contains("steps"))
+        XCTAssertTrue(renderError("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}").contains("nest deeper than 32"))
+        XCTAssertTrue(renderError("{% set ns = namespace(x=[]) %}{% for i in range(100) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}")
+            .contains("nested deeper than 64"))
+        XCTAssertTrue(renderError("{{ 'x' * 100000000 }}").contains("over 16 MB"))
+        XCTAssertTrue(renderError("{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}").contains("more than"))
+        XCTAssertTrue(loadErrorOf(String(repeating: "(", count: 200) + "1" + String(repeating: ")", count: 200)).contains("deeper than 64"))
+        XCTAssertTrue(loadErrorOf(String(repeating: "{% if 1 %}", count: 100)).contains("deeper than 64"))
+
+        XCTAssertThrowsError(try TemplateValue(json: Array(("{\"m\": " + String(repeating: "[", count: 70) + String(repeating: "]", count: 70) + "}").utf8)))
+        XCTAssertThrowsError(try TemplateValue(json: Array("[1e400]".utf8)))
+        XCTAssertThrowsError(try TemplateValue(json: Array("{\"a\": 1} x".utf8)))
+        XCTAssertThrowsError(try TemplateValue(json: Array("\"\\ud800\"".utf8)), "an unpaired surrogate")
+        let text = #"{"z": [1, -0.0, 2.5e-7, 12345678901234567890, true, null, "é\n\u00e9\ud83d\ude00\"\\"], "a": {}}"#
+        let value = try TemplateValue(json: Array(text.utf8))
+        guard case .dictionary(let fields) = value else { return XCTFail("an object") }
+        XCTAssertEqual(Array(fields.keys), ["z", "a"], "keys in the text's order")
+        let written = try value.json()
+        XCTAssertTrue(TemplateValue.equal(try TemplateValue(json: Array(written.utf8)), value), written)
+        XCTAssertEqual(try value.json(), #"{"z": [1, -0.0, 2.5e-07, 1.2345678901234567e+19, true, null, "é\né😀\"\\"], "a": {}}"#)
+    }
+
+    private func loadErrorOf(_ expression: String) -> String {
+        do { _ = try ChatTemplate(expression.hasPrefix("{%") ? expression : "{{ " + expression + " }}"); return "loaded" } catch { return "\(error)" }
+    }
+
     /// A model folder's template: chat_template.jinja first, else tokenizer_config.json's (a string or named
     /// templates), with the special tokens as strings or added-token objects; none when there is none.
     func testTemplatesAreFoundInAModelFolder() throws {

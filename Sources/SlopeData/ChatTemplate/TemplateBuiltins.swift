@@ -107,8 +107,12 @@ enum TemplateBuiltins {
         switch (symbol, a, b) {
         case let ("+", .string(x), .string(y)): return .string(x + y)
         case let ("+", .list(x), .list(y)): return .list(x + y)
-        case let ("*", .string(x), .integer(n)), let ("*", .integer(n), .string(x)): return .string(String(repeating: x, count: max(n, 0)))
-        case let ("*", .list(x), .integer(n)): return .list(Array(repeating: x, count: max(n, 0)).flatMap { $0 })
+        case let ("*", .string(x), .integer(n)), let ("*", .integer(n), .string(x)):
+            guard x.utf8.count.multipliedReportingOverflow(by: max(n, 0)).partialValue <= 1 << 24, n < 1 << 24 else { return try fail("a repeated string over 16 MB") }
+            return .string(String(repeating: x, count: max(n, 0)))
+        case let ("*", .list(x), .integer(n)):
+            guard x.count.multipliedReportingOverflow(by: max(n, 0)).partialValue <= 1 << 20, n < 1 << 20 else { return try fail("a repeated list over a million items") }
+            return .list(Array(repeating: x, count: max(n, 0)).flatMap { $0 })
         default: break
         }
         let bothIntegers: (Int, Int)? = {
@@ -176,7 +180,7 @@ enum TemplateBuiltins {
                 var attributes = OrderedDictionary<String, TemplateValue>()
                 if case .dictionary(let initial)? = arguments.first { attributes = initial }
                 for (key, value) in keywords { attributes[key] = value }
-                return name == "dict" ? .dictionary(attributes) : .namespace(TemplateNamespace(attributes))
+                return name == "dict" ? try .container { .dictionary(attributes) } : .namespace(TemplateNamespace(attributes))
             })
         case "strftime_now":  // transformers' global: today's date in the template's format
             return .callable(TemplateCallable(name: name) { arguments, _ in
@@ -229,7 +233,7 @@ enum TemplateBuiltins {
         case .string(let text): return stringMethod(name, text)
         case .dictionary(let items):
             switch name {
-            case "items": return bound(name) { _, _ in .list(items.map { .list([.string($0.key), $0.value]) }) }
+            case "items": return bound(name) { _, _ in try .container { .list(items.map { .list([.string($0.key), $0.value]) }) } }
             case "keys": return bound(name) { _, _ in .list(items.keys.map { .string($0) }) }
             case "values": return bound(name) { _, _ in .list(Array(items.values)) }
             case "get":

@@ -34,7 +34,7 @@ extension TemplateBuiltins {
             }
         case "tojson":
             let indent: Int? = if case .integer(let n)? = argument(0, "indent") { n } else { nil }
-            return .string(try value.json(indent: indent, sortKeys: argument(3, "sort_keys")?.isTrue ?? false))
+            return .string(try value.json(indent: indent, level: 0, sortKeys: argument(3, "sort_keys")?.isTrue ?? false))
         case "string": return .string(value.printed)
         case "upper": return .string(value.printed.uppercased())
         case "lower": return .string(value.printed.lowercased())
@@ -85,7 +85,7 @@ extension TemplateBuiltins {
             return .number((x * scale).rounded(rule) / scale)
         case "items":
             guard case .dictionary(let entries) = value else { return value.isUndefined ? .list([]) : try fail("items of a \(value.kind)") }
-            return .list(entries.map { .list([.string($0.key), $0.value]) })
+            return try .container { .list(entries.map { .list([.string($0.key), $0.value]) }) }
         case "unique":
             var seen: [TemplateValue] = []
             for item in try items(of: value, for: name) where !seen.contains(where: { TemplateValue.equal($0, item) }) { seen.append(item) }

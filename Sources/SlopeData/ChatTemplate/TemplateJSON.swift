@@ -16,7 +16,7 @@ extension TemplateValue {
 private struct JSONReader {
     let bytes: [UInt8]
     var position = 0
-    static let maximumDepth = 128
+    static let maximumDepth = TemplateValue.maximumDepth
 
     var atEnd: Bool { position >= bytes.count }
 
@@ -90,6 +90,7 @@ private struct JSONReader {
         let text = String(decoding: bytes[start..<position], as: UTF8.self)
         if isInteger, let integer = Int(text) { return .integer(integer) }
         guard !text.isEmpty, let number = Double(text) else { throw failure("expected a value") }
+        guard number.isFinite else { throw failure("\(text) is out of range") }
         return .number(number)
     }
 

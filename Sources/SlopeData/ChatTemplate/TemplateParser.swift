@@ -38,6 +38,10 @@ struct TemplateArguments: Sendable {
 struct TemplateParser {
     private let segments: [TemplateSegment]
     private var position = 0
+    /// Blocks open around the one being read; nesting deeper than `maximumDepth` is refused (the parser and the
+    /// renderer recurse per level).
+    private var depth = 0
+    static let maximumDepth = 64
 
     static func parse(_ source: String) throws -> [TemplateNode] {
         var parser = TemplateParser(segments: try TemplateLexer.segments(source))
@@ -50,6 +54,9 @@ struct TemplateParser {
 
     /// Nodes up to a statement whose keyword is in `ends` (returned with its remaining tokens), or the end.
     private mutating func block(until ends: Set<String>) throws -> ([TemplateNode], (keyword: String, tokens: [TemplateToken], line: Int)?) {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else { throw TemplateError("blocks are nested deeper than \(Self.maximumDepth)") }
         var nodes: [TemplateNode] = []
         while position < segments.count {
             let segment = segments[position]
@@ -148,6 +155,8 @@ struct ExpressionParser {
     private let tokens: [TemplateToken]
     private let line: Int
     private var position = 0
+    /// Sub-expressions open around the one being read (parentheses, lists, unary operators, …).
+    private var depth = 0
 
     init(tokens: [TemplateToken], line: Int) {
         self.tokens = tokens
@@ -209,6 +218,9 @@ struct ExpressionParser {
     }
 
     mutating func parseExpression() throws -> TemplateExpression {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= TemplateParser.maximumDepth else { throw failure("an expression nested deeper than \(TemplateParser.maximumDepth)") }
         var expression = try parseOr()
         while skip(name: "if") {
             let condition = try parseOr()
@@ -234,7 +246,12 @@ struct ExpressionParser {
     }
 
     private mutating func parseNot() throws -> TemplateExpression {
-        if skip(name: "not") { return .unary("not", try parseNot()) }
+        if skip(name: "not") {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= TemplateParser.maximumDepth else { throw failure("an expression nested deeper than \(TemplateParser.maximumDepth)") }
+            return .unary("not", try parseNot())
+        }
         return try parseComparison()
     }
 
@@ -286,6 +303,9 @@ struct ExpressionParser {
     }
 
     private mutating func parseUnary(filters: Bool = true) throws -> TemplateExpression {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= TemplateParser.maximumDepth else { throw failure("an expression nested deeper than \(TemplateParser.maximumDepth)") }
         var expression: TemplateExpression
         if skip(symbol: "-") {
             expression = .unary("-", try parseUnary(filters: false))

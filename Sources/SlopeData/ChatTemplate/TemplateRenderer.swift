@@ -12,15 +12,40 @@ final class TemplateScope: @unchecked Sendable {
 
     func lookup(_ name: String) -> TemplateValue? { variables[name] ?? parent?.lookup(name) }
     func set(_ name: String, _ value: TemplateValue) { variables[name] = value }
+    func clear() { variables = [:] }
 }
 
 /// Renders parsed templates (Jinja's semantics with transformers' sandbox: no mutation of lists or dictionaries).
 struct TemplateRenderer: @unchecked Sendable {  // (renders on the caller's thread; macros capture it)
     private enum Flow { case normal, breakLoop, continueLoop }
 
+    /// What one rendering may spend: a template that loops without end, recurses through macros or prints without
+    /// bound fails with a clear error instead of hanging the server or exhausting its memory.
+    final class Budget {
+        static let maximumSteps = 1_000_000, maximumMacroDepth = 32, maximumOutput = 16 << 20
+        var steps = 0, macroDepth = 0
+        /// What can hold a reference cycle once rendering ends: a scope holding a macro that captured it, a namespace
+        /// set as its own attribute. Emptied at the end (a macro or namespace kept past one rendering has no use).
+        var scopesWithMacros: [TemplateScope] = []
+        var namespaces: [TemplateNamespace] = []
+
+        func release() {
+            for scope in scopesWithMacros { scope.clear() }
+            for namespace in namespaces { namespace.attributes = [:] }
+            (scopesWithMacros, namespaces) = ([], [])
+        }
+
+        func step() throws {
+            steps += 1
+            if steps > Self.maximumSteps { throw TemplateError("the template takes more than \(Self.maximumSteps) steps") }
+        }
+    }
+
     let root: TemplateScope
+    let budget = Budget()
 
     func render(_ nodes: [TemplateNode]) throws -> String {
+        defer { budget.release() }
         var out = ""
         _ = try render(nodes, scope: root, into: &out)
         return out
@@ -28,6 +53,8 @@ struct TemplateRenderer: @unchecked Sendable {  // (renders on the caller's thre
 
     private func render(_ nodes: [TemplateNode], scope: TemplateScope, into out: inout String) throws -> Flow {
         for node in nodes {
+            try budget.step()
+            if out.utf8.count > Budget.maximumOutput { throw TemplateError("the template writes more than \(Budget.maximumOutput) bytes") }
             switch node {
             case .text(let text):
                 out += text
@@ -54,6 +81,7 @@ struct TemplateRenderer: @unchecked Sendable {  // (renders on the caller's thre
                 scope.set(name, .string(captured))
             case .macro(let name, let parameters, let body):
                 scope.set(name, macro(name, parameters, body, definedIn: scope))
+                budget.scopesWithMacros.append(scope)
             case .breakLoop: return .breakLoop
             case .continueLoop: return .continueLoop
             }
@@ -75,6 +103,7 @@ struct TemplateRenderer: @unchecked Sendable {  // (renders on the caller's thre
         let sequence = try located(line) { try TemplateBuiltins.items(of: evaluate(iterable, scope), for: "a for loop") }
         var items: [TemplateValue] = []
         for item in sequence {
+            try budget.step()
             if let filter {
                 let probe = TemplateScope(parent: scope)
                 try located(line) { try bind(targets, item, probe) }
@@ -84,6 +113,7 @@ struct TemplateRenderer: @unchecked Sendable {  // (renders on the caller's thre
         }
         if items.isEmpty { return try render(otherwise, scope: TemplateScope(parent: scope), into: &out) }
         for (index, item) in items.enumerated() {
+            try budget.step()  // (an iteration is a step even when its body is empty)
             let inner = TemplateScope(parent: scope)
             try located(line) { try bind(targets, item, inner) }
             let count = items.count
@@ -128,6 +158,11 @@ struct TemplateRenderer: @unchecked Sendable {  // (renders on the caller's thre
             guard positional.count <= parameters.count else {
                 throw TemplateError("macro '\(name)' takes \(parameters.count) arguments, not \(positional.count)")
             }
+            renderer.budget.macroDepth += 1
+            defer { renderer.budget.macroDepth -= 1 }
+            guard renderer.budget.macroDepth <= Budget.maximumMacroDepth else {
+                throw TemplateError("macro '\(name)' calls nest deeper than \(Budget.maximumMacroDepth)")
+            }
             let call = TemplateScope(parent: scope)
             for (index, parameter) in parameters.enumerated() {
                 if index < positional.count {
@@ -149,17 +184,20 @@ struct TemplateRenderer: @unchecked Sendable {  // (renders on the caller's thre
     // MARK: Expressions
 
     func evaluate(_ expression: TemplateExpression, _ scope: TemplateScope) throws -> TemplateValue {
+        try budget.step()
         switch expression {
         case .literal(let value): return value
         case .name(let name): return scope.lookup(name) ?? TemplateBuiltins.global(name) ?? .undefined(name: name)
-        case .list(let items): return .list(try items.map { try evaluate($0, scope) })
+        case .list(let items):
+            let values = try items.map { try evaluate($0, scope) }
+            return try .container { .list(values) }
         case .dictionary(let pairs):
             var dictionary = OrderedDictionary<String, TemplateValue>()
             for pair in pairs {
                 guard case .string(let key) = try evaluate(pair.key, scope) else { throw TemplateError("dictionary keys must be strings here") }
                 dictionary[key] = try evaluate(pair.value, scope)
             }
-            return .dictionary(dictionary)
+            return try .container { .dictionary(dictionary) }
         case .attribute(let base, let name):
             return try TemplateBuiltins.attribute(name, of: evaluate(base, scope))
         case .item(let base, let key):
@@ -178,7 +216,9 @@ struct TemplateRenderer: @unchecked Sendable {  // (renders on the caller's thre
             let function = try evaluate(callee, scope)
             guard case .callable(let callable) = function else { throw TemplateError("\(function.kind) is not callable") }
             let (positional, keywords) = try evaluate(arguments, scope)
-            return try callable.call(positional, keywords)
+            let result = try callable.call(positional, keywords)
+            if case .namespace(let namespace) = result { budget.namespaces.append(namespace) }
+            return result
         case .filter(let base, let name, let arguments):
             let (positional, keywords) = try evaluate(arguments, scope)
             return try TemplateBuiltins.filter(name, evaluate(base, scope), positional, keywords)

@@ -23,6 +23,27 @@ public indirect enum TemplateValue: Sendable {
 
     var isUndefined: Bool { if case .undefined = self { return true } else { return false } }
 
+    /// The most lists and dictionaries nested in one value. Printing, comparing and `tojson` recurse per level, so
+    /// templates (and request JSON) may not build values deeper than this.
+    static let maximumDepth = 64
+
+    /// How deeply lists and dictionaries nest in this value (0 for a scalar), counting no further than `limit`.
+    func depth(limit: Int = maximumDepth + 1) -> Int {
+        guard limit > 0 else { return 0 }
+        switch self {
+        case .list(let items): return 1 + (items.lazy.map { $0.depth(limit: limit - 1) }.max() ?? 0)
+        case .dictionary(let items): return 1 + (items.values.lazy.map { $0.depth(limit: limit - 1) }.max() ?? 0)
+        default: return 0  // (a namespace is opaque to printing and comparing: it ends the nesting)
+        }
+    }
+
+    /// A list or dictionary of `items`, refused where it would nest deeper than `maximumDepth`.
+    static func container(_ make: () -> TemplateValue) throws -> TemplateValue {
+        let value = make()
+        guard value.depth() <= maximumDepth else { throw TemplateError("a value nested deeper than \(maximumDepth) lists or dictionaries") }
+        return value
+    }
+
     /// Python's truth: empty, zero, none and undefined are false.
     var isTrue: Bool {
         switch self {
@@ -105,7 +126,9 @@ public indirect enum TemplateValue: Sendable {
     }
 
     /// Python's `json.dumps(value, ensure_ascii=False, indent=indent)` (what transformers' `tojson` is).
-    func json(indent: Int?, level: Int = 0, sortKeys: Bool = false) throws -> String {
+    public func json(indent: Int? = nil) throws -> String { try json(indent: indent, level: 0, sortKeys: false) }
+
+    func json(indent: Int?, level: Int, sortKeys: Bool) throws -> String {
         let (open, separator, close): (String, String, String)
         if let indent {
             let inner = "\n" + String(repeating: " ", count: indent * (level + 1))
@@ -154,7 +177,7 @@ public indirect enum TemplateValue: Sendable {
     }
 
     /// Python's `==` (1 == 1.0; lists and dictionaries by their items).
-    static func equal(_ a: TemplateValue, _ b: TemplateValue) -> Bool {
+    public static func equal(_ a: TemplateValue, _ b: TemplateValue) -> Bool {
         switch (a, b) {
         case (.undefined, .undefined), (.none, .none): return true
         case let (.bool(x), .bool(y)): return x == y
