@@ -1,71 +1,117 @@
 import SlopeData
 
-/// A completion's text as its tokens arrive: what decoding the prompt and the tokens together adds to the prompt's
-/// own decoding (a SentencePiece decoder strips a leading space that must not be lost), sent in pieces that never
-/// end inside a character or in what may become a stop string, and cut before the first stop string.
+/// A completion's text as its tokens arrive, sent in pieces that never end inside a character or in what may become
+/// a stop string, and cut before the first stop string.
+///
+/// Decoding is incremental (as transformers' streamer and vLLM's detokenizer do it): each token decodes a short window
+/// — the tokens since the last piece, after a few earlier ones for context (a SentencePiece decoder strips a leading
+/// space at the start of a text, and byte-level tokens may split a character) — and the text is what that window adds
+/// to its context's own decoding. So a token costs the same at the 10th and the 10,000th position.
 struct CompletionText {
     let tokenizer: any TextTokenizer
-    let prompt: [Int32]
-    let promptText: String
     let stops: [String]
     /// Tokens that end a completion without being part of its text (the end of text, a chat model's end of turn).
     let stopTokens: Set<Int32>
-    private var tokens: [Int32] = []
-    /// Characters already handed out.
+    /// Context tokens decoded before the new ones.
+    static let contextTokens = 5
+    /// The prompt's last few tokens, then the generated ones (stop tokens left out).
+    private var tokens: [Int32]
+    /// `tokens[contextStart..<readStart]` is the context of the next decode; from `readStart` on, tokens not yet text.
+    private var contextStart: Int
+    private var readStart: Int
+    /// The continuation's text so far, and how much of it (UTF-8 bytes) has been handed out.
+    private(set) var text = ""
     private var sent = 0
+    /// Where in `text` (UTF-8 bytes) a stop string could still begin: everything before was searched.
+    private var searched = 0
 
     init(tokenizer: any TextTokenizer, prompt: [Int32], stops: [String], stopTokens: Set<Int32>) {
         self.tokenizer = tokenizer
-        self.prompt = prompt
-        promptText = tokenizer.decode(prompt)
         self.stops = stops.filter { !$0.isEmpty }
         self.stopTokens = stopTokens
-    }
-
-    /// The whole continuation so far.
-    var text: String {
-        let generated = tokens.filter { !stopTokens.contains($0) }
-        let whole = tokenizer.decode(prompt + generated)
-        return whole.hasPrefix(promptText) ? String(whole.dropFirst(promptText.count)) : tokenizer.decode(generated)
+        tokens = Array(prompt.suffix(Self.contextTokens))
+        contextStart = 0
+        readStart = tokens.count
     }
 
     /// Adds a token; returns the text that may be sent now, and whether a stop string ended the completion (the text
     /// is then everything before it).
     mutating func add(_ token: Int32) -> (delta: String, stopped: Bool) {
-        tokens.append(token)
-        let text = self.text
-        if let cut = stops.compactMap({ Self.firstOccurrence(of: $0, in: text) }).min() {
-            return (take(String(text[..<cut]), all: true), true)
+        if !stopTokens.contains(token) {
+            tokens.append(token)
+            let context = tokenizer.decode(Array(tokens[contextStart..<readStart]))
+            let whole = tokenizer.decode(Array(tokens[contextStart...]))
+            // A window ending inside a character waits for the rest of its bytes.
+            if !whole.hasSuffix("\u{FFFD}"), whole.utf8.count > context.utf8.count {
+                let added = whole.hasPrefix(context) ? String(whole.dropFirst(context.count)) : String(whole.utf8.dropFirst(context.utf8.count)) ?? ""
+                text += added
+                (contextStart, readStart) = (max(readStart - Self.contextTokens, 0), tokens.count)
+            }
+        }
+        if let cut = firstStop() {
+            let before = String(text.utf8.prefix(cut)) ?? ""
+            return (take(before, all: true), true)
         }
         return (take(text, all: false), false)
     }
 
-    /// Where `needle` first starts in `text`.
-    static func firstOccurrence(of needle: String, in text: String) -> String.Index? {
-        var index = text.startIndex
-        while index < text.endIndex {
-            if text[index...].hasPrefix(needle) { return index }
-            index = text.index(after: index)
+    /// Where (UTF-8 bytes) the first stop string starts in `text`, searching only where one could have appeared since
+    /// the last search.
+    private mutating func firstStop() -> Int? {
+        guard !stops.isEmpty else { return nil }
+        let bytes = Array(text.utf8)
+        var first: Int? = nil
+        for stop in stops {
+            let needle = Array(stop.utf8)
+            var start = searched
+            while start + needle.count <= bytes.count {
+                if bytes[start..<(start + needle.count)].elementsEqual(needle) {
+                    first = min(first ?? start, start)
+                    break
+                }
+                start += 1
+            }
         }
-        return nil
+        let longest = stops.map(\.utf8.count).max() ?? 1
+        searched = max(searched, bytes.count - longest + 1)
+        return first
     }
 
-    /// The text not sent yet, once the completion has ended without a stop string.
-    mutating func rest() -> String { take(text, all: true) }
+    /// Where `needle` first starts in `text`.
+    static func firstOccurrence(of needle: String, in text: String) -> String.Index? {
+        text.firstRange(of: needle)?.lowerBound
+    }
 
-    /// The part of `text` past what was sent; unless `all`, without a trailing replacement character (a character
-    /// whose bytes have not all come) or a trailing start of a stop string.
+    /// The text not sent yet, once the completion has ended without a stop string (with what a window still held:
+    /// bytes of a character that never completed come out as a replacement character).
+    mutating func rest() -> String {
+        if readStart < tokens.count {
+            let context = tokenizer.decode(Array(tokens[contextStart..<readStart]))
+            let whole = tokenizer.decode(Array(tokens[contextStart...]))
+            text += whole.hasPrefix(context) ? String(whole.dropFirst(context.count)) : String(whole.utf8.dropFirst(context.utf8.count)) ?? ""
+            readStart = tokens.count
+        }
+        return take(text, all: true)
+    }
+
+    /// The part of `text` past what was sent; unless `all`, without a trailing start of a stop string.
     private mutating func take(_ text: String, all: Bool) -> String {
-        var end = text.count
+        var end = text.utf8.count
         if !all {
-            if text.hasSuffix("\u{FFFD}") { end -= 1 }
+            let tail = Array(text.utf8.suffix(stops.map(\.utf8.count).max() ?? 0))
             let held = stops.map { stop in
-                (1..<max(stop.count, 1)).reversed().first { text.dropLast(text.count - end).hasSuffix(stop.prefix($0)) } ?? 0
+                let needle = Array(stop.utf8)
+                return (1..<max(needle.count, 1)).reversed().first { length in
+                    length <= tail.count && tail.suffix(length).elementsEqual(needle.prefix(length))
+                } ?? 0
             }.max() ?? 0
             end -= held
+            // Never split a character: back up to a UTF-8 boundary.
+            let bytes = Array(text.utf8)
+            while end > sent, end < bytes.count, bytes[end] & 0xC0 == 0x80 { end -= 1 }
         }
         guard end > sent else { return "" }
-        let delta = String(text.dropFirst(sent).prefix(end - sent))
+        let delta = String(decoding: Array(text.utf8)[sent..<end], as: UTF8.self)
         sent = end
         return delta
     }

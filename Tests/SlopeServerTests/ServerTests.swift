@@ -50,6 +50,26 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(CompletionText.firstOccurrence(of: "cd", in: "abcdcd").map { "abcdcd".distance(from: "abcdcd".startIndex, to: $0) }, 2)
     }
 
+    /// Incremental decoding gives, piece by piece, exactly the text of decoding the prompt and the continuation
+    /// together minus the prompt's own — with SentencePiece-style (leading spaces), Llama 3-style and GPT-2-style
+    /// byte-level BPE tokenizers, over text with multi-byte characters split across tokens.
+    func testIncrementalDecodingEqualsWholeDecoding() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/tokenizers")
+        let sample = " Hello world! Ünïcödé 日本語 text, with  spaces,\nnew lines\tand emoji 😀👍 at the end of it. done"
+        for name in ["llama2-style-bpe.json", "llama3-style-bpe.json", "byte-level-bpe.json", "metaspace-style-bpe.json"] {
+            let tokenizer = try BPETokenizer(tokenizerJSON: folder.appendingPathComponent(name).path)
+            let prompt = try tokenizer.encode("Question:"), continuation = try tokenizer.encodeWithoutAddedTokens(sample)
+            var text = CompletionText(tokenizer: tokenizer, prompt: prompt, stops: [], stopTokens: [])
+            var streamed = ""
+            for token in continuation { streamed += text.add(token).delta }
+            streamed += text.rest()
+            let whole = tokenizer.decode(prompt + continuation), promptText = tokenizer.decode(prompt)
+            XCTAssertTrue(whole.hasPrefix(promptText), name)
+            XCTAssertEqual(streamed, String(whole.dropFirst(promptText.count)), name)
+            XCTAssertFalse(streamed.contains("\u{FFFD}"), "\(name): no piece ended inside a character")
+        }
+    }
+
     // MARK: Scheduler
 
     /// Twelve jobs through four slots: each greedy job gets the tokens `generate` gives it alone, steps carry several
