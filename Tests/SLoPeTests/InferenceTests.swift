@@ -102,4 +102,24 @@ final class InferenceTests: XCTestCase {
             XCTAssertTrue(config.contains(field), "config.json has \(field):\n\(config)")
         }
     }
+
+    /// The backend's truncation keeps exactly the columns ``TokenSampler`` gives weight to, over random rows with
+    /// ties (values rounded to quarters) and every mix of top-k and top-p; so drawing on the device after it is
+    /// drawing from the host's distribution.
+    func testTruncatedLogitsKeepWhatTheHostSamplerKeeps() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 3)
+        for trial in 0..<60 {
+            let columns = 5 + trial % 40
+            let values = (0..<columns).map { _ in Float((generator.nextUniform() * 16).rounded()) / 4 }
+            let topK: Int? = trial % 3 == 0 ? nil : 1 + trial % 7
+            let topP: Double? = trial % 4 == 0 ? nil : [0.3, 0.5, 0.9, 0.99][trial % 4]
+            let temperature = [0.5, 1, 2][trial % 3]
+            let sampler = try TokenSampler(temperature: temperature, topK: topK, topP: topP)
+            let kept = try cpu.floats(cpu.truncatedLogits(
+                cpu.tensor(values, shape: [1, columns], dtype: .float32), temperatures: [Float(temperature)], topK: [topK ?? 0], topP: [Float(topP ?? 1)]))
+            let host = sampler.distribution(values)
+            XCTAssertEqual(kept.map { $0 > -.infinity }, host.map { $0 > 0 }, "trial \(trial): \(values) top-k \(topK.map(String.init) ?? "-") top-p \(topP ?? 1)")
+        }
+    }
 }

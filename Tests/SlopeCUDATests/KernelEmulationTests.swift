@@ -490,6 +490,34 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(expected[5], 0, "nothing to draw from: column 0")
     }
 
+    /// Top-k / top-p truncation on the device equals the CPU backend's: bf16 rows (many tied values), top-k alone,
+    /// top-p alone, both, neither, a greedy row copied, NaNs never kept, a row of −∞, rows past the grid by striding.
+    func testTruncateRowsMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        let module = try EmulatedModule(family: .decoding, dtype: .bfloat16, kernels: ["truncate_rows": 7])
+        var generator = SeededGenerator(seed: 31)
+        let (rows, columns) = (7, 1003)
+        var values = try cpu.floats(cpu.randomNormal([rows, columns], dtype: .bfloat16, using: &generator)).map { ($0 * 4).rounded() / 2 }
+        for column in stride(from: 0, to: columns, by: 7) { values[2 * columns + column] = .nan }
+        for column in 0..<columns { values[5 * columns + column] = -.infinity }
+        let logits = try cpu.tensor(values, shape: [rows, columns], dtype: .bfloat16)
+        let temperatures: [Float] = [1, 0.5, 2, 0, 0.8, 1, 1.3]
+        let topK = [40, 0, 7, 5, 1, 3, 0]
+        let topP: [Float] = [1, 0.9, 0.5, 0.5, 0.3, 0.7, 1]
+        let expected = try cpu.floats(cpu.truncatedLogits(logits, temperatures: temperatures, topK: topK, topP: topP))
+        let out = try module.launch("truncate_rows", grid: (3, 1, 1), [
+            .input(try Self.raw(logits, cpu)), .output(bytes: rows * columns * 2), .inputArray(temperatures), .inputArray(topK.map(Int32.init)),
+            .inputArray(topP), .int64(rows), .int64(columns),
+        ])[1]!
+        let got = Self.bf16(out)
+        for row in 0..<rows {
+            let range = (row * columns)..<((row + 1) * columns)
+            XCTAssertEqual(got[range].map { $0.isNaN ? 99 : $0 }, expected[range].map { $0.isNaN ? 99 : $0 }, "row \(row)")
+        }
+        XCTAssertEqual(expected[0..<columns].filter { $0 > -.infinity }.count, 40, "top-40 keeps 40 (ties split by column)")
+        XCTAssertEqual(expected[(4 * columns)..<(5 * columns)].filter { $0 > -.infinity }.count, 1)
+    }
+
     /// Greedy decoding's argmax over rows of logits (several blocks' worth of columns, ties to the first, NaNs passed
     /// over, rows past the grid by striding) matches the CPU backend's, bf16 and float32.
     func testArgmaxRowsMatchesTheCPUBackend() throws {

@@ -42,4 +42,22 @@ final class DecodingOpTests: XCTestCase {
             XCTAssertEqual(Double(counts[column]) / Double(draws), weight / weights.reduce(0, +), accuracy: 1e-3, "column \(column)")
         }
     }
+
+    /// Top-k keeps the k largest (ties by column), top-p the fewest whose weights reach p of the total, whichever is
+    /// fewer; NaNs are never kept; a greedy row is left as it is; bad arguments are named.
+    func testTruncatedLogitsKeepTheTopKAndTheNucleus() throws {
+        let inf = -Float.infinity
+        // Weights at temperature 1: e³ ≈ 20.1, e² ≈ 7.4, e² , e⁰ = 1, and a NaN: total ≈ 35.9.
+        let row: [Float] = [2, 3, .nan, 0, 2]
+        let logits = try cpu.tensor(row + row + row + row, shape: [4, 5], dtype: .float32)
+        let out = try cpu.floats(cpu.truncatedLogits(logits, temperatures: [1, 1, 1, 0], topK: [2, 0, 4, 1], topP: [1, 0.6, 0.8, 0.1]))
+        XCTAssertEqual(Array(out[0..<5]), [2, 3, inf, inf, inf], "top-2: 3, then the first of the tied 2s")
+        XCTAssertEqual(Array(out[5..<10]), [2, 3, inf, inf, inf], "top-p 0.6: e³ alone is 56%, with the first tied e² 77%")
+        XCTAssertEqual(Array(out[10..<15]), [2, 3, inf, inf, 2], "top-p 0.8 within top-4: e³ + 2·e² = 97% ≥ 80% after three")
+        XCTAssertEqual(Array(out[15..<20]).map { $0.isNaN ? 99 : $0 }, [2, 3, 99, 0, 2], "temperature 0: copied")
+        XCTAssertThrowsError(try cpu.truncatedLogits(logits, temperatures: [1, 1, 1, 1], topK: [0, 0, 0, 0], topP: [0, 1, 1, 1])) {
+            XCTAssertTrue("\($0)".contains("top-p in (0, 1]"))
+        }
+        XCTAssertThrowsError(try cpu.truncatedLogits(logits, temperatures: [1], topK: [0], topP: [1]))
+    }
 }

@@ -210,6 +210,15 @@ extension BackendComparison {
             let columns = try backend.int32s(backend.sampleRows(self.pick(logits, on), temperatures: temperatures, uniforms: uniforms))
             return [try backend.tensor(columns.map(Float.init), shape: [columns.count], dtype: .float32)]
         }
+        check("truncatedLogits + sampleRows (top-k / top-p decoding)", dtype, &results) { backend, on in
+            let temperatures = (0..<40).map { Float($0 % 4) * 0.5 }, uniforms = (0..<40).map { Float(($0 * 37) % 100) / 100 }
+            let truncated = try backend.truncatedLogits(
+                self.pick(logits, on), temperatures: temperatures, topK: (0..<40).map { $0 % 5 * 3 }, topP: (0..<40).map { [1, 0.9, 0.5, 0.2][$0 % 4] })
+            let kept = try backend.floats(truncated).map { $0 > -.infinity ? Float(1) : 0 }
+            let columns = try backend.int32s(backend.sampleRows(truncated, temperatures: temperatures, uniforms: uniforms))
+            return [try backend.tensor(kept, shape: [kept.count], dtype: .float32),
+                    try backend.tensor(columns.map(Float.init), shape: [columns.count], dtype: .float32)]
+        }
         check("crossEntropy backward over the probabilities", dtype, &results) { backend, on in
             let saved = try backend.crossEntropy(logits: self.pick(logits, on), targets: self.pick(targets, on), ignoreIndex: -100)
             return [try backend.crossEntropyBackwardConsuming(saved, targets: self.pick(targets, on), ignoreIndex: -100, scale: 0.5)]

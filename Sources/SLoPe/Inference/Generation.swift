@@ -73,19 +73,21 @@ extension TransformerModel {
         return generated
     }
 
-    /// The token chosen from each row of `logits` (`[rows, vocabulary]`), row r by `samplers[r]`. Without top-k or
-    /// top-p the backend draws (or takes the argmax) and one int32 per row is read back instead of every logit; each
-    /// sampler's generator gives the row's uniform, as it does when sampling on the host.
+    /// The token chosen from each row of `logits` (`[rows, vocabulary]`), row r by `samplers[r]`, on the backend: the
+    /// argmax, or a draw (after top-k / top-p truncation where a sampler asks for it) with the uniform from the row's
+    /// own generator, as ``TokenSampler/sample(_:)`` draws on the host. One int32 per row is read back, never the logits.
     public func nextTokens(_ logits: Tensor, samplers: inout [TokenSampler]) throws -> [Int32] {
         if samplers.allSatisfy({ $0.temperature == 0 }) { return try backend.int32s(backend.argmaxRows(logits)) }
-        if samplers.allSatisfy({ $0.topK == nil && $0.topP == nil }) {
-            let uniforms = samplers.indices.map { row -> Float in
-                samplers[row].temperature > 0 ? min(Float(samplers[row].generator.nextUniform()), Float(1).nextDown) : 0
-            }
-            return try backend.int32s(backend.sampleRows(logits, temperatures: samplers.map { Float($0.temperature) }, uniforms: uniforms))
+        let temperatures = samplers.map { Float($0.temperature) }
+        var candidates = logits
+        if samplers.contains(where: { $0.temperature > 0 && ($0.topK != nil || $0.topP != nil) }) {
+            candidates = try backend.truncatedLogits(
+                logits, temperatures: temperatures, topK: samplers.map { $0.topK ?? 0 }, topP: samplers.map { Float($0.topP ?? 1) })
         }
-        let values = try backend.floats(logits), vocabulary = configuration.vocabularySize
-        return samplers.indices.map { row in samplers[row].sample(Array(values[(row * vocabulary)..<((row + 1) * vocabulary)])) }
+        let uniforms = samplers.indices.map { row -> Float in
+            samplers[row].temperature > 0 ? min(Float(samplers[row].generator.nextUniform()), Float(1).nextDown) : 0
+        }
+        return try backend.int32s(backend.sampleRows(candidates, temperatures: temperatures, uniforms: uniforms))
     }
 
     /// Continues `prompt` by up to `maxTokens` tokens, stopping early at one of `stopTokens` or the context length.

@@ -59,4 +59,17 @@ extension CUDABackend {
         ])
         return out
     }
+    public func truncatedLogits(_ x: Tensor, temperatures: [Float], topK: [Int], topP: [Float]) throws -> Tensor {
+        let (rows, columns) = try OperandChecks.truncatedLogits(x, temperatures: temperatures, topK: topK, topP: topP)
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        guard rows > 0 else { return out }
+        let parameters = try tensor((temperatures + topP).map(Double.init), shape: [2 * rows], dtype: .float32)
+        let limits = try tensor(topK.map { Int32(clamping: $0) }, shape: [rows])
+        let base = try address(parameters, "truncatedLogits")
+        try launch(.decoding, "truncate_rows", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+            .pointer(address(x, "truncatedLogits")), .pointer(address(out, "truncatedLogits")), .pointer(base),
+            .pointer(address(limits, "truncatedLogits")), .pointer(base + UInt64(4 * rows)), .int64(Int64(rows)), .int64(Int64(columns)),
+        ])
+        return out
+    }
 }

@@ -150,6 +150,12 @@ public protocol Backend: AnyObject, Sendable {
     /// first column whose running sum of the weights exceeds `uniforms[r]` of their total); temperature 0 is
     /// `argmaxRows`. `int32 [rows]`: sampled decoding reads these back instead of the logits.
     func sampleRows(_ x: Tensor, temperatures: [Float], uniforms: [Float]) throws -> Tensor
+    /// `x` with the columns outside each row's kept set at −∞, for top-k and top-p (nucleus) sampling on the device:
+    /// a row's columns ranked by value (highest first, ties by column), the first `keep` of them, where `keep` is
+    /// `topK[r]` (0: no limit) or fewer — the fewest whose weights `exp(x / temperatures[r])` reach `topP[r]` of the
+    /// row's total (1: no limit). NaNs are never kept; rows at temperature 0 (greedy) are copied as they are.
+    /// `sampleRows` then draws from what is kept, as ``TokenSampler`` does on the host.
+    func truncatedLogits(_ x: Tensor, temperatures: [Float], topK: [Int], topP: [Float]) throws -> Tensor
     /// Mean softmax cross-entropy of logits `[n, V]` against `int32` targets `[n]`;
     /// targets equal to `ignoreIndex` do not count. Returns the loss and the probabilities.
     func crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex: Int32) throws -> CrossEntropyOutput

@@ -76,6 +76,20 @@ public enum OperandChecks {
         return (rows, columns)
     }
 
+    /// `truncatedLogits`: `argmaxRows`' matrix (at most 2²⁴ columns: the device counts them in float), and per row a
+    /// finite temperature ≥ 0, a top-k ≥ 0 and a top-p in (0, 1].
+    public static func truncatedLogits(_ x: Tensor, temperatures: [Float], topK: [Int], topP: [Float]) throws -> (rows: Int, columns: Int) {
+        let (rows, columns) = try argmaxRows(x)
+        guard columns <= 1 << 24, temperatures.count == rows, topK.count == rows, topP.count == rows,
+              temperatures.allSatisfy({ $0.isFinite && $0 >= 0 }), topK.allSatisfy({ $0 >= 0 }), topP.allSatisfy({ $0 > 0 && $0 <= 1 })
+        else {
+            throw TensorError.invalidArgument(
+                operation: "truncatedLogits",
+                reason: "needs rows of at most 2²⁴ columns and, for each of the \(rows) rows, a finite temperature ≥ 0, a top-k ≥ 0 and a top-p in (0, 1]")
+        }
+        return (rows, columns)
+    }
+
     /// Two operands of one elementwise op: equal shapes and dtypes.
     public static func elementwise(_ a: Tensor, _ b: Tensor, _ operation: String) throws {
         guard a.shape == b.shape else {

@@ -92,6 +92,28 @@ extension CPUBackend {
         return try tensor(draws, shape: [rows])
     }
 
+    public func truncatedLogits(_ x: Tensor, temperatures: [Float], topK: [Int], topP: [Float]) throws -> Tensor {
+        let (rows, columns) = try OperandChecks.truncatedLogits(x, temperatures: temperatures, topK: topK, topP: topP)
+        var values = try doubles(x)
+        for row in 0..<rows where temperatures[row] > 0 {
+            let base = row * columns, t = Double(temperatures[row])
+            let order = (0..<columns).filter { !values[base + $0].isNaN }.sorted { values[base + $0] > values[base + $1] }  // (stable: ties by column)
+            var keep = topK[row] == 0 ? order.count : min(topK[row], order.count)
+            if topP[row] < 1, let top = order.first.map({ values[base + $0] }), top > -.infinity {
+                let weights = order.map { Double.exp(values[base + $0] / t - top / t) }
+                let goal = Double(topP[row]) * weights.reduce(0, +)
+                var cumulative = 0.0
+                for rank in 0..<keep {
+                    cumulative += weights[rank]
+                    if cumulative >= goal { keep = rank + 1; break }
+                }
+            }
+            for column in 0..<columns where values[base + column].isNaN { values[base + column] = -.infinity }
+            for column in order.dropFirst(keep) { values[base + column] = -.infinity }
+        }
+        return try tensor(values, shape: x.shape, dtype: x.dtype)
+    }
+
     // loss = mean over counted rows of −log softmax(logits [n, V])[target]; probabilities [n, V].
     public func crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex: Int32) throws -> CrossEntropyOutput {
         let (rows, classes) = try logits.asMatrix(operation: "crossEntropy")

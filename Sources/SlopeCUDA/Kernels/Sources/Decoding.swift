@@ -185,5 +185,99 @@ extension KernelSources {
             __syncthreads();
         }
     }
+
+    // Top-k / top-p truncation for sampling on the device: out = x with the columns outside each row's kept set at −∞.
+    // The row's columns ranked by value (highest first, ties by column), the first keep of them: keep = top_k[row]
+    // (0: all) or, where top_p[row] < 1, the fewest whose weights exp((x − max) / t) reach top_p of the row's total. NaNs
+    // are never kept; rows at temperature 0 are copied. One block of 256 threads per row. Values are compared through an
+    // order key (a float's bits made monotone, NaN lowest); the kept set is "key > K, and the first j columns with key K",
+    // K found bit by bit (32 passes: the largest K with enough columns, or weight, at or above it).
+    static __device__ __forceinline__ unsigned truncate_key(float v) {
+        if (v != v) return 0u;
+        unsigned u = __float_as_uint(v);
+        return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    }
+    static __device__ __forceinline__ float truncate_value(unsigned key) {
+        return __uint_as_float((key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key);
+    }
+    // The largest key K whose columns at or above it count (weights: their weights sum) to at least `goal`.
+    static __device__ unsigned truncate_threshold(const T* xr, i64 cols, float goal, bool weighted, float top, float t) {
+        unsigned k = 0u;
+        for (int bit = 31; bit >= 0; --bit) {
+            unsigned candidate = k | (1u << bit);
+            float total = 0.0f;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+                float v = to_float(xr[c]);
+                if (truncate_key(v) >= candidate) total += weighted ? __expf((v - top) / t) : 1.0f;
+            }
+            if (block_sum(total) >= goal) k = candidate;
+        }
+        return k;
+    }
+    extern "C" __global__ void truncate_rows(const T* x, T* out, const float* temperature, const int* top_k, const float* top_p,
+                                             long long rows, long long cols) {
+        __shared__ int tie_offsets[256];
+        for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+            const T* xr = x + row * cols;
+            T* orow = out + row * cols;
+            float t = temperature[row];
+            if (t == 0.0f) {
+                for (i64 c = threadIdx.x; c < cols; c += blockDim.x) orow[c] = xr[c];
+                continue;
+            }
+            float top = neg_inf(), valid = 0.0f;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+                float v = to_float(xr[c]);
+                if (v == v) { top = fmaxf(top, v); valid += 1.0f; }
+            }
+            top = block_max(top);
+            float count = block_sum(valid);
+            float keep = top_k[row] > 0 ? fminf((float)top_k[row], count) : count;
+            if (top_p[row] < 1.0f && top > neg_inf() && keep > 0.0f) {
+                float weight = 0.0f;
+                for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+                    float v = to_float(xr[c]);
+                    if (v == v) weight += __expf((v - top) / t);
+                }
+                float goal = top_p[row] * block_sum(weight);
+                unsigned kp = truncate_threshold(xr, cols, goal, true, top, t);
+                float above = 0.0f, above_weight = 0.0f;
+                for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+                    float v = to_float(xr[c]);
+                    if (truncate_key(v) > kp) { above += 1.0f; above_weight += __expf((v - top) / t); }
+                }
+                above = block_sum(above);
+                above_weight = block_sum(above_weight);
+                float tie_weight = __expf((truncate_value(kp) - top) / t);
+                float share = tie_weight > 0.0f ? (goal - above_weight) / tie_weight : 1.0f;
+                float needed = (float)(int)share < share ? (float)(int)share + 1.0f : (float)(int)share;  // ceil
+                keep = fminf(keep, above + fmaxf(needed, 1.0f));
+            }
+            // The kept set: every column above K, and the first (keep − above) columns at K.
+            unsigned k = keep > 0.0f ? truncate_threshold(xr, cols, keep, false, top, t) : 0xFFFFFFFFu;
+            float above = 0.0f;
+            i64 chunk = (cols + blockDim.x - 1) / blockDim.x, first = threadIdx.x * chunk, last = min(first + chunk, cols);
+            int ties = 0;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) if (truncate_key(to_float(xr[c])) > k) above += 1.0f;
+            for (i64 c = first; c < last; ++c) if (truncate_key(to_float(xr[c])) == k) ties += 1;
+            above = block_sum(above);
+            int allowed = (int)(keep - above);
+            tie_offsets[threadIdx.x] = ties;
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                int running = 0;
+                for (int i = 0; i < (int)blockDim.x; ++i) { int n = tie_offsets[i]; tie_offsets[i] = running; running += n; }
+            }
+            __syncthreads();
+            int rank = tie_offsets[threadIdx.x];
+            for (i64 c = first; c < last; ++c) {
+                float v = to_float(xr[c]);
+                unsigned key = truncate_key(v);
+                bool kept = key > k || (key == k && key != 0u && rank++ < allowed);
+                orow[c] = kept ? xr[c] : from_float<T>(neg_inf());
+            }
+            __syncthreads();
+        }
+    }
     """#
 }
