@@ -54,7 +54,7 @@ final class AttentionOpTests: XCTestCase {
                     var scores: [Double] = []
                     for j in 0..<s.keyLength {
                         let kj = (b * s.keyLength + j) * s.keyValueHeads * d + kvh * d
-                        let masked = s.causal && j > s.keyLength - s.queryLength + i
+                        let masked = (s.causal && j > s.keyLength - s.queryLength + i) || j >= (s.keyLengths?[b] ?? s.keyLength)
                         scores.append(masked ? -.infinity : (0..<d).reduce(0) { $0 + q[qi + $1] * k[kj + $1] } * Double(s.scale))
                     }
                     let m = scores.max()!
@@ -75,6 +75,9 @@ final class AttentionOpTests: XCTestCase {
         AttentionShape(batch: 1, queryLength: 3, queryHeads: 4, keyValueHeads: 2, headDimension: 2),  // grouped-query
         AttentionShape(batch: 2, queryLength: 2, keyLength: 5, queryHeads: 2, keyValueHeads: 1, headDimension: 2),  // KV cache
         AttentionShape(batch: 1, queryLength: 3, keyLength: 4, queryHeads: 1, headDimension: 2, causal: false, scale: 0.7),
+        // An encoder's padded batch: bidirectional, keys past each sequence's length never attended to.
+        AttentionShape(batch: 3, queryLength: 4, queryHeads: 2, headDimension: 3, causal: false, keyLengths: [4, 2, 1]),
+        AttentionShape(batch: 2, queryLength: 4, queryHeads: 2, keyValueHeads: 1, headDimension: 2, keyLengths: [3, 4]),  // causal and padded
     ]
 
     func tensors(_ s: AttentionShape, seed: UInt64) throws -> (Tensor, Tensor, Tensor) {
@@ -125,6 +128,12 @@ final class AttentionOpTests: XCTestCase {
         }
         assertThrowsTensorError(try cpu.attention(query: q, key: k, value: k, shape: AttentionShape(batch: 1, queryLength: 4, queryHeads: 3, headDimension: 2))) {
             if case .shapeMismatch = $0 { return true } else { return false }
+        }
+        for lengths in [[0], [5], [2, 2]] {  // a key length per sequence, each in 1 … keyLength
+            assertThrowsTensorError(try cpu.attention(query: q, key: k, value: k, shape: AttentionShape(
+                batch: 1, queryLength: 4, queryHeads: 3, headDimension: 2, keyLengths: lengths))) {
+                if case .invalidArgument(_, let reason) = $0 { return reason.contains("key length in 1 … 4") } else { return false }
+            }
         }
         assertThrowsTensorError(try cpu.rotaryEmbedding(q, layout: RotaryLayout(sequenceLength: 4, headDimension: 3, base: 10_000), inverse: false)) {
             if case .shapeMismatch = $0 { return true } else { return false }

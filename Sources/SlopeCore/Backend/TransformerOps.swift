@@ -86,10 +86,13 @@ public struct AttentionShape: Sendable, Equatable {
     public var causal: Bool
     /// Multiplies the scores; `1/√D` by default.
     public var scale: Float
+    /// The keys each batch element has (its sequence padded after them: the padding is never attended to), or nil
+    /// when every one is `keyLength` long. An encoder's padding mask.
+    public var keyLengths: [Int]?
 
     public init(
         batch: Int, queryLength: Int, keyLength: Int? = nil, queryHeads: Int, keyValueHeads: Int? = nil,
-        headDimension: Int, causal: Bool = true, scale: Float? = nil
+        headDimension: Int, causal: Bool = true, scale: Float? = nil, keyLengths: [Int]? = nil
     ) {
         self.batch = batch
         self.queryLength = queryLength
@@ -99,6 +102,7 @@ public struct AttentionShape: Sendable, Equatable {
         self.headDimension = headDimension
         self.causal = causal
         self.scale = scale ?? 1 / Float(headDimension).squareRoot()
+        self.keyLengths = keyLengths
     }
 
     /// Query heads sharing one key/value head.
@@ -168,6 +172,12 @@ extension OperandChecks {
                 operation: "attention",
                 reason: "need positive sizes, keyLength (\(s.keyLength)) ≥ queryLength (\(s.queryLength)) and query heads "
                     + "(\(s.queryHeads)) a multiple of key/value heads (\(s.keyValueHeads))")
+        }
+        if let lengths = s.keyLengths {
+            guard lengths.count == s.batch, lengths.allSatisfy({ (1...s.keyLength).contains($0) }) else {
+                throw TensorError.invalidArgument(
+                    operation: "attention", reason: "needs a key length in 1 … \(s.keyLength) for each of the \(s.batch) sequences, not \(lengths)")
+            }
         }
         try shape(query, [s.batch * s.queryLength, s.queryHeads * s.headDimension], "attention", "query")
         try shape(key, [s.batch * s.keyLength, s.keyValueHeads * s.headDimension], "attention", "key")

@@ -159,11 +159,11 @@ extension CPUBackend {
                                         let (kBase, vBase) = (pk + b * s.keyLength * kStride + kvHead * d, pv + b * s.keyLength * kStride + kvHead * d)
                                         for i0 in stride(from: 0, to: s.queryLength, by: attentionBlock) {
                                             let rows = min(attentionBlock, s.queryLength - i0)
-                                            let keys = s.visibleKeys(query: i0 + rows - 1)
+                                            let keys = s.visibleKeys(batch: b, query: i0 + rows - 1)
                                             let row0 = (b * s.queryLength + i0) * qStride + h * d
                                             rawGEMM(false, true, rows, keys, d, T(s.scale), pq + row0, qStride, kBase, kStride, 0, tile, keys, nil)
                                             for r in 0..<rows {
-                                                let scores = tile + r * keys, visible = s.visibleKeys(query: i0 + r)
+                                                let scores = tile + r * keys, visible = s.visibleKeys(batch: b, query: i0 + r)
                                                 var maximum = -T.infinity
                                                 for j in 0..<visible { maximum = max(maximum, scores[j]) }
                                                 var total: T = 0
@@ -226,13 +226,13 @@ extension CPUBackend {
                                                             let h = kvHead * s.groupSize + g
                                                             for i0 in stride(from: 0, to: s.queryLength, by: attentionBlock) {
                                                                 let rows = min(attentionBlock, s.queryLength - i0)
-                                                                let keys = s.visibleKeys(query: i0 + rows - 1)
+                                                                let keys = s.visibleKeys(batch: b, query: i0 + rows - 1)
                                                                 let row0 = (b * s.queryLength + i0) * qStride + h * d
                                                                 let (p, ds) = (probabilities, scoreGradient)
                                                                 rawGEMM(false, true, rows, keys, d, T(s.scale), pq + row0, qStride, pk + kv, kStride, 0, p, keys, nil)
                                                                 rawGEMM(false, true, rows, keys, d, 1, pdo + row0, qStride, pv + kv, kStride, 0, ds, keys, nil)
                                                                 for r in 0..<rows {
-                                                                    let visible = s.visibleKeys(query: i0 + r)
+                                                                    let visible = s.visibleKeys(batch: b, query: i0 + r)
                                                                     let lse = pl[(b * s.queryLength + i0 + r) * s.queryHeads + h]
                                                                     let delta = dotProduct(pdo + row0 + r * qStride, po + row0 + r * qStride, d)
                                                                     let (pRow, dsRow) = (p + r * keys, ds + r * keys)
@@ -290,7 +290,12 @@ func dotProduct<T: CPUFloat>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: 
 }
 
 extension AttentionShape {
-    /// Keys query `i` may attend to (a prefix of the key sequence).
+    /// Keys query `i` of batch element `b` may attend to (a prefix of the key sequence: up to itself when causal, up
+    /// to the element's padding).
     @inline(__always)
-    func visibleKeys(query i: Int) -> Int { causal ? keyLength - queryLength + i + 1 : keyLength }
+    func visibleKeys(batch b: Int, query i: Int) -> Int {
+        let limit = causal ? keyLength - queryLength + i + 1 : keyLength
+        guard let keyLengths else { return limit }
+        return min(limit, keyLengths[b])
+    }
 }
