@@ -1,4 +1,5 @@
-/// Causal multi-head (or grouped-query) self-attention with its four projections.
+/// Multi-head (or grouped-query) self-attention with its four projections: causal for decoders, bidirectional over
+/// padded sequences for encoders.
 ///
 /// The projections are ``Module``s so SLoPe conversion can swap a ``Linear`` for a ``SparseLinear``.
 /// With a rotary base, queries and keys are rotated (LLaMA); otherwise positions come from the embedding.
@@ -11,6 +12,8 @@ public final class SelfAttention: Layer {
     public let keyValueHeads: Int
     public let headDimension: Int
     public let ropeBase: Float?
+    /// Whether a position sees only itself and earlier ones (decoders); an encoder's attention is bidirectional.
+    public var causal = true
     let backend: any Backend
     private var saved: (q: Tensor, k: Tensor, v: Tensor, attention: AttentionOutput, shape: AttentionShape, rope: RotaryLayout?)?
 
@@ -31,8 +34,9 @@ public final class SelfAttention: Layer {
     public var parameters: [Parameter] { projections.flatMap(\.parameters) }
     public var sparseWeights: [SparseWeight] { projections.flatMap(\.sparseWeights) }
 
-    /// `x [batch·sequence, hidden]` → same shape.
-    public func forward(_ x: Tensor, batch: Int, sequence: Int) throws -> Tensor {
+    /// `x [batch·sequence, hidden]` → same shape; `keyLengths`: each sequence's real tokens (padding after them is
+    /// never attended to), nil when none is padded.
+    public func forward(_ x: Tensor, batch: Int, sequence: Int, keyLengths: [Int]? = nil) throws -> Tensor {
         let rope = ropeBase.map { RotaryLayout(sequenceLength: sequence, headDimension: headDimension, base: $0) }
         var q = try query.forward(x), k = try key.forward(x)
         let v = try value.forward(x)
@@ -42,7 +46,7 @@ public final class SelfAttention: Layer {
         }
         let shape = AttentionShape(
             batch: batch, queryLength: sequence, keyLength: sequence, queryHeads: heads, keyValueHeads: keyValueHeads,
-            headDimension: headDimension)
+            headDimension: headDimension, causal: causal, keyLengths: keyLengths)
         let attention = try backend.attention(query: q, key: k, value: v, shape: shape)
         saved = (q, k, v, attention, shape, rope)
         return try output.forward(attention.output)

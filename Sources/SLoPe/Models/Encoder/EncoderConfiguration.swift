@@ -1,0 +1,71 @@
+/// The shape of a BERT-style encoder: learned positions and token types, post-norm blocks with bidirectional
+/// attention, a masked-language-model head tied to the word embeddings.
+public struct EncoderConfiguration: Codable, Equatable, Sendable {
+    public var vocabularySize: Int
+    /// The longest sequence (the learned position table's rows).
+    public var contextLength: Int
+    /// Segment ids (`token_type_ids`): 2 in BERT (sentence A and B).
+    public var typeVocabularySize: Int
+    public var layers: Int
+    public var hiddenSize: Int
+    public var heads: Int
+    public var intermediateSize: Int
+    public var activation: Activation
+    public var normEpsilon: Float
+
+    public init(
+        vocabularySize: Int, contextLength: Int = 512, typeVocabularySize: Int = 2, layers: Int, hiddenSize: Int, heads: Int,
+        intermediateSize: Int, activation: Activation = .gelu, normEpsilon: Float = 1e-12
+    ) {
+        self.vocabularySize = vocabularySize
+        self.contextLength = contextLength
+        self.typeVocabularySize = typeVocabularySize
+        self.layers = layers
+        self.hiddenSize = hiddenSize
+        self.heads = heads
+        self.intermediateSize = intermediateSize
+        self.activation = activation
+        self.normEpsilon = normEpsilon
+    }
+
+    public var headDimension: Int { hiddenSize / heads }
+
+    /// BERT-base and BERT-large (uncased WordPiece vocabulary of 30522), and a tiny one for tests and the CPU.
+    public static let named: [(name: String, configuration: EncoderConfiguration)] = [
+        ("bert-base", EncoderConfiguration(vocabularySize: 30_522, layers: 12, hiddenSize: 768, heads: 12, intermediateSize: 3072)),
+        ("bert-large", EncoderConfiguration(vocabularySize: 30_522, layers: 24, hiddenSize: 1024, heads: 16, intermediateSize: 4096)),
+        ("tiny-bert", EncoderConfiguration(vocabularySize: 30_522, contextLength: 128, layers: 2, hiddenSize: 64, heads: 4, intermediateSize: 256)),
+    ]
+
+    public static func named(_ name: String) throws -> EncoderConfiguration {
+        guard let found = named.first(where: { $0.name == name }) else {
+            throw ModelConfiguration.Failure.invalid("no encoder named '\(name)'; choose one of: \(named.map(\.name).joined(separator: ", "))")
+        }
+        return found.configuration
+    }
+
+    /// Throws if the sizes do not fit together.
+    public func validate() throws {
+        guard [vocabularySize, contextLength, typeVocabularySize, layers, hiddenSize, heads, intermediateSize].allSatisfy({ $0 > 0 }) else {
+            throw ModelConfiguration.Failure.invalid("all encoder sizes must be positive")
+        }
+        guard hiddenSize % heads == 0 else { throw ModelConfiguration.Failure.invalid("hidden size \(hiddenSize) is not divisible by \(heads) heads") }
+        guard normEpsilon > 0 else { throw ModelConfiguration.Failure.invalid("normEpsilon must be positive") }
+        guard checkedParameterCount != nil else {
+            throw ModelConfiguration.Failure.invalid("the encoder's sizes give more parameters than can be counted; one of them is mistyped")
+        }
+    }
+
+    /// Parameters of the encoder and its MLM head (the decoder tied to the word embeddings), nil on overflow.
+    public var checkedParameterCount: Int? {
+        let (c, f) = (hiddenSize, intermediateSize)
+        func p(_ factors: Int...) -> Int? { CheckedSize.product(factors) }
+        func sum(_ terms: Int?...) -> Int? {
+            terms.reduce(Optional(0)) { total, term in total.flatMap { t in term.flatMap { CheckedSize.sum(t, $0) } } }
+        }
+        let embeddings = sum(p(vocabularySize, c), p(contextLength, c), p(typeVocabularySize, c), p(2, c))
+        let block = sum(p(4, c, c), p(4, c), p(2, c, f), f, c, p(4, c))
+        let head = sum(p(c, c), c, p(2, c), vocabularySize)
+        return sum(embeddings, block.flatMap { p(layers, $0) }, head)
+    }
+}

@@ -1,0 +1,157 @@
+/// A BERT-style encoder with its masked-language-model head, forward and backward.
+///
+/// Parameter names follow Hugging Face's `BertForMaskedLM` (`bert.encoder.layer.0.attention.self.query.weight`,
+/// `cls.predictions.transform.dense.weight`), so checkpoints can map one to one. Sequences in a batch may be padded:
+/// `lengths` gives each one's real tokens, and attention never looks at the padding.
+///
+/// ```swift
+/// let bert = try EncoderModel(configuration: .named("tiny-bert"), backend: cpu, seed: 0)
+/// let loss = try bert.maskedLanguageModelLoss(tokens: ids, tokenTypes: types, labels: labels, lengths: lengths, batch: 8, sequence: 128)
+/// try bert.backward()
+/// ```
+public final class EncoderModel: Layer {
+    public let configuration: EncoderConfiguration
+    public let dtype: DType
+    public let wordEmbedding: Embedding
+    public let positionEmbedding: Embedding
+    public let typeEmbedding: Embedding
+    public let embeddingNorm: LayerNorm
+    public let blocks: [EncoderBlock]
+    /// The MLM head: dense + activation + LayerNorm, then the word embeddings (tied) and a bias per token.
+    public let transform: Linear
+    public let transformActivation: ActivationLayer
+    public let transformNorm: LayerNorm
+    public let decoderBias: Parameter
+    let backend: any Backend
+    private let lossFunction: SoftmaxCrossEntropy
+    /// What the MLM head's backward needs: the transformed rows it predicted at, which rows those were, of how many.
+    private var saved: (transformed: Tensor, rows: [Int], total: Int)?
+
+    public init(configuration: EncoderConfiguration, dtype: DType = .float32, backend: any Backend, seed: UInt64) throws {
+        try configuration.validate()
+        try MemoryBudget.require(
+            configuration.checkedParameterCount.flatMap { CheckedSize.product([$0, dtype.byteSize]) },
+            for: "an encoder of \(configuration.checkedParameterCount ?? .max) parameters (its \(dtype) weights alone)", on: backend)
+        self.configuration = configuration
+        self.dtype = dtype
+        self.backend = backend
+        lossFunction = SoftmaxCrossEntropy(backend: backend)
+        var generator = SeededGenerator(seed: seed)
+        let c = configuration
+        func embedding(_ name: String, _ rows: Int) throws -> Embedding {
+            try Embedding(name: "bert.embeddings." + name, vocabularySize: rows, features: c.hiddenSize, dtype: dtype, backend: backend, generator: &generator)
+        }
+        // BERT's initialisation: N(0, 0.02²) weights, zero biases, unit norms.
+        func linear(_ name: String, _ input: Int, _ output: Int) throws -> Linear {
+            try Linear(
+                name: name, weight: backend.randomNormal([output, input], std: 0.02, dtype: dtype, using: &generator),
+                bias: backend.zeros([output], dtype: dtype), backend: backend)
+        }
+        func norm(_ name: String) throws -> LayerNorm {
+            try LayerNorm(name: name, features: c.hiddenSize, epsilon: c.normEpsilon, dtype: dtype, backend: backend)
+        }
+        wordEmbedding = try embedding("word_embeddings", c.vocabularySize)
+        positionEmbedding = try embedding("position_embeddings", c.contextLength)
+        typeEmbedding = try embedding("token_type_embeddings", c.typeVocabularySize)
+        embeddingNorm = try norm("bert.embeddings.LayerNorm")
+        blocks = try (0..<c.layers).map { index in
+            let p = "bert.encoder.layer.\(index)."
+            let attention = SelfAttention(
+                query: try linear(p + "attention.self.query", c.hiddenSize, c.hiddenSize),
+                key: try linear(p + "attention.self.key", c.hiddenSize, c.hiddenSize),
+                value: try linear(p + "attention.self.value", c.hiddenSize, c.hiddenSize),
+                output: try linear(p + "attention.output.dense", c.hiddenSize, c.hiddenSize),
+                heads: c.heads, keyValueHeads: c.heads, headDimension: c.headDimension, ropeBase: nil, backend: backend)
+            let mlp = FeedForward(
+                up: try linear(p + "intermediate.dense", c.hiddenSize, c.intermediateSize),
+                down: try linear(p + "output.dense", c.intermediateSize, c.hiddenSize), gate: nil, activation: c.activation, backend: backend)
+            return EncoderBlock(
+                attention: attention, attentionNorm: try norm(p + "attention.output.LayerNorm"), mlp: mlp,
+                mlpNorm: try norm(p + "output.LayerNorm"), backend: backend)
+        }
+        transform = try linear("cls.predictions.transform.dense", c.hiddenSize, c.hiddenSize)
+        transformActivation = ActivationLayer(c.activation, backend: backend)
+        transformNorm = try norm("cls.predictions.transform.LayerNorm")
+        decoderBias = Parameter(name: "cls.predictions.bias", value: try backend.zeros([c.vocabularySize], dtype: dtype))
+    }
+
+    public var parameters: [Parameter] {
+        wordEmbedding.parameters + positionEmbedding.parameters + typeEmbedding.parameters + embeddingNorm.parameters
+            + blocks.flatMap(\.parameters) + transform.parameters + transformNorm.parameters + [decoderBias]
+    }
+    public var sparseWeights: [SparseWeight] { blocks.flatMap(\.sparseWeights) }
+
+    // MARK: Forward
+
+    /// The encoder's output `[batch·sequence, hidden]` for `tokens` and `tokenTypes` (`int32 [batch·sequence]`);
+    /// `lengths`: each sequence's real tokens, the rest padding (nil: none).
+    public func encode(tokens: Tensor, tokenTypes: Tensor, lengths: [Int]?, batch: Int, sequence: Int) throws -> Tensor {
+        guard tokens.count == batch * sequence, tokenTypes.count == tokens.count, tokens.dtype == .int32, tokenTypes.dtype == .int32 else {
+            throw TensorError.shapeMismatch(
+                operation: "EncoderModel", shapes: [tokens.shape, tokenTypes.shape], reason: "expected \(batch)·\(sequence) int32 token ids and token types")
+        }
+        guard sequence <= configuration.contextLength else {
+            throw TensorError.invalidArgument(operation: "EncoderModel", reason: "\(sequence) positions exceed the context length \(configuration.contextLength)")
+        }
+        let positions = try backend.tensor((0..<batch * sequence).map { Int32($0 % sequence) }, shape: [batch * sequence])
+        let summed = try backend.add(
+            backend.add(wordEmbedding.forward(tokens), positionEmbedding.forward(positions)), typeEmbedding.forward(tokenTypes))
+        var x = try embeddingNorm.forward(summed)
+        for block in blocks { x = try block.forward(x, batch: batch, sequence: sequence, lengths: lengths) }
+        return x
+    }
+
+    /// MLM logits `[rows.count, vocabulary]` at rows `rows` of the encoder's output `hidden`.
+    public func maskedLanguageModelLogits(_ hidden: Tensor, rows: [Int]) throws -> Tensor {
+        let selected = try backend.gatherRows(hidden, rows)
+        let transformed = try transformNorm.forward(transformActivation.forward(transform.forward(selected)))
+        saved = (transformed, rows, hidden.shape[0])
+        return try backend.gemm(
+            transformed, wordEmbedding.weight.value, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: decoderBias.value)
+    }
+
+    /// Mean cross-entropy of the masked positions: `labels` (`int32 [batch·sequence]`) hold the original token where
+    /// a prediction is made and −100 elsewhere; only those rows go through the MLM head.
+    public func maskedLanguageModelLoss(
+        tokens: Tensor, tokenTypes: Tensor, labels: [Int32], lengths: [Int]?, batch: Int, sequence: Int
+    ) throws -> Double {
+        guard labels.count == batch * sequence else {
+            throw TensorError.shapeMismatch(operation: "EncoderModel", shapes: [[labels.count]], reason: "one label per token")
+        }
+        let rows = labels.indices.filter { labels[$0] != Self.ignoredLabel }
+        guard !rows.isEmpty else { throw TensorError.invalidArgument(operation: "EncoderModel", reason: "no position to predict (every label is -100)") }
+        let hidden = try encode(tokens: tokens, tokenTypes: tokenTypes, lengths: lengths, batch: batch, sequence: sequence)
+        let logits = try maskedLanguageModelLogits(hidden, rows: rows)
+        return try lossFunction.forward(logits: logits, targets: backend.tensor(rows.map { labels[$0] }, shape: [rows.count]))
+    }
+
+    /// Label of positions that are not predicted.
+    public static let ignoredLabel: Int32 = -100
+
+    // MARK: Backward
+
+    /// Backpropagates `scale · loss` of the last ``maskedLanguageModelLoss(tokens:tokenTypes:labels:lengths:batch:sequence:)``
+    /// into every gradient.
+    public func backward(scale: Float = 1) throws {
+        guard let saved else {
+            throw TensorError.invalidArgument(operation: "EncoderModel.backward", reason: "call maskedLanguageModelLoss(...) first")
+        }
+        let dLogits = try lossFunction.backward(scale: scale)
+        // logits = t·Wᵀ + b, W the (tied) word embeddings.
+        _ = try backend.gemm(
+            dLogits, saved.transformed, transposeA: true, transposeB: false, alpha: 1, beta: 1,
+            into: wordEmbedding.weight.gradientBuffer(backend), bias: nil)
+        try backend.accumulateColumnSums(dLogits, into: decoderBias.gradientBuffer(backend))
+        let dTransformed = try backend.matmul(dLogits, wordEmbedding.weight.value)
+        let dSelected = try transform.backward(transformActivation.backward(transformNorm.backward(dTransformed)))
+        // Only the predicted rows have a gradient from the head.
+        var dx = try backend.zeros([saved.total, configuration.hiddenSize], dtype: dSelected.dtype)
+        try backend.moveRows(dSelected, from: nil, into: dx, to: saved.rows)
+        for block in blocks.reversed() { dx = try block.backward(dx) }
+        let dSummed = try embeddingNorm.backward(dx)
+        try wordEmbedding.backward(dSummed)
+        try positionEmbedding.backward(dSummed)
+        try typeEmbedding.backward(dSummed)
+        self.saved = nil
+    }
+}
