@@ -16,7 +16,8 @@ final class EncoderTests: XCTestCase {
         return (try cpu.tensor(tokens, shape: [10]), try cpu.tensor(types, shape: [10]), labels, [5, 3])
     }
 
-    /// Every parameter's gradient against central differences of the MLM loss, at a few elements each.
+    /// Every parameter's gradient against central differences of the pretraining loss (masked LM + next sentence, with
+    /// exact GELU and the tanh pooler), at a few elements each.
     func testEncoderGradients() throws {
         let model = try EncoderModel(configuration: configuration, dtype: .float64, backend: cpu, seed: 1)
         // Non-trivial norms and biases, so their gradients are tested where they matter.
@@ -27,11 +28,14 @@ final class EncoderTests: XCTestCase {
         }
         let (tokens, types, labels, lengths) = try batch()
         func loss() throws -> Double {
-            try model.maskedLanguageModelLoss(tokens: tokens, tokenTypes: types, labels: labels, lengths: lengths, batch: 2, sequence: 5)
+            let losses = try model.pretrainingLosses(
+                tokens: tokens, tokenTypes: types, labels: labels, nextSentenceLabels: [0, 1], lengths: lengths, batch: 2, sequence: 5)
+            return losses.maskedLM + losses.nextSentence
         }
         _ = try loss()
         try model.backward()
-        XCTAssertEqual(model.parameters.count, 5 + 16 * 2 + 5, "embeddings (3 tables, norm), 16 per block, the head's 5")
+        XCTAssertEqual(model.parameters.count, 5 + 16 * 2 + 5 + 4, "embeddings (3 tables, norm), 16 per block, the MLM head's 5, pooler and NSP")
+        XCTAssertEqual(model.configuration.activation, .geluExact)
         for parameter in model.parameters {
             guard let gradient = parameter.gradient else { return XCTFail("\(parameter.name) got no gradient") }
             let analytic = try cpu.doubles(gradient)

@@ -13,6 +13,11 @@ final class OpGradientTests: XCTestCase {
                 forward: { try self.cpu.activation($0, kind) },
                 backward: { x, dy in try self.cpu.activationBackward(x, gradient: dy, kind) })
         }
+        // Values at a few points (PyTorch's gelu(x) with approximate='none' and 'tanh', tanh).
+        let x = try cpu.tensor([-1, 0.5, 2] as [Double], shape: [3], dtype: .float64)
+        assertClose(try cpu.doubles(cpu.activation(x, .geluExact)), [-0.15865525393145707, 0.34573123063700656, 1.9544997361036416], rtol: 1e-12)
+        assertClose(try cpu.doubles(cpu.activation(x, .gelu)), [-0.15880800939172324, 0.34571400982514394, 1.954597694087775], rtol: 1e-12)
+        assertClose(try cpu.doubles(cpu.activation(x, .tanh)), [-0.7615941559557649, 0.46211715726000974, 0.9640275800758169], rtol: 1e-12)
     }
 
     func testGEMMBothOperands() throws {

@@ -39,7 +39,7 @@ extension BackendComparison {
         }
         // A linear layer and its activation in one call (ReLU in the GEMM's epilogue on the GPU), with and without bias.
         let (input, projection, bias) = (try random([2, 37, 96], dtype), try random([200, 96], dtype), try random([200], dtype))
-        for kind in [Activation.relu, .gelu] {
+        for kind in [Activation.relu, .gelu, .tanh, .geluExact] {
             check("linearActivated \(kind), with and without bias", dtype, &results) { backend, on in
                 [try backend.linearActivated(self.pick(input, on), weight: self.pick(projection, on), bias: self.pick(bias, on), kind),
                  try backend.linearActivated(self.pick(input, on), weight: self.pick(projection, on), bias: nil, kind)]

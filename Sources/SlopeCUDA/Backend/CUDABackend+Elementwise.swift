@@ -57,6 +57,8 @@ extension CUDABackend {
         case .gelu: return 0
         case .relu: return 1
         case .silu: return 2
+        case .tanh: return 3
+        case .geluExact: return 4
         }
     }
 

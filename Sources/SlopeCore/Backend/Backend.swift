@@ -220,6 +220,10 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
     case relu
     /// x·sigmoid(x) (SwiGLU's gate).
     case silu
+    /// BERT's pooler.
+    case tanh
+    /// GELU as `x·Φ(x)` with the error function (BERT's `gelu`; ``gelu`` is the tanh approximation).
+    case geluExact = "gelu-exact"
 }
 
 public struct LayerNormOutput: Sendable {

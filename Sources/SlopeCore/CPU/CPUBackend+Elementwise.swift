@@ -83,6 +83,8 @@ extension CPUBackend {
                         case .gelu: for i in r { out[i] = ActivationMath.gelu(px[i]) }
                         case .relu: for i in r { out[i] = max(px[i], 0) }
                         case .silu: for i in r { out[i] = px[i] * ActivationMath.sigmoid(px[i]) }
+                        case .tanh: for i in r { out[i] = T.tanh(px[i]) }
+                        case .geluExact: for i in r { out[i] = ActivationMath.geluExact(px[i]) }
                         }
                     }
                 }
@@ -109,6 +111,12 @@ extension CPUBackend {
                                     let s = ActivationMath.sigmoid(px[i])
                                     out[i] = pdy[i] * s * (1 + px[i] * (1 - s))
                                 }
+                            case .tanh:
+                                for i in r {
+                                    let t = T.tanh(px[i])
+                                    out[i] = pdy[i] * (1 - t * t)
+                                }
+                            case .geluExact: for i in r { out[i] = pdy[i] * ActivationMath.geluExactDerivative(px[i]) }
                             }
                         }
                     }
@@ -133,6 +141,12 @@ enum ActivationMath {
     }
 
     @inline(__always) static func sigmoid<T: CPUFloat>(_ x: T) -> T { 1 / (1 + T.vectorExp(-x)) }
+
+    /// x·Φ(x) = x·(1 + erf(x/√2))/2, and its derivative Φ(x) + x·φ(x).
+    @inline(__always) static func geluExact<T: CPUFloat>(_ x: T) -> T { T(0.5) * x * (1 + T.erf(x * T(0.7071067811865476))) }
+    @inline(__always) static func geluExactDerivative<T: CPUFloat>(_ x: T) -> T {
+        T(0.5) * (1 + T.erf(x * T(0.7071067811865476))) + x * T.exp(T(-0.5) * x * x) * T(0.3989422804014327)
+    }
 
     /// tanh through one `exp`: libm's tanhf (via expm1f) took a quarter of a CPU training step. Near 0 the
     /// result has an absolute error of a few ulp of 1, which is what GELU's `1 + tanh` can resolve anyway;

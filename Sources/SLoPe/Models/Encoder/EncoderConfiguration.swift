@@ -1,5 +1,6 @@
 /// The shape of a BERT-style encoder: learned positions and token types, post-norm blocks with bidirectional
-/// attention, a masked-language-model head tied to the word embeddings.
+/// attention (GELU with erf, as BERT's), a masked-language-model head tied to the word embeddings, a pooler and a
+/// next-sentence head.
 public struct EncoderConfiguration: Codable, Equatable, Sendable {
     public var vocabularySize: Int
     /// The longest sequence (the learned position table's rows).
@@ -15,7 +16,7 @@ public struct EncoderConfiguration: Codable, Equatable, Sendable {
 
     public init(
         vocabularySize: Int, contextLength: Int = 512, typeVocabularySize: Int = 2, layers: Int, hiddenSize: Int, heads: Int,
-        intermediateSize: Int, activation: Activation = .gelu, normEpsilon: Float = 1e-12
+        intermediateSize: Int, activation: Activation = .geluExact, normEpsilon: Float = 1e-12
     ) {
         self.vocabularySize = vocabularySize
         self.contextLength = contextLength
@@ -56,7 +57,8 @@ public struct EncoderConfiguration: Codable, Equatable, Sendable {
         }
     }
 
-    /// Parameters of the encoder and its MLM head (the decoder tied to the word embeddings), nil on overflow.
+    /// Parameters of the encoder, its MLM head (the decoder tied to the word embeddings), pooler and next-sentence head;
+    /// nil on overflow.
     public var checkedParameterCount: Int? {
         let (c, f) = (hiddenSize, intermediateSize)
         func p(_ factors: Int...) -> Int? { CheckedSize.product(factors) }
@@ -66,6 +68,7 @@ public struct EncoderConfiguration: Codable, Equatable, Sendable {
         let embeddings = sum(p(vocabularySize, c), p(contextLength, c), p(typeVocabularySize, c), p(2, c))
         let block = sum(p(4, c, c), p(4, c), p(2, c, f), f, c, p(4, c))
         let head = sum(p(c, c), c, p(2, c), vocabularySize)
-        return sum(embeddings, block.flatMap { p(layers, $0) }, head)
+        let poolerAndNextSentence = sum(p(c, c), c, p(2, c), 2)
+        return sum(embeddings, block.flatMap { p(layers, $0) }, head, poolerAndNextSentence)
     }
 }

@@ -1,4 +1,4 @@
-/// A BERT-style encoder with its masked-language-model head, forward and backward.
+/// A BERT-style encoder with its pretraining heads (masked-language model, next sentence), forward and backward.
 ///
 /// Parameter names follow Hugging Face's `BertForMaskedLM` (`bert.encoder.layer.0.attention.self.query.weight`,
 /// `cls.predictions.transform.dense.weight`), so checkpoints can map one to one. Sequences in a batch may be padded:
@@ -22,10 +22,17 @@ public final class EncoderModel: Layer {
     public let transformActivation: ActivationLayer
     public let transformNorm: LayerNorm
     public let decoderBias: Parameter
+    /// The pooler (dense + tanh on each sequence's first token, `[CLS]`) and the next-sentence classifier over it.
+    public let pooler: Linear
+    public let poolerActivation: ActivationLayer
+    public let nextSentence: Linear
     let backend: any Backend
     private let lossFunction: SoftmaxCrossEntropy
+    private let nextSentenceLoss: SoftmaxCrossEntropy
     /// What the MLM head's backward needs: the transformed rows it predicted at, which rows those were, of how many.
     private var saved: (transformed: Tensor, rows: [Int], total: Int)?
+    /// Where the pooler read (each sequence's first row), when the last loss included next-sentence prediction.
+    private var pooledRows: [Int]?
 
     public init(configuration: EncoderConfiguration, dtype: DType = .float32, backend: any Backend, seed: UInt64) throws {
         try configuration.validate()
@@ -36,6 +43,7 @@ public final class EncoderModel: Layer {
         self.dtype = dtype
         self.backend = backend
         lossFunction = SoftmaxCrossEntropy(backend: backend)
+        nextSentenceLoss = SoftmaxCrossEntropy(backend: backend)
         var generator = SeededGenerator(seed: seed)
         let c = configuration
         func embedding(_ name: String, _ rows: Int) throws -> Embedding {
@@ -73,11 +81,15 @@ public final class EncoderModel: Layer {
         transformActivation = ActivationLayer(c.activation, backend: backend)
         transformNorm = try norm("cls.predictions.transform.LayerNorm")
         decoderBias = Parameter(name: "cls.predictions.bias", value: try backend.zeros([c.vocabularySize], dtype: dtype))
+        pooler = try linear("bert.pooler.dense", c.hiddenSize, c.hiddenSize)
+        poolerActivation = ActivationLayer(.tanh, backend: backend)
+        nextSentence = try linear("cls.seq_relationship", c.hiddenSize, 2)
     }
 
     public var parameters: [Parameter] {
         wordEmbedding.parameters + positionEmbedding.parameters + typeEmbedding.parameters + embeddingNorm.parameters
             + blocks.flatMap(\.parameters) + transform.parameters + transformNorm.parameters + [decoderBias]
+            + pooler.parameters + nextSentence.parameters
     }
     public var sparseWeights: [SparseWeight] { blocks.flatMap(\.sparseWeights) }
 
@@ -122,7 +134,36 @@ public final class EncoderModel: Layer {
         guard !rows.isEmpty else { throw TensorError.invalidArgument(operation: "EncoderModel", reason: "no position to predict (every label is -100)") }
         let hidden = try encode(tokens: tokens, tokenTypes: tokenTypes, lengths: lengths, batch: batch, sequence: sequence)
         let logits = try maskedLanguageModelLogits(hidden, rows: rows)
+        pooledRows = nil
         return try lossFunction.forward(logits: logits, targets: backend.tensor(rows.map { labels[$0] }, shape: [rows.count]))
+    }
+
+    /// The pooled output `[batch, hidden]`: `tanh(dense(·))` of each sequence's first row (`[CLS]`) of `hidden`.
+    public func pooled(_ hidden: Tensor, batch: Int, sequence: Int) throws -> Tensor {
+        let rows = (0..<batch).map { $0 * sequence }
+        pooledRows = rows
+        return try poolerActivation.forward(pooler.forward(backend.gatherRows(hidden, rows)))
+    }
+
+    /// BERT's pretraining losses: the masked-LM loss as ``maskedLanguageModelLoss(tokens:tokenTypes:labels:lengths:batch:sequence:)``
+    /// and the next-sentence loss (`nextSentenceLabels`: per sequence, 1 where B is from another document), both
+    /// means; ``backward(scale:)`` then takes their sum, as transformers' `BertForPreTraining`.
+    public func pretrainingLosses(
+        tokens: Tensor, tokenTypes: Tensor, labels: [Int32], nextSentenceLabels: [Int32], lengths: [Int]?, batch: Int, sequence: Int
+    ) throws -> (maskedLM: Double, nextSentence: Double) {
+        guard nextSentenceLabels.count == batch, nextSentenceLabels.allSatisfy({ $0 == 0 || $0 == 1 }) else {
+            throw TensorError.invalidArgument(operation: "EncoderModel", reason: "one next-sentence label (0 or 1) per sequence")
+        }
+        let rows = labels.indices.filter { labels[$0] != Self.ignoredLabel }
+        guard labels.count == batch * sequence, !rows.isEmpty else {
+            throw TensorError.invalidArgument(operation: "EncoderModel", reason: "one label per token, at least one position to predict")
+        }
+        let hidden = try encode(tokens: tokens, tokenTypes: tokenTypes, lengths: lengths, batch: batch, sequence: sequence)
+        let maskedLM = try lossFunction.forward(
+            logits: maskedLanguageModelLogits(hidden, rows: rows), targets: backend.tensor(rows.map { labels[$0] }, shape: [rows.count]))
+        let nextSentenceLogits = try nextSentence.forward(pooled(hidden, batch: batch, sequence: sequence))
+        let next = try nextSentenceLoss.forward(logits: nextSentenceLogits, targets: backend.tensor(nextSentenceLabels, shape: [batch]))
+        return (maskedLM, next)
     }
 
     /// Label of positions that are not predicted.
@@ -131,6 +172,7 @@ public final class EncoderModel: Layer {
     // MARK: Backward
 
     /// Backpropagates `scale · loss` of the last ``maskedLanguageModelLoss(tokens:tokenTypes:labels:lengths:batch:sequence:)``
+    /// (or `scale · (masked-LM + next-sentence loss)` of the last ``pretrainingLosses(tokens:tokenTypes:labels:nextSentenceLabels:lengths:batch:sequence:)``)
     /// into every gradient.
     public func backward(scale: Float = 1) throws {
         guard let saved else {
@@ -147,6 +189,13 @@ public final class EncoderModel: Layer {
         // Only the predicted rows have a gradient from the head.
         var dx = try backend.zeros([saved.total, configuration.hiddenSize], dtype: dSelected.dtype)
         try backend.moveRows(dSelected, from: nil, into: dx, to: saved.rows)
+        if let pooledRows {
+            let dFirst = try pooler.backward(poolerActivation.backward(nextSentence.backward(nextSentenceLoss.backward(scale: scale))))
+            let spread = try backend.zeros(dx.shape, dtype: dx.dtype)
+            try backend.moveRows(dFirst, from: nil, into: spread, to: pooledRows)
+            try backend.accumulate(spread, into: dx, alpha: 1)
+            self.pooledRows = nil
+        }
         for block in blocks.reversed() { dx = try block.backward(dx) }
         let dSummed = try embeddingNorm.backward(dx)
         try wordEmbedding.backward(dSummed)

@@ -27,11 +27,13 @@ extension KernelSources {
         GRID_STRIDE(i, n) x[i] = v;
     }
 
-    // act(v) and act'(v); kind 0 GELU (tanh approximation), 1 ReLU, 2 SiLU.
+    // act(v) and act'(v); kind 0 GELU (tanh approximation), 1 ReLU, 2 SiLU, 3 tanh, 4 GELU with erf (exact).
     static __device__ __forceinline__ float activate(float v, int kind) {
         const float c = 0.7978845608028654f, k = 0.044715f;
         if (kind == 0) return 0.5f * v * (1.0f + tanhf(c * (v + k * v * v * v)));
         if (kind == 1) return (v > 0.0f || v != v) ? v : 0.0f;  // NaN propagates, like max(x, 0) on the CPU
+        if (kind == 3) return tanhf(v);
+        if (kind == 4) return 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
         return v * (1.0f / (1.0f + expf(-v)));                    // x·sigmoid(x), the CPU reference's rounding order
     }
     static __device__ __forceinline__ float activation_slope(float v, int kind) {
@@ -41,6 +43,8 @@ extension KernelSources {
             return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * c * (1.0f + 3.0f * k * v * v);
         }
         if (kind == 1) return v > 0.0f ? 1.0f : 0.0f;
+        if (kind == 3) { float t = tanhf(v); return 1.0f - t * t; }
+        if (kind == 4) return 0.5f * (1.0f + erff(v * 0.7071067811865476f)) + v * expf(-0.5f * v * v) * 0.3989422804014327f;
         float s = 1.0f / (1.0f + expf(-v));
         return s * (1.0f + v * (1.0f - s));
     }
