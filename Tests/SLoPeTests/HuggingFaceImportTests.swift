@@ -43,6 +43,63 @@ final class HuggingFaceImportTests: XCTestCase {
         XCTAssertNil(try HuggingFaceConfig.read(folder: Self.fixtures + "/gpt2").endOfText, "50256 is outside the tiny vocabulary")
     }
 
+    /// BERT (BertForPreTraining, made by transformers with non-trivial biases and norms): the masked-LM logits at every
+    /// real position of a padded batch and the next-sentence logits within 1e-4 of transformers' (which masks the
+    /// padding with its attention mask). A bare BertModel's names (no `bert.`, TensorFlow's gamma/beta) import too,
+    /// the heads it lacks listed; a missing encoder tensor or an unknown one is refused by name.
+    func testImportedBERTComputesTransformersLogits() throws {
+        let folder = Self.fixtures + "/bert"
+        let (model, notInFolder) = try HuggingFaceEncoderImport.load(folder: folder, dtype: .float32, backend: cpu)
+        XCTAssertEqual(notInFolder, [])
+        XCTAssertEqual(model.configuration.activation, .geluExact)
+        struct Outputs: Decodable {
+            let tokens: [[Int32]], token_types: [[Int32]], lengths: [Int]
+            let prediction_logits: [[Float]], seq_relationship_logits: [[Float]]
+        }
+        let expected = try JSONDecoder().decode(Outputs.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/outputs.json")))
+        let (batch, sequence, vocabulary) = (2, 8, 64)
+        func check(_ model: EncoderModel, _ label: String) throws {
+            let hidden = try model.encode(
+                tokens: cpu.tensor(expected.tokens.flatMap { $0 }, shape: [batch * sequence]),
+                tokenTypes: cpu.tensor(expected.token_types.flatMap { $0 }, shape: [batch * sequence]), lengths: expected.lengths,
+                batch: batch, sequence: sequence)
+            let rows = (0..<batch).flatMap { b in (0..<expected.lengths[b]).map { b * sequence + $0 } }
+            let logits = try cpu.floats(model.maskedLanguageModelLogits(hidden, rows: rows))
+            let reference = rows.flatMap { row in Array(expected.prediction_logits[row / sequence][((row % sequence) * vocabulary)..<((row % sequence + 1) * vocabulary)]) }
+            let scale = reference.map(abs).max()!
+            XCTAssertLessThanOrEqual(zip(logits, reference).map { abs($0 - $1) }.max()! / scale, 1e-4, "\(label): masked-LM logits")
+            let next = try cpu.floats(model.nextSentence.forward(model.pooled(hidden, batch: batch, sequence: sequence)))
+            assertClose(next.map(Double.init), expected.seq_relationship_logits.flatMap { $0 }.map(Double.init), rtol: 1e-4, atol: 1e-5, "\(label): next sentence")
+        }
+        try check(model, "BertForPreTraining")
+
+        // The same weights as a bare BertModel converted from TensorFlow: no heads, no "bert.", gamma/beta.
+        let renamed = FileManager.default.temporaryDirectory.appendingPathComponent("slope-bert-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: renamed, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: renamed) }
+        try FileManager.default.copyItem(atPath: folder + "/config.json", toPath: renamed + "/config.json")
+        let body = model.parameters.filter { $0.name.hasPrefix("bert.") && !$0.name.hasPrefix("bert.pooler.") }
+        try SafeTensors.write(body.map { parameter in
+            let name = String(parameter.name.dropFirst(5)).replacing("LayerNorm.weight", with: "LayerNorm.gamma").replacing("LayerNorm.bias", with: "LayerNorm.beta")
+            return try SafeTensors.record(name, parameter.value, backend: cpu)
+        }, to: renamed + "/model.safetensors")
+        let (bare, lacking) = try HuggingFaceEncoderImport.load(folder: renamed, dtype: .float32, backend: cpu)
+        XCTAssertEqual(lacking.count, 9, "the MLM head's 5 (dense, norm, decoder bias), the pooler's 2, the next-sentence head's 2: \(lacking)")
+        let tokens = try cpu.tensor(expected.tokens[0], shape: [sequence]), types = try cpu.tensor(expected.token_types[0], shape: [sequence])
+        assertClose(try cpu.doubles(bare.encode(tokens: tokens, tokenTypes: types, lengths: nil, batch: 1, sequence: sequence)),
+                    try cpu.doubles(model.encode(tokens: tokens, tokenTypes: types, lengths: nil, batch: 1, sequence: sequence)), rtol: 1e-6, atol: 1e-6)
+        // A missing encoder tensor, and one the model does not have, are refused by name.
+        try SafeTensors.write(body.dropFirst().map { try SafeTensors.record($0.name, $0.value, backend: cpu) }, to: renamed + "/model.safetensors")
+        XCTAssertThrowsError(try HuggingFaceEncoderImport.load(folder: renamed, dtype: .float32, backend: cpu)) {
+            XCTAssertTrue("\($0)".contains("lacks tensors") && "\($0)".contains(body[0].name), "\($0)")
+        }
+        try SafeTensors.write(try body.map { try SafeTensors.record($0.name, $0.value, backend: cpu) }
+            + [SafeTensors.record("classifier.weight", cpu.zeros([2, 32], dtype: .float32), backend: cpu)], to: renamed + "/model.safetensors")
+        XCTAssertThrowsError(try HuggingFaceEncoderImport.load(folder: renamed, dtype: .float32, backend: cpu)) {
+            XCTAssertTrue("\($0)".contains("classifier.weight"), "\($0)")
+        }
+    }
+
     /// Variants slope does not compute are refused with the field that says so.
     func testUnsupportedConfigurationsAreRefusedByName() throws {
         let cases: [(String, String)] = [

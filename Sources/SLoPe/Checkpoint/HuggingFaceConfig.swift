@@ -19,7 +19,7 @@ public struct HuggingFaceConfig: Sendable {
             switch self {
             case let .unreadable(path, reason): return "cannot read \(path) as a transformers config.json: \(reason)"
             case let .unsupported(path, what):
-                return "\(path): \(what); slope imports GPT-2, OPT and LLaMA-family models as transformers defines them"
+                return "\(path): \(what); slope imports GPT-2, OPT and LLaMA-family models and BERT encoders as transformers defines them"
             }
         }
     }
