@@ -120,4 +120,58 @@ final class EncoderTests: XCTestCase {
         let right = zip(predicted, rows.map { labels[$0] }).filter { $0 == $1 }.count
         XCTAssertGreaterThan(Double(right) / Double(rows.count), 0.6, "\(right) of \(rows.count) masked tokens right")
     }
+
+    /// SLoPe conversion works on encoders as on decoders: every block linear 2:4, trained with SparseAdamW beside
+    /// AdamW for the dense rest, the loss falls and every sparse weight keeps its 2:4 mask; merged with adapters for
+    /// inference, the encoder computes what the adapted one does.
+    func testSLoPeEncoderTrainsAndMerges() throws {
+        let c = EncoderConfiguration(vocabularySize: 40, contextLength: 16, layers: 2, hiddenSize: 32, heads: 4, intermediateSize: 64)
+        let model = try EncoderModel(configuration: c, backend: cpu, seed: 5)
+        let report = try model.convertToSLoPe()
+        XCTAssertEqual(report.sparseCount, 12, report.summary)
+        XCTAssertEqual(model.sparseWeights.count, 12)
+        let dense = AdamW(parameters: model.parameters, configuration: .init(learningRate: 5e-3, weightDecay: 0), backend: cpu)
+        let sparse = try SparseAdamW(weights: model.sparseWeights, configuration: .init(learningRate: 5e-3, weightDecay: 0), maskChangeFrequency: 10, backend: cpu)
+        var generator = SeededGenerator(seed: 6)
+        let (batch, sequence) = (8, 10)
+        var losses: [Double] = []
+        for _ in 0..<150 {
+            var tokens: [Int32] = [], labels: [Int32] = []
+            for _ in 0..<batch {
+                let token = Int32(1 + generator.next() % 38)
+                for position in 0..<sequence {
+                    let masked = position % 4 == 1
+                    tokens.append(masked ? 39 : token)
+                    labels.append(masked ? token : -100)
+                }
+            }
+            let types = try cpu.zeros([batch * sequence], dtype: .int32)
+            losses.append(try model.maskedLanguageModelLoss(
+                tokens: cpu.tensor(tokens, shape: [batch * sequence]), tokenTypes: types, labels: labels, lengths: nil, batch: batch, sequence: sequence))
+            try model.backward()
+            try dense.step()
+            try sparse.step()
+            try dense.zeroGradients()
+            try sparse.zeroGradients()
+        }
+        XCTAssertLessThan(losses.suffix(10).reduce(0, +) / 10, losses[0] - 0.7, "the sparse encoder learns: \(losses[0]) → \(losses.suffix(10))")
+        for weight in model.sparseWeights {
+            let values = try cpu.floats(weight.prunedDense())
+            for group in stride(from: 0, to: values.count, by: 4) {
+                XCTAssertLessThanOrEqual(values[group..<(group + 4)].filter { $0 != 0 }.count, 2, weight.name)
+            }
+        }
+        // Adapters, then merged inference: the same hidden states and logits (to float rounding).
+        _ = try model.attachAdapters(rank: 4, seed: 7)
+        for layer in model.sparseLinears {
+            try cpu.copy(cpu.randomNormal(layer.adapter!.up.value.shape, std: 0.1, dtype: .float32, using: &generator), into: layer.adapter!.up.value)
+            try layer.adapter!.pruneDown(pattern: layer.weight.pattern)  // (merging prunes L N:M; done first, the two forms agree)
+        }
+        let tokens = try cpu.tensor((0..<sequence).map { Int32($0 + 1) }, shape: [sequence]), types = try cpu.zeros([sequence], dtype: .int32)
+        let adapted = try cpu.floats(model.encode(tokens: tokens, tokenTypes: types, lengths: nil, batch: 1, sequence: sequence))
+        try model.mergeForInference()
+        let merged = try cpu.floats(model.encode(tokens: tokens, tokenTypes: types, lengths: nil, batch: 1, sequence: sequence))
+        XCTAssertTrue(model.sparseLinears.isEmpty, "every SLoPe layer is merged")
+        XCTAssertLessThan(zip(adapted, merged).map { abs($0 - $1) }.max()!, 1e-4)
+    }
 }

@@ -41,7 +41,7 @@ public struct SparsityPlan: Codable, Equatable, Sendable {
     }
 }
 
-/// What ``TransformerModel/convertToSLoPe(_:)`` did, layer by layer.
+/// What ``BlockModel/convertToSLoPe(_:)`` did, layer by layer.
 public struct SparsityReport: Sendable, Equatable {
     public struct Entry: Sendable, Equatable {
         public let name: String
@@ -63,7 +63,22 @@ public struct SparsityReport: Sendable, Equatable {
     }
 }
 
-extension TransformerModel {
+/// A model whose blocks each have a ``SelfAttention`` and a ``FeedForward``: decoders (``TransformerModel``) and
+/// encoders (``EncoderModel``). SLoPe conversion, adapters and merging work on their projections.
+public protocol BlockModel: AnyObject {
+    /// Each block's attention and MLP, in order.
+    var projectionBlocks: [(attention: SelfAttention, mlp: FeedForward)] { get }
+}
+
+extension TransformerModel: BlockModel {
+    public var projectionBlocks: [(attention: SelfAttention, mlp: FeedForward)] { blocks.map { ($0.attention, $0.mlp) } }
+}
+
+extension EncoderModel: BlockModel {
+    public var projectionBlocks: [(attention: SelfAttention, mlp: FeedForward)] { blocks.map { ($0.attention, $0.mlp) } }
+}
+
+extension BlockModel {
     /// Replaces the blocks' dense linears by SLoPe layers (weights pruned N:M by magnitude) as `plan` says.
     @discardableResult
     public func convertToSLoPe(_ plan: SparsityPlan = SparsityPlan()) throws -> SparsityReport {
@@ -72,7 +87,7 @@ extension TransformerModel {
             guard let linear = module as? Linear else { return module }
             let name = linear.weight.name.replacingSuffix(".weight", with: "")
             let pattern = plan.pattern(
-                block: block, of: blocks.count, isAttention: isAttention, inFeatures: linear.inFeatures, outFeatures: linear.outFeatures)
+                block: block, of: projectionBlocks.count, isAttention: isAttention, inFeatures: linear.inFeatures, outFeatures: linear.outFeatures)
             entries.append(.init(name: name, pattern: pattern, inFeatures: linear.inFeatures, outFeatures: linear.outFeatures))
             guard let pattern else { return linear }
             return try SparseLinear(converting: linear, name: name, pattern: pattern, mode: plan.mode)
@@ -82,7 +97,9 @@ extension TransformerModel {
     }
 
     /// The SLoPe layers of the blocks.
-    public var sparseLinears: [SparseLinear] { blockProjections.compactMap { $0.module as? SparseLinear } }
+    public var sparseLinears: [SparseLinear] {
+        projectionBlocks.flatMap { $0.attention.projections + $0.mlp.projections }.compactMap { $0 as? SparseLinear }
+    }
 
     /// Attaches a lazy low-rank adapter of `rank` to every SLoPe layer; returns the new parameters.
     public func attachAdapters(rank: Int, seed: UInt64) throws -> [Parameter] {
@@ -105,7 +122,7 @@ extension TransformerModel {
 
     /// Replaces each block linear by `transform(module, block index, is attention)`.
     func replaceProjections(_ transform: (any Module, Int, Bool) throws -> any Module) throws {
-        for (index, block) in blocks.enumerated() {
+        for (index, block) in projectionBlocks.enumerated() {
             let attention = block.attention
             attention.query = try transform(attention.query, index, true)
             attention.key = try transform(attention.key, index, true)
