@@ -100,6 +100,36 @@ final class HuggingFaceImportTests: XCTestCase {
         }
     }
 
+    /// An encoder written as a transformers folder reads back as the same model: dense, and SLoPe with adapters (written
+    /// dense, adapters folded: the same outputs as the adapted sparse model); a merged encoder is refused.
+    func testEncodersExportAndImportBack() throws {
+        let (model, _) = try HuggingFaceEncoderImport.load(folder: Self.fixtures + "/bert", dtype: .float32, backend: cpu)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-bert-export-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let tokens = try cpu.tensor([2, 5, 9, 3, 33, 60, 7, 3] as [Int32], shape: [8]), types = try cpu.tensor([0, 0, 0, 0, 1, 1, 1, 1] as [Int32], shape: [8])
+        func outputs(_ model: EncoderModel) throws -> [Float] {
+            let hidden = try model.encode(tokens: tokens, tokenTypes: types, lengths: nil, batch: 1, sequence: 8)
+            return try cpu.floats(model.maskedLanguageModelLogits(hidden, rows: Array(0..<8))) + cpu.floats(model.nextSentence.forward(model.pooled(hidden, batch: 1, sequence: 8)))
+        }
+        for sparse in [false, true] {
+            if sparse {
+                try model.convertToSLoPe()
+                var generator = SeededGenerator(seed: 3)
+                _ = try model.attachAdapters(rank: 2, seed: 4)
+                for layer in model.sparseLinears {
+                    try cpu.copy(cpu.randomNormal(layer.adapter!.up.value.shape, std: 0.1, dtype: .float32, using: &generator), into: layer.adapter!.up.value)
+                }
+            }
+            try HuggingFaceEncoderExport.write(model, to: folder)
+            let (back, lacking) = try HuggingFaceEncoderImport.load(folder: folder, dtype: .float32, backend: cpu)
+            XCTAssertEqual(lacking, [])
+            XCTAssertEqual(back.configuration, model.configuration)
+            assertClose(try outputs(back).map(Double.init), try outputs(model).map(Double.init), rtol: 1e-5, atol: 1e-5, sparse ? "SLoPe, adapters folded" : "dense")
+        }
+        try model.mergeForInference()
+        XCTAssertThrowsError(try HuggingFaceEncoderExport.write(model, to: folder)) { XCTAssertTrue("\($0)".contains("merged"), "\($0)") }
+    }
+
     /// Variants slope does not compute are refused with the field that says so.
     func testUnsupportedConfigurationsAreRefusedByName() throws {
         let cases: [(String, String)] = [

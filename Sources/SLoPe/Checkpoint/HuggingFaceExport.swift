@@ -24,30 +24,7 @@ public enum HuggingFaceExport {
         let backend = model.backend
         let outputType = dtype ?? model.dtype
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        // Each tensor is cast (and SLoPe weights decompressed, adapters folded) only when the writer reaches it.
-        var records: [SafeTensors.Record] = []
-        let adapterNames = Set(model.sparseLinears.flatMap { $0.adapter?.parameters.map(\.name) ?? [] })
-        for parameter in model.parameters where !adapterNames.contains(parameter.name) {
-            let value = parameter.value
-            records.append(SafeTensors.record(parameter.name, dtype: outputType, shape: value.shape, backend: backend) {
-                try backend.cast(value, to: outputType)
-            })
-        }
-        for layer in model.sparseLinears {
-            let shape = [layer.weight.outFeatures, layer.weight.inFeatures]
-            records.append(SafeTensors.record(layer.weight.name, dtype: outputType, shape: shape, backend: backend) {
-                var dense = try layer.weight.prunedDense()
-                if let adapter = layer.adapter, adapters == .fold {
-                    // (L·R)ᵀ = Rᵀ·Lᵀ, [dout, din], scaled by 1/r.
-                    let product = try backend.gemm(
-                        adapter.up.value, adapter.down.value, transposeA: true, transposeB: true, alpha: adapter.scale, beta: 0, into: nil,
-                        bias: nil)
-                    dense = try backend.add(dense, product)
-                }
-                return try backend.cast(dense, to: outputType)
-            })
-        }
-        records.sort { $0.name < $1.name }
+        let records = weightRecords(model, foldingAdapters: adapters == .fold, dtype: outputType, backend: backend)
         try SafeTensors.write(records, metadata: ["format": "pt"], to: folder + "/model.safetensors")
         let config = try configJSON(model.configuration, dtype: outputType, endOfText: endOfText)
         try AtomicFile.write(Data(config.utf8), to: folder + "/config.json")
@@ -55,6 +32,37 @@ public enum HuggingFaceExport {
         guard adapters == .peft, !adapted.isEmpty else { return false }
         try writePEFT(adapted, dtype: outputType, backend: backend, to: folder)
         return true
+    }
+
+    /// Every weight of `model` as dense tensors in `dtype`, sorted by name: its parameters (adapters' aside), and its
+    /// SLoPe weights as W⊙Mr, with their adapters folded in (`(L·R)ᵀ/r` added) when asked. Each tensor is cast (and
+    /// decompressed, folded) only when the writer reaches it.
+    static func weightRecords(
+        _ model: some BlockModel & Layer, foldingAdapters: Bool, dtype: DType, backend: any Backend
+    ) -> [SafeTensors.Record] {
+        var records: [SafeTensors.Record] = []
+        let adapterNames = Set(model.sparseLinears.flatMap { $0.adapter?.parameters.map(\.name) ?? [] })
+        for parameter in model.parameters where !adapterNames.contains(parameter.name) {
+            let value = parameter.value
+            records.append(SafeTensors.record(parameter.name, dtype: dtype, shape: value.shape, backend: backend) {
+                try backend.cast(value, to: dtype)
+            })
+        }
+        for layer in model.sparseLinears {
+            let shape = [layer.weight.outFeatures, layer.weight.inFeatures]
+            records.append(SafeTensors.record(layer.weight.name, dtype: dtype, shape: shape, backend: backend) {
+                var dense = try layer.weight.prunedDense()
+                if let adapter = layer.adapter, foldingAdapters {
+                    // (L·R)ᵀ = Rᵀ·Lᵀ, [dout, din], scaled by 1/r.
+                    let product = try backend.gemm(
+                        adapter.up.value, adapter.down.value, transposeA: true, transposeB: true, alpha: adapter.scale, beta: 0, into: nil,
+                        bias: nil)
+                    dense = try backend.add(dense, product)
+                }
+                return try backend.cast(dense, to: dtype)
+            })
+        }
+        return records.sorted { $0.name < $1.name }
     }
 
     /// PEFT's LoRA layout: lora_A = Lᵀ `[r, in]`, lora_B = Rᵀ `[out, r]`, scaling lora_alpha / r = slope's 1/r; each

@@ -1,0 +1,55 @@
+import FoundationEssentials
+
+/// Writes an ``EncoderModel`` as a transformers `BertForPreTraining` folder (`model.safetensors` + `config.json`):
+/// slope's tensor names are transformers', SLoPe weights are written dense (W⊙Mr) with any adapters folded in.
+public enum HuggingFaceEncoderExport {
+    public static func write(_ model: EncoderModel, to folder: String, dtype: DType? = nil) throws {
+        guard !model.projectionBlocks.contains(where: { block in
+            (block.attention.projections + block.mlp.projections).contains { $0 is MergedSparseLinear }
+        }) else {
+            throw TensorError.invalidArgument(
+                operation: "export", reason: "the encoder's SLoPe layers are merged for inference; export the model before merging it")
+        }
+        let backend = model.backend
+        let outputType = dtype ?? model.dtype
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let records = HuggingFaceExport.weightRecords(model, foldingAdapters: true, dtype: outputType, backend: backend)
+        try SafeTensors.write(records, metadata: ["format": "pt"], to: folder + "/model.safetensors")
+        try AtomicFile.write(Data(try configJSON(model.configuration, dtype: outputType).utf8), to: folder + "/config.json")
+    }
+
+    /// transformers' BertConfig for `configuration` (dropout as BERT's, unused by slope's forward).
+    static func configJSON(_ c: EncoderConfiguration, dtype: DType) throws -> String {
+        let activation: String
+        switch c.activation {
+        case .geluExact: activation = "gelu"
+        case .gelu: activation = "gelu_new"
+        case .relu: activation = "relu"
+        case .tanh: activation = "tanh"
+        case .silu: activation = "silu"
+        }
+        let torchDType = ["float32": "float32", "bfloat16": "bfloat16", "float16": "float16"][dtype.rawValue] ?? "float32"
+        return """
+            {
+              "architectures": ["BertForPreTraining"],
+              "model_type": "bert",
+              "vocab_size": \(c.vocabularySize),
+              "hidden_size": \(c.hiddenSize),
+              "num_hidden_layers": \(c.layers),
+              "num_attention_heads": \(c.heads),
+              "intermediate_size": \(c.intermediateSize),
+              "hidden_act": "\(activation)",
+              "max_position_embeddings": \(c.contextLength),
+              "type_vocab_size": \(c.typeVocabularySize),
+              "layer_norm_eps": \(c.normEpsilon),
+              "position_embedding_type": "absolute",
+              "hidden_dropout_prob": 0.1,
+              "attention_probs_dropout_prob": 0.1,
+              "initializer_range": 0.02,
+              "pad_token_id": 0,
+              "torch_dtype": "\(torchDType)"
+            }
+
+            """
+    }
+}
