@@ -174,4 +174,38 @@ final class EncoderTests: XCTestCase {
         XCTAssertTrue(model.sparseLinears.isEmpty, "every SLoPe layer is merged")
         XCTAssertLessThan(zip(adapted, merged).map { abs($0 - $1) }.max()!, 1e-4)
     }
+
+    /// The fine-tuning heads' gradients (classification, regression, question answering) against central differences
+    /// of their losses, through the encoder (Float64, a padded batch).
+    func testTaskHeadGradients() throws {
+        let (tokens, types, _, lengths) = try batch()
+        for (task, labels) in [(EncoderTaskHead.Task.classification(labels: 3), [2, 0] as [Float]), (.regression, [0.7, -1.2]),
+                               (.questionAnswering, [1, 3, 0, 2])] {
+            let encoder = try EncoderModel(configuration: configuration, dtype: .float64, backend: cpu, seed: 11)
+            let head = try EncoderTaskHead(task: task, encoder: encoder, seed: 12)
+            func loss() throws -> Double { try head.loss(tokens: tokens, tokenTypes: types, lengths: lengths, batch: 2, sequence: 5, labels: labels) }
+            _ = try loss()
+            try head.backward()
+            let checked = head.parameters + encoder.parameters.filter { $0.name.contains("layer.1.") || $0.name.contains("pooler") || $0.name.contains("word_embeddings") }
+            for parameter in checked {
+                guard let gradient = parameter.gradient else {
+                    if task == .questionAnswering, parameter.name.contains("pooler") { continue }  // (no pooler in question answering)
+                    return XCTFail("\(task): \(parameter.name) got no gradient")
+                }
+                let analytic = try cpu.doubles(gradient), original = try cpu.doubles(parameter.value)
+                for index in Set((0..<3).map { $0 * original.count / 3 }).sorted() {
+                    func shifted(_ delta: Double) throws -> Double {
+                        var point = original
+                        point[index] += delta
+                        try cpu.copy(cpu.tensor(point, shape: parameter.value.shape, dtype: .float64), into: parameter.value)
+                        return try loss()
+                    }
+                    let numeric = (try shifted(1e-6) - shifted(-1e-6)) / 2e-6
+                    try cpu.copy(cpu.tensor(original, shape: parameter.value.shape, dtype: .float64), into: parameter.value)
+                    assertClose([analytic[index]], [numeric], rtol: 1e-5, atol: 1e-8, "\(task): \(parameter.name)[\(index)]")
+                }
+            }
+            XCTAssertThrowsError(try head.loss(tokens: tokens, tokenTypes: types, lengths: lengths, batch: 2, sequence: 5, labels: [0]))
+        }
+    }
 }

@@ -94,10 +94,44 @@ final class HuggingFaceImportTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("lacks tensors") && "\($0)".contains(body[0].name), "\($0)")
         }
         try SafeTensors.write(try body.map { try SafeTensors.record($0.name, $0.value, backend: cpu) }
-            + [SafeTensors.record("classifier.weight", cpu.zeros([2, 32], dtype: .float32), backend: cpu)], to: renamed + "/model.safetensors")
+            + [SafeTensors.record("lm_head.weight", cpu.zeros([2, 32], dtype: .float32), backend: cpu)], to: renamed + "/model.safetensors")
         XCTAssertThrowsError(try HuggingFaceEncoderImport.load(folder: renamed, dtype: .float32, backend: cpu)) {
-            XCTAssertTrue("\($0)".contains("classifier.weight"), "\($0)")
+            XCTAssertTrue("\($0)".contains("lm_head.weight"), "\($0)")
         }
+    }
+
+    /// Fine-tuned heads (transformers' BertForSequenceClassification with 3 labels and with 1 — a regression —, and
+    /// BertForQuestionAnswering) import with their encoder and give transformers' logits and loss on a padded batch.
+    func testImportedBERTTaskHeadsComputeTransformersLogitsAndLoss() throws {
+        struct Outputs: Decodable {
+            let tokens: [[Int32]], token_types: [[Int32]], lengths: [Int]
+            let labels: [String: [Float]]
+            let logits: [[Float]]
+            let loss: Double
+        }
+        for (name, task) in [("bert-classifier", EncoderTaskHead.Task.classification(labels: 3)), ("bert-regression", .regression), ("bert-qa", .questionAnswering)] {
+            let folder = Self.fixtures + "/" + name
+            let (encoder, lacking) = try HuggingFaceEncoderImport.load(folder: folder, dtype: .float32, backend: cpu)
+            XCTAssertEqual(Set(lacking), task == .questionAnswering
+                ? Set(encoder.parameters.map(\.name).filter { $0.hasPrefix("cls.") || $0.hasPrefix("bert.pooler.") })
+                : Set(encoder.parameters.map(\.name).filter { $0.hasPrefix("cls.") }), name)
+            let head = try XCTUnwrap(try HuggingFaceEncoderImport.loadTaskHead(folder: folder, encoder: encoder), name)
+            XCTAssertEqual(head.task, task)
+            let expected = try JSONDecoder().decode(Outputs.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/outputs.json")))
+            let tokens = try cpu.tensor(expected.tokens.flatMap { $0 }, shape: [16]), types = try cpu.tensor(expected.token_types.flatMap { $0 }, shape: [16])
+            let labels = task == .questionAnswering
+                ? zip(expected.labels["start_positions"]!, expected.labels["end_positions"]!).flatMap { [$0, $1] } : expected.labels["labels"]!
+            let loss = try head.loss(tokens: tokens, tokenTypes: types, lengths: expected.lengths, batch: 2, sequence: 8, labels: labels)
+            XCTAssertEqual(loss, expected.loss, accuracy: 1e-4 * max(1, abs(expected.loss)), name)
+            let logits = try cpu.floats(head.logits(tokens: tokens, tokenTypes: types, lengths: expected.lengths, batch: 2, sequence: 8))
+            let reference = expected.logits.flatMap { $0 }
+            if task == .questionAnswering {
+                // transformers scores the padding too (only attention is masked); slope's rows are [starts; ends].
+                XCTAssertEqual(logits.count, reference.count)
+            }
+            assertClose(logits.map(Double.init), reference.map(Double.init), rtol: 1e-4, atol: 1e-5, name)
+        }
+        XCTAssertNil(try HuggingFaceEncoderImport.loadTaskHead(folder: Self.fixtures + "/bert", encoder: HuggingFaceEncoderImport.load(folder: Self.fixtures + "/bert", dtype: .float32, backend: cpu).model))
     }
 
     /// An encoder written as a transformers folder reads back as the same model: dense, and SLoPe with adapters (written

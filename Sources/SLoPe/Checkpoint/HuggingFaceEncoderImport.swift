@@ -1,7 +1,8 @@
 import FoundationEssentials
 
-/// Reads a transformers BERT folder (`BertForPreTraining`, `BertForMaskedLM` or a bare `BertModel`; config.json and
-/// safetensors) as an ``EncoderModel``. Tensor names are slope's own; a bare `BertModel`'s lack the `bert.` prefix,
+/// Reads a transformers BERT folder (`BertForPreTraining`, `BertForMaskedLM`, a bare `BertModel`, or a fine-tuned
+/// `BertForSequenceClassification` / `BertForQuestionAnswering`, whose head ``loadTaskHead(folder:encoder:)`` reads;
+/// config.json and safetensors) as an ``EncoderModel``. Tensor names are slope's own; a bare `BertModel`'s lack the `bert.` prefix,
 /// checkpoints converted from TensorFlow name LayerNorm's parameters `gamma`/`beta`. The encoder's tensors must all be
 /// there; heads a checkpoint does not have (a masked-LM model has no pooler or next-sentence head) keep their
 /// initialisation and are listed in the result.
@@ -19,15 +20,55 @@ public enum HuggingFaceEncoderImport {
         let type_vocab_size: Int?
         let layer_norm_eps: Float?
         let position_embedding_type: String?
+        let num_labels: Int?
+        let id2label: [String: String]?
+        let problem_type: String?
+    }
+
+    static func readConfig(folder: String) throws -> Config {
+        let path = folder + "/config.json"
+        do { return try JSONDecoder().decode(Config.self, from: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+            throw HuggingFaceConfig.Failure.unreadable(path: path, reason: "\(error)")
+        }
+    }
+
+    /// Tensors of the fine-tuning heads (``EncoderTaskHead``), read by ``loadTaskHead(folder:encoder:)``.
+    static func isTaskHeadTensor(_ name: String) -> Bool { name.hasPrefix("classifier.") || name.hasPrefix("qa_outputs.") }
+
+    /// The folder's fine-tuning head over `encoder` (`BertForSequenceClassification`: `classifier`, a regression when
+    /// it has one label or `problem_type` says so; `BertForQuestionAnswering`: `qa_outputs`), or nil when it has none.
+    public static func loadTaskHead(folder: String, encoder: EncoderModel) throws -> EncoderTaskHead? {
+        let files = try HuggingFaceImport.tensorFiles(folder: folder)
+        let task: EncoderTaskHead.Task
+        if files["qa_outputs.weight"] != nil {
+            task = .questionAnswering
+        } else if let weight = files["classifier.weight"] {
+            let config = try readConfig(folder: folder)
+            let labels = try weight.entry("classifier.weight").shape.first ?? 0
+            let declared = config.num_labels ?? config.id2label?.count ?? labels
+            guard declared == labels else {
+                throw HuggingFaceImport.Failure.badShape(folder: folder, name: "classifier.weight", expected: [declared, encoder.configuration.hiddenSize], found: [labels])
+            }
+            task = labels == 1 || config.problem_type == "regression" ? .regression : .classification(labels: labels)
+        } else {
+            return nil
+        }
+        let head = try EncoderTaskHead(task: task, encoder: encoder, seed: 0)
+        for parameter in head.parameters {
+            guard let file = files[parameter.name] else { throw HuggingFaceImport.Failure.missingTensors(folder: folder, names: [parameter.name]) }
+            let entry = try file.entry(parameter.name)
+            guard entry.shape == parameter.value.shape else {
+                throw HuggingFaceImport.Failure.badShape(folder: folder, name: parameter.name, expected: parameter.value.shape, found: entry.shape)
+            }
+            try file.load(parameter.name, into: parameter.value, backend: encoder.backend)
+        }
+        return head
     }
 
     /// The encoder configuration of a BERT config.json.
     public static func configuration(folder: String) throws -> EncoderConfiguration {
         let path = folder + "/config.json"
-        let config: Config
-        do { config = try JSONDecoder().decode(Config.self, from: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-            throw HuggingFaceConfig.Failure.unreadable(path: path, reason: "\(error)")
-        }
+        let config = try readConfig(folder: folder)
         func unsupported(_ what: String) -> HuggingFaceConfig.Failure { .unsupported(path: path, what: what) }
         guard config.model_type == "bert" else { throw unsupported("model_type \(config.model_type.map { "'\($0)'" } ?? "is missing"); this reader takes BERT") }
         guard (config.position_embedding_type ?? "absolute") == "absolute" else {
@@ -81,6 +122,7 @@ public enum HuggingFaceEncoderImport {
         // The tied decoder (a copy of the word embeddings, or its bias under another name) and position-id buffers.
         let ignorable: (String) -> Bool = { name in
             name.hasSuffix("position_ids") || name == "cls.predictions.decoder.weight" || name == "cls.predictions.decoder.bias"
+                || isTaskHeadTensor(name)  // (read by loadTaskHead)
         }
         let unexpected = files.keys.filter { !used.contains($0) && !ignorable($0) }.sorted()
         guard unexpected.isEmpty else { throw HuggingFaceImport.Failure.unexpectedTensors(folder: folder, names: unexpected) }

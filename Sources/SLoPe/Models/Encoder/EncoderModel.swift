@@ -187,20 +187,36 @@ public final class EncoderModel: Layer {
         let dTransformed = try backend.matmul(dLogits, wordEmbedding.weight.value)
         let dSelected = try transform.backward(transformActivation.backward(transformNorm.backward(dTransformed)))
         // Only the predicted rows have a gradient from the head.
-        var dx = try backend.zeros([saved.total, configuration.hiddenSize], dtype: dSelected.dtype)
+        let dx = try backend.zeros([saved.total, configuration.hiddenSize], dtype: dSelected.dtype)
         try backend.moveRows(dSelected, from: nil, into: dx, to: saved.rows)
-        if let pooledRows {
-            let dFirst = try pooler.backward(poolerActivation.backward(nextSentence.backward(nextSentenceLoss.backward(scale: scale))))
-            let spread = try backend.zeros(dx.shape, dtype: dx.dtype)
-            try backend.moveRows(dFirst, from: nil, into: spread, to: pooledRows)
-            try backend.accumulate(spread, into: dx, alpha: 1)
-            self.pooledRows = nil
+        if pooledRows != nil {
+            try backend.accumulate(poolerBackward(nextSentence.backward(nextSentenceLoss.backward(scale: scale)), rows: saved.total), into: dx, alpha: 1)
         }
+        self.saved = nil
+        try backward(hiddenGradient: dx)
+    }
+
+    /// The gradient that reaches the encoder's output `[rows, hidden]` through the pooler from `dPooled [batch, hidden]`
+    /// (the last ``pooled(_:batch:sequence:)``'s): each sequence's first row, zero elsewhere.
+    public func poolerBackward(_ dPooled: Tensor, rows: Int) throws -> Tensor {
+        guard let pooledRows else {
+            throw TensorError.invalidArgument(operation: "EncoderModel.poolerBackward", reason: "call pooled(...) first")
+        }
+        let dFirst = try pooler.backward(poolerActivation.backward(dPooled))
+        let spread = try backend.zeros([rows, configuration.hiddenSize], dtype: dFirst.dtype)
+        try backend.moveRows(dFirst, from: nil, into: spread, to: pooledRows)
+        self.pooledRows = nil
+        return spread
+    }
+
+    /// Backpropagates a gradient of the last ``encode(tokens:tokenTypes:lengths:batch:sequence:)``'s output through the
+    /// blocks into the embeddings (what a task head on top of the encoder calls).
+    public func backward(hiddenGradient: Tensor) throws {
+        var dx = hiddenGradient
         for block in blocks.reversed() { dx = try block.backward(dx) }
         let dSummed = try embeddingNorm.backward(dx)
         try wordEmbedding.backward(dSummed)
         try positionEmbedding.backward(dSummed)
         try typeEmbedding.backward(dSummed)
-        self.saved = nil
     }
 }
