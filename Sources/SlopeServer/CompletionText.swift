@@ -19,10 +19,10 @@ struct CompletionText {
     /// `tokens[contextStart..<readStart]` is the context of the next decode; from `readStart` on, tokens not yet text.
     private var contextStart: Int
     private var readStart: Int
-    /// The continuation's text so far, and how much of it (UTF-8 bytes) has been handed out.
-    private(set) var text = ""
+    /// The continuation's text so far as UTF-8, and how many of its bytes have been handed out.
+    private var bytes: [UInt8] = []
     private var sent = 0
-    /// Where in `text` (UTF-8 bytes) a stop string could still begin: everything before was searched.
+    /// Where in the text (UTF-8 bytes) a stop string could still begin: everything before was searched.
     private var searched = 0
 
     init(tokenizer: any TextTokenizer, prompt: [Int32], stops: [String], stopTokens: Set<Int32>) {
@@ -43,23 +43,23 @@ struct CompletionText {
             let whole = tokenizer.decode(Array(tokens[contextStart...]))
             // A window ending inside a character waits for the rest of its bytes.
             if !whole.hasSuffix("\u{FFFD}"), whole.utf8.count > context.utf8.count {
-                let added = whole.hasPrefix(context) ? String(whole.dropFirst(context.count)) : String(whole.utf8.dropFirst(context.utf8.count)) ?? ""
-                text += added
+                bytes += Self.added(whole, after: context)
                 (contextStart, readStart) = (max(readStart - Self.contextTokens, 0), tokens.count)
             }
         }
-        if let cut = firstStop() {
-            let before = String(text.utf8.prefix(cut)) ?? ""
-            return (take(before, all: true), true)
-        }
-        return (take(text, all: false), false)
+        if let cut = firstStop() { return (take(upTo: cut, all: true), true) }
+        return (take(upTo: bytes.count, all: false), false)
+    }
+
+    /// What decoding a window adds to decoding its context alone (UTF-8).
+    private static func added(_ whole: String, after context: String) -> [UInt8] {
+        whole.hasPrefix(context) ? Array(whole.dropFirst(context.count).utf8) : Array(whole.utf8.dropFirst(context.utf8.count))
     }
 
     /// Where (UTF-8 bytes) the first stop string starts in `text`, searching only where one could have appeared since
     /// the last search.
     private mutating func firstStop() -> Int? {
         guard !stops.isEmpty else { return nil }
-        let bytes = Array(text.utf8)
         var first: Int? = nil
         for stop in stops {
             let needle = Array(stop.utf8)
@@ -88,17 +88,18 @@ struct CompletionText {
         if readStart < tokens.count {
             let context = tokenizer.decode(Array(tokens[contextStart..<readStart]))
             let whole = tokenizer.decode(Array(tokens[contextStart...]))
-            text += whole.hasPrefix(context) ? String(whole.dropFirst(context.count)) : String(whole.utf8.dropFirst(context.utf8.count)) ?? ""
+            bytes += Self.added(whole, after: context)
             readStart = tokens.count
         }
-        return take(text, all: true)
+        return take(upTo: bytes.count, all: true)
     }
 
-    /// The part of `text` past what was sent; unless `all`, without a trailing start of a stop string.
-    private mutating func take(_ text: String, all: Bool) -> String {
-        var end = text.utf8.count
+    /// The text's bytes `sent ..< limit` (what was not sent yet); unless `all`, without a trailing start of a stop
+    /// string and never ending inside a character.
+    private mutating func take(upTo limit: Int, all: Bool) -> String {
+        var end = limit
         if !all {
-            let tail = Array(text.utf8.suffix(stops.map(\.utf8.count).max() ?? 0))
+            let tail = bytes[..<limit].suffix(stops.map(\.utf8.count).max() ?? 0)
             let held = stops.map { stop in
                 let needle = Array(stop.utf8)
                 return (1..<max(needle.count, 1)).reversed().first { length in
@@ -107,11 +108,10 @@ struct CompletionText {
             }.max() ?? 0
             end -= held
             // Never split a character: back up to a UTF-8 boundary.
-            let bytes = Array(text.utf8)
             while end > sent, end < bytes.count, bytes[end] & 0xC0 == 0x80 { end -= 1 }
         }
         guard end > sent else { return "" }
-        let delta = String(decoding: Array(text.utf8)[sent..<end], as: UTF8.self)
+        let delta = String(decoding: bytes[sent..<end], as: UTF8.self)
         sent = end
         return delta
     }
