@@ -5,7 +5,7 @@ struct SlopeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slope",
         abstract: "SLoPe: 2:4-sparse LLM pretraining with double-pruned backward passes and lazy low-rank adapters.",
-        subcommands: [PretrainCommand.self, LaunchCommand.self, EvalCommand.self, GenerateCommand.self, ServeCommand.self, ExportCommand.self, ImportCommand.self, BenchCommand.self, DoctorCommand.self]
+        subcommands: [PretrainCommand.self, FinetuneCommand.self, LaunchCommand.self, EvalCommand.self, GenerateCommand.self, ServeCommand.self, ExportCommand.self, ImportCommand.self, BenchCommand.self, DoctorCommand.self]
     )
 
     /// ArgumentParser's entry point, except that an error in a data-parallel job's rank other than 0 is printed

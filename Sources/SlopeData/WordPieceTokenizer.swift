@@ -135,7 +135,12 @@ public struct WordPieceTokenizer: Sendable {
     // MARK: Encoding
 
     public func encode(_ text: String) throws -> [Int32] {
-        prefix + specialTokens.encode(text) { stretch, _ in encodeOrdinary(stretch) } + suffix
+        prefix + (try encodeWithoutAddedTokens(text)) + suffix
+    }
+
+    /// The ids without the post-processor's `[CLS]` … `[SEP]` (a sentence pair is put together by the caller).
+    public func encodeWithoutAddedTokens(_ text: String) throws -> [Int32] {
+        specialTokens.encode(text) { stretch, _ in encodeOrdinary(stretch) }
     }
 
     func encodeOrdinary(_ text: String) -> [Int32] {

@@ -1,9 +1,10 @@
 import FoundationEssentials
 
-/// Writes an ``EncoderModel`` as a transformers `BertForPreTraining` folder (`model.safetensors` + `config.json`):
-/// slope's tensor names are transformers', SLoPe weights are written dense (W⊙Mr) with any adapters folded in.
+/// Writes an ``EncoderModel`` as a transformers `BertForPreTraining` folder (`model.safetensors` + `config.json`), or
+/// with a fine-tuning head as `BertForSequenceClassification` / `BertForQuestionAnswering`: slope's tensor names are
+/// transformers', SLoPe weights are written dense (W⊙Mr) with any adapters folded in.
 public enum HuggingFaceEncoderExport {
-    public static func write(_ model: EncoderModel, to folder: String, dtype: DType? = nil) throws {
+    public static func write(_ model: EncoderModel, head: EncoderTaskHead? = nil, to folder: String, dtype: DType? = nil) throws {
         guard !model.projectionBlocks.contains(where: { block in
             (block.attention.projections + block.mlp.projections).contains { $0 is MergedSparseLinear }
         }) else {
@@ -13,13 +14,17 @@ public enum HuggingFaceEncoderExport {
         let backend = model.backend
         let outputType = dtype ?? model.dtype
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let records = HuggingFaceExport.weightRecords(model, foldingAdapters: true, dtype: outputType, backend: backend)
+        var records = HuggingFaceExport.weightRecords(model, foldingAdapters: true, dtype: outputType, backend: backend)
+        for parameter in head?.parameters ?? [] {
+            let value = parameter.value
+            records.append(SafeTensors.record(parameter.name, dtype: outputType, shape: value.shape, backend: backend) { try backend.cast(value, to: outputType) })
+        }
         try SafeTensors.write(records, metadata: ["format": "pt"], to: folder + "/model.safetensors")
-        try AtomicFile.write(Data(try configJSON(model.configuration, dtype: outputType).utf8), to: folder + "/config.json")
+        try AtomicFile.write(Data(try configJSON(model.configuration, head: head?.task, dtype: outputType).utf8), to: folder + "/config.json")
     }
 
-    /// transformers' BertConfig for `configuration` (dropout as BERT's, unused by slope's forward).
-    static func configJSON(_ c: EncoderConfiguration, dtype: DType) throws -> String {
+    /// transformers' BertConfig for `configuration` and the head's task (dropout as BERT's, unused by slope's forward).
+    static func configJSON(_ c: EncoderConfiguration, head: EncoderTaskHead.Task? = nil, dtype: DType) throws -> String {
         let activation: String
         switch c.activation {
         case .geluExact: activation = "gelu"
@@ -29,9 +34,16 @@ public enum HuggingFaceEncoderExport {
         case .silu: activation = "silu"
         }
         let torchDType = ["float32": "float32", "bfloat16": "bfloat16", "float16": "float16"][dtype.rawValue] ?? "float32"
+        let architecture: String, labels: String
+        switch head {
+        case nil: (architecture, labels) = ("BertForPreTraining", "")
+        case .classification(let count)?: (architecture, labels) = ("BertForSequenceClassification", "\n  \"num_labels\": \(count),")
+        case .regression?: (architecture, labels) = ("BertForSequenceClassification", "\n  \"num_labels\": 1,\n  \"problem_type\": \"regression\",")
+        case .questionAnswering?: (architecture, labels) = ("BertForQuestionAnswering", "")
+        }
         return """
             {
-              "architectures": ["BertForPreTraining"],
+              "architectures": ["\(architecture)"],\(labels)
               "model_type": "bert",
               "vocab_size": \(c.vocabularySize),
               "hidden_size": \(c.hiddenSize),

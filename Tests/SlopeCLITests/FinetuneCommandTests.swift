@@ -1,0 +1,71 @@
+import Foundation
+import SLoPe
+import SlopeData
+import XCTest
+
+/// `slope finetune` on a GLUE task laid out as distributed: a tiny encoder (saved as a transformers folder with a
+/// WordPiece tokenizer.json) learns a synthetic SST-2 — sentences of letters from the first half of the alphabet are
+/// positive, from the second half negative — and reports the dev accuracy, the predictions and the model.
+final class FinetuneCommandTests: XCTestCase {
+    static let tokenizer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/tokenizers/bert-wordpiece.json").path
+
+    func testFinetuningLearnsASentenceClassificationTask() throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        let cpu = CPUBackend()
+        let tokenizer = try WordPieceTokenizer(tokenizerJSON: Self.tokenizer)
+        let model = try EncoderModel(
+            configuration: EncoderConfiguration(vocabularySize: tokenizer.vocabularySize, contextLength: 32, layers: 1, hiddenSize: 32, heads: 4, intermediateSize: 64),
+            backend: cpu, seed: 1)
+        let initial = folder.appendingPathComponent("bert").path
+        try HuggingFaceEncoderExport.write(model, to: initial)
+        try FileManager.default.copyItem(atPath: Self.tokenizer, toPath: initial + "/tokenizer.json")
+
+        var state: UInt64 = 3
+        func next(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33) % n
+        }
+        let letters = Array("abcdefghijklmnopqrstuvwxyz")
+        func split(_ count: Int) -> String {
+            "sentence\tlabel\n" + (0..<count).map { _ in
+                let positive = next(2) == 1
+                let words = (0..<(3 + next(5))).map { _ in String(letters[(positive ? 0 : 13) + next(13)]) }
+                return words.joined(separator: " ") + "\t" + (positive ? "1" : "0")
+            }.joined(separator: "\n") + "\n"
+        }
+        let data = folder.appendingPathComponent("SST-2")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try split(96).write(to: data.appendingPathComponent("train.tsv"), atomically: true, encoding: .utf8)
+        try split(40).write(to: data.appendingPathComponent("dev.tsv"), atomically: true, encoding: .utf8)
+
+        let result = try runner.run([
+            "finetune", "--task", "sst2", "--data", data.path, "--init", initial, "--out", "run", "--epochs", "4", "--batch-size", "8",
+            "--lr", "2e-3", "--max-length", "16",
+        ], in: folder)
+        XCTAssertEqual(result.status, 0, result.errors + result.output)
+        XCTAssertTrue(result.output.contains("epoch 4: train loss"), result.output)
+        let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("run/metrics.json"))) as? [String: Any]
+        let accuracy = Double(((metrics?["dev"] as? [String: String])?["accuracy"]) ?? "") ?? 0
+        XCTAssertGreaterThanOrEqual(accuracy, 0.9, result.output)
+        let predictions = try String(contentsOf: folder.appendingPathComponent("run/predictions-dev.tsv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(predictions.count, 41, "a header and one line per dev example")
+        XCTAssertTrue(predictions.dropFirst().allSatisfy { $0.hasSuffix("\t0") || $0.hasSuffix("\t1") })
+        // The fine-tuned model is a transformers folder again, head included.
+        let (encoder, _) = try HuggingFaceEncoderImport.load(folder: folder.appendingPathComponent("run/model").path, dtype: .float32, backend: cpu)
+        XCTAssertEqual(try HuggingFaceEncoderImport.loadTaskHead(folder: folder.appendingPathComponent("run/model").path, encoder: encoder)?.task, .classification(labels: 2))
+
+        // Bad inputs: an unknown task, an existing --out, a folder without a tokenizer.
+        let refusals: [([String], String)] = [
+            (["finetune", "--task", "squad2", "--data", data.path, "--init", initial, "--out", "x"], "--task must be one of"),
+            (["finetune", "--task", "sst2", "--data", data.path, "--init", initial, "--out", "run"], "exists"),
+            (["finetune", "--task", "sst2", "--data", data.path, "--init", folder.path, "--out", "y"], "not a transformers model folder"),
+        ]
+        for (arguments, message) in refusals {
+            let refused = try runner.run(arguments, in: folder)
+            XCTAssertNotEqual(refused.status, 0, arguments.joined(separator: " "))
+            XCTAssertTrue(refused.errors.contains(message), "\(arguments): \(refused.errors)")
+        }
+    }
+}
