@@ -42,7 +42,7 @@ final class FinetuneCommandTests: XCTestCase {
 
         let result = try runner.run([
             "finetune", "--task", "sst2", "--data", data.path, "--init", initial, "--out", "run", "--epochs", "4", "--batch-size", "8",
-            "--lr", "2e-3", "--max-length", "16",
+            "--lr", "2e-3", "--max-length", "16", "--device", "cpu",
         ], in: folder)
         XCTAssertEqual(result.status, 0, result.errors + result.output)
         XCTAssertTrue(result.output.contains("epoch 4: train loss"), result.output)

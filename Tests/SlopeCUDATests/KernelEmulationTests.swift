@@ -518,6 +518,49 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(expected[(4 * columns)..<(5 * columns)].filter { $0 > -.infinity }.count, 1)
     }
 
+    /// The GEMM route's row kernels with a key limit (an encoder's padding): softmax over the visible keys only —
+    /// up to the limit, and up to the query when causal —, zero past them, the log-sum-exp of the visible scores; the
+    /// backward's recomputed probabilities are the same, and its score gradient leaves the masked positions at zero.
+    func testAttentionRowKernelsMaskPadding() throws {
+        let module = try EmulatedModule(family: .attention, dtype: .float32, kernels: [
+            "attention_softmax_rows": 9, "attention_probabilities": 9, "attention_score_gradient": 10,
+        ])
+        var generator = SeededGenerator(seed: 37)
+        let (hq, tq, tk) = (2, 5, 5)
+        let scores = (0..<(hq * tq * tk)).map { _ in Float(generator.nextUniform() * 4 - 2) }
+        for (causal, limit) in [(0, 3), (1, 3), (0, 5)] {
+            let run = try module.launch("attention_softmax_rows", grid: (hq * tq, 1, 1), [
+                .inputArray(scores), .output(bytes: scores.count * 4), .output(bytes: hq * tq * 4),
+                .int64(tq), .int64(tk), .int64(hq), .int64(0), .int32(causal), .int64(limit),
+            ])
+            let probabilities: [Float] = run[1]!.elements(), lse: [Float] = run[2]!.elements()
+            for row in 0..<(hq * tq) {
+                let (h, i) = (row / tq, row % tq)
+                let visible = min(causal == 1 ? i + 1 : tk, limit)
+                let kept = Array(scores[(row * tk)..<(row * tk + visible)])
+                let top = kept.max()!, total = kept.map { exp(Double($0 - top)) }.reduce(0, +)
+                for j in 0..<tk {
+                    let expected = j < visible ? Float(exp(Double(scores[row * tk + j] - top)) / total) : 0
+                    XCTAssertEqual(probabilities[row * tk + j], expected, accuracy: 1e-5, "causal \(causal) limit \(limit) row \(row) key \(j)")
+                }
+                XCTAssertEqual(lse[i * hq + h], Float(Double(top) + log(total)), accuracy: 1e-4)
+            }
+            let recomputed: [Float] = try module.launch("attention_probabilities", grid: (hq * tq, 1, 1), [
+                .inputArray(scores), .output(bytes: scores.count * 4), .inputArray(lse),
+                .int64(tq), .int64(tk), .int64(hq), .int64(0), .int32(causal), .int64(limit),
+            ])[1]!.elements()
+            for (a, b) in zip(recomputed, probabilities) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+            let gradient: [Float] = try module.launch("attention_score_gradient", grid: (hq * tq, 1, 1), [
+                .readWriteArray(recomputed), .inputArray(scores.map { $0 * 0.5 }), .inputArray([Float](repeating: 0.1, count: hq * tq)),
+                .int64(tq), .int64(tk), .int64(hq), .int64(0), .int32(causal), .float(0.5), .int64(limit),
+            ])[0]!.elements()
+            for row in 0..<(hq * tq) {
+                let visible = min(causal == 1 ? row % tq + 1 : tk, limit)
+                for j in visible..<tk { XCTAssertEqual(gradient[row * tk + j], 0, "masked positions keep no gradient") }
+            }
+        }
+    }
+
     /// Greedy decoding's argmax over rows of logits (several blocks' worth of columns, ties to the first, NaNs passed
     /// over, rows past the grid by striding) matches the CPU backend's, bf16 and float32.
     func testArgmaxRowsMatchesTheCPUBackend() throws {

@@ -55,6 +55,8 @@ extension BackendComparison {
         AttentionShape(batch: 1, queryLength: 100, queryHeads: 4, keyValueHeads: 2, headDimension: 32),
         AttentionShape(batch: 2, queryLength: 5, keyLength: 45, queryHeads: 2, keyValueHeads: 1, headDimension: 128),
         AttentionShape(batch: 1, queryLength: 33, queryHeads: 2, headDimension: 80, causal: false),
+        // An encoder's padded batch (the GEMM route masks the padding).
+        AttentionShape(batch: 3, queryLength: 40, queryHeads: 4, headDimension: 64, causal: false, keyLengths: [40, 17, 1]),
         // Non-causal at the tensor-core head sizes (partial query blocks and key tiles).
         AttentionShape(batch: 1, queryLength: 50, keyLength: 70, queryHeads: 2, keyValueHeads: 1, headDimension: 64, causal: false),
         AttentionShape(batch: 1, queryLength: 40, keyLength: 72, queryHeads: 2, headDimension: 128, causal: false),

@@ -14,7 +14,8 @@ struct FinetuneCommand: ParsableCommand {
             a new one is made), trains with AdamW (linear warm-up and decay, gradient clipping at 1, no weight decay on \
             biases and norms) and prints the dev metrics after each epoch. --out receives metrics.json, the dev \
             predictions (predictions-dev.tsv: index and label, GLUE's submission layout) and the fine-tuned model as a \
-            transformers folder (model/). Sequences are padded per batch; padded attention runs on the CPU backend.
+            transformers folder (model/). Sequences are padded per batch (attention masks the padding; on CUDA through the \
+            GEMM attention route, the fused kernels not yet taking padding). Weights stay float32.
             """)
 
     @Option(help: "The GLUE task: \(GLUETask.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -50,6 +51,9 @@ struct FinetuneCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Use only the first N training examples (quick runs).")
     var limit: Int?
 
+    @Option(help: "auto, cpu or cuda.")
+    var device: DeviceOption = .auto
+
     @Flag(help: "Replace --out if it exists.")
     var force = false
 
@@ -78,7 +82,7 @@ struct FinetuneCommand: ParsableCommand {
         guard let classifier = tokenizer.id(of: "[CLS]"), let separator = tokenizer.id(of: "[SEP]") else {
             throw ValidationError("\(tokenizerPath) has no [CLS] or [SEP] token")
         }
-        let cpu = CPUBackend()
+        let cpu = try ComputeDevice.make(device).backend
         let (encoder, lacking) = try HuggingFaceEncoderImport.load(folder: initial, dtype: .float32, backend: cpu)
         guard tokenizer.vocabularySize <= encoder.configuration.vocabularySize else {
             throw ValidationError("the tokenizer has \(tokenizer.vocabularySize) tokens, the model's vocabulary \(encoder.configuration.vocabularySize)")
@@ -86,7 +90,7 @@ struct FinetuneCommand: ParsableCommand {
         let wanted: EncoderTaskHead.Task = task.isRegression ? .regression : .classification(labels: task.labels.count)
         let loaded = try HuggingFaceEncoderImport.loadTaskHead(folder: initial, encoder: encoder)
         let head = try loaded.flatMap { $0.task == wanted ? $0 : nil } ?? EncoderTaskHead(task: wanted, encoder: encoder, seed: seed)
-        say("slope finetune: \(task.rawValue) from \(initial) (\(encoder.configuration.layers) layers, hidden \(encoder.configuration.hiddenSize)"
+        say("slope finetune: \(task.rawValue) from \(initial) on \(cpu.name) (\(encoder.configuration.layers) layers, hidden \(encoder.configuration.hiddenSize)"
             + (loaded?.task == wanted ? ", its \(task.rawValue) head" : ", a new head") + (lacking.isEmpty ? "" : "; pretraining heads not in the folder") + ")")
 
         func features(_ split: GLUETask.Split) throws -> [(SentencePairFeatures, GLUEExample.Label)] {

@@ -96,17 +96,8 @@ extension CUDABackend {
         return table
     }
 
-    /// Padded sequences (an encoder's `keyLengths`) are not in the GPU kernels yet: refused with that said.
-    private func refusePadding(_ s: AttentionShape) throws {
-        guard s.keyLengths == nil else {
-            throw TensorError.invalidArgument(
-                operation: "attention", reason: "padded sequences (key lengths) run on the CPU backend only so far; use --device cpu or unpadded batches")
-        }
-    }
-
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         try OperandChecks.attention(query: query, key: key, value: value, shape: s)
-        try refusePadding(s)
         switch try route(for: s, dtype: query.dtype) {
         case .cudnn: return try cudnnAttention(query: query, key: key, value: value, shape: s)
         case .fused: return try fusedAttention(query: query, key: key, value: value, shape: s)
@@ -119,7 +110,6 @@ extension CUDABackend {
         _ dOutput: Tensor, query: Tensor, key: Tensor, value: Tensor, saved: AttentionOutput, shape s: AttentionShape
     ) throws -> AttentionGradients {
         try OperandChecks.attentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
-        try refusePadding(s)
         let route = try route(for: s, dtype: query.dtype, backward: true)
         if route == .cudnn {  // computes its own δ
             return try cudnnAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
@@ -183,6 +173,9 @@ extension CUDABackend {
     /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
     /// sequences, where the flash kernels need no buffer at all).
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
+        // Padded sequences (an encoder's key lengths): the GEMM route's row kernels mask them; the fused, flash and cuDNN
+        // kernels do not take them yet.
+        if s.keyLengths != nil { return .gemm }
         if attentionRoute == .cudnn || (attentionRoute == nil && Self.cudnnAttentionByDefault),
            cudnnAttentionPlan(s, dtype: dtype, backward: backward) != nil {
             return .cudnn

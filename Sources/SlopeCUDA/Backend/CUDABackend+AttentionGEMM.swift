@@ -75,6 +75,9 @@ extension CUDABackend {
         }
     }
 
+    /// Batch element `b`'s real keys (padding past them is masked), for the row kernels.
+    private func keyLimit(_ s: AttentionShape, _ b: Int) -> KernelArgument { .int64(Int64(s.keyLengths?[b] ?? s.keyLength)) }
+
     private func rowArguments(_ s: AttentionShape, _ b: Int) -> [KernelArgument] {
         [.int64(Int64(s.queryLength)), .int64(Int64(s.keyLength)), .int64(Int64(s.queryHeads)), .int64(Int64(b))]
     }
@@ -90,7 +93,7 @@ extension CUDABackend {
             for chunk in QueryChunk.chunks(s) { try computeScores(query, key, scores, b, chunk, layout) }
             try launch(.attention, "attention_softmax_rows", dtype: query.dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(scores, "attention")), .pointer(address(probabilities, "attention")), .pointer(address(lse, "attention")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0)])
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b)])
             for chunk in QueryChunk.chunks(s) {
                 for g in 0..<layout.group {  // O_h = P_h·V_j
                     try headGEMM(
@@ -122,7 +125,7 @@ extension CUDABackend {
             try launch(.attention, "attention_probabilities", dtype: dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(scores, "attentionBackward")), .pointer(address(probabilities, "attentionBackward")),
                 .pointer(address(saved.logSumExp, "attentionBackward")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0)])
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b)])
             for chunk in chunks {
                 let (pRows, qRows) = (chunk.first * s.keyLength, chunk.first * qRow)
                 for g in 0..<layout.group {
@@ -145,7 +148,7 @@ extension CUDABackend {
             try launch(.attention, "attention_score_gradient", dtype: dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(probabilities, "attentionBackward")), .pointer(address(scores, "attentionBackward")),
                 .pointer(address(delta, "attentionBackward")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), .float(s.scale)])
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), .float(s.scale), keyLimit(s, b)])
             for chunk in chunks {
                 let (pRows, qRows) = (chunk.first * s.keyLength, chunk.first * qRow)
                 for g in 0..<layout.group {

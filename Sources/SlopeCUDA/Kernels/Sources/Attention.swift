@@ -42,12 +42,13 @@ extension KernelSources {
     // j ≤ tk − tq + i when causal. With causal chunking, scores right of a chunk's last visible key are
     // never computed: kernels read only visible positions.
 
-    // probs = softmax of each visible score row (0 where masked); lse[(b·tq + i)·hq + h] = log Σ exp.
+    // probs = softmax of each visible score row (0 where masked); lse[(b·tq + i)·hq + h] = log Σ exp. Visible: up to
+    // the query itself when causal, and never past key_limit (the sequence's real keys: padding is masked).
     // One 256-thread block per row, grid = hq·tq.
     extern "C" __global__ void attention_softmax_rows(const float* scores, T* probs, float* lse, long long tq, long long tk,
-                                                      long long hq, long long b, int causal) {
+                                                      long long hq, long long b, int causal, long long key_limit) {
         i64 row = blockIdx.x, h = row / tq, i = row - h * tq;
-        i64 visible = causal ? tk - tq + i + 1 : tk;
+        i64 visible = min(causal ? tk - tq + i + 1 : tk, key_limit);
         const float* sr = scores + row * tk;
         T* pr = probs + row * tk;
         // One read for the statistics: each thread keeps an online (max, sum), merged across the block.
@@ -67,9 +68,9 @@ extension KernelSources {
     // probs = exp(score − lse) on visible positions, 0 elsewhere (backward's recomputation). One 256-thread
     // block per row, grid = hq·tq: no 64-bit division per element (that made a 1-D grid version 2× slower).
     extern "C" __global__ void attention_probabilities(const float* scores, T* probs, const float* lse, long long tq,
-                                                       long long tk, long long hq, long long b, int causal) {
+                                                       long long tk, long long hq, long long b, int causal, long long key_limit) {
         i64 row = blockIdx.x, h = row / tq, i = row - h * tq;
-        i64 visible = causal ? tk - tq + i + 1 : tk;
+        i64 visible = min(causal ? tk - tq + i + 1 : tk, key_limit);
         float rowLse = lse[(b * tq + i) * hq + h];
         const float* sr = scores + row * tk;
         T* pr = probs + row * tk;
@@ -79,9 +80,10 @@ extension KernelSources {
     // In place: probs ← dS = P·(dP − δ)·scale on visible positions, with dP float32 and δ[(b·tq + i)·hq + h].
     // Masked positions are left alone (P is 0 there and dP was not computed). One block per row.
     extern "C" __global__ void attention_score_gradient(T* probs, const float* dprobs, const float* delta, long long tq,
-                                                        long long tk, long long hq, long long b, int causal, float scale) {
+                                                        long long tk, long long hq, long long b, int causal, float scale,
+                                                        long long key_limit) {
         i64 row = blockIdx.x, h = row / tq, i = row - h * tq;
-        i64 visible = causal ? tk - tq + i + 1 : tk;
+        i64 visible = min(causal ? tk - tq + i + 1 : tk, key_limit);
         float rowDelta = delta[(b * tq + i) * hq + h];
         T* pr = probs + row * tk;
         const float* dr = dprobs + row * tk;
