@@ -167,7 +167,7 @@ final class HuggingFaceImportTests: XCTestCase {
     /// Variants slope does not compute are refused with the field that says so.
     func testUnsupportedConfigurationsAreRefusedByName() throws {
         let cases: [(String, String)] = [
-            (#"{"model_type": "bert", "vocab_size": 10}"#, "model_type 'bert'"),
+            (#"{"model_type": "bert", "vocab_size": 10}"#, "is an encoder, which `slope finetune`"),
             (#"{"model_type": "llama", "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 48, "max_position_embeddings": 64, "rope_scaling": {"rope_type": "llama3", "factor": 8}}"#, "RoPE scaling 'llama3'"),
             (#"{"model_type": "opt", "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "ffn_dim": 64, "max_position_embeddings": 32, "word_embed_proj_dim": 16}"#, "word_embed_proj_dim 16"),
             (#"{"model_type": "opt", "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "ffn_dim": 64, "max_position_embeddings": 32, "do_layer_norm_before": false}"#, "do_layer_norm_before false"),

@@ -81,6 +81,10 @@ public struct HuggingFaceConfig: Sendable {
             guard let value, value > 0 else { throw unsupported("no positive \(name)") }
             return value
         }
+        if f.model_type == "bert" {
+            throw unsupported("model_type 'bert' is an encoder, which `slope finetune` (and HuggingFaceEncoderImport) reads; "
+                + "pretrain, eval, generate and serve take decoders")
+        }
         guard let type = f.model_type, let architecture = Architecture(rawValue: type) else {
             throw unsupported("model_type \(f.model_type.map { "'\($0)'" } ?? "is missing")")
         }
