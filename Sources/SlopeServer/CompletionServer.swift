@@ -50,11 +50,7 @@ public struct CompletionServer: Sendable {
         self.endOfText = endOfText
         self.chatTemplate = chatTemplate
         self.configuration = configuration
-        var stops = Set([endOfText].compactMap { $0 })
-        if let eos = chatTemplate?.specialTokens["eos_token"], let ids = try? tokenizer.encodeWithoutAddedTokens(eos), ids.count == 1 {
-            stops.insert(ids[0])
-        }
-        chatStopTokens = stops
+        chatStopTokens = Set([endOfText, chatTemplate?.endOfTurn(tokenizer)].compactMap { $0 })
     }
 
     /// Serves until the task is cancelled (or, with `signals`, until SIGINT/SIGTERM); `onRunning` gets the port bound

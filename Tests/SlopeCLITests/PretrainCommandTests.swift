@@ -90,6 +90,19 @@ final class PretrainCommandTests: XCTestCase {
         let samples = try runner.run(["generate", checkpoint, "--device", "cpu", "--batch", "2", "--max-tokens", "4"], in: folder)
         XCTAssertEqual(samples.status, 0, samples.errors)
         XCTAssertTrue(samples.output.contains("[2] The"), samples.output)
+        // --chat: the prompt as a user's message through a chat template (here over the byte tokenizer: `|` ends a turn);
+        // the reply is what the rendered prompt continues to, cut at the end of turn.
+        try #"{"eos_token": "|", "chat_template": "{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}>"}"#.write(
+            to: folder.appendingPathComponent("tokenizer_config.json"), atomically: true, encoding: .utf8)
+        let chatted = try runner.run(["generate", checkpoint, "--device", "cpu", "--chat", "--chat-template", "tokenizer_config.json", "--prompt", "hi",
+                                      "--max-tokens", "12", "--temperature", "0"], in: folder)
+        XCTAssertEqual(chatted.status, 0, chatted.errors)
+        let raw = try runner.run(["generate", checkpoint, "--device", "cpu", "--prompt", "<user>hi|>", "--max-tokens", "12", "--temperature", "0"], in: folder)
+        let continued = String(raw.output.split(separator: "\n", omittingEmptySubsequences: false)[0].dropFirst("<user>hi|>".count))
+        let reply = chatted.output.split(separator: "\n", omittingEmptySubsequences: false)[1]
+        XCTAssertEqual(String(reply), String(continued.prefix { $0 != "|" }), "chat: \(chatted.output) raw: \(raw.output)")
+        let noTemplate = try runner.run(["generate", checkpoint, "--device", "cpu", "--chat"], in: folder)
+        XCTAssertTrue(noTemplate.errors.contains("has no chat template"), noTemplate.errors)
         try "\n  \n".write(to: folder.appendingPathComponent("blank.txt"), atomically: true, encoding: .utf8)
         for (arguments, message) in [(["--prompts", "nothing.txt"], "cannot read the prompts file nothing.txt"), (["--batch", "0"], "--batch must be at least 1"),
                                      (["--prompts", "blank.txt"], "blank.txt holds no prompt (one per line)")] {

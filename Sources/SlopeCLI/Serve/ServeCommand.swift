@@ -88,7 +88,7 @@ struct ServeCommand: ParsableCommand {
         let name = modelName ?? Self.defaultName(checkpoint)
         let configuration = CompletionServer.Configuration(
             host: host, port: port, modelName: name, maxTokensLimit: maxTokens ?? scheduler.contextLength)
-        let (template, templateSource) = try Self.chatTemplate(given: chatTemplate, tokenizer: options.tokenizerFiles)
+        let (template, templateSource) = try ChatTemplateLookup.find(given: chatTemplate, tokenizer: options.tokenizerFiles)
         let server = CompletionServer(
             scheduler: scheduler, tokenizer: tokenizer, endOfText: endOfText, chatTemplate: template, configuration: configuration)
         let header = "slope serve: \(name) (\(description.withLock { $0 })); \(limits.slots) sequences at once × "
@@ -114,28 +114,6 @@ struct ServeCommand: ParsableCommand {
             throw ValidationError("slope serve could not serve on \(host):\(port): \(error)")
         }
         say("slope serve: stopped after \(scheduler.statistics.completed) completions (\(scheduler.statistics.generatedTokens) tokens)")
-    }
-
-    /// The chat template given, else the one beside the tokenizer files (a Hugging Face folder's, or those a checkpoint
-    /// was trained with), and where it came from; a template that cannot be used is an error at start, not at the
-    /// first request.
-    static func chatTemplate(given path: String?, tokenizer: HuggingFaceTokenizerFiles.Source?) throws -> (ChatTemplate?, String?) {
-        do {
-            if let path { return (try ChatTemplate.load(file: path), path) }
-            let file: String?
-            switch tokenizer {
-            case .tokenizerJSON(let path)?: file = path
-            case .vocabularyAndMerges(let vocabulary, _)?: file = vocabulary
-            case .bytes?, nil: file = nil
-            }
-            guard let file else { return (nil, nil) }
-            let folder = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : "."
-            guard let template = try ChatTemplate.find(inFolder: folder) else { return (nil, nil) }
-            let source = FileManager.default.fileExists(atPath: folder + "/chat_template.jinja") ? "chat_template.jinja" : "tokenizer_config.json"
-            return (template, folder + "/" + source)
-        } catch let error as TemplateError {
-            throw ValidationError(error.message)
-        }
     }
 
     /// `runs/x/checkpoint.safetensors` → `x`; a model folder → its name.

@@ -128,6 +128,12 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Random seed of the sampler (sequence i of a run draws with seed + i).")
     var seed: UInt64 = 0
 
+    @Flag(help: "Treat each prompt as a user's message: format it with the model's chat template and stop at its end of turn.")
+    var chat = false
+
+    @Option(help: "With --chat: the template (a .jinja file or a tokenizer_config.json; default: the one beside the model's tokenizer).")
+    var chatTemplate: String?
+
     @Flag(help: "Keep SLoPe layers and adapters separate instead of merging them for inference.")
     var noMerge = false
 
@@ -135,6 +141,7 @@ struct GenerateCommand: ParsableCommand {
     var device: DeviceOption = .auto
 
     func validate() throws {
+        guard chat || chatTemplate == nil else { throw ValidationError("--chat-template goes with --chat") }
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1, not \(maxTokens)") }
         guard temperature.isFinite, temperature >= 0 else {
             throw ValidationError("--temperature must be a finite number ≥ 0 (0: greedy), not \(temperature)")
@@ -164,17 +171,27 @@ struct GenerateCommand: ParsableCommand {
         let isSparse = !loaded.model.sparseWeights.isEmpty
         if !noMerge, isSparse { try loaded.model.mergeForInference() }
         let (tokenizer, endOfText) = try loaded.data.makeTokenizer()
+        // With --chat, each prompt is a user's message through the chat template (which writes its own special tokens).
+        var template: ChatTemplate? = nil
+        if chat {
+            guard let found = try ChatTemplateLookup.find(given: chatTemplate, tokenizer: loaded.data.tokenizerFiles).0 else {
+                throw ValidationError("\(checkpoint) has no chat template beside its tokenizer; give one with --chat-template FILE")
+            }
+            template = found
+        }
+        let stops = Set([endOfText, template?.endOfTurn(tokenizer)].compactMap { $0 })
         let requests = try texts.enumerated().map { index, text in
             GenerationRequest(
-                prompt: try tokenizer.encode(text), maxTokens: maxTokens,
-                sampler: try TokenSampler(temperature: temperature, topK: topK, topP: topP, seed: seed &+ UInt64(index)), stopTokens: Set([endOfText].compactMap { $0 }))
+                prompt: try template.map { try tokenizer.encodeWithoutAddedTokens($0.prompt(userMessage: text)) } ?? tokenizer.encode(text),
+                maxTokens: maxTokens,
+                sampler: try TokenSampler(temperature: temperature, topK: topK, topP: topP, seed: seed &+ UInt64(index)), stopTokens: stops)
         }
         // The continuation is what decoding the prompt and it together adds to the prompt's own decoding: a
         // SentencePiece decoder strips the text's leading space, which must not be the continuation's first.
         func continuation(_ request: GenerationRequest, _ generated: [Int32]) -> String {
-            let promptText = tokenizer.decode(request.prompt)
-            let whole = tokenizer.decode(request.prompt + generated.filter { $0 != endOfText })
-            return whole.hasPrefix(promptText) ? String(whole.dropFirst(promptText.count)) : tokenizer.decode(generated.filter { $0 != endOfText })
+            let promptText = tokenizer.decode(request.prompt), reply = generated.filter { !stops.contains($0) }
+            let whole = tokenizer.decode(request.prompt + reply)
+            return whole.hasPrefix(promptText) ? String(whole.dropFirst(promptText.count)) : tokenizer.decode(reply)
         }
         let clock = ContinuousClock()
         var statistics = (prefillTokens: 0, prefillSeconds: 0.0, decodeTokens: 0, decodeSeconds: 0.0)
@@ -182,7 +199,7 @@ struct GenerateCommand: ParsableCommand {
         for first in stride(from: 0, to: requests.count, by: group) {
             let part = Array(requests[first..<min(first + group, requests.count)])
             let streams = part.count == 1
-            if streams { print(texts[first], terminator: "") }
+            if streams { print(texts[first], terminator: chat ? "\n" : "") }
             var printed = ""
             var generated = [[Int32]](repeating: [], count: part.count)
             var prefilled: ContinuousClock.Instant?

@@ -26,6 +26,18 @@ public struct ChatTemplate: Sendable {
         return try TemplateRenderer(root: TemplateScope(parent: nil, globals)).render(nodes)
     }
 
+    /// The token ending an assistant's turn: the template's `eos_token` (`<|im_end|>`, `<|eot_id|>`, …) where it is one
+    /// token of `tokenizer`.
+    public func endOfTurn(_ tokenizer: any TextTokenizer) -> Int32? {
+        guard let eos = specialTokens["eos_token"], let ids = try? tokenizer.encodeWithoutAddedTokens(eos), ids.count == 1 else { return nil }
+        return ids[0]
+    }
+
+    /// The prompt for one user message, ending where the assistant's reply begins.
+    public func prompt(userMessage: String) throws -> String {
+        try render(messages: [.dictionary(["role": "user", "content": .string(userMessage)])], addGenerationPrompt: true)
+    }
+
     /// The chat template of a model folder (transformers' layout): `chat_template.jinja`, else tokenizer_config.json's
     /// `chat_template` (a string, or a list of named templates: the one named "default"); nil when it has none.
     /// Special tokens come from tokenizer_config.json (strings or `{"content": …}` objects).
