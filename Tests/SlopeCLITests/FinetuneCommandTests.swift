@@ -68,4 +68,53 @@ final class FinetuneCommandTests: XCTestCase {
             XCTAssertTrue(refused.errors.contains(message), "\(arguments): \(refused.errors)")
         }
     }
+
+    /// SQuAD v1.1 as distributed: a tiny encoder learns to find the answer word in a synthetic task (the word "q"
+    /// somewhere in a context of other letters), scored with the official exact match and F1; predictions in the
+    /// official layout, and a BertForQuestionAnswering folder written.
+    func testFinetuningLearnsExtractiveQuestionAnswering() throws {
+        let runner = try CommandRunner()
+        let folder = try CommandRunner.temporaryFolder(self)
+        let cpu = CPUBackend()
+        let tokenizer = try WordPieceTokenizer(tokenizerJSON: Self.tokenizer)
+        let model = try EncoderModel(
+            configuration: EncoderConfiguration(vocabularySize: tokenizer.vocabularySize, contextLength: 64, layers: 1, hiddenSize: 32, heads: 4, intermediateSize: 64),
+            backend: cpu, seed: 2)
+        let initial = folder.appendingPathComponent("bert").path
+        try HuggingFaceEncoderExport.write(model, to: initial)
+        try FileManager.default.copyItem(atPath: Self.tokenizer, toPath: initial + "/tokenizer.json")
+        var state: UInt64 = 5
+        func next(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33) % n
+        }
+        let letters = Array("abcdefghijklmnop")
+        func split(_ count: Int, prefix: String) -> [String: Any] {
+            let paragraphs = (0..<count).map { index -> [String: Any] in
+                var words = (0..<(6 + next(10))).map { _ in String(letters[next(letters.count)]) }
+                let position = next(words.count + 1)
+                words.insert("q", at: position)
+                let context = words.joined(separator: " ")
+                return ["context": context, "qas": [["id": "\(prefix)\(index)", "question": "where is q", "answers": [["text": "q", "answer_start": 2 * position]]]]]
+            }
+            return ["version": "1.1", "data": [["title": "synthetic", "paragraphs": paragraphs]]]
+        }
+        let data = folder.appendingPathComponent("squad")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try JSONSerialization.data(withJSONObject: split(160, prefix: "t")).write(to: data.appendingPathComponent("train-v1.1.json"))
+        try JSONSerialization.data(withJSONObject: split(30, prefix: "d")).write(to: data.appendingPathComponent("dev-v1.1.json"))
+
+        let result = try runner.run([
+            "finetune", "--task", "squad", "--data", data.path, "--init", initial, "--out", "run", "--epochs", "4", "--batch-size", "8",
+            "--lr", "3e-3", "--max-length", "32", "--doc-stride", "8", "--device", "cpu",
+        ], in: folder)
+        XCTAssertEqual(result.status, 0, result.errors + result.output)
+        let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("run/metrics.json"))) as? [String: Any]
+        let exactMatch = Double(((metrics?["dev"] as? [String: String])?["exact_match"]) ?? "") ?? 0
+        XCTAssertGreaterThanOrEqual(exactMatch, 80, result.output)
+        let predictions = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("run/predictions-dev.json"))) as? [String: String]
+        XCTAssertEqual(predictions?.count, 30)
+        let (encoder, _) = try HuggingFaceEncoderImport.load(folder: folder.appendingPathComponent("run/model").path, dtype: .float32, backend: cpu)
+        XCTAssertEqual(try HuggingFaceEncoderImport.loadTaskHead(folder: folder.appendingPathComponent("run/model").path, encoder: encoder)?.task, .questionAnswering)
+    }
 }

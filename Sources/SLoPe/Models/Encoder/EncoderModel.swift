@@ -26,7 +26,8 @@ public final class EncoderModel: Layer {
     public let pooler: Linear
     public let poolerActivation: ActivationLayer
     public let nextSentence: Linear
-    let backend: any Backend
+    /// Where the model's tensors live.
+    public let backend: any Backend
     private let lossFunction: SoftmaxCrossEntropy
     private let nextSentenceLoss: SoftmaxCrossEntropy
     /// What the MLM head's backward needs: the transformed rows it predicted at, which rows those were, of how many.
