@@ -16,6 +16,23 @@ final class EncoderTests: XCTestCase {
         return (try cpu.tensor(tokens, shape: [10]), try cpu.tensor(types, shape: [10]), labels, [5, 3])
     }
 
+    /// `parameter`'s gradient at `samples` evenly spread elements against central differences of `loss`.
+    func checkGradient(_ parameter: Parameter, samples: Int, _ label: String, loss: () throws -> Double) throws {
+        guard let gradient = parameter.gradient else { return XCTFail("\(label) got no gradient") }
+        let analytic = try cpu.doubles(gradient), original = try cpu.doubles(parameter.value)
+        for index in Set((0..<samples).map { $0 * original.count / samples }).sorted() {
+            func shifted(_ delta: Double) throws -> Double {
+                var point = original
+                point[index] += delta
+                try cpu.copy(cpu.tensor(point, shape: parameter.value.shape, dtype: .float64), into: parameter.value)
+                return try loss()
+            }
+            let numeric = (try shifted(1e-6) - shifted(-1e-6)) / 2e-6
+            try cpu.copy(cpu.tensor(original, shape: parameter.value.shape, dtype: .float64), into: parameter.value)
+            assertClose([analytic[index]], [numeric], rtol: 1e-5, atol: 1e-8, "\(label)[\(index)]")
+        }
+    }
+
     /// Every parameter's gradient against central differences of the pretraining loss (masked LM + next sentence, with
     /// exact GELU and the tanh pooler), at a few elements each.
     func testEncoderGradients() throws {
@@ -36,22 +53,7 @@ final class EncoderTests: XCTestCase {
         try model.backward()
         XCTAssertEqual(model.parameters.count, 5 + 16 * 2 + 5 + 4, "embeddings (3 tables, norm), 16 per block, the MLM head's 5, pooler and NSP")
         XCTAssertEqual(model.configuration.activation, .geluExact)
-        for parameter in model.parameters {
-            guard let gradient = parameter.gradient else { return XCTFail("\(parameter.name) got no gradient") }
-            let analytic = try cpu.doubles(gradient)
-            let original = try cpu.doubles(parameter.value)
-            for index in Set((0..<5).map { $0 * original.count / 5 }).sorted() {
-                func shifted(_ delta: Double) throws -> Double {
-                    var point = original
-                    point[index] += delta
-                    try cpu.copy(cpu.tensor(point, shape: parameter.value.shape, dtype: .float64), into: parameter.value)
-                    return try loss()
-                }
-                let numeric = (try shifted(1e-6) - shifted(-1e-6)) / 2e-6
-                try cpu.copy(cpu.tensor(original, shape: parameter.value.shape, dtype: .float64), into: parameter.value)
-                assertClose([analytic[index]], [numeric], rtol: 1e-5, atol: 1e-8, "\(parameter.name)[\(index)]")
-            }
-        }
+        for parameter in model.parameters { try checkGradient(parameter, samples: 5, parameter.name, loss: loss) }
     }
 
     /// A padded sequence's real positions are what the same sequence gives unpadded, whatever the padding holds;
@@ -187,23 +189,9 @@ final class EncoderTests: XCTestCase {
             _ = try loss()
             try head.backward()
             let checked = head.parameters + encoder.parameters.filter { $0.name.contains("layer.1.") || $0.name.contains("pooler") || $0.name.contains("word_embeddings") }
-            for parameter in checked {
-                guard let gradient = parameter.gradient else {
-                    if task == .questionAnswering, parameter.name.contains("pooler") { continue }  // (no pooler in question answering)
-                    return XCTFail("\(task): \(parameter.name) got no gradient")
-                }
-                let analytic = try cpu.doubles(gradient), original = try cpu.doubles(parameter.value)
-                for index in Set((0..<3).map { $0 * original.count / 3 }).sorted() {
-                    func shifted(_ delta: Double) throws -> Double {
-                        var point = original
-                        point[index] += delta
-                        try cpu.copy(cpu.tensor(point, shape: parameter.value.shape, dtype: .float64), into: parameter.value)
-                        return try loss()
-                    }
-                    let numeric = (try shifted(1e-6) - shifted(-1e-6)) / 2e-6
-                    try cpu.copy(cpu.tensor(original, shape: parameter.value.shape, dtype: .float64), into: parameter.value)
-                    assertClose([analytic[index]], [numeric], rtol: 1e-5, atol: 1e-8, "\(task): \(parameter.name)[\(index)]")
-                }
+            // (question answering reads no pooler: its parameters get no gradient there)
+            for parameter in checked where !(task == .questionAnswering && parameter.name.contains("pooler")) {
+                try checkGradient(parameter, samples: 3, "\(task): \(parameter.name)", loss: loss)
             }
             XCTAssertThrowsError(try head.loss(tokens: tokens, tokenTypes: types, lengths: lengths, batch: 2, sequence: 5, labels: [0]))
         }

@@ -10,23 +10,35 @@ final class FinetuneCommandTests: XCTestCase {
     static let tokenizer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/tokenizers/bert-wordpiece.json").path
 
+    /// A tiny encoder saved as a transformers folder `bert` in `folder`, with the WordPiece fixture as its tokenizer.
+    func initialModel(in folder: URL, contextLength: Int, seed: UInt64) throws -> String {
+        let tokenizer = try WordPieceTokenizer(tokenizerJSON: Self.tokenizer)
+        let model = try EncoderModel(
+            configuration: EncoderConfiguration(
+                vocabularySize: tokenizer.vocabularySize, contextLength: contextLength, layers: 1, hiddenSize: 32, heads: 4, intermediateSize: 64),
+            backend: CPUBackend(), seed: seed)
+        let initial = folder.appendingPathComponent("bert").path
+        try HuggingFaceEncoderExport.write(model, to: initial)
+        try FileManager.default.copyItem(atPath: Self.tokenizer, toPath: initial + "/tokenizer.json")
+        return initial
+    }
+
+    /// A seeded stream of integers below `n` (the synthetic tasks' words).
+    struct Draws {
+        var state: UInt64
+        mutating func next(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(state >> 33) % n
+        }
+    }
+
     func testFinetuningLearnsASentenceClassificationTask() throws {
         let runner = try CommandRunner()
         let folder = try CommandRunner.temporaryFolder(self)
         let cpu = CPUBackend()
-        let tokenizer = try WordPieceTokenizer(tokenizerJSON: Self.tokenizer)
-        let model = try EncoderModel(
-            configuration: EncoderConfiguration(vocabularySize: tokenizer.vocabularySize, contextLength: 32, layers: 1, hiddenSize: 32, heads: 4, intermediateSize: 64),
-            backend: cpu, seed: 1)
-        let initial = folder.appendingPathComponent("bert").path
-        try HuggingFaceEncoderExport.write(model, to: initial)
-        try FileManager.default.copyItem(atPath: Self.tokenizer, toPath: initial + "/tokenizer.json")
-
-        var state: UInt64 = 3
-        func next(_ n: Int) -> Int {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Int(state >> 33) % n
-        }
+        let initial = try initialModel(in: folder, contextLength: 32, seed: 1)
+        var draws = Draws(state: 3)
+        func next(_ n: Int) -> Int { draws.next(n) }
         let letters = Array("abcdefghijklmnopqrstuvwxyz")
         func split(_ count: Int) -> String {
             "sentence\tlabel\n" + (0..<count).map { _ in
@@ -56,16 +68,26 @@ final class FinetuneCommandTests: XCTestCase {
         let (encoder, _) = try HuggingFaceEncoderImport.load(folder: folder.appendingPathComponent("run/model").path, dtype: .float32, backend: cpu)
         XCTAssertEqual(try HuggingFaceEncoderImport.loadTaskHead(folder: folder.appendingPathComponent("run/model").path, encoder: encoder)?.task, .classification(labels: 2))
 
-        // Bad inputs: an unknown task, an existing --out, a folder without a tokenizer.
+        // Bad inputs: an unknown task, an existing --out, no model folder, a model without tokenizer.json, SQuAD without its files.
         let refusals: [([String], String)] = [
             (["finetune", "--task", "squad2", "--data", data.path, "--init", initial, "--out", "x"], "--task must be one of"),
             (["finetune", "--task", "sst2", "--data", data.path, "--init", initial, "--out", "run"], "exists"),
             (["finetune", "--task", "sst2", "--data", data.path, "--init", folder.path, "--out", "y"], "not a transformers model folder"),
+            (["finetune", "--task", "sst2", "--data", data.path, "--init", folder.appendingPathComponent("run/model-no-tokenizer").path, "--out", "z"],
+             "has no tokenizer.json"),
+            (["finetune", "--task", "squad", "--data", data.path, "--init", initial, "--out", "w"], "has no train-v1.1.json"),
         ]
+        // (a transformers folder without its tokenizer: the fine-tuned model's, tokenizer removed)
+        let bare = folder.appendingPathComponent("run/model-no-tokenizer").path
+        try FileManager.default.copyItem(atPath: folder.appendingPathComponent("run/model").path, toPath: bare)
+        try FileManager.default.removeItem(atPath: bare + "/tokenizer.json")
         for (arguments, message) in refusals {
             let refused = try runner.run(arguments, in: folder)
             XCTAssertNotEqual(refused.status, 0, arguments.joined(separator: " "))
             XCTAssertTrue(refused.errors.contains(message), "\(arguments): \(refused.errors)")
+            if arguments.last != "run" {  // (the existing --out is the refusal's subject)
+                XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent(arguments.last!).path), "nothing written")
+            }
         }
     }
 
@@ -76,18 +98,9 @@ final class FinetuneCommandTests: XCTestCase {
         let runner = try CommandRunner()
         let folder = try CommandRunner.temporaryFolder(self)
         let cpu = CPUBackend()
-        let tokenizer = try WordPieceTokenizer(tokenizerJSON: Self.tokenizer)
-        let model = try EncoderModel(
-            configuration: EncoderConfiguration(vocabularySize: tokenizer.vocabularySize, contextLength: 64, layers: 1, hiddenSize: 32, heads: 4, intermediateSize: 64),
-            backend: cpu, seed: 2)
-        let initial = folder.appendingPathComponent("bert").path
-        try HuggingFaceEncoderExport.write(model, to: initial)
-        try FileManager.default.copyItem(atPath: Self.tokenizer, toPath: initial + "/tokenizer.json")
-        var state: UInt64 = 5
-        func next(_ n: Int) -> Int {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Int(state >> 33) % n
-        }
+        let initial = try initialModel(in: folder, contextLength: 64, seed: 2)
+        var draws = Draws(state: 5)
+        func next(_ n: Int) -> Int { draws.next(n) }
         let letters = Array("abcdefghijklmnop")
         func split(_ count: Int, prefix: String) -> [String: Any] {
             let paragraphs = (0..<count).map { index -> [String: Any] in

@@ -40,6 +40,9 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["generate", "missing.safetensors", "--temperature", "inf"], mentions: ["--temperature must be a finite number"])
         try assertRefused(["eval", "missing.safetensors", "--batches", "0"], mentions: ["--batches must be at least 1, not 0"])
         try assertRefused(["generate", "missing.safetensors", "--batch", "0"], mentions: ["--batch must be at least 1, not 0"])
+        try assertRefused(["generate", "missing.safetensors", "--chat-template", "t.jinja"], mentions: ["--chat-template goes with --chat"])
+        try assertRefused(["finetune", "--task", "sst2", "--data", "d", "--init", "m", "--out", "o", "--lr", "0"], mentions: ["--lr must be a positive"])
+        try assertRefused(["finetune", "--task", "squad", "--data", "d", "--init", "m", "--out", "o", "--doc-stride", "0"], mentions: ["--doc-stride"])
     }
 
     func testServeAndInferenceBenchOptions() throws {
