@@ -107,3 +107,91 @@ final class MaskedLanguageModelingTests: XCTestCase {
         }
     }
 }
+
+final class PretrainingBatchesTests: XCTestCase {
+    let special = MaskedLanguageModeling.SpecialIDs(classifier: 2, separator: 3, mask: 4, padding: 0)
+
+    func testDocumentsAreBlankLineSeparatedSentences() {
+        let text = "  First sentence.\nSecond one.  \n\n\n\tThird, in a new document.\n\n"
+        XCTAssertEqual(PretrainingDocuments.split(text), [["First sentence.", "Second one."], ["Third, in a new document."]])
+        XCTAssertEqual(PretrainingDocuments.split("\n\n"), [])
+        let tokenized = PretrainingDocuments.tokenize([["a", ""], [""], ["b c"]]) { $0.isEmpty ? [] : $0.split(separator: " ").map { _ in Int32(7) } }
+        XCTAssertEqual(tokenized, [[[7]], [[7, 7]]], "empty sentences and the documents they leave empty are dropped")
+        let embedded = PretrainingDocuments.split(PretrainingDocuments.embedded(sentences: 20, sentencesPerDocument: 8))
+        XCTAssertEqual(embedded.map(\.count), [8, 8, 4])
+        XCTAssertTrue(embedded.joined().allSatisfy { $0.hasSuffix(".") && ($0.hasPrefix("The ") || $0.hasPrefix("A ")) }, "\(embedded)")
+    }
+
+    /// The vocabulary made from text: every word of it one piece, specials first, every character a fallback (so no
+    /// word is unknown), capped at the size asked for, and a tokenizer.json slope reads back.
+    func testVocabularyFromText() throws {
+        let text = "The fox sees the dog.\nA dog finds two foxes!\nÉcole."
+        let tokenizer = try WordPieceTokenizer(tokenizerJSONData: WordPieceVocabularyBuilder.tokenizerJSON(text: text, size: 1000))
+        for (index, token) in WordPieceVocabularyBuilder.specialTokens.enumerated() { XCTAssertEqual(tokenizer.id(of: token), Int32(index)) }
+        let ids = try tokenizer.encodeWithoutAddedTokens("the dog finds two foxes")
+        XCTAssertEqual(ids.count, 5, "whole words")
+        XCTAssertEqual(tokenizer.decode(ids), "the dog finds two foxes")
+        XCTAssertEqual(try tokenizer.encode("fox"), [2, tokenizer.id(of: "fox")!, 3], "[CLS] … [SEP] around")
+        XCTAssertEqual(tokenizer.decode(try tokenizer.encodeWithoutAddedTokens("Ecole")), "ecole", "lower-cased and accents stripped")
+        let unseen = try tokenizer.encodeWithoutAddedTokens("dogfox")
+        XCTAssertFalse(unseen.contains(tokenizer.id(of: "[UNK]")!), "an unseen word is cut into characters")
+        XCTAssertEqual(tokenizer.decode(unseen), "dogfox")
+        let small = try WordPieceTokenizer(tokenizerJSONData: WordPieceVocabularyBuilder.tokenizerJSON(text: text, size: 0))
+        let characters = Set("the fox sees dog a finds two foxes ecole.!".filter { $0 != " " }).count
+        XCTAssertEqual(small.vocabularySize, 5 + 2 * characters + 0, "specials and characters are always kept")
+        XCTAssertEqual(small.vocabularySize + 3, try WordPieceTokenizer(
+            tokenizerJSONData: WordPieceVocabularyBuilder.tokenizerJSON(text: text, size: small.vocabularySize + 3)).vocabularySize)
+    }
+
+    func makeBatches(count: Int, mode: MaskedLanguageModelingBatches.Masking, batch: Int = 4) throws -> MaskedLanguageModelingBatches {
+        let mlm = try MaskedLanguageModeling(special: special, vocabularySize: 100, sequenceLength: 16, maxPredictions: 3)
+        let instances = (0..<count).map { i in
+            let a = (0..<(1 + i % 4)).map { Int32(10 + i % 80 + $0) }, b = [Int32(90 - i % 50)]
+            return mlm.instance(a, b, isRandomNext: i % 3 == 0)
+        }
+        return try MaskedLanguageModelingBatches(instances: instances, masking: mlm, mode: mode, batchSize: batch, seed: 9)
+    }
+
+    /// Each epoch visits every instance once (the last partial batch left), in a new order; static masks repeat every
+    /// epoch and dynamic ones change; batches are padded to their longest sequence; a restored position continues
+    /// with exactly the batches an uninterrupted run gets.
+    func testBatchesCoverEachEpochAndResume() throws {
+        var batches = try makeBatches(count: 10, mode: .static)
+        XCTAssertEqual(batches.batchesPerEpoch, 2)
+        var seen: [[Int32]] = []
+        for _ in 0..<2 {
+            let batch = batches.next()
+            XCTAssertEqual(batch.count, 4)
+            XCTAssertEqual(batch.sequenceLength, batch.lengths.max())
+            XCTAssertEqual(batch.inputIDs.count, 4 * batch.sequenceLength)
+            XCTAssertEqual(batch.tokenTypes.count, batch.inputIDs.count)
+            for row in 0..<4 {
+                let start = row * batch.sequenceLength
+                XCTAssertEqual(batch.inputIDs[start], 2)
+                XCTAssertTrue(batch.inputIDs[(start + batch.lengths[row])..<(start + batch.sequenceLength)].allSatisfy { $0 == 0 })
+                seen.append(Array(batch.labels[start..<(start + batch.sequenceLength)]))
+            }
+            XCTAssertGreaterThan(batch.predictions, 0)
+        }
+        XCTAssertEqual(Set(MaskedLanguageModelingBatches.order(count: 10, epoch: 0, seed: 9).prefix(8)).count, 8)
+        XCTAssertNotEqual(MaskedLanguageModelingBatches.order(count: 10, epoch: 0, seed: 9), MaskedLanguageModelingBatches.order(count: 10, epoch: 1, seed: 9))
+        XCTAssertEqual(batches.position, .init(epoch: 0, batch: 2))
+        _ = batches.next()
+        XCTAssertEqual(batches.position, .init(epoch: 1, batch: 1))
+        // Masks: the same instance in epochs 0 and 1.
+        for mode in MaskedLanguageModelingBatches.Masking.allCases {
+            let b = try makeBatches(count: 40, mode: mode)
+            let all = Array(0..<40)
+            let (epoch0, epoch1) = (b.batch(all, epoch: 0), b.batch(all, epoch: 1))
+            XCTAssertEqual(epoch0 == epoch1, mode == .static, "\(mode)")
+            XCTAssertEqual(epoch0.nextSentenceLabels, (0..<40).map { $0 % 3 == 0 ? 1 : 0 })
+        }
+        // Resume.
+        var uninterrupted = try makeBatches(count: 10, mode: .dynamic)
+        var resumed = try makeBatches(count: 10, mode: .dynamic)
+        for _ in 0..<3 { _ = uninterrupted.next() }
+        resumed.restore(uninterrupted.position)
+        for _ in 0..<5 { XCTAssertEqual(uninterrupted.next(), resumed.next()) }
+        XCTAssertThrowsError(try makeBatches(count: 3, mode: .static)) { XCTAssertTrue("\($0)".contains("cannot fill a batch of 4"), "\($0)") }
+    }
+}

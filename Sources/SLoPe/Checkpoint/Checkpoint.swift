@@ -38,20 +38,54 @@ public enum Checkpoint {
 
     /// The model's tensors as a checkpoint stores them (sparse weights compressed, with their masks).
     static func modelRecords(_ model: TransformerModel) throws -> [SafeTensors.Record] {
-        var records = try model.parameters.map { try SafeTensors.record($0.name, $0.value, backend: model.backend) }
-        for weight in model.sparseWeights {
+        try modelRecords(parameters: model.parameters, sparseWeights: model.sparseWeights, backend: model.backend)
+    }
+
+    static func modelRecords(parameters: [Parameter], sparseWeights: [SparseWeight], backend: any Backend) throws -> [SafeTensors.Record] {
+        var records = try parameters.map { try SafeTensors.record($0.name, $0.value, backend: backend) }
+        for weight in sparseWeights {
             for (suffix, tensor) in weight.stateTensors() {
-                records.append(try SafeTensors.record("\(weight.name).\(suffix)", tensor, backend: model.backend))
+                records.append(try SafeTensors.record("\(weight.name).\(suffix)", tensor, backend: backend))
             }
         }
         return records
     }
 
-    static func write(_ records: [SafeTensors.Record], state: State, to path: String) throws {
+    static func write(_ records: [SafeTensors.Record], state: some Encodable, key: String = stateKey, to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json = String(decoding: try encoder.encode(state), as: UTF8.self)
-        try SafeTensors.write(records, metadata: [stateKey: json, "format": "pt"], to: path)
+        try SafeTensors.write(records, metadata: [key: json, "format": "pt"], to: path)
+    }
+
+    /// Loads a model's parameters and its SLoPe weights' compressed state (each checked against the layer's shape).
+    static func loadTensors(_ file: SafeTensors.File, parameters: [Parameter], sparseWeights: [SparseWeight], backend: any Backend) throws {
+        for parameter in parameters { try file.load(parameter.name, into: parameter.value, backend: backend) }
+        for weight in sparseWeights {
+            try weight.restoreState { suffix in
+                let name = "\(weight.name).\(suffix)"
+                let tensor = try file.tensor(name, backend: backend)
+                let expected = weight.stateTensors().first { $0.suffix == suffix }!.tensor
+                guard tensor.shape == expected.shape, tensor.dtype == expected.dtype else {
+                    throw SafeTensors.Failure.unexpectedTensor(
+                        path: file.path, name: name, expected: "\(expected.shape) \(expected.dtype)", found: "\(tensor.shape) \(tensor.dtype)")
+                }
+                return tensor
+            }
+        }
+    }
+
+    /// The optimizer moments `file` holds under `prefix` for the tensors `names` (those `owned` at this world size).
+    static func moments(
+        _ file: SafeTensors.File, prefix: String, names: [String], backend: any Backend, owned: (Int) -> Bool = { _ in true }
+    ) throws -> [String: AdamMoments] {
+        var result: [String: AdamMoments] = [:]
+        for (index, name) in names.enumerated() where owned(index) && file.tensors[prefix + name + ".exp_avg"] != nil {
+            result[name] = AdamMoments(
+                first: try file.tensor(prefix + name + ".exp_avg", backend: backend),
+                second: try file.tensor(prefix + name + ".exp_avg_sq", backend: backend))
+        }
+        return result
     }
 
     /// Writes a model that slope did not train (an imported one) as a checkpoint at step 0, atomically: `eval`,
@@ -60,7 +94,7 @@ public enum Checkpoint {
         guard model.sparseWeights.isEmpty else {
             throw TensorError.invalidArgument(operation: "Checkpoint.save(model:)", reason: "an untrained checkpoint holds a dense model")
         }
-        try write(modelRecords(model), state: .untrained(model, notes: notes), to: path)
+        try write(modelRecords(model), state: State.untrained(model, notes: notes), to: path)
     }
 
     /// Writes `trainer`'s full state to `path` atomically. With the optimizer state sharded (ZeRO-1) the moments are
@@ -111,6 +145,11 @@ public enum Checkpoint {
     /// Reads the state alone (for `eval`, `generate`, `export`, or to decide how to resume).
     public static func state(of file: SafeTensors.File) throws -> State {
         guard let json = file.metadata[stateKey] else {
+            if file.metadata[EncoderCheckpoint.stateKey] != nil {
+                throw Failure.notACheckpoint(
+                    path: file.path, reason: "it holds a BERT-style encoder, which this command does not take; fine-tune it with "
+                        + "slope finetune --init \(file.path), or write a transformers folder with slope export")
+            }
             throw Failure.notACheckpoint(path: file.path, reason: "no \(stateKey) metadata (a plain safetensors file?)")
         }
         return try state(json: json, path: file.path)
@@ -157,19 +196,7 @@ public enum Checkpoint {
         let model = try TransformerModel(configuration: state.model, dtype: state.dtype, backend: backend, seed: state.options.seed)
         if let plan = state.options.sparsity { try model.convertToSLoPe(plan) }
         if state.adaptersAttached { _ = try model.attachAdapters(rank: state.options.adapterRank, seed: state.options.adapterSeed) }
-        for parameter in model.parameters { try file.load(parameter.name, into: parameter.value, backend: backend) }
-        for weight in model.sparseWeights {
-            try weight.restoreState { suffix in
-                let name = "\(weight.name).\(suffix)"
-                let tensor = try file.tensor(name, backend: backend)
-                let expected = weight.stateTensors().first { $0.suffix == suffix }!.tensor
-                guard tensor.shape == expected.shape, tensor.dtype == expected.dtype else {
-                    throw SafeTensors.Failure.unexpectedTensor(
-                        path: file.path, name: name, expected: "\(expected.shape) \(expected.dtype)", found: "\(tensor.shape) \(tensor.dtype)")
-                }
-                return tensor
-            }
-        }
+        try loadTensors(file, parameters: model.parameters, sparseWeights: model.sparseWeights, backend: backend)
         return (model, state)
     }
 
@@ -195,13 +222,7 @@ public enum Checkpoint {
         trainer.shardsOptimizerState = shardingOptimizerState
         trainer.shardOptimizerStateIfAsked()
         func moments(_ prefix: String, _ names: [String], owned: (Int) -> Bool) throws -> [String: AdamMoments] {
-            var result: [String: AdamMoments] = [:]
-            for (index, name) in names.enumerated() where owned(index) && file.tensors[prefix + name + ".exp_avg"] != nil {
-                result[name] = AdamMoments(
-                    first: try file.tensor(prefix + name + ".exp_avg", backend: backend),
-                    second: try file.tensor(prefix + name + ".exp_avg_sq", backend: backend))
-            }
-            return result
+            try Checkpoint.moments(file, prefix: prefix, names: names, backend: backend, owned: owned)
         }
         try trainer.restore(
             step: state.step, tokensSeen: state.tokensSeen, loaderPosition: state.loaderPosition, adaptersAttached: state.adaptersAttached,

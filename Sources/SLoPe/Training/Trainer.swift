@@ -24,9 +24,9 @@ public final class Trainer {
     public var shardsOptimizerState = false
     var loader: TokenLoader
     let validationTokens: [Int32]
-    let sparseOptimizer: SparseAdamW
-    let denseOptimizer: AdamW
-    let schedule: LearningRateSchedule
+    let update: ParameterUpdate
+    var sparseOptimizer: SparseAdamW { update.sparseOptimizer }
+    var denseOptimizer: AdamW { update.denseOptimizer }
 
     /// What one optimizer step did.
     public struct StepResult: Sendable {
@@ -75,16 +75,7 @@ public final class Trainer {
                     + "(the paper's ranks are 0.39–6.25% of it; each layer's adapter is at most as wide as the layer)")
         }
         if let plan = options.sparsity, model.sparseWeights.isEmpty { sparsityReport = try model.convertToSLoPe(plan) }
-        let configuration = AdamWConfiguration(
-            learningRate: options.learningRate, beta1: options.beta1, beta2: options.beta2, epsilon: options.epsilon ?? 1e-8,
-            weightDecay: options.weightDecay, rule: options.optimizer ?? .adamw)
-        sparseOptimizer = try SparseAdamW(
-            weights: model.sparseWeights, configuration: configuration, maskChangeFrequency: options.maskChangeFrequency,
-            momentDType: options.momentDType, roundingSeed: options.roundingSeed, backend: backend)
-        denseOptimizer = AdamW(
-            parameters: model.parameters, configuration: configuration, momentDType: options.momentDType,
-            decayScope: options.weightDecayScope ?? .all, roundingSeed: options.roundingSeed, backend: backend)
-        schedule = try options.schedule()
+        update = try ParameterUpdate(parameters: model.parameters, sparseWeights: model.sparseWeights, options: options, backend: backend)
     }
 
     /// Refuses a run that could never fit the device, before its first step: at least a weight, a gradient and
@@ -144,19 +135,7 @@ public final class Trainer {
                 throw Failure.nonFinite(step: number, what: "loss (\(loss), the mean over the ranks)")
             }
         }
-        // The norm is always computed, so non-finite gradients never reach the weights; it clips only when asked.
-        // The model's own parameter order, so a resumed run sums the squares in the same order.
-        let norm = try gradientNorm(parameters: model.parameters, sparseWeights: model.sparseWeights, backend: backend)
-        guard norm.isFinite else {
-            try zeroGradients()
-            throw Failure.nonFinite(step: number, what: "gradient norm (\(norm))")
-        }
-        // Clipping scales the gradients as the optimizers read them.
-        let clip = Float(options.clipNorm > 0 ? try clippingFactor(norm: norm, maxNorm: options.clipNorm) : 1)
-        let rate = schedule.learningRate(atStep: number)
-        try sparseOptimizer.step(learningRate: rate, gradientScale: clip)
-        try denseOptimizer.step(learningRate: rate, gradientScale: clip)
-        try zeroGradients()
+        let (norm, rate) = try update.apply(step: number, parameters: model.parameters, sparseWeights: model.sparseWeights)
         step = number
         let tokens = options.tokensPerStep * (communicator?.worldSize ?? 1)
         tokensSeen += tokens
@@ -181,10 +160,7 @@ public final class Trainer {
         return ((sparse + dense).filter(\.1).map(\.0).reduce(0, +), (sparse + dense).map(\.0).reduce(0, +))
     }
 
-    func zeroGradients() throws {
-        try sparseOptimizer.zeroGradients()
-        try denseOptimizer.zeroGradients()
-    }
+    func zeroGradients() throws { try update.zeroGradients() }
 
     /// Mean loss over the first `evaluationBatches` batches of the validation split (always the same ones).
     public func validationLoss() throws -> Double {
@@ -205,7 +181,7 @@ public final class Trainer {
     }
 
     /// Bytes held by the optimizers' moments (on this rank).
-    public var optimizerStateBytes: Int { sparseOptimizer.stateBytes + denseOptimizer.stateBytes }
+    public var optimizerStateBytes: Int { update.stateBytes }
 }
 
 extension TransformerModel {

@@ -74,12 +74,29 @@ public struct MaskedLanguageModeling: Sendable {
         return (inputs, labels)
     }
 
+    /// One sentence pair before masking: `[CLS] A [SEP] B [SEP]` unpadded, its token types, and whether B was taken
+    /// from another document. Masking it later (once: static, each epoch anew: dynamic) gives an ``Example``.
+    public struct Instance: Sendable, Equatable {
+        public var ids: [Int32]
+        public var tokenTypes: [Int32]
+        public var isRandomNext: Bool
+
+        public init(ids: [Int32], tokenTypes: [Int32], isRandomNext: Bool) {
+            (self.ids, self.tokenTypes, self.isRandomNext) = (ids, tokenTypes, isRandomNext)
+        }
+    }
+
     /// Sentence-pair examples from `documents` (each a list of tokenized sentences), masked: Google's
-    /// `create_instances_from_document` for every document in turn. A document needs two sentences or more to make
-    /// a pair with a real continuation; a one-document corpus makes no random-next pairs.
+    /// `create_instances_from_document` for every document in turn, then ``masked(_:using:)``.
     public func examples<G: RandomNumberGenerator>(documents: [[[Int32]]], using generator: inout G) -> [Example] {
+        instances(documents: documents, using: &generator).map { masked($0, using: &generator) }
+    }
+
+    /// The sentence pairs of `documents`, unmasked. A document needs two sentences or more to make a pair with a real
+    /// continuation; a one-document corpus makes no random-next pairs.
+    public func instances<G: RandomNumberGenerator>(documents: [[[Int32]]], using generator: inout G) -> [Instance] {
         let maxTokens = sequenceLength - 3  // [CLS], [SEP], [SEP]
-        var examples: [Example] = []
+        var instances: [Instance] = []
         for (index, document) in documents.enumerated() {
             var target = maxTokens
             if Double.random(in: 0..<1, using: &generator) < shortSequenceProbability { target = Int.random(in: 2...maxTokens, using: &generator) }
@@ -113,7 +130,7 @@ public struct MaskedLanguageModeling: Sendable {
                     }
                     if !b.isEmpty || documents.count == 1 {
                         Self.truncate(&a, &b, to: maxTokens, using: &generator)
-                        if !a.isEmpty, !b.isEmpty { examples.append(example(a, b, isRandomNext: isRandomNext, using: &generator)) }
+                        if !a.isEmpty, !b.isEmpty { instances.append(instance(a, b, isRandomNext: isRandomNext)) }
                     }
                     chunk = []
                     chunkLength = 0
@@ -121,7 +138,7 @@ public struct MaskedLanguageModeling: Sendable {
                 i += 1
             }
         }
-        return examples
+        return instances
     }
 
     /// Removes tokens from the longer of the two, from its front or back at random, until both fit.
@@ -135,14 +152,21 @@ public struct MaskedLanguageModeling: Sendable {
         }
     }
 
-    func example<G: RandomNumberGenerator>(_ a: [Int32], _ b: [Int32], isRandomNext: Bool, using generator: inout G) -> Example {
-        let ids = [special.classifier] + a + [special.separator] + b + [special.separator]
-        let types = [Int32](repeating: 0, count: a.count + 2) + [Int32](repeating: 1, count: b.count + 1)
-        let (inputs, labels) = mask(ids, using: &generator)
-        let padding = sequenceLength - ids.count
+    func instance(_ a: [Int32], _ b: [Int32], isRandomNext: Bool) -> Instance {
+        Instance(
+            ids: [special.classifier] + a + [special.separator] + b + [special.separator],
+            tokenTypes: [Int32](repeating: 0, count: a.count + 2) + [Int32](repeating: 1, count: b.count + 1), isRandomNext: isRandomNext)
+    }
+
+    /// `instance` with its predictions chosen and replaced (``mask(_:using:)``), padded to the sequence length.
+    public func masked<G: RandomNumberGenerator>(_ instance: Instance, using generator: inout G) -> Example {
+        let (inputs, labels) = mask(instance.ids, using: &generator)
+        let padding = max(0, sequenceLength - instance.ids.count)
         return Example(
-            inputIDs: inputs + [Int32](repeating: special.padding, count: padding), tokenTypes: types + [Int32](repeating: 0, count: padding),
-            labels: labels + [Int32](repeating: Self.ignoredLabel, count: padding), length: ids.count, isRandomNext: isRandomNext)
+            inputIDs: inputs + [Int32](repeating: special.padding, count: padding),
+            tokenTypes: instance.tokenTypes + [Int32](repeating: 0, count: padding),
+            labels: labels + [Int32](repeating: Self.ignoredLabel, count: padding), length: instance.ids.count,
+            isRandomNext: instance.isRandomNext)
     }
 }
 
