@@ -53,6 +53,30 @@ final class PretrainingTests: XCTestCase {
         }
     }
 
+    /// A simulated run with the original's other masks (along the output dimension, unstructured) trains, and its
+    /// checkpoint brings back the very masks and weights (the plan is saved with the options).
+    func testOtherMasksCheckpointAndResume() throws {
+        for selection in [MaskSelection.outputDimension, .unstructured(sparsity: 0.6)] {
+            let options = TrainingOptions(
+                steps: 4, batchSize: 2, sequenceLength: 16, learningRate: 3e-3, warmupSteps: 1,
+                sparsity: SparsityPlan(mode: .simulated, maskSelection: selection), adapterFraction: 0, evaluationBatches: 1)
+            let run = try trainer(small, options)
+            for _ in 1...2 { _ = try run.trainStep() }
+            let path = temporaryPath("checkpoint.safetensors")
+            try Checkpoint.save(run, to: path)
+            let (model, state) = try Checkpoint.loadModel(SafeTensors.read(path), backend: cpu)
+            XCTAssertEqual(state.options.sparsity?.maskSelection, selection)
+            XCTAssertEqual(model.sparseWeights.count, run.model.sparseWeights.count)
+            for (loaded, trained) in zip(model.sparseWeights, run.model.sparseWeights) {
+                XCTAssertEqual(loaded.selection, selection)
+                XCTAssertEqual(try cpu.uint8s(loaded.rowMask()), try cpu.uint8s(trained.rowMask()))
+                XCTAssertEqual(try cpu.floats(loaded.prunedDense()), try cpu.floats(trained.prunedDense()))
+            }
+            let resumed = try Checkpoint.resume(SafeTensors.read(path), backend: cpu, trainTokens: Self.corpus.train, validationTokens: Self.corpus.validation)
+            XCTAssertEqual(try resumed.trainStep().loss, try run.trainStep().loss)
+        }
+    }
+
     /// `optimizerState: .bfloat16` keeps both optimizers' moments in bf16 (half the bytes of float32), trains to
     /// nearly the same losses, saves the moments as bf16 and resumes exactly; the checkpoint's size is known before
     /// the first step (``Checkpoint/estimatedBytes(_:)`` equals the tensors written).

@@ -149,4 +149,51 @@ final class SparseLinearTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("sparseMatmul"), "\(error)")
         }
     }
+
+    /// The original's other masks, simulated: N:M along the output dimension (`--reduction_dim False`; its own
+    /// double-pruned transpose, Mc = Mr) and unstructured magnitude masking (the largest |w| of the tensor, Mc = Mr).
+    /// They keep what they say, the layer computes with W⊙Mr, the gradient stays on the mask through a step and a
+    /// mask re-selection; compressed storage and merging refuse them by name.
+    func testOutputDimensionAndUnstructuredMasksAreSimulated() throws {
+        var generator = SeededGenerator(seed: 4)
+        let linear = try Linear(inFeatures: 16, outFeatures: 8, dtype: .float32, backend: cpu, generator: &generator)
+        let dense = try cpu.floats(linear.weight.value)
+        for selection in [MaskSelection.outputDimension, .unstructured(sparsity: 0.75)] {
+            let layer = try SparseLinear(converting: linear, name: "l", pattern: .twoFour, mode: .simulated, selection: selection)
+            let mask = try cpu.uint8s(layer.weight.rowMask())
+            XCTAssertEqual(try cpu.uint8s(layer.weight.columnMask()), mask, "\(selection): the backward uses Mr itself")
+            switch selection {
+            case .outputDimension:  // columns of [8, 16]: groups of 4 rows
+                for column in 0..<16 {
+                    for group in stride(from: 0, to: 8, by: 4) {
+                        XCTAssertEqual((group..<(group + 4)).map { Int(mask[$0 * 16 + column]) }.reduce(0, +), 2)
+                    }
+                }
+            default:
+                XCTAssertEqual(mask.filter { $0 == 1 }.count, 32, "a quarter of 128 kept")
+                let keptSmallest: Float = mask.indices.filter { mask[$0] == 1 }.map { abs(dense[$0]) }.min()!
+                let droppedLargest: Float = mask.indices.filter { mask[$0] == 0 }.map { abs(dense[$0]) }.max()!
+                XCTAssertGreaterThanOrEqual(keptSmallest, droppedLargest, "the largest magnitudes are kept")
+            }
+            let pruned = try cpu.floats(layer.weight.prunedDense())
+            let expected: [Float] = dense.indices.map { mask[$0] == 1 ? dense[$0] : 0 }
+            XCTAssertEqual(pruned, expected)
+            let x = try randomTensor(cpu, [3, 16], seed: 5)
+            try assertClose(
+                layer.forward(x), cpu.gemm(x, layer.weight.prunedDense(), transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: linear.bias!.value),
+                rtol: 1e-5, atol: 1e-5, backend: cpu, "\(selection)")
+            _ = try layer.backward(randomTensor(cpu, [3, 8], seed: 6))
+            let optimizer = try SparseAdamW(weights: [layer.weight], configuration: .init(learningRate: 0.1, weightDecay: 0), maskChangeFrequency: 1, backend: cpu)
+            try optimizer.step()
+            let stepped = try cpu.floats(layer.weight.prunedDense())
+            let outside: [Float] = mask.indices.filter { mask[$0] == 0 }.map { stepped[$0] }
+            XCTAssertTrue(outside.allSatisfy { $0 == 0 }, "still zero outside the mask")
+            XCTAssertNotEqual(stepped, pruned)
+            XCTAssertEqual(try cpu.uint8s(layer.weight.columnMask()), mask, "re-selected, Mc stays Mr")
+            XCTAssertThrowsError(try layer.weight.compressedWeight()) { XCTAssertTrue("\($0)".contains("no sparse kernel"), "\($0)") }
+            XCTAssertThrowsError(try SparseLinear(converting: linear, name: "l", pattern: .twoFour, mode: .compressed, selection: selection)) {
+                XCTAssertTrue("\($0)".contains("needs simulated storage"), "\($0)")
+            }
+        }
+    }
 }

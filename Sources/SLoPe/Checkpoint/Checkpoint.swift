@@ -66,11 +66,16 @@ public enum Checkpoint {
                 let name = "\(weight.name).\(suffix)"
                 let tensor = try file.tensor(name, backend: backend)
                 let expected = weight.stateTensors().first { $0.suffix == suffix }!.tensor
-                guard tensor.shape == expected.shape, tensor.dtype == expected.dtype else {
+                // Values stored in another floating type (a bf16 run read as float32) are converted; indices never are.
+                let converts = tensor.dtype != expected.dtype && tensor.dtype.isFloatingPoint && expected.dtype.isFloatingPoint
+                guard tensor.shape == expected.shape, tensor.dtype == expected.dtype || converts else {
                     throw SafeTensors.Failure.unexpectedTensor(
                         path: file.path, name: name, expected: "\(expected.shape) \(expected.dtype)", found: "\(tensor.shape) \(tensor.dtype)")
                 }
-                return tensor
+                guard converts else { return tensor }
+                let converted = try backend.zeros(expected.shape, dtype: expected.dtype)
+                try backend.copy(tensor, into: converted)
+                return converted
             }
         }
     }

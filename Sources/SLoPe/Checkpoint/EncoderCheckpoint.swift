@@ -82,9 +82,9 @@ public enum EncoderCheckpoint {
         }
     }
 
-    /// Rebuilds the encoder of a checkpoint on `backend` (SLoPe layers, masks and adapters included), after checking
-    /// that the file holds about as many bytes as the saved configuration says.
-    public static func loadModel(_ file: SafeTensors.File, backend: any Backend) throws -> (EncoderModel, State) {
+    /// Rebuilds the encoder of a checkpoint on `backend` (SLoPe layers, masks and adapters included), in `dtype`
+    /// (default: as trained), after checking that the file holds about as many bytes as the saved configuration says.
+    public static func loadModel(_ file: SafeTensors.File, backend: any Backend, dtype: DType? = nil) throws -> (EncoderModel, State) {
         let state = try state(of: file)
         let expected = state.model.checkedParameterCount.flatMap { CheckedSize.product([$0, state.dtype.byteSize]) }
         let held = SafeTensors.tensorBytes(file)
@@ -93,7 +93,7 @@ public enum EncoderCheckpoint {
                 path: file.path, reason: "its state describes an encoder of \(expected.map(byteCountText) ?? "too many bytes to count") "
                     + "but the file holds \(byteCountText(held)) of tensors")
         }
-        let model = try EncoderModel(configuration: state.model, dtype: state.dtype, backend: backend, seed: state.options.seed)
+        let model = try EncoderModel(configuration: state.model, dtype: dtype ?? state.dtype, backend: backend, seed: state.options.seed)
         if let plan = state.options.sparsity { try model.convertToSLoPe(plan) }
         if state.adaptersAttached { _ = try model.attachAdapters(rank: state.options.adapterRank, seed: state.options.adapterSeed) }
         try Checkpoint.loadTensors(file, parameters: model.parameters, sparseWeights: model.sparseWeights, backend: backend)

@@ -33,10 +33,14 @@ public final class SparseLinear: Layer {
         try self.init(converting: dense, name: name, pattern: pattern, mode: mode)
     }
 
-    /// Converts a dense layer: its weight is pruned N:M by magnitude, its bias kept.
-    public init(converting linear: Linear, name: String = "linear", pattern: NMPattern = .twoFour, mode: SparseStorageMode = .compressed) throws {
+    /// Converts a dense layer: its weight is pruned N:M by magnitude (or as `selection` says), its bias kept.
+    public init(
+        converting linear: Linear, name: String = "linear", pattern: NMPattern = .twoFour, mode: SparseStorageMode = .compressed,
+        selection: MaskSelection = .reductionDimension
+    ) throws {
         backend = linear.backend
-        weight = try SparseWeight(name: "\(name).weight", dense: linear.weight.value, pattern: pattern, mode: mode, backend: backend)
+        weight = try SparseWeight(
+            name: "\(name).weight", dense: linear.weight.value, pattern: pattern, mode: mode, selection: selection, backend: backend)
         bias = linear.bias.map { Parameter(name: "\(name).bias", value: $0.value) }
     }
 

@@ -14,11 +14,15 @@ public struct SparsityPlan: Codable, Equatable, Sendable {
     public var skipAttention: Bool
     public var maximumAspectRatio: Double
     public var mode: SparseStorageMode
+    /// How the forward masks are chosen (nil: N:M along the reduction dimension; the others need simulated storage).
+    public var maskSelection: MaskSelection?
 
     public init(
         pattern: NMPattern = .twoFour, leadingBlocks: Int = 0, leadingPattern: NMPattern? = nil, skipFirstBlock: Bool = false,
-        skipLastBlock: Bool = false, skipAttention: Bool = false, maximumAspectRatio: Double = 5, mode: SparseStorageMode = .compressed
+        skipLastBlock: Bool = false, skipAttention: Bool = false, maximumAspectRatio: Double = 5, mode: SparseStorageMode = .compressed,
+        maskSelection: MaskSelection = .reductionDimension
     ) {
+        self.maskSelection = maskSelection == .reductionDimension ? nil : maskSelection
         self.pattern = pattern
         self.leadingBlocks = leadingBlocks
         self.leadingPattern = leadingPattern
@@ -51,13 +55,26 @@ public struct SparsityReport: Sendable, Equatable {
     }
 
     public let entries: [Entry]
+    /// How the masks were chosen.
+    public var selection: MaskSelection = .reductionDimension
+
+    public init(entries: [Entry], selection: MaskSelection = .reductionDimension) {
+        self.entries = entries
+        self.selection = selection
+    }
 
     public var sparseCount: Int { entries.filter { $0.pattern != nil }.count }
     /// One line per decision, for the CLI.
     public var summary: String {
         let sparse = entries.filter { $0.pattern != nil }
         let patterns = Dictionary(grouping: sparse, by: { $0.pattern!.description }).map { "\($0.value.count)× \($0.key)" }.sorted()
-        return "\(sparse.count) of \(entries.count) block linears sparse (\(patterns.joined(separator: ", ")))"
+        let masks: String
+        switch selection {
+        case .reductionDimension: masks = patterns.joined(separator: ", ")
+        case .outputDimension: masks = patterns.joined(separator: ", ") + " along the output dimension, simulated"
+        case .unstructured(let sparsity): masks = "unstructured, \(fixedPoint(100 * sparsity, decimals: 1))% removed, simulated"
+        }
+        return "\(sparse.count) of \(entries.count) block linears sparse (\(masks))"
             + (sparse.count < entries.count ? "; dense: \(entries.filter { $0.pattern == nil }.map(\.name).prefix(4).joined(separator: ", "))"
                 + (entries.count - sparse.count > 4 ? ", …" : "") : "")
     }
@@ -90,10 +107,10 @@ extension BlockModel {
                 block: block, of: projectionBlocks.count, isAttention: isAttention, inFeatures: linear.inFeatures, outFeatures: linear.outFeatures)
             entries.append(.init(name: name, pattern: pattern, inFeatures: linear.inFeatures, outFeatures: linear.outFeatures))
             guard let pattern else { return linear }
-            return try SparseLinear(converting: linear, name: name, pattern: pattern, mode: plan.mode)
+            return try SparseLinear(converting: linear, name: name, pattern: pattern, mode: plan.mode, selection: plan.maskSelection ?? .reductionDimension)
         }
         try replaceProjections(convert)
-        return SparsityReport(entries: entries)
+        return SparsityReport(entries: entries, selection: plan.maskSelection ?? .reductionDimension)
     }
 
     /// The SLoPe layers of the blocks.

@@ -6,6 +6,29 @@ public enum SparseStorageMode: String, Sendable, Codable, CaseIterable {
     case simulated
 }
 
+/// Which entries of a SLoPe weight its forward mask `Mr` keeps, by magnitude.
+public enum MaskSelection: Codable, Equatable, Sendable, CustomStringConvertible {
+    /// N:M along din, the forward GEMM's reduction dimension: what sparse tensor cores run (SLoPe's own choice).
+    case reductionDimension
+    /// N:M along dout (the original's `--reduction_dim False`): no sparse kernel runs it forward, so simulated only.
+    /// The backward's transpose is then N:M along its reduction dimension already, and `Mc = Mr`.
+    case outputDimension
+    /// The largest |w| of the whole tensor, `sparsity` of them removed (the original's `--unstructured_masking`):
+    /// simulated only; the backward uses the same mask (`Mc = Mr`).
+    case unstructured(sparsity: Double)
+
+    public var description: String {
+        switch self {
+        case .reductionDimension: "N:M along the reduction dimension"
+        case .outputDimension: "N:M along the output dimension"
+        case .unstructured(let sparsity): "unstructured, \(fixedPoint(100 * sparsity, decimals: 1))% removed"
+        }
+    }
+
+    /// The sparse GEMMs run this selection (otherwise only simulated storage can).
+    public var hasSparseKernel: Bool { self == .reductionDimension }
+}
+
 /// The weight of a SLoPe layer, `W [dout, din]`, with everything its training needs:
 /// the static row-wise N:M mask `Mr` (along din), the column-wise mask `Mc ⊆ Mr` (along dout) of the
 /// double-pruned transpose used for `dX`, and a gradient kept only at `Mr`'s positions.
@@ -17,6 +40,7 @@ public final class SparseWeight {
     public let inFeatures: Int
     public let pattern: NMPattern
     public let mode: SparseStorageMode
+    public let selection: MaskSelection
     let backend: any Backend
 
     enum Storage {
@@ -30,8 +54,19 @@ public final class SparseWeight {
     /// Compressed values `[dout, din/M·N]` (compressed) or dense `[dout, din]` zero outside Mr (simulated).
     public internal(set) var gradient: Tensor?
 
-    /// Prunes `dense [dout, din]` by magnitude (N:M along din) and builds the double-pruned transpose.
-    public init(name: String, dense: Tensor, pattern: NMPattern, mode: SparseStorageMode, backend: any Backend) throws {
+    /// Prunes `dense [dout, din]` by magnitude (N:M along din, or as `selection` says) and builds the double-pruned
+    /// transpose.
+    public init(
+        name: String, dense: Tensor, pattern: NMPattern, mode: SparseStorageMode, selection: MaskSelection = .reductionDimension,
+        backend: any Backend
+    ) throws {
+        guard selection.hasSparseKernel || mode == .simulated else {
+            throw TensorError.invalidArgument(
+                operation: "SparseWeight \(name)", reason: "a mask \(selection) has no sparse kernel; it needs simulated storage (--simulate)")
+        }
+        if case .unstructured(let sparsity) = selection, !(0..<1).contains(sparsity) {
+            throw TensorError.invalidArgument(operation: "SparseWeight \(name)", reason: "unstructured sparsity must be in [0, 1), not \(sparsity)")
+        }
         guard dense.rank == 2 else {
             throw TensorError.shapeMismatch(operation: "SparseWeight", shapes: [dense.shape], reason: "weight must be [dout, din]")
         }
@@ -42,15 +77,21 @@ public final class SparseWeight {
         self.inFeatures = dense.shape[1]
         self.pattern = pattern
         self.mode = mode
+        self.selection = selection
         self.backend = backend
-        let rowMask = try backend.pruneMask(dense, pattern: pattern, direction: .rowWise, within: nil)
+        let rowMask: Tensor
+        switch selection {
+        case .reductionDimension: rowMask = try backend.pruneMask(dense, pattern: pattern, direction: .rowWise, within: nil)
+        case .outputDimension: rowMask = try backend.pruneMask(dense, pattern: pattern, direction: .columnWise, within: nil)
+        case .unstructured(let sparsity): rowMask = try Self.magnitudeMask(dense, removing: sparsity, backend: backend)
+        }
         switch mode {
         case .compressed:
             let weight = try backend.compress(dense, pattern: pattern, mask: rowMask)
             storage = .compressed(weight: weight, transpose: try backend.doublePrunedTranspose(of: weight))
         case .simulated:
             let weight = try backend.applyMask(dense, mask: rowMask)
-            let columnMask = try backend.pruneMask(weight, pattern: pattern, direction: .columnWise, within: rowMask)
+            let columnMask = try Self.columnMask(weight, rowMask: rowMask, pattern: pattern, selection: selection, backend: backend)
             storage = .simulated(
                 weight: weight, rowMask: rowMask, columnMask: columnMask,
                 doublePruned: try backend.applyMask(weight, mask: columnMask))
@@ -141,12 +182,30 @@ public final class SparseWeight {
             }
         case .simulated(let weight, let rowMask, var columnMask, _):
             if reselectMask {
-                columnMask = try backend.pruneMask(weight, pattern: pattern, direction: .columnWise, within: rowMask)
+                columnMask = try Self.columnMask(weight, rowMask: rowMask, pattern: pattern, selection: selection, backend: backend)
             }
             storage = .simulated(
                 weight: weight, rowMask: rowMask, columnMask: columnMask,
                 doublePruned: try backend.applyMask(weight, mask: columnMask))
         }
+    }
+
+    /// Mc: N:M along dout within Mr by magnitude (the double pruning); an unstructured Mr is its own Mc.
+    static func columnMask(
+        _ weight: Tensor, rowMask: Tensor, pattern: NMPattern, selection: MaskSelection, backend: any Backend
+    ) throws -> Tensor {
+        if case .unstructured = selection { return rowMask }
+        return try backend.pruneMask(weight, pattern: pattern, direction: .columnWise, within: rowMask)
+    }
+
+    /// Keeps the `1 − sparsity` largest |w| of the whole tensor (ties: the lower index first), 1 = kept.
+    static func magnitudeMask(_ dense: Tensor, removing sparsity: Double, backend: any Backend) throws -> Tensor {
+        let values = try backend.floats(dense)
+        let kept = values.count - Int((Double(values.count) * sparsity).rounded())
+        let order = values.indices.sorted { abs(values[$0]) != abs(values[$1]) ? abs(values[$0]) > abs(values[$1]) : $0 < $1 }
+        var mask = [UInt8](repeating: 0, count: values.count)
+        for index in order.prefix(kept) { mask[index] = 1 }
+        return try backend.tensor(mask, shape: dense.shape)
     }
 
     // MARK: Inspection
@@ -192,7 +251,12 @@ public final class SparseWeight {
     public func compressedWeight() throws -> CompressedMatrix {
         switch storage {
         case .compressed(let weight, _): return weight
-        case .simulated(let weight, let rowMask, _, _): return try backend.compress(weight, pattern: pattern, mask: rowMask)
+        case .simulated(let weight, let rowMask, _, _):
+            guard selection.hasSparseKernel else {
+                throw TensorError.invalidArgument(
+                    operation: "SparseWeight \(name)", reason: "a mask \(selection) has no sparse kernel to merge into; export the model dense instead")
+            }
+            return try backend.compress(weight, pattern: pattern, mask: rowMask)
         }
     }
 

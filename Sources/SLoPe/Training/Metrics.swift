@@ -13,12 +13,17 @@ public struct MetricsRecord: Codable, Equatable, Sendable {
     public var memoryBytes: Int?
     public var peakMemoryBytes: Int?
     public var elapsedSeconds: Double?
+    /// An encoder's two losses (their sum is `loss` or `validationLoss`).
+    public var maskedLanguageModelLoss: Double?
+    public var nextSentenceLoss: Double?
 
     public init(
         step: Int, loss: Double? = nil, validationLoss: Double? = nil, learningRate: Float? = nil, gradientNorm: Double? = nil,
         tokens: Int? = nil, tokensPerSecond: Double? = nil, mfu: Double? = nil, memoryBytes: Int? = nil, peakMemoryBytes: Int? = nil,
-        elapsedSeconds: Double? = nil
+        elapsedSeconds: Double? = nil, maskedLanguageModelLoss: Double? = nil, nextSentenceLoss: Double? = nil
     ) {
+        self.maskedLanguageModelLoss = maskedLanguageModelLoss
+        self.nextSentenceLoss = nextSentenceLoss
         self.step = step
         self.loss = loss
         self.validationLoss = validationLoss
@@ -36,6 +41,7 @@ public struct MetricsRecord: Codable, Equatable, Sendable {
         case step, loss, tokens, mfu
         case validationLoss = "val_loss", learningRate = "lr", gradientNorm = "grad_norm", tokensPerSecond = "tokens_per_second"
         case memoryBytes = "memory_bytes", peakMemoryBytes = "peak_memory_bytes", elapsedSeconds = "elapsed_seconds"
+        case maskedLanguageModelLoss = "mlm_loss", nextSentenceLoss = "nsp_loss"
     }
 }
 

@@ -270,6 +270,7 @@ struct ExportCommand: ParsableCommand {
                     + "choose an empty or new folder, or pass --force to replace the files export writes there")
         }
         try RunFolder.create(out)
+        if let file = try? SafeTensors.read(checkpoint), EncoderCheckpoint.holdsEncoder(file) { return try exportEncoder(file) }
         let loaded = try LoadedCheckpoint.load(checkpoint, compute: ComputeDevice.make(.cpu))
         let (_, endOfText) = try loaded.data.makeTokenizer()
         let wrotePEFT = try HuggingFaceExport.write(loaded.model, to: out, dtype: dtype, endOfText: endOfText, adapters: adapter)
@@ -301,3 +302,26 @@ struct ExportCommand: ParsableCommand {
 }
 
 extension HuggingFaceExport.Adapters: ExpressibleByArgument {}
+
+extension ExportCommand {
+    /// A BERT pretraining checkpoint as a transformers `BertForPreTraining` folder, with the run's tokenizer.json.
+    func exportEncoder(_ file: SafeTensors.File) throws {
+        guard adapter == .fold else { throw ValidationError("--adapter peft is for decoders; an encoder's adapters are folded into its weights") }
+        let (model, state) = try EncoderCheckpoint.loadModel(file, backend: ComputeDevice.make(.cpu).backend)
+        try HuggingFaceEncoderExport.write(model, to: out, dtype: dtype)
+        var files = ["model.safetensors", "config.json"]
+        if let tokenizer = encoderTokenizerPath(checkpoint: checkpoint, notes: state.notes) {
+            try? FileManager.default.removeItem(atPath: out + "/tokenizer.json")
+            try FileManager.default.copyItem(atPath: tokenizer, toPath: out + "/tokenizer.json")
+            files.append("tokenizer.json")
+        }
+        let c = model.configuration
+        print("wrote \(out): \(files.joined(separator: ", ")) (BertForPreTraining, \(c.layers) layers, hidden \(c.hiddenSize), \(dtype ?? model.dtype))")
+        if !model.sparseWeights.isEmpty {
+            print(model.sparseLinears.contains { $0.adapter != nil }
+                ? "SLoPe layers are written with their adapters folded in: dense, no longer 2:4."
+                : "SLoPe layers are written dense with zeros where pruned (2:4 as trained). To fine-tune with the masks kept, "
+                    + "give the checkpoint itself to slope finetune --init.")
+        }
+    }
+}

@@ -26,7 +26,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "The task's folder (train.tsv and the dev file).")
     var data: String
 
-    @Option(name: .customLong("init"), help: "A transformers BERT folder (config.json, model.safetensors, tokenizer.json).")
+    @Option(name: .customLong("init"), help: "A transformers BERT folder (config.json, model.safetensors, tokenizer.json), or a checkpoint.safetensors of slope pretrain --model bert-… (SLoPe layers keep their masks).")
     var initial: String
 
     @Option(help: "Where to write metrics.json, predictions-dev.tsv and model/.")
@@ -96,23 +96,19 @@ struct FinetuneCommand: ParsableCommand {
         if !force, FileManager.default.fileExists(atPath: out) {
             throw ValidationError("\(out) exists; choose another --out or pass --force to replace it")
         }
-        guard HuggingFaceImport.isModelFolder(initial) else { throw ValidationError("\(initial) is not a transformers model folder (no config.json there)") }
-        let tokenizerPath = initial + "/tokenizer.json"
-        guard FileManager.default.fileExists(atPath: tokenizerPath) else {
-            throw ValidationError("\(initial) has no tokenizer.json (slope reads BERT's WordPiece from tokenizer.json; save the tokenizer with transformers first)")
-        }
+        let backend = try ComputeDevice.make(device).backend
+        let (encoder, lacking, tokenizerPath) = try loadEncoder(backend)
         let tokenizer = try WordPieceTokenizer(tokenizerJSON: tokenizerPath)
         guard tokenizer.id(of: "[CLS]") != nil, tokenizer.id(of: "[SEP]") != nil else {
             throw ValidationError("\(tokenizerPath) has no [CLS] or [SEP] token")
         }
-        let backend = try ComputeDevice.make(device).backend
-        let (encoder, lacking) = try HuggingFaceEncoderImport.load(folder: initial, dtype: .float32, backend: backend)
         guard tokenizer.vocabularySize <= encoder.configuration.vocabularySize else {
             throw ValidationError("the tokenizer has \(tokenizer.vocabularySize) tokens, the model's vocabulary \(encoder.configuration.vocabularySize)")
         }
         let glue = GLUETask(rawValue: task)
         let wanted: EncoderTaskHead.Task = glue.map { $0.isRegression ? .regression : .classification(labels: $0.labels.count) } ?? .questionAnswering
-        let loaded = try HuggingFaceEncoderImport.loadTaskHead(folder: initial, encoder: encoder)
+        // A transformers folder may hold a fine-tuned head; a pretraining checkpoint holds none.
+        let loaded = HuggingFaceImport.isModelFolder(initial) ? try HuggingFaceEncoderImport.loadTaskHead(folder: initial, encoder: encoder) : nil
         let head = try loaded.flatMap { $0.task == wanted ? $0 : nil } ?? EncoderTaskHead(task: wanted, encoder: encoder, seed: seed)
         say("slope finetune: \(task) from \(initial) on \(backend.name) (\(encoder.configuration.layers) layers, hidden \(encoder.configuration.hiddenSize)"
             + (loaded?.task == wanted ? ", its \(task) head" : ", a new head") + (lacking.isEmpty ? "" : "; pretraining heads not in the folder") + ")")
@@ -128,6 +124,27 @@ struct FinetuneCommand: ParsableCommand {
             + (wanted == .questionAnswering ? "BertForQuestionAnswering" : "BertForSequenceClassification") + " folder)")
     }
 
+    /// The encoder of --init (float32), the pretraining-head tensors it lacks, and its tokenizer.json: a transformers
+    /// BERT folder, or a `slope pretrain` encoder checkpoint (SLoPe layers and masks kept, so fine-tuning stays 2:4).
+    private func loadEncoder(_ backend: any Backend) throws -> (EncoderModel, [String], String) {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: initial, isDirectory: &isDirectory) else { throw ValidationError("--init \(initial) does not exist") }
+        if isDirectory {
+            guard HuggingFaceImport.isModelFolder(initial) else { throw ValidationError("\(initial) is not a transformers model folder (no config.json there)") }
+            let tokenizerPath = initial + "/tokenizer.json"
+            guard FileManager.default.fileExists(atPath: tokenizerPath) else {
+                throw ValidationError("\(initial) has no tokenizer.json (slope reads BERT's WordPiece from tokenizer.json; save the tokenizer with transformers first)")
+            }
+            let (encoder, lacking) = try HuggingFaceEncoderImport.load(folder: initial, dtype: .float32, backend: backend)
+            return (encoder, lacking, tokenizerPath)
+        }
+        let (encoder, state) = try EncoderCheckpoint.loadModel(SafeTensors.read(initial), backend: backend, dtype: .float32)
+        guard let tokenizerPath = encoderTokenizerPath(checkpoint: initial, notes: state.notes) else {
+            throw ValidationError("\(initial)'s run folder has no tokenizer.json (the run's tokenizer, which fine-tuning needs)")
+        }
+        return (encoder, [], tokenizerPath)
+    }
+
     /// Trains `head` (and its encoder) on `train` for --epochs, calling `evaluate` after each; returns its last result.
     private func train<Result>(
         _ train: [Sample], head: EncoderTaskHead, evaluate: () throws -> (metrics: [String: Double], result: Result)
@@ -135,8 +152,12 @@ struct FinetuneCommand: ParsableCommand {
         let backend = head.encoder.backend
         let stepsPerEpoch = (train.count + batchSize - 1) / batchSize, totalSteps = stepsPerEpoch * epochs
         let schedule = try LearningRateSchedule(peak: lr, warmupSteps: Int(Double(totalSteps) * warmupFraction), totalSteps: totalSteps, decay: .linear)
-        let trained = head.encoder.parameters + head.parameters
-        let optimizer = AdamW(parameters: trained, configuration: .init(learningRate: lr, weightDecay: 0.01), decayScope: .matrices, backend: backend)
+        let trained = head.encoder.parameters + head.parameters, sparse = head.encoder.sparseWeights
+        let configuration = AdamWConfiguration(learningRate: lr, weightDecay: 0.01)
+        let optimizer = AdamW(parameters: trained, configuration: configuration, decayScope: .matrices, backend: backend)
+        // A SLoPe encoder keeps its N:M masks: its sparse weights train with SparseAdamW.
+        let sparseOptimizer = try SparseAdamW(weights: sparse, configuration: configuration, backend: backend)
+        if !sparse.isEmpty { say("  \(sparse.count) SLoPe layers keep their N:M masks (SparseAdamW)") }
         say("  \(train.count) training sequences; \(epochs) epochs of \(stepsPerEpoch) steps of \(batchSize)")
         var generator = SeededGenerator(seed: seed)
         var step = 0
@@ -151,9 +172,11 @@ struct FinetuneCommand: ParsableCommand {
                 total += try head.loss(
                     tokens: tokens, tokenTypes: types, lengths: lengths, batch: batch.count, sequence: sequence, labels: batch.flatMap(\.labels))
                 try head.backward()
-                _ = try clipGradientNorm(parameters: trained, sparseWeights: [], maxNorm: 1, backend: backend)
+                _ = try clipGradientNorm(parameters: trained, sparseWeights: sparse, maxNorm: 1, backend: backend)
                 try optimizer.step(learningRate: schedule.learningRate(atStep: step))
+                try sparseOptimizer.step(learningRate: schedule.learningRate(atStep: step))
                 try optimizer.zeroGradients()
+                try sparseOptimizer.zeroGradients()
                 step += 1
             }
             let evaluated = try evaluate()

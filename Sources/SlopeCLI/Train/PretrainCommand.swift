@@ -47,6 +47,12 @@ struct PretrainCommand: ParsableCommand {
     @Flag(help: "Simulate sparsity with dense tensors and masks (same numbers, for debugging).")
     var simulate = false
 
+    @Option(help: "The dimension N:M groups run along: reduction (din: what sparse tensor cores run) or output (dout: the original's --reduction_dim False; with --simulate only).")
+    var pruneAlong: PruneDimension = .reduction
+
+    @Option(parsing: .unconditional, help: "Mask by magnitude over the whole tensor instead of N:M, removing this fraction (the original's --unstructured_masking; with --simulate only).")
+    var unstructuredSparsity: Double?
+
     @Option(parsing: .unconditional, help: "Optimizer steps (default 600 for the tiny models, else 1000).")
     var steps: Int?
 
@@ -163,6 +169,8 @@ struct PretrainCommand: ParsableCommand {
 
     @OptionGroup var dataOptions: DataOptions
 
+    @OptionGroup(title: "BERT-style encoders") var encoderOptions: EncoderPretrainingOptions
+
     /// Every number checked before anything runs: what was given, why it cannot be, what would do.
     func validate() throws {
         func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
@@ -194,6 +202,13 @@ struct PretrainCommand: ParsableCommand {
         try require(leadingBlocks >= 0, "--leading-blocks must be at least 0, not \(leadingBlocks)")
         try require(gpu.map { $0 >= 0 } ?? true, "--gpu must be a GPU ordinal (0, 1, …), not \(gpu ?? 0)")
         try require([.float32, .bfloat16].contains(optimizerState), "--optimizer-state must be float32 or bfloat16, not \(optimizerState)")
+        try require(unstructuredSparsity.map { (0..<1).contains($0) } ?? true, "--unstructured-sparsity must be in [0, 1), not \(unstructuredSparsity ?? 0)")
+        try require(unstructuredSparsity == nil || pruneAlong == .reduction, "--unstructured-sparsity and --prune-along output are two different masks; give one")
+        try require((unstructuredSparsity == nil && pruneAlong == .reduction) || simulate || dense,
+                    "\(unstructuredSparsity != nil ? "--unstructured-sparsity" : "--prune-along output") needs --simulate: no sparse kernel runs such a "
+                        + "mask, so it is simulated with dense tensors and masks (as the original does)")
+        try require(encoderOptions.maxPredictions.map { $0 >= 1 } ?? true, "--max-predictions must be at least 1, not \(encoderOptions.maxPredictions ?? 0)")
+        try require(encoderOptions.sentencesPerDocument >= 1, "--sentences-per-document must be at least 1, not \(encoderOptions.sentencesPerDocument)")
     }
 
     /// Options a resumed run may change (applied, and said when they differ from the saved run's); every other
@@ -212,7 +227,13 @@ struct PretrainCommand: ParsableCommand {
         var command = self
         let given = Self.givenOptions(Array(CommandLine.arguments.dropFirst()))
         if resume { try command.takeSavedRunSettings(given: given) }
-        try command.start(extendingTo: resume && given.contains("--steps") ? steps : nil)
+        let extendingTo = resume && given.contains("--steps") ? steps : nil
+        if trainsEncoder() {
+            try command.takeEncoderDefaults(given: given)
+            try command.startEncoder(extendingTo: extendingTo)
+        } else {
+            try command.start(extendingTo: extendingTo)
+        }
     }
 
     /// With --resume: refuses options that would change the saved run, and takes the saved run's settings for the
@@ -226,7 +247,8 @@ struct PretrainCommand: ParsableCommand {
                     + "A resumed run may change: \(Self.changeableOnResume.subtracting(["--resume", "--out"]).sorted().joined(separator: ", "))")
         }
         let path = (out ?? "") + "/checkpoint.safetensors"
-        guard out != nil, FileManager.default.fileExists(atPath: path), let notes = try? Checkpoint.state(of: SafeTensors.read(path)).notes else {
+        let file = out != nil && FileManager.default.fileExists(atPath: path) ? try? SafeTensors.read(path) : nil
+        guard let file, let notes = (try? Checkpoint.state(of: file).notes) ?? (try? EncoderCheckpoint.state(of: file).notes) else {
             return  // resumedTrainer says what is missing
         }
         if !given.contains("--checkpoint-every"), let saved = notes["checkpoint_every"].flatMap(Int.init) { checkpointEvery = saved }
@@ -323,22 +345,9 @@ struct PretrainCommand: ParsableCommand {
         guard sequenceLength <= configuration.contextLength else {
             throw ValidationError("--sequence-length \(sequenceLength) exceeds \(initFrom ?? model)'s context length \(configuration.contextLength)")
         }
-        guard let decay = LearningRateSchedule.Decay(rawValue: decay) else { throw ValidationError("--decay must be constant, linear, cosine or polynomial, not '\(decay)'") }
         let tokensPerStep = batchSize * sequenceLength * gradientAccumulation
         let stepCount = tokens.map { max(1, $0 / tokensPerStep) } ?? steps ?? (model.hasPrefix("tiny") ? 600 : 1000)
-        var plan: SparsityPlan?
-        if !dense {
-            plan = SparsityPlan(
-                pattern: try NMPattern(parsing: pattern), leadingBlocks: leadingBlocks, leadingPattern: try leadingPattern.map(NMPattern.init(parsing:)),
-                skipFirstBlock: skipFirstBlock, skipLastBlock: skipLastBlock, skipAttention: skipAttention, mode: simulate ? .simulated : .compressed)
-        }
-        let options = TrainingOptions(
-            steps: stepCount, batchSize: batchSize, sequenceLength: sequenceLength, gradientAccumulation: gradientAccumulation,
-            learningRate: learningRate, minimumLearningRate: minimumLearningRate, warmupSteps: warmup ?? max(1, stepCount / 20), decay: decay,
-            weightDecay: weightDecay, beta1: beta1, beta2: beta2, clipNorm: clip, sparsity: plan, adapterFraction: adapterFraction, adapterRank: adapterRank,
-            maskChangeFrequency: maskChangeFrequency, evaluationInterval: evalInterval ?? max(1, stepCount / 10),
-            evaluationBatches: evalBatches, seed: seed, optimizerState: optimizerState, sampling: sampling, epsilon: epsilon,
-            weightDecayScope: weightDecayOn, weightRounding: bf16Rounding, optimizer: optimizer)
+        let options = try trainingOptions(steps: stepCount, warmup: warmup ?? max(1, stepCount / 20))
         let network = try pretrained?.model
             ?? TransformerModel(configuration: configuration, dtype: dtype ?? compute.defaultDType, backend: compute.backend, seed: seed)
         let trainer = try Trainer(model: network, options: options, trainTokens: data.train, validationTokens: data.validation)
@@ -348,6 +357,25 @@ struct PretrainCommand: ParsableCommand {
             notes["init_from"] = initFrom
         }
         return (trainer, data, notes)
+    }
+
+    /// The run's options from the command line, for `steps` steps with `warmup` warm-up steps.
+    func trainingOptions(steps stepCount: Int, warmup: Int) throws -> TrainingOptions {
+        guard let decay = LearningRateSchedule.Decay(rawValue: decay) else { throw ValidationError("--decay must be constant, linear, cosine or polynomial, not '\(decay)'") }
+        var plan: SparsityPlan?
+        if !dense {
+            plan = SparsityPlan(
+                pattern: try NMPattern(parsing: pattern), leadingBlocks: leadingBlocks, leadingPattern: try leadingPattern.map(NMPattern.init(parsing:)),
+                skipFirstBlock: skipFirstBlock, skipLastBlock: skipLastBlock, skipAttention: skipAttention, mode: simulate ? .simulated : .compressed,
+                maskSelection: unstructuredSparsity.map { .unstructured(sparsity: $0) } ?? (pruneAlong == .output ? .outputDimension : .reductionDimension))
+        }
+        return TrainingOptions(
+            steps: stepCount, batchSize: batchSize, sequenceLength: sequenceLength, gradientAccumulation: gradientAccumulation,
+            learningRate: learningRate, minimumLearningRate: minimumLearningRate, warmupSteps: warmup, decay: decay,
+            weightDecay: weightDecay, beta1: beta1, beta2: beta2, clipNorm: clip, sparsity: plan, adapterFraction: adapterFraction, adapterRank: adapterRank,
+            maskChangeFrequency: maskChangeFrequency, evaluationInterval: evalInterval ?? max(1, stepCount / 10),
+            evaluationBatches: evalBatches, seed: seed, optimizerState: optimizerState, sampling: sampling, epsilon: epsilon,
+            weightDecayScope: weightDecayOn, weightRounding: bf16Rounding, optimizer: optimizer)
     }
 
     func resumedTrainer(
@@ -563,6 +591,11 @@ extension DType: ExpressibleByArgument {
         guard Self.allValueStrings.contains(argument) else { return nil }
         self.init(rawValue: argument)
     }
+}
+
+/// The dimension N:M groups run along (`--prune-along`).
+enum PruneDimension: String, ExpressibleByArgument, CaseIterable {
+    case reduction, output
 }
 
 extension WeightDecayScope: ExpressibleByArgument {}
