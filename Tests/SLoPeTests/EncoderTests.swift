@@ -56,6 +56,36 @@ final class EncoderTests: XCTestCase {
         for parameter in model.parameters { try checkGradient(parameter, samples: 5, parameter.name, loss: loss) }
     }
 
+    /// With dropout on (a fixed seed, so every evaluation drops the same elements) the gradients still equal central
+    /// differences; the dropped elements differ from pass to pass with the seed, and no seed means no dropout.
+    func testEncoderGradientsWithDropout() throws {
+        var withDropout = configuration
+        withDropout.hiddenDropout = 0.3
+        let model = try EncoderModel(configuration: withDropout, dtype: .float64, backend: cpu, seed: 1)
+        let (tokens, types, labels, lengths) = try batch()
+        func hidden() throws -> [Float] { try cpu.floats(model.encode(tokens: tokens, tokenTypes: types, lengths: lengths, batch: 2, sequence: 5)) }
+        let plain = try hidden()
+        model.dropoutSeed = 11
+        let dropped = try hidden()
+        XCTAssertNotEqual(dropped, plain)
+        XCTAssertEqual(try hidden(), dropped, "the same seed drops the same elements")
+        model.dropoutSeed = 12
+        XCTAssertNotEqual(try hidden(), dropped)
+        model.dropoutSeed = nil
+        XCTAssertEqual(try hidden(), plain, "no seed: no dropout")
+        model.dropoutSeed = 11
+        func loss() throws -> Double {
+            let losses = try model.pretrainingLosses(
+                tokens: tokens, tokenTypes: types, labels: labels, nextSentenceLabels: [0, 1], lengths: lengths, batch: 2, sequence: 5)
+            return losses.maskedLM + losses.nextSentence
+        }
+        _ = try loss()
+        try model.backward()
+        for parameter in model.parameters where parameter.name.contains("embeddings") || parameter.name.contains("layer.0.attention") {
+            try checkGradient(parameter, samples: 4, parameter.name, loss: loss)
+        }
+    }
+
     /// A padded sequence's real positions are what the same sequence gives unpadded, whatever the padding holds;
     /// without the lengths the padding would be attended to.
     func testPaddingIsNeverAttendedTo() throws {

@@ -738,6 +738,28 @@ final class KernelEmulationTests: XCTestCase {
         }
     }
 
+    /// The dropout kernel drops exactly the elements the CPU backend drops (one hash, computed alike) and scales the
+    /// rest alike: float32 bit for bit, bf16 to its rounding.
+    func testDropoutDropsWhatTheCPUBackendDrops() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 31)
+        for dtype in [DType.float32, .bfloat16] {
+            let module = try EmulatedModule(family: .elementwise, dtype: dtype, kernels: ["dropout": 6])
+            let n = 2051
+            let x = try cpu.randomNormal([n], dtype: dtype, using: &generator)
+            for (probability, seed) in [(0.1, UInt64(7)), (0.5, 0xFFFF_FFFF_0000_1234)] {
+                let expected = try cpu.floats(cpu.dropout(x, probability: probability, seed: seed))
+                let out = try module.launch("dropout", grid: ((n + 255) / 256, 1, 1), [
+                    .input(try Self.raw(x, cpu)), .output(bytes: n * dtype.byteSize), .int64(n), .int64(Int(Int64(bitPattern: seed))),
+                    .int32(Int(DropoutMask.threshold(probability: probability))), .float(Float(1 / (1 - probability))),
+                ])[1]!
+                let actual: [Float] = dtype == .float32 ? out.elements() : Self.bf16(out)
+                XCTAssertEqual(actual.map { $0 == 0 }, expected.map { $0 == 0 }, "\(dtype) p \(probability): the same elements dropped")
+                try Self.assertClose(actual, expected, tolerance: dtype == .float32 ? 0 : 8e-3, "\(dtype) p \(probability)")
+            }
+        }
+    }
+
     /// `|actual − expected| ≤ tolerance · max(1, |expected|)` everywhere (bf16 results against float ones).
     static func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Float, _ what: String) throws {
         XCTAssertEqual(actual.count, expected.count, what)

@@ -20,6 +20,23 @@ final class OpGradientTests: XCTestCase {
         assertClose(try cpu.doubles(cpu.activation(x, .tanh)), [-0.7615941559557649, 0.46211715726000974, 0.9640275800758169], rtol: 1e-12)
     }
 
+    /// Dropout keeps about 1 − p of the elements, scaled by 1/(1 − p), chosen by the seed alone (so backward is the
+    /// same op on the gradient: checked by finite differences); p = 0 is the identity and p ∉ [0, 1) an error.
+    func testDropout() throws {
+        let x = try cpu.tensor([Float](repeating: 2, count: 20_000), shape: [100, 200], dtype: .float32)
+        let y = try cpu.floats(cpu.dropout(x, probability: 0.25, seed: 5))
+        let kept = y.filter { $0 != 0 }
+        XCTAssertEqual(Double(kept.count) / 20_000, 0.75, accuracy: 0.01, "σ ≈ 0.3%")
+        XCTAssertTrue(kept.allSatisfy { abs($0 - 2 / 0.75) < 1e-6 })
+        XCTAssertEqual(try cpu.floats(cpu.dropout(x, probability: 0.25, seed: 5)), y)
+        XCTAssertNotEqual(try cpu.floats(cpu.dropout(x, probability: 0.25, seed: 6)), y)
+        XCTAssertEqual(try cpu.floats(cpu.dropout(x, probability: 0, seed: 5)), try cpu.floats(x))
+        XCTAssertThrowsError(try cpu.dropout(x, probability: 1, seed: 5)) { XCTAssertTrue("\($0)".contains("[0, 1)"), "\($0)") }
+        try checkGradient(cpu, shape: [4, 9], seed: 12, "dropout",
+            forward: { try self.cpu.dropout($0, probability: 0.4, seed: 3) },
+            backward: { _, dy in try self.cpu.dropout(dy, probability: 0.4, seed: 3) })
+    }
+
     func testGEMMBothOperands() throws {
         let b = try randomTensor(cpu, [5, 4], dtype: .float64, seed: 1)
         try checkGradient(cpu, shape: [3, 5], seed: 2, "dA",

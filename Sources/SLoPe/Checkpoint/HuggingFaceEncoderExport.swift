@@ -55,7 +55,7 @@ public enum HuggingFaceEncoderExport {
               "type_vocab_size": \(c.typeVocabularySize),
               "layer_norm_eps": \(c.normEpsilon),
               "position_embedding_type": "absolute",
-              "hidden_dropout_prob": 0.1,
+              "hidden_dropout_prob": \(c.hiddenDropout ?? 0.1),
               "attention_probs_dropout_prob": 0.1,
               "initializer_range": 0.02,
               "pad_token_id": 0,

@@ -134,6 +134,9 @@ extension BackendComparison {
             return [target, filled]
         }
         check("applyMask", dtype, &results) { backend, on in [try backend.applyMask(self.pick(a, on), mask: self.pick(masks, on))] }
+        check("dropout (the same elements as the CPU's)", dtype, &results) { backend, on in
+            [try backend.dropout(self.pick(a, on), probability: 0.3, seed: 0xD80F_0001), try backend.dropout(self.pick(b, on), probability: 0.1, seed: 77)]
+        }
         for kind in Activation.allCases {
             check("\(kind) forward + backward", dtype, &results) { backend, on in
                 let (x, dy) = (self.pick(a, on), self.pick(b, on))

@@ -104,8 +104,10 @@ public final class EncoderTrainer {
         }
         var (maskedLM, nextSentence, tokens) = (0.0, 0.0, 0)
         let scale = 1 / Float(options.gradientAccumulation)
-        for _ in 0..<options.gradientAccumulation {
+        for micro in 0..<options.gradientAccumulation {
             let batch = batches.next()
+            // Dropout masks from the run's seed, the step and the micro-batch: a resumed run draws the same ones.
+            model.dropoutSeed = DropoutMask.layerSeed(options.seed &+ 0xD80F, layer: (number - 1) * options.gradientAccumulation + micro)
             let losses = try self.losses(batch)
             guard (losses.maskedLM + (losses.nextSentence ?? 0)).isFinite else {
                 try update.zeroGradients()
@@ -144,6 +146,7 @@ public final class EncoderTrainer {
 
     /// Mean losses over the first `options.evaluationBatches` validation batches (always the same ones and masks).
     public func validationLosses() throws -> Validation {
+        model.dropoutSeed = nil
         let count = max(1, min(options.evaluationBatches, validation.batchesPerEpoch))
         var (maskedLM, nextSentence) = (0.0, 0.0)
         for index in 0..<count {

@@ -21,6 +21,9 @@ struct EncoderPretrainingOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Encoders: train next-sentence prediction beside the masked LM (--no-next-sentence: masked LM only).")
     var nextSentence = true
 
+    @Option(parsing: .unconditional, help: "Encoders: dropout while training, after the embeddings, attention and MLP outputs (default: the model's, 0.1 for the BERT shapes; 0: none).")
+    var dropout: Double?
+
     @Option(parsing: .unconditional, help: "Encoders: sentences of the embedded corpus per document.")
     var sentencesPerDocument = 8
 }
@@ -106,7 +109,8 @@ extension PretrainCommand {
             + "\(formatCount(configuration.checkedParameterCount ?? 0)) parameters) on \(compute.backend.name)")
         say("  data        \(data.description)")
         say("  examples    sentence pairs of ≤ \(options.sequenceLength) tokens, ≤ \(data.train.masking.maxPredictions) predictions each, "
-            + "\(data.train.mode) masking" + (trainer.nextSentencePrediction ? ", next-sentence prediction" : ", masked LM only"))
+            + "\(data.train.mode) masking" + (trainer.nextSentencePrediction ? ", next-sentence prediction" : ", masked LM only")
+            + ", dropout \(configuration.dropoutProbability)")
         say("  training    \(options.steps) steps × \(options.batchSize) × \(options.gradientAccumulation) pairs, \(trainer.model.dtype), "
             + "lr \(options.learningRate) \(options.decay) to \(options.minimumLearningRate), warm-up \(options.warmupSteps)")
         say("  optimizer   \(options.optimizer == .lamb ? "LAMB" : "AdamW") β1 \(options.beta1) β2 \(options.beta2) ε \(options.epsilon ?? 1e-8), "
@@ -237,6 +241,7 @@ extension PretrainCommand {
         let stepCount = tokens.map { max(1, $0 / (batchSize * sequenceLength * gradientAccumulation)) } ?? steps ?? (model.hasPrefix("tiny") ? 600 : 1000)
         let options = try trainingOptions(steps: stepCount, warmup: warmup ?? max(1, Int(Double(stepCount) * Self.encoderWarmupFraction)))
         let network = try initial?.model ?? EncoderModel(configuration: configuration, dtype: dtype, backend: compute.backend, seed: seed)
+        if let dropout = encoderOptions.dropout { try network.setDropout(dropout) }
         let trainer = try EncoderTrainer(
             model: network, options: options, train: data.train, validation: data.validation, nextSentencePrediction: encoderOptions.nextSentence)
         var notes = dataOptions.notes.merging(["model": model, "tokenizer_file": tokenizerPath], uniquingKeysWith: { $1 })

@@ -17,7 +17,8 @@ struct FinetuneCommand: ParsableCommand {
             transformers folder (model/). SQuAD (--task squad) reads train-v1.1.json and dev-v1.1.json, windows each \
             context (--max-length 384, --doc-stride, --max-query-length) and answers with n-best span decoding; it writes \
             predictions-dev.json (question id → answer, the official format) and reports exact match and F1. Sequences are padded per batch (attention masks the padding; on CUDA through the \
-            GEMM attention route, the fused kernels not yet taking padding). Weights stay float32.
+            GEMM attention route, the fused kernels not yet taking padding). Weights stay float32; dropout as the model's \
+            configuration says (--dropout).
             """)
 
     @Option(help: "The GLUE task (\(GLUETask.allCases.map(\.rawValue).joined(separator: ", "))) or squad (v1.1).")
@@ -59,6 +60,9 @@ struct FinetuneCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Fraction of the steps spent warming the learning rate up.")
     var warmupFraction = 0.1
 
+    @Option(parsing: .unconditional, help: "Dropout while training, after the embeddings, attention and MLP outputs (default: the model's hidden_dropout_prob, BERT's 0.1; 0: none).")
+    var dropout: Double?
+
     @Option(parsing: .unconditional, help: "Seed of the new head and of the shuffling.")
     var seed: UInt64 = 0
 
@@ -83,6 +87,7 @@ struct FinetuneCommand: ParsableCommand {
         }
         guard (0..<1).contains(warmupFraction) else { throw ValidationError("--warmup-fraction must be in [0, 1), not \(warmupFraction)") }
         guard limit.map({ $0 >= 1 }) ?? true else { throw ValidationError("--limit must be at least 1") }
+        guard dropout.map({ (0..<1).contains($0) }) ?? true else { throw ValidationError("--dropout must be in [0, 1), not \(dropout ?? 0)") }
     }
 
     /// One example as the encoder sees it, and its labels (a class or score; SQuAD: a start and an end position).
@@ -105,6 +110,7 @@ struct FinetuneCommand: ParsableCommand {
         guard tokenizer.vocabularySize <= encoder.configuration.vocabularySize else {
             throw ValidationError("the tokenizer has \(tokenizer.vocabularySize) tokens, the model's vocabulary \(encoder.configuration.vocabularySize)")
         }
+        if let dropout { try encoder.setDropout(dropout) }
         let glue = GLUETask(rawValue: task)
         let wanted: EncoderTaskHead.Task = glue.map { $0.isRegression ? .regression : .classification(labels: $0.labels.count) } ?? .questionAnswering
         // A transformers folder may hold a fine-tuned head; a pretraining checkpoint holds none.
@@ -169,6 +175,7 @@ struct FinetuneCommand: ParsableCommand {
             for start in stride(from: 0, to: order.count, by: batchSize) {
                 let batch = order[start..<min(start + batchSize, order.count)].map { train[$0] }
                 let (tokens, types, lengths, sequence) = try padded(batch, backend)
+                head.encoder.dropoutSeed = DropoutMask.layerSeed(seed &+ 0xF17E, layer: step)
                 total += try head.loss(
                     tokens: tokens, tokenTypes: types, lengths: lengths, batch: batch.count, sequence: sequence, labels: batch.flatMap(\.labels))
                 try head.backward()
@@ -179,6 +186,7 @@ struct FinetuneCommand: ParsableCommand {
                 try sparseOptimizer.zeroGradients()
                 step += 1
             }
+            head.encoder.dropoutSeed = nil  // evaluation drops nothing
             let evaluated = try evaluate()
             say("epoch \(epoch): train loss \(formatted(total / Double(stepsPerEpoch), digits: 4)); dev "
                 + evaluated.metrics.sorted { $0.key < $1.key }.map { "\($0.key) \(formatted($0.value, digits: 4))" }.joined(separator: ", "))

@@ -52,6 +52,16 @@ extension CUDABackend {
         return out
     }
 
+    public func dropout(_ x: Tensor, probability: Double, seed: UInt64) throws -> Tensor {
+        try DropoutMask.check(probability, "dropout")
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        try launch(.elementwise, "dropout", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+            .pointer(address(x, "dropout")), .pointer(address(out, "dropout")), .int64(Int64(x.count)),
+            .int64(Int64(bitPattern: seed)), .int32(Int32(DropoutMask.threshold(probability: probability))), .float(Float(1 / (1 - probability))),
+        ])
+        return out
+    }
+
     private func activationCode(_ kind: Activation) -> Int32 {
         switch kind {
         case .gelu: return 0

@@ -72,6 +72,10 @@ public protocol Backend: AnyObject, Sendable {
     func scaleInPlace(_ x: Tensor, by factor: Double) throws
     /// `x ⊙ mask` (mask `uint8`, 1 = kept).
     func applyMask(_ x: Tensor, mask: Tensor) throws -> Tensor
+    /// Inverted dropout: each element kept with probability `1 − probability` and scaled by `1/(1 − probability)`,
+    /// zero otherwise; which ones is ``DropoutMask`` of `seed` and the element's index, the same on every backend, so
+    /// the backward pass is this op on the gradient with the same seed.
+    func dropout(_ x: Tensor, probability: Double, seed: UInt64) throws -> Tensor
     func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor
     /// `dx = dy · f'(x)`.
     func activationBackward(_ x: Tensor, gradient dy: Tensor, _ kind: Activation) throws -> Tensor

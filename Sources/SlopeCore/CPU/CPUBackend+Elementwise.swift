@@ -74,6 +74,22 @@ extension CPUBackend {
         return try (computeKind(for: x.dtype, operation: "applyMask") == .double ? run(Double.self) : run(Float.self))
     }
 
+    public func dropout(_ x: Tensor, probability: Double, seed: UInt64) throws -> Tensor {
+        try DropoutMask.check(probability, "dropout")
+        let threshold = DropoutMask.threshold(probability: probability)
+        func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
+            let scale = T(1 / (1 - probability))
+            return try read(x, as: type, "dropout") { px in
+                try produce(x.shape, dtype: x.dtype, as: type) { out in
+                    parallelFor(x.count, grain: 1 << 15) { r in
+                        for i in r { out[i] = DropoutMask.keeps(seed: seed, index: i, threshold: threshold) ? px[i] * scale : 0 }
+                    }
+                }
+            }
+        }
+        return try (computeKind(for: x.dtype, operation: "dropout") == .double ? run(Double.self) : run(Float.self))
+    }
+
     public func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor {
         func run<T: CPUFloat>(_ type: T.Type) throws -> Tensor {
             try read(x, as: type, "activation") { px in

@@ -1,13 +1,20 @@
-/// One post-norm encoder block (BERT): `h = norm₁(x + attention(x))`, `y = norm₂(h + mlp(h))`, attention bidirectional
-/// over each sequence's real tokens.
+/// One post-norm encoder block (BERT): `h = norm₁(x + dropout(attention(x)))`, `y = norm₂(h + dropout(mlp(h)))`,
+/// attention bidirectional over each sequence's real tokens (dropout only while training: ``Dropout``).
 public final class EncoderBlock: Layer {
     public let attention: SelfAttention
     public let attentionNorm: LayerNorm
     public let mlp: FeedForward
     public let mlpNorm: LayerNorm
+    public let attentionDropout: Dropout
+    public let outputDropout: Dropout
     let backend: any Backend
 
-    init(attention: SelfAttention, attentionNorm: LayerNorm, mlp: FeedForward, mlpNorm: LayerNorm, backend: any Backend) {
+    init(
+        attention: SelfAttention, attentionNorm: LayerNorm, mlp: FeedForward, mlpNorm: LayerNorm, attentionDropout: Dropout,
+        outputDropout: Dropout, backend: any Backend
+    ) {
+        self.attentionDropout = attentionDropout
+        self.outputDropout = outputDropout
         attention.causal = false
         self.attention = attention
         self.attentionNorm = attentionNorm
@@ -21,17 +28,17 @@ public final class EncoderBlock: Layer {
 
     /// `x [batch·sequence, hidden]` → same shape; `lengths`: each sequence's real tokens (nil: none padded).
     public func forward(_ x: Tensor, batch: Int, sequence: Int, lengths: [Int]?) throws -> Tensor {
-        let a = try attention.forward(x, batch: batch, sequence: sequence, keyLengths: lengths)
+        let a = try attentionDropout.forward(attention.forward(x, batch: batch, sequence: sequence, keyLengths: lengths))
         let h = try attentionNorm.forward(x, adding: a).output
-        return try mlpNorm.forward(h, adding: mlp.forward(h)).output
+        return try mlpNorm.forward(h, adding: outputDropout.forward(mlp.forward(h))).output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         // Each norm's input is a residual sum: its gradient reaches both addends.
         let dSum2 = try mlpNorm.backward(dy)
-        let dh = try backend.add(dSum2, mlp.backward(dSum2))
+        let dh = try backend.add(dSum2, mlp.backward(outputDropout.backward(dSum2)))
         let dSum1 = try attentionNorm.backward(dh)
-        return try backend.add(dSum1, attention.backward(dSum1))
+        return try backend.add(dSum1, attention.backward(attentionDropout.backward(dSum1)))
     }
 
     public func releaseActivations() {

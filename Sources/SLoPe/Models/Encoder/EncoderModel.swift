@@ -10,12 +10,13 @@
 /// try bert.backward()
 /// ```
 public final class EncoderModel: Layer {
-    public let configuration: EncoderConfiguration
+    public private(set) var configuration: EncoderConfiguration
     public let dtype: DType
     public let wordEmbedding: Embedding
     public let positionEmbedding: Embedding
     public let typeEmbedding: Embedding
     public let embeddingNorm: LayerNorm
+    public let embeddingDropout: Dropout
     public let blocks: [EncoderBlock]
     /// The MLM head: dense + activation + LayerNorm, then the word embeddings (tied) and a bias per token.
     public let transform: Linear
@@ -63,6 +64,8 @@ public final class EncoderModel: Layer {
         positionEmbedding = try embedding("position_embeddings", c.contextLength)
         typeEmbedding = try embedding("token_type_embeddings", c.typeVocabularySize)
         embeddingNorm = try norm("bert.embeddings.LayerNorm")
+        let dropout = c.dropoutProbability
+        embeddingDropout = try Dropout(probability: dropout, backend: backend)
         blocks = try (0..<c.layers).map { index in
             let p = "bert.encoder.layer.\(index)."
             let attention = SelfAttention(
@@ -76,7 +79,8 @@ public final class EncoderModel: Layer {
                 down: try linear(p + "output.dense", c.intermediateSize, c.hiddenSize), gate: nil, activation: c.activation, backend: backend)
             return EncoderBlock(
                 attention: attention, attentionNorm: try norm(p + "attention.output.LayerNorm"), mlp: mlp,
-                mlpNorm: try norm(p + "output.LayerNorm"), backend: backend)
+                mlpNorm: try norm(p + "output.LayerNorm"), attentionDropout: try Dropout(probability: dropout, backend: backend),
+                outputDropout: try Dropout(probability: dropout, backend: backend), backend: backend)
         }
         transform = try linear("cls.predictions.transform.dense", c.hiddenSize, c.hiddenSize)
         transformActivation = ActivationLayer(c.activation, backend: backend)
@@ -94,6 +98,24 @@ public final class EncoderModel: Layer {
     }
     public var sparseWeights: [SparseWeight] { blocks.flatMap(\.sparseWeights) }
 
+    /// Sets the training dropout of every dropout layer (and the configuration's `hiddenDropout`, which checkpoints
+    /// and exports record).
+    public func setDropout(_ probability: Double) throws {
+        try DropoutMask.check(probability, "EncoderModel.setDropout")
+        configuration.hiddenDropout = probability
+        for layer in dropoutLayers { layer.probability = probability }
+    }
+
+    var dropoutLayers: [Dropout] { [embeddingDropout] + blocks.flatMap { [$0.attentionDropout, $0.outputDropout] } }
+
+    /// The seed of the next forward pass's dropout masks (each dropout layer draws its own from it); nil — the
+    /// default, and what evaluation and inference use — drops nothing. Trainers set a new one for every pass.
+    public var dropoutSeed: UInt64? {
+        didSet {
+            for (index, layer) in dropoutLayers.enumerated() { layer.seed = dropoutSeed.map { DropoutMask.layerSeed($0, layer: index) } }
+        }
+    }
+
     // MARK: Forward
 
     /// The encoder's output `[batch·sequence, hidden]` for `tokens` and `tokenTypes` (`int32 [batch·sequence]`);
@@ -109,7 +131,7 @@ public final class EncoderModel: Layer {
         let positions = try backend.tensor((0..<batch * sequence).map { Int32($0 % sequence) }, shape: [batch * sequence])
         let summed = try backend.add(
             backend.add(wordEmbedding.forward(tokens), positionEmbedding.forward(positions)), typeEmbedding.forward(tokenTypes))
-        var x = try embeddingNorm.forward(summed)
+        var x = try embeddingDropout.forward(embeddingNorm.forward(summed))
         for block in blocks { x = try block.forward(x, batch: batch, sequence: sequence, lengths: lengths) }
         return x
     }
@@ -215,7 +237,7 @@ public final class EncoderModel: Layer {
     public func backward(hiddenGradient: Tensor) throws {
         var dx = hiddenGradient
         for block in blocks.reversed() { dx = try block.backward(dx) }
-        let dSummed = try embeddingNorm.backward(dx)
+        let dSummed = try embeddingNorm.backward(embeddingDropout.backward(dx))
         try wordEmbedding.backward(dSummed)
         try positionEmbedding.backward(dSummed)
         try typeEmbedding.backward(dSummed)

@@ -21,6 +21,18 @@ extension KernelSources {
         GRID_STRIDE(i, n) out[i] = mask[i] != 0 ? x[i] : from_float<T>(0.0f);
     }
 
+    // Inverted dropout: out[i] = keeps(i) ? x[i]·scale : 0, keeps(i) as DropoutMask (SplitMix64's finaliser of
+    // seed + (i + 1)·φ, its top 24 bits ≥ threshold) so the CPU backend drops the same elements; 1-D grid.
+    extern "C" __global__ void dropout(const T* x, T* out, long long n, long long seed, int threshold, float scale) {
+        GRID_STRIDE(i, n) {
+            unsigned long long z = (unsigned long long)seed + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ull;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            z ^= z >> 31;
+            out[i] = (unsigned int)(z >> 40) >= (unsigned int)threshold ? from_float<T>(to_float(x[i]) * scale) : from_float<T>(0.0f);
+        }
+    }
+
     // x[i] = value for i < n; 1-D grid.
     extern "C" __global__ void fill(T* x, long long n, float value) {
         T v = from_float<T>(value);
