@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Side-by-side reference for `slope pretrain --model bert-large` on the device (bench/device/bert.sh): transformers'
+BertForPreTraining trained as NVIDIA's recipe does, timed the same way.
+
+A randomly initialised BertForPreTraining of the named shape (vocabulary 30522, dropout 0.1, sdpa attention) in
+bf16 weights, random token ids in full sequences of --sequence-length, 15% of positions predicted (at most
+--max-predictions per sequence, as slope's pairs), random next-sentence labels; fused AdamW (torch has no LAMB; the
+update is a small part of a step). Tokens/s over the steps after --warmup, peak memory from the allocator.
+
+    python3 bench/pytorch/train_bert.py [--model bert-large] [--batch-size 32] [--sequence-length 128] [--steps 30]
+"""
+import argparse
+import json
+import time
+
+import torch
+from transformers import BertConfig, BertForPreTraining
+
+SHAPES = {"bert-base": (768, 12, 12, 3072), "bert-large": (1024, 24, 16, 4096)}  # hidden, layers, heads, intermediate
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="bert-large", choices=sorted(SHAPES))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sequence-length", type=int, default=128)
+    parser.add_argument("--max-predictions", type=int)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    hidden, layers, heads, intermediate = SHAPES[args.model]
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=intermediate, max_position_embeddings=512, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    model = BertForPreTraining(config).to("cuda", dtype=torch.bfloat16)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=True)
+    batch, length = args.batch_size, args.sequence_length
+    predictions = args.max_predictions or max(1, round(length * 0.15625))
+    tokens = torch.randint(5, 30522, (batch, length), device="cuda")
+    types = torch.zeros_like(tokens)
+    types[:, length // 2:] = 1
+    labels = torch.full_like(tokens, -100)
+    for row in range(batch):
+        positions = torch.randperm(length - 2, device="cuda")[:min(predictions, round(0.15 * length))] + 1
+        labels[row, positions] = tokens[row, positions]
+    next_sentence = torch.randint(0, 2, (batch,), device="cuda")
+    times = []
+    for step in range(args.warmup + args.steps):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = model(input_ids=tokens, token_type_ids=types, labels=labels, next_sentence_label=next_sentence)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+    rate = batch * length * len(times) / sum(times)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    print(f"transformers BertForPreTraining {args.model} bf16: batch {batch} x {length}: {rate:,.0f} tokens/s, peak {peak:.1f} GiB "
+          f"({torch.cuda.get_device_name()})")
+    if args.json:
+        json.dump({"model": args.model, "batch": batch, "sequence": length, "tokens_per_second": rate, "peak_gib": peak,
+                   "device": torch.cuda.get_device_name()}, open(args.json, "w"))
+
+
+if __name__ == "__main__":
+    main()
