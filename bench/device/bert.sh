@@ -2,7 +2,8 @@
 # Device-side run behind docs/benchmarks/training.md's BERT table: BERT MLM + NSP pretraining at sequence length 128
 # and 512, slope dense vs slope SLoPe (2:4) vs transformers' BertForPreTraining (bench/pytorch/train_bert.py), one
 # after the other in one lease. slope trains sentence pairs of the embedded corpus (long documents, so pairs fill the
-# length) with BERT's 30522-token vocabulary, bf16, LAMB; no checkpoint is written. $MODEL (bert-large), $BATCH128
+# length) with BERT's 30522-token vocabulary, bf16, AdamW as the reference (torch has no LAMB; $OPTIMIZER=lamb for
+# slope's); no checkpoint is written. $MODEL (bert-large), $BATCH128
 # (64), $BATCH512 (16), $STEPS (30) override the defaults. Logs to $OUT.
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
@@ -16,7 +17,7 @@ for length in 128 512; do
     flag=$([ "$kind" = dense ] && echo --dense || echo "")
     log="$OUT/bert-$kind-$length.txt"
     ./.gpu/slope pretrain --model "$MODEL" $flag --device cuda --vocab-size 30522 --sequence-length "$length" --batch-size "$batch" \
-      --steps "$STEPS" --warmup 5 --adapter-fraction 0 --corpus-sentences 40000 --sentences-per-document $((length / 2)) \
+      --steps "$STEPS" --warmup 5 --optimizer "${OPTIMIZER:-adamw}" --adapter-fraction 0 --corpus-sentences 40000 --sentences-per-document $((length / 2)) \
       --eval-interval 0 --eval-batches 1 --log-every 10 --no-final-checkpoint --out "/tmp/bert-$kind-$length" --force > "$log" 2>&1
     echo "slope $kind $length exit $?"
     rate=$(grep -E "^  throughput" "$log" | awk '{print $2}'); peak=$(grep -E "^  peak memory" "$log" | awk '{print $3, $4}')
@@ -28,4 +29,4 @@ for length in 128 512; do
   echo "transformers $length exit $?"
   rows+=("$length transformers $batch $(grep -oE '[0-9,]+ tokens/s' "$OUT/bert-torch-$length.txt" | head -1) $(grep -oE 'peak [0-9.]+ GiB' "$OUT/bert-torch-$length.txt")")
 done
-printf '%s\n' "length what batch tokens/s peak" "${rows[@]}" | column -t
+printf '%s\n' "length what batch tokens/s peak" "${rows[@]}"

@@ -22,6 +22,8 @@ func lambUpdate(
     var unit = step
     unit.learningRate = 1
     unit.rounding = .nearest
+    // The copy is float32: so must the gradient be on backends whose AdamW takes one element type (CUDA).
+    let gradient = gradient.dtype == after.dtype ? gradient : try backend.cast(gradient, to: after.dtype)
     try backend.adamW(parameter: after, gradient: gradient, moment1: moment1, moment2: moment2, step: unit)
     let update = try backend.subtract(before, after)  // m̂/(√v̂ + ε) + λ·w
     let ratio = step.weightDecay == 0 ? 1 : trustRatio(
