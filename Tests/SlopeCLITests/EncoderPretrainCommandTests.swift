@@ -30,6 +30,7 @@ final class EncoderPretrainCommandTests: XCTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.errors + resumed.output)
         XCTAssertTrue(resumed.output.contains("resuming bert/checkpoint.safetensors at step 4 of 8"), resumed.output)
         XCTAssertTrue(resumed.output.contains("step 8: validation loss"), resumed.output)
+        XCTAssertTrue(resumed.output.contains("tokenized documents read back from bert/data"), resumed.output)
         let state = try EncoderCheckpoint.state(of: SafeTensors.read(run.appendingPathComponent("checkpoint.safetensors").path))
         XCTAssertEqual(state.step, 8)
         XCTAssertTrue(state.adaptersAttached)

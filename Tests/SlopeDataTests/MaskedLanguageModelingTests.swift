@@ -122,6 +122,27 @@ final class PretrainingBatchesTests: XCTestCase {
         XCTAssertTrue(embedded.joined().allSatisfy { $0.hasSuffix(".") && ($0.hasPrefix("The ") || $0.hasPrefix("A ")) }, "\(embedded)")
     }
 
+    /// Documents survive their shard (−1 ends a sentence, −2 a document); the cache tokenizes once per recipe and
+    /// reads back afterwards, and a damaged stream is refused.
+    func testDocumentShardRoundTripAndCache() throws {
+        let documents: [[[Int32]]] = [[[5, 6], [7]], [[8, 9, 10]], [[11], [], [12]]]
+        XCTAssertEqual(try PretrainingDocuments.unflatten(PretrainingDocuments.flatten(documents)), documents)
+        XCTAssertThrowsError(try PretrainingDocuments.unflatten([5, -1]))
+        XCTAssertThrowsError(try PretrainingDocuments.unflatten([5, -2]))
+        XCTAssertThrowsError(try PretrainingDocuments.unflatten([5, -3, -1, -2]))
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-docs-\(UUID().uuidString)").path
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: folder) }
+        var made = 0
+        func make() -> [[[Int32]]] { made += 1; return documents }
+        XCTAssertEqual(try PretrainingDocuments.cached(in: folder, recipe: "a", make: make).reused, false)
+        let again = try PretrainingDocuments.cached(in: folder, recipe: "a", make: make)
+        XCTAssertEqual(again.documents, documents)
+        XCTAssertTrue(again.reused)
+        XCTAssertEqual(made, 1)
+        XCTAssertFalse(try PretrainingDocuments.cached(in: folder, recipe: "b", make: make).reused, "another recipe tokenizes again")
+        XCTAssertEqual(made, 2)
+    }
+
     /// The vocabulary made from text: every word of it one piece, specials first, every character a fallback (so no
     /// word is unknown), capped at the size asked for, and a tokenizer.json slope reads back.
     func testVocabularyFromText() throws {

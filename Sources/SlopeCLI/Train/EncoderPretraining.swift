@@ -139,20 +139,20 @@ extension PretrainCommand {
     /// separated documents), tokenizes it with `tokenizerPath` (made from the text first when absent), holds out
     /// the last documents for validation and makes the sentence pairs (seeded, so a resume gets the same ones).
     func encoderData(
-        tokenizerPath: String, buildTokenizer: Bool, vocabularyLimit: Int, sequenceLength: Int, maxPredictions: Int, masking: MaskedLanguageModelingBatches.Masking,
+        cacheFolder: String, tokenizerPath: String, buildTokenizer: Bool, vocabularyLimit: Int, sequenceLength: Int, maxPredictions: Int, masking: MaskedLanguageModelingBatches.Masking,
         batchSize: Int, seed: UInt64, options data: DataOptions
     ) throws -> EncoderData {
-        let texts: [String]
-        if data.data == "embedded" {
-            texts = [PretrainingDocuments.embedded(sentences: data.corpusSentences, sentencesPerDocument: encoderOptions.sentencesPerDocument)]
-        } else {
-            texts = try Self.textFiles(data.data).map { path in
+        func texts() throws -> [String] {
+            guard data.data != "embedded" else {
+                return [PretrainingDocuments.embedded(sentences: data.corpusSentences, sentencesPerDocument: encoderOptions.sentencesPerDocument)]
+            }
+            return try Self.textFiles(data.data).map { path in
                 guard let contents = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
                 return String(decoding: contents, as: UTF8.self)
             }
         }
         if buildTokenizer {
-            let json = try WordPieceVocabularyBuilder.tokenizerJSON(text: texts.joined(separator: "\n"), size: vocabularyLimit)
+            let json = try WordPieceVocabularyBuilder.tokenizerJSON(text: try texts().joined(separator: "\n"), size: vocabularyLimit)
             try AtomicFile.write(json, to: tokenizerPath)
         }
         let tokenizer: WordPieceTokenizer
@@ -161,7 +161,13 @@ extension PretrainCommand {
         }
         let special: MaskedLanguageModeling.SpecialIDs
         do { special = try .init(tokenizer) } catch { throw ValidationError("\(tokenizerPath): \(error)") }
-        let documents = try texts.flatMap { try PretrainingDocuments.tokenize(PretrainingDocuments.split($0), tokenizer.encodeWithoutAddedTokens) }
+        // Tokenized once into the run's data folder; a resume (or a rerun on the same text) reads the shard back.
+        let tokenizerBytes = (try? FileBytes.attributes(of: tokenizerPath).size) ?? 0
+        let recipe = "\(try Self.dataFingerprint(data.data)); corpus sentences \(data.corpusSentences), \(encoderOptions.sentencesPerDocument) per "
+            + "document; tokenizer \(tokenizerBytes) bytes, \(tokenizer.vocabularySize) tokens"
+        let (documents, reused) = try PretrainingDocuments.cached(in: cacheFolder, recipe: recipe) {
+            try texts().flatMap { try PretrainingDocuments.tokenize(PretrainingDocuments.split($0), tokenizer.encodeWithoutAddedTokens) }
+        }
         guard documents.count >= 2 else {
             throw ValidationError("\(data.data) holds \(documents.count) document\(documents.count == 1 ? "" : "s"); BERT pretraining needs several "
                 + "(one sentence per line, a blank line between documents)")
@@ -182,7 +188,8 @@ extension PretrainCommand {
                 description: (data.data == "embedded" ? "embedded corpus, \(data.corpusSentences) sentences" : data.data)
                     + ": \(documents.count) documents, \(trainPairs.count) training pairs (\(formatCount(tokens)) tokens) and "
                     + "\(validationPairs.count) validation pairs; WordPiece vocabulary of \(tokenizer.vocabularySize)"
-                    + (buildTokenizer ? " made from the text (\(tokenizerPath))" : " from \(tokenizerPath)"))
+                    + (buildTokenizer ? " made from the text (\(tokenizerPath))" : " from \(tokenizerPath)")
+                    + (reused ? "; tokenized documents read back from \(cacheFolder)" : ""))
         } catch let error as MaskedLanguageModelingError {
             throw ValidationError("\(error)")
         }
@@ -228,7 +235,7 @@ extension PretrainCommand {
         }
         let predictions = encoderOptions.maxPredictions ?? max(1, Int((Double(sequenceLength) * 0.15625).rounded()))
         let data = try encoderData(
-            tokenizerPath: tokenizerPath, buildTokenizer: tokenizerGiven == nil, vocabularyLimit: vocabSize ?? configurationVocabulary,
+            cacheFolder: folder + "/data", tokenizerPath: tokenizerPath, buildTokenizer: tokenizerGiven == nil, vocabularyLimit: vocabSize ?? configurationVocabulary,
             sequenceLength: sequenceLength, maxPredictions: predictions, masking: encoderOptions.masking, batchSize: batchSize, seed: seed,
             options: dataOptions)
         let vocabulary = data.train.masking.vocabularySize
@@ -281,7 +288,7 @@ extension PretrainCommand {
         command.encoderOptions.sentencesPerDocument = state.notes["sentences_per_document"].flatMap(Int.init) ?? 8
         let tokenizerPath = state.notes["tokenizer_file"] ?? folder + "/tokenizer.json"
         let data = try command.encoderData(
-            tokenizerPath: tokenizerPath, buildTokenizer: false, vocabularyLimit: 0, sequenceLength: state.options.sequenceLength,
+            cacheFolder: folder + "/data", tokenizerPath: tokenizerPath, buildTokenizer: false, vocabularyLimit: 0, sequenceLength: state.options.sequenceLength,
             maxPredictions: state.maxPredictions, masking: state.masking, batchSize: state.options.batchSize, seed: state.options.seed,
             options: dataOptions)
         let trainer = try EncoderCheckpoint.resume(file, backend: compute.backend, train: data.train, validation: data.validation) {
@@ -295,109 +302,5 @@ extension PretrainCommand {
 
     func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
         guard condition else { throw ValidationError(message()) }
-    }
-
-    // MARK: The loop
-
-    func encoderLoop(_ trainer: EncoderTrainer, notes: [String: String], compute: ComputeDevice, folder: String, checkpointPath: String) throws {
-        let options = trainer.options
-        let metrics = try MetricsLog(path: folder + "/metrics.jsonl", keepingThrough: trainer.step)
-        let logInterval = logEvery ?? max(1, options.steps / 50)
-        let clock = ContinuousClock()
-        let started = clock.now
-        var window: (tokens: Int, seconds: Double, losses: [Double]) = (0, 0, [])
-        var recent: [EncoderTrainer.StepResult] = []
-        var lastRate = 0.0
-        func save(_ reason: String) throws {
-            try EncoderCheckpoint.save(trainer, notes: notes, to: checkpointPath)
-            try AtomicFile.write(Data(LossPlot.svg(metrics.records, floor: nil, title: "slope pretrain \(model)").utf8), to: folder + "/loss.svg")
-            say("\(reason): checkpoint at step \(trainer.step) written to \(checkpointPath)")
-        }
-        func validate(_ step: Int) throws -> EncoderTrainer.Validation {
-            let validation = try trainer.validationLosses()
-            guard validation.loss.isFinite else {
-                printError("error: step \(step): the validation loss is \(validation.loss); the model has diverged. Lower the learning rate or enable clipping (--clip 1)")
-                try save("state at the non-finite validation loss")
-                throw ExitCode(1)
-            }
-            try metrics.append(MetricsRecord(
-                step: step, validationLoss: validation.loss, maskedLanguageModelLoss: validation.maskedLanguageModelLoss,
-                nextSentenceLoss: validation.nextSentenceLoss))
-            return validation
-        }
-        installStopHandlers()
-        var last: EncoderTrainer.Validation?
-        while trainer.step < options.steps {
-            let received = stopSignal.load(ordering: .relaxed)
-            if received != 0 {
-                if standardErrorIsTerminal { writeToStandardError("\n") }
-                try save("stopped by signal \(received)")
-                say("resume with: slope pretrain --out \(folder) --resume")
-                throw ExitCode(130)
-            }
-            let begin = clock.now
-            let result: EncoderTrainer.StepResult
-            do {
-                result = try trainer.trainStep()
-            } catch let failure as Trainer.Failure {
-                if standardErrorIsTerminal { writeToStandardError("\n") }
-                printError("error: \(failure)")
-                try save("state before the failed step")
-                throw ExitCode(1)
-            }
-            window.tokens += result.tokens
-            window.seconds += seconds(clock.now - begin)
-            window.losses.append(result.loss)
-            recent = Array((recent + [result]).suffix(20))
-            if result.startedAdapters {
-                if standardErrorIsTerminal { writeToStandardError("\n") }
-                say("step \(result.step): lazy low-rank adapters attached (rank \(options.adapterRank)) for the last \(options.adapterSteps) steps")
-            }
-            if result.step % logInterval == 0 || result.step == options.steps || result.step == 1 {
-                let rate = Double(window.tokens) / max(window.seconds, 1e-9)
-                lastRate = rate
-                let memory = compute.backend.memoryStatistics
-                let loss = window.losses.reduce(0, +) / Double(window.losses.count)
-                try metrics.append(MetricsRecord(
-                    step: result.step, loss: loss, learningRate: result.learningRate, gradientNorm: result.gradientNorm, tokens: trainer.tokensSeen,
-                    tokensPerSecond: rate, memoryBytes: memory.currentBytes, peakMemoryBytes: memory.peakBytes,
-                    elapsedSeconds: seconds(clock.now - started), maskedLanguageModelLoss: result.maskedLanguageModelLoss,
-                    nextSentenceLoss: result.nextSentenceLoss))
-                let line = ProgressLine.render(
-                    step: result.step, of: options.steps, loss: loss, learningRate: result.learningRate, tokensPerSecond: rate, mfu: nil,
-                    memoryBytes: memory.currentBytes, remainingSeconds: Double(options.steps - result.step) * window.seconds / Double(window.losses.count))
-                if standardErrorIsTerminal { writeToStandardError("\r\u{1B}[K" + line) } else { say(line) }
-                window = (0, 0, [])
-            }
-            if options.evaluationInterval > 0, result.step % options.evaluationInterval == 0 || result.step == options.steps {
-                let validation = try validate(result.step)
-                last = validation
-                if standardErrorIsTerminal { writeToStandardError("\n") }
-                say("step \(result.step): validation loss \(formatted(validation.loss, digits: 4)) (masked LM \(formatted(validation.maskedLanguageModelLoss, digits: 4))"
-                    + (validation.nextSentenceLoss.map { ", next sentence \(formatted($0, digits: 4))" } ?? "") + ")")
-            }
-            if checkpointEvery > 0, result.step % checkpointEvery == 0, result.step < options.steps { try save("periodic") }
-        }
-        if standardErrorIsTerminal { writeToStandardError("\n") }
-        let validation = try last ?? validate(trainer.step)
-        if finalCheckpoint {
-            try save("done")
-        } else {
-            try AtomicFile.write(Data(LossPlot.svg(metrics.records, floor: nil, title: "slope pretrain \(model)").utf8), to: folder + "/loss.svg")
-        }
-        func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(max(values.count, 1)) }
-        let memory = compute.backend.memoryStatistics
-        say("""
-
-            Summary
-              final train loss   \(formatted(mean(recent.map(\.loss)), digits: 4)) (masked LM \(formatted(mean(recent.map(\.maskedLanguageModelLoss)), digits: 4)); mean of the last \(recent.count) steps)
-              validation loss    \(formatted(validation.loss, digits: 4)) (masked LM \(formatted(validation.maskedLanguageModelLoss, digits: 4))\(validation.nextSentenceLoss.map { ", next sentence \(formatted($0, digits: 4))" } ?? ""))
-              throughput         \(formatCount(Int(lastRate))) tokens/s (real tokens, padding not counted)
-              peak memory        \(byteCountText(memory.peakBytes))
-              time               \(formatted(seconds(clock.now - started), digits: 1)) s for \(formatCount(trainer.tokensSeen)) tokens in total
-              checkpoint         \(finalCheckpoint ? checkpointPath : "not written (--no-final-checkpoint)")
-              metrics, plot      \(folder)/metrics.jsonl, \(folder)/loss.svg
-            """ + (finalCheckpoint ? "\nNext: slope export \(checkpointPath) --out FOLDER (a transformers BertForPreTraining folder)   ·   "
-                + "slope finetune --task sst2 --data GLUE/SST-2 --init \(checkpointPath) --out OUT" : ""))
     }
 }
