@@ -43,6 +43,8 @@ typedef CUresult (*slope_cuCtxSynchronize_fn)(void);
 typedef CUresult (*slope_cuMemGetInfo_fn)(size_t *free, size_t *total);
 typedef CUresult (*slope_cuMemAlloc_fn)(CUdeviceptr *pointer, size_t bytes);
 typedef CUresult (*slope_cuMemFree_fn)(CUdeviceptr pointer);
+typedef CUresult (*slope_cuMemHostAlloc_fn)(void **pointer, size_t bytes, unsigned int flags);
+typedef CUresult (*slope_cuMemFreeHost_fn)(void *pointer);
 typedef CUresult (*slope_cuMemcpyHtoDAsync_fn)(CUdeviceptr destination, const void *source, size_t bytes, CUstream stream);
 typedef CUresult (*slope_cuMemcpyDtoHAsync_fn)(void *destination, CUdeviceptr source, size_t bytes, CUstream stream);
 typedef CUresult (*slope_cuMemcpyDtoDAsync_fn)(CUdeviceptr destination, CUdeviceptr source, size_t bytes, CUstream stream);

@@ -43,6 +43,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let rotaryTables = Mutex<[RotaryTableKey: (positions: Int, table: Tensor)]>([:])
     /// Index arrays of generation's ops (rows, positions, ranges), uploaded once per decode step, not once per layer.
     let indexUploads = RecentUploads<Tensor>()
+    /// Uploads staged through pinned memory without waiting for the stream (`SLOPE_PINNED_UPLOADS=1`; off by default
+    /// until measured on a GPU).
+    let pinnedUploads: PinnedUploads?
     /// Loaded modules by family and dtype: the hot path of every launch, so it must not rebuild or hash
     /// the kernel source (that cost ~0.1 ms per launch and left the GPU idle between small kernels).
     private let loadedModules = Mutex<[String: CUDAModule]>([:])
@@ -53,8 +56,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         cudaDevice.profiler?.watchMemory(peakSinceMark: { [allocator] in allocator.windowPeak }, mark: { [allocator] in allocator.startPeakWindow() })
         let environment = processEnvironment([
             "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_VARIANT",
-            "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS",
+            "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS", "SLOPE_PINNED_UPLOADS",
         ])
+        pinnedUploads = environment["SLOPE_PINNED_UPLOADS"] == "1" ? PinnedUploads(device: cudaDevice) : nil
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
         cusparseLt = try? CuSPARSELtMatmul(device: cudaDevice)
@@ -221,6 +225,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         guard tensor.byteCount > 0 else { return tensor }
         let source = (hostTensor.storage as! HostStorage).pointer
         try cudaDevice.makeCurrent()
+        if let pinnedUploads, try pinnedUploads.upload(source, count: tensor.byteCount, to: address(tensor, "upload")) { return tensor }
         try cudaDevice.driver.check(
             cudaDevice.driver.cuMemcpyHtoDAsync(try address(tensor, "upload"), source, tensor.byteCount, cudaDevice.stream), "cuMemcpyHtoDAsync")
         try cudaDevice.synchronize()  // the host buffer may be freed as soon as we return

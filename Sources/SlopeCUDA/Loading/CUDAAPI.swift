@@ -18,6 +18,8 @@ struct DriverAPI: @unchecked Sendable {
     let cuMemGetInfo: slope_cuMemGetInfo_fn
     let cuMemAlloc: slope_cuMemAlloc_fn
     let cuMemFree: slope_cuMemFree_fn
+    let cuMemHostAlloc: slope_cuMemHostAlloc_fn
+    let cuMemFreeHost: slope_cuMemFreeHost_fn
     let cuMemcpyHtoDAsync: slope_cuMemcpyHtoDAsync_fn
     let cuMemcpyDtoHAsync: slope_cuMemcpyDtoHAsync_fn
     let cuMemcpyDtoDAsync: slope_cuMemcpyDtoDAsync_fn
@@ -55,6 +57,8 @@ struct DriverAPI: @unchecked Sendable {
         cuMemGetInfo = try library.symbol(firstOf: ["cuMemGetInfo_v2", "cuMemGetInfo"])
         cuMemAlloc = try library.symbol(firstOf: ["cuMemAlloc_v2", "cuMemAlloc"])
         cuMemFree = try library.symbol(firstOf: ["cuMemFree_v2", "cuMemFree"])
+        cuMemHostAlloc = try library.symbol("cuMemHostAlloc")
+        cuMemFreeHost = try library.symbol("cuMemFreeHost")
         cuMemcpyHtoDAsync = try library.symbol(firstOf: ["cuMemcpyHtoDAsync_v2", "cuMemcpyHtoDAsync"])
         cuMemcpyDtoHAsync = try library.symbol(firstOf: ["cuMemcpyDtoHAsync_v2", "cuMemcpyDtoHAsync"])
         cuMemcpyDtoDAsync = try library.symbol(firstOf: ["cuMemcpyDtoDAsync_v2", "cuMemcpyDtoDAsync"])
