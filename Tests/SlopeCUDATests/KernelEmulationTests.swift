@@ -760,6 +760,25 @@ final class KernelEmulationTests: XCTestCase {
         }
     }
 
+    /// LAMB's device-side step against the CPU backend's (which reads the two norms back): the ratio from the two
+    /// sums of squares, and 1 when one of them is zero.
+    func testTrustRatioStepMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 33)
+        let module = try EmulatedModule(family: .elementwise, dtype: .float32, kernels: ["trust_ratio_step": 6])
+        let n = 1500
+        let x = try cpu.randomNormal([n], std: 0.5, dtype: .float32, using: &generator), update = try cpu.randomNormal([n], dtype: .float32, using: &generator)
+        for updateSquares in [try cpu.sumOfSquares(update), try cpu.tensor([Float(0)], shape: [1], dtype: .float32)] {
+            let expected = try cpu.cast(x, to: .float32)
+            try cpu.trustRatioStep(expected, update: update, parameterSquares: cpu.sumOfSquares(x), updateSquares: updateSquares, rate: 0.02)
+            let out = try module.launch("trust_ratio_step", grid: ((n + 255) / 256, 1, 1), [
+                .readWrite(try Self.raw(x, cpu)), .input(try Self.raw(update, cpu)), .input(try Self.raw(cpu.sumOfSquares(x), cpu)),
+                .input(try Self.raw(updateSquares, cpu)), .int64(n), .float(0.02),
+            ])[0]!
+            try Self.assertClose(out.elements(), try cpu.floats(expected), tolerance: 1e-6, "trust ratio step")
+        }
+    }
+
     /// `|actual − expected| ≤ tolerance · max(1, |expected|)` everywhere (bf16 results against float ones).
     static func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Float, _ what: String) throws {
         XCTAssertEqual(actual.count, expected.count, what)

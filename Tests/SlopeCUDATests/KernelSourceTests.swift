@@ -21,7 +21,7 @@ final class KernelSourceTests: XCTestCase {
     /// Every kernel the backend launches is defined, `extern "C"`, in the family it is launched from.
     func testEveryLaunchedKernelIsDefined() {
         let launched: [KernelFamily: [String]] = [
-            .elementwise: ["binary_op", "scale", "accumulate", "apply_mask", "dropout", "fill", "activation_forward", "activation_backward",
+            .elementwise: ["binary_op", "scale", "accumulate", "trust_ratio_step", "apply_mask", "dropout", "fill", "activation_forward", "activation_backward",
                            "convert_to_float", "convert_from_float", "add_row_vector", "gated_activation_forward",
                            "gated_activation_backward"],
             .reductions: ["reduce_partials", "reduce_final", "column_sums_partial", "column_sum_partials", "sum_of_squares_multi"],

@@ -134,6 +134,14 @@ extension BackendComparison {
             return [target, filled]
         }
         check("applyMask", dtype, &results) { backend, on in [try backend.applyMask(self.pick(a, on), mask: self.pick(masks, on))] }
+        check("trustRatioStep (LAMB's update, the ratio on the device)", dtype, &results) { backend, on in
+            let x = try backend.cast(self.pick(a, on), to: .float32), update = try backend.cast(self.pick(b, on), to: .float32)
+            let zero = try backend.zeros([33, 65], dtype: .float32)
+            try backend.trustRatioStep(x, update: update, parameterSquares: backend.sumOfSquares(x), updateSquares: backend.sumOfSquares(update), rate: 0.01)
+            let unscaled = try backend.cast(self.pick(a, on), to: .float32)  // a zero update's norm: ratio 1
+            try backend.trustRatioStep(unscaled, update: update, parameterSquares: backend.sumOfSquares(unscaled), updateSquares: backend.sumOfSquares(zero), rate: 0.01)
+            return [x, unscaled]
+        }
         check("dropout (the same elements as the CPU's)", dtype, &results) { backend, on in
             [try backend.dropout(self.pick(a, on), probability: 0.3, seed: 0xD80F_0001), try backend.dropout(self.pick(b, on), probability: 0.1, seed: 77)]
         }

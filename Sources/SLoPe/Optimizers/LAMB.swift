@@ -11,8 +11,8 @@ public enum UpdateRule: String, Codable, Sendable, CaseIterable {
 }
 
 /// One LAMB update of `parameter` in place, composed from backend ops: AdamW with a learning rate of 1 on a
-/// float32 copy gives `u` as the difference (moments updated as AdamW updates them), the two norms are read
-/// back, then `w −= lr·ratio·u`. For SLoPe weights `parameter` is the compressed values, so the trust ratio is
+/// float32 copy gives `u` as the difference (moments updated as AdamW updates them), then `w −= lr·ratio·u` with
+/// the ratio of the two norms taken where they are (``Backend/trustRatioStep``). For SLoPe weights `parameter` is the compressed values, so the trust ratio is
 /// taken over the kept values, as the method's sparse optimizer does.
 func lambUpdate(
     parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, step: AdamWStep, backend: any Backend
@@ -26,14 +26,13 @@ func lambUpdate(
     let gradient = gradient.dtype == after.dtype ? gradient : try backend.cast(gradient, to: after.dtype)
     try backend.adamW(parameter: after, gradient: gradient, moment1: moment1, moment2: moment2, step: unit)
     let update = try backend.subtract(before, after)  // m̂/(√v̂ + ε) + λ·w
-    let ratio = step.weightDecay == 0 ? 1 : trustRatio(
-        parameterSquares: try backend.doubles(backend.sumOfSquares(before))[0],
-        updateSquares: try backend.doubles(backend.sumOfSquares(update))[0])
-    try backend.accumulate(update, into: before, alpha: -Double(step.learningRate) * ratio)
+    if step.weightDecay == 0 {
+        try backend.accumulate(update, into: before, alpha: -Double(step.learningRate))
+    } else {
+        // The ratio is taken on the device: no norm is read back (a synchronisation per tensor on a GPU).
+        try backend.trustRatioStep(
+            before, update: update, parameterSquares: backend.sumOfSquares(before), updateSquares: backend.sumOfSquares(update),
+            rate: Double(step.learningRate))
+    }
     try backend.copy(before, into: parameter)
-}
-
-/// `‖w‖/‖u‖` from the squared norms, 1 when either is zero (a fresh zero tensor, or no update).
-func trustRatio(parameterSquares: Double, updateSquares: Double) -> Double {
-    parameterSquares > 0 && updateSquares > 0 ? (parameterSquares / updateSquares).squareRoot() : 1
 }

@@ -40,6 +40,23 @@ extension CUDABackend {
         ])
     }
 
+    public func trustRatioStep(_ x: Tensor, update: Tensor, parameterSquares: Tensor, updateSquares: Tensor, rate: Double) throws {
+        let name = "trustRatioStep"
+        guard x.count == update.count, parameterSquares.count == 1, updateSquares.count == 1 else {
+            throw TensorError.shapeMismatch(
+                operation: name, shapes: [x.shape, update.shape, parameterSquares.shape, updateSquares.shape],
+                reason: "x and update of one size, the squares one-element tensors")
+        }
+        try OperandChecks.sameDType([x, update], name)
+        try OperandChecks.dtype(parameterSquares, .float32, name)
+        try OperandChecks.dtype(updateSquares, .float32, name)
+        try touch(x)
+        try launch(.elementwise, "trust_ratio_step", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+            .pointer(address(x, name)), .pointer(address(update, name)), .pointer(address(parameterSquares, name)),
+            .pointer(address(updateSquares, name)), .int64(Int64(x.count)), .float(Float(rate)),
+        ])
+    }
+
     public func applyMask(_ x: Tensor, mask: Tensor) throws -> Tensor {
         try OperandChecks.dtype(mask, .uint8, "applyMask")
         guard mask.shape == x.shape else {

@@ -68,6 +68,9 @@ public protocol Backend: AnyObject, Sendable {
     func scale(_ x: Tensor, by factor: Double) throws -> Tensor
     /// `y += alpha · x` in place (gradient accumulation).
     func accumulate(_ x: Tensor, into y: Tensor, alpha: Double) throws
+    /// LAMB's step in place: `x −= rate · r · update`, r = √(parameterSquares / updateSquares) — both one-element
+    /// ``sumOfSquares(_:)`` results, read where they are (no read-back) — and r = 1 when either is zero.
+    func trustRatioStep(_ x: Tensor, update: Tensor, parameterSquares: Tensor, updateSquares: Tensor, rate: Double) throws
     /// `x *= factor` in place.
     func scaleInPlace(_ x: Tensor, by factor: Double) throws
     /// `x ⊙ mask` (mask `uint8`, 1 = kept).

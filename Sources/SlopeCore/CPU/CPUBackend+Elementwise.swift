@@ -58,6 +58,15 @@ extension CPUBackend {
         try (computeKind(for: y.dtype, operation: "accumulate") == .double ? run(Double.self) : run(Float.self))
     }
 
+    public func trustRatioStep(_ x: Tensor, update: Tensor, parameterSquares: Tensor, updateSquares: Tensor, rate: Double) throws {
+        guard parameterSquares.count == 1, updateSquares.count == 1 else {
+            throw TensorError.shapeMismatch(
+                operation: "trustRatioStep", shapes: [parameterSquares.shape, updateSquares.shape], reason: "the squares are one-element tensors")
+        }
+        let (p, u) = (try doubles(parameterSquares)[0], try doubles(updateSquares)[0])
+        try accumulate(update, into: x, alpha: -rate * (p > 0 && u > 0 ? (p / u).squareRoot() : 1))
+    }
+
     public func applyMask(_ x: Tensor, mask: Tensor) throws -> Tensor {
         try OperandChecks.dtype(mask, .uint8, "applyMask")
         guard mask.shape == x.shape else {

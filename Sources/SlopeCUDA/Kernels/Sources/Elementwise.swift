@@ -33,6 +33,14 @@ extension KernelSources {
         }
     }
 
+    // LAMB's step: x[i] -= rate·r·update[i], r = sqrt(ps/us) from the two one-element float32 sums of squares on the
+    // device (1 when either is zero), so no norm is read back; 1-D grid.
+    extern "C" __global__ void trust_ratio_step(T* x, const T* update, const float* ps, const float* us, long long n, float rate) {
+        const float p = ps[0], u = us[0];
+        const float scale = rate * ((p > 0.0f && u > 0.0f) ? sqrtf(p / u) : 1.0f);
+        GRID_STRIDE(i, n) x[i] = from_float<T>(to_float(x[i]) - scale * to_float(update[i]));
+    }
+
     // x[i] = value for i < n; 1-D grid.
     extern "C" __global__ void fill(T* x, long long n, float value) {
         T v = from_float<T>(value);
