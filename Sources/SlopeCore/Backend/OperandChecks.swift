@@ -195,5 +195,8 @@ public enum OperandChecks {
         guard step.step >= 1 else {
             throw TensorError.invalidArgument(operation: "adamW", reason: "step must start at 1 (bias correction), got \(step.step)")
         }
+        // One element type for the parameter and its gradient on every backend (CUDA's kernels take one), so the CPU
+        // reference refuses what the GPU would.
+        try sameDType([parameter, gradient], "adamW")
     }
 }

@@ -1,5 +1,5 @@
 extension CPUBackend {
-    // param, grad: [n] any float dtype; moment1, moment2: [n] float32 (float64 for float64 params). A bfloat16
+    // param, grad: [n] of one float dtype; moment1, moment2: [n] float32 (float64 for float64 params). A bfloat16
     // parameter under stochastic rounding gets a value bf16 holds exactly, so storing it back changes nothing.
     public func adamW(parameter: Tensor, gradient: Tensor, moment1: Tensor, moment2: Tensor, step: AdamWStep) throws {
         try OperandChecks.adamW(parameter: parameter, gradient: gradient, moment1: moment1, moment2: moment2, step: step)
