@@ -67,6 +67,16 @@ final class InferenceTests: XCTestCase {
         XCTAssertEqual(together[1].count, 5)
         XCTAssertEqual(together[2].count, 24 - 7 + 1, "stopped by the context: the last position predicts one more")
         if let stop = together[3].firstIndex(of: 0) { XCTAssertEqual(together[3].count, stop + 1, "ends at its stop token") }
+        // A cache kept across calls (its decode steps recorded once, replayed after) gives the same; one too small is named.
+        let recording = CPUBackend(recordsWork: true)
+        let replaying = try TransformerModel(configuration: configuration, dtype: .float64, backend: recording, seed: 8)
+        try replaying.convertToSLoPe()
+        let cache = try KeyValueCache(model: replaying, slots: 4, capacity: 24)
+        for _ in 0..<2 { XCTAssertEqual(try replaying.generate(requests, cache: cache), together) }
+        XCTAssertNil(cache.unrecordedReason)
+        XCTAssertThrowsError(try model.generate(requests, cache: KeyValueCache(model: model, slots: 3, capacity: 24))) {
+            XCTAssertTrue("\($0)".contains("holds 3 sequences of 24 positions; these requests need 4 of 24"), "\($0)")
+        }
         // Prompts the model cannot take are named.
         for (prompt, message) in [([], "prompt 2 is empty"), ([40], "outside the vocabulary"), (Array(repeating: 1, count: 24), "has 24 tokens")] as [([Int32], String)] {
             XCTAssertThrowsError(try model.generate([requests[0], GenerationRequest(prompt: prompt, maxTokens: 2, sampler: try TokenSampler())])) {

@@ -1,4 +1,4 @@
-import SLoPe
+@testable import SLoPe
 import SlopeTestSupport
 import XCTest
 
@@ -204,6 +204,39 @@ final class TransformerTests: XCTestCase {
         }
         XCTAssertThrowsError(try KeyValueCache(model: TransformerModel(configuration: configuration(.gpt), backend: cpu, seed: 1), slots: 1, capacity: 1000)) {
             XCTAssertTrue("\($0)".contains("exceed the model's context length"), "\($0)")
+        }
+    }
+
+    /// Decode steps replayed from a recording (CPU: the recorded work run again; a CUDA graph on the GPU) give what
+    /// steps run op by op give, with batch sizes changing and slots reordered; each batch size is recorded at its
+    /// second step. A backend that records nothing says so, and its steps run as they come.
+    func testRecordedDecodeStepsGiveWhatStepsRunOpByOpGive() throws {
+        let recording = CPUBackend(recordsWork: true)
+        for family in ModelConfiguration.Family.allCases {
+            let models = try [cpu, recording].map { try TransformerModel(configuration: configuration(family), dtype: .float64, backend: $0, seed: 4) }
+            let caches = try models.map { try KeyValueCache(model: $0, slots: 3, capacity: 8) }
+            for (model, cache) in zip(models, caches) {
+                _ = try model.nextTokenLogits(tokens: [3, 1, 4], segments: [.init(slot: 0, count: 1), .init(slot: 1, count: 2)], cache: cache)
+            }
+            let steps: [[Int]] = [[0, 1], [0, 1], [1, 0], [0, 1, 2], [0, 1, 2], [2, 0, 1], [0]]
+            var last: [Int32] = [9, 8, 7]
+            for (index, slots) in steps.enumerated() {
+                let tokens = slots.map { last[$0] }, segments = slots.map { KeyValueCache.Segment(slot: $0, count: 1) }
+                let logits = try zip(models, caches).map { model, cache in
+                    try model.backend.doubles(model.nextTokenLogits(tokens: tokens, segments: segments, cache: cache))
+                }
+                XCTAssertEqual(logits[1], logits[0], "\(family) step \(index + 1)")
+                let vocabulary = models[0].configuration.vocabularySize
+                for (row, slot) in slots.enumerated() {
+                    let scores = logits[0][(row * vocabulary)..<((row + 1) * vocabulary)]
+                    last[slot] = Int32(scores.indices.max { scores[$0] < scores[$1] }! - row * vocabulary)
+                }
+            }
+            XCTAssertEqual(caches[1].lengths, caches[0].lengths)
+            XCTAssertEqual(Set(caches[1].recordedSteps.steps.keys), [2, 3], "\(family): each batch size recorded once it repeats")
+            XCTAssertNil(caches[1].unrecordedReason)
+            XCTAssertEqual(caches[0].unrecordedReason, "cpu records no work")
+            XCTAssertTrue(caches[0].recordedSteps.steps.isEmpty)
         }
     }
 

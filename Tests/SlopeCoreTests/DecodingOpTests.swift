@@ -60,4 +60,53 @@ final class DecodingOpTests: XCTestCase {
         }
         XCTAssertThrowsError(try cpu.truncatedLogits(logits, temperatures: [1], topK: [0], topP: [1]))
     }
+
+    /// The decode step's ops with their indices in int32 tensors (what a recorded step reads) give the host-array
+    /// forms' results; bad index tensors are refused by name.
+    func testDeviceIndexFormsEqualTheHostArrayForms() throws {
+        var generator = SeededGenerator(seed: 3)
+        func random(_ shape: [Int]) throws -> Tensor {
+            try cpu.tensor((0..<shape.reduce(1, *)).map { _ in Float(generator.nextUniform() * 2 - 1) }, shape: shape, dtype: .float32)
+        }
+        func vector(_ values: [Int32]) throws -> Tensor { try cpu.tensor(values, shape: [values.count]) }
+        let x = try random([3, 8])
+        let rotated = try cpu.rotaryEmbedding(x, positions: vector([5, 0, 11]), headDimension: 4, base: 100, positionLimit: 12)
+        let expected = try cpu.rotaryEmbedding(x, layout: RotaryLayout(positions: [5, 0, 11], headDimension: 4, base: 100), inverse: false)
+        XCTAssertEqual(try cpu.floats(rotated), try cpu.floats(expected))
+        XCTAssertNotEqual(try cpu.floats(rotated), try cpu.floats(x), "positions 5 and 11 rotate")
+
+        let (cache, copy) = (try random([6, 8]), try cpu.zeros([6, 8], dtype: .float32))
+        try cpu.copy(cache, into: copy)
+        try cpu.scatterRows(x, into: cache, rows: vector([4, 0, 2]))
+        try cpu.moveRows(x, from: nil, into: copy, to: [4, 0, 2])
+        XCTAssertEqual(try cpu.floats(cache), try cpu.floats(copy))
+
+        let shape = DecodeAttentionShape(queryHeads: 2, keyValueHeads: 2, headDimension: 4)
+        let attended = try cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 2, 3, 1, 4, 3]), shape: shape)
+        let reference = try cpu.decodeAttention(query: x, keys: cache, values: copy, starts: [0, 2, 3], lengths: [1, 4, 3], shape: shape)
+        XCTAssertEqual(try cpu.floats(attended), try cpu.floats(reference))
+
+        let target = try vector([0, 0, 0])
+        try cpu.write([7, -1, 9], into: target)
+        XCTAssertEqual(try cpu.int32s(target), [7, -1, 9])
+
+        let refusals: [(String, () throws -> Void)] = [
+            ("rows must be int32 [3]", { try self.cpu.scatterRows(x, into: cache, rows: vector([4, 0])) }),
+            ("a row index outside its tensor", { try self.cpu.scatterRows(x, into: cache, rows: vector([4, 0, 6])) }),
+            ("ranges must be int32 [6]", { _ = try self.cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 1]), shape: shape) }),
+            ("inside the 6 rows of the cache", {
+                _ = try self.cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 2, 5, 1, 4, 3]), shape: shape)
+            }),
+            ("positions must be int32 [3]", {
+                _ = try self.cpu.rotaryEmbedding(x, positions: random([3]), headDimension: 4, base: 100, positionLimit: 12)
+            }),
+            ("a position outside 0 ..< 11", {
+                _ = try self.cpu.rotaryEmbedding(x, positions: vector([5, 0, 11]), headDimension: 4, base: 100, positionLimit: 11)
+            }),
+            ("do not fill", { try self.cpu.write([1, 2], into: target) }),
+        ]
+        for (message, call) in refusals {
+            XCTAssertThrowsError(try call(), message) { XCTAssertTrue("\($0)".contains(message), "\($0)") }
+        }
+    }
 }

@@ -19,7 +19,7 @@ final class ServerTests: XCTestCase {
         family: .gpt, vocabularySize: 257, contextLength: 64, layers: 2, hiddenSize: 32, heads: 4, intermediateSize: 64)
 
     /// A small SLoPe model with merged adapters, as `slope serve` runs one.
-    static func model() throws -> TransformerModel {
+    static func model(_ configuration: ModelConfiguration = configuration) throws -> TransformerModel {
         let model = try TransformerModel(configuration: configuration, backend: CPUBackend(), seed: 11)
         try model.convertToSLoPe()
         _ = try model.attachAdapters(rank: 4, seed: 2)
@@ -106,17 +106,24 @@ final class ServerTests: XCTestCase {
     }
 
     func testSchedulerRefusesWhatItCannotTake() throws {
-        let scheduler = try CompletionScheduler(limits: .init(slots: 1, contextLength: 16, queueLimit: 0)) { try Self.model() }
+        // A context long enough that the first job runs for thousands of steps (tenths of a second) while the
+        // refusals below are asked for.
+        let long = { () -> ModelConfiguration in
+            var configuration = Self.configuration
+            configuration.contextLength = 4096
+            return configuration
+        }()
+        let scheduler = try CompletionScheduler(limits: .init(slots: 1, contextLength: 4096, queueLimit: 0)) { try Self.model(long) }
         defer { scheduler.shutdown() }
         let sampler = try TokenSampler(temperature: 0)
         // One slot, no queue: a second job while the first runs is refused.
-        let running = try scheduler.submit(CompletionJob(prompt: [1], maxTokens: 15, sampler: sampler))
+        let running = try scheduler.submit(CompletionJob(prompt: [1], maxTokens: 4000, sampler: sampler))
         defer { running.cancel() }
         XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: [], maxTokens: 1, sampler: sampler))) {
             XCTAssertEqual($0 as? CompletionScheduler.Failure, .emptyPrompt)
         }
-        XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: Array(repeating: 1, count: 16), maxTokens: 1, sampler: sampler))) {
-            XCTAssertEqual($0 as? CompletionScheduler.Failure, .promptTooLong(tokens: 16, limit: 16))
+        XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: Array(repeating: 1, count: 4096), maxTokens: 1, sampler: sampler))) {
+            XCTAssertEqual($0 as? CompletionScheduler.Failure, .promptTooLong(tokens: 4096, limit: 4096))
         }
         XCTAssertThrowsError(try scheduler.submit(CompletionJob(prompt: [2], maxTokens: 1, sampler: sampler))) {
             XCTAssertEqual($0 as? CompletionScheduler.Failure, .queueFull(waiting: 0))

@@ -18,6 +18,8 @@ typedef struct CUstream_st *CUstream;
 typedef struct CUevent_st *CUevent;
 typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphExec_st *CUgraphExec;
 
 enum {
     SLOPE_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
@@ -27,6 +29,8 @@ enum {
     SLOPE_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97,
     SLOPE_CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3,
     SLOPE_CU_FUNC_ATTRIBUTE_NUM_REGS = 4,
+    // CUstreamCaptureMode: relaxed lets other threads (and this one) call cuMemAlloc while a stream records.
+    SLOPE_CU_STREAM_CAPTURE_MODE_RELAXED = 2,
 };
 
 typedef CUresult (*slope_cuInit_fn)(unsigned int flags);
@@ -64,6 +68,12 @@ typedef CUresult (*slope_cuModuleGetFunction_fn)(CUfunction *function, CUmodule 
 typedef CUresult (*slope_cuModuleUnload_fn)(CUmodule module);
 typedef CUresult (*slope_cuFuncSetAttribute_fn)(CUfunction function, int attribute, int value);
 typedef CUresult (*slope_cuFuncGetAttribute_fn)(int *value, int attribute, CUfunction function);
+typedef CUresult (*slope_cuStreamBeginCapture_fn)(CUstream stream, int mode);
+typedef CUresult (*slope_cuStreamEndCapture_fn)(CUstream stream, CUgraph *graph);
+typedef CUresult (*slope_cuGraphInstantiateWithFlags_fn)(CUgraphExec *exec, CUgraph graph, unsigned long long flags);
+typedef CUresult (*slope_cuGraphLaunch_fn)(CUgraphExec exec, CUstream stream);
+typedef CUresult (*slope_cuGraphExecDestroy_fn)(CUgraphExec exec);
+typedef CUresult (*slope_cuGraphDestroy_fn)(CUgraph graph);
 typedef CUresult (*slope_cuLaunchKernel_fn)(
     CUfunction function, unsigned int gridX, unsigned int gridY, unsigned int gridZ,
     unsigned int blockX, unsigned int blockY, unsigned int blockZ, unsigned int sharedBytes,

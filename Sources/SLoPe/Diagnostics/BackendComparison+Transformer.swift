@@ -29,6 +29,22 @@ extension BackendComparison {
             let layout = RotaryLayout(sequenceLength: 3, positionOffset: 5000, headDimension: 64, base: 500_000)
             return [try backend.rotaryEmbedding(self.pick(late, on), layout: layout, inverse: false)]
         }
+        // A decode step's ops reading their indices from the device (what a recorded step replays).
+        let (stepRows, cacheKeys, cacheValues) = (try random([3, 2 * 64], dtype), try random([40, 64], dtype), try random([40, 64], dtype))
+        check("decode-step ops on device indices: rotaryEmbedding, scatterRows, decodeAttention", dtype, &results) { backend, on in
+            let positions = try backend.tensor([9, 0, 4097] as [Int32], shape: [3])
+            let rotated = try backend.rotaryEmbedding(self.pick(stepRows, on), positions: positions, headDimension: 64, base: 10_000, positionLimit: 5000)
+            let (keys, values) = (try backend.zeros([40, 64], dtype: dtype), try backend.zeros([40, 64], dtype: dtype))
+            try backend.copy(self.pick(cacheKeys, on), into: keys)
+            try backend.copy(self.pick(cacheValues, on), into: values)
+            let newRows = try backend.matmul(rotated, backend.tensor([Float](repeating: 0.05, count: 128 * 64), shape: [128, 64], dtype: dtype))
+            let rows = try backend.tensor([12, 39, 0] as [Int32], shape: [3])
+            try backend.scatterRows(newRows, into: keys, rows: rows)
+            try backend.scatterRows(newRows, into: values, rows: rows)
+            let ranges = try backend.tensor([3, 20, 0, 10, 20, 1] as [Int32], shape: [6])
+            let shape = DecodeAttentionShape(queryHeads: 2, keyValueHeads: 1, headDimension: 64)
+            return [rotated, keys, values, try backend.decodeAttention(query: rotated, keys: keys, values: values, ranges: ranges, shape: shape)]
+        }
         let (gate, up, dh) = (try random([37, 100], dtype, std: 2), try random([37, 100], dtype), try random([37, 100], dtype))
         for kind in [Activation.silu, .gelu] {
             check("gatedActivation \(kind) forward + backward", dtype, &results) { backend, on in
@@ -168,6 +184,29 @@ extension BackendComparison {
                     defer { next += count }
                     return try model.nextTokenLogits(tokens: Array(ids[next..<(next + count)]), segments: segments, cache: cache)
                 }
+            }
+            // Decode steps past the first of each batch size replay a recording (a CUDA graph on the GPU): every step's
+            // logits, taken before the next step overwrites them, against the CPU's op-by-op steps.
+            let steps: [[Int]] = [[0, 1, 2], [0, 1, 2], [2, 0, 1], [0, 1, 2], [0, 2], [0, 2], [2, 0], [0, 1, 2]]
+            check("model \(name) SLoPe merged: recorded decode steps (batch 3 and 2, slots reordered)", dtype, &results,
+                  labels: steps.indices.map { "step \($0 + 1)" }) { backend, on in
+                let model = try TransformerModel(configuration: configuration, dtype: dtype, backend: backend, seed: 5)
+                try model.convertToSLoPe()
+                _ = try model.attachAdapters(rank: 8, seed: 2)
+                try model.mergeForInference()
+                let cache = try KeyValueCache(model: model, slots: 3, capacity: 48)
+                _ = try model.nextTokenLogits(tokens: Array(ids[0..<12]), segments: (0..<3).map { .init(slot: $0, count: 4) }, cache: cache)
+                let outputs = try steps.enumerated().map { step, slots in
+                    let logits = try model.nextTokenLogits(
+                        tokens: slots.map { ids[12 + 3 * step + $0] }, segments: slots.map { .init(slot: $0, count: 1) }, cache: cache)
+                    let kept = try backend.zeros(logits.shape, dtype: logits.dtype)
+                    try backend.copy(logits, into: kept)
+                    return kept
+                }
+                if on, backend.device != .cpu, let reason = cache.unrecordedReason {
+                    throw TensorError.invalidArgument(operation: "recorded decode steps", reason: "the steps were not recorded: \(reason)")
+                }
+                return outputs
             }
         }
         return results

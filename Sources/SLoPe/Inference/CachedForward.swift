@@ -5,8 +5,14 @@
 extension TransformerModel {
     /// Logits `[segments.count, vocabulary]` of the token after each segment: `tokens` holds the segments' new tokens
     /// in order (a prompt, or the last token chosen), each continuing its slot of `cache`, which then holds them.
+    /// A step of one token per sequence runs as a recorded decode step (DecodeStep.swift): the tensor it returns is
+    /// overwritten by the next such step of as many sequences.
     public func nextTokenLogits(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache) throws -> Tensor {
         try cache.check(segments, tokens: tokens.count)
+        guard tokens.allSatisfy({ (0..<Int32(configuration.vocabularySize)).contains($0) }) else {
+            throw TensorError.invalidArgument(operation: "nextTokenLogits", reason: "a token id is outside the vocabulary (\(configuration.vocabularySize))")
+        }
+        if segments.allSatisfy({ $0.count == 1 }) { return try decodeStepLogits(tokens: tokens, segments: segments, cache: cache) }
         let positions = segments.flatMap { segment in (0..<segment.count).map { cache.lengths[segment.slot] + $0 } }
         var x = try embed(backend.tensor(tokens, shape: [tokens.count]), positions: positions)
         for (index, block) in blocks.enumerated() {

@@ -30,7 +30,11 @@ extension TransformerModel {
     /// prefilled together in one pass, then each step adds one token to every unfinished sequence in one pass, until
     /// each reaches its stop token, its `maxTokens` or the context length. Each sequence draws from its own sampler,
     /// so what it gets does not depend on the others. `onToken(request, token)` sees every token as it is chosen.
-    public func generate(_ requests: [GenerationRequest], onToken: (Int, Int32) -> Void = { _, _ in }) throws -> [[Int32]] {
+    /// `cache`, when given, is emptied and used instead of a new one: calls that reuse a cache reuse the decode steps
+    /// recorded over it (DecodeStep.swift).
+    public func generate(
+        _ requests: [GenerationRequest], cache reused: KeyValueCache? = nil, onToken: (Int, Int32) -> Void = { _, _ in }
+    ) throws -> [[Int32]] {
         let limit = configuration.contextLength
         for (index, request) in requests.enumerated() {
             let which = requests.count == 1 ? "the prompt" : "prompt \(index + 1)"
@@ -46,7 +50,13 @@ extension TransformerModel {
         guard !requests.isEmpty else { return [] }
         // The last token chosen never enters the cache.
         let capacity = requests.map { min(limit, $0.prompt.count + $0.maxTokens - 1) }.max()!
-        let cache = try KeyValueCache(model: self, slots: requests.count, capacity: capacity)
+        let cache = try reused ?? KeyValueCache(model: self, slots: requests.count, capacity: capacity)
+        guard cache.slots >= requests.count, cache.capacity >= capacity else {
+            throw TensorError.invalidArgument(
+                operation: "generate", reason: "the cache given holds \(cache.slots) sequences of \(cache.capacity) positions; "
+                    + "these requests need \(requests.count) of \(capacity)")
+        }
+        for slot in 0..<cache.slots { cache.reset(slot: slot) }
         var samplers = requests.map(\.sampler)
         var generated = [[Int32]](repeating: [], count: requests.count)
         var segments = requests.indices.map { KeyValueCache.Segment(slot: $0, count: requests[$0].prompt.count) }

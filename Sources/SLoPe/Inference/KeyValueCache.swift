@@ -10,6 +10,8 @@ public final class KeyValueCache {
     /// Per layer: keys and values `[slots·capacity, keyValueHeads·headDimension]`, slot s at rows `s·capacity …`.
     let keys: [Tensor]
     let values: [Tensor]
+    /// Decode steps recorded to run over this cache's tensors.
+    let recordedSteps = RecordedDecodeSteps()
 
     /// New tokens of one sequence, continuing slot `slot`: a prompt to prefill, or the last token chosen.
     public struct Segment: Sendable, Equatable {
@@ -43,6 +45,10 @@ public final class KeyValueCache {
         self.capacity = capacity
         lengths = Array(repeating: 0, count: slots)
     }
+
+    /// Why decode steps over this cache run op by op instead of replayed from a recording; nil while they are
+    /// (or may yet be) recorded.
+    public var unrecordedReason: String? { recordedSteps.unrecorded }
 
     /// Bytes the cache holds on its device.
     public var byteCount: Int { (keys + values).map(\.byteCount).reduce(0, +) }

@@ -133,10 +133,16 @@ public final class TransformerModel: Layer {
 
     /// Token embeddings, plus learned position embeddings (OPT) at `positions`, one per token.
     func embed(_ tokens: Tensor, positions: [Int]) throws -> Tensor {
-        let x = try tokenEmbedding.forward(tokens)
-        guard let positionEmbedding else { return x }
+        guard positionEmbedding != nil else { return try embed(tokens, positionIDs: nil) }
         let ids = positions.map { Int32(ModelConfiguration.positionOffset + $0) }
-        return try backend.add(x, positionEmbedding.forward(backend.tensor(ids, shape: [ids.count])))
+        return try embed(tokens, positionIDs: backend.tensor(ids, shape: [ids.count]))
+    }
+
+    /// Token embeddings, plus the learned position embeddings' rows `positionIDs` where the model has them.
+    func embed(_ tokens: Tensor, positionIDs: Tensor?) throws -> Tensor {
+        let x = try tokenEmbedding.forward(tokens)
+        guard let positionEmbedding, let positionIDs else { return x }
+        return try backend.add(x, positionEmbedding.forward(positionIDs))
     }
 
     /// Logits of normalized hidden states: the head, or the tied embedding.

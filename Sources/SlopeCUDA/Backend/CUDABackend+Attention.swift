@@ -81,6 +81,20 @@ extension CUDABackend {
         return out
     }
 
+    public func rotaryEmbedding(_ x: Tensor, positions: Tensor, headDimension d: Int, base: Float, positionLimit: Int) throws -> Tensor {
+        let heads = try OperandChecks.rotaryEmbedding(x, positions: positions, headDimension: d, base: base, positionLimit: positionLimit)
+        let rows = x.shape[0]
+        let out = try newTensor(x.shape, dtype: x.dtype)
+        // The table covers the limit up front: grown later, a recorded step would read the old one.
+        let table = try rotaryTable(headDimension: d, base: base, positions: positionLimit, module: x.dtype)
+        try launch(.attention, "rope", dtype: x.dtype, grid: elementwiseGrid(rows * heads * d / 2), [
+            .pointer(address(x, "rotaryEmbedding")), .pointer(address(out, "rotaryEmbedding")), .pointer(address(table, "rotaryEmbedding")),
+            .int64(Int64(rows)), .int64(Int64(heads)), .int64(Int64(d)), .int64(Int64(max(rows, 1))), .int64(0), .float(1),
+            .pointer(address(positions, "rotaryEmbedding")),
+        ])
+        return out
+    }
+
     /// RoPE's rotations for positions [0, positions) at this head dimension and base, computed once (in double, by
     /// `rope_table`, from the attention module already loaded for `module`'s dtype) and kept; a longer sequence or
     /// a later decoding position grows the table to the next multiple of 4096 positions.

@@ -1,3 +1,4 @@
+import CCUDA
 import SlopeCore
 
 // Generation's kernels (KernelSources.decoding): the decode step's attention over every sequence's cache rows at once,
@@ -7,12 +8,22 @@ extension CUDABackend {
         query: Tensor, keys: Tensor, values: Tensor, starts: [Int], lengths: [Int], shape s: DecodeAttentionShape
     ) throws -> Tensor {
         try OperandChecks.decodeAttention(query: query, keys: keys, values: values, starts: starts, lengths: lengths, shape: s)
+        return try launchDecodeAttention(query: query, keys: keys, values: values, ranges: indices((starts + lengths).map(Int32.init)), shape: s)
+    }
+
+    public func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape s: DecodeAttentionShape) throws -> Tensor {
+        try OperandChecks.decodeAttention(query: query, keys: keys, values: values, ranges: ranges, shape: s)
+        return try launchDecodeAttention(query: query, keys: keys, values: values, ranges: ranges, shape: s)
+    }
+
+    /// One block per (sequence, query head); `ranges` holds the starts, then the lengths.
+    private func launchDecodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape s: DecodeAttentionShape) throws -> Tensor {
         let out = try newTensor(query.shape, dtype: query.dtype)
-        let ranges = try indices((starts + lengths).map(Int32.init))
+        let sequences = query.shape[0]
         let base = try address(ranges, "decodeAttention")
-        try launch(.decoding, "decode_attention", dtype: query.dtype, grid: (starts.count, s.queryHeads, 1), block: (128, 1, 1), [
+        try launch(.decoding, "decode_attention", dtype: query.dtype, grid: (sequences, s.queryHeads, 1), block: (128, 1, 1), [
             .pointer(address(query, "decodeAttention")), .pointer(address(keys, "decodeAttention")), .pointer(address(values, "decodeAttention")),
-            .pointer(base), .pointer(base + UInt64(4 * starts.count)), .pointer(address(out, "decodeAttention")),
+            .pointer(base), .pointer(base + UInt64(4 * sequences)), .pointer(address(out, "decodeAttention")),
             .int64(Int64(s.queryHeads)), .int64(Int64(s.keyValueHeads)), .int64(Int64(s.headDimension)),
             .float(1 / Float(s.headDimension).squareRoot()),
         ])
@@ -21,18 +32,30 @@ extension CUDABackend {
 
     /// A device copy of small index values, shared with the calls that passed the same values lately.
     func indices(_ values: [Int32]) throws -> Tensor {
-        try indexUploads.value(for: values) { try tensor($0, shape: [$0.count]) }
+        try requireNotRecording("an index upload")  // (a remembered copy would be replayed with these values forever)
+        return try indexUploads.value(for: values) { try tensor($0, shape: [$0.count]) }
     }
 
     public func moveRows(_ source: Tensor, from: [Int]?, into destination: Tensor, to: [Int]?) throws {
         let (count, width) = try OperandChecks.moveRows(source, from: from, into: destination, to: to)
         guard count > 0, width > 0 else { return }
-        try touch(destination)
         let combined = ((from ?? []) + (to ?? [])).map(Int32.init)
         let base = combined.isEmpty ? 0 : try address(indices(combined), "moveRows")
+        try launchMoveRows(source, from: from == nil ? 0 : base, into: destination, to: to == nil ? 0 : base + UInt64(4 * (from?.count ?? 0)),
+                           count: count, width: width)
+    }
+
+    public func scatterRows(_ source: Tensor, into destination: Tensor, rows: Tensor) throws {
+        let (count, width) = try OperandChecks.scatterRows(source, into: destination, rows: rows)
+        guard count > 0, width > 0 else { return }
+        try launchMoveRows(source, from: 0, into: destination, to: address(rows, "scatterRows"), count: count, width: width)
+    }
+
+    /// `destination[to[r]] = source[from[r]]` for `count` rows of `width`; a NULL index array is the identity.
+    private func launchMoveRows(_ source: Tensor, from: CUdeviceptr, into destination: Tensor, to: CUdeviceptr, count: Int, width: Int) throws {
+        try touch(destination)
         try launch(.decoding, "move_rows", dtype: source.dtype, grid: elementwiseGrid(count * width), [
-            .pointer(address(source, "moveRows")), .pointer(address(destination, "moveRows")),
-            .pointer(from == nil ? 0 : base), .pointer(to == nil ? 0 : base + UInt64(4 * (from?.count ?? 0))),
+            .pointer(address(source, "moveRows")), .pointer(address(destination, "moveRows")), .pointer(from), .pointer(to),
             .int64(Int64(count)), .int64(Int64(width)),
         ])
     }

@@ -46,6 +46,10 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Uploads staged through pinned memory without waiting for the stream (`SLOPE_PINNED_UPLOADS=1`; off by default
     /// until measured on a GPU).
     let pinnedUploads: PinnedUploads?
+    /// Whether ``record(_:)`` records CUDA graphs (`SLOPE_CUDA_GRAPHS=0` turns it off: decode steps then run op by op).
+    public var recordsGraphs = true
+    /// While a graph is being recorded, the memory its ops have addressed (kept for the graph's life).
+    let recording = Mutex<[CUDAStorage]?>(nil)
     /// Loaded modules by family and dtype: the hot path of every launch, so it must not rebuild or hash
     /// the kernel source (that cost ~0.1 ms per launch and left the GPU idle between small kernels).
     private let loadedModules = Mutex<[String: CUDAModule]>([:])
@@ -56,7 +60,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         cudaDevice.profiler?.watchMemory(peakSinceMark: { [allocator] in allocator.windowPeak }, mark: { [allocator] in allocator.startPeakWindow() })
         let environment = processEnvironment([
             "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_VARIANT",
-            "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS", "SLOPE_PINNED_UPLOADS",
+            "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS", "SLOPE_PINNED_UPLOADS", "SLOPE_CUDA_GRAPHS",
         ])
         pinnedUploads = environment["SLOPE_PINNED_UPLOADS"] == "1" ? PinnedUploads(device: cudaDevice) : nil
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
@@ -65,6 +69,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         decisions = SparseGEMMDecisionStore(path: SparseGEMMDecisionStore.path(
             cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
             cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version))
+        switch environment["SLOPE_CUDA_GRAPHS"] {
+        case nil, "1"?: recordsGraphs = true
+        case "0"?: recordsGraphs = false
+        case let other?: throw TensorError.invalidArgument(operation: "SLOPE_CUDA_GRAPHS", reason: "must be 1 (record decode steps) or 0, not '\(other)'")
+        }
         sparseRoute = environment["SLOPE_SPARSE_GEMM"].flatMap { $0 == "auto" ? nil : $0 }
         switch environment["SLOPE_SPARSE_BIAS"] {
         case nil, "epilogue"?: sparseBiasEpilogue = true
@@ -136,7 +145,13 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         guard let storage = tensor.storage as? CUDAStorage, storage.device == device else {
             throw TensorError.wrongDevice(operation: operation, expected: device, actual: tensor.device)
         }
+        recording.withLock { $0?.append(storage) }  // a recorded graph keeps every address its ops use
         return storage
+    }
+
+    /// Throws when a graph is being recorded: `operation` needs the host in between, which a graph cannot replay.
+    func requireNotRecording(_ operation: String) throws {
+        if recording.withLock({ $0 != nil }) { throw CUDAError.notRecordable(operation: operation) }
     }
 
     func address(_ tensor: Tensor, _ operation: String) throws -> CUdeviceptr {
@@ -222,14 +237,21 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Copies a host tensor's bytes into a new device tensor.
     func upload(_ hostTensor: Tensor) throws -> Tensor {
         let tensor = try newTensor(hostTensor.shape, dtype: hostTensor.dtype)
-        guard tensor.byteCount > 0 else { return tensor }
-        let source = (hostTensor.storage as! HostStorage).pointer
-        try cudaDevice.makeCurrent()
-        if let pinnedUploads, try pinnedUploads.upload(source, count: tensor.byteCount, to: address(tensor, "upload")) { return tensor }
-        try cudaDevice.driver.check(
-            cudaDevice.driver.cuMemcpyHtoDAsync(try address(tensor, "upload"), source, tensor.byteCount, cudaDevice.stream), "cuMemcpyHtoDAsync")
-        try cudaDevice.synchronize()  // the host buffer may be freed as soon as we return
+        try upload((hostTensor.storage as! HostStorage).pointer, count: tensor.byteCount, into: tensor)
         return tensor
+    }
+
+    /// Copies `count` host bytes over the start of a device tensor, in stream order; the host memory may be reused
+    /// as soon as this returns.
+    func upload(_ source: UnsafeRawPointer, count: Int, into tensor: Tensor) throws {
+        guard count > 0 else { return }
+        try requireNotRecording("an upload")
+        try touch(tensor)
+        try cudaDevice.makeCurrent()
+        if let pinnedUploads, try pinnedUploads.upload(source, count: count, to: address(tensor, "upload")) { return }
+        try cudaDevice.driver.check(
+            cudaDevice.driver.cuMemcpyHtoDAsync(try address(tensor, "upload"), source, count, cudaDevice.stream), "cuMemcpyHtoDAsync")
+        try cudaDevice.synchronize()  // the host buffer may be freed as soon as we return
     }
 
     /// A host copy of a device tensor (waits for pending work). Contents recomputed for it alone (they had been
@@ -237,6 +259,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     func download(_ tensor: Tensor) throws -> Tensor {
         let hostTensor = try host.zeros(tensor.shape, dtype: tensor.dtype)
         guard tensor.byteCount > 0 else { return hostTensor }
+        try requireNotRecording("a read-back")
         let storage = try unrestoredStorage(tensor, "download")
         let wasEvicted = !storage.isResident
         try cudaDevice.makeCurrent()

@@ -10,6 +10,8 @@ public enum CUDAError: Error, Equatable, CustomStringConvertible {
     case noDevice(reason: String)
     case unsupportedDevice(name: String, computeCapability: String)
     case outOfMemory(requestedBytes: Int, heldBytes: Int, freeBytes: Int)
+    /// An op that needs the host (an upload, a read-back) ran while a CUDA graph was being recorded.
+    case notRecordable(operation: String)
 
     /// Which library's status codes a failed call returned.
     public enum StatusFamily: String, Sendable {
@@ -35,6 +37,9 @@ public enum CUDAError: Error, Equatable, CustomStringConvertible {
             return "out of GPU memory: requested \(byteCountText(requested)) while slope holds \(byteCountText(held)) and "
                 + "\(byteCountText(free)) are free; reduce the batch size or sequence length (training: or --recompute-activations, "
                 + "which keeps one block's activations at a time)"
+        case let .notRecordable(operation):
+            return "\(operation) ran while a CUDA graph was being recorded (a graph cannot hold host work); the step runs op by op "
+                + "instead. A slope bug worth reporting; SLOPE_CUDA_GRAPHS=0 skips recording"
         }
     }
 }
@@ -104,6 +109,8 @@ public enum CUDAStatus {
         709: "CUDA_ERROR_CONTEXT_IS_DESTROYED", 710: "CUDA_ERROR_ASSERT", 715: "CUDA_ERROR_ILLEGAL_INSTRUCTION",
         716: "CUDA_ERROR_MISALIGNED_ADDRESS", 719: "CUDA_ERROR_LAUNCH_FAILED", 800: "CUDA_ERROR_NOT_PERMITTED",
         801: "CUDA_ERROR_NOT_SUPPORTED", 802: "CUDA_ERROR_SYSTEM_NOT_READY", 803: "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH",
+        900: "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", 901: "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
+        906: "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT", 910: "CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE",
         999: "CUDA_ERROR_UNKNOWN",
     ]
 

@@ -40,6 +40,12 @@ struct DriverAPI: @unchecked Sendable {
     let cuFuncSetAttribute: slope_cuFuncSetAttribute_fn
     let cuFuncGetAttribute: slope_cuFuncGetAttribute_fn
     let cuLaunchKernel: slope_cuLaunchKernel_fn
+    let cuStreamBeginCapture: slope_cuStreamBeginCapture_fn
+    let cuStreamEndCapture: slope_cuStreamEndCapture_fn
+    let cuGraphInstantiateWithFlags: slope_cuGraphInstantiateWithFlags_fn
+    let cuGraphLaunch: slope_cuGraphLaunch_fn
+    let cuGraphExecDestroy: slope_cuGraphExecDestroy_fn
+    let cuGraphDestroy: slope_cuGraphDestroy_fn
 
     init(_ library: DynamicLibrary) throws {
         self.library = library
@@ -79,6 +85,12 @@ struct DriverAPI: @unchecked Sendable {
         cuFuncSetAttribute = try library.symbol("cuFuncSetAttribute")
         cuFuncGetAttribute = try library.symbol("cuFuncGetAttribute")
         cuLaunchKernel = try library.symbol("cuLaunchKernel")
+        cuStreamBeginCapture = try library.symbol(firstOf: ["cuStreamBeginCapture_v2", "cuStreamBeginCapture"])
+        cuStreamEndCapture = try library.symbol("cuStreamEndCapture")
+        cuGraphInstantiateWithFlags = try library.symbol("cuGraphInstantiateWithFlags")
+        cuGraphLaunch = try library.symbol("cuGraphLaunch")
+        cuGraphExecDestroy = try library.symbol("cuGraphExecDestroy")
+        cuGraphDestroy = try library.symbol("cuGraphDestroy")
     }
 
     /// Throws a ``CUDAError`` naming `call` unless `status` is CUDA_SUCCESS.

@@ -60,9 +60,13 @@ public final class CUDAStorage: TensorStorage, @unchecked Sendable {
         return block.address
     }
 
-    /// Gives the memory back to the allocator; only derived contents may go (they are recomputed on demand).
+    /// Recorded CUDA graphs that read or write this memory at its address: while any does, it stays put.
+    var graphHolds = 0
+
+    /// Gives the memory back to the allocator; only derived contents may go (they are recomputed on demand), and
+    /// only while no recorded graph uses the address.
     func evict() {
-        guard derivation != nil, let block else { return }
+        guard derivation != nil, graphHolds == 0, let block else { return }
         allocator.release(block)
         self.block = nil
     }

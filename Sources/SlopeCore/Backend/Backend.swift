@@ -218,6 +218,25 @@ public protocol Backend: AnyObject, Sendable {
     func mergedSparseLowRankMatmul(
         _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
     ) throws -> Tensor
+
+    // MARK: Recorded work (generation's decode step; defaults in Backend+Recording.swift)
+
+    /// `destination[rows[i]] = source[i]` for the rows of `source`, `rows` an `int32` tensor on this backend.
+    /// Index values are the caller's to keep in range: the CPU checks them, a GPU cannot without reading them back.
+    func scatterRows(_ source: Tensor, into destination: Tensor, rows: Tensor) throws
+    /// ``decodeAttention(query:keys:values:starts:lengths:shape:)`` with `ranges` an `int32 [2·S]` tensor on this
+    /// backend: the S starts, then the S lengths.
+    func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape: DecodeAttentionShape) throws -> Tensor
+    /// ``rotaryEmbedding(_:layout:inverse:)`` forward, row r at position `positions[r]` (`int32 [rows]` on this
+    /// backend), every position below `positionLimit`.
+    func rotaryEmbedding(_ x: Tensor, positions: Tensor, headDimension: Int, base: Float, positionLimit: Int) throws -> Tensor
+    /// Overwrites an `int32` tensor's elements with `values` (a recorded step's inputs, before it is replayed).
+    func write(_ values: [Int32], into tensor: Tensor) throws
+    /// `work`'s ops recorded to be replayed as one unit (a CUDA graph), without running them; nil where the backend
+    /// records nothing (the caller then runs `work` itself). Recording fails, with nothing recorded, when `work`
+    /// needs the host in between (an upload, a read-back): ops read inputs from tensors made before, rewritten by
+    /// ``write(_:into:)``, never from host arrays. See ``RecordedWork``.
+    func record(_ work: @escaping () throws -> Tensor) throws -> (any RecordedWork)?
 }
 
 /// Pointwise nonlinearities.

@@ -55,6 +55,19 @@ public enum OperandChecks {
         return (count, width)
     }
 
+    /// `scatterRows`: equal row widths and dtypes, an `int32` row index per source row (their values unchecked).
+    public static func scatterRows(_ source: Tensor, into destination: Tensor, rows: Tensor) throws -> (rows: Int, width: Int) {
+        try sameDType([source, destination], "scatterRows")
+        let count = source.shape.first ?? 0
+        guard source.rank >= 1, destination.rank >= 1, source.shape.dropFirst() == destination.shape.dropFirst(), destination.shape[0] <= Int(Int32.max) else {
+            throw TensorError.shapeMismatch(operation: "scatterRows", shapes: [source.shape, destination.shape], reason: "rows of equal widths")
+        }
+        guard rows.dtype == .int32, rows.shape == [count] else {
+            throw TensorError.invalidArgument(operation: "scatterRows", reason: "rows must be int32 [\(count)], not \(rows.dtype) \(rows.shape)")
+        }
+        return (count, source.shape.dropFirst().reduce(1, *))
+    }
+
     /// `argmaxRows`: a floating-point matrix with at least one column and column indices that fit int32.
     public static func argmaxRows(_ x: Tensor) throws -> (rows: Int, columns: Int) {
         let (rows, columns) = try x.asMatrix(operation: "argmaxRows")

@@ -189,24 +189,49 @@ extension OperandChecks {
     public static func decodeAttention(
         query: Tensor, keys: Tensor, values: Tensor, starts: [Int], lengths: [Int], shape s: DecodeAttentionShape
     ) throws {
+        try decodeAttention(query: query, keys: keys, values: values, sequences: starts.count, shape: s)
+        guard lengths.count == starts.count, zip(starts, lengths).allSatisfy({ $0 >= 0 && $1 >= 1 && $0 + $1 <= keys.shape[0] }) else {
+            throw TensorError.invalidArgument(
+                operation: "decodeAttention", reason: "every sequence needs at least one row, inside the \(keys.shape[0]) rows of the cache")
+        }
+    }
+
+    /// `decodeAttention` with its ranges on the device (`int32 [2·sequences]`): the shapes only.
+    public static func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape s: DecodeAttentionShape) throws {
+        let sequences = query.rank == 2 ? query.shape[0] : -1
+        try decodeAttention(query: query, keys: keys, values: values, sequences: sequences, shape: s)
+        guard ranges.dtype == .int32, ranges.shape == [2 * sequences] else {
+            throw TensorError.invalidArgument(
+                operation: "decodeAttention", reason: "ranges must be int32 [\(2 * sequences)] (starts, then lengths), not \(ranges.dtype) \(ranges.shape)")
+        }
+    }
+
+    private static func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, sequences: Int, shape s: DecodeAttentionShape) throws {
         let (hq, hkv, d) = (s.queryHeads, s.keyValueHeads, s.headDimension)
         guard hq > 0, hkv > 0, d > 0, d <= 256, hq % hkv == 0 else {
             throw TensorError.invalidArgument(
                 operation: "decodeAttention", reason: "need head dimension 1 … 256 and query heads (\(hq)) a multiple of key/value heads (\(hkv))")
         }
-        let sequences = starts.count
         try shape(query, [sequences, hq * d], "decodeAttention", "query")
-        guard keys.rank == 2, keys.shape[1] == hkv * d else {
-            throw TensorError.shapeMismatch(operation: "decodeAttention", shapes: [keys.shape], reason: "keys must be [rows, \(hkv * d)]")
+        guard keys.rank == 2, keys.shape[1] == hkv * d, keys.shape[0] <= Int(Int32.max) else {
+            throw TensorError.shapeMismatch(operation: "decodeAttention", shapes: [keys.shape], reason: "keys must be [rows < 2³¹, \(hkv * d)]")
         }
         try shape(values, keys.shape, "decodeAttention", "values")
         try sameDType([query, keys, values], "decodeAttention")
-        guard lengths.count == sequences, zip(starts, lengths).allSatisfy({ $0 >= 0 && $1 >= 1 && $0 + $1 <= keys.shape[0] }),
-              keys.shape[0] <= Int(Int32.max)
-        else {
-            throw TensorError.invalidArgument(
-                operation: "decodeAttention", reason: "every sequence needs at least one row, inside the \(keys.shape[0]) rows of the cache")
+    }
+
+    /// `rotaryEmbedding` at positions on the device: an even head dimension dividing the columns, `int32 [rows]`
+    /// positions, a positive limit and base > 1. Returns the heads.
+    public static func rotaryEmbedding(_ x: Tensor, positions: Tensor, headDimension d: Int, base: Float, positionLimit: Int) throws -> Int {
+        let (rows, columns) = try x.asMatrix(operation: "rotaryEmbedding")
+        guard d > 0, d % 2 == 0, columns % d == 0, base > 1, positionLimit >= 1, positionLimit <= Int(Int32.max) else {
+            throw TensorError.shapeMismatch(
+                operation: "rotaryEmbedding", shapes: [x.shape], reason: "need an even head dimension (\(d)) dividing \(columns), base > 1 and a position limit ≥ 1")
         }
+        guard positions.dtype == .int32, positions.shape == [rows] else {
+            throw TensorError.invalidArgument(operation: "rotaryEmbedding", reason: "positions must be int32 [\(rows)], not \(positions.dtype) \(positions.shape)")
+        }
+        return columns / d
     }
 
     public static func attentionBackward(

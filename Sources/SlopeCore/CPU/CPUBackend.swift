@@ -5,7 +5,17 @@ import CSlopeCPU
 /// It is the numerical reference the CUDA backend is checked against, and runs everything on machines
 /// without a GPU. Float32/16/bf16 compute in Float, float64 in Double.
 public final class CPUBackend: Backend {
-    public init() {}
+    /// Whether ``record(_:)`` gives work back to be replayed by running it again (tests of the code that records
+    /// decode steps); otherwise it records nothing, and callers run their work as it comes.
+    public let recordsWork: Bool
+
+    public init(recordsWork: Bool = false) {
+        self.recordsWork = recordsWork
+    }
+
+    public func record(_ work: @escaping () throws -> Tensor) throws -> (any RecordedWork)? {
+        recordsWork ? ClosureReplay(work) : nil
+    }
 
     public var device: Device { .cpu }
 

@@ -1,0 +1,125 @@
+/// Generation's decode step — one new token for each of several sequences — run from inputs already on the device,
+/// so that it can be recorded once per batch size and then replayed (``Backend/record(_:)``, a CUDA graph on the
+/// GPU): the host issues one launch per step instead of several hundred, and a step's time is the GPU's.
+///
+/// The first step of a batch size runs as it comes (it compiles kernels and times GEMM routes, which a recording
+/// cannot hold); the second is recorded and every later one replays it, its inputs rewritten in place.
+extension TransformerModel {
+    /// Logits `[segments.count, vocabulary]` after one token for each of `segments` (all of count 1); `tokens` in
+    /// segment order. A replayed step returns the same tensor each time: read it before the next step.
+    func decodeStepLogits(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache) throws -> Tensor {
+        let values = DecodeStepValues(tokens: tokens, segments: segments, cache: cache, learnedPositions: positionEmbedding != nil)
+        let steps = cache.recordedSteps, batch = segments.count
+        defer { cache.advance(segments) }
+        if let step = steps.steps[batch] {
+            try values.write(into: step.inputs, backend: backend)
+            return try step.work.replay()
+        }
+        let inputs = try values.upload(to: backend)
+        guard steps.unrecorded == nil, steps.warmed.contains(batch) else {
+            steps.warmed.insert(batch)
+            return try decodeStepLogits(inputs, cache: cache)
+        }
+        let work: (any RecordedWork)?
+        do {
+            work = try backend.record { [unowned self, unowned cache] in try self.decodeStepLogits(inputs, cache: cache) }
+        } catch {
+            steps.unrecorded = "recording failed: \(error)"
+            return try decodeStepLogits(inputs, cache: cache)
+        }
+        guard let work else {
+            steps.unrecorded = "\(backend.device) records no work"
+            return try decodeStepLogits(inputs, cache: cache)
+        }
+        steps.steps[batch] = (inputs, work)
+        return try work.replay()
+    }
+
+    /// The step's ops, reading nothing from the host: embeddings, every block over the cache, the logits.
+    func decodeStepLogits(_ inputs: DecodeStepInputs, cache: KeyValueCache) throws -> Tensor {
+        var x = try embed(inputs.tokens, positionIDs: inputs.positionIDs)
+        for (index, block) in blocks.enumerated() {
+            x = try block.run(x) { try block.attention.decode($0, inputs: inputs, cache: cache, layer: index) }
+        }
+        return try project(finalNorm.forward(x))
+    }
+}
+
+extension SelfAttention {
+    /// One row per sequence: its new key and value written to the cache's `layer` at `inputs.cacheRows`, then its
+    /// query attending over its cached rows (`inputs.ranges`).
+    func decode(_ x: Tensor, inputs: DecodeStepInputs, cache: KeyValueCache, layer: Int) throws -> Tensor {
+        var q = try query.forward(x), k = try key.forward(x)
+        let v = try value.forward(x)
+        if let ropeBase {
+            func rotate(_ t: Tensor) throws -> Tensor {
+                try backend.rotaryEmbedding(t, positions: inputs.positions, headDimension: headDimension, base: ropeBase, positionLimit: cache.capacity)
+            }
+            (q, k) = (try rotate(q), try rotate(k))
+        }
+        try backend.scatterRows(k, into: cache.keys[layer], rows: inputs.cacheRows)
+        try backend.scatterRows(v, into: cache.values[layer], rows: inputs.cacheRows)
+        let shape = DecodeAttentionShape(queryHeads: heads, keyValueHeads: keyValueHeads, headDimension: headDimension)
+        return try output.forward(backend.decodeAttention(
+            query: q, keys: cache.keys[layer], values: cache.values[layer], ranges: inputs.ranges, shape: shape))
+    }
+}
+
+/// A decode step's inputs on the device (`int32`, one per sequence unless said).
+struct DecodeStepInputs {
+    let tokens: Tensor
+    /// Each sequence's position: where its new token sits in its slot.
+    let positions: Tensor
+    /// Learned position embeddings' rows (the position plus OPT's offset); nil without learned positions.
+    let positionIDs: Tensor?
+    /// The cache row each new key and value goes to.
+    let cacheRows: Tensor
+    /// `[2·sequences]`: each sequence's first cache row, then its length with the new token.
+    let ranges: Tensor
+}
+
+/// The host-side values of ``DecodeStepInputs`` for one step.
+struct DecodeStepValues: Equatable {
+    var tokens: [Int32]
+    var positions: [Int32]
+    var positionIDs: [Int32]?
+    var cacheRows: [Int32]
+    var ranges: [Int32]
+
+    init(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache, learnedPositions: Bool) {
+        let lengths = segments.map { cache.lengths[$0.slot] }
+        self.tokens = tokens
+        positions = lengths.map { Int32($0) }
+        positionIDs = learnedPositions ? lengths.map { Int32(ModelConfiguration.positionOffset + $0) } : nil
+        cacheRows = zip(segments, lengths).map { Int32(cache.row(slot: $0.slot, position: $1)) }
+        ranges = segments.map { Int32(cache.row(slot: $0.slot, position: 0)) } + lengths.map { Int32($0 + 1) }
+    }
+
+    /// New tensors holding these values.
+    func upload(to backend: any Backend) throws -> DecodeStepInputs {
+        func vector(_ values: [Int32]) throws -> Tensor { try backend.tensor(values, shape: [values.count]) }
+        return DecodeStepInputs(
+            tokens: try vector(tokens), positions: try vector(positions), positionIDs: try positionIDs.map(vector),
+            cacheRows: try vector(cacheRows), ranges: try vector(ranges))
+    }
+
+    /// These values written over a recorded step's inputs.
+    func write(into inputs: DecodeStepInputs, backend: any Backend) throws {
+        try backend.write(tokens, into: inputs.tokens)
+        try backend.write(positions, into: inputs.positions)
+        if let positionIDs, let target = inputs.positionIDs { try backend.write(positionIDs, into: target) }
+        try backend.write(cacheRows, into: inputs.cacheRows)
+        try backend.write(ranges, into: inputs.ranges)
+    }
+}
+
+/// The decode steps a ``KeyValueCache`` has recorded, by batch size; they write into its tensors, so they live and
+/// die with it.
+final class RecordedDecodeSteps {
+    var steps: [Int: (inputs: DecodeStepInputs, work: any RecordedWork)] = [:]
+    /// Batch sizes that have run once as they came.
+    var warmed: Set<Int> = []
+    /// Why steps run as they come instead of recorded (the backend records nothing, or recording failed); nil while
+    /// they may be recorded.
+    var unrecorded: String?
+}
