@@ -11,16 +11,31 @@ extension CUDABackend {
         return values
     }
 
+    /// Checks ids like ``checkedIDs(_:rows:ignoreIndex:_:)``, from the range of the values uploaded into them when
+    /// that is known (``CUDAStorage/uploadedRange``): no read-back, which would wait for the stream (and which a
+    /// recorded decode step cannot hold).
+    private func checkIDs(_ ids: Tensor, rows: Int, _ operation: String) throws {
+        try OperandChecks.dtype(ids, .int32, operation)
+        guard let range = try unrestoredStorage(ids, operation).uploadedRange else {
+            _ = try checkedIDs(ids, rows: rows, ignoreIndex: nil, operation)
+            return
+        }
+        guard range.lowerBound >= 0, Int(range.upperBound) < rows else {
+            throw TensorError.invalidArgument(
+                operation: operation, reason: "an id in \(range.lowerBound)...\(range.upperBound) is outside 0..<\(rows)")
+        }
+    }
+
     public func embedding(_ table: Tensor, ids: Tensor) throws -> Tensor {
         guard table.rank == 2 else {
             throw TensorError.shapeMismatch(operation: "embedding", shapes: [table.shape], reason: "table must be [V, C]")
         }
         let columns = table.shape[1]
-        _ = try checkedIDs(ids, rows: table.shape[0], ignoreIndex: nil, "embedding")
+        try checkIDs(ids, rows: table.shape[0], "embedding")
         let out = try newTensor(ids.shape + [columns], dtype: table.dtype)
         try launch(.loss, "embedding_forward", dtype: table.dtype, grid: elementwiseGrid(ids.count * columns), [
             .pointer(address(table, "embedding")), .pointer(address(ids, "embedding")), .pointer(address(out, "embedding")),
-            .int64(Int64(ids.count)), .int64(Int64(columns)),
+            .int64(Int64(ids.count)), .int64(Int64(columns)), .int64(Int64(table.shape[0])),
         ])
         return out
     }

@@ -45,5 +45,6 @@ extension CUDABackend {
             guard let base = bytes.baseAddress else { return }
             try upload(base, count: bytes.count, into: tensor)
         }
+        try unrestoredStorage(tensor, "write").uploadedRange = values.min().map { $0...values.max()! }
     }
 }

@@ -213,6 +213,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         if !storage.isResident { try restore(storage) }  // (a partial write must land on the current contents)
         storage.generation &+= 1
         storage.derivation = nil
+        storage.uploadedRange = nil
     }
 
     // MARK: Memory and transfers
@@ -287,7 +288,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     public func tensor(_ values: [Int32], shape: [Int]) throws -> Tensor {
-        try upload(host.tensor(values, shape: shape))
+        let tensor = try upload(host.tensor(values, shape: shape))
+        try unrestoredStorage(tensor, "tensor").uploadedRange = values.min().map { $0...values.max()! }
+        return tensor
     }
 
     public func tensor(_ values: [UInt8], shape: [Int]) throws -> Tensor {

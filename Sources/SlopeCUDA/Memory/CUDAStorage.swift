@@ -22,6 +22,9 @@ public final class CUDAStorage: TensorStorage, @unchecked Sendable {
     /// Bumped by every op that writes into existing memory, so caches derived from the contents
     /// (cuSPARSELt's compressed copy of a weight) know when to rebuild.
     var generation: UInt64 = 0
+    /// The smallest and largest of the int32 values last uploaded into this memory from the host, while nothing has
+    /// written it since: ids checked against it need no read-back.
+    var uploadedRange: ClosedRange<Int32>?
     /// A cache derived from this memory's contents, dropped with it.
     var derived: AnyObject?
     /// How to recompute the contents, when they are a function of other tensors; nil when they are primary.

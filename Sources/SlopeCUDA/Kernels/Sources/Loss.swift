@@ -3,10 +3,12 @@ extension KernelSources {
     static let loss = #"""
     // out[i, c] = table[ids[i], c]; table [vocab, cols], ids [n] int32 (validated on the host), out [n, cols];
     // 1-D grid over n·cols.
-    extern "C" __global__ void embedding_forward(const T* table, const int* ids, T* out, long long n, long long cols) {
+    // An id outside the table (which the host checks wherever it can) gives a row of zeros, never a stray read.
+    extern "C" __global__ void embedding_forward(const T* table, const int* ids, T* out, long long n, long long cols, long long rows) {
         GRID_STRIDE(e, n * cols) {
             i64 i = e / cols, c = e - i * cols;
-            out[e] = table[(i64)ids[i] * cols + c];
+            i64 id = ids[i];
+            out[e] = id >= 0 && id < rows ? table[id * cols + c] : from_float<T>(0.0f);
         }
     }
 
