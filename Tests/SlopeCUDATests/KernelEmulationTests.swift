@@ -434,22 +434,23 @@ final class KernelEmulationTests: XCTestCase {
         try Self.assertClose(Self.bf16(gradient), try cpu.floats(reference), tolerance: 1e-2, "logit gradients")
     }
 
-    /// The decode step's attention: every sequence's one query over its own cache rows (lengths 1 to several warps'
-    /// worth, grouped-query heads, head dimensions 80 and 128 — lanes with 3 and 4 elements), and the row moves that
+    /// The decode step's attention: every sequence's one query over its own cache rows (lengths 1 to past a round of
+    /// every warp's keys, grouped-query heads, head dimensions 80 and 128 — lanes with 3 and 4 elements), and the row moves that
     /// fill the cache, match the CPU backend.
     func testDecodeAttentionAndRowMovesMatchTheCPUBackend() throws {
         let cpu = CPUBackend()
         let module = try EmulatedModule(family: .decoding, dtype: .bfloat16, kernels: ["decode_attention": 10, "move_rows": 6])
         for (hq, hkv, d) in [(4, 2, 80), (2, 2, 128)] {
             var generator = SeededGenerator(seed: UInt64(d))
-            let rows = 40
+            let rows = 90
             let keys = try cpu.randomNormal([rows, hkv * d], dtype: .bfloat16, using: &generator)
             let values = try cpu.randomNormal([rows, hkv * d], dtype: .bfloat16, using: &generator)
-            let (starts, lengths) = ([0, 10, 13, 30], [1, 3, 17, 10])
+            // Lengths within one warp's group of keys, across warps, and past one round of every warp's group (32 keys).
+            let (starts, lengths) = ([0, 10, 13, 30], [1, 3, 17, 59])
             let query = try cpu.randomNormal([starts.count, hq * d], dtype: .bfloat16, using: &generator)
             let shape = DecodeAttentionShape(queryHeads: hq, keyValueHeads: hkv, headDimension: d)
             let expected = try cpu.floats(cpu.decodeAttention(query: query, keys: keys, values: values, starts: starts, lengths: lengths, shape: shape))
-            let out = try module.launch("decode_attention", grid: (starts.count, hq, 1), block: 128, [
+            let out = try module.launch("decode_attention", grid: (starts.count, hq, 1), block: 256, [
                 .input(try Self.raw(query, cpu)), .input(try Self.raw(keys, cpu)), .input(try Self.raw(values, cpu)),
                 .inputArray(starts.map(Int32.init)), .inputArray(lengths.map(Int32.init)), .output(bytes: query.byteCount),
                 .int64(hq), .int64(hkv), .int64(d), .float(1 / Float(d).squareRoot()),

@@ -16,12 +16,13 @@ extension CUDABackend {
         return try launchDecodeAttention(query: query, keys: keys, values: values, ranges: ranges, shape: s)
     }
 
-    /// One block per (sequence, query head); `ranges` holds the starts, then the lengths.
+    /// One block of 256 threads (DECODE_WARPS warps) per (sequence, query head); `ranges` holds the starts, then the
+    /// lengths.
     private func launchDecodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape s: DecodeAttentionShape) throws -> Tensor {
         let out = try newTensor(query.shape, dtype: query.dtype)
         let sequences = query.shape[0]
         let base = try address(ranges, "decodeAttention")
-        try launch(.decoding, "decode_attention", dtype: query.dtype, grid: (sequences, s.queryHeads, 1), block: (128, 1, 1), [
+        try launch(.decoding, "decode_attention", dtype: query.dtype, grid: (sequences, s.queryHeads, 1), block: (256, 1, 1), [
             .pointer(address(query, "decodeAttention")), .pointer(address(keys, "decodeAttention")), .pointer(address(values, "decodeAttention")),
             .pointer(base), .pointer(base + UInt64(4 * sequences)), .pointer(address(out, "decodeAttention")),
             .int64(Int64(s.queryHeads)), .int64(Int64(s.keyValueHeads)), .int64(Int64(s.headDimension)),

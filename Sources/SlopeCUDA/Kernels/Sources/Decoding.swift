@@ -4,9 +4,12 @@ extension KernelSources {
     static let decoding = #"""
     // out [S, hq·d] = softmax(q·Kᵀ·scale)·V for each sequence s over its cached rows starts[s] … starts[s] + lengths[s] − 1
     // of keys / values [rows, hkv·d] (every one visible: the query is the newest position); q [S, hq·d], grouped-query
-    // heads sharing key head h / (hq / hkv). Grid (S, hq), 128 threads: each warp takes every 4th key with an online
-    // softmax in registers (lanes split d, at most 8 elements each: d ≤ 256), then the four warps are merged.
-    #define DECODE_WARPS 4
+    // heads sharing key head h / (hq / hkv). Grid (S, hq), 256 threads: each warp takes DECODE_KEYS consecutive keys at
+    // a time (their rows loaded together, so the loads' latencies overlap instead of adding up key after key), every
+    // DECODE_WARPS·DECODE_KEYS-th group, with an online softmax in registers (lanes split d, at most 8 elements each:
+    // d ≤ 256); then the warps are merged.
+    #define DECODE_WARPS 8
+    #define DECODE_KEYS 4
     #define DECODE_ELEMENTS 8
     extern "C" __global__ void decode_attention(const T* q, const T* keys, const T* values, const int* starts, const int* lengths,
                                                 T* out, long long hq, long long hkv, long long d, float scale) {
@@ -24,22 +27,43 @@ extension KernelSources {
         }
         float m = neg_inf(), l = 0.0f;
         i64 first = starts[s], count = lengths[s], stride = hkv * d;
-        for (i64 j = warp; j < count; j += DECODE_WARPS) {
-            const T* kr = keys + (first + j) * stride + kh * d;
-            float dot = 0.0f;
+        for (i64 base = warp * DECODE_KEYS; base < count; base += DECODE_WARPS * DECODE_KEYS) {
+            float dots[DECODE_KEYS];
             #pragma unroll
-            for (int e = 0; e < DECODE_ELEMENTS; ++e) {
-                i64 c = lane + 32 * e;
-                if (c < d) dot += qv[e] * to_float(kr[c]);
+            for (int k = 0; k < DECODE_KEYS; ++k) {
+                float dot = 0.0f;
+                if (base + k < count) {
+                    const T* kr = keys + (first + base + k) * stride + kh * d;
+                    #pragma unroll
+                    for (int e = 0; e < DECODE_ELEMENTS; ++e) {
+                        i64 c = lane + 32 * e;
+                        if (c < d) dot += qv[e] * to_float(kr[c]);
+                    }
+                }
+                dots[k] = dot;
             }
-            float x = warp_sum(dot);
-            float next = fmaxf(m, x), correction = __expf(m - next), p = __expf(x - next);
-            l = l * correction + p;
-            const T* vr = values + (first + j) * stride + kh * d;
+            float next = m;
             #pragma unroll
-            for (int e = 0; e < DECODE_ELEMENTS; ++e) {
-                i64 c = lane + 32 * e;
-                acc[e] = acc[e] * correction + (c < d ? p * to_float(vr[c]) : 0.0f);
+            for (int k = 0; k < DECODE_KEYS; ++k) {
+                dots[k] = warp_sum(dots[k]);
+                if (base + k < count) next = fmaxf(next, dots[k]);
+            }
+            float correction = __expf(m - next);
+            l *= correction;
+            #pragma unroll
+            for (int e = 0; e < DECODE_ELEMENTS; ++e) acc[e] *= correction;
+            #pragma unroll
+            for (int k = 0; k < DECODE_KEYS; ++k) {
+                if (base + k < count) {
+                    float p = __expf(dots[k] - next);
+                    l += p;
+                    const T* vr = values + (first + base + k) * stride + kh * d;
+                    #pragma unroll
+                    for (int e = 0; e < DECODE_ELEMENTS; ++e) {
+                        i64 c = lane + 32 * e;
+                        if (c < d) acc[e] += p * to_float(vr[c]);
+                    }
+                }
             }
             m = next;
         }
