@@ -82,7 +82,7 @@ final class DecodingOpTests: XCTestCase {
         XCTAssertEqual(try cpu.floats(cache), try cpu.floats(copy))
 
         let shape = DecodeAttentionShape(queryHeads: 2, keyValueHeads: 2, headDimension: 4)
-        let attended = try cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 2, 3, 1, 4, 3]), shape: shape)
+        let attended = try cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 2, 3, 1, 4, 3]), maxLength: 4, shape: shape)
         let reference = try cpu.decodeAttention(query: x, keys: cache, values: copy, starts: [0, 2, 3], lengths: [1, 4, 3], shape: shape)
         XCTAssertEqual(try cpu.floats(attended), try cpu.floats(reference))
 
@@ -93,9 +93,14 @@ final class DecodingOpTests: XCTestCase {
         let refusals: [(String, () throws -> Void)] = [
             ("rows must be int32 [3]", { try self.cpu.scatterRows(x, into: cache, rows: vector([4, 0])) }),
             ("a row index outside its tensor", { try self.cpu.scatterRows(x, into: cache, rows: vector([4, 0, 6])) }),
-            ("ranges must be int32 [6]", { _ = try self.cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 1]), shape: shape) }),
+            ("ranges must be int32 [6]", {
+                _ = try self.cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 1]), maxLength: 4, shape: shape)
+            }),
             ("inside the 6 rows of the cache", {
-                _ = try self.cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 2, 5, 1, 4, 3]), shape: shape)
+                _ = try self.cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 2, 5, 1, 4, 3]), maxLength: 4, shape: shape)
+            }),
+            ("a length exceeds the maximum of 3", {
+                _ = try self.cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 2, 3, 1, 4, 3]), maxLength: 3, shape: shape)
             }),
             ("positions must be int32 [3]", {
                 _ = try self.cpu.rotaryEmbedding(x, positions: random([3]), headDimension: 4, base: 100, positionLimit: 12)

@@ -43,7 +43,7 @@ extension BackendComparison {
             try backend.scatterRows(newRows, into: values, rows: rows)
             let ranges = try backend.tensor([3, 20, 0, 10, 20, 1] as [Int32], shape: [6])
             let shape = DecodeAttentionShape(queryHeads: 2, keyValueHeads: 1, headDimension: 64)
-            return [rotated, keys, values, try backend.decodeAttention(query: rotated, keys: keys, values: values, ranges: ranges, shape: shape)]
+            return [rotated, keys, values, try backend.decodeAttention(query: rotated, keys: keys, values: values, ranges: ranges, maxLength: 20, shape: shape)]
         }
         let (gate, up, dh) = (try random([37, 100], dtype, std: 2), try random([37, 100], dtype), try random([37, 100], dtype))
         for kind in [Activation.silu, .gelu] {

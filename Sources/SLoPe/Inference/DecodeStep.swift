@@ -61,7 +61,7 @@ extension SelfAttention {
         try backend.scatterRows(v, into: cache.values[layer], rows: inputs.cacheRows)
         let shape = DecodeAttentionShape(queryHeads: heads, keyValueHeads: keyValueHeads, headDimension: headDimension)
         return try output.forward(backend.decodeAttention(
-            query: q, keys: cache.keys[layer], values: cache.values[layer], ranges: inputs.ranges, shape: shape))
+            query: q, keys: cache.keys[layer], values: cache.values[layer], ranges: inputs.ranges, maxLength: cache.capacity, shape: shape))
     }
 }
 

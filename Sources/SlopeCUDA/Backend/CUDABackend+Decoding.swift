@@ -8,26 +8,42 @@ extension CUDABackend {
         query: Tensor, keys: Tensor, values: Tensor, starts: [Int], lengths: [Int], shape s: DecodeAttentionShape
     ) throws -> Tensor {
         try OperandChecks.decodeAttention(query: query, keys: keys, values: values, starts: starts, lengths: lengths, shape: s)
-        return try launchDecodeAttention(query: query, keys: keys, values: values, ranges: indices((starts + lengths).map(Int32.init)), shape: s)
+        let ranges = try indices((starts + lengths).map(Int32.init))
+        return try launchDecodeAttention(query: query, keys: keys, values: values, ranges: ranges, maxLength: lengths.max() ?? 1, shape: s)
     }
 
-    public func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape s: DecodeAttentionShape) throws -> Tensor {
-        try OperandChecks.decodeAttention(query: query, keys: keys, values: values, ranges: ranges, shape: s)
-        return try launchDecodeAttention(query: query, keys: keys, values: values, ranges: ranges, shape: s)
+    public func decodeAttention(
+        query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, maxLength: Int, shape s: DecodeAttentionShape
+    ) throws -> Tensor {
+        try OperandChecks.decodeAttention(query: query, keys: keys, values: values, ranges: ranges, maxLength: maxLength, shape: s)
+        return try launchDecodeAttention(query: query, keys: keys, values: values, ranges: ranges, maxLength: maxLength, shape: s)
     }
 
-    /// One block of 256 threads (DECODE_WARPS warps) per (sequence, query head); `ranges` holds the starts, then the
-    /// lengths.
-    private func launchDecodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape s: DecodeAttentionShape) throws -> Tensor {
+    /// Blocks of 256 threads (DECODE_WARPS warps) per (sequence, query head, split of its keys); `ranges` holds the
+    /// starts, then the lengths. Split, the chunks' partial softmaxes go through a float32 scratch to the combine.
+    private func launchDecodeAttention(
+        query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, maxLength: Int, shape s: DecodeAttentionShape
+    ) throws -> Tensor {
         let out = try newTensor(query.shape, dtype: query.dtype)
         let sequences = query.shape[0]
+        guard sequences > 0 else { return out }
+        let split = DecodeAttentionSplit(
+            sequences: sequences, queryHeads: s.queryHeads, maxLength: maxLength, multiprocessors: cudaDevice.multiprocessorCount)
+        let partial = split.splits == 1 ? nil : try newTensor([sequences * s.queryHeads * split.splits * (s.headDimension + 2)], dtype: .float32)
         let base = try address(ranges, "decodeAttention")
-        try launch(.decoding, "decode_attention", dtype: query.dtype, grid: (sequences, s.queryHeads, 1), block: (256, 1, 1), [
+        try launch(.decoding, "decode_attention", dtype: query.dtype, grid: (sequences, s.queryHeads, split.splits), block: (256, 1, 1), [
             .pointer(address(query, "decodeAttention")), .pointer(address(keys, "decodeAttention")), .pointer(address(values, "decodeAttention")),
             .pointer(base), .pointer(base + UInt64(4 * sequences)), .pointer(address(out, "decodeAttention")),
+            .optionalPointer(address(ifAny: partial, "decodeAttention")),
             .int64(Int64(s.queryHeads)), .int64(Int64(s.keyValueHeads)), .int64(Int64(s.headDimension)),
-            .float(1 / Float(s.headDimension).squareRoot()),
+            .float(1 / Float(s.headDimension).squareRoot()), .int64(Int64(split.chunk)),
         ])
+        if let partial {
+            try launch(.decoding, "decode_attention_combine", dtype: query.dtype, grid: (sequences, s.queryHeads, 1), block: (128, 1, 1), [
+                .pointer(address(partial, "decodeAttention")), .pointer(address(out, "decodeAttention")), .int64(Int64(split.splits)),
+                .int64(Int64(s.queryHeads)), .int64(Int64(s.headDimension)),
+            ])
+        }
         return out
     }
 
@@ -65,7 +81,8 @@ extension CUDABackend {
         let (rows, columns) = try OperandChecks.argmaxRows(x)
         let out = try newTensor([rows], dtype: .int32)
         guard rows > 0 else { return out }
-        try launch(.decoding, "argmax_rows", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+        // 1024 threads a row: a vocabulary's 50k–150k columns are one row's whole work at batch 1.
+        try launch(.decoding, "argmax_rows", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), block: (1024, 1, 1), [
             .pointer(address(x, "argmaxRows")), .pointer(address(out, "argmaxRows")), .int64(Int64(rows)), .int64(Int64(columns)),
         ])
         return out

@@ -25,9 +25,14 @@ extension Backend {
         try moveRows(source, from: nil, into: destination, to: indices(rows, "scatterRows"))
     }
 
-    public func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape: DecodeAttentionShape) throws -> Tensor {
-        try OperandChecks.decodeAttention(query: query, keys: keys, values: values, ranges: ranges, shape: shape)
+    public func decodeAttention(
+        query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, maxLength: Int, shape: DecodeAttentionShape
+    ) throws -> Tensor {
+        try OperandChecks.decodeAttention(query: query, keys: keys, values: values, ranges: ranges, maxLength: maxLength, shape: shape)
         let bounds = try indices(ranges, "decodeAttention")
+        guard bounds.suffix(bounds.count / 2).allSatisfy({ $0 <= maxLength }) else {
+            throw TensorError.invalidArgument(operation: "decodeAttention", reason: "a length exceeds the maximum of \(maxLength)")
+        }
         return try decodeAttention(
             query: query, keys: keys, values: values, starts: Array(bounds.prefix(bounds.count / 2)), lengths: Array(bounds.suffix(bounds.count / 2)),
             shape: shape)

@@ -225,8 +225,9 @@ public protocol Backend: AnyObject, Sendable {
     /// Index values are the caller's to keep in range: the CPU checks them, a GPU cannot without reading them back.
     func scatterRows(_ source: Tensor, into destination: Tensor, rows: Tensor) throws
     /// ``decodeAttention(query:keys:values:starts:lengths:shape:)`` with `ranges` an `int32 [2·S]` tensor on this
-    /// backend: the S starts, then the S lengths.
-    func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape: DecodeAttentionShape) throws -> Tensor
+    /// backend: the S starts, then the S lengths, none above `maxLength` (which sizes the launch: the values are not
+    /// read on the host).
+    func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, maxLength: Int, shape: DecodeAttentionShape) throws -> Tensor
     /// ``rotaryEmbedding(_:layout:inverse:)`` forward, row r at position `positions[r]` (`int32 [rows]` on this
     /// backend), every position below `positionLimit`.
     func rotaryEmbedding(_ x: Tensor, positions: Tensor, headDimension: Int, base: Float, positionLimit: Int) throws -> Tensor

@@ -197,9 +197,14 @@ extension OperandChecks {
     }
 
     /// `decodeAttention` with its ranges on the device (`int32 [2·sequences]`): the shapes only.
-    public static func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, shape s: DecodeAttentionShape) throws {
+    public static func decodeAttention(
+        query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, maxLength: Int, shape s: DecodeAttentionShape
+    ) throws {
         let sequences = query.rank == 2 ? query.shape[0] : -1
         try decodeAttention(query: query, keys: keys, values: values, sequences: sequences, shape: s)
+        guard maxLength >= 1, maxLength <= keys.shape[0] else {
+            throw TensorError.invalidArgument(operation: "decodeAttention", reason: "the maximum length \(maxLength) must be 1 … \(keys.shape[0]) (the cache's rows)")
+        }
         guard ranges.dtype == .int32, ranges.shape == [2 * sequences] else {
             throw TensorError.invalidArgument(
                 operation: "decodeAttention", reason: "ranges must be int32 [\(2 * sequences)] (starts, then lengths), not \(ranges.dtype) \(ranges.shape)")

@@ -4,15 +4,18 @@ extension KernelSources {
     static let decoding = #"""
     // out [S, hq·d] = softmax(q·Kᵀ·scale)·V for each sequence s over its cached rows starts[s] … starts[s] + lengths[s] − 1
     // of keys / values [rows, hkv·d] (every one visible: the query is the newest position); q [S, hq·d], grouped-query
-    // heads sharing key head h / (hq / hkv). Grid (S, hq), 256 threads: each warp takes DECODE_KEYS consecutive keys at
-    // a time (their rows loaded together, so the loads' latencies overlap instead of adding up key after key), every
+    // heads sharing key head h / (hq / hkv). Grid (S, hq, splits), 256 threads. Block z takes keys [z·chunk, (z+1)·chunk)
+    // of its sequence (split-K, "flash decoding": a few sequences' heads alone would leave most SMs idle); each warp
+    // takes DECODE_KEYS consecutive keys at a time (their rows loaded together, so the loads' latencies overlap), every
     // DECODE_WARPS·DECODE_KEYS-th group, with an online softmax in registers (lanes split d, at most 8 elements each:
-    // d ≤ 256); then the warps are merged.
+    // d ≤ 256); then the warps are merged. With `partial` null (one split) the block writes the output; otherwise its
+    // running max, sum and unnormalised accumulator, [S, hq, splits, 2 + d] float, for decode_attention_combine.
     #define DECODE_WARPS 8
     #define DECODE_KEYS 4
     #define DECODE_ELEMENTS 8
     extern "C" __global__ void decode_attention(const T* q, const T* keys, const T* values, const int* starts, const int* lengths,
-                                                T* out, long long hq, long long hkv, long long d, float scale) {
+                                                T* out, float* partial, long long hq, long long hkv, long long d, float scale,
+                                                long long chunk) {
         __shared__ float warp_max_[DECODE_WARPS], warp_sum_[DECODE_WARPS];
         __shared__ float warp_acc[DECODE_WARPS][DECODE_ELEMENTS * 32];
         i64 s = blockIdx.x, h = blockIdx.y, kh = h / (hq / hkv);
@@ -26,13 +29,14 @@ extension KernelSources {
             acc[e] = 0.0f;
         }
         float m = neg_inf(), l = 0.0f;
-        i64 first = starts[s], count = lengths[s], stride = hkv * d;
-        for (i64 base = warp * DECODE_KEYS; base < count; base += DECODE_WARPS * DECODE_KEYS) {
+        i64 first = starts[s], stride = hkv * d;
+        i64 begin = (i64)blockIdx.z * chunk, end = min(begin + chunk, (i64)lengths[s]);
+        for (i64 base = begin + warp * DECODE_KEYS; base < end; base += DECODE_WARPS * DECODE_KEYS) {
             float dots[DECODE_KEYS];
             #pragma unroll
             for (int k = 0; k < DECODE_KEYS; ++k) {
                 float dot = 0.0f;
-                if (base + k < count) {
+                if (base + k < end) {
                     const T* kr = keys + (first + base + k) * stride + kh * d;
                     #pragma unroll
                     for (int e = 0; e < DECODE_ELEMENTS; ++e) {
@@ -46,7 +50,7 @@ extension KernelSources {
             #pragma unroll
             for (int k = 0; k < DECODE_KEYS; ++k) {
                 dots[k] = warp_sum(dots[k]);
-                if (base + k < count) next = fmaxf(next, dots[k]);
+                if (base + k < end) next = fmaxf(next, dots[k]);
             }
             float correction = __expf(m - next);
             l *= correction;
@@ -54,7 +58,7 @@ extension KernelSources {
             for (int e = 0; e < DECODE_ELEMENTS; ++e) acc[e] *= correction;
             #pragma unroll
             for (int k = 0; k < DECODE_KEYS; ++k) {
-                if (base + k < count) {
+                if (base + k < end) {
                     float p = __expf(dots[k] - next);
                     l += p;
                     const T* vr = values + (first + base + k) * stride + kh * d;
@@ -75,11 +79,38 @@ extension KernelSources {
         for (int w = 0; w < DECODE_WARPS; ++w) total_max = fmaxf(total_max, warp_max_[w]);
         float total = 0.0f;
         for (int w = 0; w < DECODE_WARPS; ++w) total += warp_max_[w] == neg_inf() ? 0.0f : warp_sum_[w] * __expf(warp_max_[w] - total_max);
+        float* p = partial ? partial + ((s * hq + h) * gridDim.z + blockIdx.z) * (d + 2) : nullptr;
+        if (p && threadIdx.x == 0) { p[0] = total_max; p[1] = total; }
         T* o = out + (s * hq + h) * d;
         for (i64 c = threadIdx.x; c < d; c += blockDim.x) {
             float sum = 0.0f;
             for (int w = 0; w < DECODE_WARPS; ++w) {
                 if (warp_max_[w] != neg_inf()) sum += warp_acc[w][c] * __expf(warp_max_[w] - total_max);
+            }
+            if (p) p[2 + c] = sum;
+            else o[c] = from_float<T>(sum / total);
+        }
+    }
+
+    // out [S, hq·d] from decode_attention's per-split partials [S, hq, splits, 2 + d] (max, sum, accumulator): the
+    // splits' softmaxes rescaled to the overall max and summed. Grid (S, hq); a split that held no keys (max −∞) adds
+    // nothing.
+    extern "C" __global__ void decode_attention_combine(const float* partial, T* out, long long splits, long long hq, long long d) {
+        i64 s = blockIdx.x, h = blockIdx.y;
+        const float* p = partial + (s * hq + h) * splits * (d + 2);
+        float m = neg_inf();
+        for (i64 k = 0; k < splits; ++k) m = fmaxf(m, p[k * (d + 2)]);
+        float total = 0.0f;
+        for (i64 k = 0; k < splits; ++k) {
+            float mk = p[k * (d + 2)];
+            if (mk != neg_inf()) total += p[k * (d + 2) + 1] * __expf(mk - m);
+        }
+        T* o = out + (s * hq + h) * d;
+        for (i64 c = threadIdx.x; c < d; c += blockDim.x) {
+            float sum = 0.0f;
+            for (i64 k = 0; k < splits; ++k) {
+                float mk = p[k * (d + 2)];
+                if (mk != neg_inf()) sum += p[k * (d + 2) + 2 + c] * __expf(mk - m);
             }
             o[c] = from_float<T>(sum / total);
         }
