@@ -627,8 +627,8 @@ final class KernelEmulationTests: XCTestCase {
         typealias Kernels = TensorCoreAttentionKernels
         var kernels: [String: Int] = [:]
         for d in Kernels.headDimensions {
-            for f in Kernels.forwardVariants[d] ?? [] { kernels[f.name] = 12 }
-            for b in Kernels.backwardVariants[d] ?? [] { kernels[b.name] = 16 }
+            for f in Kernels.forwardVariants[d] ?? [] { kernels[f.name] = 13 }
+            for b in Kernels.backwardVariants[d] ?? [] { kernels[b.name] = 17 }
             kernels["attention_delta_tc_d\(d)"] = 4
         }
         let module = try EmulatedModule(
@@ -636,11 +636,16 @@ final class KernelEmulationTests: XCTestCase {
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 16)
         for d in Kernels.headDimensions {
-            let shapes = [
+            var shapes = [
                 AttentionShape(batch: 1, queryLength: 136, queryHeads: 2, keyValueHeads: 1, headDimension: d),
                 AttentionShape(batch: 1, queryLength: 40, keyLength: 150, queryHeads: 2, keyValueHeads: 1, headDimension: d, causal: false),
                 AttentionShape(batch: 2, queryLength: 40, keyLength: 72, queryHeads: 2, keyValueHeads: 2, headDimension: d),
             ]
+            // An encoder's padded batch (BERT's head dimension, and the widest tiles): the second element's 19 keys end
+            // inside a key tile, and whole key blocks past them see no query.
+            if d == 64 || d == 256 {
+                shapes.append(AttentionShape(batch: 2, queryLength: 72, queryHeads: 2, keyValueHeads: 1, headDimension: d, causal: false, keyLengths: [72, 19]))
+            }
             let (forwards, backwards) = (try XCTUnwrap(Kernels.forwardVariants[d]), try XCTUnwrap(Kernels.backwardVariants[d]))
             for (index, s) in shapes.enumerated() {
                 // Every variant at the first shape, the defaults at the others.
@@ -654,7 +659,7 @@ final class KernelEmulationTests: XCTestCase {
                 let gradients = try cpu.attentionBackward(dout, query: q, key: k, value: v, saved: expected, shape: s)
                 let sizes: [EmulatedModule.Argument] = [
                     .int32(s.batch), .int32(s.queryLength), .int32(s.keyLength), .int32(s.queryHeads), .int32(s.keyValueHeads),
-                    .int32(s.causal ? 1 : 0), .float(s.scale),
+                    .int32(s.causal ? 1 : 0), .float(s.scale), s.keyLengths.map { .inputArray($0.map(Int32.init)) } ?? .int64(0),
                 ]
                 let (qBytes, kBytes, vBytes, dBytes) = (try Self.raw(q, cpu), try Self.raw(k, cpu), try Self.raw(v, cpu), try Self.raw(dout, cpu))
                 for (f, b) in pairs.map({ (forwards[$0.0], backwards[$0.1]) }) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import SLoPe
+import SlopeCUDA
 
 /// The training loop of `slope pretrain` for an encoder: progress lines, validation, checkpoints on schedule, on a
 /// signal and on a non-finite loss, the summary.
@@ -33,6 +34,8 @@ extension PretrainCommand {
         }
         installStopHandlers()
         var last: EncoderTrainer.Validation?
+        let startStep = trainer.step
+        let profiler = (compute.backend as? CUDABackend)?.cudaDevice.profiler
         while trainer.step < options.steps {
             let received = stopSignal.load(ordering: .relaxed)
             if received != 0 {
@@ -51,6 +54,8 @@ extension PretrainCommand {
                 try save("state before the failed step")
                 throw ExitCode(1)
             }
+            // SLOPE_PROFILE reports steady-state steps: the first one compiles kernels and searches GEMM plans.
+            if trainer.step == startStep + 1, trainer.step < options.steps, let profiler { profiler.reset() }
             window.tokens += result.tokens
             window.seconds += seconds(clock.now - begin)
             window.losses.append(result.loss)
@@ -85,6 +90,7 @@ extension PretrainCommand {
             if checkpointEvery > 0, result.step % checkpointEvery == 0, result.step < options.steps { try save("periodic") }
         }
         if standardErrorIsTerminal { writeToStandardError("\n") }
+        if let profiler { say(profiler.report() + (options.steps - startStep > 1 ? "\n(steps after the first, and validation)" : "")) }
         let validation = try last ?? validate(trainer.step)
         if finalCheckpoint {
             try save("done")

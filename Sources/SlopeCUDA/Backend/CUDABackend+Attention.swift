@@ -1,3 +1,4 @@
+import CCUDA
 import SlopeCore
 
 /// How ``CUDABackend`` computes attention.
@@ -187,9 +188,13 @@ extension CUDABackend {
     /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
     /// sequences, where the flash kernels need no buffer at all).
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
-        // Padded sequences (an encoder's key lengths): the GEMM route's row kernels mask them; the fused, flash and cuDNN
-        // kernels do not take them yet.
-        if s.keyLengths != nil { return .gemm }
+        // Padded sequences (an encoder's key lengths): the fused kernels and the GEMM route's row kernels mask them; the
+        // flash and cuDNN kernels do not take them yet.
+        if s.keyLengths != nil {
+            let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
+                && s.batch <= 65_535 && s.keyValueHeads <= 65_535 && s.queryHeads <= 65_535
+            return fusable && attentionRoute != .gemm ? .fused : .gemm
+        }
         if attentionRoute == .cudnn || (attentionRoute == nil && Self.cudnnAttentionByDefault),
            cudnnAttentionPlan(s, dtype: dtype, backward: backward) != nil {
             return .cudnn
@@ -226,7 +231,7 @@ extension CUDABackend {
                 .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)),
                 .pointer(try address(delta, operation)), .pointer(address(dq32, operation)), .pointer(address(dk, operation)),
                 .pointer(address(dv, operation)),
-            ] + Self.sizeArguments(s))
+            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, operation))])
         return AttentionGradients(query: try cast(dq32, to: query.dtype), key: dk, value: dv)
     }
 
@@ -242,8 +247,14 @@ extension CUDABackend {
             sharedBytes: kernel.sharedBytes, [
                 .pointer(address(query, "attention")), .pointer(address(key, "attention")), .pointer(address(value, "attention")),
                 .pointer(address(out, "attention")), .pointer(address(lse, "attention")),
-            ] + Self.sizeArguments(s))
+            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, "attention"))])
         return AttentionOutput(output: out, logSumExp: lse)
+    }
+
+    /// The fused kernels' per-batch key lengths of a padded batch (int32 on the device), or nil (NULL) when none is
+    /// padded.
+    private func keyLengths(_ s: AttentionShape, _ operation: String) throws -> CUdeviceptr? {
+        try s.keyLengths.map { try address(indices($0.map(Int32.init)), operation) }
     }
 
     func flashAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {

@@ -14,9 +14,12 @@ extension KernelSources {
     }
 
     static let attentionTensorCoreShared = #"""
-    struct AttentionSizes { int batch, tq, tk, hq, hkv, causal; float scale; };
-    #define SIZES_PARAMS int batch, int tq, int tk, int hq, int hkv, int causal, float scale
-    #define SIZES AttentionSizes{batch, tq, tk, hq, hkv, causal, scale}
+    // `lengths`: each batch element's keys beyond which it is padding (an encoder's padded batch), or null.
+    struct AttentionSizes { int batch, tq, tk, hq, hkv, causal; float scale; const int* lengths; };
+    #define SIZES_PARAMS int batch, int tq, int tk, int hq, int hkv, int causal, float scale, const int* key_lengths
+    #define SIZES AttentionSizes{batch, tq, tk, hq, hkv, causal, scale, key_lengths}
+    // The keys batch element b's queries may see: all tk, or its length when the batch is padded.
+    static __device__ __forceinline__ int visible_keys(const AttentionSizes& s, int b) { return s.lengths ? min(s.lengths[b], s.tk) : s.tk; }
     typedef unsigned short u16;
     #define LOG2E 1.4426950408889634f
 
@@ -104,8 +107,8 @@ extension KernelSources {
     }
 
     // Tiles of `tile` keys that query rows up to `lastRow` see (causal rows see keys up to tk − tq + row).
-    static __device__ __forceinline__ int key_tiles(const AttentionSizes& s, int lastRow, int tile) {
-        int lastKey = s.causal ? min(s.tk - 1, s.tk - s.tq + lastRow) : s.tk - 1;
+    static __device__ __forceinline__ int key_tiles(const AttentionSizes& s, int lastRow, int tile, int visible) {
+        int lastKey = s.causal ? min(visible - 1, s.tk - s.tq + lastRow) : visible - 1;
         return lastKey < 0 ? 0 : lastKey / tile + 1;
     }
 

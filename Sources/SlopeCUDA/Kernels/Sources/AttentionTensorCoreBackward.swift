@@ -44,10 +44,10 @@ extension KernelSources {
         clear(dka);
         clear(dva);
         const float scaleLog2 = s.scale * LOG2E;
-        int offset = s.tk - s.tq;
+        int offset = s.tk - s.tq, visible = visible_keys(s, b);
         int firstTile = s.causal ? max(0, firstKey - offset) / QT : 0;
         int tilesPerHead = max(0, (s.tq + QT - 1) / QT - firstTile);
-        int steps = tilesPerHead * group;
+        int steps = firstKey < visible ? tilesPerHead * group : 0;  // (padding keys: no query sees them, zero gradients)
         auto stage = [&](int j, int buffer) {
             int h = kvh * group + j / tilesPerHead, first = (firstTile + j % tilesPerHead) * QT;
             stage_tile<D, QT, THREADS>(qs + buffer * Q_TILE, q, b, s.tq, s.hq, h, first);
@@ -81,8 +81,8 @@ extension KernelSources {
                 mma_step<1, QW / 8, true>(st, ka, qt + 2 * (part * QW * STRIDE + kk * 16), STRIDE, lane);   // Sᵀ = K·Qᵀ
                 mma_step<1, QW / 8, true>(dpt, va, gt + 2 * (part * QW * STRIDE + kk * 16), STRIDE, lane);  // dPᵀ = V·dOᵀ
             }
-            // Only tiles past tq or tk, or crossing the causal diagonal, need a mask.
-            bool edge = first + QT > s.tq || firstKey + BN > s.tk || (s.causal && first + offset < firstKey + BN - 1);
+            // Only tiles past tq or the visible keys, or crossing the causal diagonal, need a mask.
+            bool edge = first + QT > s.tq || firstKey + BN > visible || (s.causal && first + offset < firstKey + BN - 1);
             #pragma unroll
             for (int nt = 0; nt < QW / 8; ++nt) {
                 #pragma unroll
@@ -91,7 +91,7 @@ extension KernelSources {
                     float p = exp2_fast(st[0][nt][e] * scaleLog2 - tileLse[c] * LOG2E);
                     if (edge) {
                         int query = first + c, key = key0 + (e >> 1) * 8;
-                        if (query >= s.tq || key >= s.tk || (s.causal && key > offset + query)) p = 0.0f;
+                        if (query >= s.tq || key >= visible || (s.causal && key > offset + query)) p = 0.0f;
                     }
                     st[0][nt][e] = p;
                     dpt[0][nt][e] = p * (dpt[0][nt][e] - tileDelta[c]) * s.scale;

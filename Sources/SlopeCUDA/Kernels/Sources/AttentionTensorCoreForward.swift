@@ -35,8 +35,8 @@ extension KernelSources {
             rowSum[m][0] = rowSum[m][1] = 0.0f;
         }
         const float scaleLog2 = s.scale * LOG2E;  // scores in log2 units: exp(x) = 2^(x·log2 e)
-        int offset = s.tk - s.tq;
-        int tiles = key_tiles(s, firstRow + BM - 1, BN);
+        int offset = s.tk - s.tq, visible = visible_keys(s, b);
+        int tiles = key_tiles(s, firstRow + BM - 1, BN, visible);
         auto stage = [&](int j) {
             stage_tile<D, BN, THREADS>(ks + (j & 1) * TILE, k, b, s.tk, s.hkv, kvh, j * BN);
             stage_tile<D, BN, THREADS>(vs + (j & 1) * TILE, v, b, s.tk, s.hkv, kvh, j * BN);
@@ -63,8 +63,8 @@ extension KernelSources {
                 mma_step<MT, BN / 8, true>(sc, a, kt + 2 * kk * 16, STRIDE, lane);
             }
             int first = j * BN;
-            // Only tiles that reach past tk or past the block's first row on the causal diagonal need a mask.
-            bool edge = first + BN > s.tk || (s.causal && first + BN - 1 > offset + firstRow);
+            // Only tiles that reach past the visible keys or past the block's first row on the causal diagonal need a mask.
+            bool edge = first + BN > visible || (s.causal && first + BN - 1 > offset + firstRow);
             #pragma unroll
             for (int m = 0; m < MT; ++m) {
                 int r0 = firstRow + (warp * MT + m) * 16 + g;
@@ -75,7 +75,7 @@ extension KernelSources {
                     for (int e = 0; e < 4; ++e) {
                         if (edge) {
                             int key = first + nt * 8 + t * 2 + (e & 1), row = r0 + (e >> 1) * 8;
-                            if (key >= s.tk || (s.causal && key > offset + row)) sc[m][nt][e] = neg_inf();
+                            if (key >= visible || (s.causal && key > offset + row)) sc[m][nt][e] = neg_inf();
                         }
                         tileMax[e >> 1] = fmaxf(tileMax[e >> 1], sc[m][nt][e]);
                     }
