@@ -85,5 +85,17 @@ final class EncoderPretrainCommandTests: XCTestCase {
             XCTAssertTrue(refused.errors.contains(message), "\(arguments): \(refused.errors)")
         }
         for name in ["a", "b", "c", "d"] { XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path), "no run folder left: \(name)") }
+
+        // An encoder's adapters fold into its weights (no PEFT export); a checkpoint whose run lost its tokenizer cannot
+        // be fine-tuned (its token ids would mean nothing).
+        let peft = try runner.run(["export", "bert/checkpoint.safetensors", "--out", "hf-peft", "--adapter", "peft"], in: folder)
+        XCTAssertNotEqual(peft.status, 0)
+        XCTAssertTrue(peft.errors.contains("--adapter peft is for decoders"), peft.errors)
+        try FileManager.default.moveItem(at: run.appendingPathComponent("tokenizer.json"), to: run.appendingPathComponent("tokenizer.moved"))
+        let lost = try runner.run([
+            "finetune", "--task", "sst2", "--data", data.path, "--init", "bert/checkpoint.safetensors", "--out", "sst2-lost", "--device", "cpu",
+        ], in: folder)
+        XCTAssertNotEqual(lost.status, 0)
+        XCTAssertTrue(lost.errors.contains("run folder has no tokenizer.json"), lost.errors)
     }
 }
