@@ -36,6 +36,26 @@ final class CUDAStorageEvictionTests: XCTestCase {
         XCTAssertEqual(allocator.statistics.inUse, 0)
         XCTAssertEqual(allocator.statistics.reserved, bytes)
     }
+
+    /// Memory a recorded CUDA graph uses stays where the graph addresses it: derived contents are not given back
+    /// while any graph holds them, and may be once none does.
+    func testMemoryHeldByARecordedGraphIsNotEvicted() throws {
+        let allocator = CachingAllocator(provider: FakeDeviceMemory(capacity: 1 << 30))
+        let storage = try CUDAStorage(byteCount: 4096, device: .cuda(0), allocator: allocator)
+        let cpu = CPUBackend()
+        let w = try cpu.compress(cpu.tensor([1, 0, 2, 0, 0, 3, 0, 4] as [Float], shape: [2, 4], dtype: .float32), pattern: .twoFour, mask: nil)
+        storage.derivation = .doublePrunedTranspose(of: w, slots: w.indices)
+        storage.graphHolds = 2
+        storage.evict()
+        XCTAssertTrue(storage.isResident)
+        storage.graphHolds -= 1
+        storage.evict()
+        XCTAssertTrue(storage.isResident, "one graph still holds it")
+        storage.graphHolds -= 1
+        storage.evict()
+        XCTAssertFalse(storage.isResident)
+        XCTAssertEqual(allocator.statistics.inUse, 0)
+    }
 }
 
 extension CUDAStorageEvictionTests {

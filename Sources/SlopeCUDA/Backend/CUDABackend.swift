@@ -43,8 +43,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let rotaryTables = Mutex<[RotaryTableKey: (positions: Int, table: Tensor)]>([:])
     /// Index arrays of generation's ops (rows, positions, ranges), uploaded once per decode step, not once per layer.
     let indexUploads = RecentUploads<Tensor>()
-    /// Uploads staged through pinned memory without waiting for the stream (`SLOPE_PINNED_UPLOADS=1`; off by default
-    /// until measured on a GPU).
+    /// Uploads staged through pinned memory without waiting for the stream (`SLOPE_PINNED_UPLOADS=1`; off by default:
+    /// no gain measured).
     let pinnedUploads: PinnedUploads?
     /// Whether ``record(_:)`` records CUDA graphs (`SLOPE_CUDA_GRAPHS=0` turns it off: decode steps then run op by op).
     public var recordsGraphs = true

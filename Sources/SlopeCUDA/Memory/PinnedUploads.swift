@@ -11,7 +11,8 @@ import Musl
 /// host buffer may be freed — each one drains the GPU's queue (a decode step uploads its token, positions and index
 /// arrays). Staged, the bytes are copied into pinned memory at once and the device copy runs in stream order; the
 /// region is reused only after the event recorded behind its copy has completed. Larger uploads than the ring take
-/// the plain path. Off unless `SLOPE_PINNED_UPLOADS=1` until measured on a GPU.
+/// the plain path. Off unless `SLOPE_PINNED_UPLOADS=1`: measured on an H100, it gains nothing once decode steps are
+/// replayed graphs (docs/cuda.md, Uploads).
 final class PinnedUploads: @unchecked Sendable {
     let device: CUDADevice
     let buffer: UnsafeMutableRawPointer
