@@ -78,12 +78,10 @@ public final class EncoderTrainer {
     /// micro-batch's prediction logits.
     static func requireMemory(model: EncoderModel, options: TrainingOptions, predictions: Int) throws {
         let c = model.configuration
-        let perParameter = 2 * model.dtype.byteSize + 2 * options.momentDType.byteSize
-        let state = c.checkedParameterCount.flatMap { CheckedSize.product([$0, perParameter]) }
-        let logits = CheckedSize.product([options.batchSize, predictions, c.vocabularySize, model.dtype.byteSize])
-        let total = state.flatMap { s in logits.flatMap { CheckedSize.sum(s, $0) } }
-        try MemoryBudget.require(
-            total, for: "training this encoder (weights, gradients and optimizer moments, and the logits of \(options.batchSize) × "
+        try TrainingMemory.require(
+            parameters: c.checkedParameterCount, dtype: model.dtype, options: options, logitRows: [options.batchSize, predictions],
+            classes: c.vocabularySize,
+            for: "training this encoder (weights, gradients and optimizer moments, and the logits of \(options.batchSize) × "
                 + "\(predictions) predictions over \(c.vocabularySize) tokens)", on: model.backend)
     }
 

@@ -82,12 +82,10 @@ public final class Trainer {
     /// two moments per parameter, and one micro-batch's logits.
     static func requireMemory(model: TransformerModel, options: TrainingOptions) throws {
         let c = model.configuration
-        let perParameter = 2 * model.dtype.byteSize + 2 * options.momentDType.byteSize
-        let state = c.checkedParameterCount.flatMap { CheckedSize.product([$0, perParameter]) }
-        let logits = CheckedSize.product([options.batchSize, options.sequenceLength, c.vocabularySize, model.dtype.byteSize])
-        let total = state.flatMap { s in logits.flatMap { CheckedSize.sum(s, $0) } }
-        try MemoryBudget.require(
-            total, for: "training this model (weights, gradients and optimizer moments, and the logits of \(options.batchSize) × "
+        try TrainingMemory.require(
+            parameters: c.checkedParameterCount, dtype: model.dtype, options: options, logitRows: [options.batchSize, options.sequenceLength],
+            classes: c.vocabularySize,
+            for: "training this model (weights, gradients and optimizer moments, and the logits of \(options.batchSize) × "
                 + "\(options.sequenceLength) tokens over \(c.vocabularySize) classes)", on: model.backend)
     }
 

@@ -86,13 +86,7 @@ extension PretrainCommand {
 
     func startEncoder(extendingTo resumedSteps: Int?) throws {
         let compute = try ComputeDevice.make(device, gpu: gpu ?? 0)
-        let name = model.split(separator: "/").last.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : String($0) } ?? model
-        let folder = out ?? "runs/\(name)-\(dense ? "dense" : "slope")"
-        let checkpointPath = folder + "/checkpoint.safetensors"
-        if !resume, !force, FileManager.default.fileExists(atPath: checkpointPath) {
-            throw ValidationError(
-                "\(folder) already holds a run (\(checkpointPath)); continue it with --resume, choose another --out, or pass --force to start over there")
-        }
+        let (folder, checkpointPath) = try runFolder()
         let created = !FileManager.default.fileExists(atPath: folder)
         try RunFolder.create(folder)
         let (trainer, data, notes): (EncoderTrainer, EncoderData, [String: String])

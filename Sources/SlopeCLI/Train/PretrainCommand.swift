@@ -258,6 +258,20 @@ struct PretrainCommand: ParsableCommand {
         if !given.contains("--shard-optimizer"), notes["shard_optimizer"] == "true" { shardOptimizer = true }
     }
 
+    /// The run folder (`--out`, else `runs/NAME-dense|slope`) and its checkpoint's path. A run there is never
+    /// overwritten by accident (the default --out is the same for every run of a model): without --resume or --force
+    /// it is refused.
+    func runFolder() throws -> (folder: String, checkpoint: String) {
+        let name = model.split(separator: "/").last.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : String($0) } ?? model
+        let folder = out ?? "runs/\(name)-\(dense ? "dense" : "slope")"
+        let checkpoint = folder + "/checkpoint.safetensors"
+        if !resume, !force, FileManager.default.fileExists(atPath: checkpoint) {
+            throw ValidationError(
+                "\(folder) already holds a run (\(checkpoint)); continue it with --resume, choose another --out, or pass --force to start over there")
+        }
+        return (folder, checkpoint)
+    }
+
     /// Trains; `extendingTo` is --steps given with --resume (the run's new length).
     func start(extendingTo resumedSteps: Int?) throws {
         let environment = try DataParallelJob.environment()
@@ -265,15 +279,7 @@ struct PretrainCommand: ParsableCommand {
         if let environment { consoleRank.store(environment.rank, ordering: .relaxed) }
         let job = try environment.map { try DataParallelJob.connect($0, compute: compute) }
         let leads = job?.isLeader ?? true
-        let name = model.split(separator: "/").last.map { $0.hasSuffix(".json") ? String($0.dropLast(5)) : String($0) } ?? model
-        let folder = out ?? "runs/\(name)-\(dense ? "dense" : "slope")"
-        let checkpointPath = folder + "/checkpoint.safetensors"
-        // A run folder is never overwritten by accident: the default --out is the same for every run of a model.
-        if !resume, !force, FileManager.default.fileExists(atPath: checkpointPath) {
-            throw ValidationError(
-                "\(folder) already holds a run (\(checkpointPath)); continue it with --resume, choose another --out, "
-                    + "or pass --force to start over there")
-        }
+        let (folder, checkpointPath) = try runFolder()
         let created = leads && !FileManager.default.fileExists(atPath: folder)
         try RunFolder.create(folder)
         let (trainer, data, notes): (Trainer, LoadedData, [String: String])
