@@ -33,6 +33,16 @@ final class EncoderTests: XCTestCase {
         }
     }
 
+    /// The pretraining loss (masked LM + next sentence) of `model` on the test batch, as a function to differentiate.
+    func pretrainingLoss(of model: EncoderModel) throws -> () throws -> Double {
+        let (tokens, types, labels, lengths) = try batch()
+        return {
+            let losses = try model.pretrainingLosses(
+                tokens: tokens, tokenTypes: types, labels: labels, nextSentenceLabels: [0, 1], lengths: lengths, batch: 2, sequence: 5)
+            return losses.maskedLM + losses.nextSentence
+        }
+    }
+
     /// Every parameter's gradient against central differences of the pretraining loss (masked LM + next sentence, with
     /// exact GELU and the tanh pooler), at a few elements each.
     func testEncoderGradients() throws {
@@ -43,12 +53,7 @@ final class EncoderTests: XCTestCase {
             try cpu.copy(cpu.randomNormal(parameter.value.shape, std: 0.3, dtype: .float64, using: &generator), into: parameter.value)
             if parameter.name.hasSuffix("LayerNorm.weight") { try cpu.copy(cpu.add(parameter.value, cpu.tensor([Double](repeating: 1, count: parameter.value.count), shape: parameter.value.shape, dtype: .float64)), into: parameter.value) }
         }
-        let (tokens, types, labels, lengths) = try batch()
-        func loss() throws -> Double {
-            let losses = try model.pretrainingLosses(
-                tokens: tokens, tokenTypes: types, labels: labels, nextSentenceLabels: [0, 1], lengths: lengths, batch: 2, sequence: 5)
-            return losses.maskedLM + losses.nextSentence
-        }
+        let loss = try pretrainingLoss(of: model)
         _ = try loss()
         try model.backward()
         XCTAssertEqual(model.parameters.count, 5 + 16 * 2 + 5 + 4, "embeddings (3 tables, norm), 16 per block, the MLM head's 5, pooler and NSP")
@@ -62,7 +67,7 @@ final class EncoderTests: XCTestCase {
         var withDropout = configuration
         withDropout.hiddenDropout = 0.3
         let model = try EncoderModel(configuration: withDropout, dtype: .float64, backend: cpu, seed: 1)
-        let (tokens, types, labels, lengths) = try batch()
+        let (tokens, types, _, lengths) = try batch()
         func hidden() throws -> [Float] { try cpu.floats(model.encode(tokens: tokens, tokenTypes: types, lengths: lengths, batch: 2, sequence: 5)) }
         let plain = try hidden()
         model.dropoutSeed = 11
@@ -74,11 +79,7 @@ final class EncoderTests: XCTestCase {
         model.dropoutSeed = nil
         XCTAssertEqual(try hidden(), plain, "no seed: no dropout")
         model.dropoutSeed = 11
-        func loss() throws -> Double {
-            let losses = try model.pretrainingLosses(
-                tokens: tokens, tokenTypes: types, labels: labels, nextSentenceLabels: [0, 1], lengths: lengths, batch: 2, sequence: 5)
-            return losses.maskedLM + losses.nextSentence
-        }
+        let loss = try pretrainingLoss(of: model)
         _ = try loss()
         try model.backward()
         for parameter in model.parameters where parameter.name.contains("embeddings") || parameter.name.contains("layer.0.attention") {
