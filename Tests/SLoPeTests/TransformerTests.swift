@@ -240,6 +240,26 @@ final class TransformerTests: XCTestCase {
         }
     }
 
+    /// A cache keeps the most recently used recorded steps only (each holds its step's memory).
+    func testRecordedStepsBeyondTheLimitAreDroppedLeastRecentlyUsedFirst() throws {
+        final class Work: RecordedWork {
+            let output: Tensor
+            init(_ output: Tensor) { self.output = output }
+            func replay() throws -> Tensor { output }
+        }
+        let model = try TransformerModel(configuration: configuration(.gpt), backend: cpu, seed: 1)
+        let inputs = try DecodeStepValues(tokens: [1], segments: [.init(slot: 0, count: 1)], cache: KeyValueCache(model: model, slots: 1, capacity: 4),
+                                          learnedPositions: true).upload(to: cpu)
+        let steps = RecordedDecodeSteps(limit: 3)
+        let output = try cpu.zeros([1], dtype: .float32)
+        for batch in 1...3 { steps.keep((inputs, Work(output)), for: batch) }
+        XCTAssertNotNil(steps.step(1), "batch 1 used again: now the most recent")
+        steps.keep((inputs, Work(output)), for: 4)
+        XCTAssertEqual(Set(steps.steps.keys), [1, 3, 4], "batch 2, the least recently used, dropped")
+        steps.keep((inputs, Work(output)), for: 3)
+        XCTAssertEqual(Set(steps.steps.keys), [1, 3, 4], "keeping a batch size again replaces it")
+    }
+
     func testMergedInferenceMatchesTheAdaptedModel() throws {
         let model = try TransformerModel(configuration: configuration(.llama), dtype: .float64, backend: cpu, seed: 5)
         try model.convertToSLoPe()

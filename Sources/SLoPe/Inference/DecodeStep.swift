@@ -11,7 +11,7 @@ extension TransformerModel {
         let values = DecodeStepValues(tokens: tokens, segments: segments, cache: cache, learnedPositions: positionEmbedding != nil)
         let steps = cache.recordedSteps, batch = segments.count
         defer { cache.advance(segments) }
-        if let step = steps.steps[batch] {
+        if let step = steps.step(batch) {
             try values.write(into: step.inputs, backend: backend)
             return try step.work.replay()
         }
@@ -31,7 +31,7 @@ extension TransformerModel {
             steps.unrecorded = "\(backend.device) records no work"
             return try decodeStepLogits(inputs, cache: cache)
         }
-        steps.steps[batch] = (inputs, work)
+        steps.keep((inputs, work), for: batch)
         return try work.replay()
     }
 
@@ -114,12 +114,35 @@ struct DecodeStepValues: Equatable {
 }
 
 /// The decode steps a ``KeyValueCache`` has recorded, by batch size; they write into its tensors, so they live and
-/// die with it.
+/// die with it. Each holds its intermediates' memory (a step's activations and logits) while kept, so only the
+/// `limit` most recently used are: a server whose batch size wanders records again what it dropped.
 final class RecordedDecodeSteps {
-    var steps: [Int: (inputs: DecodeStepInputs, work: any RecordedWork)] = [:]
+    typealias Step = (inputs: DecodeStepInputs, work: any RecordedWork)
+    let limit: Int
+    private(set) var steps: [Int: Step] = [:]
+    /// Batch sizes of `steps`, least recently used first.
+    private var order: [Int] = []
     /// Batch sizes that have run once as they came.
     var warmed: Set<Int> = []
     /// Why steps run as they come instead of recorded (the backend records nothing, or recording failed); nil while
     /// they may be recorded.
     var unrecorded: String?
+
+    init(limit: Int = 8) { self.limit = max(limit, 1) }
+
+    /// The step recorded for `batch` sequences, now the most recently used.
+    func step(_ batch: Int) -> Step? {
+        guard let step = steps[batch] else { return nil }
+        order.removeAll { $0 == batch }
+        order.append(batch)
+        return step
+    }
+
+    /// Keeps `step` for `batch` sequences, dropping the least recently used beyond the limit.
+    func keep(_ step: Step, for batch: Int) {
+        steps[batch] = step
+        order.removeAll { $0 == batch }
+        order.append(batch)
+        while order.count > limit { steps[order.removeFirst()] = nil }
+    }
 }
