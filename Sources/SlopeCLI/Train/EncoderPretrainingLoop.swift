@@ -1,7 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
 import SLoPe
-import SlopeCUDA
 
 /// The training loop of `slope pretrain` for an encoder: progress lines, validation, checkpoints on schedule, on a
 /// signal and on a non-finite loss, the summary.
@@ -22,11 +21,7 @@ extension PretrainCommand {
         }
         func validate(_ step: Int) throws -> EncoderTrainer.Validation {
             let validation = try trainer.validationLosses()
-            guard validation.loss.isFinite else {
-                printError("error: step \(step): the validation loss is \(validation.loss); the model has diverged. Lower the learning rate or enable clipping (--clip 1)")
-                try save("state at the non-finite validation loss")
-                throw ExitCode(1)
-            }
+            try stopUnlessFinite(validation.loss, step: step, save: save)
             try metrics.append(MetricsRecord(
                 step: step, validationLoss: validation.loss, maskedLanguageModelLoss: validation.maskedLanguageModelLoss,
                 nextSentenceLoss: validation.nextSentenceLoss))
@@ -34,34 +29,24 @@ extension PretrainCommand {
         }
         installStopHandlers()
         var last: EncoderTrainer.Validation?
-        let startStep = trainer.step
-        let profiler = (compute.backend as? CUDABackend)?.cudaDevice.profiler
+        let profile = StepProfile(compute, from: trainer.step, to: options.steps)
         while trainer.step < options.steps {
             let received = stopSignal.load(ordering: .relaxed)
             if received != 0 {
-                if standardErrorIsTerminal { writeToStandardError("\n") }
+                ProgressLineOutput.end()
                 try save("stopped by signal \(received)")
                 say("resume with: slope pretrain --out \(folder) --resume")
                 throw ExitCode(130)
             }
             let begin = clock.now
-            let result: EncoderTrainer.StepResult
-            do {
-                result = try trainer.trainStep()
-            } catch let failure as Trainer.Failure {
-                if standardErrorIsTerminal { writeToStandardError("\n") }
-                printError("error: \(failure)")
-                try save("state before the failed step")
-                throw ExitCode(1)
-            }
-            // SLOPE_PROFILE reports steady-state steps: the first one compiles kernels and searches GEMM plans.
-            if trainer.step == startStep + 1, trainer.step < options.steps, let profiler { profiler.reset() }
+            let result = try trainingStep(trainer.trainStep, save: save)
+            profile.stepDone(trainer.step)
             window.tokens += result.tokens
             window.seconds += seconds(clock.now - begin)
             window.losses.append(result.loss)
             recent = Array((recent + [result]).suffix(20))
             if result.startedAdapters {
-                if standardErrorIsTerminal { writeToStandardError("\n") }
+                ProgressLineOutput.end()
                 say("step \(result.step): lazy low-rank adapters attached (rank \(options.adapterRank)) for the last \(options.adapterSteps) steps")
             }
             if result.step % logInterval == 0 || result.step == options.steps || result.step == 1 {
@@ -77,20 +62,20 @@ extension PretrainCommand {
                 let line = ProgressLine.render(
                     step: result.step, of: options.steps, loss: loss, learningRate: result.learningRate, tokensPerSecond: rate, mfu: nil,
                     memoryBytes: memory.currentBytes, remainingSeconds: Double(options.steps - result.step) * window.seconds / Double(window.losses.count))
-                if standardErrorIsTerminal { writeToStandardError("\r\u{1B}[K" + line) } else { say(line) }
+                ProgressLineOutput.show(line)
                 window = (0, 0, [])
             }
             if options.evaluationInterval > 0, result.step % options.evaluationInterval == 0 || result.step == options.steps {
                 let validation = try validate(result.step)
                 last = validation
-                if standardErrorIsTerminal { writeToStandardError("\n") }
+                ProgressLineOutput.end()
                 say("step \(result.step): validation loss \(formatted(validation.loss, digits: 4)) (masked LM \(formatted(validation.maskedLanguageModelLoss, digits: 4))"
                     + (validation.nextSentenceLoss.map { ", next sentence \(formatted($0, digits: 4))" } ?? "") + ")")
             }
             if checkpointEvery > 0, result.step % checkpointEvery == 0, result.step < options.steps { try save("periodic") }
         }
-        if standardErrorIsTerminal { writeToStandardError("\n") }
-        if let profiler { say(profiler.report() + (options.steps - startStep > 1 ? "\n(steps after the first, and validation)" : "")) }
+        ProgressLineOutput.end()
+        profile.report()
         let validation = try last ?? validate(trainer.step)
         if finalCheckpoint {
             try save("done")

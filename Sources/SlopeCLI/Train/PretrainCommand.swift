@@ -453,40 +453,27 @@ struct PretrainCommand: ParsableCommand {
             say("\(reason): checkpoint at step \(trainer.step) written to \(checkpointPath)")
         }
         installStopHandlers()
-        let startStep = trainer.step
-        let profiler = (compute.backend as? CUDABackend)?.cudaDevice.profiler
+        let profile = StepProfile(compute, from: trainer.step, to: options.steps)
         while trainer.step < options.steps {
             let received = stopSignal.load(ordering: .relaxed)
             // A job's ranks stop together, after the same step (a signal may reach them at different times).
             let othersStopping = try job?.anyRankStopping(received != 0) ?? false
             if received != 0 || othersStopping {
-                if standardErrorIsTerminal { writeToStandardError("\n") }
+                ProgressLineOutput.end()
                 try save(received != 0 ? "stopped by signal \(received)" : "stopped with the other ranks (one was signalled)")
                 say("resume with: slope pretrain --out \(folder) --resume" + (job == nil ? "" : " (started as this job was, e.g. by slope launch)"))
                 throw ExitCode(130)
             }
             let begin = clock.now
-            let result: Trainer.StepResult
-            do {
-                result = try trainer.trainStep()
-            } catch let failure as Trainer.Failure {
-                if standardErrorIsTerminal { writeToStandardError("\n") }
-                printError("error: \(failure)")
-                try save("state before the failed step")
-                throw ExitCode(1)
-            }
+            let result = try trainingStep(trainer.trainStep, save: save)
             let seconds = seconds(clock.now - begin)
-            // SLOPE_PROFILE reports steady-state steps: the first one compiles kernels and searches GEMM plans.
-            if trainer.step == startStep + 1, trainer.step < options.steps, let profiler {
-                if let memory = profiler.memoryHighWater { say("first step: \(memory)") }
-                profiler.reset()
-            }
+            profile.stepDone(trainer.step)
             window.tokens += result.tokens
             window.seconds += seconds
             window.losses.append(result.loss)
             recentLosses = Array((recentLosses + [result.loss]).suffix(20))
             if result.startedAdapters {
-                if standardErrorIsTerminal { writeToStandardError("\n") }
+                ProgressLineOutput.end()
                 say("step \(result.step): lazy low-rank adapters attached (rank \(options.adapterRank)) for the last \(options.adapterSteps) steps")
             }
             if result.step % logInterval == 0 || result.step == options.steps || result.step == 1 {
@@ -503,21 +490,21 @@ struct PretrainCommand: ParsableCommand {
                     step: result.step, of: options.steps, loss: loss, learningRate: result.learningRate, tokensPerSecond: rate, mfu: mfu,
                     memoryBytes: memory.currentBytes,
                     remainingSeconds: Double(options.steps - result.step) * Double(options.tokensPerStep) / max(rate, 1e-9))
-                if standardErrorIsTerminal { writeToStandardError("\r\u{1B}[K" + line) } else { say(line) }
+                ProgressLineOutput.show(line)
                 window = (0, 0, [])
             }
             if options.evaluationInterval > 0, result.step % options.evaluationInterval == 0 || result.step == options.steps {
                 let validation = try trainer.validationLoss()
                 try stopUnlessFinite(validation, step: result.step, save: save)
                 try metrics.append(MetricsRecord(step: result.step, validationLoss: validation))
-                if standardErrorIsTerminal { writeToStandardError("\n") }
+                ProgressLineOutput.end()
                 say("step \(result.step): validation loss \(formatted(validation, digits: 4))"
                     + (data.floor.map { " (floor \(formatted($0, digits: 4)))" } ?? ""))
             }
             if checkpointEvery > 0, result.step % checkpointEvery == 0, result.step < options.steps { try save("periodic") }
         }
-        if standardErrorIsTerminal { writeToStandardError("\n") }
-        if let profiler { say(profiler.report() + (options.steps - startStep > 1 ? "\n(steps after the first, and validation)" : "")) }
+        ProgressLineOutput.end()
+        profile.report()
         let validation = try metrics.records.last(where: { $0.step == trainer.step && $0.validationLoss != nil })?.validationLoss
             ?? trainer.validationLoss()
         try stopUnlessFinite(validation, step: trainer.step, save: save)
@@ -548,7 +535,7 @@ struct PretrainCommand: ParsableCommand {
     /// stopped first), exit status 1.
     func stopUnlessFinite(_ validation: Double, step: Int, save: (String) throws -> Void) throws {
         guard !validation.isFinite else { return }
-        if standardErrorIsTerminal { writeToStandardError("\n") }
+        ProgressLineOutput.end()
         printError("error: step \(step): the validation loss is \(validation); the model has diverged. Lower the learning rate, "
             + "enable clipping (--clip 1) or use float32")
         try save("state at the non-finite validation loss")
