@@ -87,6 +87,25 @@ final class EncoderTests: XCTestCase {
         }
     }
 
+    /// Recomputed activations (each block's input kept, the rest recomputed in backward) give the same gradients, with
+    /// dropout on: the recomputation drops what the first forward dropped.
+    func testRecomputedActivationsGiveTheSameGradients() throws {
+        var withDropout = configuration
+        withDropout.hiddenDropout = 0.3
+        let models = try (0..<2).map { _ in try EncoderModel(configuration: withDropout, dtype: .float64, backend: cpu, seed: 3) }
+        models[1].recomputesActivations = true
+        XCTAssertTrue(models[1].blocks.allSatisfy(\.recomputesActivations))
+        for model in models {
+            model.dropoutSeed = 21
+            _ = try pretrainingLoss(of: model)()
+            try model.backward()
+        }
+        for (plain, recomputed) in zip(models[0].parameters, models[1].parameters) {
+            let (a, b) = (try cpu.doubles(XCTUnwrap(plain.gradient)), try cpu.doubles(XCTUnwrap(recomputed.gradient)))
+            assertClose(b, a, rtol: 1e-12, atol: 1e-14, plain.name)
+        }
+    }
+
     /// A padded sequence's real positions are what the same sequence gives unpadded, whatever the padding holds;
     /// without the lengths the padding would be attended to.
     func testPaddingIsNeverAttendedTo() throws {

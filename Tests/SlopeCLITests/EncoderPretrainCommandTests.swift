@@ -26,8 +26,9 @@ final class EncoderPretrainCommandTests: XCTestCase {
         XCTAssertTrue(metrics.contains("\"mlm_loss\"") && metrics.contains("\"nsp_loss\""), metrics)
 
         // Resumed and extended; options of the run cannot change.
-        let resumed = try runner.run(["pretrain", "--out", "bert", "--resume", "--steps", "8", "--device", "cpu"], in: folder)
+        let resumed = try runner.run(["pretrain", "--out", "bert", "--resume", "--steps", "8", "--device", "cpu", "--recompute-activations"], in: folder)
         XCTAssertEqual(resumed.status, 0, resumed.errors + resumed.output)
+        XCTAssertTrue(resumed.output.contains("activations recomputed"), resumed.output)
         XCTAssertTrue(resumed.output.contains("resuming bert/checkpoint.safetensors at step 4 of 8"), resumed.output)
         XCTAssertTrue(resumed.output.contains("step 8: validation loss"), resumed.output)
         XCTAssertTrue(resumed.output.contains("tokenized documents read back from bert/data"), resumed.output)

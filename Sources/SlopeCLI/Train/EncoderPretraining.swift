@@ -72,10 +72,10 @@ extension PretrainCommand {
 
     /// Applies ``encoderRecipe`` to what was not given, and refuses the decoder-only options.
     mutating func takeEncoderDefaults(given: Set<String>) throws {
-        let decoderOnly = ["--sampling", "--recompute-activations", "--shard-optimizer"].filter(given.contains)
+        let decoderOnly = ["--sampling", "--shard-optimizer"].filter(given.contains)
         guard decoderOnly.isEmpty else {
             throw ValidationError("\(decoderOnly.joined(separator: ", ")) \(decoderOnly.count == 1 ? "applies" : "apply") to decoders only; encoders "
-                + "train sentence pairs, without activation recomputation or a sharded optimizer yet")
+                + "train sentence pairs, without a sharded optimizer yet")
         }
         guard ProcessInfo.processInfo.environment["WORLD_SIZE"].flatMap(Int.init).map({ $0 <= 1 }) ?? true else {
             throw ValidationError("encoder pretraining runs in one process for now; start it without slope launch")
@@ -98,6 +98,7 @@ extension PretrainCommand {
             if created { try? FileManager.default.removeItem(atPath: folder) }
             throw error
         }
+        trainer.model.recomputesActivations = recomputeActivations
         let options = trainer.options, configuration = trainer.model.configuration
         say("slope pretrain: \(notes["model"] ?? model) (encoder, \(configuration.layers) layers, hidden \(configuration.hiddenSize), "
             + "\(formatCount(configuration.checkedParameterCount ?? 0)) parameters) on \(compute.backend.name)")
@@ -106,7 +107,8 @@ extension PretrainCommand {
             + "\(data.train.mode) masking" + (trainer.nextSentencePrediction ? ", next-sentence prediction" : ", masked LM only")
             + ", dropout \(configuration.dropoutProbability)")
         say("  training    \(options.steps) steps × \(options.batchSize) × \(options.gradientAccumulation) pairs, \(trainer.model.dtype), "
-            + "lr \(options.learningRate) \(options.decay) to \(options.minimumLearningRate), warm-up \(options.warmupSteps)")
+            + "lr \(options.learningRate) \(options.decay) to \(options.minimumLearningRate), warm-up \(options.warmupSteps)"
+            + (recomputeActivations ? ", activations recomputed" : ""))
         say("  optimizer   \(options.optimizer == .lamb ? "LAMB" : "AdamW") β1 \(options.beta1) β2 \(options.beta2) ε \(options.epsilon ?? 1e-8), "
             + "weight decay \(options.weightDecay) on " + ((options.weightDecayScope ?? .all) == .all ? "every tensor" : "matrices and embeddings"))
         let adapters = "adapters rank \(options.adapterRank) from step \(trainer.adapterStartStep)"

@@ -26,14 +26,35 @@ public final class EncoderBlock: Layer {
     public var parameters: [Parameter] { attention.parameters + attentionNorm.parameters + mlp.parameters + mlpNorm.parameters }
     public var sparseWeights: [SparseWeight] { attention.sparseWeights + mlp.sparseWeights }
 
+    /// Keep only the block's input between the passes and recompute the rest before `backward` (activation
+    /// checkpointing, as ``TransformerBlock/recomputesActivations``). Dropout masks are functions of their seeds,
+    /// which stay set until the next pass, so the recomputation drops what the first forward dropped: the gradients
+    /// are the same.
+    public var recomputesActivations = false
+    private var recomputeInput: (x: Tensor, batch: Int, sequence: Int, lengths: [Int]?)?
+
     /// `x [batch·sequence, hidden]` → same shape; `lengths`: each sequence's real tokens (nil: none padded).
     public func forward(_ x: Tensor, batch: Int, sequence: Int, lengths: [Int]?) throws -> Tensor {
+        let y = try run(x, batch: batch, sequence: sequence, lengths: lengths)
+        if recomputesActivations {
+            recomputeInput = (x, batch, sequence, lengths)
+            releaseActivations()
+        }
+        return y
+    }
+
+    private func run(_ x: Tensor, batch: Int, sequence: Int, lengths: [Int]?) throws -> Tensor {
         let a = try attentionDropout.forward(attention.forward(x, batch: batch, sequence: sequence, keyLengths: lengths))
         let h = try attentionNorm.forward(x, adding: a).output
         return try mlpNorm.forward(h, adding: outputDropout.forward(mlp.forward(h))).output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
+        if let saved = recomputeInput {
+            recomputeInput = nil
+            _ = try run(saved.x, batch: saved.batch, sequence: saved.sequence, lengths: saved.lengths)
+        }
+        defer { if recomputesActivations { releaseActivations() } }
         // Each norm's input is a residual sum: its gradient reaches both addends.
         let dSum2 = try mlpNorm.backward(dy)
         let dh = try backend.add(dSum2, mlp.backward(outputDropout.backward(dSum2)))

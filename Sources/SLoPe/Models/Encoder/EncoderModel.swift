@@ -106,6 +106,13 @@ public final class EncoderModel: Layer {
         for layer in dropoutLayers { layer.probability = probability }
     }
 
+    /// Recompute each block's activations in backward instead of keeping them (``EncoderBlock/recomputesActivations``):
+    /// less memory, one more forward pass of compute.
+    public var recomputesActivations: Bool {
+        get { blocks.first?.recomputesActivations ?? false }
+        set { for block in blocks { block.recomputesActivations = newValue } }
+    }
+
     var dropoutLayers: [Dropout] { [embeddingDropout] + blocks.flatMap { [$0.attentionDropout, $0.outputDropout] } }
 
     /// The seed of the next forward pass's dropout masks (each dropout layer draws its own from it); nil — the
