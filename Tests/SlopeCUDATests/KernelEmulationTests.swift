@@ -829,22 +829,31 @@ final class KernelEmulationTests: XCTestCase {
     func testSkinnyTwoFourGEMMMatchesTheCPUBackend() throws {
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 24)
-        let module = try EmulatedModule(family: .skinnySparse, dtype: .bfloat16, kernels: ["skinny_24_matmul": 11, "skinny_low_rank_epilogue": 8])
+        let module = try EmulatedModule(
+            family: .skinnySparse, dtype: .bfloat16, kernels: ["skinny_24_matmul": 11, "skinny_24_matmul_staged": 11, "skinny_low_rank_epilogue": 8])
         func random(_ shape: [Int]) throws -> Tensor { try cpu.randomNormal(shape, dtype: .bfloat16, using: &generator) }
+        // Each product by both kernels: x read from L2 by every warp, and x staged in shared memory (two blocks of
+        // 16 rows, so a block's copy of x serves several rows).
+        var kernel = SkinnySparseGEMM.Kernel.plain
         func product(_ x: Tensor, _ w: CompressedMatrix, bias: Tensor?, y: Tensor?, sums: Bool) throws -> Data {
             let tokens = x.shape[0]
             let output: EmulatedModule.Argument = try y.map { .readWrite(try Self.raw($0, cpu)) } ?? .output(bytes: tokens * w.rows * 2)
             let floats: EmulatedModule.Argument = sums ? .output(bytes: tokens * w.rows * 4) : .int64(0)
-            return try module.launch("skinny_24_matmul", grid: SkinnySparseGEMM.grid(rows: w.rows), [
+            let grid = kernel == .plain ? SkinnySparseGEMM.grid(rows: w.rows) : SkinnySparseGEMM.stagedGrid(rows: w.rows, multiprocessors: 0)
+            return try module.launch(kernel.name, grid: (min(grid.0, 2), 1, 1), block: kernel.threads, [
                 .input(try Self.raw(x, cpu)), .input(try Self.raw(w.values, cpu)), .inputArray(Self.packedTwoBit(try cpu.uint8s(w.indices))),
                 try bias.map { .input(try Self.raw($0, cpu)) } ?? .int64(0), sums ? .int64(0) : output, floats,
                 .int64(tokens), .int64(w.rows), .int64(w.columns), .int64(w.rows), .int32(y == nil ? 0 : 1),
             ])[sums ? 5 : 4]!
         }
-        for (tokens, rows, k) in [(1, 20, 48), (3, 9, 2112), (8, 17, 64)] {
+        let cases = [(1, 20, 48), (3, 9, 2112), (8, 17, 64)].flatMap { shape in
+            [SkinnySparseGEMM.Kernel.plain, .staged].map { (shape.0, shape.1, shape.2, $0) }
+        }
+        for (tokens, rows, k, which) in cases {
+            kernel = which
             let w = try cpu.compress(random([rows, k]), pattern: .twoFour, mask: nil)
             let x = try random([tokens, k]), bias = try random([rows]), y = try random([tokens, rows])
-            let label = "\(tokens)×\(k)→\(rows)"
+            let label = "\(tokens)×\(k)→\(rows) \(which)"
             try Self.assertClose(Self.bf16(product(x, w, bias: bias, y: nil, sums: false)),
                                  try cpu.floats(cpu.sparseMatmul(x, w, bias: bias)), tolerance: 3e-2, "\(label) with bias")
             let target = try cpu.cast(y, to: .bfloat16)
@@ -880,6 +889,14 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(SkinnySparseGEMM.launches(tokens: 19).map { [$0.first, $0.count] }, [[0, 8], [8, 8], [16, 3]])
         XCTAssertEqual(SkinnySparseGEMM.launches(tokens: 8).map { [$0.first, $0.count] }, [[0, 8]])
         XCTAssertEqual(SkinnySparseGEMM.grid(rows: 17).0, 3)
+        // The staged kernel keeps x in at most 96 KiB of shared memory: rows of 8192 bf16 take 6 tokens a launch.
+        XCTAssertEqual(SkinnySparseGEMM.tokensPerLaunch(.staged, columns: 2048, elementBytes: 2), 8)
+        XCTAssertEqual(SkinnySparseGEMM.tokensPerLaunch(.staged, columns: 8192, elementBytes: 2), 6)
+        XCTAssertEqual(SkinnySparseGEMM.tokensPerLaunch(.staged, columns: 65536, elementBytes: 2), 1)
+        XCTAssertEqual(SkinnySparseGEMM.tokensPerLaunch(.plain, columns: 65536, elementBytes: 2), 8)
+        XCTAssertEqual(SkinnySparseGEMM.launches(tokens: 13, perLaunch: 6).map { [$0.first, $0.count] }, [[0, 6], [6, 6], [12, 1]])
+        XCTAssertEqual(SkinnySparseGEMM.stagedGrid(rows: 8192, multiprocessors: 132).0, 512, "16 rows a block")
+        XCTAssertEqual(SkinnySparseGEMM.stagedGrid(rows: 50_000, multiprocessors: 132).0, 528, "at most four blocks per SM")
     }
 
     /// Merged inference's stacked form: `append_pairs` joins [W | scale·Rᵀ] and [X | P] (pairs followed by two

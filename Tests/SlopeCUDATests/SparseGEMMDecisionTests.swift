@@ -9,6 +9,10 @@ final class SparseGEMMDecisionTests: XCTestCase {
         let path = SparseGEMMDecisionStore.path(cacheDirectory: folder, device: "NVIDIA H100 80GB HBM3 sm_90", cusparseLtVersion: 800, cublasLtVersion: 130100)
         XCTAssertEqual(path, folder + "/sparse-gemm/NVIDIA_H100_80GB_HBM3_sm_90-cusparselt800-cublaslt130100.json")
         XCTAssertNil(SparseGEMMDecisionStore.path(cacheDirectory: nil, device: "x", cusparseLtVersion: 0, cublasLtVersion: 0))
+        // Each skinny kernel keeps its own decisions (a route timed with one is not the other's).
+        XCTAssertEqual(
+            SparseGEMMDecisionStore.path(cacheDirectory: folder, device: "H100 sm_90", cusparseLtVersion: 800, cublasLtVersion: 130100, skinnyKernel: "staged"),
+            folder + "/sparse-gemm/H100_sm_90-cusparselt800-cublaslt130100-skinny-staged.json")
 
         let key = SparseGEMMDecisionStore.key(tokens: 8192, outFeatures: 4096, inFeatures: 16384, dtype: "bfloat16")
         XCTAssertEqual(key, "bfloat16 8192x4096x16384")

@@ -3,11 +3,33 @@ import SlopeCore
 
 /// When the skinny 2:4 GEMM (KernelSources.skinnySparse) can take a product, and how it splits the tokens.
 enum SkinnySparseGEMM {
-    /// Tokens per launch (`SKINNY_TOKENS` in the kernel: one register accumulator each).
+    /// Which kernel runs: `staged` (x copied into shared memory once per block, 512 threads; the default) or `plain`
+    /// (every warp reads x from L2; `SLOPE_SKINNY_KERNEL=plain`, for same-run comparisons).
+    enum Kernel: String, Sendable {
+        case staged, plain
+
+        var name: String { self == .staged ? "skinny_24_matmul_staged" : "skinny_24_matmul" }
+        var threads: Int { self == .staged ? 512 : 256 }
+    }
+
+    /// Tokens per launch at most (`SKINNY_TOKENS` in the kernel: one register accumulator each).
     static let tokensPerLaunch = 8
+    /// Shared memory the staged kernel gives x at most: wider rows take fewer tokens per launch.
+    static let stagedBytes = 96 << 10
     /// The most tokens the route is offered for: beyond a few launches each re-reading the weights, cuSPARSELt's
     /// tensor cores or the dense GEMM win.
     static let maximumTokens = 32
+
+    /// Tokens one launch of `kernel` takes for rows of `columns` elements of `elementBytes`.
+    static func tokensPerLaunch(_ kernel: Kernel, columns: Int, elementBytes: Int) -> Int {
+        kernel == .plain ? tokensPerLaunch : max(1, min(tokensPerLaunch, stagedBytes / max(columns * elementBytes, 1)))
+    }
+
+    /// The staged kernel's blocks: 16 rows (warps) each, at most four blocks per SM (grid-stride beyond, so each
+    /// block's copy of x serves more rows).
+    static func stagedGrid(rows: Int, multiprocessors: Int) -> (Int, Int, Int) {
+        (max(1, min((rows + 15) / 16, 4 * multiprocessors)), 1, 1)
+    }
 
     /// Whether the kernel computes `X·Wᵀ` for `tokens` rows of X against a matrix of `pattern`, `columns` wide, in
     /// `dtype`: 2:4 (its slot indices packed 2 bits each), whole 16-column chunks, 16-bit elements.
@@ -16,9 +38,9 @@ enum SkinnySparseGEMM {
             && (dtype == .bfloat16 || dtype == .float16)
     }
 
-    /// The launches for `tokens` rows: (first row, rows) in order, `tokensPerLaunch` at most each.
-    static func launches(tokens: Int) -> [(first: Int, count: Int)] {
-        stride(from: 0, to: tokens, by: tokensPerLaunch).map { ($0, min(tokensPerLaunch, tokens - $0)) }
+    /// The launches for `tokens` rows: (first row, rows) in order, `perLaunch` at most each.
+    static func launches(tokens: Int, perLaunch: Int = tokensPerLaunch) -> [(first: Int, count: Int)] {
+        stride(from: 0, to: tokens, by: perLaunch).map { ($0, min(perLaunch, tokens - $0)) }
     }
 
     /// Blocks of 256 threads, one warp per output row.
@@ -53,8 +75,8 @@ extension CUDABackend {
         if target != nil { try touch(output) }
         let (outputAddress, biasAddress) = (try address(output, "skinnySparseGEMM"), try address(ifAny: bias, "skinnySparseGEMM"))
         let elementBytes = UInt64(x.dtype.byteSize)
-        for launch in SkinnySparseGEMM.launches(tokens: tokens) {
-            try self.launch(.skinnySparse, "skinny_24_matmul", dtype: x.dtype, grid: SkinnySparseGEMM.grid(rows: s.rows), [
+        for launch in skinnyLaunches(tokens: tokens, columns: s.columns, dtype: x.dtype) {
+            try launchSkinny(tokens: launch.count, rows: s.rows, columns: s.columns, dtype: x.dtype, [
                 .pointer(operands.x + UInt64(launch.first * s.columns) * elementBytes), .pointer(operands.values), .pointer(operands.indices),
                 .optionalPointer(biasAddress), .pointer(outputAddress + UInt64(launch.first * s.rows) * elementBytes), .optionalPointer(nil),
                 .int64(Int64(launch.count)), .int64(Int64(s.rows)), .int64(Int64(s.columns)), .int64(0), .int32(target == nil ? 0 : 1),
@@ -70,8 +92,8 @@ extension CUDABackend {
         let tokens = x.count / merged.columns
         let sums = try newTensor([tokens, merged.rows], dtype: .float32)
         let sumsAddress = try address(sums, "skinnyMergedGEMM")
-        for launch in SkinnySparseGEMM.launches(tokens: tokens) {
-            try self.launch(.skinnySparse, "skinny_24_matmul", dtype: x.dtype, grid: SkinnySparseGEMM.grid(rows: merged.rows), [
+        for launch in skinnyLaunches(tokens: tokens, columns: merged.columns, dtype: x.dtype) {
+            try launchSkinny(tokens: launch.count, rows: merged.rows, columns: merged.columns, dtype: x.dtype, [
                 .pointer(operands.x + UInt64(launch.first * merged.columns * x.dtype.byteSize)), .pointer(operands.values),
                 .pointer(operands.indices), .optionalPointer(nil), .optionalPointer(nil),
                 .pointer(sumsAddress + UInt64(launch.first * merged.rows * 4)),
@@ -85,6 +107,21 @@ extension CUDABackend {
             .int64(Int64(merged.rows - outFeatures)), .float(scale),
         ])
         return output
+    }
+
+    /// The skinny kernel's launches for `tokens` rows of x, `columns` wide.
+    private func skinnyLaunches(tokens: Int, columns: Int, dtype: DType) -> [(first: Int, count: Int)] {
+        SkinnySparseGEMM.launches(tokens: tokens, perLaunch: SkinnySparseGEMM.tokensPerLaunch(skinnyKernel, columns: columns, elementBytes: dtype.byteSize))
+    }
+
+    /// One launch of the skinny kernel (``skinnyKernel``) over `rows` output rows; the staged one gets `tokens` rows
+    /// of x in shared memory.
+    private func launchSkinny(tokens: Int, rows: Int, columns: Int, dtype: DType, _ arguments: [KernelArgument]) throws {
+        let kernel = skinnyKernel
+        let grid = kernel == .staged
+            ? SkinnySparseGEMM.stagedGrid(rows: rows, multiprocessors: cudaDevice.multiprocessorCount) : SkinnySparseGEMM.grid(rows: rows)
+        try launch(.skinnySparse, kernel.name, dtype: dtype, grid: grid, block: (kernel.threads, 1, 1),
+                   sharedBytes: kernel == .staged ? tokens * columns * dtype.byteSize : 0, arguments)
     }
 
     /// Whether a route's output agrees with a reference's (the dense GEMM's, the folded merged form's) to within what

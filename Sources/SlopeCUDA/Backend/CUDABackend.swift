@@ -46,6 +46,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Uploads staged through pinned memory without waiting for the stream (`SLOPE_PINNED_UPLOADS=1`; off by default:
     /// no gain measured).
     let pinnedUploads: PinnedUploads?
+    /// Which skinny 2:4 kernel decoding's sparse GEMMs run (`SLOPE_SKINNY_KERNEL` = staged, the default, or plain).
+    var skinnyKernel = SkinnySparseGEMM.Kernel.staged
     /// Whether ``record(_:)`` records CUDA graphs (`SLOPE_CUDA_GRAPHS=0` turns it off: decode steps then run op by op).
     public var recordsGraphs = true
     /// While a graph is being recorded, the memory its ops have addressed (kept for the graph's life).
@@ -60,15 +62,23 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         cudaDevice.profiler?.watchMemory(peakSinceMark: { [allocator] in allocator.windowPeak }, mark: { [allocator] in allocator.startPeakWindow() })
         let environment = processEnvironment([
             "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_VARIANT",
-            "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS", "SLOPE_PINNED_UPLOADS", "SLOPE_CUDA_GRAPHS",
+            "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS", "SLOPE_PINNED_UPLOADS", "SLOPE_CUDA_GRAPHS", "SLOPE_SKINNY_KERNEL",
         ])
         pinnedUploads = environment["SLOPE_PINNED_UPLOADS"] == "1" ? PinnedUploads(device: cudaDevice) : nil
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
         cusparseLt = try? CuSPARSELtMatmul(device: cudaDevice)
+        let skinny = try environment["SLOPE_SKINNY_KERNEL"].map { text in
+            guard let kernel = SkinnySparseGEMM.Kernel(rawValue: text) else {
+                throw TensorError.invalidArgument(operation: "SLOPE_SKINNY_KERNEL", reason: "must be staged or plain, not '\(text)'")
+            }
+            return kernel
+        } ?? .staged
+        // Routes timed with one skinny kernel are not the other's: each keeps its own decisions.
         decisions = SparseGEMMDecisionStore(path: SparseGEMMDecisionStore.path(
             cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
-            cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version))
+            cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version, skinnyKernel: skinny.rawValue))
+        skinnyKernel = skinny
         switch environment["SLOPE_CUDA_GRAPHS"] {
         case nil, "1"?: recordsGraphs = true
         case "0"?: recordsGraphs = false

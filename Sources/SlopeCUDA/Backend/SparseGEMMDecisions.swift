@@ -43,9 +43,9 @@ final class SparseGEMMDecisionStore: Sendable {
     }
 
     /// The file for one device and library combination, under `cacheDirectory`.
-    static func path(cacheDirectory: String?, device: String, cusparseLtVersion: Int, cublasLtVersion: Int) -> String? {
+    static func path(cacheDirectory: String?, device: String, cusparseLtVersion: Int, cublasLtVersion: Int, skinnyKernel: String? = nil) -> String? {
         guard let cacheDirectory else { return nil }
-        let name = "\(device)-cusparselt\(cusparseLtVersion)-cublaslt\(cublasLtVersion)"
+        let name = ("\(device)-cusparselt\(cusparseLtVersion)-cublaslt\(cublasLtVersion)" + (skinnyKernel.map { "-skinny-\($0)" } ?? ""))
             .map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" }
         return "\(cacheDirectory)/sparse-gemm/\(String(name)).json"
     }
