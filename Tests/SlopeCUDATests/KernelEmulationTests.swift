@@ -342,6 +342,73 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(partials.reduce(0.0) { $0 + Double($1) }, total, accuracy: 1e-5 * total)
     }
 
+    /// LAMB over three tensors in the three multi-tensor launches (moments and per-block norms, per-tensor sums, the
+    /// trust-ratio step) gives the CPU's composed LAMB: a tensor without weight decay takes the plain update.
+    func testMultiTensorLAMBMatchesTheComposedCPUUpdate() throws {
+        let wrappers = """
+        static AdamWTable lamb_table(T* p0, const T* g0, float* m0, float* v0, long long n0, T* p1, const T* g1, float* m1, float* v1,
+                                     long long n1, T* p2, const T* g2, float* m2, float* v2, long long n2, long long chunk) {
+            AdamWTable t{};
+            t.count = 3;
+            long long b1 = (n0 + chunk - 1) / chunk, b2 = b1 + (n1 + chunk - 1) / chunk;
+            t.entries[0] = AdamWEntry{p0, g0, m0, v0, n0, 0, 0.1f, 0u, 0, 0};
+            t.entries[1] = AdamWEntry{p1, g1, m1, v1, n1, b1, 0.0f, 0u, 0, 0};
+            t.entries[2] = AdamWEntry{p2, g2, m2, v2, n2, b2, 0.05f, 0u, 0, 0};
+            return t;
+        }
+        #define LAMB_THREE T* p0, const T* g0, float* m0, float* v0, long long n0, T* p1, const T* g1, float* m1, float* v1, long long n1, \
+            T* p2, const T* g2, float* m2, float* v2, long long n2, long long chunk, float lr, float beta1, float beta2, float eps, \
+            float c1, float c2, float gs
+        #define LAMB_TABLE lamb_table(p0, g0, m0, v0, n0, p1, g1, m1, v1, n1, p2, g2, m2, v2, n2, chunk)
+        void lamb_moments_three(LAMB_THREE, float* partials) { lamb_moments_multi(LAMB_TABLE, chunk, lr, beta1, beta2, eps, c1, c2, gs, partials); }
+        void lamb_norms_three(LAMB_THREE, const float* partials, float* sums) { lamb_norms_multi(LAMB_TABLE, chunk, partials, sums); }
+        void lamb_apply_three(LAMB_THREE, const float* sums) { lamb_apply_multi(LAMB_TABLE, chunk, lr, beta1, beta2, eps, c1, c2, gs, sums); }
+        """
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 31)
+        let sizes = [1003, 300, 16], chunk = 128
+        let blocks = sizes.map { ($0 + chunk - 1) / chunk }.reduce(0, +)
+        let module = try EmulatedModule(
+            source: try KernelFamily.optimizer.translationUnit(for: .bfloat16) + wrappers,
+            kernels: ["lamb_moments_three": 24, "lamb_norms_three": 25, "lamb_apply_three": 24])
+        let shared = AdamWStep(learningRate: 2e-2, step: 3, gradientScale: 0.5)
+        var operands: [(parameter: Data, gradient: Data, m: Data, v: Data)] = []
+        var tensors: [AdamWTensor] = []
+        for (index, n) in sizes.enumerated() {
+            let parameter = try cpu.randomNormal([n], dtype: .bfloat16, using: &generator)
+            let gradient = try cpu.randomNormal([n], dtype: .bfloat16, using: &generator)
+            let m = try cpu.randomNormal([n], dtype: .float32, using: &generator)
+            let v = try cpu.multiply(m, m)
+            operands.append((try Self.raw(parameter, cpu), try Self.raw(gradient, cpu), try Self.raw(m, cpu), try Self.raw(v, cpu)))
+            tensors.append(AdamWTensor(parameter: parameter, gradient: gradient, moment1: m, moment2: v, weightDecay: [0.1, 0, 0.05][index],
+                                       rounding: .nearest))
+        }
+        try cpu.lamb(tensors, step: shared)
+        let corrections = (Float(1 - pow(Double(shared.beta1), 3)), Float(1 - pow(Double(shared.beta2), 3)))
+        let hyper: [EmulatedModule.Argument] = [
+            .int64(chunk), .float(shared.learningRate), .float(shared.beta1), .float(shared.beta2), .float(shared.epsilon),
+            .float(corrections.0), .float(corrections.1), .float(shared.gradientScale),
+        ]
+        func arguments() -> [EmulatedModule.Argument] {
+            zip(operands, sizes).flatMap { operand, n in
+                [.readWrite(operand.parameter), .input(operand.gradient), .readWrite(operand.m), .readWrite(operand.v), .int64(n)] as [EmulatedModule.Argument]
+            } + hyper
+        }
+        let moments = try module.launch("lamb_moments_three", grid: (blocks, 1, 1), block: 64, arguments() + [.output(bytes: 2 * blocks * 4)])
+        for index in sizes.indices { (operands[index].m, operands[index].v) = (moments[5 * index + 2]!, moments[5 * index + 3]!) }
+        let sums = try module.launch("lamb_norms_three", grid: (3, 1, 1), block: 64, arguments() + [.input(moments[23]!), .output(bytes: 3 * 2 * 4)])[24]!
+        let applied = try module.launch("lamb_apply_three", grid: (blocks, 1, 1), block: 64, arguments() + [.input(sums)])
+        for (index, tensor) in tensors.enumerated() {
+            try Self.assertClose(Self.bf16(applied[5 * index]!), try cpu.floats(tensor.parameter), tolerance: 1e-2, "tensor \(index) weights")
+            try Self.assertClose(operands[index].m.elements(), try cpu.floats(tensor.moment1), tolerance: 1e-5, "tensor \(index) m")
+            try Self.assertClose(operands[index].v.elements(), try cpu.floats(tensor.moment2), tolerance: 1e-5, "tensor \(index) v")
+        }
+        // The first sum of each tensor is ‖w‖² of its weights before the step.
+        let norms: [Float] = sums.elements()
+        let before = Self.bf16(operands[0].parameter).reduce(0.0) { $0 + Double($1) * Double($1) }
+        XCTAssertEqual(Double(norms[0]), before, accuracy: 1e-5 * before)
+    }
+
     /// AdamW on values held in cuSPARSELt's layout (through a full map and through a packed periodic one) equals
     /// AdamW in W's compressed order followed by the scatter into that layout; float32 and bf16 (rounded stochastically).
     func testAdamWInTheCompressedCopyMatchesAdamWThenScatter() throws {

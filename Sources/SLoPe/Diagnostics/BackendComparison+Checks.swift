@@ -263,19 +263,28 @@ extension BackendComparison {
         // several sizes, each with its own weight decay and rounding.
         let sizes = (0..<60).map { [1, 7, 64, 300, 4099][$0 % 5] }
         let parameters = try sizes.map { try random([$0], dtype) }, gradients = try sizes.map { try random([$0], dtype) }
-        check("adamW, 60 tensors in one call (3 steps)", dtype, &results) { backend, on in
-            let values = try parameters.map { try backend.cast(self.pick($0, on), to: dtype) }
-            let moments = try sizes.map { (try backend.zeros([$0], dtype: .float32), try backend.zeros([$0], dtype: .float32)) }
-            for step in 1...3 {
-                let tensors = values.indices.map { index in
-                    AdamWTensor(
-                        parameter: values[index], gradient: self.pick(gradients[index], on), moment1: moments[index].0,
-                        moment2: moments[index].1, weightDecay: index % 2 == 0 ? 0.1 : 0,
-                        rounding: dtype == .bfloat16 ? .stochastic(seed: StochasticRounding.seed(run: 2, step: step, tensor: index)) : .nearest)
+        // AdamW and LAMB (on the GPU: multi-tensor launches; LAMB's on the CPU composed from ops), each tensor with
+        // its own weight decay, AdamW's with its own rounding.
+        for rule in UpdateRule.allCases {
+            check("\(rule == .adamw ? "adamW" : "lamb"), 60 tensors in one call (3 steps)", dtype, &results) { backend, on in
+                let values = try parameters.map { try backend.cast(self.pick($0, on), to: dtype) }
+                let moments = try sizes.map { (try backend.zeros([$0], dtype: .float32), try backend.zeros([$0], dtype: .float32)) }
+                for step in 1...3 {
+                    let tensors = values.indices.map { index in
+                        AdamWTensor(
+                            parameter: values[index], gradient: self.pick(gradients[index], on), moment1: moments[index].0,
+                            moment2: moments[index].1, weightDecay: index % 2 == 0 ? 0.1 : 0,
+                            rounding: dtype == .bfloat16 && rule == .adamw
+                                ? .stochastic(seed: StochasticRounding.seed(run: 2, step: step, tensor: index)) : .nearest)
+                    }
+                    let hyper = AdamWStep(learningRate: 1e-2, step: step, gradientScale: 0.5)
+                    switch rule {
+                    case .adamw: try backend.adamW(tensors, step: hyper)
+                    case .lamb: try backend.lamb(tensors, step: hyper)
+                    }
                 }
-                try backend.adamW(tensors, step: AdamWStep(learningRate: 1e-2, step: step, gradientScale: 0.5))
+                return values + moments.flatMap { [$0.0, $0.1] }
             }
-            return values + moments.flatMap { [$0.0, $0.1] }
         }
         guard dtype == .bfloat16 else { return }  // other dtypes always round to nearest
         check("adamW, stochastic rounding (3 steps)", dtype, &results) { backend, on in

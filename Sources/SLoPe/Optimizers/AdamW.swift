@@ -42,11 +42,10 @@ public final class AdamW {
                 weightDecay: decayScope.decays(parameter.value.shape) ? hyper.weightDecay : 0,
                 rounding: AdamWConfiguration.rounding(seed: roundingSeed, step: stepCount, tensor: index)))
         }
+        // One call: a backend may update the many small tensors (biases, norms) in a few launches.
         switch configuration.rule {
-        case .adamw:  // one call: a backend may update the many small tensors (biases, norms) in a few launches
-            try backend.adamW(tensors, step: hyper)
-        case .lamb:  // each tensor has its own trust ratio
-            for tensor in tensors { try configuration.update(tensor, step: hyper, backend: backend) }
+        case .adamw: try backend.adamW(tensors, step: hyper)
+        case .lamb: try backend.lamb(tensors, step: hyper)  // (each tensor with its own trust ratio)
         }
         try sharding?.distribute(parameters.enumerated().compactMap { $1.gradient == nil ? nil : ($0, $1.value) })
     }

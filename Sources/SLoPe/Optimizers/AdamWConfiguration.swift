@@ -60,9 +60,7 @@ public struct AdamWConfiguration: Sendable, Equatable, Codable {
                 parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2,
                 step: tensor.step(step))
         case .lamb:
-            try lambUpdate(
-                parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2,
-                step: tensor.step(step), backend: backend)
+            try backend.lamb([tensor], step: step)
         }
     }
 

@@ -29,14 +29,62 @@ extension CUDABackend {
     /// Plain resident tensors (dense parameters) of one parameter and moment dtype go through `adamw_multi`, up to
     /// 48 per launch; W's values held in cuSPARSELt's copy, and anything else, through the one-tensor path.
     public func adamW(_ tensors: [AdamWTensor], step: AdamWStep) throws {
-        var groups: [[AdamWTensor]] = []
+        let (groups, others) = try optimizerGroups(tensors, step: step)
+        for tensor in others {
+            try adamW(parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2, step: tensor.step(step))
+        }
+        for group in groups {
+            let (dtype, suffix) = (group[0].parameter.dtype, group[0].moment1.dtype == .bfloat16 ? "_bf16_moments" : "")
+            let chunk = 256 * (16 / dtype.byteSize) * 4  // four packs per thread
+            for batch in MultiTensorLaunch.batches(group, chunk: chunk, perLaunch: Fusion.tensorsPerLaunch(fusions), count: \.parameter.count) {
+                try launch(.optimizer, "adamw_multi" + suffix, dtype: dtype, grid: (batch.blocks, 1, 1), [
+                    .bytes(try optimizerTable(batch, "adamW")), .int64(Int64(chunk)), .float(step.learningRate), .float(step.beta1),
+                    .float(step.beta2), .float(step.epsilon), .float(1 - Float.pow(step.beta1, step.step)),
+                    .float(1 - Float.pow(step.beta2, step.step)), .float(step.gradientScale),
+                ])
+            }
+        }
+    }
+
+    /// LAMB in three launches per batch of tensors (`lamb_moments_multi`, `lamb_norms_multi`, `lamb_apply_multi`):
+    /// nothing read back, no copy of the update kept. Tensors the multi-tensor kernels cannot take run composed.
+    public func lamb(_ tensors: [AdamWTensor], step: AdamWStep) throws {
+        let (groups, others) = try optimizerGroups(tensors, step: step)
+        for tensor in others { try composedLAMB(tensor, step: step) }
+        let operation = "lamb"
+        for group in groups {
+            let (dtype, suffix) = (group[0].parameter.dtype, group[0].moment1.dtype == .bfloat16 ? "_bf16_moments" : "")
+            let chunk = 256 * 16
+            for batch in MultiTensorLaunch.batches(group, chunk: chunk, perLaunch: Fusion.tensorsPerLaunch(fusions), count: \.parameter.count) {
+                let table = try optimizerTable(batch, operation)
+                let hyper: [KernelArgument] = [
+                    .int64(Int64(chunk)), .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon),
+                    .float(1 - Float.pow(step.beta1, step.step)), .float(1 - Float.pow(step.beta2, step.step)), .float(step.gradientScale),
+                ]
+                let partials = try newTensor([2 * batch.blocks], dtype: .float32), sums = try newTensor([2 * batch.items.count], dtype: .float32)
+                try launch(.optimizer, "lamb_moments_multi" + suffix, dtype: dtype, grid: (batch.blocks, 1, 1),
+                           [.bytes(table)] + hyper + [.pointer(address(partials, operation))])
+                try launch(.optimizer, "lamb_norms_multi", dtype: dtype, grid: (batch.items.count, 1, 1), [
+                    .bytes(table), .int64(Int64(chunk)), .pointer(address(partials, operation)), .pointer(address(sums, operation)),
+                ])
+                try launch(.optimizer, "lamb_apply_multi" + suffix, dtype: dtype, grid: (batch.blocks, 1, 1),
+                           [.bytes(table)] + hyper + [.pointer(address(sums, operation))])
+            }
+        }
+    }
+
+    /// The tensors the multi-tensor optimizer kernels take, grouped by parameter and moment dtype, and the others
+    /// (memory given back or derived, a gradient of another type, moments neither float32 nor bf16): those go tensor
+    /// by tensor. Every tensor's operands are checked first.
+    private func optimizerGroups(_ tensors: [AdamWTensor], step: AdamWStep) throws -> (groups: [[AdamWTensor]], others: [AdamWTensor]) {
+        var groups: [[AdamWTensor]] = [], others: [AdamWTensor] = []
         var groupOf: [String: Int] = [:]
         for tensor in tensors {
             try OperandChecks.adamW(parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2, step: step)
             guard let storage = tensor.parameter.storage as? CUDAStorage, storage.isResident, storage.derivation == nil,
                   tensor.gradient.dtype == tensor.parameter.dtype, [DType.float32, .bfloat16].contains(tensor.moment1.dtype),
                   tensor.moment2.dtype == tensor.moment1.dtype else {
-                try adamW(parameter: tensor.parameter, gradient: tensor.gradient, moment1: tensor.moment1, moment2: tensor.moment2, step: tensor.step(step))
+                others.append(tensor)
                 continue
             }
             let key = "\(tensor.parameter.dtype) \(tensor.moment1.dtype)"
@@ -45,31 +93,24 @@ extension CUDABackend {
                 groups.append([tensor])
             }
         }
-        let operation = "adamW"
-        for group in groups {
-            let (dtype, suffix) = (group[0].parameter.dtype, group[0].moment1.dtype == .bfloat16 ? "_bf16_moments" : "")
-            let chunk = 256 * (16 / dtype.byteSize) * 4  // four packs per thread
-            for batch in MultiTensorLaunch.batches(group, chunk: chunk, perLaunch: Fusion.tensorsPerLaunch(fusions), count: \.parameter.count) {
-                for (tensor, _, _) in batch.items { try touch(tensor.parameter) }
-                let table = try batch.table(entryBytes: 64) { writer, entry in
-                    let (tensor, firstBlock, count) = entry
-                    for operand in [tensor.parameter, tensor.gradient, tensor.moment1, tensor.moment2] {
-                        writer.uint64(try address(operand, operation))
-                    }
-                    writer.int64(count)
-                    writer.int64(firstBlock)
-                    writer.float(tensor.weightDecay)
-                    let rounding = Self.rounding(tensor.rounding)
-                    writer.uint32(rounding.seed)
-                    writer.int32(rounding.stochastic ? 1 : 0)
-                    writer.int32(0)
-                }
-                try launch(.optimizer, "adamw_multi" + suffix, dtype: dtype, grid: (batch.blocks, 1, 1), [
-                    .bytes(table), .int64(Int64(chunk)), .float(step.learningRate), .float(step.beta1), .float(step.beta2),
-                    .float(step.epsilon), .float(1 - Float.pow(step.beta1, step.step)), .float(1 - Float.pow(step.beta2, step.step)),
-                    .float(step.gradientScale),
-                ])
+        return (groups, others)
+    }
+
+    /// A batch's table as the kernels' `AdamWTable` declares it (the parameters are marked written).
+    private func optimizerTable(_ batch: MultiTensorLaunch<AdamWTensor>, _ operation: String) throws -> [UInt8] {
+        for (tensor, _, _) in batch.items { try touch(tensor.parameter) }
+        return try batch.table(entryBytes: 64) { writer, entry in
+            let (tensor, firstBlock, count) = entry
+            for operand in [tensor.parameter, tensor.gradient, tensor.moment1, tensor.moment2] {
+                writer.uint64(try address(operand, operation))
             }
+            writer.int64(count)
+            writer.int64(firstBlock)
+            writer.float(tensor.weightDecay)
+            let rounding = Self.rounding(tensor.rounding)
+            writer.uint32(rounding.seed)
+            writer.int32(rounding.stochastic ? 1 : 0)
+            writer.int32(0)
         }
     }
 

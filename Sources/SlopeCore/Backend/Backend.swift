@@ -181,6 +181,11 @@ public protocol Backend: AnyObject, Sendable {
     /// with its own weight decay and rounding. A backend may update many in one launch; the default updates
     /// them one by one.
     func adamW(_ tensors: [AdamWTensor], step: AdamWStep) throws
+    /// LAMB (You et al. 2019, as apex's FusedLAMB and NVIDIA's BERT recipe run it) over several tensors: AdamW's
+    /// direction `u = m̂/(√v̂ + ε) + λ·w` (moments updated as AdamW updates them), then `w −= lr·(‖w‖/‖u‖)·u` with each
+    /// tensor's own trust ratio (1 when either norm is zero, or without weight decay), stored rounded to nearest.
+    /// The default composes it from ops tensor by tensor (``composedLAMB(_:step:)``, Backend+LAMB.swift).
+    func lamb(_ tensors: [AdamWTensor], step: AdamWStep) throws
 
     // MARK: N:M sparsity
 

@@ -113,6 +113,76 @@ extension KernelSources {
         adamw_multi_step<bf16>(table, chunk, ADAMW_MULTI_HYPER);
     }
 
+    // LAMB over many tensors (apex's FusedLAMB, as NVIDIA's BERT recipe runs it), three launches per table of
+    // AdamWTable entries, nothing read back: the moments step and each block's Σp² and Σu² of the direction
+    // u = m̂/(√v̂ + ε) + λ·p; the per-tensor sums; then p −= lr·ratio·u with ratio = ‖p‖/‖u‖ (1 when either is zero, and
+    // for tensors without weight decay), u recomputed from the stored moments (so no copy of it is kept), stored
+    // rounded to nearest. `partials` [2 · blocks], `sums` [2 · entries] float.
+    static __device__ __forceinline__ float lamb_direction(float p, float m, float v, const AdamWHyper& h, float weight_decay) {
+        return (m / h.correction1) / (sqrtf(v / h.correction2) + h.eps) + weight_decay * p;
+    }
+    template <typename M>
+    __device__ void lamb_moments_step(const AdamWTable& table, long long chunk, const AdamWHyper& h, float* partials) {
+        const AdamWEntry& e = table.entries[entry_of_block(table.entries, table.count, blockIdx.x)];
+        i64 begin = ((i64)blockIdx.x - e.first_block) * chunk, end = min((i64)e.n, begin + chunk);
+        M* m = (M*)e.m;
+        M* v = (M*)e.v;
+        double ps = 0.0, us = 0.0;
+        for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
+            float p = to_float(e.param[i]), g = to_float(e.grad[i]) * h.grad_scale;
+            M mi = from_float<M>(h.beta1 * to_float(m[i]) + (1.0f - h.beta1) * g);
+            M vi = from_float<M>(h.beta2 * to_float(v[i]) + (1.0f - h.beta2) * g * g);
+            m[i] = mi;
+            v[i] = vi;
+            float u = lamb_direction(p, to_float(mi), to_float(vi), h, e.weight_decay);
+            ps += (double)p * p;
+            us += (double)u * u;
+        }
+        ps = block_sum_double(ps);
+        us = block_sum_double(us);
+        if (threadIdx.x == 0) { partials[2 * blockIdx.x] = (float)ps; partials[2 * blockIdx.x + 1] = (float)us; }
+    }
+    #define LAMB_PARAMS long long chunk, float lr, float beta1, float beta2, float eps, float correction1, float correction2, float grad_scale
+    extern "C" __global__ void lamb_moments_multi(AdamWTable table, LAMB_PARAMS, float* partials) {
+        lamb_moments_step<float>(table, chunk, ADAMW_MULTI_HYPER, partials);
+    }
+    extern "C" __global__ void lamb_moments_multi_bf16_moments(AdamWTable table, LAMB_PARAMS, float* partials) {
+        lamb_moments_step<bf16>(table, chunk, ADAMW_MULTI_HYPER, partials);
+    }
+    // Block t sums tensor t's blocks' partials.
+    extern "C" __global__ void lamb_norms_multi(AdamWTable table, long long chunk, const float* partials, float* sums) {
+        const AdamWEntry& e = table.entries[blockIdx.x];
+        i64 blocks = (e.n + chunk - 1) / chunk;
+        double ps = 0.0, us = 0.0;
+        for (i64 b = threadIdx.x; b < blocks; b += blockDim.x) {
+            ps += (double)partials[2 * (e.first_block + b)];
+            us += (double)partials[2 * (e.first_block + b) + 1];
+        }
+        ps = block_sum_double(ps);
+        us = block_sum_double(us);
+        if (threadIdx.x == 0) { sums[2 * blockIdx.x] = (float)ps; sums[2 * blockIdx.x + 1] = (float)us; }
+    }
+    template <typename M>
+    __device__ void lamb_apply_step(const AdamWTable& table, long long chunk, const AdamWHyper& h, const float* sums) {
+        int t = entry_of_block(table.entries, table.count, blockIdx.x);
+        const AdamWEntry& e = table.entries[t];
+        i64 begin = ((i64)blockIdx.x - e.first_block) * chunk, end = min((i64)e.n, begin + chunk);
+        float ps = sums[2 * t], us = sums[2 * t + 1];
+        float ratio = e.weight_decay != 0.0f && ps > 0.0f && us > 0.0f ? sqrtf(ps / us) : 1.0f;
+        const M* m = (const M*)e.m;
+        const M* v = (const M*)e.v;
+        for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
+            float p = to_float(e.param[i]);
+            e.param[i] = from_float<T>(p - h.lr * ratio * lamb_direction(p, to_float(m[i]), to_float(v[i]), h, e.weight_decay));
+        }
+    }
+    extern "C" __global__ void lamb_apply_multi(AdamWTable table, LAMB_PARAMS, const float* sums) {
+        lamb_apply_step<float>(table, chunk, ADAMW_MULTI_HYPER, sums);
+    }
+    extern "C" __global__ void lamb_apply_multi_bf16_moments(AdamWTable table, LAMB_PARAMS, const float* sums) {
+        lamb_apply_step<bf16>(table, chunk, ADAMW_MULTI_HYPER, sums);
+    }
+
     // AdamW on W's values where they live in cuSPARSELt's compressed copy: position p holds slot s of W's
     // compressed order (gradient and moments are in that order), s = slots[p] for a full map, else
     // packed_map_slot (the packed map, as scatter_values_packed reads it).
