@@ -9,8 +9,14 @@ extension TransformerModel {
     /// segment order. A replayed step returns the same tensor each time: read it before the next step.
     func decodeStepLogits(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache) throws -> Tensor {
         let values = DecodeStepValues(tokens: tokens, segments: segments, cache: cache, learnedPositions: positionEmbedding != nil)
-        let steps = cache.recordedSteps, batch = segments.count
-        defer { cache.advance(segments) }
+        let logits = try decodeStep(values, batch: segments.count, cache: cache)
+        cache.advance(segments)  // (only once the step has run: a failed one leaves the cache as it was)
+        return logits
+    }
+
+    /// The step replayed, recorded, or run op by op (see above).
+    private func decodeStep(_ values: DecodeStepValues, batch: Int, cache: KeyValueCache) throws -> Tensor {
+        let steps = cache.recordedSteps
         if let step = steps.step(batch) {
             try values.write(into: step.inputs, backend: backend)
             return try step.work.replay()
