@@ -37,11 +37,8 @@ extension CUDABackend {
             let (dtype, suffix) = (group[0].parameter.dtype, group[0].moment1.dtype == .bfloat16 ? "_bf16_moments" : "")
             let chunk = 256 * (16 / dtype.byteSize) * 4  // four packs per thread
             for batch in MultiTensorLaunch.batches(group, chunk: chunk, perLaunch: Fusion.tensorsPerLaunch(fusions), count: \.parameter.count) {
-                try launch(.optimizer, "adamw_multi" + suffix, dtype: dtype, grid: (batch.blocks, 1, 1), [
-                    .bytes(try optimizerTable(batch, "adamW")), .int64(Int64(chunk)), .float(step.learningRate), .float(step.beta1),
-                    .float(step.beta2), .float(step.epsilon), .float(1 - Float.pow(step.beta1, step.step)),
-                    .float(1 - Float.pow(step.beta2, step.step)), .float(step.gradientScale),
-                ])
+                try launch(.optimizer, "adamw_multi" + suffix, dtype: dtype, grid: (batch.blocks, 1, 1),
+                           [.bytes(try optimizerTable(batch, "adamW"))] + Self.multiTensorHyper(step, chunk: chunk))
             }
         }
     }
@@ -56,11 +53,7 @@ extension CUDABackend {
             let (dtype, suffix) = (group[0].parameter.dtype, group[0].moment1.dtype == .bfloat16 ? "_bf16_moments" : "")
             let chunk = 256 * 16
             for batch in MultiTensorLaunch.batches(group, chunk: chunk, perLaunch: Fusion.tensorsPerLaunch(fusions), count: \.parameter.count) {
-                let table = try optimizerTable(batch, operation)
-                let hyper: [KernelArgument] = [
-                    .int64(Int64(chunk)), .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon),
-                    .float(1 - Float.pow(step.beta1, step.step)), .float(1 - Float.pow(step.beta2, step.step)), .float(step.gradientScale),
-                ]
+                let table = try optimizerTable(batch, operation), hyper = Self.multiTensorHyper(step, chunk: chunk)
                 let partials = try newTensor([2 * batch.blocks], dtype: .float32), sums = try newTensor([2 * batch.items.count], dtype: .float32)
                 try launch(.optimizer, "lamb_moments_multi" + suffix, dtype: dtype, grid: (batch.blocks, 1, 1),
                            [.bytes(table)] + hyper + [.pointer(address(partials, operation))])
@@ -71,6 +64,14 @@ extension CUDABackend {
                            [.bytes(table)] + hyper + [.pointer(address(sums, operation))])
             }
         }
+    }
+
+    /// The multi-tensor optimizer kernels' shared arguments after the table (`ADAMW_MULTI_PARAMS`).
+    static func multiTensorHyper(_ step: AdamWStep, chunk: Int) -> [KernelArgument] {
+        [
+            .int64(Int64(chunk)), .float(step.learningRate), .float(step.beta1), .float(step.beta2), .float(step.epsilon),
+            .float(1 - Float.pow(step.beta1, step.step)), .float(1 - Float.pow(step.beta2, step.step)), .float(step.gradientScale),
+        ]
     }
 
     /// The tensors the multi-tensor optimizer kernels take, grouped by parameter and moment dtype, and the others

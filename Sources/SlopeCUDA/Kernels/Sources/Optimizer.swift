@@ -25,11 +25,17 @@ extension KernelSources {
         r.bits = (unsigned short)((u + (rounding_bits(h.seed, index) & 0xFFFFu)) >> 16);
         return r;
     }
-    static __device__ __forceinline__ float adamw_update(float p, float g, float& m, float& v, const AdamWHyper& h) {
-        g *= h.grad_scale;
+    // Adam's moments after gradient g (already scaled), and its bias-corrected direction m̂/(√v̂ + ε).
+    static __device__ __forceinline__ void adam_moments(float g, float& m, float& v, const AdamWHyper& h) {
         m = h.beta1 * m + (1.0f - h.beta1) * g;
         v = h.beta2 * v + (1.0f - h.beta2) * g * g;
-        float update = (m / h.correction1) / (sqrtf(v / h.correction2) + h.eps);
+    }
+    static __device__ __forceinline__ float adam_direction(float m, float v, const AdamWHyper& h) {
+        return (m / h.correction1) / (sqrtf(v / h.correction2) + h.eps);
+    }
+    static __device__ __forceinline__ float adamw_update(float p, float g, float& m, float& v, const AdamWHyper& h) {
+        adam_moments(g * h.grad_scale, m, v, h);
+        float update = adam_direction(m, v, h);
         // Decoupled weight decay applies to the pre-update parameter, as in torch.optim.AdamW.
         return p * (1.0f - h.lr * h.weight_decay) - h.lr * update;
     }
@@ -119,7 +125,7 @@ extension KernelSources {
     // for tensors without weight decay), u recomputed from the stored moments (so no copy of it is kept), stored
     // rounded to nearest. `partials` [2 · blocks], `sums` [2 · entries] float.
     static __device__ __forceinline__ float lamb_direction(float p, float m, float v, const AdamWHyper& h, float weight_decay) {
-        return (m / h.correction1) / (sqrtf(v / h.correction2) + h.eps) + weight_decay * p;
+        return adam_direction(m, v, h) + weight_decay * p;
     }
     template <typename M>
     __device__ void lamb_moments_step(const AdamWTable& table, long long chunk, const AdamWHyper& h, float* partials) {
@@ -129,9 +135,9 @@ extension KernelSources {
         M* v = (M*)e.v;
         double ps = 0.0, us = 0.0;
         for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
-            float p = to_float(e.param[i]), g = to_float(e.grad[i]) * h.grad_scale;
-            M mi = from_float<M>(h.beta1 * to_float(m[i]) + (1.0f - h.beta1) * g);
-            M vi = from_float<M>(h.beta2 * to_float(v[i]) + (1.0f - h.beta2) * g * g);
+            float p = to_float(e.param[i]), mf = to_float(m[i]), vf = to_float(v[i]);
+            adam_moments(to_float(e.grad[i]) * h.grad_scale, mf, vf, h);
+            M mi = from_float<M>(mf), vi = from_float<M>(vf);
             m[i] = mi;
             v[i] = vi;
             float u = lamb_direction(p, to_float(mi), to_float(vi), h, e.weight_decay);
@@ -142,11 +148,10 @@ extension KernelSources {
         us = block_sum_double(us);
         if (threadIdx.x == 0) { partials[2 * blockIdx.x] = (float)ps; partials[2 * blockIdx.x + 1] = (float)us; }
     }
-    #define LAMB_PARAMS long long chunk, float lr, float beta1, float beta2, float eps, float correction1, float correction2, float grad_scale
-    extern "C" __global__ void lamb_moments_multi(AdamWTable table, LAMB_PARAMS, float* partials) {
+    extern "C" __global__ void lamb_moments_multi(AdamWTable table, ADAMW_MULTI_PARAMS, float* partials) {
         lamb_moments_step<float>(table, chunk, ADAMW_MULTI_HYPER, partials);
     }
-    extern "C" __global__ void lamb_moments_multi_bf16_moments(AdamWTable table, LAMB_PARAMS, float* partials) {
+    extern "C" __global__ void lamb_moments_multi_bf16_moments(AdamWTable table, ADAMW_MULTI_PARAMS, float* partials) {
         lamb_moments_step<bf16>(table, chunk, ADAMW_MULTI_HYPER, partials);
     }
     // Block t sums tensor t's blocks' partials.
@@ -176,10 +181,10 @@ extension KernelSources {
             e.param[i] = from_float<T>(p - h.lr * ratio * lamb_direction(p, to_float(m[i]), to_float(v[i]), h, e.weight_decay));
         }
     }
-    extern "C" __global__ void lamb_apply_multi(AdamWTable table, LAMB_PARAMS, const float* sums) {
+    extern "C" __global__ void lamb_apply_multi(AdamWTable table, ADAMW_MULTI_PARAMS, const float* sums) {
         lamb_apply_step<float>(table, chunk, ADAMW_MULTI_HYPER, sums);
     }
-    extern "C" __global__ void lamb_apply_multi_bf16_moments(AdamWTable table, LAMB_PARAMS, const float* sums) {
+    extern "C" __global__ void lamb_apply_multi_bf16_moments(AdamWTable table, ADAMW_MULTI_PARAMS, const float* sums) {
         lamb_apply_step<bf16>(table, chunk, ADAMW_MULTI_HYPER, sums);
     }
 

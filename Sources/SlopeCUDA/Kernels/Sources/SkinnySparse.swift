@@ -18,16 +18,16 @@ extension KernelSources {
     static __device__ __forceinline__ float skinny_low(unsigned w) { T v; v.bits = (unsigned short)(w & 0xFFFFu); return to_float(v); }
     static __device__ __forceinline__ float skinny_high(unsigned w) { T v; v.bits = (unsigned short)(w >> 16); return to_float(v); }
 
-    // y[t, r] = Σ_k x[t, k]·W[r, k] for t < tokens ≤ SKINNY_TOKENS. x [tokens, k]; W 2:4 as its values [rows, k/2] and
-    // its slot indices packed 2 bits each (`pack_slot_indices`: one uint16 per 16 columns, slot s of the chunk at bits
-    // 2s); k a multiple of 16 and every pointer 16-byte aligned. One warp per row (grid-stride over rows): lane l takes
-    // the 16-column chunks l, l + 32, …, each a 16-byte load of values and a 2-byte load of indices (SKINNY_UNROLL
-    // chunks in flight), with 32 bytes of every token's x (the same for every warp: L1 and L2 serve them).
+    // y[t, r] = Σ_k x[t, k]·W[r, k] for t < tokens ≤ SKINNY_TOKENS. x [tokens, k] (read through `xv`: global or
+    // shared memory); W 2:4 as its values [rows, k/2] and its slot indices packed 2 bits each (`pack_slot_indices`: one
+    // uint16 per 16 columns, slot s of the chunk at bits 2s); k a multiple of 16 and every pointer 16-byte aligned. One
+    // warp per row (grid-stride over rows): lane l takes the 16-column chunks l, l + 32, …, each a 16-byte load of
+    // values and a 2-byte load of indices (UNROLL chunks in flight), with 32 bytes of every token's x.
     // The result: with y32 set, float sums at y32[t·y32_stride + r] (the merged layer's epilogue finishes them);
     // otherwise y[t·rows + r] = sum (+ y[t·rows + r] when accumulate) (+ bias[r]).
-    extern "C" __global__ void skinny_24_matmul(const T* x, const T* values, const unsigned short* indices, const T* bias, T* y,
-                                                float* y32, long long tokens, long long rows, long long k, long long y32_stride,
-                                                int accumulate) {
+    template <int UNROLL>
+    __device__ void skinny_24_rows(const uint4* xv, const T* values, const unsigned short* indices, const T* bias, T* y, float* y32,
+                                   i64 tokens, i64 rows, i64 k, i64 y32_stride, int accumulate) {
         int lane = threadIdx.x & 31;
         i64 warps = (i64)gridDim.x * (blockDim.x >> 5), chunks = k / 16;
         for (i64 r = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
@@ -36,16 +36,16 @@ extension KernelSources {
             float acc[SKINNY_TOKENS];
             #pragma unroll
             for (int t = 0; t < SKINNY_TOKENS; ++t) acc[t] = 0.0f;
-            for (i64 first = lane; first < chunks; first += 32 * SKINNY_UNROLL) {
-                uint4 w[SKINNY_UNROLL];
-                unsigned m[SKINNY_UNROLL];
+            for (i64 first = lane; first < chunks; first += 32 * UNROLL) {
+                uint4 w[UNROLL];
+                unsigned m[UNROLL];
                 #pragma unroll
-                for (int u = 0; u < SKINNY_UNROLL; ++u) {
+                for (int u = 0; u < UNROLL; ++u) {
                     i64 c = first + 32 * u;
                     if (c < chunks) { w[u] = vr[c]; m[u] = ir[c]; } else { w[u].x = w[u].y = w[u].z = w[u].w = 0u; m[u] = 0u; }
                 }
                 #pragma unroll
-                for (int u = 0; u < SKINNY_UNROLL; ++u) {
+                for (int u = 0; u < UNROLL; ++u) {
                     i64 c = first + 32 * u;
                     if (c < chunks) {
                         float v[8] = {skinny_low(w[u].x), skinny_high(w[u].x), skinny_low(w[u].y), skinny_high(w[u].y),
@@ -54,7 +54,7 @@ extension KernelSources {
                         #pragma unroll
                         for (int t = 0; t < SKINNY_TOKENS; ++t) {
                             if (t < tokens) {
-                                const uint4* xp = (const uint4*)(x + t * k) + 2 * c;
+                                const uint4* xp = xv + t * (k / 8) + 2 * c;
                                 uint4 a = xp[0], b = xp[1];  // columns 16c … 16c + 7, then 16c + 8 … 16c + 15
                                 acc[t] += v[0] * skinny_pick(a.x, a.y, s & 3u) + v[1] * skinny_pick(a.x, a.y, (s >> 2) & 3u)
                                         + v[2] * skinny_pick(a.z, a.w, (s >> 4) & 3u) + v[3] * skinny_pick(a.z, a.w, (s >> 6) & 3u)
@@ -84,10 +84,17 @@ extension KernelSources {
         }
     }
 
-    // skinny_24_matmul with x staged in shared memory first (dynamic shared memory: tokens·k elements): every warp of
-    // the block reads its x there instead of from L2 — with one warp per row, x's reads from L2 (a whole copy of x per
-    // row) outweigh the weights' own bytes. Blocks of 512 threads (16 rows at a time, grid-stride over rows, so a
-    // block's x serves all its rows) and SKINNY_STAGED_UNROLL chunks in flight per lane. Same arguments and results.
+    // The rows with x read from global memory by every warp (L1 and L2 serve it), SKINNY_UNROLL chunks in flight.
+    extern "C" __global__ void skinny_24_matmul(const T* x, const T* values, const unsigned short* indices, const T* bias, T* y,
+                                                float* y32, long long tokens, long long rows, long long k, long long y32_stride,
+                                                int accumulate) {
+        skinny_24_rows<SKINNY_UNROLL>((const uint4*)x, values, indices, bias, y, y32, tokens, rows, k, y32_stride, accumulate);
+    }
+
+    // The same with x staged in shared memory first (dynamic shared memory: tokens·k elements): every warp of the block
+    // reads its x there instead of from L2 — with one warp per row, x's reads from L2 (a whole copy of x per row)
+    // outweigh the weights' own bytes. Blocks of 512 threads (16 rows at a time, grid-stride over rows, so a block's x
+    // serves all its rows) and SKINNY_STAGED_UNROLL chunks in flight per lane.
     #define SKINNY_STAGED_UNROLL 8
     extern "C" __global__ void skinny_24_matmul_staged(const T* x, const T* values, const unsigned short* indices, const T* bias,
                                                        T* y, float* y32, long long tokens, long long rows, long long k,
@@ -96,60 +103,7 @@ extension KernelSources {
         uint4* xs = (uint4*)staged;
         for (i64 i = threadIdx.x; i < tokens * k / 8; i += blockDim.x) xs[i] = ((const uint4*)x)[i];
         __syncthreads();
-        int lane = threadIdx.x & 31;
-        i64 warps = (i64)gridDim.x * (blockDim.x >> 5), chunks = k / 16;
-        for (i64 r = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
-            const uint4* vr = (const uint4*)(values + r * (k / 2));
-            const unsigned short* ir = indices + r * chunks;
-            float acc[SKINNY_TOKENS];
-            #pragma unroll
-            for (int t = 0; t < SKINNY_TOKENS; ++t) acc[t] = 0.0f;
-            for (i64 first = lane; first < chunks; first += 32 * SKINNY_STAGED_UNROLL) {
-                uint4 w[SKINNY_STAGED_UNROLL];
-                unsigned m[SKINNY_STAGED_UNROLL];
-                #pragma unroll
-                for (int u = 0; u < SKINNY_STAGED_UNROLL; ++u) {
-                    i64 c = first + 32 * u;
-                    if (c < chunks) { w[u] = vr[c]; m[u] = ir[c]; } else { w[u].x = w[u].y = w[u].z = w[u].w = 0u; m[u] = 0u; }
-                }
-                #pragma unroll
-                for (int u = 0; u < SKINNY_STAGED_UNROLL; ++u) {
-                    i64 c = first + 32 * u;
-                    if (c < chunks) {
-                        float v[8] = {skinny_low(w[u].x), skinny_high(w[u].x), skinny_low(w[u].y), skinny_high(w[u].y),
-                                      skinny_low(w[u].z), skinny_high(w[u].z), skinny_low(w[u].w), skinny_high(w[u].w)};
-                        unsigned s = m[u];
-                        #pragma unroll
-                        for (int t = 0; t < SKINNY_TOKENS; ++t) {
-                            if (t < tokens) {
-                                const uint4* xp = xs + t * (k / 8) + 2 * c;
-                                uint4 a = xp[0], b = xp[1];
-                                acc[t] += v[0] * skinny_pick(a.x, a.y, s & 3u) + v[1] * skinny_pick(a.x, a.y, (s >> 2) & 3u)
-                                        + v[2] * skinny_pick(a.z, a.w, (s >> 4) & 3u) + v[3] * skinny_pick(a.z, a.w, (s >> 6) & 3u)
-                                        + v[4] * skinny_pick(b.x, b.y, (s >> 8) & 3u) + v[5] * skinny_pick(b.x, b.y, (s >> 10) & 3u)
-                                        + v[6] * skinny_pick(b.z, b.w, (s >> 12) & 3u) + v[7] * skinny_pick(b.z, b.w, (s >> 14) & 3u);
-                            }
-                        }
-                    }
-                }
-            }
-            #pragma unroll
-            for (int t = 0; t < SKINNY_TOKENS; ++t) {
-                if (t < tokens) {
-                    float sum = warp_sum(acc[t]);
-                    if (lane == t) {
-                        if (y32) {
-                            y32[t * y32_stride + r] = sum;
-                        } else {
-                            T* out = y + t * rows + r;
-                            if (accumulate) sum += to_float(*out);
-                            if (bias) sum += to_float(bias[r]);
-                            *out = from_float<T>(sum);
-                        }
-                    }
-                }
-            }
-        }
+        skinny_24_rows<SKINNY_STAGED_UNROLL>(xs, values, indices, bias, y, y32, tokens, rows, k, y32_stride, accumulate);
     }
 
     // The merged sparse + low-rank layer from the skinny GEMM over [W; Lᵀ]: y[t, o] = z[t, o] + scale·Σ_j z[t, out + j]·up[j, o]
