@@ -249,7 +249,7 @@ final class TransformerTests: XCTestCase {
         }
         let model = try TransformerModel(configuration: configuration(.gpt), backend: cpu, seed: 1)
         let inputs = try DecodeStepValues(tokens: [1], segments: [.init(slot: 0, count: 1)], cache: KeyValueCache(model: model, slots: 1, capacity: 4),
-                                          learnedPositions: true).upload(to: cpu)
+                                          learnedPositions: true, rotary: false).upload(to: cpu)
         let steps = RecordedDecodeSteps(limit: 3)
         let output = try cpu.zeros([1], dtype: .float32)
         for batch in 1...3 { steps.keep((inputs, Work(output)), for: batch) }

@@ -8,7 +8,9 @@ extension TransformerModel {
     /// Logits `[segments.count, vocabulary]` after one token for each of `segments` (all of count 1); `tokens` in
     /// segment order. A replayed step returns the same tensor each time: read it before the next step.
     func decodeStepLogits(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache) throws -> Tensor {
-        let values = DecodeStepValues(tokens: tokens, segments: segments, cache: cache, learnedPositions: positionEmbedding != nil)
+        let values = DecodeStepValues(
+            tokens: tokens, segments: segments, cache: cache, learnedPositions: positionEmbedding != nil,
+            rotary: blocks.first?.attention.ropeBase != nil)
         let logits = try decodeStep(values, batch: segments.count, cache: cache)
         cache.advance(segments)  // (only once the step has run: a failed one leaves the cache as it was)
         return logits
@@ -57,9 +59,9 @@ extension SelfAttention {
     func decode(_ x: Tensor, inputs: DecodeStepInputs, cache: KeyValueCache, layer: Int) throws -> Tensor {
         var q = try query.forward(x), k = try key.forward(x)
         let v = try value.forward(x)
-        if let ropeBase {
+        if let ropeBase, let positions = inputs.positions {
             func rotate(_ t: Tensor) throws -> Tensor {
-                try backend.rotaryEmbedding(t, positions: inputs.positions, headDimension: headDimension, base: ropeBase, positionLimit: cache.capacity)
+                try backend.rotaryEmbedding(t, positions: positions, headDimension: headDimension, base: ropeBase, positionLimit: cache.capacity)
             }
             (q, k) = (try rotate(q), try rotate(k))
         }
@@ -74,8 +76,8 @@ extension SelfAttention {
 /// A decode step's inputs on the device (`int32`, one per sequence unless said).
 struct DecodeStepInputs {
     let tokens: Tensor
-    /// Each sequence's position: where its new token sits in its slot.
-    let positions: Tensor
+    /// Each sequence's position (where its new token sits in its slot), for rotary embeddings; nil without them.
+    let positions: Tensor?
     /// Learned position embeddings' rows (the position plus OPT's offset); nil without learned positions.
     let positionIDs: Tensor?
     /// The cache row each new key and value goes to.
@@ -87,15 +89,17 @@ struct DecodeStepInputs {
 /// The host-side values of ``DecodeStepInputs`` for one step.
 struct DecodeStepValues: Equatable {
     var tokens: [Int32]
-    var positions: [Int32]
+    var positions: [Int32]?
     var positionIDs: [Int32]?
     var cacheRows: [Int32]
     var ranges: [Int32]
 
-    init(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache, learnedPositions: Bool) {
+    /// Position ids for learned position embeddings (`learnedPositions`), positions for rotary ones (`rotary`): only
+    /// what the model reads is uploaded each step.
+    init(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache, learnedPositions: Bool, rotary: Bool) {
         let lengths = segments.map { cache.lengths[$0.slot] }
         self.tokens = tokens
-        positions = lengths.map { Int32($0) }
+        positions = rotary ? lengths.map { Int32($0) } : nil
         positionIDs = learnedPositions ? lengths.map { Int32(ModelConfiguration.positionOffset + $0) } : nil
         cacheRows = zip(segments, lengths).map { Int32(cache.row(slot: $0.slot, position: $1)) }
         ranges = segments.map { Int32(cache.row(slot: $0.slot, position: 0)) } + lengths.map { Int32($0 + 1) }
@@ -105,14 +109,14 @@ struct DecodeStepValues: Equatable {
     func upload(to backend: any Backend) throws -> DecodeStepInputs {
         func vector(_ values: [Int32]) throws -> Tensor { try backend.tensor(values, shape: [values.count]) }
         return DecodeStepInputs(
-            tokens: try vector(tokens), positions: try vector(positions), positionIDs: try positionIDs.map(vector),
+            tokens: try vector(tokens), positions: try positions.map(vector), positionIDs: try positionIDs.map(vector),
             cacheRows: try vector(cacheRows), ranges: try vector(ranges))
     }
 
     /// These values written over a recorded step's inputs.
     func write(into inputs: DecodeStepInputs, backend: any Backend) throws {
         try backend.write(tokens, into: inputs.tokens)
-        try backend.write(positions, into: inputs.positions)
+        if let positions, let target = inputs.positions { try backend.write(positions, into: target) }
         if let positionIDs, let target = inputs.positionIDs { try backend.write(positionIDs, into: target) }
         try backend.write(cacheRows, into: inputs.cacheRows)
         try backend.write(ranges, into: inputs.ranges)

@@ -188,21 +188,17 @@ extension CUDABackend {
     /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
     /// sequences, where the flash kernels need no buffer at all).
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
+        let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
+            && s.batch <= 65_535 && s.keyValueHeads <= 65_535 && s.queryHeads <= 65_535
         // Padded sequences (an encoder's key lengths): the fused kernels and the GEMM route's row kernels mask them; the
         // flash and cuDNN kernels do not take them yet.
-        if s.keyLengths != nil {
-            let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
-                && s.batch <= 65_535 && s.keyValueHeads <= 65_535 && s.queryHeads <= 65_535
-            return fusable && attentionRoute != .gemm ? .fused : .gemm
-        }
+        if s.keyLengths != nil { return fusable && attentionRoute != .gemm ? .fused : .gemm }
         if attentionRoute == .cudnn || (attentionRoute == nil && Self.cudnnAttentionByDefault),
            cudnnAttentionPlan(s, dtype: dtype, backward: backward) != nil {
             return .cudnn
         }
         let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
         let gemmOrFlash: AttentionRoute = scoreBytes <= 4 << 30 ? .gemm : .flash
-        let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
-            && s.batch <= 65_535 && s.keyValueHeads <= 65_535 && s.queryHeads <= 65_535
         let flashable = KernelSources.attentionHeadDimensions.contains(s.headDimension)
         switch attentionRoute {
         case .gemm?: return .gemm
