@@ -124,6 +124,35 @@ final class EncoderTests: XCTestCase {
             tokens: cpu.tensor(real, shape: [3]), tokenTypes: cpu.tensor(types, shape: [3]), labels: [-100, -100, -100], lengths: nil, batch: 1, sequence: 3))
     }
 
+    /// Blocks run on the real tokens alone (the default) give the losses and gradients of blocks run on every padded
+    /// position, and zero rows at the padding; so they do with recomputed activations.
+    func testRemovingPaddingChangesNothingButTheWork() throws {
+        let (tokens, types, _, lengths) = try batch()
+        for recomputes in [false, true] {
+            let models = try (0..<2).map { _ in try EncoderModel(configuration: configuration, dtype: .float64, backend: cpu, seed: 4) }
+            models[0].removesPadding = false
+            models[1].recomputesActivations = recomputes
+            let hidden = try models.map { try cpu.doubles($0.encode(tokens: tokens, tokenTypes: types, lengths: lengths, batch: 2, sequence: 5)) }
+            assertClose(Array(hidden[1][0..<(8 * 8)]), Array(hidden[0][0..<(8 * 8)]), rtol: 1e-12, atol: 1e-14, "real rows")
+            XCTAssertEqual(Array(hidden[1][(8 * 8)...]), [Double](repeating: 0, count: 2 * 8), "the padding's rows")
+            XCTAssertGreaterThan(hidden[0][(8 * 8)...].map(abs).max()!, 0.1, "run on every position, the padding's rows are not zero")
+            let losses = try models.map { model in
+                let loss = try pretrainingLoss(of: model)()
+                try model.backward()
+                return loss
+            }
+            XCTAssertEqual(losses[1], losses[0], accuracy: 1e-12)
+            for (padded, unpadded) in zip(models[0].parameters, models[1].parameters) {
+                let (a, b) = (try cpu.doubles(XCTUnwrap(padded.gradient)), try cpu.doubles(XCTUnwrap(unpadded.gradient)))
+                assertClose(b, a, rtol: 1e-10, atol: 1e-13, "\(padded.name), recomputed: \(recomputes)")
+            }
+        }
+        let model = try EncoderModel(configuration: configuration, dtype: .float64, backend: cpu, seed: 4)
+        XCTAssertThrowsError(try model.encode(tokens: tokens, tokenTypes: types, lengths: [5, 0], batch: 2, sequence: 5)) { error in
+            XCTAssertTrue("\(error)".contains("lengths in 1 … 5"), "\(error)")
+        }
+    }
+
     /// A tiny encoder learns to fill in masked tokens of sequences with structure — the first half of each one token,
     /// the second half another, so a masked token follows from the tokens around it and its position — with AdamW:
     /// the masked-token loss falls well below chance (400 steps) and most predictions on fresh sequences are right.

@@ -25,10 +25,14 @@ final class EncoderPretrainCommandTests: XCTestCase {
         let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         XCTAssertTrue(metrics.contains("\"mlm_loss\"") && metrics.contains("\"nsp_loss\""), metrics)
 
-        // Resumed and extended; options of the run cannot change.
-        let resumed = try runner.run(["pretrain", "--out", "bert", "--resume", "--steps", "8", "--device", "cpu", "--recompute-activations"], in: folder)
+        // Resumed and extended (the padding kept in the blocks this time: the slower form); options of the run cannot change.
+        let resumed = try runner.run(
+            ["pretrain", "--out", "bert", "--resume", "--steps", "8", "--device", "cpu", "--recompute-activations"], in: folder,
+            environment: ["SLOPE_KEEP_PADDING": "1"])
         XCTAssertEqual(resumed.status, 0, resumed.errors + resumed.output)
         XCTAssertTrue(resumed.output.contains("activations recomputed"), resumed.output)
+        XCTAssertTrue(resumed.output.contains("padding kept (SLOPE_KEEP_PADDING=1)"), resumed.output)
+        XCTAssertFalse(first.output.contains("padding kept"), first.output)
         XCTAssertTrue(resumed.output.contains("resuming bert/checkpoint.safetensors at step 4 of 8"), resumed.output)
         XCTAssertTrue(resumed.output.contains("step 8: validation loss"), resumed.output)
         XCTAssertTrue(resumed.output.contains("tokenized documents read back from bert/data"), resumed.output)

@@ -4,10 +4,12 @@ import XCTest
 /// Every option is checked before anything runs: a clear message naming the option and the value, exit status
 /// 64 (usage), nothing written.
 final class OptionValidationTests: XCTestCase {
-    func assertRefused(_ arguments: [String], mentions words: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertRefused(
+        _ arguments: [String], environment: [String: String] = [:], mentions words: [String], file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let runner = try CommandRunner()
         let folder = try CommandRunner.temporaryFolder(self)
-        let result = try runner.run(arguments, in: folder)
+        let result = try runner.run(arguments, in: folder, environment: environment)
         XCTAssertEqual(result.status, 64, "\(arguments): \(result.errors)", file: file, line: line)
         for word in words { XCTAssertTrue(result.errors.contains(word), "'\(word)' in: \(result.errors)", file: file, line: line) }
         XCTAssertFalse(result.errors.contains("Fatal error"), result.errors, file: file, line: line)
@@ -36,6 +38,8 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["pretrain", "--prune-along", "diagonal"], mentions: ["--prune-along"])
         try assertRefused(["pretrain", "--model", "tiny-bert", "--masking", "sometimes"], mentions: ["--masking"])
         try assertRefused(["pretrain", "--model", "tiny-bert", "--sentences-per-document", "0"], mentions: ["--sentences-per-document must be at least 1"])
+        try assertRefused(["pretrain", "--model", "tiny-bert", "--device", "cpu"], environment: ["SLOPE_KEEP_PADDING": "yes"],
+                          mentions: ["SLOPE_KEEP_PADDING must be 0", "not 'yes'"])
         try assertRefused(["export", "run/checkpoint.safetensors", "--out", "hf", "--adapter", "merge"], mentions: ["--adapter"])
         try assertRefused(["import", "hf", "--out", "model.bin"], mentions: ["--out must name a .safetensors file"])
         try assertRefused(["import", "hf", "--out", "m.safetensors", "--dtype", "float64"], mentions: ["--dtype must be float32, bfloat16 or float16"])

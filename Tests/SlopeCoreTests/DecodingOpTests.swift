@@ -80,6 +80,10 @@ final class DecodingOpTests: XCTestCase {
         try cpu.scatterRows(x, into: cache, rows: vector([4, 0, 2]))
         try cpu.moveRows(x, from: nil, into: copy, to: [4, 0, 2])
         XCTAssertEqual(try cpu.floats(cache), try cpu.floats(copy))
+        let gathered = try cpu.gatherRows(cache, rows: vector([2, 5, 2, 0]))
+        XCTAssertEqual(gathered.shape, [4, 8])
+        let cacheValues = try cpu.floats(cache)
+        XCTAssertEqual(try cpu.floats(gathered), [2, 5, 2, 0].flatMap { cacheValues[($0 * 8)..<($0 * 8 + 8)] })
 
         let shape = DecodeAttentionShape(queryHeads: 2, keyValueHeads: 2, headDimension: 4)
         let attended = try cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 2, 3, 1, 4, 3]), maxLength: 4, shape: shape)
@@ -93,6 +97,8 @@ final class DecodingOpTests: XCTestCase {
         let refusals: [(String, () throws -> Void)] = [
             ("rows must be int32 [3]", { try self.cpu.scatterRows(x, into: cache, rows: vector([4, 0])) }),
             ("a row index outside its tensor", { try self.cpu.scatterRows(x, into: cache, rows: vector([4, 0, 6])) }),
+            ("rows must be an int32 vector", { _ = try self.cpu.gatherRows(cache, rows: random([2])) }),
+            ("a row index outside its tensor", { _ = try self.cpu.gatherRows(cache, rows: vector([1, 6])) }),
             ("ranges must be int32 [6]", {
                 _ = try self.cpu.decodeAttention(query: x, keys: cache, values: copy, ranges: vector([0, 1]), maxLength: 4, shape: shape)
             }),

@@ -31,7 +31,7 @@ extension BackendComparison {
         }
         // A decode step's ops reading their indices from the device (what a recorded step replays).
         let (stepRows, cacheKeys, cacheValues) = (try random([3, 2 * 64], dtype), try random([40, 64], dtype), try random([40, 64], dtype))
-        check("decode-step ops on device indices: rotaryEmbedding, scatterRows, decodeAttention", dtype, &results) { backend, on in
+        check("ops on device indices: rotaryEmbedding, scatterRows, gatherRows, decodeAttention", dtype, &results) { backend, on in
             let positions = try backend.tensor([9, 0, 4097] as [Int32], shape: [3])
             let rotated = try backend.rotaryEmbedding(self.pick(stepRows, on), positions: positions, headDimension: 64, base: 10_000, positionLimit: 5000)
             let (keys, values) = (try backend.zeros([40, 64], dtype: dtype), try backend.zeros([40, 64], dtype: dtype))
@@ -43,7 +43,9 @@ extension BackendComparison {
             try backend.scatterRows(newRows, into: values, rows: rows)
             let ranges = try backend.tensor([3, 20, 0, 10, 20, 1] as [Int32], shape: [6])
             let shape = DecodeAttentionShape(queryHeads: 2, keyValueHeads: 1, headDimension: 64)
-            return [rotated, keys, values, try backend.decodeAttention(query: rotated, keys: keys, values: values, ranges: ranges, maxLength: 20, shape: shape)]
+            let gathered = try backend.gatherRows(keys, rows: backend.tensor([39, 12, 5, 12] as [Int32], shape: [4]))
+            return [rotated, keys, values, gathered,
+                    try backend.decodeAttention(query: rotated, keys: keys, values: values, ranges: ranges, maxLength: 20, shape: shape)]
         }
         let (gate, up, dh) = (try random([37, 100], dtype, std: 2), try random([37, 100], dtype), try random([37, 100], dtype))
         for kind in [Activation.silu, .gelu] {
@@ -209,7 +211,36 @@ extension BackendComparison {
                 return outputs
             }
         }
+        encoderModel(dtype, &results)
         return results
+    }
+
+    /// A tiny BERT, dense and SLoPe, on a padded batch (its blocks run on the real tokens alone, attention padding
+    /// them back): both pretraining losses and every gradient after one forward and backward pass.
+    private func encoderModel(_ dtype: DType, _ results: inout [Check]) {
+        let configuration = EncoderConfiguration(vocabularySize: 97, contextLength: 64, layers: 2, hiddenSize: 128, heads: 2, intermediateSize: 256)
+        let (lengths, sequence) = ([40, 23, 9], 40)
+        var generator = SeededGenerator(seed: 78)
+        let ids = (0..<(3 * sequence)).map { _ in Int32(generator.next() % 97) }
+        let types = (0..<(3 * sequence)).map { Int32($0 % sequence >= 6 && $0 % sequence < lengths[$0 / sequence] ? 1 : 0) }
+        let labels = ids.indices.map { $0 % 5 == 1 && $0 % sequence < lengths[$0 / sequence] ? ids[$0] : EncoderModel.ignoredLabel }
+        for sparse in [false, true] {
+            let names = try? { () throws -> [String] in
+                let model = try EncoderModel(configuration: configuration, backend: reference, seed: 5)
+                if sparse { try model.convertToSLoPe() }
+                return ["masked-LM loss", "next-sentence loss"] + model.parameters.map { "d " + $0.name } + model.sparseWeights.map { "d " + $0.name }
+            }()
+            check("model BERT \(sparse ? "SLoPe" : "dense"), padded batch: losses + gradients", dtype, &results, labels: names) { backend, _ in
+                let model = try EncoderModel(configuration: configuration, dtype: dtype, backend: backend, seed: 5)
+                if sparse { try model.convertToSLoPe() }
+                let losses = try model.pretrainingLosses(
+                    tokens: backend.tensor(ids, shape: [ids.count]), tokenTypes: backend.tensor(types, shape: [types.count]), labels: labels,
+                    nextSentenceLabels: [0, 1, 1], lengths: lengths, batch: 3, sequence: sequence)
+                try model.backward()
+                return [try backend.tensor([Float(losses.maskedLM), Float(losses.nextSentence)], shape: [2], dtype: .float32)]
+                    + model.parameters.compactMap(\.gradient) + model.sparseWeights.compactMap(\.gradient)
+            }
+        }
     }
 
     /// A SLoPe run (past a mask re-selection, into the adapter phase) saved and resumed on the same backend:

@@ -15,7 +15,9 @@ public final class SelfAttention: Layer {
     /// Whether a position sees only itself and earlier ones (decoders); an encoder's attention is bidirectional.
     public var causal = true
     let backend: any Backend
-    private var saved: (q: Tensor, k: Tensor, v: Tensor, attention: AttentionOutput, shape: AttentionShape, rope: RotaryLayout?)?
+    private var saved: (
+        q: Tensor, k: Tensor, v: Tensor, attention: AttentionOutput, shape: AttentionShape, rope: RotaryLayout?, unpadded: UnpaddedRows?
+    )?
 
     init(query: any Module, key: any Module, value: any Module, output: any Module, heads: Int, keyValueHeads: Int,
          headDimension: Int, ropeBase: Float?, backend: any Backend) {
@@ -35,21 +37,23 @@ public final class SelfAttention: Layer {
     public var sparseWeights: [SparseWeight] { projections.flatMap(\.sparseWeights) }
 
     /// `x [batch·sequence, hidden]` → same shape; `keyLengths`: each sequence's real tokens (padding after them is
-    /// never attended to), nil when none is padded.
-    public func forward(_ x: Tensor, batch: Int, sequence: Int, keyLengths: [Int]? = nil) throws -> Tensor {
+    /// never attended to), nil when none is padded. With `unpadded`, `x` holds only the real rows
+    /// (`[unpadded.rows.count, hidden]`, the key lengths `unpadded.lengths`): the projections run on those, and q, k,
+    /// v are padded back only for the attention itself.
+    public func forward(_ x: Tensor, batch: Int, sequence: Int, keyLengths: [Int]? = nil, unpadded: UnpaddedRows? = nil) throws -> Tensor {
         let rope = ropeBase.map { RotaryLayout(sequenceLength: sequence, headDimension: headDimension, base: $0) }
-        var q = try query.forward(x), k = try key.forward(x)
-        let v = try value.forward(x)
+        var q = try query.forward(x), k = try key.forward(x), v = try value.forward(x)
+        if let unpadded { (q, k, v) = (try unpadded.pad(q), try unpadded.pad(k), try unpadded.pad(v)) }
         if let rope {
             q = try backend.rotaryEmbedding(q, layout: rope, inverse: false)
             k = try backend.rotaryEmbedding(k, layout: rope, inverse: false)
         }
         let shape = AttentionShape(
             batch: batch, queryLength: sequence, keyLength: sequence, queryHeads: heads, keyValueHeads: keyValueHeads,
-            headDimension: headDimension, causal: causal, keyLengths: keyLengths)
+            headDimension: headDimension, causal: causal, keyLengths: unpadded?.lengths ?? keyLengths)
         let attention = try backend.attention(query: q, key: k, value: v, shape: shape)
-        saved = (q, k, v, attention, shape, rope)
-        return try output.forward(attention.output)
+        saved = (q, k, v, attention, shape, rope, unpadded)
+        return try output.forward(unpadded?.unpad(attention.output) ?? attention.output)
     }
 
     /// Forgets q, k, v, the attention output and its statistics, and the projections' inputs.
@@ -62,17 +66,19 @@ public final class SelfAttention: Layer {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "SelfAttention.backward", reason: "call forward first")
         }
-        let dAttention = try output.backward(dy)
+        var dAttention = try output.backward(dy)
+        if let unpadded = saved.unpadded { dAttention = try unpadded.pad(dAttention) }
         let gradients = try backend.attentionBackward(
             dAttention, query: saved.q, key: saved.k, value: saved.v, saved: saved.attention, shape: saved.shape)
-        var (dq, dk) = (gradients.query, gradients.key)
+        var (dq, dk, dv) = (gradients.query, gradients.key, gradients.value)
         if let rope = saved.rope {
             dq = try backend.rotaryEmbedding(dq, layout: rope, inverse: true)
             dk = try backend.rotaryEmbedding(dk, layout: rope, inverse: true)
         }
+        if let unpadded = saved.unpadded { (dq, dk, dv) = (try unpadded.unpad(dq), try unpadded.unpad(dk), try unpadded.unpad(dv)) }
         let dx = try query.backward(dq)
         try key.backward(dk, addingInputGradientTo: dx, backend)
-        try value.backward(gradients.value, addingInputGradientTo: dx, backend)
+        try value.backward(dv, addingInputGradientTo: dx, backend)
         return dx
     }
 }

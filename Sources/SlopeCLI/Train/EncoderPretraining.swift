@@ -85,6 +85,7 @@ extension PretrainCommand {
     }
 
     func startEncoder(extendingTo resumedSteps: Int?) throws {
+        let removesPadding = try EncoderPadding.removesPadding()
         let compute = try ComputeDevice.make(device, gpu: gpu ?? 0)
         let (folder, checkpointPath) = try runFolder()
         let created = !FileManager.default.fileExists(atPath: folder)
@@ -99,13 +100,14 @@ extension PretrainCommand {
             throw error
         }
         trainer.model.recomputesActivations = recomputeActivations
+        trainer.model.removesPadding = removesPadding
         let options = trainer.options, configuration = trainer.model.configuration
         say("slope pretrain: \(notes["model"] ?? model) (encoder, \(configuration.layers) layers, hidden \(configuration.hiddenSize), "
             + "\(formatCount(configuration.checkedParameterCount ?? 0)) parameters) on \(compute.backend.name)")
         say("  data        \(data.description)")
         say("  examples    sentence pairs of ≤ \(options.sequenceLength) tokens, ≤ \(data.train.masking.maxPredictions) predictions each, "
             + "\(data.train.mode) masking" + (trainer.nextSentencePrediction ? ", next-sentence prediction" : ", masked LM only")
-            + ", dropout \(configuration.dropoutProbability)")
+            + ", dropout \(configuration.dropoutProbability)" + (trainer.model.removesPadding ? "" : ", padding kept (SLOPE_KEEP_PADDING=1)"))
         say("  training    \(options.steps) steps × \(options.batchSize) × \(options.gradientAccumulation) pairs, \(trainer.model.dtype), "
             + "lr \(options.learningRate) \(options.decay) to \(options.minimumLearningRate), warm-up \(options.warmupSteps)"
             + (recomputeActivations ? ", activations recomputed" : ""))

@@ -111,6 +111,7 @@ struct FinetuneCommand: ParsableCommand {
             throw ValidationError("the tokenizer has \(tokenizer.vocabularySize) tokens, the model's vocabulary \(encoder.configuration.vocabularySize)")
         }
         if let dropout { try encoder.setDropout(dropout) }
+        encoder.removesPadding = try EncoderPadding.removesPadding()
         let glue = GLUETask(rawValue: task)
         let wanted: EncoderTaskHead.Task = glue.map { $0.isRegression ? .regression : .classification(labels: $0.labels.count) } ?? .questionAnswering
         // A transformers folder may hold a fine-tuned head; a pretraining checkpoint holds none.

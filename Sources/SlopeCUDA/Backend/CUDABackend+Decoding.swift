@@ -68,6 +68,14 @@ extension CUDABackend {
         try launchMoveRows(source, from: 0, into: destination, to: address(rows, "scatterRows"), count: count, width: width)
     }
 
+    public func gatherRows(_ source: Tensor, rows: Tensor) throws -> Tensor {
+        let (shape, width) = try OperandChecks.gatherRows(source, rows: rows)
+        let out = try newTensor(shape, dtype: source.dtype)
+        guard rows.count > 0, width > 0 else { return out }
+        try launchMoveRows(source, from: address(rows, "gatherRows"), into: out, to: 0, count: rows.count, width: width)
+        return out
+    }
+
     /// `destination[to[r]] = source[from[r]]` for `count` rows of `width`; a NULL index array is the identity.
     private func launchMoveRows(_ source: Tensor, from: CUdeviceptr, into destination: Tensor, to: CUdeviceptr, count: Int, width: Int) throws {
         try touch(destination)

@@ -25,6 +25,13 @@ extension Backend {
         try moveRows(source, from: nil, into: destination, to: indices(rows, "scatterRows"))
     }
 
+    public func gatherRows(_ source: Tensor, rows: Tensor) throws -> Tensor {
+        let (shape, _) = try OperandChecks.gatherRows(source, rows: rows)
+        let result = try zeros(shape, dtype: source.dtype)
+        try moveRows(source, from: indices(rows, "gatherRows"), into: result, to: nil)
+        return result
+    }
+
     public func decodeAttention(
         query: Tensor, keys: Tensor, values: Tensor, ranges: Tensor, maxLength: Int, shape: DecodeAttentionShape
     ) throws -> Tensor {

@@ -224,11 +224,15 @@ public protocol Backend: AnyObject, Sendable {
         _ x: Tensor, merged: CompressedMatrix, outFeatures: Int, up: Tensor, scale: Float, bias: Tensor?
     ) throws -> Tensor
 
-    // MARK: Recorded work (generation's decode step; defaults in Backend+Recording.swift)
+    // MARK: Ops on device-side indices, and recorded work (generation's decode step; defaults in Backend+Recording.swift)
 
     /// `destination[rows[i]] = source[i]` for the rows of `source`, `rows` an `int32` tensor on this backend.
     /// Index values are the caller's to keep in range: the CPU checks them, a GPU cannot without reading them back.
     func scatterRows(_ source: Tensor, into destination: Tensor, rows: Tensor) throws
+    /// `result[i] = source[rows[i]]` as a new tensor `[rows.count, …]`, `rows` an `int32` tensor on this backend
+    /// (values the caller's to keep in range, as ``scatterRows(_:into:rows:)``'s): an encoder's real tokens taken
+    /// out of a padded batch with indices uploaded once a step.
+    func gatherRows(_ source: Tensor, rows: Tensor) throws -> Tensor
     /// ``decodeAttention(query:keys:values:starts:lengths:shape:)`` with `ranges` an `int32 [2·S]` tensor on this
     /// backend: the S starts, then the S lengths, none above `maxLength` (which sizes the launch: the values are not
     /// read on the host).

@@ -68,6 +68,18 @@ public enum OperandChecks {
         return (count, source.shape.dropFirst().reduce(1, *))
     }
 
+    /// `gatherRows`: a source of rank ≥ 1 and an `int32` vector of row indices (their values unchecked). Returns the
+    /// result's shape and its row width in elements.
+    public static func gatherRows(_ source: Tensor, rows: Tensor) throws -> (shape: [Int], width: Int) {
+        guard source.rank >= 1, source.shape[0] <= Int(Int32.max) else {
+            throw TensorError.shapeMismatch(operation: "gatherRows", shapes: [source.shape], reason: "needs rows to gather from")
+        }
+        guard rows.dtype == .int32, rows.rank == 1 else {
+            throw TensorError.invalidArgument(operation: "gatherRows", reason: "rows must be an int32 vector, not \(rows.dtype) \(rows.shape)")
+        }
+        return ([rows.count] + source.shape.dropFirst(), source.shape.dropFirst().reduce(1, *))
+    }
+
     /// `argmaxRows`: a floating-point matrix with at least one column and column indices that fit int32.
     public static func argmaxRows(_ x: Tensor) throws -> (rows: Int, columns: Int) {
         let (rows, columns) = try x.asMatrix(operation: "argmaxRows")

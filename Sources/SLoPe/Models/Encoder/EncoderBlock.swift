@@ -31,20 +31,22 @@ public final class EncoderBlock: Layer {
     /// which stay set until the next pass, so the recomputation drops what the first forward dropped: the gradients
     /// are the same.
     public var recomputesActivations = false
-    private var recomputeInput: (x: Tensor, batch: Int, sequence: Int, lengths: [Int]?)?
+    private var recomputeInput: (x: Tensor, batch: Int, sequence: Int, lengths: [Int]?, unpadded: UnpaddedRows?)?
 
-    /// `x [batch·sequence, hidden]` → same shape; `lengths`: each sequence's real tokens (nil: none padded).
-    public func forward(_ x: Tensor, batch: Int, sequence: Int, lengths: [Int]?) throws -> Tensor {
-        let y = try run(x, batch: batch, sequence: sequence, lengths: lengths)
+    /// `x [batch·sequence, hidden]` → same shape; `lengths`: each sequence's real tokens (nil: none padded). With
+    /// `unpadded`, `x` holds only the real rows (`[unpadded.rows.count, hidden]`) and so does the result.
+    public func forward(_ x: Tensor, batch: Int, sequence: Int, lengths: [Int]?, unpadded: UnpaddedRows? = nil) throws -> Tensor {
+        let y = try run(x, batch: batch, sequence: sequence, lengths: lengths, unpadded: unpadded)
         if recomputesActivations {
-            recomputeInput = (x, batch, sequence, lengths)
+            recomputeInput = (x, batch, sequence, lengths, unpadded)
             releaseActivations()
         }
         return y
     }
 
-    private func run(_ x: Tensor, batch: Int, sequence: Int, lengths: [Int]?) throws -> Tensor {
-        let a = try attentionDropout.forward(attention.forward(x, batch: batch, sequence: sequence, keyLengths: lengths))
+    private func run(_ x: Tensor, batch: Int, sequence: Int, lengths: [Int]?, unpadded: UnpaddedRows?) throws -> Tensor {
+        let a = try attentionDropout.forward(
+            attention.forward(x, batch: batch, sequence: sequence, keyLengths: lengths, unpadded: unpadded))
         let h = try attentionNorm.forward(x, adding: a).output
         return try mlpNorm.forward(h, adding: outputDropout.forward(mlp.forward(h))).output
     }
@@ -52,7 +54,7 @@ public final class EncoderBlock: Layer {
     public func backward(_ dy: Tensor) throws -> Tensor {
         if let saved = recomputeInput {
             recomputeInput = nil
-            _ = try run(saved.x, batch: saved.batch, sequence: saved.sequence, lengths: saved.lengths)
+            _ = try run(saved.x, batch: saved.batch, sequence: saved.sequence, lengths: saved.lengths, unpadded: saved.unpadded)
         }
         defer { if recomputesActivations { releaseActivations() } }
         // Each norm's input is a residual sum: its gradient reaches both addends.

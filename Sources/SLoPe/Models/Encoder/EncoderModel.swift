@@ -2,7 +2,8 @@
 ///
 /// Parameter names follow Hugging Face's `BertForMaskedLM` (`bert.encoder.layer.0.attention.self.query.weight`,
 /// `cls.predictions.transform.dense.weight`), so checkpoints can map one to one. Sequences in a batch may be padded:
-/// `lengths` gives each one's real tokens, and attention never looks at the padding.
+/// `lengths` gives each one's real tokens, and attention never looks at the padding. The blocks run on the real
+/// tokens only (``removesPadding``); the encoder's output is zero at the padding.
 ///
 /// ```swift
 /// let bert = try EncoderModel(configuration: .named("tiny-bert"), backend: cpu, seed: 0)
@@ -35,6 +36,12 @@ public final class EncoderModel: Layer {
     private var saved: (transformed: Tensor, rows: [Int], total: Int)?
     /// Where the pooler read (each sequence's first row), when the last loss included next-sentence prediction.
     private var pooledRows: [Int]?
+    /// Whether the blocks of a padded batch run on its real tokens alone (``UnpaddedRows``), attention padding them
+    /// back for its own call: the same result for less work. Off, every padded position goes through them too
+    /// (what the measurements of the saving compare against).
+    public var removesPadding = true
+    /// The real rows of the last ``encode(tokens:tokenTypes:lengths:batch:sequence:)``, where it removed padding.
+    private var unpadded: UnpaddedRows?
 
     public init(configuration: EncoderConfiguration, dtype: DType = .float32, backend: any Backend, seed: UInt64) throws {
         try configuration.validate()
@@ -139,8 +146,10 @@ public final class EncoderModel: Layer {
         let summed = try backend.add(
             backend.add(wordEmbedding.forward(tokens), positionEmbedding.forward(positions)), typeEmbedding.forward(tokenTypes))
         var x = try embeddingDropout.forward(embeddingNorm.forward(summed))
-        for block in blocks { x = try block.forward(x, batch: batch, sequence: sequence, lengths: lengths) }
-        return x
+        unpadded = try removesPadding ? lengths.flatMap { try UnpaddedRows(lengths: $0, batch: batch, sequence: sequence, backend: backend) } : nil
+        if let unpadded { x = try unpadded.unpad(x) }
+        for block in blocks { x = try block.forward(x, batch: batch, sequence: sequence, lengths: lengths, unpadded: unpadded) }
+        return try unpadded?.pad(x) ?? x
     }
 
     /// MLM logits `[rows.count, vocabulary]` at rows `rows` of the encoder's output `hidden`.
@@ -242,8 +251,9 @@ public final class EncoderModel: Layer {
     /// Backpropagates a gradient of the last ``encode(tokens:tokenTypes:lengths:batch:sequence:)``'s output through the
     /// blocks into the embeddings (what a task head on top of the encoder calls).
     public func backward(hiddenGradient: Tensor) throws {
-        var dx = hiddenGradient
+        var dx = try unpadded?.unpad(hiddenGradient) ?? hiddenGradient
         for block in blocks.reversed() { dx = try block.backward(dx) }
+        if let unpadded { dx = try unpadded.pad(dx) }
         let dSummed = try embeddingNorm.backward(embeddingDropout.backward(dx))
         try wordEmbedding.backward(dSummed)
         try positionEmbedding.backward(dSummed)
