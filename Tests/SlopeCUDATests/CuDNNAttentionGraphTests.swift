@@ -155,6 +155,11 @@ final class CuDNNAttentionGraphTests: XCTestCase {
         XCTAssertNil(CuDNNAttention.versionProblem(91_500, causal, backward: false))
         XCTAssertNil(CuDNNAttention.versionProblem(91_500, AttentionShape(batch: 1, queryLength: 256, queryHeads: 2, headDimension: 64), backward: true))
         XCTAssertNil(CuDNNAttention.versionProblem(91_501, causal, backward: true))
+        // Chosen automatically at training's lengths only (a plan per length; prompts of every length stay on slope's kernels).
+        XCTAssertTrue(CUDABackend.cudnnAttentionByDefault)
+        for (length, taken) in [(2048, true), (128, true), (512, true), (100, false), (513, false), (1, false)] {
+            XCTAssertEqual(CUDABackend.takesCuDNNAutomatically(AttentionShape(batch: 1, queryLength: length, queryHeads: 2, headDimension: 64)), taken, "\(length)")
+        }
     }
 
     func testStatusNames() {

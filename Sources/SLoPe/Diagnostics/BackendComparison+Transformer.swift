@@ -216,23 +216,30 @@ extension BackendComparison {
     }
 
     /// A tiny BERT, dense and SLoPe, on a padded batch (its blocks run on the real tokens alone, attention padding
-    /// them back): both pretraining losses and every gradient after one forward and backward pass.
+    /// them back), and dense with the padding kept in the blocks and with no padding: both pretraining losses and
+    /// every gradient after one forward and backward pass.
     private func encoderModel(_ dtype: DType, _ results: inout [Check]) {
         let configuration = EncoderConfiguration(vocabularySize: 97, contextLength: 64, layers: 2, hiddenSize: 128, heads: 2, intermediateSize: 256)
-        let (lengths, sequence) = ([40, 23, 9], 40)
+        let sequence = 40
         var generator = SeededGenerator(seed: 78)
         let ids = (0..<(3 * sequence)).map { _ in Int32(generator.next() % 97) }
-        let types = (0..<(3 * sequence)).map { Int32($0 % sequence >= 6 && $0 % sequence < lengths[$0 / sequence] ? 1 : 0) }
-        let labels = ids.indices.map { $0 % 5 == 1 && $0 % sequence < lengths[$0 / sequence] ? ids[$0] : EncoderModel.ignoredLabel }
-        for sparse in [false, true] {
+        let variants: [(label: String, sparse: Bool, lengths: [Int], removesPadding: Bool)] = [
+            ("dense, padded batch", false, [40, 23, 9], true), ("SLoPe, padded batch", true, [40, 23, 9], true),
+            ("dense, padded batch, padding kept in the blocks", false, [40, 23, 9], false), ("dense, no padding", false, [40, 40, 40], true),
+        ]
+        for variant in variants {
+            let lengths = variant.lengths
+            let types = (0..<(3 * sequence)).map { Int32($0 % sequence >= 6 && $0 % sequence < lengths[$0 / sequence] ? 1 : 0) }
+            let labels = ids.indices.map { $0 % 5 == 1 && $0 % sequence < lengths[$0 / sequence] ? ids[$0] : EncoderModel.ignoredLabel }
             let names = try? { () throws -> [String] in
                 let model = try EncoderModel(configuration: configuration, backend: reference, seed: 5)
-                if sparse { try model.convertToSLoPe() }
+                if variant.sparse { try model.convertToSLoPe() }
                 return ["masked-LM loss", "next-sentence loss"] + model.parameters.map { "d " + $0.name } + model.sparseWeights.map { "d " + $0.name }
             }()
-            check("model BERT \(sparse ? "SLoPe" : "dense"), padded batch: losses + gradients", dtype, &results, labels: names) { backend, _ in
+            check("model BERT \(variant.label): losses + gradients", dtype, &results, labels: names) { backend, _ in
                 let model = try EncoderModel(configuration: configuration, dtype: dtype, backend: backend, seed: 5)
-                if sparse { try model.convertToSLoPe() }
+                if variant.sparse { try model.convertToSLoPe() }
+                model.removesPadding = variant.removesPadding
                 let losses = try model.pretrainingLosses(
                     tokens: backend.tensor(ids, shape: [ids.count]), tokenTypes: backend.tensor(types, shape: [types.count]), labels: labels,
                     nextSentenceLabels: [0, 1, 1], lengths: lengths, batch: 3, sequence: sequence)

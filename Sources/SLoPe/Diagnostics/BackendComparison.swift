@@ -13,6 +13,8 @@ public final class BackendComparison {
         public let failure: String?
         /// For a check with several outputs, which one differed most.
         public var worstOutput: String?
+        /// Every output over the tolerance with its error, in output order (what a failure report lists).
+        public var outputsOverTolerance: [(output: String, error: Double)] = []
         public var passed: Bool { failure == nil && error <= tolerance }
     }
 
@@ -71,7 +73,9 @@ public final class BackendComparison {
             let errors = try zip(outputs, expected).map { try difference($0, $1) }
             let worst = errors.indices.max { errors[$0] < errors[$1] || errors[$1].isNaN }
             var result = Check(name: name, dtype: dtype, error: worst.map { errors[$0] } ?? 0, tolerance: tolerance ?? Self.tolerance(for: dtype), failure: nil)
-            if let worst { result.worstOutput = labels.map { worst < $0.count ? $0[worst] : "output \(worst)" } ?? "output \(worst)" }
+            func label(_ index: Int) -> String { labels.map { index < $0.count ? $0[index] : "output \(index)" } ?? "output \(index)" }
+            if let worst { result.worstOutput = label(worst) }
+            result.outputsOverTolerance = errors.indices.filter { !(errors[$0] <= result.tolerance) }.map { (label($0), errors[$0]) }
             results.append(result)
         } catch {
             results.append(Check(name: name, dtype: dtype, error: .infinity, tolerance: tolerance ?? Self.tolerance(for: dtype), failure: "\(error)"))

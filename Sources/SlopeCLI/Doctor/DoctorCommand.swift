@@ -136,6 +136,9 @@ struct DoctorCommand: ParsableCommand {
                 print("\n\(check.name) (\(check.dtype)): \(failure)")
             } else if let worst = check.worstOutput {
                 print("\n\(check.name) (\(check.dtype)): largest difference in \(worst)")
+                if check.outputsOverTolerance.count > 1 {
+                    print("  over the tolerance: " + check.outputsOverTolerance.map { "\($0.output) \(format6($0.error))" }.joined(separator: ", "))
+                }
             }
         }
         print("\n\(checks.count - failed.count) passed, \(failed.count) failed (\(elapsed))")

@@ -5,9 +5,10 @@ import SlopeCore
 /// written in slope's layout ([B·T, H], natural log of the scaled scores), so the other routes' backward can
 /// consume a cuDNN forward and the other way round.
 extension CUDABackend {
-    /// Whether the automatic choice takes cuDNN where it plans. Off until `slope doctor` has checked the route
-    /// against the CPU on a GPU; `SLOPE_ATTENTION=cudnn` asks for it meanwhile.
-    static let cudnnAttentionByDefault = false
+    /// Whether the automatic choice takes cuDNN where it plans: on since `slope doctor` checked the route against
+    /// the CPU on an H100 (cuDNN 9.14, 2026-12-07; every attention check with the route forced), where it ran
+    /// 1.4–2.0x the fused kernels' speed (docs/benchmarks/training.md). `SLOPE_ATTENTION=fused` turns it off.
+    static let cudnnAttentionByDefault = true
 
     /// cuDNN with a handle on slope's stream, made on the first call (a process that never asks for the route never
     /// loads it), or why it cannot be used; remembered either way.
@@ -20,13 +21,16 @@ extension CUDABackend {
         }
     }
 
-    /// Query lengths below this run on slope's kernels when the route is chosen automatically: they are cheap there,
-    /// and each new length would cost cuDNN a plan (prompts of every length during generation).
-    static let cudnnMinimumQueryLength = 128
+    /// Whether the automatic choice may take cuDNN at this shape: query lengths that are a multiple of 128 (training's
+    /// sequence lengths). Other lengths run on slope's kernels: each new length would cost cuDNN a plan (prompts of
+    /// every length during generation), short ones are cheap there, and cuDNN before 9.15.1 runs no backward for them.
+    static func takesCuDNNAutomatically(_ s: AttentionShape) -> Bool {
+        s.queryLength >= 128 && s.queryLength % 128 == 0
+    }
 
     /// cuDNN's plan for this call, or nil where the route does not apply or cuDNN has no engine for it.
     func cudnnAttentionPlan(_ s: AttentionShape, dtype: DType, backward: Bool) -> CuDNNAttention.AttentionPlan? {
-        guard CuDNNAttention.applies(to: s, dtype: dtype), attentionRoute == .cudnn || s.queryLength >= Self.cudnnMinimumQueryLength,
+        guard CuDNNAttention.applies(to: s, dtype: dtype), attentionRoute == .cudnn || Self.takesCuDNNAutomatically(s),
               case .success(let cudnn) = loadedCuDNN()
         else { return nil }
         return try? cudnn.plan(s, dtype: dtype, backward: backward).get()
