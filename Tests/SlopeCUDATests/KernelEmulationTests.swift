@@ -944,6 +944,44 @@ final class KernelEmulationTests: XCTestCase {
         try Self.assertClose(Self.bf16(y), try cpu.floats(expected), tolerance: 5e-2, "merged \(tokens)×\(inFeatures)→\(outFeatures) r=\(rank)")
     }
 
+    /// The dense skinny GEMM against the CPU backend: 1, 5 and 8 tokens, rows of fewer chunks than lanes and of more
+    /// than a warp's unrolled sweep (k = 40 and 2120), rows not a multiple of a block's warps; with and without a bias
+    /// and ReLU.
+    func testSkinnyDenseGEMMMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 25)
+        let module = try EmulatedModule(family: .skinnySparse, dtype: .bfloat16, kernels: [SkinnyDenseGEMM.kernel: 8])
+        func random(_ shape: [Int]) throws -> Tensor { try cpu.randomNormal(shape, dtype: .bfloat16, using: &generator) }
+        for (tokens, rows, k) in [(1, 20, 40), (5, 9, 2120), (8, 37, 64)] {
+            let x = try random([tokens, k]), w = try random([rows, k]), bias = try random([rows])
+            for (withBias, relu) in [(true, false), (false, true), (true, true)] {
+                let grid = SkinnySparseGEMM.stagedGrid(rows: rows, multiprocessors: 0)
+                let y = try module.launch(SkinnyDenseGEMM.kernel, grid: (min(grid.0, 2), 1, 1), block: SkinnyDenseGEMM.threads, [
+                    .input(try Self.raw(x, cpu)), .input(try Self.raw(w, cpu)), withBias ? .input(try Self.raw(bias, cpu)) : .int64(0),
+                    .output(bytes: tokens * rows * 2), .int64(tokens), .int64(rows), .int64(k), .int32(relu ? 1 : 0),
+                ])[3]!
+                let expected = relu
+                    ? try cpu.linearActivated(x, weight: w, bias: withBias ? bias : nil, .relu)
+                    : try cpu.gemm(x, w, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: withBias ? bias : nil)
+                try Self.assertClose(Self.bf16(y), try cpu.floats(expected), tolerance: 3e-2, "\(tokens)×\(k)→\(rows) bias \(withBias) relu \(relu)")
+                if relu { XCTAssertTrue(Self.bf16(y).allSatisfy { $0 >= 0 }) }
+            }
+        }
+        // Host side: which products it takes, the route switch and the decisions' keys.
+        XCTAssertTrue(SkinnyDenseGEMM.applies(tokens: 1, columns: 2048, dtype: .bfloat16))
+        XCTAssertTrue(SkinnyDenseGEMM.applies(tokens: 32, columns: 8, dtype: .float16))
+        XCTAssertFalse(SkinnyDenseGEMM.applies(tokens: 33, columns: 2048, dtype: .bfloat16), "prefill-sized")
+        XCTAssertFalse(SkinnyDenseGEMM.applies(tokens: 4, columns: 12, dtype: .bfloat16), "not whole 8-column chunks")
+        XCTAssertFalse(SkinnyDenseGEMM.applies(tokens: 4, columns: 2048, dtype: .float32))
+        XCTAssertEqual(try SkinnyDenseGEMM.Choice.parse(nil), .auto)
+        XCTAssertEqual(try SkinnyDenseGEMM.Choice.parse("cublaslt"), .cublaslt)
+        XCTAssertThrowsError(try SkinnyDenseGEMM.Choice.parse("gemv")) { XCTAssertTrue("\($0)".contains("auto, cublaslt or skinny, not 'gemv'")) }
+        XCTAssertEqual(SkinnyDenseGEMM.key(tokens: 1, outFeatures: 8192, inFeatures: 2048, dtype: .bfloat16, bias: true, relu: true),
+                       "dense-weight bfloat16 1x8192x2048 +bias +relu")
+        XCTAssertNotEqual(SkinnyDenseGEMM.key(tokens: 1, outFeatures: 8, inFeatures: 8, dtype: .bfloat16, bias: false, relu: true),
+                          SkinnyDenseGEMM.key(tokens: 1, outFeatures: 8, inFeatures: 8, dtype: .bfloat16, bias: false, relu: false))
+    }
+
     /// The skinny route's host side: which products it takes, and its launches of at most 8 tokens.
     func testSkinnyRouteTakesFewTokensOfTwoFourSixteenBitMatrices() throws {
         XCTAssertTrue(SkinnySparseGEMM.applies(tokens: 1, pattern: .twoFour, columns: 2048, dtype: .bfloat16))

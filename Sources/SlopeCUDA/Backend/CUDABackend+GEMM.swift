@@ -6,6 +6,19 @@ extension CUDABackend {
         _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
         alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
     ) throws -> Tensor {
+        if !transposeA, transposeB, c == nil, alpha == 1, a.rank == 2, b.rank == 2, a.shape[1] == b.shape[1],
+           let skinny = try routedSkinnyDenseGEMM(a, b, bias: bias, relu: false) {
+            _ = try OperandChecks.gemm(a, b, transposeA: transposeA, transposeB: transposeB, c: c, bias: bias)
+            return skinny
+        }
+        return try cublasGEMM(a, b, transposeA: transposeA, transposeB: transposeB, alpha: alpha, beta: beta, into: c, bias: bias)
+    }
+
+    /// ``gemm(_:_:transposeA:transposeB:alpha:beta:into:bias:)`` on cuBLASLt, whatever the shape.
+    func cublasGEMM(
+        _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
+        alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
+    ) throws -> Tensor {
         let shape = try OperandChecks.gemm(a, b, transposeA: transposeA, transposeB: transposeB, c: c, bias: bias)
         let (m, n, k) = (shape.m, shape.n, shape.k)
         let output = try c ?? newTensor(shape.resultShape, dtype: a.dtype)
@@ -29,6 +42,7 @@ extension CUDABackend {
     /// run composed.
     public func linearActivated(_ x: Tensor, weight: Tensor, bias: Tensor?, _ kind: Activation) throws -> Tensor {
         let shape = try OperandChecks.gemm(x, weight, transposeA: false, transposeB: true, c: nil, bias: bias)
+        if kind == .relu, fusions.contains(.activationEpilogue), let skinny = try routedSkinnyDenseGEMM(x, weight, bias: bias, relu: true) { return skinny }
         let key = CuBLASLtGEMM.Key(m: shape.m, n: shape.n, k: shape.k, transA: false, transB: true, dtype: x.dtype, epilogue: bias == nil ? .relu : .reluBias)
         guard kind == .relu, fusions.contains(.activationEpilogue), shape.k > 0, blas.supports(key) else {
             return try activation(gemm(x, weight, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias), kind)

@@ -47,7 +47,102 @@ enum SkinnySparseGEMM {
     static func grid(rows: Int) -> (Int, Int, Int) { (min(max((rows + 7) / 8, 1), 65_535), 1, 1) }
 }
 
+/// When the dense skinny GEMM (`skinny_dense_matmul_staged`) can take `X·Wᵀ`, and how it is launched: as the
+/// staged 2:4 kernel (x in shared memory, 16 rows a block), for few rows of X.
+enum SkinnyDenseGEMM {
+    static let kernel = "skinny_dense_matmul_staged"
+    static let threads = 512
+
+    /// Whether the kernel computes `X·Wᵀ` for `tokens` rows of X, `columns` wide, in `dtype`: whole 8-column chunks
+    /// (16 bytes), 16-bit elements.
+    static func applies(tokens: Int, columns: Int, dtype: DType) -> Bool {
+        (1...SkinnySparseGEMM.maximumTokens).contains(tokens) && columns > 0 && columns % 8 == 0 && (dtype == .bfloat16 || dtype == .float16)
+    }
+
+    /// Which route runs a dense `X·Wᵀ` of few rows: `SLOPE_DENSE_GEMM` = auto (measured per shape, the default),
+    /// cublaslt or skinny (wherever the kernel applies).
+    enum Choice: String, Sendable {
+        case auto, cublaslt, skinny
+
+        static func parse(_ text: String?) throws -> Choice {
+            guard let text else { return .auto }
+            guard let choice = Choice(rawValue: text) else {
+                throw TensorError.invalidArgument(operation: "SLOPE_DENSE_GEMM", reason: "must be auto, cublaslt or skinny, not '\(text)'")
+            }
+            return choice
+        }
+    }
+
+    /// A decision's key: the sparse decisions' form, marked as a dense weight's (with ReLU in its own key).
+    static func key(tokens: Int, outFeatures: Int, inFeatures: Int, dtype: DType, bias: Bool, relu: Bool) -> String {
+        "dense-weight " + SparseGEMMDecisionStore.key(tokens: tokens, outFeatures: outFeatures, inFeatures: inFeatures, dtype: dtype.rawValue,
+                                                      bias: bias ? (relu ? "bias +relu" : "bias") : (relu ? "relu" : nil))
+    }
+}
+
 extension CUDABackend {
+    /// `Y = X·Wᵀ (+ bias)`, ReLU'd when `relu`, by the dense skinny kernel where this call should take it (``denseSkinnyChosen``),
+    /// else nil (the caller runs cuBLASLt).
+    func routedSkinnyDenseGEMM(_ x: Tensor, _ w: Tensor, bias: Tensor?, relu: Bool) throws -> Tensor? {
+        guard x.rank == 2, w.rank == 2, SkinnyDenseGEMM.applies(tokens: x.shape[0], columns: x.shape[1], dtype: x.dtype), w.dtype == x.dtype,
+              bias.map({ $0.dtype == x.dtype }) ?? true, try denseSkinnyChosen(x, w, bias: bias, relu: relu)
+        else { return nil }
+        return try skinnyDenseGEMM(x, w, bias: bias, relu: relu)
+    }
+
+    /// The dense skinny kernel's product, or nil where its operands are not 16-byte aligned.
+    func skinnyDenseGEMM(_ x: Tensor, _ w: Tensor, bias: Tensor?, relu: Bool) throws -> Tensor? {
+        let (tokens, columns, rows) = (x.shape[0], x.shape[1], w.shape[0])
+        let (xAddress, wAddress) = (try address(x, "skinnyDenseGEMM"), try address(w, "skinnyDenseGEMM"))
+        guard xAddress % 16 == 0, wAddress % 16 == 0 else { return nil }
+        let output = try newTensor([tokens, rows], dtype: x.dtype)
+        let (outputAddress, biasAddress) = (try address(output, "skinnyDenseGEMM"), try address(ifAny: bias, "skinnyDenseGEMM"))
+        let elementBytes = x.dtype.byteSize
+        let perLaunch = SkinnySparseGEMM.tokensPerLaunch(.staged, columns: columns, elementBytes: elementBytes)
+        for launch in SkinnySparseGEMM.launches(tokens: tokens, perLaunch: perLaunch) {
+            try self.launch(.skinnySparse, SkinnyDenseGEMM.kernel, dtype: x.dtype,
+                            grid: SkinnySparseGEMM.stagedGrid(rows: rows, multiprocessors: cudaDevice.multiprocessorCount),
+                            block: (SkinnyDenseGEMM.threads, 1, 1), sharedBytes: launch.count * columns * elementBytes, [
+                .pointer(xAddress + UInt64(launch.first * columns * elementBytes)), .pointer(wAddress), .optionalPointer(biasAddress),
+                .pointer(outputAddress + UInt64(launch.first * rows * elementBytes)), .int64(Int64(launch.count)), .int64(Int64(rows)),
+                .int64(Int64(columns)), .int32(relu ? 1 : 0),
+            ])
+        }
+        return output
+    }
+
+    /// Whether the dense skinny kernel runs this shape: forced by `SLOPE_DENSE_GEMM`, remembered, or measured now
+    /// against cuBLASLt (its output checked against cuBLASLt's first: a kernel that disagrees is recorded as failed,
+    /// never chosen). Never measured while a decode step is being recorded: cuBLASLt runs an unmeasured shape there.
+    private func denseSkinnyChosen(_ x: Tensor, _ w: Tensor, bias: Tensor?, relu: Bool) throws -> Bool {
+        switch denseGEMMChoice {
+        case .cublaslt: return false
+        case .skinny: return true
+        case .auto: break
+        }
+        let key = SkinnyDenseGEMM.key(tokens: x.shape[0], outFeatures: w.shape[0], inFeatures: x.shape[1], dtype: x.dtype, bias: bias != nil, relu: relu)
+        if let known = decisions.decision(for: key) { return known.route == .skinny }
+        guard recording.withLock({ $0 == nil }) else { return false }
+        func cublas() throws -> Tensor {
+            let product = try cublasGEMM(x, w, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
+            return relu ? try activation(product, .relu) : product
+        }
+        var timings = ["dense": try medianMilliseconds(repeats: 10, warmup: 2) { _ = try cublas() }]
+        var failures: [String: String] = [:]
+        if let output = try skinnyDenseGEMM(x, w, bias: bias, relu: relu) {
+            let (agreed, difference) = try agrees(output, cublas())
+            if agreed {
+                timings["skinny"] = try medianMilliseconds(repeats: 10, warmup: 2) { _ = try skinnyDenseGEMM(x, w, bias: bias, relu: relu) }
+            } else {
+                failures["skinny"] = "disagreed with cuBLASLt (max |difference| \(difference))"
+            }
+        }
+        let best = timings.min { $0.value < $1.value }!.key
+        decisions.record(
+            SparseGEMMDecision(route: best == "skinny" ? .skinny : .dense, milliseconds: timings, failures: failures.isEmpty ? nil : failures), for: key)
+        return best == "skinny"
+    }
+
     /// The skinny kernel's operands for `s`: its values' address and its slot indices packed 2 bits each (packing them
     /// now if they are not; they stay packed, a quarter of the bytes), or nil where the kernel cannot read them.
     private func skinnyOperands(_ x: Tensor, _ s: CompressedMatrix) throws -> (x: CUdeviceptr, values: CUdeviceptr, indices: CUdeviceptr)? {

@@ -48,6 +48,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let pinnedUploads: PinnedUploads?
     /// Which skinny 2:4 kernel decoding's sparse GEMMs run (`SLOPE_SKINNY_KERNEL` = staged, the default, or plain).
     var skinnyKernel = SkinnySparseGEMM.Kernel.staged
+    /// How a dense GEMM of few rows of X runs (`SLOPE_DENSE_GEMM`: measured per shape by default).
+    var denseGEMMChoice = SkinnyDenseGEMM.Choice.auto
     /// Whether ``record(_:)`` records CUDA graphs (`SLOPE_CUDA_GRAPHS=0` turns it off: decode steps then run op by op).
     public var recordsGraphs = true
     /// While a graph is being recorded, the memory its ops have addressed (kept for the graph's life).
@@ -63,6 +65,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         let environment = processEnvironment([
             "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_VARIANT",
             "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS", "SLOPE_PINNED_UPLOADS", "SLOPE_CUDA_GRAPHS", "SLOPE_SKINNY_KERNEL",
+            "SLOPE_DENSE_GEMM",
         ])
         pinnedUploads = environment["SLOPE_PINNED_UPLOADS"] == "1" ? PinnedUploads(device: cudaDevice) : nil
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
@@ -79,6 +82,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
             cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version, skinnyKernel: skinny.rawValue))
         skinnyKernel = skinny
+        denseGEMMChoice = try SkinnyDenseGEMM.Choice.parse(environment["SLOPE_DENSE_GEMM"])
         switch environment["SLOPE_CUDA_GRAPHS"] {
         case nil, "1"?: recordsGraphs = true
         case "0"?: recordsGraphs = false

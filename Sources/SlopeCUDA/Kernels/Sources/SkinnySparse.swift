@@ -1,6 +1,6 @@
 extension KernelSources {
-    /// Decoding's 2:4 GEMM: a few rows of activations (1–8 per launch) against a 2:4 matrix, reading its values and
-    /// 2-bit slot indices once, at memory speed. cuSPARSELt's tensor-core tiles are built for many rows and lose to
+    /// Decoding's skinny GEMMs: a few rows of activations (1–8 per launch) against a 2:4 matrix, reading its values
+    /// and 2-bit slot indices once, at memory speed (and the same against a dense matrix). cuSPARSELt's tensor-core tiles are built for many rows and lose to
     /// the dense GEMM there (0.46–1.04x measured on an H100 at T ≤ 16), while a 2:4 bf16 matrix held as values and
     /// 2-bit indices is 0.5625x of the dense bytes: what a decode step, bound by reading the weights, can gain.
     static let skinnySparse = #"""
@@ -104,6 +104,62 @@ extension KernelSources {
         for (i64 i = threadIdx.x; i < tokens * k / 8; i += blockDim.x) xs[i] = ((const uint4*)x)[i];
         __syncthreads();
         skinny_24_rows<SKINNY_STAGED_UNROLL>(xs, values, indices, bias, y, y32, tokens, rows, k, y32_stride, accumulate);
+    }
+
+    // The dense skinny GEMM: y[t, r] = Σ_k x[t, k]·W[r, k] (+ bias[r]), ReLU'd when relu is set, for t < tokens ≤
+    // SKINNY_TOKENS; W dense [rows, k], k a multiple of 8 and every pointer 16-byte aligned. cuBLASLt reaches about a
+    // third of the memory bandwidth at one row (a decode step's 2048×2048 projections on an H100), where a GEMV is
+    // bound by reading W once. x is staged in shared memory (tokens·k elements) as in the 2:4 kernel; one warp per row
+    // (16 a block, grid-stride), lane l takes the 8-column chunks l, l + 32, … — 16 bytes of W each, UNROLL in flight.
+    extern "C" __global__ void skinny_dense_matmul_staged(const T* x, const T* w, const T* bias, T* y, long long tokens, long long rows,
+                                                          long long k, int relu) {
+        DYNAMIC_SHARED(staged);
+        uint4* xs = (uint4*)staged;
+        for (i64 i = threadIdx.x; i < tokens * k / 8; i += blockDim.x) xs[i] = ((const uint4*)x)[i];
+        __syncthreads();
+        int lane = threadIdx.x & 31;
+        i64 warps = (i64)gridDim.x * (blockDim.x >> 5), chunks = k / 8;
+        for (i64 r = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+            const uint4* wr = (const uint4*)(w + r * k);
+            float acc[SKINNY_TOKENS];
+            #pragma unroll
+            for (int t = 0; t < SKINNY_TOKENS; ++t) acc[t] = 0.0f;
+            for (i64 first = lane; first < chunks; first += 32 * SKINNY_STAGED_UNROLL) {
+                uint4 v[SKINNY_STAGED_UNROLL];
+                #pragma unroll
+                for (int u = 0; u < SKINNY_STAGED_UNROLL; ++u) {
+                    i64 c = first + 32 * u;
+                    if (c < chunks) v[u] = wr[c]; else v[u].x = v[u].y = v[u].z = v[u].w = 0u;
+                }
+                #pragma unroll
+                for (int u = 0; u < SKINNY_STAGED_UNROLL; ++u) {
+                    i64 c = first + 32 * u;
+                    if (c < chunks) {
+                        float f[8] = {skinny_low(v[u].x), skinny_high(v[u].x), skinny_low(v[u].y), skinny_high(v[u].y),
+                                      skinny_low(v[u].z), skinny_high(v[u].z), skinny_low(v[u].w), skinny_high(v[u].w)};
+                        #pragma unroll
+                        for (int t = 0; t < SKINNY_TOKENS; ++t) {
+                            if (t < tokens) {
+                                uint4 a = xs[t * chunks + c];
+                                acc[t] += f[0] * skinny_low(a.x) + f[1] * skinny_high(a.x) + f[2] * skinny_low(a.y) + f[3] * skinny_high(a.y)
+                                        + f[4] * skinny_low(a.z) + f[5] * skinny_high(a.z) + f[6] * skinny_low(a.w) + f[7] * skinny_high(a.w);
+                            }
+                        }
+                    }
+                }
+            }
+            #pragma unroll
+            for (int t = 0; t < SKINNY_TOKENS; ++t) {
+                if (t < tokens) {  // (the same for the whole warp: every lane takes part in the shuffles)
+                    float sum = warp_sum(acc[t]);
+                    if (lane == t) {
+                        if (bias) sum += to_float(bias[r]);
+                        if (relu) sum = fmaxf(sum, 0.0f);
+                        y[t * rows + r] = from_float<T>(sum);
+                    }
+                }
+            }
+        }
     }
 
     // The merged sparse + low-rank layer from the skinny GEMM over [W; Lᵀ]: y[t, o] = z[t, o] + scale·Σ_j z[t, out + j]·up[j, o]
