@@ -4,16 +4,16 @@
 # after the other in one lease. slope trains sentence pairs of the embedded corpus (long documents, so pairs fill the
 # length) with BERT's 30522-token vocabulary, bf16, AdamW as the reference (torch has no LAMB; $OPTIMIZER=lamb for
 # slope's); no checkpoint is written. $MODEL (bert-large), $BATCH128
-# (64), $BATCH512 (16), $STEPS (30) override the defaults. Logs to $OUT.
+# (64), $BATCH512 (16), $STEPS (30), $LENGTHS ("128 512") and $KINDS ("dense slope") override the defaults. Logs to $OUT.
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export SLOPE_CACHE_DIR=${SLOPE_CACHE_DIR:-/tmp/slope-cache}
 PYTHON=${PYTHON:-/opt/torch/.venv/bin/python}
 MODEL=${MODEL:-bert-large}; STEPS=${STEPS:-30}
 rows=()
-for length in 128 512; do
+for length in ${LENGTHS:-128 512}; do
   batch=$([ "$length" = 128 ] && echo "${BATCH128:-64}" || echo "${BATCH512:-16}")
-  for kind in dense slope; do
+  for kind in ${KINDS:-dense slope}; do
     flag=$([ "$kind" = dense ] && echo --dense || echo "")
     log="$OUT/bert-$kind-$length.txt"
     ./.gpu/slope pretrain --model "$MODEL" $flag --device cuda --vocab-size 30522 --sequence-length "$length" --batch-size "$batch" \
