@@ -14,9 +14,9 @@ extension TransformerModel {
         }
         if segments.allSatisfy({ $0.count == 1 }) { return try decodeStepLogits(tokens: tokens, segments: segments, cache: cache) }
         let positions = segments.flatMap { segment in (0..<segment.count).map { cache.lengths[segment.slot] + $0 } }
-        var x = try embed(backend.tensor(tokens, shape: [tokens.count]), positions: positions)
+        var (x, pending) = (try embed(backend.tensor(tokens, shape: [tokens.count]), positions: positions), Tensor?.none)
         for (index, block) in blocks.enumerated() {
-            x = try block.run(x) { try block.attention.forward($0, segments: segments, cache: cache, layer: index) }
+            (x, pending) = try block.run(x, pending: pending) { try block.attention.forward($0, segments: segments, cache: cache, layer: index) }
         }
         cache.advance(segments)
         // Only each segment's last row is projected onto the vocabulary (a prompt's other rows need no logits).
@@ -25,7 +25,8 @@ extension TransformerModel {
             end += segment.count
             return end - 1
         }
-        return try project(finalNorm.forward(backend.gatherRows(x, lastRows)))
+        let last = try backend.gatherRows(x, lastRows)
+        return try project(pending.map { try finalNorm.forward(last, adding: backend.gatherRows($0, lastRows)).output } ?? finalNorm.forward(last))
     }
 }
 

@@ -45,11 +45,11 @@ extension TransformerModel {
 
     /// The step's ops, reading nothing from the host: embeddings, every block over the cache, the logits.
     func decodeStepLogits(_ inputs: DecodeStepInputs, cache: KeyValueCache) throws -> Tensor {
-        var x = try embed(inputs.tokens, positionIDs: inputs.positionIDs)
+        var (x, pending) = (try embed(inputs.tokens, positionIDs: inputs.positionIDs), Tensor?.none)
         for (index, block) in blocks.enumerated() {
-            x = try block.run(x) { try block.attention.decode($0, inputs: inputs, cache: cache, layer: index) }
+            (x, pending) = try block.run(x, pending: pending) { try block.attention.decode($0, inputs: inputs, cache: cache, layer: index) }
         }
-        return try project(finalNorm.forward(x))
+        return try project(pending.map { try finalNorm.forward(x, adding: $0).output } ?? finalNorm.forward(x))
     }
 }
 

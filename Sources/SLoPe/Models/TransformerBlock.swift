@@ -55,6 +55,16 @@ public final class TransformerBlock: Layer {
         return try backend.add(h, mlp.forward(normalized))
     }
 
+    /// The block for generation with its last residual add left to the caller: `pending` (the block before's MLP
+    /// output, not yet added to `x`) is added inside this block's first norm, and this block's MLP output comes back
+    /// unadded with the residual stream — one add kernel fewer per block in a decode step, which is bound by small
+    /// kernels. The caller adds the last one inside the final norm.
+    func run(_ x: Tensor, pending: Tensor?, attend: (Tensor) throws -> Tensor) throws -> (x: Tensor, pending: Tensor) {
+        let (residual, normalized) = try pending.map { try attentionNorm.forward(x, adding: $0) } ?? (x, attentionNorm.forward(x))
+        let (h, mlpInput) = try mlpNorm.forward(residual, adding: attend(normalized))
+        return (h, try mlp.forward(mlpInput))
+    }
+
     /// Forgets everything the sublayers kept for backward.
     public func releaseActivations() {
         attentionNorm.releaseActivations()
