@@ -62,63 +62,25 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         cudaDevice = try CUDADevice(ordinal: ordinal)
         allocator = CachingAllocator(provider: DriverMemoryProvider(device: cudaDevice))
         cudaDevice.profiler?.watchMemory(peakSinceMark: { [allocator] in allocator.windowPeak }, mark: { [allocator] in allocator.startPeakWindow() })
-        let environment = processEnvironment([
-            "SLOPE_CACHE_DIR", "HOME", "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_VARIANT",
-            "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS", "SLOPE_PINNED_UPLOADS", "SLOPE_CUDA_GRAPHS", "SLOPE_SKINNY_KERNEL",
-            "SLOPE_DENSE_GEMM",
-        ])
-        pinnedUploads = environment["SLOPE_PINNED_UPLOADS"] == "1" ? PinnedUploads(device: cudaDevice) : nil
+        let environment = processEnvironment(["SLOPE_CACHE_DIR", "HOME"] + BackendSettings.variables)
+        let settings = try BackendSettings(environment)
+        pinnedUploads = settings.pinnedUploads ? PinnedUploads(device: cudaDevice) : nil
         compiler = try KernelCompiler(device: cudaDevice, cache: KernelCache(environment: environment))
         blas = try CuBLASLtGEMM(device: cudaDevice, allocator: allocator)
         cusparseLt = try? CuSPARSELtMatmul(device: cudaDevice)
-        let skinny = try environment["SLOPE_SKINNY_KERNEL"].map { text in
-            guard let kernel = SkinnySparseGEMM.Kernel(rawValue: text) else {
-                throw TensorError.invalidArgument(operation: "SLOPE_SKINNY_KERNEL", reason: "must be staged or plain, not '\(text)'")
-            }
-            return kernel
-        } ?? .staged
         // Routes timed with one skinny kernel are not the other's: each keeps its own decisions.
         decisions = SparseGEMMDecisionStore(path: SparseGEMMDecisionStore.path(
             cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
-            cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version, skinnyKernel: skinny.rawValue))
-        skinnyKernel = skinny
-        denseGEMMChoice = try SkinnyDenseGEMM.Choice.parse(environment["SLOPE_DENSE_GEMM"])
-        switch environment["SLOPE_CUDA_GRAPHS"] {
-        case nil, "1"?: recordsGraphs = true
-        case "0"?: recordsGraphs = false
-        case let other?: throw TensorError.invalidArgument(operation: "SLOPE_CUDA_GRAPHS", reason: "must be 1 (record decode steps) or 0, not '\(other)'")
-        }
-        sparseRoute = environment["SLOPE_SPARSE_GEMM"].flatMap { $0 == "auto" ? nil : $0 }
-        switch environment["SLOPE_SPARSE_BIAS"] {
-        case nil, "epilogue"?: sparseBiasEpilogue = true
-        case "kernel"?: sparseBiasEpilogue = false
-        case let other?:
-            throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_BIAS", reason: "must be epilogue or kernel, not '\(other)'")
-        }
-        if let text = environment["SLOPE_FUSIONS"] { fusions = try Fusion.parse(text) }
-        if let text = environment["SLOPE_ATTENTION_VARIANT"] {
-            let parts = text.split(separator: ",").map { Int($0) }
-            guard parts.count == 2, let forward = parts[0], let backward = parts[1], forward >= 0, backward >= 0 else {
-                throw TensorError.invalidArgument(
-                    operation: "SLOPE_ATTENTION_VARIANT", reason: "must be two variant indices FORWARD,BACKWARD such as 0,1, not '\(text)'")
-            }
-            attentionVariant = (forward, backward)
-        }
-        if let route = environment["SLOPE_ATTENTION"], route != "auto" {
-            guard let parsed = AttentionRoute(rawValue: route) else {
-                throw TensorError.invalidArgument(operation: "SLOPE_ATTENTION", reason: "must be auto, cudnn, fused, gemm or flash, not '\(route)'")
-            }
-            attentionRoute = parsed
-        }
-        if let form = environment["SLOPE_MERGED_INFERENCE"], form != "auto" {
-            guard let parsed = MergedInferenceForm(rawValue: form) else {
-                throw TensorError.invalidArgument(operation: "SLOPE_MERGED_INFERENCE", reason: "must be auto, folded, factored, stacked or skinny, not '\(form)'")
-            }
-            mergedInferenceForm = parsed
-        }
-        if let route = sparseRoute, !SparseGEMMDecision.Route.forcible.contains(where: { $0.rawValue == route }) {
-            throw TensorError.invalidArgument(operation: "SLOPE_SPARSE_GEMM", reason: "must be auto, dense, sparseA, sparseB or skinny, not '\(route)'")
-        }
+            cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version, skinnyKernel: settings.skinnyKernel.rawValue))
+        skinnyKernel = settings.skinnyKernel
+        denseGEMMChoice = settings.denseGEMMChoice
+        recordsGraphs = settings.recordsGraphs
+        sparseRoute = settings.sparseRoute
+        sparseBiasEpilogue = settings.sparseBiasEpilogue
+        fusions = settings.fusions
+        attentionVariant = settings.attentionVariant
+        attentionRoute = settings.attentionRoute
+        mergedInferenceForm = settings.mergedInferenceForm
     }
 
     public var device: Device { .cuda(cudaDevice.ordinal) }
