@@ -3,7 +3,7 @@
 /// Parameter names follow Hugging Face's `BertForMaskedLM` (`bert.encoder.layer.0.attention.self.query.weight`,
 /// `cls.predictions.transform.dense.weight`), so checkpoints can map one to one. Sequences in a batch may be padded:
 /// `lengths` gives each one's real tokens, and attention never looks at the padding. The blocks run on the real
-/// tokens only (``removesPadding``); the encoder's output is zero at the padding.
+/// tokens only (``removesPadding``): the encoder's output is zero at the padding unless a head asks for it.
 ///
 /// ```swift
 /// let bert = try EncoderModel(configuration: .named("tiny-bert"), backend: cpu, seed: 0)
@@ -133,8 +133,12 @@ public final class EncoderModel: Layer {
     // MARK: Forward
 
     /// The encoder's output `[batch·sequence, hidden]` for `tokens` and `tokenTypes` (`int32 [batch·sequence]`);
-    /// `lengths`: each sequence's real tokens, the rest padding (nil: none).
-    public func encode(tokens: Tensor, tokenTypes: Tensor, lengths: [Int]?, batch: Int, sequence: Int) throws -> Tensor {
+    /// `lengths`: each sequence's real tokens, the rest padding (nil: none). The padding's rows come out zero, unless
+    /// `computingPadding` (or ``removesPadding`` off) runs them through the blocks as transformers does — what a head
+    /// that reads every row needs to match it (question answering's logits at padded positions enter its loss).
+    public func encode(
+        tokens: Tensor, tokenTypes: Tensor, lengths: [Int]?, batch: Int, sequence: Int, computingPadding: Bool = false
+    ) throws -> Tensor {
         guard tokens.count == batch * sequence, tokenTypes.count == tokens.count, tokens.dtype == .int32, tokenTypes.dtype == .int32 else {
             throw TensorError.shapeMismatch(
                 operation: "EncoderModel", shapes: [tokens.shape, tokenTypes.shape], reason: "expected \(batch)·\(sequence) int32 token ids and token types")
@@ -146,7 +150,7 @@ public final class EncoderModel: Layer {
         let summed = try backend.add(
             backend.add(wordEmbedding.forward(tokens), positionEmbedding.forward(positions)), typeEmbedding.forward(tokenTypes))
         var x = try embeddingDropout.forward(embeddingNorm.forward(summed))
-        unpadded = try removesPadding ? lengths.flatMap { try UnpaddedRows(lengths: $0, batch: batch, sequence: sequence, backend: backend) } : nil
+        unpadded = try removesPadding && !computingPadding ? lengths.flatMap { try UnpaddedRows(lengths: $0, batch: batch, sequence: sequence, backend: backend) } : nil
         if let unpadded { x = try unpadded.unpad(x) }
         for block in blocks { x = try block.forward(x, batch: batch, sequence: sequence, lengths: lengths, unpadded: unpadded) }
         return try unpadded?.pad(x) ?? x

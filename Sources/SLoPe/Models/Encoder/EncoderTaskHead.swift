@@ -47,7 +47,9 @@ public final class EncoderTaskHead: Layer {
     /// Classification and regression: `[batch, outputs]` from the pooled `[CLS]`. Question answering: `[2·batch,
     /// sequence]`, each sequence's start logits in rows `0 ..< batch`, its end logits in rows `batch ..< 2·batch`.
     public func logits(tokens: Tensor, tokenTypes: Tensor, lengths: [Int]?, batch: Int, sequence: Int) throws -> Tensor {
-        let hidden = try encoder.encode(tokens: tokens, tokenTypes: tokenTypes, lengths: lengths, batch: batch, sequence: sequence)
+        // Question answering reads every row, padding included (as transformers, whose loss takes all of them).
+        let hidden = try encoder.encode(
+            tokens: tokens, tokenTypes: tokenTypes, lengths: lengths, batch: batch, sequence: sequence, computingPadding: task == .questionAnswering)
         saved = (hidden.shape[0], batch, sequence, nil)
         guard task == .questionAnswering else { return try linear.forward(encoder.pooled(hidden, batch: batch, sequence: sequence)) }
         // [batch·sequence, 2] → [2, batch·sequence] → [2·batch, sequence].
