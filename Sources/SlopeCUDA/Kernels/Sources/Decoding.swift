@@ -6,7 +6,7 @@ extension KernelSources {
     // of keys / values [rows, hkv·d] (every one visible: the query is the newest position); q [S, hq·d], grouped-query
     // heads sharing key head h / (hq / hkv). Grid (S, hq, splits), 256 threads. Block z takes keys [z·chunk, (z+1)·chunk)
     // of its sequence (split-K, "flash decoding": a few sequences' heads alone would leave most SMs idle); each warp
-    // takes DECODE_KEYS consecutive keys at a time (their key and value rows loaded together, so the loads' latencies overlap), every
+    // takes DECODE_KEYS consecutive keys at a time (their rows loaded together, so the loads' latencies overlap), every
     // DECODE_WARPS·DECODE_KEYS-th group, with an online softmax in registers (lanes split d, at most 8 elements each:
     // d ≤ 256); then the warps are merged. With `partial` null (one split) the block writes the output; otherwise its
     // running max, sum and unnormalised accumulator, [S, hq, splits, 2 + d] float, for decode_attention_combine.
@@ -32,27 +32,18 @@ extension KernelSources {
         i64 first = starts[s], stride = hkv * d;
         i64 begin = (i64)blockIdx.z * chunk, end = min(begin + chunk, (i64)lengths[s]);
         for (i64 base = begin + warp * DECODE_KEYS; base < end; base += DECODE_WARPS * DECODE_KEYS) {
-            // The keys' and the values' rows are loaded together, before any reduction: one memory round trip per
-            // group of keys instead of two (the values do not depend on the softmax).
-            float kx[DECODE_KEYS][DECODE_ELEMENTS], vx[DECODE_KEYS][DECODE_ELEMENTS];
-            #pragma unroll
-            for (int k = 0; k < DECODE_KEYS; ++k) {
-                const T* kr = keys + (first + base + k) * stride + kh * d;
-                const T* vr = values + (first + base + k) * stride + kh * d;
-                #pragma unroll
-                for (int e = 0; e < DECODE_ELEMENTS; ++e) {
-                    i64 c = lane + 32 * e;
-                    bool inside = base + k < end && c < d;
-                    kx[k][e] = inside ? to_float(kr[c]) : 0.0f;
-                    vx[k][e] = inside ? to_float(vr[c]) : 0.0f;
-                }
-            }
             float dots[DECODE_KEYS];
             #pragma unroll
             for (int k = 0; k < DECODE_KEYS; ++k) {
                 float dot = 0.0f;
-                #pragma unroll
-                for (int e = 0; e < DECODE_ELEMENTS; ++e) dot += qv[e] * kx[k][e];
+                if (base + k < end) {
+                    const T* kr = keys + (first + base + k) * stride + kh * d;
+                    #pragma unroll
+                    for (int e = 0; e < DECODE_ELEMENTS; ++e) {
+                        i64 c = lane + 32 * e;
+                        if (c < d) dot += qv[e] * to_float(kr[c]);
+                    }
+                }
                 dots[k] = dot;
             }
             float next = m;
@@ -70,8 +61,12 @@ extension KernelSources {
                 if (base + k < end) {
                     float p = __expf(dots[k] - next);
                     l += p;
+                    const T* vr = values + (first + base + k) * stride + kh * d;
                     #pragma unroll
-                    for (int e = 0; e < DECODE_ELEMENTS; ++e) acc[e] += p * vx[k][e];
+                    for (int e = 0; e < DECODE_ELEMENTS; ++e) {
+                        i64 c = lane + 32 * e;
+                        if (c < d) acc[e] += p * to_float(vr[c]);
+                    }
                 }
             }
             m = next;
