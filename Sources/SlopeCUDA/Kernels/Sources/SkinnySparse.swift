@@ -18,13 +18,46 @@ extension KernelSources {
     static __device__ __forceinline__ float skinny_low(unsigned w) { T v; v.bits = (unsigned short)(w & 0xFFFFu); return to_float(v); }
     static __device__ __forceinline__ float skinny_high(unsigned w) { T v; v.bits = (unsigned short)(w >> 16); return to_float(v); }
 
+    // Row r's sums, one per token in each lane's `acc`, summed over the warp and written by lane t: with y32 set, float
+    // sums at y32[t·y32_stride + r]; otherwise y[t·rows + r] = sum (+ y[t·rows + r] when accumulate) (+ bias[r]),
+    // ReLU'd when relu is set.
+    static __device__ __forceinline__ void skinny_store(const float* acc, int lane, i64 r, i64 tokens, i64 rows, const T* bias, T* y,
+                                                        float* y32, i64 y32_stride, int accumulate, int relu) {
+        #pragma unroll
+        for (int t = 0; t < SKINNY_TOKENS; ++t) {
+            if (t < tokens) {  // (the same for the whole warp: every lane takes part in the shuffles)
+                float sum = warp_sum(acc[t]);
+                if (lane == t) {
+                    if (y32) {
+                        y32[t * y32_stride + r] = sum;
+                    } else {
+                        T* out = y + t * rows + r;
+                        if (accumulate) sum += to_float(*out);
+                        if (bias) sum += to_float(bias[r]);
+                        if (relu) sum = fmaxf(sum, 0.0f);
+                        *out = from_float<T>(sum);
+                    }
+                }
+            }
+        }
+    }
+
+    // x's tokens·k elements copied into the block's dynamic shared memory (16 bytes at a time), for every warp of the
+    // block to read there.
+    static __device__ __forceinline__ uint4* skinny_staged_x(const T* x, i64 tokens, i64 k) {
+        DYNAMIC_SHARED(staged);
+        uint4* xs = (uint4*)staged;
+        for (i64 i = threadIdx.x; i < tokens * k / 8; i += blockDim.x) xs[i] = ((const uint4*)x)[i];
+        __syncthreads();
+        return xs;
+    }
+
     // y[t, r] = Σ_k x[t, k]·W[r, k] for t < tokens ≤ SKINNY_TOKENS. x [tokens, k] (read through `xv`: global or
     // shared memory); W 2:4 as its values [rows, k/2] and its slot indices packed 2 bits each (`pack_slot_indices`: one
     // uint16 per 16 columns, slot s of the chunk at bits 2s); k a multiple of 16 and every pointer 16-byte aligned. One
     // warp per row (grid-stride over rows): lane l takes the 16-column chunks l, l + 32, …, each a 16-byte load of
     // values and a 2-byte load of indices (UNROLL chunks in flight), with 32 bytes of every token's x.
-    // The result: with y32 set, float sums at y32[t·y32_stride + r] (the merged layer's epilogue finishes them);
-    // otherwise y[t·rows + r] = sum (+ y[t·rows + r] when accumulate) (+ bias[r]).
+    // The result as skinny_store writes it (y32: float sums the merged layer's epilogue finishes).
     template <int UNROLL>
     __device__ void skinny_24_rows(const uint4* xv, const T* values, const unsigned short* indices, const T* bias, T* y, float* y32,
                                    i64 tokens, i64 rows, i64 k, i64 y32_stride, int accumulate) {
@@ -65,22 +98,7 @@ extension KernelSources {
                     }
                 }
             }
-            #pragma unroll
-            for (int t = 0; t < SKINNY_TOKENS; ++t) {
-                if (t < tokens) {  // (the same for the whole warp: every lane takes part in the shuffles)
-                    float sum = warp_sum(acc[t]);
-                    if (lane == t) {
-                        if (y32) {
-                            y32[t * y32_stride + r] = sum;
-                        } else {
-                            T* out = y + t * rows + r;
-                            if (accumulate) sum += to_float(*out);
-                            if (bias) sum += to_float(bias[r]);
-                            *out = from_float<T>(sum);
-                        }
-                    }
-                }
-            }
+            skinny_store(acc, lane, r, tokens, rows, bias, y, y32, y32_stride, accumulate, 0);
         }
     }
 
@@ -99,11 +117,7 @@ extension KernelSources {
     extern "C" __global__ void skinny_24_matmul_staged(const T* x, const T* values, const unsigned short* indices, const T* bias,
                                                        T* y, float* y32, long long tokens, long long rows, long long k,
                                                        long long y32_stride, int accumulate) {
-        DYNAMIC_SHARED(staged);
-        uint4* xs = (uint4*)staged;
-        for (i64 i = threadIdx.x; i < tokens * k / 8; i += blockDim.x) xs[i] = ((const uint4*)x)[i];
-        __syncthreads();
-        skinny_24_rows<SKINNY_STAGED_UNROLL>(xs, values, indices, bias, y, y32, tokens, rows, k, y32_stride, accumulate);
+        skinny_24_rows<SKINNY_STAGED_UNROLL>(skinny_staged_x(x, tokens, k), values, indices, bias, y, y32, tokens, rows, k, y32_stride, accumulate);
     }
 
     // The dense skinny GEMM: y[t, r] = Σ_k x[t, k]·W[r, k] (+ bias[r]), ReLU'd when relu is set, for t < tokens ≤
@@ -113,10 +127,7 @@ extension KernelSources {
     // (16 a block, grid-stride), lane l takes the 8-column chunks l, l + 32, … — 16 bytes of W each, UNROLL in flight.
     extern "C" __global__ void skinny_dense_matmul_staged(const T* x, const T* w, const T* bias, T* y, long long tokens, long long rows,
                                                           long long k, int relu) {
-        DYNAMIC_SHARED(staged);
-        uint4* xs = (uint4*)staged;
-        for (i64 i = threadIdx.x; i < tokens * k / 8; i += blockDim.x) xs[i] = ((const uint4*)x)[i];
-        __syncthreads();
+        const uint4* xs = skinny_staged_x(x, tokens, k);
         int lane = threadIdx.x & 31;
         i64 warps = (i64)gridDim.x * (blockDim.x >> 5), chunks = k / 8;
         for (i64 r = (i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
@@ -148,17 +159,7 @@ extension KernelSources {
                     }
                 }
             }
-            #pragma unroll
-            for (int t = 0; t < SKINNY_TOKENS; ++t) {
-                if (t < tokens) {  // (the same for the whole warp: every lane takes part in the shuffles)
-                    float sum = warp_sum(acc[t]);
-                    if (lane == t) {
-                        if (bias) sum += to_float(bias[r]);
-                        if (relu) sum = fmaxf(sum, 0.0f);
-                        y[t * rows + r] = from_float<T>(sum);
-                    }
-                }
-            }
+            skinny_store(acc, lane, r, tokens, rows, bias, y, nullptr, 0, 0, relu);
         }
     }
 
