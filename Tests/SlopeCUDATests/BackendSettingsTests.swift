@@ -18,6 +18,8 @@ final class BackendSettingsTests: XCTestCase {
         XCTAssertEqual(settings.denseGEMMChoice, .auto)
         XCTAssertTrue(settings.recordsGraphs)
         XCTAssertEqual(try BackendSettings(["SLOPE_ATTENTION": "auto", "SLOPE_SPARSE_GEMM": "auto", "SLOPE_MERGED_INFERENCE": "auto"]).attentionRoute, nil)
+        XCTAssertEqual(try BackendSettings(["SLOPE_DENSE_GEMM": "auto"]).denseGEMMChoice, .auto)
+        XCTAssertEqual(try BackendSettings(["SLOPE_DENSE_GEMM": "skinny"]).denseGEMMChoice, .skinny)
     }
 
     func testValuesTaken() throws {

@@ -967,15 +967,13 @@ final class KernelEmulationTests: XCTestCase {
                 if relu { XCTAssertTrue(Self.bf16(y).allSatisfy { $0 >= 0 }) }
             }
         }
-        // Host side: which products it takes, the route switch and the decisions' keys.
+        // Host side: which products it takes and the decisions' keys.
         XCTAssertTrue(SkinnyDenseGEMM.applies(tokens: 1, columns: 2048, dtype: .bfloat16))
         XCTAssertTrue(SkinnyDenseGEMM.applies(tokens: 32, columns: 8, dtype: .float16))
         XCTAssertFalse(SkinnyDenseGEMM.applies(tokens: 33, columns: 2048, dtype: .bfloat16), "prefill-sized")
         XCTAssertFalse(SkinnyDenseGEMM.applies(tokens: 4, columns: 12, dtype: .bfloat16), "not whole 8-column chunks")
         XCTAssertFalse(SkinnyDenseGEMM.applies(tokens: 4, columns: 2048, dtype: .float32))
-        XCTAssertEqual(try SkinnyDenseGEMM.Choice.parse(nil), .auto)
-        XCTAssertEqual(try SkinnyDenseGEMM.Choice.parse("cublaslt"), .cublaslt)
-        XCTAssertThrowsError(try SkinnyDenseGEMM.Choice.parse("gemv")) { XCTAssertTrue("\($0)".contains("auto, cublaslt or skinny, not 'gemv'")) }
+        // (SLOPE_DENSE_GEMM's values: BackendSettingsTests.)
         XCTAssertEqual(SkinnyDenseGEMM.key(tokens: 1, outFeatures: 8192, inFeatures: 2048, dtype: .bfloat16, bias: true, relu: true),
                        "dense-weight bfloat16 1x8192x2048 +bias +relu")
         XCTAssertNotEqual(SkinnyDenseGEMM.key(tokens: 1, outFeatures: 8, inFeatures: 8, dtype: .bfloat16, bias: false, relu: true),

@@ -68,7 +68,7 @@ struct BackendSettings {
         case let other?: throw refuse("SLOPE_PINNED_UPLOADS", "1 (stage uploads through pinned memory) or 0", other)
         }
         skinnyKernel = try choice("SLOPE_SKINNY_KERNEL", "staged or plain", auto: false) ?? .staged
-        denseGEMMChoice = try SkinnyDenseGEMM.Choice.parse(environment["SLOPE_DENSE_GEMM"])
+        denseGEMMChoice = try choice("SLOPE_DENSE_GEMM", "auto, cublaslt or skinny", auto: false) ?? .auto
         switch environment["SLOPE_CUDA_GRAPHS"] {
         case nil, "1"?: recordsGraphs = true
         case "0"?: recordsGraphs = false

@@ -6,20 +6,17 @@ extension CUDABackend {
         _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
         alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
     ) throws -> Tensor {
-        if !transposeA, transposeB, c == nil, alpha == 1, a.rank == 2, b.rank == 2, a.shape[1] == b.shape[1],
-           let skinny = try routedSkinnyDenseGEMM(a, b, bias: bias, relu: false) {
-            _ = try OperandChecks.gemm(a, b, transposeA: transposeA, transposeB: transposeB, c: c, bias: bias)
-            return skinny
-        }
-        return try cublasGEMM(a, b, transposeA: transposeA, transposeB: transposeB, alpha: alpha, beta: beta, into: c, bias: bias)
+        let shape = try OperandChecks.gemm(a, b, transposeA: transposeA, transposeB: transposeB, c: c, bias: bias)
+        if !transposeA, transposeB, c == nil, alpha == 1, let skinny = try routedSkinnyDenseGEMM(a, b, bias: bias, relu: false) { return skinny }
+        return try cublasGEMM(a, b, shape, transposeA: transposeA, transposeB: transposeB, alpha: alpha, beta: beta, into: c, bias: bias)
     }
 
-    /// ``gemm(_:_:transposeA:transposeB:alpha:beta:into:bias:)`` on cuBLASLt, whatever the shape.
+    /// ``gemm(_:_:transposeA:transposeB:alpha:beta:into:bias:)`` on cuBLASLt, whatever the shape (`shape`: the
+    /// operands' checked sizes).
     func cublasGEMM(
-        _ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool,
+        _ a: Tensor, _ b: Tensor, _ shape: OperandChecks.GEMMShape, transposeA: Bool, transposeB: Bool,
         alpha: Float, beta: Float, into c: Tensor?, bias: Tensor?
     ) throws -> Tensor {
-        let shape = try OperandChecks.gemm(a, b, transposeA: transposeA, transposeB: transposeB, c: c, bias: bias)
         let (m, n, k) = (shape.m, shape.n, shape.k)
         let output = try c ?? newTensor(shape.resultShape, dtype: a.dtype)
         try touch(output)

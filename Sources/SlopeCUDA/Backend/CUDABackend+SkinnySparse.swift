@@ -63,14 +63,6 @@ enum SkinnyDenseGEMM {
     /// cublaslt or skinny (wherever the kernel applies).
     enum Choice: String, Sendable {
         case auto, cublaslt, skinny
-
-        static func parse(_ text: String?) throws -> Choice {
-            guard let text else { return .auto }
-            guard let choice = Choice(rawValue: text) else {
-                throw TensorError.invalidArgument(operation: "SLOPE_DENSE_GEMM", reason: "must be auto, cublaslt or skinny, not '\(text)'")
-            }
-            return choice
-        }
     }
 
     /// A decision's key: the sparse decisions' form, marked as a dense weight's (with ReLU in its own key).
@@ -123,8 +115,9 @@ extension CUDABackend {
         let key = SkinnyDenseGEMM.key(tokens: x.shape[0], outFeatures: w.shape[0], inFeatures: x.shape[1], dtype: x.dtype, bias: bias != nil, relu: relu)
         if let known = decisions.decision(for: key) { return known.route == .skinny }
         guard recording.withLock({ $0 == nil }) else { return false }
+        let shape = try OperandChecks.gemm(x, w, transposeA: false, transposeB: true, c: nil, bias: bias)
         func cublas() throws -> Tensor {
-            let product = try cublasGEMM(x, w, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
+            let product = try cublasGEMM(x, w, shape, transposeA: false, transposeB: true, alpha: 1, beta: 0, into: nil, bias: bias)
             return relu ? try activation(product, .relu) : product
         }
         var timings = ["dense": try medianMilliseconds(repeats: 10, warmup: 2) { _ = try cublas() }]
