@@ -25,8 +25,7 @@ extension TransformerModel {
             end += segment.count
             return end - 1
         }
-        let last = try backend.gatherRows(x, lastRows)
-        return try project(pending.map { try finalNorm.forward(last, adding: backend.gatherRows($0, lastRows)).output } ?? finalNorm.forward(last))
+        return try project(finalNorm.forward(backend.gatherRows(x, lastRows), addingIfAny: pending.map { try backend.gatherRows($0, lastRows) }).output)
     }
 }
 

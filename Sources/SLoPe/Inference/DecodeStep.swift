@@ -49,7 +49,7 @@ extension TransformerModel {
         for (index, block) in blocks.enumerated() {
             (x, pending) = try block.run(x, pending: pending) { try block.attention.decode($0, inputs: inputs, cache: cache, layer: index) }
         }
-        return try project(pending.map { try finalNorm.forward(x, adding: $0).output } ?? finalNorm.forward(x))
+        return try project(finalNorm.forward(x, addingIfAny: pending).output)
     }
 }
 

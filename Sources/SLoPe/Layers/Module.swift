@@ -28,6 +28,13 @@ public protocol ResidualNorm: Module {
     func backward(_ dy: Tensor, addingGradient residualGradient: Tensor) throws -> Tensor
 }
 
+extension ResidualNorm {
+    /// ``forward(_:adding:)`` where there is a residual, else `x` itself and `norm(x)`.
+    func forward(_ x: Tensor, addingIfAny residual: Tensor?) throws -> (sum: Tensor, output: Tensor) {
+        try residual.map { try forward(x, adding: $0) } ?? (x, forward(x))
+    }
+}
+
 extension LayerNorm: ResidualNorm {}
 extension RMSNorm: ResidualNorm {}
 

@@ -60,7 +60,7 @@ public final class TransformerBlock: Layer {
     /// unadded with the residual stream — one add kernel fewer per block in a decode step, which is bound by small
     /// kernels. The caller adds the last one inside the final norm.
     func run(_ x: Tensor, pending: Tensor?, attend: (Tensor) throws -> Tensor) throws -> (x: Tensor, pending: Tensor) {
-        let (residual, normalized) = try pending.map { try attentionNorm.forward(x, adding: $0) } ?? (x, attentionNorm.forward(x))
+        let (residual, normalized) = try attentionNorm.forward(x, addingIfAny: pending)
         let (h, mlpInput) = try mlpNorm.forward(residual, adding: attend(normalized))
         return (h, try mlp.forward(mlpInput))
     }
