@@ -85,6 +85,69 @@ final class InferenceTests: XCTestCase {
         }
     }
 
+    /// Generation's stacked q/k/v (one projection, its output split) gives the logits the three projections give: a
+    /// dense OPT shape with biases, and grouped-query LLaMA with merged SLoPe layers (q wider than k and v); prefill of
+    /// two prompts, then decode steps. A model so prepared can no longer be saved or exported.
+    func testStackedProjectionsGiveWhatSeparateOnesGive() throws {
+        let shapes: [(ModelConfiguration, Bool)] = [
+            (ModelConfiguration(family: .gpt, vocabularySize: 17, contextLength: 24, layers: 2, hiddenSize: 16, heads: 4, intermediateSize: 32), false),
+            (ModelConfiguration(family: .llama, vocabularySize: 17, contextLength: 24, layers: 2, hiddenSize: 32, heads: 4, keyValueHeads: 2,
+                                intermediateSize: 64), true),
+        ]
+        for (configuration, sparse) in shapes {
+            func model() throws -> TransformerModel {
+                let model = try TransformerModel(configuration: configuration, dtype: .float64, backend: cpu, seed: 8)
+                if sparse {
+                    try model.convertToSLoPe()
+                    for parameter in try model.attachAdapters(rank: 4, seed: 2) where parameter.name.hasSuffix(".up") {
+                        try cpu.copy(randomTensor(cpu, parameter.value.shape, dtype: .float64, seed: 3, std: 0.1), into: parameter.value)
+                    }
+                }
+                return model
+            }
+            let (separate, stacked) = (try model(), try model())
+            try separate.prepareForGeneration(stacking: false)
+            XCTAssertFalse(stacked.blocks[0].attention.query is StackedProjection.Part)
+            try stacked.prepareForGeneration()
+            XCTAssertTrue(stacked.blocks.allSatisfy { $0.attention.query is StackedProjection.Part && $0.attention.value is StackedProjection.Part },
+                          "every block's q, k and v stacked")
+            typealias Segment = KeyValueCache.Segment
+            let calls: [([Int32], [Segment])] = [
+                ([1, 2, 3, 4, 5, 6], [.init(slot: 0, count: 4), .init(slot: 1, count: 2)]),
+                ([7, 8], [.init(slot: 0, count: 1), .init(slot: 1, count: 1)]),
+                ([9, 10], [.init(slot: 1, count: 1), .init(slot: 0, count: 1)]),
+            ]
+            let caches = (try KeyValueCache(model: separate, slots: 2, capacity: 16), try KeyValueCache(model: stacked, slots: 2, capacity: 16))
+            for (step, (tokens, segments)) in calls.enumerated() {
+                let expected = try cpu.doubles(separate.nextTokenLogits(tokens: tokens, segments: segments, cache: caches.0))
+                let got = try cpu.doubles(stacked.nextTokenLogits(tokens: tokens, segments: segments, cache: caches.1))
+                XCTAssertEqual(got.count, 2 * 17)
+                for (a, b) in zip(got, expected) { XCTAssertEqual(a, b, accuracy: 1e-10, "\(configuration.family) call \(step + 1)") }
+            }
+            // The stacked form is inference-only: it refuses to be written (a checkpoint would miss q, k and v).
+            XCTAssertTrue(stacked.isPreparedForInference)
+            XCTAssertEqual(separate.isPreparedForInference, sparse, "merged SLoPe layers are inference-only too")
+            let folder = FileManager.default.temporaryDirectory.path + "/slope-stacked-\(UInt32.random(in: 0...UInt32.max))"
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            XCTAssertThrowsError(try HuggingFaceExport.write(stacked, to: folder)) {
+                XCTAssertTrue("\($0)".contains("merged or stacked for inference"), "\($0)")
+            }
+            XCTAssertThrowsError(try Checkpoint.save(model: stacked, notes: [:], to: folder + "/model.safetensors"))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/model.safetensors"))
+        }
+        // Projections of different kinds or bias presence do not stack; unmerged SLoPe layers stay apart.
+        var generator = SeededGenerator(seed: 1)
+        let withBias = try Linear(inFeatures: 8, outFeatures: 4, backend: cpu, generator: &generator)
+        let without = try Linear(inFeatures: 8, outFeatures: 4, bias: false, backend: cpu, generator: &generator)
+        XCTAssertNil(try StackedProjection(stacking: [withBias, without], backend: cpu))
+        XCTAssertNil(try StackedProjection(stacking: [withBias], backend: cpu))
+        let unmerged = try TransformerModel(configuration: shapes[0].0, backend: cpu, seed: 1)
+        try unmerged.convertToSLoPe()
+        try unmerged.prepareForGeneration(merging: false)
+        XCTAssertTrue(unmerged.blocks[0].attention.query is SparseLinear)
+        XCTAssertFalse(unmerged.isPreparedForInference)
+    }
+
     func testExportFoldsAdaptersIntoDenseWeights() throws {
         let configuration = ModelConfiguration(
             family: .gpt, vocabularySize: 11, contextLength: 8, layers: 1, hiddenSize: 8, heads: 2, intermediateSize: 16, activation: .relu)

@@ -600,6 +600,23 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(expected[(4 * columns)..<(5 * columns)].filter { $0 > -.infinity }.count, 1)
     }
 
+    /// `split_columns` takes three column blocks from an offset in each row, over more elements than the grid's threads
+    /// (grid-stride), as the CPU backend's `splitColumns` does.
+    func testSplitColumnsMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        let module = try EmulatedModule(family: .layout, dtype: .bfloat16, kernels: ["split_columns": 10])
+        let (rows, columns, first, widths) = (5, 30, 4, [10, 7, 9])
+        var generator = SeededGenerator(seed: 41)
+        let x = try cpu.randomNormal([rows, columns], dtype: .bfloat16, using: &generator)
+        let expected = try cpu.splitColumns(x, widths: [first] + widths + [columns - first - widths.reduce(0, +)]).dropFirst().prefix(3)
+        let out = try module.launch("split_columns", grid: (2, 1, 1), block: 32, [
+            .input(try Self.raw(x, cpu)), .output(bytes: rows * widths[0] * 2), .output(bytes: rows * widths[1] * 2),
+            .output(bytes: rows * widths[2] * 2), .int64(rows), .int64(columns), .int64(first), .int64(widths[0]), .int64(widths[1]),
+            .int64(widths[2]),
+        ])
+        for (index, part) in expected.enumerated() { XCTAssertEqual(Self.bf16(out[index + 1]!), try cpu.floats(part), "part \(index)") }
+    }
+
     /// The GEMM route's row kernels with a key limit (an encoder's padding): softmax over the visible keys only —
     /// up to the limit, and up to the query when causal —, zero past them, the log-sum-exp of the visible scores; the
     /// backward's recomputed probabilities are the same, and its score gradient leaves the masked positions at zero.

@@ -94,6 +94,20 @@ final class GEMMTests: XCTestCase {
 
     /// copyRows writes a range of rows in place (the KV cache's write and read), any rank seen as [rows, rest], and
     /// refuses ranges outside either tensor, other widths and other dtypes.
+    func testSplitColumns() throws {
+        let cpu = CPUBackend()
+        let values: [Float] = (0..<24).map { Float($0) }
+        let x = try cpu.tensor(values, shape: [3, 8], dtype: .float32)
+        let parts = try cpu.splitColumns(x, widths: [3, 0, 4, 1])
+        XCTAssertEqual(parts.map { $0.shape }, [[3, 3], [3, 0], [3, 4], [3, 1]])
+        XCTAssertEqual(try cpu.floats(parts[0]), [0, 1, 2, 8, 9, 10, 16, 17, 18])
+        XCTAssertEqual(try cpu.floats(parts[2]), [3, 4, 5, 6, 11, 12, 13, 14, 19, 20, 21, 22])
+        XCTAssertEqual(try cpu.floats(parts[3]), [7, 15, 23])
+        for widths in [[3, 4], [5, 4], [9, -1], []] {
+            XCTAssertThrowsError(try cpu.splitColumns(x, widths: widths)) { XCTAssertTrue("\($0)".contains("splitColumns"), "\($0)") }
+        }
+    }
+
     func testCopyRows() throws {
         let source = try cpu.tensor((0..<12).map(Float.init), shape: [4, 3], dtype: .bfloat16)
         let target = try cpu.zeros([5, 1, 3], dtype: .bfloat16)

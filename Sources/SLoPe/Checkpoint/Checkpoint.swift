@@ -38,7 +38,8 @@ public enum Checkpoint {
 
     /// The model's tensors as a checkpoint stores them (sparse weights compressed, with their masks).
     static func modelRecords(_ model: TransformerModel) throws -> [SafeTensors.Record] {
-        try modelRecords(parameters: model.parameters, sparseWeights: model.sparseWeights, backend: model.backend)
+        try model.checkWritable("checkpoint")
+        return try modelRecords(parameters: model.parameters, sparseWeights: model.sparseWeights, backend: model.backend)
     }
 
     static func modelRecords(parameters: [Parameter], sparseWeights: [SparseWeight], backend: any Backend) throws -> [SafeTensors.Record] {

@@ -5,12 +5,7 @@ import FoundationEssentials
 /// transformers', SLoPe weights are written dense (W⊙Mr) with any adapters folded in.
 public enum HuggingFaceEncoderExport {
     public static func write(_ model: EncoderModel, head: EncoderTaskHead? = nil, to folder: String, dtype: DType? = nil) throws {
-        guard !model.projectionBlocks.contains(where: { block in
-            (block.attention.projections + block.mlp.projections).contains { $0 is MergedSparseLinear }
-        }) else {
-            throw TensorError.invalidArgument(
-                operation: "export", reason: "the encoder's SLoPe layers are merged for inference; export the model before merging it")
-        }
+        try model.checkWritable("export")
         let backend = model.backend
         let outputType = dtype ?? model.dtype
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

@@ -21,6 +21,7 @@ public enum HuggingFaceExport {
     public static func write(
         _ model: TransformerModel, to folder: String, dtype: DType? = nil, endOfText: Int32? = nil, adapters: Adapters = .fold
     ) throws -> Bool {
+        try model.checkWritable("export")
         let backend = model.backend
         let outputType = dtype ?? model.dtype
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)

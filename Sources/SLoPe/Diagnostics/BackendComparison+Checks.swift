@@ -113,6 +113,7 @@ extension BackendComparison {
         let x = try random([70, 45], dtype), y = try random([3, 45], dtype)
         check("transpose", dtype, &results) { backend, on in [try backend.transpose(self.pick(x, on))] }
         check("concatenateRows", dtype, &results) { backend, on in [try backend.concatenateRows([self.pick(x, on), self.pick(y, on)])] }
+        check("splitColumns (four parts, one empty)", dtype, &results) { backend, on in try backend.splitColumns(self.pick(x, on), widths: [20, 0, 15, 10]) }
         check("cast to float32 and back", dtype, &results) { backend, on in
             [try backend.cast(backend.cast(self.pick(x, on), to: .float32), to: dtype)]
         }
@@ -357,6 +358,27 @@ extension BackendComparison {
             try backend.copy(self.pick(up, on), into: adapter.up.value)
             try adapter.pruneDown(pattern: .twoFour)
             return [try layer.merged().forward(self.pick(x, on)), try layer.forward(self.pick(x, on))]
+        }
+        // Generation's stacked q/k/v: dense projections with biases, and merged SLoPe layers with adapters of ranks 4 and 8.
+        check("stacked projections, dense and merged SLoPe (one GEMM, split)", dtype, &results) { backend, on in
+            var generator = SeededGenerator(seed: 4)
+            let weight = try backend.cast(self.pick(dense, on), to: dtype)
+            let linears = try (0..<3).map { _ in
+                try Linear(inFeatures: 128, outFeatures: 64, dtype: dtype, backend: backend, generator: &generator)
+            }
+            let merged = try [4, 8].map { rank in
+                let layer = try SparseLinear(converting: Linear(weight: weight, bias: nil, backend: backend))
+                let adapter = try layer.attachAdapter(rank: rank, generator: &generator)
+                try backend.fill(adapter.up.value, with: 0.05)
+                try adapter.pruneDown(pattern: .twoFour)
+                return try layer.merged()
+            }
+            guard let stackedLinears = try StackedProjection(stacking: linears, backend: backend),
+                  let stackedMerged = try StackedProjection(stacking: merged, backend: backend) else {
+                throw TensorError.invalidArgument(operation: "StackedProjection", reason: "the projections did not stack")
+            }
+            let input = self.pick(x, on)
+            return try stackedLinears.forward(input) + stackedMerged.forward(input)
         }
     }
 }

@@ -20,6 +20,8 @@ public final class BackendComparison {
 
     public let reference: any Backend
     public let candidate: any Backend
+    /// When set, only checks whose names contain it (ignoring case) run; the rest are skipped, not reported.
+    public var only: String?
     private var seed: UInt64 = 1
 
     public init(reference: any Backend, candidate: any Backend) {
@@ -67,6 +69,7 @@ public final class BackendComparison {
         _ name: String, _ dtype: DType, _ results: inout [Check], tolerance: Double? = nil, labels: [String]? = nil,
         _ body: (any Backend, Bool) throws -> [Tensor]
     ) {
+        if let only, !name.lowercased().contains(only.lowercased()) { return }
         do {
             let outputs = try body(candidate, true)
             let expected = try body(reference, false)

@@ -35,8 +35,7 @@ extension SelfAttention {
     /// ``Backend/decodeAttention(query:keys:values:starts:lengths:shape:)`` call over the cache in place; a prompt
     /// being prefilled attends causally over its slot's positions.
     func forward(_ x: Tensor, segments: [KeyValueCache.Segment], cache: KeyValueCache, layer: Int) throws -> Tensor {
-        var q = try query.forward(x), k = try key.forward(x)
-        let v = try value.forward(x)
+        var (q, k, v) = try queryKeyValue(x)
         if let ropeBase { (q, k) = try rotate(q, k, segments: segments, cache: cache, base: ropeBase) }
         try cache.write(layer: layer, keys: k, values: v, segments: segments, backend: backend)
         var starts = [0], decoding: [Int] = []  // each segment's first packed row; the segments of one token

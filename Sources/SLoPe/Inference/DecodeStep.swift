@@ -57,8 +57,7 @@ extension SelfAttention {
     /// One row per sequence: its new key and value written to the cache's `layer` at `inputs.cacheRows`, then its
     /// query attending over its cached rows (`inputs.ranges`).
     func decode(_ x: Tensor, inputs: DecodeStepInputs, cache: KeyValueCache, layer: Int) throws -> Tensor {
-        var q = try query.forward(x), k = try key.forward(x)
-        let v = try value.forward(x)
+        var (q, k, v) = try queryKeyValue(x)
         if let ropeBase, let positions = inputs.positions {
             func rotate(_ t: Tensor) throws -> Tensor {
                 try backend.rotaryEmbedding(t, positions: positions, headDimension: headDimension, base: ropeBase, positionLimit: cache.capacity)

@@ -26,6 +26,15 @@ public struct GenerationRequest: Sendable {
 }
 
 extension TransformerModel {
+    /// Readies the model for generation, after which it is inference-only (``isPreparedForInference``): its SLoPe
+    /// layers merged with their adapters (``mergeForInference()``) unless `merging` is false, then each block's q, k
+    /// and v stacked into one projection (``SelfAttention/stackQueryKeyValue()``) unless `stacking` is false — where
+    /// they are dense or merged; unmerged SLoPe layers stay as they are.
+    public func prepareForGeneration(merging: Bool = true, stacking: Bool = true) throws {
+        if merging, !sparseWeights.isEmpty { try mergeForInference() }
+        if stacking { for block in blocks { try block.attention.stackQueryKeyValue() } }
+    }
+
     /// Continues every request's prompt at once, with a ``KeyValueCache`` slot per sequence: the prompts are
     /// prefilled together in one pass, then each step adds one token to every unfinished sequence in one pass, until
     /// each reaches its stop token, its `maxTokens` or the context length. Each sequence draws from its own sampler,

@@ -78,7 +78,7 @@ extension Linear: InputSuppliedModule {}
 extension SparseLinear: InputSuppliedModule {}
 extension ActivationLayer: Module {}
 
-extension MergedSparseLinear: Module {
+extension MergedSparseLinear: InferenceOnlyModule {
     public var parameters: [Parameter] { [] }
     public func releaseActivations() {}  // inference only: forward keeps nothing
 

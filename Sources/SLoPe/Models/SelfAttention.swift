@@ -56,6 +56,25 @@ public final class SelfAttention: Layer {
         return try output.forward(unpadded?.unpad(attention.output) ?? attention.output)
     }
 
+    /// q, k and v of `x`: one stacked projection's parts where generation has stacked them (``stackQueryKeyValue()``).
+    func queryKeyValue(_ x: Tensor) throws -> (q: Tensor, k: Tensor, v: Tensor) {
+        let parts = [query, key, value].compactMap { $0 as? StackedProjection.Part }
+        if parts.count == 3, let stacked = parts.first?.projection, parts.map(\.index) == [0, 1, 2], parts.allSatisfy({ $0.projection === stacked }) {
+            let outputs = try stacked.forward(x)
+            return (outputs[0], outputs[1], outputs[2])
+        }
+        return (try query.forward(x), try key.forward(x), try value.forward(x))
+    }
+
+    /// Replaces q, k and v by one ``StackedProjection`` (inference only); false where they cannot be stacked
+    /// (SLoPe layers not merged, or projections of different kinds).
+    @discardableResult
+    public func stackQueryKeyValue() throws -> Bool {
+        guard let stacked = try StackedProjection(stacking: [query, key, value], backend: backend) else { return false }
+        (query, key, value) = (StackedProjection.Part(stacked, index: 0), StackedProjection.Part(stacked, index: 1), StackedProjection.Part(stacked, index: 2))
+        return true
+    }
+
     /// Forgets q, k, v, the attention output and its statistics, and the projections' inputs.
     public func releaseActivations() {
         saved = nil

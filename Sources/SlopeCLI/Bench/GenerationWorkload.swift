@@ -18,8 +18,8 @@ enum GenerationWorkload {
         if mode != .dense {
             try network.convertToSLoPe()
             _ = try network.attachAdapters(rank: adapterRank, seed: 2)
-            if mode == .merged { try network.mergeForInference() }
         }
+        try GenerationPreparation.prepare(network, merging: mode == .merged)
         return network
     }
 

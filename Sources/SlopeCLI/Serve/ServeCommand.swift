@@ -73,7 +73,7 @@ struct ServeCommand: ParsableCommand {
             let compute = try ComputeDevice.make(device)
             let loaded = try LoadedCheckpoint.load(checkpoint, compute: compute)
             let sparse = !loaded.model.sparseWeights.isEmpty
-            if !noMerge, sparse { try loaded.model.mergeForInference() }
+            try GenerationPreparation.prepare(loaded.model, merging: !noMerge)
             data.withLock { $0 = loaded.data }
             let c = loaded.model.configuration
             description.withLock {

@@ -169,7 +169,7 @@ struct GenerateCommand: ParsableCommand {
         let compute = try ComputeDevice.make(device)
         let loaded = try LoadedCheckpoint.load(checkpoint, compute: compute)
         let isSparse = !loaded.model.sparseWeights.isEmpty
-        if !noMerge, isSparse { try loaded.model.mergeForInference() }
+        try GenerationPreparation.prepare(loaded.model, merging: !noMerge)
         let (tokenizer, endOfText) = try loaded.data.makeTokenizer()
         // With --chat, each prompt is a user's message through the chat template (which writes its own special tokens).
         var template: ChatTemplate? = nil

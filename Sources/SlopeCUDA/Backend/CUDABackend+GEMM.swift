@@ -105,6 +105,28 @@ extension CUDABackend {
         return result
     }
 
+    /// Three blocks a launch (`split_columns`), so a stacked q/k/v projection comes apart in one.
+    public func splitColumns(_ x: Tensor, widths: [Int]) throws -> [Tensor] {
+        let rows = try OperandChecks.splitColumns(x, widths: widths)
+        let parts = try widths.map { try newTensor([rows, $0], dtype: x.dtype) }
+        let operation = "splitColumns"
+        var first = 0
+        for group in stride(from: 0, to: parts.count, by: 3) {
+            let indices = group..<min(group + 3, parts.count)
+            let groupWidth = indices.map { widths[$0] }.reduce(0, +)
+            defer { first += groupWidth }
+            guard rows > 0, groupWidth > 0 else { continue }
+            var arguments: [KernelArgument] = [.pointer(try address(x, operation))]
+            for i in group..<(group + 3) {
+                arguments.append(i < parts.count && widths[i] > 0 ? .pointer(try address(parts[i], operation)) : .optionalPointer(nil))
+            }
+            arguments += [.int64(Int64(rows)), .int64(Int64(x.shape[1])), .int64(Int64(first))]
+                + (group..<(group + 3)).map { .int64(Int64($0 < parts.count ? widths[$0] : 0)) }
+            try launch(.layout, "split_columns", dtype: x.dtype, grid: elementwiseGrid(rows * groupWidth), arguments)
+        }
+        return parts
+    }
+
     public func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws {
         let rowBytes = try OperandChecks.copyRows(source, rows, into: destination, at: row)
         guard !rows.isEmpty, rowBytes > 0 else { return }

@@ -53,6 +53,9 @@ public protocol Backend: AnyObject, Sendable {
     func transpose(_ x: Tensor) throws -> Tensor
     /// Stacks matrices with equal column counts and dtypes: `[r₁, c]`, `[r₂, c]`, … → `[r₁ + r₂ + …, c]`.
     func concatenateRows(_ tensors: [Tensor]) throws -> Tensor
+    /// The column blocks of a matrix `[rows, Σ widths]` as new matrices `[rows, widths[i]]`, left to right: a stacked
+    /// projection's output (inference's q, k and v from one GEMM) taken apart.
+    func splitColumns(_ x: Tensor, widths: [Int]) throws -> [Tensor]
     /// Copies rows `rows` of `source` into `destination` from row `row` on, in place (both seen as `[shape[0],
     /// rest]`, equal row widths and dtypes): how a preallocated KV cache is written and read.
     func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws

@@ -22,6 +22,15 @@ public enum OperandChecks {
 
     /// `copyRows`: both tensors seen as `[shape[0], rest]` with equal row widths and dtypes, and the ranges inside
     /// them. Returns the bytes of one row.
+    /// `splitColumns`: a matrix whose columns the widths (each ≥ 0) add up to; its row count.
+    public static func splitColumns(_ x: Tensor, widths: [Int]) throws -> Int {
+        guard x.rank == 2, !widths.isEmpty, widths.allSatisfy({ $0 >= 0 }), widths.reduce(0, +) == x.shape[1] else {
+            throw TensorError.shapeMismatch(
+                operation: "splitColumns", shapes: [x.shape], reason: "expected a matrix whose \(x.shape.last ?? 0) columns are the widths \(widths) added up")
+        }
+        return x.shape[0]
+    }
+
     public static func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws -> Int {
         try sameDType([source, destination], "copyRows")
         let width = rowWidth(source)

@@ -64,6 +64,21 @@ extension CPUBackend {
         return result
     }
 
+    public func splitColumns(_ x: Tensor, widths: [Int]) throws -> [Tensor] {
+        let rows = try OperandChecks.splitColumns(x, widths: widths)
+        let (size, rowBytes) = (x.dtype.byteSize, x.shape[1] * x.dtype.byteSize)
+        let input = try hostPointer(x, "splitColumns")
+        var offset = 0
+        return try widths.map { width in
+            defer { offset += width * size }
+            let part = try newTensor([rows, width], dtype: x.dtype)
+            guard width > 0 else { return part }
+            let output = try hostPointer(part, "splitColumns")
+            for r in 0..<rows { (output + r * width * size).copyMemory(from: input + r * rowBytes + offset, byteCount: width * size) }
+            return part
+        }
+    }
+
     public func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws {
         let rowBytes = try OperandChecks.copyRows(source, rows, into: destination, at: row)
         guard !rows.isEmpty, rowBytes > 0 else { return }

@@ -19,6 +19,21 @@ extension KernelSources {
         }
     }
 
+    // a, b, c [rows, wa], [rows, wb], [rows, wc] = columns first … first + wa + wb + wc of x [rows, cols], left to right
+    // (a part of width 0 may be null): a stacked q/k/v projection's output taken apart in one launch. Grid-stride over
+    // rows·(wa + wb + wc).
+    extern "C" __global__ void split_columns(const T* x, T* a, T* b, T* c, long long rows, long long cols, long long first,
+                                             long long wa, long long wb, long long wc) {
+        const i64 width = wa + wb + wc;
+        GRID_STRIDE(e, rows * width) {
+            i64 r = e / width, col = e - r * width;
+            T v = x[r * cols + first + col];
+            if (col < wa) a[r * wa + col] = v;
+            else if (col < wa + wb) b[r * wb + col - wa] = v;
+            else c[r * wc + col - wa - wb] = v;
+        }
+    }
+
     // out [rows, width] = [a | b in 2:4 pairs | 0]: a's row (ka columns), then b's columns two at a time, each pair
     // followed by two zeros, then zeros up to width. Pairs with zeros are the 2:4 form of a dense b, so one 2:4
     // GEMM over the joined columns also adds b's product, exactly (the merged inference's stacked form).
