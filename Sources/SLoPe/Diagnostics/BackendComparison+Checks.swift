@@ -114,6 +114,13 @@ extension BackendComparison {
         check("transpose", dtype, &results) { backend, on in [try backend.transpose(self.pick(x, on))] }
         check("concatenateRows", dtype, &results) { backend, on in [try backend.concatenateRows([self.pick(x, on), self.pick(y, on)])] }
         check("splitColumns (four parts, one empty)", dtype, &results) { backend, on in try backend.splitColumns(self.pick(x, on), widths: [20, 0, 15, 10]) }
+        let targets = try random([90, 15], dtype), targetRows = try pair((0..<70).map { Int32(($0 * 37) % 90) }, [70])
+        check("splitColumns scattering parts into rows (a decode step's cache write)", dtype, &results) { backend, on in
+            let (keys, values) = (try backend.cast(self.pick(targets, on), to: dtype), try backend.cast(self.pick(targets, on), to: dtype))
+            let parts = try backend.splitColumns(
+                self.pick(x, on), widths: [15, 15, 15], scatteringInto: [nil, keys, values], rows: self.pick(targetRows, on))
+            return [parts[0]!, keys, values]
+        }
         check("cast to float32 and back", dtype, &results) { backend, on in
             [try backend.cast(backend.cast(self.pick(x, on), to: .float32), to: dtype)]
         }

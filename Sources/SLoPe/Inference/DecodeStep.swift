@@ -56,16 +56,25 @@ extension TransformerModel {
 extension SelfAttention {
     /// One row per sequence: its new key and value written to the cache's `layer` at `inputs.cacheRows`, then its
     /// query attending over its cached rows (`inputs.ranges`).
+    /// Stacked q/k/v write the new values — and the keys, where no rotation comes first — into the cache as the
+    /// projection's output is split (one launch instead of a split and two row moves).
     func decode(_ x: Tensor, inputs: DecodeStepInputs, cache: KeyValueCache, layer: Int) throws -> Tensor {
-        var (q, k, v) = try queryKeyValue(x)
-        if let ropeBase, let positions = inputs.positions {
-            func rotate(_ t: Tensor) throws -> Tensor {
-                try backend.rotaryEmbedding(t, positions: positions, headDimension: headDimension, base: ropeBase, positionLimit: cache.capacity)
-            }
-            (q, k) = (try rotate(q), try rotate(k))
+        let rotary = ropeBase.flatMap { base in inputs.positions.map { (base, $0) } }
+        var q: Tensor, k: Tensor?, v: Tensor?
+        if let stacked = stackedQueryKeyValue {
+            let parts = try stacked.forward(x, scatteringInto: [nil, rotary == nil ? cache.keys[layer] : nil, cache.values[layer]], rows: inputs.cacheRows)
+            (q, k, v) = (parts[0]!, parts[1], parts[2])
+        } else {
+            (q, k, v) = try queryKeyValue(x)
         }
-        try backend.scatterRows(k, into: cache.keys[layer], rows: inputs.cacheRows)
-        try backend.scatterRows(v, into: cache.values[layer], rows: inputs.cacheRows)
+        if let (base, positions) = rotary, let unrotated = k {
+            func rotate(_ t: Tensor) throws -> Tensor {
+                try backend.rotaryEmbedding(t, positions: positions, headDimension: headDimension, base: base, positionLimit: cache.capacity)
+            }
+            (q, k) = (try rotate(q), try rotate(unrotated))
+        }
+        if let k { try backend.scatterRows(k, into: cache.keys[layer], rows: inputs.cacheRows) }
+        if let v { try backend.scatterRows(v, into: cache.values[layer], rows: inputs.cacheRows) }
         let shape = DecodeAttentionShape(queryHeads: heads, keyValueHeads: keyValueHeads, headDimension: headDimension)
         return try output.forward(backend.decodeAttention(
             query: q, keys: cache.keys[layer], values: cache.values[layer], ranges: inputs.ranges, maxLength: cache.capacity, shape: shape))

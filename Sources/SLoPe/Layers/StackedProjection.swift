@@ -39,8 +39,17 @@ public final class StackedProjection {
     public func forward(_ x: Tensor) throws -> [Tensor] {
         let y = try stacked.forward(x)
         let leading = Array(y.shape.dropLast())
-        return try backend.splitColumns(y.reshaped([y.count / max(y.shape.last ?? 1, 1), y.shape.last ?? 0]), widths: widths)
-            .enumerated().map { index, part in try part.reshaped(leading + [widths[index]]) }
+        return try backend.splitColumns(matrix(y), widths: widths).enumerated().map { index, part in try part.reshaped(leading + [widths[index]]) }
+    }
+
+    /// ``forward(_:)`` for `x [rows, in]` with part i written to rows `rows[r]` of `destinations[i]` where one is
+    /// given (nil in the result there): a decode step's keys and values go straight into the KV cache.
+    public func forward(_ x: Tensor, scatteringInto destinations: [Tensor?], rows: Tensor) throws -> [Tensor?] {
+        try backend.splitColumns(matrix(stacked.forward(x)), widths: widths, scatteringInto: destinations, rows: rows)
+    }
+
+    private func matrix(_ y: Tensor) throws -> Tensor {
+        try y.reshaped([y.count / max(y.shape.last ?? 1, 1), y.shape.last ?? 0])
     }
 
     /// Part `index` of a stacked projection standing in for the projection it replaced: its forward computes the whole

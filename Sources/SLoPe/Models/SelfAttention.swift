@@ -58,12 +58,19 @@ public final class SelfAttention: Layer {
 
     /// q, k and v of `x`: one stacked projection's parts where generation has stacked them (``stackQueryKeyValue()``).
     func queryKeyValue(_ x: Tensor) throws -> (q: Tensor, k: Tensor, v: Tensor) {
-        let parts = [query, key, value].compactMap { $0 as? StackedProjection.Part }
-        if parts.count == 3, let stacked = parts.first?.projection, parts.map(\.index) == [0, 1, 2], parts.allSatisfy({ $0.projection === stacked }) {
+        if let stacked = stackedQueryKeyValue {
             let outputs = try stacked.forward(x)
             return (outputs[0], outputs[1], outputs[2])
         }
         return (try query.forward(x), try key.forward(x), try value.forward(x))
+    }
+
+    /// The projection q, k and v are parts 0, 1 and 2 of, where generation has stacked them.
+    var stackedQueryKeyValue: StackedProjection? {
+        let parts = [query, key, value].compactMap { $0 as? StackedProjection.Part }
+        guard parts.count == 3, let stacked = parts.first?.projection, parts.map(\.index) == [0, 1, 2],
+              parts.allSatisfy({ $0.projection === stacked }) else { return nil }
+        return stacked
     }
 
     /// Replaces q, k and v by one ``StackedProjection`` (inference only); false where they cannot be stacked

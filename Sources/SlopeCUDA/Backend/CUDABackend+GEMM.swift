@@ -107,22 +107,37 @@ extension CUDABackend {
 
     /// Three blocks a launch (`split_columns`), so a stacked q/k/v projection comes apart in one.
     public func splitColumns(_ x: Tensor, widths: [Int]) throws -> [Tensor] {
-        let rows = try OperandChecks.splitColumns(x, widths: widths)
-        let parts = try widths.map { try newTensor([rows, $0], dtype: x.dtype) }
+        try OperandChecks.splitColumns(x, widths: widths)
+        return try launchSplitColumns(x, widths: widths, destinations: widths.map { _ in nil }, rows: nil).map { $0! }
+    }
+
+    public func splitColumns(_ x: Tensor, widths: [Int], scatteringInto destinations: [Tensor?], rows: Tensor) throws -> [Tensor?] {
+        try OperandChecks.splitColumns(x, widths: widths, scatteringInto: destinations, rows: rows)
+        return try launchSplitColumns(x, widths: widths, destinations: destinations, rows: rows)
+    }
+
+    /// The parts not scattered as new tensors (nil for the others), `split_columns` launched for each three.
+    private func launchSplitColumns(_ x: Tensor, widths: [Int], destinations: [Tensor?], rows: Tensor?) throws -> [Tensor?] {
+        let count = x.shape[0]
+        let parts = try zip(widths, destinations).map { width, destination in destination == nil ? try newTensor([count, width], dtype: x.dtype) : nil }
+        for destination in destinations.compactMap({ $0 }) { try touch(destination) }
         let operation = "splitColumns"
         var first = 0
-        for group in stride(from: 0, to: parts.count, by: 3) {
-            let indices = group..<min(group + 3, parts.count)
-            let groupWidth = indices.map { widths[$0] }.reduce(0, +)
-            defer { first += groupWidth }
-            guard rows > 0, groupWidth > 0 else { continue }
+        for group in stride(from: 0, to: widths.count, by: 3) {
+            let members = Array(group..<(group + 3))
+            let groupWidths = members.map { $0 < widths.count ? widths[$0] : 0 }
+            defer { first += groupWidths.reduce(0, +) }
+            guard count > 0, groupWidths.reduce(0, +) > 0 else { continue }
             var arguments: [KernelArgument] = [.pointer(try address(x, operation))]
-            for i in group..<(group + 3) {
-                arguments.append(i < parts.count && widths[i] > 0 ? .pointer(try address(parts[i], operation)) : .optionalPointer(nil))
+            var scattered: Int32 = 0
+            for (slot, i) in members.enumerated() {
+                let target = i < widths.count && widths[i] > 0 ? parts[i] ?? destinations[i] : nil
+                if i < widths.count, parts[i] == nil, target != nil { scattered |= 1 << slot }
+                arguments.append(.optionalPointer(try target.map { try address($0, operation) }))
             }
-            arguments += [.int64(Int64(rows)), .int64(Int64(x.shape[1])), .int64(Int64(first))]
-                + (group..<(group + 3)).map { .int64(Int64($0 < parts.count ? widths[$0] : 0)) }
-            try launch(.layout, "split_columns", dtype: x.dtype, grid: elementwiseGrid(rows * groupWidth), arguments)
+            arguments += [.optionalPointer(try rows.map { try address($0, operation) }), .int64(Int64(count)), .int64(Int64(x.shape[1])),
+                          .int64(Int64(first))] + groupWidths.map { .int64(Int64($0)) } + [.int32(scattered)]
+            try launch(.layout, "split_columns", dtype: x.dtype, grid: elementwiseGrid(count * groupWidths.reduce(0, +)), arguments)
         }
         return parts
     }

@@ -54,6 +54,15 @@ extension Backend {
         return try rotaryEmbedding(x, layout: RotaryLayout(positions: rows, headDimension: headDimension, base: base), inverse: false)
     }
 
+    public func splitColumns(_ x: Tensor, widths: [Int], scatteringInto destinations: [Tensor?], rows: Tensor) throws -> [Tensor?] {
+        try OperandChecks.splitColumns(x, widths: widths, scatteringInto: destinations, rows: rows)
+        return try zip(splitColumns(x, widths: widths), destinations).map { part, destination in
+            guard let destination else { return part }
+            try scatterRows(part, into: destination, rows: rows)
+            return nil
+        }
+    }
+
     public func write(_ values: [Int32], into tensor: Tensor) throws {
         guard tensor.dtype == .int32, tensor.count == values.count else {
             throw TensorError.invalidArgument(operation: "write", reason: "\(values.count) int32 values do not fill a \(tensor.dtype) tensor of \(tensor.shape)")

@@ -243,6 +243,10 @@ public protocol Backend: AnyObject, Sendable {
     /// ``rotaryEmbedding(_:layout:inverse:)`` forward, row r at position `positions[r]` (`int32 [rows]` on this
     /// backend), every position below `positionLimit`.
     func rotaryEmbedding(_ x: Tensor, positions: Tensor, headDimension: Int, base: Float, positionLimit: Int) throws -> Tensor
+    /// ``splitColumns(_:widths:)`` with some parts written into existing tensors instead of new ones: part i, where
+    /// `destinations[i]` is given, goes to rows `rows[r]` of it (as ``scatterRows(_:into:rows:)`` would put it) and
+    /// the result holds nil there — a decode step's new keys and values straight into the KV cache.
+    func splitColumns(_ x: Tensor, widths: [Int], scatteringInto destinations: [Tensor?], rows: Tensor) throws -> [Tensor?]
     /// Overwrites an `int32` tensor's elements with `values` (a recorded step's inputs, before it is replayed).
     func write(_ values: [Int32], into tensor: Tensor) throws
     /// `work`'s ops recorded to be replayed as one unit (a CUDA graph), without running them; nil where the backend

@@ -31,6 +31,27 @@ public enum OperandChecks {
         return x.shape[0]
     }
 
+    /// `splitColumns(_:widths:scatteringInto:rows:)`: the split's checks, a destination (or nil) per part, each of the
+    /// part's width and dtype, and an int32 row per row of `x`.
+    @discardableResult
+    public static func splitColumns(_ x: Tensor, widths: [Int], scatteringInto destinations: [Tensor?], rows: Tensor) throws -> Int {
+        let count = try splitColumns(x, widths: widths)
+        guard destinations.count == widths.count else {
+            throw TensorError.invalidArgument(operation: "splitColumns", reason: "\(destinations.count) destinations for \(widths.count) parts")
+        }
+        for (width, destination) in zip(widths, destinations) {
+            guard let destination else { continue }
+            guard destination.dtype == x.dtype, destination.rank >= 1, rowWidth(destination) == width else {
+                throw TensorError.shapeMismatch(
+                    operation: "splitColumns", shapes: [x.shape, destination.shape], reason: "a destination's rows must be \(width) \(x.dtype) wide")
+            }
+        }
+        guard rows.dtype == .int32, rows.shape == [count] else {
+            throw TensorError.invalidArgument(operation: "splitColumns", reason: "rows must be \(count) int32 values, not \(rows.dtype) \(rows.shape)")
+        }
+        return count
+    }
+
     public static func copyRows(_ source: Tensor, _ rows: Range<Int>, into destination: Tensor, at row: Int) throws -> Int {
         try sameDType([source, destination], "copyRows")
         let width = rowWidth(source)

@@ -20,17 +20,20 @@ extension KernelSources {
     }
 
     // a, b, c [rows, wa], [rows, wb], [rows, wc] = columns first … first + wa + wb + wc of x [rows, cols], left to right
-    // (a part of width 0 may be null): a stacked q/k/v projection's output taken apart in one launch. Grid-stride over
-    // rows·(wa + wb + wc).
-    extern "C" __global__ void split_columns(const T* x, T* a, T* b, T* c, long long rows, long long cols, long long first,
-                                             long long wa, long long wb, long long wc) {
+    // (a part of width 0 may be null); a part whose bit is set in `scattered` goes to row rows[r] of its tensor instead
+    // of row r (a decode step's new keys and values into the KV cache). A stacked q/k/v projection's output taken apart
+    // in one launch. Grid-stride over rows·(wa + wb + wc).
+    extern "C" __global__ void split_columns(const T* x, T* a, T* b, T* c, const int* rows, long long n, long long cols, long long first,
+                                             long long wa, long long wb, long long wc, int scattered) {
         const i64 width = wa + wb + wc;
-        GRID_STRIDE(e, rows * width) {
+        GRID_STRIDE(e, n * width) {
             i64 r = e / width, col = e - r * width;
             T v = x[r * cols + first + col];
-            if (col < wa) a[r * wa + col] = v;
-            else if (col < wa + wb) b[r * wb + col - wa] = v;
-            else c[r * wc + col - wa - wb] = v;
+            int part = col < wa ? 0 : col < wa + wb ? 1 : 2;
+            i64 row = (scattered >> part) & 1 ? (i64)rows[r] : r;
+            if (part == 0) a[row * wa + col] = v;
+            else if (part == 1) b[row * wb + col - wa] = v;
+            else c[row * wc + col - wa - wb] = v;
         }
     }
 
