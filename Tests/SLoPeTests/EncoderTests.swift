@@ -147,6 +147,18 @@ final class EncoderTests: XCTestCase {
                 assertClose(b, a, rtol: 1e-10, atol: 1e-13, "\(padded.name), recomputed: \(recomputes)")
             }
         }
+        // The unpadded row count is rounded up to a multiple of 128 (GEMM shapes repeat across batches), never past the
+        // padded form; the copied padding rows never reach the result of pad.
+        let sizes = try [([3, 60, 200], 300), ([300, 300, 1], 300)].map { lengths, sequence in
+            try XCTUnwrap(UnpaddedRows(lengths: lengths, batch: 3, sequence: sequence, backend: cpu))
+        }
+        XCTAssertEqual(sizes.map(\.count), [384, 640])
+        XCTAssertEqual(sizes.map(\.rows.count), [263, 601])
+        let rows = try cpu.tensor((0..<(384 * 2)).map { Double($0 + 1) }, shape: [384, 2], dtype: .float64)
+        let padded = try cpu.doubles(sizes[0].pad(rows))
+        XCTAssertEqual(padded.count, 900 * 2)
+        XCTAssertEqual(padded.filter { $0 != 0 }.count, 263 * 2, "the real rows alone")
+        XCTAssertEqual(try cpu.doubles(sizes[0].unpad(sizes[0].pad(rows))).prefix(263 * 2), ArraySlice((1...(263 * 2)).map(Double.init)))
         let model = try EncoderModel(configuration: configuration, dtype: .float64, backend: cpu, seed: 4)
         XCTAssertThrowsError(try model.encode(tokens: tokens, tokenTypes: types, lengths: [5, 0], batch: 2, sequence: 5)) { error in
             XCTAssertTrue("\(error)".contains("lengths in 1 … 5"), "\(error)")

@@ -600,28 +600,31 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(expected[(4 * columns)..<(5 * columns)].filter { $0 > -.infinity }.count, 1)
     }
 
-    /// `split_columns` takes three column blocks from an offset in each row, over more elements than the grid's threads
-    /// (grid-stride), as the CPU backend's `splitColumns` does; parts marked scattered land in the rows given (the
-    /// CPU's `scatterRows`), the others in order.
+    /// `split_columns` takes three column blocks from an offset in each row — element by element, and 16 bytes at a
+    /// time where every offset and width allows —, over more rows than the grid's blocks, as the CPU backend's
+    /// `splitColumns` does; parts marked scattered land in the rows given (the CPU's `scatterRows`), the others in order.
     func testSplitColumnsMatchesTheCPUBackend() throws {
         let cpu = CPUBackend()
         let module = try EmulatedModule(family: .layout, dtype: .bfloat16, kernels: ["split_columns": 12])
-        let (rows, columns, first, widths, targetRows) = (5, 30, 4, [10, 7, 9], [6, 0, 3, 9, 2])
-        var generator = SeededGenerator(seed: 41)
-        let x = try cpu.randomNormal([rows, columns], dtype: .bfloat16, using: &generator)
-        let parts = Array(try cpu.splitColumns(x, widths: [first] + widths + [columns - first - widths.reduce(0, +)]).dropFirst().prefix(3))
-        for scattered in [0, 0b110] {
-            let out = try module.launch("split_columns", grid: (2, 1, 1), block: 32, [
-                .input(try Self.raw(x, cpu)), .output(bytes: 10 * widths[0] * 2), .output(bytes: 10 * widths[1] * 2),
-                .output(bytes: 10 * widths[2] * 2), .inputArray(targetRows.map(Int32.init)), .int64(rows), .int64(columns), .int64(first),
-                .int64(widths[0]), .int64(widths[1]), .int64(widths[2]), .int32(scattered),
-            ])
-            for (index, part) in parts.enumerated() {
-                let got = Self.bf16(out[index + 1]!), expected = try cpu.floats(part), width = widths[index]
-                for r in 0..<rows {
-                    let row = scattered >> index & 1 == 1 ? targetRows[r] : r
-                    XCTAssertEqual(Array(got[(row * width)..<((row + 1) * width)]), Array(expected[(r * width)..<((r + 1) * width)]),
-                                   "part \(index) row \(r), scattered \(scattered)")
+        let targetRows = [6, 0, 3, 9, 2]
+        for (columns, first, widths) in [(30, 4, [10, 7, 9]), (64, 8, [16, 8, 24])] {
+            let rows = targetRows.count
+            var generator = SeededGenerator(seed: 41)
+            let x = try cpu.randomNormal([rows, columns], dtype: .bfloat16, using: &generator)
+            let parts = Array(try cpu.splitColumns(x, widths: [first] + widths + [columns - first - widths.reduce(0, +)]).dropFirst().prefix(3))
+            for scattered in [0, 0b110] {
+                let out = try module.launch("split_columns", grid: (2, 1, 1), block: 32, [
+                    .input(try Self.raw(x, cpu)), .output(bytes: 10 * widths[0] * 2), .output(bytes: 10 * widths[1] * 2),
+                    .output(bytes: 10 * widths[2] * 2), .inputArray(targetRows.map(Int32.init)), .int64(rows), .int64(columns), .int64(first),
+                    .int64(widths[0]), .int64(widths[1]), .int64(widths[2]), .int32(scattered),
+                ])
+                for (index, part) in parts.enumerated() {
+                    let got = Self.bf16(out[index + 1]!), expected = try cpu.floats(part), width = widths[index]
+                    for r in 0..<rows {
+                        let row = scattered >> index & 1 == 1 ? targetRows[r] : r
+                        XCTAssertEqual(Array(got[(row * width)..<((row + 1) * width)]), Array(expected[(r * width)..<((r + 1) * width)]),
+                                       "\(columns) columns: part \(index) row \(r), scattered \(scattered)")
+                    }
                 }
             }
         }

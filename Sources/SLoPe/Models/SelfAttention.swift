@@ -38,7 +38,7 @@ public final class SelfAttention: Layer {
 
     /// `x [batch·sequence, hidden]` → same shape; `keyLengths`: each sequence's real tokens (padding after them is
     /// never attended to), nil when none is padded. With `unpadded`, `x` holds only the real rows
-    /// (`[unpadded.rows.count, hidden]`, the key lengths `unpadded.lengths`): the projections run on those, and q, k,
+    /// (`[unpadded.count, hidden]`, the key lengths `unpadded.lengths`): the projections run on those, and q, k,
     /// v are padded back only for the attention itself.
     public func forward(_ x: Tensor, batch: Int, sequence: Int, keyLengths: [Int]? = nil, unpadded: UnpaddedRows? = nil) throws -> Tensor {
         let rope = ropeBase.map { RotaryLayout(sequenceLength: sequence, headDimension: headDimension, base: $0) }

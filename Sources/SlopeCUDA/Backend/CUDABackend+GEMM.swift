@@ -137,7 +137,7 @@ extension CUDABackend {
             }
             arguments += [.optionalPointer(try rows.map { try address($0, operation) }), .int64(Int64(count)), .int64(Int64(x.shape[1])),
                           .int64(Int64(first))] + groupWidths.map { .int64(Int64($0)) } + [.int32(scattered)]
-            try launch(.layout, "split_columns", dtype: x.dtype, grid: elementwiseGrid(count * groupWidths.reduce(0, +)), arguments)
+            try launch(.layout, "split_columns", dtype: x.dtype, grid: (min(count, 65_535), 1, 1), arguments)
         }
         return parts
     }

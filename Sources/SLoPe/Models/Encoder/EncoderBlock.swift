@@ -34,7 +34,7 @@ public final class EncoderBlock: Layer {
     private var recomputeInput: (x: Tensor, batch: Int, sequence: Int, lengths: [Int]?, unpadded: UnpaddedRows?)?
 
     /// `x [batch·sequence, hidden]` → same shape; `lengths`: each sequence's real tokens (nil: none padded). With
-    /// `unpadded`, `x` holds only the real rows (`[unpadded.rows.count, hidden]`) and so does the result.
+    /// `unpadded`, `x` holds only the real rows (`[unpadded.count, hidden]`) and so does the result.
     public func forward(_ x: Tensor, batch: Int, sequence: Int, lengths: [Int]?, unpadded: UnpaddedRows? = nil) throws -> Tensor {
         let y = try run(x, batch: batch, sequence: sequence, lengths: lengths, unpadded: unpadded)
         if recomputesActivations {

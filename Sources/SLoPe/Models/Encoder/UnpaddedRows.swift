@@ -9,8 +9,17 @@ public struct UnpaddedRows {
     public let lengths: [Int]
     /// The padded row of each real token, sequence after sequence.
     public let rows: [Int]
-    /// `rows` as `int32` on the backend, uploaded once for every gather and scatter of a pass.
-    let index: Tensor
+    /// Rows of the unpadded form: `rows`, then copies of one padding row up to a multiple of ``rowMultiple`` (at most
+    /// `batch·sequence`). A GPU plans and times each GEMM shape once (cuSPARSELt's algorithm search, the route choice),
+    /// so a row count new with every batch made SLoPe BERT pretraining run at half the dense speed on an H100; with
+    /// the counts rounded, a run sees a few shapes. The copies run through the blocks like padding does, their
+    /// gradients zero (nothing reads their outputs), and are dropped again by ``pad(_:)``.
+    public let count: Int
+    /// What the unpadded row count is rounded up to.
+    public static let rowMultiple = 128
+    /// The padded rows gathered (`rows`, then the copied padding row's) and those scattered to (`rows`, then one row
+    /// past the padded form's end, which ``pad(_:)`` leaves out), as `int32` on the backend, uploaded once a pass.
+    let gathered: Tensor, scattered: Tensor
     let backend: any Backend
 
     /// nil where nothing is padded (every length is `sequence`): the padded form is then the unpadded one.
@@ -22,24 +31,29 @@ public struct UnpaddedRows {
         guard lengths.contains(where: { $0 < sequence }) else { return nil }
         (self.batch, self.sequence, self.lengths, self.backend) = (batch, sequence, lengths, backend)
         rows = lengths.enumerated().flatMap { sequenceIndex, length in (0..<length).map { sequenceIndex * sequence + $0 } }
-        index = try backend.tensor(rows.map(Int32.init), shape: [rows.count])
+        count = min((rows.count + Self.rowMultiple - 1) / Self.rowMultiple * Self.rowMultiple, batch * sequence)
+        let paddingRow = lengths.indices.first { lengths[$0] < sequence }.map { $0 * sequence + lengths[$0] } ?? 0
+        gathered = try backend.tensor((rows + Array(repeating: paddingRow, count: count - rows.count)).map(Int32.init), shape: [count])
+        scattered = try backend.tensor((rows + Array(repeating: batch * sequence, count: count - rows.count)).map(Int32.init), shape: [count])
     }
 
-    /// The real rows of `padded` (`[batch·sequence, …]`) → `[rows.count, …]`.
+    /// The real rows of `padded` (`[batch·sequence, …]`), then the copies of a padding row → `[count, …]`.
     public func unpad(_ padded: Tensor) throws -> Tensor {
         guard padded.rank >= 1, padded.shape[0] == batch * sequence else {
             throw TensorError.shapeMismatch(operation: "UnpaddedRows.unpad", shapes: [padded.shape], reason: "expected \(batch)·\(sequence) rows")
         }
-        return try backend.gatherRows(padded, rows: index)
+        return try backend.gatherRows(padded, rows: gathered)
     }
 
-    /// `unpadded` (`[rows.count, …]`) back in its padded places, zero rows at the padding.
+    /// `unpadded` (`[count, …]`) back in its padded places, zero rows at the padding (the copies of a padding row
+    /// written to a row past the end, outside the tensor returned).
     public func pad(_ unpadded: Tensor) throws -> Tensor {
-        guard unpadded.rank >= 1, unpadded.shape[0] == rows.count else {
-            throw TensorError.shapeMismatch(operation: "UnpaddedRows.pad", shapes: [unpadded.shape], reason: "expected \(rows.count) rows")
+        guard unpadded.rank >= 1, unpadded.shape[0] == count else {
+            throw TensorError.shapeMismatch(operation: "UnpaddedRows.pad", shapes: [unpadded.shape], reason: "expected \(count) rows")
         }
-        let padded = try backend.zeros([batch * sequence] + unpadded.shape.dropFirst(), dtype: unpadded.dtype)
-        try backend.scatterRows(unpadded, into: padded, rows: index)
-        return padded
+        let rest = Array(unpadded.shape.dropFirst()), extra = count > rows.count ? 1 : 0
+        let padded = try backend.zeros([batch * sequence + extra] + rest, dtype: unpadded.dtype)
+        try backend.scatterRows(unpadded, into: padded, rows: scattered)
+        return extra == 0 ? padded : Tensor(shape: [batch * sequence] + rest, dtype: unpadded.dtype, storage: padded.storage)
     }
 }
