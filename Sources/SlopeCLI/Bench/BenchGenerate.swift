@@ -101,8 +101,7 @@ struct BenchGenerate: ParsableCommand {
         var dense: [Int: Result] = [:]
         var unrecorded: Set<String> = []
         for mode in try parsedModes() {
-            let network = try GenerationWorkload.model(configuration, mode: mode, adapterRank: adapterRank, on: compute)
-            let weightBytes = network.parameters.map(\.value.byteCount).reduce(0, +)
+            let (network, weightBytes) = try GenerationWorkload.model(configuration, mode: mode, adapterRank: adapterRank, on: compute)
             for batch in try parsedBatches() {
                 let requests = try GenerationWorkload.prompts(count: batch, length: prompt, vocabulary: configuration.vocabularySize).map {
                     GenerationRequest(prompt: $0, maxTokens: new, sampler: try TokenSampler(temperature: 0))

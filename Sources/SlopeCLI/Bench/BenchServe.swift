@@ -57,7 +57,7 @@ struct BenchServe: ParsableCommand {
         let backendName = Mutex("")
         let scheduler = try CompletionScheduler(limits: .init(slots: clients, contextLength: prompt + new)) {
             let compute = try ComputeDevice.make(device == .cuda ? .cuda : .cpu)
-            let network = try GenerationWorkload.model(configuration, mode: dense ? .dense : .merged, adapterRank: 64, on: compute)
+            let network = try GenerationWorkload.model(configuration, mode: dense ? .dense : .merged, adapterRank: 64, on: compute).model
             backendName.withLock { $0 = "\(compute.backend.name), \(compute.defaultDType)" }
             return network
         }

@@ -13,14 +13,19 @@ enum GenerationWorkload {
         (prompt ?? (onGPU ? 512 : 32), new ?? (onGPU ? 128 : 16))
     }
 
-    static func model(_ configuration: ModelConfiguration, mode: Mode, adapterRank: Int, on compute: ComputeDevice) throws -> TransformerModel {
+    /// The model readied for generation, and the bytes of its weights before that (merged and stacked layers hold
+    /// theirs outside `parameters`): what a dense decode step reads.
+    static func model(
+        _ configuration: ModelConfiguration, mode: Mode, adapterRank: Int, on compute: ComputeDevice
+    ) throws -> (model: TransformerModel, weightBytes: Int) {
         let network = try TransformerModel(configuration: configuration, dtype: compute.defaultDType, backend: compute.backend, seed: 1)
         if mode != .dense {
             try network.convertToSLoPe()
             _ = try network.attachAdapters(rank: adapterRank, seed: 2)
         }
+        let weightBytes = network.parameters.map(\.value.byteCount).reduce(0, +)
         try GenerationPreparation.prepare(network, merging: mode == .merged)
-        return network
+        return (network, weightBytes)
     }
 
     /// `count` prompts of `length` token ids, the same every run.
