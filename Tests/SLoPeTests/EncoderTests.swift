@@ -147,8 +147,9 @@ final class EncoderTests: XCTestCase {
                 assertClose(b, a, rtol: 1e-10, atol: 1e-13, "\(padded.name), recomputed: \(recomputes)")
             }
         }
-        // The unpadded row count is rounded up to a multiple of 128 (GEMM shapes repeat across batches), never past the
-        // padded form; the copied padding rows never reach the result of pad.
+        // The unpadded row count is rounded up (GEMM shapes repeat across batches), never past the padded form; the
+        // copied padding rows never reach the result of pad.
+        XCTAssertEqual([1, 263, 2047, 2048, 4095, 4096, 6000].map(UnpaddedRows.rowMultiple(realRows:)), [128, 128, 128, 256, 256, 512, 512])
         let sizes = try [([3, 60, 200], 300), ([300, 300, 1], 300)].map { lengths, sequence in
             try XCTUnwrap(UnpaddedRows(lengths: lengths, batch: 3, sequence: sequence, backend: cpu))
         }
