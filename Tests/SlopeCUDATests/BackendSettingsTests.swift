@@ -20,6 +20,8 @@ final class BackendSettingsTests: XCTestCase {
         XCTAssertEqual(try BackendSettings(["SLOPE_ATTENTION": "auto", "SLOPE_SPARSE_GEMM": "auto", "SLOPE_MERGED_INFERENCE": "auto"]).attentionRoute, nil)
         XCTAssertEqual(try BackendSettings(["SLOPE_DENSE_GEMM": "auto"]).denseGEMMChoice, .auto)
         XCTAssertEqual(try BackendSettings(["SLOPE_DENSE_GEMM": "skinny"]).denseGEMMChoice, .skinny)
+        XCTAssertEqual(try BackendSettings([:]).decodeAttentionKernel, .plain)
+        XCTAssertEqual(try BackendSettings(["SLOPE_DECODE_ATTENTION": "wide"]).decodeAttentionKernel, .wide)
     }
 
     func testValuesTaken() throws {
@@ -53,6 +55,7 @@ final class BackendSettingsTests: XCTestCase {
             ("SLOPE_PINNED_UPLOADS", "true", "1 (stage uploads through pinned memory) or 0"),
             ("SLOPE_SKINNY_KERNEL", "auto", "staged or plain"),
             ("SLOPE_DENSE_GEMM", "gemv", "auto, cublaslt or skinny"),
+            ("SLOPE_DECODE_ATTENTION", "fast", "plain or wide"),
             ("SLOPE_CUDA_GRAPHS", "yes", "1 (record decode steps) or 0"),
         ]
         for (variable, value, expected) in refusals {

@@ -507,8 +507,9 @@ final class KernelEmulationTests: XCTestCase {
     func testDecodeAttentionAndRowMovesMatchTheCPUBackend() throws {
         let cpu = CPUBackend()
         let module = try EmulatedModule(
-            family: .decoding, dtype: .bfloat16, kernels: ["decode_attention": 12, "decode_attention_combine": 5, "move_rows": 6])
-        for (hq, hkv, d) in [(4, 2, 80), (2, 2, 128)] {
+            family: .decoding, dtype: .bfloat16,
+            kernels: ["decode_attention": 12, "decode_attention_wide": 12, "decode_attention_combine": 5, "move_rows": 6])
+        for (hq, hkv, d) in [(4, 2, 80), (2, 2, 128), (4, 1, 64)] {
             var generator = SeededGenerator(seed: UInt64(d))
             let rows = 90
             let keys = try cpu.randomNormal([rows, hkv * d], dtype: .bfloat16, using: &generator)
@@ -520,10 +521,14 @@ final class KernelEmulationTests: XCTestCase {
             let expected = try cpu.floats(cpu.decodeAttention(query: query, keys: keys, values: values, starts: starts, lengths: lengths, shape: shape))
             // Whole sequences a block (no partials: a null pointer), then split into chunks of 16 keys (4 splits: empty
             // ones for the short sequences) merged by the combine.
+            // The wide kernel where it applies (16-byte chunks a key: d = 64 and 128 here, not 80), the plain one always.
+            let kernels = Set([DecodeAttentionKernel.plain, .wide].map { $0.name(headDimension: d, elementBytes: 2) })
+            XCTAssertEqual(kernels.count, d == 80 ? 1 : 2)
+            for kernel in kernels.sorted() {
             for chunk in [Int(Int32.max), 16] {
                 let splits = chunk == 16 ? 4 : 1
                 let partialBytes = starts.count * hq * splits * (d + 2) * 4
-                let first = try module.launch("decode_attention", grid: (starts.count, hq, splits), block: 256, [
+                let first = try module.launch(kernel, grid: (starts.count, hq, splits), block: 256, [
                     .input(try Self.raw(query, cpu)), .input(try Self.raw(keys, cpu)), .input(try Self.raw(values, cpu)),
                     .inputArray(starts.map(Int32.init)), .inputArray(lengths.map(Int32.init)), .output(bytes: query.byteCount),
                     splits == 1 ? .int64(0) : .output(bytes: partialBytes), .int64(hq), .int64(hkv), .int64(d), .float(1 / Float(d).squareRoot()),
@@ -535,7 +540,8 @@ final class KernelEmulationTests: XCTestCase {
                         .input(first[6]!), .output(bytes: query.byteCount), .int64(splits), .int64(hq), .int64(d),
                     ])[1]!
                 }
-                try Self.assertClose(Self.bf16(out), expected, tolerance: 2e-2, "decode attention hq \(hq) hkv \(hkv) d \(d), \(splits) splits")
+                try Self.assertClose(Self.bf16(out), expected, tolerance: 2e-2, "\(kernel) hq \(hq) hkv \(hkv) d \(d), \(splits) splits")
+            }
             }
         }
         // Rows 3, 0 of a [4, 5] matrix into rows 6, 1 of a [8, 5] one; and gathered (no target indices).

@@ -44,7 +44,7 @@ final class KernelSourceTests: XCTestCase {
                 (TensorCoreAttentionKernels.forwardVariants[d] ?? []).map(\.name) + (TensorCoreAttentionKernels.backwardVariants[d] ?? []).map(\.name)
                     + ["attention_delta_tc_d\(d)"]
             },
-            .decoding: ["decode_attention", "decode_attention_combine", "move_rows", "argmax_rows", "sample_rows", "truncate_rows"],
+            .decoding: ["decode_attention", "decode_attention_wide", "decode_attention_combine", "move_rows", "argmax_rows", "sample_rows", "truncate_rows"],
             .skinnySparse: ["skinny_24_matmul", "skinny_low_rank_epilogue"],
             .timing: ["hold_stream"],
         ]

@@ -22,6 +22,8 @@ public final class BackendComparison {
     public let candidate: any Backend
     /// When set, only checks whose names contain it (ignoring case) run; the rest are skipped, not reported.
     public var only: String?
+    /// Added to every check's name (a rerun of some checks under another setting, named as such).
+    public var nameSuffix = ""
     private var seed: UInt64 = 1
 
     public init(reference: any Backend, candidate: any Backend) {
@@ -70,6 +72,7 @@ public final class BackendComparison {
         _ body: (any Backend, Bool) throws -> [Tensor]
     ) {
         if let only, !name.lowercased().contains(only.lowercased()) { return }
+        let name = name + nameSuffix
         do {
             let outputs = try body(candidate, true)
             let expected = try body(reference, false)

@@ -106,6 +106,16 @@ struct DoctorCommand: ParsableCommand {
             backend.attentionVariant = (0, 0)
             backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
+            // Generation's checks again with the wide decode-attention kernel (SLOPE_DECODE_ATTENTION=wide; the
+            // default kernel ran above).
+            if only == nil {
+                let decodeKernel = backend.decodeAttentionKernel
+                backend.decodeAttentionKernel = decodeKernel == .wide ? .plain : .wide
+                (comparison.only, comparison.nameSuffix) = ("decode", " (\(backend.decodeAttentionKernel) decode attention)")
+                checks += comparison.runModelChecks()
+                (comparison.only, comparison.nameSuffix) = (nil, "")
+                backend.decodeAttentionKernel = decodeKernel
+            }
             // The encoder again in float32, where it takes no fused kernel: whole-model gradients summed in other orders
             // than the CPU's agree to ~1e-6 relative, so 1e-4 leaves room for rounding and none for a wrong op.
             checks += comparison.runEncoderModelChecks(dtype: .float32, tolerance: 1e-4)

@@ -23,11 +23,13 @@ struct BackendSettings {
     var denseGEMMChoice = SkinnyDenseGEMM.Choice.auto
     /// `SLOPE_CUDA_GRAPHS=0` turns recorded decode steps off.
     var recordsGraphs = true
+    /// `SLOPE_DECODE_ATTENTION`.
+    var decodeAttentionKernel = DecodeAttentionKernel.plain
 
     /// The variables read (beside the kernel cache's).
     static let variables = [
         "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_VARIANT", "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS",
-        "SLOPE_PINNED_UPLOADS", "SLOPE_CUDA_GRAPHS", "SLOPE_SKINNY_KERNEL", "SLOPE_DENSE_GEMM",
+        "SLOPE_PINNED_UPLOADS", "SLOPE_CUDA_GRAPHS", "SLOPE_SKINNY_KERNEL", "SLOPE_DENSE_GEMM", "SLOPE_DECODE_ATTENTION",
     ]
 
     init() {}
@@ -69,6 +71,7 @@ struct BackendSettings {
         }
         skinnyKernel = try choice("SLOPE_SKINNY_KERNEL", "staged or plain", auto: false) ?? .staged
         denseGEMMChoice = try choice("SLOPE_DENSE_GEMM", "auto, cublaslt or skinny", auto: false) ?? .auto
+        decodeAttentionKernel = try choice("SLOPE_DECODE_ATTENTION", "plain or wide", auto: false) ?? .plain
         switch environment["SLOPE_CUDA_GRAPHS"] {
         case nil, "1"?: recordsGraphs = true
         case "0"?: recordsGraphs = false

@@ -31,7 +31,8 @@ extension CUDABackend {
             sequences: sequences, queryHeads: s.queryHeads, maxLength: maxLength, multiprocessors: cudaDevice.multiprocessorCount)
         let partial = split.splits == 1 ? nil : try newTensor([sequences * s.queryHeads * split.splits * (s.headDimension + 2)], dtype: .float32)
         let base = try address(ranges, "decodeAttention")
-        try launch(.decoding, "decode_attention", dtype: query.dtype, grid: (sequences, s.queryHeads, split.splits), block: (256, 1, 1), [
+        let kernel = decodeAttentionKernel.name(headDimension: s.headDimension, elementBytes: query.dtype.byteSize)
+        try launch(.decoding, kernel, dtype: query.dtype, grid: (sequences, s.queryHeads, split.splits), block: (256, 1, 1), [
             .pointer(address(query, "decodeAttention")), .pointer(address(keys, "decodeAttention")), .pointer(address(values, "decodeAttention")),
             .pointer(base), .pointer(base + UInt64(4 * sequences)), .pointer(address(out, "decodeAttention")),
             .optionalPointer(address(ifAny: partial, "decodeAttention")),

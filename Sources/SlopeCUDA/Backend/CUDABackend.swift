@@ -50,6 +50,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     var skinnyKernel = SkinnySparseGEMM.Kernel.staged
     /// How a dense GEMM of few rows of X runs (`SLOPE_DENSE_GEMM`: measured per shape by default).
     var denseGEMMChoice = SkinnyDenseGEMM.Choice.auto
+    /// `SLOPE_DECODE_ATTENTION` (BackendSettings).
+    public var decodeAttentionKernel = DecodeAttentionKernel.plain
     /// Whether ``record(_:)`` records CUDA graphs (`SLOPE_CUDA_GRAPHS=0` turns it off: decode steps then run op by op).
     public var recordsGraphs = true
     /// While a graph is being recorded, the memory its ops have addressed (kept for the graph's life).
@@ -74,6 +76,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version, skinnyKernel: settings.skinnyKernel.rawValue))
         skinnyKernel = settings.skinnyKernel
         denseGEMMChoice = settings.denseGEMMChoice
+        decodeAttentionKernel = settings.decodeAttentionKernel
         recordsGraphs = settings.recordsGraphs
         sparseRoute = settings.sparseRoute
         sparseBiasEpilogue = settings.sparseBiasEpilogue

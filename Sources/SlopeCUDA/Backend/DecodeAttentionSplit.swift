@@ -24,3 +24,18 @@ struct DecodeAttentionSplit: Equatable {
         self.init(splits: splits, chunk: splits == 1 ? Int(Int32.max) : (maxLength + splits - 1) / splits)
     }
 }
+
+/// Which kernel runs a decode step's attention: `SLOPE_DECODE_ATTENTION` = plain (`decode_attention`, the default until
+/// the other is measured) or wide (`decode_attention_wide`: 16-byte loads, keys and values together), which applies
+/// where a key row is a power-of-two number of 16-byte chunks up to 32 (d = 64, 128, 256 in bf16) and the plain one
+/// runs otherwise.
+public enum DecodeAttentionKernel: String, Sendable {
+    case plain, wide
+
+    /// The kernel's name for this head dimension and element size.
+    func name(headDimension d: Int, elementBytes: Int) -> String {
+        let perChunk = 16 / elementBytes, chunks = d / perChunk
+        let fits = d % perChunk == 0 && chunks >= 1 && chunks <= 32 && chunks & (chunks - 1) == 0 && d <= 256
+        return self == .wide && fits ? "decode_attention_wide" : "decode_attention"
+    }
+}

@@ -13,6 +13,34 @@ extension KernelSources {
     #define DECODE_WARPS 8
     #define DECODE_KEYS 4
     #define DECODE_ELEMENTS 8
+    // An online softmax's running sum and accumulator scaled by exp(old max − new max).
+    template <int N> static __device__ __forceinline__ void decode_rescale(float& l, float* acc, float correction) {
+        l *= correction;
+        #pragma unroll
+        for (int e = 0; e < N; ++e) acc[e] *= correction;
+    }
+
+    // The warps' softmaxes (max, sum, unnormalised accumulator in shared memory) merged, and the block's result written:
+    // the output row, or with `partial` its max, sum and accumulator for decode_attention_combine.
+    static __device__ void decode_attention_finish(const float* warp_max_, const float* warp_sum_, float (*warp_acc)[DECODE_ELEMENTS * 32],
+                                                   T* out, float* partial, i64 s, i64 h, i64 hq, i64 d) {
+        float total_max = neg_inf();
+        for (int w = 0; w < DECODE_WARPS; ++w) total_max = fmaxf(total_max, warp_max_[w]);
+        float total = 0.0f;
+        for (int w = 0; w < DECODE_WARPS; ++w) total += warp_max_[w] == neg_inf() ? 0.0f : warp_sum_[w] * __expf(warp_max_[w] - total_max);
+        float* p = partial ? partial + ((s * hq + h) * gridDim.z + blockIdx.z) * (d + 2) : nullptr;
+        if (p && threadIdx.x == 0) { p[0] = total_max; p[1] = total; }
+        T* o = out + (s * hq + h) * d;
+        for (i64 c = threadIdx.x; c < d; c += blockDim.x) {
+            float sum = 0.0f;
+            for (int w = 0; w < DECODE_WARPS; ++w) {
+                if (warp_max_[w] != neg_inf()) sum += warp_acc[w][c] * __expf(warp_max_[w] - total_max);
+            }
+            if (p) p[2 + c] = sum;
+            else o[c] = from_float<T>(sum / total);
+        }
+    }
+
     extern "C" __global__ void decode_attention(const T* q, const T* keys, const T* values, const int* starts, const int* lengths,
                                                 T* out, float* partial, long long hq, long long hkv, long long d, float scale,
                                                 long long chunk) {
@@ -52,10 +80,7 @@ extension KernelSources {
                 dots[k] = warp_sum(dots[k]);
                 if (base + k < end) next = fmaxf(next, dots[k]);
             }
-            float correction = __expf(m - next);
-            l *= correction;
-            #pragma unroll
-            for (int e = 0; e < DECODE_ELEMENTS; ++e) acc[e] *= correction;
+            decode_rescale<DECODE_ELEMENTS>(l, acc, __expf(m - next));
             #pragma unroll
             for (int k = 0; k < DECODE_KEYS; ++k) {
                 if (base + k < end) {
@@ -75,21 +100,82 @@ extension KernelSources {
         #pragma unroll
         for (int e = 0; e < DECODE_ELEMENTS; ++e) warp_acc[warp][lane + 32 * e] = acc[e];
         __syncthreads();
-        float total_max = neg_inf();
-        for (int w = 0; w < DECODE_WARPS; ++w) total_max = fmaxf(total_max, warp_max_[w]);
-        float total = 0.0f;
-        for (int w = 0; w < DECODE_WARPS; ++w) total += warp_max_[w] == neg_inf() ? 0.0f : warp_sum_[w] * __expf(warp_max_[w] - total_max);
-        float* p = partial ? partial + ((s * hq + h) * gridDim.z + blockIdx.z) * (d + 2) : nullptr;
-        if (p && threadIdx.x == 0) { p[0] = total_max; p[1] = total; }
-        T* o = out + (s * hq + h) * d;
-        for (i64 c = threadIdx.x; c < d; c += blockDim.x) {
-            float sum = 0.0f;
-            for (int w = 0; w < DECODE_WARPS; ++w) {
-                if (warp_max_[w] != neg_inf()) sum += warp_acc[w][c] * __expf(warp_max_[w] - total_max);
+        decode_attention_finish(warp_max_, warp_sum_, warp_acc, out, partial, s, h, hq, d);
+    }
+
+    // decode_attention with each key row read 16 bytes a lane: a group of L = d / PACK lanes (a power of two) holds one
+    // key, so a warp takes 32 / L keys a load, and each lane loads its key's value chunk in the same breath (neither
+    // waits for the softmax); DECODE_WIDE_UNROLL such loads in flight. Each group keeps its own online softmax, merged
+    // across the warp's groups by shuffles, then across warps as decode_attention does. Same grid, block, arguments
+    // and outputs. (`decode_attention` reads 2 bytes a lane and its values only after the softmax: at d = 64 a step's
+    // attention ran ~12x below the memory bandwidth on an H100.)
+    #define DECODE_WIDE_UNROLL 2
+    extern "C" __global__ void decode_attention_wide(const T* q, const T* keys, const T* values, const int* starts, const int* lengths,
+                                                     T* out, float* partial, long long hq, long long hkv, long long d, float scale,
+                                                     long long chunk) {
+        __shared__ float warp_max_[DECODE_WARPS], warp_sum_[DECODE_WARPS];
+        __shared__ float warp_acc[DECODE_WARPS][DECODE_ELEMENTS * 32];
+        const int L = (int)(d / PACK), groups = 32 / L;
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane / L, c = lane % L;
+        const i64 s = blockIdx.x, h = blockIdx.y, kh = h / (hq / hkv);
+        Pack<T> qp = *(const Pack<T>*)(q + (s * hq + h) * d + c * PACK);
+        float qv[PACK], acc[PACK];
+        #pragma unroll
+        for (int e = 0; e < PACK; ++e) { qv[e] = to_float(qp.v[e]) * scale; acc[e] = 0.0f; }
+        float m = neg_inf(), l = 0.0f;
+        const i64 first = starts[s], stride = hkv * d;
+        const i64 begin = (i64)blockIdx.z * chunk, end = min(begin + chunk, (i64)lengths[s]);
+        for (i64 base = begin; base < end; base += (i64)DECODE_WARPS * DECODE_WIDE_UNROLL * groups) {
+            Pack<T> kp[DECODE_WIDE_UNROLL], vp[DECODE_WIDE_UNROLL];
+            bool valid[DECODE_WIDE_UNROLL];
+            #pragma unroll
+            for (int u = 0; u < DECODE_WIDE_UNROLL; ++u) {
+                i64 k = base + ((i64)warp * DECODE_WIDE_UNROLL + u) * groups + g;
+                valid[u] = k < end;
+                i64 offset = (first + (valid[u] ? k : begin)) * stride + kh * d + c * PACK;
+                kp[u] = *(const Pack<T>*)(keys + offset);
+                vp[u] = *(const Pack<T>*)(values + offset);
             }
-            if (p) p[2 + c] = sum;
-            else o[c] = from_float<T>(sum / total);
+            float dots[DECODE_WIDE_UNROLL], next = m;
+            #pragma unroll
+            for (int u = 0; u < DECODE_WIDE_UNROLL; ++u) {
+                float dot = 0.0f;
+                #pragma unroll
+                for (int e = 0; e < PACK; ++e) dot += qv[e] * to_float(kp[u].v[e]);
+                for (int offset = L / 2; offset >= 1; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+                dots[u] = valid[u] ? dot : neg_inf();
+                next = fmaxf(next, dots[u]);
+            }
+            if (next == neg_inf()) continue;  // (this group had no key this round and none before)
+            decode_rescale<PACK>(l, acc, __expf(m - next));
+            #pragma unroll
+            for (int u = 0; u < DECODE_WIDE_UNROLL; ++u) {
+                if (valid[u]) {
+                    float p = __expf(dots[u] - next);
+                    l += p;
+                    #pragma unroll
+                    for (int e = 0; e < PACK; ++e) acc[e] += p * to_float(vp[u].v[e]);
+                }
+            }
+            m = next;
         }
+        // The warp's groups merged: lanes of one chunk index sit L apart.
+        for (int offset = L; offset < 32; offset *= 2) {
+            float om = __shfl_xor_sync(0xffffffffu, m, offset), ol = __shfl_xor_sync(0xffffffffu, l, offset);
+            float merged = fmaxf(m, om);
+            float a = m == neg_inf() ? 0.0f : __expf(m - merged), b = om == neg_inf() ? 0.0f : __expf(om - merged);
+            l = l * a + ol * b;
+            #pragma unroll
+            for (int e = 0; e < PACK; ++e) acc[e] = acc[e] * a + __shfl_xor_sync(0xffffffffu, acc[e], offset) * b;
+            m = merged;
+        }
+        if (lane == 0) { warp_max_[warp] = m; warp_sum_[warp] = l; }
+        if (lane < L) {
+            #pragma unroll
+            for (int e = 0; e < PACK; ++e) warp_acc[warp][c * PACK + e] = acc[e];
+        }
+        __syncthreads();
+        decode_attention_finish(warp_max_, warp_sum_, warp_acc, out, partial, s, h, hq, d);
     }
 
     // out [S, hq·d] from decode_attention's per-split partials [S, hq, splits, 2 + d] (max, sum, accumulator): the
