@@ -70,6 +70,8 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["bench", "generate", "--batches", "1,0"], mentions: ["--batches: '0' is not a batch size ≥ 1"])
         try assertRefused(["bench", "generate", "--modes", "dense,fast"], mentions: ["--modes: 'fast' is not one of dense, merged, unmerged"])
         try assertRefused(["bench", "generate", "--new-tokens", "1"], mentions: ["--new-tokens ≥ 2"])
+        try assertRefused(["bench", "generate", "--device", "cpu"], environment: ["SLOPE_STACK_PROJECTIONS": "yes"],
+                          mentions: ["SLOPE_STACK_PROJECTIONS must be 0", "not 'yes'"])
         try assertRefused(["bench", "serve", "--clients", "0"], mentions: ["--clients and --repeats must be at least 1"])
     }
 }
