@@ -67,9 +67,7 @@ public final class MergedSparseLinear {
             }
             (row, column) = (row + layer.rank, column + layer.outFeatures)
         }
-        let bias = try first.bias.map { _ in
-            try backend.concatenateRows(layers.compactMap { try $0.bias?.reshaped([$0.outFeatures, 1]) }).reshaped([outFeatures])
-        }
+        let bias = try first.bias.map { _ in try backend.concatenateVectors(layers.compactMap(\.bias)) }
         self.init(
             merged: merged, outFeatures: outFeatures, up: try backend.tensor(up, shape: [rank, outFeatures], dtype: first.up.dtype),
             scale: scale, bias: bias, backend: backend)

@@ -21,9 +21,7 @@ public final class StackedProjection {
             guard let first = linears.first, linears.allSatisfy({ $0.inFeatures == first.inFeatures && $0.weight.value.dtype == first.weight.value.dtype
                 && ($0.bias == nil) == (first.bias == nil) }) else { return nil }
             let weight = try backend.concatenateRows(linears.map(\.weight.value))
-            let bias = try first.bias.map { _ in
-                try backend.concatenateRows(linears.compactMap { try $0.bias?.value.reshaped([$0.outFeatures, 1]) }).reshaped([weight.shape[0]])
-            }
+            let bias = try first.bias.map { _ in try backend.concatenateVectors(linears.compactMap { $0.bias?.value }) }
             stacked = try Linear(name: first.weight.name.replacingSuffix(".weight", with: "") + ".stacked", weight: weight, bias: bias, backend: backend)
             widths = linears.map(\.outFeatures)
         } else if let merged = parts as? [MergedSparseLinear], let layer = try MergedSparseLinear(stacking: merged) {
@@ -88,5 +86,12 @@ extension BlockModel {
             throw TensorError.invalidArgument(
                 operation: operation, reason: "the model's layers are merged or stacked for inference; write the model before preparing it for generation")
         }
+    }
+}
+
+extension Backend {
+    /// Vectors end to end: stacked layers' biases.
+    func concatenateVectors(_ vectors: [Tensor]) throws -> Tensor {
+        try concatenateRows(vectors.map { try $0.reshaped([$0.count, 1]) }).reshaped([vectors.map(\.count).reduce(0, +)])
     }
 }
