@@ -8,7 +8,7 @@ OUT=${OUT:-out}; mkdir -p "$OUT"
 export SLOPE_CACHE_DIR=${SLOPE_CACHE_DIR:-/tmp/slope-cache}
 MODEL=${MODEL:-opt-1.3b}; BATCHES=${BATCHES:-1,8}; PROMPT=${PROMPT:-512}; NEW=${NEW:-128}; MODES=${MODES:-dense,merged}
 for setting in ${SETTINGS:-default}; do
-  name=${setting//[^A-Za-z0-9_=]/_}
+  name=${setting//[^A-Za-z0-9_]/_}
   assignment=(); [ "$setting" != default ] && assignment=("$setting")
   env "${assignment[@]}" ./.gpu/slope bench generate --device cuda --model "$MODEL" --batches "$BATCHES" --prompt-tokens "$PROMPT" \
     --new-tokens "$NEW" --modes "$MODES" --json "$OUT/generate-$name.json" > "$OUT/generate-$name.txt" 2>&1
