@@ -20,8 +20,8 @@ final class BackendSettingsTests: XCTestCase {
         XCTAssertEqual(try BackendSettings(["SLOPE_ATTENTION": "auto", "SLOPE_SPARSE_GEMM": "auto", "SLOPE_MERGED_INFERENCE": "auto"]).attentionRoute, nil)
         XCTAssertEqual(try BackendSettings(["SLOPE_DENSE_GEMM": "auto"]).denseGEMMChoice, .auto)
         XCTAssertEqual(try BackendSettings(["SLOPE_DENSE_GEMM": "skinny"]).denseGEMMChoice, .skinny)
-        XCTAssertEqual(try BackendSettings([:]).decodeAttentionKernel, .plain)
-        XCTAssertEqual(try BackendSettings(["SLOPE_DECODE_ATTENTION": "wide"]).decodeAttentionKernel, .wide)
+        XCTAssertEqual(try BackendSettings([:]).decodeAttentionKernel, .wide)
+        XCTAssertEqual(try BackendSettings(["SLOPE_DECODE_ATTENTION": "plain"]).decodeAttentionKernel, .plain)
     }
 
     func testValuesTaken() throws {

@@ -106,8 +106,8 @@ struct DoctorCommand: ParsableCommand {
             backend.attentionVariant = (0, 0)
             backend.attentionRoute = attentionRoute
             checks += comparison.runModelChecks()
-            // Generation's checks again with the wide decode-attention kernel (SLOPE_DECODE_ATTENTION=wide; the
-            // default kernel ran above).
+            // Generation's checks again with the decode-attention kernel that is not the default (the plain one,
+            // unless SLOPE_DECODE_ATTENTION chose it; the chosen kernel ran above).
             if only == nil {
                 let decodeKernel = backend.decodeAttentionKernel
                 backend.decodeAttentionKernel = decodeKernel == .wide ? .plain : .wide

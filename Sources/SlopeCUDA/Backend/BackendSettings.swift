@@ -24,7 +24,7 @@ struct BackendSettings {
     /// `SLOPE_CUDA_GRAPHS=0` turns recorded decode steps off.
     var recordsGraphs = true
     /// `SLOPE_DECODE_ATTENTION`.
-    var decodeAttentionKernel = DecodeAttentionKernel.plain
+    var decodeAttentionKernel = DecodeAttentionKernel.wide
 
     /// The variables read (beside the kernel cache's).
     static let variables = [
@@ -71,7 +71,7 @@ struct BackendSettings {
         }
         skinnyKernel = try choice("SLOPE_SKINNY_KERNEL", "staged or plain", auto: false) ?? .staged
         denseGEMMChoice = try choice("SLOPE_DENSE_GEMM", "auto, cublaslt or skinny", auto: false) ?? .auto
-        decodeAttentionKernel = try choice("SLOPE_DECODE_ATTENTION", "plain or wide", auto: false) ?? .plain
+        decodeAttentionKernel = try choice("SLOPE_DECODE_ATTENTION", "plain or wide", auto: false) ?? .wide
         switch environment["SLOPE_CUDA_GRAPHS"] {
         case nil, "1"?: recordsGraphs = true
         case "0"?: recordsGraphs = false

@@ -51,7 +51,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// How a dense GEMM of few rows of X runs (`SLOPE_DENSE_GEMM`: measured per shape by default).
     var denseGEMMChoice = SkinnyDenseGEMM.Choice.auto
     /// `SLOPE_DECODE_ATTENTION` (BackendSettings).
-    public var decodeAttentionKernel = DecodeAttentionKernel.plain
+    public var decodeAttentionKernel = DecodeAttentionKernel.wide
     /// Whether ``record(_:)`` records CUDA graphs (`SLOPE_CUDA_GRAPHS=0` turns it off: decode steps then run op by op).
     public var recordsGraphs = true
     /// While a graph is being recorded, the memory its ops have addressed (kept for the graph's life).
