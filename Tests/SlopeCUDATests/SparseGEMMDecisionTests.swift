@@ -29,6 +29,24 @@ final class SparseGEMMDecisionTests: XCTestCase {
         XCTAssertNil(reopened.decision(for: SparseGEMMDecisionStore.key(tokens: 16384, outFeatures: 4096, inFeatures: 16384, dtype: "bfloat16")))
     }
 
+    /// Up to 64 rows each count is its own decision; above, counts share one per bucket (a power of two or 1.5 times
+    /// one), so a server's steps of every size do not each time the routes again.
+    func testTokenCountsAbove64ShareADecisionPerBucket() {
+        for tokens in [1, 7, 32, 63, 64] { XCTAssertEqual(SparseGEMMDecisionStore.tokenBucket(tokens), tokens) }
+        let expected = [65: 96, 96: 96, 97: 128, 128: 128, 129: 192, 192: 192, 193: 256, 4096: 4096, 4097: 6144, 4099: 6144, 6145: 8192, 8192: 8192]
+        for (tokens, bucket) in expected { XCTAssertEqual(SparseGEMMDecisionStore.tokenBucket(tokens), bucket, "\(tokens) tokens") }
+        // Every count lands in a bucket at least as large and less than 1.5x larger (above 64).
+        for tokens in 65...20_000 {
+            let bucket = SparseGEMMDecisionStore.tokenBucket(tokens)
+            XCTAssertTrue(bucket >= tokens && 2 * bucket <= 3 * tokens + 2, "\(tokens) → \(bucket)")
+        }
+        XCTAssertEqual(SparseGEMMDecisionStore.key(tokens: 4099, outFeatures: 2048, inFeatures: 2048, dtype: "bfloat16"),
+                       SparseGEMMDecisionStore.key(tokens: 4608, outFeatures: 2048, inFeatures: 2048, dtype: "bfloat16"))
+        XCTAssertEqual(SparseGEMMDecisionStore.key(tokens: 4099, outFeatures: 2048, inFeatures: 2048, dtype: "bfloat16"), "bfloat16 6144x2048x2048")
+        XCTAssertNotEqual(SparseGEMMDecisionStore.key(tokens: 31, outFeatures: 2048, inFeatures: 2048, dtype: "bfloat16"),
+                          SparseGEMMDecisionStore.key(tokens: 32, outFeatures: 2048, inFeatures: 2048, dtype: "bfloat16"))
+    }
+
     func testACorruptFileIsIgnored() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("slope-decisions-\(UInt32.random(in: 0...UInt32.max))").path
         defer { try? FileManager.default.removeItem(atPath: folder) }

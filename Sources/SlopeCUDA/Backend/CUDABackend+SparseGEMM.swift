@@ -121,11 +121,11 @@ extension CUDABackend {
             if epilogueReLU, reluEpilogueRefusals.withLock({ $0.contains(key) }) { (epilogueReLU, key.relu) = (false, false) }
             let plan: CuSPARSELtMatmul.Plan
             do {
-                plan = try cusparse().plan(for: key, algorithm: decision.algorithm)
+                plan = try decidedPlan(key, decision)
             } catch where epilogueReLU {  // (no configuration with the activation epilogue: the kernel after, from now on)
                 reluEpilogueRefusals.withLock { _ = $0.insert(key) }
                 (epilogueReLU, key.relu) = (false, false)
-                plan = try cusparse().plan(for: key, algorithm: decision.algorithm)
+                plan = try decidedPlan(key, decision)
             }
             output = try target ?? newTensor(Array(x.shape.dropLast()) + [s.rows], dtype: x.dtype)
             if target != nil { try touch(output) }
@@ -399,6 +399,18 @@ extension CUDABackend {
             .pointer(address(counts, "learn")), .pointer(address(bad, "learn")), .int64(Int64(count)),
         ])
         return try int32s(bad)[0] == 0 ? map : nil
+    }
+
+    /// cuSPARSELt's plan for `key` with the algorithm the decision recorded, which was searched at the first token
+    /// count of its bucket (``SparseGEMMDecisionStore/tokenBucket(_:)``); cuSPARSELt's default algorithm where that
+    /// one cannot take this count.
+    private func decidedPlan(_ key: CuSPARSELtMatmul.Key, _ decision: SparseGEMMDecision) throws -> CuSPARSELtMatmul.Plan {
+        guard let algorithm = decision.algorithm else { return try cusparse().plan(for: key) }
+        do {
+            return try cusparse().plan(for: key, algorithm: algorithm)
+        } catch {
+            return try cusparse().plan(for: key)
+        }
     }
 
     /// The decision for this shape: forced by `SLOPE_SPARSE_GEMM`, remembered, or measured now by running

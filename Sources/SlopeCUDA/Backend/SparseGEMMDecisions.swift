@@ -50,9 +50,25 @@ final class SparseGEMMDecisionStore: Sendable {
         return "\(cacheDirectory)/sparse-gemm/\(String(name)).json"
     }
 
-    /// A GEMM with a bias is its own key (`bias` names how it is added): each route adds it differently.
+    /// A GEMM with a bias is its own key (`bias` names how it is added): each route adds it differently. The token
+    /// count is its ``tokenBucket(_:)``.
     static func key(tokens: Int, outFeatures: Int, inFeatures: Int, dtype: String, bias: String? = nil) -> String {
-        "\(dtype) \(tokens)x\(outFeatures)x\(inFeatures)" + (bias.map { " +\($0)" } ?? "")
+        "\(dtype) \(tokenBucket(tokens))x\(outFeatures)x\(inFeatures)" + (bias.map { " +\($0)" } ?? "")
+    }
+
+    /// The token count a decision is kept under: the count itself up to 64 (decoding's rows, where the best route
+    /// moves quickly with the count), above that the next of 96, 128, 192, 256, … (a power of two or 1.5 times one).
+    /// A server's steps come in every size — its decoding sequences plus whatever prompts joined — and each new
+    /// count was timed anew, cuSPARSELt's algorithm search included (tenths of a second a shape), while the route
+    /// chosen does not move within such a bucket. The decision is timed at the first count met in its bucket.
+    static func tokenBucket(_ tokens: Int) -> Int {
+        guard tokens > 64 else { return tokens }
+        var power = 64
+        while power < tokens {
+            if power + power / 2 >= tokens { return power + power / 2 }
+            power *= 2
+        }
+        return power
     }
 
     func decision(for key: String) -> SparseGEMMDecision? { decisions.withLock { $0[key] } }
