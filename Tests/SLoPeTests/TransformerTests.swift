@@ -209,7 +209,8 @@ final class TransformerTests: XCTestCase {
 
     /// Decode steps replayed from a recording (CPU: the recorded work run again; a CUDA graph on the GPU) give what
     /// steps run op by op give, with batch sizes changing and slots reordered; each batch size is recorded at its
-    /// second step. A backend that records nothing says so, and its steps run as they come.
+    /// second step, padded to the next recorded size (3 sequences run as 4, the fourth over the scratch row, its
+    /// logits dropped). A backend that records nothing says so, and its steps run as they come, unpadded.
     func testRecordedDecodeStepsGiveWhatStepsRunOpByOpGive() throws {
         let recording = CPUBackend(recordsWork: true)
         for family in ModelConfiguration.Family.allCases {
@@ -233,11 +234,22 @@ final class TransformerTests: XCTestCase {
                 }
             }
             XCTAssertEqual(caches[1].lengths, caches[0].lengths)
-            XCTAssertEqual(Set(caches[1].recordedSteps.steps.keys), [2, 3], "\(family): each batch size recorded once it repeats")
+            XCTAssertEqual(Set(caches[1].recordedSteps.steps.keys), [2, 4], "\(family): each padded batch size recorded once it repeats")
             XCTAssertNil(caches[1].unrecordedReason)
             XCTAssertEqual(caches[0].unrecordedReason, "cpu records no work")
             XCTAssertTrue(caches[0].recordedSteps.steps.isEmpty)
         }
+    }
+
+    /// Recorded decode steps come in few batch sizes: 1, 2, 4, 8, then multiples of 8.
+    func testDecodeStepsArePaddedToFewBatchSizes() {
+        let padded = (1...40).map(RecordedDecodeSteps.paddedBatch)
+        XCTAssertEqual(Array(padded[0..<9]), [1, 2, 4, 4, 8, 8, 8, 8, 16])
+        XCTAssertEqual(padded[16], 24)
+        XCTAssertEqual(padded[31], 32)
+        XCTAssertEqual(padded[32], 40)
+        XCTAssertEqual(Set(padded[0..<32]).count, 7, "1…32 sequences: 7 recordings, within the 8 kept")
+        XCTAssertTrue(zip(1...40, padded).allSatisfy { $1 >= $0 })
     }
 
     /// A cache keeps the most recently used recorded steps only (each holds its step's memory).

@@ -4,16 +4,23 @@
 ///
 /// The first step of a batch size runs as it comes (it compiles kernels and times GEMM routes, which a recording
 /// cannot hold); the second is recorded and every later one replays it, its inputs rewritten in place.
+///
+/// Where steps are recorded, a step's sequences are padded to the next of a few batch sizes
+/// (``RecordedDecodeSteps/paddedBatch(_:)``) by sequences of one token over the cache's scratch row, whose logits are
+/// dropped: a server whose batch wanders over 1…32 sequences records 7 steps, not 32, and its GEMMs meet 7 token
+/// counts. A decode step is bound by reading the weights, so the padding rows cost little.
 extension TransformerModel {
     /// Logits `[segments.count, vocabulary]` after one token for each of `segments` (all of count 1); `tokens` in
     /// segment order. A replayed step returns the same tensor each time: read it before the next step.
     func decodeStepLogits(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache) throws -> Tensor {
+        let batch = backend.recordsWork && cache.recordedSteps.unrecorded == nil
+            ? RecordedDecodeSteps.paddedBatch(segments.count) : segments.count
         let values = DecodeStepValues(
             tokens: tokens, segments: segments, cache: cache, learnedPositions: positionEmbedding != nil,
-            rotary: blocks.first?.attention.ropeBase != nil)
-        let logits = try decodeStep(values, batch: segments.count, cache: cache)
+            rotary: blocks.first?.attention.ropeBase != nil, padding: batch - segments.count)
+        let logits = try decodeStep(values, batch: batch, cache: cache)
         cache.advance(segments)  // (only once the step has run: a failed one leaves the cache as it was)
-        return logits
+        return batch == segments.count ? logits : try backend.gatherRows(logits, Array(0..<segments.count))
     }
 
     /// The step replayed, recorded, or run op by op (see above).
@@ -103,14 +110,16 @@ struct DecodeStepValues: Equatable {
     var ranges: [Int32]
 
     /// Position ids for learned position embeddings (`learnedPositions`), positions for rotary ones (`rotary`): only
-    /// what the model reads is uploaded each step.
-    init(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache, learnedPositions: Bool, rotary: Bool) {
-        let lengths = segments.map { cache.lengths[$0.slot] }
-        self.tokens = tokens
+    /// what the model reads is uploaded each step. `padding` sequences follow the real ones: token 0 at position 0,
+    /// written to and attending over the cache's scratch row alone.
+    init(tokens: [Int32], segments: [KeyValueCache.Segment], cache: KeyValueCache, learnedPositions: Bool, rotary: Bool, padding: Int = 0) {
+        let lengths = segments.map { cache.lengths[$0.slot] } + Array(repeating: 0, count: padding)
+        self.tokens = tokens + Array(repeating: 0, count: padding)
         positions = rotary ? lengths.map { Int32($0) } : nil
         positionIDs = learnedPositions ? lengths.map { Int32(ModelConfiguration.positionOffset + $0) } : nil
-        cacheRows = zip(segments, lengths).map { Int32(cache.row(slot: $0.slot, position: $1)) }
-        ranges = segments.map { Int32(cache.row(slot: $0.slot, position: 0)) } + lengths.map { Int32($0 + 1) }
+        let starts = segments.map { cache.row(slot: $0.slot, position: 0) } + Array(repeating: cache.scratchRow, count: padding)
+        cacheRows = zip(starts, lengths).map { Int32($0 + $1) }
+        ranges = starts.map { Int32($0) } + lengths.map { Int32($0 + 1) }
     }
 
     /// New tensors holding these values.
@@ -147,6 +156,12 @@ final class RecordedDecodeSteps {
     var unrecorded: String?
 
     init(limit: Int = 8) { self.limit = max(limit, 1) }
+
+    /// The batch size a decode step of `sequences` is padded to where steps are recorded: 1, 2, 4, 8, then the next
+    /// multiple of 8 (1…32 sequences give 7 sizes, within the 8 recordings kept).
+    static func paddedBatch(_ sequences: Int) -> Int {
+        sequences <= 8 ? (sequences <= 1 ? 1 : 1 << (Int.bitWidth - (sequences - 1).leadingZeroBitCount)) : (sequences + 7) / 8 * 8
+    }
 
     /// The step recorded for `batch` sequences, now the most recently used.
     func step(_ batch: Int) -> Step? {

@@ -7,7 +7,8 @@ public final class KeyValueCache {
     public let capacity: Int
     /// Positions each slot holds now.
     public private(set) var lengths: [Int]
-    /// Per layer: keys and values `[slots·capacity, keyValueHeads·headDimension]`, slot s at rows `s·capacity …`.
+    /// Per layer: keys and values `[slots·capacity + 1, keyValueHeads·headDimension]`, slot s at rows
+    /// `s·capacity …`; the last row is ``scratchRow``.
     let keys: [Tensor]
     let values: [Tensor]
     /// Decode steps recorded to run over this cache's tensors.
@@ -34,13 +35,14 @@ public final class KeyValueCache {
                 operation: "KeyValueCache", reason: "\(capacity) positions exceed the model's context length \(c.contextLength)")
         }
         let width = c.keyValueHeads * c.headDimension
-        let bytes = CheckedSize.product([2, c.layers, slots, capacity, width, model.dtype.byteSize])
+        let rows = CheckedSize.product([slots, capacity]).map { $0 + 1 }  // (+ the scratch row)
+        let bytes = rows.flatMap { CheckedSize.product([2, c.layers, $0, width, model.dtype.byteSize]) }
         try MemoryBudget.require(
             bytes, for: "the KV cache of \(slots) sequences × \(capacity) positions (fewer sequences or tokens at once need less)",
             on: model.backend)
-        let backend = model.backend
-        keys = try (0..<c.layers).map { _ in try backend.zeros([slots * capacity, width], dtype: model.dtype) }
-        values = try (0..<c.layers).map { _ in try backend.zeros([slots * capacity, width], dtype: model.dtype) }
+        let (backend, shape) = (model.backend, [slots * capacity + 1, width])
+        keys = try (0..<c.layers).map { _ in try backend.zeros(shape, dtype: model.dtype) }
+        values = try (0..<c.layers).map { _ in try backend.zeros(shape, dtype: model.dtype) }
         self.slots = slots
         self.capacity = capacity
         lengths = Array(repeating: 0, count: slots)
@@ -74,6 +76,10 @@ public final class KeyValueCache {
 
     /// The cache row of `slot`'s position `position`.
     func row(slot: Int, position: Int) -> Int { slot * capacity + position }
+
+    /// A row of no slot: the padding sequences of a decode step padded to a recorded batch size
+    /// (``RecordedDecodeSteps/paddedBatch(_:)``) write their keys and values there and attend to it alone.
+    var scratchRow: Int { slots * capacity }
 
     /// Writes the new keys and values of every segment (`k`, `v [Σ counts, width]`, packed as the segments are) after
     /// its slot's positions in `layer`, in one call each.

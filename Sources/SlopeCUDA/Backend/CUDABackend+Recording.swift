@@ -5,6 +5,8 @@ import SlopeCore
 // running, every address the ops use is held for the graph, and anything that needs the host in between fails the
 // recording (the caller then runs the work op by op).
 extension CUDABackend {
+    public var recordsWork: Bool { recordsGraphs }
+
     public func record(_ work: @escaping () throws -> Tensor) throws -> (any RecordedWork)? {
         guard recordsGraphs else { return nil }
         let driver = cudaDevice.driver, stream = cudaDevice.stream

@@ -71,6 +71,7 @@ extension Backend {
     }
 
     public func record(_ work: @escaping () throws -> Tensor) throws -> (any RecordedWork)? { nil }
+    public var recordsWork: Bool { false }
 
     /// An int32 tensor of indices, read back.
     private func indices(_ tensor: Tensor, _ operation: String) throws -> [Int] {

@@ -254,6 +254,9 @@ public protocol Backend: AnyObject, Sendable {
     /// needs the host in between (an upload, a read-back): ops read inputs from tensors made before, rewritten by
     /// ``write(_:into:)``, never from host arrays. See ``RecordedWork``.
     func record(_ work: @escaping () throws -> Tensor) throws -> (any RecordedWork)?
+    /// Whether ``record(_:)`` records (false where it always gives nil): generation pads its decode steps to a few
+    /// batch sizes only where steps are recorded, one recording per size.
+    var recordsWork: Bool { get }
 }
 
 /// Pointwise nonlinearities.
