@@ -103,12 +103,22 @@ struct BenchServe: ParsableCommand {
             if let failure = received.withLock({ $0.failure }) { throw ValidationError("a client failed: \(failure)") }
             return ((clock.now - start) / .seconds(1), received.withLock { $0.tokens })
         }
+        /// `round` run `repeats` times: each round's result and how many scheduler steps it took.
+        func rounds<R>(_ round: () throws -> R) rethrows -> (results: [R], steps: [Int]) {
+            var results: [R] = [], steps: [Int] = []
+            for _ in 0..<repeats {
+                let before = scheduler.statistics.steps
+                results.append(try round())
+                steps.append(scheduler.statistics.steps - before)
+            }
+            return (results, steps)
+        }
         _ = try direct()
         _ = try overHTTP()
-        let directSeconds = median(try (0..<repeats).map { _ in try direct() })
-        var served: [(Double, Int)] = []
-        for _ in 0..<repeats { served.append(try overHTTP()) }
-        let httpSeconds = median(served.map(\.0))
+        let directRounds = try rounds(direct)
+        let servedRounds = try rounds(overHTTP)
+        let served = servedRounds.results
+        let directSeconds = median(directRounds.results), httpSeconds = median(served.map(\.0))
         let tokens = clients * new
         guard served.allSatisfy({ $0.1 == tokens }) else {
             throw ValidationError("the clients received \(served.map(\.1)) tokens, not \(tokens) each round")
@@ -120,6 +130,11 @@ struct BenchServe: ParsableCommand {
             formatted(100 * directSeconds / httpSeconds, digits: 1) + "%",
         ])
         print(table.render())
+        // Each round, so that a slow one (a batch size met for the first time: timed, then recorded) shows.
+        for (path, seconds, steps) in [("direct", directRounds.results, directRounds.steps), ("HTTP", served.map(\.0), servedRounds.steps)] {
+            print("  \(path) rounds: " + zip(seconds, steps).map { "\(formatted($0, digits: 3)) s in \($1) steps" }.joined(separator: ", "))
+        }
+        print("  widest step: \(scheduler.statistics.widestStep) sequences")
     }
 
     /// Waits, from synchronous code, until every ticket's events have ended; throws the first failure.
