@@ -53,7 +53,7 @@ final class BackendSettingsTests: XCTestCase {
             ("SLOPE_ATTENTION_VARIANT", "0,-1", "FORWARD,BACKWARD"),
             ("SLOPE_MERGED_INFERENCE", "merged", "auto, folded, factored, stacked or skinny"),
             ("SLOPE_PINNED_UPLOADS", "true", "1 (stage uploads through pinned memory) or 0"),
-            ("SLOPE_SKINNY_KERNEL", "auto", "staged or plain"),
+            ("SLOPE_SKINNY_KERNEL", "auto", "staged, plain or mma"),
             ("SLOPE_DENSE_GEMM", "gemv", "auto, cublaslt or skinny"),
             ("SLOPE_DECODE_ATTENTION", "fast", "plain or wide"),
             ("SLOPE_CUDA_GRAPHS", "yes", "1 (record decode steps) or 0"),

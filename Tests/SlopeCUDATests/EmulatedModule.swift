@@ -295,11 +295,49 @@ extension Data {
 
 extension EmulatedModule {
     /// The attention family with its PTX helpers (between the "PTX helpers" markers) swapped for host C++.
-    static func withEmulatedTensorCores(_ source: String) throws -> String {
+    static func withEmulatedTensorCores(_ source: String) throws -> String { try withEmulatedHelpers(source, tensorCoreHelpers) }
+
+    /// `source` with the block between its "PTX helpers" markers swapped for `helpers`.
+    static func withEmulatedHelpers(_ source: String, _ helpers: String) throws -> String {
         let begin = try XCTUnwrap(source.range(of: "// PTX helpers: begin"), "the kernel source lost its helper markers")
         let end = try XCTUnwrap(source.range(of: "// PTX helpers: end"), "the kernel source lost its helper markers")
-        return String(source[..<begin.lowerBound]) + tensorCoreHelpers + String(source[end.upperBound...])
+        return String(source[..<begin.lowerBound]) + helpers + String(source[end.upperBound...])
     }
+
+    /// bf16 only: `mma.sp.m16n8k32` with sparsity selector 0 as PTX's ISA lays out its operands (sparse-matrix
+    /// fragments for m16n8k32 .bf16), written from the ISA independently of the kernel: with g = lane / 4 and t =
+    /// lane % 4, D holds rows g (d0, d1) and g + 8 (d2, d3), columns 2t, 2t + 1. Row r's group c (columns 4c … 4c +
+    /// 3) has its two kept values in lane 4(r % 8) + c % 4, register r / 8 + 2(c / 4) (low half first), and their
+    /// positions in metadata bits 16(r / 8) + 4(c % 4) … + 3 of lane 4(r % 8) + c / 4 (the lower index in the low
+    /// two bits); B's register j of lane l holds rows 8j + 2(l % 4) and + 1 of column l / 4. A metadata pair that is not
+    /// strictly increasing is undefined on the device: the product is NaN here.
+    static let sparseTensorCoreHelpers = #"""
+        static inline float sparse_half(unsigned w, int which) { return __uint_as_float(which ? (w & 0xFFFF0000u) : (w << 16)); }
+        static unsigned emulated_sparse_a[32][32][4], emulated_sparse_b[32][32][4], emulated_sparse_e[32][32];
+        static inline void mma_sp16832(float* d, const unsigned* a, const unsigned* b, unsigned e) {
+            int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+            for (int j = 0; j < 4; ++j) { emulated_sparse_a[warp][lane][j] = a[j]; emulated_sparse_b[warp][lane][j] = b[j]; }
+            emulated_sparse_e[warp][lane] = e;
+            emulated_warp_sync();
+            int g = lane >> 2, t = lane & 3;
+            for (int i = 0; i < 4; ++i) {
+                int row = g + (i >= 2 ? 8 : 0), column = 2 * t + (i & 1);
+                float sum = 0.0f;
+                for (int c = 0; c < 8; ++c) {
+                    unsigned word = emulated_sparse_a[warp][4 * (row % 8) + c % 4][row / 8 + 2 * (c / 4)];
+                    unsigned meta = emulated_sparse_e[warp][4 * (row % 8) + c / 4] >> (16 * (row / 8) + 4 * (c % 4));
+                    int first = meta & 3, second = (meta >> 2) & 3;
+                    if (first >= second) { sum = __uint_as_float(0x7FC00000u); break; }
+                    for (int h = 0; h < 2; ++h) {
+                        int kk = 4 * c + (h ? second : first);
+                        sum += sparse_half(word, h) * sparse_half(emulated_sparse_b[warp][4 * column + (kk % 8) / 2][kk / 8], kk & 1);
+                    }
+                }
+                d[i] += sum;
+            }
+            emulated_warp_sync();
+        }
+        """#
 
     /// bf16 only. Fragment layouts from PTX's ISA (warp-level matrix fragments for mma.m16n8k16 and ldmatrix):
     /// with g = lane / 4 and t = lane % 4, A's registers hold rows g, g + 8, g, g + 8 and columns 2t, 2t, 2t + 8,

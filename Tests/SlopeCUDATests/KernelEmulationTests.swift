@@ -980,6 +980,51 @@ final class KernelEmulationTests: XCTestCase {
         try Self.assertClose(Self.bf16(y), try cpu.floats(expected), tolerance: 5e-2, "merged \(tokens)×\(inFeatures)→\(outFeatures) r=\(rank)")
     }
 
+    /// The skinny 2:4 GEMM on sparse tensor cores (`mma.sp` emulated from PTX's operand layouts) against the CPU
+    /// backend: 1 to 32 tokens (one to four n-tiles, the last partly empty), rows not a multiple of 16, k of one to
+    /// three 128-column super-tiles shared by one to four warps (a warp with none, one with two); with a bias, adding
+    /// into Y, and as the merged layer's float sums.
+    func testSkinnyTwoFourGEMMOnSparseTensorCoresMatchesTheCPUBackend() throws {
+        let cpu = CPUBackend()
+        var generator = SeededGenerator(seed: 26)
+        let module = try EmulatedModule(
+            source: EmulatedModule.withEmulatedHelpers(KernelFamily.skinnySparseTensorCore.translationUnit(for: .bfloat16), EmulatedModule.sparseTensorCoreHelpers),
+            kernels: ["skinny_24_mma": 11])
+        func random(_ shape: [Int]) throws -> Tensor { try cpu.randomNormal(shape, dtype: .bfloat16, using: &generator) }
+        for (tokens, rows, k, warps) in [(1, 20, 128, 1), (5, 17, 256, 2), (8, 33, 384, 2), (13, 16, 128, 4), (32, 9, 256, 3)] {
+            let w = try cpu.compress(random([rows, k]), pattern: .twoFour, mask: nil)
+            let x = try random([tokens, k]), bias = try random([rows]), y = try random([tokens, rows])
+            let label = "\(tokens)×\(k)→\(rows), \(warps) warps"
+            func product(bias: Tensor?, into y: Tensor?, sums: Bool) throws -> Data {
+                let output: EmulatedModule.Argument = try y.map { .readWrite(try Self.raw($0, cpu)) } ?? .output(bytes: tokens * rows * 2)
+                return try module.launch("skinny_24_mma", grid: ((rows + 15) / 16, 1, 1), block: 32 * warps, [
+                    .input(try Self.raw(x, cpu)), .input(try Self.raw(w.values, cpu)), .inputArray(Self.packedTwoBit(try cpu.uint8s(w.indices))),
+                    try bias.map { .input(try Self.raw($0, cpu)) } ?? .int64(0), sums ? .int64(0) : output,
+                    sums ? .output(bytes: tokens * rows * 4) : .int64(0),
+                    .int64(tokens), .int64(rows), .int64(k), .int64(rows), .int32(y == nil ? 0 : 1),
+                ])[sums ? 5 : 4]!
+            }
+            try Self.assertClose(Self.bf16(product(bias: bias, into: nil, sums: false)),
+                                 try cpu.floats(cpu.sparseMatmul(x, w, bias: bias)), tolerance: 3e-2, "\(label) with bias")
+            let target = try cpu.cast(y, to: .bfloat16)
+            try cpu.sparseMatmul(x, w, accumulatingInto: target)
+            try Self.assertClose(Self.bf16(product(bias: nil, into: y, sums: false)), try cpu.floats(target), tolerance: 3e-2, "\(label) accumulating")
+            let sums: [Float] = try product(bias: nil, into: nil, sums: true).elements()
+            try Self.assertClose(sums, try cpu.floats(cpu.sparseMatmul(x, w, bias: nil)), tolerance: 3e-2, "\(label) float sums")
+        }
+        // Host side: the kernel takes whole 128-column super-tiles (the staged kernel runs otherwise), all 32 tokens in
+        // one launch, and splits k over 4–16 warps (no more than there are super-tiles).
+        XCTAssertEqual(SkinnySparseGEMM.Kernel.mma.effective(columns: 2048), .mma)
+        XCTAssertEqual(SkinnySparseGEMM.Kernel.mma.effective(columns: 2112), .staged)
+        XCTAssertEqual(SkinnySparseGEMM.Kernel.plain.effective(columns: 2112), .plain)
+        XCTAssertEqual(SkinnySparseGEMM.tokensPerLaunch(.mma, columns: 8192, elementBytes: 2), 32)
+        let opt = SkinnySparseGEMM.tensorCoreLaunch(tokens: 8, rows: 2048, columns: 8192, multiprocessors: 132)
+        XCTAssertEqual([opt.grid, opt.warps, opt.sharedBytes], [128, 16, 16 * 16 * 8 * 4])
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 8192, columns: 2048, multiprocessors: 132).warps, 5, "16 warps an SM")
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 65536, columns: 2048, multiprocessors: 132).warps, 4)
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 32, rows: 2048, columns: 256, multiprocessors: 132).warps, 2)
+    }
+
     /// The dense skinny GEMM against the CPU backend: 1, 5 and 8 tokens, rows of fewer chunks than lanes and of more
     /// than a warp's unrolled sweep (k = 40 and 2120), rows not a multiple of a block's warps; with and without a bias
     /// and ReLU.

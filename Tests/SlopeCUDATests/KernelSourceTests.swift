@@ -46,6 +46,7 @@ final class KernelSourceTests: XCTestCase {
             },
             .decoding: ["decode_attention", "decode_attention_wide", "decode_attention_combine", "move_rows", "argmax_rows", "sample_rows", "truncate_rows"],
             .skinnySparse: ["skinny_24_matmul", "skinny_low_rank_epilogue"],
+            .skinnySparseTensorCore: ["skinny_24_mma"],
             .timing: ["hold_stream"],
         ]
         XCTAssertEqual(Set(launched.keys), Set(KernelFamily.allCases))

@@ -2,13 +2,13 @@
 # Device-side run for decoding's GEMMs (docs/benchmarks/inference.md): `slope bench linear` at 1, 4, 8 and 32
 # tokens for OPT-1.3B's linears (or $SHAPES), then every route timed for each shape as the sparse-GEMM decisions file
 # recorded it (dense, cuSPARSELt's two arrangements, the skinny 2:4 kernel; merged forms), one table per skinny kernel
-# ($KERNELS: staged, the default, and plain — SLOPE_SKINNY_KERNEL; each keeps its own decisions file). Logs to $OUT.
+# ($KERNELS: mma, staged (the default) and plain — SLOPE_SKINNY_KERNEL; each keeps its own decisions file). Logs to $OUT.
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export SLOPE_CACHE_DIR=${SLOPE_CACHE_DIR:-/tmp/slope-cache}
 PYTHON=${PYTHON:-/opt/torch/.venv/bin/python}
 SHAPES=${SHAPES:-$(for t in 1 4 8 32; do printf '%sx2048x2048,%sx2048x8192,%sx8192x2048,' $t $t $t; done | sed 's/,$//')}
-for kernel in ${KERNELS:-staged plain}; do
+for kernel in ${KERNELS:-mma staged plain}; do
   SLOPE_SKINNY_KERNEL=$kernel ./.gpu/slope bench linear --device cuda --shapes "$SHAPES" --json "$OUT/decode-linear-$kernel.json" \
     > "$OUT/decode-linear-$kernel.txt" 2>&1
   echo "bench linear ($kernel skinny kernel) exit $?"

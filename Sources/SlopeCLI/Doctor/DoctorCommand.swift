@@ -67,9 +67,16 @@ struct DoctorCommand: ParsableCommand {
                 backend.sparseRoute = route
                 checks += comparison.runSparseGEMMChecks(suffix: "(\(route))")
             }
-            // The skinny 2:4 kernel at decoding's row counts: one launch, and several (8 rows each).
+            // Each skinny 2:4 kernel at decoding's row counts: one launch, and several (8 rows each; the tensor-core
+            // kernel takes 32 in one).
             backend.sparseRoute = "skinny"
-            for tokens in [5, 19] { checks += comparison.runSparseGEMMChecks(tokens: tokens, suffix: "(skinny)") }
+            let skinnyKernel = backend.skinnyKernel
+            for kernel in SkinnySparseGEMM.Kernel.allCases {
+                backend.skinnyKernel = kernel
+                for tokens in kernel == .mma ? [5, 19, 32] : [5, 19] {
+                    checks += comparison.runSparseGEMMChecks(tokens: tokens, suffix: "(skinny, \(kernel))")
+                }
+            }
             // sparseA's other way to add the bias (a kernel after the GEMM, or cuSPARSELt's epilogue).
             let epilogue = backend.sparseBiasEpilogue
             backend.sparseRoute = "sparseA"
@@ -84,10 +91,14 @@ struct DoctorCommand: ParsableCommand {
             for form in MergedInferenceForm.allCases {
                 backend.mergedInferenceForm = form
                 // (the skinny form takes at most 32 rows: at more, a forced skinny form runs factored)
-                for tokens in form == .skinny ? [5, 19] : [128] {
-                    checks += comparison.runMergedInferenceCheck(tokens: tokens, suffix: "(\(form), sparseA)")
+                for kernel in form == .skinny ? SkinnySparseGEMM.Kernel.allCases : [skinnyKernel] {
+                    backend.skinnyKernel = kernel
+                    for tokens in form == .skinny ? [5, 19] : [128] {
+                        checks += comparison.runMergedInferenceCheck(tokens: tokens, suffix: "(\(form)\(form == .skinny ? " \(kernel)" : ""), sparseA)")
+                    }
                 }
             }
+            backend.skinnyKernel = skinnyKernel
             backend.mergedInferenceForm = mergedForm
             backend.sparseRoute = automatic
             // Every attention route on its own (the automatic choice was checked above).

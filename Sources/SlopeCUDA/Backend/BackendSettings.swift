@@ -69,7 +69,7 @@ struct BackendSettings {
         case "1"?: pinnedUploads = true
         case let other?: throw refuse("SLOPE_PINNED_UPLOADS", "1 (stage uploads through pinned memory) or 0", other)
         }
-        skinnyKernel = try choice("SLOPE_SKINNY_KERNEL", "staged or plain", auto: false) ?? .staged
+        skinnyKernel = try choice("SLOPE_SKINNY_KERNEL", "staged, plain or mma", auto: false) ?? .staged
         denseGEMMChoice = try choice("SLOPE_DENSE_GEMM", "auto, cublaslt or skinny", auto: false) ?? .auto
         decodeAttentionKernel = try choice("SLOPE_DECODE_ATTENTION", "plain or wide", auto: false) ?? .wide
         switch environment["SLOPE_CUDA_GRAPHS"] {

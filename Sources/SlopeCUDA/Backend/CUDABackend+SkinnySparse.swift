@@ -2,14 +2,37 @@ import CCUDA
 import SlopeCore
 
 /// When the skinny 2:4 GEMM (KernelSources.skinnySparse) can take a product, and how it splits the tokens.
-enum SkinnySparseGEMM {
-    /// Which kernel runs: `staged` (x copied into shared memory once per block, 512 threads; the default) or `plain`
-    /// (every warp reads x from L2; `SLOPE_SKINNY_KERNEL=plain`, for same-run comparisons).
-    enum Kernel: String, Sendable {
-        case staged, plain
+public enum SkinnySparseGEMM {
+    /// Which kernel runs: `staged` (x copied into shared memory once per block, 512 threads; the default), `plain`
+    /// (every warp reads x from L2) or `mma` (sparse tensor cores, KernelSources.skinnySparseTensorCore, where the
+    /// width is a multiple of 128; the staged kernel elsewhere):
+    /// `SLOPE_SKINNY_KERNEL`, for same-run comparisons.
+    public enum Kernel: String, Sendable, CaseIterable {
+        case staged, plain, mma
 
-        var name: String { self == .staged ? "skinny_24_matmul_staged" : "skinny_24_matmul" }
+        var name: String {
+            switch self {
+            case .staged: return "skinny_24_matmul_staged"
+            case .plain: return "skinny_24_matmul"
+            case .mma: return "skinny_24_mma"
+            }
+        }
+        var family: KernelFamily { self == .mma ? .skinnySparseTensorCore : .skinnySparse }
         var threads: Int { self == .staged ? 512 : 256 }
+
+        /// The kernel that runs for rows of `columns` (the tensor-core one needs whole 128-column super-tiles; slope
+        /// runs on sm_80 and later, which all have sparse tensor cores).
+        func effective(columns: Int) -> Kernel { self == .mma && columns % 128 != 0 ? .staged : self }
+    }
+
+    /// The tensor-core kernel's block: 16 output rows, their k split over `warps` warps — as many as make ~16 warps
+    /// per SM over the grid (4 to 16, no more than there are 128-column super-tiles) — and its shared memory for
+    /// the warps' partial sums.
+    static func tensorCoreLaunch(tokens: Int, rows: Int, columns: Int, multiprocessors: Int) -> (grid: Int, warps: Int, sharedBytes: Int) {
+        let blocks = max((rows + 15) / 16, 1)
+        let wanted = (16 * max(multiprocessors, 1) + blocks - 1) / blocks
+        let warps = max(1, min(16, max(4, wanted), columns / 128))
+        return (blocks, warps, warps * 16 * 8 * ((tokens + 7) / 8) * 4)
     }
 
     /// Tokens per launch at most (`SKINNY_TOKENS` in the kernel: one register accumulator each).
@@ -22,7 +45,11 @@ enum SkinnySparseGEMM {
 
     /// Tokens one launch of `kernel` takes for rows of `columns` elements of `elementBytes`.
     static func tokensPerLaunch(_ kernel: Kernel, columns: Int, elementBytes: Int) -> Int {
-        kernel == .plain ? tokensPerLaunch : max(1, min(tokensPerLaunch, stagedBytes / max(columns * elementBytes, 1)))
+        switch kernel {
+        case .plain: return tokensPerLaunch
+        case .mma: return maximumTokens
+        case .staged: return max(1, min(tokensPerLaunch, stagedBytes / max(columns * elementBytes, 1)))
+        }
     }
 
     /// The staged kernel's blocks: 16 rows (warps) each, at most four blocks per SM (grid-stride beyond, so each
@@ -197,19 +224,32 @@ extension CUDABackend {
         return output
     }
 
-    /// The skinny kernel's launches for `tokens` rows of x, `columns` wide.
-    private func skinnyLaunches(tokens: Int, columns: Int, dtype: DType) -> [(first: Int, count: Int)] {
-        SkinnySparseGEMM.launches(tokens: tokens, perLaunch: SkinnySparseGEMM.tokensPerLaunch(skinnyKernel, columns: columns, elementBytes: dtype.byteSize))
+    /// The skinny kernel that runs for rows `columns` wide here (``skinnyKernel`` where it applies).
+    private func skinnyKernel(columns: Int) -> SkinnySparseGEMM.Kernel {
+        skinnyKernel.effective(columns: columns)
     }
 
-    /// One launch of the skinny kernel (``skinnyKernel``) over `rows` output rows; the staged one gets `tokens` rows
-    /// of x in shared memory.
+    /// The skinny kernel's launches for `tokens` rows of x, `columns` wide.
+    private func skinnyLaunches(tokens: Int, columns: Int, dtype: DType) -> [(first: Int, count: Int)] {
+        SkinnySparseGEMM.launches(
+            tokens: tokens, perLaunch: SkinnySparseGEMM.tokensPerLaunch(skinnyKernel(columns: columns), columns: columns, elementBytes: dtype.byteSize))
+    }
+
+    /// One launch of the skinny kernel over `rows` output rows; the staged one gets `tokens` rows of x in shared
+    /// memory, the tensor-core one its warps' partial sums.
     private func launchSkinny(tokens: Int, rows: Int, columns: Int, dtype: DType, _ arguments: [KernelArgument]) throws {
-        let kernel = skinnyKernel
-        let grid = kernel == .staged
-            ? SkinnySparseGEMM.stagedGrid(rows: rows, multiprocessors: cudaDevice.multiprocessorCount) : SkinnySparseGEMM.grid(rows: rows)
-        try launch(.skinnySparse, kernel.name, dtype: dtype, grid: grid, block: (kernel.threads, 1, 1),
-                   sharedBytes: kernel == .staged ? tokens * columns * dtype.byteSize : 0, arguments)
+        let kernel = skinnyKernel(columns: columns)
+        switch kernel {
+        case .mma:
+            let shape = SkinnySparseGEMM.tensorCoreLaunch(tokens: tokens, rows: rows, columns: columns, multiprocessors: cudaDevice.multiprocessorCount)
+            try launch(kernel.family, kernel.name, dtype: dtype, grid: (shape.grid, 1, 1), block: (32 * shape.warps, 1, 1),
+                       sharedBytes: shape.sharedBytes, arguments)
+        case .staged, .plain:
+            let grid = kernel == .staged
+                ? SkinnySparseGEMM.stagedGrid(rows: rows, multiprocessors: cudaDevice.multiprocessorCount) : SkinnySparseGEMM.grid(rows: rows)
+            try launch(kernel.family, kernel.name, dtype: dtype, grid: grid, block: (kernel.threads, 1, 1),
+                       sharedBytes: kernel == .staged ? tokens * columns * dtype.byteSize : 0, arguments)
+        }
     }
 
     /// Whether a route's output agrees with a reference's (the dense GEMM's, the folded merged form's) to within what

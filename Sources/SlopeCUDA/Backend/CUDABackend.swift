@@ -47,7 +47,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// no gain measured).
     let pinnedUploads: PinnedUploads?
     /// Which skinny 2:4 kernel decoding's sparse GEMMs run (`SLOPE_SKINNY_KERNEL` = staged, the default, or plain).
-    var skinnyKernel = SkinnySparseGEMM.Kernel.staged
+    public var skinnyKernel = SkinnySparseGEMM.Kernel.staged
     /// How a dense GEMM of few rows of X runs (`SLOPE_DENSE_GEMM`: measured per shape by default).
     var denseGEMMChoice = SkinnyDenseGEMM.Choice.auto
     /// `SLOPE_DECODE_ATTENTION` (BackendSettings).

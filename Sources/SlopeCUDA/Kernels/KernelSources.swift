@@ -6,7 +6,7 @@ enum KernelSources {}
 /// A group of kernels compiled together into one module.
 enum KernelFamily: String, CaseIterable, Sendable {
     case elementwise, reductions, normalization, loss, optimizer, layout, sparsity, bytes, compressedLayout, attention
-    case attentionTensorCore, decoding, skinnySparse, timing
+    case attentionTensorCore, decoding, skinnySparse, skinnySparseTensorCore, timing
 
     var source: String {
         switch self {
@@ -23,6 +23,7 @@ enum KernelFamily: String, CaseIterable, Sendable {
         case .attentionTensorCore: return KernelSources.attentionTensorCore
         case .decoding: return KernelSources.decoding
         case .skinnySparse: return KernelSources.skinnySparse
+        case .skinnySparseTensorCore: return KernelSources.skinnySparseTensorCore
         case .timing: return KernelSources.timing
         }
     }
