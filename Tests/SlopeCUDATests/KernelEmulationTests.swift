@@ -554,6 +554,19 @@ final class KernelEmulationTests: XCTestCase {
         ])[1]!
         XCTAssertEqual(Self.bf16(moved), try cpu.floats(target))
         XCTAssertEqual(Array(try cpu.floats(target)[30..<35]), [15, 16, 17, 18, 19])
+        // Rows of whole 16-byte packs (24 bf16: three packs) move a pack per thread; gathered, then scattered.
+        let wide = try cpu.tensor((0..<96).map(Float.init), shape: [4, 24], dtype: .bfloat16)
+        for (from, to) in [([2, 0, 3] as [Int32]?, nil as [Int32]?), (nil, [5, 0, 2])] {
+            let expected = try cpu.zeros([6, 24], dtype: .bfloat16)
+            try cpu.moveRows(from == nil ? try cpu.tensor((0..<72).map(Float.init), shape: [3, 24], dtype: .bfloat16) : wide,
+                             from: from.map { $0.map(Int.init) }, into: expected, to: to.map { $0.map(Int.init) })
+            let packed = try module.launch("move_rows", grid: (2, 1, 1), block: 4, [
+                .input(try Self.raw(from == nil ? try cpu.tensor((0..<72).map(Float.init), shape: [3, 24], dtype: .bfloat16) : wide, cpu)),
+                .readWrite(try Self.raw(cpu.zeros([6, 24], dtype: .bfloat16), cpu)),
+                from.map { .inputArray($0) } ?? .int64(0), to.map { .inputArray($0) } ?? .int64(0), .int64(3), .int64(24),
+            ])[1]!
+            XCTAssertEqual(Self.bf16(packed), try cpu.floats(expected), "from \(String(describing: from)) to \(String(describing: to))")
+        }
     }
 
     /// Sampled decoding's draw: rows of several blocks' worth of columns at various temperatures and uniforms (a
