@@ -154,20 +154,28 @@ final class KernelEmulationTests: XCTestCase {
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 19)
         // 300 columns take the element loops; 1024 (half the threads hold a pack) and 2560 (some hold two) the
-        // packed rows kept in registers.
-        for columns in [300, 1024, 2560] {
-            try checkNorms(module, cpu, rows: 3, columns: columns, &generator)
+        // packed rows kept in registers, in 256-thread blocks and in the blocks `normBlock` gives (64 and 160
+        // threads: two packs a thread), and 8192 (four packs of 256 threads).
+        for (columns, threads) in [(300, 256), (1024, 256), (2560, 256), (1024, 64), (2560, 160), (8192, 256)] {
+            try checkNorms(module, cpu, rows: 3, columns: columns, threads: threads, &generator)
         }
+        XCTAssertEqual(normBlock(columns: 1024, elementBytes: 2).0, 64)
+        XCTAssertEqual(normBlock(columns: 2560, elementBytes: 2).0, 160)
+        XCTAssertEqual(normBlock(columns: 8192, elementBytes: 2).0, 256)
+        XCTAssertEqual(normBlock(columns: 300, elementBytes: 4).0, 64)
+        XCTAssertEqual(normBlock(columns: 65536, elementBytes: 2).0, 256, "the element loops beyond 4 packs a thread")
     }
 
-    private func checkNorms(_ module: EmulatedModule, _ cpu: CPUBackend, rows: Int, columns: Int, _ generator: inout SeededGenerator) throws {
+    private func checkNorms(
+        _ module: EmulatedModule, _ cpu: CPUBackend, rows: Int, columns: Int, threads: Int, _ generator: inout SeededGenerator
+    ) throws {
         func random(_ shape: [Int]) throws -> Tensor { try cpu.randomNormal(shape, dtype: .bfloat16, using: &generator) }
         let (x, r, dy, dres) = (try random([rows, columns]), try random([rows, columns]), try random([rows, columns]), try random([rows, columns]))
         let (weight, bias) = (try random([columns]), try random([columns]))
         let bytes = rows * columns * 2
 
         let layer = try cpu.layerNorm(x, adding: r, weight: weight, bias: bias, epsilon: 1e-5)
-        let forward = try module.launch("layernorm_forward", grid: (rows, 1, 1), [
+        let forward = try module.launch("layernorm_forward", grid: (rows, 1, 1), block: threads, [
             .input(try Self.raw(x, cpu)), .input(try Self.raw(r, cpu)), .output(bytes: bytes), .input(try Self.raw(weight, cpu)),
             .input(try Self.raw(bias, cpu)), .output(bytes: bytes), .output(bytes: rows * 4), .output(bytes: rows * 4),
             .int64(rows), .int64(columns), .float(1e-5),
@@ -178,7 +186,7 @@ final class KernelEmulationTests: XCTestCase {
         try Self.assertClose(forward[7]!.elements(), try cpu.floats(layer.reciprocalStd), tolerance: 1e-4, "rstd")
         let layerGradients = try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer, addingGradient: dres)
         for (residualGradient, expected) in [(try Self.raw(dres, cpu), layerGradients.input), (nil, try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer).input)] {
-            let dx = try module.launch("layernorm_backward_input", grid: (rows, 1, 1), [
+            let dx = try module.launch("layernorm_backward_input", grid: (rows, 1, 1), block: threads, [
                 .input(try Self.raw(dy, cpu)), .input(forward[2]!), .input(try Self.raw(weight, cpu)), .input(forward[6]!), .input(forward[7]!),
                 residualGradient.map { .input($0) } ?? .int64(0), .output(bytes: bytes), .int64(rows), .int64(columns),
             ])[6]!
@@ -186,14 +194,14 @@ final class KernelEmulationTests: XCTestCase {
         }
 
         let rms = try cpu.rmsNorm(x, adding: r, weight: weight, epsilon: 1e-5)
-        let rmsForward = try module.launch("rmsnorm_forward", grid: (rows, 1, 1), [
+        let rmsForward = try module.launch("rmsnorm_forward", grid: (rows, 1, 1), block: threads, [
             .input(try Self.raw(x, cpu)), .input(try Self.raw(r, cpu)), .output(bytes: bytes), .input(try Self.raw(weight, cpu)),
             .output(bytes: bytes), .output(bytes: rows * 4), .int64(rows), .int64(columns), .float(1e-5),
         ])
         XCTAssertEqual(Self.bf16(rmsForward[2]!), try cpu.floats(try XCTUnwrap(rms.sum)))
         try Self.assertClose(Self.bf16(rmsForward[4]!), try cpu.floats(rms.output), tolerance: 1e-2, "RMSNorm(x + r)")
         let rmsGradients = try cpu.rmsNormBackward(dy, input: try XCTUnwrap(rms.sum), weight: weight, saved: rms, addingGradient: dres)
-        let rmsDx = try module.launch("rmsnorm_backward_input", grid: (rows, 1, 1), [
+        let rmsDx = try module.launch("rmsnorm_backward_input", grid: (rows, 1, 1), block: threads, [
             .input(try Self.raw(dy, cpu)), .input(rmsForward[2]!), .input(try Self.raw(weight, cpu)), .input(rmsForward[5]!),
             .input(try Self.raw(dres, cpu)), .output(bytes: bytes), .int64(rows), .int64(columns),
         ])[5]!

@@ -30,7 +30,7 @@ extension CUDABackend {
         let out = try newTensor(x.shape, dtype: x.dtype)
         let sum = try residual.map { _ in try newTensor(x.shape, dtype: x.dtype) }
         let rrms = try newTensor([rows], dtype: .float32)
-        try launch(.normalization, "rmsnorm_forward", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+        try launch(.normalization, "rmsnorm_forward", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), block: normBlock(columns: columns, elementBytes: x.dtype.byteSize), [
             .pointer(address(x, operation)), .optionalPointer(address(ifAny: residual, operation)), .optionalPointer(address(ifAny: sum, operation)),
             .pointer(address(weight, operation)), .pointer(address(out, operation)), .pointer(address(rrms, operation)),
             .int64(Int64(rows)), .int64(Int64(columns)), .float(epsilon),
@@ -51,7 +51,7 @@ extension CUDABackend {
         }
         let dx = try newTensor(x.shape, dtype: x.dtype)
         let dweight = try newTensor([columns], dtype: x.dtype)
-        try launch(.normalization, "rmsnorm_backward_input", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), [
+        try launch(.normalization, "rmsnorm_backward_input", dtype: x.dtype, grid: (min(rows, 65_535), 1, 1), block: normBlock(columns: columns, elementBytes: x.dtype.byteSize), [
             .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(weight, operation)),
             .pointer(address(saved.reciprocalRMS, operation)), .optionalPointer(address(ifAny: residualGradient, operation)),
             .pointer(address(dx, operation)), .int64(Int64(rows)), .int64(Int64(columns)),

@@ -38,7 +38,7 @@ extension CUDABackend {
         let mean = try newTensor([rows], dtype: .float32)
         let rstd = try newTensor([rows], dtype: .float32)
         let operation = "layerNorm"
-        try launch(.normalization, "layernorm_forward", dtype: x.dtype, grid: (rows, 1, 1), [
+        try launch(.normalization, "layernorm_forward", dtype: x.dtype, grid: (rows, 1, 1), block: normBlock(columns: columns, elementBytes: x.dtype.byteSize), [
             .pointer(address(x, operation)), .optionalPointer(address(ifAny: residual, operation)), .optionalPointer(address(ifAny: sum, operation)),
             .pointer(address(weight, operation)), .pointer(address(bias, operation)), .pointer(address(out, operation)),
             .pointer(address(mean, operation)), .pointer(address(rstd, operation)), .int64(Int64(rows)), .int64(Int64(columns)),
@@ -61,7 +61,7 @@ extension CUDABackend {
         let dx = try newTensor(x.shape, dtype: x.dtype)
         let dweight = try newTensor([columns], dtype: x.dtype)
         let dbias = try newTensor([columns], dtype: x.dtype)
-        try launch(.normalization, "layernorm_backward_input", dtype: x.dtype, grid: (rows, 1, 1), [
+        try launch(.normalization, "layernorm_backward_input", dtype: x.dtype, grid: (rows, 1, 1), block: normBlock(columns: columns, elementBytes: x.dtype.byteSize), [
             .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(weight, operation)),
             .pointer(address(saved.mean, operation)), .pointer(address(saved.reciprocalStd, operation)),
             .optionalPointer(address(ifAny: residualGradient, operation)), .pointer(address(dx, operation)),

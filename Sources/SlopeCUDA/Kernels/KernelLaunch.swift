@@ -64,3 +64,11 @@ extension CUDADevice {
 func elementwiseGrid(_ count: Int) -> (Int, Int, Int) {
     (min(max((count + 255) / 256, 1), 65_535), 1, 1)
 }
+
+/// Threads of a row-norm block (LayerNorm, RMSNorm: one block per row): about two 16-byte packs of the row a thread,
+/// 64 to 256. A 1024-wide bf16 row (BERT-large) takes 64 threads instead of 256, half of them idle, so an SM holds
+/// four times the rows in flight, and the block sums wait on two warps, not eight.
+func normBlock(columns: Int, elementBytes: Int) -> (Int, Int, Int) {
+    let packs = (columns * elementBytes + 15) / 16
+    return (min(256, max(64, ((packs + 1) / 2 + 31) / 32 * 32)), 1, 1)
+}
