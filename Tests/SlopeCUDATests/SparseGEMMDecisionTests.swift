@@ -31,7 +31,7 @@ final class SparseGEMMDecisionTests: XCTestCase {
 
     /// Up to 64 rows each count is its own decision; above, counts share one per bucket (a power of two or 1.5 times
     /// one), so a server's steps of every size do not each time the routes again.
-    func testTokenCountsAbove64ShareADecisionPerBucket() {
+    func testTokenCountsAbove64ShareADecisionPerBucket() throws {
         for tokens in [1, 7, 32, 63, 64] { XCTAssertEqual(SparseGEMMDecisionStore.tokenBucket(tokens), tokens) }
         let expected = [65: 96, 96: 96, 97: 128, 128: 128, 129: 192, 192: 192, 193: 256, 4096: 4096, 4097: 6144, 4099: 6144, 6145: 8192, 8192: 8192]
         for (tokens, bucket) in expected { XCTAssertEqual(SparseGEMMDecisionStore.tokenBucket(tokens), bucket, "\(tokens) tokens") }
@@ -45,6 +45,19 @@ final class SparseGEMMDecisionTests: XCTestCase {
         XCTAssertEqual(SparseGEMMDecisionStore.key(tokens: 4099, outFeatures: 2048, inFeatures: 2048, dtype: "bfloat16"), "bfloat16 6144x2048x2048")
         XCTAssertNotEqual(SparseGEMMDecisionStore.key(tokens: 31, outFeatures: 2048, inFeatures: 2048, dtype: "bfloat16"),
                           SparseGEMMDecisionStore.key(tokens: 32, outFeatures: 2048, inFeatures: 2048, dtype: "bfloat16"))
+        // A bucket shares the route, not cuSPARSELt's searched algorithm: that runs only at the count it was searched
+        // at (or, from an older file, at the key's own count); the bucket's other counts plan the default algorithm.
+        let algorithm = CuSPARSELtMatmul.Algorithm(configuration: 3, splitK: 4, splitKMode: 1, splitKBuffers: 2)
+        let searched = SparseGEMMDecision(route: .sparseA, algorithm: algorithm, milliseconds: [:], searchedTokens: 4099)
+        XCTAssertTrue(searched.algorithmApplies(tokens: 4099))
+        XCTAssertFalse(searched.algorithmApplies(tokens: 4608))
+        XCTAssertFalse(searched.algorithmApplies(tokens: 6144))
+        let older = SparseGEMMDecision(route: .sparseA, algorithm: algorithm, milliseconds: [:])
+        XCTAssertTrue(older.algorithmApplies(tokens: 4096))
+        XCTAssertFalse(older.algorithmApplies(tokens: 4000), "an exact key of an older file, met by another count of its bucket")
+        XCTAssertFalse(SparseGEMMDecision(route: .sparseA, milliseconds: [:], searchedTokens: 4099).algorithmApplies(tokens: 4099))
+        let decoded = try JSONDecoder().decode(SparseGEMMDecision.self, from: JSONEncoder().encode(searched))
+        XCTAssertEqual(decoded, searched)
     }
 
     func testACorruptFileIsIgnored() throws {

@@ -401,11 +401,11 @@ extension CUDABackend {
         return try int32s(bad)[0] == 0 ? map : nil
     }
 
-    /// cuSPARSELt's plan for `key` with the algorithm the decision recorded, which was searched at the first token
-    /// count of its bucket (``SparseGEMMDecisionStore/tokenBucket(_:)``); cuSPARSELt's default algorithm where that
-    /// one cannot take this count.
+    /// cuSPARSELt's plan for `key` with the algorithm the decision recorded where it was searched at this token count
+    /// (``SparseGEMMDecision/algorithmApplies(tokens:)``); cuSPARSELt's default algorithm at the bucket's other
+    /// counts, and where the recorded one cannot be planned.
     private func decidedPlan(_ key: CuSPARSELtMatmul.Key, _ decision: SparseGEMMDecision) throws -> CuSPARSELtMatmul.Plan {
-        guard let algorithm = decision.algorithm else { return try cusparse().plan(for: key) }
+        guard decision.algorithmApplies(tokens: key.tokens), let algorithm = decision.algorithm else { return try cusparse().plan(for: key) }
         do {
             return try cusparse().plan(for: key, algorithm: algorithm)
         } catch {
@@ -474,7 +474,7 @@ extension CUDABackend {
         let best = timings.min { $0.value < $1.value }!.key
         let decision = SparseGEMMDecision(
             route: SparseGEMMDecision.Route(rawValue: best)!, algorithm: algorithms[best], milliseconds: timings,
-            failures: failures.isEmpty ? nil : failures)
+            failures: failures.isEmpty ? nil : failures, searchedTokens: tokens)
         decisions.record(decision, for: key)
         // Keep only the chosen route's operand: the others were built just to be timed.
         try detachValues(s)

@@ -24,6 +24,16 @@ struct SparseGEMMDecision: Codable, Equatable, Sendable {
     let milliseconds: [String: Double]
     /// Why a sparse route could not run at this shape, by route name (e.g. cuSPARSELt refusing the plan).
     var failures: [String: String]? = nil
+    /// The token count the routes were timed and cuSPARSELt's algorithm searched at (nil in files from before
+    /// decisions were shared by a bucket of counts: then the key's own count).
+    var searchedTokens: Int? = nil
+
+    /// Whether `algorithm` may run at `tokens`: only at the count it was searched at. An algorithm searched at one
+    /// count can fail at another of its bucket (on an H100, merged SLoPe steps of new sizes failed so); other
+    /// counts take cuSPARSELt's default algorithm, planned for their own shape.
+    func algorithmApplies(tokens: Int) -> Bool {
+        algorithm != nil && tokens == (searchedTokens ?? SparseGEMMDecisionStore.tokenBucket(tokens))
+    }
 }
 
 /// The decisions, kept in memory and in a JSON file so the search runs once per shape and machine:
