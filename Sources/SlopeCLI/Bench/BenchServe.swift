@@ -93,7 +93,10 @@ struct BenchServe: ParsableCommand {
                 do {
                     let response = try client.post("/v1/completions", body)
                     guard response.status == 200 else { throw ValidationError("status \(response.status): \(response.body)") }
-                    let usage = response.events.compactMap { Self.completionTokens(in: $0) }.last ?? 0
+                    guard let usage = response.events.compactMap({ Self.completionTokens(in: $0) }).last else {
+                        // (a stream ended by a failed step carries the error instead of the usage)
+                        throw ValidationError("a stream ended without its usage: \(response.events.last ?? "no events")")
+                    }
                     received.withLock { $0.tokens += usage }
                 } catch {
                     received.withLock { $0.failure = "\(error)" }
