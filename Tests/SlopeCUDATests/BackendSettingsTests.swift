@@ -14,7 +14,7 @@ final class BackendSettingsTests: XCTestCase {
         XCTAssertEqual(settings.attentionVariant.forward, 0)
         XCTAssertNil(settings.mergedInferenceForm)
         XCTAssertFalse(settings.pinnedUploads)
-        XCTAssertEqual(settings.skinnyKernel, .staged)
+        XCTAssertEqual(settings.skinnyKernel, .mma)
         XCTAssertEqual(settings.denseGEMMChoice, .auto)
         XCTAssertTrue(settings.recordsGraphs)
         XCTAssertEqual(try BackendSettings(["SLOPE_ATTENTION": "auto", "SLOPE_SPARSE_GEMM": "auto", "SLOPE_MERGED_INFERENCE": "auto"]).attentionRoute, nil)
@@ -53,7 +53,7 @@ final class BackendSettingsTests: XCTestCase {
             ("SLOPE_ATTENTION_VARIANT", "0,-1", "FORWARD,BACKWARD"),
             ("SLOPE_MERGED_INFERENCE", "merged", "auto, folded, factored, stacked or skinny"),
             ("SLOPE_PINNED_UPLOADS", "true", "1 (stage uploads through pinned memory) or 0"),
-            ("SLOPE_SKINNY_KERNEL", "auto", "staged, plain or mma"),
+            ("SLOPE_SKINNY_KERNEL", "auto", "mma, staged or plain"),
             ("SLOPE_DENSE_GEMM", "gemv", "auto, cublaslt or skinny"),
             ("SLOPE_DECODE_ATTENTION", "fast", "plain or wide"),
             ("SLOPE_CUDA_GRAPHS", "yes", "1 (record decode steps) or 0"),

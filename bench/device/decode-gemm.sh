@@ -2,7 +2,7 @@
 # Device-side run for decoding's GEMMs (docs/benchmarks/inference.md): `slope bench linear` at 1, 4, 8 and 32
 # tokens for OPT-1.3B's linears (or $SHAPES), then every route timed for each shape as the sparse-GEMM decisions file
 # recorded it (dense, cuSPARSELt's two arrangements, the skinny 2:4 kernel; merged forms), one table per skinny kernel
-# ($KERNELS: mma, staged (the default) and plain — SLOPE_SKINNY_KERNEL; each keeps its own decisions file). Logs to $OUT.
+# ($KERNELS: mma (the default), staged and plain — SLOPE_SKINNY_KERNEL; each keeps its own decisions file). Logs to $OUT.
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export SLOPE_CACHE_DIR=${SLOPE_CACHE_DIR:-/tmp/slope-cache}

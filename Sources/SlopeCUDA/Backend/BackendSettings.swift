@@ -18,7 +18,7 @@ struct BackendSettings {
     /// `SLOPE_PINNED_UPLOADS=1`.
     var pinnedUploads = false
     /// `SLOPE_SKINNY_KERNEL`.
-    var skinnyKernel = SkinnySparseGEMM.Kernel.staged
+    var skinnyKernel = SkinnySparseGEMM.Kernel.mma
     /// `SLOPE_DENSE_GEMM`.
     var denseGEMMChoice = SkinnyDenseGEMM.Choice.auto
     /// `SLOPE_CUDA_GRAPHS=0` turns recorded decode steps off.
@@ -69,7 +69,7 @@ struct BackendSettings {
         case "1"?: pinnedUploads = true
         case let other?: throw refuse("SLOPE_PINNED_UPLOADS", "1 (stage uploads through pinned memory) or 0", other)
         }
-        skinnyKernel = try choice("SLOPE_SKINNY_KERNEL", "staged, plain or mma", auto: false) ?? .staged
+        skinnyKernel = try choice("SLOPE_SKINNY_KERNEL", "mma, staged or plain", auto: false) ?? .mma
         denseGEMMChoice = try choice("SLOPE_DENSE_GEMM", "auto, cublaslt or skinny", auto: false) ?? .auto
         decodeAttentionKernel = try choice("SLOPE_DECODE_ATTENTION", "plain or wide", auto: false) ?? .wide
         switch environment["SLOPE_CUDA_GRAPHS"] {

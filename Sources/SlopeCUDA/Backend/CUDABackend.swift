@@ -46,8 +46,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Uploads staged through pinned memory without waiting for the stream (`SLOPE_PINNED_UPLOADS=1`; off by default:
     /// no gain measured).
     let pinnedUploads: PinnedUploads?
-    /// Which skinny 2:4 kernel decoding's sparse GEMMs run (`SLOPE_SKINNY_KERNEL` = staged, the default, or plain).
-    public var skinnyKernel = SkinnySparseGEMM.Kernel.staged
+    /// Which skinny 2:4 kernel decoding's sparse GEMMs run (`SLOPE_SKINNY_KERNEL` = mma, the default, staged or plain).
+    public var skinnyKernel = SkinnySparseGEMM.Kernel.mma
     /// How a dense GEMM of few rows of X runs (`SLOPE_DENSE_GEMM`: measured per shape by default).
     var denseGEMMChoice = SkinnyDenseGEMM.Choice.auto
     /// `SLOPE_DECODE_ATTENTION` (BackendSettings).
