@@ -402,10 +402,10 @@ extension CUDABackend {
     }
 
     /// cuSPARSELt's plan for `key` with the algorithm the decision recorded where it was searched at this token count
-    /// (``SparseGEMMDecision/algorithmApplies(tokens:)``); cuSPARSELt's default algorithm at the bucket's other
-    /// counts, and where the recorded one cannot be planned.
+    /// (``SparseGEMMDecision/algorithm(at:)``); cuSPARSELt's default algorithm at the bucket's other counts, and
+    /// where the recorded one cannot be planned.
     private func decidedPlan(_ key: CuSPARSELtMatmul.Key, _ decision: SparseGEMMDecision) throws -> CuSPARSELtMatmul.Plan {
-        guard decision.algorithmApplies(tokens: key.tokens), let algorithm = decision.algorithm else { return try cusparse().plan(for: key) }
+        guard let algorithm = decision.algorithm(at: key.tokens) else { return try cusparse().plan(for: key) }
         do {
             return try cusparse().plan(for: key, algorithm: algorithm)
         } catch {

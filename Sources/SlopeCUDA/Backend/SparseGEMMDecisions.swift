@@ -28,11 +28,11 @@ struct SparseGEMMDecision: Codable, Equatable, Sendable {
     /// decisions were shared by a bucket of counts: then the key's own count).
     var searchedTokens: Int? = nil
 
-    /// Whether `algorithm` may run at `tokens`: only at the count it was searched at. An algorithm searched at one
+    /// `algorithm` where it may run at `tokens`: only at the count it was searched at. An algorithm searched at one
     /// count can fail at another of its bucket (on an H100, merged SLoPe steps of new sizes failed so); other
-    /// counts take cuSPARSELt's default algorithm, planned for their own shape.
-    func algorithmApplies(tokens: Int) -> Bool {
-        algorithm != nil && tokens == (searchedTokens ?? SparseGEMMDecisionStore.tokenBucket(tokens))
+    /// counts (nil) take cuSPARSELt's default algorithm, planned for their own shape.
+    func algorithm(at tokens: Int) -> CuSPARSELtMatmul.Algorithm? {
+        tokens == (searchedTokens ?? SparseGEMMDecisionStore.tokenBucket(tokens)) ? algorithm : nil
     }
 }
 
