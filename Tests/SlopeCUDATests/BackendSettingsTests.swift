@@ -15,6 +15,8 @@ final class BackendSettingsTests: XCTestCase {
         XCTAssertNil(settings.mergedInferenceForm)
         XCTAssertFalse(settings.pinnedUploads)
         XCTAssertEqual(settings.skinnyKernel, .mma)
+        XCTAssertEqual(settings.skinnyWarpsPerMultiprocessor, SkinnySparseGEMM.defaultWarpsPerMultiprocessor)
+        XCTAssertEqual(settings.skinnyDecisionsTag, "mma")
         XCTAssertEqual(settings.denseGEMMChoice, .auto)
         XCTAssertTrue(settings.recordsGraphs)
         XCTAssertEqual(try BackendSettings(["SLOPE_ATTENTION": "auto", "SLOPE_SPARSE_GEMM": "auto", "SLOPE_MERGED_INFERENCE": "auto"]).attentionRoute, nil)
@@ -28,7 +30,7 @@ final class BackendSettingsTests: XCTestCase {
         let settings = try BackendSettings([
             "SLOPE_SPARSE_GEMM": "skinny", "SLOPE_SPARSE_BIAS": "kernel", "SLOPE_FUSIONS": "residual-norm,multi-tensor", "SLOPE_ATTENTION": "fused",
             "SLOPE_ATTENTION_VARIANT": "1,2", "SLOPE_MERGED_INFERENCE": "stacked", "SLOPE_PINNED_UPLOADS": "1", "SLOPE_SKINNY_KERNEL": "plain",
-            "SLOPE_DENSE_GEMM": "cublaslt", "SLOPE_CUDA_GRAPHS": "0",
+            "SLOPE_DENSE_GEMM": "cublaslt", "SLOPE_CUDA_GRAPHS": "0", "SLOPE_SKINNY_WARPS": "16",
         ])
         XCTAssertEqual(settings.sparseRoute, "skinny")
         XCTAssertFalse(settings.sparseBiasEpilogue)
@@ -39,6 +41,8 @@ final class BackendSettingsTests: XCTestCase {
         XCTAssertEqual(settings.mergedInferenceForm, .stacked)
         XCTAssertTrue(settings.pinnedUploads)
         XCTAssertEqual(settings.skinnyKernel, .plain)
+        XCTAssertEqual(settings.skinnyWarpsPerMultiprocessor, 16)
+        XCTAssertEqual(settings.skinnyDecisionsTag, "plain-w16", "another launch shape keeps its own decisions")
         XCTAssertEqual(settings.denseGEMMChoice, .cublaslt)
         XCTAssertFalse(settings.recordsGraphs)
     }
@@ -57,6 +61,8 @@ final class BackendSettingsTests: XCTestCase {
             ("SLOPE_DENSE_GEMM", "gemv", "auto, cublaslt or skinny"),
             ("SLOPE_DECODE_ATTENTION", "fast", "plain or wide"),
             ("SLOPE_CUDA_GRAPHS", "yes", "1 (record decode steps) or 0"),
+            ("SLOPE_SKINNY_WARPS", "2", "warps per SM from 4 to 64"),
+            ("SLOPE_SKINNY_WARPS", "many", "warps per SM from 4 to 64"),
         ]
         for (variable, value, expected) in refusals {
             XCTAssertThrowsError(try BackendSettings([variable: value]), variable) { error in

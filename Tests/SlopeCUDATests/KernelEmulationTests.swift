@@ -984,27 +984,37 @@ final class KernelEmulationTests: XCTestCase {
             try cpu.sparseMatmul(x, w, accumulatingInto: target)
             try Self.assertClose(Self.bf16(product(x, w, bias: nil, y: y, sums: false)), try cpu.floats(target), tolerance: 3e-2, "\(label) accumulating")
         }
-        // The merged layer: [W; Lᵀ] (Lᵀ pruned 2:4 along the input) in one skinny pass, then the epilogue.
-        let (tokens, inFeatures, outFeatures, rank, scale) = (5, 96, 24, 4, Float(0.5))
-        let weight = try cpu.compress(random([outFeatures, inFeatures]), pattern: .twoFour, mask: nil)
-        let down = try cpu.compress(random([rank, inFeatures]), pattern: .twoFour, mask: nil)
-        let merged = try CompressedMatrix(
-            rows: outFeatures + rank, columns: inFeatures, pattern: .twoFour,
-            values: cpu.concatenateRows([weight.values, down.values]), indices: cpu.concatenateRows([weight.indices, down.indices]))
-        let x = try random([tokens, inFeatures]), up = try random([rank, outFeatures]), bias = try random([outFeatures])
-        let sums = try product(x, merged, bias: nil, y: nil, sums: true)
-        let y = try module.launch("skinny_low_rank_epilogue", grid: (1, 1, 1), [
-            .input(sums), .input(try Self.raw(up, cpu)), .input(try Self.raw(bias, cpu)), .output(bytes: tokens * outFeatures * 2),
-            .int64(tokens), .int64(outFeatures), .int64(rank), .float(scale),
-        ])[3]!
-        let expected = try cpu.mergedSparseLowRankMatmul(x, merged: merged, outFeatures: outFeatures, up: up, scale: scale, bias: bias)
-        try Self.assertClose(Self.bf16(y), try cpu.floats(expected), tolerance: 5e-2, "merged \(tokens)×\(inFeatures)→\(outFeatures) r=\(rank)")
+        // The merged layer: [W; Lᵀ] (Lᵀ pruned 2:4 along the input) in one skinny pass, then the epilogue: one block
+        // and one token chunk, and two blocks (the second partly past the outputs) over two chunks of 8 tokens with
+        // a rank that leaves some of the 8 warps idle.
+        for (tokens, inFeatures, outFeatures, rank) in [(5, 96, 24, 4), (11, 64, 80, 12)] {
+            let scale = Float(0.5)
+            let weight = try cpu.compress(random([outFeatures, inFeatures]), pattern: .twoFour, mask: nil)
+            let down = try cpu.compress(random([rank, inFeatures]), pattern: .twoFour, mask: nil)
+            let merged = try CompressedMatrix(
+                rows: outFeatures + rank, columns: inFeatures, pattern: .twoFour,
+                values: cpu.concatenateRows([weight.values, down.values]), indices: cpu.concatenateRows([weight.indices, down.indices]))
+            let x = try random([tokens, inFeatures]), up = try random([rank, outFeatures]), bias = try random([outFeatures])
+            let sums = try product(x, merged, bias: nil, y: nil, sums: true)
+            let y = try module.launch(
+                "skinny_low_rank_epilogue", grid: SkinnySparseGEMM.epilogueGrid(outFeatures: outFeatures), block: SkinnySparseGEMM.epilogueThreads, [
+                    .input(sums), .input(try Self.raw(up, cpu)), .input(try Self.raw(bias, cpu)), .output(bytes: tokens * outFeatures * 2),
+                    .int64(tokens), .int64(outFeatures), .int64(rank), .float(scale),
+                ])[3]!
+            // Against the CPU in float (the kernel keeps X·Wᵀ and X·L in float; only its output is rounded to bf16).
+            func float32(_ tensor: Tensor) throws -> Tensor { try cpu.cast(tensor, to: .float32) }
+            let merged32 = try CompressedMatrix(
+                rows: merged.rows, columns: merged.columns, pattern: merged.pattern, values: float32(merged.values), indices: merged.indices)
+            let expected = try cpu.mergedSparseLowRankMatmul(
+                float32(x), merged: merged32, outFeatures: outFeatures, up: float32(up), scale: scale, bias: float32(bias))
+            try Self.assertClose(Self.bf16(y), try cpu.floats(expected), tolerance: 1e-2, "merged \(tokens)×\(inFeatures)→\(outFeatures) r=\(rank)")
+        }
     }
 
     /// The skinny 2:4 GEMM on sparse tensor cores (`mma.sp` emulated from PTX's operand layouts) against the CPU
     /// backend: 1 to 32 tokens (one to four n-tiles, the last partly empty), rows not a multiple of 16, k of one to
-    /// three 128-column super-tiles shared by one to four warps (a warp with none, one with two); with a bias, adding
-    /// into Y, and as the merged layer's float sums.
+    /// six 128-column super-tiles shared by one to four warps (a warp with none, one with two, one with three: the next
+    /// loaded while one is multiplied); with a bias, adding into Y, and as the merged layer's float sums.
     func testSkinnyTwoFourGEMMOnSparseTensorCoresMatchesTheCPUBackend() throws {
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 26)
@@ -1012,7 +1022,7 @@ final class KernelEmulationTests: XCTestCase {
             source: EmulatedModule.withEmulatedHelpers(KernelFamily.skinnySparseTensorCore.translationUnit(for: .bfloat16), EmulatedModule.sparseTensorCoreHelpers),
             kernels: ["skinny_24_mma": 11])
         func random(_ shape: [Int]) throws -> Tensor { try cpu.randomNormal(shape, dtype: .bfloat16, using: &generator) }
-        for (tokens, rows, k, warps) in [(1, 20, 128, 1), (5, 17, 256, 2), (8, 33, 384, 2), (13, 16, 128, 4), (32, 9, 256, 3)] {
+        for (tokens, rows, k, warps) in [(1, 20, 128, 1), (5, 17, 256, 2), (8, 33, 384, 2), (2, 16, 768, 2), (13, 16, 128, 4), (32, 9, 256, 3)] {
             let w = try cpu.compress(random([rows, k]), pattern: .twoFour, mask: nil)
             let x = try random([tokens, k]), bias = try random([rows]), y = try random([tokens, rows])
             let label = "\(tokens)×\(k)→\(rows), \(warps) warps"
@@ -1039,9 +1049,15 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual(SkinnySparseGEMM.Kernel.mma.effective(columns: 2112), .staged)
         XCTAssertEqual(SkinnySparseGEMM.Kernel.plain.effective(columns: 2112), .plain)
         XCTAssertEqual(SkinnySparseGEMM.tokensPerLaunch(.mma, columns: 8192, elementBytes: 2), 32)
-        let opt = SkinnySparseGEMM.tensorCoreLaunch(tokens: 8, rows: 2048, columns: 8192, multiprocessors: 132)
-        XCTAssertEqual([opt.grid, opt.warps, opt.sharedBytes], [128, 16, 16 * 16 * 8 * 4])
-        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 8192, columns: 2048, multiprocessors: 132).warps, 5, "16 warps an SM")
+        let opt = SkinnySparseGEMM.tensorCoreLaunch(tokens: 8, rows: 2048, columns: 8192, multiprocessors: 132, warpsPerMultiprocessor: 16)
+        XCTAssertEqual([opt.grid, opt.warps, opt.sharedBytes], [128, 17, 17 * 16 * 8 * 4], "16 warps an SM over 132 SMs")
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 8192, columns: 2048, multiprocessors: 132, warpsPerMultiprocessor: 16).warps,
+                       5, "16 warps an SM")
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 2048, columns: 8192, multiprocessors: 132).warps, 32, "32 warps an SM")
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 2048, columns: 8192, multiprocessors: 132, maximumWarps: 20).warps, 20,
+                       "no more than the kernel's registers allow a block")
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 32, rows: 2048, columns: 8192, multiprocessors: 132).warps, 24,
+                       "no more than 48 KiB of partial sums")
         XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 65536, columns: 2048, multiprocessors: 132).warps, 4)
         XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 32, rows: 2048, columns: 256, multiprocessors: 132).warps, 2)
     }

@@ -19,6 +19,8 @@ struct BackendSettings {
     var pinnedUploads = false
     /// `SLOPE_SKINNY_KERNEL`.
     var skinnyKernel = SkinnySparseGEMM.Kernel.mma
+    /// `SLOPE_SKINNY_WARPS`: warps per SM the tensor-core skinny kernel's grid aims at.
+    var skinnyWarpsPerMultiprocessor = SkinnySparseGEMM.defaultWarpsPerMultiprocessor
     /// `SLOPE_DENSE_GEMM`.
     var denseGEMMChoice = SkinnyDenseGEMM.Choice.auto
     /// `SLOPE_CUDA_GRAPHS=0` turns recorded decode steps off.
@@ -30,9 +32,16 @@ struct BackendSettings {
     static let variables = [
         "SLOPE_SPARSE_GEMM", "SLOPE_ATTENTION", "SLOPE_SPARSE_BIAS", "SLOPE_ATTENTION_VARIANT", "SLOPE_MERGED_INFERENCE", "SLOPE_FUSIONS",
         "SLOPE_PINNED_UPLOADS", "SLOPE_CUDA_GRAPHS", "SLOPE_SKINNY_KERNEL", "SLOPE_DENSE_GEMM", "SLOPE_DECODE_ATTENTION",
+        "SLOPE_SKINNY_WARPS",
     ]
 
     init() {}
+
+    /// The skinny kernel as the decisions file names it: routes timed with one kernel (or one launch shape of it) are
+    /// not another's.
+    var skinnyDecisionsTag: String {
+        skinnyKernel.rawValue + (skinnyWarpsPerMultiprocessor == SkinnySparseGEMM.defaultWarpsPerMultiprocessor ? "" : "-w\(skinnyWarpsPerMultiprocessor)")
+    }
 
     init(_ environment: [String: String]) throws {
         func refuse(_ variable: String, _ values: String, _ text: String) -> TensorError {
@@ -70,6 +79,10 @@ struct BackendSettings {
         case let other?: throw refuse("SLOPE_PINNED_UPLOADS", "1 (stage uploads through pinned memory) or 0", other)
         }
         skinnyKernel = try choice("SLOPE_SKINNY_KERNEL", "mma, staged or plain", auto: false) ?? .mma
+        if let text = environment["SLOPE_SKINNY_WARPS"] {
+            guard let warps = Int(text), (4...64).contains(warps) else { throw refuse("SLOPE_SKINNY_WARPS", "warps per SM from 4 to 64", text) }
+            skinnyWarpsPerMultiprocessor = warps
+        }
         denseGEMMChoice = try choice("SLOPE_DENSE_GEMM", "auto, cublaslt or skinny", auto: false) ?? .auto
         decodeAttentionKernel = try choice("SLOPE_DECODE_ATTENTION", "plain or wide", auto: false) ?? .wide
         switch environment["SLOPE_CUDA_GRAPHS"] {

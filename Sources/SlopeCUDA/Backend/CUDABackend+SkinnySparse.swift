@@ -25,15 +25,25 @@ public enum SkinnySparseGEMM {
         func effective(columns: Int) -> Kernel { self == .mma && columns % 128 != 0 ? .staged : self }
     }
 
-    /// The tensor-core kernel's block: 16 output rows, their k split over `warps` warps — as many as make ~16 warps
-    /// per SM over the grid (4 to 16, no more than there are 128-column super-tiles) — and its shared memory for
-    /// the warps' partial sums.
-    static func tensorCoreLaunch(tokens: Int, rows: Int, columns: Int, multiprocessors: Int) -> (grid: Int, warps: Int, sharedBytes: Int) {
+    /// The tensor-core kernel's block: 16 output rows, their k split over `warps` warps — as many as make
+    /// `warpsPerMultiprocessor` warps per SM over the grid (4 to `maximumWarps`, no more than there are 128-column
+    /// super-tiles, nor than 48 KiB of partial sums hold) — and its shared memory for the warps' partial sums.
+    static func tensorCoreLaunch(tokens: Int, rows: Int, columns: Int, multiprocessors: Int,
+                                 warpsPerMultiprocessor: Int = defaultWarpsPerMultiprocessor, maximumWarps: Int = 32) -> (grid: Int, warps: Int, sharedBytes: Int) {
         let blocks = max((rows + 15) / 16, 1)
-        let wanted = (16 * max(multiprocessors, 1) + blocks - 1) / blocks
-        let warps = max(1, min(16, max(4, wanted), columns / 128))
-        return (blocks, warps, warps * 16 * 8 * ((tokens + 7) / 8) * 4)
+        let partialBytes = 16 * 8 * ((tokens + 7) / 8) * 4
+        let wanted = (warpsPerMultiprocessor * max(multiprocessors, 1) + blocks - 1) / blocks
+        let warps = max(1, min(maximumWarps, (48 << 10) / partialBytes, max(4, wanted), columns / 128))
+        return (blocks, warps, warps * partialBytes)
     }
+
+    /// Warps per SM the tensor-core kernel's grid aims at (`SLOPE_SKINNY_WARPS`): each warp keeps two super-tiles of
+    /// weights in flight, and an SM needs tens of KiB in flight to draw its share of the memory bandwidth.
+    static let defaultWarpsPerMultiprocessor = 32
+
+    /// The low-rank epilogue's launch: 64 outputs a block, the rank split over 8 warps.
+    static func epilogueGrid(outFeatures: Int) -> (Int, Int, Int) { (max((outFeatures + 63) / 64, 1), 1, 1) }
+    static let epilogueThreads = 256
 
     /// Tokens per launch at most (`SKINNY_TOKENS` in the kernel: one register accumulator each).
     static let tokensPerLaunch = 8
@@ -216,7 +226,8 @@ extension CUDABackend {
             ])
         }
         let output = try newTensor([tokens, outFeatures], dtype: x.dtype)
-        try launch(.skinnySparse, "skinny_low_rank_epilogue", dtype: x.dtype, grid: elementwiseGrid(tokens * outFeatures), [
+        try launch(.skinnySparse, "skinny_low_rank_epilogue", dtype: x.dtype, grid: SkinnySparseGEMM.epilogueGrid(outFeatures: outFeatures),
+                   block: (SkinnySparseGEMM.epilogueThreads, 1, 1), sharedBytes: 0, [
             .pointer(sumsAddress), .pointer(address(up, "skinnyMergedGEMM")), .optionalPointer(try address(ifAny: bias, "skinnyMergedGEMM")),
             .pointer(address(output, "skinnyMergedGEMM")), .int64(Int64(tokens)), .int64(Int64(outFeatures)),
             .int64(Int64(merged.rows - outFeatures)), .float(scale),
@@ -241,7 +252,10 @@ extension CUDABackend {
         let kernel = skinnyKernel(columns: columns)
         switch kernel {
         case .mma:
-            let shape = SkinnySparseGEMM.tensorCoreLaunch(tokens: tokens, rows: rows, columns: columns, multiprocessors: cudaDevice.multiprocessorCount)
+            let shape = SkinnySparseGEMM.tensorCoreLaunch(
+                tokens: tokens, rows: rows, columns: columns, multiprocessors: cudaDevice.multiprocessorCount,
+                warpsPerMultiprocessor: skinnyWarpsPerMultiprocessor,
+                maximumWarps: min(32, try maximumThreadsPerBlock(kernel.family, kernel.name, dtype: dtype) / 32))
             try launch(kernel.family, kernel.name, dtype: dtype, grid: (shape.grid, 1, 1), block: (32 * shape.warps, 1, 1),
                        sharedBytes: shape.sharedBytes, arguments)
         case .staged, .plain:

@@ -48,6 +48,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let pinnedUploads: PinnedUploads?
     /// Which skinny 2:4 kernel decoding's sparse GEMMs run (`SLOPE_SKINNY_KERNEL` = mma, the default, staged or plain).
     public var skinnyKernel = SkinnySparseGEMM.Kernel.mma
+    /// Warps per SM the tensor-core skinny kernel's grid aims at (`SLOPE_SKINNY_WARPS`).
+    var skinnyWarpsPerMultiprocessor = SkinnySparseGEMM.defaultWarpsPerMultiprocessor
     /// How a dense GEMM of few rows of X runs (`SLOPE_DENSE_GEMM`: measured per shape by default).
     var denseGEMMChoice = SkinnyDenseGEMM.Choice.auto
     /// `SLOPE_DECODE_ATTENTION` (BackendSettings).
@@ -73,8 +75,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         // Routes timed with one skinny kernel are not the other's: each keeps its own decisions.
         decisions = SparseGEMMDecisionStore(path: SparseGEMMDecisionStore.path(
             cacheDirectory: KernelCache.cacheDirectory(environment), device: "\(cudaDevice.name) \(cudaDevice.architecture)",
-            cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version, skinnyKernel: settings.skinnyKernel.rawValue))
+            cusparseLtVersion: cusparseLt?.version ?? 0, cublasLtVersion: blas.version, skinnyKernel: settings.skinnyDecisionsTag))
         skinnyKernel = settings.skinnyKernel
+        skinnyWarpsPerMultiprocessor = settings.skinnyWarpsPerMultiprocessor
         denseGEMMChoice = settings.denseGEMMChoice
         decodeAttentionKernel = settings.decodeAttentionKernel
         recordsGraphs = settings.recordsGraphs
@@ -176,13 +179,20 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     /// Registers per thread and local-memory bytes per thread (register spills) of a kernel, as ptxas built it.
     func kernelResources(_ family: KernelFamily, _ name: String, dtype: DType) throws -> (registers: Int, spillBytes: Int) {
+        (try kernelAttribute(family, name, dtype: dtype, SLOPE_CU_FUNC_ATTRIBUTE_NUM_REGS),
+         try kernelAttribute(family, name, dtype: dtype, SLOPE_CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES))
+    }
+
+    /// The most threads a block of the kernel may have (fewer than 1024 where its registers allow fewer).
+    func maximumThreadsPerBlock(_ family: KernelFamily, _ name: String, dtype: DType) throws -> Int {
+        try kernelAttribute(family, name, dtype: dtype, SLOPE_CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK)
+    }
+
+    private func kernelAttribute(_ family: KernelFamily, _ name: String, dtype: DType, _ id: some BinaryInteger) throws -> Int {
         let function = try kernel(family, name, dtype: dtype)
-        func attribute(_ id: Int32) throws -> Int {
-            var value: Int32 = 0
-            try cudaDevice.driver.check(cudaDevice.driver.cuFuncGetAttribute(&value, id, function), "cuFuncGetAttribute(\(name))")
-            return Int(value)
-        }
-        return (try attribute(Int32(SLOPE_CU_FUNC_ATTRIBUTE_NUM_REGS)), try attribute(Int32(SLOPE_CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)))
+        var value: Int32 = 0
+        try cudaDevice.driver.check(cudaDevice.driver.cuFuncGetAttribute(&value, Int32(id), function), "cuFuncGetAttribute(\(name))")
+        return Int(value)
     }
 
     /// Marks a tensor as written in place: caches of its contents go stale, and contents that were derived

@@ -164,15 +164,49 @@ extension KernelSources {
     }
 
     // The merged sparse + low-rank layer from the skinny GEMM over [W; Lᵀ]: y[t, o] = z[t, o] + scale·Σ_j z[t, out + j]·up[j, o]
-    // (+ bias[o]) for o < out; z [tokens, out + rank] float (X·Wᵀ, then X·L), up [rank, out]. Grid-stride over tokens·out.
+    // (+ bias[o]) for o < out; z [tokens, out + rank] float (X·Wᵀ, then X·L), up [rank, out]. A block takes 64 outputs
+    // (two a lane: a warp reads 128 contiguous bytes of a row of up) and splits the rank over its warps (8 at most),
+    // 8 tokens at a time; the warps' sums meet in shared memory. (One thread an output summing the whole rank alone
+    // left most of the GPU idle at decoding's few tokens.)
+    #define EPILOGUE_WARPS 8
+    #define EPILOGUE_TOKENS 8
     extern "C" __global__ void skinny_low_rank_epilogue(const float* z, const T* up, const T* bias, T* y, long long tokens,
                                                         long long out, long long rank, float scale) {
-        GRID_STRIDE(e, tokens * out) {
-            i64 t = e / out, o = e - t * out;
-            const float* zr = z + t * (out + rank);
-            float low = 0.0f;
-            for (i64 j = 0; j < rank; ++j) low += zr[out + j] * to_float(up[j * out + o]);
-            y[e] = from_float<T>(zr[o] + scale * low + (bias ? to_float(bias[o]) : 0.0f));
+        __shared__ float partial[EPILOGUE_WARPS][EPILOGUE_TOKENS][64];
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+        const i64 base = (i64)blockIdx.x * 64, o0 = base + 2 * lane, o1 = o0 + 1, stride = out + rank;
+        for (i64 first = 0; first < tokens; first += EPILOGUE_TOKENS) {
+            float acc[EPILOGUE_TOKENS][2];
+            #pragma unroll
+            for (int n = 0; n < EPILOGUE_TOKENS; ++n) acc[n][0] = acc[n][1] = 0.0f;
+            #pragma unroll 4
+            for (i64 j = warp; j < rank; j += warps) {
+                const float u0 = o0 < out ? to_float(up[j * out + o0]) : 0.0f, u1 = o1 < out ? to_float(up[j * out + o1]) : 0.0f;
+                #pragma unroll
+                for (int n = 0; n < EPILOGUE_TOKENS; ++n) {
+                    if (first + n < tokens) {
+                        const float p = z[(first + n) * stride + out + j];
+                        acc[n][0] += p * u0;
+                        acc[n][1] += p * u1;
+                    }
+                }
+            }
+            #pragma unroll
+            for (int n = 0; n < EPILOGUE_TOKENS; ++n) {
+                partial[warp][n][2 * lane] = acc[n][0];
+                partial[warp][n][2 * lane + 1] = acc[n][1];
+            }
+            __syncthreads();
+            for (int e = threadIdx.x; e < EPILOGUE_TOKENS * 64; e += blockDim.x) {
+                const int n = e / 64, c = e % 64;
+                const i64 t = first + n, o = base + c;
+                if (t < tokens && o < out) {
+                    float low = 0.0f;
+                    for (int w = 0; w < warps; ++w) low += partial[w][n][c];
+                    y[t * out + o] = from_float<T>(z[t * stride + o] + scale * low + (bias ? to_float(bias[o]) : 0.0f));
+                }
+            }
+            __syncthreads();
         }
     }
     #endif
