@@ -61,11 +61,13 @@ final class EncoderTests: XCTestCase {
         for parameter in model.parameters { try checkGradient(parameter, samples: 5, parameter.name, loss: loss) }
     }
 
-    /// With dropout on (a fixed seed, so every evaluation drops the same elements) the gradients still equal central
-    /// differences; the dropped elements differ from pass to pass with the seed, and no seed means no dropout.
+    /// With dropout on — hidden and attention probabilities — (a fixed seed, so every evaluation drops the same
+    /// elements) the gradients still equal central differences; the dropped elements differ from pass to pass with the
+    /// seed, and no seed means no dropout.
     func testEncoderGradientsWithDropout() throws {
         var withDropout = configuration
         withDropout.hiddenDropout = 0.3
+        withDropout.attentionDropout = 0.3
         let model = try EncoderModel(configuration: withDropout, dtype: .float64, backend: cpu, seed: 1)
         let (tokens, types, _, lengths) = try batch()
         func hidden() throws -> [Float] { try cpu.floats(model.encode(tokens: tokens, tokenTypes: types, lengths: lengths, batch: 2, sequence: 5)) }
@@ -73,6 +75,14 @@ final class EncoderTests: XCTestCase {
         model.dropoutSeed = 11
         let dropped = try hidden()
         XCTAssertNotEqual(dropped, plain)
+        try model.setDropout(0)
+        let attentionOnly = try hidden()
+        XCTAssertNotEqual(attentionOnly, plain, "the attention probabilities alone are dropped")
+        try model.setAttentionDropout(0)
+        XCTAssertEqual(try hidden(), plain)
+        try model.setDropout(0.3)
+        try model.setAttentionDropout(0.3)
+        XCTAssertEqual(model.configuration.attentionDropout, 0.3)
         XCTAssertEqual(try hidden(), dropped, "the same seed drops the same elements")
         model.dropoutSeed = 12
         XCTAssertNotEqual(try hidden(), dropped)
@@ -92,6 +102,7 @@ final class EncoderTests: XCTestCase {
     func testRecomputedActivationsGiveTheSameGradients() throws {
         var withDropout = configuration
         withDropout.hiddenDropout = 0.3
+        withDropout.attentionDropout = 0.3
         let models = try (0..<2).map { _ in try EncoderModel(configuration: withDropout, dtype: .float64, backend: cpu, seed: 3) }
         models[1].recomputesActivations = true
         XCTAssertTrue(models[1].blocks.allSatisfy(\.recomputesActivations))

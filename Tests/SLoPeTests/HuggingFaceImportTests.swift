@@ -52,6 +52,9 @@ final class HuggingFaceImportTests: XCTestCase {
         let (model, notInFolder) = try HuggingFaceEncoderImport.load(folder: folder, dtype: .float32, backend: cpu)
         XCTAssertEqual(notInFolder, [])
         XCTAssertEqual(model.configuration.activation, .geluExact)
+        XCTAssertEqual(model.configuration.hiddenDropout, 0.1)
+        XCTAssertEqual(model.configuration.attentionDropout, 0.1, "attention_probs_dropout_prob")
+        XCTAssertEqual(model.blocks[0].attention.dropoutProbability, 0.1)
         struct Outputs: Decodable {
             let tokens: [[Int32]], token_types: [[Int32]], lengths: [Int]
             let prediction_logits: [[Float]], seq_relationship_logits: [[Float]]

@@ -662,8 +662,9 @@ final class KernelEmulationTests: XCTestCase {
     /// backward's recomputed probabilities are the same, and its score gradient leaves the masked positions at zero.
     func testAttentionRowKernelsMaskPadding() throws {
         let module = try EmulatedModule(family: .attention, dtype: .float32, kernels: [
-            "attention_softmax_rows": 9, "attention_probabilities": 9, "attention_score_gradient": 10,
+            "attention_softmax_rows": 12, "attention_probabilities": 13, "attention_score_gradient": 13,
         ])
+        let noDropout: [EmulatedModule.Argument] = [.int64(0), .int32(0), .float(1)]
         var generator = SeededGenerator(seed: 37)
         let (hq, tq, tk) = (2, 5, 5)
         let scores = (0..<(hq * tq * tk)).map { _ in Float(generator.nextUniform() * 4 - 2) }
@@ -671,7 +672,7 @@ final class KernelEmulationTests: XCTestCase {
             let run = try module.launch("attention_softmax_rows", grid: (hq * tq, 1, 1), [
                 .inputArray(scores), .output(bytes: scores.count * 4), .output(bytes: hq * tq * 4),
                 .int64(tq), .int64(tk), .int64(hq), .int64(0), .int32(causal), .int64(limit),
-            ])
+            ] + noDropout)
             let probabilities: [Float] = run[1]!.elements(), lse: [Float] = run[2]!.elements()
             for row in 0..<(hq * tq) {
                 let (h, i) = (row / tq, row % tq)
@@ -686,16 +687,73 @@ final class KernelEmulationTests: XCTestCase {
             }
             let recomputed: [Float] = try module.launch("attention_probabilities", grid: (hq * tq, 1, 1), [
                 .inputArray(scores), .output(bytes: scores.count * 4), .inputArray(lse),
-                .int64(tq), .int64(tk), .int64(hq), .int64(0), .int32(causal), .int64(limit),
-            ])[1]!.elements()
+                .int64(tq), .int64(tk), .int64(hq), .int64(0), .int32(causal), .int64(limit), .int64(0),
+            ] + noDropout)[1]!.elements()
             for (a, b) in zip(recomputed, probabilities) { XCTAssertEqual(a, b, accuracy: 1e-5) }
             let gradient: [Float] = try module.launch("attention_score_gradient", grid: (hq * tq, 1, 1), [
                 .readWriteArray(recomputed), .inputArray(scores.map { $0 * 0.5 }), .inputArray([Float](repeating: 0.1, count: hq * tq)),
                 .int64(tq), .int64(tk), .int64(hq), .int64(0), .int32(causal), .float(0.5), .int64(limit),
-            ])[0]!.elements()
+            ] + noDropout)[0]!.elements()
             for row in 0..<(hq * tq) {
                 let visible = min(causal == 1 ? row % tq + 1 : tk, limit)
                 for j in visible..<tk { XCTAssertEqual(gradient[row * tk + j], 0, "masked positions keep no gradient") }
+            }
+        }
+    }
+
+    /// The GEMM route's row kernels with attention dropout, for batch element 1 of a padded sequence: the forward
+    /// probabilities are the softmax times Z (0 where AttentionDropout's mask drops, 1 / (1 − p) where it keeps, the
+    /// mask index counting batch element 1's rows after element 0's), the log-sum-exp the undropped one; backward
+    /// recomputes both P and P ⊙ Z, and its score gradient is P·(Z·dP − δ)·scale.
+    func testAttentionRowKernelsDropProbabilitiesAsTheCPUDoes() throws {
+        let module = try EmulatedModule(family: .attention, dtype: .float32, kernels: [
+            "attention_softmax_rows": 12, "attention_probabilities": 13, "attention_score_gradient": 13,
+        ])
+        var generator = SeededGenerator(seed: 38)
+        let (hq, tq, tk, b, limit) = (2, 6, 6, 1, 5)
+        let dropout = AttentionDropout(probability: 0.3, seed: 0xB3A7)
+        let shape = AttentionShape(batch: 2, queryLength: tq, queryHeads: hq, headDimension: 8, causal: false, keyLengths: [6, limit], dropout: dropout)
+        let arguments: [EmulatedModule.Argument] = [.int64(Int(truncatingIfNeeded: dropout.seed)), .int32(Int(dropout.threshold)), .float(Float(dropout.keptScale))]
+        let scores = (0..<(hq * tq * tk)).map { _ in Float(generator.nextUniform() * 4 - 2) }
+        let run = try module.launch("attention_softmax_rows", grid: (hq * tq, 1, 1), [
+            .inputArray(scores), .output(bytes: scores.count * 4), .output(bytes: 2 * hq * tq * 4),
+            .int64(tq), .int64(tk), .int64(hq), .int64(b), .int32(0), .int64(limit),
+        ] + arguments)
+        let dropped: [Float] = run[1]!.elements(), lse: [Float] = run[2]!.elements()
+        var (undropped, factors) = ([Float](repeating: 0, count: scores.count), [Float](repeating: 0, count: scores.count))
+        var drops = 0
+        for row in 0..<(hq * tq) {
+            let (h, i) = (row / tq, row % tq)
+            let visible = Array(scores[(row * tk)..<(row * tk + limit)])
+            let top = visible.max()!, total = visible.map { exp(Double($0 - top)) }.reduce(0, +)
+            XCTAssertEqual(lse[(b * tq + i) * hq + h], Float(Double(top) + log(total)), accuracy: 1e-4, "the undropped log-sum-exp")
+            for j in 0..<tk {
+                let p = j < limit ? Float(exp(Double(scores[row * tk + j] - top)) / total) : 0
+                let keeps = DropoutMask.keeps(seed: dropout.seed, index: dropout.rowIndex(shape, batch: b, head: h, query: i) + j, threshold: dropout.threshold)
+                factors[row * tk + j] = keeps ? Float(dropout.keptScale) : 0
+                if !keeps && j < limit { drops += 1 }
+                undropped[row * tk + j] = p
+                XCTAssertEqual(dropped[row * tk + j], p * factors[row * tk + j], accuracy: 1e-5, "row \(row) key \(j)")
+            }
+        }
+        XCTAssertTrue((8...28).contains(drops), "about 30% of the 60 visible probabilities dropped, not \(drops)")
+        let recomputed = try module.launch("attention_probabilities", grid: (hq * tq, 1, 1), [
+            .inputArray(scores), .output(bytes: scores.count * 4), .inputArray(lse),
+            .int64(tq), .int64(tk), .int64(hq), .int64(b), .int32(0), .int64(limit), .output(bytes: scores.count * 4),
+        ] + arguments)
+        for (a, e) in zip(recomputed[1]!.elements() as [Float], undropped) { XCTAssertEqual(a, e, accuracy: 1e-5, "P recomputed") }
+        for (a, e) in zip(recomputed[9]!.elements() as [Float], dropped) { XCTAssertEqual(a, e, accuracy: 1e-5, "P ⊙ Z recomputed") }
+        let dP = scores.map { $0 * 0.5 }, delta = (0..<(2 * hq * tq)).map { Float($0) * 0.01 }
+        let gradient: [Float] = try module.launch("attention_score_gradient", grid: (hq * tq, 1, 1), [
+            .readWriteArray(undropped), .inputArray(dP), .inputArray(delta),
+            .int64(tq), .int64(tk), .int64(hq), .int64(b), .int32(0), .float(0.25), .int64(limit),
+        ] + arguments)[0]!.elements()
+        for row in 0..<(hq * tq) {
+            let (h, i) = (row / tq, row % tq)
+            for j in 0..<limit {
+                let e = row * tk + j
+                let expected = undropped[e] * (factors[e] * dP[e] - delta[(b * tq + i) * hq + h]) * 0.25
+                XCTAssertEqual(gradient[e], expected, accuracy: 1e-5, "dS row \(row) key \(j)")
             }
         }
     }

@@ -42,7 +42,8 @@ final class AttentionOpTests: XCTestCase {
         assertClose(Array(y[8..<12]), [cos(3.0), -sin(slow), sin(3.0), cos(slow)], rtol: 1e-12, atol: 1e-12)
     }
 
-    /// Plain softmax(QKᵀ·scale + causal mask)·V per (batch, head), in Double.
+    /// Plain softmax(QKᵀ·scale + causal mask)·V per (batch, head), in Double; each probability dropped (or scaled by
+    /// 1 / (1 − p)) as ``DropoutMask`` decides its index ((b·Hq + h)·Tq + i)·Tk + j.
     func referenceAttention(_ q: [Double], _ k: [Double], _ v: [Double], _ s: AttentionShape) -> [Double] {
         let d = s.headDimension
         var out = [Double](repeating: 0, count: q.count)
@@ -62,7 +63,13 @@ final class AttentionOpTests: XCTestCase {
                     let total = e.reduce(0, +)
                     for j in 0..<s.keyLength {
                         let vj = (b * s.keyLength + j) * s.keyValueHeads * d + kvh * d
-                        for x in 0..<d { out[qi + x] += e[j] / total * v[vj + x] }
+                        var z = 1.0
+                        if let dropout = s.dropout {
+                            let index = ((b * s.queryHeads + h) * s.queryLength + i) * s.keyLength + j
+                            let threshold = DropoutMask.threshold(probability: dropout.probability)
+                            z = DropoutMask.keeps(seed: dropout.seed, index: index, threshold: threshold) ? 1 / (1 - dropout.probability) : 0
+                        }
+                        for x in 0..<d { out[qi + x] += e[j] / total * z * v[vj + x] }
                     }
                 }
             }
@@ -78,6 +85,11 @@ final class AttentionOpTests: XCTestCase {
         // An encoder's padded batch: bidirectional, keys past each sequence's length never attended to.
         AttentionShape(batch: 3, queryLength: 4, queryHeads: 2, headDimension: 3, causal: false, keyLengths: [4, 2, 1]),
         AttentionShape(batch: 2, queryLength: 4, queryHeads: 2, keyValueHeads: 1, headDimension: 2, keyLengths: [3, 4]),  // causal and padded
+        // Attention dropout (BERT's training): an encoder's padded batch, and causal grouped-query heads.
+        AttentionShape(batch: 3, queryLength: 4, queryHeads: 2, headDimension: 3, causal: false, keyLengths: [4, 2, 3],
+                       dropout: AttentionDropout(probability: 0.3, seed: 77)),
+        AttentionShape(batch: 2, queryLength: 5, queryHeads: 4, keyValueHeads: 2, headDimension: 2,
+                       dropout: AttentionDropout(probability: 0.5, seed: 78)),
     ]
 
     func tensors(_ s: AttentionShape, seed: UInt64) throws -> (Tensor, Tensor, Tensor) {
@@ -98,6 +110,13 @@ final class AttentionOpTests: XCTestCase {
             let q32 = try cpu.cast(q, to: .float32), k32 = try cpu.cast(k, to: .float32), v32 = try cpu.cast(v, to: .float32)
             let result32 = try cpu.attention(query: q32, key: k32, value: v32, shape: s)
             assertClose(try cpu.doubles(result32.output), try cpu.doubles(result.output), rtol: 1e-5, atol: 1e-6, "float32 \(n)")
+            if s.dropout != nil {  // the mask drops something, and the log-sum-exp is the undropped softmax's
+                var plain = s
+                plain.dropout = nil
+                let undropped = try cpu.attention(query: q, key: k, value: v, shape: plain)
+                XCTAssertNotEqual(try cpu.doubles(undropped.output), try cpu.doubles(result.output), "shape \(n)")
+                XCTAssertEqual(try cpu.doubles(undropped.logSumExp), try cpu.doubles(result.logSumExp), "shape \(n)")
+            }
         }
     }
 
@@ -133,6 +152,12 @@ final class AttentionOpTests: XCTestCase {
             assertThrowsTensorError(try cpu.attention(query: q, key: k, value: k, shape: AttentionShape(
                 batch: 1, queryLength: 4, queryHeads: 3, headDimension: 2, keyLengths: lengths))) {
                 if case .invalidArgument(_, let reason) = $0 { return reason.contains("key length in 1 … 4") } else { return false }
+            }
+        }
+        for probability in [-0.1, 1] {
+            assertThrowsTensorError(try cpu.attention(query: q, key: q, value: q, shape: AttentionShape(
+                batch: 1, queryLength: 4, queryHeads: 3, headDimension: 2, dropout: AttentionDropout(probability: probability, seed: 1)))) {
+                if case .invalidArgument(_, let reason) = $0 { return reason.contains("dropout probability must be in [0, 1)") } else { return false }
             }
         }
         assertThrowsTensorError(try cpu.rotaryEmbedding(q, layout: RotaryLayout(sequenceLength: 4, headDimension: 3, base: 10_000), inverse: false)) {

@@ -4,12 +4,13 @@
 # recorded it (dense, cuSPARSELt's two arrangements, the skinny 2:4 kernel; merged forms), one table per skinny kernel
 # ($KERNELS: mma (the default), staged and plain — SLOPE_SKINNY_KERNEL; each keeps its own decisions file). Logs to $OUT.
 set -uo pipefail
+SLOPE=${SLOPE:-./.gpu/slope}  # (another build for an A/B: SLOPE=./.gpu/base)
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export SLOPE_CACHE_DIR=${SLOPE_CACHE_DIR:-/tmp/slope-cache}
 PYTHON=${PYTHON:-/opt/torch/.venv/bin/python}
 SHAPES=${SHAPES:-$(for t in 1 4 8 32; do printf '%sx2048x2048,%sx2048x8192,%sx8192x2048,' $t $t $t; done | sed 's/,$//')}
 for kernel in ${KERNELS:-mma staged plain}; do
-  SLOPE_SKINNY_KERNEL=$kernel ./.gpu/slope bench linear --device cuda --shapes "$SHAPES" --json "$OUT/decode-linear-$kernel.json" \
+  SLOPE_SKINNY_KERNEL=$kernel "$SLOPE" bench linear --device cuda --shapes "$SHAPES" --json "$OUT/decode-linear-$kernel.json" \
     > "$OUT/decode-linear-$kernel.txt" 2>&1
   echo "bench linear ($kernel skinny kernel) exit $?"
   grep -E "forward|merged|inference" "$OUT/decode-linear-$kernel.txt" | head -40

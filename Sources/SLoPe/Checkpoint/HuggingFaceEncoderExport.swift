@@ -18,7 +18,7 @@ public enum HuggingFaceEncoderExport {
         try AtomicFile.write(Data(try configJSON(model.configuration, head: head?.task, dtype: outputType).utf8), to: folder + "/config.json")
     }
 
-    /// transformers' BertConfig for `configuration` and the head's task (dropout as BERT's, unused by slope's forward).
+    /// transformers' BertConfig for `configuration` and the head's task (dropout probabilities as the configuration's, BERT's 0.1 where it records none).
     static func configJSON(_ c: EncoderConfiguration, head: EncoderTaskHead.Task? = nil, dtype: DType) throws -> String {
         let activation: String
         switch c.activation {
@@ -51,7 +51,7 @@ public enum HuggingFaceEncoderExport {
               "layer_norm_eps": \(c.normEpsilon),
               "position_embedding_type": "absolute",
               "hidden_dropout_prob": \(c.hiddenDropout ?? 0.1),
-              "attention_probs_dropout_prob": 0.1,
+              "attention_probs_dropout_prob": \(c.attentionDropout ?? 0.1),
               "initializer_range": 0.02,
               "pad_token_id": 0,
               "torch_dtype": "\(torchDType)"

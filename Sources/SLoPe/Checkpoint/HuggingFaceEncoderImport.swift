@@ -20,6 +20,7 @@ public enum HuggingFaceEncoderImport {
         let type_vocab_size: Int?
         let layer_norm_eps: Float?
         let hidden_dropout_prob: Double?
+        let attention_probs_dropout_prob: Double?
         let position_embedding_type: String?
         let num_labels: Int?
         let id2label: [String: String]?
@@ -87,7 +88,7 @@ public enum HuggingFaceEncoderImport {
             vocabularySize: config.vocab_size, contextLength: config.max_position_embeddings, typeVocabularySize: config.type_vocab_size ?? 2,
             layers: config.num_hidden_layers, hiddenSize: config.hidden_size, heads: config.num_attention_heads,
             intermediateSize: config.intermediate_size, activation: activation, normEpsilon: config.layer_norm_eps ?? 1e-12,
-            hiddenDropout: config.hidden_dropout_prob ?? 0.1)
+            hiddenDropout: config.hidden_dropout_prob ?? 0.1, attentionDropout: config.attention_probs_dropout_prob ?? 0.1)
         do { try encoder.validate() } catch { throw unsupported("\(error)") }
         return encoder
     }

@@ -89,6 +89,12 @@ extension BackendComparison {
         AttentionShape(batch: 1, queryLength: 40, keyLength: 150, queryHeads: 2, keyValueHeads: 1, headDimension: 256, causal: false),
         // Causal, one key/value head for four query heads, lengths a multiple of 128.
         AttentionShape(batch: 2, queryLength: 256, queryHeads: 4, keyValueHeads: 1, headDimension: 128),
+        // Dropped attention probabilities (the GEMM route's row kernels, the CPU's mask): an encoder's padded batch,
+        // and causal grouped-query heads.
+        AttentionShape(batch: 3, queryLength: 40, queryHeads: 4, headDimension: 64, causal: false, keyLengths: [40, 17, 1],
+                       dropout: AttentionDropout(probability: 0.1, seed: 0xA77E)),
+        AttentionShape(batch: 2, queryLength: 70, queryHeads: 4, keyValueHeads: 2, headDimension: 32,
+                       dropout: AttentionDropout(probability: 0.4, seed: 0xA77F)),
     ]
 
     /// Attention at ``attentionShapes`` in float32 and bfloat16; `suffix` labels the route being checked.
@@ -108,6 +114,7 @@ extension BackendComparison {
                 let v = try random([s.batch * s.keyLength, s.keyValueHeads * d], dtype)
                 let dOut = try random([s.batch * s.queryLength, s.queryHeads * d], dtype)
                 let label = "attention B\(s.batch) Tq\(s.queryLength) Tk\(s.keyLength) H\(s.queryHeads)/\(s.keyValueHeads) D\(d)\(s.causal ? "" : " full")"
+                    + (s.dropout.map { " dropout \($0.probability)" } ?? "")
                 check(label + " forward + backward" + suffix, dtype, &results) { backend, on in
                     let saved = try backend.attention(query: self.pick(q, on), key: self.pick(k, on), value: self.pick(v, on), shape: s)
                     let g = try backend.attentionBackward(
@@ -227,16 +234,19 @@ extension BackendComparison {
     }
 
     /// A tiny BERT, dense and SLoPe, on a padded batch (its blocks run on the real tokens alone, attention padding
-    /// them back), and dense with the padding kept in the blocks and with no padding: both pretraining losses and
-    /// every gradient after one forward and backward pass.
+    /// them back), dense with the padding kept in the blocks, with no padding, and training with dropout (hidden and
+    /// attention probabilities: the same masks on both backends): both pretraining losses and every gradient after
+    /// one forward and backward pass.
     private func encoderModel(_ dtype: DType, _ results: inout [Check], tolerance: Double? = nil) {
         let configuration = EncoderConfiguration(vocabularySize: 97, contextLength: 64, layers: 2, hiddenSize: 128, heads: 2, intermediateSize: 256)
         let sequence = 40
         var generator = SeededGenerator(seed: 78)
         let ids = (0..<(3 * sequence)).map { _ in Int32(generator.next() % 97) }
-        let variants: [(label: String, sparse: Bool, lengths: [Int], removesPadding: Bool)] = [
-            ("dense, padded batch", false, [40, 23, 9], true), ("SLoPe, padded batch", true, [40, 23, 9], true),
-            ("dense, padded batch, padding kept in the blocks", false, [40, 23, 9], false), ("dense, no padding", false, [40, 40, 40], true),
+        let variants: [(label: String, sparse: Bool, lengths: [Int], removesPadding: Bool, dropout: Bool)] = [
+            ("dense, padded batch", false, [40, 23, 9], true, false), ("SLoPe, padded batch", true, [40, 23, 9], true, false),
+            ("dense, padded batch, padding kept in the blocks", false, [40, 23, 9], false, false),
+            ("dense, no padding", false, [40, 40, 40], true, false),
+            ("SLoPe, padded batch, dropout 0.1 (hidden and attention)", true, [40, 23, 9], true, true),
         ]
         for variant in variants {
             let lengths = variant.lengths
@@ -252,6 +262,11 @@ extension BackendComparison {
                 let model = try EncoderModel(configuration: configuration, dtype: dtype, backend: backend, seed: 5)
                 if variant.sparse { try model.convertToSLoPe() }
                 model.removesPadding = variant.removesPadding
+                if variant.dropout {
+                    try model.setDropout(0.1)
+                    try model.setAttentionDropout(0.1)
+                    model.dropoutSeed = 0xD80F
+                }
                 let losses = try model.pretrainingLosses(
                     tokens: backend.tensor(ids, shape: [ids.count]), tokenTypes: backend.tensor(types, shape: [types.count]), labels: labels,
                     nextSentenceLabels: [0, 1, 1], lengths: lengths, batch: 3, sequence: sequence)

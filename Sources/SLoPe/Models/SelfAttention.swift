@@ -14,6 +14,11 @@ public final class SelfAttention: Layer {
     public let ropeBase: Float?
     /// Whether a position sees only itself and earlier ones (decoders); an encoder's attention is bidirectional.
     public var causal = true
+    /// Dropout of the attention probabilities while training (``AttentionDropout``), active only while
+    /// ``dropoutSeed`` is set, as ``Dropout``'s: backward recomputes the mask from the seed the forward pass used.
+    public var dropoutProbability: Double = 0
+    /// The seed of the next forward pass's attention-dropout mask; nil: no dropout.
+    public var dropoutSeed: UInt64?
     let backend: any Backend
     private var saved: (
         q: Tensor, k: Tensor, v: Tensor, attention: AttentionOutput, shape: AttentionShape, rope: RotaryLayout?, unpadded: UnpaddedRows?
@@ -50,7 +55,8 @@ public final class SelfAttention: Layer {
         }
         let shape = AttentionShape(
             batch: batch, queryLength: sequence, keyLength: sequence, queryHeads: heads, keyValueHeads: keyValueHeads,
-            headDimension: headDimension, causal: causal, keyLengths: unpadded?.lengths ?? keyLengths)
+            headDimension: headDimension, causal: causal, keyLengths: unpadded?.lengths ?? keyLengths,
+            dropout: dropoutProbability > 0 ? dropoutSeed.map { AttentionDropout(probability: dropoutProbability, seed: $0) } : nil)
         let attention = try backend.attention(query: q, key: k, value: v, shape: shape)
         saved = (q, k, v, attention, shape, rope, unpadded)
         return try output.forward(unpadded?.unpad(attention.output) ?? attention.output)

@@ -24,6 +24,9 @@ struct EncoderPretrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Encoders: dropout while training, after the embeddings, attention and MLP outputs (default: the model's, 0.1 for the BERT shapes; 0: none).")
     var dropout: Double?
 
+    @Option(parsing: .unconditional, help: "Encoders: dropout of the attention probabilities while training (default: the model's, 0.1 for the BERT shapes; 0: none, and on CUDA the fused attention kernels instead of the GEMM route).")
+    var attentionDropout: Double?
+
     @Option(parsing: .unconditional, help: "Encoders: sentences of the embedded corpus per document.")
     var sentencesPerDocument = 8
 }
@@ -107,7 +110,7 @@ extension PretrainCommand {
         say("  data        \(data.description)")
         say("  examples    sentence pairs of ≤ \(options.sequenceLength) tokens, ≤ \(data.train.masking.maxPredictions) predictions each, "
             + "\(data.train.mode) masking" + (trainer.nextSentencePrediction ? ", next-sentence prediction" : ", masked LM only")
-            + ", dropout \(configuration.dropoutProbability)" + (trainer.model.removesPadding ? "" : ", padding kept (SLOPE_KEEP_PADDING=1)"))
+            + ", dropout \(configuration.dropoutProbability) (attention \(configuration.attentionDropoutProbability))" + (trainer.model.removesPadding ? "" : ", padding kept (SLOPE_KEEP_PADDING=1)"))
         say("  training    \(options.steps) steps × \(options.batchSize) × \(options.gradientAccumulation) pairs, \(trainer.model.dtype), "
             + "lr \(options.learningRate) \(options.decay) to \(options.minimumLearningRate), warm-up \(options.warmupSteps)"
             + (recomputeActivations ? ", activations recomputed" : ""))
@@ -247,6 +250,7 @@ extension PretrainCommand {
         let options = try trainingOptions(steps: stepCount, warmup: warmup ?? max(1, Int(Double(stepCount) * Self.encoderWarmupFraction)))
         let network = try initial?.model ?? EncoderModel(configuration: configuration, dtype: dtype, backend: compute.backend, seed: seed)
         if let dropout = encoderOptions.dropout { try network.setDropout(dropout) }
+        if let dropout = encoderOptions.attentionDropout { try network.setAttentionDropout(dropout) }
         let trainer = try EncoderTrainer(
             model: network, options: options, train: data.train, validation: data.validation, nextSentencePrediction: encoderOptions.nextSentence)
         var notes = dataOptions.notes.merging(["model": model, "tokenizer_file": tokenizerPath], uniquingKeysWith: { $1 })

@@ -16,9 +16,9 @@ struct FinetuneCommand: ParsableCommand {
             predictions (predictions-dev.tsv: index and label, GLUE's submission layout) and the fine-tuned model as a \
             transformers folder (model/). SQuAD (--task squad) reads train-v1.1.json and dev-v1.1.json, windows each \
             context (--max-length 384, --doc-stride, --max-query-length) and answers with n-best span decoding; it writes \
-            predictions-dev.json (question id → answer, the official format) and reports exact match and F1. Sequences are padded per batch (attention masks the padding; on CUDA through the \
-            GEMM attention route, the fused kernels not yet taking padding). Weights stay float32; dropout as the model's \
-            configuration says (--dropout).
+            predictions-dev.json (question id → answer, the official format) and reports exact match and F1. Sequences are \
+            padded per batch (attention masks the padding). Weights stay float32; dropout as the model's configuration says \
+            (--dropout, --attention-dropout; on CUDA, dropped attention probabilities take the GEMM attention route).
             """)
 
     @Option(help: "The GLUE task (\(GLUETask.allCases.map(\.rawValue).joined(separator: ", "))) or squad (v1.1).")
@@ -63,6 +63,9 @@ struct FinetuneCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Dropout while training, after the embeddings, attention and MLP outputs (default: the model's hidden_dropout_prob, BERT's 0.1; 0: none).")
     var dropout: Double?
 
+    @Option(parsing: .unconditional, help: "Dropout of the attention probabilities while training (default: the model's attention_probs_dropout_prob, BERT's 0.1; 0: none, and on CUDA the fused attention kernels instead of the GEMM route).")
+    var attentionDropout: Double?
+
     @Option(parsing: .unconditional, help: "Seed of the new head and of the shuffling.")
     var seed: UInt64 = 0
 
@@ -88,6 +91,9 @@ struct FinetuneCommand: ParsableCommand {
         guard (0..<1).contains(warmupFraction) else { throw ValidationError("--warmup-fraction must be in [0, 1), not \(warmupFraction)") }
         guard limit.map({ $0 >= 1 }) ?? true else { throw ValidationError("--limit must be at least 1") }
         guard dropout.map({ (0..<1).contains($0) }) ?? true else { throw ValidationError("--dropout must be in [0, 1), not \(dropout ?? 0)") }
+        guard attentionDropout.map({ (0..<1).contains($0) }) ?? true else {
+            throw ValidationError("--attention-dropout must be in [0, 1), not \(attentionDropout ?? 0)")
+        }
     }
 
     /// One example as the encoder sees it, and its labels (a class or score; SQuAD: a start and an end position).
@@ -111,6 +117,7 @@ struct FinetuneCommand: ParsableCommand {
             throw ValidationError("the tokenizer has \(tokenizer.vocabularySize) tokens, the model's vocabulary \(encoder.configuration.vocabularySize)")
         }
         if let dropout { try encoder.setDropout(dropout) }
+        if let attentionDropout { try encoder.setAttentionDropout(attentionDropout) }
         encoder.removesPadding = try EncoderPadding.removesPadding()
         let glue = GLUETask(rawValue: task)
         let wanted: EncoderTaskHead.Task = glue.map { $0.isRegression ? .regression : .classification(labels: $0.labels.count) } ?? .questionAnswering

@@ -209,6 +209,8 @@ struct PretrainCommand: ParsableCommand {
                         + "mask, so it is simulated with dense tensors and masks (as the original does)")
         try require(encoderOptions.maxPredictions.map { $0 >= 1 } ?? true, "--max-predictions must be at least 1, not \(encoderOptions.maxPredictions ?? 0)")
         try require(encoderOptions.dropout.map { (0..<1).contains($0) } ?? true, "--dropout must be in [0, 1), not \(encoderOptions.dropout ?? 0)")
+        try require(encoderOptions.attentionDropout.map { (0..<1).contains($0) } ?? true,
+                    "--attention-dropout must be in [0, 1), not \(encoderOptions.attentionDropout ?? 0)")
         try require(encoderOptions.sentencesPerDocument >= 1, "--sentences-per-document must be at least 1, not \(encoderOptions.sentencesPerDocument)")
     }
 

@@ -183,13 +183,15 @@ extension CUDABackend {
                 "\(backward.label), \(b.registers) regs" + (b.spillBytes > 0 ? ", \(b.spillBytes) B spilled" : ""))
     }
 
-    /// The forced route (a forced `cudnn` falls back to the automatic choice without it where cuDNN has no plan,
+    /// The GEMM route wherever attention probabilities are dropped; else the forced route (a forced `cudnn` falls back to the automatic choice without it where cuDNN has no plan,
     /// a forced `fused` or `flash` to `gemm` where its kernels do not apply), else cuDNN where it has a plan, else
     /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
     /// sequences, where the flash kernels need no buffer at all).
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
         let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
             && s.batch <= 65_535 && s.keyValueHeads <= 65_535 && s.queryHeads <= 65_535
+        // Dropped attention probabilities (BERT's training): only the GEMM route's row kernels drop them so far.
+        if (s.dropout?.probability ?? 0) > 0 { return .gemm }
         // Padded sequences (an encoder's key lengths): the fused kernels and the GEMM route's row kernels mask them; the
         // flash and cuDNN kernels do not take them yet.
         if s.keyLengths != nil { return fusable && attentionRoute != .gemm ? .fused : .gemm }

@@ -82,6 +82,12 @@ extension CUDABackend {
         [.int64(Int64(s.queryLength)), .int64(Int64(s.keyLength)), .int64(Int64(s.queryHeads)), .int64(Int64(b))]
     }
 
+    /// The row kernels' dropout arguments (seed, threshold, kept scale; a kept scale of 1 drops nothing).
+    private func dropoutArguments(_ s: AttentionShape) -> [KernelArgument] {
+        guard let dropout = s.dropout, dropout.probability > 0 else { return [.int64(0), .int32(0), .float(1)] }
+        return [.int64(Int64(bitPattern: dropout.seed)), .int32(Int32(dropout.threshold)), .float(Float(dropout.keptScale))]
+    }
+
     func gemmAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         let layout = HeadLayout(s: s)
         let out = try newTensor(query.shape, dtype: query.dtype)
@@ -93,9 +99,9 @@ extension CUDABackend {
             for chunk in QueryChunk.chunks(s) { try computeScores(query, key, scores, b, chunk, layout) }
             try launch(.attention, "attention_softmax_rows", dtype: query.dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(scores, "attention")), .pointer(address(probabilities, "attention")), .pointer(address(lse, "attention")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b)])
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b)] + dropoutArguments(s))
             for chunk in QueryChunk.chunks(s) {
-                for g in 0..<layout.group {  // O_h = P_h·V_j
+                for g in 0..<layout.group {  // O_h = P_h·V_j (P dropped where the shape asks)
                     try headGEMM(
                         m: chunk.count, n: layout.d, k: chunk.keys, transA: false, transB: false, dtype: query.dtype, output: query.dtype,
                         alpha: 1, beta: 0,
@@ -117,6 +123,8 @@ extension CUDABackend {
         let (dq, dk, dv) = (try newTensor(query.shape, dtype: dtype), try zeros(key.shape, dtype: dtype), try zeros(value.shape, dtype: dtype))
         let scores = try newTensor([s.queryHeads, s.queryLength, s.keyLength], dtype: .float32)
         let probabilities = try newTensor([s.queryHeads, s.queryLength, s.keyLength], dtype: dtype)
+        // With dropout, dV takes the dropped probabilities while dS needs the undropped ones: both are kept.
+        let dropped = (s.dropout?.probability ?? 0) > 0 ? try newTensor(probabilities.shape, dtype: dtype) : nil
         let (qRow, kvRow) = (s.queryHeads * layout.d, s.keyValueHeads * layout.d)
         let (qStride, kvStride) = (layout.group * layout.d, layout.d)
         let chunks = QueryChunk.chunks(s)
@@ -125,15 +133,16 @@ extension CUDABackend {
             try launch(.attention, "attention_probabilities", dtype: dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(scores, "attentionBackward")), .pointer(address(probabilities, "attentionBackward")),
                 .pointer(address(saved.logSumExp, "attentionBackward")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b)])
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b), .optionalPointer(try address(ifAny: dropped, "attentionBackward"))]
+                + dropoutArguments(s))
             for chunk in chunks {
                 let (pRows, qRows) = (chunk.first * s.keyLength, chunk.first * qRow)
                 for g in 0..<layout.group {
-                    // dV_j += P_hᵀ·dO_h over the group's query heads and the chunks.
+                    // dV_j += P_hᵀ·dO_h (P as the forward pass dropped it) over the group's query heads and the chunks.
                     try headGEMM(
                         m: chunk.keys, n: layout.d, k: chunk.count, transA: true, transB: false, dtype: dtype, output: dtype,
                         alpha: 1, beta: 1,
-                        a: (probabilities, layout.scores(g) + pRows, s.keyLength, layout.scoreStride),
+                        a: (dropped ?? probabilities, layout.scores(g) + pRows, s.keyLength, layout.scoreStride),
                         b: (dOutput, layout.query(b, g) + qRows, qRow, qStride),
                         c: (dv, layout.keyValue(b), kvRow, kvStride), heads: s.keyValueHeads)
                     // dP_h = dO_h·V_jᵀ, into the (now free) float32 score buffer.
@@ -148,7 +157,7 @@ extension CUDABackend {
             try launch(.attention, "attention_score_gradient", dtype: dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(probabilities, "attentionBackward")), .pointer(address(scores, "attentionBackward")),
                 .pointer(address(delta, "attentionBackward")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), .float(s.scale), keyLimit(s, b)])
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), .float(s.scale), keyLimit(s, b)] + dropoutArguments(s))
             for chunk in chunks {
                 let (pRows, qRows) = (chunk.first * s.keyLength, chunk.first * qRow)
                 for g in 0..<layout.group {

@@ -89,10 +89,12 @@ public struct AttentionShape: Sendable, Equatable {
     /// The keys each batch element has (its sequence padded after them: the padding is never attended to), or nil
     /// when every one is `keyLength` long. An encoder's padding mask.
     public var keyLengths: [Int]?
+    /// Dropout of the attention probabilities while training (BERT's); nil: none.
+    public var dropout: AttentionDropout?
 
     public init(
         batch: Int, queryLength: Int, keyLength: Int? = nil, queryHeads: Int, keyValueHeads: Int? = nil,
-        headDimension: Int, causal: Bool = true, scale: Float? = nil, keyLengths: [Int]? = nil
+        headDimension: Int, causal: Bool = true, scale: Float? = nil, keyLengths: [Int]? = nil, dropout: AttentionDropout? = nil
     ) {
         self.batch = batch
         self.queryLength = queryLength
@@ -103,10 +105,34 @@ public struct AttentionShape: Sendable, Equatable {
         self.causal = causal
         self.scale = scale ?? 1 / Float(headDimension).squareRoot()
         self.keyLengths = keyLengths
+        self.dropout = dropout
     }
 
     /// Query heads sharing one key/value head.
     public var groupSize: Int { queryHeads / keyValueHeads }
+}
+
+/// Inverted dropout of attention probabilities: `O = (P ⊙ Z)·V` with `Z = keep / (1 − probability)`, probability
+/// `P[b, h, i, j]` kept where ``DropoutMask`` keeps index `((b·Hq + h)·Tq + i)·Tk + j` under `seed` — a function of
+/// the seed, so backward (and every backend) recomputes the same mask. The log-sum-exp stays the undropped softmax's.
+public struct AttentionDropout: Sendable, Equatable {
+    public var probability: Double
+    public var seed: UInt64
+
+    public init(probability: Double, seed: UInt64) {
+        self.probability = probability
+        self.seed = seed
+    }
+
+    /// What a kept probability is multiplied by.
+    public var keptScale: Double { 1 / (1 - probability) }
+    public var threshold: UInt32 { DropoutMask.threshold(probability: probability) }
+
+    /// The mask index of row `i`, key 0, of head `h` of batch element `b`.
+    @inline(__always)
+    public func rowIndex(_ s: AttentionShape, batch b: Int, head h: Int, query i: Int) -> Int {
+        ((b * s.queryHeads + h) * s.queryLength + i) * s.keyLength
+    }
 }
 
 public struct AttentionOutput: Sendable {
@@ -179,6 +205,7 @@ extension OperandChecks {
                     operation: "attention", reason: "needs a key length in 1 … \(s.keyLength) for each of the \(s.batch) sequences, not \(lengths)")
             }
         }
+        if let dropout = s.dropout { try DropoutMask.check(dropout.probability, "attention") }
         try shape(query, [s.batch * s.queryLength, s.queryHeads * s.headDimension], "attention", "query")
         try shape(key, [s.batch * s.keyLength, s.keyValueHeads * s.headDimension], "attention", "key")
         try shape(value, [s.batch * s.keyLength, s.keyValueHeads * s.headDimension], "attention", "value")

@@ -175,6 +175,12 @@ extension CPUBackend {
                                                 let inverse = 1 / total
                                                 for j in 0..<visible { scores[j] *= inverse }
                                                 pl[(b * s.queryLength + i0 + r) * s.queryHeads + h] = maximum + T.log(total)
+                                                if let dropout = s.dropout {  // O = (P ⊙ Z)·V; the log-sum-exp stays P's
+                                                    let (first, threshold, kept) = (dropout.rowIndex(s, batch: b, head: h, query: i0 + r), dropout.threshold, T(dropout.keptScale))
+                                                    for j in 0..<visible {
+                                                        scores[j] *= DropoutMask.keeps(seed: dropout.seed, index: first + j, threshold: threshold) ? kept : 0
+                                                    }
+                                                }
                                             }
                                             rawGEMM(false, false, rows, d, keys, 1, tile, keys, vBase, kStride, 0, po + row0, qStride, nil)
                                         }
@@ -236,9 +242,21 @@ extension CPUBackend {
                                                                     let lse = pl[(b * s.queryLength + i0 + r) * s.queryHeads + h]
                                                                     let delta = dotProduct(pdo + row0 + r * qStride, po + row0 + r * qStride, d)
                                                                     let (pRow, dsRow) = (p + r * keys, ds + r * keys)
-                                                                    for j in 0..<visible {
-                                                                        pRow[j] = T.vectorExp(pRow[j] - lse)
-                                                                        dsRow[j] = pRow[j] * (dsRow[j] - delta) * T(s.scale)
+                                                                    if let dropout = s.dropout {
+                                                                        // dO·Vᵀ is the gradient of P ⊙ Z: dS = P·(Z·dO·Vᵀ − δ)·scale, and dV takes P ⊙ Z.
+                                                                        let first = dropout.rowIndex(s, batch: b, head: h, query: i0 + r)
+                                                                        let (threshold, kept) = (dropout.threshold, T(dropout.keptScale))
+                                                                        for j in 0..<visible {
+                                                                            let z = DropoutMask.keeps(seed: dropout.seed, index: first + j, threshold: threshold) ? kept : 0
+                                                                            pRow[j] = T.vectorExp(pRow[j] - lse)
+                                                                            dsRow[j] = pRow[j] * (z * dsRow[j] - delta) * T(s.scale)
+                                                                            pRow[j] *= z
+                                                                        }
+                                                                    } else {
+                                                                        for j in 0..<visible {
+                                                                            pRow[j] = T.vectorExp(pRow[j] - lse)
+                                                                            dsRow[j] = pRow[j] * (dsRow[j] - delta) * T(s.scale)
+                                                                        }
                                                                     }
                                                                     for j in visible..<keys {
                                                                         pRow[j] = 0

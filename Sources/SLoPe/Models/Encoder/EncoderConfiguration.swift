@@ -14,14 +14,19 @@ public struct EncoderConfiguration: Codable, Equatable, Sendable {
     public var activation: Activation
     public var normEpsilon: Float
     /// Dropout after the embeddings, attention and MLP outputs while training (BERT: 0.1; transformers'
-    /// `hidden_dropout_prob`); nil or 0: none. Attention probabilities are not dropped (the fused kernels do not).
+    /// `hidden_dropout_prob`); nil or 0: none.
     public var hiddenDropout: Double?
+    /// Dropout of the attention probabilities while training (BERT: 0.1; transformers' `attention_probs_dropout_prob`);
+    /// nil (checkpoints from before it existed) or 0: none. On CUDA it runs attention through the GEMM route.
+    public var attentionDropout: Double?
 
     public init(
         vocabularySize: Int, contextLength: Int = 512, typeVocabularySize: Int = 2, layers: Int, hiddenSize: Int, heads: Int,
-        intermediateSize: Int, activation: Activation = .geluExact, normEpsilon: Float = 1e-12, hiddenDropout: Double? = nil
+        intermediateSize: Int, activation: Activation = .geluExact, normEpsilon: Float = 1e-12, hiddenDropout: Double? = nil,
+        attentionDropout: Double? = nil
     ) {
         self.hiddenDropout = hiddenDropout
+        self.attentionDropout = attentionDropout
         self.vocabularySize = vocabularySize
         self.contextLength = contextLength
         self.typeVocabularySize = typeVocabularySize
@@ -37,13 +42,18 @@ public struct EncoderConfiguration: Codable, Equatable, Sendable {
 
     /// The dropout probability training uses.
     public var dropoutProbability: Double { hiddenDropout ?? 0 }
+    /// The attention-probability dropout training uses.
+    public var attentionDropoutProbability: Double { attentionDropout ?? 0 }
 
     /// BERT-base and BERT-large (uncased WordPiece vocabulary of 30522), and a tiny one for tests and the CPU.
     public static let named: [(name: String, configuration: EncoderConfiguration)] = [
-        ("bert-base", EncoderConfiguration(vocabularySize: 30_522, layers: 12, hiddenSize: 768, heads: 12, intermediateSize: 3072, hiddenDropout: 0.1)),
-        ("bert-large", EncoderConfiguration(vocabularySize: 30_522, layers: 24, hiddenSize: 1024, heads: 16, intermediateSize: 4096, hiddenDropout: 0.1)),
+        ("bert-base", EncoderConfiguration(
+            vocabularySize: 30_522, layers: 12, hiddenSize: 768, heads: 12, intermediateSize: 3072, hiddenDropout: 0.1, attentionDropout: 0.1)),
+        ("bert-large", EncoderConfiguration(
+            vocabularySize: 30_522, layers: 24, hiddenSize: 1024, heads: 16, intermediateSize: 4096, hiddenDropout: 0.1, attentionDropout: 0.1)),
         ("tiny-bert", EncoderConfiguration(
-            vocabularySize: 30_522, contextLength: 128, layers: 2, hiddenSize: 64, heads: 4, intermediateSize: 256, hiddenDropout: 0.1)),
+            vocabularySize: 30_522, contextLength: 128, layers: 2, hiddenSize: 64, heads: 4, intermediateSize: 256, hiddenDropout: 0.1,
+            attentionDropout: 0.1)),
     ]
 
     public static func named(_ name: String) throws -> EncoderConfiguration {
@@ -62,6 +72,9 @@ public struct EncoderConfiguration: Codable, Equatable, Sendable {
         guard normEpsilon > 0 else { throw ModelConfiguration.Failure.invalid("normEpsilon must be positive") }
         guard (0..<1).contains(dropoutProbability) else {
             throw ModelConfiguration.Failure.invalid("hiddenDropout must be in [0, 1), not \(dropoutProbability)")
+        }
+        guard (0..<1).contains(attentionDropoutProbability) else {
+            throw ModelConfiguration.Failure.invalid("attentionDropout must be in [0, 1), not \(attentionDropoutProbability)")
         }
         guard checkedParameterCount != nil else {
             throw ModelConfiguration.Failure.invalid("the encoder's sizes give more parameters than can be counted; one of them is mistyped")

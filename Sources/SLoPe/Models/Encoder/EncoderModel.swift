@@ -81,6 +81,7 @@ public final class EncoderModel: Layer {
                 value: try linear(p + "attention.self.value", c.hiddenSize, c.hiddenSize),
                 output: try linear(p + "attention.output.dense", c.hiddenSize, c.hiddenSize),
                 heads: c.heads, keyValueHeads: c.heads, headDimension: c.headDimension, ropeBase: nil, backend: backend)
+            attention.dropoutProbability = c.attentionDropoutProbability
             let mlp = FeedForward(
                 up: try linear(p + "intermediate.dense", c.hiddenSize, c.intermediateSize),
                 down: try linear(p + "output.dense", c.intermediateSize, c.hiddenSize), gate: nil, activation: c.activation, backend: backend)
@@ -113,6 +114,13 @@ public final class EncoderModel: Layer {
         for layer in dropoutLayers { layer.probability = probability }
     }
 
+    /// Sets the training dropout of the attention probabilities (and the configuration's `attentionDropout`).
+    public func setAttentionDropout(_ probability: Double) throws {
+        try DropoutMask.check(probability, "EncoderModel.setAttentionDropout")
+        configuration.attentionDropout = probability
+        for block in blocks { block.attention.dropoutProbability = probability }
+    }
+
     /// Recompute each block's activations in backward instead of keeping them (``EncoderBlock/recomputesActivations``):
     /// less memory, one more forward pass of compute.
     public var recomputesActivations: Bool {
@@ -126,7 +134,11 @@ public final class EncoderModel: Layer {
     /// default, and what evaluation and inference use — drops nothing. Trainers set a new one for every pass.
     public var dropoutSeed: UInt64? {
         didSet {
-            for (index, layer) in dropoutLayers.enumerated() { layer.seed = dropoutSeed.map { DropoutMask.layerSeed($0, layer: index) } }
+            let layers = dropoutLayers
+            for (index, layer) in layers.enumerated() { layer.seed = dropoutSeed.map { DropoutMask.layerSeed($0, layer: index) } }
+            for (index, block) in blocks.enumerated() {  // attention probabilities: seeds after the dropout layers'
+                block.attention.dropoutSeed = dropoutSeed.map { DropoutMask.layerSeed($0, layer: layers.count + index) }
+            }
         }
     }
 

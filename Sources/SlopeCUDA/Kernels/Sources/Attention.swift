@@ -42,11 +42,21 @@ extension KernelSources {
     // j ≤ tk − tq + i when causal. With causal chunking, scores right of a chunk's last visible key are
     // never computed: kernels read only visible positions.
 
-    // probs = softmax of each visible score row (0 where masked); lse[(b·tq + i)·hq + h] = log Σ exp. Visible: up to
-    // the query itself when causal, and never past key_limit (the sequence's real keys: padding is masked).
-    // One 256-thread block per row, grid = hq·tq.
+    // Attention dropout (AttentionDropout): probability (row, j) of batch element b is kept where
+    // dropout_keeps((b·hq·tq + row)·tk + j, seed) — row = h·tq + i, so the index is ((b·hq + h)·tq + i)·tk + j, as on
+    // the CPU — and scaled by kept_scale, 1 / (1 − probability); kept_scale 1 means no dropout.
+    static __device__ __forceinline__ float attention_dropout(float p, i64 row, i64 j, long long tq, long long tk, long long hq,
+                                                              long long b, long long seed, int threshold, float kept_scale) {
+        if (kept_scale == 1.0f) return p;
+        return dropout_keeps((b * hq * tq + row) * tk + j, seed, threshold) ? p * kept_scale : 0.0f;
+    }
+
+    // probs = softmax of each visible score row (0 where masked), dropped as above; lse[(b·tq + i)·hq + h] = log Σ exp
+    // (of the undropped row). Visible: up to the query itself when causal, and never past key_limit (the sequence's real
+    // keys: padding is masked). One 256-thread block per row, grid = hq·tq.
     extern "C" __global__ void attention_softmax_rows(const float* scores, T* probs, float* lse, long long tq, long long tk,
-                                                      long long hq, long long b, int causal, long long key_limit) {
+                                                      long long hq, long long b, int causal, long long key_limit, long long seed,
+                                                      int threshold, float kept_scale) {
         i64 row = blockIdx.x, h = row / tq, i = row - h * tq;
         i64 visible = min(causal ? tk - tq + i + 1 : tk, key_limit);
         const float* sr = scores + row * tk;
@@ -61,33 +71,46 @@ extension KernelSources {
         s = block_sum(m == neg_inf() ? 0.0f : s * __expf(m - blockMax));
         m = blockMax;
         float inv = 1.0f / s;
-        for (i64 j = threadIdx.x; j < tk; j += blockDim.x) pr[j] = from_float<T>(j < visible ? __expf(sr[j] - m) * inv : 0.0f);
+        for (i64 j = threadIdx.x; j < tk; j += blockDim.x) {
+            const float p = j < visible ? __expf(sr[j] - m) * inv : 0.0f;
+            pr[j] = from_float<T>(attention_dropout(p, row, j, tq, tk, hq, b, seed, threshold, kept_scale));
+        }
         if (threadIdx.x == 0) lse[(b * tq + i) * hq + h] = m + logf(s);
     }
 
-    // probs = exp(score − lse) on visible positions, 0 elsewhere (backward's recomputation). One 256-thread
-    // block per row, grid = hq·tq: no 64-bit division per element (that made a 1-D grid version 2× slower).
+    // probs = exp(score − lse) on visible positions, 0 elsewhere (backward's recomputation); with dropout, dropped =
+    // probs dropped as the forward pass dropped them (what dV is multiplied by). One 256-thread block per row, grid =
+    // hq·tq: no 64-bit division per element (that made a 1-D grid version 2× slower).
     extern "C" __global__ void attention_probabilities(const float* scores, T* probs, const float* lse, long long tq,
-                                                       long long tk, long long hq, long long b, int causal, long long key_limit) {
+                                                       long long tk, long long hq, long long b, int causal, long long key_limit,
+                                                       T* dropped, long long seed, int threshold, float kept_scale) {
         i64 row = blockIdx.x, h = row / tq, i = row - h * tq;
         i64 visible = min(causal ? tk - tq + i + 1 : tk, key_limit);
         float rowLse = lse[(b * tq + i) * hq + h];
         const float* sr = scores + row * tk;
         T* pr = probs + row * tk;
-        for (i64 j = threadIdx.x; j < tk; j += blockDim.x) pr[j] = from_float<T>(j < visible ? __expf(sr[j] - rowLse) : 0.0f);
+        for (i64 j = threadIdx.x; j < tk; j += blockDim.x) {
+            const float p = j < visible ? __expf(sr[j] - rowLse) : 0.0f;
+            pr[j] = from_float<T>(p);
+            if (dropped) dropped[row * tk + j] = from_float<T>(attention_dropout(p, row, j, tq, tk, hq, b, seed, threshold, kept_scale));
+        }
     }
 
-    // In place: probs ← dS = P·(dP − δ)·scale on visible positions, with dP float32 and δ[(b·tq + i)·hq + h].
-    // Masked positions are left alone (P is 0 there and dP was not computed). One block per row.
+    // In place: probs ← dS = P·(Z·dP − δ)·scale on visible positions, with dP float32 (the gradient of the dropped
+    // probabilities; Z the dropout factor, 1 without dropout) and δ[(b·tq + i)·hq + h]. Masked positions are left
+    // alone (P is 0 there and dP was not computed). One block per row.
     extern "C" __global__ void attention_score_gradient(T* probs, const float* dprobs, const float* delta, long long tq,
                                                         long long tk, long long hq, long long b, int causal, float scale,
-                                                        long long key_limit) {
+                                                        long long key_limit, long long seed, int threshold, float kept_scale) {
         i64 row = blockIdx.x, h = row / tq, i = row - h * tq;
         i64 visible = min(causal ? tk - tq + i + 1 : tk, key_limit);
         float rowDelta = delta[(b * tq + i) * hq + h];
         T* pr = probs + row * tk;
         const float* dr = dprobs + row * tk;
-        for (i64 j = threadIdx.x; j < visible; j += blockDim.x) pr[j] = from_float<T>(to_float(pr[j]) * (dr[j] - rowDelta) * scale);
+        for (i64 j = threadIdx.x; j < visible; j += blockDim.x) {
+            const float dp = attention_dropout(dr[j], row, j, tq, tk, hq, b, seed, threshold, kept_scale);
+            pr[j] = from_float<T>(to_float(pr[j]) * (dp - rowDelta) * scale);
+        }
     }
 
     struct AttentionSizes { int batch, tq, tk, hq, hkv, causal; float scale; };

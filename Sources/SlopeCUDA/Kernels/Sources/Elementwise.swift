@@ -21,16 +21,9 @@ extension KernelSources {
         GRID_STRIDE(i, n) out[i] = mask[i] != 0 ? x[i] : from_float<T>(0.0f);
     }
 
-    // Inverted dropout: out[i] = keeps(i) ? x[i]·scale : 0, keeps(i) as DropoutMask (SplitMix64's finaliser of
-    // seed + (i + 1)·φ, its top 24 bits ≥ threshold) so the CPU backend drops the same elements; 1-D grid. Whole
-    // 16-byte packs a thread where x and out are aligned (the hash stays per element).
-    static __device__ __forceinline__ bool dropout_keeps(i64 i, long long seed, int threshold) {
-        unsigned long long z = (unsigned long long)seed + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ull;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        return (unsigned int)(z >> 40) >= (unsigned int)threshold;
-    }
+    // Inverted dropout: out[i] = dropout_keeps(i) ? x[i]·scale : 0 (the prelude's hash, as DropoutMask, so the CPU
+    // backend drops the same elements); 1-D grid. Whole 16-byte packs a thread where x and out are aligned (the hash
+    // stays per element).
     extern "C" __global__ void dropout(const T* x, T* out, long long n, long long seed, int threshold, float scale) {
         i64 first = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
         i64 packs = aligned16(x) && aligned16(out) ? n / PACK : 0;

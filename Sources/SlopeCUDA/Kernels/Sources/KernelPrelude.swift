@@ -56,6 +56,16 @@ extension KernelSources {
     #define PACK (16 / (int)sizeof(T))  // elements of T per pack, for kernels (T is defined after the prelude)
     static __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
 
+    // Whether dropout keeps element i under seed, as DropoutMask decides it on the CPU: SplitMix64's finaliser of
+    // seed + (i + 1)·φ, its top 24 bits at least threshold (probability · 2²⁴).
+    static __device__ __forceinline__ bool dropout_keeps(i64 i, long long seed, int threshold) {
+        unsigned long long z = (unsigned long long)seed + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        return (unsigned int)(z >> 40) >= (unsigned int)threshold;
+    }
+
     // Multi-tensor kernels take up to MULTI_TENSORS tensors' addresses in their parameters (under the 4 KB limit).
     // Tensor t owns the grid's blocks from its entry's first_block on; the entry whose blocks include `block`
     // (entries in ascending first_block):
