@@ -4,7 +4,9 @@
 # after the other in one lease. slope trains sentence pairs of the embedded corpus (long documents, so pairs fill the
 # length) with BERT's 30522-token vocabulary, bf16, AdamW as the reference (torch has no LAMB; $OPTIMIZER=lamb for
 # slope's); no checkpoint is written. $MODEL (bert-large), $BATCH128
-# (64), $BATCH512 (16), $STEPS (30), $LENGTHS ("128 512") and $KINDS ("dense slope") override the defaults. Logs to $OUT.
+# (64), $BATCH512 (16), $STEPS (30), $LENGTHS ("128 512") and $KINDS ("dense slope") override the defaults; $SLOPE_ARGS
+# adds flags to slope's runs (e.g. "--attention-dropout 0": no attention-probability dropout, the fused attention
+# kernels), $TORCH=0 skips transformers. Logs to $OUT.
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export SLOPE_CACHE_DIR=${SLOPE_CACHE_DIR:-/tmp/slope-cache}
@@ -18,12 +20,13 @@ for length in ${LENGTHS:-128 512}; do
     log="$OUT/bert-$kind-$length.txt"
     ./.gpu/slope pretrain --model "$MODEL" $flag --device cuda --vocab-size 30522 --sequence-length "$length" --batch-size "$batch" \
       --steps "$STEPS" --warmup 5 --optimizer "${OPTIMIZER:-adamw}" --adapter-fraction 0 --corpus-sentences 40000 --sentences-per-document $((length / 2)) \
-      --eval-interval 0 --eval-batches 1 --log-every 10 --no-final-checkpoint --out "/tmp/bert-$kind-$length" --force > "$log" 2>&1
+      --eval-interval 0 --eval-batches 1 --log-every 10 --no-final-checkpoint --out "/tmp/bert-$kind-$length" --force ${SLOPE_ARGS:-} > "$log" 2>&1
     echo "slope $kind $length exit $?"
     rate=$(grep -E "^  throughput" "$log" | awk '{print $2}'); peak=$(grep -E "^  peak memory" "$log" | awk '{print $3, $4}')
     rows+=("$length slope-$kind $batch $rate $peak")
     rm -rf "/tmp/bert-$kind-$length"
   done
+  [ "${TORCH:-1}" = 0 ] && continue
   "$PYTHON" bench/pytorch/train_bert.py --model "$MODEL" --batch-size "$batch" --sequence-length "$length" --steps "$STEPS" \
     --json "$OUT/bert-torch-$length.json" > "$OUT/bert-torch-$length.txt" 2>&1
   echo "transformers $length exit $?"
