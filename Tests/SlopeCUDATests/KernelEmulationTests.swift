@@ -804,13 +804,14 @@ final class KernelEmulationTests: XCTestCase {
     /// The tensor-core attention kernels (forward, δ, backward), with `mma.sync`, `ldmatrix` and `cp.async`
     /// emulated lane by lane from PTX's fragment layouts (`EmulatedModule.tensorCoreHelpers`), against the CPU
     /// backend: every head dimension's default variants at grouped-query shapes, causal and not, sequences that end
-    /// inside a tile, several key blocks, queries that are the last of more keys; every other variant at one shape.
+    /// inside a tile, several key blocks, queries that are the last of more keys; every other variant at one shape;
+    /// dropped probabilities (the CPU's mask) on a padded batch and a causal one.
     func testTensorCoreAttentionMatchesTheCPUBackend() throws {
         typealias Kernels = TensorCoreAttentionKernels
         var kernels: [String: Int] = [:]
         for d in Kernels.headDimensions {
-            for f in Kernels.forwardVariants[d] ?? [] { kernels[f.name] = 13 }
-            for b in Kernels.backwardVariants[d] ?? [] { kernels[b.name] = 17 }
+            for f in Kernels.forwardVariants[d] ?? [] { kernels[f.name] = 16 }
+            for b in Kernels.backwardVariants[d] ?? [] { kernels[b.name] = 20 }
             kernels["attention_delta_tc_d\(d)"] = 4
         }
         let module = try EmulatedModule(
@@ -828,6 +829,13 @@ final class KernelEmulationTests: XCTestCase {
             if d == 64 || d == 256 {
                 shapes.append(AttentionShape(batch: 2, queryLength: 72, queryHeads: 2, keyValueHeads: 1, headDimension: d, causal: false, keyLengths: [72, 19]))
             }
+            // BERT's training: attention probabilities dropped, padded and not, causal and not.
+            if d == 64 {
+                shapes.append(AttentionShape(batch: 2, queryLength: 72, queryHeads: 2, keyValueHeads: 1, headDimension: d, causal: false,
+                                             keyLengths: [72, 19], dropout: AttentionDropout(probability: 0.2, seed: 0xB0B)))
+                shapes.append(AttentionShape(batch: 1, queryLength: 80, queryHeads: 2, keyValueHeads: 2, headDimension: d,
+                                             dropout: AttentionDropout(probability: 0.5, seed: 0xB0C)))
+            }
             let (forwards, backwards) = (try XCTUnwrap(Kernels.forwardVariants[d]), try XCTUnwrap(Kernels.backwardVariants[d]))
             for (index, s) in shapes.enumerated() {
                 // Every variant at the first shape, the defaults at the others.
@@ -842,6 +850,8 @@ final class KernelEmulationTests: XCTestCase {
                 let sizes: [EmulatedModule.Argument] = [
                     .int32(s.batch), .int32(s.queryLength), .int32(s.keyLength), .int32(s.queryHeads), .int32(s.keyValueHeads),
                     .int32(s.causal ? 1 : 0), .float(s.scale), s.keyLengths.map { .inputArray($0.map(Int32.init)) } ?? .int64(0),
+                    .int64(Int(truncatingIfNeeded: s.dropout?.seed ?? 0)), .int32(Int(s.dropout?.threshold ?? 0)),
+                    .float(Float(s.dropout?.keptScale ?? 1)),
                 ]
                 let (qBytes, kBytes, vBytes, dBytes) = (try Self.raw(q, cpu), try Self.raw(k, cpu), try Self.raw(v, cpu), try Self.raw(dout, cpu))
                 for (f, b) in pairs.map({ (forwards[$0.0], backwards[$0.1]) }) {

@@ -5,8 +5,8 @@
 # length) with BERT's 30522-token vocabulary, bf16, AdamW as the reference (torch has no LAMB; $OPTIMIZER=lamb for
 # slope's); no checkpoint is written. $MODEL (bert-large), $BATCH128
 # (64), $BATCH512 (16), $STEPS (30), $LENGTHS ("128 512") and $KINDS ("dense slope") override the defaults; $SLOPE_ARGS
-# adds flags to slope's runs (e.g. "--attention-dropout 0": no attention-probability dropout, the fused attention
-# kernels), $TORCH=0 skips transformers. Logs to $OUT.
+# adds flags to slope's runs (e.g. "--attention-dropout 0": no attention-probability dropout, which transformers
+# applies), $TORCH=0 skips transformers. Logs to $OUT.
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export SLOPE_CACHE_DIR=${SLOPE_CACHE_DIR:-/tmp/slope-cache}

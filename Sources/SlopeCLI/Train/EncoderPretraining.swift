@@ -24,7 +24,7 @@ struct EncoderPretrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Encoders: dropout while training, after the embeddings, attention and MLP outputs (default: the model's, 0.1 for the BERT shapes; 0: none).")
     var dropout: Double?
 
-    @Option(parsing: .unconditional, help: "Encoders: dropout of the attention probabilities while training (default: the model's, 0.1 for the BERT shapes; 0: none, and on CUDA the fused attention kernels instead of the GEMM route).")
+    @Option(parsing: .unconditional, help: "Encoders: dropout of the attention probabilities while training (default: the model's, 0.1 for the BERT shapes; 0: none).")
     var attentionDropout: Double?
 
     @Option(parsing: .unconditional, help: "Encoders: sentences of the embedded corpus per document.")

@@ -18,7 +18,7 @@ struct FinetuneCommand: ParsableCommand {
             context (--max-length 384, --doc-stride, --max-query-length) and answers with n-best span decoding; it writes \
             predictions-dev.json (question id → answer, the official format) and reports exact match and F1. Sequences are \
             padded per batch (attention masks the padding). Weights stay float32; dropout as the model's configuration says \
-            (--dropout, --attention-dropout; on CUDA, dropped attention probabilities take the GEMM attention route).
+            (--dropout, --attention-dropout).
             """)
 
     @Option(help: "The GLUE task (\(GLUETask.allCases.map(\.rawValue).joined(separator: ", "))) or squad (v1.1).")
@@ -63,7 +63,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Dropout while training, after the embeddings, attention and MLP outputs (default: the model's hidden_dropout_prob, BERT's 0.1; 0: none).")
     var dropout: Double?
 
-    @Option(parsing: .unconditional, help: "Dropout of the attention probabilities while training (default: the model's attention_probs_dropout_prob, BERT's 0.1; 0: none, and on CUDA the fused attention kernels instead of the GEMM route).")
+    @Option(parsing: .unconditional, help: "Dropout of the attention probabilities while training (default: the model's attention_probs_dropout_prob, BERT's 0.1; 0: none).")
     var attentionDropout: Double?
 
     @Option(parsing: .unconditional, help: "Seed of the new head and of the shuffling.")

@@ -183,18 +183,17 @@ extension CUDABackend {
                 "\(backward.label), \(b.registers) regs" + (b.spillBytes > 0 ? ", \(b.spillBytes) B spilled" : ""))
     }
 
-    /// The GEMM route wherever attention probabilities are dropped; else the forced route (a forced `cudnn` falls back to the automatic choice without it where cuDNN has no plan,
+    /// The forced route (a forced `cudnn` falls back to the automatic choice without it where cuDNN has no plan,
     /// a forced `fused` or `flash` to `gemm` where its kernels do not apply), else cuDNN where it has a plan, else
     /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
     /// sequences, where the flash kernels need no buffer at all).
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
         let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
             && s.batch <= 65_535 && s.keyValueHeads <= 65_535 && s.queryHeads <= 65_535
-        // Dropped attention probabilities (BERT's training): only the GEMM route's row kernels drop them so far.
-        if (s.dropout?.probability ?? 0) > 0 { return .gemm }
-        // Padded sequences (an encoder's key lengths): the fused kernels and the GEMM route's row kernels mask them; the
-        // flash and cuDNN kernels do not take them yet.
-        if s.keyLengths != nil { return fusable && attentionRoute != .gemm ? .fused : .gemm }
+        // Padded sequences (an encoder's key lengths) and dropped probabilities (BERT's training): the fused kernels and
+        // the GEMM route's row kernels mask and drop them; the flash and cuDNN kernels do not (cuDNN's dropout draws
+        // its own mask).
+        if s.keyLengths != nil || (s.dropout?.probability ?? 0) > 0 { return fusable && attentionRoute != .gemm ? .fused : .gemm }
         if attentionRoute == .cudnn || (attentionRoute == nil && Self.cudnnAttentionByDefault),
            cudnnAttentionPlan(s, dtype: dtype, backward: backward) != nil {
             return .cudnn
@@ -229,7 +228,7 @@ extension CUDABackend {
                 .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)),
                 .pointer(try address(delta, operation)), .pointer(address(dq32, operation)), .pointer(address(dk, operation)),
                 .pointer(address(dv, operation)),
-            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, operation))])
+            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, operation))] + Self.dropoutArguments(s))
         return AttentionGradients(query: try cast(dq32, to: query.dtype), key: dk, value: dv)
     }
 
@@ -245,7 +244,7 @@ extension CUDABackend {
             sharedBytes: kernel.sharedBytes, [
                 .pointer(address(query, "attention")), .pointer(address(key, "attention")), .pointer(address(value, "attention")),
                 .pointer(address(out, "attention")), .pointer(address(lse, "attention")),
-            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, "attention"))])
+            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, "attention"))] + Self.dropoutArguments(s))
         return AttentionOutput(output: out, logSumExp: lse)
     }
 
@@ -301,6 +300,12 @@ extension CUDABackend {
             throw TensorError.invalidArgument(operation: "attention on CUDA", reason: "batch and heads must be ≤ 65535")
         }
         return "\(name)_d\(s.headDimension)"
+    }
+
+    /// The kernels' attention-dropout arguments (seed, threshold, kept scale; a kept scale of 1 drops nothing).
+    static func dropoutArguments(_ s: AttentionShape) -> [KernelArgument] {
+        guard let dropout = s.dropout, dropout.probability > 0 else { return [.int64(0), .int32(0), .float(1)] }
+        return [.int64(Int64(bitPattern: dropout.seed)), .int32(Int32(dropout.threshold)), .float(Float(dropout.keptScale))]
     }
 
     static func sizeArguments(_ s: AttentionShape) -> [KernelArgument] {

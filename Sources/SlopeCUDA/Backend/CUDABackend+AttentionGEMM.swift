@@ -82,12 +82,6 @@ extension CUDABackend {
         [.int64(Int64(s.queryLength)), .int64(Int64(s.keyLength)), .int64(Int64(s.queryHeads)), .int64(Int64(b))]
     }
 
-    /// The row kernels' dropout arguments (seed, threshold, kept scale; a kept scale of 1 drops nothing).
-    private func dropoutArguments(_ s: AttentionShape) -> [KernelArgument] {
-        guard let dropout = s.dropout, dropout.probability > 0 else { return [.int64(0), .int32(0), .float(1)] }
-        return [.int64(Int64(bitPattern: dropout.seed)), .int32(Int32(dropout.threshold)), .float(Float(dropout.keptScale))]
-    }
-
     func gemmAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         let layout = HeadLayout(s: s)
         let out = try newTensor(query.shape, dtype: query.dtype)
@@ -99,7 +93,7 @@ extension CUDABackend {
             for chunk in QueryChunk.chunks(s) { try computeScores(query, key, scores, b, chunk, layout) }
             try launch(.attention, "attention_softmax_rows", dtype: query.dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(scores, "attention")), .pointer(address(probabilities, "attention")), .pointer(address(lse, "attention")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b)] + dropoutArguments(s))
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b)] + Self.dropoutArguments(s))
             for chunk in QueryChunk.chunks(s) {
                 for g in 0..<layout.group {  // O_h = P_h·V_j (P dropped where the shape asks)
                     try headGEMM(
@@ -134,7 +128,7 @@ extension CUDABackend {
                 .pointer(address(scores, "attentionBackward")), .pointer(address(probabilities, "attentionBackward")),
                 .pointer(address(saved.logSumExp, "attentionBackward")),
             ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b), .optionalPointer(try address(ifAny: dropped, "attentionBackward"))]
-                + dropoutArguments(s))
+                + Self.dropoutArguments(s))
             for chunk in chunks {
                 let (pRows, qRows) = (chunk.first * s.keyLength, chunk.first * qRow)
                 for g in 0..<layout.group {
@@ -157,7 +151,7 @@ extension CUDABackend {
             try launch(.attention, "attention_score_gradient", dtype: dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(probabilities, "attentionBackward")), .pointer(address(scores, "attentionBackward")),
                 .pointer(address(delta, "attentionBackward")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), .float(s.scale), keyLimit(s, b)] + dropoutArguments(s))
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), .float(s.scale), keyLimit(s, b)] + Self.dropoutArguments(s))
             for chunk in chunks {
                 let (pRows, qRows) = (chunk.first * s.keyLength, chunk.first * qRow)
                 for g in 0..<layout.group {

@@ -17,7 +17,7 @@ public struct EncoderConfiguration: Codable, Equatable, Sendable {
     /// `hidden_dropout_prob`); nil or 0: none.
     public var hiddenDropout: Double?
     /// Dropout of the attention probabilities while training (BERT: 0.1; transformers' `attention_probs_dropout_prob`);
-    /// nil (checkpoints from before it existed) or 0: none. On CUDA it runs attention through the GEMM route.
+    /// nil (checkpoints from before it existed) or 0: none.
     public var attentionDropout: Double?
 
     public init(

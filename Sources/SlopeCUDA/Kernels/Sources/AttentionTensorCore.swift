@@ -14,12 +14,23 @@ extension KernelSources {
     }
 
     static let attentionTensorCoreShared = #"""
-    // `lengths`: each batch element's keys beyond which it is padding (an encoder's padded batch), or null.
-    struct AttentionSizes { int batch, tq, tk, hq, hkv, causal; float scale; const int* lengths; };
-    #define SIZES_PARAMS int batch, int tq, int tk, int hq, int hkv, int causal, float scale, const int* key_lengths
-    #define SIZES AttentionSizes{batch, tq, tk, hq, hkv, causal, scale, key_lengths}
+    // `lengths`: each batch element's keys beyond which it is padding (an encoder's padded batch), or null. Dropout of
+    // the probabilities (AttentionDropout): P[b, h, i, j] kept where dropout_keeps(((b·hq + h)·tq + i)·tk + j, seed,
+    // threshold) — the CPU's mask — and scaled by kept_scale; kept_scale 1 drops nothing.
+    struct AttentionSizes {
+        int batch, tq, tk, hq, hkv, causal; float scale; const int* lengths;
+        long long seed; int threshold; float kept_scale;
+    };
+    #define SIZES_PARAMS int batch, int tq, int tk, int hq, int hkv, int causal, float scale, const int* key_lengths, \
+        long long dropout_seed, int dropout_threshold, float dropout_scale
+    #define SIZES AttentionSizes{batch, tq, tk, hq, hkv, causal, scale, key_lengths, dropout_seed, dropout_threshold, dropout_scale}
     // The keys batch element b's queries may see: all tk, or its length when the batch is padded.
     static __device__ __forceinline__ int visible_keys(const AttentionSizes& s, int b) { return s.lengths ? min(s.lengths[b], s.tk) : s.tk; }
+    static __device__ __forceinline__ bool drops_probabilities(const AttentionSizes& s) { return s.kept_scale != 1.0f; }
+    // What probability (query, key) of head h, batch element b, is multiplied by: 0 or kept_scale.
+    static __device__ __forceinline__ float dropout_factor(const AttentionSizes& s, int b, int h, int query, int key) {
+        return dropout_keeps((((i64)b * s.hq + h) * s.tq + query) * s.tk + key, s.seed, s.threshold) ? s.kept_scale : 0.0f;
+    }
     typedef unsigned short u16;
     #define LOG2E 1.4426950408889634f
 

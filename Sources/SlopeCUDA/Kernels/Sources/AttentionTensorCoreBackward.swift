@@ -5,8 +5,9 @@ extension KernelSources {
     // head in its group) that see them, the next tile copied in while this one is used. Per tile, five products as
     // in FlashAttention-2:
     //   Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ   each warp 16 keys × QT/SPLIT queries;
-    //   Pᵀ = exp(scale·Sᵀ − lse), dSᵀ = Pᵀ ⊙ (dPᵀ − δ)·scale, dSᵀ (and with SPLIT 2, Pᵀ) written to shared memory;
-    //   dV += Pᵀ·dO, dK += dSᵀ·Q   each warp its 16 keys × D/SPLIT columns, accumulated in registers over all tiles;
+    //   Pᵀ = exp(scale·Sᵀ − lse), dSᵀ = Pᵀ ⊙ (Zᵀ ⊙ dPᵀ − δ)·scale, dSᵀ (and with SPLIT 2, Pᵀ ⊙ Zᵀ) written to shared
+    //   memory, Z the dropout factors (1 without dropout);
+    //   dV += (Pᵀ ⊙ Zᵀ)·dO, dK += dSᵀ·Q   each warp its 16 keys × D/SPLIT columns, accumulated in registers;
     //   dQ += dS·K                 the warps split QT × D, added to a float32 dQ (dq_accum) with atomics.
     // With SPLIT 1 a warp's Pᵀ and dSᵀ are already the A operands of dV and dK; SPLIT 2 halves the dK/dV registers
     // per warp (large D) by sharing each warp's 16 keys with a second warp. Grid (ceil(tk / BN), hkv, batch),
@@ -93,8 +94,9 @@ extension KernelSources {
                         int query = first + c, key = key0 + (e >> 1) * 8;
                         if (query >= s.tq || key >= visible || (s.causal && key > offset + query)) p = 0.0f;
                     }
-                    st[0][nt][e] = p;
-                    dpt[0][nt][e] = p * (dpt[0][nt][e] - tileDelta[c]) * s.scale;
+                    const float z = drops_probabilities(s) ? dropout_factor(s, b, h, first + c, key0 + (e >> 1) * 8) : 1.0f;
+                    st[0][nt][e] = p * z;
+                    dpt[0][nt][e] = p * (z * dpt[0][nt][e] - tileDelta[c]) * s.scale;
                 }
                 u16* at = dsPointer + (kw * 16 + g) * SSTRIDE + part * QW + nt * 8 + t * 2;
                 *(unsigned*)at = pack2(dpt[0][nt][0], dpt[0][nt][1]);

@@ -1,7 +1,8 @@
 extension KernelSources {
     /// The tensor-core attention forward (template; `TensorCoreAttentionKernels` instantiates it per head dimension).
     static let attentionTensorCoreForward = #"""
-    // Forward: O = softmax(scale·Q·Kᵀ)·V and the log-sum-exp. NW warps; each owns MT blocks of 16 query rows
+    // Forward: O = softmax(scale·Q·Kᵀ)·V (each probability dropped as AttentionSizes says, after the row sums took
+    // it) and the log-sum-exp. NW warps; each owns MT blocks of 16 query rows
     // (BM = 16·MT·NW rows per block) and walks K/V in tiles of BN keys with an online softmax, the next tile copied
     // in while this one is used. Q's fragments stay
     // in registers, or with Q_SHARED are read from a shared Q tile at every key tile (fewer registers, so larger
@@ -94,8 +95,13 @@ extension KernelSources {
                     for (int nt = 0; nt < BN / 8; ++nt) {
                         float p0 = exp2_fast(sc[m][nt][2 * half] * scaleLog2 - base);
                         float p1 = exp2_fast(sc[m][nt][2 * half + 1] * scaleLog2 - base);
-                        sc[m][nt][2 * half] = p0; sc[m][nt][2 * half + 1] = p1;
                         sum += p0 + p1;
+                        if (drops_probabilities(s)) {
+                            int row = r0 + half * 8, key = first + nt * 8 + t * 2;
+                            p0 *= dropout_factor(s, b, h, row, key);
+                            p1 *= dropout_factor(s, b, h, row, key + 1);
+                        }
+                        sc[m][nt][2 * half] = p0; sc[m][nt][2 * half + 1] = p1;
                     }
                     rowSum[m][half] = rowSum[m][half] * correction + sum;  // per-thread columns; the quad is summed at the end
                     #pragma unroll
