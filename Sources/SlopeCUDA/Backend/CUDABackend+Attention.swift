@@ -17,6 +17,30 @@ public enum AttentionRoute: String, Sendable, CaseIterable {
     case flash
 }
 
+extension AttentionRoute {
+    /// The forced route (a forced `cudnn` falls back to the automatic choice without it where cuDNN has no plan,
+    /// a forced `fused` or `flash` to `gemm` where its kernels do not apply), else cuDNN where it has a plan, else
+    /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
+    /// sequences, where the flash kernels need no buffer at all). Padded sequences (an encoder's key lengths) and
+    /// dropped probabilities (BERT's training) take the fused kernels or the GEMM route, which mask and drop them as
+    /// the CPU does; the flash and cuDNN kernels do not (cuDNN's dropout draws its own mask). `fusable`: the fused
+    /// kernels apply; `cudnnPlanned`: cuDNN is wanted and has a plan (asked only where it could run).
+    static func choose(for s: AttentionShape, forced: AttentionRoute?, fusable: Bool, cudnnPlanned: () -> Bool) -> AttentionRoute {
+        if s.keyLengths != nil || (s.dropout?.probability ?? 0) > 0 { return fusable && forced != .gemm ? .fused : .gemm }
+        if cudnnPlanned() { return .cudnn }
+        let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
+        let gemmOrFlash: AttentionRoute = scoreBytes <= 4 << 30 ? .gemm : .flash
+        let flashable = KernelSources.attentionHeadDimensions.contains(s.headDimension)
+        switch forced {
+        case .gemm?: return .gemm
+        case .cudnn?: return fusable ? .fused : gemmOrFlash
+        case .flash?: return flashable ? .flash : .gemm
+        case .fused?: return fusable ? .fused : .gemm
+        case nil: return fusable ? .fused : gemmOrFlash
+        }
+    }
+}
+
 extension CUDABackend {
     public func rmsNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {
         let (rows, columns) = try OperandChecks.rmsNorm(x, weight: weight)
@@ -183,31 +207,15 @@ extension CUDABackend {
                 "\(backward.label), \(b.registers) regs" + (b.spillBytes > 0 ? ", \(b.spillBytes) B spilled" : ""))
     }
 
-    /// The forced route (a forced `cudnn` falls back to the automatic choice without it where cuDNN has no plan,
-    /// a forced `fused` or `flash` to `gemm` where its kernels do not apply), else cuDNN where it has a plan, else
-    /// fused where it applies, else GEMMs unless one batch element's float32 scores would pass 4 GiB (long
-    /// sequences, where the flash kernels need no buffer at all).
+    /// The route this call takes (``AttentionRoute/choose(for:forced:fusable:cudnnPlanned:)`` with this device's
+    /// kernels and cuDNN plans).
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
         let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
             && s.batch <= 65_535 && s.keyValueHeads <= 65_535 && s.queryHeads <= 65_535
-        // Padded sequences (an encoder's key lengths) and dropped probabilities (BERT's training): the fused kernels and
-        // the GEMM route's row kernels mask and drop them; the flash and cuDNN kernels do not (cuDNN's dropout draws
-        // its own mask).
-        if s.keyLengths != nil || (s.dropout?.probability ?? 0) > 0 { return fusable && attentionRoute != .gemm ? .fused : .gemm }
-        if attentionRoute == .cudnn || (attentionRoute == nil && Self.cudnnAttentionByDefault),
-           cudnnAttentionPlan(s, dtype: dtype, backward: backward) != nil {
-            return .cudnn
-        }
-        let scoreBytes = s.queryHeads * s.queryLength * s.keyLength * 4
-        let gemmOrFlash: AttentionRoute = scoreBytes <= 4 << 30 ? .gemm : .flash
-        let flashable = KernelSources.attentionHeadDimensions.contains(s.headDimension)
-        switch attentionRoute {
-        case .gemm?: return .gemm
-        case .cudnn?: return fusable ? .fused : gemmOrFlash
-        case .flash?: return flashable ? .flash : .gemm
-        case .fused?: return fusable ? .fused : .gemm
-        case nil: return fusable ? .fused : gemmOrFlash
-        }
+        return AttentionRoute.choose(
+            for: s, forced: attentionRoute, fusable: fusable,
+            cudnnPlanned: { (attentionRoute == .cudnn || (attentionRoute == nil && Self.cudnnAttentionByDefault))
+                && cudnnAttentionPlan(s, dtype: dtype, backward: backward) != nil })
     }
 
     /// dK and dV straight from the kernel; dQ accumulated in float32 by atomics across key blocks, then rounded.
