@@ -62,6 +62,13 @@ extension Module {
             try backend.accumulate(backward(dy), into: dx, alpha: 1)
         }
     }
+
+    /// The input gradient added into `target` (and `target` returned), or a new tensor where there is none.
+    func backward(_ dy: Tensor, addingInputGradientTo target: Tensor?, _ backend: any Backend) throws -> Tensor {
+        guard let target else { return try backward(dy) }
+        try backward(dy, addingInputGradientTo: target, backend)
+        return target
+    }
 }
 
 /// A projection that can apply the activation after it in the same call (a backend may put it in the GEMM's

@@ -55,7 +55,13 @@ public final class FeedForward: Layer {
         for projection in projections { projection.releaseActivations() }
     }
 
-    public func backward(_ dy: Tensor) throws -> Tensor {
+    public func backward(_ dy: Tensor) throws -> Tensor { try backward(dy, into: nil) }
+
+    /// `dx +=` the input gradient, inside the first projections' GEMMs (beta = 1): a residual's gradient takes this
+    /// branch's without an add of its own. `dx` may be `dy` itself (a post-norm block whose dropout is off).
+    public func backward(_ dy: Tensor, addingInputGradientTo dx: Tensor) throws { _ = try backward(dy, into: dx) }
+
+    private func backward(_ dy: Tensor, into target: Tensor?) throws -> Tensor {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "FeedForward.backward", reason: "call forward first")
         }
@@ -65,12 +71,13 @@ public final class FeedForward: Layer {
         } else {
             dHidden = try down.backward(dy)
         }
+        // (dy is read for the last time above: from here a target that is dy itself may be written.)
         guard let gate, let g = saved.gate else {
-            return try up.backward(backend.activationBackward(saved.up, gradient: dHidden, activation))
+            return try up.backward(backend.activationBackward(saved.up, gradient: dHidden, activation), addingInputGradientTo: target, backend)
         }
         // h = act(g) ⊙ u: du = dh ⊙ act(g), dg = act'(g) ⊙ (dh ⊙ u).
         let gradients = try backend.gatedActivationBackward(gate: g, up: saved.up, gradient: dHidden, activation)
-        let dx = try gate.backward(gradients.gate)
+        let dx = try gate.backward(gradients.gate, addingInputGradientTo: target, backend)
         try up.backward(gradients.up, addingInputGradientTo: dx, backend)
         return dx
     }

@@ -94,7 +94,13 @@ public final class SelfAttention: Layer {
         for projection in projections { projection.releaseActivations() }
     }
 
-    public func backward(_ dy: Tensor) throws -> Tensor {
+    public func backward(_ dy: Tensor) throws -> Tensor { try backward(dy, into: nil) }
+
+    /// `dx +=` the input gradient, inside the q, k and v projections' GEMMs (beta = 1): a residual's gradient takes
+    /// this branch's without an add of its own. `dx` may be `dy` itself (a post-norm block whose dropout is off).
+    public func backward(_ dy: Tensor, addingInputGradientTo dx: Tensor) throws { _ = try backward(dy, into: dx) }
+
+    private func backward(_ dy: Tensor, into target: Tensor?) throws -> Tensor {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "SelfAttention.backward", reason: "call forward first")
         }
@@ -108,7 +114,8 @@ public final class SelfAttention: Layer {
             dk = try backend.rotaryEmbedding(dk, layout: rope, inverse: true)
         }
         if let unpadded = saved.unpadded { (dq, dk, dv) = (try unpadded.unpad(dq), try unpadded.unpad(dk), try unpadded.unpad(dv)) }
-        let dx = try query.backward(dq)
+        // (dy was read for the last time by the output projection: a target that is dy itself may be written now.)
+        let dx = try query.backward(dq, addingInputGradientTo: target, backend)
         try key.backward(dk, addingInputGradientTo: dx, backend)
         try value.backward(dv, addingInputGradientTo: dx, backend)
         return dx

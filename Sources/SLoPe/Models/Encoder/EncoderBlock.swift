@@ -57,11 +57,13 @@ public final class EncoderBlock: Layer {
             _ = try run(saved.x, batch: saved.batch, sequence: saved.sequence, lengths: saved.lengths, unpadded: saved.unpadded)
         }
         defer { if recomputesActivations { releaseActivations() } }
-        // Each norm's input is a residual sum: its gradient reaches both addends.
-        let dSum2 = try mlpNorm.backward(dy)
-        let dh = try backend.add(dSum2, mlp.backward(outputDropout.backward(dSum2)))
-        let dSum1 = try attentionNorm.backward(dh)
-        return try backend.add(dSum1, attention.backward(attentionDropout.backward(dSum1)))
+        // Each norm's input is a residual sum: its gradient reaches both addends, the branch's added into the
+        // residual's inside the branch's first GEMMs (no pass of its own).
+        let dh = try mlpNorm.backward(dy)
+        try mlp.backward(outputDropout.backward(dh), addingInputGradientTo: dh)
+        let dx = try attentionNorm.backward(dh)
+        try attention.backward(attentionDropout.backward(dx), addingInputGradientTo: dx)
+        return dx
     }
 
     public func releaseActivations() {
