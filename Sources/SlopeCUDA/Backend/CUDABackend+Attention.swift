@@ -310,7 +310,7 @@ extension CUDABackend {
         return "\(name)_d\(s.headDimension)"
     }
 
-    /// The kernels' attention-dropout arguments (seed, threshold, kept scale; a kept scale of 1 drops nothing).
+    /// The kernels' attention-dropout arguments (seed, threshold, kept scale; threshold 0 and scale 1 drop nothing).
     static func dropoutArguments(_ s: AttentionShape) -> [KernelArgument] {
         guard let dropout = s.dropout, dropout.probability > 0 else { return [.int64(0), .int32(0), .float(1)] }
         return [.int64(Int64(bitPattern: dropout.seed)), .int32(Int32(dropout.threshold)), .float(Float(dropout.keptScale))]

@@ -44,10 +44,10 @@ extension KernelSources {
 
     // Attention dropout (AttentionDropout): probability (row, j) of batch element b is kept where
     // dropout_keeps((b·hq·tq + row)·tk + j, seed) — row = h·tq + i, so the index is ((b·hq + h)·tq + i)·tk + j, as on
-    // the CPU — and scaled by kept_scale, 1 / (1 − probability); kept_scale 1 means no dropout.
+    // the CPU — and scaled by kept_scale, 1 / (1 − probability); threshold 0 with kept_scale 1 means no dropout.
     static __device__ __forceinline__ float attention_dropout(float p, i64 row, i64 j, long long tq, long long tk, long long hq,
                                                               long long b, long long seed, int threshold, float kept_scale) {
-        if (kept_scale == 1.0f) return p;
+        if (threshold == 0 && kept_scale == 1.0f) return p;
         return dropout_keeps((b * hq * tq + row) * tk + j, seed, threshold) ? p * kept_scale : 0.0f;
     }
 

@@ -16,7 +16,7 @@ extension KernelSources {
     static let attentionTensorCoreShared = #"""
     // `lengths`: each batch element's keys beyond which it is padding (an encoder's padded batch), or null. Dropout of
     // the probabilities (AttentionDropout): P[b, h, i, j] kept where dropout_keeps(((b·hq + h)·tq + i)·tk + j, seed,
-    // threshold) — the CPU's mask — and scaled by kept_scale; kept_scale 1 drops nothing.
+    // threshold) — the CPU's mask — and scaled by kept_scale; threshold 0 with kept_scale 1 drops nothing.
     struct AttentionSizes {
         int batch, tq, tk, hq, hkv, causal; float scale; const int* lengths;
         long long seed; int threshold; float kept_scale;
@@ -26,7 +26,7 @@ extension KernelSources {
     #define SIZES AttentionSizes{batch, tq, tk, hq, hkv, causal, scale, key_lengths, dropout_seed, dropout_threshold, dropout_scale}
     // The keys batch element b's queries may see: all tk, or its length when the batch is padded.
     static __device__ __forceinline__ int visible_keys(const AttentionSizes& s, int b) { return s.lengths ? min(s.lengths[b], s.tk) : s.tk; }
-    static __device__ __forceinline__ bool drops_probabilities(const AttentionSizes& s) { return s.kept_scale != 1.0f; }
+    static __device__ __forceinline__ bool drops_probabilities(const AttentionSizes& s) { return s.threshold != 0 || s.kept_scale != 1.0f; }
     // What probability (query, key) of head h, batch element b, is multiplied by: 0 or kept_scale.
     static __device__ __forceinline__ float dropout_factor(const AttentionSizes& s, int b, int h, int query, int key) {
         return dropout_keeps((((i64)b * s.hq + h) * s.tq + query) * s.tk + key, s.seed, s.threshold) ? s.kept_scale : 0.0f;
