@@ -139,6 +139,47 @@ final class AttentionOpTests: XCTestCase {
         }
     }
 
+    /// Packed rows (an encoder's unpadded rows, sequence after sequence, then a row no sequence owns) give each real
+    /// row the output and gradients the padded layout gives it, with dropout too; the unowned row's are zero.
+    func testPackedRowsMatchThePaddedLayout() throws {
+        let lengths = [4, 2, 3]
+        var padded = AttentionShape(batch: 3, queryLength: 4, queryHeads: 4, keyValueHeads: 2, headDimension: 3, causal: false,
+                                    keyLengths: lengths, dropout: AttentionDropout(probability: 0.3, seed: 9))
+        for causal in [false, true] {
+            padded.causal = causal
+            let (q, k, v) = try tensors(padded, seed: 500)
+            let dOut = try randomTensor(cpu, q.shape, dtype: .float64, seed: 504)
+            let real = lengths.enumerated().flatMap { b, length in (0..<length).map { b * 4 + $0 } }
+            func pack(_ t: Tensor) throws -> Tensor {
+                let width = t.shape[1], values = try cpu.doubles(t)
+                return try cpu.tensor((real + [3 * 4 - 1]).flatMap { values[($0 * width)..<(($0 + 1) * width)] }, shape: [real.count + 1, width], dtype: .float64)
+            }
+            var packed = padded
+            packed.packedRows = real.count + 1
+            let (pq, pk, pv, pdOut) = (try pack(q), try pack(k), try pack(v), try pack(dOut))
+            let expected = try cpu.attention(query: q, key: k, value: v, shape: padded)
+            let result = try cpu.attention(query: pq, key: pk, value: pv, shape: packed)
+            let gradients = try cpu.attentionBackward(pdOut, query: pq, key: pk, value: pv, saved: result, shape: packed)
+            var dOutPadded = try cpu.doubles(dOut)
+            for row in Set(0..<12).subtracting(real) { for c in 0..<(4 * 3) { dOutPadded[row * 12 + c] = 0 } }  // (padding rows: no gradient)
+            let expectedGradients = try cpu.attentionBackward(
+                cpu.tensor(dOutPadded, shape: dOut.shape, dtype: .float64), query: q, key: k, value: v, saved: expected, shape: padded)
+            for (name, got, want) in [("output", result.output, expected.output), ("dq", gradients.query, expectedGradients.query),
+                                      ("dk", gradients.key, expectedGradients.key), ("dv", gradients.value, expectedGradients.value)] {
+                let width = got.shape[1]
+                let (g, w) = (try cpu.doubles(got), try cpu.doubles(pack(want)))
+                assertClose(Array(g[0..<(real.count * width)]), Array(w[0..<(real.count * width)]), rtol: 1e-12, atol: 1e-12, "\(name), causal \(causal)")
+                XCTAssertEqual(Array(g[(real.count * width)...]), [Double](repeating: 0, count: width), "\(name): the row no sequence owns")
+            }
+        }
+        var mismatched = padded
+        mismatched.packedRows = 8  // fewer than the 9 rows the sequences fill
+        let rows = try cpu.zeros([8, 12], dtype: .float32), kv = try cpu.zeros([8, 6], dtype: .float32)
+        assertThrowsTensorError(try cpu.attention(query: rows, key: kv, value: kv, shape: mismatched)) {
+            if case .invalidArgument(_, let reason) = $0 { return reason.contains("packed rows") } else { return false }
+        }
+    }
+
     func testBadAttentionShapesAreRejected() throws {
         let q = try cpu.zeros([4, 6], dtype: .float32)
         let k = try cpu.zeros([4, 4], dtype: .float32)

@@ -21,7 +21,8 @@ public final class SelfAttention: Layer {
     public var dropoutSeed: UInt64?
     let backend: any Backend
     private var saved: (
-        q: Tensor, k: Tensor, v: Tensor, attention: AttentionOutput, shape: AttentionShape, rope: RotaryLayout?, unpadded: UnpaddedRows?
+        q: Tensor, k: Tensor, v: Tensor, attention: AttentionOutput, shape: AttentionShape, rope: RotaryLayout?,
+        padding: UnpaddedRows?  // (the unpadded rows padded around the attention call, where they were)
     )?
 
     init(query: any Module, key: any Module, value: any Module, output: any Module, heads: Int, keyValueHeads: Int,
@@ -43,23 +44,31 @@ public final class SelfAttention: Layer {
 
     /// `x [batch·sequence, hidden]` → same shape; `keyLengths`: each sequence's real tokens (padding after them is
     /// never attended to), nil when none is padded. With `unpadded`, `x` holds only the real rows
-    /// (`[unpadded.count, hidden]`, the key lengths `unpadded.lengths`): the projections run on those, and q, k,
-    /// v are padded back only for the attention itself.
+    /// (`[unpadded.count, hidden]`, the key lengths `unpadded.lengths`): the projections run on those, and attention
+    /// takes them packed where the backend can (``AttentionShape/packedRows``), else q, k and v padded back around it.
     public func forward(_ x: Tensor, batch: Int, sequence: Int, keyLengths: [Int]? = nil, unpadded: UnpaddedRows? = nil) throws -> Tensor {
         let rope = ropeBase.map { RotaryLayout(sequenceLength: sequence, headDimension: headDimension, base: $0) }
         var q = try query.forward(x), k = try key.forward(x), v = try value.forward(x)
-        if let unpadded { (q, k, v) = (try unpadded.pad(q), try unpadded.pad(k), try unpadded.pad(v)) }
+        var shape = AttentionShape(
+            batch: batch, queryLength: sequence, keyLength: sequence, queryHeads: heads, keyValueHeads: keyValueHeads,
+            headDimension: headDimension, causal: causal, keyLengths: unpadded?.lengths ?? keyLengths,
+            dropout: dropoutProbability > 0 ? dropoutSeed.map { AttentionDropout(probability: dropoutProbability, seed: $0) } : nil)
+        // Rows packed as they are (no pad/unpad copies) where the backend takes them; rotary embeddings index rows
+        // by sequence position, so a rotated model pads.
+        var padded = unpadded
+        if let unpadded, rope == nil {
+            var packed = shape
+            packed.packedRows = unpadded.count
+            if backend.takesPackedAttention(packed, dtype: x.dtype) { (shape, padded) = (packed, nil) }
+        }
+        if let padded { (q, k, v) = (try padded.pad(q), try padded.pad(k), try padded.pad(v)) }
         if let rope {
             q = try backend.rotaryEmbedding(q, layout: rope, inverse: false)
             k = try backend.rotaryEmbedding(k, layout: rope, inverse: false)
         }
-        let shape = AttentionShape(
-            batch: batch, queryLength: sequence, keyLength: sequence, queryHeads: heads, keyValueHeads: keyValueHeads,
-            headDimension: headDimension, causal: causal, keyLengths: unpadded?.lengths ?? keyLengths,
-            dropout: dropoutProbability > 0 ? dropoutSeed.map { AttentionDropout(probability: dropoutProbability, seed: $0) } : nil)
         let attention = try backend.attention(query: q, key: k, value: v, shape: shape)
-        saved = (q, k, v, attention, shape, rope, unpadded)
-        return try output.forward(unpadded?.unpad(attention.output) ?? attention.output)
+        saved = (q, k, v, attention, shape, rope, padded)
+        return try output.forward(padded?.unpad(attention.output) ?? attention.output)
     }
 
     /// q, k and v of `x`: one stacked projection's parts where generation has stacked them (``stackQueryKeyValue()``).
@@ -105,7 +114,7 @@ public final class SelfAttention: Layer {
             throw TensorError.invalidArgument(operation: "SelfAttention.backward", reason: "call forward first")
         }
         var dAttention = try output.backward(dy)
-        if let unpadded = saved.unpadded { dAttention = try unpadded.pad(dAttention) }
+        if let padding = saved.padding { dAttention = try padding.pad(dAttention) }
         let gradients = try backend.attentionBackward(
             dAttention, query: saved.q, key: saved.k, value: saved.v, saved: saved.attention, shape: saved.shape)
         var (dq, dk, dv) = (gradients.query, gradients.key, gradients.value)
@@ -113,7 +122,7 @@ public final class SelfAttention: Layer {
             dq = try backend.rotaryEmbedding(dq, layout: rope, inverse: true)
             dk = try backend.rotaryEmbedding(dk, layout: rope, inverse: true)
         }
-        if let unpadded = saved.unpadded { (dq, dk, dv) = (try unpadded.unpad(dq), try unpadded.unpad(dk), try unpadded.unpad(dv)) }
+        if let padding = saved.padding { (dq, dk, dv) = (try padding.unpad(dq), try padding.unpad(dk), try padding.unpad(dv)) }
         // (dy was read for the last time by the output projection: a target that is dy itself may be written now.)
         let dx = try query.backward(dq, addingInputGradientTo: target, backend)
         try key.backward(dk, addingInputGradientTo: dx, backend)

@@ -135,6 +135,13 @@ extension CUDABackend {
         return table
     }
 
+    /// Packed rows run on the fused kernels only (the others index sequences by `b·length`).
+    public func takesPackedAttention(_ shape: AttentionShape, dtype: DType) -> Bool {
+        var packed = shape
+        packed.packedRows = packed.packedRows ?? 0
+        return (try? route(for: packed, dtype: dtype)) == .fused && (try? route(for: packed, dtype: dtype, backward: true)) == .fused
+    }
+
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         try OperandChecks.attention(query: query, key: key, value: value, shape: s)
         switch try route(for: s, dtype: query.dtype) {
@@ -154,7 +161,7 @@ extension CUDABackend {
             return try cudnnAttentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
         }
         // δ = rowsum(dO ⊙ O), FlashAttention-2's D, used by every route.
-        let rows = s.batch * s.queryLength
+        let rows = s.queryRows
         let delta = try newTensor([rows, s.queryHeads], dtype: .float32)
         let operation = "attentionBackward"
         let deltaArguments: [KernelArgument] = [
@@ -212,6 +219,11 @@ extension CUDABackend {
     func route(for s: AttentionShape, dtype: DType, backward: Bool = false) throws -> AttentionRoute {
         let fusable = (backward ? tensorCoreBackward(s, dtype: dtype) != nil : tensorCoreForward(s, dtype: dtype) != nil)
             && s.batch <= 65_535 && s.keyValueHeads <= 65_535 && s.queryHeads <= 65_535
+        if s.packedRows != nil, !fusable || attentionRoute == .gemm {
+            throw TensorError.invalidArgument(
+                operation: backward ? "attentionBackward" : "attention",
+                reason: "packed rows take the fused kernels only (bf16/fp16 at their head dimensions); pad the rows instead (takesPackedAttention)")
+        }
         return AttentionRoute.choose(
             for: s, forced: attentionRoute, fusable: fusable,
             cudnnPlanned: { (attentionRoute == .cudnn || (attentionRoute == nil && Self.cudnnAttentionByDefault))
@@ -226,7 +238,10 @@ extension CUDABackend {
             throw TensorError.invalidArgument(operation: "attentionBackward", reason: "no fused kernel for head dimension \(s.headDimension)")
         }
         let operation = "attentionBackward"
-        let (dk, dv) = (try newTensor(key.shape, dtype: key.dtype), try newTensor(value.shape, dtype: value.dtype))
+        // (Rows no packed sequence owns are never written: they start at zero.)
+        let (dk, dv) = s.packedRows == nil
+            ? (try newTensor(key.shape, dtype: key.dtype), try newTensor(value.shape, dtype: value.dtype))
+            : (try zeros(key.shape, dtype: key.dtype), try zeros(value.shape, dtype: value.dtype))
         let dq32 = try zeros(query.shape, dtype: .float32)
         try launch(
             .attentionTensorCore, kernel.name, dtype: query.dtype,
@@ -236,7 +251,8 @@ extension CUDABackend {
                 .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)),
                 .pointer(try address(delta, operation)), .pointer(address(dq32, operation)), .pointer(address(dk, operation)),
                 .pointer(address(dv, operation)),
-            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, operation))] + Self.dropoutArguments(s))
+            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, operation))] + Self.dropoutArguments(s)
+                + [.optionalPointer(try rowStarts(s, operation))])
         return AttentionGradients(query: try cast(dq32, to: query.dtype), key: dk, value: dv)
     }
 
@@ -244,15 +260,18 @@ extension CUDABackend {
         guard let kernel = tensorCoreForward(s, dtype: query.dtype) else {
             throw TensorError.invalidArgument(operation: "attention", reason: "no fused kernel for head dimension \(s.headDimension)")
         }
-        let out = try newTensor(query.shape, dtype: query.dtype)
-        let lse = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: .float32)
+        // (Rows no packed sequence owns are never written: they start at zero.)
+        let out = s.packedRows == nil ? try newTensor(query.shape, dtype: query.dtype) : try zeros(query.shape, dtype: query.dtype)
+        let lse = s.packedRows == nil
+            ? try newTensor([s.queryRows, s.queryHeads], dtype: .float32) : try zeros([s.queryRows, s.queryHeads], dtype: .float32)
         try launch(
             .attentionTensorCore, kernel.name, dtype: query.dtype,
             grid: ((s.queryLength + kernel.rowsPerBlock - 1) / kernel.rowsPerBlock, s.queryHeads, s.batch), block: (kernel.threads, 1, 1),
             sharedBytes: kernel.sharedBytes, [
                 .pointer(address(query, "attention")), .pointer(address(key, "attention")), .pointer(address(value, "attention")),
                 .pointer(address(out, "attention")), .pointer(address(lse, "attention")),
-            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, "attention"))] + Self.dropoutArguments(s))
+            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, "attention"))] + Self.dropoutArguments(s)
+                + [.optionalPointer(try rowStarts(s, "attention"))])
         return AttentionOutput(output: out, logSumExp: lse)
     }
 
@@ -260,6 +279,13 @@ extension CUDABackend {
     /// padded.
     private func keyLengths(_ s: AttentionShape, _ operation: String) throws -> CUdeviceptr? {
         try s.keyLengths.map { try address(indices($0.map(Int32.init)), operation) }
+    }
+
+    /// The fused kernels' first row of each packed sequence (int32 on the device), or nil (NULL) for the
+    /// `[batch·length]` layout.
+    private func rowStarts(_ s: AttentionShape, _ operation: String) throws -> CUdeviceptr? {
+        guard s.packedRows != nil else { return nil }
+        return try address(indices(s.rowLayout().map { Int32($0.queryStart) }), operation)
     }
 
     func flashAttention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {

@@ -140,6 +140,9 @@ public protocol Backend: AnyObject, Sendable {
     /// `key`/`value [B·Tk, Hkv·D]` (Hq a multiple of Hkv: grouped-query attention) → `[B·Tq, Hq·D]`,
     /// plus the per-row log-sum-exp of the scores that backward uses to recompute the probabilities.
     func attention(query: Tensor, key: Tensor, value: Tensor, shape: AttentionShape) throws -> AttentionOutput
+    /// Whether ``attention(query:key:value:shape:)`` and its backward take this shape with packed rows
+    /// (``AttentionShape/packedRows``) in `dtype`; where not, the caller pads the rows around the call.
+    func takesPackedAttention(_ shape: AttentionShape, dtype: DType) -> Bool
     /// Generation's decode step: row s of `query [S, hq·d]` attends to rows `starts[s] ..< starts[s] + lengths[s]` of
     /// `keys` and `values [N, hkv·d]` (a KV cache; every row visible) → `[S, hq·d]`, all sequences at once.
     func decodeAttention(query: Tensor, keys: Tensor, values: Tensor, starts: [Int], lengths: [Int], shape: DecodeAttentionShape) throws -> Tensor

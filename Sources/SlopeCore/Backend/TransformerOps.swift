@@ -91,10 +91,16 @@ public struct AttentionShape: Sendable, Equatable {
     public var keyLengths: [Int]?
     /// Dropout of the attention probabilities while training (BERT's); nil: none.
     public var dropout: AttentionDropout?
+    /// Rows of q, k and v (and the output) when each sequence's rows are packed one after another — its
+    /// `keyLengths[b]` rows from row Σ earlier lengths, no padding between sequences (an encoder's unpadded rows);
+    /// rows past them are not attended to, their outputs and gradients zero. nil: the `[batch·length]` layout. Needs
+    /// `keyLengths` and equal query and key lengths (the longest sequence).
+    public var packedRows: Int?
 
     public init(
         batch: Int, queryLength: Int, keyLength: Int? = nil, queryHeads: Int, keyValueHeads: Int? = nil,
-        headDimension: Int, causal: Bool = true, scale: Float? = nil, keyLengths: [Int]? = nil, dropout: AttentionDropout? = nil
+        headDimension: Int, causal: Bool = true, scale: Float? = nil, keyLengths: [Int]? = nil, dropout: AttentionDropout? = nil,
+        packedRows: Int? = nil
     ) {
         self.batch = batch
         self.queryLength = queryLength
@@ -106,10 +112,29 @@ public struct AttentionShape: Sendable, Equatable {
         self.scale = scale ?? 1 / Float(headDimension).squareRoot()
         self.keyLengths = keyLengths
         self.dropout = dropout
+        self.packedRows = packedRows
     }
 
     /// Query heads sharing one key/value head.
     public var groupSize: Int { queryHeads / keyValueHeads }
+
+    /// Rows of q and of the output (`batch·queryLength`, or ``packedRows``).
+    public var queryRows: Int { packedRows ?? batch * queryLength }
+    /// Rows of k and v.
+    public var keyRows: Int { packedRows ?? batch * keyLength }
+
+    /// Each batch element's first query row, its query rows, its first key row (a packed sequence's rows start where
+    /// the one before it ends).
+    public func rowLayout() -> [(queryStart: Int, queries: Int, keyStart: Int)] {
+        guard packedRows != nil, let lengths = keyLengths else {
+            return (0..<batch).map { ($0 * queryLength, queryLength, $0 * keyLength) }
+        }
+        var start = 0
+        return lengths.map { length in
+            defer { start += length }
+            return (start, length, start)
+        }
+    }
 }
 
 /// Inverted dropout of attention probabilities: `O = (P ⊙ Z)·V` with `Z = keep / (1 − probability)`, probability
@@ -206,9 +231,17 @@ extension OperandChecks {
             }
         }
         if let dropout = s.dropout { try DropoutMask.check(dropout.probability, "attention") }
-        try shape(query, [s.batch * s.queryLength, s.queryHeads * s.headDimension], "attention", "query")
-        try shape(key, [s.batch * s.keyLength, s.keyValueHeads * s.headDimension], "attention", "key")
-        try shape(value, [s.batch * s.keyLength, s.keyValueHeads * s.headDimension], "attention", "value")
+        if let rows = s.packedRows {
+            let real = s.keyLengths?.reduce(0, +) ?? 0
+            guard s.keyLengths != nil, s.queryLength == s.keyLength, rows >= real else {
+                throw TensorError.invalidArgument(
+                    operation: "attention",
+                    reason: "packed rows need each sequence's length, equal query and key lengths, and at least the \(real) rows the sequences fill, not \(rows)")
+            }
+        }
+        try shape(query, [s.queryRows, s.queryHeads * s.headDimension], "attention", "query")
+        try shape(key, [s.keyRows, s.keyValueHeads * s.headDimension], "attention", "key")
+        try shape(value, [s.keyRows, s.keyValueHeads * s.headDimension], "attention", "value")
         try sameDType([query, key, value], "attention")
     }
 
@@ -272,7 +305,7 @@ extension OperandChecks {
         try attention(query: query, key: key, value: value, shape: s)
         try shape(dOutput, query.shape, "attentionBackward", "dOutput")
         try shape(saved.output, query.shape, "attentionBackward", "saved output")
-        try shape(saved.logSumExp, [s.batch * s.queryLength, s.queryHeads], "attentionBackward", "saved log-sum-exp")
+        try shape(saved.logSumExp, [s.queryRows, s.queryHeads], "attentionBackward", "saved log-sum-exp")
         try sameDType([dOutput, query, saved.output], "attentionBackward")
     }
 }

@@ -138,12 +138,15 @@ extension CPUBackend {
         return try tensor(out, shape: query.shape, dtype: query.dtype)
     }
 
+    public func takesPackedAttention(_ shape: AttentionShape, dtype: DType) -> Bool { true }
+
     public func attention(query: Tensor, key: Tensor, value: Tensor, shape s: AttentionShape) throws -> AttentionOutput {
         try OperandChecks.attention(query: query, key: key, value: value, shape: s)
         let statsDType: DType = query.dtype == .float64 ? .float64 : .float32
         let output = try newTensor(query.shape, dtype: query.dtype)
-        let logSumExp = try newTensor([s.batch * s.queryLength, s.queryHeads], dtype: statsDType)
+        let logSumExp = try newTensor([s.queryRows, s.queryHeads], dtype: statsDType)
         let d = s.headDimension, qStride = s.queryHeads * d, kStride = s.keyValueHeads * d
+        let layout = s.rowLayout()  // (rows no sequence owns, with packed rows, stay zero)
         func run<T: CPUFloat>(_ type: T.Type) throws {
             try read(query, as: type, "attention") { pq in
                 try read(key, as: type, "attention") { pk in
@@ -156,11 +159,11 @@ extension CPUBackend {
                                     for task in range {
                                         let (b, h) = (task / s.queryHeads, task % s.queryHeads)
                                         let kvHead = h / s.groupSize
-                                        let (kBase, vBase) = (pk + b * s.keyLength * kStride + kvHead * d, pv + b * s.keyLength * kStride + kvHead * d)
-                                        for i0 in stride(from: 0, to: s.queryLength, by: attentionBlock) {
-                                            let rows = min(attentionBlock, s.queryLength - i0)
+                                        let (kBase, vBase) = (pk + layout[b].keyStart * kStride + kvHead * d, pv + layout[b].keyStart * kStride + kvHead * d)
+                                        for i0 in stride(from: 0, to: layout[b].queries, by: attentionBlock) {
+                                            let rows = min(attentionBlock, layout[b].queries - i0)
                                             let keys = s.visibleKeys(batch: b, query: i0 + rows - 1)
-                                            let row0 = (b * s.queryLength + i0) * qStride + h * d
+                                            let row0 = (layout[b].queryStart + i0) * qStride + h * d
                                             rawGEMM(false, true, rows, keys, d, T(s.scale), pq + row0, qStride, kBase, kStride, 0, tile, keys, nil)
                                             for r in 0..<rows {
                                                 let scores = tile + r * keys, visible = s.visibleKeys(batch: b, query: i0 + r)
@@ -174,7 +177,7 @@ extension CPUBackend {
                                                 for j in visible..<keys { scores[j] = 0 }
                                                 let inverse = 1 / total
                                                 for j in 0..<visible { scores[j] *= inverse }
-                                                pl[(b * s.queryLength + i0 + r) * s.queryHeads + h] = maximum + T.log(total)
+                                                pl[(layout[b].queryStart + i0 + r) * s.queryHeads + h] = maximum + T.log(total)
                                                 if let dropout = s.dropout {  // O = (P ⊙ Z)·V; the log-sum-exp stays P's
                                                     let (first, threshold, kept) = (dropout.rowIndex(s, batch: b, head: h, query: i0 + r), dropout.threshold, T(dropout.keptScale))
                                                     for j in 0..<visible {
@@ -204,6 +207,7 @@ extension CPUBackend {
     ) throws -> AttentionGradients {
         try OperandChecks.attentionBackward(dOutput, query: query, key: key, value: value, saved: saved, shape: s)
         let d = s.headDimension, qStride = s.queryHeads * d, kStride = s.keyValueHeads * d
+        let layout = s.rowLayout()
         let dq = try newTensor(query.shape, dtype: query.dtype)
         let dk = try newTensor(key.shape, dtype: key.dtype)
         let dv = try newTensor(value.shape, dtype: value.dtype)
@@ -227,19 +231,19 @@ extension CPUBackend {
                                                     }
                                                     for task in range {
                                                         let (b, kvHead) = (task / s.keyValueHeads, task % s.keyValueHeads)
-                                                        let kv = b * s.keyLength * kStride + kvHead * d
+                                                        let kv = layout[b].keyStart * kStride + kvHead * d
                                                         for g in 0..<s.groupSize {
                                                             let h = kvHead * s.groupSize + g
-                                                            for i0 in stride(from: 0, to: s.queryLength, by: attentionBlock) {
-                                                                let rows = min(attentionBlock, s.queryLength - i0)
+                                                            for i0 in stride(from: 0, to: layout[b].queries, by: attentionBlock) {
+                                                                let rows = min(attentionBlock, layout[b].queries - i0)
                                                                 let keys = s.visibleKeys(batch: b, query: i0 + rows - 1)
-                                                                let row0 = (b * s.queryLength + i0) * qStride + h * d
+                                                                let row0 = (layout[b].queryStart + i0) * qStride + h * d
                                                                 let (p, ds) = (probabilities, scoreGradient)
                                                                 rawGEMM(false, true, rows, keys, d, T(s.scale), pq + row0, qStride, pk + kv, kStride, 0, p, keys, nil)
                                                                 rawGEMM(false, true, rows, keys, d, 1, pdo + row0, qStride, pv + kv, kStride, 0, ds, keys, nil)
                                                                 for r in 0..<rows {
                                                                     let visible = s.visibleKeys(batch: b, query: i0 + r)
-                                                                    let lse = pl[(b * s.queryLength + i0 + r) * s.queryHeads + h]
+                                                                    let lse = pl[(layout[b].queryStart + i0 + r) * s.queryHeads + h]
                                                                     let delta = dotProduct(pdo + row0 + r * qStride, po + row0 + r * qStride, d)
                                                                     let (pRow, dsRow) = (p + r * keys, ds + r * keys)
                                                                     if let dropout = s.dropout {

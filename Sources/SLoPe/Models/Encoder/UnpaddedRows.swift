@@ -1,7 +1,7 @@
 /// The real tokens of a padded batch: row `i` of the unpadded form is row `rows[i]` of the padded `[batch·sequence,
 /// …]` one. What works on rows alone — the linears, norms, activations and dropout of an encoder block — runs on
-/// the real rows only (a BERT batch of sentence pairs is 20–25% padding); attention, which needs each sequence's
-/// rows together, pads its operands back around its call (``SelfAttention/forward(_:batch:sequence:keyLengths:unpadded:)``).
+/// the real rows only (a BERT batch of sentence pairs is 20–25% padding); attention takes them packed where the
+/// backend can, else pads its operands back around its call (``SelfAttention/forward(_:batch:sequence:keyLengths:unpadded:)``).
 public struct UnpaddedRows {
     public let batch: Int
     public let sequence: Int

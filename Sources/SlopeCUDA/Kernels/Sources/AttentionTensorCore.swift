@@ -14,16 +14,22 @@ extension KernelSources {
     }
 
     static let attentionTensorCoreShared = #"""
-    // `lengths`: each batch element's keys beyond which it is padding (an encoder's padded batch), or null. Dropout of
+    // `lengths`: each batch element's keys beyond which it is padding (an encoder's padded batch), or null. `starts`:
+    // with packed rows (AttentionShape.packedRows), batch element b's first row — its lengths[b] queries and keys one
+    // after another, no padding between sequences — or null for the [batch·len] layout. Dropout of
     // the probabilities (AttentionDropout): P[b, h, i, j] kept where dropout_keeps(((b·hq + h)·tq + i)·tk + j, seed,
     // threshold) — the CPU's mask — and scaled by kept_scale; threshold 0 with kept_scale 1 drops nothing.
     struct AttentionSizes {
         int batch, tq, tk, hq, hkv, causal; float scale; const int* lengths;
-        long long seed; int threshold; float kept_scale;
+        long long seed; int threshold; float kept_scale; const int* starts;
     };
     #define SIZES_PARAMS int batch, int tq, int tk, int hq, int hkv, int causal, float scale, const int* key_lengths, \
-        long long dropout_seed, int dropout_threshold, float dropout_scale
-    #define SIZES AttentionSizes{batch, tq, tk, hq, hkv, causal, scale, key_lengths, dropout_seed, dropout_threshold, dropout_scale}
+        long long dropout_seed, int dropout_threshold, float dropout_scale, const int* row_starts
+    #define SIZES AttentionSizes{batch, tq, tk, hq, hkv, causal, scale, key_lengths, dropout_seed, dropout_threshold, dropout_scale, row_starts}
+    // Batch element b's first row of q (or k, v), and its query (key) rows: a packed sequence's own length.
+    static __device__ __forceinline__ i64 row_start(const AttentionSizes& s, int b, int len) { return s.starts ? (i64)s.starts[b] : (i64)b * len; }
+    static __device__ __forceinline__ int query_rows(const AttentionSizes& s, int b) { return s.starts ? s.lengths[b] : s.tq; }
+    static __device__ __forceinline__ int key_rows(const AttentionSizes& s, int b) { return s.starts ? s.lengths[b] : s.tk; }
     // The keys batch element b's queries may see: all tk, or its length when the batch is padded.
     static __device__ __forceinline__ int visible_keys(const AttentionSizes& s, int b) { return s.lengths ? min(s.lengths[b], s.tk) : s.tk; }
     static __device__ __forceinline__ bool drops_probabilities(const AttentionSizes& s) { return s.threshold != 0 || s.kept_scale != 1.0f; }
@@ -103,17 +109,17 @@ extension KernelSources {
     }
     // PTX helpers: end
 
-    // Starts copying rows [first, first + ROWS) of head `head` of a [B·len, heads·D] tensor into `tile` (row
-    // stride D + 8) with THREADS threads; rows past `len` become zeros.
+    // Starts copying rows [first, first + ROWS) of head `head` of one batch element's `len` rows (from row `start` of a
+    // [rows, heads·D] tensor) into `tile` (row stride D + 8) with THREADS threads; rows past `len` become zeros.
     template <int D, int ROWS, int THREADS>
-    __device__ __forceinline__ void stage_tile(saddr tile, const T* src, int b, int len, int heads, int head, int first) {
+    __device__ __forceinline__ void stage_tile(saddr tile, const T* src, i64 start, int len, int heads, int head, int first) {
         constexpr int CHUNKS = ROWS * (D / 8);
         const u16* base = (const u16*)src + (i64)head * D;
         #pragma unroll
         for (int round = 0; round < (CHUNKS + THREADS - 1) / THREADS; ++round) {
             int e = round * THREADS + threadIdx.x, r = e / (D / 8), c = e % (D / 8), row = first + r;
             if (CHUNKS % THREADS == 0 || e < CHUNKS)
-                copy16_async(tile + 2 * (r * (D + 8) + c * 8), base + ((i64)b * len + min(row, len - 1)) * heads * D + c * 8, row < len);
+                copy16_async(tile + 2 * (r * (D + 8) + c * 8), base + (start + min(row, len - 1)) * heads * D + c * 8, row < len);
         }
     }
 
@@ -184,11 +190,12 @@ extension KernelSources {
         }
     }
 
-    // A-operand fragments of rows r0 and r0 + 8 (clamped to len − 1), all of D, straight from global memory.
+    // A-operand fragments of rows r0 and r0 + 8 (clamped to len − 1) of the `len` rows from row `start`, all of D,
+    // straight from global memory.
     template <int D>
-    __device__ __forceinline__ void load_rows(unsigned (&frag)[D / 16][4], const T* src, int b, int len, int heads, int head, int r0, int t) {
-        const unsigned* p0 = (const unsigned*)((const u16*)src + ((i64)b * len + min(r0, len - 1)) * heads * D + (i64)head * D);
-        const unsigned* p1 = (const unsigned*)((const u16*)src + ((i64)b * len + min(r0 + 8, len - 1)) * heads * D + (i64)head * D);
+    __device__ __forceinline__ void load_rows(unsigned (&frag)[D / 16][4], const T* src, i64 start, int len, int heads, int head, int r0, int t) {
+        const unsigned* p0 = (const unsigned*)((const u16*)src + (start + min(r0, len - 1)) * heads * D + (i64)head * D);
+        const unsigned* p1 = (const unsigned*)((const u16*)src + (start + min(r0 + 8, len - 1)) * heads * D + (i64)head * D);
         #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
             frag[kk][0] = p0[kk * 8 + t]; frag[kk][1] = p1[kk * 8 + t];
@@ -196,12 +203,12 @@ extension KernelSources {
         }
     }
 
-    // Rows r0 and r0 + 8 (accumulator layout, NT column tiles from column c0) into one head of a [B·len, heads·D]
-    // tensor, row halves scaled by scale0 and scale1.
+    // Rows r0 and r0 + 8 (accumulator layout, NT column tiles from column c0) of the `len` rows from row `start` into
+    // one head of a [rows, heads·D] tensor, row halves scaled by scale0 and scale1; rows past `len` are not written.
     template <int D, int NT>
-    __device__ __forceinline__ void store_rows(T* dst, const float (&acc)[NT][4], float scale0, float scale1, int b, int len,
+    __device__ __forceinline__ void store_rows(T* dst, const float (&acc)[NT][4], float scale0, float scale1, i64 start, int len,
                                                int heads, int head, int r0, int c0, int t) {
-        u16* p0 = (u16*)dst + ((i64)b * len + r0) * heads * D + (i64)head * D + c0;
+        u16* p0 = (u16*)dst + (start + r0) * heads * D + (i64)head * D + c0;
         u16* p1 = p0 + (i64)8 * heads * D;
         #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {

@@ -38,8 +38,11 @@ extension KernelSources {
         int kw = warp % KW, part = warp / KW;             // the warp's 16 keys; its part of the queries (Sᵀ) and of D (dK, dV)
         int qrow = warp % QROWS, dgroup = warp / QROWS;   // the warp's dQ rows and columns
         int firstKey = blockIdx.x * BN, key0 = firstKey + kw * 16 + g;
-        stage_tile<D, BN, THREADS>(kt, k, b, s.tk, s.hkv, kvh, firstKey);
-        stage_tile<D, BN, THREADS>(vt, v, b, s.tk, s.hkv, kvh, firstKey);
+        const int qlen = query_rows(s, b), klen = key_rows(s, b);
+        const i64 qStart = row_start(s, b, s.tq), kStart = row_start(s, b, s.tk);
+        if (firstKey >= klen) return;  // (a packed sequence shorter than the grid's keys: nothing here)
+        stage_tile<D, BN, THREADS>(kt, k, kStart, klen, s.hkv, kvh, firstKey);
+        stage_tile<D, BN, THREADS>(vt, v, kStart, klen, s.hkv, kvh, firstKey);
         commit_copies();
         float dka[1][DW / 8][4], dva[1][DW / 8][4];
         clear(dka);
@@ -47,14 +50,14 @@ extension KernelSources {
         const float scaleLog2 = s.scale * LOG2E;
         int offset = s.tk - s.tq, visible = visible_keys(s, b);
         int firstTile = s.causal ? max(0, firstKey - offset) / QT : 0;
-        int tilesPerHead = max(0, (s.tq + QT - 1) / QT - firstTile);
+        int tilesPerHead = max(0, (qlen + QT - 1) / QT - firstTile);
         int steps = firstKey < visible ? tilesPerHead * group : 0;  // (padding keys: no query sees them, zero gradients)
         auto stage = [&](int j, int buffer) {
             int h = kvh * group + j / tilesPerHead, first = (firstTile + j % tilesPerHead) * QT;
-            stage_tile<D, QT, THREADS>(qs + buffer * Q_TILE, q, b, s.tq, s.hq, h, first);
-            stage_tile<D, QT, THREADS>(gs + buffer * Q_TILE, dout, b, s.tq, s.hq, h, first);
+            stage_tile<D, QT, THREADS>(qs + buffer * Q_TILE, q, qStart, qlen, s.hq, h, first);
+            stage_tile<D, QT, THREADS>(gs + buffer * Q_TILE, dout, qStart, qlen, s.hq, h, first);
             for (int r = threadIdx.x; r < QT; r += THREADS) {
-                i64 at = ((i64)b * s.tq + min(first + r, s.tq - 1)) * s.hq + h;
+                i64 at = (qStart + min(first + r, qlen - 1)) * s.hq + h;
                 copy4_async(lses + 4 * (buffer * QT + r), lse + at);
                 copy4_async(deltas + 4 * (buffer * QT + r), delta + at);
             }
@@ -83,7 +86,7 @@ extension KernelSources {
                 mma_step<1, QW / 8, true>(dpt, va, gt + 2 * (part * QW * STRIDE + kk * 16), STRIDE, lane);  // dPᵀ = V·dOᵀ
             }
             // Only tiles past tq or the visible keys, or crossing the causal diagonal, need a mask.
-            bool edge = first + QT > s.tq || firstKey + BN > visible || (s.causal && first + offset < firstKey + BN - 1);
+            bool edge = first + QT > qlen || firstKey + BN > visible || (s.causal && first + offset < firstKey + BN - 1);
             #pragma unroll
             for (int nt = 0; nt < QW / 8; ++nt) {
                 #pragma unroll
@@ -92,7 +95,7 @@ extension KernelSources {
                     float p = exp2_fast(st[0][nt][e] * scaleLog2 - tileLse[c] * LOG2E);
                     if (edge) {
                         int query = first + c, key = key0 + (e >> 1) * 8;
-                        if (query >= s.tq || key >= visible || (s.causal && key > offset + query)) p = 0.0f;
+                        if (query >= qlen || key >= visible || (s.causal && key > offset + query)) p = 0.0f;
                     }
                     const float z = drops_probabilities(s) ? dropout_factor(s, b, h, first + c, key0 + (e >> 1) * 8) : 1.0f;
                     st[0][nt][e] = p * z;
@@ -139,15 +142,15 @@ extension KernelSources {
             #pragma unroll
             for (int half = 0; half < 2; ++half) {
                 int query = first + qrow * 16 + g + half * 8;
-                if (query >= s.tq) continue;
-                float* row = dq_accum + ((i64)b * s.tq + query) * s.hq * D + (i64)h * D + dgroup * DQW;
+                if (query >= qlen) continue;
+                float* row = dq_accum + (qStart + query) * s.hq * D + (i64)h * D + dgroup * DQW;
                 #pragma unroll
                 for (int nt = 0; nt < DQW / 8; ++nt) add_pair_atomically(row + nt * 8 + t * 2, dqa[0][nt][2 * half], dqa[0][nt][2 * half + 1]);
             }
         }
         if (steps == 0) wait_copies<0>();  // (the K/V tiles, when no query sees these keys)
-        store_rows<D, DW / 8>(dk, dka[0], 1.0f, 1.0f, b, s.tk, s.hkv, kvh, firstKey + kw * 16 + g, part * DW, t);
-        store_rows<D, DW / 8>(dv, dva[0], 1.0f, 1.0f, b, s.tk, s.hkv, kvh, firstKey + kw * 16 + g, part * DW, t);
+        store_rows<D, DW / 8>(dk, dka[0], 1.0f, 1.0f, kStart, klen, s.hkv, kvh, firstKey + kw * 16 + g, part * DW, t);
+        store_rows<D, DW / 8>(dv, dva[0], 1.0f, 1.0f, kStart, klen, s.hkv, kvh, firstKey + kw * 16 + g, part * DW, t);
     }
 
     """#

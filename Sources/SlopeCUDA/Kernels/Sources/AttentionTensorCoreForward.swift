@@ -20,13 +20,16 @@ extension KernelSources {
         int b = blockIdx.z, h = blockIdx.y, kvh = h / (s.hq / s.hkv);
         int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
         int firstRow = (gridDim.x - 1 - blockIdx.x) * BM;
+        const int qlen = query_rows(s, b), klen = key_rows(s, b);
+        const i64 qStart = row_start(s, b, s.tq), kStart = row_start(s, b, s.tk);
+        if (firstRow >= qlen) return;  // (a packed sequence shorter than the grid's rows: nothing here)
         unsigned qa[Q_SHARED ? 1 : MT][D / 16][4];
         if constexpr (Q_SHARED) {
-            stage_tile<D, BM, THREADS>(qs, q, b, s.tq, s.hq, h, firstRow);
+            stage_tile<D, BM, THREADS>(qs, q, qStart, qlen, s.hq, h, firstRow);
             commit_copies();
         } else {
             #pragma unroll
-            for (int m = 0; m < (Q_SHARED ? 1 : MT); ++m) load_rows<D>(qa[m], q, b, s.tq, s.hq, h, firstRow + (warp * MT + m) * 16 + g, t);
+            for (int m = 0; m < (Q_SHARED ? 1 : MT); ++m) load_rows<D>(qa[m], q, qStart, qlen, s.hq, h, firstRow + (warp * MT + m) * 16 + g, t);
         }
         float acc[MT][D / 8][4], rowMax[MT][2], rowSum[MT][2];
         clear(acc);
@@ -39,8 +42,8 @@ extension KernelSources {
         int offset = s.tk - s.tq, visible = visible_keys(s, b);
         int tiles = key_tiles(s, firstRow + BM - 1, BN, visible);
         auto stage = [&](int j) {
-            stage_tile<D, BN, THREADS>(ks + (j & 1) * TILE, k, b, s.tk, s.hkv, kvh, j * BN);
-            stage_tile<D, BN, THREADS>(vs + (j & 1) * TILE, v, b, s.tk, s.hkv, kvh, j * BN);
+            stage_tile<D, BN, THREADS>(ks + (j & 1) * TILE, k, kStart, klen, s.hkv, kvh, j * BN);
+            stage_tile<D, BN, THREADS>(vs + (j & 1) * TILE, v, kStart, klen, s.hkv, kvh, j * BN);
             commit_copies();
         };
         if (tiles > 0) stage(0);
@@ -128,9 +131,9 @@ extension KernelSources {
                 l += __shfl_xor_sync(0xffffffffu, l, 2);
                 inverse[half] = l > 0.0f ? 1.0f / l : 0.0f;
                 int row = r0 + half * 8;
-                if (t == 0 && row < s.tq) lse[((i64)b * s.tq + row) * s.hq + h] = (rowMax[m][half] + log2f(l)) / LOG2E;
+                if (t == 0 && row < qlen) lse[(qStart + row) * s.hq + h] = (rowMax[m][half] + log2f(l)) / LOG2E;
             }
-            store_rows<D, D / 8>(o, acc[m], inverse[0], inverse[1], b, s.tq, s.hq, h, r0, 0, t);
+            store_rows<D, D / 8>(o, acc[m], inverse[0], inverse[1], qStart, qlen, s.hq, h, r0, 0, t);
         }
     }
 
