@@ -15,7 +15,7 @@ final class AttentionRouteTests: XCTestCase {
         var padded = causal
         padded.keyLengths = [128, 40]
         var dropped = causal
-        dropped.dropout = AttentionDropout(probability: 0.1, seed: 1)
+        dropped.dropout = SeededDropout(probability: 0.1, seed: 1)
         for s in [padded, dropped] {
             XCTAssertEqual(choose(s, cudnn: true), .fused, "cuDNN is passed over even with a plan")
             XCTAssertEqual(choose(s, forced: .flash), .fused, "flash neither masks padding nor drops")
@@ -23,7 +23,7 @@ final class AttentionRouteTests: XCTestCase {
             XCTAssertEqual(choose(s, fusable: false, cudnn: true), .gemm)
         }
         var zero = causal
-        zero.dropout = AttentionDropout(probability: 0, seed: 1)
+        zero.dropout = SeededDropout(probability: 0, seed: 1)
         XCTAssertEqual(choose(zero, cudnn: true), .cudnn, "a probability of 0 drops nothing")
     }
 

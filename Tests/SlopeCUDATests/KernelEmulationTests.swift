@@ -146,10 +146,11 @@ final class KernelEmulationTests: XCTestCase {
 
     /// The norms with the residual stream fused in, bf16: forward writes `h = x + r` (rounded once) and
     /// normalises it, backward adds the residual gradient; LayerNorm and RMSNorm against the CPU backend, which
-    /// composes the add. NULL operands (`.int64(0)`) are the plain forms.
+    /// composes the add. NULL operands (`.int64(0)`) are the plain forms. LayerNorm also drops r first (a post-norm
+    /// block's branch: h equal to the CPU's `x + dropout(r)` to the bit) and hands back dx dropped the same way.
     func testNormsWithTheResidualFusedMatchTheCPUBackend() throws {
         let module = try EmulatedModule(family: .normalization, dtype: .bfloat16, kernels: [
-            "layernorm_forward": 11, "layernorm_backward_input": 9, "rmsnorm_forward": 9, "rmsnorm_backward_input": 8,
+            "layernorm_forward": 14, "layernorm_backward_input": 13, "rmsnorm_forward": 9, "rmsnorm_backward_input": 8,
         ])
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 19)
@@ -174,23 +175,35 @@ final class KernelEmulationTests: XCTestCase {
         let (weight, bias) = (try random([columns]), try random([columns]))
         let bytes = rows * columns * 2
 
-        let layer = try cpu.layerNorm(x, adding: r, weight: weight, bias: bias, epsilon: 1e-5)
-        let forward = try module.launch("layernorm_forward", grid: (rows, 1, 1), block: threads, [
-            .input(try Self.raw(x, cpu)), .input(try Self.raw(r, cpu)), .output(bytes: bytes), .input(try Self.raw(weight, cpu)),
-            .input(try Self.raw(bias, cpu)), .output(bytes: bytes), .output(bytes: rows * 4), .output(bytes: rows * 4),
-            .int64(rows), .int64(columns), .float(1e-5),
-        ])
-        let sum = try XCTUnwrap(layer.sum)
-        XCTAssertEqual(Self.bf16(forward[2]!), try cpu.floats(sum), "h = x + r, rounded to bf16 once (\(columns) columns)")
-        try Self.assertClose(Self.bf16(forward[5]!), try cpu.floats(layer.output), tolerance: 1e-2, "LayerNorm(x + r) (\(columns) columns)")
-        try Self.assertClose(forward[7]!.elements(), try cpu.floats(layer.reciprocalStd), tolerance: 1e-4, "rstd")
-        let layerGradients = try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer, addingGradient: dres)
-        for (residualGradient, expected) in [(try Self.raw(dres, cpu), layerGradients.input), (nil, try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer).input)] {
-            let dx = try module.launch("layernorm_backward_input", grid: (rows, 1, 1), block: threads, [
-                .input(try Self.raw(dy, cpu)), .input(forward[2]!), .input(try Self.raw(weight, cpu)), .input(forward[6]!), .input(forward[7]!),
-                residualGradient.map { .input($0) } ?? .int64(0), .output(bytes: bytes), .int64(rows), .int64(columns),
-            ])[6]!
-            try Self.assertClose(Self.bf16(dx), try cpu.floats(expected), tolerance: 2e-2, "LayerNorm dx\(residualGradient == nil ? "" : " + dres")")
+        for dropout in [nil, SeededDropout(probability: 0.3, seed: 0xD0)] {
+            let dropping: [EmulatedModule.Argument] = dropout.map {
+                [.int64(Int($0.seed)), .int32(Int($0.threshold)), .float(Float($0.keptScale))]
+            } ?? [.int64(0), .int32(0), .float(1)]
+            let what = "\(columns) columns\(dropout == nil ? "" : ", r dropped")"
+            let layer = try cpu.layerNorm(x, adding: r, droppingResidual: dropout, weight: weight, bias: bias, epsilon: 1e-5)
+            let forward = try module.launch("layernorm_forward", grid: (rows, 1, 1), block: threads, [
+                .input(try Self.raw(x, cpu)), .input(try Self.raw(r, cpu)), .output(bytes: bytes), .input(try Self.raw(weight, cpu)),
+                .input(try Self.raw(bias, cpu)), .output(bytes: bytes), .output(bytes: rows * 4), .output(bytes: rows * 4),
+                .int64(rows), .int64(columns), .float(1e-5),
+            ] + dropping)
+            let sum = try XCTUnwrap(layer.sum)
+            XCTAssertEqual(Self.bf16(forward[2]!), try cpu.floats(sum), "h = x + r, rounded to bf16 once (\(what))")
+            try Self.assertClose(Self.bf16(forward[5]!), try cpu.floats(layer.output), tolerance: 1e-2, "LayerNorm(x + r) (\(what))")
+            try Self.assertClose(forward[7]!.elements(), try cpu.floats(layer.reciprocalStd), tolerance: 1e-4, "rstd")
+            let layerGradients = try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer, addingGradient: dres)
+            for (residualGradient, expected) in [(try Self.raw(dres, cpu), layerGradients.input), (nil, try cpu.layerNormBackward(dy, input: sum, weight: weight, saved: layer).input)] {
+                let out = try module.launch("layernorm_backward_input", grid: (rows, 1, 1), block: threads, [
+                    .input(try Self.raw(dy, cpu)), .input(forward[2]!), .input(try Self.raw(weight, cpu)), .input(forward[6]!), .input(forward[7]!),
+                    residualGradient.map { .input($0) } ?? .int64(0), .output(bytes: bytes), .int64(rows), .int64(columns),
+                    dropout == nil ? .int64(0) : .output(bytes: bytes),
+                ] + dropping)
+                let dx = out[6]!
+                try Self.assertClose(Self.bf16(dx), try cpu.floats(expected), tolerance: 2e-2, "LayerNorm dx\(residualGradient == nil ? "" : " + dres") (\(what))")
+                if let dropout {  // the kernel's own dx, dropped as the dropout op drops it
+                    let own = try cpu.tensor(Self.bf16(dx), shape: [rows, columns], dtype: .bfloat16)
+                    XCTAssertEqual(Self.bf16(out[9]!), try cpu.floats(cpu.dropout(own, probability: dropout.probability, seed: dropout.seed)), what)
+                }
+            }
         }
 
         let rms = try cpu.rmsNorm(x, adding: r, weight: weight, epsilon: 1e-5)
@@ -702,7 +715,7 @@ final class KernelEmulationTests: XCTestCase {
     }
 
     /// The GEMM route's row kernels with attention dropout, for batch element 1 of a padded sequence: the forward
-    /// probabilities are the softmax times Z (0 where AttentionDropout's mask drops, 1 / (1 − p) where it keeps, the
+    /// probabilities are the softmax times Z (0 where SeededDropout's mask drops, 1 / (1 − p) where it keeps, the
     /// mask index counting batch element 1's rows after element 0's), the log-sum-exp the undropped one; backward
     /// recomputes both P and P ⊙ Z, and its score gradient is P·(Z·dP − δ)·scale.
     func testAttentionRowKernelsDropProbabilitiesAsTheCPUDoes() throws {
@@ -711,7 +724,7 @@ final class KernelEmulationTests: XCTestCase {
         ])
         var generator = SeededGenerator(seed: 38)
         let (hq, tq, tk, b, limit) = (2, 6, 6, 1, 5)
-        let dropout = AttentionDropout(probability: 0.3, seed: 0xB3A7)
+        let dropout = SeededDropout(probability: 0.3, seed: 0xB3A7)
         let shape = AttentionShape(batch: 2, queryLength: tq, queryHeads: hq, headDimension: 8, causal: false, keyLengths: [6, limit], dropout: dropout)
         let arguments: [EmulatedModule.Argument] = [.int64(Int(truncatingIfNeeded: dropout.seed)), .int32(Int(dropout.threshold)), .float(Float(dropout.keptScale))]
         let scores = (0..<(hq * tq * tk)).map { _ in Float(generator.nextUniform() * 4 - 2) }
@@ -729,7 +742,7 @@ final class KernelEmulationTests: XCTestCase {
             XCTAssertEqual(lse[(b * tq + i) * hq + h], Float(Double(top) + log(total)), accuracy: 1e-4, "the undropped log-sum-exp")
             for j in 0..<tk {
                 let p = j < limit ? Float(exp(Double(scores[row * tk + j] - top)) / total) : 0
-                let keeps = DropoutMask.keeps(seed: dropout.seed, index: dropout.rowIndex(shape, batch: b, head: h, query: i) + j, threshold: dropout.threshold)
+                let keeps = DropoutMask.keeps(seed: dropout.seed, index: shape.dropoutIndex(batch: b, head: h, query: i) + j, threshold: dropout.threshold)
                 factors[row * tk + j] = keeps ? Float(dropout.keptScale) : 0
                 if !keeps && j < limit { drops += 1 }
                 undropped[row * tk + j] = p
@@ -833,11 +846,11 @@ final class KernelEmulationTests: XCTestCase {
             // rows packed (three sequences ending inside tiles, a row no sequence owns after them).
             if d == 64 {
                 shapes.append(AttentionShape(batch: 3, queryLength: 72, queryHeads: 2, keyValueHeads: 1, headDimension: d, causal: false,
-                                             keyLengths: [72, 19, 40], dropout: AttentionDropout(probability: 0.2, seed: 0xB0D), packedRows: 132))
+                                             keyLengths: [72, 19, 40], dropout: SeededDropout(probability: 0.2, seed: 0xB0D), packedRows: 132))
                 shapes.append(AttentionShape(batch: 2, queryLength: 72, queryHeads: 2, keyValueHeads: 1, headDimension: d, causal: false,
-                                             keyLengths: [72, 19], dropout: AttentionDropout(probability: 0.2, seed: 0xB0B)))
+                                             keyLengths: [72, 19], dropout: SeededDropout(probability: 0.2, seed: 0xB0B)))
                 shapes.append(AttentionShape(batch: 1, queryLength: 80, queryHeads: 2, keyValueHeads: 2, headDimension: d,
-                                             dropout: AttentionDropout(probability: 0.5, seed: 0xB0C)))
+                                             dropout: SeededDropout(probability: 0.5, seed: 0xB0C)))
             }
             let (forwards, backwards) = (try XCTUnwrap(Kernels.forwardVariants[d]), try XCTUnwrap(Kernels.backwardVariants[d]))
             for (index, s) in shapes.enumerated() {

@@ -87,9 +87,9 @@ final class AttentionOpTests: XCTestCase {
         AttentionShape(batch: 2, queryLength: 4, queryHeads: 2, keyValueHeads: 1, headDimension: 2, keyLengths: [3, 4]),  // causal and padded
         // Attention dropout (BERT's training): an encoder's padded batch, and causal grouped-query heads.
         AttentionShape(batch: 3, queryLength: 4, queryHeads: 2, headDimension: 3, causal: false, keyLengths: [4, 2, 3],
-                       dropout: AttentionDropout(probability: 0.3, seed: 77)),
+                       dropout: SeededDropout(probability: 0.3, seed: 77)),
         AttentionShape(batch: 2, queryLength: 5, queryHeads: 4, keyValueHeads: 2, headDimension: 2,
-                       dropout: AttentionDropout(probability: 0.5, seed: 78)),
+                       dropout: SeededDropout(probability: 0.5, seed: 78)),
     ]
 
     func tensors(_ s: AttentionShape, seed: UInt64) throws -> (Tensor, Tensor, Tensor) {
@@ -144,7 +144,7 @@ final class AttentionOpTests: XCTestCase {
     func testPackedRowsMatchThePaddedLayout() throws {
         let lengths = [4, 2, 3]
         var padded = AttentionShape(batch: 3, queryLength: 4, queryHeads: 4, keyValueHeads: 2, headDimension: 3, causal: false,
-                                    keyLengths: lengths, dropout: AttentionDropout(probability: 0.3, seed: 9))
+                                    keyLengths: lengths, dropout: SeededDropout(probability: 0.3, seed: 9))
         for causal in [false, true] {
             padded.causal = causal
             let (q, k, v) = try tensors(padded, seed: 500)
@@ -197,7 +197,7 @@ final class AttentionOpTests: XCTestCase {
         }
         for probability in [-0.1, 1] {
             assertThrowsTensorError(try cpu.attention(query: q, key: q, value: q, shape: AttentionShape(
-                batch: 1, queryLength: 4, queryHeads: 3, headDimension: 2, dropout: AttentionDropout(probability: probability, seed: 1)))) {
+                batch: 1, queryLength: 4, queryHeads: 3, headDimension: 2, dropout: SeededDropout(probability: probability, seed: 1)))) {
                 if case .invalidArgument(_, let reason) = $0 { return reason.contains("dropout probability must be in [0, 1)") } else { return false }
             }
         }

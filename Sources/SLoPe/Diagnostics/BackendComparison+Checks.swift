@@ -204,6 +204,20 @@ extension BackendComparison {
                 self.pick(dy, on), input: sum, weight: self.pick(weight, on), saved: saved, addingGradient: self.pick(residualGradient, on))
             return [sum, saved.output, saved.mean, saved.reciprocalStd, gradients.input, gradients.weight, gradients.bias]
         }
+        // A post-norm block's branch dropped inside the norm's passes (the same elements as the dropout op's).
+        let dropout = SeededDropout(probability: 0.1, seed: 0xD80F_0002)
+        check("layerNorm adding a dropped residual + gradient (dropped too)", dtype, &results) { backend, on in
+            let saved = try backend.layerNorm(
+                self.pick(x, on), adding: self.pick(residual, on), droppingResidual: dropout, weight: self.pick(weight, on),
+                bias: self.pick(bias, on), epsilon: 1e-5)
+            guard let sum = saved.sum else { throw TensorError.invalidArgument(operation: "layerNorm", reason: "no sum returned") }
+            let gradients = try backend.layerNormBackward(
+                self.pick(dy, on), input: sum, weight: self.pick(weight, on), saved: saved, addingGradient: nil, droppingInputGradient: dropout)
+            guard let dropped = gradients.droppedInput else {
+                throw TensorError.invalidArgument(operation: "layerNormBackward", reason: "no dropped gradient returned")
+            }
+            return [sum, saved.output, gradients.input, dropped]
+        }
     }
 
     private func lossAndEmbedding(_ dtype: DType, _ results: inout [Check]) throws {

@@ -92,9 +92,9 @@ extension BackendComparison {
         // Dropped attention probabilities (the GEMM route's row kernels, the CPU's mask): an encoder's padded batch,
         // and causal grouped-query heads.
         AttentionShape(batch: 3, queryLength: 40, queryHeads: 4, headDimension: 64, causal: false, keyLengths: [40, 17, 1],
-                       dropout: AttentionDropout(probability: 0.1, seed: 0xA77E)),
+                       dropout: SeededDropout(probability: 0.1, seed: 0xA77E)),
         AttentionShape(batch: 2, queryLength: 70, queryHeads: 4, keyValueHeads: 2, headDimension: 32,
-                       dropout: AttentionDropout(probability: 0.4, seed: 0xA77F)),
+                       dropout: SeededDropout(probability: 0.4, seed: 0xA77F)),
     ]
 
     /// Attention at ``attentionShapes`` in float32 and bfloat16; `suffix` labels the route being checked.

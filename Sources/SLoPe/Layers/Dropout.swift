@@ -29,6 +29,16 @@ public final class Dropout: Module {
     }
 
     public func releaseActivations() {}
+
+    /// This pass's draw for an op that drops inside its own pass (a norm's residual), recorded as ``forward(_:)``
+    /// records it; nil where nothing is dropped.
+    public func draw() -> SeededDropout? {
+        savedSeed = probability > 0 ? seed : nil
+        return savedDraw
+    }
+
+    /// The draw the last forward pass (or ``draw()``) used, for backward.
+    public var savedDraw: SeededDropout? { savedSeed.map { SeededDropout(probability: probability, seed: $0) } }
 }
 
 extension DropoutMask {

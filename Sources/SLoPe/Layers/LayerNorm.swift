@@ -21,12 +21,18 @@ public final class LayerNorm: Layer {
     }
 
     public func forward(_ x: Tensor, adding residual: Tensor) throws -> (sum: Tensor, output: Tensor) {
-        let output = try normalize(x, adding: residual)
+        try forward(x, adding: residual, dropping: nil)
+    }
+
+    /// `norm(x + residual)`, the residual dropped first by `dropout` (in the norm's own pass) where given.
+    public func forward(_ x: Tensor, adding residual: Tensor, dropping dropout: SeededDropout?) throws -> (sum: Tensor, output: Tensor) {
+        let output = try normalize(x, adding: residual, dropping: dropout)
         return (try output.sum.orThrow(missingSumIn: "LayerNorm"), output.output)
     }
 
-    private func normalize(_ x: Tensor, adding residual: Tensor?) throws -> LayerNormOutput {
-        let output = try backend.layerNorm(x, adding: residual, weight: weight.value, bias: bias.value, epsilon: epsilon)
+    private func normalize(_ x: Tensor, adding residual: Tensor?, dropping dropout: SeededDropout? = nil) throws -> LayerNormOutput {
+        let output = try backend.layerNorm(
+            x, adding: residual, droppingResidual: dropout, weight: weight.value, bias: bias.value, epsilon: epsilon)
         saved = (output.sum ?? x, output)
         return output
     }
@@ -41,14 +47,25 @@ public final class LayerNorm: Layer {
         try backward(dy, residualGradient: residualGradient)
     }
 
+    /// The sum's gradient, and the gradient of a residual the forward pass dropped with `dropout` (the sum's,
+    /// dropped in the norm's own pass; the sum's itself where `dropout` is nil).
+    public func backward(_ dy: Tensor, droppingInputGradient dropout: SeededDropout?) throws -> (input: Tensor, dropped: Tensor) {
+        let gradients = try gradients(dy, residualGradient: nil, dropping: dropout)
+        return (gradients.input, gradients.droppedInput ?? gradients.input)
+    }
+
     private func backward(_ dy: Tensor, residualGradient: Tensor?) throws -> Tensor {
+        try gradients(dy, residualGradient: residualGradient, dropping: nil).input
+    }
+
+    private func gradients(_ dy: Tensor, residualGradient: Tensor?, dropping dropout: SeededDropout?) throws -> LayerNormGradients {
         guard let saved else {
             throw TensorError.invalidArgument(operation: "LayerNorm.backward", reason: "call forward first")
         }
         let gradients = try backend.layerNormBackward(
-            dy, input: saved.input, weight: weight.value, saved: saved.output, addingGradient: residualGradient)
+            dy, input: saved.input, weight: weight.value, saved: saved.output, addingGradient: residualGradient, droppingInputGradient: dropout)
         try weight.accumulateGradient(gradients.weight, backend)
         try bias.accumulateGradient(gradients.bias, backend)
-        return gradients.input
+        return gradients
     }
 }

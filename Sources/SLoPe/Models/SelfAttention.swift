@@ -14,7 +14,7 @@ public final class SelfAttention: Layer {
     public let ropeBase: Float?
     /// Whether a position sees only itself and earlier ones (decoders); an encoder's attention is bidirectional.
     public var causal = true
-    /// Dropout of the attention probabilities while training (``AttentionDropout``), active only while
+    /// Dropout of the attention probabilities while training (``SeededDropout``), active only while
     /// ``dropoutSeed`` is set, as ``Dropout``'s: backward recomputes the mask from the seed the forward pass used.
     public var dropoutProbability: Double = 0
     /// The seed of the next forward pass's attention-dropout mask; nil: no dropout.
@@ -52,7 +52,7 @@ public final class SelfAttention: Layer {
         var shape = AttentionShape(
             batch: batch, queryLength: sequence, keyLength: sequence, queryHeads: heads, keyValueHeads: keyValueHeads,
             headDimension: headDimension, causal: causal, keyLengths: unpadded?.lengths ?? keyLengths,
-            dropout: dropoutProbability > 0 ? dropoutSeed.map { AttentionDropout(probability: dropoutProbability, seed: $0) } : nil)
+            dropout: dropoutProbability > 0 ? dropoutSeed.map { SeededDropout(probability: dropoutProbability, seed: $0) } : nil)
         // Rows packed as they are (no pad/unpad copies) where the backend takes them; rotary embeddings index rows
         // by sequence position, so a rotated model pads.
         var padded = unpadded

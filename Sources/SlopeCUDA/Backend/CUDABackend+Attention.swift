@@ -251,7 +251,7 @@ extension CUDABackend {
                 .pointer(try address(dOutput, operation)), .pointer(try address(saved.logSumExp, operation)),
                 .pointer(try address(delta, operation)), .pointer(address(dq32, operation)), .pointer(address(dk, operation)),
                 .pointer(address(dv, operation)),
-            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, operation))] + Self.dropoutArguments(s)
+            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, operation))] + Self.dropoutArguments(s.dropout)
                 + [.optionalPointer(try rowStarts(s, operation))])
         return AttentionGradients(query: try cast(dq32, to: query.dtype), key: dk, value: dv)
     }
@@ -270,7 +270,7 @@ extension CUDABackend {
             sharedBytes: kernel.sharedBytes, [
                 .pointer(address(query, "attention")), .pointer(address(key, "attention")), .pointer(address(value, "attention")),
                 .pointer(address(out, "attention")), .pointer(address(lse, "attention")),
-            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, "attention"))] + Self.dropoutArguments(s)
+            ] + Self.sizeArguments(s) + [.optionalPointer(try keyLengths(s, "attention"))] + Self.dropoutArguments(s.dropout)
                 + [.optionalPointer(try rowStarts(s, "attention"))])
         return AttentionOutput(output: out, logSumExp: lse)
     }
@@ -336,9 +336,10 @@ extension CUDABackend {
         return "\(name)_d\(s.headDimension)"
     }
 
-    /// The kernels' attention-dropout arguments (seed, threshold, kept scale; threshold 0 and scale 1 drop nothing).
-    static func dropoutArguments(_ s: AttentionShape) -> [KernelArgument] {
-        guard let dropout = s.dropout, dropout.probability > 0 else { return [.int64(0), .int32(0), .float(1)] }
+    /// A dropout draw as the kernels that drop inside another computation take it (attention probabilities, a norm's
+    /// residual): seed, threshold, kept scale; threshold 0 with scale 1 drops nothing.
+    static func dropoutArguments(_ dropout: SeededDropout?) -> [KernelArgument] {
+        guard let dropout, dropout.probability > 0 else { return [.int64(0), .int32(0), .float(1)] }
         return [.int64(Int64(bitPattern: dropout.seed)), .int32(Int32(dropout.threshold)), .float(Float(dropout.keptScale))]
     }
 

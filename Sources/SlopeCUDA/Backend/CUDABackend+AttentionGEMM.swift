@@ -93,7 +93,7 @@ extension CUDABackend {
             for chunk in QueryChunk.chunks(s) { try computeScores(query, key, scores, b, chunk, layout) }
             try launch(.attention, "attention_softmax_rows", dtype: query.dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(scores, "attention")), .pointer(address(probabilities, "attention")), .pointer(address(lse, "attention")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b)] + Self.dropoutArguments(s))
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b)] + Self.dropoutArguments(s.dropout))
             for chunk in QueryChunk.chunks(s) {
                 for g in 0..<layout.group {  // O_h = P_h·V_j (P dropped where the shape asks)
                     try headGEMM(
@@ -128,7 +128,7 @@ extension CUDABackend {
                 .pointer(address(scores, "attentionBackward")), .pointer(address(probabilities, "attentionBackward")),
                 .pointer(address(saved.logSumExp, "attentionBackward")),
             ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), keyLimit(s, b), .optionalPointer(try address(ifAny: dropped, "attentionBackward"))]
-                + Self.dropoutArguments(s))
+                + Self.dropoutArguments(s.dropout))
             for chunk in chunks {
                 let (pRows, qRows) = (chunk.first * s.keyLength, chunk.first * qRow)
                 for g in 0..<layout.group {
@@ -151,7 +151,7 @@ extension CUDABackend {
             try launch(.attention, "attention_score_gradient", dtype: dtype, grid: (s.queryHeads * s.queryLength, 1, 1), [
                 .pointer(address(probabilities, "attentionBackward")), .pointer(address(scores, "attentionBackward")),
                 .pointer(address(delta, "attentionBackward")),
-            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), .float(s.scale), keyLimit(s, b)] + Self.dropoutArguments(s))
+            ] + rowArguments(s, b) + [.int32(s.causal ? 1 : 0), .float(s.scale), keyLimit(s, b)] + Self.dropoutArguments(s.dropout))
             for chunk in chunks {
                 let (pRows, qRows) = (chunk.first * s.keyLength, chunk.first * qRow)
                 for g in 0..<layout.group {

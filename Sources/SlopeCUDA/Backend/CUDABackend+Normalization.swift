@@ -24,12 +24,16 @@ extension CUDABackend {
         return out
     }
 
-    /// With a residual, the add is fused: the kernel writes `x + residual` (returned as `sum`) and normalises it.
-    public func layerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
+    /// With a residual, the add is fused: the kernel writes `x + residual` (returned as `sum`; the residual dropped
+    /// first where asked) and normalises it.
+    public func layerNorm(
+        _ x: Tensor, adding residual: Tensor?, droppingResidual dropout: SeededDropout?, weight: Tensor, bias: Tensor, epsilon: Float
+    ) throws -> LayerNormOutput {
         let (rows, columns) = try OperandChecks.layerNorm(x, weight: weight, bias: bias)
         try OperandChecks.residual(residual, like: x, "layerNorm")
+        try OperandChecks.residualDropout(dropout, residual: residual, "layerNorm")
         if let residual, !fusions.contains(.residualNorm) {
-            let sum = try add(x, residual)
+            let sum = try add(x, dropout.map { try self.dropout(residual, probability: $0.probability, seed: $0.seed) } ?? residual)
             let output = try layerNorm(sum, adding: nil, weight: weight, bias: bias, epsilon: epsilon)
             return LayerNormOutput(output: output.output, mean: output.mean, reciprocalStd: output.reciprocalStd, sum: sum)
         }
@@ -43,30 +47,35 @@ extension CUDABackend {
             .pointer(address(weight, operation)), .pointer(address(bias, operation)), .pointer(address(out, operation)),
             .pointer(address(mean, operation)), .pointer(address(rstd, operation)), .int64(Int64(rows)), .int64(Int64(columns)),
             .float(epsilon),
-        ])
+        ] + Self.dropoutArguments(dropout))
         return LayerNormOutput(output: out, mean: mean, reciprocalStd: rstd, sum: sum)
     }
 
     public func layerNormBackward(
-        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?,
+        droppingInputGradient dropout: SeededDropout?
     ) throws -> LayerNormGradients {
         let (rows, columns) = try OperandChecks.layerNormBackward(dy, input: x, weight: weight, saved: saved)
         let operation = "layerNormBackward"
         try OperandChecks.residual(residualGradient, like: x, operation)
+        if let dropout { try DropoutMask.check(dropout.probability, operation) }
         if let residualGradient, !fusions.contains(.residualNorm) {
             let gradients = try layerNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: nil)
             try accumulate(residualGradient, into: gradients.input, alpha: 1)
-            return gradients
+            return LayerNormGradients(
+                input: gradients.input, weight: gradients.weight, bias: gradients.bias,
+                droppedInput: try dropout.map { try self.dropout(gradients.input, probability: $0.probability, seed: $0.seed) })
         }
         let dx = try newTensor(x.shape, dtype: x.dtype)
+        let dropped = try dropout.map { _ in try newTensor(x.shape, dtype: x.dtype) }
         let dweight = try newTensor([columns], dtype: x.dtype)
         let dbias = try newTensor([columns], dtype: x.dtype)
         try launch(.normalization, "layernorm_backward_input", dtype: x.dtype, grid: (rows, 1, 1), block: normBlock(columns: columns, elementBytes: x.dtype.byteSize), [
             .pointer(address(dy, operation)), .pointer(address(x, operation)), .pointer(address(weight, operation)),
             .pointer(address(saved.mean, operation)), .pointer(address(saved.reciprocalStd, operation)),
             .optionalPointer(address(ifAny: residualGradient, operation)), .pointer(address(dx, operation)),
-            .int64(Int64(rows)), .int64(Int64(columns)),
-        ])
+            .int64(Int64(rows)), .int64(Int64(columns)), .optionalPointer(address(ifAny: dropped, operation)),
+        ] + Self.dropoutArguments(dropout))
         let chunks = Self.columnSumChunks(rows: rows)
         let partialWeight = try newTensor([chunks.count, columns], dtype: .float32)
         let partialBias = try newTensor([chunks.count, columns], dtype: .float32)
@@ -77,6 +86,6 @@ extension CUDABackend {
         ])
         try sumPartials(partialWeight, into: dweight)
         try sumPartials(partialBias, into: dbias)
-        return LayerNormGradients(input: dx, weight: dweight, bias: dbias)
+        return LayerNormGradients(input: dx, weight: dweight, bias: dbias, droppedInput: dropped)
     }
 }

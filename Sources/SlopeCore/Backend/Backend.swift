@@ -116,12 +116,18 @@ public protocol Backend: AnyObject, Sendable {
     func softmaxBackward(output y: Tensor, gradient dy: Tensor) throws -> Tensor
     /// LayerNorm over the last dimension: returns `y`, and the per-row `mean` and `rstd` (float32) backward needs.
     /// With `residual`, the norm is of `x + residual` (a residual stream's add taken into the same pass), and that
-    /// sum is returned as `sum`: it is backward's input.
-    func layerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput
+    /// sum is returned as `sum`: it is backward's input. With `dropout` too, the residual is dropped first, exactly as
+    /// ``dropout(_:probability:seed:)`` would (a post-norm block's branch, in the norm's pass).
+    func layerNorm(
+        _ x: Tensor, adding residual: Tensor?, droppingResidual dropout: SeededDropout?, weight: Tensor, bias: Tensor, epsilon: Float
+    ) throws -> LayerNormOutput
     /// With `residualGradient`, the input gradient returned is the norm's plus `residualGradient` (the gradient
-    /// that reaches the same tensor past the norm, through a residual connection), in one pass.
+    /// that reaches the same tensor past the norm, through a residual connection), in one pass. With `dropout`, the
+    /// input gradient dropped as ``dropout(_:probability:seed:)`` would drop it comes back too (`droppedInput`: the
+    /// gradient of a residual that the forward pass dropped).
     func layerNormBackward(
-        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?,
+        droppingInputGradient dropout: SeededDropout?
     ) throws -> LayerNormGradients
 
     /// RMSNorm over the last dimension: `y = x / sqrt(mean(x²) + ε) · weight`; also returns the per-row
@@ -295,10 +301,13 @@ public struct LayerNormGradients: Sendable {
     public let input: Tensor
     public let weight: Tensor
     public let bias: Tensor
-    public init(input: Tensor, weight: Tensor, bias: Tensor) {
+    /// `input` dropped, when backward was asked to drop it.
+    public let droppedInput: Tensor?
+    public init(input: Tensor, weight: Tensor, bias: Tensor, droppedInput: Tensor? = nil) {
         self.input = input
         self.weight = weight
         self.bias = bias
+        self.droppedInput = droppedInput
     }
 }
 
@@ -401,11 +410,21 @@ extension Backend {
     }
 
     public func layerNorm(_ x: Tensor, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
-        try layerNorm(x, adding: nil, weight: weight, bias: bias, epsilon: epsilon)
+        try layerNorm(x, adding: nil, droppingResidual: nil, weight: weight, bias: bias, epsilon: epsilon)
+    }
+
+    public func layerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
+        try layerNorm(x, adding: residual, droppingResidual: nil, weight: weight, bias: bias, epsilon: epsilon)
     }
 
     public func layerNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput) throws -> LayerNormGradients {
-        try layerNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: nil)
+        try layerNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: nil, droppingInputGradient: nil)
+    }
+
+    public func layerNormBackward(
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?
+    ) throws -> LayerNormGradients {
+        try layerNormBackward(dy, input: x, weight: weight, saved: saved, addingGradient: residualGradient, droppingInputGradient: nil)
     }
 
     public func rmsNorm(_ x: Tensor, weight: Tensor, epsilon: Float) throws -> RMSNormOutput {

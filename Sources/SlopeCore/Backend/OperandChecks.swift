@@ -231,6 +231,15 @@ public enum OperandChecks {
         try sameDType([x, residual], operation)
     }
 
+    /// A norm's residual dropout: a probability in [0, 1), and a residual to drop.
+    public static func residualDropout(_ dropout: SeededDropout?, residual: Tensor?, _ operation: String) throws {
+        guard let dropout else { return }
+        try DropoutMask.check(dropout.probability, operation)
+        guard residual != nil else {
+            throw TensorError.invalidArgument(operation: operation, reason: "a residual dropout needs a residual to drop")
+        }
+    }
+
     public static func layerNormBackward(_ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput) throws -> (rows: Int, columns: Int) {
         let (rows, columns) = try x.asMatrix(operation: "layerNormBackward")
         guard dy.shape == x.shape else {

@@ -89,8 +89,11 @@ public struct AttentionShape: Sendable, Equatable {
     /// The keys each batch element has (its sequence padded after them: the padding is never attended to), or nil
     /// when every one is `keyLength` long. An encoder's padding mask.
     public var keyLengths: [Int]?
-    /// Dropout of the attention probabilities while training (BERT's); nil: none.
-    public var dropout: AttentionDropout?
+    /// Dropout of the attention probabilities while training (BERT's): `O = (P ⊙ Z)·V`, `Z = keep / (1 − p)`,
+    /// probability `P[b, h, i, j]` kept by the draw's mask at ``dropoutIndex(batch:head:query:)`` `+ j` (a function of
+    /// the seed, so backward and every backend recompute the same mask); the log-sum-exp stays the undropped
+    /// softmax's. nil: none.
+    public var dropout: SeededDropout?
     /// Rows of q, k and v (and the output) when each sequence's rows are packed one after another — its
     /// `keyLengths[b]` rows from row Σ earlier lengths, no padding between sequences (an encoder's unpadded rows);
     /// rows past them are not attended to, their outputs and gradients zero. nil: the `[batch·length]` layout. Needs
@@ -99,7 +102,7 @@ public struct AttentionShape: Sendable, Equatable {
 
     public init(
         batch: Int, queryLength: Int, keyLength: Int? = nil, queryHeads: Int, keyValueHeads: Int? = nil,
-        headDimension: Int, causal: Bool = true, scale: Float? = nil, keyLengths: [Int]? = nil, dropout: AttentionDropout? = nil,
+        headDimension: Int, causal: Bool = true, scale: Float? = nil, keyLengths: [Int]? = nil, dropout: SeededDropout? = nil,
         packedRows: Int? = nil
     ) {
         self.batch = batch
@@ -117,6 +120,13 @@ public struct AttentionShape: Sendable, Equatable {
 
     /// Query heads sharing one key/value head.
     public var groupSize: Int { queryHeads / keyValueHeads }
+
+    /// The dropout mask index of query `i`'s probability of key 0 in head `h` of batch element `b`:
+    /// `((b·Hq + h)·Tq + i)·Tk` (the padded layout's, packed rows or not).
+    @inline(__always)
+    public func dropoutIndex(batch b: Int, head h: Int, query i: Int) -> Int {
+        ((b * queryHeads + h) * queryLength + i) * keyLength
+    }
 
     /// Rows of q and of the output (`batch·queryLength`, or ``packedRows``).
     public var queryRows: Int { packedRows ?? batch * queryLength }
@@ -137,28 +147,6 @@ public struct AttentionShape: Sendable, Equatable {
     }
 }
 
-/// Inverted dropout of attention probabilities: `O = (P ⊙ Z)·V` with `Z = keep / (1 − probability)`, probability
-/// `P[b, h, i, j]` kept where ``DropoutMask`` keeps index `((b·Hq + h)·Tq + i)·Tk + j` under `seed` — a function of
-/// the seed, so backward (and every backend) recomputes the same mask. The log-sum-exp stays the undropped softmax's.
-public struct AttentionDropout: Sendable, Equatable {
-    public var probability: Double
-    public var seed: UInt64
-
-    public init(probability: Double, seed: UInt64) {
-        self.probability = probability
-        self.seed = seed
-    }
-
-    /// What a kept probability is multiplied by.
-    public var keptScale: Double { 1 / (1 - probability) }
-    public var threshold: UInt32 { DropoutMask.threshold(probability: probability) }
-
-    /// The mask index of row `i`, key 0, of head `h` of batch element `b`.
-    @inline(__always)
-    public func rowIndex(_ s: AttentionShape, batch b: Int, head h: Int, query i: Int) -> Int {
-        ((b * s.queryHeads + h) * s.queryLength + i) * s.keyLength
-    }
-}
 
 public struct AttentionOutput: Sendable {
     /// `[B·Tq, Hq·D]`.

@@ -179,7 +179,7 @@ extension CPUBackend {
                                                 for j in 0..<visible { scores[j] *= inverse }
                                                 pl[(layout[b].queryStart + i0 + r) * s.queryHeads + h] = maximum + T.log(total)
                                                 if let dropout = s.dropout {  // O = (P ⊙ Z)·V; the log-sum-exp stays P's
-                                                    let (first, threshold, kept) = (dropout.rowIndex(s, batch: b, head: h, query: i0 + r), dropout.threshold, T(dropout.keptScale))
+                                                    let (first, threshold, kept) = (s.dropoutIndex(batch: b, head: h, query: i0 + r), dropout.threshold, T(dropout.keptScale))
                                                     for j in 0..<visible {
                                                         scores[j] *= DropoutMask.keeps(seed: dropout.seed, index: first + j, threshold: threshold) ? kept : 0
                                                     }
@@ -248,7 +248,7 @@ extension CPUBackend {
                                                                     let (pRow, dsRow) = (p + r * keys, ds + r * keys)
                                                                     if let dropout = s.dropout {
                                                                         // dO·Vᵀ is the gradient of P ⊙ Z: dS = P·(Z·dO·Vᵀ − δ)·scale, and dV takes P ⊙ Z.
-                                                                        let first = dropout.rowIndex(s, batch: b, head: h, query: i0 + r)
+                                                                        let first = s.dropoutIndex(batch: b, head: h, query: i0 + r)
                                                                         let (threshold, kept) = (dropout.threshold, T(dropout.keptScale))
                                                                         for j in 0..<visible {
                                                                             let z = DropoutMask.keeps(seed: dropout.seed, index: first + j, threshold: threshold) ? kept : 0

@@ -41,10 +41,16 @@ extension CPUBackend {
     }
 
     // y = (x − mean)·rstd·weight + bias; x, y [rows, C]; weight, bias [C]; mean, rstd [rows]. With a residual,
-    // x is first replaced by x + residual (the reference composes the add; CUDA fuses it).
-    public func layerNorm(_ x: Tensor, adding residual: Tensor?, weight: Tensor, bias: Tensor, epsilon: Float) throws -> LayerNormOutput {
+    // x is first replaced by x + residual, the residual dropped first when asked (the reference composes the ops;
+    // CUDA fuses them).
+    public func layerNorm(
+        _ x: Tensor, adding residual: Tensor?, droppingResidual dropout: SeededDropout?, weight: Tensor, bias: Tensor, epsilon: Float
+    ) throws -> LayerNormOutput {
         try OperandChecks.residual(residual, like: x, "layerNorm")
-        let sum = try residual.map { try add(x, $0) }
+        try OperandChecks.residualDropout(dropout, residual: residual, "layerNorm")
+        let sum = try residual.map { residual in
+            try add(x, dropout.map { try self.dropout(residual, probability: $0.probability, seed: $0.seed) } ?? residual)
+        }
         let x = sum ?? x
         let (rows, columns) = try OperandChecks.layerNorm(x, weight: weight, bias: bias)
         let statsDType: DType = x.dtype == .float64 ? .float64 : .float32
@@ -87,10 +93,12 @@ extension CPUBackend {
     // dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)) (+ residualGradient) with ĝ = dy⊙weight; dweight = Σ dy⊙x̂;
     // dbias = Σ dy.
     public func layerNormBackward(
-        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?
+        _ dy: Tensor, input x: Tensor, weight: Tensor, saved: LayerNormOutput, addingGradient residualGradient: Tensor?,
+        droppingInputGradient dropout: SeededDropout?
     ) throws -> LayerNormGradients {
         let (rows, columns) = try OperandChecks.layerNormBackward(dy, input: x, weight: weight, saved: saved)
         try OperandChecks.residual(residualGradient, like: x, "layerNormBackward")
+        if let dropout { try DropoutMask.check(dropout.probability, "layerNormBackward") }
         func run<T: CPUFloat>(_ type: T.Type) throws -> LayerNormGradients {
             try read(dy, as: type, "layerNormBackward") { pdy in
                 try read(x, as: type, "layerNormBackward") { px in
@@ -129,7 +137,8 @@ extension CPUBackend {
                                     }
                                 }
                                 if let residualGradient { try accumulate(residualGradient, into: dx, alpha: 1) }
-                                return LayerNormGradients(input: dx, weight: dweight, bias: dbias)
+                                let dropped = try dropout.map { try self.dropout(dx, probability: $0.probability, seed: $0.seed) }
+                                return LayerNormGradients(input: dx, weight: dweight, bias: dbias, droppedInput: dropped)
                             }
                         }
                     }

@@ -21,3 +21,23 @@ public enum DropoutMask {
         }
     }
 }
+
+/// One dropout draw: the probability of dropping an element and the seed its mask comes from (``DropoutMask``), for
+/// ops that drop inside another computation (attention probabilities, a residual branch before its norm).
+public struct SeededDropout: Sendable, Equatable {
+    public var probability: Double
+    public var seed: UInt64
+
+    public init(probability: Double, seed: UInt64) {
+        self.probability = probability
+        self.seed = seed
+    }
+
+    /// What a kept element is multiplied by.
+    public var keptScale: Double { 1 / (1 - probability) }
+    public var threshold: UInt32 { DropoutMask.threshold(probability: probability) }
+
+    /// The factor element `index` is multiplied by: 0 or ``keptScale``.
+    @inline(__always)
+    public func factor(_ index: Int) -> Double { DropoutMask.keeps(seed: seed, index: index, threshold: threshold) ? keptScale : 0 }
+}

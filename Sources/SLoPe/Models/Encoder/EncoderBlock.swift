@@ -45,10 +45,10 @@ public final class EncoderBlock: Layer {
     }
 
     private func run(_ x: Tensor, batch: Int, sequence: Int, lengths: [Int]?, unpadded: UnpaddedRows?) throws -> Tensor {
-        let a = try attentionDropout.forward(
-            attention.forward(x, batch: batch, sequence: sequence, keyLengths: lengths, unpadded: unpadded))
-        let h = try attentionNorm.forward(x, adding: a).output
-        return try mlpNorm.forward(h, adding: outputDropout.forward(mlp.forward(h))).output
+        // Each branch's dropout runs inside the norm's pass that adds it (no pass of its own).
+        let a = try attention.forward(x, batch: batch, sequence: sequence, keyLengths: lengths, unpadded: unpadded)
+        let h = try attentionNorm.forward(x, adding: a, dropping: attentionDropout.draw()).output
+        return try mlpNorm.forward(h, adding: mlp.forward(h), dropping: outputDropout.draw()).output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
@@ -57,12 +57,12 @@ public final class EncoderBlock: Layer {
             _ = try run(saved.x, batch: saved.batch, sequence: saved.sequence, lengths: saved.lengths, unpadded: saved.unpadded)
         }
         defer { if recomputesActivations { releaseActivations() } }
-        // Each norm's input is a residual sum: its gradient reaches both addends, the branch's added into the
-        // residual's inside the branch's first GEMMs (no pass of its own).
-        let dh = try mlpNorm.backward(dy)
-        try mlp.backward(outputDropout.backward(dh), addingInputGradientTo: dh)
-        let dx = try attentionNorm.backward(dh)
-        try attention.backward(attentionDropout.backward(dx), addingInputGradientTo: dx)
+        // Each norm's input is a residual sum: its gradient reaches both addends — the branch's dropped in the norm's
+        // pass, and the branch's input gradient added into the residual's inside the branch's first GEMMs.
+        let (dh, dMLP) = try mlpNorm.backward(dy, droppingInputGradient: outputDropout.savedDraw)
+        try mlp.backward(dMLP, addingInputGradientTo: dh)
+        let (dx, dAttention) = try attentionNorm.backward(dh, droppingInputGradient: attentionDropout.savedDraw)
+        try attention.backward(dAttention, addingInputGradientTo: dx)
         return dx
     }
 

@@ -42,7 +42,7 @@ extension KernelSources {
     // j ≤ tk − tq + i when causal. With causal chunking, scores right of a chunk's last visible key are
     // never computed: kernels read only visible positions.
 
-    // Attention dropout (AttentionDropout): probability (row, j) of batch element b is kept where
+    // Attention dropout (AttentionShape.dropout): probability (row, j) of batch element b is kept where
     // dropout_keeps((b·hq·tq + row)·tk + j, seed) — row = h·tq + i, so the index is ((b·hq + h)·tq + i)·tk + j, as on
     // the CPU — and scaled by kept_scale, 1 / (1 − probability); threshold 0 with kept_scale 1 means no dropout.
     static __device__ __forceinline__ float attention_dropout(float p, i64 row, i64 j, long long tq, long long tk, long long hq,

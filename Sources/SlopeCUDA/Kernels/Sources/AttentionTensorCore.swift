@@ -17,7 +17,7 @@ extension KernelSources {
     // `lengths`: each batch element's keys beyond which it is padding (an encoder's padded batch), or null. `starts`:
     // with packed rows (AttentionShape.packedRows), batch element b's first row — its lengths[b] queries and keys one
     // after another, no padding between sequences — or null for the [batch·len] layout. Dropout of
-    // the probabilities (AttentionDropout): P[b, h, i, j] kept where dropout_keeps(((b·hq + h)·tq + i)·tk + j, seed,
+    // the probabilities (AttentionShape.dropout): P[b, h, i, j] kept where dropout_keeps(((b·hq + h)·tq + i)·tk + j, seed,
     // threshold) — the CPU's mask — and scaled by kept_scale; threshold 0 with kept_scale 1 drops nothing.
     struct AttentionSizes {
         int batch, tq, tk, hq, hkv, causal; float scale; const int* lengths;

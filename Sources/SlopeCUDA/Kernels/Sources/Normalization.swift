@@ -33,10 +33,20 @@ extension KernelSources {
         }
     }
 
-    // The row sum of x, or, with a residual r, of v = x + r rounded to T and stored in h (the residual add
-    // fused into the norm); returns the row the norm then reads: x's, or h's. Each thread reads back only the
-    // columns it wrote.
-    __device__ __forceinline__ const T* residual_row(const T* x, const T* r, T* h, i64 row, i64 cols, float& s) {
+    // Dropout of a residual before it is added (a post-norm block's branch): element `index` kept where dropout_keeps
+    // keeps it, times scale and rounded to T, as the dropout kernel would have written it; threshold 0 with scale 1
+    // drops nothing. The same applied to an input gradient in backward.
+    struct BranchDropout { long long seed; int threshold; float scale; };
+    #define NO_BRANCH_DROPOUT BranchDropout{0, 0, 1.0f}
+    static __device__ __forceinline__ float dropped_branch(T r, i64 index, BranchDropout d) {
+        if (d.threshold == 0 && d.scale == 1.0f) return to_float(r);
+        return dropout_keeps(index, d.seed, d.threshold) ? to_float(from_float<T>(to_float(r) * d.scale)) : 0.0f;
+    }
+
+    // The row sum of x, or, with a residual r, of v = x + r (r dropped as d says) rounded to T and stored in h (the
+    // residual add fused into the norm); returns the row the norm then reads: x's, or h's. Each thread reads back only
+    // the columns it wrote.
+    __device__ __forceinline__ const T* residual_row(const T* x, const T* r, T* h, i64 row, i64 cols, float& s, BranchDropout d) {
         const T* xr = x + row * cols;
         s = 0.0f;
         if (!r) {
@@ -46,7 +56,7 @@ extension KernelSources {
         const T* rr = r + row * cols;
         T* hr = h + row * cols;
         for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
-            T v = from_float<T>(to_float(xr[c]) + to_float(rr[c]));
+            T v = from_float<T>(to_float(xr[c]) + dropped_branch(rr[c], row * cols + c, d));
             hr[c] = v;
             s += to_float(v);
         }
@@ -66,15 +76,17 @@ extension KernelSources {
     #define FOR_PACKS(k, p, packs) _Pragma("unroll") for (int k = 0; k < NORM_PACKS; ++k) \
         for (i64 p = threadIdx.x + (i64)k * blockDim.x; p < (packs); p = (packs))
 
-    // Row `row` of x, or of v = x + r rounded to T and stored in h, into registers; returns this thread's sum of it.
-    static __device__ __forceinline__ float load_row_packs(Pack<T> (&v)[NORM_PACKS], const T* x, const T* r, T* h, i64 row, i64 packs) {
+    // Row `row` of x, or of v = x + r (r dropped as d says) rounded to T and stored in h, into registers; returns this
+    // thread's sum of it.
+    static __device__ __forceinline__ float load_row_packs(Pack<T> (&v)[NORM_PACKS], const T* x, const T* r, T* h, i64 row, i64 packs,
+                                                           BranchDropout d) {
         float s = 0.0f;
         FOR_PACKS(k, p, packs) {
             Pack<T> a = ((const Pack<T>*)x)[row * packs + p];
             if (r) {
                 Pack<T> b = ((const Pack<T>*)r)[row * packs + p];
                 #pragma unroll
-                for (int j = 0; j < PACK; ++j) a.v[j] = from_float<T>(to_float(a.v[j]) + to_float(b.v[j]));
+                for (int j = 0; j < PACK; ++j) a.v[j] = from_float<T>(to_float(a.v[j]) + dropped_branch(b.v[j], (row * packs + p) * PACK + j, d));
                 ((Pack<T>*)h)[row * packs + p] = a;
             }
             #pragma unroll
@@ -93,16 +105,18 @@ extension KernelSources {
         return one;
     }
 
-    // y = (v − mean)·rstd·w + b per row with v = x, or v = h = x + r when r is given (NULL: no residual);
-    // x, r, h, y [rows, cols]; w, b [cols] (NULL means 1 / 0); mean, rstd [rows] float32 saved for backward;
-    // one 256-thread block per row, grid = rows.
+    // y = (v − mean)·rstd·w + b per row with v = x, or v = h = x + r when r is given (NULL: no residual), r dropped
+    // first as (drop_seed, drop_threshold, drop_scale) say (BranchDropout); x, r, h, y [rows, cols]; w, b [cols]
+    // (NULL means 1 / 0); mean, rstd [rows] float32 saved for backward; one 256-thread block per row, grid = rows.
     extern "C" __global__ void layernorm_forward(const T* x, const T* r, T* h, const T* w, const T* b, T* y, float* mean,
-                                                 float* rstd, long long rows, long long cols, float eps) {
+                                                 float* rstd, long long rows, long long cols, float eps, long long drop_seed,
+                                                 int drop_threshold, float drop_scale) {
+        const BranchDropout drop = BranchDropout{drop_seed, drop_threshold, drop_scale};
         if (norm_packed(cols, x, r, h, w, b, y)) {
             const i64 packs = cols / PACK;
             for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
                 Pack<T> v[NORM_PACKS];
-                float mu = block_sum(load_row_packs(v, x, r, h, row, packs)) / (float)cols;
+                float mu = block_sum(load_row_packs(v, x, r, h, row, packs, drop)) / (float)cols;
                 float q = 0.0f;
                 FOR_PACKS(k, p, packs) {
                     #pragma unroll
@@ -124,7 +138,7 @@ extension KernelSources {
         }
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
             float s;
-            const T* xr = residual_row(x, r, h, row, cols, s);
+            const T* xr = residual_row(x, r, h, row, cols, s, drop);
             T* yr = y + row * cols;
             float mu = block_sum(s) / (float)cols;
             // Two passes (centre, then square) avoid the cancellation of E[x²] − E[x]².
@@ -147,10 +161,13 @@ extension KernelSources {
 
     // dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) (+ dres) with g = dy·w, x̂ = (x − mean)·rstd; dy, x, dx, dres
     // [rows, cols]; w [cols] (NULL means 1); dres: the residual connection's gradient (NULL: none); mean, rstd
-    // [rows] float32; one 256-thread block per row, grid = rows.
+    // [rows] float32; with `dropped` (NULL: none), dx dropped as (drop_seed, …) say written there too (the gradient
+    // of a residual the forward pass dropped). One 256-thread block per row, grid = rows.
     extern "C" __global__ void layernorm_backward_input(const T* dy, const T* x, const T* w, const float* mean,
-                                                        const float* rstd, const T* dres, T* dx, long long rows, long long cols) {
-        if (norm_packed(cols, dy, x, w, dres, dx, 0)) {
+                                                        const float* rstd, const T* dres, T* dx, long long rows, long long cols,
+                                                        T* dropped, long long drop_seed, int drop_threshold, float drop_scale) {
+        const BranchDropout drop = BranchDropout{drop_seed, drop_threshold, drop_scale};
+        if (norm_packed(cols, dy, x, w, dres, dx, dropped)) {
             const i64 packs = cols / PACK;
             for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
                 float mu = mean[row], rs = rstd[row], sg = 0.0f, sgx = 0.0f;
@@ -179,6 +196,12 @@ extension KernelSources {
                         out.v[j] = from_float<T>(rs * (g - mg - xh * mgx) + to_float(rv.v[j]));
                     }
                     ((Pack<T>*)dx)[row * packs + p] = out;
+                    if (dropped) {
+                        Pack<T> q;
+                        #pragma unroll
+                        for (int j = 0; j < PACK; ++j) q.v[j] = from_float<T>(dropped_branch(out.v[j], (row * packs + p) * PACK + j, drop));
+                        ((Pack<T>*)dropped)[row * packs + p] = q;
+                    }
                 }
             }
             return;
@@ -205,6 +228,7 @@ extension KernelSources {
                 float d = rs * (g - mg - xh * mgx);
                 if (dres) d += to_float(dres[row * cols + c]);
                 dr[c] = from_float<T>(d);
+                if (dropped) dropped[row * cols + c] = from_float<T>(dropped_branch(dr[c], row * cols + c, drop));
             }
         }
     }
@@ -243,7 +267,7 @@ extension KernelSources {
             const i64 packs = cols / PACK;
             for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
                 Pack<T> v[NORM_PACKS];
-                load_row_packs(v, x, r, h, row, packs);
+                load_row_packs(v, x, r, h, row, packs, NO_BRANCH_DROPOUT);
                 float q = 0.0f;
                 FOR_PACKS(k, p, packs) {
                     #pragma unroll
@@ -262,7 +286,7 @@ extension KernelSources {
         }
         for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
             float unused;
-            const T* xr = residual_row(x, r, h, row, cols, unused);
+            const T* xr = residual_row(x, r, h, row, cols, unused, NO_BRANCH_DROPOUT);
             float q = 0.0f;
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x) { float v = to_float(xr[c]); q += v * v; }
             float rs = 1.0f / sqrtf(block_sum(q) / (float)cols + eps);
