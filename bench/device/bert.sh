@@ -8,6 +8,7 @@
 # adds flags to slope's runs (e.g. "--attention-dropout 0": no attention-probability dropout, which transformers
 # applies), $TORCH=0 skips transformers. Logs to $OUT.
 set -uo pipefail
+SLOPE=${SLOPE:-./.gpu/slope}  # (another build for an A/B: SLOPE=./.gpu/base)
 OUT=${OUT:-out}; mkdir -p "$OUT"
 export SLOPE_CACHE_DIR=${SLOPE_CACHE_DIR:-/tmp/slope-cache}
 PYTHON=${PYTHON:-/opt/torch/.venv/bin/python}
@@ -18,7 +19,7 @@ for length in ${LENGTHS:-128 512}; do
   for kind in ${KINDS:-dense slope}; do
     flag=$([ "$kind" = dense ] && echo --dense || echo "")
     log="$OUT/bert-$kind-$length.txt"
-    ./.gpu/slope pretrain --model "$MODEL" $flag --device cuda --vocab-size 30522 --sequence-length "$length" --batch-size "$batch" \
+    "$SLOPE" pretrain --model "$MODEL" $flag --device cuda --vocab-size 30522 --sequence-length "$length" --batch-size "$batch" \
       --steps "$STEPS" --warmup 5 --optimizer "${OPTIMIZER:-adamw}" --adapter-fraction 0 --corpus-sentences 40000 --sentences-per-document $((length / 2)) \
       --eval-interval 0 --eval-batches 1 --log-every 10 --no-final-checkpoint --out "/tmp/bert-$kind-$length" --force ${SLOPE_ARGS:-} > "$log" 2>&1
     echo "slope $kind $length exit $?"
