@@ -38,6 +38,8 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["pretrain", "--prune-along", "diagonal"], mentions: ["--prune-along"])
         try assertRefused(["pretrain", "--model", "tiny-bert", "--masking", "sometimes"], mentions: ["--masking"])
         try assertRefused(["pretrain", "--model", "tiny-bert", "--sentences-per-document", "0"], mentions: ["--sentences-per-document must be at least 1"])
+        try assertRefused(["pretrain", "--model", "tiny-bert", "--dropout", "1"], mentions: ["--dropout must be in [0, 1), not 1"])
+        try assertRefused(["pretrain", "--model", "tiny-bert", "--attention-dropout=-0.1"], mentions: ["--attention-dropout must be in [0, 1), not -0.1"])
         try assertRefused(["pretrain", "--model", "tiny-bert", "--device", "cpu"], environment: ["SLOPE_KEEP_PADDING": "yes"],
                           mentions: ["SLOPE_KEEP_PADDING must be 0", "not 'yes'"])
         try assertRefused(["export", "run/checkpoint.safetensors", "--out", "hf", "--adapter", "merge"], mentions: ["--adapter"])
@@ -54,6 +56,8 @@ final class OptionValidationTests: XCTestCase {
         try assertRefused(["generate", "missing.safetensors", "--chat-template", "t.jinja"], mentions: ["--chat-template goes with --chat"])
         try assertRefused(["finetune", "--task", "sst2", "--data", "d", "--init", "m", "--out", "o", "--lr", "0"], mentions: ["--lr must be a positive"])
         try assertRefused(["finetune", "--task", "squad", "--data", "d", "--init", "m", "--out", "o", "--doc-stride", "0"], mentions: ["--doc-stride"])
+        try assertRefused(["finetune", "--task", "sst2", "--data", "d", "--init", "m", "--out", "o", "--attention-dropout", "1.5"],
+                          mentions: ["--attention-dropout must be in [0, 1), not 1.5"])
     }
 
     func testServeAndInferenceBenchOptions() throws {
