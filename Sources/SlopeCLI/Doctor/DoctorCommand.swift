@@ -54,6 +54,7 @@ struct DoctorCommand: ParsableCommand {
         case .success(let version): print("  cuDNN         \(version): fused attention route")
         case .failure(let reason): print("  cuDNN         not in use (\(reason)): attention runs on slope's kernels")
         }
+        do { print("  skinny 2:4    \(try backend.skinnyTensorCoreDescription())") } catch { print("  skinny 2:4    the tensor-core kernel did not build: \(error)") }
         print("\nChecking every GPU op against the CPU backend (float32 and bfloat16)…")
         let clock = ContinuousClock()
         var checks: [BackendComparison.Check] = []

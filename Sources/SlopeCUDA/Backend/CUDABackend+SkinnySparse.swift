@@ -235,6 +235,19 @@ extension CUDABackend {
         return output
     }
 
+    /// The tensor-core skinny kernel as this device builds and launches it (bf16): registers, spilled bytes, the widest
+    /// block its registers allow, and the warps a block gets at one token of a 2048×8192 product (OPT-1.3B's fc2).
+    public func skinnyTensorCoreDescription() throws -> String {
+        let kernel = SkinnySparseGEMM.Kernel.mma
+        let resources = try kernelResources(kernel.family, kernel.name, dtype: .bfloat16)
+        let threads = try maximumThreadsPerBlock(kernel.family, kernel.name, dtype: .bfloat16)
+        let shape = SkinnySparseGEMM.tensorCoreLaunch(
+            tokens: 1, rows: 2048, columns: 8192, multiprocessors: cudaDevice.multiprocessorCount,
+            warpsPerMultiprocessor: skinnyWarpsPerMultiprocessor, maximumWarps: min(32, threads / 32))
+        return "\(kernel.name): \(resources.registers) registers" + (resources.spillBytes > 0 ? ", \(resources.spillBytes) B spilled" : "")
+            + ", blocks up to \(threads) threads; 1×2048×8192: \(shape.grid) blocks of \(shape.warps) warps (aiming at \(skinnyWarpsPerMultiprocessor) an SM)"
+    }
+
     /// The skinny kernel that runs for rows `columns` wide here (``skinnyKernel`` where it applies).
     private func skinnyKernel(columns: Int) -> SkinnySparseGEMM.Kernel {
         skinnyKernel.effective(columns: columns)
