@@ -30,7 +30,7 @@ final class BackendSettingsTests: XCTestCase {
         let settings = try BackendSettings([
             "SLOPE_SPARSE_GEMM": "skinny", "SLOPE_SPARSE_BIAS": "kernel", "SLOPE_FUSIONS": "residual-norm,multi-tensor", "SLOPE_ATTENTION": "fused",
             "SLOPE_ATTENTION_VARIANT": "1,2", "SLOPE_MERGED_INFERENCE": "stacked", "SLOPE_PINNED_UPLOADS": "1", "SLOPE_SKINNY_KERNEL": "plain",
-            "SLOPE_DENSE_GEMM": "cublaslt", "SLOPE_CUDA_GRAPHS": "0", "SLOPE_SKINNY_WARPS": "16",
+            "SLOPE_DENSE_GEMM": "cublaslt", "SLOPE_CUDA_GRAPHS": "0", "SLOPE_SKINNY_WARPS": "32",
         ])
         XCTAssertEqual(settings.sparseRoute, "skinny")
         XCTAssertFalse(settings.sparseBiasEpilogue)
@@ -41,8 +41,8 @@ final class BackendSettingsTests: XCTestCase {
         XCTAssertEqual(settings.mergedInferenceForm, .stacked)
         XCTAssertTrue(settings.pinnedUploads)
         XCTAssertEqual(settings.skinnyKernel, .plain)
-        XCTAssertEqual(settings.skinnyWarpsPerMultiprocessor, 16)
-        XCTAssertEqual(settings.skinnyDecisionsTag, "plain-w16", "another launch shape keeps its own decisions")
+        XCTAssertEqual(settings.skinnyWarpsPerMultiprocessor, 32)
+        XCTAssertEqual(settings.skinnyDecisionsTag, "plain-w32", "another launch shape keeps its own decisions")
         XCTAssertEqual(settings.denseGEMMChoice, .cublaslt)
         XCTAssertFalse(settings.recordsGraphs)
     }

@@ -1143,11 +1143,12 @@ final class KernelEmulationTests: XCTestCase {
         XCTAssertEqual([opt.grid, opt.warps, opt.sharedBytes], [128, 17, 17 * 16 * 8 * 4], "16 warps an SM over 132 SMs")
         XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 8192, columns: 2048, multiprocessors: 132, warpsPerMultiprocessor: 16).warps,
                        5, "16 warps an SM")
-        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 2048, columns: 8192, multiprocessors: 132).warps, 32, "32 warps an SM")
-        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 2048, columns: 8192, multiprocessors: 132, maximumWarps: 20).warps, 20,
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 2048, columns: 8192, multiprocessors: 132, warpsPerMultiprocessor: 32).warps,
+                       32, "32 warps an SM")
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 2048, columns: 8192, multiprocessors: 132, maximumWarps: 16).warps, 16,
                        "no more than the kernel's registers allow a block")
-        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 32, rows: 2048, columns: 8192, multiprocessors: 132).warps, 24,
-                       "no more than 48 KiB of partial sums")
+        XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 32, rows: 2048, columns: 8192, multiprocessors: 132, warpsPerMultiprocessor: 64).warps,
+                       24, "no more than 48 KiB of partial sums")
         XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 1, rows: 65536, columns: 2048, multiprocessors: 132).warps, 4)
         XCTAssertEqual(SkinnySparseGEMM.tensorCoreLaunch(tokens: 32, rows: 2048, columns: 256, multiprocessors: 132).warps, 2)
     }

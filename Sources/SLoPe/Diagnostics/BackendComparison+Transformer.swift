@@ -89,9 +89,10 @@ extension BackendComparison {
         AttentionShape(batch: 1, queryLength: 40, keyLength: 150, queryHeads: 2, keyValueHeads: 1, headDimension: 256, causal: false),
         // Causal, one key/value head for four query heads, lengths a multiple of 128.
         AttentionShape(batch: 2, queryLength: 256, queryHeads: 4, keyValueHeads: 1, headDimension: 128),
-        // Dropped attention probabilities (the GEMM route's row kernels, the CPU's mask): an encoder's padded batch,
-        // and causal grouped-query heads.
-        AttentionShape(batch: 3, queryLength: 40, queryHeads: 4, headDimension: 64, causal: false, keyLengths: [40, 17, 1],
+        // Dropped attention probabilities (the CPU's mask): an encoder's padded batch, and causal grouped-query heads. No
+        // sequence of one key here: its scores' gradient is zero analytically, and with the dropped P rounded to bf16
+        // for the tensor cores (×1.1094 for ×1.1111) the two backends compare cancellation noise (~3% of dK on an H100).
+        AttentionShape(batch: 3, queryLength: 40, queryHeads: 4, headDimension: 64, causal: false, keyLengths: [40, 17, 5],
                        dropout: SeededDropout(probability: 0.1, seed: 0xA77E)),
         AttentionShape(batch: 2, queryLength: 70, queryHeads: 4, keyValueHeads: 2, headDimension: 32,
                        dropout: SeededDropout(probability: 0.4, seed: 0xA77F)),

@@ -95,7 +95,9 @@ struct BenchServe: ParsableCommand {
                     guard response.status == 200 else { throw ValidationError("status \(response.status): \(response.body)") }
                     guard let usage = response.events.compactMap({ Self.completionTokens(in: $0) }).last else {
                         // (a stream ended by a failed step carries the error instead of the usage)
-                        throw ValidationError("a stream ended without its usage: \(response.events.last ?? "no events")")
+                        // (the event before "[DONE]": a failed step's error)
+                        let last = response.events.last { $0.trimmingCharacters(in: .whitespaces) != "[DONE]" }
+                        throw ValidationError("a stream ended without its usage after \(response.events.count) events; the last: \(last ?? "none")")
                     }
                     received.withLock { $0.tokens += usage }
                 } catch {
