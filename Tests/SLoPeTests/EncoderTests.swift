@@ -97,6 +97,14 @@ final class EncoderTests: XCTestCase {
         }
     }
 
+    /// An attention dropout outside [0, 1) is refused by the configuration's check, by name.
+    func testAttentionDropoutOutsideItsRangeIsRefused() throws {
+        var bad = configuration
+        bad.attentionDropout = 1.5
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("attentionDropout must be in [0, 1), not 1.5"), "\($0)") }
+        XCTAssertThrowsError(try EncoderModel(configuration: configuration, dtype: .float64, backend: cpu, seed: 1).setAttentionDropout(-0.1))
+    }
+
     /// Recomputed activations (each block's input kept, the rest recomputed in backward) give the same gradients, with
     /// dropout on: the recomputation drops what the first forward dropped.
     func testRecomputedActivationsGiveTheSameGradients() throws {

@@ -78,6 +78,20 @@ final class OpGradientTests: XCTestCase {
             })
     }
 
+    /// A residual dropout needs a residual, and a probability in [0, 1): refused by name before anything is computed.
+    func testLayerNormResidualDropoutIsRefusedWithoutAResidualOrOutsideItsRange() throws {
+        let x = try randomTensor(cpu, [4, 6], dtype: .float64, seed: 13)
+        let weight = try randomTensor(cpu, [6], dtype: .float64, seed: 14), bias = try randomTensor(cpu, [6], dtype: .float64, seed: 15)
+        assertThrowsTensorError(try cpu.layerNorm(
+            x, adding: nil, droppingResidual: SeededDropout(probability: 0.1, seed: 1), weight: weight, bias: bias, epsilon: 1e-5)) {
+            if case .invalidArgument(_, let reason) = $0 { return reason.contains("needs a residual to drop") } else { return false }
+        }
+        assertThrowsTensorError(try cpu.layerNorm(
+            x, adding: x, droppingResidual: SeededDropout(probability: 1, seed: 1), weight: weight, bias: bias, epsilon: 1e-5)) {
+            if case .invalidArgument(_, let reason) = $0 { return reason.contains("dropout probability must be in [0, 1), not 1.0") } else { return false }
+        }
+    }
+
     func testCrossEntropyWithIgnoredRow() throws {
         let targets = try cpu.tensor([2, -100, 0, 4] as [Int32], shape: [4])
         let logitsValues = randomValues(20, seed: 13)
