@@ -8,6 +8,7 @@ bf16 weights, random token ids in full sequences of --sequence-length, 15% of po
 update is a small part of a step). Tokens/s over the steps after --warmup, peak memory from the allocator.
 
     python3 bench/pytorch/train_bert.py [--model bert-large] [--batch-size 32] [--sequence-length 128] [--steps 30]
+        [--profile]   # GPU time by op over the last 5 steps (those steps then run slower; their rate is not comparable)
 """
 import argparse
 import json
@@ -28,6 +29,7 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--json")
+    parser.add_argument("--profile", action="store_true", help="print GPU time by op over the last 5 steps (torch.profiler)")
     args = parser.parse_args()
     hidden, layers, heads, intermediate = SHAPES[args.model]
     config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
@@ -47,7 +49,11 @@ def main():
         labels[row, positions] = tokens[row, positions]
     next_sentence = torch.randint(0, 2, (batch,), device="cuda")
     times = []
+    profiler = None
     for step in range(args.warmup + args.steps):
+        if args.profile and step == args.warmup + args.steps - 5:
+            profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+            profiler.__enter__()
         torch.cuda.synchronize()
         start = time.perf_counter()
         out = model(input_ids=tokens, token_type_ids=types, labels=labels, next_sentence_label=next_sentence)
@@ -58,6 +64,15 @@ def main():
         torch.cuda.synchronize()
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        events = profiler.key_averages()
+        def gpu(event):  # (renamed from cuda to device in newer torch)
+            return getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+        total = sum(gpu(event) for event in events)
+        print(f"GPU time by op over 5 steps (torch.profiler): {total / 5e3:.2f} ms a step")
+        for event in sorted(events, key=gpu, reverse=True)[:30]:
+            print(f"  {gpu(event) / 5e3:8.3f} ms a step  {event.count // 5:6d} calls  {event.key[:90]}")
     rate = batch * length * len(times) / sum(times)
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"transformers BertForPreTraining {args.model} bf16: batch {batch} x {length}: {rate:,.0f} tokens/s, peak {peak:.1f} GiB "
