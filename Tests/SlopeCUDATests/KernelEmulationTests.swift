@@ -973,8 +973,14 @@ final class KernelEmulationTests: XCTestCase {
     }
 
     /// The dropout kernel drops exactly the elements the CPU backend drops (one hash, computed alike) and scales the
-    /// rest alike: float32 bit for bit, bf16 to its rounding.
+    /// rest alike: float32 bit for bit, bf16 to its rounding. Launched as the backend does, a thread per 16-byte pack
+    /// (`packedGrid`), the last elements past the packs taken by the element loop.
     func testDropoutDropsWhatTheCPUBackendDrops() throws {
+        XCTAssertEqual(packedGrid(2051, elementBytes: 2).0, 2, "257 packs of 8 (the last one partial)")
+        XCTAssertEqual(packedGrid(2051, elementBytes: 4).0, 3, "513 packs of 4")
+        XCTAssertEqual(packedGrid(6656 * 4096, elementBytes: 2).0, 13_312, "a thread per pack, not per element")
+        XCTAssertEqual(packedGrid(1, elementBytes: 2).0, 1)
+        XCTAssertEqual(packedGrid(1 << 32, elementBytes: 2).0, 65_535, "capped: grid-stride loops do the rest")
         let cpu = CPUBackend()
         var generator = SeededGenerator(seed: 31)
         for dtype in [DType.float32, .bfloat16] {
@@ -983,7 +989,7 @@ final class KernelEmulationTests: XCTestCase {
             let x = try cpu.randomNormal([n], dtype: dtype, using: &generator)
             for (probability, seed) in [(0.1, UInt64(7)), (0.5, 0xFFFF_FFFF_0000_1234)] {
                 let expected = try cpu.floats(cpu.dropout(x, probability: probability, seed: seed))
-                let out = try module.launch("dropout", grid: ((n + 255) / 256, 1, 1), [
+                let out = try module.launch("dropout", grid: packedGrid(n, elementBytes: dtype.byteSize), [
                     .input(try Self.raw(x, cpu)), .output(bytes: n * dtype.byteSize), .int64(n), .int64(Int(Int64(bitPattern: seed))),
                     .int32(Int(DropoutMask.threshold(probability: probability))), .float(Float(1 / (1 - probability))),
                 ])[1]!

@@ -80,7 +80,9 @@ extension CUDABackend {
     /// `destination[to[r]] = source[from[r]]` for `count` rows of `width`; a NULL index array is the identity.
     private func launchMoveRows(_ source: Tensor, from: CUdeviceptr, into destination: Tensor, to: CUdeviceptr, count: Int, width: Int) throws {
         try touch(destination)
-        try launch(.decoding, "move_rows", dtype: source.dtype, grid: elementwiseGrid(count * width), [
+        let packed = (width * source.dtype.byteSize) % 16 == 0  // (rows of whole 16-byte packs: moved a pack a thread)
+        let grid = packed ? packedGrid(count * width, elementBytes: source.dtype.byteSize) : elementwiseGrid(count * width)
+        try launch(.decoding, "move_rows", dtype: source.dtype, grid: grid, [
             .pointer(address(source, "moveRows")), .pointer(address(destination, "moveRows")), .pointer(from), .pointer(to),
             .int64(Int64(count)), .int64(Int64(width)),
         ])

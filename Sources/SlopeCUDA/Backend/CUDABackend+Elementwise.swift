@@ -4,7 +4,7 @@ extension CUDABackend {
     private func binary(_ a: Tensor, _ b: Tensor, _ op: Int32, _ name: String) throws -> Tensor {
         try OperandChecks.elementwise(a, b, name)
         let out = try newTensor(a.shape, dtype: a.dtype)
-        try launch(.elementwise, "binary_op", dtype: a.dtype, grid: elementwiseGrid(a.count), [
+        try launch(.elementwise, "binary_op", dtype: a.dtype, grid: packedGrid(a.count, elementBytes: a.dtype.byteSize), [
             .pointer(address(a, name)), .pointer(address(b, name)), .pointer(address(out, name)), .int64(Int64(a.count)), .int32(op),
         ])
         return out
@@ -16,7 +16,7 @@ extension CUDABackend {
 
     public func scale(_ x: Tensor, by factor: Double) throws -> Tensor {
         let out = try newTensor(x.shape, dtype: x.dtype)
-        try launch(.elementwise, "scale", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+        try launch(.elementwise, "scale", dtype: x.dtype, grid: packedGrid(x.count, elementBytes: x.dtype.byteSize), [
             .pointer(address(x, "scale")), .pointer(address(out, "scale")), .int64(Int64(x.count)), .float(Float(factor)),
         ])
         return out
@@ -24,7 +24,7 @@ extension CUDABackend {
 
     public func scaleInPlace(_ x: Tensor, by factor: Double) throws {
         try touch(x)
-        try launch(.elementwise, "scale", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+        try launch(.elementwise, "scale", dtype: x.dtype, grid: packedGrid(x.count, elementBytes: x.dtype.byteSize), [
             .pointer(address(x, "scaleInPlace")), .pointer(address(x, "scaleInPlace")), .int64(Int64(x.count)), .float(Float(factor)),
         ])
     }
@@ -35,7 +35,7 @@ extension CUDABackend {
         }
         try OperandChecks.sameDType([x, y], "accumulate")
         try touch(y)
-        try launch(.elementwise, "accumulate", dtype: y.dtype, grid: elementwiseGrid(x.count), [
+        try launch(.elementwise, "accumulate", dtype: y.dtype, grid: packedGrid(x.count, elementBytes: y.dtype.byteSize), [
             .pointer(address(x, "accumulate")), .pointer(address(y, "accumulate")), .int64(Int64(x.count)), .float(Float(alpha)),
         ])
     }
@@ -72,7 +72,7 @@ extension CUDABackend {
     public func dropout(_ x: Tensor, probability: Double, seed: UInt64) throws -> Tensor {
         try DropoutMask.check(probability, "dropout")
         let out = try newTensor(x.shape, dtype: x.dtype)
-        try launch(.elementwise, "dropout", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+        try launch(.elementwise, "dropout", dtype: x.dtype, grid: packedGrid(x.count, elementBytes: x.dtype.byteSize), [
             .pointer(address(x, "dropout")), .pointer(address(out, "dropout")), .int64(Int64(x.count)),
             .int64(Int64(bitPattern: seed)), .int32(Int32(DropoutMask.threshold(probability: probability))), .float(Float(1 / (1 - probability))),
         ])
@@ -91,7 +91,7 @@ extension CUDABackend {
 
     public func activation(_ x: Tensor, _ kind: Activation) throws -> Tensor {
         let out = try newTensor(x.shape, dtype: x.dtype)
-        try launch(.elementwise, "activation_forward", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+        try launch(.elementwise, "activation_forward", dtype: x.dtype, grid: packedGrid(x.count, elementBytes: x.dtype.byteSize), [
             .pointer(address(x, "activation")), .pointer(address(out, "activation")), .int64(Int64(x.count)), .int32(activationCode(kind)),
         ])
         return out
@@ -103,7 +103,7 @@ extension CUDABackend {
         }
         try OperandChecks.sameDType([gate, up], "gatedActivation")
         let out = try newTensor(gate.shape, dtype: gate.dtype)
-        try launch(.elementwise, "gated_activation_forward", dtype: gate.dtype, grid: elementwiseGrid(gate.count), [
+        try launch(.elementwise, "gated_activation_forward", dtype: gate.dtype, grid: packedGrid(gate.count, elementBytes: gate.dtype.byteSize), [
             .pointer(address(gate, "gatedActivation")), .pointer(address(up, "gatedActivation")), .pointer(address(out, "gatedActivation")),
             .int64(Int64(gate.count)), .int32(activationCode(kind)),
         ])
@@ -117,7 +117,7 @@ extension CUDABackend {
         }
         try OperandChecks.sameDType([gate, up, dh], operation)
         let (dGate, dUp) = (try newTensor(gate.shape, dtype: gate.dtype), try newTensor(gate.shape, dtype: gate.dtype))
-        try launch(.elementwise, "gated_activation_backward", dtype: gate.dtype, grid: elementwiseGrid(gate.count), [
+        try launch(.elementwise, "gated_activation_backward", dtype: gate.dtype, grid: packedGrid(gate.count, elementBytes: gate.dtype.byteSize), [
             .pointer(address(gate, operation)), .pointer(address(up, operation)), .pointer(address(dh, operation)),
             .pointer(address(dGate, operation)), .pointer(address(dUp, operation)), .int64(Int64(gate.count)), .int32(activationCode(kind)),
         ])
@@ -130,7 +130,7 @@ extension CUDABackend {
         }
         try OperandChecks.sameDType([x, dy], "activationBackward")
         let out = try newTensor(x.shape, dtype: x.dtype)
-        try launch(.elementwise, "activation_backward", dtype: x.dtype, grid: elementwiseGrid(x.count), [
+        try launch(.elementwise, "activation_backward", dtype: x.dtype, grid: packedGrid(x.count, elementBytes: x.dtype.byteSize), [
             .pointer(address(x, "activationBackward")), .pointer(address(dy, "activationBackward")), .pointer(address(out, "activationBackward")),
             .int64(Int64(x.count)), .int32(activationCode(kind)),
         ])

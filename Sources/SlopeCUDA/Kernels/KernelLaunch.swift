@@ -65,6 +65,14 @@ func elementwiseGrid(_ count: Int) -> (Int, Int, Int) {
     (min(max((count + 255) / 256, 1), 65_535), 1, 1)
 }
 
+/// Blocks of 256 threads for a kernel whose threads take a 16-byte pack each (`map1`, `map2`, grid-stride over the
+/// packs, single elements where a pointer is unaligned): a thread per pack, not per element — sized by elements, 7 of
+/// every 8 blocks of a bf16 kernel would start only to find no pack left (65,535 blocks for a 27M-element GELU, of
+/// which 13,000 had work).
+func packedGrid(_ count: Int, elementBytes: Int) -> (Int, Int, Int) {
+    elementwiseGrid((count * elementBytes + 15) / 16)
+}
+
 /// Threads of a row-norm block (LayerNorm, RMSNorm: one block per row): about two 16-byte packs of the row a thread,
 /// 64 to 256. A 1024-wide bf16 row (BERT-large) takes 64 threads instead of 256, half of them idle, so an SM holds
 /// four times the rows in flight, and the block sums wait on two warps, not eight.
