@@ -20,7 +20,7 @@ extension CUDABackend {
             return
         }
         try touch(parameter)
-        try launch(.optimizer, "adamw" + suffix, dtype: parameter.dtype, grid: elementwiseGrid(parameter.count), [
+        try launch(.optimizer, "adamw" + suffix, dtype: parameter.dtype, grid: packedGrid(parameter.count, elementBytes: parameter.dtype.byteSize), [
             .pointer(address(parameter, "adamW")), .pointer(address(gradient, "adamW")), .pointer(address(moment1, "adamW")),
             .pointer(address(moment2, "adamW")), .int64(Int64(parameter.count)),
         ] + hyper)
