@@ -1278,6 +1278,8 @@ final class KernelEmulationTests: XCTestCase {
         for start in stride(from: 0, to: shuffled.count, by: 64) { shuffled[start..<(start + 64)].shuffle(using: &generator) }
         let count = tiled.count
         let values = (0..<count).map { Float($0) * 0.5 - 7 }
+        XCTAssertEqual(CUDABackend.packedMapGrid(count: count).0, 1, "2,048 positions: 256 threads of 8 (launched so below)")
+        XCTAssertEqual(CUDABackend.packedMapGrid(count: 2049).0, 9, "not a multiple of 8: a thread a position")
         func holds(_ kernel: String, _ map: [UInt32], _ log2Block: Int) throws -> Bool {
             let bad: [Int32] = try module.launch(kernel, grid: (2, 1, 1), [
                 .inputArray(map), .readWriteArray([Int32(0)]), .int64(count), .int32(log2Block),
@@ -1305,12 +1307,12 @@ final class KernelEmulationTests: XCTestCase {
                     .inputArray(map), .output(bytes: count / block * 4), .output(bytes: offsetCount * 2), .int64(count), .int32(log2Block),
                     .int64(offsetCount),
                 ])
-                let scattered: [Float] = try module.launch("scatter_values_packed", grid: (2, 1, 1), [
+                let scattered: [Float] = try module.launch("scatter_values_packed", grid: CUDABackend.packedMapGrid(count: count), [
                     .inputArray(values), .input(packed[1]!), .input(packed[2]!), .output(bytes: count * 4), .int64(count), .int32(log2Block),
                     .int64(Int(packing.offsetMask)),
                 ])[3]!.elements()
                 XCTAssertEqual(scattered, map.map { values[Int($0)] }, "\(name), blocks of \(1 << log2Block): scatter through the packed map")
-                let gathered: [Float] = try module.launch("gather_values_packed", grid: (2, 1, 1), [
+                let gathered: [Float] = try module.launch("gather_values_packed", grid: CUDABackend.packedMapGrid(count: count), [
                     .inputArray(scattered), .input(packed[1]!), .input(packed[2]!), .output(bytes: count * 4), .int64(count), .int32(log2Block),
                     .int64(Int(packing.offsetMask)),
                 ])[3]!.elements()

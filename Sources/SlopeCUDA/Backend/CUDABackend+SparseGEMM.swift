@@ -280,6 +280,13 @@ extension CUDABackend {
         try copyThroughMap(map, values: address(s.values, "compress"), compressed: storage.address, count: s.values.count, dtype: s.values.dtype, gather: false)
     }
 
+    /// The packed-map copies' grid: a thread takes 8 positions where `count` is a multiple of 8 (the kernels' 16-byte
+    /// path; grid-stride loops do the rest, and take single positions otherwise) — a thread per position left 7 of
+    /// every 8 blocks without work.
+    static func packedMapGrid(count: Int) -> (Int, Int, Int) {
+        elementwiseGrid(count % 8 == 0 ? count / 8 : count)
+    }
+
     /// `compressed[p] = values[map(p)]` (scatter), or back (`gather`: W's values read out of cuSPARSELt's copy).
     func copyThroughMap(
         _ map: SparseOperandCache.ValueMap, values: CUdeviceptr, compressed: CUdeviceptr, count: Int, dtype: DType, gather: Bool
@@ -291,7 +298,7 @@ extension CUDABackend {
                 .pointer(source), .pointer(slots.address), .pointer(destination), .int64(Int64(count)),
             ])
         case .packed(let bases, let offsets, let packing):
-            try launch(.compressedLayout, gather ? "gather_values_packed" : "scatter_values_packed", dtype: dtype, grid: elementwiseGrid(count), [
+            try launch(.compressedLayout, gather ? "gather_values_packed" : "scatter_values_packed", dtype: dtype, grid: Self.packedMapGrid(count: count), [
                 .pointer(source), .pointer(bases.address), .pointer(offsets.address), .pointer(destination), .int64(Int64(count)),
                 .int32(Int32(packing.log2Block)), .int64(packing.offsetMask),
             ])
