@@ -68,7 +68,7 @@ func elementwiseGrid(_ count: Int) -> (Int, Int, Int) {
 /// Blocks of 256 threads for a kernel whose threads take a 16-byte pack each (`map1`, `map2`, grid-stride over the
 /// packs, single elements where a pointer is unaligned): a thread per pack, not per element — sized by elements, 7 of
 /// every 8 blocks of a bf16 kernel would start only to find no pack left (65,535 blocks for a 27M-element GELU, of
-/// which 13,000 had work).
+/// which 13,312 had work).
 func packedGrid(_ count: Int, elementBytes: Int) -> (Int, Int, Int) {
     elementwiseGrid((count * elementBytes + 15) / 16)
 }
